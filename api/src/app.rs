@@ -1,0 +1,237 @@
+//! The application factory: shared state, the actix app and the HTTP server. The binary, the
+//! spec export and the integration tests all build the server through [`server`], so they run
+//! exactly the same app.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, Service};
+use actix_web::http::Method;
+use actix_web::middleware::{Compress, ErrorHandlers};
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+use futures::FutureExt;
+use sea_orm::DatabaseConnection;
+use utoipa_actix_web::AppExt;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::auth::passwords;
+use crate::auth::tokens::JwtKeys;
+use crate::error::{ApiError, problem_safety_net};
+use crate::secrets::{self, Keyring};
+use crate::settings::Settings;
+use secrecy::SecretString;
+
+/// Everything a request handler may need, shared by all workers.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub keyring: Arc<Keyring>,
+    pub jwt: JwtKeys,
+    /// Verified against when a login names an unknown email (equal timing).
+    pub dummy_password_hash: String,
+}
+
+/// A secret from its setting, or else from its generated file in the data directory, with
+/// one warning that production must supply it.
+fn configured_or_generated(
+    configured: &Option<SecretString>,
+    settings: &Settings,
+    what: &str,
+    variable: &str,
+    load: fn(&std::path::Path) -> std::io::Result<(SecretString, secrets::GeneratedFile)>,
+) -> anyhow::Result<(SecretString, String)> {
+    if let Some(secret) = configured {
+        return Ok((secret.clone(), variable.to_string()));
+    }
+    let (secret, file) = load(&settings.data_dir).with_context(|| {
+        format!(
+            "TRIBUTARY_DATA_DIR: cannot read or create the {what} file in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let verb = if file.created {
+        "generated"
+    } else {
+        "using generated"
+    };
+    tracing::warn!(
+        "{verb} {what} file {}; production must set {variable} instead",
+        file.path.display()
+    );
+    Ok((secret, file.path.display().to_string()))
+}
+
+/// Loads the keyring from `TRIBUTARY_ENCRYPTION_KEYS`, or the generated key file.
+pub fn load_keyring(settings: &Settings) -> anyhow::Result<Keyring> {
+    let (spec, source) = configured_or_generated(
+        &settings.encryption_keys,
+        settings,
+        "encryption key",
+        "TRIBUTARY_ENCRYPTION_KEYS",
+        secrets::load_or_create_keyring_file,
+    )?;
+    Keyring::parse(secrets::expose(&spec)).map_err(|e| anyhow::anyhow!("{source}: {e}"))
+}
+
+fn load_jwt(settings: &Settings) -> anyhow::Result<JwtKeys> {
+    let (secret, _) = configured_or_generated(
+        &settings.jwt_secret,
+        settings,
+        "JWT secret",
+        "TRIBUTARY_JWT_SECRET",
+        secrets::load_or_create_jwt_file,
+    )?;
+    Ok(JwtKeys::new(&secret, settings.access_token_ttl))
+}
+
+impl AppState {
+    /// Opens the database (migrating it if configured) and loads the keys.
+    pub async fn build(settings: Settings) -> anyhow::Result<AppState> {
+        let keyring = load_keyring(&settings)?;
+        let jwt = load_jwt(&settings)?;
+        let db = crate::db::connect(&settings.database_url).await?;
+        if settings.auto_migrate {
+            crate::db::migrate(&db).await?;
+        }
+        let dummy_password_hash = tokio::task::spawn_blocking(passwords::dummy_hash).await?;
+        Ok(AppState {
+            db,
+            settings: Arc::new(settings),
+            keyring: Arc::new(keyring),
+            jwt,
+            dummy_password_hash,
+        })
+    }
+}
+
+/// Method and path templates of every documented route, to tell 405 from 404.
+struct RouteTable(Vec<(Vec<String>, Vec<Method>)>);
+
+impl RouteTable {
+    fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
+        let mut routes: Vec<(Vec<String>, Vec<Method>)> = spec
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let mut methods = Vec::new();
+                for (method, operation) in [
+                    (Method::GET, &item.get),
+                    (Method::POST, &item.post),
+                    (Method::PUT, &item.put),
+                    (Method::PATCH, &item.patch),
+                    (Method::DELETE, &item.delete),
+                ] {
+                    if operation.is_some() {
+                        methods.push(method);
+                    }
+                }
+                (segments(path), methods)
+            })
+            .collect();
+        routes.push((segments("/openapi.json"), vec![Method::GET]));
+        routes.push((segments("/docs"), vec![Method::GET]));
+        RouteTable(routes)
+    }
+
+    fn allowed(&self, path: &str) -> Option<Vec<String>> {
+        let wanted = segments(path);
+        let mut allowed: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == wanted.len()
+                    && template
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(t, w)| (t.starts_with('{') && !w.is_empty()) || t == w)
+            })
+            .flat_map(|(_, methods)| methods.iter().map(|m| m.to_string()))
+            .collect();
+        allowed.sort();
+        allowed.dedup();
+        (!allowed.is_empty()).then_some(allowed)
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.trim_end_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect()
+}
+
+async fn fallback(req: HttpRequest, routes: Data<RouteTable>) -> Result<HttpResponse, ApiError> {
+    match routes.allowed(req.path()) {
+        Some(allowed) => Err(ApiError::MethodNotAllowed(allowed)),
+        None => Err(ApiError::NotFound),
+    }
+}
+
+async fn openapi_json(spec: Data<String>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(spec.get_ref().clone())
+}
+
+/// Starts the HTTP server on `listener`. Signals are left to the caller when `handle_signals`
+/// is false (tests).
+pub fn server(
+    listener: TcpListener,
+    state: AppState,
+    workers: Option<usize>,
+    handle_signals: bool,
+) -> std::io::Result<Server> {
+    let spec = crate::openapi::document();
+    let routes = Data::new(RouteTable::from_spec(&spec));
+    let spec_json = Data::new(spec.to_json().unwrap_or_default());
+    let state = Data::new(state);
+    let path_config = web::PathConfig::default()
+        .error_handler(|err, _| ApiError::BadRequest(format!("bad path parameter: {err}")).into());
+    let query_config = web::QueryConfig::default()
+        .error_handler(|err, _| ApiError::BadRequest(format!("bad query string: {err}")).into());
+
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(routes.clone())
+            .app_data(path_config.clone())
+            .app_data(query_config.clone())
+            .wrap(ErrorHandlers::new().default_handler(problem_safety_net))
+            .wrap(Compress::default())
+            .wrap_fn(|req, srv| {
+                let method = req.method().clone();
+                let path = req.path().to_string();
+                let started = std::time::Instant::now();
+                srv.call(req).map(move |res| {
+                    if let Ok(res) = &res {
+                        tracing::info!(
+                            %method,
+                            %path,
+                            status = res.status().as_u16(),
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "request"
+                        );
+                    }
+                    res
+                })
+            })
+            .into_utoipa_app()
+            .configure(crate::routes::configure)
+            .into_app()
+            .app_data(spec_json.clone())
+            .route("/openapi.json", web::get().to(openapi_json))
+            .service(Scalar::with_url("/docs", crate::openapi::document()))
+            .default_service(web::to(fallback))
+    })
+    .listen(listener)?;
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    if !handle_signals {
+        server = server.disable_signals();
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,66 @@
+//! Database connection and migrations, SQLite or Postgres from one URL.
+
+use std::path::Path;
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+
+pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let parent = sqlite_file(url)
+        .and_then(|path| Path::new(path).parent())
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        std::fs::create_dir_all(parent).with_context(|| {
+            format!("DATABASE_URL: cannot create directory {}", parent.display())
+        })?;
+    }
+    let mut options = ConnectOptions::new(url.to_string());
+    options.sqlx_logging(false);
+    let db = Database::connect(options)
+        .await
+        .with_context(|| format!("DATABASE_URL: cannot connect to {}", redact(url)))?;
+    if db.get_database_backend() == DbBackend::Sqlite && sqlite_file(url).is_some() {
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+    }
+    Ok(db)
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None).await.context("running migrations")
+}
+
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_and_redaction() {
+        assert_eq!(
+            sqlite_file("sqlite://./data/t.db?mode=rwc"),
+            Some("./data/t.db")
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://x"), None);
+        assert_eq!(redact("postgres://u:hunter2@h/db"), "postgres://u:***@h/db");
+    }
+}

@@ -1,0 +1,184 @@
+//! `ValidJson<T>`: a JSON body read up to the configured limit, deserialized with the path of
+//! any bad field, then checked by the type's own [`Validate`]. Errors are problems: 415 for a
+//! non-JSON content type, 413 over the limit, 400 for malformed JSON, 422 naming the field.
+
+use actix_web::dev::Payload;
+use actix_web::web::{BytesMut, Data};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures::StreamExt;
+use futures::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::error::{ApiError, FieldError};
+
+/// Checks a deserialized request beyond what its types say.
+pub trait Validate {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        Ok(())
+    }
+}
+
+pub struct ValidJson<T>(pub T);
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<Data<AppState>>()
+            .map(|state| state.settings.max_body_bytes)
+            .unwrap_or(256 * 1024);
+        let content_type_ok = match req.mime_type() {
+            Ok(Some(mime)) => {
+                mime.type_() == "application"
+                    && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+            }
+            _ => false,
+        };
+        let declared_length = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the request body must be JSON (Content-Type: application/json)".into(),
+                ));
+            }
+            if declared_length.is_some_and(|len| len > limit) {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk
+                    .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let value = parse_json::<T>(&body)?;
+            value.validate().map_err(ApiError::Validation)?;
+            Ok(ValidJson(value))
+        })
+    }
+}
+
+/// Deserializes JSON, naming the path of the first bad field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let inner = err.inner();
+        let message = strip_position(&inner.to_string());
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let mut path = err.path().to_string();
+                if path == "." {
+                    path.clear();
+                }
+                // serde reports a missing field at its parent; name the field itself.
+                if let Some(name) =
+                    backticked(&message).filter(|_| message.starts_with("missing field"))
+                {
+                    path = if path.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                }
+                let message = if message.starts_with("unknown field") {
+                    "unknown field".to_string()
+                } else if message.starts_with("missing field") {
+                    "is required".to_string()
+                } else {
+                    message
+                };
+                ApiError::Validation(vec![FieldError::new(
+                    if path.is_empty() {
+                        "body".to_string()
+                    } else {
+                        path
+                    },
+                    message,
+                )])
+            }
+            _ => ApiError::BadRequest(format!("the body is not valid JSON: {message}")),
+        }
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(&message[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        amount: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        items: Vec<Inner>,
+    }
+
+    fn field_of(body: &str) -> (String, String) {
+        match parse_json::<Outer>(body.as_bytes()).unwrap_err() {
+            ApiError::Validation(errors) => (errors[0].field.clone(), errors[0].message.clone()),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        assert_eq!(field_of(r#"{"items": []}"#).0, "name");
+        assert_eq!(field_of(r#"{"name": 1, "items": []}"#).0, "name");
+        assert_eq!(
+            field_of(r#"{"name": "x", "items": [{"amount": 1}, {"amount": "2"}]}"#).0,
+            "items[1].amount"
+        );
+        assert_eq!(
+            field_of(r#"{"name": "x", "items": [], "nmae": 1}"#),
+            ("nmae".into(), "unknown field".into())
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_a_bad_request() {
+        assert!(matches!(
+            parse_json::<Outer>(b"{\"name\": "),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json::<Outer>(b""),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+}

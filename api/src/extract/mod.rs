@@ -1,0 +1,10 @@
+//! Extractors that do the work before a handler runs: who is calling (and for which tenant),
+//! a validated JSON body, list parameters.
+
+mod json;
+mod pagination;
+mod tenant;
+
+pub use json::{ValidJson, Validate};
+pub use pagination::{ListQuery, ListResponse, Page};
+pub use tenant::{Actor, TenantContext};

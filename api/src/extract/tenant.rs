@@ -1,0 +1,128 @@
+//! The tenant context: the one place a bearer token (JWT or API key) becomes "this tenant,
+//! this role, this actor". Every service function takes it; none reads tenant ids elsewhere.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::web::Data;
+use actix_web::{FromRequest, HttpRequest};
+use chrono::Utc;
+use entity::{Role, TenantOwned, api_keys, users};
+use futures::future::LocalBoxFuture;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+
+use crate::app::AppState;
+use crate::auth;
+use crate::error::ApiError;
+
+/// Who is acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(String),
+    ApiKey(String),
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::User(_) => "user",
+            Actor::ApiKey(_) => "api_key",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Actor::User(id) | Actor::ApiKey(id) => id,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    pub tenant_id: String,
+    pub role: Role,
+    pub actor: Actor,
+}
+
+impl TenantContext {
+    /// Refuses with 403 unless the caller's role is at least `minimum`.
+    pub fn require(&self, minimum: Role) -> Result<(), ApiError> {
+        if self.role >= minimum {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden_role())
+        }
+    }
+}
+
+impl FromRequest for TenantContext {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<Data<AppState>>().cloned();
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim().to_string())
+            });
+        Box::pin(async move {
+            let state =
+                state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
+            let token = token.ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "send Authorization: Bearer <access token or API key>".into(),
+                )
+            })?;
+            authenticate(&state, &token).await
+        })
+    }
+}
+
+async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext, ApiError> {
+    if token.starts_with(auth::api_keys::KEY_SCHEME) {
+        let invalid = || ApiError::Unauthorized("the API key is invalid or revoked".into());
+        let prefix = auth::api_keys::prefix_of(token).ok_or_else(invalid)?;
+        let key = api_keys::Entity::find()
+            .filter(api_keys::Column::Prefix.eq(prefix))
+            .one(&state.db)
+            .await?
+            .ok_or_else(invalid)?;
+        if !auth::api_keys::matches(token, &key.key_hash) {
+            return Err(invalid());
+        }
+        let now = Utc::now();
+        let stale = key
+            .last_used_at
+            .is_none_or(|t| now - t > chrono::Duration::seconds(60));
+        let context = TenantContext {
+            tenant_id: key.tenant_id.clone(),
+            role: key.role,
+            actor: Actor::ApiKey(key.id.clone()),
+        };
+        if stale {
+            let mut active: api_keys::ActiveModel = key.into();
+            active.last_used_at = Set(Some(now));
+            active.update(&state.db).await?;
+        }
+        return Ok(context);
+    }
+
+    let claims = state
+        .jwt
+        .verify(token)
+        .map_err(|_| ApiError::Unauthorized("the access token is invalid or expired".into()))?;
+    let user = users::Entity::find_by_id_in_tenant(&claims.tid, &claims.sub)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
+    Ok(TenantContext {
+        tenant_id: user.tenant_id,
+        role: user.role,
+        actor: Actor::User(user.id),
+    })
+}

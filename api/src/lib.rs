@@ -1,0 +1,15 @@
+//! Tributary's REST API: tenants, people and credentials, Stripe accounts, the OpenAPI
+//! document, and the HTTP server that serves them.
+
+pub mod app;
+pub mod auth;
+pub mod commands;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod secrets;
+pub mod services;
+pub mod settings;
+pub mod telemetry;

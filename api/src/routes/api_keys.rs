@@ -1,0 +1,64 @@
+//! `/v1/api-keys`: keys for machines, shown once.
+
+use actix_web::web::{Data, Path};
+use actix_web::{HttpResponse, delete, get, post};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::responses;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::services::api_keys::{self, ApiKeyCreated, ApiKeyIn, ApiKeyOut};
+
+#[utoipa::path(tag = "api-keys", operation_id = "api_keys.create", request_body = ApiKeyIn,
+    responses(
+        (status = 201, description = "The new key; `key` is shown only in this response.", body = ApiKeyCreated),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer" = [])))]
+#[post("/v1/api-keys")]
+async fn create(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    ValidJson(input): ValidJson<ApiKeyIn>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(api_keys::create(&state, &ctx, input).await?))
+}
+
+#[utoipa::path(tag = "api-keys", operation_id = "api_keys.list", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of keys, newest first; never the keys themselves.", body = ListResponse<ApiKeyOut>),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer" = [])))]
+#[get("/v1/api-keys")]
+async fn list(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    page: Page,
+) -> Result<HttpResponse, ApiError> {
+    let (data, has_more) = api_keys::list(&state, &ctx, &page).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
+}
+
+#[utoipa::path(tag = "api-keys", operation_id = "api_keys.delete", params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "The key is revoked."),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer" = [])))]
+#[delete("/v1/api-keys/{id}")]
+async fn remove(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    api_keys::delete(&state, &ctx, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create).service(list).service(remove);
+}

@@ -1,0 +1,22 @@
+//! HTTP routes, one module per resource. Handlers are thin: extract, call a service, map.
+//! Every route is added with `.service(…)` so the OpenAPI document collects it.
+
+pub mod api_keys;
+pub mod audit_log;
+pub mod health;
+pub mod responses;
+pub mod sessions;
+pub mod stripe_accounts;
+pub mod users;
+
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Mounts every documented route. The server, the spec export and the tests all call this.
+pub fn configure(cfg: &mut ServiceConfig) {
+    health::configure(cfg);
+    sessions::configure(cfg);
+    users::configure(cfg);
+    api_keys::configure(cfg);
+    stripe_accounts::configure(cfg);
+    audit_log::configure(cfg);
+}

@@ -1,0 +1,74 @@
+//! Sign-up, login, token refresh and `/v1/me`.
+
+use actix_web::web::Data;
+use actix_web::{HttpRequest, HttpResponse, get, post};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::responses;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{TenantContext, ValidJson};
+use crate::services::sessions::{self, LoginIn, MeOut, RefreshIn, SignupIn, SignupOut, TokenPair};
+
+#[utoipa::path(tag = "auth", operation_id = "signup.create", request_body = SignupIn,
+    responses(
+        (status = 201, description = "The new tenant, its owner and a first token pair.", body = SignupOut),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 409, response = inline(responses::Conflict)),
+        (status = 422, response = inline(responses::Invalid))))]
+#[post("/v1/signup")]
+async fn signup(
+    state: Data<AppState>,
+    ValidJson(input): ValidJson<SignupIn>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(sessions::signup(&state, input).await?))
+}
+
+#[utoipa::path(tag = "auth", operation_id = "login.create", request_body = LoginIn,
+    responses(
+        (status = 200, description = "A token pair.", body = TokenPair),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 422, response = inline(responses::Invalid)),
+        (status = 429, response = inline(responses::TooManyRequests))))]
+#[post("/v1/login")]
+async fn login(
+    state: Data<AppState>,
+    req: HttpRequest,
+    ValidJson(input): ValidJson<LoginIn>,
+) -> Result<HttpResponse, ApiError> {
+    let address = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    Ok(HttpResponse::Ok().json(sessions::login(&state, input, &address).await?))
+}
+
+#[utoipa::path(tag = "auth", operation_id = "token.refresh", request_body = RefreshIn,
+    responses(
+        (status = 200, description = "A new token pair; the presented refresh token is spent.", body = TokenPair),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 422, response = inline(responses::Invalid))))]
+#[post("/v1/token/refresh")]
+async fn refresh(
+    state: Data<AppState>,
+    ValidJson(input): ValidJson<RefreshIn>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(sessions::refresh(&state, input).await?))
+}
+
+#[utoipa::path(tag = "auth", operation_id = "me.get",
+    responses(
+        (status = 200, description = "The caller, its tenant and its role.", body = MeOut),
+        (status = 401, response = inline(responses::Unauthorized))),
+    security(("bearer" = [])))]
+#[get("/v1/me")]
+async fn me(state: Data<AppState>, ctx: TenantContext) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(sessions::me(&state, &ctx).await?))
+}
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(signup)
+        .service(login)
+        .service(refresh)
+        .service(me);
+}

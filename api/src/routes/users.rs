@@ -1,0 +1,105 @@
+//! `/v1/users`: the tenant's people and their roles.
+
+use actix_web::web::{Data, Path};
+use actix_web::{HttpResponse, delete, get, patch, post};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::responses;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::services::users::{self, UserIn, UserOut, UserPatch};
+
+#[utoipa::path(tag = "users", operation_id = "users.create", request_body = UserIn,
+    responses(
+        (status = 201, description = "The new user.", body = UserOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 409, response = inline(responses::Conflict)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer" = [])))]
+#[post("/v1/users")]
+async fn create(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    ValidJson(input): ValidJson<UserIn>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(users::create(&state, &ctx, input).await?))
+}
+
+#[utoipa::path(tag = "users", operation_id = "users.list", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of users, newest first.", body = ListResponse<UserOut>),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer" = [])))]
+#[get("/v1/users")]
+async fn list(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    page: Page,
+) -> Result<HttpResponse, ApiError> {
+    let (data, has_more) = users::list(&state, &ctx, &page).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
+}
+
+#[utoipa::path(tag = "users", operation_id = "users.get", params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user.", body = UserOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer" = [])))]
+#[get("/v1/users/{id}")]
+async fn get_one(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(users::get(&state, &ctx, &id).await?))
+}
+
+#[utoipa::path(tag = "users", operation_id = "users.update", request_body = UserPatch,
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The updated user.", body = UserOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer" = [])))]
+#[patch("/v1/users/{id}")]
+async fn update(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+    ValidJson(patch): ValidJson<UserPatch>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(users::update(&state, &ctx, &id, patch).await?))
+}
+
+#[utoipa::path(tag = "users", operation_id = "users.delete", params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "The user is gone, with their sessions."),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict))),
+    security(("bearer" = [])))]
+#[delete("/v1/users/{id}")]
+async fn remove(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    users::delete(&state, &ctx, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(get_one)
+        .service(update)
+        .service(remove);
+}

@@ -1,0 +1,94 @@
+//! The service layer: every operation on tenant data, each taking a [`TenantContext`] (or, for
+//! sign-up and login, creating one). Writes run in a transaction with their audit entry, so a
+//! failure leaves nothing half-written.
+//!
+//! [`TenantContext`]: crate::extract::TenantContext
+
+pub mod api_keys;
+pub mod audit;
+pub mod sessions;
+pub mod stripe_accounts;
+pub mod users;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::FieldError;
+
+/// A new time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Timestamps are stored and returned at microsecond precision, the finest both databases keep.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// Checks a free-text name: present, not blank, at most 200 characters.
+pub fn check_name(field: &str, value: &str, errors: &mut Vec<FieldError>) {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        errors.push(FieldError::new(field, "must not be blank"));
+    } else if trimmed.chars().count() > 200 {
+        errors.push(FieldError::new(field, "must be at most 200 characters"));
+    }
+}
+
+/// Normalises an email address (trimmed, lower-case) or explains what is wrong with it.
+pub fn parse_email(value: &str) -> Result<String, &'static str> {
+    let email = value.trim().to_lowercase();
+    if email.len() > 320 {
+        return Err("must be at most 320 characters");
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err("must be an email address");
+    };
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@');
+    if local.is_empty() || !domain_ok || email.chars().any(char::is_whitespace) {
+        return Err("must be an email address");
+    }
+    Ok(email)
+}
+
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+pub fn check_password(field: &str, value: &str, errors: &mut Vec<FieldError>) {
+    let count = value.chars().count();
+    if count < MIN_PASSWORD_CHARS {
+        errors.push(FieldError::new(field, "must be at least 10 characters"));
+    } else if count > 1024 {
+        errors.push(FieldError::new(field, "must be at most 1024 characters"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(parse_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+        ] {
+            assert!(parse_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let first = new_id();
+        let second = new_id();
+        assert!(first < second);
+    }
+}

@@ -1,0 +1,363 @@
+//! Sign-up, login, token refresh and "who am I".
+
+use chrono::Duration;
+use entity::{Role, TenantOwned, api_keys, refresh_tokens, tenants, users};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::users::UserOut;
+use super::{check_name, check_password, new_id, now, parse_email};
+use crate::app::AppState;
+use crate::auth::{self, passwords, throttle};
+use crate::error::{ApiError, FieldError, is_unique_violation};
+use crate::extract::{Actor, TenantContext, Validate};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupIn {
+    #[schema(example = "Acme Inc")]
+    pub tenant_name: String,
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// At least 10 characters.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+impl Validate for SignupIn {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        check_name("tenant_name", &self.tenant_name, &mut errors);
+        if let Err(message) = parse_email(&self.email) {
+            errors.push(FieldError::new("email", message));
+        }
+        check_password("password", self.password.expose_secret(), &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    pub email: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+impl Validate for LoginIn {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        if self.email.trim().is_empty() {
+            return Err(vec![FieldError::new("email", "must not be blank")]);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshIn {
+    #[schema(value_type = String)]
+    pub refresh_token: SecretString,
+}
+
+impl Validate for RefreshIn {}
+
+/// An access token and the refresh token that renews it.
+#[derive(Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// Single use: each refresh returns a new one, and presenting a used one revokes them all.
+    pub refresh_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantOut {
+    pub id: String,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<tenants::Model> for TenantOut {
+    fn from(t: tenants::Model) -> Self {
+        TenantOut {
+            id: t.id,
+            name: t.name,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignupOut {
+    pub tenant: TenantOut,
+    pub user: UserOut,
+    pub access_token: String,
+    pub refresh_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+/// The API key a request was made with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeApiKey {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeOut {
+    pub tenant: TenantOut,
+    /// The caller's effective role.
+    pub role: Role,
+    /// Set when the caller is a person.
+    pub user: Option<UserOut>,
+    /// Set when the caller is an API key.
+    pub api_key: Option<MeApiKey>,
+}
+
+pub async fn signup(state: &AppState, input: SignupIn) -> Result<SignupOut, ApiError> {
+    if !state.settings.signup_open {
+        return Err(ApiError::Forbidden(
+            "self-service sign-up is closed on this installation".into(),
+        ));
+    }
+    let email = parse_email(&input.email).map_err(|m| ApiError::field("email", m))?;
+    let password_hash = passwords::hash(input.password).await?;
+    let at = now();
+    let tenant = tenants::Model {
+        id: new_id(),
+        name: input.tenant_name.trim().to_string(),
+        created_at: at,
+        updated_at: at,
+    };
+    let user = users::Model {
+        id: new_id(),
+        tenant_id: tenant.id.clone(),
+        email,
+        password_hash,
+        role: Role::Owner,
+        created_at: at,
+        updated_at: at,
+    };
+
+    let txn = state.db.begin().await?;
+    tenants::Entity::insert(tenants::ActiveModel::from(tenant.clone()))
+        .exec(&txn)
+        .await?;
+    users::Entity::insert(users::ActiveModel::from(user.clone()))
+        .exec(&txn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                email_taken()
+            } else {
+                e.into()
+            }
+        })?;
+    let actor = Actor::User(user.id.clone());
+    super::audit::record(
+        &txn,
+        &tenant.id,
+        &actor,
+        "tenant.create",
+        "tenant",
+        Some(&tenant.id),
+    )
+    .await?;
+    let pair = issue_pair(&txn, state, &user, None).await?;
+    txn.commit().await?;
+
+    tracing::info!(tenant_id = %tenant.id, user_id = %user.id, "tenant signed up");
+    Ok(SignupOut {
+        tenant: tenant.into(),
+        user: user.into(),
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+        token_type: pair.token_type,
+        expires_in: pair.expires_in,
+    })
+}
+
+pub fn email_taken() -> ApiError {
+    ApiError::Conflict {
+        detail: "this email address is already registered".into(),
+        field: Some("email".into()),
+    }
+}
+
+pub async fn login(
+    state: &AppState,
+    input: LoginIn,
+    client_address: &str,
+) -> Result<TokenPair, ApiError> {
+    let email = input.email.trim().to_lowercase();
+    let email_key = throttle::email_key(&email);
+    let address_key = throttle::address_key(client_address);
+    for key in [&email_key, &address_key] {
+        if let Some(seconds) = throttle::blocked_for(&state.db, key).await? {
+            return Err(ApiError::TooManyRequests(seconds));
+        }
+    }
+
+    let user = users::Entity::find()
+        .filter(users::Column::Email.eq(email.as_str()))
+        .one(&state.db)
+        .await?;
+    // Unknown emails verify against a dummy hash: the same work, so the same time.
+    let phc = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_password_hash.clone());
+    let valid = passwords::verify(input.password, phc).await;
+
+    match user {
+        Some(user) if valid => {
+            throttle::clear(&state.db, &email_key).await?;
+            let txn = state.db.begin().await?;
+            let pair = issue_pair(&txn, state, &user, None).await?;
+            txn.commit().await?;
+            tracing::info!(user_id = %user.id, "login");
+            Ok(pair)
+        }
+        _ => {
+            throttle::record_failure(&state.db, &email_key, throttle::EMAIL_LIMIT).await?;
+            throttle::record_failure(&state.db, &address_key, throttle::ADDRESS_LIMIT).await?;
+            tracing::info!(client = %client_address, "failed login");
+            Err(ApiError::Unauthorized(
+                "the email or password is wrong".into(),
+            ))
+        }
+    }
+}
+
+pub async fn refresh(state: &AppState, input: RefreshIn) -> Result<TokenPair, ApiError> {
+    let invalid = || ApiError::Unauthorized("the refresh token is invalid or expired".into());
+    let hash = auth::token_hash(input.refresh_token.expose_secret());
+    let token = refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::TokenHash.eq(hash))
+        .one(&state.db)
+        .await?
+        .ok_or_else(invalid)?;
+    let at = now();
+    if token.revoked_at.is_some() || token.expires_at <= at {
+        return Err(invalid());
+    }
+
+    let txn = state.db.begin().await?;
+    // Claim the token; if someone already did, it is being reused.
+    let claimed = refresh_tokens::Entity::update_many()
+        .col_expr(
+            refresh_tokens::Column::UsedAt,
+            sea_orm::sea_query::Expr::value(at),
+        )
+        .filter(refresh_tokens::Column::Id.eq(token.id.as_str()))
+        .filter(refresh_tokens::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    if !claimed {
+        txn.rollback().await?;
+        revoke_family(&state.db, &token.family_id).await?;
+        tracing::warn!(family = %token.family_id, user_id = %token.user_id, "refresh token reused; family revoked");
+        return Err(ApiError::Unauthorized(
+            "this refresh token was already used; every session of this login is now revoked, sign in again".into(),
+        ));
+    }
+    let user = users::Entity::find_by_id_in_tenant(&token.tenant_id, &token.user_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(invalid)?;
+    let pair = issue_pair(&txn, state, &user, Some(token.family_id)).await?;
+    txn.commit().await?;
+    Ok(pair)
+}
+
+async fn revoke_family<C: ConnectionTrait>(db: &C, family_id: &str) -> Result<(), ApiError> {
+    refresh_tokens::Entity::update_many()
+        .col_expr(
+            refresh_tokens::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn issue_pair<C: ConnectionTrait>(
+    db: &C,
+    state: &AppState,
+    user: &users::Model,
+    family_id: Option<String>,
+) -> Result<TokenPair, ApiError> {
+    let (access_token, expires_in) = state.jwt.issue(&user.id, &user.tenant_id)?;
+    let refresh_token = format!("rt_{}", crate::secrets::random_token::<32>());
+    let at = now();
+    let ttl = Duration::from_std(state.settings.refresh_token_ttl).unwrap_or(Duration::days(30));
+    refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
+        id: Set(new_id()),
+        tenant_id: Set(user.tenant_id.clone()),
+        user_id: Set(user.id.clone()),
+        family_id: Set(family_id.unwrap_or_else(new_id)),
+        token_hash: Set(auth::token_hash(&refresh_token)),
+        expires_at: Set(at + ttl),
+        used_at: Set(None),
+        revoked_at: Set(None),
+        created_at: Set(at),
+    })
+    .exec(db)
+    .await?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in,
+    })
+}
+
+pub async fn me(state: &AppState, ctx: &TenantContext) -> Result<MeOut, ApiError> {
+    let tenant = tenants::Entity::find_by_id(ctx.tenant_id.clone())
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let (user, api_key) = match &ctx.actor {
+        Actor::User(id) => (
+            users::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+                .one(&state.db)
+                .await?
+                .map(UserOut::from),
+            None,
+        ),
+        Actor::ApiKey(id) => (
+            None,
+            api_keys::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+                .one(&state.db)
+                .await?
+                .map(|k| MeApiKey {
+                    id: k.id,
+                    name: k.name,
+                }),
+        ),
+    };
+    Ok(MeOut {
+        tenant: tenant.into(),
+        role: ctx.role,
+        user,
+        api_key,
+    })
+}

@@ -1,0 +1,475 @@
+//! Stripe accounts and their webhook signing secrets. Keys and secrets are sealed with the
+//! keyring before they touch the database; responses carry only their last four characters.
+
+use entity::{Role, TenantOwned, stripe_accounts, webhook_secrets};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::{audit, check_name, new_id, now};
+use crate::app::AppState;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{Page, TenantContext, Validate};
+use crate::secrets::{Keyring, SecretContext, last4, random_token};
+
+pub const SECRET_KEY_PURPOSE: &str = "stripe_account.secret_key";
+pub const WEBHOOK_SECRET_PURPOSE: &str = "webhook_secret.secret";
+pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
+/// At most this many signing secrets are active at once (enough for any rotation).
+pub const MAX_WEBHOOK_SECRETS: usize = 10;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StripeAccountIn {
+    #[schema(example = "Acme live")]
+    pub name: String,
+    /// A secret (`sk_…`) or restricted (`rk_…`) API key.
+    #[schema(value_type = Option<String>, example = "sk_test_…")]
+    pub secret_key: Option<SecretString>,
+    /// The endpoint's signing secret (`whsec_…`); more can be added for rotation.
+    #[schema(value_type = Option<String>, example = "whsec_…")]
+    pub webhook_secret: Option<SecretString>,
+    /// The Stripe API version the endpoint is pinned to.
+    #[schema(example = "2024-06-20")]
+    pub api_version: Option<String>,
+    /// How old a signed webhook may be, in seconds (default 300).
+    #[schema(minimum = 1, maximum = 86400)]
+    pub tolerance_seconds: Option<i64>,
+}
+
+impl Validate for StripeAccountIn {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        check_name("name", &self.name, &mut errors);
+        if let Some(key) = &self.secret_key {
+            check_secret_key(key, &mut errors);
+        }
+        if let Some(secret) = &self.webhook_secret {
+            check_signing_secret("webhook_secret", secret, &mut errors);
+        }
+        if let Some(version) = &self.api_version {
+            check_api_version(version, &mut errors);
+        }
+        if let Some(seconds) = self.tolerance_seconds {
+            check_tolerance(seconds, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Absent fields stay as they are; `null` clears `secret_key` or `api_version`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StripeAccountPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub secret_key: Option<Option<SecretString>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub api_version: Option<Option<String>>,
+    #[schema(minimum = 1, maximum = 86400)]
+    pub tolerance_seconds: Option<i64>,
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl Validate for StripeAccountPatch {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if let Some(name) = &self.name {
+            check_name("name", name, &mut errors);
+        }
+        if let Some(Some(key)) = &self.secret_key {
+            check_secret_key(key, &mut errors);
+        }
+        if let Some(Some(version)) = &self.api_version {
+            check_api_version(version, &mut errors);
+        }
+        if let Some(seconds) = self.tolerance_seconds {
+            check_tolerance(seconds, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecretIn {
+    /// The signing secret (`whsec_…`).
+    #[schema(value_type = String, example = "whsec_…")]
+    pub secret: SecretString,
+}
+
+impl Validate for WebhookSecretIn {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        check_signing_secret("secret", &self.secret, &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// A signing secret, known by its last four characters only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookSecretOut {
+    pub id: String,
+    pub last4: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<webhook_secrets::Model> for WebhookSecretOut {
+    fn from(s: webhook_secrets::Model) -> Self {
+        WebhookSecretOut {
+            id: s.id,
+            last4: s.last4,
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StripeAccountOut {
+    pub id: String,
+    pub name: String,
+    /// Where Stripe must send this account's events.
+    #[schema(example = "https://tributary.example.com/webhooks/stripe/3q2-7wE…")]
+    pub webhook_url: String,
+    /// The last four characters of the API key, if one is stored.
+    pub secret_key_last4: Option<String>,
+    pub api_version: Option<String>,
+    pub tolerance_seconds: i64,
+    /// The active signing secrets; a webhook verifies if it matches any of them.
+    pub webhook_secrets: Vec<WebhookSecretOut>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn check_secret_key(key: &SecretString, errors: &mut Vec<FieldError>) {
+    let key = key.expose_secret();
+    let shaped = (key.starts_with("sk_") || key.starts_with("rk_"))
+        && key.len() >= 12
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !shaped {
+        errors.push(FieldError::new(
+            "secret_key",
+            "must be a Stripe secret key (sk_…) or restricted key (rk_…)",
+        ));
+    }
+}
+
+fn check_signing_secret(field: &str, secret: &SecretString, errors: &mut Vec<FieldError>) {
+    let secret = secret.expose_secret();
+    let shaped = secret.starts_with("whsec_")
+        && secret.len() >= 14
+        && !secret.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !shaped {
+        errors.push(FieldError::new(
+            field,
+            "must be a Stripe webhook signing secret (whsec_…)",
+        ));
+    }
+}
+
+fn check_api_version(version: &str, errors: &mut Vec<FieldError>) {
+    let date = version.split('.').next().unwrap_or_default();
+    if chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() || version.len() > 64 {
+        errors.push(FieldError::new(
+            "api_version",
+            "must be a Stripe API version such as 2024-06-20",
+        ));
+    }
+}
+
+fn check_tolerance(seconds: i64, errors: &mut Vec<FieldError>) {
+    if !(1..=86_400).contains(&seconds) {
+        errors.push(FieldError::new(
+            "tolerance_seconds",
+            "must be from 1 to 86400",
+        ));
+    }
+}
+
+fn webhook_url(state: &AppState, token: &str) -> String {
+    format!("{}/webhooks/stripe/{token}", state.settings.public_url)
+}
+
+fn seal_secret_key(
+    keyring: &Keyring,
+    tenant_id: &str,
+    account_id: &str,
+    key: &SecretString,
+) -> String {
+    keyring.seal(
+        key.expose_secret(),
+        &SecretContext {
+            tenant_id,
+            purpose: SECRET_KEY_PURPOSE,
+            row_id: account_id,
+        },
+    )
+}
+
+fn new_webhook_secret(
+    keyring: &Keyring,
+    tenant_id: &str,
+    account_id: &str,
+    secret: &SecretString,
+) -> webhook_secrets::Model {
+    let id = new_id();
+    let sealed = keyring.seal(
+        secret.expose_secret(),
+        &SecretContext {
+            tenant_id,
+            purpose: WEBHOOK_SECRET_PURPOSE,
+            row_id: &id,
+        },
+    );
+    webhook_secrets::Model {
+        id,
+        tenant_id: tenant_id.to_string(),
+        stripe_account_id: account_id.to_string(),
+        secret: sealed,
+        last4: last4(secret.expose_secret()),
+        created_at: now(),
+    }
+}
+
+async fn secrets_of<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    account_id: &str,
+) -> Result<Vec<webhook_secrets::Model>, ApiError> {
+    Ok(webhook_secrets::Entity::find_in_tenant(tenant_id)
+        .filter(webhook_secrets::Column::StripeAccountId.eq(account_id))
+        .order_by_asc(webhook_secrets::Column::Id)
+        .all(db)
+        .await?)
+}
+
+async fn render<C: ConnectionTrait>(
+    db: &C,
+    state: &AppState,
+    account: stripe_accounts::Model,
+) -> Result<StripeAccountOut, ApiError> {
+    let secrets = secrets_of(db, &account.tenant_id, &account.id).await?;
+    Ok(StripeAccountOut {
+        webhook_url: webhook_url(state, &account.webhook_token),
+        id: account.id,
+        name: account.name,
+        secret_key_last4: account.secret_key_last4,
+        api_version: account.api_version,
+        tolerance_seconds: account.tolerance_seconds,
+        webhook_secrets: secrets.into_iter().map(WebhookSecretOut::from).collect(),
+        created_at: account.created_at,
+        updated_at: account.updated_at,
+    })
+}
+
+async fn find<C: ConnectionTrait>(
+    db: &C,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<stripe_accounts::Model, ApiError> {
+    stripe_accounts::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn create(
+    state: &AppState,
+    ctx: &TenantContext,
+    input: StripeAccountIn,
+) -> Result<StripeAccountOut, ApiError> {
+    ctx.require(Role::Admin)?;
+    let id = new_id();
+    let at = now();
+    let account = stripe_accounts::Model {
+        id: id.clone(),
+        tenant_id: ctx.tenant_id.clone(),
+        name: input.name.trim().to_string(),
+        webhook_token: random_token::<24>(),
+        secret_key: input
+            .secret_key
+            .as_ref()
+            .map(|key| seal_secret_key(&state.keyring, &ctx.tenant_id, &id, key)),
+        secret_key_last4: input.secret_key.as_ref().map(|k| last4(k.expose_secret())),
+        api_version: input.api_version,
+        tolerance_seconds: input.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
+        created_at: at,
+        updated_at: at,
+    };
+    let txn = state.db.begin().await?;
+    stripe_accounts::Entity::insert(stripe_accounts::ActiveModel::from(account.clone()))
+        .exec(&txn)
+        .await?;
+    if let Some(secret) = &input.webhook_secret {
+        let row = new_webhook_secret(&state.keyring, &ctx.tenant_id, &id, secret);
+        webhook_secrets::Entity::insert(webhook_secrets::ActiveModel::from(row))
+            .exec(&txn)
+            .await?;
+    }
+    audit::log(&txn, ctx, "stripe_account.create", "stripe_account", &id).await?;
+    let out = render(&txn, state, account).await?;
+    txn.commit().await?;
+    Ok(out)
+}
+
+pub async fn list(
+    state: &AppState,
+    ctx: &TenantContext,
+    page: &Page,
+) -> Result<(Vec<StripeAccountOut>, bool), ApiError> {
+    let (rows, has_more) = page
+        .fetch(
+            &state.db,
+            stripe_accounts::Entity::find_in_tenant(&ctx.tenant_id),
+            stripe_accounts::Column::Id,
+        )
+        .await?;
+    let mut data = Vec::with_capacity(rows.len());
+    for row in rows {
+        data.push(render(&state.db, state, row).await?);
+    }
+    Ok((data, has_more))
+}
+
+pub async fn get(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<StripeAccountOut, ApiError> {
+    let account = find(&state.db, ctx, id).await?;
+    render(&state.db, state, account).await
+}
+
+pub async fn update(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+    patch: StripeAccountPatch,
+) -> Result<StripeAccountOut, ApiError> {
+    let txn = state.db.begin().await?;
+    let account = find(&txn, ctx, id).await?;
+    ctx.require(Role::Admin)?;
+    let mut active: stripe_accounts::ActiveModel = account.into();
+    if let Some(name) = patch.name {
+        active.name = Set(name.trim().to_string());
+    }
+    if let Some(key) = patch.secret_key {
+        active.secret_key_last4 = Set(key.as_ref().map(|k| last4(k.expose_secret())));
+        active.secret_key =
+            Set(key.map(|k| seal_secret_key(&state.keyring, &ctx.tenant_id, id, &k)));
+    }
+    if let Some(version) = patch.api_version {
+        active.api_version = Set(version);
+    }
+    if let Some(seconds) = patch.tolerance_seconds {
+        active.tolerance_seconds = Set(seconds);
+    }
+    active.updated_at = Set(now());
+    let updated = active.update(&txn).await?;
+    audit::log(&txn, ctx, "stripe_account.update", "stripe_account", id).await?;
+    let out = render(&txn, state, updated).await?;
+    txn.commit().await?;
+    Ok(out)
+}
+
+pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
+    let txn = state.db.begin().await?;
+    let account = find(&txn, ctx, id).await?;
+    ctx.require(Role::Admin)?;
+    webhook_secrets::Entity::delete_many()
+        .filter(webhook_secrets::Column::TenantId.eq(ctx.tenant_id.as_str()))
+        .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
+        .exec(&txn)
+        .await?;
+    stripe_accounts::Entity::delete_by_id_in_tenant(&ctx.tenant_id, &account.id)
+        .exec(&txn)
+        .await?;
+    audit::log(&txn, ctx, "stripe_account.delete", "stripe_account", id).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn add_webhook_secret(
+    state: &AppState,
+    ctx: &TenantContext,
+    account_id: &str,
+    input: WebhookSecretIn,
+) -> Result<WebhookSecretOut, ApiError> {
+    let txn = state.db.begin().await?;
+    let account = find(&txn, ctx, account_id).await?;
+    ctx.require(Role::Admin)?;
+    if secrets_of(&txn, &ctx.tenant_id, &account.id).await?.len() >= MAX_WEBHOOK_SECRETS {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "an account holds at most {MAX_WEBHOOK_SECRETS} signing secrets; retire one first"
+            ),
+            field: None,
+        });
+    }
+    let row = new_webhook_secret(&state.keyring, &ctx.tenant_id, &account.id, &input.secret);
+    webhook_secrets::Entity::insert(webhook_secrets::ActiveModel::from(row.clone()))
+        .exec(&txn)
+        .await?;
+    audit::log(
+        &txn,
+        ctx,
+        "webhook_secret.create",
+        "webhook_secret",
+        &row.id,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(row.into())
+}
+
+pub async fn delete_webhook_secret(
+    state: &AppState,
+    ctx: &TenantContext,
+    account_id: &str,
+    secret_id: &str,
+) -> Result<(), ApiError> {
+    let txn = state.db.begin().await?;
+    let account = find(&txn, ctx, account_id).await?;
+    let deleted = webhook_secrets::Entity::find_by_id_in_tenant(&ctx.tenant_id, secret_id)
+        .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    ctx.require(Role::Admin)?;
+    webhook_secrets::Entity::delete_by_id_in_tenant(&ctx.tenant_id, &deleted.id)
+        .exec(&txn)
+        .await?;
+    audit::log(
+        &txn,
+        ctx,
+        "webhook_secret.delete",
+        "webhook_secret",
+        &deleted.id,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! A tenant's people and their roles. Admins manage admins and members; only owners touch
+//! owners; the last owner can be neither demoted nor removed.
+
+use entity::{Role, TenantOwned, users};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{audit, check_password, new_id, now, parse_email};
+use crate::app::AppState;
+use crate::auth::passwords;
+use crate::error::{ApiError, FieldError, is_unique_violation};
+use crate::extract::{Actor, Page, TenantContext, Validate};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOut {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<users::Model> for UserOut {
+    fn from(u: users::Model) -> Self {
+        UserOut {
+            id: u.id,
+            email: u.email,
+            role: u.role,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserIn {
+    pub email: String,
+    /// The initial password, at least 10 characters.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    pub role: Role,
+}
+
+impl Validate for UserIn {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if let Err(message) = parse_email(&self.email) {
+            errors.push(FieldError::new("email", message));
+        }
+        check_password("password", self.password.expose_secret(), &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    /// A new password; anyone may change their own.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
+}
+
+impl Validate for UserPatch {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if self.role.is_none() && self.password.is_none() {
+            errors.push(FieldError::new(
+                "body",
+                "give a role or a password to change",
+            ));
+        }
+        if let Some(password) = &self.password {
+            check_password("password", password.expose_secret(), &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+pub async fn create(
+    state: &AppState,
+    ctx: &TenantContext,
+    input: UserIn,
+) -> Result<UserOut, ApiError> {
+    ctx.require(Role::Admin)?;
+    if input.role == Role::Owner {
+        ctx.require(Role::Owner)?;
+    }
+    let email = parse_email(&input.email).map_err(|m| ApiError::field("email", m))?;
+    let password_hash = passwords::hash(input.password).await?;
+    let at = now();
+    let user = users::Model {
+        id: new_id(),
+        tenant_id: ctx.tenant_id.clone(),
+        email,
+        password_hash,
+        role: input.role,
+        created_at: at,
+        updated_at: at,
+    };
+    let txn = state.db.begin().await?;
+    users::Entity::insert(users::ActiveModel::from(user.clone()))
+        .exec(&txn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                super::sessions::email_taken()
+            } else {
+                e.into()
+            }
+        })?;
+    audit::log(&txn, ctx, "user.create", "user", &user.id).await?;
+    txn.commit().await?;
+    Ok(user.into())
+}
+
+pub async fn list(
+    state: &AppState,
+    ctx: &TenantContext,
+    page: &Page,
+) -> Result<(Vec<UserOut>, bool), ApiError> {
+    let (rows, has_more) = page
+        .fetch(
+            &state.db,
+            users::Entity::find_in_tenant(&ctx.tenant_id),
+            users::Column::Id,
+        )
+        .await?;
+    Ok((rows.into_iter().map(UserOut::from).collect(), has_more))
+}
+
+pub async fn get(state: &AppState, ctx: &TenantContext, id: &str) -> Result<UserOut, ApiError> {
+    find(&state.db, ctx, id).await.map(UserOut::from)
+}
+
+async fn find<C: ConnectionTrait>(
+    db: &C,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<users::Model, ApiError> {
+    users::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+async fn owner_count<C: ConnectionTrait>(db: &C, tenant_id: &str) -> Result<u64, ApiError> {
+    Ok(users::Entity::find_in_tenant(tenant_id)
+        .filter(users::Column::Role.eq(Role::Owner))
+        .count(db)
+        .await?)
+}
+
+fn last_owner() -> ApiError {
+    ApiError::Conflict {
+        detail: "a tenant keeps at least one owner".into(),
+        field: None,
+    }
+}
+
+pub async fn update(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+    patch: UserPatch,
+) -> Result<UserOut, ApiError> {
+    let txn = state.db.begin().await?;
+    let user = find(&txn, ctx, id).await?;
+    let is_self = ctx.actor == Actor::User(user.id.clone());
+    if patch.role.is_some() || !is_self {
+        ctx.require(Role::Admin)?;
+    }
+    if user.role == Role::Owner || patch.role == Some(Role::Owner) {
+        ctx.require(Role::Owner)?;
+    }
+    if user.role == Role::Owner
+        && patch.role.is_some_and(|r| r != Role::Owner)
+        && owner_count(&txn, &ctx.tenant_id).await? <= 1
+    {
+        return Err(last_owner());
+    }
+    let password_hash = match patch.password {
+        Some(password) => Some(passwords::hash(password).await?),
+        None => None,
+    };
+    let mut active: users::ActiveModel = user.into();
+    if let Some(role) = patch.role {
+        active.role = Set(role);
+    }
+    if let Some(hash) = password_hash {
+        active.password_hash = Set(hash);
+    }
+    active.updated_at = Set(now());
+    let updated = active.update(&txn).await?;
+    audit::log(&txn, ctx, "user.update", "user", &updated.id).await?;
+    txn.commit().await?;
+    Ok(updated.into())
+}
+
+pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
+    let txn = state.db.begin().await?;
+    let user = find(&txn, ctx, id).await?;
+    ctx.require(Role::Admin)?;
+    if user.role == Role::Owner {
+        ctx.require(Role::Owner)?;
+        if owner_count(&txn, &ctx.tenant_id).await? <= 1 {
+            return Err(last_owner());
+        }
+    }
+    users::Entity::delete_by_id_in_tenant(&ctx.tenant_id, id)
+        .exec(&txn)
+        .await?;
+    audit::log(&txn, ctx, "user.delete", "user", id).await?;
+    txn.commit().await?;
+    Ok(())
+}

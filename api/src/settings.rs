@@ -1,0 +1,345 @@
+//! Configuration from the environment (DESIGN.md Configuration is the contract). Parsing
+//! happens once at start-up; a bad value stops the process with a message naming the variable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn bad(variable: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        variable,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which hosts a tenant's connection may point at (an SSRF guard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorUrls {
+    Any,
+    Official,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// Base of the webhook URLs handed to tenants, without a trailing slash.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// `None`: the queue lives in the database.
+    pub queue_url: Option<String>,
+    /// `None`: a key file generated in the data directory.
+    pub encryption_keys: Option<SecretString>,
+    /// `None`: a secret file generated in the data directory.
+    pub jwt_secret: Option<SecretString>,
+    pub embedded_worker: bool,
+    pub signup_open: bool,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub vendor_urls: VendorUrls,
+    pub oauth_success_url: Option<String>,
+    pub retry: RetrySettings,
+    /// Run pending migrations at start-up.
+    pub auto_migrate: bool,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Largest JSON request body the REST API accepts.
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let listen_raw = get("TRIBUTARY_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            bad(
+                "TRIBUTARY_LISTEN",
+                format!("'{listen_raw}' is not a socket address such as 127.0.0.1:8080"),
+            )
+        })?;
+
+        let public_url = match get("TRIBUTARY_PUBLIC_URL") {
+            Some(raw) => parse_http_url("TRIBUTARY_PUBLIC_URL", &raw)?,
+            None => format!("http://{listen}"),
+        };
+
+        let data_dir = PathBuf::from(get("TRIBUTARY_DATA_DIR").unwrap_or_else(|| "./data".into()));
+
+        let database_url = match get("DATABASE_URL") {
+            Some(url) => {
+                if !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"))
+                {
+                    return Err(bad(
+                        "DATABASE_URL",
+                        "must start with sqlite:// or postgres://",
+                    ));
+                }
+                url
+            }
+            None => format!("sqlite://{}/tributary.db?mode=rwc", data_dir.display()),
+        };
+
+        let queue_url = match get("TRIBUTARY_QUEUE_URL") {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url),
+            Some(url) if url == database_url => None,
+            Some(_) => {
+                return Err(bad(
+                    "TRIBUTARY_QUEUE_URL",
+                    "must be a redis:// URL (leave it unset to keep the queue in the database)",
+                ));
+            }
+            None => None,
+        };
+
+        let encryption_keys = get("TRIBUTARY_ENCRYPTION_KEYS").map(SecretString::from);
+        let jwt_secret = match get("TRIBUTARY_JWT_SECRET") {
+            Some(secret) if secret.len() < 32 => {
+                return Err(bad(
+                    "TRIBUTARY_JWT_SECRET",
+                    "must be at least 32 characters of random data",
+                ));
+            }
+            other => other.map(SecretString::from),
+        };
+
+        let embedded_worker = parse_bool("TRIBUTARY_EMBEDDED_WORKER", get, true)?;
+        let auto_migrate = parse_bool("TRIBUTARY_AUTO_MIGRATE", get, true)?;
+
+        let signup_open = match get("TRIBUTARY_SIGNUP").as_deref() {
+            None | Some("open") => true,
+            Some("closed") => false,
+            Some(other) => {
+                return Err(bad(
+                    "TRIBUTARY_SIGNUP",
+                    format!("'{other}' is neither 'open' nor 'closed'"),
+                ));
+            }
+        };
+
+        let log_filter = get("RUST_LOG").unwrap_or_else(|| "info".into());
+        let log_format = match get("TRIBUTARY_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(bad(
+                    "TRIBUTARY_LOG_FORMAT",
+                    format!("'{other}' is neither 'text' nor 'json'"),
+                ));
+            }
+        };
+
+        let vendor_urls = match get("TRIBUTARY_VENDOR_URLS").as_deref() {
+            None | Some("any") => VendorUrls::Any,
+            Some("official") => VendorUrls::Official,
+            Some(other) => {
+                return Err(bad(
+                    "TRIBUTARY_VENDOR_URLS",
+                    format!("'{other}' is neither 'any' nor 'official'"),
+                ));
+            }
+        };
+
+        let oauth_success_url = get("TRIBUTARY_OAUTH_SUCCESS_URL")
+            .map(|raw| parse_http_url("TRIBUTARY_OAUTH_SUCCESS_URL", &raw))
+            .transpose()?;
+
+        let max_attempts = match get("TRIBUTARY_RETRY_MAX_ATTEMPTS") {
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "TRIBUTARY_RETRY_MAX_ATTEMPTS",
+                        format!("'{raw}' is not a whole number from 1 to 100"),
+                    )
+                })?,
+            None => 8,
+        };
+        let base_delay = parse_duration("TRIBUTARY_RETRY_BASE_DELAY", get, "5s")?;
+        let max_delay = parse_duration("TRIBUTARY_RETRY_MAX_DELAY", get, "1h")?;
+        if max_delay < base_delay {
+            return Err(bad(
+                "TRIBUTARY_RETRY_MAX_DELAY",
+                "must not be shorter than TRIBUTARY_RETRY_BASE_DELAY",
+            ));
+        }
+
+        let access_token_ttl = parse_duration("TRIBUTARY_ACCESS_TOKEN_TTL", get, "15m")?;
+        let refresh_token_ttl = parse_duration("TRIBUTARY_REFRESH_TOKEN_TTL", get, "30days")?;
+
+        Ok(Settings {
+            listen,
+            public_url,
+            data_dir,
+            database_url,
+            queue_url,
+            encryption_keys,
+            jwt_secret,
+            embedded_worker,
+            signup_open,
+            log_filter,
+            log_format,
+            vendor_urls,
+            oauth_success_url,
+            retry: RetrySettings {
+                max_attempts,
+                base_delay,
+                max_delay,
+            },
+            auto_migrate,
+            access_token_ttl,
+            refresh_token_ttl,
+            max_body_bytes: 256 * 1024,
+        })
+    }
+}
+
+fn parse_http_url(variable: &'static str, raw: &str) -> Result<String, SettingsError> {
+    let url =
+        url::Url::parse(raw).map_err(|e| bad(variable, format!("'{raw}' is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad(variable, format!("'{raw}' is not an http(s) URL")));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+fn parse_bool(
+    variable: &'static str,
+    get: impl Fn(&str) -> Option<String>,
+    default: bool,
+) -> Result<bool, SettingsError> {
+    match get(variable).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(bad(variable, format!("'{other}' is not true or false"))),
+    }
+}
+
+fn parse_duration(
+    variable: &'static str,
+    get: impl Fn(&str) -> Option<String>,
+    default: &str,
+) -> Result<Duration, SettingsError> {
+    let raw = get(variable).unwrap_or_else(|| default.to_string());
+    let duration = humantime::parse_duration(&raw).map_err(|e| {
+        bad(
+            variable,
+            format!("'{raw}' is not a duration such as 5s or 1h: {e}"),
+        )
+    })?;
+    if duration.is_zero() {
+        return Err(bad(variable, "must be longer than zero"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_make_an_embedded_system() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_url, "http://127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://./data/tributary.db?mode=rwc");
+        assert!(s.embedded_worker && s.signup_open && s.auto_migrate);
+        assert_eq!(s.retry.max_attempts, 8);
+        assert_eq!(s.retry.base_delay, Duration::from_secs(5));
+        assert_eq!(s.retry.max_delay, Duration::from_secs(3600));
+        assert!(s.encryption_keys.is_none() && s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("TRIBUTARY_LISTEN", "localhost"),
+            ("TRIBUTARY_PUBLIC_URL", "ftp://x"),
+            ("DATABASE_URL", "mysql://x"),
+            ("TRIBUTARY_QUEUE_URL", "amqp://x"),
+            ("TRIBUTARY_JWT_SECRET", "short"),
+            ("TRIBUTARY_EMBEDDED_WORKER", "maybe"),
+            ("TRIBUTARY_SIGNUP", "invite"),
+            ("TRIBUTARY_LOG_FORMAT", "xml"),
+            ("TRIBUTARY_VENDOR_URLS", "some"),
+            ("TRIBUTARY_OAUTH_SUCCESS_URL", "not a url"),
+            ("TRIBUTARY_RETRY_MAX_ATTEMPTS", "0"),
+            ("TRIBUTARY_RETRY_BASE_DELAY", "soon"),
+            ("TRIBUTARY_RETRY_MAX_DELAY", "0s"),
+        ] {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name, "{value}");
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn public_url_follows_listen_and_loses_trailing_slash() {
+        let s = settings(&[("TRIBUTARY_LISTEN", "0.0.0.0:9000")]).unwrap();
+        assert_eq!(s.public_url, "http://0.0.0.0:9000");
+        let s = settings(&[("TRIBUTARY_PUBLIC_URL", "https://hooks.example.com/")]).unwrap();
+        assert_eq!(s.public_url, "https://hooks.example.com");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = settings(&[
+            (
+                "TRIBUTARY_JWT_SECRET",
+                "a-very-long-jwt-secret-value-1234567890",
+            ),
+            (
+                "TRIBUTARY_ENCRYPTION_KEYS",
+                "k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+            ),
+        ])
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("a-very-long-jwt-secret"));
+        assert!(!debug.contains("MDEyMzQ1"));
+    }
+}

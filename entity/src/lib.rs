@@ -1,0 +1,18 @@
+//! sea-orm entities for every Tributary table, one module per table, plus the small value
+//! types stored in them. Tenant-owned tables implement [`TenantOwned`], the only way the
+//! service layer reaches their rows, so no query can forget the tenant.
+
+pub mod api_keys;
+pub mod audit_log;
+pub mod login_throttle;
+pub mod refresh_tokens;
+pub mod stripe_accounts;
+pub mod tenants;
+pub mod users;
+pub mod webhook_secrets;
+
+mod role;
+mod scope;
+
+pub use role::Role;
+pub use scope::TenantOwned;

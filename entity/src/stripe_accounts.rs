@@ -1,0 +1,39 @@
+//! A tenant's Stripe account: its API key (encrypted) and its unguessable webhook token.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "stripe_accounts")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    #[sea_orm(unique)]
+    pub webhook_token: String,
+    /// Sealed secret (`keyid:base64`), never plaintext.
+    pub secret_key: Option<String>,
+    pub secret_key_last4: Option<String>,
+    pub api_version: Option<String>,
+    pub tolerance_seconds: i64,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeAccount")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("name", &self.name)
+            .field("secret_key_last4", &self.secret_key_last4)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+crate::tenant_owned!(Entity, Column);

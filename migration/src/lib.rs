@@ -1,0 +1,15 @@
+//! Schema migrations, written once with sea-query so they run on SQLite and Postgres alike.
+//! One file per change; never edit a migration that has shipped, add a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_platform;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_platform::Migration)]
+    }
+}

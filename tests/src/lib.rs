@@ -1,0 +1,387 @@
+//! Test support: the real app started in-process on an ephemeral port, on SQLite and (when
+//! `TRIBUTARY_TEST_DATABASE_URL` is set) on a fresh Postgres database per test, plus typed
+//! helpers for the calls every test makes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use reqwest::{Method, StatusCode};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use tributary_api::app::{self, AppState};
+use tributary_api::settings::Settings;
+
+pub const TEST_KEYRING: &str = "k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database backends this run covers: SQLite always, Postgres when configured.
+pub fn backends() -> Vec<Backend> {
+    let mut list = vec![Backend::Sqlite];
+    if std::env::var("TRIBUTARY_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
+        list.push(Backend::Postgres);
+    }
+    list
+}
+
+/// Runs `test` once per backend against a fresh app.
+pub async fn each_backend<F, Fut>(test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let cleanup = app.cleanup_handle();
+        test(app).await;
+        cleanup.run().await;
+    }
+}
+
+/// Everything the app logged during this test binary, for asserting what never appears.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+struct BufferWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_once() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let buffer = log_buffer().clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || BufferWriter(buffer.clone()))
+            .try_init();
+    });
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// A connection of the test's own to the app's database.
+    pub db: DatabaseConnection,
+    pub database_url: String,
+    pub settings: Settings,
+    server: actix_web::dev::ServerHandle,
+    postgres_database: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Cleanup {
+    server: actix_web::dev::ServerHandle,
+    postgres_database: Option<String>,
+}
+
+impl Cleanup {
+    pub async fn run(self) {
+        self.server.stop(false).await;
+        if let Some(name) = self.postgres_database {
+            drop_postgres_database(&name).await;
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("TRIBUTARY_TEST_DATABASE_URL").expect("TRIBUTARY_TEST_DATABASE_URL")
+}
+
+fn postgres_url_for(database: &str) -> String {
+    let mut url = url_parse(&admin_url());
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+fn url_parse(text: &str) -> reqwest::Url {
+    reqwest::Url::parse(text).expect("TRIBUTARY_TEST_DATABASE_URL is a URL")
+}
+
+async fn create_postgres_database() -> String {
+    let name = format!("trb_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(admin_url())
+        .await
+        .expect("connect to TRIBUTARY_TEST_DATABASE_URL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    name
+}
+
+async fn drop_postgres_database(name: &str) {
+    if let Ok(admin) = Database::connect(admin_url()).await {
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+        admin.close().await.ok();
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts the app with extra environment-style settings.
+    pub async fn spawn_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
+        init_once();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (database_url, postgres_database) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}/tributary.db?mode=rwc", dir.path().display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let name = create_postgres_database().await;
+                (postgres_url_for(&name), Some(name))
+            }
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let address = listener.local_addr().unwrap();
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), database_url.clone()),
+            (
+                "TRIBUTARY_DATA_DIR".into(),
+                dir.path().display().to_string(),
+            ),
+            ("TRIBUTARY_LISTEN".into(), address.to_string()),
+            ("TRIBUTARY_ENCRYPTION_KEYS".into(), TEST_KEYRING.into()),
+            (
+                "TRIBUTARY_PUBLIC_URL".into(),
+                "https://hooks.example.test".into(),
+            ),
+        ]);
+        for (k, v) in vars {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let settings = Settings::from_map(&env).expect("test settings are valid");
+        let state = AppState::build(settings.clone()).await.expect("app state");
+        let server = app::server(listener, state, Some(1), false).expect("server starts");
+        let handle = server.handle();
+        tokio::spawn(server);
+        let db = tributary_api::db::connect(&database_url)
+            .await
+            .expect("test's own connection");
+        TestApp {
+            backend,
+            base: format!("http://{address}"),
+            client: reqwest::Client::builder().build().expect("http client"),
+            db,
+            database_url,
+            settings,
+            server: handle,
+            postgres_database,
+            _dir: dir,
+        }
+    }
+
+    pub fn cleanup_handle(&self) -> Cleanup {
+        Cleanup {
+            server: self.server.clone(),
+            postgres_database: self.postgres_database.clone(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Signs up a new tenant with a unique email.
+    pub async fn signup(&self, tenant_name: &str) -> Tenant {
+        let email = format!("owner-{}@example.com", uuid::Uuid::new_v4().simple());
+        let reply = self
+            .call(
+                Method::POST,
+                "/v1/signup",
+                None,
+                Some(json!({"tenant_name": tenant_name, "email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        Tenant {
+            id: reply.str("/tenant/id"),
+            user_id: reply.str("/user/id"),
+            email,
+            token: reply.str("/access_token"),
+            refresh_token: reply.str("/refresh_token"),
+        }
+    }
+
+    /// Creates a user in `owner`'s tenant and logs in as them.
+    pub async fn user_with_role(&self, owner: &Tenant, role: &str) -> (String, String) {
+        let email = format!("{role}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let created = self
+            .post(
+                "/v1/users",
+                &owner.token,
+                json!({"email": email, "password": PASSWORD, "role": role}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let login = self
+            .call(
+                Method::POST,
+                "/v1/login",
+                None,
+                Some(json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+        (created.str("/id"), login.str("/access_token"))
+    }
+
+    /// Creates an API key with `role` in `owner`'s tenant and returns (id, key).
+    pub async fn api_key(&self, owner: &Tenant, role: &str) -> (String, String) {
+        let created = self
+            .post(
+                "/v1/api-keys",
+                &owner.token,
+                json!({"name": format!("{role} key"), "role": role}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        (created.str("/id"), created.str("/key"))
+    }
+}
+
+/// A signed-up tenant and its owner's credentials.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub user_id: String,
+    pub email: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Reads a response sent outside the helpers.
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
+    pub fn str(&self, pointer: &str) -> String {
+        self.body
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{pointer} missing in {}", self.body))
+            .to_string()
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a problem document with `status`, returning its `errors[].field` values.
+    pub fn assert_problem(&self, status: StatusCode) -> Vec<String> {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "{}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status.as_u16(), "{}", self.text);
+        assert!(
+            self.body["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("urn:tributary:problem:"))
+        );
+        assert!(
+            self.body["title"].is_string() && self.body["detail"].is_string(),
+            "{}",
+            self.text
+        );
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,12 @@
+//! The integration suite: one binary, so it links once. Every test runs on SQLite and, when
+//! configured, on Postgres.
+
+mod accounts;
+mod api_keys;
+mod errors;
+mod health;
+mod isolation;
+mod openapi;
+mod secrets;
+mod stripe_accounts;
+mod users;

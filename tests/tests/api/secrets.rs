@@ -1,0 +1,244 @@
+//! Secrets at rest: sealed in the database, bound to their row and tenant, rotatable, and never
+//! shown in a response or a log line.
+
+use entity::{stripe_accounts, webhook_secrets};
+use reqwest::StatusCode;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use tributary_api::commands::rotate_keys;
+use tributary_api::secrets::{Keyring, SecretContext};
+use tributary_api::services::stripe_accounts::{SECRET_KEY_PURPOSE, WEBHOOK_SECRET_PURPOSE};
+use tributary_tests::{TEST_KEYRING, each_backend};
+
+const K2: &str = "k2:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=";
+
+#[tokio::test]
+async fn secrets_never_leave_in_responses_logs_or_the_database() {
+    each_backend(|app| async move {
+        let tenant = app.signup("Leaks").await;
+        let secret_key = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
+        let signing = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+        let second = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+        let mut texts = Vec::new();
+        let created = app
+            .post(
+                "/v1/stripe-accounts",
+                &tenant.token,
+                json!({"name": "L", "secret_key": secret_key, "webhook_secret": signing}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        let id = created.str("/id");
+        texts.push(created.text.clone());
+        texts.push(
+            app.post(
+                &format!("/v1/stripe-accounts/{id}/webhook-secrets"),
+                &tenant.token,
+                json!({"secret": second}),
+            )
+            .await
+            .text,
+        );
+        texts.push(
+            app.get(&format!("/v1/stripe-accounts/{id}"), &tenant.token)
+                .await
+                .text,
+        );
+        texts.push(app.get("/v1/stripe-accounts", &tenant.token).await.text);
+        texts.push(
+            app.patch(
+                &format!("/v1/stripe-accounts/{id}"),
+                &tenant.token,
+                json!({"name": "L2"}),
+            )
+            .await
+            .text,
+        );
+        texts.push(app.get("/v1/audit-log", &tenant.token).await.text);
+        let (_, api_key) = app.api_key(&tenant, "admin").await;
+        texts.push(app.get("/v1/api-keys", &tenant.token).await.text);
+
+        let logs = tributary_tests::captured_logs();
+        assert!(
+            logs.contains("request"),
+            "the app logs requests, so the check below means something"
+        );
+        for secret in [
+            &secret_key,
+            &signing,
+            &second,
+            &api_key,
+            &tenant.refresh_token,
+            &tenant.token,
+        ] {
+            assert!(!logs.contains(secret.as_str()), "a secret reached the log");
+            for text in &texts {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "a secret reached a response: {text}"
+                );
+            }
+        }
+        assert!(!logs.contains(tributary_tests::PASSWORD));
+
+        let row = stripe_accounts::Entity::find_by_id(id.clone())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let sealed = row.secret_key.clone().unwrap();
+        assert!(sealed.starts_with("k1:") && !sealed.contains(&secret_key));
+        assert!(
+            !format!("{row:?}").contains(&sealed),
+            "Debug of a row omits the ciphertext too"
+        );
+        let keyring = Keyring::parse(TEST_KEYRING).unwrap();
+        let context = SecretContext {
+            tenant_id: &tenant.id,
+            purpose: SECRET_KEY_PURPOSE,
+            row_id: &id,
+        };
+        assert_eq!(
+            keyring.open(&sealed, &context).unwrap().expose_secret(),
+            secret_key
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_tenants_row_does_not_open() {
+    each_backend(|app| async move {
+        let a = app.signup("A").await;
+        let b = app.signup("B").await;
+        let a_account = app
+            .post(
+                "/v1/stripe-accounts",
+                &a.token,
+                json!({"name": "A", "secret_key": "sk_test_AAAAAAAAAAAA1111"}),
+            )
+            .await
+            .str("/id");
+        let b_account = app
+            .post(
+                "/v1/stripe-accounts",
+                &b.token,
+                json!({"name": "B", "secret_key": "sk_test_BBBBBBBBBBBB2222"}),
+            )
+            .await
+            .str("/id");
+
+        let a_row = stripe_accounts::Entity::find_by_id(a_account.clone())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let b_row = stripe_accounts::Entity::find_by_id(b_account.clone())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut moved: stripe_accounts::ActiveModel = b_row.into();
+        moved.secret_key = Set(a_row.secret_key.clone());
+        let moved = moved.update(&app.db).await.unwrap();
+
+        let keyring = Keyring::parse(TEST_KEYRING).unwrap();
+        let context = SecretContext {
+            tenant_id: &b.id,
+            purpose: SECRET_KEY_PURPOSE,
+            row_id: &b_account,
+        };
+        assert!(
+            keyring
+                .open(moved.secret_key.as_deref().unwrap(), &context)
+                .is_err()
+        );
+
+        // Rotation refuses to launder it, names the row, and changes nothing.
+        let rotating = Keyring::parse(&format!("{K2},{TEST_KEYRING}")).unwrap();
+        let err = rotate_keys(&app.db, &rotating).await.unwrap_err();
+        assert!(format!("{err:#}").contains(&b_account), "{err:#}");
+        let a_after = stripe_accounts::Entity::find_by_id(a_account)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a_after.secret_key, a_row.secret_key,
+            "the failed rotation rolled back"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rotation_reseals_everything_and_old_keys_can_then_go() {
+    each_backend(|app| async move {
+        let tenant = app.signup("Rotation").await;
+        let mut originals = Vec::new();
+        for i in 0..3 {
+            let key = format!("sk_test_rotation{i}abcdefgh");
+            let signing = format!("whsec_rotation{i}abcdefgh");
+            app.post(
+                "/v1/stripe-accounts",
+                &tenant.token,
+                json!({"name": format!("R{i}"), "secret_key": key, "webhook_secret": signing}),
+            )
+            .await;
+            originals.push((key, signing));
+        }
+
+        // Before rotation, a keyring without k1 fails loudly, naming the missing key.
+        let only_new = Keyring::parse(K2).unwrap();
+        let err = rotate_keys(&app.db, &only_new).await.unwrap_err();
+        assert!(format!("{err:#}").contains("'k1'"), "{err:#}");
+
+        let both = Keyring::parse(&format!("{K2},{TEST_KEYRING}")).unwrap();
+        let report = rotate_keys(&app.db, &both).await.unwrap();
+        assert_eq!((report.resealed, report.current), (6, 0));
+        let again = rotate_keys(&app.db, &both).await.unwrap();
+        assert_eq!(
+            (again.resealed, again.current),
+            (0, 6),
+            "rotation is idempotent"
+        );
+
+        // Now k1 can be removed: every secret opens with k2 alone and is what was stored.
+        let mut opened = Vec::new();
+        for account in stripe_accounts::Entity::find().all(&app.db).await.unwrap() {
+            let sealed = account.secret_key.clone().unwrap();
+            assert!(sealed.starts_with("k2:"));
+            let ctx = SecretContext {
+                tenant_id: &account.tenant_id,
+                purpose: SECRET_KEY_PURPOSE,
+                row_id: &account.id,
+            };
+            opened.push(
+                only_new
+                    .open(&sealed, &ctx)
+                    .unwrap()
+                    .expose_secret()
+                    .to_string(),
+            );
+        }
+        for secret in webhook_secrets::Entity::find().all(&app.db).await.unwrap() {
+            let ctx = SecretContext {
+                tenant_id: &secret.tenant_id,
+                purpose: WEBHOOK_SECRET_PURPOSE,
+                row_id: &secret.id,
+            };
+            opened.push(
+                only_new
+                    .open(&secret.secret, &ctx)
+                    .unwrap()
+                    .expose_secret()
+                    .to_string(),
+            );
+        }
+        for (key, signing) in &originals {
+            assert!(opened.contains(key) && opened.contains(signing));
+        }
+    })
+    .await;
+}
