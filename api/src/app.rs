@@ -22,6 +22,8 @@ use crate::error::{ApiError, problem_safety_net};
 use crate::secrets::{self, Keyring};
 use crate::settings::Settings;
 use secrecy::SecretString;
+use tributary_worker::queue::Queue;
+use tributary_worker::runtime::Runtime;
 
 /// Everything a request handler may need, shared by all workers.
 pub struct AppState {
@@ -31,6 +33,12 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// Verified against when a login names an unknown email (equal timing).
     pub dummy_password_hash: String,
+    /// Where events are queued.
+    pub queue: Queue,
+    /// The embedded worker and sweeper, running as long as the state lives.
+    pub pipeline: Runtime,
+    /// For calls the api makes itself (test events through the real ingress).
+    pub http: reqwest::Client,
 }
 
 /// A secret from its setting, or else from its generated file in the data directory, with
@@ -96,12 +104,20 @@ impl AppState {
             crate::db::migrate(&db).await?;
         }
         let dummy_password_hash = tokio::task::spawn_blocking(passwords::dummy_hash).await?;
+        let pipeline =
+            Runtime::start(&settings, db.clone(), settings.embedded_worker, "api").await?;
         Ok(AppState {
             db,
             settings: Arc::new(settings),
             keyring: Arc::new(keyring),
             jwt,
             dummy_password_hash,
+            queue: pipeline.queue.clone(),
+            pipeline,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .context("building the HTTP client")?,
         })
     }
 }

@@ -2,9 +2,7 @@
 
 use anyhow::Context;
 use entity::{stripe_accounts, webhook_secrets};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
 
 use crate::secrets::{Keyring, SecretContext};
 use crate::services::stripe_accounts::{SECRET_KEY_PURPOSE, WEBHOOK_SECRET_PURPOSE};
@@ -42,7 +40,7 @@ pub async fn rotate_keys(
     keyring: &Keyring,
 ) -> anyhow::Result<RotationReport> {
     let mut report = RotationReport::default();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
 
     for account in stripe_accounts::Entity::find().all(&txn).await? {
         let Some(sealed) = account.secret_key.as_deref() else {

@@ -4,12 +4,11 @@
 pub mod app;
 pub mod auth;
 pub mod commands;
-pub mod db;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
-pub mod secrets;
 pub mod services;
-pub mod settings;
-pub mod telemetry;
+pub mod stripe;
+
+pub use tributary_worker::{db, secrets, settings, telemetry};

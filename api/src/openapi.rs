@@ -20,6 +20,11 @@ use crate::error::{FieldError, Problem};
         (name = "users", description = "People in a tenant and their roles"),
         (name = "api-keys", description = "Keys for machines"),
         (name = "stripe-accounts", description = "Stripe accounts, webhook URLs and signing secrets"),
+        (name = "connections", description = "CRM connections and the sandbox CRM's records"),
+        (name = "flows", description = "Mapping flows, their versions, validation, preview and templates"),
+        (name = "events", description = "The inbox of received Stripe events, and replay"),
+        (name = "deliveries", description = "Every step's attempts; the dead-letter queue"),
+        (name = "webhooks", description = "Stripe's ingress"),
         (name = "audit-log", description = "Who changed what"),
         (name = "health", description = "Probes")
     )

@@ -4,8 +4,15 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod connections;
+pub mod deliveries;
+pub mod events;
+pub mod flow_versions;
+pub mod flows;
 pub mod login_throttle;
+pub mod record_links;
 pub mod refresh_tokens;
+pub mod sandbox_records;
 pub mod stripe_accounts;
 pub mod tenants;
 pub mod users;

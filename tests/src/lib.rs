@@ -18,15 +18,27 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite for the data and the queue.
     Sqlite,
+    /// Postgres for the data and the queue.
     Postgres,
+    /// Postgres for the data, Redis for the queue.
+    PostgresRedis,
 }
 
-/// The database backends this run covers: SQLite always, Postgres when configured.
+fn configured(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| !v.is_empty())
+}
+
+/// The backends this run covers: SQLite always; Postgres, and Postgres with the queue on
+/// Redis, when `TRIBUTARY_TEST_DATABASE_URL` / `TRIBUTARY_TEST_REDIS_URL` are set.
 pub fn backends() -> Vec<Backend> {
     let mut list = vec![Backend::Sqlite];
-    if std::env::var("TRIBUTARY_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
+    if configured("TRIBUTARY_TEST_DATABASE_URL") {
         list.push(Backend::Postgres);
+        if configured("TRIBUTARY_TEST_REDIS_URL") {
+            list.push(Backend::PostgresRedis);
+        }
     }
     list
 }
@@ -72,6 +84,13 @@ fn init_once() {
     INIT.get_or_init(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let buffer = log_buffer().clone();
+        if std::env::var("TRIBUTARY_TEST_LOG_STDERR").is_ok_and(|v| v == "1") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug,sqlx=warn,h2=warn,hyper=warn")
+                .with_ansi(false)
+                .try_init();
+            return;
+        }
         let _ = tracing_subscriber::fmt()
             .with_env_filter("debug")
             .with_ansi(false)
@@ -150,6 +169,15 @@ impl TestApp {
 
     /// Starts the app with extra environment-style settings.
     pub async fn spawn_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
+        Self::spawn_full(backend, vars, Some(1)).await
+    }
+
+    /// Starts the app; `http_workers: None` gives actix's default (one per core).
+    pub async fn spawn_full(
+        backend: Backend,
+        vars: &[(&str, &str)],
+        http_workers: Option<usize>,
+    ) -> TestApp {
         init_once();
         let dir = tempfile::tempdir().expect("temp dir");
         let (database_url, postgres_database) = match backend {
@@ -157,7 +185,7 @@ impl TestApp {
                 format!("sqlite://{}/tributary.db?mode=rwc", dir.path().display()),
                 None,
             ),
-            Backend::Postgres => {
+            Backend::Postgres | Backend::PostgresRedis => {
                 let name = create_postgres_database().await;
                 (postgres_url_for(&name), Some(name))
             }
@@ -176,13 +204,29 @@ impl TestApp {
                 "TRIBUTARY_PUBLIC_URL".into(),
                 "https://hooks.example.test".into(),
             ),
+            // Retries and sweeps on a test's time scale.
+            ("TRIBUTARY_RETRY_MAX_ATTEMPTS".into(), "3".into()),
+            ("TRIBUTARY_RETRY_BASE_DELAY".into(), "50ms".into()),
+            ("TRIBUTARY_RETRY_MAX_DELAY".into(), "200ms".into()),
+            ("TRIBUTARY_SWEEP_INTERVAL".into(), "1s".into()),
+            ("TRIBUTARY_SWEEP_GRACE".into(), "10s".into()),
+            ("TRIBUTARY_WORKER_CONCURRENCY".into(), "4".into()),
         ]);
+        if backend == Backend::PostgresRedis {
+            let redis =
+                std::env::var("TRIBUTARY_TEST_REDIS_URL").expect("TRIBUTARY_TEST_REDIS_URL");
+            env.insert("TRIBUTARY_QUEUE_URL".into(), redis);
+            env.insert(
+                "TRIBUTARY_QUEUE_NAMESPACE".into(),
+                format!("test-{}", uuid::Uuid::new_v4().simple()),
+            );
+        }
         for (k, v) in vars {
             env.insert(k.to_string(), v.to_string());
         }
         let settings = Settings::from_map(&env).expect("test settings are valid");
         let state = AppState::build(settings.clone()).await.expect("app state");
-        let server = app::server(listener, state, Some(1), false).expect("server starts");
+        let server = app::server(listener, state, http_workers, false).expect("server starts");
         let handle = server.handle();
         tokio::spawn(server);
         let db = tributary_api::db::connect(&database_url)
@@ -384,4 +428,182 @@ impl Reply {
             })
             .unwrap_or_default()
     }
+}
+
+/// Signs a body exactly as Stripe does: HMAC-SHA256 over `"{t}.{body}"`, hex.
+pub fn stripe_signature(body: &[u8], secret: &str, t: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `seconds`.
+pub async fn wait_for<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if std::time::Instant::now() >= deadline {
+            let logs = captured_logs();
+            let problems: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            let tail = &problems[problems.len().saturating_sub(20)..];
+            panic!(
+                "timed out waiting for {what}; last warnings and errors:\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A tenant wired end to end: a sandbox connection, a Stripe account with a signing secret.
+pub struct Pipeline {
+    pub tenant: Tenant,
+    pub connection_id: String,
+    pub account_id: String,
+    pub webhook_path: String,
+    pub secret: String,
+}
+
+impl TestApp {
+    pub async fn pipeline(&self, settings: Value) -> Pipeline {
+        let tenant = self.signup("Pipeline").await;
+        let connection = self
+            .post(
+                "/v1/connections",
+                &tenant.token,
+                json!({"name": "Sandbox", "provider": "sandbox", "settings": settings}),
+            )
+            .await;
+        assert_eq!(
+            connection.status,
+            StatusCode::CREATED,
+            "{}",
+            connection.text
+        );
+        let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+        let account = self
+            .post(
+                "/v1/stripe-accounts",
+                &tenant.token,
+                json!({"name": "Stripe", "webhook_secret": secret}),
+            )
+            .await;
+        assert_eq!(account.status, StatusCode::CREATED, "{}", account.text);
+        let url = account.str("/webhook_url");
+        let path = url
+            .strip_prefix("https://hooks.example.test")
+            .expect("webhook URL")
+            .to_string();
+        Pipeline {
+            tenant,
+            connection_id: connection.str("/id"),
+            account_id: account.str("/id"),
+            webhook_path: path,
+            secret,
+        }
+    }
+
+    /// Posts a body to a webhook path with a given Stripe-Signature header (or none).
+    pub async fn webhook(&self, path: &str, body: &[u8], signature: Option<&str>) -> Reply {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header("stripe-signature", signature);
+        }
+        Reply::read(request.send().await.expect("webhook sent")).await
+    }
+
+    /// Sends `event` signed with the pipeline's secret, now.
+    pub async fn send_event(&self, pipeline: &Pipeline, event: &Value) -> Reply {
+        let body = serde_json::to_vec(event).unwrap();
+        let signature = stripe_signature(&body, &pipeline.secret, chrono::Utc::now().timestamp());
+        self.webhook(&pipeline.webhook_path, &body, Some(&signature))
+            .await
+    }
+
+    /// Waits until the event has finished (processed, failed or ignored) and returns it.
+    pub async fn finished_event(&self, token: &str, event_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let reply = self.get(&format!("/v1/events/{event_id}"), token).await;
+            if matches!(
+                reply.body["status"].as_str(),
+                Some("processed" | "failed" | "ignored")
+            ) {
+                return reply.body;
+            }
+            if std::time::Instant::now() >= deadline {
+                let logs = captured_logs();
+                let problems: Vec<&str> = logs
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .collect();
+                let tail = &problems[problems.len().saturating_sub(10)..];
+                panic!(
+                    "event {event_id} did not finish: {}\n{}",
+                    reply.text,
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The sandbox connection's records of one object.
+    pub async fn records(&self, token: &str, connection_id: &str, object: &str) -> Vec<Value> {
+        let reply = self
+            .get(
+                &format!("/v1/connections/{connection_id}/records?object={object}&limit=100"),
+                token,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        reply.body["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// A charge.succeeded event of the current API version.
+pub fn charge_event(
+    event_id: &str,
+    charge_id: &str,
+    email: &str,
+    name: &str,
+    amount: i64,
+    created: i64,
+) -> Value {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": created,
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": "charge.succeeded",
+        "data": {"object": {
+            "id": charge_id,
+            "object": "charge",
+            "amount": amount,
+            "currency": "usd",
+            "paid": true,
+            "status": "succeeded",
+            "receipt_url": format!("https://pay.stripe.com/receipts/{charge_id}"),
+            "billing_details": {"email": email, "name": name, "phone": "+1-555-0100", "address": null},
+            "metadata": {"company": "Stark Industries"}
+        }}
+    })
 }

@@ -1,5 +1,26 @@
-//! The worker: runs tenants' flows for queued events against CRM adapters. For now it holds
-//! the job contract the api will push; the pipeline that consumes it comes with the event
-//! pipeline (jobs, flow engine, CRM adapters).
+//! The worker: runs tenants' flows for queued events against CRM adapters. The api depends on
+//! this library for configuration, secrets, the flow engine (validation, preview) and the job
+//! definitions; this library never depends on the api.
 
+pub mod crm;
+pub mod db;
+pub mod engine;
+pub mod flow;
 pub mod queue;
+pub mod runtime;
+pub mod secrets;
+pub mod settings;
+pub mod telemetry;
+
+use chrono::{DateTime, Utc};
+
+/// A new time-ordered id (UUIDv7): ids sort by creation.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Now, at microsecond precision, the finest both databases keep.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}

@@ -1,13 +1,49 @@
-//! The `worker` binary. Until the event pipeline lands there are no jobs to run, so it says so
-//! and exits rather than pretending to work.
+//! The `worker` binary: job consumers and the sweeper, without the HTTP API, for deployments
+//! that scale workers separately. Concurrency: `TRIBUTARY_WORKER_CONCURRENCY`.
 
 use std::process::ExitCode;
 
+use tributary_worker::{db, runtime::Runtime, settings::Settings, telemetry};
+
 fn main() -> ExitCode {
-    eprintln!(
-        "worker: no job consumers exist yet (queue '{}' arrives with the event pipeline); \
-         run `cargo run -p api` for the platform",
-        tributary_worker::queue::PROCESS_EVENT_QUEUE
-    );
-    ExitCode::from(2)
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let db = db::connect(&settings.database_url).await?;
+    if settings.auto_migrate {
+        db::migrate(&db).await?;
+    }
+    let pipeline = Runtime::start(&settings, db, true, "worker").await?;
+    tracing::info!("worker running; stop with Ctrl-C");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+        _ = async { pipeline.wait().await } => {}
+    }
+    Ok(())
 }

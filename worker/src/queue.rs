@@ -1,14 +1,229 @@
-//! Job definitions and queue names shared by the api (producer) and the worker (consumer).
+//! The job queue: one enum over the apalis backends (SQLite, Postgres, Redis), chosen by
+//! configuration, with the same job code on each. The queue only carries event ids; the
+//! event rows and deliveries in the database are the truth, so a lost or doubled job costs
+//! nothing but a re-run that finds its work already done.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::settings::Settings;
 
 /// Queue names are explicit constants: a Rust type name would change when a type moves and
 /// silently split producers from consumers.
 pub const PROCESS_EVENT_QUEUE: &str = "process_event";
+
+/// How often an idle worker looks for new jobs on the polling backends.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Process one stored Stripe event: run every enabled flow that matches it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessEvent {
     /// Tributary's id of the event row.
     pub event_id: String,
+}
+
+/// Which backend holds the queue.
+#[derive(Clone)]
+pub enum Queue {
+    Sqlite(SqliteStorage<ProcessEvent>),
+    Postgres(PostgresStorage<ProcessEvent>),
+    Redis(RedisStorage<ProcessEvent>),
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.backend_name())
+    }
+}
+
+impl Queue {
+    /// Connects the configured backend: Redis when `TRIBUTARY_QUEUE_URL` says so, else the
+    /// database itself. Creates the backend's tables or keys on first use.
+    pub async fn connect(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Queue> {
+        if let Some(url) = &settings.queue_url {
+            let conn = apalis_redis::connect(url.as_str()).await.with_context(|| {
+                format!(
+                    "TRIBUTARY_QUEUE_URL: cannot connect to {}",
+                    crate::db::redact(url)
+                )
+            })?;
+            let name = format!("{}.{PROCESS_EVENT_QUEUE}", settings.queue_namespace);
+            let config = apalis_redis::Config::default().queue(name);
+            return Ok(Queue::Redis(RedisStorage::new(conn).with_config(config)));
+        }
+        match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool().clone();
+                PostgresStorage::setup(&pool)
+                    .await
+                    .context("setting up the Postgres queue")?;
+                let config = apalis_postgres::Config::default().queue(PROCESS_EVENT_QUEUE);
+                Ok(Queue::Postgres(
+                    PostgresStorage::new(&pool).with_config(config),
+                ))
+            }
+            _ => {
+                // A pool of its own: apalis tunes its connections for speed (synchronous=OFF),
+                // which must not reach the connections that commit events.
+                let pool = apalis_sqlite::SqlitePool::connect(&settings.database_url)
+                    .await
+                    .context("opening the SQLite queue")?;
+                SqliteStorage::setup(&pool)
+                    .await
+                    .context("setting up the SQLite queue")?;
+                let config = apalis_sqlite::Config::default().queue(PROCESS_EVENT_QUEUE);
+                Ok(Queue::Sqlite(SqliteStorage::new(&pool).with_config(config)))
+            }
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Queue::Sqlite(_) => "sqlite",
+            Queue::Postgres(_) => "postgres",
+            Queue::Redis(_) => "redis",
+        }
+    }
+
+    /// Enqueues `job`, to run after `delay` if given. On SQLite and Postgres the task row is
+    /// written straight into apalis's table, so it is visible to every worker the moment the
+    /// insert returns.
+    pub async fn push(&self, job: ProcessEvent, delay: Option<Duration>) -> anyhow::Result<()> {
+        let mut task = TaskBuilder::new(serde_json::to_vec(&job)?).max_attempts(5);
+        if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+            // Backends schedule in whole seconds, rounding down: round up instead, so a job
+            // never wakes before its retry is due.
+            task = task.run_after(Duration::from_secs(delay.as_secs() + 1));
+        }
+        let task = task.build();
+        let result = match self {
+            Queue::Sqlite(storage) => {
+                let mut conn = storage.pool().acquire().await?;
+                apalis_sqlite::queries::push_tasks(&mut *conn, PROCESS_EVENT_QUEUE, &[task])
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            Queue::Postgres(storage) => {
+                let mut conn = storage.pool().acquire().await?;
+                apalis_postgres::queries::push_tasks(&mut *conn, PROCESS_EVENT_QUEUE, vec![task])
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            Queue::Redis(storage) => {
+                let task =
+                    task.try_map_args(|bytes| serde_json::from_slice::<ProcessEvent>(&bytes))?;
+                storage
+                    .clone()
+                    .push_task(task)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        };
+        result.with_context(|| format!("pushing to the {} queue", self.backend_name()))
+    }
+
+    /// Starts `concurrency` job slots consuming the queue until the process ends.
+    pub fn spawn_worker(
+        &self,
+        engine: Arc<Engine>,
+        concurrency: usize,
+        name: &str,
+    ) -> tokio::task::JoinHandle<()> {
+        let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        match self.clone() {
+            Queue::Sqlite(storage) => {
+                let worker = WorkerBuilder::new(name)
+                    .backend(storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
+                    .data(engine)
+                    .concurrency(concurrency)
+                    .build(run_process_event);
+                tokio::spawn(async move {
+                    if let Err(e) = worker.run().await {
+                        tracing::error!(error = %e, "sqlite queue worker stopped");
+                    }
+                })
+            }
+            Queue::Postgres(storage) => {
+                let worker = WorkerBuilder::new(name)
+                    .backend(storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
+                    .data(engine)
+                    .concurrency(concurrency)
+                    .build(run_process_event);
+                tokio::spawn(async move {
+                    if let Err(e) = worker.run().await {
+                        tracing::error!(error = %e, "postgres queue worker stopped");
+                    }
+                })
+            }
+            Queue::Redis(storage) => {
+                let worker = WorkerBuilder::new(name)
+                    .backend(storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
+                    .data(engine)
+                    .concurrency(concurrency)
+                    .build(run_process_event);
+                tokio::spawn(async move {
+                    if let Err(e) = worker.run().await {
+                        tracing::error!(error = %e, "redis queue worker stopped");
+                    }
+                })
+            }
+        }
+    }
+}
+
+async fn run_process_event(
+    job: ProcessEvent,
+    engine: Data<Arc<Engine>>,
+) -> Result<(), BoxDynError> {
+    engine.process(&job.event_id).await.map_err(|e| {
+        tracing::error!(event_id = %job.event_id, error = format!("{e:#}"), "processing failed");
+        BoxDynError::from(format!("{e:#}"))
+    })
+}
+
+/// Wakes an idle worker every `interval` to look for jobs. Unlike a timer that is re-created
+/// but not polled when it fires, this arms the next tick before reporting the current one, so
+/// the worker is always woken again even when its fetch finishes within the same poll.
+struct Ticker {
+    interval: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Ticker {
+    fn new(interval: Duration) -> Self {
+        Ticker {
+            interval,
+            sleep: Box::pin(tokio::time::sleep(interval)),
+        }
+    }
+}
+
+impl PollStrategy for Ticker {
+    fn poll_drive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _snapshot: &PollSnapshot,
+    ) -> std::task::Poll<Option<()>> {
+        use std::future::Future;
+        let mut fired = false;
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            fired = true;
+            let next = tokio::time::Instant::now() + self.interval;
+            self.sleep.as_mut().reset(next);
+        }
+        if fired {
+            std::task::Poll::Ready(Some(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
 }

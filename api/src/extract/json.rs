@@ -37,11 +37,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
             }
             _ => false,
         };
-        let declared_length = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let declared_length = declared_length(req);
         let mut payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
@@ -49,21 +45,81 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
                     "the request body must be JSON (Content-Type: application/json)".into(),
                 ));
             }
-            if declared_length.is_some_and(|len| len > limit) {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body(&mut payload, declared_length, limit).await?;
             let value = parse_json::<T>(&body)?;
             value.validate().map_err(ApiError::Validation)?;
             Ok(ValidJson(value))
+        })
+    }
+}
+
+/// Reads a request body up to `limit` bytes, refusing larger ones with 413.
+pub async fn read_body(
+    payload: &mut Payload,
+    declared: Option<usize>,
+    limit: usize,
+) -> Result<BytesMut, ApiError> {
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// A flow document: JSON, or YAML with `Content-Type: application/yaml`, as a JSON value.
+pub struct JsonOrYaml(pub serde_json::Value);
+
+impl FromRequest for JsonOrYaml {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<Data<AppState>>()
+            .map(|state| state.settings.max_body_bytes)
+            .unwrap_or(256 * 1024);
+        let kind = match req.mime_type() {
+            Ok(Some(mime))
+                if mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json") =>
+            {
+                Some(false)
+            }
+            Ok(Some(mime)) if mime.subtype() == "yaml" || mime.subtype() == "x-yaml" => Some(true),
+            _ => None,
+        };
+        let declared = declared_length(req);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let Some(is_yaml) = kind else {
+                return Err(ApiError::UnsupportedMediaType(
+                    "send the flow as application/json or application/yaml".into(),
+                ));
+            };
+            let body = read_body(&mut payload, declared, limit).await?;
+            if is_yaml {
+                let text = std::str::from_utf8(&body)
+                    .map_err(|_| ApiError::BadRequest("the YAML body is not UTF-8".into()))?;
+                yaml_serde::from_str::<serde_json::Value>(text)
+                    .map(JsonOrYaml)
+                    .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))
+            } else {
+                parse_json::<serde_json::Value>(&body).map(JsonOrYaml)
+            }
         })
     }
 }

@@ -3,11 +3,15 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod connections;
+pub mod events;
+pub mod flows;
 pub mod health;
 pub mod responses;
 pub mod sessions;
 pub mod stripe_accounts;
 pub mod users;
+pub mod webhooks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -19,4 +23,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     api_keys::configure(cfg);
     stripe_accounts::configure(cfg);
     audit_log::configure(cfg);
+    connections::configure(cfg);
+    flows::configure(cfg);
+    events::configure(cfg);
+    webhooks::configure(cfg);
 }

@@ -42,4 +42,5 @@ problem_response!(
     TooManyRequests,
     "Too many attempts; retry after `Retry-After` seconds."
 );
+problem_response!(TooLarge, "The body is larger than the limit.");
 problem_response!(Unavailable, "A dependency is not reachable.");

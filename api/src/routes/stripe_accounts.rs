@@ -11,6 +11,7 @@ use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
 use crate::services::stripe_accounts::{
     self, StripeAccountIn, StripeAccountOut, StripeAccountPatch, WebhookSecretIn, WebhookSecretOut,
 };
+use crate::services::test_events::{self, TestEventIn, TestEventOut};
 
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.create", request_body = StripeAccountIn,
     responses(
@@ -137,6 +138,26 @@ async fn remove_secret(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.test_event", request_body = TestEventIn,
+    params(("id" = String, Path, description = "The account's id")),
+    responses(
+        (status = 202, description = "A realistic event of that type, signed with the account's newest secret, went through the real ingress.", body = TestEventOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer" = [])))]
+#[post("/v1/stripe-accounts/{id}/test-events")]
+async fn test_event(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+    ValidJson(input): ValidJson<TestEventIn>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(test_events::send(&state, &ctx, &id, input).await?))
+}
+
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
         .service(list)
@@ -144,5 +165,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(update)
         .service(remove)
         .service(add_secret)
-        .service(remove_secret);
+        .service(remove_secret)
+        .service(test_event);
 }

@@ -1,7 +1,7 @@
 //! API keys: created by admins with at most their own role, shown once, revoked by deletion.
 
 use entity::{Role, TenantOwned, api_keys};
-use sea_orm::{EntityTrait, TransactionTrait};
+use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -96,7 +96,7 @@ pub async fn create(
         created_at: now(),
         last_used_at: None,
     };
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     api_keys::Entity::insert(api_keys::ActiveModel::from(row.clone()))
         .exec(&txn)
         .await?;
@@ -128,7 +128,7 @@ pub async fn list(
 }
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let key = api_keys::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
         .one(&txn)
         .await?

@@ -6,24 +6,18 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod connections;
+pub mod events;
+pub mod flows;
+pub mod ingress;
 pub mod sessions;
 pub mod stripe_accounts;
+pub mod test_events;
 pub mod users;
-
-use chrono::{DateTime, Utc};
 
 use crate::error::FieldError;
 
-/// A new time-ordered id.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
-/// Timestamps are stored and returned at microsecond precision, the finest both databases keep.
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}
+pub use tributary_worker::{new_id, now};
 
 /// Checks a free-text name: present, not blank, at most 200 characters.
 pub fn check_name(field: &str, value: &str, errors: &mut Vec<FieldError>) {

@@ -2,9 +2,7 @@
 
 use chrono::Duration;
 use entity::{Role, TenantOwned, api_keys, refresh_tokens, tenants, users};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -153,7 +151,7 @@ pub async fn signup(state: &AppState, input: SignupIn) -> Result<SignupOut, ApiE
         updated_at: at,
     };
 
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     tenants::Entity::insert(tenants::ActiveModel::from(tenant.clone()))
         .exec(&txn)
         .await?;
@@ -226,7 +224,7 @@ pub async fn login(
     match user {
         Some(user) if valid => {
             throttle::clear(&state.db, &email_key).await?;
-            let txn = state.db.begin().await?;
+            let txn = crate::db::begin_write(&state.db).await?;
             let pair = issue_pair(&txn, state, &user, None).await?;
             txn.commit().await?;
             tracing::info!(user_id = %user.id, "login");
@@ -256,7 +254,7 @@ pub async fn refresh(state: &AppState, input: RefreshIn) -> Result<TokenPair, Ap
         return Err(invalid());
     }
 
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     // Claim the token; if someone already did, it is being reused.
     let claimed = refresh_tokens::Entity::update_many()
         .col_expr(

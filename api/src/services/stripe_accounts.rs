@@ -4,7 +4,7 @@
 use entity::{Role, TenantOwned, stripe_accounts, webhook_secrets};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    QueryOrder,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -319,7 +319,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     stripe_accounts::Entity::insert(stripe_accounts::ActiveModel::from(account.clone()))
         .exec(&txn)
         .await?;
@@ -369,7 +369,7 @@ pub async fn update(
     id: &str,
     patch: StripeAccountPatch,
 ) -> Result<StripeAccountOut, ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let account = find(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
     let mut active: stripe_accounts::ActiveModel = account.into();
@@ -396,7 +396,7 @@ pub async fn update(
 }
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let account = find(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
     webhook_secrets::Entity::delete_many()
@@ -418,7 +418,7 @@ pub async fn add_webhook_secret(
     account_id: &str,
     input: WebhookSecretIn,
 ) -> Result<WebhookSecretOut, ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let account = find(&txn, ctx, account_id).await?;
     ctx.require(Role::Admin)?;
     if secrets_of(&txn, &ctx.tenant_id, &account.id).await?.len() >= MAX_WEBHOOK_SECRETS {
@@ -451,7 +451,7 @@ pub async fn delete_webhook_secret(
     account_id: &str,
     secret_id: &str,
 ) -> Result<(), ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let account = find(&txn, ctx, account_id).await?;
     let deleted = webhook_secrets::Entity::find_by_id_in_tenant(&ctx.tenant_id, secret_id)
         .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))

@@ -4,7 +4,7 @@
 use entity::{Role, TenantOwned, users};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, TransactionTrait,
+    QueryFilter,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     users::Entity::insert(users::ActiveModel::from(user.clone()))
         .exec(&txn)
         .await
@@ -178,7 +178,7 @@ pub async fn update(
     id: &str,
     patch: UserPatch,
 ) -> Result<UserOut, ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let user = find(&txn, ctx, id).await?;
     let is_self = ctx.actor == Actor::User(user.id.clone());
     if patch.role.is_some() || !is_self {
@@ -212,7 +212,7 @@ pub async fn update(
 }
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let user = find(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
     if user.role == Role::Owner {

@@ -4,7 +4,9 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tributary_tests::{PASSWORD, Reply, Tenant, TestApp, each_backend};
+use tributary_tests::{
+    PASSWORD, Reply, Tenant, TestApp, charge_event, each_backend, stripe_signature,
+};
 
 struct Operation {
     method: Method,
@@ -37,6 +39,10 @@ struct Fixture {
     api_key_id: String,
     account_id: String,
     secret_id: String,
+    connection_id: String,
+    flow_id: String,
+    event_id: String,
+    delivery_id: String,
 }
 
 impl Fixture {
@@ -46,20 +52,57 @@ impl Fixture {
         let account = app
             .post("/v1/stripe-accounts", &owner.token, json!({"name": "A's", "secret_key": "sk_test_isolation123456", "webhook_secret": "whsec_isolation123456"}))
             .await;
+        let connection_id = app
+            .post(
+                "/v1/connections",
+                &owner.token,
+                json!({"name": "A's sandbox", "provider": "sandbox"}),
+            )
+            .await
+            .str("/id");
+        let flow_id = app
+            .post("/v1/flows", &owner.token, flow_body(&connection_id))
+            .await
+            .str("/id");
+        let now = chrono::Utc::now().timestamp();
+        let body = serde_json::to_vec(&charge_event(
+            "evt_iso", "ch_iso", "iso@a.co", "Iso A", 100, now,
+        ))
+        .unwrap();
+        let path = account
+            .str("/webhook_url")
+            .replace("https://hooks.example.test", "");
+        let signature = stripe_signature(&body, "whsec_isolation123456", now);
+        let event_id = app
+            .webhook(&path, &body, Some(&signature))
+            .await
+            .str("/event_id");
+        let event = app.finished_event(&owner.token, &event_id).await;
         Fixture {
             user_id,
             api_key_id,
             account_id: account.str("/id"),
             secret_id: account.str("/webhook_secrets/0/id"),
+            connection_id,
+            flow_id,
+            event_id,
+            delivery_id: event["deliveries"][0]["id"]
+                .as_str()
+                .expect("a delivery")
+                .to_string(),
         }
     }
 
-    fn ids(&self) -> [&str; 4] {
+    fn ids(&self) -> [&str; 8] {
         [
             &self.user_id,
             &self.api_key_id,
             &self.account_id,
             &self.secret_id,
+            &self.connection_id,
+            &self.flow_id,
+            &self.event_id,
+            &self.delivery_id,
         ]
     }
 
@@ -70,6 +113,10 @@ impl Fixture {
             "users" => &self.user_id,
             "api-keys" => &self.api_key_id,
             "stripe-accounts" => &self.account_id,
+            "connections" => &self.connection_id,
+            "flows" => &self.flow_id,
+            "events" => &self.event_id,
+            "deliveries" => &self.delivery_id,
             other if template.contains("{id}") => {
                 panic!("the isolation matrix does not know ids of /v1/{other}: add them")
             }
@@ -81,10 +128,29 @@ impl Fixture {
     }
 }
 
+fn flow_body(connection_id: &str) -> Value {
+    json!({"name": "matrix", "connection_id": connection_id, "trigger": {"events": ["charge.succeeded"]},
+           "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                      "match": {"email": "{{ object.billing_details.email }}"}}]})
+}
+
+/// Operations a member may call although they are not GETs: they read and write nothing.
+const READ_ONLY_POSTS: &[&str] = &["flows.validate", "flows.preview"];
+
 /// A valid body for each writing operation, so only authorization can refuse it.
-fn body_for(operation_id: &str) -> Option<Value> {
+fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     match operation_id {
+        "connections.create" => Some(json!({"name": "matrix", "provider": "sandbox"})),
+        "connections.update" => Some(json!({"name": "hijacked"})),
+        "flows.create" | "flows.replace" => Some(flow_body(&fixture.connection_id)),
+        "flows.validate" => Some(json!({"flow": flow_body(&fixture.connection_id)})),
+        "flows.preview" => Some(
+            json!({"event": charge_event("evt_m", "ch_m", "m@a.co", "M A", 100, 1_700_000_000)}),
+        ),
+        "events.replay" => Some(json!({})),
+        "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
+        "connections.test" | "deliveries.retry" => None,
         "users.create" => Some(
             json!({"email": format!("m-{unique}@example.com"), "password": PASSWORD, "role": "member"}),
         ),
@@ -93,13 +159,26 @@ fn body_for(operation_id: &str) -> Option<Value> {
         "stripe_accounts.create" => Some(json!({"name": "matrix"})),
         "stripe_accounts.update" => Some(json!({"name": "hijacked"})),
         "webhook_secrets.create" => Some(json!({"secret": "whsec_hijackhijackhijack"})),
-        id if id.ends_with(".delete") || id.ends_with(".get") || id.ends_with(".list") => None,
+        id if id.ends_with(".delete")
+            || id.ends_with(".get")
+            || id.ends_with(".list")
+            || id.ends_with(".versions")
+            || id.ends_with(".records") =>
+        {
+            None
+        }
         other => panic!("the isolation matrix has no body for {other}: add one"),
     }
 }
 
-async fn call(app: &TestApp, op: &Operation, path: &str, token: Option<&str>) -> Reply {
-    app.call(op.method.clone(), path, token, body_for(&op.id))
+async fn call(
+    app: &TestApp,
+    op: &Operation,
+    fixture: &Fixture,
+    path: &str,
+    token: Option<&str>,
+) -> Reply {
+    app.call(op.method.clone(), path, token, body_for(&op.id, fixture))
         .await
 }
 
@@ -117,7 +196,7 @@ async fn another_tenants_ids_answer_404_on_every_route() {
             if path == op.path {
                 // No id in the path: B's view must simply not contain A's things.
                 if op.method == Method::GET {
-                    let reply = call(&app, &op, &path, Some(&b.token)).await;
+                    let reply = call(&app, &op, &fixture, &path, Some(b.token.as_str())).await;
                     for id in fixture.ids() {
                         assert!(
                             !reply.text.contains(id),
@@ -130,7 +209,7 @@ async fn another_tenants_ids_answer_404_on_every_route() {
                 continue;
             }
             for token in [&b.token, &b_key] {
-                let reply = call(&app, &op, &path, Some(token)).await;
+                let reply = call(&app, &op, &fixture, &path, Some(token.as_str())).await;
                 assert_eq!(
                     reply.status,
                     StatusCode::NOT_FOUND,
@@ -143,7 +222,7 @@ async fn another_tenants_ids_answer_404_on_every_route() {
             }
             walked += 1;
         }
-        assert!(walked >= 9, "walked {walked} id routes");
+        assert!(walked >= 20, "walked {walked} id routes");
 
         // Nothing of A's changed.
         let user = app
@@ -176,8 +255,9 @@ async fn members_read_but_never_write_and_strangers_get_401() {
         for op in secured_operations() {
             let path = fixture.fill(&op.path);
             for token in [&member_jwt, &member_key] {
-                let reply = call(&app, &op, &path, Some(token)).await;
-                let expected = if op.method != Method::GET || op.id == "audit_log.list" {
+                let reply = call(&app, &op, &fixture, &path, Some(token.as_str())).await;
+                let reads = op.method == Method::GET || READ_ONLY_POSTS.contains(&op.id.as_str());
+                let expected = if !reads || op.id == "audit_log.list" {
                     StatusCode::FORBIDDEN
                 } else {
                     StatusCode::OK
@@ -191,7 +271,7 @@ async fn members_read_but_never_write_and_strangers_get_401() {
                     reply.assert_problem(StatusCode::FORBIDDEN);
                 }
             }
-            let anonymous = call(&app, &op, &path, None).await;
+            let anonymous = call(&app, &op, &fixture, &path, None).await;
             anonymous.assert_problem(StatusCode::UNAUTHORIZED);
         }
 

@@ -4,9 +4,11 @@
 mod accounts;
 mod api_keys;
 mod errors;
+mod flows;
 mod health;
 mod isolation;
 mod openapi;
+mod pipeline;
 mod secrets;
 mod stripe_accounts;
 mod users;

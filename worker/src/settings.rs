@@ -68,6 +68,14 @@ pub struct Settings {
     pub refresh_token_ttl: Duration,
     /// Largest JSON request body the REST API accepts.
     pub max_body_bytes: usize,
+    /// Jobs one worker process runs at once.
+    pub worker_concurrency: usize,
+    /// How often the sweeper looks for events that were kept but never queued, or lost.
+    pub sweep_interval: Duration,
+    /// How long an event may sit unqueued or overdue before the sweeper re-enqueues it.
+    pub sweep_grace: Duration,
+    /// Prefix of the queue's keys on Redis, so installations can share one server.
+    pub queue_namespace: String,
 }
 
 impl Settings {
@@ -201,6 +209,32 @@ impl Settings {
 
         let access_token_ttl = parse_duration("TRIBUTARY_ACCESS_TOKEN_TTL", get, "15m")?;
         let refresh_token_ttl = parse_duration("TRIBUTARY_REFRESH_TOKEN_TTL", get, "30days")?;
+        let worker_concurrency = match get("TRIBUTARY_WORKER_CONCURRENCY") {
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "TRIBUTARY_WORKER_CONCURRENCY",
+                        format!("'{raw}' is not a whole number from 1 to 256"),
+                    )
+                })?,
+            None => 8,
+        };
+        let sweep_interval = parse_duration("TRIBUTARY_SWEEP_INTERVAL", get, "5s")?;
+        let sweep_grace = parse_duration("TRIBUTARY_SWEEP_GRACE", get, "60s")?;
+        let queue_namespace =
+            get("TRIBUTARY_QUEUE_NAMESPACE").unwrap_or_else(|| "tributary".into());
+        if !queue_namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(bad(
+                "TRIBUTARY_QUEUE_NAMESPACE",
+                "may hold only letters, digits, '-', '_' and '.'",
+            ));
+        }
 
         Ok(Settings {
             listen,
@@ -225,6 +259,10 @@ impl Settings {
             access_token_ttl,
             refresh_token_ttl,
             max_body_bytes: 256 * 1024,
+            worker_concurrency,
+            sweep_interval,
+            sweep_grace,
+            queue_namespace,
         })
     }
 }
@@ -310,6 +348,8 @@ mod tests {
             ("TRIBUTARY_RETRY_MAX_ATTEMPTS", "0"),
             ("TRIBUTARY_RETRY_BASE_DELAY", "soon"),
             ("TRIBUTARY_RETRY_MAX_DELAY", "0s"),
+            ("TRIBUTARY_WORKER_CONCURRENCY", "0"),
+            ("TRIBUTARY_SWEEP_INTERVAL", "often"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");

@@ -1,0 +1,107 @@
+//! `/v1/events` (the inbox, replay) and `/v1/deliveries` (attempts, the dead-letter queue).
+
+use actix_web::web::{Data, Path, Query};
+use actix_web::{HttpResponse, get, post};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::responses;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::services::events::{
+    self, AcceptedOut, DeliveryFilter, DeliveryOut, EventDetailOut, EventFilter, EventOut, ReplayIn,
+};
+
+#[utoipa::path(tag = "events", operation_id = "events.list", params(EventFilter, ListQuery),
+    responses(
+        (status = 200, description = "A page of received events, newest first.", body = ListResponse<EventOut>),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized))),
+    security(("bearer" = [])))]
+#[get("/v1/events")]
+async fn list(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    filter: Query<EventFilter>,
+    page: Page,
+) -> Result<HttpResponse, ApiError> {
+    let (data, has_more) = events::list(&state, &ctx, &page, &filter).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
+}
+
+#[utoipa::path(tag = "events", operation_id = "events.get", params(("id" = String, Path, description = "The event's id")),
+    responses(
+        (status = 200, description = "The event, its payload and its deliveries.", body = EventDetailOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer" = [])))]
+#[get("/v1/events/{id}")]
+async fn get_one(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(events::get(&state, &ctx, &id).await?))
+}
+
+#[utoipa::path(tag = "events", operation_id = "events.replay", request_body = ReplayIn,
+    params(("id" = String, Path, description = "The event's id")),
+    responses(
+        (status = 202, description = "Queued again: steps that did not succeed run again (all but creates with `force`).", body = AcceptedOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 503, response = inline(responses::Unavailable))),
+    security(("bearer" = [])))]
+#[post("/v1/events/{id}/replay")]
+async fn replay(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+    body: Option<ValidJson<ReplayIn>>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.map(|ValidJson(input)| input).unwrap_or_default();
+    Ok(HttpResponse::Accepted().json(events::replay(&state, &ctx, &id, input).await?))
+}
+
+#[utoipa::path(tag = "deliveries", operation_id = "deliveries.list", params(DeliveryFilter, ListQuery),
+    responses(
+        (status = 200, description = "A page of deliveries, newest first; `status=dead` is the dead-letter queue.", body = ListResponse<DeliveryOut>),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized))),
+    security(("bearer" = [])))]
+#[get("/v1/deliveries")]
+async fn list_deliveries(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    filter: Query<DeliveryFilter>,
+    page: Page,
+) -> Result<HttpResponse, ApiError> {
+    let (data, has_more) = events::list_deliveries(&state, &ctx, &page, &filter).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
+}
+
+#[utoipa::path(tag = "deliveries", operation_id = "deliveries.retry", params(("id" = String, Path, description = "The delivery's id")),
+    responses(
+        (status = 202, description = "The delivery runs again with a fresh set of attempts.", body = AcceptedOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict))),
+    security(("bearer" = [])))]
+#[post("/v1/deliveries/{id}/retry")]
+async fn retry(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(events::retry_delivery(&state, &ctx, &id).await?))
+}
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list)
+        .service(get_one)
+        .service(replay)
+        .service(list_deliveries)
+        .service(retry);
+}

@@ -1,0 +1,46 @@
+//! `POST /webhooks/stripe/{token}`: Stripe's door in. No bearer token: the signature is the
+//! authentication.
+
+use actix_web::web::{Data, Path};
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::responses;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::read_body;
+use crate::services::ingress::{self, IngressOut, MAX_WEBHOOK_BYTES};
+
+#[utoipa::path(tag = "webhooks", operation_id = "webhooks.receive",
+    params(("token" = String, Path, description = "The account's webhook token, from its `webhook_url`"),
+           ("Stripe-Signature" = String, Header, description = "Stripe's `t=…,v1=…` signature")),
+    request_body(content = Object, description = "A Stripe event, exactly as Stripe sends it", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The event is stored (or was already): Stripe may stop retrying.", body = IngressOut),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge))))]
+#[post("/webhooks/stripe/{token}")]
+async fn receive(
+    state: Data<AppState>,
+    req: HttpRequest,
+    token: Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.into_inner();
+    let body = read_body(&mut payload, declared, MAX_WEBHOOK_BYTES).await?;
+    let signature = req
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    Ok(HttpResponse::Ok().json(ingress::receive(&state, &token, signature, &body).await?))
+}
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(receive);
+}

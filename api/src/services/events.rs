@@ -1,0 +1,370 @@
+//! The inbox as tenants see it: events with their deliveries, replay, and the dead-letter
+//! queue with retry.
+
+use entity::{Role, TenantOwned, connections, deliveries, events};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tributary_worker::engine::{delivery_status as ds, status};
+use tributary_worker::queue::ProcessEvent;
+use utoipa::{IntoParams, ToSchema};
+
+use super::now;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{Page, TenantContext, Validate};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventOut {
+    pub id: String,
+    pub stripe_event_id: String,
+    pub stripe_account_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The Stripe object the event is about (`data.object.id`).
+    pub stripe_object_id: Option<String>,
+    /// `received`, `queued`, `processed`, `failed` or `ignored` (no flow matched).
+    pub status: String,
+    pub livemode: bool,
+    pub api_version: Option<String>,
+    /// Stripe's `created`, unix seconds.
+    pub created: i64,
+    pub runs: i32,
+    pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<events::Model> for EventOut {
+    fn from(e: events::Model) -> Self {
+        EventOut {
+            id: e.id,
+            stripe_event_id: e.stripe_event_id,
+            stripe_account_id: e.stripe_account_id,
+            event_type: e.event_type,
+            stripe_object_id: e.stripe_object_id,
+            status: e.status,
+            livemode: e.livemode,
+            api_version: e.api_version,
+            created: e.event_created,
+            runs: e.runs,
+            next_run_at: e.next_run_at,
+            received_at: e.received_at,
+            processed_at: e.processed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryError {
+    /// `auth`, `rate_limited`, `invalid`, `not_found`, `transient` or `permanent`.
+    pub kind: String,
+    pub message: String,
+    pub vendor_status: Option<i32>,
+    pub vendor_body: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryOut {
+    pub id: String,
+    pub event_id: String,
+    pub flow_id: String,
+    pub flow_version: i32,
+    pub connection_id: String,
+    pub step: String,
+    pub action: String,
+    pub object: String,
+    /// `pending`, `succeeded`, `retrying`, `waiting`, `dead` or `skipped`.
+    pub status: String,
+    pub attempts: i32,
+    pub crm_record_id: Option<String>,
+    /// The operation the latest attempt sent.
+    #[schema(value_type = Option<Object>)]
+    pub operation: Option<Value>,
+    pub error: Option<DeliveryError>,
+    pub warnings: Vec<String>,
+    /// Why it was skipped (`stale`, `condition`) or dead-lettered.
+    pub reason: Option<String>,
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub duration_ms: Option<i64>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<deliveries::Model> for DeliveryOut {
+    fn from(d: deliveries::Model) -> Self {
+        DeliveryOut {
+            operation: d
+                .operation
+                .as_deref()
+                .and_then(|o| serde_json::from_str(o).ok()),
+            error: d.error_kind.clone().map(|kind| DeliveryError {
+                kind,
+                message: d.error_message.clone().unwrap_or_default(),
+                vendor_status: d.vendor_status,
+                vendor_body: d.vendor_body.clone(),
+            }),
+            warnings: serde_json::from_str(&d.warnings).unwrap_or_default(),
+            id: d.id,
+            event_id: d.event_id,
+            flow_id: d.flow_id,
+            flow_version: d.flow_version,
+            connection_id: d.connection_id,
+            step: d.step,
+            action: d.action,
+            object: d.object,
+            status: d.status,
+            attempts: d.attempts,
+            crm_record_id: d.crm_record_id,
+            reason: d.reason,
+            next_attempt_at: d.next_attempt_at,
+            duration_ms: d.duration_ms,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDetailOut {
+    #[serde(flatten)]
+    pub event: EventOut,
+    /// The event as Stripe sent it.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    pub deliveries: Vec<DeliveryOut>,
+}
+
+/// Filters of the event list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventFilter {
+    /// An event type, e.g. `charge.succeeded`.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub status: Option<String>,
+    /// Stripe `created` at or after (unix seconds).
+    pub created_gte: Option<i64>,
+    /// Stripe `created` at or before (unix seconds).
+    pub created_lte: Option<i64>,
+}
+
+/// Filters of the delivery list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryFilter {
+    /// `dead` lists the dead-letter queue.
+    pub status: Option<String>,
+    pub event_id: Option<String>,
+    pub flow_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayIn {
+    /// Also re-run steps that succeeded (never doubling a `create`).
+    #[serde(default)]
+    pub force: bool,
+}
+
+impl Validate for ReplayIn {}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedOut {
+    pub event_id: String,
+    pub status: String,
+}
+
+pub async fn list(
+    state: &AppState,
+    ctx: &TenantContext,
+    page: &Page,
+    filter: &EventFilter,
+) -> Result<(Vec<EventOut>, bool), ApiError> {
+    let mut select = events::Entity::find_in_tenant(&ctx.tenant_id);
+    if let Some(t) = &filter.event_type {
+        select = select.filter(events::Column::EventType.eq(t.as_str()));
+    }
+    if let Some(s) = &filter.status {
+        select = select.filter(events::Column::Status.eq(s.as_str()));
+    }
+    if let Some(gte) = filter.created_gte {
+        select = select.filter(events::Column::EventCreated.gte(gte));
+    }
+    if let Some(lte) = filter.created_lte {
+        select = select.filter(events::Column::EventCreated.lte(lte));
+    }
+    let (rows, has_more) = page.fetch(&state.db, select, events::Column::Id).await?;
+    Ok((rows.into_iter().map(EventOut::from).collect(), has_more))
+}
+
+async fn find(state: &AppState, ctx: &TenantContext, id: &str) -> Result<events::Model, ApiError> {
+    events::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn get(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<EventDetailOut, ApiError> {
+    let event = find(state, ctx, id).await?;
+    let deliveries = deliveries::Entity::find_in_tenant(&ctx.tenant_id)
+        .filter(deliveries::Column::EventId.eq(event.id.as_str()))
+        .order_by_asc(deliveries::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(EventDetailOut {
+        payload: serde_json::from_str(&event.payload).unwrap_or(Value::Null),
+        event: event.into(),
+        deliveries: deliveries.into_iter().map(DeliveryOut::from).collect(),
+    })
+}
+
+/// Marks the event due now and queues it.
+async fn requeue(state: &AppState, event_id: &str) -> Result<(), ApiError> {
+    let at = now();
+    events::Entity::update_many()
+        .set(events::ActiveModel {
+            status: Set(status::QUEUED.into()),
+            queued_at: Set(Some(at)),
+            next_run_at: Set(Some(at)),
+            processed_at: Set(None),
+            updated_at: Set(at),
+            ..Default::default()
+        })
+        .filter(events::Column::Id.eq(event_id))
+        .exec(&state.db)
+        .await?;
+    state
+        .queue
+        .push(
+            ProcessEvent {
+                event_id: event_id.to_string(),
+            },
+            None,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(
+                event_id,
+                error = format!("{e:#}"),
+                "push failed; the sweeper will queue it"
+            );
+            ApiError::Unavailable(
+                "the queue is not reachable; the event will be queued when it is".into(),
+            )
+        })
+}
+
+fn reset(delivery: &deliveries::Model) -> deliveries::ActiveModel {
+    let mut active: deliveries::ActiveModel = delivery.clone().into();
+    active.status = Set(ds::PENDING.into());
+    active.attempts = Set(0);
+    active.next_attempt_at = Set(None);
+    active.reason = Set(None);
+    active.updated_at = Set(now());
+    active
+}
+
+pub async fn replay(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+    input: ReplayIn,
+) -> Result<AcceptedOut, ApiError> {
+    let event = find(state, ctx, id).await?;
+    ctx.require(Role::Admin)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let rows = deliveries::Entity::find_in_tenant(&ctx.tenant_id)
+        .filter(deliveries::Column::EventId.eq(event.id.as_str()))
+        .all(&txn)
+        .await?;
+    for delivery in rows {
+        let rerun = match delivery.status.as_str() {
+            ds::SUCCEEDED => input.force && delivery.action != "create",
+            _ => true,
+        };
+        if rerun {
+            sea_orm::ActiveModelTrait::update(reset(&delivery), &txn).await?;
+        }
+    }
+    super::audit::log(&txn, ctx, "event.replay", "event", &event.id).await?;
+    txn.commit().await?;
+    requeue(state, &event.id).await?;
+    Ok(AcceptedOut {
+        event_id: event.id,
+        status: status::QUEUED.into(),
+    })
+}
+
+pub async fn list_deliveries(
+    state: &AppState,
+    ctx: &TenantContext,
+    page: &Page,
+    filter: &DeliveryFilter,
+) -> Result<(Vec<DeliveryOut>, bool), ApiError> {
+    let mut select = deliveries::Entity::find_in_tenant(&ctx.tenant_id);
+    if let Some(s) = &filter.status {
+        select = select.filter(deliveries::Column::Status.eq(s.as_str()));
+    }
+    if let Some(e) = &filter.event_id {
+        select = select.filter(deliveries::Column::EventId.eq(e.as_str()));
+    }
+    if let Some(f) = &filter.flow_id {
+        select = select.filter(deliveries::Column::FlowId.eq(f.as_str()));
+    }
+    let (rows, has_more) = page
+        .fetch(&state.db, select, deliveries::Column::Id)
+        .await?;
+    Ok((rows.into_iter().map(DeliveryOut::from).collect(), has_more))
+}
+
+pub async fn retry_delivery(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<AcceptedOut, ApiError> {
+    let delivery = deliveries::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    ctx.require(Role::Admin)?;
+    if delivery.status == ds::SUCCEEDED {
+        return Err(ApiError::Conflict {
+            detail: "this delivery already succeeded; replay its event with force to re-run it"
+                .into(),
+            field: None,
+        });
+    }
+    let txn = crate::db::begin_write(&state.db).await?;
+    sea_orm::ActiveModelTrait::update(reset(&delivery), &txn).await?;
+    super::audit::log(&txn, ctx, "delivery.retry", "delivery", &delivery.id).await?;
+    txn.commit().await?;
+    requeue(state, &delivery.event_id).await?;
+    Ok(AcceptedOut {
+        event_id: delivery.event_id,
+        status: status::QUEUED.into(),
+    })
+}
+
+/// Re-queues the events whose deliveries waited on a connection that is active again.
+pub async fn release_waiting(
+    state: &AppState,
+    connection: &connections::Model,
+) -> Result<(), ApiError> {
+    let waiting = deliveries::Entity::find_in_tenant(&connection.tenant_id)
+        .filter(deliveries::Column::ConnectionId.eq(connection.id.as_str()))
+        .filter(deliveries::Column::Status.eq(ds::WAITING))
+        .all(&state.db)
+        .await?;
+    let mut event_ids: Vec<String> = waiting.iter().map(|d| d.event_id.clone()).collect();
+    event_ids.sort();
+    event_ids.dedup();
+    for event_id in event_ids {
+        requeue(state, &event_id).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Flows: a tenant's mapping from Stripe events to CRM writes. Every save is a new version,
+//! kept, so each delivery names the version it ran. Validation names the path of every error.
+
+use entity::{Role, TenantOwned, connections, flow_versions, flows};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tributary_worker::flow::{self, FlowSpec, Preview, ValidationError};
+use utoipa::ToSchema;
+
+use super::{audit, new_id, now};
+use crate::app::AppState;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{Page, TenantContext};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowOut {
+    pub id: String,
+    /// The current version; every PUT adds one.
+    pub version: i32,
+    #[serde(flatten)]
+    pub flow: FlowSpec,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowVersionOut {
+    pub version: i32,
+    #[schema(value_type = Object)]
+    pub flow: Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateIn {
+    /// The flow to check.
+    #[schema(value_type = Object)]
+    pub flow: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidateOut {
+    pub valid: bool,
+    pub errors: Vec<ValidationError>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewIn {
+    /// A Stripe event, as Stripe would send it.
+    #[schema(value_type = Object)]
+    pub event: Value,
+}
+
+fn to_fields(errors: Vec<ValidationError>) -> ApiError {
+    ApiError::Validation(
+        errors
+            .into_iter()
+            .map(|e| FieldError::new(e.path, e.message))
+            .collect(),
+    )
+}
+
+/// Parses and checks a flow, including that its connection is the tenant's.
+async fn checked(
+    state: &AppState,
+    ctx: &TenantContext,
+    value: &Value,
+) -> Result<FlowSpec, ApiError> {
+    let spec = flow::parse_flow(value).map_err(to_fields)?;
+    let connection = connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, &spec.connection_id)
+        .one(&state.db)
+        .await?;
+    if connection.is_none() {
+        return Err(ApiError::field("connection_id", "no such connection"));
+    }
+    Ok(spec)
+}
+
+fn render(row: flows::Model) -> Result<FlowOut, ApiError> {
+    let flow: FlowSpec = serde_json::from_str(&row.spec).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!(
+            "stored flow {} does not parse: {e}",
+            row.id
+        ))
+    })?;
+    Ok(FlowOut {
+        id: row.id,
+        version: row.version,
+        flow,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+pub async fn find(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<flows::Model, ApiError> {
+    flows::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn create(
+    state: &AppState,
+    ctx: &TenantContext,
+    value: Value,
+) -> Result<FlowOut, ApiError> {
+    ctx.require(Role::Admin)?;
+    let spec = checked(state, ctx, &value).await?;
+    let text = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
+    let at = now();
+    let row = flows::Model {
+        id: new_id(),
+        tenant_id: ctx.tenant_id.clone(),
+        name: spec.name.clone(),
+        connection_id: spec.connection_id.clone(),
+        enabled: spec.enabled,
+        version: 1,
+        spec: text.clone(),
+        created_at: at,
+        updated_at: at,
+    };
+    let txn = crate::db::begin_write(&state.db).await?;
+    flows::Entity::insert(flows::ActiveModel::from(row.clone()))
+        .exec(&txn)
+        .await?;
+    insert_version(&txn, &row).await?;
+    audit::log(&txn, ctx, "flow.create", "flow", &row.id).await?;
+    txn.commit().await?;
+    render(row)
+}
+
+async fn insert_version<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    row: &flows::Model,
+) -> Result<(), ApiError> {
+    flow_versions::Entity::insert(flow_versions::ActiveModel {
+        id: Set(new_id()),
+        tenant_id: Set(row.tenant_id.clone()),
+        flow_id: Set(row.id.clone()),
+        version: Set(row.version),
+        spec: Set(row.spec.clone()),
+        created_at: Set(row.updated_at),
+    })
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn list(
+    state: &AppState,
+    ctx: &TenantContext,
+    page: &Page,
+) -> Result<(Vec<FlowOut>, bool), ApiError> {
+    let (rows, has_more) = page
+        .fetch(
+            &state.db,
+            flows::Entity::find_in_tenant(&ctx.tenant_id),
+            flows::Column::Id,
+        )
+        .await?;
+    Ok((
+        rows.into_iter().map(render).collect::<Result<_, _>>()?,
+        has_more,
+    ))
+}
+
+pub async fn get(state: &AppState, ctx: &TenantContext, id: &str) -> Result<FlowOut, ApiError> {
+    render(find(state, ctx, id).await?)
+}
+
+pub async fn replace(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+    value: Value,
+) -> Result<FlowOut, ApiError> {
+    let existing = find(state, ctx, id).await?;
+    ctx.require(Role::Admin)?;
+    let spec = checked(state, ctx, &value).await?;
+    let text = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let version = existing.version + 1;
+    let mut active: flows::ActiveModel = existing.into();
+    active.name = Set(spec.name.clone());
+    active.connection_id = Set(spec.connection_id.clone());
+    active.enabled = Set(spec.enabled);
+    active.version = Set(version);
+    active.spec = Set(text);
+    active.updated_at = Set(now());
+    let updated = active.update(&txn).await?;
+    insert_version(&txn, &updated).await?;
+    audit::log(&txn, ctx, "flow.update", "flow", id).await?;
+    txn.commit().await?;
+    render(updated)
+}
+
+pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
+    let existing = find(state, ctx, id).await?;
+    ctx.require(Role::Admin)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    flows::Entity::delete_by_id_in_tenant(&ctx.tenant_id, &existing.id)
+        .exec(&txn)
+        .await?;
+    audit::log(&txn, ctx, "flow.delete", "flow", id).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn versions(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<Vec<FlowVersionOut>, ApiError> {
+    let existing = find(state, ctx, id).await?;
+    let rows = flow_versions::Entity::find_in_tenant(&ctx.tenant_id)
+        .filter(flow_versions::Column::FlowId.eq(existing.id.as_str()))
+        .order_by_desc(flow_versions::Column::Version)
+        .all(&state.db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|v| FlowVersionOut {
+            version: v.version,
+            flow: serde_json::from_str(&v.spec).unwrap_or(Value::Null),
+            created_at: v.created_at,
+        })
+        .collect())
+}
+
+pub async fn validate(
+    state: &AppState,
+    ctx: &TenantContext,
+    value: &Value,
+) -> Result<ValidateOut, ApiError> {
+    let mut errors = flow::validate(value);
+    if errors.is_empty()
+        && let Some(id) = value.get("connection_id").and_then(Value::as_str)
+        && connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+            .one(&state.db)
+            .await?
+            .is_none()
+    {
+        errors.push(ValidationError {
+            path: "connection_id".into(),
+            message: "no such connection".into(),
+        });
+    }
+    Ok(ValidateOut {
+        valid: errors.is_empty(),
+        errors,
+    })
+}
+
+pub async fn preview(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+    event: &Value,
+) -> Result<Preview, ApiError> {
+    let row = find(state, ctx, id).await?;
+    let spec: FlowSpec = serde_json::from_str(&row.spec).map_err(anyhow::Error::from)?;
+    if event.get("type").and_then(Value::as_str).is_none()
+        || event.pointer("/data/object").is_none()
+    {
+        return Err(ApiError::field(
+            "event",
+            "must be a Stripe event with type and data.object",
+        ));
+    }
+    let settings =
+        match connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, &spec.connection_id)
+            .one(&state.db)
+            .await?
+        {
+            Some(c) => serde_json::from_str(&c.settings).unwrap_or(Value::Null),
+            None => Value::Object(Default::default()),
+        };
+    flow::preview(&spec, event, &settings, now())
+        .map_err(|e| ApiError::field("event", e.to_string()))
+}
+
+pub fn templates() -> Vec<flow::templates::FlowTemplate> {
+    flow::templates::builtin()
+}

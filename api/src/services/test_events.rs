@@ -1,0 +1,120 @@
+//! "Send test webhook" inside the product: a realistic event of a type, signed with the
+//! account's own secret, sent through the real ingress over HTTP.
+
+use entity::{Role, TenantOwned, stripe_accounts, webhook_secrets};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{TenantContext, Validate};
+use crate::secrets::{SecretContext, expose};
+use crate::services::stripe_accounts::WEBHOOK_SECRET_PURPOSE;
+use crate::stripe::{fixtures, signature};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestEventIn {
+    /// An event type, e.g. `charge.succeeded`.
+    #[serde(rename = "type")]
+    #[schema(example = "charge.succeeded")]
+    pub event_type: String,
+}
+
+impl Validate for TestEventIn {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        if fixtures::event_types().contains(&self.event_type.as_str()) {
+            Ok(())
+        } else {
+            Err(vec![FieldError::new(
+                "type",
+                format!(
+                    "no test event of this type; try one of {}",
+                    fixtures::event_types().join(", ")
+                ),
+            )])
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestEventOut {
+    /// Tributary's id of the stored event.
+    pub event_id: String,
+    pub stripe_event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+}
+
+pub async fn send(
+    state: &AppState,
+    ctx: &TenantContext,
+    account_id: &str,
+    input: TestEventIn,
+) -> Result<TestEventOut, ApiError> {
+    let account = stripe_accounts::Entity::find_by_id_in_tenant(&ctx.tenant_id, account_id)
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    ctx.require(Role::Admin)?;
+    let secret_row = webhook_secrets::Entity::find_in_tenant(&ctx.tenant_id)
+        .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
+        .order_by_desc(webhook_secrets::Column::Id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::Conflict {
+            detail:
+                "add a webhook signing secret to this account first; test events are signed with it"
+                    .into(),
+            field: None,
+        })?;
+    let secret = state
+        .keyring
+        .open(
+            &secret_row.secret,
+            &SecretContext {
+                tenant_id: &ctx.tenant_id,
+                purpose: WEBHOOK_SECRET_PURPOSE,
+                row_id: &secret_row.id,
+            },
+        )
+        .map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!("signing secret {}: {e}", secret_row.id))
+        })?;
+    let now = chrono::Utc::now().timestamp();
+    let event = fixtures::test_event(&input.event_type, now)
+        .ok_or_else(|| ApiError::field("type", "no test event of this type"))?;
+    let body = serde_json::to_vec(&event).map_err(anyhow::Error::from)?;
+    let header = signature::sign(&body, expose(&secret), now);
+
+    let mut address = state.settings.listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{address}/webhooks/stripe/{}", account.webhook_token);
+    let response = state
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("stripe-signature", header)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the ingress did not answer: {e}")))?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "the ingress refused a test event: {status} {answer}"
+        )));
+    }
+    Ok(TestEventOut {
+        event_id: answer["event_id"].as_str().unwrap_or_default().to_string(),
+        stripe_event_id: answer["stripe_event_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        event_type: input.event_type,
+    })
+}

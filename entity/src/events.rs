@@ -1,0 +1,40 @@
+//! The durable inbox: one row per Stripe event per account, raw body kept byte-for-byte.
+//! Status: `received` → `queued` → `processed` | `failed` | `ignored`.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "events")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub tenant_id: String,
+    pub stripe_account_id: String,
+    pub stripe_event_id: String,
+    pub event_type: String,
+    /// `data.object.id`, the Stripe object the event is about.
+    pub stripe_object_id: Option<String>,
+    pub livemode: bool,
+    pub api_version: Option<String>,
+    /// Stripe's `created` (unix seconds): the event's place in the object's history.
+    pub event_created: i64,
+    /// The request body exactly as received.
+    pub payload: String,
+    pub status: String,
+    /// How many times the worker has run this event.
+    pub runs: i32,
+    /// When the event is next due to run (a retry); the sweeper re-enqueues overdue events.
+    pub next_run_at: Option<DateTimeUtc>,
+    pub last_error: Option<String>,
+    pub received_at: DateTimeUtc,
+    pub queued_at: Option<DateTimeUtc>,
+    pub processed_at: Option<DateTimeUtc>,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+crate::tenant_owned!(Entity, Column);

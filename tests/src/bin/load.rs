@@ -1,0 +1,171 @@
+//! Load benchmark: ingest throughput, ack latency at a fixed offered rate, and event → sandbox
+//! record latency, against the real app in-process on SQLite or Postgres.
+//!
+//! `cargo run --release -p tributary-tests --bin load -- [sqlite|postgres] [events] [rate]`
+//! Postgres uses `TRIBUTARY_TEST_DATABASE_URL`. Figures are printed, not asserted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use entity::{deliveries, events};
+use futures::StreamExt;
+use sea_orm::EntityTrait;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tributary_tests::{Backend, Pipeline, TestApp, charge_event, stripe_signature};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn signed(p: &Pipeline, i: usize, tag: &str) -> (Vec<u8>, String) {
+    let event = charge_event(
+        &format!("evt_{tag}_{i}"),
+        &format!("ch_{tag}_{i}"),
+        &format!("u{i}@load.test"),
+        "Load Test",
+        1000 + i as i64,
+        chrono::Utc::now().timestamp(),
+    );
+    let body = serde_json::to_vec(&event).unwrap();
+    let signature = stripe_signature(&body, &p.secret, chrono::Utc::now().timestamp());
+    (body, signature)
+}
+
+async fn send(app: &TestApp, p: &Pipeline, body: Vec<u8>, signature: String) -> Duration {
+    let started = Instant::now();
+    let response = app
+        .client
+        .post(app.url(&p.webhook_path))
+        .header("content-type", "application/json")
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("webhook sent");
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args: Vec<String> = std::env::args().collect();
+    let backend = match args.get(1).map(String::as_str) {
+        Some("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    };
+    let total: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5000);
+    let rate: f64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(500.0);
+
+    let app = TestApp::spawn_full(
+        backend,
+        &[("RUST_LOG", "warn"), ("TRIBUTARY_WORKER_CONCURRENCY", "8")],
+        None,
+    )
+    .await;
+    let cleanup = app.cleanup_handle();
+    let p = app.pipeline(json!({})).await;
+    let flow = json!({"name": "load", "connection_id": p.connection_id, "trigger": {"events": ["charge.succeeded"]},
+        "steps": [{"id": "contact", "action": "upsert", "object": "contacts", "match": {"email": "{{ object.billing_details.email }}"},
+                   "fields": {"amount": "{{ object.amount | major_units(object.currency) }}"}}]});
+    let created = app.post("/v1/flows", &p.tenant.token, flow).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    println!("backend: {backend:?}, events: {total}, offered rate: {rate}/s");
+
+    // 1. Event → record latency, unloaded: one event at a time, measured on the server's clock.
+    for i in 0..50 {
+        let (body, signature) = signed(&p, i, "lat");
+        send(&app, &p, body, signature).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let received: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> =
+        events::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id, e.received_at))
+            .collect();
+    let mut to_record: Vec<f64> = deliveries::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.status == "succeeded")
+        .filter_map(|d| {
+            received
+                .get(&d.event_id)
+                .map(|r| (d.updated_at - *r).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
+        .collect();
+    to_record.sort_by(f64::total_cmp);
+    println!(
+        "event→record (unloaded, {} events): p50 {:.1} ms, p99 {:.1} ms",
+        to_record.len(),
+        percentile(&to_record, 0.5),
+        percentile(&to_record, 0.99)
+    );
+
+    // 2. Ack latency at a fixed offered rate (open loop: sends start on schedule).
+    let count = (rate * 10.0) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let app = Arc::new(app);
+    let p = Arc::new(p);
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let due = started + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let (app, p) = (app.clone(), p.clone());
+        handles.push(tokio::spawn(async move {
+            let (body, signature) = signed(&p, i, "rate");
+            send(&app, &p, body, signature).await
+        }));
+    }
+    let mut acks: Vec<f64> = Vec::with_capacity(count);
+    for handle in handles {
+        acks.push(handle.await.unwrap().as_secs_f64() * 1000.0);
+    }
+    acks.sort_by(f64::total_cmp);
+    println!(
+        "ack latency at {rate}/s for 10 s ({count} events): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&acks, 0.5),
+        percentile(&acks, 0.99),
+        acks.last().copied().unwrap_or(f64::NAN)
+    );
+
+    // 3. Ingest throughput: as fast as 64 concurrent senders go; every 200 is a committed row.
+    let permits = Arc::new(Semaphore::new(64));
+    let started = Instant::now();
+    let results = futures::stream::iter(0..total)
+        .map(|i| {
+            let (app, p, permits) = (app.clone(), p.clone(), permits.clone());
+            async move {
+                let _permit = permits.acquire_owned().await.unwrap();
+                let (body, signature) = signed(&p, i, "burst");
+                send(&app, &p, body, signature).await
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = started.elapsed();
+    println!(
+        "ingest: {} events in {:.2} s = {:.0} events/s durable",
+        results.len(),
+        elapsed.as_secs_f64(),
+        results.len() as f64 / elapsed.as_secs_f64()
+    );
+    cleanup.run().await;
+}

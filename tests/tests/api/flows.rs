@@ -1,0 +1,85 @@
+//! The flows API: validation with paths, YAML, versions, preview without side effects, templates.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tributary_tests::{charge_event, each_backend};
+
+#[tokio::test]
+async fn flows_validate_version_preview_and_accept_yaml() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+
+        let bad = json!({"flow": {
+            "name": "Bad", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [
+                {"id": "a", "action": "upsert", "object": "contacts", "match": {"email": "{{ object.email }}"}},
+                {"id": "b", "action": "create", "object": "deals", "fields": {"amount": "{{ object.amount | amout }}"}}
+            ]}});
+        let checked = app.post("/v1/flows/validate", token, bad).await;
+        assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
+        assert_eq!(checked.body["valid"], false);
+        let errors = checked.body["errors"].as_array().unwrap();
+        assert!(errors.iter().any(|e| e["path"] == "steps[1].fields.amount" && e["message"].as_str().unwrap().contains("amout")), "{errors:?}");
+
+        let refused = app.post("/v1/flows", token, json!({"name": "x", "connection_id": "nope", "trigger": {"events": ["charge.succeeded"]}, "steps": []})).await;
+        let fields = refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(!fields.is_empty());
+
+        let yaml = format!(
+            "name: From YAML\nconnection_id: {}\ntrigger:\n  events: [charge.succeeded]\nsteps:\n  - id: contact\n    action: upsert\n    object: contacts\n    match:\n      email: \"{{{{ object.billing_details.email }}}}\"\n",
+            p.connection_id
+        );
+        let created = app
+            .client
+            .post(app.url("/v1/flows"))
+            .bearer_auth(token)
+            .header("content-type", "application/yaml")
+            .body(yaml)
+            .send()
+            .await
+            .unwrap();
+        let created = tributary_tests::Reply::read(created).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert_eq!(created.body["version"], 1);
+        let id = created.str("/id");
+
+        let mut next = created.body.clone();
+        for key in ["id", "version", "created_at", "updated_at"] {
+            next.as_object_mut().unwrap().remove(key);
+        }
+        next["name"] = json!("Renamed");
+        let replaced = app.call(reqwest::Method::PUT, &format!("/v1/flows/{id}"), Some(token), Some(next)).await;
+        assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+        assert_eq!(replaced.body["version"], 2);
+        let versions = app.get(&format!("/v1/flows/{id}/versions"), token).await;
+        assert_eq!(versions.body["data"].as_array().unwrap().len(), 2);
+
+        let event = charge_event("evt_p", "ch_p", "pre@view.co", "Pre View", 100, 1_700_000_000);
+        let preview = app.post(&format!("/v1/flows/{id}/preview"), token, json!({"event": event})).await;
+        assert_eq!(preview.status, StatusCode::OK, "{}", preview.text);
+        assert_eq!(preview.body["matched"], true);
+        assert_eq!(preview.body["operations"][0]["match"]["email"], "pre@view.co");
+        assert!(app.records(token, &p.connection_id, "contacts").await.is_empty(), "preview writes nothing");
+        let events = app.get("/v1/events", token).await;
+        assert!(events.body["data"].as_array().unwrap().is_empty());
+
+        let templates = app.get("/v1/flow-templates", token).await;
+        let list = templates.body["data"].as_array().unwrap();
+        assert!(list.len() >= 5, "{}", templates.text);
+        for provider in ["hubspot", "salesforce", "zoho", "sandbox"] {
+            assert!(list.iter().any(|t| t["provider"] == provider), "no {provider} template");
+        }
+        // A template instantiated with the tenant's connection is a valid flow.
+        let sandbox = list.iter().find(|t| t["provider"] == "sandbox").unwrap();
+        let mut flow = sandbox["flow"].clone();
+        flow["connection_id"] = json!(p.connection_id);
+        let valid = app.post("/v1/flows/validate", token, json!({"flow": flow})).await;
+        assert_eq!(valid.body["valid"], true, "{}", valid.text);
+
+        assert_eq!(app.delete(&format!("/v1/flows/{id}"), token).await.status, StatusCode::NO_CONTENT);
+        app.get(&format!("/v1/flows/{id}"), token).await.assert_problem(StatusCode::NOT_FOUND);
+    })
+    .await;
+}

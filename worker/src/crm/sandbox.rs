@@ -1,0 +1,218 @@
+//! The sandbox CRM: records kept in Tributary's own database, so a tenant can see a flow work
+//! with no outside account. Upsert finds a record by its match fields. Writes run inside the
+//! caller's transaction, together with the delivery they complete, so they happen exactly once.
+//!
+//! Settings: `simulate_failure: {"<object>": "<error kind>"}` makes every write to that object
+//! fail as a real CRM would (e.g. `transient`), to try retries and dead letters safely.
+
+use std::collections::BTreeMap;
+
+use entity::{TenantOwned, connections, sandbox_records};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
+use serde_json::{Map, Value};
+
+use super::{CrmError, CrmOutcome, ErrorKind};
+use crate::flow::{Action, Operation};
+
+/// Setting keys the sandbox accepts.
+pub const SETTINGS: &[&str] = &["simulate_failure"];
+
+/// Checks sandbox settings; returns (field, message) pairs for what is wrong.
+pub fn check_settings(settings: &Map<String, Value>) -> Vec<(String, String)> {
+    let mut errors = Vec::new();
+    for (key, value) in settings {
+        if key != "simulate_failure" {
+            errors.push((
+                format!("settings.{key}"),
+                "unknown setting for the sandbox provider".into(),
+            ));
+            continue;
+        }
+        match value.as_object() {
+            Some(map) => {
+                for (object, kind) in map {
+                    if kind.as_str().and_then(ErrorKind::parse).is_none() {
+                        errors.push((
+                            format!("settings.simulate_failure.{object}"),
+                            "must be one of auth, rate_limited, invalid, not_found, transient, permanent".into(),
+                        ));
+                    }
+                }
+            }
+            None => errors.push((
+                "settings.simulate_failure".into(),
+                "must map object names to error kinds".into(),
+            )),
+        }
+    }
+    errors
+}
+
+fn simulated_failure(connection: &connections::Model, object: &str) -> Option<CrmError> {
+    let settings: Value = serde_json::from_str(&connection.settings).ok()?;
+    let kind = settings
+        .get("simulate_failure")?
+        .get(object)?
+        .as_str()
+        .and_then(ErrorKind::parse)?;
+    let status = match kind {
+        ErrorKind::Auth => 401,
+        ErrorKind::RateLimited => 429,
+        ErrorKind::Invalid => 400,
+        ErrorKind::NotFound => 404,
+        ErrorKind::Transient => 503,
+        ErrorKind::Permanent => 403,
+    };
+    Some(CrmError {
+        kind,
+        message: format!("simulated {} failure for {object}", kind.as_str()),
+        vendor_status: Some(status),
+        vendor_body: Some(format!("{{\"error\":\"simulated\",\"status\":{status}}}")),
+        retry_after: None,
+    })
+}
+
+/// Canonical JSON of match fields, the lookup key of upserts.
+pub fn match_key(fields: &Map<String, Value>) -> String {
+    let sorted: BTreeMap<&String, &Value> = fields.iter().collect();
+    serde_json::to_string(&sorted).unwrap_or_default()
+}
+
+async fn find_by_match<C: ConnectionTrait>(
+    db: &C,
+    connection: &connections::Model,
+    object: &str,
+    key: &str,
+) -> Result<Option<sandbox_records::Model>, CrmError> {
+    sandbox_records::Entity::find_in_tenant(&connection.tenant_id)
+        .filter(sandbox_records::Column::ConnectionId.eq(connection.id.as_str()))
+        .filter(sandbox_records::Column::Object.eq(object))
+        .filter(sandbox_records::Column::MatchKey.eq(key))
+        .one(db)
+        .await
+        .map_err(db_error)
+}
+
+async fn find_by_id<C: ConnectionTrait>(
+    db: &C,
+    connection: &connections::Model,
+    object: &str,
+    id: &str,
+) -> Result<Option<sandbox_records::Model>, CrmError> {
+    sandbox_records::Entity::find_by_id_in_tenant(&connection.tenant_id, id)
+        .filter(sandbox_records::Column::ConnectionId.eq(connection.id.as_str()))
+        .filter(sandbox_records::Column::Object.eq(object))
+        .one(db)
+        .await
+        .map_err(db_error)
+}
+
+fn db_error(err: sea_orm::DbErr) -> CrmError {
+    CrmError::new(ErrorKind::Transient, format!("sandbox storage: {err}"))
+}
+
+async fn create<C: ConnectionTrait>(
+    db: &C,
+    connection: &connections::Model,
+    op: &Operation,
+    key: String,
+) -> Result<CrmOutcome, CrmError> {
+    let mut fields = op.match_fields.clone();
+    fields.extend(op.fields.clone());
+    let now = crate::now();
+    let id = crate::new_id();
+    sandbox_records::Entity::insert(sandbox_records::ActiveModel {
+        id: Set(id.clone()),
+        tenant_id: Set(connection.tenant_id.clone()),
+        connection_id: Set(connection.id.clone()),
+        object: Set(op.object.clone()),
+        match_key: Set(key),
+        fields: Set(Value::Object(fields).to_string()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec(db)
+    .await
+    .map_err(db_error)?;
+    Ok(CrmOutcome {
+        record_id: id,
+        warnings: Vec::new(),
+    })
+}
+
+async fn update<C: ConnectionTrait>(
+    db: &C,
+    record: sandbox_records::Model,
+    op: &Operation,
+) -> Result<CrmOutcome, CrmError> {
+    let mut fields: Map<String, Value> = serde_json::from_str(&record.fields).unwrap_or_default();
+    fields.extend(op.fields.clone());
+    let id = record.id.clone();
+    let mut active: sandbox_records::ActiveModel = record.into();
+    active.fields = Set(Value::Object(fields).to_string());
+    active.updated_at = Set(crate::now());
+    active.update(db).await.map_err(db_error)?;
+    Ok(CrmOutcome {
+        record_id: id,
+        warnings: Vec::new(),
+    })
+}
+
+/// Applies one operation. `linked` is the record this Stripe object was written to before
+/// (from the record links), which wins over a match lookup.
+pub async fn apply<C: ConnectionTrait>(
+    db: &C,
+    connection: &connections::Model,
+    op: &Operation,
+    linked: Option<&str>,
+) -> Result<CrmOutcome, CrmError> {
+    if let Some(failure) = simulated_failure(connection, &op.object) {
+        return Err(failure);
+    }
+    let key = match_key(&op.match_fields);
+    let by_link = match linked {
+        Some(id) => find_by_id(db, connection, &op.object, id).await?,
+        None => None,
+    };
+    match op.action {
+        Action::Create => create(db, connection, op, key).await,
+        Action::Upsert => {
+            let existing = match by_link {
+                Some(record) => Some(record),
+                None => find_by_match(db, connection, &op.object, &key).await?,
+            };
+            match existing {
+                Some(record) => update(db, record, op).await,
+                None => create(db, connection, op, key).await,
+            }
+        }
+        Action::Update => {
+            let mut existing = by_link;
+            if existing.is_none()
+                && let Some(id) = op.record_id.as_deref().filter(|id| !id.is_empty())
+            {
+                existing = find_by_id(db, connection, &op.object, id).await?;
+            }
+            if existing.is_none() && !op.match_fields.is_empty() {
+                existing = find_by_match(db, connection, &op.object, &key).await?;
+            }
+            match existing {
+                Some(record) => update(db, record, op).await,
+                None => Err(CrmError {
+                    kind: ErrorKind::NotFound,
+                    message: format!(
+                        "no {} record with id {:?} or matching {}",
+                        op.object,
+                        op.record_id.as_deref().unwrap_or(""),
+                        key
+                    ),
+                    vendor_status: Some(404),
+                    vendor_body: None,
+                    retry_after: None,
+                }),
+            }
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! The flow engine: parses and validates tenants' flows, matches events to triggers, and renders
+//! steps into operations for the CRM adapters. Pure: no database, no HTTP, no writes; the only
+//! clock read is `trigger_matches`' fallback when an event carries no `created` time.
+//!
+//! - [`model`]: the flow spec, operations, errors.
+//! - [`template`]: the minijinja environment, filters and rendering rules.
+//! - `validate`: every error of a flow with its path.
+//! - [`templates`]: the built-in recipes served by `GET /v1/flow-templates`.
+//!
+//! Decisions beyond the design's flow contract:
+//! - `major_units` (and `mrr`, `arr`) give a number rounded to the currency's decimals: an
+//!   integer for zero-decimal currencies, a float otherwise (14900 usd → `149.0`, which text
+//!   templates print as `149.0`). Adapters format numbers for their vendor; templates that
+//!   need fixed decimals in text use `format_amount` (`"149.00"`).
+//! - `first_name` is the first word of a name, `last_name` the rest (`"Ana de la Cruz"` →
+//!   `"Ana"`, `"de la Cruz"`); a one-word name has no last name (undefined, so left out).
+//! - JSON `null`s in the event and settings read as undefined (see [`template`]).
+//! - `create` refuses `match`, and only `update` takes `record_id`, so a flow says what it does.
+//! - Rendering an `upsert` whose match values all came out empty, or an `update` with neither
+//!   record id nor match value, is an error rather than a write that would duplicate or miss;
+//!   recipes guard such steps with `when`.
+
+pub mod model;
+pub mod template;
+pub mod templates;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use minijinja::Environment;
+use serde_json::{Map, Value};
+
+pub use model::{
+    Action, Association, FlowError, FlowSpec, Operation, Preview, RenderContext,
+    RenderedAssociation, Step, Trigger, ValidationError,
+};
+
+/// Parses a flow, checking its shape and meaning; on failure returns every error found, each
+/// with its path (`steps[1].fields.amount: unknown filter 'amout'`).
+pub fn parse_flow(value: &Value) -> Result<FlowSpec, Vec<ValidationError>> {
+    validate::parse(value)
+}
+
+/// Every error of a flow, each with its path; empty when the flow is valid.
+pub fn validate(value: &Value) -> Vec<ValidationError> {
+    match parse_flow(value) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors,
+    }
+}
+
+/// Whether an event type matches a trigger pattern: exact (`charge.succeeded`), `*` (every
+/// event), or a prefix ending in `.*`, which matches any deeper type (`customer.*` matches
+/// `customer.created` and `customer.subscription.updated`, not `customer`).
+pub fn event_type_matches(pattern: &str, event_type: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('.') => {
+            event_type.len() > prefix.len() && event_type.starts_with(prefix)
+        }
+        _ => pattern == event_type,
+    }
+}
+
+/// Whether a flow's trigger accepts an event: its type matches one of the patterns and the
+/// optional filter expression is truthy. The filter sees the same context as the steps, with
+/// no settings and no step results; `now` is the event's `created` time (so the answer does
+/// not change between attempts), or the current time for an event without one.
+pub fn trigger_matches(flow: &FlowSpec, event: &Value) -> Result<bool, FlowError> {
+    let now = event
+        .get("created")
+        .and_then(Value::as_i64)
+        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
+        .unwrap_or_else(Utc::now);
+    let ctx = RenderContext {
+        event: event.clone(),
+        steps: BTreeMap::new(),
+        settings: Value::Object(Map::new()),
+        now,
+    };
+    trigger_matches_in(flow, &ctx)
+}
+
+/// [`trigger_matches`] with a context of the caller's choosing (settings, clock).
+pub fn trigger_matches_in(flow: &FlowSpec, ctx: &RenderContext) -> Result<bool, FlowError> {
+    let Some(event_type) = ctx.event.get("type").and_then(Value::as_str) else {
+        return Ok(false);
+    };
+    if !flow
+        .trigger
+        .events
+        .iter()
+        .any(|pattern| event_type_matches(pattern, event_type))
+    {
+        return Ok(false);
+    }
+    let Some(filter) = flow.trigger.filter.as_deref() else {
+        return Ok(true);
+    };
+    let env = template::environment();
+    let failed = |err: minijinja::Error| FlowError::Trigger {
+        message: template::describe(&err),
+    };
+    let expr = template::compile_condition(env, filter).map_err(failed)?;
+    let result = expr.eval(template::context(ctx)).map_err(failed)?;
+    Ok(result.is_true())
+}
+
+/// Renders one step against an event. `None` when its `when` is false.
+///
+/// Fields and match values that render null or undefined are left out; match values that
+/// render empty text are left out too, since nothing can be found by them. An `upsert` left
+/// without any match value, or an `update` without a record id and match value, is an error:
+/// executed, it would create a duplicate or find nothing. Errors name the step by id; use
+/// [`FlowError::at_index`] to name it by position.
+pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>, FlowError> {
+    let env = template::environment();
+    let root = template::context(ctx);
+    let fail = |field: &str, message: String| FlowError::Step {
+        step: step.id.clone(),
+        index: None,
+        field: field.to_owned(),
+        message,
+    };
+
+    if let Some(when) = step.when.as_deref() {
+        let expr = template::compile_condition(env, when)
+            .map_err(|e| fail("when", template::describe(&e)))?;
+        let result = expr
+            .eval(&root)
+            .map_err(|e| fail("when", template::describe(&e)))?;
+        if !result.is_true() {
+            return Ok(None);
+        }
+    }
+
+    let renderer = Renderer { env, root: &root };
+    let mut match_fields = renderer
+        .map(&step.match_fields, "match")
+        .map_err(|(field, message)| fail(&field, message))?;
+    match_fields.retain(|_, value| value.as_str().is_none_or(|text| !text.trim().is_empty()));
+    let fields = renderer
+        .map(&step.fields, "fields")
+        .map_err(|(field, message)| fail(&field, message))?;
+    let record_id = match step.record_id.as_deref() {
+        Some(source) => renderer
+            .id(source)
+            .map_err(|message| fail("record_id", message))?,
+        None => None,
+    };
+    let mut associate = Vec::with_capacity(step.associate.len());
+    for (i, association) in step.associate.iter().enumerate() {
+        let id = renderer
+            .id(&association.id)
+            .map_err(|message| fail(&format!("associate[{i}].id"), message))?;
+        if let Some(id) = id {
+            associate.push(RenderedAssociation {
+                object: association.object.clone(),
+                id,
+            });
+        }
+    }
+
+    match step.action {
+        Action::Upsert if match_fields.is_empty() => {
+            return Err(fail(
+                "match",
+                "every match value rendered empty; an upsert without a key would create a duplicate"
+                    .into(),
+            ));
+        }
+        Action::Update if record_id.is_none() && match_fields.is_empty() => {
+            return Err(fail(
+                "record_id",
+                "the record id and every match value rendered empty; there is nothing to find the record by"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
+
+    Ok(Some(Operation {
+        step: step.id.clone(),
+        action: step.action,
+        object: step.object.clone(),
+        match_fields,
+        fields,
+        record_id,
+        fallback_fields: step.fallback_fields.clone(),
+        associate,
+    }))
+}
+
+/// What a flow would do with an event, without doing any of it. Disabled flows preview too.
+/// The trigger is checked exactly as the worker checks it ([`trigger_matches`]). Each step that would run adds its operation, and later steps see its record id as the
+/// placeholder `{{steps.<id>.id}}`. `settings` are the connection's settings.
+pub fn preview(
+    flow: &FlowSpec,
+    event: &Value,
+    settings: &Value,
+    now: DateTime<Utc>,
+) -> Result<Preview, FlowError> {
+    let mut ctx = RenderContext {
+        event: event.clone(),
+        steps: BTreeMap::new(),
+        settings: settings.clone(),
+        now,
+    };
+    let mut preview = Preview {
+        matched: trigger_matches(flow, event)?,
+        operations: Vec::new(),
+        skipped: Vec::new(),
+    };
+    if !preview.matched {
+        return Ok(preview);
+    }
+    for (i, step) in flow.steps.iter().enumerate() {
+        match render_step(step, &ctx).map_err(|e| e.at_index(i))? {
+            Some(operation) => {
+                ctx.steps
+                    .insert(step.id.clone(), format!("{{{{steps.{}.id}}}}", step.id));
+                preview.operations.push(operation);
+            }
+            None => preview.skipped.push(step.id.clone()),
+        }
+    }
+    Ok(preview)
+}
+
+/// `prefix.key`, or `prefix["key"]` when the key is not an identifier.
+pub(crate) fn key_path(prefix: &str, key: &str) -> String {
+    if validate::is_identifier(key) {
+        format!("{prefix}.{key}")
+    } else {
+        format!("{prefix}[{}]", Value::String(key.to_owned()))
+    }
+}
+
+/// Renders a step's template values against one context.
+struct Renderer<'a> {
+    env: &'a Environment<'a>,
+    root: &'a minijinja::Value,
+}
+
+impl Renderer<'_> {
+    /// Renders every value of a map; entries that render null are left out.
+    fn map(
+        &self,
+        map: &Map<String, Value>,
+        path: &str,
+    ) -> Result<Map<String, Value>, (String, String)> {
+        let mut out = Map::new();
+        for (key, value) in map {
+            let value = self.value(value, &key_path(path, key))?;
+            if !value.is_null() {
+                out.insert(key.clone(), value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Renders strings as templates, recursing into lists and maps; other JSON passes through.
+    fn value(&self, value: &Value, path: &str) -> Result<Value, (String, String)> {
+        match value {
+            Value::String(source) => {
+                let compiled = template::compile(self.env, source)
+                    .map_err(|e| (path.to_owned(), template::describe(&e)))?;
+                compiled
+                    .render(self.root)
+                    .map_err(|e| (path.to_owned(), template::describe(&e)))
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.value(item, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
+            Value::Object(map) => map
+                .iter()
+                .map(|(key, item)| Ok((key.clone(), self.value(item, &key_path(path, key))?)))
+                .collect::<Result<_, _>>()
+                .map(Value::Object),
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Renders a record id; empty text, null and undefined mean "none".
+    fn id(&self, source: &str) -> Result<Option<String>, String> {
+        let compiled = template::compile(self.env, source).map_err(|e| template::describe(&e))?;
+        match compiled
+            .render(self.root)
+            .map_err(|e| template::describe(&e))?
+        {
+            Value::Null => Ok(None),
+            Value::String(text) if text.trim().is_empty() => Ok(None),
+            Value::String(text) => Ok(Some(text.trim().to_owned())),
+            Value::Number(number) => Ok(Some(number.to_string())),
+            other => Err(format!(
+                "a record id must render to text, got {}",
+                json_kind(&other)
+            )),
+        }
+    }
+}
+
+/// The JSON type name of a value, for messages.
+pub(crate) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 9, 15, 8, 0, 0).unwrap()
+    }
+
+    fn charge_event() -> Value {
+        json!({
+            "id": "evt_3PqTest0001",
+            "object": "event",
+            "type": "charge.succeeded",
+            "created": 1_726_387_200,
+            "data": { "object": {
+                "id": "ch_3PqTest0001",
+                "object": "charge",
+                "amount": 14900,
+                "currency": "usd",
+                "paid": true,
+                "customer": "cus_QxTest0001",
+                "receipt_email": null,
+                "billing_details": { "email": "Tony@StarkIndustries.com", "name": "Tony Stark", "phone": null },
+                "metadata": { "company": "Stark Industries" }
+            }}
+        })
+    }
+
+    fn ctx(event: Value) -> RenderContext {
+        RenderContext {
+            event,
+            steps: BTreeMap::new(),
+            settings: json!({ "won_stage": "Closed Won" }),
+            now: now(),
+        }
+    }
+
+    fn step(value: Value) -> Step {
+        serde_json::from_value(value).expect("a step")
+    }
+
+    fn flow(trigger: Value, steps: Value) -> FlowSpec {
+        parse_flow(
+            &json!({ "name": "t", "connection_id": "c", "trigger": trigger, "steps": steps }),
+        )
+        .expect("valid flow")
+    }
+
+    #[test]
+    fn event_type_patterns() {
+        assert!(event_type_matches("charge.succeeded", "charge.succeeded"));
+        assert!(!event_type_matches("charge.succeeded", "charge.failed"));
+        assert!(event_type_matches("*", "invoice.paid"));
+        assert!(event_type_matches(
+            "customer.subscription.*",
+            "customer.subscription.updated"
+        ));
+        assert!(!event_type_matches(
+            "customer.subscription.*",
+            "customer.subscription"
+        ));
+        assert!(!event_type_matches(
+            "customer.subscription.*",
+            "customer.updated"
+        ));
+        assert!(event_type_matches(
+            "customer.*",
+            "customer.subscription.deleted"
+        ));
+        assert!(!event_type_matches("charge.*", "chargeback.created"));
+    }
+
+    #[test]
+    fn trigger_needs_a_matching_type_and_a_truthy_filter() {
+        let usd = flow(
+            json!({ "events": ["charge.*"], "filter": "object.currency == 'usd' and object.amount >= 10000" }),
+            json!([{ "id": "a", "action": "create", "object": "x", "fields": { "a": 1 } }]),
+        );
+        assert_eq!(trigger_matches(&usd, &charge_event()), Ok(true));
+
+        let mut small = charge_event();
+        small["data"]["object"]["amount"] = json!(500);
+        assert_eq!(trigger_matches(&usd, &small), Ok(false));
+
+        let mut refund = charge_event();
+        refund["type"] = json!("invoice.paid");
+        assert_eq!(trigger_matches(&usd, &refund), Ok(false));
+        assert_eq!(trigger_matches(&usd, &json!({ "no": "type" })), Ok(false));
+
+        let wrapped = flow(
+            json!({ "events": ["*"], "filter": "{{ object.metadata.company is defined }}" }),
+            json!([{ "id": "a", "action": "create", "object": "x", "fields": { "a": 1 } }]),
+        );
+        assert_eq!(trigger_matches(&wrapped, &charge_event()), Ok(true));
+
+        let failing = FlowSpec {
+            trigger: Trigger {
+                events: vec!["*".into()],
+                filter: Some("object.amount | major_units".into()),
+            },
+            ..usd
+        };
+        let err = trigger_matches(&failing, &charge_event()).expect_err("no currency");
+        assert!(err.to_string().starts_with("trigger.filter: "), "{err}");
+    }
+
+    #[test]
+    fn render_keeps_native_types_and_leaves_out_nulls() {
+        let step = step(json!({
+            "id": "contact", "action": "upsert", "object": "contacts",
+            "match": { "email": "{{ object.billing_details.email | lower }}", "phone": "{{ object.billing_details.phone }}" },
+            "fields": {
+                "amount": "{{ object.amount | major_units(object.currency) }}",
+                "amount_text": "${{ object.amount | format_amount(object.currency) }}",
+                "paid": "{{ object.paid }}",
+                "cents": "{{ object.amount }}",
+                "phone": "{{ object.billing_details.phone }}",
+                "missing": "{{ object.metadata.nothing }}",
+                "literal_number": 7,
+                "literal_null": null,
+                "nested": { "company": "{{ object.metadata.company }}", "count": 1 }
+            },
+            "fallback_fields": ["email"]
+        }));
+        let op = render_step(&step, &ctx(charge_event()))
+            .expect("renders")
+            .expect("runs");
+        assert_eq!(op.step, "contact");
+        assert_eq!(op.action, Action::Upsert);
+        assert_eq!(
+            op.match_fields,
+            json!({ "email": "tony@starkindustries.com" })
+                .as_object()
+                .cloned()
+                .unwrap()
+        );
+        assert_eq!(
+            Value::Object(op.fields),
+            json!({
+                "amount": 149.0,
+                "amount_text": "$149.00",
+                "paid": true,
+                "cents": 14900,
+                "literal_number": 7,
+                "nested": { "company": "Stark Industries", "count": 1 }
+            })
+        );
+        assert_eq!(op.fallback_fields, vec!["email".to_string()]);
+        assert_eq!(op.record_id, None);
+    }
+
+    #[test]
+    fn when_skips_a_step() {
+        let guarded = step(json!({
+            "id": "vip", "action": "create", "object": "Task",
+            "when": "object.amount > 100000", "fields": { "Subject": "Big one" }
+        }));
+        assert_eq!(render_step(&guarded, &ctx(charge_event())), Ok(None));
+        let mut big = charge_event();
+        big["data"]["object"]["amount"] = json!(250_000);
+        let op = render_step(&guarded, &ctx(big))
+            .expect("renders")
+            .expect("runs");
+        assert_eq!(op.fields["Subject"], json!("Big one"));
+    }
+
+    #[test]
+    fn record_ids_and_associations_render_to_text_or_nothing() {
+        let mut context = ctx(charge_event());
+        context.steps.insert("contact".into(), "901".into());
+        let update = step(json!({
+            "id": "deal", "action": "update", "object": "deals",
+            "record_id": "{{ object.metadata.hubspot_deal_id }}",
+            "match": { "stripe_charge_id": "{{ object.id }}" },
+            "fields": { "amount": "{{ object.amount }}" },
+            "associate": [
+                { "object": "contacts", "id": "{{ steps.contact.id }}" },
+                { "object": "companies", "id": "{{ steps.company.id }}" }
+            ]
+        }));
+        let op = render_step(&update, &context)
+            .expect("renders")
+            .expect("runs");
+        assert_eq!(op.record_id, None);
+        assert_eq!(
+            op.associate,
+            vec![RenderedAssociation {
+                object: "contacts".into(),
+                id: "901".into()
+            }]
+        );
+
+        let mut event = charge_event();
+        event["data"]["object"]["metadata"]["hubspot_deal_id"] = json!(" 1234 ");
+        let op = render_step(&update, &ctx(event))
+            .expect("renders")
+            .expect("runs");
+        assert_eq!(op.record_id.as_deref(), Some("1234"));
+    }
+
+    #[test]
+    fn steps_that_cannot_find_their_record_are_errors() {
+        let mut event = charge_event();
+        event["data"]["object"]["billing_details"]["email"] = json!(null);
+        let upsert = step(json!({
+            "id": "contact", "action": "upsert", "object": "contacts",
+            "match": { "email": "{{ object.billing_details.email | lower }}" }
+        }));
+        let err = render_step(&upsert, &ctx(event.clone())).expect_err("no key");
+        assert_eq!(err.path(), "steps.contact.match");
+        assert_eq!(err.clone().at_index(0).path(), "steps[0].match");
+        assert!(
+            err.message().contains("every match value rendered empty"),
+            "{err}"
+        );
+
+        let update = step(json!({
+            "id": "opp", "action": "update", "object": "Opportunity",
+            "record_id": "{{ object.metadata.salesforce_opportunity_id }}",
+            "match": { "Email__c": "{{ object.billing_details.email }}" },
+            "fields": { "StageName": "Closed Won" }
+        }));
+        let err = render_step(&update, &ctx(event)).expect_err("no target");
+        assert_eq!(err.path(), "steps.opp.record_id");
+    }
+
+    #[test]
+    fn render_errors_carry_the_field_path() {
+        let bad = step(json!({
+            "id": "deal", "action": "create", "object": "deals",
+            "fields": { "amount": "{{ object.amount | major_units(object.nope) }}" }
+        }));
+        let err = render_step(&bad, &ctx(charge_event()))
+            .expect_err("fails")
+            .at_index(1);
+        assert_eq!(err.path(), "steps[1].fields.amount");
+        assert!(
+            err.to_string().starts_with(
+                "steps[1].fields.amount: invalid operation: major_units: needs the currency"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn preview_chains_placeholders_and_writes_nothing() {
+        let spec = flow(
+            json!({ "events": ["charge.succeeded"] }),
+            json!([
+                { "id": "contact", "action": "upsert", "object": "contacts",
+                  "match": { "email": "{{ object.billing_details.email | lower }}" } },
+                { "id": "audit", "action": "create", "object": "notes", "when": "false",
+                  "fields": { "body": "never" } },
+                { "id": "deal", "action": "create", "object": "deals",
+                  "fields": { "contact": "{{ steps.contact.id }}", "audit": "{{ steps.audit.id }}",
+                              "won": "{{ settings.won_stage }}", "at": "{{ now }}" },
+                  "associate": [{ "object": "contacts", "id": "{{ steps.contact.id }}" }] }
+            ]),
+        );
+        let disabled = FlowSpec {
+            enabled: false,
+            ..spec
+        };
+        let preview = preview(
+            &disabled,
+            &charge_event(),
+            &json!({ "won_stage": "Won" }),
+            now(),
+        )
+        .expect("previews");
+        assert!(preview.matched);
+        assert_eq!(preview.skipped, vec!["audit".to_string()]);
+        assert_eq!(preview.operations.len(), 2);
+        let deal = &preview.operations[1];
+        assert_eq!(
+            Value::Object(deal.fields.clone()),
+            json!({ "contact": "{{steps.contact.id}}", "won": "Won", "at": "2024-09-15T08:00:00Z" })
+        );
+        assert_eq!(deal.associate[0].id, "{{steps.contact.id}}");
+
+        let mut other = charge_event();
+        other["type"] = json!("charge.refunded");
+        let unmatched = super::preview(&disabled, &other, &json!({}), now()).expect("previews");
+        assert!(!unmatched.matched);
+        assert!(unmatched.operations.is_empty());
+    }
+
+    #[test]
+    fn operations_serialize_with_the_contract_names() {
+        let op = Operation {
+            step: "contact".into(),
+            action: Action::Upsert,
+            object: "contacts".into(),
+            match_fields: json!({ "email": "a@b.c" }).as_object().cloned().unwrap(),
+            fields: Map::new(),
+            record_id: None,
+            fallback_fields: vec![],
+            associate: vec![],
+        };
+        let value = serde_json::to_value(&op).expect("serializes");
+        assert_eq!(value["match"], json!({ "email": "a@b.c" }));
+        assert_eq!(value["action"], json!("upsert"));
+        assert_eq!(
+            serde_json::from_value::<Operation>(value).expect("round trips"),
+            op
+        );
+    }
+}

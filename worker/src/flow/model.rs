@@ -1,0 +1,285 @@
+//! The flow's data model: the spec a tenant writes, the operation a step renders to, and the
+//! errors both can produce. Plain data only; parsing rules live in `validate`, rendering in
+//! `mod.rs` and `template`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// A tenant's mapping from Stripe events to CRM writes, as stored and as sent to the API.
+///
+/// Unknown keys are refused everywhere so that a typo (`"stpes"`) is an error instead of a
+/// silently ignored setting. Build one with [`parse_flow`](super::parse_flow) to get every
+/// problem reported with its path; plain `serde` deserialization only checks the shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    /// Shown in lists and logs.
+    pub name: String,
+    /// The CRM connection every step writes to.
+    pub connection_id: String,
+    /// Disabled flows are kept and can be previewed, but never run.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Which events start the flow.
+    pub trigger: Trigger,
+    /// The writes, in order; later steps may use `steps.<id>.id` of earlier ones.
+    pub steps: Vec<Step>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// Which events start a flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Event type patterns: exact (`charge.succeeded`), `*`, or a prefix (`customer.subscription.*`).
+    pub events: Vec<String>,
+    /// An expression over the template context; the flow runs only when it is truthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
+/// One CRM write. String values of `match`, `fields`, `record_id` and `associate[].id` are
+/// templates; `when` is an expression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique within the flow, an identifier, so later steps can say `steps.<id>.id`.
+    pub id: String,
+    /// What to do with the record.
+    pub action: Action,
+    /// The vendor's own object name (`contacts`, `Opportunity`, `Contacts`, …).
+    pub object: String,
+    /// The lookup key of `upsert`, and the fallback lookup of `update`.
+    #[serde(default, rename = "match", skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub match_fields: Map<String, Value>,
+    /// The values written.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+    /// For `update`: the record to write, tried before `match`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    /// An expression; the step runs only when it is truthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// When the CRM refuses unknown properties, retry once with `match` plus these fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_fields: Vec<String>,
+    /// Records to link the written record to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associate: Vec<Association>,
+}
+
+/// What a step does with its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Find by `match`, update it, else create it with `match` and `fields`.
+    Upsert,
+    /// Always make a new record.
+    Create,
+    /// Write an existing record found by `record_id`, else by `match`; none found is an error.
+    Update,
+}
+
+impl Action {
+    /// The name used in flows and deliveries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Upsert => "upsert",
+            Action::Create => "create",
+            Action::Update => "update",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A link from a step's record to another record; `id` is a template, usually
+/// `{{ steps.<id>.id }}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Association {
+    /// The other record's object name.
+    pub object: String,
+    /// The other record's id (a template).
+    pub id: String,
+}
+
+/// A step rendered against one event: what an adapter executes, and what preview shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Operation {
+    /// The step id it came from.
+    pub step: String,
+    /// What to do.
+    pub action: Action,
+    /// The vendor's object name.
+    pub object: String,
+    /// Lookup values; fields that rendered null or undefined are left out.
+    #[serde(rename = "match")]
+    #[schema(value_type = Object)]
+    pub match_fields: Map<String, Value>,
+    /// Values to write; fields that rendered null or undefined are left out.
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+    /// For `update`: the record to write, if the template gave one.
+    pub record_id: Option<String>,
+    /// Field names to keep when the CRM refuses unknown properties.
+    pub fallback_fields: Vec<String>,
+    /// Links to make; links whose id rendered empty are left out.
+    pub associate: Vec<RenderedAssociation>,
+}
+
+/// An association with its id rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RenderedAssociation {
+    /// The other record's object name.
+    pub object: String,
+    /// The other record's id.
+    pub id: String,
+}
+
+/// One problem in a flow, with the JSON path of the value at fault
+/// (`steps[1].fields.amount`; empty for the flow as a whole).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ValidationError {
+    /// Where, e.g. `steps[1].fields.amount`.
+    pub path: String,
+    /// What, e.g. `unknown filter 'amout'`.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// An error at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Everything templates can see while one event runs through one flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RenderContext {
+    /// The whole Stripe event; `object` and `previous` are taken from it.
+    #[schema(value_type = Object)]
+    pub event: Value,
+    /// Step id → CRM record id, for the steps that already wrote.
+    pub steps: BTreeMap<String, String>,
+    /// The connection's settings (e.g. Salesforce `won_stage`).
+    #[schema(value_type = Object)]
+    pub settings: Value,
+    /// The run's clock, so a run renders the same on every attempt it is given the same time.
+    pub now: DateTime<Utc>,
+}
+
+/// What a flow would do with an event, computed without writing anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Preview {
+    /// Whether the trigger (types and filter) accepts the event.
+    pub matched: bool,
+    /// The operations, in step order; record ids of earlier steps appear as placeholders
+    /// such as `{{steps.contact.id}}`.
+    pub operations: Vec<Operation>,
+    /// Steps left out because their `when` was false.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+}
+
+/// Why a flow could not be evaluated against an event. The message names where
+/// (`steps[1].fields.amount: …`), so it can be shown to the tenant as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// A step could not be rendered: a template failed, or the result cannot be executed
+    /// (an upsert without any match value, an update with nothing to find the record by).
+    #[error("{}: {message}", step_path(.step, *.index, .field))]
+    Step {
+        /// The step id.
+        step: String,
+        /// The step's position in the flow, when the caller knows it.
+        index: Option<usize>,
+        /// The path inside the step, e.g. `fields.amount`.
+        field: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The trigger filter expression failed.
+    #[error("trigger.filter: {message}")]
+    Trigger {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl FlowError {
+    /// The same error, naming the step by its position (`steps[1]…`) rather than by id.
+    pub fn at_index(self, position: usize) -> Self {
+        match self {
+            FlowError::Step {
+                step,
+                field,
+                message,
+                ..
+            } => FlowError::Step {
+                step,
+                index: Some(position),
+                field,
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// Where the error is, e.g. `steps[1].fields.amount` or `trigger.filter`.
+    pub fn path(&self) -> String {
+        match self {
+            FlowError::Step {
+                step, index, field, ..
+            } => step_path(step, *index, field),
+            FlowError::Trigger { .. } => "trigger.filter".into(),
+        }
+    }
+
+    /// What went wrong, without the path.
+    pub fn message(&self) -> &str {
+        match self {
+            FlowError::Step { message, .. } | FlowError::Trigger { message } => message,
+        }
+    }
+}
+
+fn step_path(step: &str, index: Option<usize>, field: &str) -> String {
+    let head = match index {
+        Some(i) => format!("steps[{i}]"),
+        None => format!("steps.{step}"),
+    };
+    if field.is_empty() {
+        head
+    } else {
+        format!("{head}.{field}")
+    }
+}

@@ -1,0 +1,150 @@
+//! Starting the pipeline in a process: the queue connection, the job consumers and the
+//! sweeper. The api calls [`Runtime::start`] for its embedded worker; the `worker` binary
+//! calls it alone.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use entity::events;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use crate::engine::{Engine, status};
+use crate::queue::{ProcessEvent, Queue};
+use crate::settings::Settings;
+
+pub struct Runtime {
+    pub queue: Queue,
+    pub engine: Arc<Engine>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Connects the queue and, if `consume`, starts job consumers; the sweeper always runs.
+    pub async fn start(
+        settings: &Settings,
+        db: DatabaseConnection,
+        consume: bool,
+        name: &str,
+    ) -> anyhow::Result<Runtime> {
+        let queue = Queue::connect(settings, &db).await?;
+        let engine = Arc::new(Engine {
+            db: db.clone(),
+            queue: queue.clone(),
+            retry: settings.retry.clone(),
+        });
+        let mut tasks = Vec::new();
+        if consume {
+            tasks.push(queue.spawn_worker(engine.clone(), settings.worker_concurrency, name));
+        }
+        tasks.push(tokio::spawn(sweep_forever(
+            db,
+            queue.clone(),
+            settings.sweep_interval,
+            settings.sweep_grace,
+        )));
+        tracing::info!(
+            queue = queue.backend_name(),
+            consume,
+            concurrency = settings.worker_concurrency,
+            "pipeline started"
+        );
+        Ok(Runtime {
+            queue,
+            engine,
+            tasks,
+        })
+    }
+
+    /// Waits until a background task ends (they run until the process stops).
+    pub async fn wait(mut self) {
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+    }
+
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn sweep_forever(
+    db: DatabaseConnection,
+    queue: Queue,
+    interval: std::time::Duration,
+    grace: std::time::Duration,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match sweep(&db, &queue, grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "sweeper re-enqueued events"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "sweep failed"),
+        }
+    }
+}
+
+/// Re-enqueues events that were kept but never queued (a crash between commit and push) and
+/// events overdue by more than `grace` (a job lost with its worker). Returns how many.
+pub async fn sweep(
+    db: &DatabaseConnection,
+    queue: &Queue,
+    grace: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let cutoff = crate::now() - Duration::from_std(grace).unwrap_or(Duration::seconds(60));
+    let stuck = events::Entity::find()
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(events::Column::Status.eq(status::RECEIVED))
+                        .add(events::Column::ReceivedAt.lt(cutoff)),
+                )
+                .add(
+                    Condition::all()
+                        .add(events::Column::Status.eq(status::QUEUED))
+                        .add(events::Column::NextRunAt.lt(cutoff)),
+                ),
+        )
+        .order_by_asc(events::Column::Id)
+        .limit(500)
+        .all(db)
+        .await?;
+    let count = stuck.len();
+    for event in stuck {
+        queue
+            .push(
+                ProcessEvent {
+                    event_id: event.id.clone(),
+                },
+                None,
+            )
+            .await?;
+        let now = crate::now();
+        events::Entity::update_many()
+            .set(events::ActiveModel {
+                status: Set(status::QUEUED.into()),
+                queued_at: Set(Some(now)),
+                next_run_at: Set(Some(now)),
+                updated_at: Set(now),
+                ..Default::default()
+            })
+            .filter(events::Column::Id.eq(event.id.as_str()))
+            .filter(events::Column::Status.is_in([status::RECEIVED, status::QUEUED]))
+            .exec(db)
+            .await?;
+    }
+    Ok(count)
+}
