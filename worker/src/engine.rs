@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use entity::{TenantOwned, connections, deliveries, events, flow_versions, flows, record_links};
+use entity::{TenantOwned, connections, deliveries, events, flows, record_links};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
 };
 use serde_json::Value;
 
@@ -58,16 +58,10 @@ pub struct Engine {
     pub retry: RetrySettings,
 }
 
-/// What happened to one flow's steps on this run.
-#[derive(Default)]
-struct FlowRun {
-    done: bool,
-    dead: bool,
-    next_due: Option<DateTime<Utc>>,
-}
-
 impl Engine {
-    /// Runs `event_id`. Safe to call again at any time: finished steps are not repeated.
+    /// Runs `event_id`. Safe to call again at any time, even concurrently: finished steps are
+    /// not repeated, and the event's status is derived from its stored deliveries at the end,
+    /// so a replay that lands while a run is in flight is never overwritten.
     pub async fn process(&self, event_id: &str) -> anyhow::Result<()> {
         let Some(event) = events::Entity::find_by_id(event_id.to_string())
             .one(&self.db)
@@ -76,17 +70,24 @@ impl Engine {
             tracing::warn!(event_id, "job for an unknown event");
             return Ok(());
         };
-        if matches!(
-            event.status.as_str(),
-            status::PROCESSED | status::FAILED | status::IGNORED
-        ) {
+        if event.status == status::IGNORED
+            || (matches!(event.status.as_str(), status::PROCESSED | status::FAILED)
+                && !self.has_open_deliveries(&event.id).await?)
+        {
             return Ok(());
         }
         let payload: Value =
             serde_json::from_str(&event.payload).context("stored payload is not JSON")?;
         let now = crate::now();
 
+        // Flows with unfinished deliveries for this event run again even if their trigger
+        // changed since; disabled or deleted flows' deliveries are closed as skipped.
+        let existing = deliveries::Entity::find()
+            .filter(deliveries::Column::EventId.eq(event.id.as_str()))
+            .all(&self.db)
+            .await?;
         let mut matched = Vec::new();
+        let mut run_flow_ids = Vec::new();
         for row in flows::Entity::find_in_tenant(&event.tenant_id)
             .filter(flows::Column::Enabled.eq(true))
             .order_by_asc(flows::Column::Id)
@@ -100,44 +101,40 @@ impl Engine {
                     continue;
                 }
             };
-            match flow::trigger_matches(&spec, &payload) {
-                Ok(true) => matched.push((row, spec)),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(flow_id = %row.id, error = %e, "trigger filter failed"),
+            let has_deliveries = existing.iter().any(|d| d.flow_id == row.id);
+            let matches = match flow::trigger_matches(&spec, &payload) {
+                Ok(matches) => matches,
+                Err(e) => {
+                    tracing::warn!(flow_id = %row.id, error = %e, "trigger filter failed");
+                    false
+                }
+            };
+            if matches || has_deliveries {
+                run_flow_ids.push(row.id.clone());
+                matched.push((row, spec));
             }
         }
-        // A replayed event also re-runs flows that have deliveries for it, even if no longer matching.
-        let mut runs = Vec::new();
+        for orphan in existing
+            .iter()
+            .filter(|d| !run_flow_ids.contains(&d.flow_id) && is_open(&d.status))
+        {
+            self.transition(orphan, OPEN, |active| {
+                active.status = Set(ds::SKIPPED.into());
+                active.reason = Set(Some("flow_disabled".into()));
+            })
+            .await?;
+        }
+
+        let mut scheduled: Option<DateTime<Utc>> = None;
         for (row, spec) in &matched {
-            runs.push(self.run_flow(&event, &payload, row, spec, now).await?);
-        }
-
-        let all_done = runs.iter().all(|r| r.done);
-        let any_dead = runs.iter().any(|r| r.dead);
-        let next_due = runs.iter().filter_map(|r| r.next_due).min();
-        let mut active: events::ActiveModel = event.clone().into();
-        active.runs = Set(event.runs + 1);
-        active.updated_at = Set(crate::now());
-        if matched.is_empty() {
-            active.status = Set(status::IGNORED.into());
-            active.processed_at = Set(Some(crate::now()));
-            active.next_run_at = Set(None);
-        } else if all_done {
-            active.status = Set(if any_dead {
-                status::FAILED
-            } else {
-                status::PROCESSED
+            if let Some(due) = self.run_flow(&event, &payload, row, spec, now).await? {
+                scheduled = Some(scheduled.map_or(due, |s| s.min(due)));
             }
-            .into());
-            active.processed_at = Set(Some(crate::now()));
-            active.next_run_at = Set(None);
-        } else {
-            active.status = Set(status::QUEUED.into());
-            active.next_run_at = Set(next_due);
         }
-        active.update(&self.db).await?;
 
-        if !all_done && let Some(due) = next_due {
+        self.settle(&event, !matched.is_empty()).await?;
+        // Only a retry scheduled by this run needs a job; overdue work is the sweeper's.
+        if let Some(due) = scheduled {
             let delay = (due - crate::now()).to_std().unwrap_or_default();
             self.queue
                 .push(
@@ -151,6 +148,89 @@ impl Engine {
         Ok(())
     }
 
+    async fn has_open_deliveries(&self, event_id: &str) -> anyhow::Result<bool> {
+        Ok(deliveries::Entity::find()
+            .filter(deliveries::Column::EventId.eq(event_id))
+            .filter(deliveries::Column::Status.is_in(OPEN.iter().copied()))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// Sets the event's status from its deliveries as they are stored now.
+    async fn settle(&self, event: &events::Model, matched: bool) -> anyhow::Result<()> {
+        let rows = deliveries::Entity::find()
+            .filter(deliveries::Column::EventId.eq(event.id.as_str()))
+            .all(&self.db)
+            .await?;
+        let at = crate::now();
+        let mut update = events::ActiveModel {
+            runs: Set(event.runs + 1),
+            updated_at: Set(at),
+            ..Default::default()
+        };
+        let open: Vec<&deliveries::Model> = rows.iter().filter(|d| is_open(&d.status)).collect();
+        if !matched && rows.is_empty() {
+            update.status = Set(status::IGNORED.into());
+            update.processed_at = Set(Some(at));
+            update.next_run_at = Set(None);
+        } else if open.is_empty() {
+            let dead = rows.iter().any(|d| d.status == ds::DEAD);
+            update.status = Set(if dead {
+                status::FAILED
+            } else {
+                status::PROCESSED
+            }
+            .into());
+            update.processed_at = Set(Some(at));
+            update.next_run_at = Set(None);
+        } else {
+            // Pending work is due now; retries when scheduled; waiting work when released.
+            let due = open
+                .iter()
+                .filter_map(|d| match d.status.as_str() {
+                    ds::PENDING => Some(at),
+                    ds::RETRYING => Some(d.next_attempt_at.unwrap_or(at)),
+                    _ => None,
+                })
+                .min();
+            update.status = Set(status::QUEUED.into());
+            update.processed_at = Set(None);
+            update.next_run_at = Set(due);
+        }
+        events::Entity::update_many()
+            .set(update)
+            .filter(events::Column::Id.eq(event.id.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Updates a delivery only if it is still in one of `from`: a write based on what this run
+    /// read never undoes what another run finished meanwhile. Returns whether it applied.
+    async fn transition(
+        &self,
+        delivery: &deliveries::Model,
+        from: &[&str],
+        change: impl FnOnce(&mut deliveries::ActiveModel),
+    ) -> anyhow::Result<bool> {
+        let mut active = deliveries::ActiveModel {
+            updated_at: Set(crate::now()),
+            ..Default::default()
+        };
+        change(&mut active);
+        let applied = deliveries::Entity::update_many()
+            .set(active)
+            .filter(deliveries::Column::Id.eq(delivery.id.as_str()))
+            .filter(deliveries::Column::Status.is_in(from.iter().copied()))
+            .exec(&self.db)
+            .await?
+            .rows_affected
+            == 1;
+        Ok(applied)
+    }
+
+    /// Runs one flow's steps in order; returns when a retry this run scheduled is due.
     async fn run_flow(
         &self,
         event: &events::Model,
@@ -158,8 +238,7 @@ impl Engine {
         flow_row: &flows::Model,
         spec: &FlowSpec,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<FlowRun> {
-        let mut run = FlowRun::default();
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
         let connection =
             connections::Entity::find_by_id_in_tenant(&event.tenant_id, &spec.connection_id)
                 .one(&self.db)
@@ -187,87 +266,66 @@ impl Engine {
                 )
                 .await?;
             match delivery.status.as_str() {
-                ds::SUCCEEDED => {
+                ds::SUCCEEDED | ds::SKIPPED => {
                     if let Some(id) = &delivery.crm_record_id {
                         ctx.steps.insert(step.id.clone(), id.clone());
                     }
                     continue;
                 }
-                ds::SKIPPED => continue,
-                ds::DEAD => {
-                    run.done = true;
-                    run.dead = true;
-                    return Ok(run);
-                }
+                ds::DEAD => return Ok(None),
                 ds::RETRYING if delivery.next_attempt_at.is_some_and(|t| t > now) => {
-                    run.next_due = delivery.next_attempt_at;
-                    return Ok(run);
+                    return Ok(None);
                 }
                 _ => {}
             }
 
             let Some(connection) = connection.as_ref() else {
-                self.finish_failed(
-                    &delivery,
-                    None,
-                    CrmError::new(
-                        ErrorKind::Permanent,
-                        format!("connection {} no longer exists", spec.connection_id),
-                    ),
-                    false,
-                )
-                .await?;
-                run.done = true;
-                run.dead = true;
-                return Ok(run);
+                let error = CrmError::new(
+                    ErrorKind::Permanent,
+                    format!("connection {} no longer exists", spec.connection_id),
+                );
+                self.record_failure(&delivery, None, error, false, delivery.attempts + 1, 0)
+                    .await?;
+                return Ok(None);
             };
             if connection.status != "active" {
-                let mut active: deliveries::ActiveModel = delivery.into();
-                active.status = Set(ds::WAITING.into());
-                active.reason = Set(Some(format!("connection {}", connection.status)));
-                active.updated_at = Set(crate::now());
-                active.update(&self.db).await?;
-                return Ok(run);
+                let reason = format!("connection {}", connection.status);
+                self.transition(&delivery, OPEN, |active| {
+                    active.status = Set(ds::WAITING.into());
+                    active.reason = Set(Some(reason));
+                })
+                .await?;
+                return Ok(None);
             }
 
             let op = match flow::render_step(step, &ctx) {
                 Ok(Some(op)) => op,
                 Ok(None) => {
-                    self.finish_skipped(&delivery, "condition").await?;
+                    self.transition(&delivery, OPEN, |active| {
+                        active.status = Set(ds::SKIPPED.into());
+                        active.reason = Set(Some("condition".into()));
+                    })
+                    .await?;
                     continue;
                 }
                 Err(e) => {
-                    self.finish_failed(
-                        &delivery,
-                        None,
-                        CrmError::new(ErrorKind::Invalid, e.to_string()),
-                        false,
-                    )
-                    .await?;
-                    run.done = true;
-                    run.dead = true;
-                    return Ok(run);
+                    let error = CrmError::new(ErrorKind::Invalid, e.to_string());
+                    self.record_failure(&delivery, None, error, false, delivery.attempts + 1, 0)
+                        .await?;
+                    return Ok(None);
                 }
             };
 
             match self.execute(event, connection, &delivery, &op).await? {
-                StepResult::Succeeded(record_id) => {
+                StepResult::Done(Some(record_id)) => {
                     ctx.steps.insert(step.id.clone(), record_id);
                 }
-                StepResult::Skipped => {}
-                StepResult::Retrying(due) => {
-                    run.next_due = Some(due);
-                    return Ok(run);
-                }
-                StepResult::Dead => {
-                    run.done = true;
-                    run.dead = true;
-                    return Ok(run);
-                }
+                StepResult::Done(None) => {}
+                StepResult::Retrying(due) => return Ok(Some(due)),
+                StepResult::Stop => return Ok(None),
             }
         }
-        run.done = true;
-        Ok(run)
+        Ok(None)
     }
 
     async fn delivery_for(
@@ -320,12 +378,16 @@ impl Engine {
         {
             Ok(_) => Ok(row),
             // Another run created it at the same moment: use theirs.
-            Err(_) => find().one(&self.db).await?.context("delivery row vanished"),
+            Err(insert_error) => match find().one(&self.db).await? {
+                Some(theirs) => Ok(theirs),
+                None => Err(anyhow::Error::new(insert_error).context("creating a delivery")),
+            },
         }
     }
 
     /// Runs one operation and records its outcome. Sandbox writes share the transaction that
-    /// claims and completes the delivery, so a crash leaves either both or neither.
+    /// claims and completes the delivery, so a crash leaves either both or neither, and a
+    /// second run that loses the claim uses the first one's result.
     async fn execute(
         &self,
         event: &events::Model,
@@ -337,57 +399,82 @@ impl Engine {
         let txn = crate::db::begin_write(&self.db).await?;
         let claimed = deliveries::Entity::update_many()
             .col_expr(
-                deliveries::Column::Attempts,
-                sea_orm::sea_query::ExprTrait::add(
-                    sea_orm::sea_query::Expr::col(deliveries::Column::Attempts),
-                    1,
-                ),
-            )
-            .col_expr(
                 deliveries::Column::UpdatedAt,
                 sea_orm::sea_query::Expr::value(crate::now()),
             )
             .filter(deliveries::Column::Id.eq(delivery.id.as_str()))
-            .filter(deliveries::Column::Status.is_in([ds::PENDING, ds::RETRYING, ds::WAITING]))
+            .filter(deliveries::Column::Status.is_in(OPEN.iter().copied()))
             .exec(&txn)
             .await?
             .rows_affected
             == 1;
         if !claimed {
             txn.rollback().await?;
-            return Ok(StepResult::Skipped);
+            return self.outcome_of_other_run(delivery).await;
         }
         let attempts = delivery.attempts + 1;
 
-        let link = match (&event.stripe_object_id, op.action) {
-            (Some(object_id), Action::Upsert | Action::Update) => {
+        // Serialise writers of the same Stripe object and match key (Postgres; SQLite
+        // transactions here are already exclusive), so two events cannot both create a record
+        // or move a link backwards.
+        let linked_object = match (&event.stripe_object_id, op.action) {
+            (Some(id), Action::Upsert | Action::Update) => Some(id.as_str()),
+            _ => None,
+        };
+        if txn.get_database_backend() == DbBackend::Postgres {
+            let mut keys = vec![format!(
+                "{}|{}|match|{}",
+                connection.id,
+                op.object,
+                crm::sandbox::match_key(&op.match_fields)
+            )];
+            if let Some(object_id) = linked_object {
+                keys.push(format!(
+                    "{}|{}|link|{}",
+                    connection.id, op.object, object_id
+                ));
+            }
+            keys.sort();
+            for key in keys {
+                txn.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    [key.into()],
+                ))
+                .await?;
+            }
+        }
+
+        let link = match linked_object {
+            Some(object_id) => {
                 record_links::Entity::find()
                     .filter(record_links::Column::ConnectionId.eq(connection.id.as_str()))
                     .filter(record_links::Column::CrmObject.eq(op.object.as_str()))
-                    .filter(record_links::Column::StripeObjectId.eq(object_id.as_str()))
+                    .filter(record_links::Column::StripeObjectId.eq(object_id))
                     .one(&txn)
                     .await?
             }
-            _ => None,
+            None => None,
         };
         if let Some(link) = &link
             && link.last_event_created > event.event_created
         {
+            let warning = format!(
+                "a newer event ({}) was already applied to {} {}",
+                link.last_event_id, op.object, link.crm_record_id
+            );
             let mut active: deliveries::ActiveModel = delivery.clone().into();
             active.status = Set(ds::SKIPPED.into());
             active.reason = Set(Some("stale".into()));
             active.attempts = Set(attempts);
             active.crm_record_id = Set(Some(link.crm_record_id.clone()));
             active.operation = Set(serde_json::to_string(op).ok());
-            active.warnings = Set(serde_json::to_string(&[format!(
-                "a newer event ({}) was already applied to {} {}",
-                link.last_event_id, op.object, link.crm_record_id
-            )])?);
+            active.warnings = Set(serde_json::to_string(&[warning])?);
             active.next_attempt_at = Set(None);
             active.updated_at = Set(crate::now());
             active.update(&txn).await?;
             txn.commit().await?;
-            return Ok(StepResult::Skipped);
+            return Ok(StepResult::Done(Some(link.crm_record_id.clone())));
         }
 
         let result = match connection.provider.as_str() {
@@ -424,9 +511,7 @@ impl Engine {
                 active.duration_ms = Set(Some(duration_ms));
                 active.updated_at = Set(crate::now());
                 active.update(&txn).await?;
-                if let (Some(object_id), Action::Upsert | Action::Update) =
-                    (&event.stripe_object_id, op.action)
-                {
+                if let Some(object_id) = linked_object {
                     upsert_link(
                         &txn,
                         event,
@@ -439,45 +524,38 @@ impl Engine {
                     .await?;
                 }
                 txn.commit().await?;
-                Ok(StepResult::Succeeded(outcome.record_id))
+                Ok(StepResult::Done(Some(outcome.record_id)))
             }
             Err(error) => {
                 // The write failed: nothing of it to keep, but the attempt counts.
                 txn.rollback().await?;
                 let retry =
                     error.kind.is_retryable() && (attempts as u32) < self.retry.max_attempts;
-                self.finish_failed_with(delivery, Some(op), error, retry, attempts, duration_ms)
+                self.record_failure(delivery, Some(op), error, retry, attempts, duration_ms)
                     .await
             }
         }
     }
 
-    async fn finish_skipped(
+    /// What another run did with a delivery this run could not claim.
+    async fn outcome_of_other_run(
         &self,
         delivery: &deliveries::Model,
-        reason: &str,
-    ) -> anyhow::Result<()> {
-        let mut active: deliveries::ActiveModel = delivery.clone().into();
-        active.status = Set(ds::SKIPPED.into());
-        active.reason = Set(Some(reason.into()));
-        active.updated_at = Set(crate::now());
-        active.update(&self.db).await?;
-        Ok(())
-    }
-
-    async fn finish_failed(
-        &self,
-        delivery: &deliveries::Model,
-        op: Option<&Operation>,
-        error: CrmError,
-        retry: bool,
-    ) -> anyhow::Result<()> {
-        self.finish_failed_with(delivery, op, error, retry, delivery.attempts + 1, 0)
+    ) -> anyhow::Result<StepResult> {
+        let current = deliveries::Entity::find_by_id(delivery.id.clone())
+            .one(&self.db)
             .await?;
-        Ok(())
+        Ok(match current {
+            Some(d) if d.status == ds::SUCCEEDED || d.status == ds::SKIPPED => {
+                StepResult::Done(d.crm_record_id)
+            }
+            _ => StepResult::Stop,
+        })
     }
 
-    async fn finish_failed_with(
+    /// Records a failed attempt: retrying with a jittered delay, or dead with its reason.
+    /// Applies only if the delivery is still open, so it never undoes another run's success.
+    async fn record_failure(
         &self,
         delivery: &deliveries::Model,
         op: Option<&Operation>,
@@ -486,45 +564,63 @@ impl Engine {
         attempts: i32,
         duration_ms: i64,
     ) -> anyhow::Result<StepResult> {
-        let mut active: deliveries::ActiveModel = delivery.clone().into();
-        active.attempts = Set(attempts);
-        active.operation = Set(op.and_then(|op| serde_json::to_string(op).ok()));
-        active.error_kind = Set(Some(error.kind.as_str().into()));
-        active.error_message = Set(Some(error.message.clone()));
-        active.vendor_status = Set(error.vendor_status.map(i32::from));
-        active.vendor_body = Set(error.vendor_body.clone());
-        active.duration_ms = Set(Some(duration_ms));
-        active.updated_at = Set(crate::now());
-        let result = if retry {
+        let due = retry.then(|| {
             let delay = retry_delay(&self.retry, attempts as u32, error.retry_after);
-            let due = crate::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            active.status = Set(ds::RETRYING.into());
-            active.next_attempt_at = Set(Some(due));
-            StepResult::Retrying(due)
-        } else {
-            active.status = Set(ds::DEAD.into());
-            active.next_attempt_at = Set(None);
-            active.reason = Set(Some(
-                if error.kind.is_retryable() {
-                    "attempts_exhausted"
-                } else {
-                    "not_retryable"
+            crate::now() + chrono::Duration::from_std(delay).unwrap_or_default()
+        });
+        let operation = op.and_then(|op| serde_json::to_string(op).ok());
+        let kind = error.kind;
+        let applied = self
+            .transition(delivery, OPEN, |active| {
+                active.attempts = Set(attempts);
+                active.operation = Set(operation);
+                active.error_kind = Set(Some(kind.as_str().into()));
+                active.error_message = Set(Some(error.message.clone()));
+                active.vendor_status = Set(error.vendor_status.map(i32::from));
+                active.vendor_body = Set(error.vendor_body.clone());
+                active.duration_ms = Set(Some(duration_ms));
+                active.next_attempt_at = Set(due);
+                match due {
+                    Some(_) => active.status = Set(ds::RETRYING.into()),
+                    None => {
+                        active.status = Set(ds::DEAD.into());
+                        active.reason = Set(Some(
+                            if kind.is_retryable() {
+                                "attempts_exhausted"
+                            } else {
+                                "not_retryable"
+                            }
+                            .into(),
+                        ));
+                    }
                 }
-                .into(),
-            ));
-            StepResult::Dead
-        };
-        active.update(&self.db).await?;
-        tracing::info!(delivery_id = %delivery.id, kind = error.kind.as_str(), attempts, "delivery failed");
-        Ok(result)
+            })
+            .await?;
+        if !applied {
+            return self.outcome_of_other_run(delivery).await;
+        }
+        tracing::info!(delivery_id = %delivery.id, kind = kind.as_str(), attempts, "delivery failed");
+        Ok(match due {
+            Some(due) => StepResult::Retrying(due),
+            None => StepResult::Stop,
+        })
     }
 }
 
+/// Delivery statuses that still have work to do.
+const OPEN: &[&str] = &[ds::PENDING, ds::RETRYING, ds::WAITING];
+
+fn is_open(status: &str) -> bool {
+    OPEN.contains(&status)
+}
+
 enum StepResult {
-    Succeeded(String),
-    Skipped,
+    /// The step has its outcome (a record id, unless it was skipped without one).
+    Done(Option<String>),
+    /// A retry is scheduled for this time; later steps wait.
     Retrying(DateTime<Utc>),
-    Dead,
+    /// Dead, or in another run's hands: later steps wait.
+    Stop,
 }
 
 fn action_name(action: Action) -> &'static str {
@@ -571,18 +667,4 @@ async fn upsert_link<C: ConnectionTrait>(
         }
     }
     Ok(())
-}
-
-/// Looks up the flow version a delivery ran, for display.
-pub async fn flow_version(
-    db: &DatabaseConnection,
-    tenant_id: &str,
-    flow_id: &str,
-    version: i32,
-) -> anyhow::Result<Option<flow_versions::Model>> {
-    Ok(flow_versions::Entity::find_in_tenant(tenant_id)
-        .filter(flow_versions::Column::FlowId.eq(flow_id))
-        .filter(flow_versions::Column::Version.eq(version))
-        .one(db)
-        .await?)
 }

@@ -131,6 +131,25 @@ impl Queue {
         result.with_context(|| format!("pushing to the {} queue", self.backend_name()))
     }
 
+    /// Checks that the queue answers (readiness).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        match self {
+            Queue::Sqlite(storage) => {
+                sqlx_ping_sqlite(storage.pool()).await?;
+            }
+            Queue::Postgres(storage) => {
+                storage.pool().acquire().await?;
+            }
+            Queue::Redis(storage) => {
+                let mut storage = storage.clone();
+                let _: String = redis::cmd("PING")
+                    .query_async(storage.get_connection())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Starts `concurrency` job slots consuming the queue until the process ends.
     pub fn spawn_worker(
         &self,
@@ -226,4 +245,9 @@ impl PollStrategy for Ticker {
             std::task::Poll::Pending
         }
     }
+}
+
+async fn sqlx_ping_sqlite(pool: &apalis_sqlite::SqlitePool) -> anyhow::Result<()> {
+    pool.acquire().await?;
+    Ok(())
 }

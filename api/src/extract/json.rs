@@ -53,6 +53,45 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     }
 }
 
+/// An optional JSON body: no body at all is `None`; anything sent is checked like
+/// [`ValidJson`], so a typo or a wrong type is a 422, never silently ignored.
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for MaybeJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<Data<AppState>>()
+            .map(|state| state.settings.max_body_bytes)
+            .unwrap_or(256 * 1024);
+        let content_type_ok = match req.mime_type() {
+            Ok(Some(mime)) => {
+                mime.type_() == "application"
+                    && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+            }
+            _ => false,
+        };
+        let declared = declared_length(req);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(&mut payload, declared, limit).await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(MaybeJson(None));
+            }
+            if !content_type_ok {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the request body must be JSON (Content-Type: application/json)".into(),
+                ));
+            }
+            let value = parse_json::<T>(&body)?;
+            value.validate().map_err(ApiError::Validation)?;
+            Ok(MaybeJson(Some(value)))
+        })
+    }
+}
+
 /// Reads a request body up to `limit` bytes, refusing larger ones with 413.
 pub async fn read_body(
     payload: &mut Payload,

@@ -5,6 +5,6 @@ mod json;
 mod pagination;
 mod tenant;
 
-pub use json::{JsonOrYaml, ValidJson, Validate, read_body};
+pub use json::{JsonOrYaml, MaybeJson, ValidJson, Validate, read_body};
 pub use pagination::{ListQuery, ListResponse, Page};
 pub use tenant::{Actor, TenantContext};

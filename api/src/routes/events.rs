@@ -7,7 +7,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::extract::{ListQuery, ListResponse, MaybeJson, Page, TenantContext};
 use crate::services::events::{
     self, AcceptedOut, DeliveryFilter, DeliveryOut, EventDetailOut, EventFilter, EventOut, ReplayIn,
 };
@@ -58,10 +58,10 @@ async fn replay(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
-    body: Option<ValidJson<ReplayIn>>,
+    MaybeJson(input): MaybeJson<ReplayIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.map(|ValidJson(input)| input).unwrap_or_default();
-    Ok(HttpResponse::Accepted().json(events::replay(&state, &ctx, &id, input).await?))
+    Ok(HttpResponse::Accepted()
+        .json(events::replay(&state, &ctx, &id, input.unwrap_or_default()).await?))
 }
 
 #[utoipa::path(tag = "deliveries", operation_id = "deliveries.list", params(DeliveryFilter, ListQuery),

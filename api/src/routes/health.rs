@@ -26,13 +26,17 @@ async fn healthz() -> HttpResponse {
 
 #[utoipa::path(tag = "health", operation_id = "health.ready",
     responses(
-        (status = 200, description = "The database answers.", body = HealthOut),
+        (status = 200, description = "The database and the queue answer.", body = HealthOut),
         (status = 503, response = inline(responses::Unavailable))))]
 #[get("/readyz")]
 async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.db.execute_unprepared("SELECT 1").await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::Unavailable("the database is not reachable".into())
+    })?;
+    state.queue.ping().await.map_err(|e| {
+        tracing::warn!(error = format!("{e:#}"), "readiness check failed");
+        ApiError::Unavailable("the queue is not reachable".into())
     })?;
     Ok(HttpResponse::Ok().json(HealthOut { status: "ok" }))
 }

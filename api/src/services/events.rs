@@ -259,15 +259,39 @@ async fn requeue(state: &AppState, event_id: &str) -> Result<(), ApiError> {
         })
 }
 
-fn reset(delivery: &deliveries::Model) -> deliveries::ActiveModel {
-    let mut active: deliveries::ActiveModel = delivery.clone().into();
-    active.status = Set(ds::PENDING.into());
-    active.attempts = Set(0);
-    active.next_attempt_at = Set(None);
-    active.reason = Set(None);
-    active.updated_at = Set(now());
-    active
+/// Makes a delivery pending again with a fresh set of attempts, but only if it is still in
+/// the state the caller saw: a run that finished it meanwhile is never undone.
+async fn reset<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    delivery: &deliveries::Model,
+    seen: &[&str],
+) -> Result<bool, ApiError> {
+    let applied = deliveries::Entity::update_many()
+        .set(deliveries::ActiveModel {
+            status: Set(ds::PENDING.into()),
+            attempts: Set(0),
+            next_attempt_at: Set(None),
+            reason: Set(None),
+            updated_at: Set(now()),
+            ..Default::default()
+        })
+        .filter(deliveries::Column::Id.eq(delivery.id.as_str()))
+        .filter(deliveries::Column::Status.is_in(seen.iter().copied()))
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1;
+    Ok(applied)
 }
+
+/// Every status but `succeeded`.
+const UNFINISHED: &[&str] = &[
+    ds::PENDING,
+    ds::RETRYING,
+    ds::WAITING,
+    ds::DEAD,
+    ds::SKIPPED,
+];
 
 pub async fn replay(
     state: &AppState,
@@ -283,12 +307,10 @@ pub async fn replay(
         .all(&txn)
         .await?;
     for delivery in rows {
-        let rerun = match delivery.status.as_str() {
-            ds::SUCCEEDED => input.force && delivery.action != "create",
-            _ => true,
-        };
-        if rerun {
-            sea_orm::ActiveModelTrait::update(reset(&delivery), &txn).await?;
+        if delivery.status != ds::SUCCEEDED {
+            reset(&txn, &delivery, UNFINISHED).await?;
+        } else if input.force && delivery.action != "create" {
+            reset(&txn, &delivery, &[ds::SUCCEEDED]).await?;
         }
     }
     super::audit::log(&txn, ctx, "event.replay", "event", &event.id).await?;
@@ -340,7 +362,12 @@ pub async fn retry_delivery(
         });
     }
     let txn = crate::db::begin_write(&state.db).await?;
-    sea_orm::ActiveModelTrait::update(reset(&delivery), &txn).await?;
+    if !reset(&txn, &delivery, UNFINISHED).await? {
+        return Err(ApiError::Conflict {
+            detail: "this delivery succeeded meanwhile".into(),
+            field: None,
+        });
+    }
     super::audit::log(&txn, ctx, "delivery.retry", "delivery", &delivery.id).await?;
     txn.commit().await?;
     requeue(state, &delivery.event_id).await?;

@@ -72,6 +72,27 @@ async fn checked(
     value: &Value,
 ) -> Result<FlowSpec, ApiError> {
     let spec = flow::parse_flow(value).map_err(to_fields)?;
+    let mut errors = Vec::new();
+    if spec.name.chars().count() > 200 {
+        errors.push(FieldError::new("name", "must be at most 200 characters"));
+    }
+    for (index, step) in spec.steps.iter().enumerate() {
+        if step.id.len() > 128 {
+            errors.push(FieldError::new(
+                format!("steps[{index}].id"),
+                "must be at most 128 characters",
+            ));
+        }
+        if step.object.len() > 128 {
+            errors.push(FieldError::new(
+                format!("steps[{index}].object"),
+                "must be at most 128 characters",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     let connection = connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, &spec.connection_id)
         .one(&state.db)
         .await?;
@@ -151,7 +172,17 @@ async fn insert_version<C: sea_orm::ConnectionTrait>(
         created_at: Set(row.updated_at),
     })
     .exec(db)
-    .await?;
+    .await
+    .map_err(|e| {
+        if crate::error::is_unique_violation(&e) {
+            ApiError::Conflict {
+                detail: "the flow was changed at the same moment; fetch it and try again".into(),
+                field: None,
+            }
+        } else {
+            e.into()
+        }
+    })?;
     Ok(())
 }
 

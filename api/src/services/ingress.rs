@@ -69,6 +69,13 @@ pub async fn receive(
     )
     .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let envelope = envelope::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if envelope.api_version.as_ref().is_some_and(|v| v.len() > 64)
+        || envelope.object_id.as_ref().is_some_and(|id| id.len() > 255)
+    {
+        return Err(ApiError::BadRequest(
+            "the event's api_version or data.object.id is longer than Stripe ever sends".into(),
+        ));
+    }
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
 

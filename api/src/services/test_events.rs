@@ -105,8 +105,9 @@ pub async fn send(
     let status = response.status();
     let answer: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "the ingress refused a test event: {status} {answer}"
+        return Err(ApiError::Unavailable(format!(
+            "the ingress refused the test event ({status}): {}",
+            answer["detail"].as_str().unwrap_or("no detail")
         )));
     }
     Ok(TestEventOut {

@@ -97,6 +97,18 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
             assert_eq!(again.body["duplicate"], true);
             assert_eq!(again.str("/event_id"), event_id);
         }
+        // A replay with a mistyped option is refused, not silently run without it.
+        let typo = app
+            .post(
+                &format!("/v1/events/{event_id}/replay"),
+                token,
+                json!({"forse": true}),
+            )
+            .await;
+        assert_eq!(
+            typo.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+            vec!["forse"]
+        );
         // A forced replay re-runs the upserts: still one contact, one deal.
         let replay = app
             .post(
@@ -496,6 +508,47 @@ async fn a_test_event_travels_the_whole_pipeline() {
         assert_eq!(
             unknown.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["type"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_readme_quickstart_lands_a_lead_in_the_sandbox() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+        let templates = app.get("/v1/flow-templates", token).await;
+        let template = templates.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == "sandbox-lead-from-checkout")
+            .expect("the quickstart's template")
+            .clone();
+        let mut flow = template["flow"].clone();
+        flow["connection_id"] = json!(p.connection_id);
+        let created = app.post("/v1/flows", token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+
+        let sent = app
+            .post(
+                &format!("/v1/stripe-accounts/{}/test-events", p.account_id),
+                token,
+                json!({"type": "checkout.session.completed"}),
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
+        let done = app.finished_event(token, &sent.str("/event_id")).await;
+        assert_eq!(done["status"], "processed", "{done}");
+        let leads = app.records(token, &p.connection_id, "leads").await;
+        assert_eq!(leads.len(), 1, "{leads:?}");
+        assert!(
+            leads[0]["fields"]["email"]
+                .as_str()
+                .is_some_and(|e| e.contains('@')),
+            "{}",
+            leads[0]
         );
     })
     .await;

@@ -1,0 +1,135 @@
+//! `cargo run -p worker` alone: against a database where an event was committed but never
+//! queued (the api crashed after its commit), the worker's sweeper queues it and its
+//! consumers run the tenant's flow into the sandbox CRM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use entity::{connections, events, flows, sandbox_records, tenants};
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use serde_json::json;
+use tributary_worker::{db, new_id, now};
+
+#[tokio::test]
+async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/tributary.db?mode=rwc", dir.path().display());
+    let conn = db::connect(&url).await.unwrap();
+    db::migrate(&conn).await.unwrap();
+
+    let at = now();
+    let tenant_id = new_id();
+    tenants::Entity::insert(tenants::ActiveModel {
+        id: Set(tenant_id.clone()),
+        name: Set("Standalone".into()),
+        created_at: Set(at),
+        updated_at: Set(at),
+    })
+    .exec(&conn)
+    .await
+    .unwrap();
+    let connection_id = new_id();
+    connections::Entity::insert(connections::ActiveModel {
+        id: Set(connection_id.clone()),
+        tenant_id: Set(tenant_id.clone()),
+        name: Set("Sandbox".into()),
+        provider: Set("sandbox".into()),
+        auth_type: Set("none".into()),
+        credentials: Set(None),
+        settings: Set("{}".into()),
+        status: Set("active".into()),
+        status_reason: Set(None),
+        paused_until: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+    })
+    .exec(&conn)
+    .await
+    .unwrap();
+    let spec = json!({"name": "contacts", "connection_id": connection_id, "enabled": true,
+        "trigger": {"events": ["customer.created"]},
+        "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                   "match": {"email": "{{ object.email }}"}, "fields": {"name": "{{ object.name }}"}}]});
+    let spec = tributary_worker::flow::parse_flow(&spec).expect("a valid flow");
+    flows::Entity::insert(flows::ActiveModel {
+        id: Set(new_id()),
+        tenant_id: Set(tenant_id.clone()),
+        name: Set(spec.name.clone()),
+        connection_id: Set(connection_id.clone()),
+        enabled: Set(true),
+        version: Set(1),
+        spec: Set(serde_json::to_string(&spec).unwrap()),
+        created_at: Set(at),
+        updated_at: Set(at),
+    })
+    .exec(&conn)
+    .await
+    .unwrap();
+    let payload = json!({"id": "evt_standalone", "object": "event", "type": "customer.created", "created": 1_700_000_000,
+        "livemode": false, "data": {"object": {"id": "cus_1", "object": "customer", "email": "ada@example.com", "name": "Ada"}}});
+    events::Entity::insert(events::ActiveModel {
+        id: Set(new_id()),
+        tenant_id: Set(tenant_id.clone()),
+        stripe_account_id: Set("acct".into()),
+        stripe_event_id: Set("evt_standalone".into()),
+        event_type: Set("customer.created".into()),
+        stripe_object_id: Set(Some("cus_1".into())),
+        livemode: Set(false),
+        api_version: Set(None),
+        event_created: Set(1_700_000_000),
+        payload: Set(payload.to_string()),
+        status: Set("received".into()),
+        runs: Set(0),
+        next_run_at: Set(None),
+        last_error: Set(None),
+        received_at: Set(at - chrono::Duration::seconds(5)),
+        queued_at: Set(None),
+        processed_at: Set(None),
+        updated_at: Set(at),
+    })
+    .exec(&conn)
+    .await
+    .unwrap();
+
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &url)
+        .env("TRIBUTARY_SWEEP_INTERVAL", "200ms")
+        .env("TRIBUTARY_SWEEP_GRACE", "1s")
+        .env("TRIBUTARY_WORKER_CONCURRENCY", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the worker binary starts");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let record = loop {
+        let records = sandbox_records::Entity::find().all(&conn).await.unwrap();
+        if let Some(record) = records.into_iter().next() {
+            break Some(record);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let record = record.expect("the worker processed the stranded event");
+    let fields: serde_json::Value = serde_json::from_str(&record.fields).unwrap();
+    assert_eq!(fields, json!({"email": "ada@example.com", "name": "Ada"}));
+    let event = events::Entity::find().one(&conn).await.unwrap().unwrap();
+    assert_eq!(event.status, "processed");
+}
+
+#[test]
+fn a_bad_setting_stops_the_worker_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("TRIBUTARY_WORKER_CONCURRENCY", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TRIBUTARY_WORKER_CONCURRENCY"));
+}
