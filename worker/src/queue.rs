@@ -158,43 +158,26 @@ impl Queue {
         name: &str,
     ) -> tokio::task::JoinHandle<()> {
         let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        let backend = self.backend_name();
+        // The same worker over each backend's own storage type.
+        macro_rules! spawn_on {
+            ($storage:expr) => {{
+                let worker = WorkerBuilder::new(name)
+                    .backend($storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
+                    .data(engine)
+                    .concurrency(concurrency)
+                    .build(run_process_event);
+                tokio::spawn(async move {
+                    if let Err(e) = worker.run().await {
+                        tracing::error!(error = %e, backend, "queue worker stopped");
+                    }
+                })
+            }};
+        }
         match self.clone() {
-            Queue::Sqlite(storage) => {
-                let worker = WorkerBuilder::new(name)
-                    .backend(storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
-                    .data(engine)
-                    .concurrency(concurrency)
-                    .build(run_process_event);
-                tokio::spawn(async move {
-                    if let Err(e) = worker.run().await {
-                        tracing::error!(error = %e, "sqlite queue worker stopped");
-                    }
-                })
-            }
-            Queue::Postgres(storage) => {
-                let worker = WorkerBuilder::new(name)
-                    .backend(storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
-                    .data(engine)
-                    .concurrency(concurrency)
-                    .build(run_process_event);
-                tokio::spawn(async move {
-                    if let Err(e) = worker.run().await {
-                        tracing::error!(error = %e, "postgres queue worker stopped");
-                    }
-                })
-            }
-            Queue::Redis(storage) => {
-                let worker = WorkerBuilder::new(name)
-                    .backend(storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
-                    .data(engine)
-                    .concurrency(concurrency)
-                    .build(run_process_event);
-                tokio::spawn(async move {
-                    if let Err(e) = worker.run().await {
-                        tracing::error!(error = %e, "redis queue worker stopped");
-                    }
-                })
-            }
+            Queue::Sqlite(storage) => spawn_on!(storage),
+            Queue::Postgres(storage) => spawn_on!(storage),
+            Queue::Redis(storage) => spawn_on!(storage),
         }
     }
 }

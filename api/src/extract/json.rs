@@ -26,18 +26,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<Data<AppState>>()
-            .map(|state| state.settings.max_body_bytes)
-            .unwrap_or(256 * 1024);
-        let content_type_ok = match req.mime_type() {
-            Ok(Some(mime)) => {
-                mime.type_() == "application"
-                    && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
-            }
-            _ => false,
-        };
-        let declared_length = declared_length(req);
+        let (limit, content_type_ok, declared_length) = body_facts(req);
         let mut payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
@@ -62,18 +51,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for MaybeJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<Data<AppState>>()
-            .map(|state| state.settings.max_body_bytes)
-            .unwrap_or(256 * 1024);
-        let content_type_ok = match req.mime_type() {
-            Ok(Some(mime)) => {
-                mime.type_() == "application"
-                    && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
-            }
-            _ => false,
-        };
-        let declared = declared_length(req);
+        let (limit, content_type_ok, declared) = body_facts(req);
         let mut payload = payload.take();
         Box::pin(async move {
             let body = read_body(&mut payload, declared, limit).await?;
@@ -111,6 +89,22 @@ pub async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The body limit, whether the content type is JSON, and the declared length.
+fn body_facts(req: &HttpRequest) -> (usize, bool, Option<usize>) {
+    let limit = req
+        .app_data::<Data<AppState>>()
+        .map(|state| state.settings.max_body_bytes)
+        .unwrap_or(256 * 1024);
+    let json = match req.mime_type() {
+        Ok(Some(mime)) => {
+            mime.type_() == "application"
+                && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+        }
+        _ => false,
+    };
+    (limit, json, declared_length(req))
 }
 
 fn declared_length(req: &HttpRequest) -> Option<usize> {

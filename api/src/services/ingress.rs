@@ -120,13 +120,12 @@ pub async fn receive(
         Err(e) => return Err(e.into()),
     }
 
-    // Committed: the answer can go. Queueing happens beside it; if it fails, the sweeper
-    // finds the event still `received` and queues it.
+    // Committed: the answer can go. Queueing happens beside it; if it fails, the event stays
+    // `received` and the sweeper queues it. The worker moves it on from there.
     let queue = state.queue.clone();
-    let db = state.db.clone();
     let id = event_id.clone();
     tokio::spawn(async move {
-        match queue
+        if let Err(e) = queue
             .push(
                 ProcessEvent {
                     event_id: id.clone(),
@@ -135,24 +134,7 @@ pub async fn receive(
             )
             .await
         {
-            Ok(()) => {
-                let at = now();
-                let _ = events::Entity::update_many()
-                    .set(events::ActiveModel {
-                        status: Set(status::QUEUED.into()),
-                        queued_at: Set(Some(at)),
-                        next_run_at: Set(Some(at)),
-                        updated_at: Set(at),
-                        ..Default::default()
-                    })
-                    .filter(events::Column::Id.eq(id.as_str()))
-                    .filter(events::Column::Status.eq(status::RECEIVED))
-                    .exec(&db)
-                    .await;
-            }
-            Err(e) => {
-                tracing::warn!(event_id = %id, error = format!("{e:#}"), "queueing failed; the sweeper will retry")
-            }
+            tracing::warn!(event_id = %id, error = format!("{e:#}"), "queueing failed; the sweeper will retry");
         }
     });
 

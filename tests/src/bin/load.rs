@@ -1,7 +1,7 @@
 //! Load benchmark: ingest throughput, ack latency at a fixed offered rate, and event → sandbox
 //! record latency, against the real app in-process on SQLite or Postgres.
 //!
-//! `cargo run --release -p tributary-tests --bin load -- [sqlite|postgres] [events] [rate]`
+//! `cargo run --release -p tributary-tests --bin load -- [sqlite|postgres] [events] [rate] [ingest-only]`
 //! Postgres uses `TRIBUTARY_TEST_DATABASE_URL`. Figures are printed, not asserted.
 
 use std::sync::Arc;
@@ -66,10 +66,17 @@ async fn main() {
     };
     let total: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5000);
     let rate: f64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(500.0);
+    // `ingest-only`: no embedded worker, as when workers run in their own processes.
+    let ingest_only = args.get(4).is_some_and(|a| a == "ingest-only");
+    let embedded = if ingest_only { "false" } else { "true" };
 
     let app = TestApp::spawn_full(
         backend,
-        &[("RUST_LOG", "warn"), ("TRIBUTARY_WORKER_CONCURRENCY", "8")],
+        &[
+            ("RUST_LOG", "warn"),
+            ("TRIBUTARY_WORKER_CONCURRENCY", "8"),
+            ("TRIBUTARY_EMBEDDED_WORKER", embedded),
+        ],
         None,
     )
     .await;
@@ -80,10 +87,13 @@ async fn main() {
                    "fields": {"amount": "{{ object.amount | major_units(object.currency) }}"}}]});
     let created = app.post("/v1/flows", &p.tenant.token, flow).await;
     assert_eq!(created.status, 201, "{}", created.text);
-    println!("backend: {backend:?}, events: {total}, offered rate: {rate}/s");
+    println!(
+        "backend: {backend:?}, events: {total}, offered rate: {rate}/s, embedded worker: {embedded}"
+    );
 
     // 1. Event → record latency, unloaded: one event at a time, measured on the server's clock.
-    for i in 0..50 {
+    let samples = if ingest_only { 0 } else { 50 };
+    for i in 0..samples {
         let (body, signature) = signed(&p, i, "lat");
         send(&app, &p, body, signature).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -110,12 +120,14 @@ async fn main() {
         })
         .collect();
     to_record.sort_by(f64::total_cmp);
-    println!(
-        "event→record (unloaded, {} events): p50 {:.1} ms, p99 {:.1} ms",
-        to_record.len(),
-        percentile(&to_record, 0.5),
-        percentile(&to_record, 0.99)
-    );
+    if !ingest_only {
+        println!(
+            "event→record (unloaded, {} events): p50 {:.1} ms, p99 {:.1} ms",
+            to_record.len(),
+            percentile(&to_record, 0.5),
+            percentile(&to_record, 0.99)
+        );
+    }
 
     // 2. Ack latency at a fixed offered rate (open loop: sends start on schedule).
     let count = (rate * 10.0) as usize;
