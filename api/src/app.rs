@@ -39,6 +39,8 @@ pub struct AppState {
     pub pipeline: Runtime,
     /// For calls the api makes itself (test events through the real ingress).
     pub http: reqwest::Client,
+    /// Stripe accounts by webhook token, briefly, for the ingress.
+    pub webhook_accounts: crate::services::ingress::AccountCache,
 }
 
 /// A secret from its setting, or else from its generated file in the data directory, with
@@ -118,6 +120,7 @@ impl AppState {
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
                 .context("building the HTTP client")?,
+            webhook_accounts: Default::default(),
         })
     }
 }

@@ -668,3 +668,42 @@ async fn upsert_link<C: ConnectionTrait>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry() -> RetrySettings {
+        RetrySettings {
+            max_attempts: 8,
+            base_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_an_exponential_ceiling() {
+        for attempt in 1..=12u32 {
+            let ceiling =
+                Duration::from_secs(5 * 2u64.pow(attempt - 1)).min(Duration::from_secs(3600));
+            for _ in 0..50 {
+                assert!(
+                    retry_delay(&retry(), attempt, None) < ceiling,
+                    "attempt {attempt}"
+                );
+            }
+        }
+        let spread: std::collections::HashSet<u128> = (0..20)
+            .map(|_| retry_delay(&retry(), 6, None).as_millis())
+            .collect();
+        assert!(spread.len() > 10, "delays are jittered");
+    }
+
+    #[test]
+    fn never_sooner_than_retry_after() {
+        let wait = Duration::from_secs(7200);
+        for attempt in 1..=3 {
+            assert!(retry_delay(&retry(), attempt, Some(wait)) >= wait);
+        }
+    }
+}

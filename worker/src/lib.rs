@@ -6,6 +6,7 @@ pub mod crm;
 pub mod db;
 pub mod engine;
 pub mod flow;
+pub mod inbox;
 pub mod queue;
 pub mod runtime;
 pub mod secrets;

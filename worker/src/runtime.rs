@@ -96,8 +96,9 @@ async fn sweep_forever(
     }
 }
 
-/// Re-enqueues events that were kept but never queued (a crash between commit and push) and
-/// events overdue by more than `grace` (a job lost with its worker). Returns how many.
+/// Re-enqueues events that were kept but never queued (a crash between commit and push),
+/// events overdue by more than `grace` (a job lost with its worker), and events waiting on a
+/// connection for longer than `grace`. Returns how many.
 pub async fn sweep(
     db: &DatabaseConnection,
     queue: &Queue,
@@ -116,6 +117,14 @@ pub async fn sweep(
                     Condition::all()
                         .add(events::Column::Status.eq(status::QUEUED))
                         .add(events::Column::NextRunAt.lt(cutoff)),
+                )
+                // Waiting on a connection: look again now and then, in case its release was
+                // missed; a run that finds it still inactive leaves the work waiting.
+                .add(
+                    Condition::all()
+                        .add(events::Column::Status.eq(status::QUEUED))
+                        .add(events::Column::NextRunAt.is_null())
+                        .add(events::Column::UpdatedAt.lt(cutoff)),
                 ),
         )
         .order_by_asc(events::Column::Id)

@@ -42,7 +42,8 @@ pub struct RetrySettings {
     pub max_delay: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// Debug output redacts the passwords of the database and queue URLs and every secret.
+#[derive(Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     /// Base of the webhook URLs handed to tenants, without a trailing slash.
@@ -76,6 +77,35 @@ pub struct Settings {
     pub sweep_grace: Duration,
     /// Prefix of the queue's keys on Redis, so installations can share one server.
     pub queue_namespace: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &crate::db::redact(&self.database_url))
+            .field(
+                "queue_url",
+                &self.queue_url.as_deref().map(crate::db::redact),
+            )
+            .field(
+                "encryption_keys",
+                &self.encryption_keys.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("embedded_worker", &self.embedded_worker)
+            .field("signup_open", &self.signup_open)
+            .field("log_format", &self.log_format)
+            .field("vendor_urls", &self.vendor_urls)
+            .field("retry", &self.retry)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -380,6 +410,8 @@ mod tests {
         .unwrap();
         let debug = format!("{s:?}");
         assert!(!debug.contains("a-very-long-jwt-secret"));
+        let with_password = settings(&[("DATABASE_URL", "postgres://u:hunter2@db/x")]).unwrap();
+        assert!(!format!("{with_password:?}").contains("hunter2"));
         assert!(!debug.contains("MDEyMzQ1"));
     }
 }

@@ -1,16 +1,20 @@
 //! Stripe webhook ingress: verify the signature against the account's active signing secrets,
 //! keep the event byte-for-byte, answer only after the row is committed, then queue it.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use entity::{events, stripe_accounts, webhook_secrets};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
 use tributary_worker::engine::status;
-use tributary_worker::queue::ProcessEvent;
+use tributary_worker::inbox::{self, Stored};
 use utoipa::ToSchema;
 
 use super::{new_id, now};
 use crate::app::AppState;
-use crate::error::{ApiError, is_unique_violation};
+use crate::error::ApiError;
 use crate::secrets::{SecretContext, expose};
 use crate::services::stripe_accounts::WEBHOOK_SECRET_PURPOSE;
 use crate::stripe::{envelope, signature};
@@ -28,24 +32,82 @@ pub struct IngressOut {
     pub duplicate: bool,
 }
 
+/// How long a looked-up account is reused: the longest a change made on another replica (a
+/// retired signing secret) takes to reach this one. Changes made here clear it at once.
+const ACCOUNT_TTL: Duration = Duration::from_secs(1);
+
+/// A Stripe account and its sealed signing secrets, as the ingress needs them.
+pub struct WebhookAccount {
+    pub account: stripe_accounts::Model,
+    pub secrets: Vec<webhook_secrets::Model>,
+}
+
+/// Webhook accounts by token, kept for [`ACCOUNT_TTL`]: without it every webhook costs two
+/// lookups. Secrets stay sealed in it; they are opened per request.
+#[derive(Default)]
+pub struct AccountCache {
+    entries: Mutex<HashMap<String, (Instant, Arc<WebhookAccount>)>>,
+}
+
+impl AccountCache {
+    /// Forgets everything; called after any change to an account or its secrets.
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    async fn get(
+        &self,
+        db: &DatabaseConnection,
+        token: &str,
+    ) -> Result<Option<Arc<WebhookAccount>>, ApiError> {
+        if let Some((at, hit)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            && at.elapsed() < ACCOUNT_TTL
+        {
+            return Ok(Some(hit.clone()));
+        }
+        let Some(account) = stripe_accounts::Entity::find()
+            .filter(stripe_accounts::Column::WebhookToken.eq(token))
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let secrets = webhook_secrets::Entity::find()
+            .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
+            .filter(webhook_secrets::Column::TenantId.eq(account.tenant_id.as_str()))
+            .all(db)
+            .await?;
+        let found = Arc::new(WebhookAccount { account, secrets });
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() > 10_000 {
+            entries.clear();
+        }
+        entries.insert(token.to_string(), (Instant::now(), found.clone()));
+        Ok(Some(found))
+    }
+}
+
 pub async fn receive(
     state: &AppState,
     token: &str,
     signature_header: Option<&str>,
     body: &[u8],
 ) -> Result<IngressOut, ApiError> {
-    let account = stripe_accounts::Entity::find()
-        .filter(stripe_accounts::Column::WebhookToken.eq(token))
-        .one(&state.db)
+    let cached = state
+        .webhook_accounts
+        .get(&state.db, token)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let sealed = webhook_secrets::Entity::find()
-        .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
-        .filter(webhook_secrets::Column::TenantId.eq(account.tenant_id.as_str()))
-        .all(&state.db)
-        .await?;
-    let mut secrets = Vec::with_capacity(sealed.len());
-    for row in &sealed {
+    let account = &cached.account;
+    let mut secrets = Vec::with_capacity(cached.secrets.len());
+    for row in &cached.secrets {
         let context = SecretContext {
             tenant_id: &account.tenant_id,
             purpose: WEBHOOK_SECRET_PURPOSE,
@@ -80,63 +142,37 @@ pub async fn receive(
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
 
     let at = now();
-    let row = events::ActiveModel {
-        id: Set(new_id()),
-        tenant_id: Set(account.tenant_id.clone()),
-        stripe_account_id: Set(account.id.clone()),
-        stripe_event_id: Set(envelope.id.clone()),
-        event_type: Set(envelope.event_type.clone()),
-        stripe_object_id: Set(envelope.object_id.clone()),
-        livemode: Set(envelope.livemode),
-        api_version: Set(envelope.api_version.clone()),
-        event_created: Set(envelope.created),
-        payload: Set(payload),
-        status: Set(status::RECEIVED.into()),
-        runs: Set(0),
-        next_run_at: Set(None),
-        last_error: Set(None),
-        received_at: Set(at),
-        queued_at: Set(None),
-        processed_at: Set(None),
-        updated_at: Set(at),
+    let row = events::Model {
+        id: new_id(),
+        tenant_id: account.tenant_id.clone(),
+        stripe_account_id: account.id.clone(),
+        stripe_event_id: envelope.id.clone(),
+        event_type: envelope.event_type.clone(),
+        stripe_object_id: envelope.object_id.clone(),
+        livemode: envelope.livemode,
+        api_version: envelope.api_version.clone(),
+        event_created: envelope.created,
+        payload,
+        status: status::RECEIVED.into(),
+        runs: 0,
+        next_run_at: None,
+        last_error: None,
+        received_at: at,
+        queued_at: None,
+        processed_at: None,
+        updated_at: at,
     };
-    let event_id = row.id.clone().unwrap();
-    match events::Entity::insert(row).exec(&state.db).await {
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => {
-            let existing = events::Entity::find()
-                .filter(events::Column::StripeAccountId.eq(account.id.as_str()))
-                .filter(events::Column::StripeEventId.eq(envelope.id.as_str()))
-                .one(&state.db)
-                .await?
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("duplicate event vanished")))?;
+    let event_id = match inbox::store(&state.db, &state.queue, row).await? {
+        Stored::New(id) => id,
+        Stored::Duplicate(existing) => {
             return Ok(IngressOut {
                 received: true,
-                event_id: existing.id,
+                event_id: existing,
                 stripe_event_id: envelope.id,
                 duplicate: true,
             });
         }
-        Err(e) => return Err(e.into()),
-    }
-
-    // Committed: the answer can go. Queueing happens beside it; if it fails, the event stays
-    // `received` and the sweeper queues it. The worker moves it on from there.
-    let queue = state.queue.clone();
-    let id = event_id.clone();
-    tokio::spawn(async move {
-        if let Err(e) = queue
-            .push(
-                ProcessEvent {
-                    event_id: id.clone(),
-                },
-                None,
-            )
-            .await
-        {
-            tracing::warn!(event_id = %id, error = format!("{e:#}"), "queueing failed; the sweeper will retry");
-        }
-    });
+    };
 
     tracing::info!(event_id = %event_id, stripe_event_id = %envelope.id, event_type = %envelope.event_type, "webhook received");
     Ok(IngressOut {

@@ -392,6 +392,7 @@ pub async fn update(
     audit::log(&txn, ctx, "stripe_account.update", "stripe_account", id).await?;
     let out = render(&txn, state, updated).await?;
     txn.commit().await?;
+    state.webhook_accounts.clear();
     Ok(out)
 }
 
@@ -409,6 +410,7 @@ pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(
         .await?;
     audit::log(&txn, ctx, "stripe_account.delete", "stripe_account", id).await?;
     txn.commit().await?;
+    state.webhook_accounts.clear();
     Ok(())
 }
 
@@ -442,6 +444,7 @@ pub async fn add_webhook_secret(
     )
     .await?;
     txn.commit().await?;
+    state.webhook_accounts.clear();
     Ok(row.into())
 }
 
@@ -471,5 +474,6 @@ pub async fn delete_webhook_secret(
     )
     .await?;
     txn.commit().await?;
+    state.webhook_accounts.clear();
     Ok(())
 }

@@ -179,5 +179,33 @@ async fn main() {
         elapsed.as_secs_f64(),
         results.len() as f64 / elapsed.as_secs_f64()
     );
+    // 4. Login timing: an unknown email must cost what a wrong password costs.
+    let mut wrong = Vec::new();
+    let mut unknown = Vec::new();
+    // Four tries: the fifth failure for one email starts the throttle.
+    for i in 0..4 {
+        for (email, into) in [
+            (p.tenant.email.clone(), &mut wrong),
+            (format!("nobody{i}@load.test"), &mut unknown),
+        ] {
+            let started = Instant::now();
+            let reply = app
+                .client
+                .post(app.url("/v1/login"))
+                .json(&json!({"email": email, "password": "not the password"}))
+                .send()
+                .await
+                .unwrap();
+            into.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(reply.status(), 401);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "login refused: wrong password {:.1} ms, unknown email {:.1} ms (mean of {})",
+        mean(&wrong),
+        mean(&unknown),
+        wrong.len()
+    );
     cleanup.run().await;
 }

@@ -1,0 +1,117 @@
+//! The durable inbox: storing a verified event and queueing it. On Postgres with the queue in
+//! the same database, the event row and its job commit in one transaction, so there is no
+//! moment when an acknowledged event is stored but not queued. Elsewhere the job is pushed
+//! right after the commit and the sweeper covers the gap.
+
+use apalis::prelude::TaskBuilder;
+use entity::events;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr};
+
+use crate::engine::status;
+use crate::queue::{PROCESS_EVENT_QUEUE, ProcessEvent, Queue};
+
+/// What storing an event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now; this is its id.
+    New(String),
+    /// The same Stripe event was stored before, under this id.
+    Duplicate(String),
+}
+
+/// Stores `row` (status `received`) unless the account already has that Stripe event, and
+/// queues it. Returns once the row is committed.
+pub async fn store(
+    db: &DatabaseConnection,
+    queue: &Queue,
+    mut row: events::Model,
+) -> anyhow::Result<Stored> {
+    if let Queue::Postgres(_) = queue {
+        return store_and_enqueue_postgres(db, row).await;
+    }
+    row.status = status::RECEIVED.into();
+    match events::Entity::insert(events::ActiveModel::from(row.clone()))
+        .exec(db)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Ok(Stored::Duplicate(existing_id(db, &row).await?));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let queue = queue.clone();
+    let id = row.id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = queue
+            .push(
+                ProcessEvent {
+                    event_id: id.clone(),
+                },
+                None,
+            )
+            .await
+        {
+            tracing::warn!(event_id = %id, error = format!("{e:#}"), "queueing failed; the sweeper will retry");
+        }
+    });
+    Ok(Stored::New(row.id))
+}
+
+fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+async fn existing_id(db: &DatabaseConnection, row: &events::Model) -> anyhow::Result<String> {
+    events::Entity::find()
+        .filter(events::Column::StripeAccountId.eq(row.stripe_account_id.as_str()))
+        .filter(events::Column::StripeEventId.eq(row.stripe_event_id.as_str()))
+        .one(db)
+        .await?
+        .map(|e| e.id)
+        .ok_or_else(|| anyhow::anyhow!("a duplicate event vanished"))
+}
+
+async fn store_and_enqueue_postgres(
+    db: &DatabaseConnection,
+    row: events::Model,
+) -> anyhow::Result<Stored> {
+    let pool = db.get_postgres_connection_pool();
+    let mut tx = pool.begin().await?;
+    let inserted = sea_orm::sqlx::query(
+        "INSERT INTO events (id, tenant_id, stripe_account_id, stripe_event_id, event_type, \
+         stripe_object_id, livemode, api_version, event_created, payload, status, runs, \
+         next_run_at, last_error, received_at, queued_at, processed_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, NULL, $12, $12, NULL, $12) \
+         ON CONFLICT (stripe_account_id, stripe_event_id) DO NOTHING",
+    )
+    .bind(&row.id)
+    .bind(&row.tenant_id)
+    .bind(&row.stripe_account_id)
+    .bind(&row.stripe_event_id)
+    .bind(&row.event_type)
+    .bind(&row.stripe_object_id)
+    .bind(row.livemode)
+    .bind(&row.api_version)
+    .bind(row.event_created)
+    .bind(&row.payload)
+    .bind(status::QUEUED)
+    .bind(row.received_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !inserted {
+        tx.rollback().await?;
+        return Ok(Stored::Duplicate(existing_id(db, &row).await?));
+    }
+    let job = ProcessEvent {
+        event_id: row.id.clone(),
+    };
+    let task = TaskBuilder::new(serde_json::to_vec(&job)?)
+        .max_attempts(5)
+        .build();
+    apalis_postgres::queries::push_tasks(&mut *tx, PROCESS_EVENT_QUEUE, vec![task]).await?;
+    tx.commit().await?;
+    Ok(Stored::New(row.id))
+}
