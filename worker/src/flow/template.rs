@@ -36,6 +36,9 @@ const ZERO_DECIMAL: &[&str] = &[
 /// Stripe's three-decimal currencies.
 const THREE_DECIMAL: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
 
+/// Instructions one template evaluation may execute.
+pub const MAX_TEMPLATE_FUEL: u64 = 50_000;
+
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(build_environment);
 
 /// The shared environment: Jinja's builtins plus Tributary's filters, chainable undefined.
@@ -46,6 +49,9 @@ pub fn environment<'source>() -> &'static Environment<'source> {
 fn build_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    // A tenant's template runs on shared workers: bound the work one render may do, so a
+    // runaway loop fails that step instead of stalling the worker.
+    env.set_fuel(Some(MAX_TEMPLATE_FUEL));
     env.add_filter("major_units", filters::major_units);
     env.add_filter("format_amount", filters::format_amount);
     env.add_filter("first_name", filters::first_name);
@@ -947,5 +953,26 @@ mod tests {
         assert_eq!(currency_decimals("OMR"), 3);
         assert_eq!(currency_decimals("usd"), 2);
         assert_eq!(currency_decimals("isk"), 2);
+    }
+}
+
+#[cfg(test)]
+mod fuel_tests {
+    #[test]
+    fn a_runaway_template_fails_instead_of_hanging() {
+        let env = super::environment();
+        let template = env
+            .template_from_str(
+                "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
+            )
+            .unwrap();
+        let err = template.render(minijinja::context! {}).unwrap_err();
+        assert!(err.to_string().contains("fuel"), "{err}");
+        let ok = env
+            .template_from_str("{{ 1 + 1 }}")
+            .unwrap()
+            .render(minijinja::context! {})
+            .unwrap();
+        assert_eq!(ok, "2");
     }
 }
