@@ -265,6 +265,19 @@ impl Engine {
                     &spec.connection_id,
                 )
                 .await?;
+            // A retry after the flow was edited runs the new version: say so.
+            let delivery = if is_open(&delivery.status) && delivery.flow_version != flow_row.version
+            {
+                let version = flow_row.version;
+                self.transition(&delivery, OPEN, |active| active.flow_version = Set(version))
+                    .await?;
+                deliveries::Model {
+                    flow_version: version,
+                    ..delivery
+                }
+            } else {
+                delivery
+            };
             match delivery.status.as_str() {
                 ds::SUCCEEDED | ds::SKIPPED => {
                     if let Some(id) = &delivery.crm_record_id {

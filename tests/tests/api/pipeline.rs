@@ -406,6 +406,20 @@ async fn a_failing_step_retries_then_dead_letters_and_replays() {
             )
             .await;
         assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.text);
+        // The flow is edited before the retry: the retried step runs, and records, version 2.
+        let flows = app.get("/v1/flows", token).await;
+        let flow_id = flows.body["data"][0]["id"].as_str().unwrap().to_string();
+        let mut edited = charge_flow(&p.connection_id);
+        edited["name"] = json!("Paid charges, edited");
+        let put = app
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/flows/{flow_id}"),
+                Some(token),
+                Some(edited),
+            )
+            .await;
+        assert_eq!(put.body["version"], 2, "{}", put.text);
         let retry = app
             .post(
                 &format!("/v1/deliveries/{}/retry", delivery["id"].as_str().unwrap()),
@@ -416,6 +430,21 @@ async fn a_failing_step_retries_then_dead_letters_and_replays() {
         assert_eq!(retry.status, StatusCode::ACCEPTED, "{}", retry.text);
         let done = app.finished_event(token, &event_id).await;
         assert_eq!(done["status"], "processed", "{done}");
+        let versions: Vec<(String, i64)> = done["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["step"].as_str().unwrap().to_string(),
+                    d["flow_version"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert!(
+            versions.contains(&("contact".into(), 1)) && versions.contains(&("deal".into(), 2)),
+            "{versions:?}"
+        );
         assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 1);
         assert_eq!(
             app.records(token, &p.connection_id, "contacts").await.len(),
