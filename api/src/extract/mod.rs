@@ -6,5 +6,5 @@ mod pagination;
 mod tenant;
 
 pub use json::{JsonOrYaml, MaybeJson, ValidJson, Validate, read_body};
-pub use pagination::{ListQuery, ListResponse, Page};
+pub use pagination::{ListQuery, ListResponse, Page, ValidQuery};
 pub use tenant::{Actor, TenantContext};

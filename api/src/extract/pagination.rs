@@ -70,6 +70,36 @@ fn parse_page(query: &str) -> Result<Page, ApiError> {
     })
 }
 
+/// Query parameters deserialized with the name of any bad one: `?created_gte=soon` is a 422
+/// naming `created_gte`, not a bare 400.
+pub struct ValidQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest for ValidQuery<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let pairs = url::form_urlencoded::parse(req.query_string().as_bytes());
+        let deserializer = serde_urlencoded::Deserializer::new(pairs);
+        ready(
+            serde_path_to_error::deserialize(deserializer)
+                .map(ValidQuery)
+                .map_err(|err| {
+                    let field = err.path().to_string();
+                    let message = err.inner().to_string();
+                    ApiError::Validation(vec![FieldError::new(
+                        if field == "." {
+                            "query".to_string()
+                        } else {
+                            field
+                        },
+                        message,
+                    )])
+                }),
+        )
+    }
+}
+
 /// A page of a list.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ListResponse<T: ToSchema> {

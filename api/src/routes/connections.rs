@@ -1,6 +1,6 @@
 //! `/v1/connections`: CRM connections, their test call and the sandbox's records.
 
-use actix_web::web::{Data, Path, Query};
+use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, delete, get, patch, post};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -9,7 +9,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery};
 use crate::services::connections::{
     self, ConnectionIn, ConnectionOut, ConnectionPatch, ConnectionTestOut, SandboxRecordOut,
 };
@@ -134,7 +134,7 @@ async fn records(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
-    filter: Query<RecordsFilter>,
+    ValidQuery(filter): ValidQuery<RecordsFilter>,
     page: Page,
 ) -> Result<HttpResponse, ApiError> {
     let (data, has_more) =

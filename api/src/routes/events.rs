@@ -1,13 +1,13 @@
 //! `/v1/events` (the inbox, replay) and `/v1/deliveries` (attempts, the dead-letter queue).
 
-use actix_web::web::{Data, Path, Query};
+use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, get, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, MaybeJson, Page, TenantContext};
+use crate::extract::{ListQuery, ListResponse, MaybeJson, Page, TenantContext, ValidQuery};
 use crate::services::events::{
     self, AcceptedOut, DeliveryFilter, DeliveryOut, EventDetailOut, EventFilter, EventOut, ReplayIn,
 };
@@ -22,7 +22,7 @@ use crate::services::events::{
 async fn list(
     state: Data<AppState>,
     ctx: TenantContext,
-    filter: Query<EventFilter>,
+    ValidQuery(filter): ValidQuery<EventFilter>,
     page: Page,
 ) -> Result<HttpResponse, ApiError> {
     let (data, has_more) = events::list(&state, &ctx, &page, &filter).await?;
@@ -74,7 +74,7 @@ async fn replay(
 async fn list_deliveries(
     state: Data<AppState>,
     ctx: TenantContext,
-    filter: Query<DeliveryFilter>,
+    ValidQuery(filter): ValidQuery<DeliveryFilter>,
     page: Page,
 ) -> Result<HttpResponse, ApiError> {
     let (data, has_more) = events::list_deliveries(&state, &ctx, &page, &filter).await?;

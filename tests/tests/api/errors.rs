@@ -99,6 +99,19 @@ async fn framework_errors_are_problems() {
             vec!["limit"]
         );
 
+        let bad_filter = app.get("/v1/events?created_gte=soon", &tenant.token).await;
+        assert_eq!(
+            bad_filter.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+            vec!["created_gte"]
+        );
+        let good_filter = app
+            .get(
+                "/v1/events?created_gte=0&type=charge.succeeded&limit=5",
+                &tenant.token,
+            )
+            .await;
+        assert_eq!(good_filter.status, StatusCode::OK, "{}", good_filter.text);
+
         let no_token = app.call(Method::GET, "/v1/me", None, None).await;
         no_token.assert_problem(StatusCode::UNAUTHORIZED);
         assert_eq!(no_token.headers["www-authenticate"], "Bearer");
