@@ -28,7 +28,7 @@ fn start(dir: &Path, port: u16) -> Child {
         .env("TRIBUTARY_LISTEN", format!("127.0.0.1:{port}"))
         .env("TRIBUTARY_SWEEP_INTERVAL", "500ms")
         .env("TRIBUTARY_SWEEP_GRACE", "2s")
-        .env("TRIBUTARY_WORKER_CONCURRENCY", "2")
+        .env("TRIBUTARY_WORKER_CONCURRENCY", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -137,7 +137,7 @@ async fn sigkill_mid_run_then_restart_processes_every_acknowledged_event_once() 
     let path = account["webhook_url"].as_str().unwrap().replace(&base, "");
 
     // A burst of events, acknowledged faster than the worker can finish them; then SIGKILL.
-    let sends = (0..150).map(|i| {
+    let sends = (0..200).map(|i| {
         let client = client.clone();
         let url = format!("{base}{path}");
         async move {
@@ -173,7 +173,7 @@ async fn sigkill_mid_run_then_restart_processes_every_acknowledged_event_once() 
     child.wait().unwrap();
     assert_eq!(
         acknowledged.len(),
-        150,
+        200,
         "every event was acknowledged before the kill"
     );
     let done_before = processed["data"].as_array().map_or(0, Vec::len);
