@@ -24,11 +24,7 @@ impl Validate for ApiKeyIn {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         check_name("name", &self.name, &mut errors);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 
@@ -129,10 +125,7 @@ pub async fn list(
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
     let txn = crate::db::begin_write(&state.db).await?;
-    let key = api_keys::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
-        .one(&txn)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let key = super::owned::<api_keys::Entity, _>(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
     api_keys::Entity::delete_by_id_in_tenant(&ctx.tenant_id, &key.id)
         .exec(&txn)

@@ -85,11 +85,7 @@ impl Validate for ConnectionIn {
             &self.settings,
             &mut errors,
         );
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 
@@ -116,11 +112,7 @@ impl Validate for ConnectionPatch {
         {
             errors.push(FieldError::new("status", "must be active or disabled"));
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 
@@ -188,10 +180,7 @@ pub async fn find(
     ctx: &TenantContext,
     id: &str,
 ) -> Result<connections::Model, ApiError> {
-    connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    super::owned::<connections::Entity, _>(&state.db, ctx, id).await
 }
 
 pub async fn create(

@@ -199,10 +199,7 @@ pub async fn list(
 }
 
 async fn find(state: &AppState, ctx: &TenantContext, id: &str) -> Result<events::Model, ApiError> {
-    events::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    super::owned::<events::Entity, _>(&state.db, ctx, id).await
 }
 
 pub async fn get(
@@ -349,10 +346,7 @@ pub async fn retry_delivery(
     ctx: &TenantContext,
     id: &str,
 ) -> Result<AcceptedOut, ApiError> {
-    let delivery = deliveries::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let delivery = super::owned::<deliveries::Entity, _>(&state.db, ctx, id).await?;
     ctx.require(Role::Admin)?;
     if delivery.status == ds::SUCCEEDED {
         return Err(ApiError::Conflict {

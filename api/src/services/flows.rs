@@ -123,10 +123,7 @@ pub async fn find(
     ctx: &TenantContext,
     id: &str,
 ) -> Result<flows::Model, ApiError> {
-    flows::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    super::owned::<flows::Entity, _>(&state.db, ctx, id).await
 }
 
 pub async fn create(

@@ -19,6 +19,33 @@ use crate::error::FieldError;
 
 pub use tributary_worker::{new_id, now};
 
+use entity::TenantOwned;
+use sea_orm::ConnectionTrait;
+
+use crate::error::ApiError;
+use crate::extract::TenantContext;
+
+/// One row of the caller's tenant, or 404: another tenant's id is as absent as a made-up one.
+pub async fn owned<E, C>(db: &C, ctx: &TenantContext, id: &str) -> Result<E::Model, ApiError>
+where
+    E: TenantOwned,
+    C: ConnectionTrait,
+{
+    E::find_by_id_in_tenant(&ctx.tenant_id, id)
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// The result of collecting field errors: valid when there are none.
+pub fn valid(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Checks a free-text name: present, not blank, at most 200 characters.
 pub fn check_name(field: &str, value: &str, errors: &mut Vec<FieldError>) {
     let trimmed = value.trim();

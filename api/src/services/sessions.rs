@@ -34,11 +34,7 @@ impl Validate for SignupIn {
             errors.push(FieldError::new("email", message));
         }
         check_password("password", self.password.expose_secret(), &mut errors);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 

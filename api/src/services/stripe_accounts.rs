@@ -57,11 +57,7 @@ impl Validate for StripeAccountIn {
         if let Some(seconds) = self.tolerance_seconds {
             check_tolerance(seconds, &mut errors);
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 
@@ -101,11 +97,7 @@ impl Validate for StripeAccountPatch {
         if let Some(seconds) = self.tolerance_seconds {
             check_tolerance(seconds, &mut errors);
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 
@@ -121,11 +113,7 @@ impl Validate for WebhookSecretIn {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         check_signing_secret("secret", &self.secret, &mut errors);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 
@@ -290,10 +278,7 @@ async fn find<C: ConnectionTrait>(
     ctx: &TenantContext,
     id: &str,
 ) -> Result<stripe_accounts::Model, ApiError> {
-    stripe_accounts::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
-        .one(db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    super::owned::<stripe_accounts::Entity, _>(db, ctx, id).await
 }
 
 pub async fn create(

@@ -53,10 +53,7 @@ pub async fn send(
     account_id: &str,
     input: TestEventIn,
 ) -> Result<TestEventOut, ApiError> {
-    let account = stripe_accounts::Entity::find_by_id_in_tenant(&ctx.tenant_id, account_id)
-        .one(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let account = super::owned::<stripe_accounts::Entity, _>(&state.db, ctx, account_id).await?;
     ctx.require(Role::Admin)?;
     let secret_row = webhook_secrets::Entity::find_in_tenant(&ctx.tenant_id)
         .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))

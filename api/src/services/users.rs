@@ -54,11 +54,7 @@ impl Validate for UserIn {
             errors.push(FieldError::new("email", message));
         }
         check_password("password", self.password.expose_secret(), &mut errors);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 
@@ -83,11 +79,7 @@ impl Validate for UserPatch {
         if let Some(password) = &self.password {
             check_password("password", password.expose_secret(), &mut errors);
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::valid(errors)
     }
 }
 
@@ -152,10 +144,7 @@ async fn find<C: ConnectionTrait>(
     ctx: &TenantContext,
     id: &str,
 ) -> Result<users::Model, ApiError> {
-    users::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
-        .one(db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    super::owned::<users::Entity, _>(db, ctx, id).await
 }
 
 async fn owner_count<C: ConnectionTrait>(db: &C, tenant_id: &str) -> Result<u64, ApiError> {
