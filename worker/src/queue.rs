@@ -100,9 +100,11 @@ impl Queue {
     pub async fn push(&self, job: ProcessEvent, delay: Option<Duration>) -> anyhow::Result<()> {
         let mut task = TaskBuilder::new(serde_json::to_vec(&job)?).max_attempts(5);
         if let Some(delay) = delay.filter(|d| !d.is_zero()) {
-            // Backends schedule in whole seconds, rounding down: round up instead, so a job
-            // never wakes before its retry is due.
-            task = task.run_after(Duration::from_secs(delay.as_secs() + 1));
+            // Backends schedule in whole seconds from the current second, both rounded down:
+            // round the delay up and add the second the clock may be into, so a job never
+            // wakes before its retry is due.
+            let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+            task = task.run_after(Duration::from_secs(seconds + 1));
         }
         let task = task.build();
         let result = match self {
