@@ -21,7 +21,6 @@ use crate::auth::tokens::JwtKeys;
 use crate::error::{ApiError, problem_safety_net};
 use crate::secrets::{self, Keyring};
 use crate::settings::Settings;
-use secrecy::SecretString;
 use tributary_worker::queue::Queue;
 use tributary_worker::runtime::Runtime;
 
@@ -43,50 +42,13 @@ pub struct AppState {
     pub webhook_accounts: crate::services::ingress::AccountCache,
 }
 
-/// A secret from its setting, or else from its generated file in the data directory, with
-/// one warning that production must supply it.
-fn configured_or_generated(
-    configured: &Option<SecretString>,
-    settings: &Settings,
-    what: &str,
-    variable: &str,
-    load: fn(&std::path::Path) -> std::io::Result<(SecretString, secrets::GeneratedFile)>,
-) -> anyhow::Result<(SecretString, String)> {
-    if let Some(secret) = configured {
-        return Ok((secret.clone(), variable.to_string()));
-    }
-    let (secret, file) = load(&settings.data_dir).with_context(|| {
-        format!(
-            "TRIBUTARY_DATA_DIR: cannot read or create the {what} file in {}",
-            settings.data_dir.display()
-        )
-    })?;
-    let verb = if file.created {
-        "generated"
-    } else {
-        "using generated"
-    };
-    tracing::warn!(
-        "{verb} {what} file {}; production must set {variable} instead",
-        file.path.display()
-    );
-    Ok((secret, file.path.display().to_string()))
-}
-
 /// Loads the keyring from `TRIBUTARY_ENCRYPTION_KEYS`, or the generated key file.
 pub fn load_keyring(settings: &Settings) -> anyhow::Result<Keyring> {
-    let (spec, source) = configured_or_generated(
-        &settings.encryption_keys,
-        settings,
-        "encryption key",
-        "TRIBUTARY_ENCRYPTION_KEYS",
-        secrets::load_or_create_keyring_file,
-    )?;
-    Keyring::parse(secrets::expose(&spec)).map_err(|e| anyhow::anyhow!("{source}: {e}"))
+    secrets::load_keyring(settings)
 }
 
 fn load_jwt(settings: &Settings) -> anyhow::Result<JwtKeys> {
-    let (secret, _) = configured_or_generated(
+    let (secret, _) = secrets::configured_or_generated(
         &settings.jwt_secret,
         settings,
         "JWT secret",
@@ -106,12 +68,19 @@ impl AppState {
             crate::db::migrate(&db).await?;
         }
         let dummy_password_hash = tokio::task::spawn_blocking(passwords::dummy_hash).await?;
-        let pipeline =
-            Runtime::start(&settings, db.clone(), settings.embedded_worker, "api").await?;
+        let keyring = Arc::new(keyring);
+        let pipeline = Runtime::start(
+            &settings,
+            db.clone(),
+            settings.embedded_worker,
+            "api",
+            keyring.clone(),
+        )
+        .await?;
         Ok(AppState {
             db,
             settings: Arc::new(settings),
-            keyring: Arc::new(keyring),
+            keyring,
             jwt,
             dummy_password_hash,
             queue: pipeline.queue.clone(),

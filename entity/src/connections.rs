@@ -21,6 +21,12 @@ pub struct Model {
     pub status: String,
     pub status_reason: Option<String>,
     pub paused_until: Option<DateTimeUtc>,
+    /// Sealed JSON of the current session: access token, its expiry and the API host.
+    pub session: Option<String>,
+    /// While set and in the future, one worker is refreshing the token; others wait for it.
+    pub refresh_lease_until: Option<DateTimeUtc>,
+    /// JSON object of what the vendor told us (API usage, discovered won stage, …); no secrets.
+    pub vendor_info: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,5 +1,5 @@
 //! One step of one flow for one event, with every attempt's outcome.
-//! Status: `pending`, `running`, `succeeded`, `retrying`, `waiting`, `dead`, `skipped`.
+//! Status: `pending`, `succeeded`, `retrying`, `waiting`, `dead`, `skipped`.
 
 use sea_orm::entity::prelude::*;
 
@@ -31,6 +31,10 @@ pub struct Model {
     pub reason: Option<String>,
     pub next_attempt_at: Option<DateTimeUtc>,
     pub duration_ms: Option<i64>,
+    /// JSON of the vendor's answer to the successful write, for later steps.
+    pub response: Option<String>,
+    /// Attempts the vendor refused for rate limits; they do not use up the retry budget.
+    pub throttled_attempts: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_platform;
 mod m20261122_000002_pipeline;
+mod m20261122_000003_adapters;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_platform::Migration),
             Box::new(m20261122_000002_pipeline::Migration),
+            Box::new(m20261122_000003_adapters::Migration),
         ]
     }
 }

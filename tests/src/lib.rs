@@ -477,13 +477,15 @@ pub struct Pipeline {
 
 impl TestApp {
     pub async fn pipeline(&self, settings: Value) -> Pipeline {
+        self.pipeline_with(json!({"name": "Sandbox", "provider": "sandbox", "settings": settings}))
+            .await
+    }
+
+    /// A tenant wired end to end with the connection `connection` describes.
+    pub async fn pipeline_with(&self, connection: Value) -> Pipeline {
         let tenant = self.signup("Pipeline").await;
         let connection = self
-            .post(
-                "/v1/connections",
-                &tenant.token,
-                json!({"name": "Sandbox", "provider": "sandbox", "settings": settings}),
-            )
+            .post("/v1/connections", &tenant.token, connection)
             .await;
         assert_eq!(
             connection.status,
@@ -561,6 +563,40 @@ impl TestApp {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// Creates a flow from a built-in template for the pipeline's connection; returns its id.
+    pub async fn flow_from_template(&self, pipeline: &Pipeline, template: &str) -> String {
+        let templates = self.get("/v1/flow-templates", &pipeline.tenant.token).await;
+        let mut flow = templates.body["data"]
+            .as_array()
+            .and_then(|all| all.iter().find(|t| t["id"] == template))
+            .unwrap_or_else(|| panic!("no template {template}"))["flow"]
+            .clone();
+        flow["connection_id"] = json!(pipeline.connection_id);
+        let created = self.post("/v1/flows", &pipeline.tenant.token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        created.str("/id")
+    }
+
+    /// Sends `event` and waits until it has finished.
+    pub async fn deliver(&self, pipeline: &Pipeline, event: &Value) -> Value {
+        let sent = self.send_event(pipeline, event).await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+        self.finished_event(&pipeline.tenant.token, &sent.str("/event_id"))
+            .await
+    }
+
+    /// The connection as the API shows it.
+    pub async fn connection(&self, pipeline: &Pipeline) -> Value {
+        let reply = self
+            .get(
+                &format!("/v1/connections/{}", pipeline.connection_id),
+                &pipeline.tenant.token,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        reply.body
     }
 
     /// The sandbox connection's records of one object.

@@ -5,6 +5,7 @@
 //! and flows never wait on each other: a failing flow only stops its own later steps.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -56,7 +57,12 @@ pub struct Engine {
     pub db: DatabaseConnection,
     pub queue: Queue,
     pub retry: RetrySettings,
+    /// Talks to the vendors.
+    pub crm: Arc<crm::Connector>,
 }
+
+/// Rate-limited attempts after which a delivery is dead-lettered anyway.
+const MAX_THROTTLED_ATTEMPTS: i32 = 50;
 
 impl Engine {
     /// Runs `event_id`. Safe to call again at any time, even concurrently: finished steps are
@@ -136,6 +142,7 @@ impl Engine {
         // Only a retry scheduled by this run needs a job; overdue work is the sweeper's.
         if let Some(due) = scheduled {
             let delay = (due - crate::now()).to_std().unwrap_or_default();
+            tracing::debug!(event_id = %event.id, ?delay, "event scheduled to run again");
             self.queue
                 .push(
                     ProcessEvent {
@@ -247,9 +254,11 @@ impl Engine {
             .as_ref()
             .and_then(|c| serde_json::from_str(&c.settings).ok())
             .unwrap_or(Value::Object(Default::default()));
+        let mut discovered = false;
         let mut ctx = RenderContext {
             event: payload.clone(),
             steps: BTreeMap::new(),
+            responses: BTreeMap::new(),
             settings,
             now,
         };
@@ -283,11 +292,19 @@ impl Engine {
                     if let Some(id) = &delivery.crm_record_id {
                         ctx.steps.insert(step.id.clone(), id.clone());
                     }
+                    if let Some(response) = delivery
+                        .response
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok())
+                    {
+                        ctx.responses.insert(step.id.clone(), response);
+                    }
                     continue;
                 }
                 ds::DEAD => return Ok(None),
+                // Not due yet (or in another run's hands): run again when it is.
                 ds::RETRYING if delivery.next_attempt_at.is_some_and(|t| t > now) => {
-                    return Ok(None);
+                    return Ok(delivery.next_attempt_at);
                 }
                 _ => {}
             }
@@ -297,11 +314,36 @@ impl Engine {
                     ErrorKind::Permanent,
                     format!("connection {} no longer exists", spec.connection_id),
                 );
-                self.record_failure(&delivery, None, error, false, delivery.attempts + 1, 0)
+                self.record_failure(&delivery, None, error, Failure::final_attempt(&delivery))
                     .await?;
                 return Ok(None);
             };
-            if connection.status != "active" {
+            // A pause or a vendor's Retry-After holds every delivery of the connection.
+            let held = connection
+                .paused_until
+                .filter(|until| *until > crate::now());
+            if connection.status == "paused" && held.is_none() {
+                self.resume(connection).await?;
+            }
+            if let Some(until) = held
+                && matches!(connection.status.as_str(), "active" | "paused")
+            {
+                let reason = if connection.status == "paused" {
+                    "connection paused"
+                } else {
+                    "connection held: rate limited"
+                };
+                let applied = self
+                    .transition(&delivery, OPEN, |active| {
+                        active.status = Set(ds::RETRYING.into());
+                        active.reason = Set(Some(reason.into()));
+                        active.next_attempt_at = Set(Some(until));
+                    })
+                    .await?;
+                tracing::debug!(delivery_id = %delivery.id, %until, reason, "delivery held by its connection");
+                return Ok(applied.then_some(until));
+            }
+            if !matches!(connection.status.as_str(), "active" | "paused") {
                 let reason = format!("connection {}", connection.status);
                 self.transition(&delivery, OPEN, |active| {
                     active.status = Set(ds::WAITING.into());
@@ -309,6 +351,28 @@ impl Engine {
                 })
                 .await?;
                 return Ok(None);
+            }
+
+            // Vendor-discovered settings (Salesforce's won stage), once per run.
+            if !discovered && connection.provider != "sandbox" {
+                match crm::template_settings(&self.crm, connection).await {
+                    Ok(settings) => {
+                        ctx.settings = settings;
+                        discovered = true;
+                    }
+                    Err(error) => {
+                        let attempts = delivery.attempts + 1;
+                        return Ok(
+                            match self
+                                .fail(connection, &delivery, None, error, attempts, 0, None)
+                                .await?
+                            {
+                                StepResult::Retrying(due) => Some(due),
+                                _ => None,
+                            },
+                        );
+                    }
+                }
             }
 
             let op = match flow::render_step(step, &ctx) {
@@ -323,17 +387,27 @@ impl Engine {
                 }
                 Err(e) => {
                     let error = CrmError::new(ErrorKind::Invalid, e.to_string());
-                    self.record_failure(&delivery, None, error, false, delivery.attempts + 1, 0)
+                    self.record_failure(&delivery, None, error, Failure::final_attempt(&delivery))
                         .await?;
                     return Ok(None);
                 }
             };
 
-            match self.execute(event, connection, &delivery, &op).await? {
-                StepResult::Done(Some(record_id)) => {
-                    ctx.steps.insert(step.id.clone(), record_id);
+            let result = if connection.provider == "sandbox" {
+                self.execute(event, connection, &delivery, &op).await?
+            } else {
+                self.execute_remote(event, connection, &delivery, &op)
+                    .await?
+            };
+            match result {
+                StepResult::Done(record_id, response) => {
+                    if let Some(record_id) = record_id {
+                        ctx.steps.insert(step.id.clone(), record_id);
+                    }
+                    if let Some(response) = response {
+                        ctx.responses.insert(step.id.clone(), response);
+                    }
                 }
-                StepResult::Done(None) => {}
                 StepResult::Retrying(due) => return Ok(Some(due)),
                 StepResult::Stop => return Ok(None),
             }
@@ -382,6 +456,8 @@ impl Engine {
             reason: None,
             next_attempt_at: None,
             duration_ms: None,
+            response: None,
+            throttled_attempts: 0,
             created_at: now,
             updated_at: now,
         };
@@ -487,43 +563,26 @@ impl Engine {
             active.updated_at = Set(crate::now());
             active.update(&txn).await?;
             txn.commit().await?;
-            return Ok(StepResult::Done(Some(link.crm_record_id.clone())));
+            return Ok(StepResult::Done(Some(link.crm_record_id.clone()), None));
         }
 
-        let result = match connection.provider.as_str() {
-            "sandbox" => {
-                crm::sandbox::apply(
-                    &txn,
-                    connection,
-                    op,
-                    link.as_ref().map(|l| l.crm_record_id.as_str()),
-                )
-                .await
-            }
-            other => Err(CrmError::new(
-                ErrorKind::Permanent,
-                format!("the {other} provider is not available yet"),
-            )),
-        };
+        let result = crm::sandbox::apply(
+            &txn,
+            connection,
+            op,
+            link.as_ref().map(|l| l.crm_record_id.as_str()),
+        )
+        .await;
         let duration_ms = started.elapsed().as_millis() as i64;
 
         match result {
             Ok(outcome) => {
-                let mut active: deliveries::ActiveModel = delivery.clone().into();
-                active.status = Set(ds::SUCCEEDED.into());
-                active.attempts = Set(attempts);
-                active.crm_record_id = Set(Some(outcome.record_id.clone()));
-                active.operation = Set(serde_json::to_string(op).ok());
-                active.warnings = Set(serde_json::to_string(&outcome.warnings)?);
-                active.error_kind = Set(None);
-                active.error_message = Set(None);
-                active.vendor_status = Set(None);
-                active.vendor_body = Set(None);
-                active.reason = Set(None);
-                active.next_attempt_at = Set(None);
-                active.duration_ms = Set(Some(duration_ms));
-                active.updated_at = Set(crate::now());
-                active.update(&txn).await?;
+                let active = succeeded(op, &outcome, attempts, duration_ms)?;
+                deliveries::Entity::update_many()
+                    .set(active)
+                    .filter(deliveries::Column::Id.eq(delivery.id.as_str()))
+                    .exec(&txn)
+                    .await?;
                 if let Some(object_id) = linked_object {
                     upsert_link(
                         &txn,
@@ -537,17 +596,293 @@ impl Engine {
                     .await?;
                 }
                 txn.commit().await?;
-                Ok(StepResult::Done(Some(outcome.record_id)))
+                Ok(StepResult::Done(Some(outcome.record_id), None))
             }
             Err(error) => {
                 // The write failed: nothing of it to keep, but the attempt counts.
                 txn.rollback().await?;
-                let retry =
-                    error.kind.is_retryable() && (attempts as u32) < self.retry.max_attempts;
-                self.record_failure(delivery, Some(op), error, retry, attempts, duration_ms)
-                    .await
+                self.fail(
+                    connection,
+                    delivery,
+                    Some(op),
+                    error,
+                    attempts,
+                    duration_ms,
+                    None,
+                )
+                .await
             }
         }
+    }
+
+    /// Runs one operation against a vendor. The delivery is claimed first with a lease (it
+    /// reads as `retrying`, reason `in_flight`, due when the lease ends), so no other run
+    /// calls the vendor for it meanwhile, and a worker that dies mid-call leaves it to be
+    /// retried when the lease runs out. The vendor's own upsert keys make that retry safe.
+    async fn execute_remote(
+        &self,
+        event: &events::Model,
+        connection: &connections::Model,
+        delivery: &deliveries::Model,
+        op: &Operation,
+    ) -> anyhow::Result<StepResult> {
+        let started = std::time::Instant::now();
+        let Some(current) = deliveries::Entity::find_by_id(delivery.id.clone())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(StepResult::Stop);
+        };
+        let now = crate::now();
+        if !is_open(&current.status)
+            || (current.status == ds::RETRYING && current.next_attempt_at.is_some_and(|t| t > now))
+        {
+            return self.outcome_of_other_run(delivery).await;
+        }
+        let settings: serde_json::Map<String, Value> =
+            serde_json::from_str(&connection.settings).unwrap_or_default();
+        let lease = crm::config::timeout(&settings) * 8 + Duration::from_secs(60);
+        let claim = crate::now();
+        let claimed = deliveries::Entity::update_many()
+            .set(deliveries::ActiveModel {
+                status: Set(ds::RETRYING.into()),
+                reason: Set(Some("in_flight".into())),
+                next_attempt_at: Set(Some(
+                    claim + chrono::Duration::from_std(lease).unwrap_or_default(),
+                )),
+                updated_at: Set(claim),
+                ..Default::default()
+            })
+            .filter(deliveries::Column::Id.eq(current.id.as_str()))
+            .filter(deliveries::Column::Status.eq(current.status.as_str()))
+            .filter(deliveries::Column::UpdatedAt.eq(current.updated_at))
+            .exec(&self.db)
+            .await?
+            .rows_affected
+            == 1;
+        if !claimed {
+            return self.outcome_of_other_run(delivery).await;
+        }
+        let attempts = current.attempts + 1;
+        let claimed_row = deliveries::Model {
+            status: ds::RETRYING.into(),
+            updated_at: claim,
+            ..current
+        };
+
+        let linked_object = match (&event.stripe_object_id, op.action) {
+            (Some(id), Action::Upsert | Action::Update) => Some(id.as_str()),
+            _ => None,
+        };
+        let link = match linked_object {
+            Some(object_id) => {
+                record_links::Entity::find()
+                    .filter(record_links::Column::ConnectionId.eq(connection.id.as_str()))
+                    .filter(record_links::Column::CrmObject.eq(op.object.as_str()))
+                    .filter(record_links::Column::StripeObjectId.eq(object_id))
+                    .one(&self.db)
+                    .await?
+            }
+            None => None,
+        };
+        if let Some(link) = &link
+            && link.last_event_created > event.event_created
+        {
+            let warning = format!(
+                "a newer event ({}) was already applied to {} {}",
+                link.last_event_id, op.object, link.crm_record_id
+            );
+            let record_id = link.crm_record_id.clone();
+            let operation = serde_json::to_string(op).ok();
+            let warnings = serde_json::to_string(&[warning])?;
+            self.transition_claimed(&claimed_row, |active| {
+                active.status = Set(ds::SKIPPED.into());
+                active.reason = Set(Some("stale".into()));
+                active.attempts = Set(attempts);
+                active.crm_record_id = Set(Some(record_id.clone()));
+                active.operation = Set(operation);
+                active.warnings = Set(warnings);
+                active.next_attempt_at = Set(None);
+            })
+            .await?;
+            return Ok(StepResult::Done(Some(record_id), None));
+        }
+
+        let result = crm::apply(
+            &self.crm,
+            connection,
+            op,
+            link.as_ref().map(|l| l.crm_record_id.as_str()),
+        )
+        .await;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                return self
+                    .fail(
+                        connection,
+                        &claimed_row,
+                        Some(op),
+                        error,
+                        attempts,
+                        duration_ms,
+                        Some(claim),
+                    )
+                    .await;
+            }
+        };
+
+        let txn = crate::db::begin_write(&self.db).await?;
+        let active = succeeded(op, &outcome, attempts, duration_ms)?;
+        let applied = deliveries::Entity::update_many()
+            .set(active)
+            .filter(deliveries::Column::Id.eq(claimed_row.id.as_str()))
+            .filter(deliveries::Column::UpdatedAt.eq(claim))
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if !applied {
+            // The lease ran out and another run took the delivery over: its result stands.
+            txn.rollback().await?;
+            return self.outcome_of_other_run(delivery).await;
+        }
+        if let Some(object_id) = linked_object {
+            let link = record_links::Entity::find()
+                .filter(record_links::Column::ConnectionId.eq(connection.id.as_str()))
+                .filter(record_links::Column::CrmObject.eq(op.object.as_str()))
+                .filter(record_links::Column::StripeObjectId.eq(object_id))
+                .one(&txn)
+                .await?;
+            upsert_link(
+                &txn,
+                event,
+                connection,
+                &op.object,
+                object_id,
+                &outcome.record_id,
+                link,
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(StepResult::Done(Some(outcome.record_id), outcome.response))
+    }
+
+    /// Ends a pause whose time is up: the connection is active again.
+    async fn resume(&self, connection: &connections::Model) -> anyhow::Result<()> {
+        connections::Entity::update_many()
+            .set(connections::ActiveModel {
+                status: Set("active".into()),
+                status_reason: Set(None),
+                paused_until: Set(None),
+                updated_at: Set(crate::now()),
+                ..Default::default()
+            })
+            .filter(connections::Column::Id.eq(connection.id.as_str()))
+            .filter(connections::Column::Status.eq("paused"))
+            .filter(connections::Column::PausedUntil.lte(crate::now()))
+            .exec(&self.db)
+            .await?;
+        tracing::info!(connection_id = %connection.id, "connection pause ended");
+        Ok(())
+    }
+
+    /// Applies `change` only while this run's claim (made at `claim.updated_at`) still holds.
+    async fn transition_claimed(
+        &self,
+        claimed: &deliveries::Model,
+        change: impl FnOnce(&mut deliveries::ActiveModel),
+    ) -> anyhow::Result<bool> {
+        let mut active = deliveries::ActiveModel {
+            updated_at: Set(crate::now()),
+            ..Default::default()
+        };
+        change(&mut active);
+        Ok(deliveries::Entity::update_many()
+            .set(active)
+            .filter(deliveries::Column::Id.eq(claimed.id.as_str()))
+            .filter(deliveries::Column::UpdatedAt.eq(claimed.updated_at))
+            .exec(&self.db)
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// Records a failed attempt as its kind demands: refused credentials make the connection
+    /// `needs_reauth` and the delivery wait; a rate limit holds the whole connection for the
+    /// vendor's `Retry-After` (a daily limit pauses it) without using up the retry budget;
+    /// anything else retries with backoff or is dead-lettered.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail(
+        &self,
+        connection: &connections::Model,
+        delivery: &deliveries::Model,
+        op: Option<&Operation>,
+        error: CrmError,
+        attempts: i32,
+        duration_ms: i64,
+        claim: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<StepResult> {
+        let now = crate::now();
+        let throttled = error.kind == ErrorKind::RateLimited || error.pause.is_some();
+        if error.kind == ErrorKind::Auth {
+            crm::session::mark_needs_reauth(&self.db, &connection.id, &error.message).await?;
+            let operation = op.and_then(|op| serde_json::to_string(op).ok());
+            let change = |active: &mut deliveries::ActiveModel| {
+                active.status = Set(ds::WAITING.into());
+                active.reason = Set(Some("connection needs_reauth".into()));
+                active.attempts = Set(attempts);
+                active.operation = Set(operation);
+                active.error_kind = Set(Some(error.kind.as_str().into()));
+                active.error_message = Set(Some(error.message.clone()));
+                active.vendor_status = Set(error.vendor_status.map(i32::from));
+                active.vendor_body = Set(error.vendor_body.clone());
+                active.duration_ms = Set(Some(duration_ms));
+                active.next_attempt_at = Set(None);
+            };
+            let applied = match claim {
+                Some(_) => self.transition_claimed(delivery, change).await?,
+                None => self.transition(delivery, OPEN, change).await?,
+            };
+            if !applied {
+                return self.outcome_of_other_run(delivery).await;
+            }
+            return Ok(StepResult::Stop);
+        }
+        if throttled {
+            let wait = error
+                .pause
+                .or(error.retry_after)
+                .unwrap_or(Duration::from_secs(1));
+            let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            match error.pause {
+                Some(_) => {
+                    crm::session::pause(&self.db, &connection.id, until, &error.message).await?
+                }
+                None => crm::session::hold(&self.db, &connection.id, until).await?,
+            }
+        }
+        let budget_used = attempts - delivery.throttled_attempts - i32::from(throttled);
+        let retry = if throttled {
+            delivery.throttled_attempts + 1 < MAX_THROTTLED_ATTEMPTS
+        } else {
+            error.kind.is_retryable() && (budget_used as u32) < self.retry.max_attempts
+        };
+        self.record_failure(
+            delivery,
+            op,
+            error,
+            Failure {
+                retry,
+                attempts,
+                throttled: delivery.throttled_attempts + i32::from(throttled),
+                duration_ms,
+                claim,
+            },
+        )
+        .await
     }
 
     /// What another run did with a delivery this run could not claim.
@@ -560,7 +895,11 @@ impl Engine {
             .await?;
         Ok(match current {
             Some(d) if d.status == ds::SUCCEEDED || d.status == ds::SKIPPED => {
-                StepResult::Done(d.crm_record_id)
+                let response = d
+                    .response
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok());
+                StepResult::Done(d.crm_record_id, response)
             }
             _ => StepResult::Stop,
         })
@@ -573,42 +912,53 @@ impl Engine {
         delivery: &deliveries::Model,
         op: Option<&Operation>,
         error: CrmError,
-        retry: bool,
-        attempts: i32,
-        duration_ms: i64,
+        failure: Failure,
     ) -> anyhow::Result<StepResult> {
+        let Failure {
+            retry,
+            attempts,
+            throttled,
+            duration_ms,
+            claim,
+        } = failure;
         let due = retry.then(|| {
             let delay = retry_delay(&self.retry, attempts as u32, error.retry_after);
             crate::now() + chrono::Duration::from_std(delay).unwrap_or_default()
         });
         let operation = op.and_then(|op| serde_json::to_string(op).ok());
         let kind = error.kind;
-        let applied = self
-            .transition(delivery, OPEN, |active| {
-                active.attempts = Set(attempts);
-                active.operation = Set(operation);
-                active.error_kind = Set(Some(kind.as_str().into()));
-                active.error_message = Set(Some(error.message.clone()));
-                active.vendor_status = Set(error.vendor_status.map(i32::from));
-                active.vendor_body = Set(error.vendor_body.clone());
-                active.duration_ms = Set(Some(duration_ms));
-                active.next_attempt_at = Set(due);
-                match due {
-                    Some(_) => active.status = Set(ds::RETRYING.into()),
-                    None => {
-                        active.status = Set(ds::DEAD.into());
-                        active.reason = Set(Some(
-                            if kind.is_retryable() {
-                                "attempts_exhausted"
-                            } else {
-                                "not_retryable"
-                            }
-                            .into(),
-                        ));
-                    }
+        let change = |active: &mut deliveries::ActiveModel| {
+            active.attempts = Set(attempts);
+            active.throttled_attempts = Set(throttled);
+            active.operation = Set(operation);
+            active.error_kind = Set(Some(kind.as_str().into()));
+            active.error_message = Set(Some(error.message.clone()));
+            active.vendor_status = Set(error.vendor_status.map(i32::from));
+            active.vendor_body = Set(error.vendor_body.clone());
+            active.duration_ms = Set(Some(duration_ms));
+            active.next_attempt_at = Set(due);
+            match due {
+                Some(_) => {
+                    active.status = Set(ds::RETRYING.into());
+                    active.reason = Set(None);
                 }
-            })
-            .await?;
+                None => {
+                    active.status = Set(ds::DEAD.into());
+                    active.reason = Set(Some(
+                        if kind.is_retryable() {
+                            "attempts_exhausted"
+                        } else {
+                            "not_retryable"
+                        }
+                        .into(),
+                    ));
+                }
+            }
+        };
+        let applied = match claim {
+            Some(_) => self.transition_claimed(delivery, change).await?,
+            None => self.transition(delivery, OPEN, change).await?,
+        };
         if !applied {
             return self.outcome_of_other_run(delivery).await;
         }
@@ -627,9 +977,69 @@ fn is_open(status: &str) -> bool {
     OPEN.contains(&status)
 }
 
+/// How a failed attempt is recorded.
+struct Failure {
+    retry: bool,
+    attempts: i32,
+    throttled: i32,
+    duration_ms: i64,
+    /// The claim (its `updated_at`) a vendor call was made under, if any.
+    claim: Option<DateTime<Utc>>,
+}
+
+impl Failure {
+    /// An attempt that cannot be retried and never reached the CRM.
+    fn final_attempt(delivery: &deliveries::Model) -> Self {
+        Failure {
+            retry: false,
+            attempts: delivery.attempts + 1,
+            throttled: delivery.throttled_attempts,
+            duration_ms: 0,
+            claim: None,
+        }
+    }
+}
+
+/// A delivery's columns once its write succeeded; clears the last attempt's error.
+fn succeeded(
+    op: &Operation,
+    outcome: &crm::CrmOutcome,
+    attempts: i32,
+    duration_ms: i64,
+) -> anyhow::Result<deliveries::ActiveModel> {
+    Ok(deliveries::ActiveModel {
+        status: Set(ds::SUCCEEDED.into()),
+        attempts: Set(attempts),
+        crm_record_id: Set(Some(outcome.record_id.clone())),
+        operation: Set(serde_json::to_string(op).ok()),
+        warnings: Set(serde_json::to_string(&outcome.warnings)?),
+        error_kind: Set(None),
+        error_message: Set(None),
+        vendor_status: Set(None),
+        vendor_body: Set(None),
+        reason: Set(None),
+        next_attempt_at: Set(None),
+        duration_ms: Set(Some(duration_ms)),
+        response: Set(outcome.response.as_ref().map(stored_response)),
+        updated_at: Set(crate::now()),
+        ..Default::default()
+    })
+}
+
+/// A vendor answer as stored for later steps, cut off at 64 KiB.
+fn stored_response(response: &Value) -> String {
+    let text = response.to_string();
+    if text.len() <= 65_536 {
+        text
+    } else {
+        serde_json::json!({ "truncated": true }).to_string()
+    }
+}
+
 enum StepResult {
-    /// The step has its outcome (a record id, unless it was skipped without one).
-    Done(Option<String>),
+    /// The step has its outcome: a record id (unless it was skipped without one) and the
+    /// vendor's answer, if it gave one.
+    Done(Option<String>, Option<Value>),
     /// A retry is scheduled for this time; later steps wait.
     Retrying(DateTime<Utc>),
     /// Dead, or in another run's hands: later steps wait.

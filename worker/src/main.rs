@@ -39,7 +39,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     if settings.auto_migrate {
         db::migrate(&db).await?;
     }
-    let pipeline = Runtime::start(&settings, db, true, "worker").await?;
+    let keyring = std::sync::Arc::new(tributary_worker::secrets::load_keyring(&settings)?);
+    let pipeline = Runtime::start(&settings, db, true, "worker", keyring).await?;
     tracing::info!("worker running; stop with Ctrl-C");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),

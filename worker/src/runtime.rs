@@ -28,12 +28,18 @@ impl Runtime {
         db: DatabaseConnection,
         consume: bool,
         name: &str,
+        keyring: Arc<crate::secrets::Keyring>,
     ) -> anyhow::Result<Runtime> {
         let queue = Queue::connect(settings, &db).await?;
         let engine = Arc::new(Engine {
             db: db.clone(),
             queue: queue.clone(),
             retry: settings.retry.clone(),
+            crm: Arc::new(crate::crm::Connector::new(
+                db.clone(),
+                keyring,
+                settings.vendor_urls,
+            )),
         });
         let mut tasks = Vec::new();
         if consume {

@@ -251,6 +251,48 @@ pub fn expose(secret: &SecretString) -> &str {
     secret.expose_secret()
 }
 
+/// A secret from its setting, or else from its generated file in the data directory, with
+/// one warning that production must supply it.
+pub fn configured_or_generated(
+    configured: &Option<SecretString>,
+    settings: &crate::settings::Settings,
+    what: &str,
+    variable: &str,
+    load: fn(&std::path::Path) -> std::io::Result<(SecretString, GeneratedFile)>,
+) -> anyhow::Result<(SecretString, String)> {
+    if let Some(secret) = configured {
+        return Ok((secret.clone(), variable.to_string()));
+    }
+    let (secret, file) = anyhow::Context::with_context(load(&settings.data_dir), || {
+        format!(
+            "TRIBUTARY_DATA_DIR: cannot read or create the {what} file in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let verb = if file.created {
+        "generated"
+    } else {
+        "using generated"
+    };
+    tracing::warn!(
+        "{verb} {what} file {}; production must set {variable} instead",
+        file.path.display()
+    );
+    Ok((secret, file.path.display().to_string()))
+}
+
+/// Loads the keyring from `TRIBUTARY_ENCRYPTION_KEYS`, or the generated key file.
+pub fn load_keyring(settings: &crate::settings::Settings) -> anyhow::Result<Keyring> {
+    let (spec, source) = configured_or_generated(
+        &settings.encryption_keys,
+        settings,
+        "encryption key",
+        "TRIBUTARY_ENCRYPTION_KEYS",
+        load_or_create_keyring_file,
+    )?;
+    Keyring::parse(expose(&spec)).map_err(|e| anyhow::anyhow!("{source}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,9 @@ async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
         status: Set("active".into()),
         status_reason: Set(None),
         paused_until: Set(None),
+        session: Set(None),
+        refresh_lease_until: Set(None),
+        vendor_info: Set("{}".into()),
         created_at: Set(at),
         updated_at: Set(at),
     })

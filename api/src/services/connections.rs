@@ -1,12 +1,13 @@
-//! CRM connections. Credentials are sealed like every secret and never returned. For now the
-//! built-in `sandbox` provider is the one that runs; the vendors' providers arrive with their
-//! adapters and are refused with a message saying so.
+//! CRM connections. Credentials are sealed like every secret and never returned; a
+//! connection's session (its current access token) is sealed beside them. Every provider's
+//! auth types and settings are checked by the worker's `crm::config`, the same definitions the
+//! adapters read.
 
 use entity::{Role, TenantOwned, connections, sandbox_records};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tributary_worker::crm::sandbox;
+use tributary_worker::crm::{self, config, session::seal_credentials};
 use utoipa::ToSchema;
 
 use super::{audit, check_name, new_id, now};
@@ -15,77 +16,84 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext, Validate};
 
 pub const PROVIDERS: &[&str] = &["sandbox", "hubspot", "salesforce", "zoho", "http"];
-/// Providers whose adapter runs in this version.
-pub const AVAILABLE_PROVIDERS: &[&str] = &["sandbox"];
 
-/// How the connection authenticates; `type` decides the other fields.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-pub struct AuthIn {
-    #[serde(rename = "type")]
-    #[schema(example = "none")]
-    pub auth_type: String,
-}
+pub use config::AuthInput as AuthIn;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionIn {
-    #[schema(example = "Sandbox")]
+    #[schema(example = "HubSpot prod")]
     pub name: String,
     /// `sandbox`, `hubspot`, `salesforce`, `zoho` or `http`.
-    #[schema(example = "sandbox")]
+    #[schema(example = "hubspot")]
     pub provider: String,
-    /// Defaults to `{"type": "none"}` for the sandbox.
+    /// Required except for the sandbox (and an HTTP CRM without auth).
     pub auth: Option<AuthIn>,
-    /// Provider settings; unknown keys are refused.
+    /// Provider settings (vendor URLs, API version, …); unknown keys are refused.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub settings: Map<String, Value>,
-}
-
-fn check_provider(
-    provider: &str,
-    auth: Option<&AuthIn>,
-    settings: &Map<String, Value>,
-    errors: &mut Vec<FieldError>,
-) {
-    if !PROVIDERS.contains(&provider) {
-        errors.push(FieldError::new(
-            "provider",
-            "must be one of sandbox, hubspot, salesforce, zoho, http",
-        ));
-        return;
-    }
-    if !AVAILABLE_PROVIDERS.contains(&provider) {
-        errors.push(FieldError::new(
-            "provider",
-            format!("the {provider} adapter is not available in this version yet; use sandbox"),
-        ));
-        return;
-    }
-    if let Some(auth) = auth
-        && auth.auth_type != "none"
-    {
-        errors.push(FieldError::new(
-            "auth.type",
-            "the sandbox takes no credentials: use \"none\"",
-        ));
-    }
-    for (field, message) in sandbox::check_settings(settings) {
-        errors.push(FieldError::new(field, message));
-    }
 }
 
 impl Validate for ConnectionIn {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         check_name("name", &self.name, &mut errors);
-        check_provider(
-            &self.provider,
-            self.auth.as_ref(),
-            &self.settings,
-            &mut errors,
-        );
+        if !PROVIDERS.contains(&self.provider.as_str()) {
+            errors.push(FieldError::new(
+                "provider",
+                "must be one of sandbox, hubspot, salesforce, zoho, http",
+            ));
+        }
         super::valid(errors)
+    }
+}
+
+/// Builds the credentials a provider needs from `auth` (absent means `none`).
+fn credentials(
+    provider: &str,
+    auth: Option<&AuthIn>,
+    errors: &mut Vec<FieldError>,
+) -> Option<config::Credentials> {
+    let none = AuthIn {
+        auth_type: Some("none".into()),
+        ..Default::default()
+    };
+    let input = match auth {
+        Some(auth) if auth.auth_type.is_none() => {
+            errors.push(FieldError::new("auth.type", "is required"));
+            return None;
+        }
+        Some(auth) => auth,
+        None if config::auth_types(provider).is_some_and(|types| types.contains(&"none")) => &none,
+        None => {
+            errors.push(FieldError::new(
+                "auth",
+                format!(
+                    "{provider} needs credentials: auth.type {}",
+                    config::auth_types(provider).unwrap_or(&[]).join(" or ")
+                ),
+            ));
+            return None;
+        }
+    };
+    match config::credentials(provider, input) {
+        Ok(credentials) => Some(credentials),
+        Err(problems) => {
+            errors.extend(problems.into_iter().map(|(f, m)| FieldError::new(f, m)));
+            None
+        }
+    }
+}
+
+fn check_settings(
+    state: &AppState,
+    provider: &str,
+    settings: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) {
+    for (field, message) in config::check_settings(provider, settings, state.settings.vendor_urls) {
+        errors.push(FieldError::new(field, message));
     }
 }
 
@@ -93,6 +101,7 @@ impl Validate for ConnectionIn {
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPatch {
     pub name: Option<String>,
+    /// New credentials: the connection becomes `active` again and its waiting deliveries run.
     pub auth: Option<AuthIn>,
     /// Replaces the settings.
     #[schema(value_type = Option<Object>)]
@@ -135,6 +144,11 @@ pub struct ConnectionOut {
     pub status: String,
     pub status_reason: Option<String>,
     pub paused_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// What the vendor told Tributary about this connection: `api_usage` (Salesforce's
+    /// `Sforce-Limit-Info`, HubSpot's rate-limit headers), the discovered `won_stage`,
+    /// `token_refreshed_at`. Never a credential.
+    #[schema(value_type = Object)]
+    pub info: Value,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -152,6 +166,7 @@ impl From<connections::Model> for ConnectionOut {
             status: c.status,
             status_reason: c.status_reason,
             paused_until: c.paused_until,
+            info: serde_json::from_str(&c.vendor_info).unwrap_or(Value::Object(Map::new())),
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -161,7 +176,12 @@ impl From<connections::Model> for ConnectionOut {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionTestOut {
     pub ok: bool,
+    /// What the vendor answered, or what failed.
     pub detail: String,
+    /// On failure: `auth`, `rate_limited`, `invalid`, `not_found`, `transient` or `permanent`.
+    pub error_kind: Option<String>,
+    /// On failure: the vendor's HTTP status, if it answered.
+    pub vendor_status: Option<u16>,
 }
 
 /// A record held by a sandbox connection.
@@ -189,18 +209,30 @@ pub async fn create(
     input: ConnectionIn,
 ) -> Result<ConnectionOut, ApiError> {
     ctx.require(Role::Admin)?;
+    let mut errors = Vec::new();
+    let credentials = credentials(&input.provider, input.auth.as_ref(), &mut errors);
+    check_settings(state, &input.provider, &input.settings, &mut errors);
+    let Some(credentials) = credentials.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
     let at = now();
+    let id = new_id();
+    let sealed = (credentials != config::Credentials::None)
+        .then(|| seal_credentials(&state.keyring, &ctx.tenant_id, &id, &credentials));
     let row = connections::Model {
-        id: new_id(),
+        id,
         tenant_id: ctx.tenant_id.clone(),
         name: input.name.trim().to_string(),
         provider: input.provider,
-        auth_type: "none".into(),
-        credentials: None,
+        auth_type: credentials.type_name().into(),
+        credentials: sealed,
         settings: Value::Object(input.settings).to_string(),
         status: "active".into(),
         status_reason: None,
         paused_until: None,
+        session: None,
+        refresh_lease_until: None,
+        vendor_info: "{}".into(),
         created_at: at,
         updated_at: at,
     };
@@ -239,27 +271,40 @@ pub async fn update(
 ) -> Result<ConnectionOut, ApiError> {
     let existing = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
-    let settings = patch
-        .settings
-        .clone()
-        .unwrap_or_else(|| serde_json::from_str(&existing.settings).unwrap_or_default());
     let mut errors = Vec::new();
-    check_provider(
-        &existing.provider,
-        patch.auth.as_ref(),
-        &settings,
-        &mut errors,
-    );
+    let credentials = match &patch.auth {
+        Some(auth) => credentials(&existing.provider, Some(auth), &mut errors),
+        None => None,
+    };
+    if let Some(settings) = &patch.settings {
+        check_settings(state, &existing.provider, settings, &mut errors);
+    }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     let txn = crate::db::begin_write(&state.db).await?;
+    let tenant_id = existing.tenant_id.clone();
     let mut active: connections::ActiveModel = existing.into();
     if let Some(name) = patch.name {
         active.name = Set(name.trim().to_string());
     }
-    if patch.settings.is_some() {
+    if let Some(settings) = patch.settings {
         active.settings = Set(Value::Object(settings).to_string());
+        // A token may belong to the old host.
+        active.session = Set(None);
+    }
+    if let Some(credentials) = &credentials {
+        active.auth_type = Set(credentials.type_name().into());
+        active.credentials = Set((*credentials != config::Credentials::None)
+            .then(|| seal_credentials(&state.keyring, &tenant_id, id, credentials)));
+        active.session = Set(None);
+        active.refresh_lease_until = Set(None);
+        // New credentials are a reconnect, unless the tenant disables it in the same call.
+        if patch.status.is_none() {
+            active.status = Set("active".into());
+            active.status_reason = Set(None);
+            active.paused_until = Set(None);
+        }
     }
     if let Some(status) = patch.status {
         active.status = Set(status);
@@ -300,6 +345,29 @@ pub async fn test(
 ) -> Result<ConnectionTestOut, ApiError> {
     let connection = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
+    if connection.provider != "sandbox" {
+        let connector = &state.pipeline.engine.crm;
+        return Ok(match crm::check(connector, &connection).await {
+            Ok(detail) => ConnectionTestOut {
+                ok: true,
+                detail,
+                error_kind: None,
+                vendor_status: None,
+            },
+            Err(error) => {
+                if error.kind == crm::ErrorKind::Auth {
+                    crm::session::mark_needs_reauth(&state.db, &connection.id, &error.message)
+                        .await?;
+                }
+                ConnectionTestOut {
+                    ok: false,
+                    detail: error.message,
+                    error_kind: Some(error.kind.as_str().into()),
+                    vendor_status: error.vendor_status,
+                }
+            }
+        });
+    }
     let count = sandbox_records::Entity::find_in_tenant(&ctx.tenant_id)
         .filter(sandbox_records::Column::ConnectionId.eq(connection.id.as_str()))
         .all(&state.db)
@@ -312,10 +380,14 @@ pub async fn test(
                 "sandbox reachable, {count} records, status {}",
                 connection.status
             ),
+            error_kind: None,
+            vendor_status: None,
         },
         Err(e) => ConnectionTestOut {
             ok: false,
             detail: format!("sandbox storage failed: {e}"),
+            error_kind: Some("transient".into()),
+            vendor_status: None,
         },
     })
 }

@@ -372,13 +372,44 @@ pub async fn retry_delivery(
 }
 
 /// Re-queues the events whose deliveries waited on a connection that is active again.
+/// Retrying deliveries that wait for their connection (a pause, a vendor's rate limit)
+/// rather than for their own failure to clear.
+fn held() -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(
+            deliveries::Column::Reason
+                .is_in(["connection paused", "connection held: rate limited"]),
+        )
+        .add(deliveries::Column::ErrorKind.eq("rate_limited"))
+}
+
 pub async fn release_waiting(
     state: &AppState,
     connection: &connections::Model,
 ) -> Result<(), ApiError> {
+    // Deliveries held back by the connection's pause or rate limit are due now, too.
+    deliveries::Entity::update_many()
+        .set(deliveries::ActiveModel {
+            next_attempt_at: Set(Some(now())),
+            ..Default::default()
+        })
+        .filter(deliveries::Column::TenantId.eq(connection.tenant_id.as_str()))
+        .filter(deliveries::Column::ConnectionId.eq(connection.id.as_str()))
+        .filter(deliveries::Column::Status.eq(ds::RETRYING))
+        .filter(held())
+        .exec(&state.db)
+        .await?;
     let waiting = deliveries::Entity::find_in_tenant(&connection.tenant_id)
         .filter(deliveries::Column::ConnectionId.eq(connection.id.as_str()))
-        .filter(deliveries::Column::Status.eq(ds::WAITING))
+        .filter(
+            sea_orm::Condition::any()
+                .add(deliveries::Column::Status.eq(ds::WAITING))
+                .add(
+                    sea_orm::Condition::all()
+                        .add(deliveries::Column::Status.eq(ds::RETRYING))
+                        .add(held()),
+                ),
+        )
         .all(&state.db)
         .await?;
     let mut event_ids: Vec<String> = waiting.iter().map(|d| d.event_id.clone()).collect();

@@ -309,7 +309,18 @@ pub async fn preview(
             .one(&state.db)
             .await?
         {
-            Some(c) => serde_json::from_str(&c.settings).unwrap_or(Value::Null),
+            Some(c) => {
+                // What the adapter discovered (Salesforce's won stage) previews as it will run;
+                // preview itself never calls the CRM.
+                let mut settings: serde_json::Map<String, Value> =
+                    serde_json::from_str(&c.settings).unwrap_or_default();
+                let info: serde_json::Map<String, Value> =
+                    serde_json::from_str(&c.vendor_info).unwrap_or_default();
+                if let Some(stage) = info.get("won_stage") {
+                    settings.entry("won_stage").or_insert_with(|| stage.clone());
+                }
+                Value::Object(settings)
+            }
             None => Value::Object(Default::default()),
         };
     flow::preview(&spec, event, &settings, now())

@@ -3,6 +3,11 @@
 
 mod accounts;
 mod api_keys;
+mod connections;
+mod crm_http;
+mod crm_hubspot;
+mod crm_salesforce;
+mod crm_zoho;
 mod errors;
 mod flows;
 mod health;

@@ -71,6 +71,7 @@ fn simulated_failure(connection: &connections::Model, object: &str) -> Option<Cr
         vendor_status: Some(status),
         vendor_body: Some(format!("{{\"error\":\"simulated\",\"status\":{status}}}")),
         retry_after: None,
+        pause: None,
     })
 }
 
@@ -136,10 +137,7 @@ async fn create<C: ConnectionTrait>(
     .exec(db)
     .await
     .map_err(db_error)?;
-    Ok(CrmOutcome {
-        record_id: id,
-        warnings: Vec::new(),
-    })
+    Ok(CrmOutcome::new(id))
 }
 
 async fn update<C: ConnectionTrait>(
@@ -154,10 +152,7 @@ async fn update<C: ConnectionTrait>(
     active.fields = Set(Value::Object(fields).to_string());
     active.updated_at = Set(crate::now());
     active.update(db).await.map_err(db_error)?;
-    Ok(CrmOutcome {
-        record_id: id,
-        warnings: Vec::new(),
-    })
+    Ok(CrmOutcome::new(id))
 }
 
 /// Applies one operation. `linked` is the record this Stripe object was written to before
@@ -211,6 +206,7 @@ pub async fn apply<C: ConnectionTrait>(
                     vendor_status: Some(404),
                     vendor_body: None,
                     retry_after: None,
+                    pause: None,
                 }),
             }
         }

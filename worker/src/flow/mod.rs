@@ -78,6 +78,7 @@ pub fn trigger_matches(flow: &FlowSpec, event: &Value) -> Result<bool, FlowError
     let ctx = RenderContext {
         event: event.clone(),
         steps: BTreeMap::new(),
+        responses: BTreeMap::new(),
         settings: Value::Object(Map::new()),
         now,
     };
@@ -108,6 +109,9 @@ pub fn trigger_matches_in(flow: &FlowSpec, ctx: &RenderContext) -> Result<bool, 
     let result = expr.eval(template::context(ctx)).map_err(failed)?;
     Ok(result.is_true())
 }
+
+/// Methods an HTTP step may use.
+pub const HTTP_METHODS: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
 
 /// Renders one step against an event. `None` when its `when` is false.
 ///
@@ -164,6 +168,30 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         }
     }
 
+    let method = match step.method.as_deref() {
+        Some(source) => match renderer.id(source).map_err(|m| fail("method", m))? {
+            Some(method) => {
+                let method = method.trim().to_ascii_uppercase();
+                if !HTTP_METHODS.contains(&method.as_str()) {
+                    return Err(fail(
+                        "method",
+                        format!(
+                            "rendered '{method}'; expected one of {}",
+                            HTTP_METHODS.join(", ")
+                        ),
+                    ));
+                }
+                Some(method)
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let path = match step.path.as_deref() {
+        Some(source) => renderer.id(source).map_err(|m| fail("path", m))?,
+        None => None,
+    };
+
     match step.action {
         Action::Upsert if match_fields.is_empty() => {
             return Err(fail(
@@ -191,6 +219,8 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         record_id,
         fallback_fields: step.fallback_fields.clone(),
         associate,
+        method,
+        path,
     }))
 }
 
@@ -206,6 +236,7 @@ pub fn preview(
     let mut ctx = RenderContext {
         event: event.clone(),
         steps: BTreeMap::new(),
+        responses: BTreeMap::new(),
         settings: settings.clone(),
         now,
     };
@@ -353,6 +384,7 @@ mod tests {
         RenderContext {
             event,
             steps: BTreeMap::new(),
+            responses: BTreeMap::new(),
             settings: json!({ "won_stage": "Closed Won" }),
             now: now(),
         }
@@ -619,6 +651,8 @@ mod tests {
             record_id: None,
             fallback_fields: vec![],
             associate: vec![],
+            method: None,
+            path: None,
         };
         let value = serde_json::to_value(&op).expect("serializes");
         assert_eq!(value["match"], json!({ "email": "a@b.c" }));

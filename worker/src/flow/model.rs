@@ -77,6 +77,14 @@ pub struct Step {
     /// Records to link the written record to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub associate: Vec<Association>,
+    /// HTTP connections only: the request method (`POST`, `PUT`, `PATCH`, `DELETE`); by
+    /// default `POST` for create and upsert, `PATCH` for update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// HTTP connections only: the path under the connection's `base_url` (a template); by
+    /// default `/<object>`, and `/<object>/<record_id>` for an update with a record id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// What a step does with its record.
@@ -141,6 +149,12 @@ pub struct Operation {
     pub fallback_fields: Vec<String>,
     /// Links to make; links whose id rendered empty are left out.
     pub associate: Vec<RenderedAssociation>,
+    /// HTTP connections: the request method, if the step set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// HTTP connections: the rendered request path, if the step set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// An association with its id rendered.
@@ -190,6 +204,10 @@ pub struct RenderContext {
     pub event: Value,
     /// Step id → CRM record id, for the steps that already wrote.
     pub steps: BTreeMap<String, String>,
+    /// Step id → the vendor's JSON answer to that step's write, where it gave one.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub responses: BTreeMap<String, serde_json::Value>,
     /// The connection's settings (e.g. Salesforce `won_stage`).
     #[schema(value_type = Object)]
     pub settings: Value,

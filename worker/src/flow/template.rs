@@ -70,7 +70,8 @@ fn build_environment() -> Environment<'static> {
     env
 }
 
-/// The context templates see: `event`, `object`, `previous`, `steps.<id>.id`, `settings`, `now`.
+/// The context templates see: `event`, `object`, `previous`, `steps.<id>.id` (and
+/// `steps.<id>.response` where the vendor answered with JSON), `settings`, `now`.
 pub fn context(ctx: &RenderContext) -> Value {
     let event = without_nulls(&ctx.event);
     let mut root = Map::new();
@@ -84,7 +85,13 @@ pub fn context(ctx: &RenderContext) -> Value {
     let steps: Map<String, Json> = ctx
         .steps
         .iter()
-        .map(|(step, id)| (step.clone(), serde_json::json!({ "id": id })))
+        .map(|(step, id)| {
+            let mut entry = serde_json::json!({ "id": id });
+            if let Some(response) = ctx.responses.get(step) {
+                entry["response"] = without_nulls(response);
+            }
+            (step.clone(), entry)
+        })
         .collect();
     root.insert("steps".into(), Json::Object(steps));
     root.insert("settings".into(), without_nulls(&ctx.settings));
@@ -644,6 +651,7 @@ mod tests {
         RenderContext {
             event: json!({ "type": "test.event", "created": 1_726_358_400, "data": { "object": object } }),
             steps: BTreeMap::new(),
+            responses: BTreeMap::new(),
             settings: json!({}),
             now: Utc.with_ymd_and_hms(2024, 9, 15, 12, 30, 0).unwrap(),
         }

@@ -25,6 +25,8 @@ const STEP_KEYS: &[&str] = &[
     "when",
     "fallback_fields",
     "associate",
+    "method",
+    "path",
 ];
 const ASSOCIATION_KEYS: &[&str] = &["object", "id"];
 const ACTIONS: &[&str] = &["upsert", "create", "update"];
@@ -249,6 +251,22 @@ impl Checker {
         let record_id = self.optional_text(map, &path, "record_id");
         if let Some(record_id) = record_id {
             self.template(&format!("{path}.record_id"), record_id, scope);
+        }
+        if let Some(method) = self.optional_text(map, &path, "method") {
+            if crate::flow::template::is_template(method) {
+                self.template(&format!("{path}.method"), method, scope);
+            } else if !super::HTTP_METHODS.contains(&method.trim().to_ascii_uppercase().as_str()) {
+                self.error(
+                    format!("{path}.method"),
+                    format!(
+                        "unknown method '{method}'; expected one of {}",
+                        super::HTTP_METHODS.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(request_path) = self.optional_text(map, &path, "path") {
+            self.template(&format!("{path}.path"), request_path, scope);
         }
         if let Some(when) = self.optional_text(map, &path, "when") {
             self.condition(&format!("{path}.when"), when, scope);
@@ -602,10 +620,11 @@ impl Checker {
                         Some(_) => {
                             if let Some(attribute) = parts.next()
                                 && attribute != "id"
+                                && attribute != "response"
                             {
                                 self.error(
                                     path,
-                                    format!("steps.{step}.{attribute}: a step only exposes its record id (steps.{step}.id)"),
+                                    format!("steps.{step}.{attribute}: a step exposes its record id (steps.{step}.id) and the vendor's answer (steps.{step}.response)"),
                                 );
                             }
                         }

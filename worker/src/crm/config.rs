@@ -1,0 +1,577 @@
+//! What a connection is made of: its provider, credentials and settings, and the rules that
+//! check them. The API validates input with these before anything is stored; the adapters read
+//! the same definitions, so the two never disagree on a default.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::settings::VendorUrls;
+
+/// Providers and the auth types each accepts (DESIGN.md, Connections).
+pub const PROVIDERS: &[(&str, &[&str])] = &[
+    ("sandbox", &["none"]),
+    ("hubspot", &["token", "refresh_token"]),
+    ("salesforce", &["refresh_token", "jwt_bearer"]),
+    ("zoho", &["refresh_token"]),
+    ("http", &["none", "token", "basic", "header", "hmac"]),
+];
+
+/// The auth types a provider accepts, or `None` for an unknown provider.
+pub fn auth_types(provider: &str) -> Option<&'static [&'static str]> {
+    PROVIDERS
+        .iter()
+        .find(|(name, _)| *name == provider)
+        .map(|(_, types)| *types)
+}
+
+/// A connection's credentials, as sealed in `connections.credentials`. Debug never shows a
+/// secret.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Credentials {
+    None,
+    /// A bearer token: a HubSpot private-app token, or an HTTP CRM's API token.
+    Token {
+        token: String,
+    },
+    /// An OAuth client and its refresh token; an access token may be given to start with.
+    RefreshToken {
+        client_id: String,
+        client_secret: String,
+        refresh_token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Salesforce's OAuth 2.0 JWT bearer flow: a connected app's consumer key, the integration
+    /// user and the private key of the certificate uploaded to the app.
+    JwtBearer {
+        client_id: String,
+        username: String,
+        private_key: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// A fixed header, e.g. `X-Api-Key`.
+    Header {
+        name: String,
+        value: String,
+    },
+    /// An HMAC-SHA256 of the request body with a shared secret, hex, sent in `header`.
+    Hmac {
+        secret: String,
+        header: String,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({}, [redacted])", self.type_name())
+    }
+}
+
+impl Credentials {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Credentials::None => "none",
+            Credentials::Token { .. } => "token",
+            Credentials::RefreshToken { .. } => "refresh_token",
+            Credentials::JwtBearer { .. } => "jwt_bearer",
+            Credentials::Basic { .. } => "basic",
+            Credentials::Header { .. } => "header",
+            Credentials::Hmac { .. } => "hmac",
+        }
+    }
+
+    /// Whether a refused token can be replaced without the tenant (refresh or a new assertion).
+    pub fn can_refresh(&self) -> bool {
+        matches!(
+            self,
+            Credentials::RefreshToken { .. } | Credentials::JwtBearer { .. }
+        )
+    }
+}
+
+/// How a connection authenticates, as a tenant sends it; `type` decides which other fields
+/// are required: `none` (sandbox, http); `token`: `token` (hubspot private app, http bearer);
+/// `refresh_token`: `client_id`, `client_secret`, `refresh_token`, optionally `access_token`
+/// and `expires_at` (hubspot, salesforce, zoho); `jwt_bearer`: `client_id`, `username`,
+/// `private_key` (salesforce); `basic`: `username`, `password`; `header`: `name`, `value`;
+/// `hmac`: `secret`, `header` (http). Never returned.
+#[derive(Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthInput {
+    #[serde(rename = "type")]
+    #[schema(example = "token")]
+    pub auth_type: Option<String>,
+    pub token: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub refresh_token: Option<String>,
+    pub access_token: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub username: Option<String>,
+    /// PEM of the certificate's RSA private key (Salesforce JWT bearer flow).
+    pub private_key: Option<String>,
+    pub password: Option<String>,
+    pub name: Option<String>,
+    pub value: Option<String>,
+    pub secret: Option<String>,
+    pub header: Option<String>,
+}
+
+impl fmt::Debug for AuthInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthInput({:?}, [redacted])", self.auth_type)
+    }
+}
+
+/// A (field, message) pair for the API's problem response.
+pub type Problem = (String, String);
+
+/// Checks `auth` for `provider` and builds the credentials; every problem names its field.
+pub fn credentials(provider: &str, auth: &AuthInput) -> Result<Credentials, Vec<Problem>> {
+    let allowed = auth_types(provider).unwrap_or(&[]);
+    let auth_type = auth.auth_type.as_deref().unwrap_or("");
+    let mut problems = Vec::new();
+    if auth_type == "oauth" && provider != "sandbox" && provider != "http" {
+        return Err(vec![(
+            "auth.type".into(),
+            "the OAuth browser flow is not available in this version; paste a refresh token (type refresh_token) instead".into(),
+        )]);
+    }
+    if !allowed.contains(&auth_type) {
+        return Err(vec![(
+            "auth.type".into(),
+            format!("{provider} accepts {}", allowed.join(", ")),
+        )]);
+    }
+    let mut take = |name: &str, value: &Option<String>| -> String {
+        match value.as_deref().map(str::trim) {
+            Some(v) if !v.is_empty() => v.to_string(),
+            _ => {
+                problems.push((
+                    format!("auth.{name}"),
+                    format!("is required for {auth_type}"),
+                ));
+                String::new()
+            }
+        }
+    };
+    let credentials = match auth_type {
+        "none" => Credentials::None,
+        "token" => Credentials::Token {
+            token: take("token", &auth.token),
+        },
+        "refresh_token" => Credentials::RefreshToken {
+            client_id: take("client_id", &auth.client_id),
+            client_secret: take("client_secret", &auth.client_secret),
+            refresh_token: take("refresh_token", &auth.refresh_token),
+            access_token: auth.access_token.clone().filter(|t| !t.trim().is_empty()),
+            expires_at: auth.expires_at,
+        },
+        "jwt_bearer" => Credentials::JwtBearer {
+            client_id: take("client_id", &auth.client_id),
+            username: take("username", &auth.username),
+            private_key: take("private_key", &auth.private_key),
+        },
+        "basic" => Credentials::Basic {
+            username: take("username", &auth.username),
+            password: take("password", &auth.password),
+        },
+        "header" => Credentials::Header {
+            name: take("name", &auth.name),
+            value: take("value", &auth.value),
+        },
+        "hmac" => Credentials::Hmac {
+            secret: take("secret", &auth.secret),
+            header: take("header", &auth.header),
+        },
+        _ => Credentials::None,
+    };
+    // Fields of another type are a mistake worth naming (e.g. a token sent as `value`).
+    let given: [(&str, bool); 13] = [
+        ("token", auth.token.is_some()),
+        ("client_id", auth.client_id.is_some()),
+        ("client_secret", auth.client_secret.is_some()),
+        ("refresh_token", auth.refresh_token.is_some()),
+        ("access_token", auth.access_token.is_some()),
+        ("expires_at", auth.expires_at.is_some()),
+        ("username", auth.username.is_some()),
+        ("private_key", auth.private_key.is_some()),
+        ("password", auth.password.is_some()),
+        ("name", auth.name.is_some()),
+        ("value", auth.value.is_some()),
+        ("secret", auth.secret.is_some()),
+        ("header", auth.header.is_some()),
+    ];
+    let used: &[&str] = match auth_type {
+        "token" => &["token"],
+        "refresh_token" => &[
+            "client_id",
+            "client_secret",
+            "refresh_token",
+            "access_token",
+            "expires_at",
+        ],
+        "jwt_bearer" => &["client_id", "username", "private_key"],
+        "basic" => &["username", "password"],
+        "header" => &["name", "value"],
+        "hmac" => &["secret", "header"],
+        _ => &[],
+    };
+    for (name, present) in given {
+        if present && !used.contains(&name) {
+            problems.push((
+                format!("auth.{name}"),
+                format!("is not a field of {auth_type} credentials"),
+            ));
+        }
+    }
+    if let Credentials::JwtBearer { private_key, .. } = &credentials
+        && !private_key.is_empty()
+        && jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes()).is_err()
+    {
+        problems.push((
+            "auth.private_key".into(),
+            "must be the connected app certificate's RSA private key in PEM".into(),
+        ));
+    }
+    if let Credentials::Header { name, .. } | Credentials::Hmac { header: name, .. } = &credentials
+        && !name.is_empty()
+        && reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+    {
+        let field = if auth_type == "hmac" {
+            "header"
+        } else {
+            "name"
+        };
+        problems.push((
+            format!("auth.{field}"),
+            "must be a valid HTTP header name".into(),
+        ));
+    }
+    if problems.is_empty() {
+        Ok(credentials)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Zoho data centres: name → accounts server.
+pub const ZOHO_DATA_CENTERS: &[(&str, &str)] = &[
+    ("us", "https://accounts.zoho.com"),
+    ("eu", "https://accounts.zoho.eu"),
+    ("in", "https://accounts.zoho.in"),
+    ("au", "https://accounts.zoho.com.au"),
+    ("jp", "https://accounts.zoho.jp"),
+    ("ca", "https://accounts.zohocloud.ca"),
+    ("cn", "https://accounts.zoho.com.cn"),
+];
+
+/// What a setting holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Url,
+    Text,
+    Bool,
+    Seconds,
+    ApiVersion,
+    DataCenter,
+    Headers,
+    Pointer,
+}
+
+fn setting_kinds(provider: &str) -> &'static [(&'static str, Kind)] {
+    match provider {
+        "hubspot" => &[
+            ("base_url", Kind::Url),
+            ("authorize_url", Kind::Url),
+            ("token_url", Kind::Url),
+            ("timeout_seconds", Kind::Seconds),
+        ],
+        "salesforce" => &[
+            ("login_url", Kind::Url),
+            ("api_version", Kind::ApiVersion),
+            ("won_stage", Kind::Text),
+            ("record_type_id", Kind::Text),
+            ("timeout_seconds", Kind::Seconds),
+        ],
+        "zoho" => &[
+            ("data_center", Kind::DataCenter),
+            ("accounts_url", Kind::Url),
+            ("api_version", Kind::ApiVersion),
+            ("search_before_write", Kind::Bool),
+            ("timeout_seconds", Kind::Seconds),
+        ],
+        "http" => &[
+            ("base_url", Kind::Url),
+            ("headers", Kind::Headers),
+            ("id_pointer", Kind::Pointer),
+            ("timeout_seconds", Kind::Seconds),
+        ],
+        _ => &[],
+    }
+}
+
+/// Hosts a connection may point at under `TRIBUTARY_VENDOR_URLS=official`.
+fn official_host(provider: &str, host: &str) -> bool {
+    let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    match provider {
+        "hubspot" => under("hubapi.com") || under("hubspot.com") || under("hubapi.eu"),
+        "salesforce" => under("salesforce.com") || under("force.com") || under("salesforce.mil"),
+        "zoho" => [
+            "zoho.com",
+            "zoho.eu",
+            "zoho.in",
+            "zoho.com.au",
+            "zoho.jp",
+            "zohocloud.ca",
+            "zoho.com.cn",
+            "zohoapis.com",
+            "zohoapis.eu",
+            "zohoapis.in",
+            "zohoapis.com.au",
+            "zohoapis.jp",
+            "zohoapis.ca",
+            "zohoapis.com.cn",
+        ]
+        .iter()
+        .any(|d| under(d)),
+        _ => false,
+    }
+}
+
+/// Checks a vendor URL: http(s), a host, and under `official` a vendor host over https (an
+/// HTTP CRM may be any host, but over https and not a private address).
+pub fn check_url(provider: &str, url: &str, vendor_urls: VendorUrls) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    let Some(host) = parsed.host_str() else {
+        return Err("must name a host".into());
+    };
+    if vendor_urls == VendorUrls::Official {
+        if parsed.scheme() != "https" {
+            return Err("must use https (TRIBUTARY_VENDOR_URLS=official)".into());
+        }
+        if provider == "http" {
+            let private = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => {
+                    ip.is_private() || ip.is_loopback() || ip.is_link_local()
+                }
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                _ => host == "localhost",
+            };
+            if private {
+                return Err(
+                    "must not be a private or loopback address (TRIBUTARY_VENDOR_URLS=official)"
+                        .into(),
+                );
+            }
+        } else if !official_host(provider, host) {
+            return Err(format!(
+                "must be a {provider} host (TRIBUTARY_VENDOR_URLS=official)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a provider's settings; unknown keys are refused so typos surface.
+pub fn check_settings(
+    provider: &str,
+    settings: &Map<String, Value>,
+    vendor_urls: VendorUrls,
+) -> Vec<Problem> {
+    if provider == "sandbox" {
+        return super::sandbox::check_settings(settings);
+    }
+    let kinds = setting_kinds(provider);
+    let mut problems = Vec::new();
+    for (key, value) in settings {
+        let field = format!("settings.{key}");
+        let Some((_, kind)) = kinds.iter().find(|(name, _)| name == key) else {
+            let known: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
+            problems.push((
+                field,
+                format!(
+                    "unknown setting for {provider}; known: {}",
+                    known.join(", ")
+                ),
+            ));
+            continue;
+        };
+        let text = value.as_str();
+        let problem = match kind {
+            Kind::Url => match text {
+                Some(url) => check_url(provider, url, vendor_urls).err(),
+                None => Some("must be a URL string".into()),
+            },
+            Kind::Text => match text {
+                Some(t) if !t.trim().is_empty() => None,
+                _ => Some("must be a non-empty string".into()),
+            },
+            Kind::Bool => (!value.is_boolean()).then(|| "must be true or false".into()),
+            Kind::Seconds => match value.as_u64() {
+                Some(1..=300) => None,
+                _ => Some("must be a whole number of seconds from 1 to 300".into()),
+            },
+            Kind::ApiVersion => match text {
+                Some(v) if provider == "zoho" && valid_zoho_version(v) => None,
+                Some(v) if provider != "zoho" && valid_salesforce_version(v) => None,
+                _ if provider == "zoho" => Some("must look like v8".into()),
+                _ => Some("must look like 60.0".into()),
+            },
+            Kind::DataCenter => match text {
+                Some(dc) if ZOHO_DATA_CENTERS.iter().any(|(name, _)| *name == dc) => None,
+                _ => Some("must be one of us, eu, in, au, jp, ca, cn".into()),
+            },
+            Kind::Headers => match value.as_object() {
+                Some(map) => map.iter().find_map(|(name, v)| {
+                    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        Some(format!("'{name}' is not a valid header name"))
+                    } else if !v.is_string() {
+                        Some(format!("the value of '{name}' must be a string"))
+                    } else {
+                        None
+                    }
+                }),
+                None => Some("must map header names to values".into()),
+            },
+            Kind::Pointer => match text {
+                Some(p) if p.is_empty() || p.starts_with('/') => None,
+                _ => Some("must be a JSON pointer such as /id or /data/id".into()),
+            },
+        };
+        if let Some(message) = problem {
+            problems.push((field, message));
+        }
+    }
+    if provider == "http" && !settings.contains_key("base_url") {
+        problems.push((
+            "settings.base_url".into(),
+            "is required for an HTTP CRM".into(),
+        ));
+    }
+    if provider == "zoho"
+        && settings.contains_key("data_center")
+        && settings.contains_key("accounts_url")
+    {
+        problems.push((
+            "settings.accounts_url".into(),
+            "give either data_center or accounts_url, not both".into(),
+        ));
+    }
+    problems
+}
+
+fn valid_salesforce_version(v: &str) -> bool {
+    v.split_once('.').is_some_and(|(major, minor)| {
+        !major.is_empty() && major.chars().all(|c| c.is_ascii_digit()) && minor == "0"
+    })
+}
+
+fn valid_zoho_version(v: &str) -> bool {
+    v.strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A setting as text, if present.
+pub fn text<'a>(settings: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    settings
+        .get(key)
+        .and_then(Value::as_str)
+        .map(|s| s.trim_end_matches('/'))
+        .filter(|s| !s.is_empty())
+}
+
+/// How long one vendor request may take (`timeout_seconds`, default 30 s).
+pub fn timeout(settings: &Map<String, Value>) -> Duration {
+    Duration::from_secs(
+        settings
+            .get("timeout_seconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(30),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(value: Value) -> AuthInput {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn credentials_name_missing_and_foreign_fields() {
+        let err = credentials(
+            "hubspot",
+            &input(json!({"type": "refresh_token", "client_id": "c", "token": "x"})),
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = err.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(fields.contains(&"auth.client_secret"), "{err:?}");
+        assert!(fields.contains(&"auth.refresh_token"), "{err:?}");
+        assert!(fields.contains(&"auth.token"), "{err:?}");
+        let err = credentials("zoho", &input(json!({"type": "token", "token": "x"}))).unwrap_err();
+        assert_eq!(err[0].0, "auth.type");
+        assert!(err[0].1.contains("refresh_token"), "{err:?}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let creds = credentials(
+            "hubspot",
+            &input(json!({"type": "token", "token": "pat-na1-secret-value"})),
+        )
+        .unwrap();
+        assert!(!format!("{creds:?}").contains("secret-value"));
+    }
+
+    #[test]
+    fn settings_refuse_unknown_keys_and_bad_values() {
+        let problems = check_settings(
+            "salesforce",
+            json!({"login_url": "ftp://x", "api_version": "60", "wonstage": "x"})
+                .as_object()
+                .unwrap(),
+            VendorUrls::Any,
+        );
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "settings.api_version",
+                "settings.login_url",
+                "settings.wonstage"
+            ]
+        );
+    }
+
+    #[test]
+    fn official_mode_allows_only_vendor_hosts() {
+        assert!(check_url("hubspot", "https://api.hubapi.com", VendorUrls::Official).is_ok());
+        assert!(check_url("hubspot", "https://evil.example", VendorUrls::Official).is_err());
+        assert!(
+            check_url(
+                "salesforce",
+                "https://acme.my.salesforce.com",
+                VendorUrls::Official
+            )
+            .is_ok()
+        );
+        assert!(check_url("http", "https://10.0.0.1/api", VendorUrls::Official).is_err());
+        assert!(check_url("http", "http://127.0.0.1:9", VendorUrls::Any).is_ok());
+    }
+}

@@ -1,0 +1,526 @@
+//! HubSpot CRM v3 objects and v4 associations.
+//!
+//! - Auth: a private-app token, or OAuth (refresh token at `token_url`, default
+//!   `https://api.hubapi.com/oauth/v1/token`); API calls go to `base_url`.
+//! - `upsert` with one match property uses `POST /crm/v3/objects/{type}/batch/upsert` with that
+//!   property as `idProperty` (email for contacts, a unique-value property for other objects),
+//!   so HubSpot itself guarantees there is never a second record. With several match properties
+//!   it searches, then patches or creates.
+//! - `update` patches by record id, else finds the record by search; `create` posts, and a 409
+//!   conflict is resolved by updating the record HubSpot says already exists.
+//! - Property values are sent as strings, as HubSpot expects.
+//! - A 400 for properties that do not exist is retried once with `match` plus the step's
+//!   `fallback_fields`, leaving a warning naming the refused properties.
+//! - 429 waits for `Retry-After`, else the `X-HubSpot-RateLimit-*` interval; a daily limit
+//!   pauses the connection for an hour.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::session::{Call, Exchanged, Reply, Request, Session, kind_of_status, token_field};
+use super::{
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, as_text, config::Credentials,
+    fallback_fields, fallback_warning, known_ids, merged,
+};
+use crate::flow::{Action, Operation};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
+pub const DEFAULT_TOKEN_URL: &str = "https://api.hubapi.com/oauth/v1/token";
+
+pub struct HubSpot;
+
+/// HubSpot's error body, read into a message and a kind.
+fn classify(reply: &Reply) -> CrmError {
+    let body = reply.json().unwrap_or(Value::Null);
+    let message = body
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let category = body
+        .get("category")
+        .or_else(|| body.get("errorType"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut kind = kind_of_status(reply.status);
+    if reply.status == 403 {
+        kind = ErrorKind::Permanent;
+    }
+    let shown = match (category.is_empty(), message.is_empty()) {
+        (false, false) => format!("HubSpot {} {category}: {message}", reply.status),
+        (true, false) => format!("HubSpot {}: {message}", reply.status),
+        _ => format!("HubSpot answered {}", reply.status),
+    };
+    let mut error = reply.error(kind, shown);
+    if kind == ErrorKind::RateLimited {
+        let daily = body.get("policyName").and_then(Value::as_str) == Some("DAILY")
+            || reply.header("x-hubspot-ratelimit-daily-remaining") == Some("0");
+        if daily {
+            error.pause = Some(Duration::from_secs(3600));
+        }
+        error.retry_after = reply.retry_after().or_else(|| {
+            let remaining = reply.header("x-hubspot-ratelimit-remaining")?;
+            let interval = reply.header("x-hubspot-ratelimit-interval-milliseconds")?;
+            (remaining.trim() == "0")
+                .then(|| interval.trim().parse::<u64>().ok())
+                .flatten()
+                .map(Duration::from_millis)
+        });
+        if error.retry_after.is_none() {
+            error.retry_after = Some(Duration::from_secs(1));
+        }
+    }
+    error
+}
+
+/// The properties HubSpot refused as non-existent, from either error shape it uses.
+fn unknown_properties(reply: &Reply) -> Vec<String> {
+    let Some(body) = reply.json() else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for error in body
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let code = error.get("code").and_then(Value::as_str).unwrap_or("");
+        if code == "PROPERTY_DOESNT_EXIST" {
+            for name in error
+                .pointer("/context/propertyName")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                names.push(name.to_string());
+            }
+        }
+    }
+    // "Property values were not valid: [{...,"error":"PROPERTY_DOESNT_EXIST","name":"x"}]"
+    if let Some(message) = body.get("message").and_then(Value::as_str)
+        && let Some(start) = message.find('[')
+        && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(&message[start..])
+    {
+        for item in items {
+            if item.get("error").and_then(Value::as_str) == Some("PROPERTY_DOESNT_EXIST")
+                && let Some(name) = item.get("name").and_then(Value::as_str)
+            {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn as_properties(fields: &Map<String, Value>) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(as_text(v))))
+        .collect()
+}
+
+fn object_path(object: &str) -> String {
+    format!("/crm/v3/objects/{}", urlencode(object))
+}
+
+fn urlencode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// Records the rate-limit headers HubSpot sends with every answer.
+fn note_usage(call: &mut Call<'_>, reply: &Reply) {
+    let mut usage = Map::new();
+    for (header, key) in [
+        ("x-hubspot-ratelimit-daily", "daily_max"),
+        ("x-hubspot-ratelimit-daily-remaining", "daily_remaining"),
+        ("x-hubspot-ratelimit-max", "interval_max"),
+        ("x-hubspot-ratelimit-remaining", "interval_remaining"),
+    ] {
+        if let Some(value) = reply
+            .header(header)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            usage.insert(key.into(), json!(value));
+        }
+    }
+    if !usage.is_empty() {
+        call.info.insert("api_usage".into(), Value::Object(usage));
+    }
+}
+
+async fn send(call: &mut Call<'_>, request: Request) -> Result<Reply, CrmError> {
+    let reply = call.send(&request).await?;
+    note_usage(call, &reply);
+    Ok(reply)
+}
+
+fn id_of(body: &Value) -> Option<String> {
+    match body.get("id")? {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One write attempt with a given set of properties.
+enum Written {
+    Done(CrmOutcome),
+    /// HubSpot refused these properties as unknown.
+    Unknown(Vec<String>, CrmError),
+}
+
+async fn patch(
+    call: &mut Call<'_>,
+    object: &str,
+    id: &str,
+    properties: &Map<String, Value>,
+) -> Result<Result<Value, Reply>, CrmError> {
+    let reply = send(
+        call,
+        Request::new(
+            Method::PATCH,
+            format!("{}/{}", object_path(object), urlencode(id)),
+        )
+        .json(json!({ "properties": properties })),
+    )
+    .await?;
+    Ok(if reply.is_success() {
+        Ok(reply.json().unwrap_or(Value::Null))
+    } else {
+        Err(reply)
+    })
+}
+
+/// Finds records whose properties equal every match value; at most two ids.
+async fn search(
+    call: &mut Call<'_>,
+    object: &str,
+    match_fields: &Map<String, Value>,
+) -> Result<Vec<String>, CrmError> {
+    let filters: Vec<Value> = match_fields
+        .iter()
+        .map(|(name, value)| json!({ "propertyName": name, "operator": "EQ", "value": as_text(value) }))
+        .collect();
+    let reply = send(
+        call,
+        Request::new(Method::POST, format!("{}/search", object_path(object))).json(json!({
+            "filterGroups": [{ "filters": filters }],
+            "properties": ["hs_object_id"],
+            "limit": 2
+        })),
+    )
+    .await?;
+    if !reply.is_success() {
+        return Err(classify(&reply));
+    }
+    Ok(reply
+        .json()
+        .and_then(|b| b.get("results").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(id_of)
+        .collect())
+}
+
+fn refused(reply: Reply) -> Written {
+    let unknown = unknown_properties(&reply);
+    Written::Unknown(unknown, classify(&reply))
+}
+
+fn done(body: Value) -> Result<Written, CrmError> {
+    let id = id_of(&body).ok_or_else(|| {
+        CrmError::new(ErrorKind::Transient, "HubSpot's answer named no record id")
+    })?;
+    Ok(Written::Done(CrmOutcome {
+        record_id: id,
+        warnings: Vec::new(),
+        response: Some(body),
+    }))
+}
+
+async fn create(
+    call: &mut Call<'_>,
+    object: &str,
+    properties: &Map<String, Value>,
+) -> Result<Written, CrmError> {
+    let reply = send(
+        call,
+        Request::new(Method::POST, object_path(object)).json(json!({ "properties": properties })),
+    )
+    .await?;
+    if reply.is_success() {
+        return done(reply.json().unwrap_or(Value::Null));
+    }
+    if reply.status == 409 {
+        // "Contact already exists. Existing ID: 123": update that one instead.
+        let message = reply
+            .json()
+            .and_then(|b| b.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
+        if let Some(existing) = message
+            .rsplit("Existing ID:")
+            .next()
+            .filter(|_| message.contains("Existing ID:"))
+            .map(|id| id.trim().trim_end_matches('.').to_string())
+            .filter(|id| !id.is_empty())
+        {
+            return match patch(call, object, &existing, properties).await? {
+                Ok(body) => {
+                    let mut written = done(body)?;
+                    if let Written::Done(outcome) = &mut written {
+                        outcome.warnings.push(format!(
+                            "HubSpot already had this {object} record ({existing}); it was updated instead of created"
+                        ));
+                    }
+                    Ok(written)
+                }
+                Err(reply) => Ok(refused(reply)),
+            };
+        }
+    }
+    Ok(refused(reply))
+}
+
+async fn write(
+    call: &mut Call<'_>,
+    op: &Operation,
+    linked: Option<&str>,
+    properties: &Map<String, Value>,
+) -> Result<Written, CrmError> {
+    let object = op.object.as_str();
+    for id in known_ids(op, linked) {
+        match patch(call, object, id, properties).await? {
+            Ok(body) => return done(body),
+            Err(reply) if reply.status == 404 => {}
+            Err(reply) => return Ok(refused(reply)),
+        }
+    }
+    match op.action {
+        Action::Create => create(call, object, properties).await,
+        Action::Upsert if op.match_fields.len() == 1 => {
+            let (id_property, value) = op.match_fields.iter().next().expect("one match field");
+            let mut without_key = properties.clone();
+            without_key.remove(id_property);
+            let reply = send(
+                call,
+                Request::new(
+                    Method::POST,
+                    format!("{}/batch/upsert", object_path(object)),
+                )
+                .json(json!({ "inputs": [{
+                        "idProperty": id_property,
+                        "id": as_text(value),
+                        "properties": without_key
+                    }] })),
+            )
+            .await?;
+            if !reply.is_success() {
+                return Ok(refused(reply));
+            }
+            let body = reply.json().unwrap_or(Value::Null);
+            if let Some(first) = body
+                .get("errors")
+                .and_then(Value::as_array)
+                .and_then(|e| e.first())
+            {
+                let message = first.get("message").and_then(Value::as_str).unwrap_or("");
+                return Err(reply.error(
+                    ErrorKind::Invalid,
+                    format!("HubSpot refused the upsert: {message}"),
+                ));
+            }
+            let result = body
+                .get("results")
+                .and_then(Value::as_array)
+                .and_then(|r| r.first())
+                .cloned()
+                .unwrap_or(Value::Null);
+            done(result)
+        }
+        Action::Upsert | Action::Update => {
+            let found = if op.match_fields.is_empty() {
+                Vec::new()
+            } else {
+                search(call, object, &op.match_fields).await?
+            };
+            match found.as_slice() {
+                [id] => match patch(call, object, id, properties).await? {
+                    Ok(body) => done(body),
+                    Err(reply) => Ok(refused(reply)),
+                },
+                [] if op.action == Action::Upsert => create(call, object, properties).await,
+                [] => Err(CrmError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no HubSpot {object} with id {:?} or matching {}",
+                        op.record_id.as_deref().unwrap_or(""),
+                        Value::Object(op.match_fields.clone())
+                    ),
+                )),
+                several => Err(CrmError::new(
+                    ErrorKind::Permanent,
+                    format!(
+                        "several HubSpot {object} records match {}: {}",
+                        Value::Object(op.match_fields.clone()),
+                        several.join(", ")
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+async fn associate(call: &mut Call<'_>, op: &Operation, record_id: &str) -> Result<(), CrmError> {
+    for link in &op.associate {
+        let reply = send(
+            call,
+            Request::new(
+                Method::PUT,
+                format!(
+                    "/crm/v4/objects/{}/{}/associations/default/{}/{}",
+                    urlencode(&op.object),
+                    urlencode(record_id),
+                    urlencode(&link.object),
+                    urlencode(&link.id)
+                ),
+            ),
+        )
+        .await?;
+        if !reply.is_success() {
+            let mut error = classify(&reply);
+            error.message = format!(
+                "associating {} {record_id} with {} {}: {}",
+                op.object, link.object, link.id, error.message
+            );
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+impl Adapter for HubSpot {
+    fn exchange<'a>(&'a self, call: &'a Call<'_>) -> BoxFuture<'a, Result<Exchanged, CrmError>> {
+        Box::pin(async move {
+            let url = call
+                .setting("token_url")
+                .unwrap_or(DEFAULT_TOKEN_URL)
+                .to_string();
+            let reply = call.refresh_grant(&url, "HubSpot").await?;
+            let body = reply.json().unwrap_or(Value::Null);
+            if !reply.is_success() {
+                let reason = body
+                    .get("message")
+                    .or_else(|| body.get("status"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given");
+                let kind = if matches!(reply.status, 400 | 401 | 403) {
+                    ErrorKind::Auth
+                } else {
+                    kind_of_status(reply.status)
+                };
+                return Err(
+                    reply.error(kind, format!("HubSpot refused the token refresh: {reason}"))
+                );
+            }
+            let access_token = token_field(&body, "access_token", "HubSpot")?;
+            let expires_in = body
+                .get("expires_in")
+                .and_then(Value::as_i64)
+                .unwrap_or(1800);
+            let rotated = match (
+                &call.credentials,
+                body.get("refresh_token").and_then(Value::as_str),
+            ) {
+                (
+                    Credentials::RefreshToken {
+                        client_id,
+                        client_secret,
+                        refresh_token,
+                        ..
+                    },
+                    Some(new),
+                ) if new != refresh_token => Some(Credentials::RefreshToken {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    refresh_token: new.to_string(),
+                    access_token: None,
+                    expires_at: None,
+                }),
+                _ => None,
+            };
+            Ok(Exchanged {
+                session: Session {
+                    access_token,
+                    expires_at: Some(crate::now() + chrono::Duration::seconds(expires_in)),
+                    api_base: None,
+                },
+                rotated,
+            })
+        })
+    }
+
+    fn api_base(&self, call: &Call<'_>, _session: &Session) -> Result<String, CrmError> {
+        Ok(call
+            .setting("base_url")
+            .unwrap_or(DEFAULT_BASE_URL)
+            .to_string())
+    }
+
+    fn apply<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        op: &'a Operation,
+        linked: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>> {
+        Box::pin(async move {
+            let all = as_properties(&merged(op));
+            let mut outcome = match write(call, op, linked, &all).await? {
+                Written::Done(outcome) => outcome,
+                Written::Unknown(unknown, error) => {
+                    if unknown.is_empty() || op.fallback_fields.is_empty() {
+                        return Err(error);
+                    }
+                    let kept = fallback_fields(op, &all);
+                    match write(call, op, linked, &kept).await? {
+                        Written::Done(mut outcome) => {
+                            outcome
+                                .warnings
+                                .push(fallback_warning("HubSpot", &unknown, &kept));
+                            outcome
+                        }
+                        Written::Unknown(_, error) => return Err(error),
+                    }
+                }
+            };
+            associate(call, op, &outcome.record_id).await?;
+            outcome.warnings.dedup();
+            Ok(outcome)
+        })
+    }
+
+    fn check<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+    ) -> BoxFuture<'a, Result<String, CrmError>> {
+        Box::pin(async move {
+            let reply = send(
+                call,
+                Request::new(Method::GET, object_path("contacts")).query("limit", "1"),
+            )
+            .await?;
+            if !reply.is_success() {
+                return Err(classify(&reply));
+            }
+            Ok(format!(
+                "HubSpot answered at {}; contacts are readable",
+                call.setting("base_url").unwrap_or(DEFAULT_BASE_URL)
+            ))
+        })
+    }
+}

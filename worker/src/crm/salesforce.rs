@@ -1,0 +1,629 @@
+//! Salesforce REST API (sObjects, SOQL).
+//!
+//! - Auth: OAuth refresh token, or the JWT bearer flow (an RS256 assertion with `iss` the
+//!   consumer key, `sub` the username, `aud` the login URL and a three-minute `exp`, signed with
+//!   the connected app certificate's key; there is no refresh token, so a new assertion is
+//!   minted whenever the session is refused). Sessions are cached, sealed, on the connection.
+//! - Calls go to the token response's `instance_url` under `/services/data/v{api_version}`.
+//! - `update`: PATCH by record id (the linked record, else `record_id`); a missing record falls
+//!   back to a SOQL lookup by `match`; none found is not found, several are refused with the
+//!   candidates. `upsert` with one match field is Salesforce's upsert by external id
+//!   (201 created, 200 updated, 300 several matches); `create` posts. Opportunities get the
+//!   connection's `record_type_id` when the step sets none; Tasks without an `OwnerId` are
+//!   assigned to the owner of the record they are about (`WhatId`, else `WhoId`).
+//! - Error arrays (`errorCode`, `message`, `fields`) are shown as Salesforce wrote them.
+//!   `REQUEST_LIMIT_EXCEEDED` pauses the connection for an hour instead of hammering the org;
+//!   `Sforce-Limit-Info` is recorded on the connection.
+//! - The won stage: `settings.won_stage`, else the first active stage `OpportunityStage` marks
+//!   `IsClosed` and `IsWon`, discovered once and cached on the connection for a day.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::session::{Call, Exchanged, Reply, Request, Session, kind_of_status, token_field};
+use super::{
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, config::Credentials, fallback_fields,
+    fallback_warning, known_ids, merged,
+};
+use crate::flow::{Action, Operation};
+
+pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
+pub const DEFAULT_API_VERSION: &str = "60.0";
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// How long a discovered won stage is trusted.
+const WON_STAGE_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+pub struct Salesforce;
+
+fn login_url<'a>(call: &'a Call<'_>) -> &'a str {
+    call.setting("login_url").unwrap_or(DEFAULT_LOGIN_URL)
+}
+
+/// Reads Salesforce's error array into one message and a kind.
+fn classify(reply: &Reply) -> CrmError {
+    let body = reply.json().unwrap_or(Value::Null);
+    let errors: Vec<Value> = match &body {
+        Value::Array(items) => items.clone(),
+        Value::Object(_) => vec![body.clone()],
+        _ => Vec::new(),
+    };
+    let codes: Vec<String> = errors
+        .iter()
+        .filter_map(|e| {
+            e.get("errorCode")
+                .or_else(|| e.get("statusCode"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    let described: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let code = e
+                .get("errorCode")
+                .or_else(|| e.get("statusCode"))
+                .and_then(Value::as_str)
+                .unwrap_or("ERROR");
+            let message = e.get("message").and_then(Value::as_str).unwrap_or("");
+            let fields: Vec<&str> = e
+                .get("fields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if fields.is_empty() {
+                format!("{code}: {message}")
+            } else {
+                format!("{code}: {message} (fields: {})", fields.join(", "))
+            }
+        })
+        .collect();
+    let mut kind = kind_of_status(reply.status);
+    if reply.status == 403 {
+        kind = ErrorKind::Permanent;
+    }
+    if reply.status == 300 {
+        kind = ErrorKind::Permanent;
+    }
+    let limit = codes.iter().any(|c| c == "REQUEST_LIMIT_EXCEEDED");
+    if limit {
+        kind = ErrorKind::RateLimited;
+    }
+    if codes.iter().any(|c| c == "INVALID_SESSION_ID") {
+        kind = ErrorKind::Auth;
+    }
+    if codes
+        .iter()
+        .any(|c| c == "UNABLE_TO_LOCK_ROW" || c == "SERVER_UNAVAILABLE")
+    {
+        kind = ErrorKind::Transient;
+    }
+    let message = if described.is_empty() {
+        format!("Salesforce answered {}", reply.status)
+    } else {
+        format!("Salesforce {}: {}", reply.status, described.join("; "))
+    };
+    let mut error = reply.error(kind, message);
+    if limit {
+        error.pause = Some(Duration::from_secs(3600));
+        error.retry_after = Some(Duration::from_secs(3600));
+    } else if kind == ErrorKind::RateLimited {
+        error.retry_after = reply.retry_after().or(Some(Duration::from_secs(5)));
+    }
+    error
+}
+
+/// Fields Salesforce said do not exist ("No such column 'X' on sobject of type Y").
+fn unknown_fields(reply: &Reply) -> Vec<String> {
+    let Some(Value::Array(errors)) = reply.json() else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for error in errors {
+        if error.get("errorCode").and_then(Value::as_str) != Some("INVALID_FIELD") {
+            continue;
+        }
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+        if let Some(rest) = message.split("No such column '").nth(1)
+            && let Some(name) = rest.split('\'').next()
+        {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// A SOQL string literal.
+pub fn soql_quote(value: &Value) -> String {
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Null => "null".into(),
+        other => {
+            let text = super::as_text(other);
+            format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+        }
+    }
+}
+
+fn segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// A SOQL field or object name: letters, digits and underscores only.
+fn is_name(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+async fn send(call: &mut Call<'_>, request: Request) -> Result<Reply, CrmError> {
+    let reply = call.send(&request).await?;
+    if let Some(usage) = reply.header("sforce-limit-info") {
+        call.info
+            .insert("api_usage".into(), Value::String(usage.to_string()));
+    }
+    Ok(reply)
+}
+
+async fn query(call: &mut Call<'_>, soql: &str) -> Result<Vec<Value>, CrmError> {
+    let reply = send(call, Request::new(Method::GET, "/query").query("q", soql)).await?;
+    if !reply.is_success() {
+        return Err(classify(&reply));
+    }
+    Ok(reply
+        .json()
+        .and_then(|b| b.get("records").and_then(Value::as_array).cloned())
+        .unwrap_or_default())
+}
+
+/// Ids of the records whose fields equal every match value (at most ten).
+async fn lookup(
+    call: &mut Call<'_>,
+    object: &str,
+    match_fields: &Map<String, Value>,
+) -> Result<Vec<String>, CrmError> {
+    if !is_name(object) || !match_fields.keys().all(|k| is_name(k)) {
+        return Err(CrmError::new(
+            ErrorKind::Invalid,
+            "Salesforce object and match field names may hold only letters, digits and _",
+        ));
+    }
+    let conditions: Vec<String> = match_fields
+        .iter()
+        .map(|(field, value)| format!("{field} = {}", soql_quote(value)))
+        .collect();
+    let soql = format!(
+        "SELECT Id FROM {object} WHERE {} LIMIT 10",
+        conditions.join(" AND ")
+    );
+    Ok(query(call, &soql)
+        .await?
+        .iter()
+        .filter_map(|r| r.get("Id").and_then(Value::as_str).map(str::to_string))
+        .collect())
+}
+
+/// The object a record id belongs to, by its key prefix.
+fn object_of_id(id: &str) -> Option<&'static str> {
+    match id.get(..3)? {
+        "001" => Some("Account"),
+        "003" => Some("Contact"),
+        "006" => Some("Opportunity"),
+        "00Q" => Some("Lead"),
+        "500" => Some("Case"),
+        _ => None,
+    }
+}
+
+enum Written {
+    Done(CrmOutcome),
+    Refused(Reply),
+}
+
+fn written(id: &str, body: Value) -> Written {
+    let response = if body.is_null() {
+        json!({ "id": id })
+    } else {
+        body
+    };
+    Written::Done(CrmOutcome {
+        record_id: id.to_string(),
+        warnings: Vec::new(),
+        response: Some(response),
+    })
+}
+
+async fn patch_by_id(
+    call: &mut Call<'_>,
+    object: &str,
+    id: &str,
+    fields: &Map<String, Value>,
+) -> Result<Written, CrmError> {
+    let reply = send(
+        call,
+        Request::new(
+            Method::PATCH,
+            format!("/sobjects/{}/{}", segment(object), segment(id)),
+        )
+        .json(Value::Object(fields.clone())),
+    )
+    .await?;
+    Ok(if reply.is_success() {
+        written(id, reply.json().unwrap_or(Value::Null))
+    } else {
+        Written::Refused(reply)
+    })
+}
+
+async fn create(
+    call: &mut Call<'_>,
+    object: &str,
+    fields: &Map<String, Value>,
+) -> Result<Written, CrmError> {
+    let reply = send(
+        call,
+        Request::new(Method::POST, format!("/sobjects/{}", segment(object)))
+            .json(Value::Object(fields.clone())),
+    )
+    .await?;
+    if !reply.is_success() {
+        return Ok(Written::Refused(reply));
+    }
+    let body = reply.json().unwrap_or(Value::Null);
+    match body.get("id").and_then(Value::as_str) {
+        Some(id) => Ok(written(id, body.clone())),
+        None => Err(reply.error(
+            ErrorKind::Transient,
+            "Salesforce's answer named no record id",
+        )),
+    }
+}
+
+fn several(object: &str, ids: &[String], what: &str) -> CrmError {
+    CrmError::new(
+        ErrorKind::Permanent,
+        format!(
+            "several Salesforce {object} records match {what}: {}; make the match unique or name the record",
+            ids.join(", ")
+        ),
+    )
+}
+
+async fn write(
+    call: &mut Call<'_>,
+    op: &Operation,
+    linked: Option<&str>,
+    fields: &Map<String, Value>,
+) -> Result<Written, CrmError> {
+    let object = op.object.as_str();
+    for id in known_ids(op, linked) {
+        match patch_by_id(call, object, id, fields).await? {
+            Written::Refused(reply) if reply.status == 404 => continue,
+            other => return Ok(other),
+        }
+    }
+    let match_text = Value::Object(op.match_fields.clone()).to_string();
+    match op.action {
+        Action::Create => create(call, object, fields).await,
+        Action::Upsert if op.match_fields.len() == 1 => {
+            let (field, value) = op.match_fields.iter().next().expect("one match field");
+            let mut body = fields.clone();
+            body.remove(field);
+            let reply = send(
+                call,
+                Request::new(
+                    Method::PATCH,
+                    format!(
+                        "/sobjects/{}/{}/{}",
+                        segment(object),
+                        segment(field),
+                        segment(&super::as_text(value))
+                    ),
+                )
+                .json(Value::Object(body)),
+            )
+            .await?;
+            if reply.status == 300 {
+                let ids: Vec<String> = reply
+                    .json()
+                    .and_then(|b| b.as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|url| url.rsplit('/').next().unwrap_or(url).to_string())
+                    .collect();
+                let mut error = several(object, &ids, &match_text);
+                error.vendor_status = Some(300);
+                error.vendor_body = Some(reply.excerpt());
+                return Err(error);
+            }
+            if !reply.is_success() {
+                return Ok(Written::Refused(reply));
+            }
+            let body = reply.json().unwrap_or(Value::Null);
+            if let Some(id) = body.get("id").and_then(Value::as_str) {
+                return Ok(written(id, body.clone()));
+            }
+            // Older API versions answer 204 without a body: find what was written.
+            match lookup(call, object, &op.match_fields).await?.as_slice() {
+                [id] => Ok(written(id, Value::Null)),
+                _ => Err(CrmError::new(
+                    ErrorKind::Transient,
+                    "Salesforce upserted without naming the record, and a lookup did not find it",
+                )),
+            }
+        }
+        Action::Upsert | Action::Update => {
+            let found = if op.match_fields.is_empty() {
+                Vec::new()
+            } else {
+                lookup(call, object, &op.match_fields).await?
+            };
+            match found.as_slice() {
+                [id] => patch_by_id(call, object, id, fields).await,
+                [] if op.action == Action::Upsert => create(call, object, fields).await,
+                [] => Err(CrmError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no Salesforce {object} with id {:?}{}",
+                        op.record_id.as_deref().unwrap_or(""),
+                        if op.match_fields.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" or matching {match_text}")
+                        }
+                    ),
+                )),
+                ids => Err(several(object, ids, &match_text)),
+            }
+        }
+    }
+}
+
+/// What the adapter adds to a step's fields: the record type, a task's owner.
+async fn completed_fields(
+    call: &mut Call<'_>,
+    op: &Operation,
+) -> Result<Map<String, Value>, CrmError> {
+    let mut fields = merged(op);
+    if op.object == "Opportunity"
+        && op.action != Action::Update
+        && !fields.contains_key("RecordTypeId")
+        && let Some(record_type) = call.setting("record_type_id")
+    {
+        fields.insert(
+            "RecordTypeId".into(),
+            Value::String(record_type.to_string()),
+        );
+    }
+    if op.object == "Task" && op.action == Action::Create && !fields.contains_key("OwnerId") {
+        let about = ["WhatId", "WhoId"]
+            .iter()
+            .filter_map(|key| fields.get(*key).and_then(Value::as_str))
+            .find_map(|id| object_of_id(id).map(|object| (object, id.to_string())));
+        if let Some((object, id)) = about {
+            let reply = send(
+                call,
+                Request::new(Method::GET, format!("/sobjects/{object}/{}", segment(&id)))
+                    .query("fields", "OwnerId"),
+            )
+            .await?;
+            if reply.is_success() {
+                if let Some(owner) = reply
+                    .json()
+                    .and_then(|b| b.get("OwnerId").and_then(Value::as_str).map(str::to_string))
+                {
+                    fields.insert("OwnerId".into(), Value::String(owner));
+                }
+            } else if reply.status != 404 {
+                return Err(classify(&reply));
+            }
+        }
+    }
+    Ok(fields)
+}
+
+impl Adapter for Salesforce {
+    fn exchange<'a>(&'a self, call: &'a Call<'_>) -> BoxFuture<'a, Result<Exchanged, CrmError>> {
+        Box::pin(async move {
+            let token_url = format!("{}/services/oauth2/token", login_url(call));
+            let reply = match &call.credentials {
+                Credentials::RefreshToken { .. } => {
+                    call.refresh_grant(&token_url, "Salesforce").await?
+                }
+                Credentials::JwtBearer {
+                    client_id,
+                    username,
+                    private_key,
+                } => {
+                    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+                        .map_err(|_| {
+                            CrmError::new(
+                                ErrorKind::Auth,
+                                "the private key is not an RSA key in PEM; upload the certificate's key again",
+                            )
+                        })?;
+                    let claims = json!({
+                        "iss": client_id,
+                        "sub": username,
+                        "aud": login_url(call),
+                        "exp": (crate::now() + chrono::Duration::minutes(3)).timestamp(),
+                    });
+                    let assertion = jsonwebtoken::encode(
+                        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+                        &claims,
+                        &key,
+                    )
+                    .map_err(|e| {
+                        CrmError::new(
+                            ErrorKind::Auth,
+                            format!("signing the JWT assertion failed: {e}"),
+                        )
+                    })?;
+                    call.post_form(
+                        &token_url,
+                        &[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)],
+                    )
+                    .await?
+                }
+                _ => {
+                    return Err(CrmError::new(
+                        ErrorKind::Auth,
+                        "these Salesforce credentials cannot make a session",
+                    ));
+                }
+            };
+            let body = reply.json().unwrap_or(Value::Null);
+            if !reply.is_success() {
+                let code = body.get("error").and_then(Value::as_str).unwrap_or("error");
+                let description = body
+                    .get("error_description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given");
+                let kind = if matches!(reply.status, 400 | 401 | 403) {
+                    ErrorKind::Auth
+                } else {
+                    kind_of_status(reply.status)
+                };
+                return Err(reply.error(
+                    kind,
+                    format!("Salesforce refused the session request: {code}: {description}"),
+                ));
+            }
+            let access_token = token_field(&body, "access_token", "Salesforce")?;
+            let instance_url = token_field(&body, "instance_url", "Salesforce")?;
+            super::config::check_url("salesforce", &instance_url, call.connector.vendor_urls)
+                .map_err(|e| {
+                    CrmError::new(
+                        ErrorKind::Permanent,
+                        format!("instance_url {instance_url} {e}"),
+                    )
+                })?;
+            Ok(Exchanged {
+                session: Session {
+                    access_token,
+                    expires_at: None,
+                    api_base: Some(instance_url),
+                },
+                rotated: None,
+            })
+        })
+    }
+
+    fn api_base(&self, call: &Call<'_>, session: &Session) -> Result<String, CrmError> {
+        let instance = session.api_base.as_deref().ok_or_else(|| {
+            CrmError::new(
+                ErrorKind::Auth,
+                "the Salesforce session names no instance_url",
+            )
+        })?;
+        let version = call.setting("api_version").unwrap_or(DEFAULT_API_VERSION);
+        Ok(format!("{instance}/services/data/v{version}"))
+    }
+
+    fn apply<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        op: &'a Operation,
+        linked: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>> {
+        Box::pin(async move {
+            let fields = completed_fields(call, op).await?;
+            match write(call, op, linked, &fields).await? {
+                Written::Done(outcome) => Ok(outcome),
+                Written::Refused(reply) => {
+                    let unknown = unknown_fields(&reply);
+                    if unknown.is_empty() || op.fallback_fields.is_empty() {
+                        return Err(classify(&reply));
+                    }
+                    let kept = fallback_fields(op, &fields);
+                    match write(call, op, linked, &kept).await? {
+                        Written::Done(mut outcome) => {
+                            outcome
+                                .warnings
+                                .push(fallback_warning("Salesforce", &unknown, &kept));
+                            Ok(outcome)
+                        }
+                        Written::Refused(reply) => Err(classify(&reply)),
+                    }
+                }
+            }
+        })
+    }
+
+    fn check<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+    ) -> BoxFuture<'a, Result<String, CrmError>> {
+        Box::pin(async move {
+            let reply = send(call, Request::new(Method::GET, "/limits")).await?;
+            if !reply.is_success() {
+                return Err(classify(&reply));
+            }
+            let body = reply.json().unwrap_or(Value::Null);
+            let daily = body.get("DailyApiRequests");
+            let remaining = daily
+                .and_then(|d| d.get("Remaining"))
+                .and_then(Value::as_i64);
+            let max = daily.and_then(|d| d.get("Max")).and_then(Value::as_i64);
+            Ok(match (remaining, max) {
+                (Some(remaining), Some(max)) => format!(
+                    "Salesforce org reachable; {remaining} of {max} daily API requests left"
+                ),
+                _ => "Salesforce org reachable".to_string(),
+            })
+        })
+    }
+
+    fn template_settings<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+    ) -> BoxFuture<'a, Result<Map<String, Value>, CrmError>> {
+        Box::pin(async move {
+            let mut out = Map::new();
+            if call.setting("won_stage").is_some() {
+                return Ok(out);
+            }
+            let info: Map<String, Value> =
+                serde_json::from_str(&call.connection.vendor_info).unwrap_or_default();
+            let cached = info.get("won_stage").and_then(Value::as_str);
+            let fresh = info
+                .get("won_stage_at")
+                .and_then(Value::as_str)
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .is_some_and(|at| crate::now() - at.with_timezone(&chrono::Utc) < WON_STAGE_TTL);
+            if let (Some(stage), true) = (cached, fresh) {
+                out.insert("won_stage".into(), Value::String(stage.to_string()));
+                return Ok(out);
+            }
+            let stages = query(
+                call,
+                "SELECT ApiName, MasterLabel FROM OpportunityStage WHERE IsActive = true AND IsClosed = true AND IsWon = true ORDER BY SortOrder ASC LIMIT 1",
+            )
+            .await?;
+            let stage = stages
+                .first()
+                .and_then(|s| s.get("ApiName").or_else(|| s.get("MasterLabel")))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    CrmError::new(
+                        ErrorKind::Permanent,
+                        "Salesforce has no active closed-won opportunity stage; set settings.won_stage",
+                    )
+                })?
+                .to_string();
+            call.info
+                .insert("won_stage".into(), Value::String(stage.clone()));
+            call.info.insert(
+                "won_stage_at".into(),
+                Value::String(crate::now().to_rfc3339()),
+            );
+            out.insert("won_stage".into(), Value::String(stage));
+            Ok(out)
+        })
+    }
+}
