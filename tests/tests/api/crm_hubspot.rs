@@ -5,6 +5,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tributary_fakes::hubspot::{self, FakeHubSpot};
 use tributary_tests::{Pipeline, TestApp, captured_logs, charge_event, each_backend, wait_for};
+use tributary_worker::crm::{self, Connector};
+use tributary_worker::settings::VendorUrls;
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -445,4 +447,58 @@ async fn a_create_that_conflicts_updates_the_existing_contact() {
         fake.log.matching("POST", "/crm/v3/objects/contacts").len(),
         1
     );
+}
+
+#[tokio::test]
+async fn two_worker_processes_refresh_an_expired_token_once() {
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        let p = oauth(&app, &fake, &fake.issue_refresh_token()).await;
+        let connection = {
+            use sea_orm::EntityTrait;
+            entity::connections::Entity::find_by_id(p.connection_id.clone())
+                .one(&app.db)
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        // Two connectors are two processes: each has its own in-process locks, so only the
+        // lease on the connection row keeps them from refreshing twice.
+        let keyring = std::sync::Arc::new(
+            tributary_api::secrets::Keyring::parse(tributary_tests::TEST_KEYRING).unwrap(),
+        );
+        let connectors: Vec<Connector> = (0..2)
+            .map(|_| Connector::new(app.db.clone(), keyring.clone(), VendorUrls::Any))
+            .collect();
+        assert!(crm::check(&connectors[0], &connection).await.is_ok());
+        let token_calls = || fake.log.matching("POST", "/oauth/v1/token").len();
+        assert_eq!(token_calls(), 1);
+
+        fake.expire_access_tokens();
+        let calls = (0..10).map(|i| crm::check(&connectors[i % 2], &connection));
+        for result in futures::future::join_all(calls).await {
+            assert!(result.is_ok(), "{result:?}");
+        }
+        assert_eq!(token_calls(), 2, "one refresh for both processes");
+        // The new access token is kept sealed, never in the clear.
+        let stored = {
+            use sea_orm::EntityTrait;
+            entity::connections::Entity::find_by_id(p.connection_id.clone())
+                .one(&app.db)
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let session = stored.session.expect("a stored session");
+        assert!(
+            session.starts_with("k1:") && !session.contains("CN-fake-access"),
+            "{session}"
+        );
+        assert!(
+            stored.refresh_lease_until.is_none(),
+            "the lease is released"
+        );
+        fake.stop().await;
+    })
+    .await;
 }

@@ -304,3 +304,66 @@ async fn too_many_requests_back_off_as_told() {
         );
     }
 }
+
+#[tokio::test]
+async fn search_before_write_updates_what_it_finds_and_inserts_the_rest() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let fake = FakeZoho::start();
+    define_fields(&fake);
+    let existing = fake.insert(
+        "Contacts",
+        json!({"Email": "known@example.com", "Last_Name": "Known"}),
+    );
+    let p = app
+        .pipeline_with(json!({
+            "name": "Zoho CRM", "provider": "zoho",
+            "auth": {"type": "refresh_token", "client_id": zoho::CLIENT_ID,
+                     "client_secret": zoho::CLIENT_SECRET, "refresh_token": fake.issue_refresh_token()},
+            "settings": {"accounts_url": fake.accounts_url, "search_before_write": true}
+        }))
+        .await;
+    app.flow_from_template(&p, "zoho-contact-from-charge").await;
+    let known = app
+        .deliver(
+            &p,
+            &charge_event(
+                "evt_sb1",
+                "ch_sb1",
+                "Known@Example.com",
+                "Kim Known",
+                500,
+                now(),
+            ),
+        )
+        .await;
+    assert_eq!(known["status"], "processed", "{known}");
+    assert_eq!(known["deliveries"][0]["crm_record_id"], existing.as_str());
+    let new = app
+        .deliver(
+            &p,
+            &charge_event(
+                "evt_sb2",
+                "ch_sb2",
+                "new@example.com",
+                "Nia New",
+                500,
+                now(),
+            ),
+        )
+        .await;
+    assert_eq!(new["status"], "processed", "{new}");
+    assert_eq!(fake.records("Contacts").len(), 2);
+    assert_eq!(
+        fake.records("Contacts")[0]["Stripe_Transaction_ID"],
+        "ch_sb1"
+    );
+    assert!(fake.log.matching("POST", "/Contacts/upsert").is_empty());
+    assert_eq!(fake.log.matching("GET", "/Contacts/search").len(), 2);
+    assert_eq!(
+        fake.log
+            .matching("PUT", &format!("/Contacts/{existing}"))
+            .len(),
+        1
+    );
+    assert_eq!(fake.log.matching("POST", "/crm/v8/Contacts").len(), 1);
+}

@@ -407,6 +407,12 @@ impl<'c> Call<'c> {
                         .add(connections::Column::RefreshLeaseUntil.is_null())
                         .add(connections::Column::RefreshLeaseUntil.lt(now)),
                 )
+                // Only if nobody stored a new session since this read: a winner that
+                // finished in between has released the lease, and its token is to be used.
+                .filter(match &row.session {
+                    Some(sealed) => connections::Column::Session.eq(sealed.as_str()),
+                    None => connections::Column::Session.is_null(),
+                })
                 .exec(db)
                 .await
                 .map_err(db_error)?
