@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::{RequestLog, Served, token};
+use crate::{Authorizer, RequestLog, Served, query_map, token};
 
 pub const PRIVATE_APP_TOKEN: &str = "pat-na1-00000000-fake-private-app";
 pub const CLIENT_ID: &str = "hubspot-fake-client";
@@ -42,6 +42,8 @@ struct State {
     ttl: i64,
     throttle: usize,
     retry_after: u64,
+    auth: Authorizer,
+    revoked: Vec<String>,
 }
 
 pub struct FakeHubSpot {
@@ -159,6 +161,8 @@ impl State {
             ttl: 1800,
             throttle: 0,
             retry_after: 1,
+            auth: Authorizer::default(),
+            revoked: Vec::new(),
         }
     }
 
@@ -307,6 +311,21 @@ fn handle(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
     if method == "POST" && path == "/oauth/v1/token" {
         return token_endpoint(state, body);
     }
+    if method == "GET" && path == "/oauth/authorize" {
+        return state
+            .lock()
+            .unwrap()
+            .auth
+            .authorize(query_map(req), CLIENT_ID, &[]);
+    }
+    if method == "DELETE"
+        && let Some(refresh) = path.strip_prefix("/oauth/v1/refresh-tokens/")
+    {
+        let mut s = state.lock().unwrap();
+        s.refresh_tokens.retain(|t| t != refresh);
+        s.revoked.push(refresh.to_string());
+        return HttpResponse::NoContent().finish();
+    }
 
     let mut s = state.lock().unwrap();
     // Auth.
@@ -454,22 +473,35 @@ fn handle(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
 fn token_endpoint(state: &Shared, body: &[u8]) -> HttpResponse {
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    if get("grant_type") != "refresh_token" {
-        return HttpResponse::BadRequest().json(
-            json!({"status": "BAD_GRANT_TYPE", "message": "grant_type must be refresh_token"}),
-        );
-    }
     if get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET {
         return HttpResponse::BadRequest()
             .json(json!({"status": "BAD_CLIENT_ID", "message": "missing or unknown client id"}));
     }
     let mut s = state.lock().unwrap();
-    let refresh = get("refresh_token").to_string();
-    if !s.refresh_tokens.contains(&refresh) {
-        return HttpResponse::BadRequest().json(
-            json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"}),
-        );
-    }
+    let refresh = match get("grant_type") {
+        "refresh_token" => {
+            let refresh = get("refresh_token").to_string();
+            if !s.refresh_tokens.contains(&refresh) {
+                return HttpResponse::BadRequest().json(json!({
+                    "status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"
+                }));
+            }
+            refresh
+        }
+        "authorization_code" => {
+            if let Err(reason) = s.auth.redeem(&form) {
+                return HttpResponse::BadRequest()
+                    .json(json!({"status": "BAD_AUTH_CODE", "message": reason}));
+            }
+            let refresh = token("na1-fake-refresh-");
+            s.refresh_tokens.push(refresh.clone());
+            refresh
+        }
+        _ => {
+            return HttpResponse::BadRequest()
+                .json(json!({"status": "BAD_GRANT_TYPE", "message": "unsupported grant_type"}));
+        }
+    };
     let access = token("CN-fake-access-");
     let expiry = Utc::now() + chrono::Duration::seconds(s.ttl);
     s.access_tokens.insert(access.clone(), expiry);
@@ -705,6 +737,21 @@ impl FakeHubSpot {
     /// Every refresh token issued so far is refused from now on.
     pub fn revoke_refresh_tokens(&self) {
         self.state.lock().unwrap().refresh_tokens.clear();
+    }
+
+    /// The user refuses the next authorization request.
+    pub fn deny_next_authorization(&self) {
+        self.state.lock().unwrap().auth.deny_next();
+    }
+
+    /// Query parameters of every authorization request.
+    pub fn authorization_requests(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().unwrap().auth.requests.clone()
+    }
+
+    /// Refresh tokens revoked through `DELETE /oauth/v1/refresh-tokens/{token}`.
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().revoked.clone()
     }
 
     /// The next `requests` CRM API requests answer 429 with `Retry-After`.

@@ -127,6 +127,121 @@ impl Served {
     }
 }
 
+/// The authorization-code side of a vendor's OAuth server, shared by the fakes: the
+/// authorization endpoint consents at once (as a user clicking "Allow" would) and redirects
+/// back with a code; codes are single-use, live a minute, are bound to the client and the
+/// redirect URI, and check the PKCE verifier when a challenge was sent.
+#[derive(Default)]
+pub struct Authorizer {
+    codes: std::collections::HashMap<String, Grant>,
+    deny_next: bool,
+    /// Every authorization request, as its query parameters.
+    pub requests: Vec<std::collections::HashMap<String, String>>,
+}
+
+struct Grant {
+    client_id: String,
+    redirect_uri: String,
+    challenge: Option<String>,
+    expires: DateTime<Utc>,
+}
+
+impl Authorizer {
+    /// The next authorization request is refused by the user (`error=access_denied`).
+    pub fn deny_next(&mut self) {
+        self.deny_next = true;
+    }
+
+    /// Answers an authorization request: a redirect to `redirect_uri` with `code` and `state`
+    /// (and `extra` parameters), or an error page for a bad client or redirect URI.
+    pub fn authorize(
+        &mut self,
+        query: std::collections::HashMap<String, String>,
+        client_id: &str,
+        extra: &[(&str, &str)],
+    ) -> HttpResponse {
+        let get = |k: &str| query.get(k).cloned().unwrap_or_default();
+        self.requests.push(query.clone());
+        if get("client_id") != client_id {
+            return HttpResponse::BadRequest().body("error=invalid_client_id");
+        }
+        let redirect_uri = get("redirect_uri");
+        let Ok(mut target) = url::Url::parse(&redirect_uri) else {
+            return HttpResponse::BadRequest().body("error=redirect_uri_mismatch");
+        };
+        if get("response_type") != "code" {
+            return HttpResponse::BadRequest().body("error=unsupported_response_type");
+        }
+        {
+            let mut pairs = target.query_pairs_mut();
+            if std::mem::take(&mut self.deny_next) {
+                pairs.append_pair("error", "access_denied");
+                pairs.append_pair("error_description", "end-user denied authorization");
+            } else {
+                let code = token("code-");
+                let challenge = query.get("code_challenge").cloned();
+                if challenge.is_some() && get("code_challenge_method") != "S256" {
+                    return HttpResponse::BadRequest().body("error=invalid_request");
+                }
+                self.codes.insert(
+                    code.clone(),
+                    Grant {
+                        client_id: client_id.to_string(),
+                        redirect_uri: redirect_uri.clone(),
+                        challenge,
+                        expires: Utc::now() + chrono::Duration::seconds(60),
+                    },
+                );
+                pairs.append_pair("code", &code);
+            }
+            pairs.append_pair("state", &get("state"));
+            for (k, v) in extra {
+                pairs.append_pair(k, v);
+            }
+        }
+        HttpResponse::Found()
+            .insert_header(("location", target.to_string()))
+            .finish()
+    }
+
+    /// Redeems a code from an `authorization_code` grant's form; `Err` is the reason.
+    pub fn redeem(
+        &mut self,
+        form: &std::collections::HashMap<String, String>,
+    ) -> Result<(), String> {
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let grant = self
+            .codes
+            .remove(get("code"))
+            .ok_or("invalid authorization code (unknown or already used)")?;
+        if grant.expires < Utc::now() {
+            return Err("expired authorization code".into());
+        }
+        if grant.client_id != get("client_id") {
+            return Err("the code was issued to another client".into());
+        }
+        if grant.redirect_uri != get("redirect_uri") {
+            return Err("redirect_uri mismatch".into());
+        }
+        if let Some(challenge) = grant.challenge {
+            use base64::Engine;
+            use sha2::Digest;
+            let verifier = get("code_verifier");
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()));
+            if verifier.is_empty() || computed != challenge {
+                return Err("invalid code verifier".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request's query string as a map.
+pub fn query_map(req: &HttpRequest) -> std::collections::HashMap<String, String> {
+    serde_urlencoded::from_str(req.query_string()).unwrap_or_default()
+}
+
 /// A fresh opaque token or id with the given prefix.
 pub fn token(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())

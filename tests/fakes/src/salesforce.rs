@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 
-use crate::{RequestLog, Served, token};
+use crate::{Authorizer, RequestLog, Served, query_map, token};
 
 pub const CLIENT_ID: &str = "3MVG9-fake-consumer-key";
 pub const CLIENT_SECRET: &str = "fake-consumer-secret";
@@ -57,6 +57,8 @@ struct State {
     max: u64,
     login_url: String,
     instance_url: String,
+    auth: Authorizer,
+    revoked: Vec<String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -200,6 +202,8 @@ impl State {
             max: 15000,
             login_url: String::new(),
             instance_url: String::new(),
+            auth: Authorizer::default(),
+            revoked: Vec::new(),
         }
     }
 
@@ -694,6 +698,7 @@ fn login(state: &Shared, body: &[u8]) -> HttpResponse {
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let mut s = state.lock().unwrap();
+    let mut new_refresh = None;
     let scope = match get("grant_type") {
         "refresh_token" => {
             if get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET {
@@ -703,6 +708,18 @@ fn login(state: &Shared, body: &[u8]) -> HttpResponse {
                 return oauth_error("invalid_grant", "expired access/refresh token");
             }
             "api refresh_token"
+        }
+        "authorization_code" => {
+            if get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET {
+                return oauth_error("invalid_client_id", "client identifier invalid");
+            }
+            if let Err(reason) = s.auth.redeem(&form) {
+                return oauth_error("invalid_grant", &reason);
+            }
+            let refresh = token("5Aep861-fake-refresh-");
+            s.refresh_tokens.push(refresh.clone());
+            new_refresh = Some(refresh);
+            "api refresh_token offline_access"
         }
         "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
             if let Err(response) = check_assertion(get("assertion"), &s.login_url) {
@@ -720,7 +737,7 @@ fn login(state: &Shared, body: &[u8]) -> HttpResponse {
     let access = token("00D000000000001!fake-session-");
     s.sessions.insert(access.clone(), true);
     let issued = Utc::now().timestamp_millis().to_string();
-    HttpResponse::Ok().json(json!({
+    let mut answer = json!({
         "access_token": access,
         "instance_url": s.instance_url,
         "id": format!("{}/id/00D000000000001AAA/{API_USER_ID}", s.login_url),
@@ -728,7 +745,21 @@ fn login(state: &Shared, body: &[u8]) -> HttpResponse {
         "issued_at": issued,
         "signature": "ZmFrZS1zaWduYXR1cmU=",
         "scope": scope,
-    }))
+    });
+    if let Some(refresh) = new_refresh {
+        answer["refresh_token"] = json!(refresh);
+    }
+    HttpResponse::Ok().json(answer)
+}
+
+fn revoke(state: &Shared, body: &[u8]) -> HttpResponse {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    let token = form.get("token").cloned().unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    s.refresh_tokens.retain(|t| *t != token);
+    s.sessions.remove(&token);
+    s.revoked.push(token);
+    HttpResponse::Ok().finish()
 }
 
 fn check_assertion(assertion: &str, login_url: &str) -> Result<(), HttpResponse> {
@@ -994,12 +1025,17 @@ fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
 fn serve(state: Shared, log: RequestLog, is_login: bool) -> Served {
     Served::answering(log, move |req, body| {
         if is_login {
-            return if req.method() == actix_web::http::Method::POST
-                && req.path() == "/services/oauth2/token"
-            {
-                login(&state, body)
-            } else {
-                HttpResponse::NotFound().json(json!({"error": "not_found"}))
+            return match (req.method().as_str(), req.path()) {
+                ("POST", "/services/oauth2/token") => login(&state, body),
+                ("POST", "/services/oauth2/revoke") => revoke(&state, body),
+                ("GET", "/services/oauth2/authorize") => {
+                    state
+                        .lock()
+                        .unwrap()
+                        .auth
+                        .authorize(query_map(req), CLIENT_ID, &[])
+                }
+                _ => HttpResponse::NotFound().json(json!({"error": "not_found"})),
             };
         }
         let mut response = api(&state, req, body);
@@ -1046,6 +1082,21 @@ impl FakeSalesforce {
             .refresh_tokens
             .push(refresh.clone());
         refresh
+    }
+
+    /// The user refuses the next authorization request.
+    pub fn deny_next_authorization(&self) {
+        self.state.lock().unwrap().auth.deny_next();
+    }
+
+    /// Query parameters of every authorization request.
+    pub fn authorization_requests(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().unwrap().auth.requests.clone()
+    }
+
+    /// Tokens revoked through `/services/oauth2/revoke`.
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().revoked.clone()
     }
 
     /// Every session issued so far is refused from now on.

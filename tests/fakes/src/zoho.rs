@@ -15,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::{RequestLog, Served, token};
+use crate::{Authorizer, RequestLog, Served, query_map, token};
 
 pub const CLIENT_ID: &str = "1000.FAKEZOHOCLIENT";
 pub const CLIENT_SECRET: &str = "fake-zoho-secret";
@@ -37,6 +37,9 @@ struct State {
     throttle: usize,
     retry_after: u64,
     api_domain: String,
+    accounts_url: String,
+    auth: Authorizer,
+    revoked: Vec<String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -163,6 +166,9 @@ impl State {
             throttle: 0,
             retry_after: 1,
             api_domain: String::new(),
+            accounts_url: String::new(),
+            auth: Authorizer::default(),
+            revoked: Vec::new(),
         }
     }
 
@@ -296,21 +302,30 @@ fn token_endpoint(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
     if get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET {
         return HttpResponse::Ok().json(json!({"error": "invalid_client"}));
     }
-    if get("grant_type") != "refresh_token"
-        || !s.refresh_tokens.iter().any(|t| t == get("refresh_token"))
-    {
-        return HttpResponse::Ok().json(json!({"error": "invalid_code"}));
+    let mut new_refresh = None;
+    match get("grant_type") {
+        "refresh_token" if s.refresh_tokens.iter().any(|t| t == get("refresh_token")) => {}
+        "authorization_code" if s.auth.redeem(&form).is_ok() => {
+            let refresh = token("1000.fake-refresh.");
+            s.refresh_tokens.push(refresh.clone());
+            new_refresh = Some(refresh);
+        }
+        _ => return HttpResponse::Ok().json(json!({"error": "invalid_code"})),
     }
     let access = token("1000.fake-access.");
     let expiry = Utc::now() + chrono::Duration::seconds(s.ttl);
     s.access_tokens.insert(access.clone(), expiry);
-    HttpResponse::Ok().json(json!({
+    let mut answer = json!({
         "access_token": access,
         "scope": "ZohoCRM.modules.ALL ZohoCRM.users.READ",
         "api_domain": s.api_domain,
         "token_type": "Bearer",
         "expires_in": s.ttl,
-    }))
+    });
+    if let Some(refresh) = new_refresh {
+        answer["refresh_token"] = json!(refresh);
+    }
+    HttpResponse::Ok().json(answer)
 }
 
 fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
@@ -651,11 +666,27 @@ fn parse_criteria(criteria: &str) -> Option<Vec<(String, String, String)>> {
 fn serve(state: Shared, log: RequestLog, is_accounts: bool) -> Served {
     Served::answering(log, move |req, body| {
         if !is_accounts {
-            api(&state, req, body)
-        } else if req.path() == "/oauth/v2/token" {
-            token_endpoint(&state, req, body)
-        } else {
-            HttpResponse::NotFound().finish()
+            return api(&state, req, body);
+        }
+        match (req.method().as_str(), req.path()) {
+            ("POST", "/oauth/v2/token") => token_endpoint(&state, req, body),
+            ("POST", "/oauth/v2/token/revoke") => {
+                let token = query_map(req).remove("token").unwrap_or_default();
+                let mut s = state.lock().unwrap();
+                s.refresh_tokens.retain(|t| *t != token);
+                s.revoked.push(token);
+                HttpResponse::Ok().json(json!({"status": "success"}))
+            }
+            ("GET", "/oauth/v2/auth") => {
+                let mut s = state.lock().unwrap();
+                let accounts = s.accounts_url.clone();
+                s.auth.authorize(
+                    query_map(req),
+                    CLIENT_ID,
+                    &[("location", "us"), ("accounts-server", &accounts)],
+                )
+            }
+            _ => HttpResponse::NotFound().finish(),
         }
     })
 }
@@ -667,7 +698,11 @@ impl FakeZoho {
         let log = RequestLog::default();
         let accounts = serve(state.clone(), log.clone(), true);
         let api = serve(state.clone(), log.clone(), false);
-        state.lock().unwrap().api_domain = api.base_url.clone();
+        {
+            let mut s = state.lock().unwrap();
+            s.api_domain = api.base_url.clone();
+            s.accounts_url = accounts.base_url.clone();
+        }
         FakeZoho {
             accounts_url: accounts.base_url.clone(),
             api_domain: api.base_url.clone(),
@@ -690,6 +725,21 @@ impl FakeZoho {
 
     pub fn set_access_token_ttl(&self, seconds: i64) {
         self.state.lock().unwrap().ttl = seconds;
+    }
+
+    /// The user refuses the next authorization request.
+    pub fn deny_next_authorization(&self) {
+        self.state.lock().unwrap().auth.deny_next();
+    }
+
+    /// Query parameters of every authorization request.
+    pub fn authorization_requests(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().unwrap().auth.requests.clone()
+    }
+
+    /// Refresh tokens revoked through `/oauth/v2/token/revoke`.
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().revoked.clone()
     }
 
     /// Every access token issued so far is invalid from now on.
