@@ -182,11 +182,14 @@ impl ResponseError for ApiError {
 pub fn problem_safety_net<B>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v == HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
-    if is_problem {
+    let content_type = res.headers().get(header::CONTENT_TYPE);
+    let is_problem =
+        content_type.is_some_and(|v| v == HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+    // Pages written for a browser (the OAuth callback's) say what went wrong themselves.
+    let is_page = content_type
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_problem || is_page {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

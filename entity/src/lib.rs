@@ -10,6 +10,7 @@ pub mod events;
 pub mod flow_versions;
 pub mod flows;
 pub mod login_throttle;
+pub mod oauth_states;
 pub mod record_links;
 pub mod refresh_tokens;
 pub mod sandbox_records;

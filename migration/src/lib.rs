@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_platform;
 mod m20261122_000002_pipeline;
 mod m20261122_000003_adapters;
+mod m20261122_000004_oauth;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_platform::Migration),
             Box::new(m20261122_000002_pipeline::Migration),
             Box::new(m20261122_000003_adapters::Migration),
+            Box::new(m20261122_000004_oauth::Migration),
         ]
     }
 }

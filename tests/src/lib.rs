@@ -221,8 +221,12 @@ impl TestApp {
                 format!("test-{}", uuid::Uuid::new_v4().simple()),
             );
         }
+        // `{base}` in a value is the app's own address (e.g. a public URL the browser reaches).
         for (k, v) in vars {
-            env.insert(k.to_string(), v.to_string());
+            env.insert(
+                k.to_string(),
+                v.replace("{base}", &format!("http://{address}")),
+            );
         }
         let settings = Settings::from_map(&env).expect("test settings are valid");
         let state = AppState::build(settings.clone()).await.expect("app state");
@@ -504,7 +508,7 @@ impl TestApp {
         assert_eq!(account.status, StatusCode::CREATED, "{}", account.text);
         let url = account.str("/webhook_url");
         let path = url
-            .strip_prefix("https://hooks.example.test")
+            .strip_prefix(&self.settings.public_url)
             .expect("webhook URL")
             .to_string();
         Pipeline {

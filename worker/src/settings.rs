@@ -77,6 +77,26 @@ pub struct Settings {
     pub sweep_grace: Duration,
     /// Prefix of the queue's keys on Redis, so installations can share one server.
     pub queue_namespace: String,
+    /// The operator's OAuth apps, by provider, for tenants that bring none of their own.
+    pub oauth_apps: Vec<OAuthApp>,
+}
+
+/// An OAuth client app registered with a vendor (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` and
+/// `_CLIENT_SECRET`). Debug never shows the secret.
+#[derive(Clone)]
+pub struct OAuthApp {
+    pub provider: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for OAuthApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthApp")
+            .field("provider", &self.provider)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -104,6 +124,7 @@ impl std::fmt::Debug for Settings {
             .field("vendor_urls", &self.vendor_urls)
             .field("retry", &self.retry)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("oauth_apps", &self.oauth_apps)
             .finish_non_exhaustive()
     }
 }
@@ -215,6 +236,40 @@ impl Settings {
             .map(|raw| parse_http_url("TRIBUTARY_OAUTH_SUCCESS_URL", &raw))
             .transpose()?;
 
+        let mut oauth_apps = Vec::new();
+        for (provider, id_var, secret_var) in [
+            (
+                "hubspot",
+                "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_ID",
+                "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_SECRET",
+            ),
+            (
+                "salesforce",
+                "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_ID",
+                "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET",
+            ),
+            (
+                "zoho",
+                "TRIBUTARY_OAUTH_ZOHO_CLIENT_ID",
+                "TRIBUTARY_OAUTH_ZOHO_CLIENT_SECRET",
+            ),
+        ] {
+            match (get(id_var), get(secret_var)) {
+                (Some(client_id), Some(secret)) => oauth_apps.push(OAuthApp {
+                    provider: provider.to_string(),
+                    client_id,
+                    client_secret: SecretString::from(secret),
+                }),
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err(bad(secret_var, format!("is required when {id_var} is set")));
+                }
+                (None, Some(_)) => {
+                    return Err(bad(id_var, format!("is required when {secret_var} is set")));
+                }
+            }
+        }
+
         let max_attempts = match get("TRIBUTARY_RETRY_MAX_ATTEMPTS") {
             Some(raw) => raw
                 .parse::<u32>()
@@ -293,6 +348,7 @@ impl Settings {
             sweep_interval,
             sweep_grace,
             queue_namespace,
+            oauth_apps,
         })
     }
 }

@@ -114,6 +114,23 @@ async fn test(
     Ok(HttpResponse::Ok().json(connections::test(&state, &ctx, &id).await?))
 }
 
+#[utoipa::path(tag = "connections", operation_id = "connections.reauthorize", params(("id" = String, Path, description = "The connection's id")),
+    responses(
+        (status = 200, description = "The connection with a new `authorize_url`; completing it makes the connection active and runs its waiting deliveries.", body = ConnectionOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer" = [])))]
+#[post("/v1/connections/{id}/reauthorize")]
+async fn reauthorize(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(connections::reauthorize(&state, &ctx, &id).await?))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RecordsFilter {
@@ -149,5 +166,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(update)
         .service(remove)
         .service(test)
+        .service(reauthorize)
         .service(records);
 }

@@ -7,6 +7,7 @@ pub mod connections;
 pub mod events;
 pub mod flows;
 pub mod health;
+pub mod oauth;
 pub mod responses;
 pub mod sessions;
 pub mod stripe_accounts;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     stripe_accounts::configure(cfg);
     audit_log::configure(cfg);
     connections::configure(cfg);
+    oauth::configure(cfg);
     flows::configure(cfg);
     events::configure(cfg);
     webhooks::configure(cfg);

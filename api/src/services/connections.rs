@@ -149,6 +149,10 @@ pub struct ConnectionOut {
     /// `token_refreshed_at`. Never a credential.
     #[schema(value_type = Object)]
     pub info: Value,
+    /// Where to send the tenant's browser to authorize (`oauth` connections, when created or
+    /// reauthorized); single-use, valid for 10 minutes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -167,6 +171,7 @@ impl From<connections::Model> for ConnectionOut {
             status_reason: c.status_reason,
             paused_until: c.paused_until,
             info: serde_json::from_str(&c.vendor_info).unwrap_or(Value::Object(Map::new())),
+            authorize_url: None,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -212,9 +217,13 @@ pub async fn create(
     let mut errors = Vec::new();
     let credentials = credentials(&input.provider, input.auth.as_ref(), &mut errors);
     check_settings(state, &input.provider, &input.settings, &mut errors);
+    if let Some(credentials @ config::Credentials::Oauth { .. }) = &credentials {
+        super::oauth::check_client(state, &input.provider, credentials, &mut errors);
+    }
     let Some(credentials) = credentials.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    let oauth = matches!(credentials, config::Credentials::Oauth { .. });
     let at = now();
     let id = new_id();
     let sealed = (credentials != config::Credentials::None)
@@ -227,7 +236,12 @@ pub async fn create(
         auth_type: credentials.type_name().into(),
         credentials: sealed,
         settings: Value::Object(input.settings).to_string(),
-        status: "active".into(),
+        status: if oauth {
+            "pending_authorization"
+        } else {
+            "active"
+        }
+        .into(),
         status_reason: None,
         paused_until: None,
         session: None,
@@ -241,8 +255,35 @@ pub async fn create(
         .exec(&txn)
         .await?;
     audit::log(&txn, ctx, "connection.create", "connection", &row.id).await?;
+    let authorize_url = match oauth {
+        true => Some(super::oauth::start(&txn, state, &ctx.actor, &row, &credentials).await?),
+        false => None,
+    };
     txn.commit().await?;
-    Ok(row.into())
+    Ok(ConnectionOut {
+        authorize_url,
+        ..row.into()
+    })
+}
+
+/// A new authorize URL for an OAuth-capable connection (e.g. one that needs
+/// re-authorization); completing it makes the connection active and runs what waited.
+pub async fn reauthorize(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<ConnectionOut, ApiError> {
+    let existing = find(state, ctx, id).await?;
+    ctx.require(Role::Admin)?;
+    let credentials = super::oauth::credentials_of(state, &existing)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let url = super::oauth::start(&txn, state, &ctx.actor, &existing, &credentials).await?;
+    audit::log(&txn, ctx, "connection.reauthorize", "connection", id).await?;
+    txn.commit().await?;
+    Ok(ConnectionOut {
+        authorize_url: Some(url),
+        ..existing.into()
+    })
 }
 
 pub async fn list(
@@ -279,9 +320,13 @@ pub async fn update(
     if let Some(settings) = &patch.settings {
         check_settings(state, &existing.provider, settings, &mut errors);
     }
+    if let Some(credentials @ config::Credentials::Oauth { .. }) = &credentials {
+        super::oauth::check_client(state, &existing.provider, credentials, &mut errors);
+    }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    let oauth = matches!(credentials, Some(config::Credentials::Oauth { .. }));
     let txn = crate::db::begin_write(&state.db).await?;
     let tenant_id = existing.tenant_id.clone();
     let mut active: connections::ActiveModel = existing.into();
@@ -299,9 +344,15 @@ pub async fn update(
             .then(|| seal_credentials(&state.keyring, &tenant_id, id, credentials)));
         active.session = Set(None);
         active.refresh_lease_until = Set(None);
-        // New credentials are a reconnect, unless the tenant disables it in the same call.
+        // New credentials are a reconnect, unless the tenant disables it in the same call;
+        // OAuth credentials are complete only once the browser flow is.
         if patch.status.is_none() {
-            active.status = Set("active".into());
+            active.status = Set(if oauth {
+                "pending_authorization"
+            } else {
+                "active"
+            }
+            .into());
             active.status_reason = Set(None);
             active.paused_until = Set(None);
         }
@@ -314,17 +365,36 @@ pub async fn update(
     active.updated_at = Set(now());
     let updated = active.update(&txn).await?;
     audit::log(&txn, ctx, "connection.update", "connection", id).await?;
+    let authorize_url = match &credentials {
+        Some(credentials) if oauth => {
+            Some(super::oauth::start(&txn, state, &ctx.actor, &updated, credentials).await?)
+        }
+        _ => None,
+    };
     txn.commit().await?;
     if updated.status == "active" {
         super::events::release_waiting(state, &updated).await?;
     }
-    Ok(updated.into())
+    Ok(ConnectionOut {
+        authorize_url,
+        ..updated.into()
+    })
 }
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
     let existing = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
+    // The vendor forgets the token first, where it offers revocation.
+    let revoked = super::oauth::revoke(state, &existing).await;
     let txn = crate::db::begin_write(&state.db).await?;
+    if revoked == Some(true) {
+        audit::log(&txn, ctx, "connection.revoke", "connection", id).await?;
+    }
+    entity::oauth_states::Entity::delete_many()
+        .filter(entity::oauth_states::Column::TenantId.eq(ctx.tenant_id.as_str()))
+        .filter(entity::oauth_states::Column::ConnectionId.eq(existing.id.as_str()))
+        .exec(&txn)
+        .await?;
     sandbox_records::Entity::delete_many()
         .filter(sandbox_records::Column::TenantId.eq(ctx.tenant_id.as_str()))
         .filter(sandbox_records::Column::ConnectionId.eq(existing.id.as_str()))

@@ -64,7 +64,7 @@ async fn every_refusal_names_its_field_and_stores_nothing() {
         ),
         (
             json!({"name": "H", "provider": "hubspot", "auth": {"type": "oauth", "client_id": "c"}}),
-            "auth.type",
+            "auth.client_secret",
         ),
     ];
     for (body, field) in cases {

@@ -150,7 +150,7 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         ),
         "events.replay" => Some(json!({})),
         "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
-        "connections.test" | "deliveries.retry" => None,
+        "connections.test" | "connections.reauthorize" | "deliveries.retry" => None,
         "users.create" => Some(
             json!({"email": format!("m-{unique}@example.com"), "password": PASSWORD, "role": "member"}),
         ),

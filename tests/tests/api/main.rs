@@ -12,6 +12,7 @@ mod errors;
 mod flows;
 mod health;
 mod isolation;
+mod oauth;
 mod openapi;
 mod pipeline;
 mod secrets;

@@ -14,9 +14,9 @@ use crate::settings::VendorUrls;
 /// Providers and the auth types each accepts (DESIGN.md, Connections).
 pub const PROVIDERS: &[(&str, &[&str])] = &[
     ("sandbox", &["none"]),
-    ("hubspot", &["token", "refresh_token"]),
-    ("salesforce", &["refresh_token", "jwt_bearer"]),
-    ("zoho", &["refresh_token"]),
+    ("hubspot", &["token", "refresh_token", "oauth"]),
+    ("salesforce", &["refresh_token", "jwt_bearer", "oauth"]),
+    ("zoho", &["refresh_token", "oauth"]),
     ("http", &["none", "token", "basic", "header", "hmac"]),
 ];
 
@@ -55,6 +55,14 @@ pub enum Credentials {
         username: String,
         private_key: String,
     },
+    /// The OAuth browser flow, not completed yet: the tenant's own client app, or none to use
+    /// the operator's. The callback replaces it with `RefreshToken`.
+    Oauth {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+    },
     Basic {
         username: String,
         password: String,
@@ -84,6 +92,7 @@ impl Credentials {
             Credentials::Token { .. } => "token",
             Credentials::RefreshToken { .. } => "refresh_token",
             Credentials::JwtBearer { .. } => "jwt_bearer",
+            Credentials::Oauth { .. } => "oauth",
             Credentials::Basic { .. } => "basic",
             Credentials::Header { .. } => "header",
             Credentials::Hmac { .. } => "hmac",
@@ -141,12 +150,6 @@ pub fn credentials(provider: &str, auth: &AuthInput) -> Result<Credentials, Vec<
     let allowed = auth_types(provider).unwrap_or(&[]);
     let auth_type = auth.auth_type.as_deref().unwrap_or("");
     let mut problems = Vec::new();
-    if auth_type == "oauth" && provider != "sandbox" && provider != "http" {
-        return Err(vec![(
-            "auth.type".into(),
-            "the OAuth browser flow is not available in this version; paste a refresh token (type refresh_token) instead".into(),
-        )]);
-    }
     if !allowed.contains(&auth_type) {
         return Err(vec![(
             "auth.type".into(),
@@ -182,6 +185,25 @@ pub fn credentials(provider: &str, auth: &AuthInput) -> Result<Credentials, Vec<
             username: take("username", &auth.username),
             private_key: take("private_key", &auth.private_key),
         },
+        "oauth" => {
+            let client_id = auth.client_id.clone().filter(|v| !v.trim().is_empty());
+            let client_secret = auth.client_secret.clone().filter(|v| !v.trim().is_empty());
+            match (&client_id, &client_secret) {
+                (Some(_), None) => problems.push((
+                    "auth.client_secret".into(),
+                    "is required with client_id (a tenant-owned app)".into(),
+                )),
+                (None, Some(_)) => problems.push((
+                    "auth.client_id".into(),
+                    "is required with client_secret (a tenant-owned app)".into(),
+                )),
+                _ => {}
+            }
+            Credentials::Oauth {
+                client_id,
+                client_secret,
+            }
+        }
         "basic" => Credentials::Basic {
             username: take("username", &auth.username),
             password: take("password", &auth.password),
@@ -222,6 +244,7 @@ pub fn credentials(provider: &str, auth: &AuthInput) -> Result<Credentials, Vec<
             "expires_at",
         ],
         "jwt_bearer" => &["client_id", "username", "private_key"],
+        "oauth" => &["client_id", "client_secret"],
         "basic" => &["username", "password"],
         "header" => &["name", "value"],
         "hmac" => &["secret", "header"],
@@ -287,6 +310,7 @@ enum Kind {
     DataCenter,
     Headers,
     Pointer,
+    Scopes,
 }
 
 fn setting_kinds(provider: &str) -> &'static [(&'static str, Kind)] {
@@ -295,6 +319,7 @@ fn setting_kinds(provider: &str) -> &'static [(&'static str, Kind)] {
             ("base_url", Kind::Url),
             ("authorize_url", Kind::Url),
             ("token_url", Kind::Url),
+            ("scopes", Kind::Scopes),
             ("timeout_seconds", Kind::Seconds),
         ],
         "salesforce" => &[
@@ -302,6 +327,7 @@ fn setting_kinds(provider: &str) -> &'static [(&'static str, Kind)] {
             ("api_version", Kind::ApiVersion),
             ("won_stage", Kind::Text),
             ("record_type_id", Kind::Text),
+            ("scopes", Kind::Scopes),
             ("timeout_seconds", Kind::Seconds),
         ],
         "zoho" => &[
@@ -309,6 +335,7 @@ fn setting_kinds(provider: &str) -> &'static [(&'static str, Kind)] {
             ("accounts_url", Kind::Url),
             ("api_version", Kind::ApiVersion),
             ("search_before_write", Kind::Bool),
+            ("scopes", Kind::Scopes),
             ("timeout_seconds", Kind::Seconds),
         ],
         "http" => &[
@@ -447,6 +474,18 @@ pub fn check_settings(
                 }),
                 None => Some("must map header names to values".into()),
             },
+            Kind::Scopes => match value.as_array() {
+                Some(items)
+                    if !items.is_empty()
+                        && items.iter().all(|i| {
+                            i.as_str()
+                                .is_some_and(|t| !t.is_empty() && !t.contains(char::is_whitespace))
+                        }) =>
+                {
+                    None
+                }
+                _ => Some("must be a list of scope names".into()),
+            },
             Kind::Pointer => match text {
                 Some(p) if p.is_empty() || p.starts_with('/') => None,
                 _ => Some("must be a JSON pointer such as /id or /data/id".into()),
@@ -483,6 +522,90 @@ fn valid_salesforce_version(v: &str) -> bool {
 fn valid_zoho_version(v: &str) -> bool {
     v.strip_prefix('v')
         .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Where and how a vendor runs the OAuth authorization-code flow for a connection.
+#[derive(Debug, Clone)]
+pub struct OAuthEndpoints {
+    pub authorize_url: String,
+    pub token_url: String,
+    /// Scopes asked for: `settings.scopes`, else what the recipes need.
+    pub scopes: Vec<String>,
+    /// Whether the vendor takes PKCE (S256).
+    pub pkce: bool,
+    /// Extra authorization parameters (Zoho: offline access, always a refresh token).
+    pub extra: Vec<(&'static str, &'static str)>,
+}
+
+/// The OAuth endpoints of a provider's connection, from its settings; `None` for providers
+/// without a browser flow.
+pub fn oauth_endpoints(provider: &str, settings: &Map<String, Value>) -> Option<OAuthEndpoints> {
+    let scopes = |default: &[&str]| -> Vec<String> {
+        settings
+            .get("scopes")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+    };
+    match provider {
+        "hubspot" => Some(OAuthEndpoints {
+            authorize_url: text(settings, "authorize_url")
+                .unwrap_or("https://app.hubspot.com/oauth/authorize")
+                .to_string(),
+            token_url: text(settings, "token_url")
+                .unwrap_or(super::hubspot::DEFAULT_TOKEN_URL)
+                .to_string(),
+            scopes: scopes(&[
+                "oauth",
+                "crm.objects.contacts.read",
+                "crm.objects.contacts.write",
+                "crm.objects.deals.read",
+                "crm.objects.deals.write",
+                "crm.objects.companies.read",
+                "crm.objects.companies.write",
+            ]),
+            pkce: false,
+            extra: Vec::new(),
+        }),
+        "salesforce" => {
+            let login = text(settings, "login_url").unwrap_or(super::salesforce::DEFAULT_LOGIN_URL);
+            Some(OAuthEndpoints {
+                authorize_url: format!("{login}/services/oauth2/authorize"),
+                token_url: format!("{login}/services/oauth2/token"),
+                scopes: scopes(&["api", "refresh_token", "offline_access"]),
+                pkce: true,
+                extra: Vec::new(),
+            })
+        }
+        "zoho" => {
+            let accounts = zoho_accounts_url(settings);
+            Some(OAuthEndpoints {
+                authorize_url: format!("{accounts}/oauth/v2/auth"),
+                token_url: format!("{accounts}/oauth/v2/token"),
+                scopes: scopes(&["ZohoCRM.modules.ALL", "ZohoCRM.users.READ"]),
+                pkce: true,
+                extra: vec![("access_type", "offline"), ("prompt", "consent")],
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A Zoho connection's accounts server: `accounts_url`, else its `data_center`'s.
+pub fn zoho_accounts_url(settings: &Map<String, Value>) -> String {
+    if let Some(url) = text(settings, "accounts_url") {
+        return url.to_string();
+    }
+    text(settings, "data_center")
+        .and_then(|dc| ZOHO_DATA_CENTERS.iter().find(|(name, _)| *name == dc))
+        .map_or(ZOHO_DATA_CENTERS[0].1, |(_, url)| url)
+        .to_string()
 }
 
 /// A setting as text, if present.

@@ -612,6 +612,12 @@ impl<'c> Call<'c> {
         };
         match &self.credentials {
             Credentials::None => {}
+            Credentials::Oauth { .. } => {
+                return Err(CrmError::new(
+                    ErrorKind::Auth,
+                    "the connection is waiting for its OAuth authorization to be completed",
+                ));
+            }
             Credentials::Token { token } => headers.push((AUTHORIZATION, bearer(token, scheme)?)),
             Credentials::RefreshToken { .. } | Credentials::JwtBearer { .. } => {
                 headers.push((AUTHORIZATION, bearer(&session.access_token, scheme)?));

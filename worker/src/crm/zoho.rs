@@ -19,7 +19,6 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::config::ZOHO_DATA_CENTERS;
 use super::session::{Call, Exchanged, Reply, Request, Session, kind_of_status, token_field};
 use super::{
     Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, fallback_fields, fallback_warning,
@@ -27,19 +26,12 @@ use super::{
 };
 use crate::flow::{Action, Operation};
 
-pub const DEFAULT_ACCOUNTS_URL: &str = "https://accounts.zoho.com";
 pub const DEFAULT_API_VERSION: &str = "v8";
 
 pub struct Zoho;
 
 fn accounts_url(call: &Call<'_>) -> String {
-    if let Some(url) = call.setting("accounts_url") {
-        return url.to_string();
-    }
-    call.setting("data_center")
-        .and_then(|dc| ZOHO_DATA_CENTERS.iter().find(|(name, _)| *name == dc))
-        .map_or(DEFAULT_ACCOUNTS_URL, |(_, url)| url)
-        .to_string()
+    super::config::zoho_accounts_url(&call.settings)
 }
 
 /// A whole-request error (`{"code","details","message","status"}`).

@@ -1,0 +1,569 @@
+//! The OAuth authorization-code flow for CRM connections (HubSpot, Salesforce, Zoho), with the
+//! `oauth2` crate: an authorize URL with a single-use `state` bound to the tenant and the
+//! connection (10 minutes), PKCE S256 where the vendor takes it, and a callback that exchanges
+//! the code, seals the tokens on the connection and makes it `active`. Every failure leaves the
+//! connection as it was (never active) and says why.
+//!
+//! The client app is the tenant's own (client id and secret sealed on the connection) or the
+//! operator's (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` / `_CLIENT_SECRET`).
+
+use entity::{TenantOwned, connections, oauth_states};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tributary_worker::crm::config::{self, Credentials, ZOHO_DATA_CENTERS};
+use tributary_worker::crm::session::{SESSION_PURPOSE, Session, seal_credentials};
+use tributary_worker::secrets::{SecretContext, expose, random_token};
+
+use super::{audit, now};
+use crate::app::AppState;
+use crate::error::{ApiError, FieldError};
+use crate::extract::Actor;
+
+/// How long an authorize link stays usable.
+const STATE_TTL_MINUTES: i64 = 10;
+const VERIFIER_PURPOSE: &str = "oauth_state.verifier";
+
+/// What vendors add to a token answer: Salesforce's `instance_url`, Zoho's `api_domain`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct VendorFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_domain: Option<String>,
+}
+
+impl ExtraTokenFields for VendorFields {}
+
+type VendorTokenResponse = StandardTokenResponse<VendorFields, BasicTokenType>;
+type VendorClient = oauth2::Client<
+    BasicErrorResponse,
+    VendorTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+>;
+
+/// The redirect URI to register at every vendor.
+pub fn redirect_uri(state: &AppState) -> String {
+    format!("{}/v1/oauth/callback", state.settings.public_url)
+}
+
+fn state_id(state_token: &str) -> String {
+    hex::encode(Sha256::digest(state_token.as_bytes()))
+}
+
+/// The client app a connection authorizes with: its own, else the operator's.
+fn client_app(
+    state: &AppState,
+    provider: &str,
+    credentials: &Credentials,
+) -> Result<(String, String), ApiError> {
+    match credentials {
+        Credentials::Oauth {
+            client_id: Some(id),
+            client_secret: Some(secret),
+        }
+        | Credentials::RefreshToken {
+            client_id: id,
+            client_secret: secret,
+            ..
+        } => Ok((id.clone(), secret.clone())),
+        _ => state
+            .settings
+            .oauth_apps
+            .iter()
+            .find(|app| app.provider == provider)
+            .map(|app| (app.client_id.clone(), expose(&app.client_secret).to_string()))
+            .ok_or_else(|| {
+                ApiError::field(
+                    "auth.client_id",
+                    format!(
+                        "no {provider} OAuth app is configured on this server \
+                         (TRIBUTARY_OAUTH_{}_CLIENT_ID); bring your own client_id and client_secret",
+                        provider.to_uppercase()
+                    ),
+                )
+            }),
+    }
+}
+
+/// The connection's credentials, opened.
+pub fn credentials_of(
+    state: &AppState,
+    connection: &connections::Model,
+) -> Result<Credentials, ApiError> {
+    let Some(sealed) = connection.credentials.as_deref() else {
+        return Ok(Credentials::None);
+    };
+    let plain = state
+        .keyring
+        .open(
+            sealed,
+            &SecretContext {
+                tenant_id: &connection.tenant_id,
+                purpose: tributary_worker::crm::session::CREDENTIALS_PURPOSE,
+                row_id: &connection.id,
+            },
+        )
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("opening credentials: {e}")))?;
+    serde_json::from_str(expose(&plain))
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored credentials: {e}")))
+}
+
+fn settings_of(connection: &connections::Model) -> Map<String, Value> {
+    serde_json::from_str(&connection.settings).unwrap_or_default()
+}
+
+/// Starts an authorization: stores its state and returns the vendor's authorize URL.
+pub async fn start<C: ConnectionTrait>(
+    db: &C,
+    state: &AppState,
+    actor: &Actor,
+    connection: &connections::Model,
+    credentials: &Credentials,
+) -> Result<String, ApiError> {
+    let settings = settings_of(connection);
+    let endpoints = config::oauth_endpoints(&connection.provider, &settings).ok_or_else(|| {
+        ApiError::field(
+            "provider",
+            format!("{} has no OAuth browser flow", connection.provider),
+        )
+    })?;
+    let (client_id, _) = client_app(state, &connection.provider, credentials)?;
+    let bad_url = |what: &str| ApiError::field("settings", format!("the {what} is not a URL"));
+    let client = VendorClient::new(ClientId::new(client_id))
+        .set_auth_uri(
+            AuthUrl::new(endpoints.authorize_url.clone()).map_err(|_| bad_url("authorize URL"))?,
+        )
+        .set_redirect_uri(
+            RedirectUrl::new(redirect_uri(state)).map_err(|_| bad_url("redirect URI"))?,
+        );
+    let state_token = random_token::<32>();
+    let mut request = client
+        .authorize_url(|| CsrfToken::new(state_token.clone()))
+        .add_scopes(endpoints.scopes.iter().cloned().map(Scope::new));
+    for (key, value) in &endpoints.extra {
+        request = request.add_extra_param(*key, *value);
+    }
+    let id = state_id(&state_token);
+    let mut verifier = None;
+    if endpoints.pkce {
+        let (challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
+        request = request.set_pkce_challenge(challenge);
+        verifier = Some(state.keyring.seal(
+            pkce_verifier.secret(),
+            &SecretContext {
+                tenant_id: &connection.tenant_id,
+                purpose: VERIFIER_PURPOSE,
+                row_id: &id,
+            },
+        ));
+    }
+    let (url, _) = request.url();
+    let at = now();
+    oauth_states::Entity::insert(oauth_states::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(connection.tenant_id.clone()),
+        connection_id: Set(connection.id.clone()),
+        provider: Set(connection.provider.clone()),
+        verifier: Set(verifier),
+        redirect_uri: Set(redirect_uri(state)),
+        actor_type: Set(actor.kind().to_string()),
+        actor_id: Set(actor.id().to_string()),
+        expires_at: Set(at + chrono::Duration::minutes(STATE_TTL_MINUTES)),
+        used_at: Set(None),
+        created_at: Set(at),
+    })
+    .exec(db)
+    .await?;
+    Ok(url.to_string())
+}
+
+/// What the vendor sends the browser back with.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state Tributary put in the authorize URL.
+    pub state: Option<String>,
+    /// Set when the user or the vendor refused, e.g. `access_denied`.
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    /// Zoho: the accounts server of the user's data centre.
+    #[serde(rename = "accounts-server")]
+    #[param(rename = "accounts-server")]
+    pub accounts_server: Option<String>,
+    /// Zoho: the user's data centre.
+    pub location: Option<String>,
+}
+
+/// Why a callback was refused, in words for the person in the browser.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl From<ApiError> for Refused {
+    fn from(err: ApiError) -> Self {
+        tracing::error!(error = ?err, "OAuth callback failed");
+        Refused("the authorization could not be stored; try again".into())
+    }
+}
+
+impl From<sea_orm::DbErr> for Refused {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Refused::from(ApiError::from(err))
+    }
+}
+
+/// Completes an authorization; returns the connection, now active.
+pub async fn callback(
+    state: &AppState,
+    query: &CallbackQuery,
+) -> Result<connections::Model, Refused> {
+    let refuse = |m: &str| Err(Refused(m.to_string()));
+    let Some(state_token) = query.state.as_deref().filter(|s| !s.is_empty()) else {
+        return refuse("the callback has no state; start again from the connection");
+    };
+    let id = state_id(state_token);
+    let Some(row) = oauth_states::Entity::find_by_id(id.clone())
+        .one(&state.db)
+        .await?
+    else {
+        return refuse("unknown authorization state; start again from the connection");
+    };
+    if row.used_at.is_some() {
+        return refuse("this authorization link was already used; ask for a new one");
+    }
+    if row.expires_at < now() {
+        return refuse(
+            "this authorization link expired; ask for a new one (POST /v1/connections/{id}/reauthorize)",
+        );
+    }
+    // Single use, even when two callbacks race.
+    let claimed = oauth_states::Entity::update_many()
+        .set(oauth_states::ActiveModel {
+            used_at: Set(Some(now())),
+            ..Default::default()
+        })
+        .filter(oauth_states::Column::Id.eq(id.as_str()))
+        .filter(oauth_states::Column::UsedAt.is_null())
+        .exec(&state.db)
+        .await?
+        .rows_affected
+        == 1;
+    if !claimed {
+        return refuse("this authorization link was already used; ask for a new one");
+    }
+    // The state names its tenant: another tenant's connection cannot be reached from it.
+    let Some(connection) =
+        connections::Entity::find_by_id_in_tenant(&row.tenant_id, &row.connection_id)
+            .one(&state.db)
+            .await?
+            .filter(|c| c.provider == row.provider)
+    else {
+        return refuse("the connection this authorization was for no longer exists");
+    };
+    if let Some(error) = &query.error {
+        let reason = match &query.error_description {
+            Some(description) => format!("{error}: {description}"),
+            None => error.clone(),
+        };
+        note_refusal(
+            state,
+            &connection,
+            &format!("authorization refused: {reason}"),
+        )
+        .await?;
+        return Err(Refused(format!(
+            "{} refused the authorization ({reason}); the connection is not active",
+            connection.provider
+        )));
+    }
+    let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
+        return refuse("the callback has no code");
+    };
+
+    let mut settings = settings_of(&connection);
+    // Zoho names the user's data centre; only a Zoho data centre or the connection's own
+    // accounts server is believed.
+    if connection.provider == "zoho"
+        && let Some(server) = query.accounts_server.as_deref()
+    {
+        let server = server.trim_end_matches('/');
+        let own = config::zoho_accounts_url(&settings);
+        if server != own {
+            if !ZOHO_DATA_CENTERS.iter().any(|(_, url)| *url == server) {
+                return refuse("the callback names an accounts server that is not Zoho's");
+            }
+            settings.remove("data_center");
+            settings.insert("accounts_url".into(), Value::String(server.to_string()));
+        }
+    }
+    let endpoints = config::oauth_endpoints(&connection.provider, &settings)
+        .ok_or_else(|| Refused("this provider has no OAuth flow".into()))?;
+    let credentials = credentials_of(state, &connection)?;
+    let (client_id, client_secret) = client_app(state, &connection.provider, &credentials)
+        .map_err(|_| Refused("no OAuth app is configured for this connection".into()))?;
+    let token_url = TokenUrl::new(endpoints.token_url.clone())
+        .map_err(|_| Refused("the token URL is not a URL".into()))?;
+    let redirect = RedirectUrl::new(row.redirect_uri.clone())
+        .map_err(|_| Refused("the redirect URI is not a URL".into()))?;
+    let client = VendorClient::new(ClientId::new(client_id.clone()))
+        .set_client_secret(ClientSecret::new(client_secret.clone()))
+        .set_auth_type(AuthType::RequestBody)
+        .set_token_uri(token_url)
+        .set_redirect_uri(redirect);
+    let mut exchange = client.exchange_code(AuthorizationCode::new(code.to_string()));
+    if let Some(sealed) = &row.verifier {
+        let verifier = state
+            .keyring
+            .open(
+                sealed,
+                &SecretContext {
+                    tenant_id: &row.tenant_id,
+                    purpose: VERIFIER_PURPOSE,
+                    row_id: &row.id,
+                },
+            )
+            .map_err(|_| Refused("the authorization's PKCE verifier cannot be opened".into()))?;
+        exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(expose(&verifier).to_string()));
+    }
+    let http = state.pipeline.engine.crm.http.clone();
+    let send = move |request: oauth2::HttpRequest| {
+        let http = http.clone();
+        async move { send(&http, request).await }
+    };
+    let token = match exchange.request_async(&send).await {
+        Ok(token) => token,
+        Err(error) => {
+            let reason = exchange_error(&error);
+            note_refusal(
+                state,
+                &connection,
+                &format!("code exchange failed: {reason}"),
+            )
+            .await?;
+            return Err(Refused(format!(
+                "{} refused the code exchange ({reason}); the connection is not active",
+                connection.provider
+            )));
+        }
+    };
+    let Some(refresh_token) = token.refresh_token() else {
+        note_refusal(state, &connection, "the vendor issued no refresh token").await?;
+        return refuse(
+            "the vendor issued no refresh token (the app needs offline access); the connection is not active",
+        );
+    };
+    let api_base = match connection.provider.as_str() {
+        "salesforce" => token.extra_fields().instance_url.clone(),
+        "zoho" => token.extra_fields().api_domain.clone(),
+        _ => None,
+    }
+    .map(|url| url.trim_end_matches('/').to_string());
+    if let Some(base) = &api_base
+        && let Err(e) = config::check_url(&connection.provider, base, state.settings.vendor_urls)
+    {
+        return Err(Refused(format!(
+            "the vendor named the API host {base}, which {e}"
+        )));
+    }
+    if connection.provider != "hubspot" && api_base.is_none() {
+        return refuse("the vendor's token answer names no API host");
+    }
+    let session = Session {
+        access_token: token.access_token().secret().clone(),
+        expires_at: token
+            .expires_in()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| now() + d),
+        api_base,
+    };
+    let credentials = Credentials::RefreshToken {
+        client_id,
+        client_secret,
+        refresh_token: refresh_token.secret().clone(),
+        access_token: None,
+        expires_at: None,
+    };
+    let sealed_session = state.keyring.seal(
+        &serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.into()))?,
+        &SecretContext {
+            tenant_id: &connection.tenant_id,
+            purpose: SESSION_PURPOSE,
+            row_id: &connection.id,
+        },
+    );
+    let txn = crate::db::begin_write(&state.db).await?;
+    let updated = connections::Entity::update_many()
+        .set(connections::ActiveModel {
+            credentials: Set(Some(seal_credentials(
+                &state.keyring,
+                &connection.tenant_id,
+                &connection.id,
+                &credentials,
+            ))),
+            session: Set(Some(sealed_session)),
+            refresh_lease_until: Set(None),
+            settings: Set(Value::Object(settings).to_string()),
+            status: Set("active".into()),
+            status_reason: Set(None),
+            paused_until: Set(None),
+            updated_at: Set(now()),
+            ..Default::default()
+        })
+        .filter(connections::Column::Id.eq(connection.id.as_str()))
+        .filter(connections::Column::TenantId.eq(row.tenant_id.as_str()))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return refuse("the connection this authorization was for no longer exists");
+    }
+    let actor = match row.actor_type.as_str() {
+        "api_key" => Actor::ApiKey(row.actor_id.clone()),
+        _ => Actor::User(row.actor_id.clone()),
+    };
+    audit::record(
+        &txn,
+        &row.tenant_id,
+        &actor,
+        "connection.authorize",
+        "connection",
+        Some(&connection.id),
+    )
+    .await?;
+    txn.commit().await?;
+    let active = connections::Entity::find_by_id(connection.id.clone())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| Refused("the connection no longer exists".into()))?;
+    super::events::release_waiting(state, &active).await?;
+    Ok(active)
+}
+
+/// Records why an authorization failed on the connection, without changing its status.
+async fn note_refusal(
+    state: &AppState,
+    connection: &connections::Model,
+    reason: &str,
+) -> Result<(), Refused> {
+    connections::Entity::update_many()
+        .set(connections::ActiveModel {
+            status_reason: Set(Some(reason.to_string())),
+            updated_at: Set(now()),
+            ..Default::default()
+        })
+        .filter(connections::Column::Id.eq(connection.id.as_str()))
+        .filter(connections::Column::Status.ne("active"))
+        .exec(&state.db)
+        .await?;
+    Ok(())
+}
+
+fn exchange_error<RE: std::error::Error + 'static>(
+    error: &oauth2::RequestTokenError<RE, BasicErrorResponse>,
+) -> String {
+    match error {
+        oauth2::RequestTokenError::ServerResponse(response) => match response.error_description() {
+            Some(description) => format!("{}: {description}", response.error()),
+            None => response.error().to_string(),
+        },
+        oauth2::RequestTokenError::Request(_) => "the token endpoint could not be reached".into(),
+        oauth2::RequestTokenError::Parse(_, body) => {
+            let text = String::from_utf8_lossy(body);
+            let shown: String = text.chars().take(200).collect();
+            format!("unexpected answer: {shown}")
+        }
+        oauth2::RequestTokenError::Other(other) => other.clone(),
+    }
+}
+
+/// Sends one of the `oauth2` crate's requests with the workers' HTTP client (no redirects,
+/// timeouts).
+async fn send(
+    http: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, reqwest::Error> {
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .timeout(std::time::Duration::from_secs(30))
+        .body(body)
+        .send()
+        .await?;
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = response.bytes().await?.to_vec();
+    Ok(builder
+        .body(body)
+        .expect("a response rebuilt from a valid one is valid"))
+}
+
+/// Revokes a connection's refresh token at the vendor, where the vendor offers it. Failures
+/// are reported, not raised: the tenant's delete goes ahead.
+pub async fn revoke(state: &AppState, connection: &connections::Model) -> Option<bool> {
+    let Ok(Credentials::RefreshToken { refresh_token, .. }) = credentials_of(state, connection)
+    else {
+        return None;
+    };
+    let settings = settings_of(connection);
+    let http = &state.pipeline.engine.crm.http;
+    let timeout = config::timeout(&settings);
+    let request = match connection.provider.as_str() {
+        "hubspot" => {
+            let base = config::text(&settings, "base_url")
+                .unwrap_or(tributary_worker::crm::hubspot::DEFAULT_BASE_URL);
+            let token: String =
+                url::form_urlencoded::byte_serialize(refresh_token.as_bytes()).collect();
+            http.delete(format!("{base}/oauth/v1/refresh-tokens/{token}"))
+        }
+        "salesforce" => {
+            let login = config::text(&settings, "login_url")
+                .unwrap_or(tributary_worker::crm::salesforce::DEFAULT_LOGIN_URL);
+            http.post(format!("{login}/services/oauth2/revoke"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(serde_urlencoded::to_string([("token", &refresh_token)]).unwrap_or_default())
+        }
+        "zoho" => {
+            let accounts = config::zoho_accounts_url(&settings);
+            let query =
+                serde_urlencoded::to_string([("token", &refresh_token)]).unwrap_or_default();
+            http.post(format!("{accounts}/oauth/v2/token/revoke?{query}"))
+        }
+        _ => return None,
+    };
+    let revoked = matches!(
+        request.timeout(timeout).send().await,
+        Ok(response) if response.status().is_success()
+    );
+    if !revoked {
+        tracing::warn!(connection_id = %connection.id, "revoking the token at the vendor failed");
+    }
+    Some(revoked)
+}
+
+/// Checks that a new `oauth` connection can find a client app.
+pub fn check_client(
+    state: &AppState,
+    provider: &str,
+    credentials: &Credentials,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Err(ApiError::Validation(found)) = client_app(state, provider, credentials) {
+        errors.extend(found);
+    }
+}
