@@ -53,6 +53,7 @@ struct State {
     sessions: HashMap<String, bool>,
     refresh_tokens: Vec<String>,
     limit_exhausted: bool,
+    rotate: bool,
     used: u64,
     max: u64,
     login_url: String,
@@ -198,6 +199,7 @@ impl State {
             sessions: HashMap::new(),
             refresh_tokens: Vec::new(),
             limit_exhausted: false,
+            rotate: false,
             used: 0,
             max: 15000,
             login_url: String::new(),
@@ -707,6 +709,14 @@ fn login(state: &Shared, body: &[u8]) -> HttpResponse {
             if !s.refresh_tokens.iter().any(|t| t == get("refresh_token")) {
                 return oauth_error("invalid_grant", "expired access/refresh token");
             }
+            if s.rotate {
+                // Refresh token rotation: the old one is spent, a new one comes back.
+                let old = get("refresh_token").to_string();
+                s.refresh_tokens.retain(|t| *t != old);
+                let refresh = token("5Aep861-fake-rotated-");
+                s.refresh_tokens.push(refresh.clone());
+                new_refresh = Some(refresh);
+            }
             "api refresh_token"
         }
         "authorization_code" => {
@@ -1108,6 +1118,12 @@ impl FakeSalesforce {
 
     pub fn revoke_refresh_tokens(&self) {
         self.state.lock().unwrap().refresh_tokens.clear();
+    }
+
+    /// While set, each refresh spends its refresh token and answers a new one (the connected
+    /// app's refresh token rotation).
+    pub fn rotate_refresh_tokens(&self, rotate: bool) {
+        self.state.lock().unwrap().rotate = rotate;
     }
 
     /// While set, every API call answers 403 `REQUEST_LIMIT_EXCEEDED`.

@@ -536,3 +536,41 @@ async fn new_opportunities_get_the_connections_record_type() {
     assert_eq!(opportunities[0]["StageName"], "Won - Paid");
     assert_eq!(opportunities[0]["Stripe_Customer_ID__c"], "cus_rt");
 }
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_kept_for_the_next_refresh() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let fake = FakeSalesforce::start();
+    setup_org(&fake);
+    fake.rotate_refresh_tokens(true);
+    let p = app
+        .pipeline_with(json!({
+            "name": "Salesforce", "provider": "salesforce",
+            "auth": {"type": "refresh_token", "client_id": salesforce::CLIENT_ID,
+                     "client_secret": salesforce::CLIENT_SECRET,
+                     "refresh_token": fake.issue_refresh_token()},
+            "settings": {"login_url": fake.login_url, "won_stage": "Won - Paid"}
+        }))
+        .await;
+    app.flow_from_template(&p, "salesforce-opportunity-closed-won")
+        .await;
+    let opp = opportunity(&fake, "Rotating", None);
+    // Three sessions in a row, each from the refresh token the previous refresh returned.
+    for (i, amount) in [100, 200, 300].into_iter().enumerate() {
+        fake.expire_sessions();
+        let done = app
+            .deliver(
+                &p,
+                &payment_succeeded(&format!("evt_rot{i}"), Some(&opp), "cus_rot", amount),
+            )
+            .await;
+        assert_eq!(done["status"], "processed", "{done}");
+    }
+    let grants = fake.log.matching("POST", "/services/oauth2/token");
+    assert_eq!(grants.len(), 3);
+    assert!(
+        grants.iter().all(|g| g.status == 200),
+        "every refresh used a live token"
+    );
+    assert_eq!(app.connection(&p).await["status"], "active");
+}

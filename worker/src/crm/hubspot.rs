@@ -19,10 +19,12 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::session::{Call, Exchanged, Reply, Request, Session, kind_of_status, token_field};
+use super::session::{
+    Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
+};
 use super::{
-    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, as_text, config::Credentials,
-    fallback_fields, fallback_warning, known_ids, merged,
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, as_text, fallback_fields,
+    fallback_warning, known_ids, merged,
 };
 use crate::flow::{Action, Operation};
 
@@ -433,34 +435,13 @@ impl Adapter for HubSpot {
                 .get("expires_in")
                 .and_then(Value::as_i64)
                 .unwrap_or(1800);
-            let rotated = match (
-                &call.credentials,
-                body.get("refresh_token").and_then(Value::as_str),
-            ) {
-                (
-                    Credentials::RefreshToken {
-                        client_id,
-                        client_secret,
-                        refresh_token,
-                        ..
-                    },
-                    Some(new),
-                ) if new != refresh_token => Some(Credentials::RefreshToken {
-                    client_id: client_id.clone(),
-                    client_secret: client_secret.clone(),
-                    refresh_token: new.to_string(),
-                    access_token: None,
-                    expires_at: None,
-                }),
-                _ => None,
-            };
             Ok(Exchanged {
                 session: Session {
                     access_token,
                     expires_at: Some(crate::now() + chrono::Duration::seconds(expires_in)),
                     api_base: None,
                 },
-                rotated,
+                rotated: rotated(&call.credentials, &body),
             })
         })
     }

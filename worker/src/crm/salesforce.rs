@@ -22,7 +22,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::session::{Call, Exchanged, Reply, Request, Session, kind_of_status, token_field};
+use super::session::{
+    Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
+};
 use super::{
     Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, config::Credentials, fallback_fields,
     fallback_warning, known_ids, merged,
@@ -509,7 +511,7 @@ impl Adapter for Salesforce {
                     expires_at: None,
                     api_base: Some(instance_url),
                 },
-                rotated: None,
+                rotated: rotated(&call.credentials, &body),
             })
         })
     }

@@ -218,6 +218,27 @@ pub fn token_field(body: &Value, name: &str, vendor: &str) -> Result<String, Crm
         })
 }
 
+/// The credentials with the refresh token a token answer rotated to, if it rotated it
+/// (vendors that rotate invalidate the old one, so it must be kept at once).
+pub fn rotated(credentials: &Credentials, body: &Value) -> Option<Credentials> {
+    let new = body.get("refresh_token").and_then(Value::as_str)?;
+    match credentials {
+        Credentials::RefreshToken {
+            client_id,
+            client_secret,
+            refresh_token,
+            ..
+        } if new != refresh_token && !new.is_empty() => Some(Credentials::RefreshToken {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            refresh_token: new.to_string(),
+            access_token: None,
+            expires_at: None,
+        }),
+        _ => None,
+    }
+}
+
 /// At most 4 KiB of a vendor body.
 pub fn excerpt(body: &str) -> String {
     const LIMIT: usize = 4096;

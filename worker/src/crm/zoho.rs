@@ -19,7 +19,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::session::{Call, Exchanged, Reply, Request, Session, kind_of_status, token_field};
+use super::session::{
+    Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
+};
 use super::{
     Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, fallback_fields, fallback_warning,
     known_ids, merged,
@@ -364,7 +366,7 @@ impl Adapter for Zoho {
                     expires_at: Some(crate::now() + chrono::Duration::seconds(expires_in)),
                     api_base: Some(api_domain),
                 },
-                rotated: None,
+                rotated: rotated(&call.credentials, &body),
             })
         })
     }
