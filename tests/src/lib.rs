@@ -647,3 +647,20 @@ pub fn charge_event(
         }}
     })
 }
+
+/// The value of the Prometheus sample whose name and labels are exactly `series`
+/// (e.g. `tributary_deliveries_total{provider="sandbox",status="succeeded"}`), from `/metrics`.
+pub async fn metric(app: &TestApp, series: &str) -> Option<f64> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}

@@ -596,6 +596,7 @@ impl Engine {
                     .await?;
                 }
                 txn.commit().await?;
+                crate::metrics::delivery(&connection.provider, ds::SUCCEEDED);
                 Ok(StepResult::Done(Some(outcome.record_id), None))
             }
             Err(error) => {
@@ -767,6 +768,7 @@ impl Engine {
             .await?;
         }
         txn.commit().await?;
+        crate::metrics::delivery(&connection.provider, ds::SUCCEEDED);
         Ok(StepResult::Done(Some(outcome.record_id), outcome.response))
     }
 
@@ -849,6 +851,7 @@ impl Engine {
             if !applied {
                 return self.outcome_of_other_run(delivery).await;
             }
+            crate::metrics::delivery(&connection.provider, ds::WAITING);
             return Ok(StepResult::Stop);
         }
         if throttled {
@@ -857,6 +860,7 @@ impl Engine {
                 .or(error.retry_after)
                 .unwrap_or(Duration::from_secs(1));
             let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            crate::metrics::rate_limited(&connection.provider, wait.as_secs_f64());
             match error.pause {
                 Some(_) => {
                     crm::session::pause(&self.db, &connection.id, until, &error.message).await?
@@ -870,6 +874,10 @@ impl Engine {
         } else {
             error.kind.is_retryable() && (budget_used as u32) < self.retry.max_attempts
         };
+        crate::metrics::delivery(
+            &connection.provider,
+            if retry { ds::RETRYING } else { ds::DEAD },
+        );
         self.record_failure(
             delivery,
             op,

@@ -7,6 +7,7 @@ pub mod db;
 pub mod engine;
 pub mod flow;
 pub mod inbox;
+pub mod metrics;
 pub mod queue;
 pub mod runtime;
 pub mod secrets;

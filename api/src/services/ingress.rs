@@ -10,6 +10,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
 use tributary_worker::engine::status;
 use tributary_worker::inbox::{self, Stored};
+use tributary_worker::metrics;
 use utoipa::ToSchema;
 
 use super::{new_id, now};
@@ -94,7 +95,34 @@ impl AccountCache {
     }
 }
 
+/// Receives one webhook, counting it by outcome and timing it (the metrics).
 pub async fn receive(
+    state: &AppState,
+    token: &str,
+    signature_header: Option<&str>,
+    body: &[u8],
+) -> Result<IngressOut, ApiError> {
+    let started = Instant::now();
+    let result = receive_counted(state, token, signature_header, body).await;
+    match &result {
+        Ok(out) if out.duplicate => metrics::webhook("duplicate", ""),
+        Ok(_) => metrics::webhook("accepted", ""),
+        Err(ApiError::NotFound) => metrics::webhook("rejected", "unknown_token"),
+        Err(ApiError::BadRequest(message))
+            if message.contains("Stripe-Signature") || message.contains("signing secret") =>
+        {
+            metrics::webhook("rejected", "signature")
+        }
+        Err(ApiError::BadRequest(_)) => metrics::webhook("rejected", "malformed"),
+        Err(_) => metrics::webhook("rejected", "error"),
+    }
+    if result.is_ok() {
+        metrics::ingest(started.elapsed().as_secs_f64());
+    }
+    result
+}
+
+async fn receive_counted(
     state: &AppState,
     token: &str,
     signature_header: Option<&str>,

@@ -352,6 +352,21 @@ async fn a_429_storm_is_waited_out_as_hubspot_says() {
     let contact = &deliveries(&done)[0];
     assert_eq!(contact["status"], "succeeded");
     assert!(contact["attempts"].as_i64().unwrap() >= 5, "{contact}");
+    // The rate limits and their waits show in the metrics.
+    let limited = tributary_tests::metric(
+        &app,
+        r#"tributary_crm_rate_limited_total{provider="hubspot"}"#,
+    )
+    .await
+    .unwrap_or_default();
+    assert!(limited >= 4.0, "{limited}");
+    let answered = tributary_tests::metric(
+        &app,
+        r#"tributary_crm_requests_total{provider="hubspot",status="429"}"#,
+    )
+    .await
+    .unwrap_or_default();
+    assert!(answered >= 4.0, "{answered}");
 }
 
 #[tokio::test]

@@ -497,6 +497,14 @@ impl<'c> Call<'c> {
             .exec(db)
             .await
             .map_err(db_error)?;
+        crate::metrics::token_refresh(
+            &self.connection.provider,
+            match &outcome {
+                Ok(_) => "ok",
+                Err(error) if error.kind == ErrorKind::Auth => "refused",
+                Err(_) => "failed",
+            },
+        );
         if let Err(error) = &outcome
             && error.kind == ErrorKind::Auth
         {
@@ -549,9 +557,11 @@ impl<'c> Call<'c> {
             }
             let started = Instant::now();
             let response = builder.send().await;
+            let provider = self.connection.provider.as_str();
             let response = match response {
                 Ok(response) => response,
                 Err(e) => {
+                    crate::metrics::crm_request(provider, None, started.elapsed().as_secs_f64());
                     let what = if e.is_timeout() {
                         format!("no answer within {} s", self.timeout.as_secs())
                     } else if e.is_connect() {
@@ -587,6 +597,11 @@ impl<'c> Call<'c> {
                     ));
                 }
             };
+            crate::metrics::crm_request(
+                &self.connection.provider,
+                Some(status),
+                started.elapsed().as_secs_f64(),
+            );
             tracing::debug!(
                 connection_id = %self.connection.id,
                 method = %request.method,

@@ -1,0 +1,177 @@
+//! Prometheus metrics, served at `GET /metrics`: webhooks in, ingest latency, queue depth and
+//! the age of the oldest waiting event, deliveries by status, CRM calls by status and latency,
+//! rate limits and their waits, token refreshes. Labels are bounded: provider names, statuses,
+//! reasons — never a tenant, event or record id.
+
+use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Every metric Tributary keeps, in one registry per process.
+pub struct Metrics {
+    registry: Registry,
+    webhooks: Family<Labels, Counter>,
+    ingest_seconds: Histogram,
+    deliveries: Family<Labels, Counter>,
+    crm_requests: Family<Labels, Counter>,
+    crm_seconds: Histograms,
+    rate_limited: Family<Labels, Counter>,
+    rate_limit_wait: Histograms,
+    token_refreshes: Family<Labels, Counter>,
+    queue_depth: Gauge,
+    queue_oldest: Gauge<f64, AtomicU64>,
+}
+
+fn latency_buckets() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+fn wait_buckets() -> Histogram {
+    Histogram::new([1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0])
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("tributary");
+    let m = Metrics {
+        webhooks: Family::default(),
+        ingest_seconds: latency_buckets(),
+        deliveries: Family::default(),
+        crm_requests: Family::default(),
+        crm_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
+        rate_limited: Family::default(),
+        rate_limit_wait: Family::new_with_constructor(wait_buckets as fn() -> Histogram),
+        token_refreshes: Family::default(),
+        queue_depth: Gauge::default(),
+        queue_oldest: Gauge::default(),
+        registry: Registry::default(),
+    };
+    registry.register(
+        "webhooks",
+        "Stripe webhooks by outcome (accepted, duplicate, rejected) and reason",
+        m.webhooks.clone(),
+    );
+    registry.register(
+        "ingest_duration_seconds",
+        "From a webhook's arrival to its acknowledgement",
+        m.ingest_seconds.clone(),
+    );
+    registry.register(
+        "deliveries",
+        "Delivery attempts' outcomes by provider and status (dead = dead letters)",
+        m.deliveries.clone(),
+    );
+    registry.register(
+        "crm_requests",
+        "Requests to CRM vendors by provider and HTTP status (or error)",
+        m.crm_requests.clone(),
+    );
+    registry.register(
+        "crm_request_duration_seconds",
+        "CRM vendor request latency by provider",
+        m.crm_seconds.clone(),
+    );
+    registry.register(
+        "crm_rate_limited",
+        "Vendor rate-limit answers (429, daily limits) by provider",
+        m.rate_limited.clone(),
+    );
+    registry.register(
+        "crm_rate_limit_wait_seconds",
+        "How long a connection was held after a rate limit, by provider",
+        m.rate_limit_wait.clone(),
+    );
+    registry.register(
+        "token_refreshes",
+        "OAuth token refreshes by provider and outcome (ok, refused, failed)",
+        m.token_refreshes.clone(),
+    );
+    registry.register(
+        "queue_depth",
+        "Events received or queued and not yet finished",
+        m.queue_depth.clone(),
+    );
+    registry.register(
+        "queue_oldest_age_seconds",
+        "Age of the oldest event not yet finished",
+        m.queue_oldest.clone(),
+    );
+    Metrics { registry, ..m }
+});
+
+pub fn webhook(outcome: &str, reason: &str) {
+    METRICS
+        .webhooks
+        .get_or_create(&labels(&[("outcome", outcome), ("reason", reason)]))
+        .inc();
+}
+
+pub fn ingest(seconds: f64) {
+    METRICS.ingest_seconds.observe(seconds);
+}
+
+pub fn delivery(provider: &str, status: &str) {
+    METRICS
+        .deliveries
+        .get_or_create(&labels(&[("provider", provider), ("status", status)]))
+        .inc();
+}
+
+/// One vendor request: its HTTP status (or `error` when none came back) and latency.
+pub fn crm_request(provider: &str, status: Option<u16>, seconds: f64) {
+    let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+    METRICS
+        .crm_requests
+        .get_or_create(&labels(&[("provider", provider), ("status", &status)]))
+        .inc();
+    METRICS
+        .crm_seconds
+        .get_or_create(&labels(&[("provider", provider)]))
+        .observe(seconds);
+}
+
+pub fn rate_limited(provider: &str, wait_seconds: f64) {
+    let provider = labels(&[("provider", provider)]);
+    METRICS.rate_limited.get_or_create(&provider).inc();
+    METRICS
+        .rate_limit_wait
+        .get_or_create(&provider)
+        .observe(wait_seconds);
+}
+
+pub fn token_refresh(provider: &str, outcome: &str) {
+    METRICS
+        .token_refreshes
+        .get_or_create(&labels(&[("provider", provider), ("outcome", outcome)]))
+        .inc();
+}
+
+/// Sets the queue gauges (read from the database when scraped).
+pub fn queue(depth: i64, oldest_age_seconds: f64) {
+    METRICS.queue_depth.set(depth);
+    METRICS.queue_oldest.set(oldest_age_seconds);
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let mut out = String::new();
+    encode(&mut out, &METRICS.registry).expect("writing to a String cannot fail");
+    out
+}
