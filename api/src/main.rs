@@ -79,12 +79,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
     let listener = TcpListener::bind(listen)
         .with_context(|| format!("TRIBUTARY_LISTEN: cannot bind {listen}"))?;
-    let state = app::AppState::build(settings).await?;
+    let mut state = app::AppState::build(settings).await?;
+    let drainer = state.pipeline.drainer();
     tracing::info!(
         database = %db::redact(&state.settings.database_url),
         signup = if state.settings.signup_open { "open" } else { "closed" },
         "Tributary listening on http://{listen} — API reference at http://{listen}/docs (spec: /openapi.json)"
     );
+    // SIGTERM or SIGINT: the server stops accepting and finishes its requests; then the
+    // embedded worker finishes the jobs in hand (TRIBUTARY_SHUTDOWN_GRACE).
     app::server(listener, state, None, true)?.await?;
+    drainer.drain().await;
+    tracing::info!("stopped");
     Ok(())
 }

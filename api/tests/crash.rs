@@ -1,11 +1,12 @@
 //! A process killed with SIGKILL mid-run loses nothing: after a restart every acknowledged
-//! event is processed exactly once in the sandbox CRM.
+//! event is processed exactly once in the sandbox CRM. A process asked to stop with SIGTERM
+//! finishes the CRM call in hand before it exits, and sends nothing twice after a restart.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -29,6 +30,7 @@ fn start(dir: &Path, port: u16) -> Child {
         .env("TRIBUTARY_SWEEP_INTERVAL", "500ms")
         .env("TRIBUTARY_SWEEP_GRACE", "2s")
         .env("TRIBUTARY_WORKER_CONCURRENCY", "1")
+        .env("TRIBUTARY_SHUTDOWN_GRACE", "20s")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -258,4 +260,194 @@ async fn sigkill_mid_run_then_restart_processes_every_acknowledged_event_once() 
             );
         }
     }
+}
+
+/// A slow REST CRM on a plain socket: each request takes 1.5 s. Records the `charge` of every
+/// request it starts and of every answer it finishes writing.
+/// Charges seen by the slow CRM.
+type Charges = Arc<Mutex<Vec<String>>>;
+
+fn slow_crm() -> (u16, Charges, Charges) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let started: Charges = Arc::default();
+    let finished: Charges = Arc::default();
+    let (s, f) = (started.clone(), finished.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let (s, f) = (s.clone(), f.clone());
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let n = stream.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if data.len() >= end + 4 + length {
+                            break String::from_utf8_lossy(&data[end + 4..end + 4 + length])
+                                .to_string();
+                        }
+                    }
+                };
+                let charge = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["charge"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                s.lock().unwrap().push(charge.clone());
+                std::thread::sleep(Duration::from_millis(1500));
+                let answer = format!("{{\"id\":\"pay_{charge}\"}}");
+                let response = format!(
+                    "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                if stream.write_all(response.as_bytes()).is_ok() {
+                    f.lock().unwrap().push(charge);
+                }
+            });
+        }
+    });
+    (port, started, finished)
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_call_in_hand_and_nothing_is_sent_twice() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (crm_port, started, finished) = slow_crm();
+    let mut child = start(dir.path(), port);
+    let client = reqwest::Client::new();
+    let signup: Value = client
+        .post(format!("{base}/v1/signup"))
+        .json(&json!({"tenant_name": "Term", "email": "term@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = signup["access_token"].as_str().unwrap().to_string();
+    let connection = json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/connections"),
+        &token,
+        json!({"name": "Slow CRM", "provider": "http",
+               "settings": {"base_url": format!("http://127.0.0.1:{crm_port}"), "timeout_seconds": 10}}),
+    )
+    .await;
+    let connection_id = connection["id"].as_str().unwrap().to_string();
+    let flow = json!({"name": "payments", "connection_id": connection_id,
+        "trigger": {"events": ["charge.succeeded"]},
+        "steps": [{"id": "payment", "action": "create", "object": "payments",
+                   "fields": {"charge": "{{ object.id }}"}}]});
+    let created = json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/flows"),
+        &token,
+        flow,
+    )
+    .await;
+    assert!(created["id"].is_string(), "{created}");
+    let secret = "whsec_term_test_secret_0001";
+    let account = json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/stripe-accounts"),
+        &token,
+        json!({"name": "S", "webhook_secret": secret}),
+    )
+    .await;
+    let path = account["webhook_url"].as_str().unwrap().replace(&base, "");
+    let charges: Vec<String> = (0..3).map(|i| format!("ch_term_{i}")).collect();
+    for (i, charge) in charges.iter().enumerate() {
+        let event = json!({"id": format!("evt_term_{i}"), "object": "event", "type": "charge.succeeded",
+            "created": chrono::Utc::now().timestamp(), "livemode": false, "api_version": "2024-06-20",
+            "data": {"object": {"id": charge, "object": "charge", "amount": 100, "currency": "usd"}}});
+        let body = serde_json::to_vec(&event).unwrap();
+        let reply = client
+            .post(format!("{base}{path}"))
+            .header("stripe-signature", sign(&body, secret))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+
+    // SIGTERM while the first call is in the CRM's hands.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while started.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the CRM was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let in_hand = started.lock().unwrap()[0].clone();
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the api did not stop within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "a clean exit: {status}");
+    assert!(
+        finished.lock().unwrap().contains(&in_hand),
+        "the call in hand was finished before the process exited"
+    );
+
+    // After a restart every event is sent, each exactly once.
+    let mut child = start(dir.path(), port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let processed: Value = client
+            .get(format!("{base}/v1/events?status=processed&limit=100"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if processed["data"].as_array().map_or(0, Vec::len) == charges.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("not every event was processed after the restart: {processed}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut sent = started.lock().unwrap().clone();
+    sent.sort();
+    assert_eq!(sent, charges, "each charge reached the CRM exactly once");
 }

@@ -40,11 +40,17 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         db::migrate(&db).await?;
     }
     let keyring = std::sync::Arc::new(tributary_worker::secrets::load_keyring(&settings)?);
-    let pipeline = Runtime::start(&settings, db, true, "worker", keyring).await?;
-    tracing::info!("worker running; stop with Ctrl-C");
+    let mut pipeline = Runtime::start(&settings, db, true, "worker", keyring).await?;
+    let drainer = pipeline.drainer();
+    tracing::info!("worker running; stop with SIGTERM or Ctrl-C");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
-        _ = async { pipeline.wait().await } => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
+    tracing::info!("stopping: finishing the jobs in hand");
+    drainer.drain().await;
+    drop(pipeline);
+    tracing::info!("stopped");
     Ok(())
 }

@@ -158,6 +158,7 @@ impl Queue {
         engine: Arc<Engine>,
         concurrency: usize,
         name: &str,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
         let backend = self.backend_name();
@@ -169,8 +170,14 @@ impl Queue {
                     .data(engine)
                     .concurrency(concurrency)
                     .build(run_process_event);
+                let mut stop = stop;
+                // Until told to stop: then no new jobs, and the ones in hand finish.
+                let signal = async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                    Ok::<(), WorkerError>(())
+                };
                 tokio::spawn(async move {
-                    if let Err(e) = worker.run().await {
+                    if let Err(e) = worker.run_until(signal).await {
                         tracing::error!(error = %e, backend, "queue worker stopped");
                     }
                 })

@@ -19,6 +19,35 @@ pub struct Runtime {
     pub queue: Queue,
     pub engine: Arc<Engine>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Set to true to make the job consumers stop taking jobs and finish what they hold.
+    stopping: tokio::sync::watch::Sender<bool>,
+    grace: std::time::Duration,
+}
+
+/// Drains a [`Runtime`]'s consumers on shutdown; taken out of it before the process stops.
+pub struct Drainer {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stopping: tokio::sync::watch::Sender<bool>,
+    grace: std::time::Duration,
+}
+
+impl Drainer {
+    /// Stops taking jobs and waits up to the grace period for the jobs in hand; whatever is
+    /// still running then is aborted. Nothing is lost either way: an aborted delivery's lease
+    /// runs out and it is retried, and the sweeper re-queues its event.
+    pub async fn drain(self) {
+        let _ = self.stopping.send(true);
+        let started = std::time::Instant::now();
+        tracing::info!(grace = ?self.grace, "draining the job consumers");
+        for mut task in self.tasks {
+            let left = self.grace.saturating_sub(started.elapsed());
+            if tokio::time::timeout(left, &mut task).await.is_err() {
+                tracing::warn!("the grace period ended with jobs in hand; they will be retried");
+                task.abort();
+            }
+        }
+        tracing::info!("job consumers stopped");
+    }
 }
 
 impl Runtime {
@@ -42,8 +71,9 @@ impl Runtime {
             )),
         });
         let mut tasks = Vec::new();
+        let (stopping, stop) = tokio::sync::watch::channel(false);
         if consume {
-            tasks.push(queue.spawn_worker(engine.clone(), settings.worker_concurrency, name));
+            tasks.push(queue.spawn_worker(engine.clone(), settings.worker_concurrency, name, stop));
         }
         tasks.push(tokio::spawn(sweep_forever(
             db,
@@ -61,7 +91,24 @@ impl Runtime {
             queue,
             engine,
             tasks,
+            stopping,
+            grace: settings.shutdown_grace,
         })
+    }
+
+    /// Takes the consumers out, to drain them when the process is asked to stop; the sweeper
+    /// stays and ends with the runtime.
+    pub fn drainer(&mut self) -> Drainer {
+        let consumers = if self.tasks.len() > 1 {
+            self.tasks.drain(..self.tasks.len() - 1).collect()
+        } else {
+            Vec::new()
+        };
+        Drainer {
+            tasks: consumers,
+            stopping: self.stopping.clone(),
+            grace: self.grace,
+        }
     }
 
     /// Waits until a background task ends (they run until the process stops).

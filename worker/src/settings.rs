@@ -79,6 +79,8 @@ pub struct Settings {
     pub queue_namespace: String,
     /// The operator's OAuth apps, by provider, for tenants that bring none of their own.
     pub oauth_apps: Vec<OAuthApp>,
+    /// How long a stopping process lets the jobs in hand finish.
+    pub shutdown_grace: Duration,
 }
 
 /// An OAuth client app registered with a vendor (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` and
@@ -309,6 +311,7 @@ impl Settings {
         };
         let sweep_interval = parse_duration("TRIBUTARY_SWEEP_INTERVAL", get, "5s")?;
         let sweep_grace = parse_duration("TRIBUTARY_SWEEP_GRACE", get, "60s")?;
+        let shutdown_grace = parse_duration("TRIBUTARY_SHUTDOWN_GRACE", get, "30s")?;
         let queue_namespace =
             get("TRIBUTARY_QUEUE_NAMESPACE").unwrap_or_else(|| "tributary".into());
         if !queue_namespace
@@ -349,6 +352,7 @@ impl Settings {
             sweep_grace,
             queue_namespace,
             oauth_apps,
+            shutdown_grace,
         })
     }
 }
