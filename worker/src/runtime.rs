@@ -146,7 +146,20 @@ async fn sweep_forever(
             Ok(n) => tracing::info!(events = n, "sweeper re-enqueued events"),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "sweep failed"),
         }
+        if let Err(e) = forget_old_authorizations(&db).await {
+            tracing::warn!(error = %e, "clearing old OAuth states failed");
+        }
     }
+}
+
+/// OAuth states an hour past their expiry are of no use to anyone: used or not, they go.
+async fn forget_old_authorizations(db: &DatabaseConnection) -> Result<u64, sea_orm::DbErr> {
+    let cutoff = crate::now() - Duration::hours(1);
+    Ok(entity::oauth_states::Entity::delete_many()
+        .filter(entity::oauth_states::Column::ExpiresAt.lt(cutoff))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// Re-enqueues events that were kept but never queued (a crash between commit and push),

@@ -106,10 +106,32 @@ async fn hubspot_connects_in_the_browser_then_syncs() {
 
     // The same callback again: refused, and the connection is untouched.
     let replay = app.client.get(&callback_url).send().await.unwrap();
-    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    let replayed_status = replay.status();
+    assert_eq!(replayed_status, StatusCode::BAD_REQUEST);
     let text = replay.text().await.unwrap();
     assert!(text.contains("already used"), "{text}");
     assert_eq!(app.connection(&p).await["status"], "active");
+
+    // An hour past expiry, the sweeper forgets the state.
+    {
+        use sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait};
+        entity::oauth_states::Entity::update_many()
+            .set(entity::oauth_states::ActiveModel {
+                expires_at: Set(chrono::Utc::now() - chrono::Duration::hours(2)),
+                ..Default::default()
+            })
+            .exec(&app.db)
+            .await
+            .unwrap();
+        tributary_tests::wait_for(10, "old OAuth states to go", || async {
+            let left = entity::oauth_states::Entity::find()
+                .count(&app.db)
+                .await
+                .unwrap();
+            (left == 0).then_some(())
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
