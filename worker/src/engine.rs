@@ -506,10 +506,7 @@ impl Engine {
         // Serialise writers of the same Stripe object and match key (Postgres; SQLite
         // transactions here are already exclusive), so two events cannot both create a record
         // or move a link backwards.
-        let linked_object = match (&event.stripe_object_id, op.action) {
-            (Some(id), Action::Upsert | Action::Update) => Some(id.as_str()),
-            _ => None,
-        };
+        let linked_object = linked_object(event, op);
         if txn.get_database_backend() == DbBackend::Postgres {
             let mut keys = vec![format!(
                 "{}|{}|match|{}",
@@ -534,32 +531,13 @@ impl Engine {
             }
         }
 
-        let link = match linked_object {
-            Some(object_id) => {
-                record_links::Entity::find()
-                    .filter(record_links::Column::ConnectionId.eq(connection.id.as_str()))
-                    .filter(record_links::Column::CrmObject.eq(op.object.as_str()))
-                    .filter(record_links::Column::StripeObjectId.eq(object_id))
-                    .one(&txn)
-                    .await?
-            }
-            None => None,
-        };
-        if let Some(link) = &link
-            && link.last_event_created > event.event_created
+        let link = find_link(&txn, connection, op, linked_object).await?;
+        if let Some(link) = link
+            .as_ref()
+            .filter(|l| l.last_event_created > event.event_created)
         {
-            let warning = format!(
-                "a newer event ({}) was already applied to {} {}",
-                link.last_event_id, op.object, link.crm_record_id
-            );
             let mut active: deliveries::ActiveModel = delivery.clone().into();
-            active.status = Set(ds::SKIPPED.into());
-            active.reason = Set(Some("stale".into()));
-            active.attempts = Set(attempts);
-            active.crm_record_id = Set(Some(link.crm_record_id.clone()));
-            active.operation = Set(serde_json::to_string(op).ok());
-            active.warnings = Set(serde_json::to_string(&[warning])?);
-            active.next_attempt_at = Set(None);
+            mark_stale(&mut active, link, op, attempts);
             active.updated_at = Set(crate::now());
             active.update(&txn).await?;
             txn.commit().await?;
@@ -671,42 +649,17 @@ impl Engine {
             ..current
         };
 
-        let linked_object = match (&event.stripe_object_id, op.action) {
-            (Some(id), Action::Upsert | Action::Update) => Some(id.as_str()),
-            _ => None,
-        };
-        let link = match linked_object {
-            Some(object_id) => {
-                record_links::Entity::find()
-                    .filter(record_links::Column::ConnectionId.eq(connection.id.as_str()))
-                    .filter(record_links::Column::CrmObject.eq(op.object.as_str()))
-                    .filter(record_links::Column::StripeObjectId.eq(object_id))
-                    .one(&self.db)
-                    .await?
-            }
-            None => None,
-        };
-        if let Some(link) = &link
-            && link.last_event_created > event.event_created
+        let linked_object = linked_object(event, op);
+        let link = find_link(&self.db, connection, op, linked_object).await?;
+        if let Some(link) = link
+            .as_ref()
+            .filter(|l| l.last_event_created > event.event_created)
         {
-            let warning = format!(
-                "a newer event ({}) was already applied to {} {}",
-                link.last_event_id, op.object, link.crm_record_id
-            );
-            let record_id = link.crm_record_id.clone();
-            let operation = serde_json::to_string(op).ok();
-            let warnings = serde_json::to_string(&[warning])?;
             self.transition_claimed(&claimed_row, |active| {
-                active.status = Set(ds::SKIPPED.into());
-                active.reason = Set(Some("stale".into()));
-                active.attempts = Set(attempts);
-                active.crm_record_id = Set(Some(record_id.clone()));
-                active.operation = Set(operation);
-                active.warnings = Set(warnings);
-                active.next_attempt_at = Set(None);
+                mark_stale(active, link, op, attempts)
             })
             .await?;
-            return Ok(StepResult::Done(Some(record_id), None));
+            return Ok(StepResult::Done(Some(link.crm_record_id.clone()), None));
         }
 
         let result = crm::apply(
@@ -750,12 +703,8 @@ impl Engine {
             return self.outcome_of_other_run(delivery).await;
         }
         if let Some(object_id) = linked_object {
-            let link = record_links::Entity::find()
-                .filter(record_links::Column::ConnectionId.eq(connection.id.as_str()))
-                .filter(record_links::Column::CrmObject.eq(op.object.as_str()))
-                .filter(record_links::Column::StripeObjectId.eq(object_id))
-                .one(&txn)
-                .await?;
+            // Read again inside the transaction: another event may have moved it meanwhile.
+            let link = find_link(&txn, connection, op, Some(object_id)).await?;
             upsert_link(
                 &txn,
                 event,
@@ -1060,6 +1009,52 @@ fn action_name(action: Action) -> &'static str {
         Action::Create => "create",
         Action::Update => "update",
     }
+}
+
+/// The Stripe object whose record link an upsert or update follows.
+fn linked_object<'e>(event: &'e events::Model, op: &Operation) -> Option<&'e str> {
+    match (&event.stripe_object_id, op.action) {
+        (Some(id), Action::Upsert | Action::Update) => Some(id.as_str()),
+        _ => None,
+    }
+}
+
+/// The record this Stripe object was written to before in `op.object`, if any.
+async fn find_link<C: ConnectionTrait>(
+    db: &C,
+    connection: &connections::Model,
+    op: &Operation,
+    stripe_object_id: Option<&str>,
+) -> Result<Option<record_links::Model>, sea_orm::DbErr> {
+    let Some(object_id) = stripe_object_id else {
+        return Ok(None);
+    };
+    record_links::Entity::find()
+        .filter(record_links::Column::ConnectionId.eq(connection.id.as_str()))
+        .filter(record_links::Column::CrmObject.eq(op.object.as_str()))
+        .filter(record_links::Column::StripeObjectId.eq(object_id))
+        .one(db)
+        .await
+}
+
+/// A delivery whose record a newer event already wrote: skipped as `stale`, pointing at it.
+fn mark_stale(
+    active: &mut deliveries::ActiveModel,
+    link: &record_links::Model,
+    op: &Operation,
+    attempts: i32,
+) {
+    let warning = format!(
+        "a newer event ({}) was already applied to {} {}",
+        link.last_event_id, op.object, link.crm_record_id
+    );
+    active.status = Set(ds::SKIPPED.into());
+    active.reason = Set(Some("stale".into()));
+    active.attempts = Set(attempts);
+    active.crm_record_id = Set(Some(link.crm_record_id.clone()));
+    active.operation = Set(serde_json::to_string(op).ok());
+    active.warnings = Set(serde_json::json!([warning]).to_string());
+    active.next_attempt_at = Set(None);
 }
 
 async fn upsert_link<C: ConnectionTrait>(

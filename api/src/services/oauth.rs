@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tributary_worker::crm::config::{self, Credentials, ZOHO_DATA_CENTERS};
-use tributary_worker::crm::session::{SESSION_PURPOSE, Session, seal_credentials};
+use tributary_worker::crm::session::{
+    SESSION_PURPOSE, Session, open_credentials, seal_credentials,
+};
 use tributary_worker::secrets::{SecretContext, expose, random_token};
 
 use super::{audit, now};
@@ -103,22 +105,8 @@ pub fn credentials_of(
     state: &AppState,
     connection: &connections::Model,
 ) -> Result<Credentials, ApiError> {
-    let Some(sealed) = connection.credentials.as_deref() else {
-        return Ok(Credentials::None);
-    };
-    let plain = state
-        .keyring
-        .open(
-            sealed,
-            &SecretContext {
-                tenant_id: &connection.tenant_id,
-                purpose: tributary_worker::crm::session::CREDENTIALS_PURPOSE,
-                row_id: &connection.id,
-            },
-        )
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("opening credentials: {e}")))?;
-    serde_json::from_str(expose(&plain))
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored credentials: {e}")))
+    open_credentials(&state.keyring, connection)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{}", e.message)))
 }
 
 fn settings_of(connection: &connections::Model) -> Map<String, Value> {

@@ -85,6 +85,33 @@ pub fn seal_credentials(
     )
 }
 
+/// A connection's credentials, opened from their seal (`None` when it holds none).
+pub fn open_credentials(
+    keyring: &Keyring,
+    connection: &connections::Model,
+) -> Result<Credentials, CrmError> {
+    let Some(sealed) = connection.credentials.as_deref() else {
+        return Ok(Credentials::None);
+    };
+    let context = SecretContext {
+        tenant_id: &connection.tenant_id,
+        purpose: CREDENTIALS_PURPOSE,
+        row_id: &connection.id,
+    };
+    let plain = keyring.open(sealed, &context).map_err(|e| {
+        CrmError::new(
+            ErrorKind::Permanent,
+            format!("the connection's credentials cannot be opened: {e}"),
+        )
+    })?;
+    serde_json::from_str(crate::secrets::expose(&plain)).map_err(|_| {
+        CrmError::new(
+            ErrorKind::Permanent,
+            "the connection's stored credentials are malformed",
+        )
+    })
+}
+
 /// An access token and where to use it. Debug never shows the token.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
@@ -313,25 +340,7 @@ impl<'c> Call<'c> {
     }
 
     fn open_credentials(&self, connection: &connections::Model) -> Result<Credentials, CrmError> {
-        let Some(sealed) = connection.credentials.as_deref() else {
-            return Ok(Credentials::None);
-        };
-        let plain = self
-            .connector
-            .keyring
-            .open(sealed, &Self::context(connection, CREDENTIALS_PURPOSE))
-            .map_err(|e| {
-                CrmError::new(
-                    ErrorKind::Permanent,
-                    format!("the connection's credentials cannot be opened: {e}"),
-                )
-            })?;
-        serde_json::from_str(crate::secrets::expose(&plain)).map_err(|_| {
-            CrmError::new(
-                ErrorKind::Permanent,
-                "the connection's stored credentials are malformed",
-            )
-        })
+        open_credentials(&self.connector.keyring, connection)
     }
 
     /// The stored session; one that cannot be opened is treated as none (a refresh follows).
