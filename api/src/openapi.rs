@@ -25,6 +25,7 @@ use crate::error::{FieldError, Problem};
         (name = "events", description = "The inbox of received Stripe events, and replay"),
         (name = "deliveries", description = "Every step's attempts; the dead-letter queue"),
         (name = "webhooks", description = "Stripe's ingress"),
+        (name = "notification-channels", description = "Where alerts go (Slack or a signed webhook), and the alerts sent"),
         (name = "audit-log", description = "Who changed what"),
         (name = "health", description = "Probes")
     )

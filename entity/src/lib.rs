@@ -2,6 +2,7 @@
 //! types stored in them. Tenant-owned tables implement [`TenantOwned`], the only way the
 //! service layer reaches their rows, so no query can forget the tenant.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit_log;
 pub mod connections;
@@ -10,6 +11,7 @@ pub mod events;
 pub mod flow_versions;
 pub mod flows;
 pub mod login_throttle;
+pub mod notification_channels;
 pub mod oauth_states;
 pub mod record_links;
 pub mod refresh_tokens;

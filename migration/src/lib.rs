@@ -7,6 +7,7 @@ mod m20261122_000001_platform;
 mod m20261122_000002_pipeline;
 mod m20261122_000003_adapters;
 mod m20261122_000004_oauth;
+mod m20261201_000005_alerts;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_pipeline::Migration),
             Box::new(m20261122_000003_adapters::Migration),
             Box::new(m20261122_000004_oauth::Migration),
+            Box::new(m20261201_000005_alerts::Migration),
         ]
     }
 }

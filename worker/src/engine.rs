@@ -76,6 +76,12 @@ impl Engine {
             tracing::warn!(event_id, "job for an unknown event");
             return Ok(());
         };
+        // Every line logged while the event runs carries its tenant and event ids.
+        let span = tracing::info_span!("event", tenant_id = %event.tenant_id, event_id = %event.id);
+        tracing::Instrument::instrument(self.run_event(event), span).await
+    }
+
+    async fn run_event(&self, event: events::Model) -> anyhow::Result<()> {
         if event.status == status::IGNORED
             || (matches!(event.status.as_str(), status::PROCESSED | status::FAILED)
                 && !self.has_open_deliveries(&event.id).await?)
@@ -205,11 +211,16 @@ impl Engine {
             update.processed_at = Set(None);
             update.next_run_at = Set(due);
         }
+        let settled = match &update.status {
+            sea_orm::ActiveValue::Set(status) => status.clone(),
+            _ => String::new(),
+        };
         events::Entity::update_many()
             .set(update)
             .filter(events::Column::Id.eq(event.id.as_str()))
             .exec(&self.db)
             .await?;
+        tracing::info!(status = %settled, deliveries = rows.len(), "event settled");
         Ok(())
     }
 

@@ -2,12 +2,14 @@
 //! this library for configuration, secrets, the flow engine (validation, preview) and the job
 //! definitions; this library never depends on the api.
 
+pub mod alerts;
 pub mod crm;
 pub mod db;
 pub mod engine;
 pub mod flow;
 pub mod inbox;
 pub mod metrics;
+pub mod probe;
 pub mod queue;
 pub mod runtime;
 pub mod secrets;

@@ -1,9 +1,10 @@
 //! The `worker` binary: job consumers and the sweeper, without the HTTP API, for deployments
-//! that scale workers separately. Concurrency: `TRIBUTARY_WORKER_CONCURRENCY`.
+//! that scale workers separately. Concurrency: `TRIBUTARY_WORKER_CONCURRENCY`; probes and
+//! metrics on `TRIBUTARY_WORKER_LISTEN`.
 
 use std::process::ExitCode;
 
-use tributary_worker::{db, runtime::Runtime, settings::Settings, telemetry};
+use tributary_worker::{db, probe, runtime::Runtime, settings::Settings, telemetry};
 
 fn main() -> ExitCode {
     let settings = match Settings::from_env() {
@@ -40,8 +41,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         db::migrate(&db).await?;
     }
     let keyring = std::sync::Arc::new(tributary_worker::secrets::load_keyring(&settings)?);
-    let mut pipeline = Runtime::start(&settings, db, true, "worker", keyring).await?;
+    let mut pipeline = Runtime::start(&settings, db.clone(), true, "worker", keyring).await?;
     let drainer = pipeline.drainer();
+    // Probes and metrics stay up while the jobs in hand drain.
+    let probe = match settings.worker_listen {
+        Some(address) => {
+            let server = probe::serve(address, db, pipeline.queue.clone())?;
+            let handle = server.handle();
+            tokio::spawn(server);
+            tracing::info!(%address, "health and metrics on http://{address} (/healthz, /readyz, /metrics)");
+            Some(handle)
+        }
+        None => None,
+    };
     tracing::info!("worker running; stop with SIGTERM or Ctrl-C");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -50,6 +62,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopping: finishing the jobs in hand");
     drainer.drain().await;
+    if let Some(probe) = probe {
+        probe.stop(true).await;
+    }
     drop(pipeline);
     tracing::info!("stopped");
     Ok(())

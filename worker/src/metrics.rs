@@ -1,6 +1,6 @@
 //! Prometheus metrics, served at `GET /metrics`: webhooks in, ingest latency, queue depth and
 //! the age of the oldest waiting event, deliveries by status, CRM calls by status and latency,
-//! rate limits and their waits, token refreshes. Labels are bounded: provider names, statuses,
+//! rate limits and their waits, token refreshes, alerts. Labels are bounded: provider names, statuses,
 //! reasons — never a tenant, event or record id.
 
 use std::sync::LazyLock;
@@ -29,6 +29,7 @@ pub struct Metrics {
     token_refreshes: Family<Labels, Counter>,
     queue_depth: Gauge,
     queue_oldest: Gauge<f64, AtomicU64>,
+    alerts: Family<Labels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -61,6 +62,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         token_refreshes: Family::default(),
         queue_depth: Gauge::default(),
         queue_oldest: Gauge::default(),
+        alerts: Family::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -112,6 +114,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "queue_oldest_age_seconds",
         "Age of the oldest event not yet finished",
         m.queue_oldest.clone(),
+    );
+    registry.register(
+        "alerts",
+        "Alerts to tenants' notification channels by kind and outcome (sent, failed)",
+        m.alerts.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -167,6 +174,33 @@ pub fn token_refresh(provider: &str, outcome: &str) {
 pub fn queue(depth: i64, oldest_age_seconds: f64) {
     METRICS.queue_depth.set(depth);
     METRICS.queue_oldest.set(oldest_age_seconds);
+}
+
+/// Reads the queue's depth and the oldest waiting event's age from the database (the events
+/// not yet finished are the truth, whatever the queue backend) into the gauges.
+pub async fn read_queue(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    use crate::engine::status;
+    use entity::events;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+    let waiting = events::Entity::find()
+        .filter(events::Column::Status.is_in([status::RECEIVED, status::QUEUED]));
+    let depth = waiting.clone().count(db).await?;
+    let oldest = waiting
+        .order_by_asc(events::Column::ReceivedAt)
+        .one(db)
+        .await?
+        .map(|e| (crate::now() - e.received_at).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    queue(depth as i64, oldest.max(0.0));
+    Ok(())
+}
+
+/// An alert sent to a notification channel (or that failed to send), by kind and outcome.
+pub fn alert(kind: &str, outcome: &str) {
+    METRICS
+        .alerts
+        .get_or_create(&labels(&[("kind", kind), ("outcome", outcome)]))
+        .inc();
 }
 
 /// The Prometheus text exposition of every metric.

@@ -1,5 +1,5 @@
-//! Starting the pipeline in a process: the queue connection, the job consumers and the
-//! sweeper. The api calls [`Runtime::start`] for its embedded worker; the `worker` binary
+//! Starting the pipeline in a process: the queue connection, the job consumers, the
+//! sweeper and the alert checks. The api calls [`Runtime::start`] for its embedded worker; the `worker` binary
 //! calls it alone.
 
 use std::sync::Arc;
@@ -18,7 +18,12 @@ use crate::settings::Settings;
 pub struct Runtime {
     pub queue: Queue,
     pub engine: Arc<Engine>,
+    /// Sends alerts to notification channels (and the channels' test notices).
+    pub notifier: Arc<crate::alerts::Notifier>,
+    /// The job consumers.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The sweeper and the alert checks.
+    background: Vec<tokio::task::JoinHandle<()>>,
     /// Set to true to make the job consumers stop taking jobs and finish what they hold.
     stopping: tokio::sync::watch::Sender<bool>,
     grace: std::time::Duration,
@@ -59,6 +64,12 @@ impl Runtime {
         name: &str,
         keyring: Arc<crate::secrets::Keyring>,
     ) -> anyhow::Result<Runtime> {
+        let notifier = Arc::new(crate::alerts::Notifier::new(
+            db.clone(),
+            keyring.clone(),
+            settings.alert_interval,
+            settings.alert_period,
+        )?);
         let queue = Queue::connect(settings, &db).await?;
         let engine = Arc::new(Engine {
             db: db.clone(),
@@ -75,12 +86,15 @@ impl Runtime {
         if consume {
             tasks.push(queue.spawn_worker(engine.clone(), settings.worker_concurrency, name, stop));
         }
-        tasks.push(tokio::spawn(sweep_forever(
-            db,
-            queue.clone(),
-            settings.sweep_interval,
-            settings.sweep_grace,
-        )));
+        let background = vec![
+            tokio::spawn(sweep_forever(
+                db,
+                queue.clone(),
+                settings.sweep_interval,
+                settings.sweep_grace,
+            )),
+            tokio::spawn(crate::alerts::check_forever(notifier.clone())),
+        ];
         tracing::info!(
             queue = queue.backend_name(),
             consume,
@@ -90,22 +104,19 @@ impl Runtime {
         Ok(Runtime {
             queue,
             engine,
+            notifier,
             tasks,
+            background,
             stopping,
             grace: settings.shutdown_grace,
         })
     }
 
     /// Takes the consumers out, to drain them when the process is asked to stop; the sweeper
-    /// stays and ends with the runtime.
+    /// and the alert checks stay and end with the runtime.
     pub fn drainer(&mut self) -> Drainer {
-        let consumers = if self.tasks.len() > 1 {
-            self.tasks.drain(..self.tasks.len() - 1).collect()
-        } else {
-            Vec::new()
-        };
         Drainer {
-            tasks: consumers,
+            tasks: std::mem::take(&mut self.tasks),
             stopping: self.stopping.clone(),
             grace: self.grace,
         }
@@ -113,13 +124,15 @@ impl Runtime {
 
     /// Waits until a background task ends (they run until the process stops).
     pub async fn wait(mut self) {
-        for task in std::mem::take(&mut self.tasks) {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        tasks.append(&mut self.background);
+        for task in tasks {
             let _ = task.await;
         }
     }
 
     pub fn stop(&self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.background) {
             task.abort();
         }
     }

@@ -81,6 +81,12 @@ pub struct Settings {
     pub oauth_apps: Vec<OAuthApp>,
     /// How long a stopping process lets the jobs in hand finish.
     pub shutdown_grace: Duration,
+    /// Where the standalone `worker` serves `/healthz`, `/readyz` and `/metrics`; `None`: off.
+    pub worker_listen: Option<SocketAddr>,
+    /// How often alert conditions are checked.
+    pub alert_interval: Duration,
+    /// An alert for one condition goes to a channel at most once in this period.
+    pub alert_period: Duration,
 }
 
 /// An OAuth client app registered with a vendor (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` and
@@ -127,6 +133,7 @@ impl std::fmt::Debug for Settings {
             .field("retry", &self.retry)
             .field("worker_concurrency", &self.worker_concurrency)
             .field("oauth_apps", &self.oauth_apps)
+            .field("worker_listen", &self.worker_listen)
             .finish_non_exhaustive()
     }
 }
@@ -312,6 +319,20 @@ impl Settings {
         let sweep_interval = parse_duration("TRIBUTARY_SWEEP_INTERVAL", get, "5s")?;
         let sweep_grace = parse_duration("TRIBUTARY_SWEEP_GRACE", get, "60s")?;
         let shutdown_grace = parse_duration("TRIBUTARY_SHUTDOWN_GRACE", get, "30s")?;
+        let worker_listen = match get("TRIBUTARY_WORKER_LISTEN").as_deref() {
+            Some("off") => None,
+            raw => {
+                let raw = raw.unwrap_or("127.0.0.1:9090");
+                Some(raw.parse::<SocketAddr>().map_err(|_| {
+                    bad(
+                        "TRIBUTARY_WORKER_LISTEN",
+                        format!("'{raw}' is not host:port such as 0.0.0.0:9090, or off"),
+                    )
+                })?)
+            }
+        };
+        let alert_interval = parse_duration("TRIBUTARY_ALERT_INTERVAL", get, "30s")?;
+        let alert_period = parse_duration("TRIBUTARY_ALERT_PERIOD", get, "1h")?;
         let queue_namespace =
             get("TRIBUTARY_QUEUE_NAMESPACE").unwrap_or_else(|| "tributary".into());
         if !queue_namespace
@@ -353,6 +374,9 @@ impl Settings {
             queue_namespace,
             oauth_apps,
             shutdown_grace,
+            worker_listen,
+            alert_interval,
+            alert_period,
         })
     }
 }
@@ -440,6 +464,8 @@ mod tests {
             ("TRIBUTARY_RETRY_MAX_DELAY", "0s"),
             ("TRIBUTARY_WORKER_CONCURRENCY", "0"),
             ("TRIBUTARY_SWEEP_INTERVAL", "often"),
+            ("TRIBUTARY_WORKER_LISTEN", "9090"),
+            ("TRIBUTARY_ALERT_PERIOD", "hourly"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");

@@ -94,6 +94,11 @@ async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
     .await
     .unwrap();
 
+    let probe = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let log_path = dir.path().join("worker.log");
     let mut worker = Command::new(env!("CARGO_BIN_EXE_worker"))
         .env_clear()
         .current_dir(dir.path())
@@ -101,7 +106,9 @@ async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
         .env("TRIBUTARY_SWEEP_INTERVAL", "200ms")
         .env("TRIBUTARY_SWEEP_GRACE", "1s")
         .env("TRIBUTARY_WORKER_CONCURRENCY", "2")
-        .stdout(Stdio::null())
+        .env("TRIBUTARY_WORKER_LISTEN", probe.to_string())
+        .env("TRIBUTARY_LOG_FORMAT", "json")
+        .stdout(std::fs::File::create(&log_path).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .expect("the worker binary starts");
@@ -117,13 +124,61 @@ async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let probes = read_probes(&format!("http://{probe}")).await;
     let _ = worker.kill();
     let _ = worker.wait();
     let record = record.expect("the worker processed the stranded event");
+
+    // Its own probes and metrics: ready, nothing left waiting, its delivery counted.
+    let (live, ready, metrics) = probes;
+    assert_eq!(live, 200);
+    assert_eq!(ready, 200);
+    assert!(
+        metrics.contains(r#"tributary_deliveries_total{provider="sandbox",status="succeeded"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tributary_queue_depth 0"), "{metrics}");
+
+    // JSON log lines of the run carry the tenant and the event.
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let settled = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "event settled")
+        .unwrap_or_else(|| panic!("an 'event settled' line in:\n{logs}"));
+    assert_eq!(
+        settled["span"]["tenant_id"],
+        tenant_id.as_str(),
+        "{settled}"
+    );
+    assert!(settled["span"]["event_id"].is_string(), "{settled}");
     let fields: serde_json::Value = serde_json::from_str(&record.fields).unwrap();
     assert_eq!(fields, json!({"email": "ada@example.com", "name": "Ada"}));
     let event = events::Entity::find().one(&conn).await.unwrap().unwrap();
     assert_eq!(event.status, "processed");
+}
+
+/// `/healthz`, `/readyz` and `/metrics` of a running worker, once its delivery is counted.
+async fn read_probes(base: &str) -> (u16, u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let get = |path: &str| client.get(format!("{base}{path}")).send();
+        if let (Ok(live), Ok(ready), Ok(metrics)) = (
+            get("/healthz").await,
+            get("/readyz").await,
+            get("/metrics").await,
+        ) {
+            let text = metrics.text().await.unwrap_or_default();
+            if text.contains("status=\"succeeded\"") || Instant::now() > deadline {
+                return (live.status().as_u16(), ready.status().as_u16(), text);
+            }
+        } else if Instant::now() > deadline {
+            panic!("the worker's probe listener on {base} does not answer");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]

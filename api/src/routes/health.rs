@@ -2,10 +2,7 @@
 
 use actix_web::web::Data;
 use actix_web::{HttpResponse, get};
-use entity::events;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
-use tributary_worker::engine::status;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -32,14 +29,9 @@ async fn healthz() -> HttpResponse {
         (status = 503, response = inline(responses::Unavailable))))]
 #[get("/readyz")]
 async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.db.execute_unprepared("SELECT 1").await.map_err(|e| {
-        tracing::warn!(error = %e, "readiness check failed");
-        ApiError::Unavailable("the database is not reachable".into())
-    })?;
-    state.queue.ping().await.map_err(|e| {
-        tracing::warn!(error = format!("{e:#}"), "readiness check failed");
-        ApiError::Unavailable("the queue is not reachable".into())
-    })?;
+    tributary_worker::probe::ready(&state.db, &state.queue)
+        .await
+        .map_err(|detail| ApiError::Unavailable(detail.into()))?;
     Ok(HttpResponse::Ok().json(HealthOut { status: "ok" }))
 }
 
@@ -49,23 +41,15 @@ async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
         (status = 503, response = inline(responses::Unavailable))))]
 #[get("/metrics")]
 async fn metrics(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    // The queue's depth and age are the database's: events not yet finished.
-    let waiting = events::Entity::find()
-        .filter(events::Column::Status.is_in([status::RECEIVED, status::QUEUED]));
-    let depth = waiting.clone().count(&state.db).await.map_err(|e| {
-        tracing::warn!(error = %e, "metrics: the database is not reachable");
-        ApiError::Unavailable("the database is not reachable".into())
-    })?;
-    let oldest = waiting
-        .order_by_asc(events::Column::ReceivedAt)
-        .one(&state.db)
-        .await?
-        .map(|e| (tributary_worker::now() - e.received_at).num_milliseconds() as f64 / 1000.0)
-        .unwrap_or(0.0);
-    tributary_worker::metrics::queue(depth as i64, oldest.max(0.0));
+    let text = tributary_worker::probe::metrics_text(&state.db)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "metrics: the database is not reachable");
+            ApiError::Unavailable("the database is not reachable".into())
+        })?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(tributary_worker::metrics::render()))
+        .body(text))
 }
 
 pub fn configure(cfg: &mut ServiceConfig) {

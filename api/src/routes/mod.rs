@@ -7,6 +7,7 @@ pub mod connections;
 pub mod events;
 pub mod flows;
 pub mod health;
+pub mod notification_channels;
 pub mod oauth;
 pub mod responses;
 pub mod sessions;
@@ -28,5 +29,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
     oauth::configure(cfg);
     flows::configure(cfg);
     events::configure(cfg);
+    notification_channels::configure(cfg);
     webhooks::configure(cfg);
 }

@@ -10,6 +10,7 @@ pub mod connections;
 pub mod events;
 pub mod flows;
 pub mod ingress;
+pub mod notification_channels;
 pub mod oauth;
 pub mod sessions;
 pub mod stripe_accounts;

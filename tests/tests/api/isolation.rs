@@ -43,6 +43,7 @@ struct Fixture {
     flow_id: String,
     event_id: String,
     delivery_id: String,
+    channel_id: String,
 }
 
 impl Fixture {
@@ -78,7 +79,16 @@ impl Fixture {
             .await
             .str("/event_id");
         let event = app.finished_event(&owner.token, &event_id).await;
+        let channel_id = app
+            .post(
+                "/v1/notification-channels",
+                &owner.token,
+                json!({"name": "A's alerts", "kind": "slack", "url": "https://alerts.example.com/hook"}),
+            )
+            .await
+            .str("/id");
         Fixture {
+            channel_id,
             user_id,
             api_key_id,
             account_id: account.str("/id"),
@@ -93,8 +103,9 @@ impl Fixture {
         }
     }
 
-    fn ids(&self) -> [&str; 8] {
+    fn ids(&self) -> [&str; 9] {
         [
+            &self.channel_id,
             &self.user_id,
             &self.api_key_id,
             &self.account_id,
@@ -117,6 +128,7 @@ impl Fixture {
             "flows" => &self.flow_id,
             "events" => &self.event_id,
             "deliveries" => &self.delivery_id,
+            "notification-channels" => &self.channel_id,
             other if template.contains("{id}") => {
                 panic!("the isolation matrix does not know ids of /v1/{other}: add them")
             }
@@ -151,6 +163,11 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         "events.replay" => Some(json!({})),
         "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
         "connections.test" | "connections.reauthorize" | "deliveries.retry" => None,
+        "notification_channels.create" => Some(
+            json!({"name": "matrix", "kind": "slack", "url": "https://alerts.example.com/matrix"}),
+        ),
+        "notification_channels.update" => Some(json!({"name": "hijacked"})),
+        "notification_channels.test" | "notification_channels.alerts" => None,
         "users.create" => Some(
             json!({"email": format!("m-{unique}@example.com"), "password": PASSWORD, "role": "member"}),
         ),

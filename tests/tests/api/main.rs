@@ -2,6 +2,7 @@
 //! configured, on Postgres.
 
 mod accounts;
+mod alerts;
 mod api_keys;
 mod connections;
 mod crm_http;

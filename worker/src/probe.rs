@@ -1,0 +1,89 @@
+//! Health and metrics over HTTP for the standalone `worker`: `/healthz` (the process is up),
+//! `/readyz` (the database and the queue answer) and `/metrics` (Prometheus text), on
+//! `TRIBUTARY_WORKER_LISTEN`, for Kubernetes probes and scraping. It serves nothing else; the
+//! api answers the same three paths on its own port.
+
+use std::net::SocketAddr;
+
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpResponse, HttpServer};
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::queue::Queue;
+
+/// Why the process is not ready: the part that does not answer.
+pub async fn ready(db: &DatabaseConnection, queue: &Queue) -> Result<(), &'static str> {
+    if let Err(e) = db.execute_unprepared("SELECT 1").await {
+        tracing::warn!(error = %e, "readiness check failed");
+        return Err("the database is not reachable");
+    }
+    if let Err(e) = queue.ping().await {
+        tracing::warn!(error = format!("{e:#}"), "readiness check failed");
+        return Err("the queue is not reachable");
+    }
+    Ok(())
+}
+
+/// The Prometheus exposition, with the queue gauges read fresh from the database.
+pub async fn metrics_text(db: &DatabaseConnection) -> Result<String, sea_orm::DbErr> {
+    crate::metrics::read_queue(db).await?;
+    Ok(crate::metrics::render())
+}
+
+struct ProbeState {
+    db: DatabaseConnection,
+    queue: Queue,
+}
+
+fn status(status: &str) -> serde_json::Value {
+    serde_json::json!({ "status": status })
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(status("ok"))
+}
+
+async fn readyz(state: Data<ProbeState>) -> HttpResponse {
+    match ready(&state.db, &state.queue).await {
+        Ok(()) => HttpResponse::Ok().json(status("ok")),
+        Err(detail) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "unavailable", "detail": detail })),
+    }
+}
+
+async fn metrics(state: Data<ProbeState>) -> HttpResponse {
+    match metrics_text(&state.db).await {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the database is not reachable");
+            HttpResponse::ServiceUnavailable().json(
+                serde_json::json!({ "status": "unavailable", "detail": "the database is not reachable" }),
+            )
+        }
+    }
+}
+
+/// Starts the listener; the caller stops it through the returned server's handle.
+pub fn serve(
+    address: SocketAddr,
+    db: DatabaseConnection,
+    queue: Queue,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let state = Data::new(ProbeState { db, queue });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(address)
+    .with_context(|| format!("TRIBUTARY_WORKER_LISTEN: cannot bind {address}"))?
+    .run();
+    Ok(server)
+}
