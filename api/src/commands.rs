@@ -1,11 +1,15 @@
-//! Operator commands besides serving: key rotation.
+//! Operator commands besides serving: key rotation, over every sealed column (Stripe keys and
+//! signing secrets, connection credentials and sessions, PKCE verifiers, notification channels).
 
 use anyhow::Context;
-use entity::{stripe_accounts, webhook_secrets};
+use entity::{connections, notification_channels, oauth_states, stripe_accounts, webhook_secrets};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
 
 use crate::secrets::{Keyring, SecretContext};
+use crate::services::oauth::VERIFIER_PURPOSE;
 use crate::services::stripe_accounts::{SECRET_KEY_PURPOSE, WEBHOOK_SECRET_PURPOSE};
+use tributary_worker::alerts::{SECRET_PURPOSE as CHANNEL_SECRET_PURPOSE, URL_PURPOSE};
+use tributary_worker::crm::session::{CREDENTIALS_PURPOSE, SESSION_PURPOSE};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RotationReport {
@@ -30,6 +34,27 @@ impl RotationReport {
         let plain = keyring.open(sealed, context)?;
         self.resealed += 1;
         Ok(Some(keyring.seal(crate::secrets::expose(&plain), context)))
+    }
+
+    /// [`Self::reseal`] for an optional column: `Some(new value)` only when it changed.
+    fn reseal_opt(
+        &mut self,
+        keyring: &Keyring,
+        sealed: Option<&str>,
+        context: &SecretContext<'_>,
+    ) -> anyhow::Result<Option<String>> {
+        match sealed {
+            Some(sealed) => self.reseal(keyring, sealed, context),
+            None => Ok(None),
+        }
+    }
+}
+
+fn context<'a>(tenant_id: &'a str, purpose: &'a str, row_id: &'a str) -> SecretContext<'a> {
+    SecretContext {
+        tenant_id,
+        purpose,
+        row_id,
     }
 }
 
@@ -73,6 +98,73 @@ pub async fn rotate_keys(
         if let Some(resealed) = resealed {
             let mut active: webhook_secrets::ActiveModel = secret.into();
             active.secret = Set(resealed);
+            active.update(&txn).await?;
+        }
+    }
+
+    for connection in connections::Entity::find().all(&txn).await? {
+        let (tenant, id) = (&connection.tenant_id, &connection.id);
+        let credentials = report
+            .reseal_opt(
+                keyring,
+                connection.credentials.as_deref(),
+                &context(tenant, CREDENTIALS_PURPOSE, id),
+            )
+            .with_context(|| format!("connection {id}: credentials"))?;
+        let session = report
+            .reseal_opt(
+                keyring,
+                connection.session.as_deref(),
+                &context(tenant, SESSION_PURPOSE, id),
+            )
+            .with_context(|| format!("connection {id}: session"))?;
+        if credentials.is_some() || session.is_some() {
+            let mut active: connections::ActiveModel = connection.into();
+            if let Some(credentials) = credentials {
+                active.credentials = Set(Some(credentials));
+            }
+            if let Some(session) = session {
+                active.session = Set(Some(session));
+            }
+            active.update(&txn).await?;
+        }
+    }
+
+    for state in oauth_states::Entity::find().all(&txn).await? {
+        let resealed = report
+            .reseal_opt(
+                keyring,
+                state.verifier.as_deref(),
+                &context(&state.tenant_id, VERIFIER_PURPOSE, &state.id),
+            )
+            .with_context(|| format!("OAuth authorization {}: PKCE verifier", state.id))?;
+        if let Some(resealed) = resealed {
+            let mut active: oauth_states::ActiveModel = state.into();
+            active.verifier = Set(Some(resealed));
+            active.update(&txn).await?;
+        }
+    }
+
+    for channel in notification_channels::Entity::find().all(&txn).await? {
+        let (tenant, id) = (&channel.tenant_id, &channel.id);
+        let url = report
+            .reseal(keyring, &channel.url, &context(tenant, URL_PURPOSE, id))
+            .with_context(|| format!("notification channel {id}: URL"))?;
+        let secret = report
+            .reseal_opt(
+                keyring,
+                channel.secret.as_deref(),
+                &context(tenant, CHANNEL_SECRET_PURPOSE, id),
+            )
+            .with_context(|| format!("notification channel {id}: secret"))?;
+        if url.is_some() || secret.is_some() {
+            let mut active: notification_channels::ActiveModel = channel.into();
+            if let Some(url) = url {
+                active.url = Set(url);
+            }
+            if let Some(secret) = secret {
+                active.secret = Set(Some(secret));
+            }
             active.update(&txn).await?;
         }
     }

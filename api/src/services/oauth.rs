@@ -34,7 +34,7 @@ use crate::extract::Actor;
 
 /// How long an authorize link stays usable.
 const STATE_TTL_MINUTES: i64 = 10;
-const VERIFIER_PURPOSE: &str = "oauth_state.verifier";
+pub const VERIFIER_PURPOSE: &str = "oauth_state.verifier";
 
 /// What vendors add to a token answer: Salesforce's `instance_url`, Zoho's `api_domain`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

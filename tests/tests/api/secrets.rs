@@ -188,6 +188,25 @@ async fn rotation_reseals_everything_and_old_keys_can_then_go() {
             .await;
             originals.push((key, signing));
         }
+        // CRM credentials and a notification channel's URL and secret are rotated too.
+        let crm = app
+            .post(
+                "/v1/connections",
+                &tenant.token,
+                json!({"name": "CRM", "provider": "http", "auth": {"type": "token", "token": "crm-token-rotation"},
+                       "settings": {"base_url": "https://crm.example.com"}}),
+            )
+            .await;
+        assert_eq!(crm.status, StatusCode::CREATED, "{}", crm.text);
+        let channel = app
+            .post(
+                "/v1/notification-channels",
+                &tenant.token,
+                json!({"name": "Hook", "kind": "webhook", "url": "https://ops.example.com/hook?k=rotation"}),
+            )
+            .await;
+        assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
+        let channel_secret = channel.str("/secret");
 
         // Before rotation, a keyring without k1 fails loudly, naming the missing key.
         let only_new = Keyring::parse(K2).unwrap();
@@ -196,11 +215,11 @@ async fn rotation_reseals_everything_and_old_keys_can_then_go() {
 
         let both = Keyring::parse(&format!("{K2},{TEST_KEYRING}")).unwrap();
         let report = rotate_keys(&app.db, &both).await.unwrap();
-        assert_eq!((report.resealed, report.current), (6, 0));
+        assert_eq!((report.resealed, report.current), (9, 0));
         let again = rotate_keys(&app.db, &both).await.unwrap();
         assert_eq!(
             (again.resealed, again.current),
-            (0, 6),
+            (0, 9),
             "rotation is idempotent"
         );
 
@@ -239,6 +258,34 @@ async fn rotation_reseals_everything_and_old_keys_can_then_go() {
         for (key, signing) in &originals {
             assert!(opened.contains(key) && opened.contains(signing));
         }
+        let connection = entity::connections::Entity::find_by_id(crm.str("/id"))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let credentials =
+            tributary_worker::crm::session::open_credentials(&only_new, &connection).unwrap();
+        assert!(
+            serde_json::to_string(&credentials)
+                .unwrap()
+                .contains("crm-token-rotation")
+        );
+        let stored = entity::notification_channels::Entity::find_by_id(channel.str("/id"))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let ctx = |purpose| SecretContext {
+            tenant_id: &stored.tenant_id,
+            purpose,
+            row_id: &stored.id,
+        };
+        let url = only_new.open(&stored.url, &ctx(tributary_worker::alerts::URL_PURPOSE)).unwrap();
+        assert_eq!(url.expose_secret(), "https://ops.example.com/hook?k=rotation");
+        let secret = only_new
+            .open(stored.secret.as_deref().unwrap(), &ctx(tributary_worker::alerts::SECRET_PURPOSE))
+            .unwrap();
+        assert_eq!(secret.expose_secret(), channel_secret);
     })
     .await;
 }
