@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;
+pub mod schema;
 pub mod secrets;
 pub mod settings;
 pub mod telemetry;
