@@ -1,7 +1,13 @@
-//! The OpenAPI document: the info, security scheme and shared schemas here; the paths are
+//! The OpenAPI document: the info, security schemes and shared schemas here; the paths are
 //! collected from the routes themselves (see [`crate::routes::configure`]).
+//!
+//! Conventions every route follows (the tests and the lint in `tests/clients` check them): an
+//! `operation_id` `resource.verb`; a doc comment whose first line is the summary and whose
+//! next paragraph is the description; a `tag` declared below; `security(("bearer_jwt" = []),
+//! ("api_key" = []))`, or `security(())` for the few public routes; every response described,
+//! errors with a [`responses`](crate::routes::responses) problem; request bodies with examples.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
@@ -10,11 +16,12 @@ use crate::error::{FieldError, Problem};
 #[openapi(
     info(
         title = "Tributary",
-        description = "Stripe payment events into CRM records, per tenant. Authenticate with `Authorization: Bearer <access token or API key>`. Errors are RFC 9457 problem documents; lists are cursor-paginated with `limit` and `starting_after`.",
+        description = "Stripe payment events into CRM records, per tenant. Authenticate with `Authorization: Bearer <access token or API key>`: an access token (a JWT from `/v1/signup`, `/v1/login` or `/v1/token/refresh`) or an API key (`trb_…`, from `/v1/api-keys`). Errors are RFC 9457 problem documents (`application/problem+json`); lists are cursor-paginated with `limit` and `starting_after` and answer `{data, has_more}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
+    servers((url = "/", description = "The Tributary installation serving this document")),
     components(schemas(Problem, FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Sign-up, login, tokens"),
         (name = "users", description = "People in a tenant and their roles"),
@@ -32,22 +39,149 @@ use crate::error::{FieldError, Problem};
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+/// Two ways to authenticate, both sent as `Authorization: Bearer …`; every protected
+/// operation accepts either.
+struct SecuritySchemes;
 
-impl Modify for BearerAuth {
+impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "bearer",
+            "bearer_jwt",
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
                     .description(Some(
-                        "A JWT access token from /v1/login, or an API key (trb_…).",
+                        "A person's access token: the `access_token` of /v1/signup, /v1/login or \
+                         /v1/token/refresh, valid for 15 minutes by default.",
                     ))
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("trb_{prefix}_{secret}")
+                    .description(Some(
+                        "An API key for machines (`trb_…`, from POST /v1/api-keys), sent as a \
+                         bearer token: `Authorization: Bearer trb_…`. It has the role it was \
+                         created with and lasts until revoked.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Routes annotated `security(())` need no credentials: say so with an empty requirement list
+/// (`security: []`), not an optional one (`[{}]`).
+struct PublicOperations;
+
+impl Modify for PublicOperations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(security) = &mut operation.security
+                    && security
+                        .iter()
+                        .all(|r| *r == SecurityRequirement::default())
+                {
+                    security.clear();
+                }
+            }
+        }
+    }
+}
+
+/// `ListResponse_X`'s `data` items point at `X` instead of repeating it inline, so generated
+/// clients have one type per resource (utoipa inlines a generic's argument).
+struct ListItemRefs;
+
+impl Modify for ListItemRefs {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ArrayItems, Schema};
+        use utoipa::openapi::{Ref, RefOr};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let names: Vec<String> = components.schemas.keys().cloned().collect();
+        for name in names {
+            let Some(item) = name.strip_prefix("ListResponse_") else {
+                continue;
+            };
+            if !components.schemas.contains_key(item) {
+                continue;
+            }
+            if let Some(RefOr::T(Schema::Object(list))) = components.schemas.get_mut(&name)
+                && let Some(RefOr::T(Schema::Array(data))) = list.properties.get_mut("data")
+            {
+                data.items =
+                    ArrayItems::RefOrSchema(Box::new(RefOr::Ref(Ref::from_schema_name(item))));
+            }
+        }
+    }
+}
+
+/// The flow bodies' examples are the built-in templates, with a connection filled in: one per
+/// CRM, always in step with what `GET /v1/flow-templates` serves.
+struct FlowExamples;
+
+/// The connection id the flow examples use.
+const EXAMPLE_CONNECTION_ID: &str = "0190f5c2-7a3e-7c4e-9b1a-3f6d2e8a9c10";
+
+impl Modify for FlowExamples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::example::ExampleBuilder;
+        let templates = crate::services::flows::templates();
+        let examples: Vec<(String, RefOr<utoipa::openapi::example::Example>)> = templates
+            .iter()
+            .map(|template| {
+                let example = ExampleBuilder::new()
+                    .summary(&template.name)
+                    .value(Some(template.instantiate(EXAMPLE_CONNECTION_ID)))
+                    .build();
+                (template.id.clone(), RefOr::T(example))
+            })
+            .collect();
+        let sandbox = templates
+            .iter()
+            .find(|t| t.provider == "sandbox")
+            .map(|t| t.instantiate(EXAMPLE_CONNECTION_ID));
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
+                let id = operation.operation_id.clone().unwrap_or_default();
+                let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+                    continue;
+                };
+                for (content_type, content) in body.content.iter_mut() {
+                    let RefOr::T(content) = content else { continue };
+                    match (id.as_str(), content_type.as_str()) {
+                        ("flows.create" | "flows.replace", "application/json") => {
+                            content.examples = examples.iter().cloned().collect();
+                        }
+                        ("flows.validate", "application/json") => {
+                            content.example = sandbox
+                                .clone()
+                                .map(|flow| serde_json::json!({ "flow": flow }));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -60,6 +194,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .configure(crate::routes::configure)
         .split_for_parts();
     spec.info.version = env!("CARGO_PKG_VERSION").to_string();
+    // The routes' operations exist only now, after `configure`.
+    PublicOperations.modify(&mut spec);
+    ListItemRefs.modify(&mut spec);
+    FlowExamples.modify(&mut spec);
     spec
 }
 

@@ -28,6 +28,8 @@ pub mod status {
     pub const PROCESSED: &str = "processed";
     pub const FAILED: &str = "failed";
     pub const IGNORED: &str = "ignored";
+    /// Every event status, in lifecycle order.
+    pub const ALL: &[&str] = &[RECEIVED, QUEUED, PROCESSED, FAILED, IGNORED];
 }
 
 pub mod delivery_status {
@@ -37,6 +39,8 @@ pub mod delivery_status {
     pub const WAITING: &str = "waiting";
     pub const DEAD: &str = "dead";
     pub const SKIPPED: &str = "skipped";
+    /// Every delivery status.
+    pub const ALL: &[&str] = &[PENDING, SUCCEEDED, RETRYING, WAITING, DEAD, SKIPPED];
 }
 
 use delivery_status as ds;

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod probe;
 pub mod queue;
 pub mod runtime;
+pub mod schema;
 pub mod secrets;
 pub mod settings;
 pub mod telemetry;

@@ -21,9 +21,10 @@ pub const MAX_LIMIT: u64 = 100;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// How many items to return, 1 to 100 (default 10).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 10, example = 10)]
     limit: Option<String>,
-    /// The id of the last item of the previous page.
+    /// The id of the last item of the previous page: pass the `id` of the last item of `data`
+    /// while `has_more` is true.
     starting_after: Option<String>,
 }
 
@@ -103,6 +104,8 @@ impl<T: serde::de::DeserializeOwned> FromRequest for ValidQuery<T> {
 /// A page of a list.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ListResponse<T: ToSchema> {
+    /// The items, newest first.
+    #[schema(inline = false)]
     pub data: Vec<T>,
     /// Whether more items follow the last one returned.
     pub has_more: bool,

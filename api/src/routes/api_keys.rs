@@ -10,13 +10,21 @@ use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
 use crate::services::api_keys::{self, ApiKeyCreated, ApiKeyIn, ApiKeyOut};
 
-#[utoipa::path(tag = "api-keys", operation_id = "api_keys.create", request_body = ApiKeyIn,
+/// Create an API key
+///
+/// Creates a key for scripts and machines, with a role no higher than the creator's. The key
+/// itself (`trb_…`) is in this response only; it is stored as a hash and cannot be read again.
+#[utoipa::path(tag = "api-keys", operation_id = "api_keys.create", request_body(content = ApiKeyIn,
+        example = json!({"name": "CI deploys", "role": "admin"})),
     responses(
         (status = 201, description = "The new key; `key` is shown only in this response.", body = ApiKeyCreated),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/api-keys")]
 async fn create(
     state: Data<AppState>,
@@ -26,12 +34,17 @@ async fn create(
     Ok(HttpResponse::Created().json(api_keys::create(&state, &ctx, input).await?))
 }
 
+/// List API keys
+///
+/// The tenant's keys, newest first, with their prefixes and when each was last used; never the
+/// keys themselves.
 #[utoipa::path(tag = "api-keys", operation_id = "api_keys.list", params(ListQuery),
     responses(
         (status = 200, description = "A page of keys, newest first; never the keys themselves.", body = ListResponse<ApiKeyOut>),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/api-keys")]
 async fn list(
     state: Data<AppState>,
@@ -42,13 +55,16 @@ async fn list(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Revoke an API key
+///
+/// Revokes the key at once: requests made with it are refused from now on.
 #[utoipa::path(tag = "api-keys", operation_id = "api_keys.delete", params(("id" = String, Path, description = "The key's id")),
     responses(
         (status = 204, description = "The key is revoked."),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[delete("/v1/api-keys/{id}")]
 async fn remove(
     state: Data<AppState>,

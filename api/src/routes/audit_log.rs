@@ -10,13 +10,18 @@ use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, Page, TenantContext};
 use crate::services::audit::{self, AuditEntryOut};
 
+/// List the audit log
+///
+/// Every change in the tenant, newest first: who (a user or an API key) did what to which
+/// resource. Admins and owners only.
 #[utoipa::path(tag = "audit-log", operation_id = "audit_log.list", params(ListQuery),
     responses(
         (status = 200, description = "A page of changes, newest first.", body = ListResponse<AuditEntryOut>),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/audit-log")]
 async fn list(
     state: Data<AppState>,

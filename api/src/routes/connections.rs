@@ -14,13 +14,41 @@ use crate::services::connections::{
     self, ConnectionIn, ConnectionOut, ConnectionPatch, ConnectionTestOut, SandboxRecordOut,
 };
 
-#[utoipa::path(tag = "connections", operation_id = "connections.create", request_body = ConnectionIn,
+/// Create a connection
+///
+/// Connects a CRM: `sandbox` (built in, no credentials), `hubspot`, `salesforce`, `zoho` or any
+/// `http` CRM. Credentials are sealed and never returned. With `auth.type` `oauth` the connection
+/// starts `pending_authorization` and the answer carries an `authorize_url`.
+#[utoipa::path(tag = "connections", operation_id = "connections.create", request_body(content = ConnectionIn,
+        examples(
+            ("sandbox" = (summary = "The built-in sandbox CRM (no credentials)",
+                value = json!({"name": "Sandbox", "provider": "sandbox"}))),
+            ("hubspot" = (summary = "HubSpot with a private-app token",
+                value = json!({"name": "HubSpot prod", "provider": "hubspot",
+                    "auth": {"type": "token", "token": "pat-na1-…"}}))),
+            ("hubspot_oauth" = (summary = "HubSpot through the OAuth browser flow (answers an authorize_url)",
+                value = json!({"name": "HubSpot", "provider": "hubspot", "auth": {"type": "oauth"}}))),
+            ("salesforce" = (summary = "Salesforce with the JWT bearer flow",
+                value = json!({"name": "Salesforce", "provider": "salesforce",
+                    "auth": {"type": "jwt_bearer", "client_id": "3MVG9…", "username": "integration@acme.com",
+                        "private_key": "-----BEGIN PRIVATE KEY-----\n…\n-----END PRIVATE KEY-----\n"},
+                    "settings": {"login_url": "https://login.salesforce.com", "api_version": "60.0"}}))),
+            ("zoho" = (summary = "Zoho CRM with a refresh token, EU data centre",
+                value = json!({"name": "Zoho", "provider": "zoho", "settings": {"data_center": "eu"},
+                    "auth": {"type": "refresh_token", "client_id": "1000.…", "client_secret": "…", "refresh_token": "1000.…"}}))),
+            ("http" = (summary = "Any HTTP CRM, requests signed with HMAC",
+                value = json!({"name": "Our CRM", "provider": "http",
+                    "settings": {"base_url": "https://crm.example.com/api", "headers": {"X-Tenant": "acme"}},
+                    "auth": {"type": "hmac", "secret": "…", "header": "X-Signature"}}))))),
     responses(
         (status = 201, description = "The connection.", body = ConnectionOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/connections")]
 async fn create(
     state: Data<AppState>,
@@ -30,11 +58,16 @@ async fn create(
     Ok(HttpResponse::Created().json(connections::create(&state, &ctx, input).await?))
 }
 
+/// List connections
+///
+/// The tenant's CRM connections, newest first.
 #[utoipa::path(tag = "connections", operation_id = "connections.list", params(ListQuery),
     responses(
         (status = 200, description = "A page of connections, newest first.", body = ListResponse<ConnectionOut>),
-        (status = 401, response = inline(responses::Unauthorized))),
-    security(("bearer" = [])))]
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/connections")]
 async fn list(
     state: Data<AppState>,
@@ -45,12 +78,16 @@ async fn list(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Get a connection
+///
+/// One connection: its provider, settings, status and what the vendor reported about it; never its
+/// credentials.
 #[utoipa::path(tag = "connections", operation_id = "connections.get", params(("id" = String, Path, description = "The connection's id")),
     responses(
         (status = 200, description = "The connection.", body = ConnectionOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/connections/{id}")]
 async fn get_one(
     state: Data<AppState>,
@@ -62,15 +99,25 @@ async fn get_one(
     )))
 }
 
-#[utoipa::path(tag = "connections", operation_id = "connections.update", request_body = ConnectionPatch,
+/// Update a connection
+///
+/// Renames it, replaces its credentials or settings, or disables and re-enables it. New
+/// credentials make a `needs_reauth` connection `active` again and release its waiting deliveries.
+#[utoipa::path(tag = "connections", operation_id = "connections.update", request_body(content = ConnectionPatch,
+        examples(
+            ("disable" = (summary = "Stop deliveries for now", value = json!({"status": "disabled"}))),
+            ("credentials" = (summary = "New credentials", value = json!({"auth": {"type": "token", "token": "pat-na1-…"}}))))),
     params(("id" = String, Path, description = "The connection's id")),
     responses(
         (status = 200, description = "The updated connection; waiting deliveries are released when it is active.", body = ConnectionOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[patch("/v1/connections/{id}")]
 async fn update(
     state: Data<AppState>,
@@ -81,13 +128,16 @@ async fn update(
     Ok(HttpResponse::Ok().json(connections::update(&state, &ctx, &id, patch).await?))
 }
 
+/// Delete a connection
+///
+/// Deletes the connection; a sandbox connection's records go with it.
 #[utoipa::path(tag = "connections", operation_id = "connections.delete", params(("id" = String, Path, description = "The connection's id")),
     responses(
         (status = 204, description = "The connection (and a sandbox's records) are gone."),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[delete("/v1/connections/{id}")]
 async fn remove(
     state: Data<AppState>,
@@ -98,13 +148,17 @@ async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Test a connection
+///
+/// Makes one cheap authenticated call to the CRM and reports whether it worked, with the vendor's
+/// status and the error kind on failure.
 #[utoipa::path(tag = "connections", operation_id = "connections.test", params(("id" = String, Path, description = "The connection's id")),
     responses(
         (status = 200, description = "The result of one cheap authenticated call.", body = ConnectionTestOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/connections/{id}/test")]
 async fn test(
     state: Data<AppState>,
@@ -114,6 +168,10 @@ async fn test(
     Ok(HttpResponse::Ok().json(connections::test(&state, &ctx, &id).await?))
 }
 
+/// Reauthorize a connection
+///
+/// Starts the OAuth browser flow again for an `oauth` connection: the answer carries a new
+/// single-use `authorize_url`.
 #[utoipa::path(tag = "connections", operation_id = "connections.reauthorize", params(("id" = String, Path, description = "The connection's id")),
     responses(
         (status = 200, description = "The connection with a new `authorize_url`; completing it makes the connection active and runs its waiting deliveries.", body = ConnectionOut),
@@ -121,7 +179,7 @@ async fn test(
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/connections/{id}/reauthorize")]
 async fn reauthorize(
     state: Data<AppState>,
@@ -138,14 +196,19 @@ pub struct RecordsFilter {
     pub object: Option<String>,
 }
 
+/// List a sandbox connection's records
+///
+/// The records the built-in sandbox CRM holds for this connection, newest first, optionally of one
+/// object (`leads`, `contacts`, …). Only sandbox connections have records here.
 #[utoipa::path(tag = "connections", operation_id = "connections.records",
     params(("id" = String, Path, description = "The sandbox connection's id"), RecordsFilter, ListQuery),
     responses(
         (status = 200, description = "A page of the sandbox's records, newest first.", body = ListResponse<SandboxRecordOut>),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/connections/{id}/records")]
 async fn records(
     state: Data<AppState>,

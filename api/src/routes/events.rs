@@ -12,12 +12,17 @@ use crate::services::events::{
     self, AcceptedOut, DeliveryFilter, DeliveryOut, EventDetailOut, EventFilter, EventOut, ReplayIn,
 };
 
+/// List events
+///
+/// The inbox: every Stripe event received, newest first, with its status. Filter by `type`,
+/// `status` and Stripe's `created` time.
 #[utoipa::path(tag = "events", operation_id = "events.list", params(EventFilter, ListQuery),
     responses(
         (status = 200, description = "A page of received events, newest first.", body = ListResponse<EventOut>),
         (status = 400, response = inline(responses::BadRequest)),
-        (status = 401, response = inline(responses::Unauthorized))),
-    security(("bearer" = [])))]
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/events")]
 async fn list(
     state: Data<AppState>,
@@ -29,12 +34,15 @@ async fn list(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Get an event
+///
+/// One event with its payload as Stripe sent it and every delivery it caused.
 #[utoipa::path(tag = "events", operation_id = "events.get", params(("id" = String, Path, description = "The event's id")),
     responses(
         (status = 200, description = "The event, its payload and its deliveries.", body = EventDetailOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/events/{id}")]
 async fn get_one(
     state: Data<AppState>,
@@ -44,15 +52,25 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(events::get(&state, &ctx, &id).await?))
 }
 
-#[utoipa::path(tag = "events", operation_id = "events.replay", request_body = ReplayIn,
+/// Replay an event
+///
+/// Queues the event again: its steps that did not succeed run again. With `force`, steps that
+/// succeeded run again too (a `create` is never doubled).
+#[utoipa::path(tag = "events", operation_id = "events.replay", request_body(content = Option<ReplayIn>,
+        description = "Optional: no body replays the steps that did not succeed.",
+        example = json!({"force": true})),
     params(("id" = String, Path, description = "The event's id")),
     responses(
         (status = 202, description = "Queued again: steps that did not succeed run again (all but creates with `force`).", body = AcceptedOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 422, response = inline(responses::Invalid)),
         (status = 503, response = inline(responses::Unavailable))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/events/{id}/replay")]
 async fn replay(
     state: Data<AppState>,
@@ -64,12 +82,17 @@ async fn replay(
         .json(events::replay(&state, &ctx, &id, input.unwrap_or_default()).await?))
 }
 
+/// List deliveries
+///
+/// Every step's attempts against a CRM, newest first; `status=dead` is the dead-letter queue.
+/// Filter by `status`, `event_id` or `flow_id`.
 #[utoipa::path(tag = "deliveries", operation_id = "deliveries.list", params(DeliveryFilter, ListQuery),
     responses(
         (status = 200, description = "A page of deliveries, newest first; `status=dead` is the dead-letter queue.", body = ListResponse<DeliveryOut>),
         (status = 400, response = inline(responses::BadRequest)),
-        (status = 401, response = inline(responses::Unauthorized))),
-    security(("bearer" = [])))]
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/deliveries")]
 async fn list_deliveries(
     state: Data<AppState>,
@@ -81,6 +104,10 @@ async fn list_deliveries(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Retry a delivery
+///
+/// Runs a delivery again with a fresh set of attempts, typically a dead letter after the cause was
+/// fixed.
 #[utoipa::path(tag = "deliveries", operation_id = "deliveries.retry", params(("id" = String, Path, description = "The delivery's id")),
     responses(
         (status = 202, description = "The delivery runs again with a fresh set of attempts.", body = AcceptedOut),
@@ -88,7 +115,7 @@ async fn list_deliveries(
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 409, response = inline(responses::Conflict))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/deliveries/{id}/retry")]
 async fn retry(
     state: Data<AppState>,

@@ -3,8 +3,8 @@
 use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, delete, get, post, put};
 use serde::Serialize;
-use tributary_worker::flow::Preview;
 use tributary_worker::flow::templates::FlowTemplate;
+use tributary_worker::flow::{FlowSpec, Preview};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -14,14 +14,23 @@ use crate::error::ApiError;
 use crate::extract::{JsonOrYaml, ListQuery, ListResponse, Page, TenantContext, ValidJson};
 use crate::services::flows::{self, FlowOut, FlowVersionOut, PreviewIn, ValidateIn, ValidateOut};
 
+/// Create a flow
+///
+/// Creates a mapping flow from Stripe events to CRM writes, as JSON or `application/yaml`. Start
+/// from a recipe of `GET /v1/flow-templates` with your `connection_id`. The flow is validated
+/// first; every problem is reported with its path.
 #[utoipa::path(tag = "flows", operation_id = "flows.create",
-    request_body(content = Object, description = "A flow (DESIGN Flows), as JSON or `application/yaml`"),
+    request_body(content = FlowSpec,
+        description = "A flow; the examples are the built-in templates. The same document is also accepted as YAML with `content-type: application/yaml`."),
     responses(
         (status = 201, description = "The flow, version 1.", body = FlowOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/flows")]
 async fn create(
     state: Data<AppState>,
@@ -31,11 +40,16 @@ async fn create(
     Ok(HttpResponse::Created().json(flows::create(&state, &ctx, body).await?))
 }
 
+/// List flows
+///
+/// The tenant's flows at their current versions, newest first.
 #[utoipa::path(tag = "flows", operation_id = "flows.list", params(ListQuery),
     responses(
         (status = 200, description = "A page of flows, newest first.", body = ListResponse<FlowOut>),
-        (status = 401, response = inline(responses::Unauthorized))),
-    security(("bearer" = [])))]
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/flows")]
 async fn list(
     state: Data<AppState>,
@@ -46,12 +60,15 @@ async fn list(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Get a flow
+///
+/// One flow at its current version.
 #[utoipa::path(tag = "flows", operation_id = "flows.get", params(("id" = String, Path, description = "The flow's id")),
     responses(
         (status = 200, description = "The flow's current version.", body = FlowOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/flows/{id}")]
 async fn get_one(
     state: Data<AppState>,
@@ -61,15 +78,23 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(flows::get(&state, &ctx, &id).await?))
 }
 
+/// Replace a flow
+///
+/// Replaces the whole flow, as JSON or `application/yaml`; every replace is a new version, and
+/// deliveries keep the version they ran.
 #[utoipa::path(tag = "flows", operation_id = "flows.replace", params(("id" = String, Path, description = "The flow's id")),
-    request_body(content = Object, description = "The whole new flow, as JSON or `application/yaml`"),
+    request_body(content = FlowSpec,
+        description = "The whole new flow. The same document is also accepted as YAML with `content-type: application/yaml`."),
     responses(
         (status = 200, description = "The flow at its new version.", body = FlowOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[put("/v1/flows/{id}")]
 async fn replace(
     state: Data<AppState>,
@@ -80,13 +105,16 @@ async fn replace(
     Ok(HttpResponse::Ok().json(flows::replace(&state, &ctx, &id, body).await?))
 }
 
+/// Delete a flow
+///
+/// Deletes the flow; its versions are kept for the deliveries that ran them.
 #[utoipa::path(tag = "flows", operation_id = "flows.delete", params(("id" = String, Path, description = "The flow's id")),
     responses(
         (status = 204, description = "The flow is gone; its versions stay for the deliveries that ran them."),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[delete("/v1/flows/{id}")]
 async fn remove(
     state: Data<AppState>,
@@ -102,12 +130,15 @@ struct VersionsOut {
     data: Vec<FlowVersionOut>,
 }
 
+/// List a flow's versions
+///
+/// Every version of the flow, newest first.
 #[utoipa::path(tag = "flows", operation_id = "flows.versions", params(("id" = String, Path, description = "The flow's id")),
     responses(
         (status = 200, description = "Every version of the flow, newest first.", body = VersionsOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/flows/{id}/versions")]
 async fn versions(
     state: Data<AppState>,
@@ -119,12 +150,18 @@ async fn versions(
     }))
 }
 
+/// Validate a flow
+///
+/// Checks a flow without storing it and reports every problem with its JSON path.
 #[utoipa::path(tag = "flows", operation_id = "flows.validate", request_body = ValidateIn,
     responses(
         (status = 200, description = "Whether the flow is valid, with the path of every error.", body = ValidateOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/flows/validate")]
 async fn validate(
     state: Data<AppState>,
@@ -134,14 +171,27 @@ async fn validate(
     Ok(HttpResponse::Ok().json(flows::validate(&state, &ctx, &input.flow).await?))
 }
 
-#[utoipa::path(tag = "flows", operation_id = "flows.preview", request_body = PreviewIn,
+/// Preview a flow
+///
+/// Runs the flow against a Stripe event without writing anything: whether its trigger matches, and
+/// the operations each step would send to the CRM.
+#[utoipa::path(tag = "flows", operation_id = "flows.preview", request_body(content = PreviewIn,
+        example = json!({"event": {"id": "evt_1PzXb2LkdIwHu7ix0ExAmPle", "object": "event", "type": "checkout.session.completed",
+            "created": 1718000000, "livemode": false, "api_version": "2024-06-20",
+            "data": {"object": {"id": "cs_test_a1B2c3D4", "object": "checkout.session", "amount_total": 4900, "currency": "eur",
+                "customer": "cus_QXyZ12345", "payment_status": "paid", "status": "complete",
+                "customer_details": {"email": "ada@example.com", "name": "Ada Lovelace"},
+                "metadata": {"serviceId": "onboarding"}}}}})),
     params(("id" = String, Path, description = "The flow's id")),
     responses(
         (status = 200, description = "Whether the event matches and the operations that would run; nothing is written.", body = Preview),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/flows/{id}/preview")]
 async fn preview(
     state: Data<AppState>,
@@ -157,11 +207,15 @@ struct TemplatesOut {
     data: Vec<FlowTemplate>,
 }
 
+/// List flow templates
+///
+/// Ready-made recipes, one per pipeline (sandbox, HubSpot, Salesforce, Zoho CRM). Post a
+/// template's `flow` with your `connection_id` to `POST /v1/flows`.
 #[utoipa::path(tag = "flows", operation_id = "flow_templates.list",
     responses(
         (status = 200, description = "Ready recipes; post a template's `flow` with your `connection_id` to /v1/flows.", body = TemplatesOut),
         (status = 401, response = inline(responses::Unauthorized))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/flow-templates")]
 async fn templates(_ctx: TenantContext) -> HttpResponse {
     HttpResponse::Ok().json(TemplatesOut {

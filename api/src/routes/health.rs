@@ -16,17 +16,25 @@ pub struct HealthOut {
     pub status: &'static str,
 }
 
+/// Liveness probe
+///
+/// Answers as long as the process is up. No authentication.
 #[utoipa::path(tag = "health", operation_id = "health.live",
-    responses((status = 200, description = "The process is up.", body = HealthOut)))]
+    responses((status = 200, description = "The process is up.", body = HealthOut)),
+    security(()))]
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthOut { status: "ok" })
 }
 
+/// Readiness probe
+///
+/// Answers 200 when the database and the queue answer, 503 otherwise. No authentication.
 #[utoipa::path(tag = "health", operation_id = "health.ready",
     responses(
         (status = 200, description = "The database and the queue answer.", body = HealthOut),
-        (status = 503, response = inline(responses::Unavailable))))]
+        (status = 503, response = inline(responses::Unavailable))),
+    security(()))]
 #[get("/readyz")]
 async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     tributary_worker::probe::ready(&state.db, &state.queue)
@@ -35,10 +43,15 @@ async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(HealthOut { status: "ok" }))
 }
 
+/// Prometheus metrics
+///
+/// The Prometheus text exposition of the process's counters and gauges, every name prefixed
+/// `tributary_`. No authentication: keep it inside the cluster.
 #[utoipa::path(tag = "health", operation_id = "health.metrics",
     responses(
         (status = 200, description = "Prometheus text exposition: webhooks, ingest latency, queue depth and oldest age, deliveries, CRM calls, rate limits, token refreshes.", content_type = "text/plain"),
-        (status = 503, response = inline(responses::Unavailable))))]
+        (status = 503, response = inline(responses::Unavailable))),
+    security(()))]
 #[get("/metrics")]
 async fn metrics(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let text = tributary_worker::probe::metrics_text(&state.db)

@@ -13,14 +13,27 @@ use crate::services::notification_channels::{
     NotificationChannelPatch, NotificationTestOut,
 };
 
+/// Create a notification channel
+///
+/// Adds a place for the tenant's alerts: a Slack-compatible incoming webhook (`kind: slack`),
+/// or a generic webhook (`kind: webhook`) whose JSON notices are signed in
+/// `Tributary-Signature`. A generated signing secret is in this response only.
 #[utoipa::path(tag = "notification-channels", operation_id = "notification_channels.create",
-    request_body = NotificationChannelIn,
+    request_body(content = NotificationChannelIn, examples(
+        ("slack" = (summary = "A Slack channel", value = json!({"name": "#billing-alerts", "kind": "slack",
+            "url": "https://hooks.slack.com/services/T000/B000/XXXX"}))),
+        ("webhook" = (summary = "A signed webhook for some alerts", value = json!({"name": "Pager", "kind": "webhook",
+            "url": "https://ops.example.com/hooks/tributary",
+            "alerts": ["connection.needs_reauth", "flow.failing"], "flow_failure_threshold": 3}))))),
     responses(
         (status = 201, description = "The channel; a generated `secret` is shown only in this response.", body = NotificationChannelOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/notification-channels")]
 async fn create(
     state: Data<AppState>,
@@ -30,12 +43,17 @@ async fn create(
     Ok(HttpResponse::Created().json(channels::create(&state, &ctx, input).await?))
 }
 
+/// List notification channels
+///
+/// The tenant's channels, newest first, each with when it last sent and its last error; never
+/// a URL or a secret.
 #[utoipa::path(tag = "notification-channels", operation_id = "notification_channels.list", params(ListQuery),
     responses(
         (status = 200, description = "A page of channels, newest first.", body = ListResponse<NotificationChannelOut>),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/notification-channels")]
 async fn list(
     state: Data<AppState>,
@@ -46,13 +64,16 @@ async fn list(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Get a notification channel
+///
+/// One channel: its kind, URL hint, alert kinds, thresholds, and its latest send.
 #[utoipa::path(tag = "notification-channels", operation_id = "notification_channels.get",
     params(("id" = String, Path, description = "The channel's id")),
     responses(
         (status = 200, description = "The channel.", body = NotificationChannelOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/notification-channels/{id}")]
 async fn get_one(
     state: Data<AppState>,
@@ -64,16 +85,24 @@ async fn get_one(
     )))
 }
 
+/// Update a notification channel
+///
+/// Changes what is given: name, URL, secret (webhook channels), alert kinds, thresholds, or
+/// `enabled`. The kind cannot change.
 #[utoipa::path(tag = "notification-channels", operation_id = "notification_channels.update",
-    request_body = NotificationChannelPatch,
+    request_body(content = NotificationChannelPatch,
+        example = json!({"enabled": false, "dead_letter_threshold": 25})),
     params(("id" = String, Path, description = "The channel's id")),
     responses(
         (status = 200, description = "The updated channel.", body = NotificationChannelOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[patch("/v1/notification-channels/{id}")]
 async fn update(
     state: Data<AppState>,
@@ -84,6 +113,9 @@ async fn update(
     Ok(HttpResponse::Ok().json(channels::update(&state, &ctx, &id, patch).await?))
 }
 
+/// Delete a notification channel
+///
+/// Removes the channel and the record of the alerts it was sent.
 #[utoipa::path(tag = "notification-channels", operation_id = "notification_channels.delete",
     params(("id" = String, Path, description = "The channel's id")),
     responses(
@@ -91,7 +123,7 @@ async fn update(
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[delete("/v1/notification-channels/{id}")]
 async fn remove(
     state: Data<AppState>,
@@ -102,6 +134,10 @@ async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Send a test notice
+///
+/// Sends a notice of type `test` to the channel now, whatever its alert kinds and period, and
+/// tells what the receiver answered.
 #[utoipa::path(tag = "notification-channels", operation_id = "notification_channels.test",
     params(("id" = String, Path, description = "The channel's id")),
     responses(
@@ -109,7 +145,7 @@ async fn remove(
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/notification-channels/{id}/test")]
 async fn test(
     state: Data<AppState>,
@@ -119,14 +155,20 @@ async fn test(
     Ok(HttpResponse::Ok().json(channels::test(&state, &ctx, &id).await?))
 }
 
+/// List a channel's alerts
+///
+/// One entry per alert condition the channel was told of (a connection needing
+/// re-authorization, the dead-letter threshold, a failing flow): its latest summary, how many
+/// times it was sent, and whether the latest send went out.
 #[utoipa::path(tag = "notification-channels", operation_id = "notification_channels.alerts",
     params(("id" = String, Path, description = "The channel's id"), ListQuery),
     responses(
         (status = 200, description = "The channel's alert conditions, newest first: what was said, how often, and whether it went out.", body = ListResponse<AlertOut>),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/notification-channels/{id}/alerts")]
 async fn alerts(
     state: Data<AppState>,

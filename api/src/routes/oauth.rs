@@ -4,6 +4,7 @@ use actix_web::web::Data;
 use actix_web::{HttpResponse, get};
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use super::responses;
 use crate::app::AppState;
 use crate::extract::ValidQuery;
 use crate::services::oauth::{self, CallbackQuery};
@@ -28,11 +29,18 @@ fn page(status: actix_web::http::StatusCode, title: &str, body: &str) -> HttpRes
         ))
 }
 
+/// Complete an OAuth authorization
+///
+/// Where a CRM vendor sends the tenant's browser back after consent. Not called by clients: the
+/// single-use `state` names the connection, so no token is needed. Answers an HTML page, or a
+/// redirect to the configured success URL.
 #[utoipa::path(tag = "connections", operation_id = "oauth.callback", params(CallbackQuery),
     responses(
-        (status = 200, description = "A page naming the connection now active (when no success URL is configured).", content_type = "text/html"),
+        (status = 200, description = "A page naming the connection now active (when no success URL is configured).", body = String, content_type = "text/html"),
         (status = 302, description = "To `TRIBUTARY_OAUTH_SUCCESS_URL`, with `connection_id` added."),
-        (status = 400, description = "A page saying why the authorization failed: unknown, expired, replayed state; refused consent; a failed code exchange. No connection becomes active.", content_type = "text/html")))]
+        (status = 400, description = "A page saying why the authorization failed: unknown, expired, replayed state; refused consent; a failed code exchange. No connection becomes active.", body = String, content_type = "text/html"),
+        (status = 422, response = inline(responses::Invalid))),
+    security(()))]
 #[get("/v1/oauth/callback")]
 async fn callback(
     state: Data<AppState>,

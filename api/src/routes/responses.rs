@@ -44,3 +44,7 @@ problem_response!(
 );
 problem_response!(TooLarge, "The body is larger than the limit.");
 problem_response!(Unavailable, "A dependency is not reachable.");
+problem_response!(
+    UnsupportedMediaType,
+    "The body is not of a content type this operation reads (send `content-type: application/json`)."
+);

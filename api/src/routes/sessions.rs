@@ -10,12 +10,21 @@ use crate::error::ApiError;
 use crate::extract::{TenantContext, ValidJson};
 use crate::services::sessions::{self, LoginIn, MeOut, RefreshIn, SignupIn, SignupOut, TokenPair};
 
-#[utoipa::path(tag = "auth", operation_id = "signup.create", request_body = SignupIn,
+/// Sign up
+///
+/// Creates a tenant and its owner and returns a first token pair. No authentication; refused with
+/// 403 when the operator closed sign-up.
+#[utoipa::path(tag = "auth", operation_id = "signup.create", request_body(content = SignupIn,
+        example = json!({"tenant_name": "Acme", "email": "ada@example.com", "password": "correct horse battery"})),
     responses(
         (status = 201, description = "The new tenant, its owner and a first token pair.", body = SignupOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 409, response = inline(responses::Conflict)),
-        (status = 422, response = inline(responses::Invalid))))]
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(()))]
 #[post("/v1/signup")]
 async fn signup(
     state: Data<AppState>,
@@ -24,12 +33,21 @@ async fn signup(
     Ok(HttpResponse::Created().json(sessions::signup(&state, input).await?))
 }
 
-#[utoipa::path(tag = "auth", operation_id = "login.create", request_body = LoginIn,
+/// Log in
+///
+/// Exchanges an e-mail and password for an access token (a JWT) and a refresh token. No
+/// authentication. Repeated failures are throttled with 429 and `Retry-After`.
+#[utoipa::path(tag = "auth", operation_id = "login.create", request_body(content = LoginIn,
+        example = json!({"email": "ada@example.com", "password": "correct horse battery"})),
     responses(
         (status = 200, description = "A token pair.", body = TokenPair),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid)),
-        (status = 429, response = inline(responses::TooManyRequests))))]
+        (status = 429, response = inline(responses::TooManyRequests))),
+    security(()))]
 #[post("/v1/login")]
 async fn login(
     state: Data<AppState>,
@@ -43,11 +61,20 @@ async fn login(
     Ok(HttpResponse::Ok().json(sessions::login(&state, input, &address).await?))
 }
 
-#[utoipa::path(tag = "auth", operation_id = "token.refresh", request_body = RefreshIn,
+/// Refresh tokens
+///
+/// Exchanges a refresh token for a new token pair. Each refresh token works once; presenting a
+/// spent one revokes the whole login. No other authentication.
+#[utoipa::path(tag = "auth", operation_id = "token.refresh", request_body(content = RefreshIn,
+        example = json!({"refresh_token": "rt_…"})),
     responses(
         (status = 200, description = "A new token pair; the presented refresh token is spent.", body = TokenPair),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
-        (status = 422, response = inline(responses::Invalid))))]
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(()))]
 #[post("/v1/token/refresh")]
 async fn refresh(
     state: Data<AppState>,
@@ -56,11 +83,14 @@ async fn refresh(
     Ok(HttpResponse::Ok().json(sessions::refresh(&state, input).await?))
 }
 
+/// Who am I
+///
+/// The caller's tenant and role, and the user or API key the request was made with.
 #[utoipa::path(tag = "auth", operation_id = "me.get",
     responses(
         (status = 200, description = "The caller, its tenant and its role.", body = MeOut),
         (status = 401, response = inline(responses::Unauthorized))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/me")]
 async fn me(state: Data<AppState>, ctx: TenantContext) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(sessions::me(&state, &ctx).await?))

@@ -13,13 +13,22 @@ use crate::services::stripe_accounts::{
 };
 use crate::services::test_events::{self, TestEventIn, TestEventOut};
 
-#[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.create", request_body = StripeAccountIn,
+/// Register a Stripe account
+///
+/// Registers a Stripe account and its signing secret. The answer carries the account's
+/// `webhook_url`, to give Stripe as the endpoint. Secrets are sealed and only their last four
+/// characters are returned.
+#[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.create", request_body(content = StripeAccountIn,
+        example = json!({"name": "Acme live", "secret_key": "sk_test_…", "webhook_secret": "whsec_…"})),
     responses(
         (status = 201, description = "The account with its webhook URL.", body = StripeAccountOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/stripe-accounts")]
 async fn create(
     state: Data<AppState>,
@@ -29,12 +38,16 @@ async fn create(
     Ok(HttpResponse::Created().json(stripe_accounts::create(&state, &ctx, input).await?))
 }
 
+/// List Stripe accounts
+///
+/// The tenant's Stripe accounts, newest first, with their webhook URLs.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.list", params(ListQuery),
     responses(
         (status = 200, description = "A page of accounts, newest first.", body = ListResponse<StripeAccountOut>),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/stripe-accounts")]
 async fn list(
     state: Data<AppState>,
@@ -45,13 +58,16 @@ async fn list(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Get a Stripe account
+///
+/// One Stripe account with its webhook URL and active signing secrets (last four characters).
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.get",
     params(("id" = String, Path, description = "The account's id")),
     responses(
         (status = 200, description = "The account.", body = StripeAccountOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/stripe-accounts/{id}")]
 async fn get_one(
     state: Data<AppState>,
@@ -61,15 +77,23 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(stripe_accounts::get(&state, &ctx, &id).await?))
 }
 
-#[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.update", request_body = StripeAccountPatch,
+/// Update a Stripe account
+///
+/// Renames it, sets or clears its API key or pinned API version, or changes the signature
+/// tolerance.
+#[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.update", request_body(content = StripeAccountPatch,
+        example = json!({"name": "Acme (live)", "tolerance_seconds": 600})),
     params(("id" = String, Path, description = "The account's id")),
     responses(
         (status = 200, description = "The updated account.", body = StripeAccountOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[patch("/v1/stripe-accounts/{id}")]
 async fn update(
     state: Data<AppState>,
@@ -80,6 +104,9 @@ async fn update(
     Ok(HttpResponse::Ok().json(stripe_accounts::update(&state, &ctx, &id, patch).await?))
 }
 
+/// Delete a Stripe account
+///
+/// Deletes the account and its signing secrets; its webhook URL answers 404 from now on.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.delete",
     params(("id" = String, Path, description = "The account's id")),
     responses(
@@ -87,7 +114,7 @@ async fn update(
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[delete("/v1/stripe-accounts/{id}")]
 async fn remove(
     state: Data<AppState>,
@@ -98,16 +125,24 @@ async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(tag = "stripe-accounts", operation_id = "webhook_secrets.create", request_body = WebhookSecretIn,
+/// Add a webhook signing secret
+///
+/// Adds a signing secret beside the others, for rotating Stripe's endpoint secret without losing
+/// events.
+#[utoipa::path(tag = "stripe-accounts", operation_id = "webhook_secrets.create", request_body(content = WebhookSecretIn,
+        example = json!({"secret": "whsec_…"})),
     params(("id" = String, Path, description = "The account's id")),
     responses(
         (status = 201, description = "The secret is active alongside the others.", body = WebhookSecretOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 409, response = inline(responses::Conflict)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/stripe-accounts/{id}/webhook-secrets")]
 async fn add_secret(
     state: Data<AppState>,
@@ -119,6 +154,9 @@ async fn add_secret(
         .json(stripe_accounts::add_webhook_secret(&state, &ctx, &id, input).await?))
 }
 
+/// Retire a webhook signing secret
+///
+/// Retires a signing secret: webhooks signed with it fail verification from now on.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "webhook_secrets.delete",
     params(("id" = String, Path, description = "The account's id"), ("sid" = String, Path, description = "The secret's id")),
     responses(
@@ -126,7 +164,7 @@ async fn add_secret(
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[delete("/v1/stripe-accounts/{id}/webhook-secrets/{sid}")]
 async fn remove_secret(
     state: Data<AppState>,
@@ -138,16 +176,25 @@ async fn remove_secret(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.test_event", request_body = TestEventIn,
+/// Send a test event
+///
+/// Stripe's "send test webhook", inside the product: a realistic event of the type, with fresh
+/// ids, signed with the account's newest secret and sent through the real ingress. It then runs
+/// through the tenant's flows like any other event.
+#[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.test_event", request_body(content = TestEventIn,
+        example = json!({"type": "checkout.session.completed"})),
     params(("id" = String, Path, description = "The account's id")),
     responses(
         (status = 202, description = "A realistic event of that type, signed with the account's newest secret, went through the real ingress.", body = TestEventOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 409, response = inline(responses::Conflict)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/stripe-accounts/{id}/test-events")]
 async fn test_event(
     state: Data<AppState>,

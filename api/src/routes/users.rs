@@ -10,14 +10,21 @@ use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
 use crate::services::users::{self, UserIn, UserOut, UserPatch};
 
-#[utoipa::path(tag = "users", operation_id = "users.create", request_body = UserIn,
+/// Create a user
+///
+/// Adds a person to the tenant with a role no higher than the caller's.
+#[utoipa::path(tag = "users", operation_id = "users.create", request_body(content = UserIn,
+        example = json!({"email": "grace@example.com", "password": "another long passphrase", "role": "member"})),
     responses(
         (status = 201, description = "The new user.", body = UserOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 409, response = inline(responses::Conflict)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/users")]
 async fn create(
     state: Data<AppState>,
@@ -27,12 +34,16 @@ async fn create(
     Ok(HttpResponse::Created().json(users::create(&state, &ctx, input).await?))
 }
 
+/// List users
+///
+/// The tenant's people, newest first.
 #[utoipa::path(tag = "users", operation_id = "users.list", params(ListQuery),
     responses(
         (status = 200, description = "A page of users, newest first.", body = ListResponse<UserOut>),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/users")]
 async fn list(
     state: Data<AppState>,
@@ -43,12 +54,15 @@ async fn list(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Get a user
+///
+/// One person of the tenant.
 #[utoipa::path(tag = "users", operation_id = "users.get", params(("id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The user.", body = UserOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/users/{id}")]
 async fn get_one(
     state: Data<AppState>,
@@ -58,16 +72,25 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(users::get(&state, &ctx, &id).await?))
 }
 
-#[utoipa::path(tag = "users", operation_id = "users.update", request_body = UserPatch,
+/// Update a user
+///
+/// Changes a person's role (admins and owners) or password (anyone, their own).
+#[utoipa::path(tag = "users", operation_id = "users.update", request_body(content = UserPatch,
+        examples(
+            ("role" = (summary = "Promote to admin", value = json!({"role": "admin"}))),
+            ("password" = (summary = "Change the password", value = json!({"password": "a new long passphrase"}))))),
     params(("id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The updated user.", body = UserOut),
+        (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 409, response = inline(responses::Conflict)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[patch("/v1/users/{id}")]
 async fn update(
     state: Data<AppState>,
@@ -78,6 +101,9 @@ async fn update(
     Ok(HttpResponse::Ok().json(users::update(&state, &ctx, &id, patch).await?))
 }
 
+/// Delete a user
+///
+/// Removes a person and ends their sessions; the last owner cannot be removed.
 #[utoipa::path(tag = "users", operation_id = "users.delete", params(("id" = String, Path, description = "The user's id")),
     responses(
         (status = 204, description = "The user is gone, with their sessions."),
@@ -85,7 +111,7 @@ async fn update(
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 409, response = inline(responses::Conflict))),
-    security(("bearer" = [])))]
+    security(("bearer_jwt" = []), ("api_key" = [])))]
 #[delete("/v1/users/{id}")]
 async fn remove(
     state: Data<AppState>,

@@ -11,15 +11,25 @@ use crate::error::ApiError;
 use crate::extract::read_body;
 use crate::services::ingress::{self, IngressOut, MAX_WEBHOOK_BYTES};
 
+/// Receive a Stripe webhook
+///
+/// Stripe's door in, one URL per Stripe account. No bearer token: the `Stripe-Signature` header,
+/// checked against the account's signing secrets, is the authentication. The event is stored
+/// durably before the 200, then processed asynchronously; a duplicate is acknowledged and not
+/// processed again.
 #[utoipa::path(tag = "webhooks", operation_id = "webhooks.receive",
     params(("token" = String, Path, description = "The account's webhook token, from its `webhook_url`"),
            ("Stripe-Signature" = String, Header, description = "Stripe's `t=…,v1=…` signature")),
-    request_body(content = Object, description = "A Stripe event, exactly as Stripe sends it", content_type = "application/json"),
+    request_body(content = std::collections::HashMap<String, serde_json::Value>, description = "A Stripe event, exactly as Stripe sends it", content_type = "application/json",
+        example = json!({"id": "evt_1PzXb2LkdIwHu7ix0ExAmPle", "object": "event", "type": "charge.succeeded", "created": 1718000000,
+            "livemode": false, "api_version": "2024-06-20", "data": {"object": {"id": "ch_3PzXb2LkdIwHu7ix1", "object": "charge",
+            "amount": 4900, "currency": "eur", "billing_details": {"email": "ada@example.com", "name": "Ada Lovelace"}}}})),
     responses(
         (status = 200, description = "The event is stored (or was already): Stripe may stop retrying.", body = IngressOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 404, response = inline(responses::NotFound)),
-        (status = 413, response = inline(responses::TooLarge))))]
+        (status = 413, response = inline(responses::TooLarge))),
+    security(()))]
 #[post("/webhooks/stripe/{token}")]
 async fn receive(
     state: Data<AppState>,

@@ -50,11 +50,19 @@ pub async fn log<C: ConnectionTrait>(
     .await
 }
 
+tributary_worker::string_enum_schema!(
+    /// Who made a change.
+    ActorType,
+    "`user` (a person's access token) or `api_key`.",
+    ["user", "api_key"]
+);
+
 /// One change in a tenant.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEntryOut {
     pub id: String,
     /// `user` or `api_key`.
+    #[schema(value_type = ActorType)]
     pub actor_type: String,
     pub actor_id: String,
     /// What happened, `resource.verb`.

@@ -8,6 +8,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Quer
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tributary_worker::crm::{self, config, session::seal_credentials};
+use tributary_worker::schema::{AuthType, ConnectionStatus, CrmErrorKind, Provider};
 use utoipa::ToSchema;
 
 use super::{audit, check_name, new_id, now};
@@ -19,19 +20,26 @@ pub const PROVIDERS: &[&str] = &["sandbox", "hubspot", "salesforce", "zoho", "ht
 
 pub use config::AuthInput as AuthIn;
 
+tributary_worker::string_enum_schema!(
+    /// The statuses a tenant may set on a connection.
+    ConnectionStatusChange,
+    "`disabled` stops the connection's deliveries (they wait); `active` resumes them.",
+    ["active", "disabled"]
+);
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionIn {
     #[schema(example = "HubSpot prod")]
     pub name: String,
     /// `sandbox`, `hubspot`, `salesforce`, `zoho` or `http`.
-    #[schema(example = "hubspot")]
+    #[schema(value_type = Provider, example = "hubspot")]
     pub provider: String,
     /// Required except for the sandbox (and an HTTP CRM without auth).
     pub auth: Option<AuthIn>,
     /// Provider settings (vendor URLs, API version, …); unknown keys are refused.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub settings: Map<String, Value>,
 }
 
@@ -104,9 +112,10 @@ pub struct ConnectionPatch {
     /// New credentials: the connection becomes `active` again and its waiting deliveries run.
     pub auth: Option<AuthIn>,
     /// Replaces the settings.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub settings: Option<Map<String, Value>>,
     /// `active` or `disabled`.
+    #[schema(value_type = Option<ConnectionStatusChange>)]
     pub status: Option<String>,
 }
 
@@ -129,6 +138,7 @@ impl Validate for ConnectionPatch {
 pub struct AuthOut {
     /// The kind of credentials held; the credentials themselves are never returned.
     #[serde(rename = "type")]
+    #[schema(value_type = AuthType)]
     pub auth_type: String,
 }
 
@@ -136,18 +146,19 @@ pub struct AuthOut {
 pub struct ConnectionOut {
     pub id: String,
     pub name: String,
+    #[schema(value_type = Provider)]
     pub provider: String,
     pub auth: AuthOut,
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub settings: Value,
-    /// `active`, `pending_authorization`, `needs_reauth`, `paused` or `disabled`.
+    #[schema(value_type = ConnectionStatus)]
     pub status: String,
     pub status_reason: Option<String>,
     pub paused_until: Option<chrono::DateTime<chrono::Utc>>,
     /// What the vendor told Tributary about this connection: `api_usage` (Salesforce's
     /// `Sforce-Limit-Info`, HubSpot's rate-limit headers), the discovered `won_stage`,
     /// `token_refreshed_at`. Never a credential.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub info: Value,
     /// Where to send the tenant's browser to authorize (`oauth` connections, when created or
     /// reauthorized); single-use, valid for 10 minutes.
@@ -184,6 +195,7 @@ pub struct ConnectionTestOut {
     /// What the vendor answered, or what failed.
     pub detail: String,
     /// On failure: `auth`, `rate_limited`, `invalid`, `not_found`, `transient` or `permanent`.
+    #[schema(value_type = Option<CrmErrorKind>)]
     pub error_kind: Option<String>,
     /// On failure: the vendor's HTTP status, if it answered.
     pub vendor_status: Option<u16>,
@@ -194,7 +206,7 @@ pub struct ConnectionTestOut {
 pub struct SandboxRecordOut {
     pub id: String,
     pub object: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub fields: Value,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,

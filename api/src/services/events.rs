@@ -6,7 +6,9 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tributary_worker::engine::{delivery_status as ds, status};
+use tributary_worker::flow::Action;
 use tributary_worker::queue::ProcessEvent;
+use tributary_worker::schema::{CrmErrorKind, DeliveryStatus, EventStatus};
 use utoipa::{IntoParams, ToSchema};
 
 use super::now;
@@ -24,6 +26,7 @@ pub struct EventOut {
     /// The Stripe object the event is about (`data.object.id`).
     pub stripe_object_id: Option<String>,
     /// `received`, `queued`, `processed`, `failed` or `ignored` (no flow matched).
+    #[schema(value_type = EventStatus)]
     pub status: String,
     pub livemode: bool,
     pub api_version: Option<String>,
@@ -58,6 +61,7 @@ impl From<events::Model> for EventOut {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryError {
     /// `auth`, `rate_limited`, `invalid`, `not_found`, `transient` or `permanent`.
+    #[schema(value_type = CrmErrorKind)]
     pub kind: String,
     pub message: String,
     pub vendor_status: Option<i32>,
@@ -72,14 +76,16 @@ pub struct DeliveryOut {
     pub flow_version: i32,
     pub connection_id: String,
     pub step: String,
+    #[schema(value_type = Action)]
     pub action: String,
     pub object: String,
     /// `pending`, `succeeded`, `retrying`, `waiting`, `dead` or `skipped`.
+    #[schema(value_type = DeliveryStatus)]
     pub status: String,
     pub attempts: i32,
     pub crm_record_id: Option<String>,
     /// The operation the latest attempt sent.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub operation: Option<Value>,
     pub error: Option<DeliveryError>,
     pub warnings: Vec<String>,
@@ -130,7 +136,7 @@ pub struct EventDetailOut {
     #[serde(flatten)]
     pub event: EventOut,
     /// The event as Stripe sent it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub payload: Value,
     pub deliveries: Vec<DeliveryOut>,
 }
@@ -142,6 +148,8 @@ pub struct EventFilter {
     /// An event type, e.g. `charge.succeeded`.
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    /// Only events with this status.
+    #[param(value_type = Option<EventStatus>)]
     pub status: Option<String>,
     /// Stripe `created` at or after (unix seconds).
     pub created_gte: Option<i64>,
@@ -153,9 +161,12 @@ pub struct EventFilter {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilter {
-    /// `dead` lists the dead-letter queue.
+    /// Only deliveries with this status; `dead` lists the dead-letter queue.
+    #[param(value_type = Option<DeliveryStatus>)]
     pub status: Option<String>,
+    /// Only the deliveries of this event.
     pub event_id: Option<String>,
+    /// Only the deliveries of this flow.
     pub flow_id: Option<String>,
 }
 
@@ -172,6 +183,8 @@ impl Validate for ReplayIn {}
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptedOut {
     pub event_id: String,
+    /// The event's status now: `queued`.
+    #[schema(value_type = EventStatus)]
     pub status: String,
 }
 

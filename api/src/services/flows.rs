@@ -29,7 +29,7 @@ pub struct FlowOut {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FlowVersionOut {
     pub version: i32,
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub flow: Value,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -38,7 +38,7 @@ pub struct FlowVersionOut {
 #[serde(deny_unknown_fields)]
 pub struct ValidateIn {
     /// The flow to check.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub flow: Value,
 }
 
@@ -52,7 +52,7 @@ pub struct ValidateOut {
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
     /// A Stripe event, as Stripe would send it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub event: Value,
 }
 

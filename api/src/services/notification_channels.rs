@@ -16,6 +16,27 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext, Validate};
 use crate::secrets::SecretContext;
 
+tributary_worker::string_enum_schema!(
+    /// How a channel receives alerts.
+    ChannelKind,
+    "`slack`: a Slack-compatible incoming webhook; `webhook`: the signed JSON notice.",
+    CHANNEL_KINDS.iter().copied()
+);
+
+tributary_worker::string_enum_schema!(
+    /// The alert kinds a channel can receive.
+    AlertKind,
+    "`connection.needs_reauth`, `deliveries.dead_letters` or `flow.failing`.",
+    KINDS.iter().copied()
+);
+
+tributary_worker::string_enum_schema!(
+    /// Where an alert's latest send stands.
+    AlertStatus,
+    "`pending`, `sending` (one process is sending it), `sent` or `failed`.",
+    ["pending", "sending", "sent", "failed"]
+);
+
 const DEFAULT_DEAD_LETTER_THRESHOLD: i32 = 10;
 const DEFAULT_FLOW_FAILURE_THRESHOLD: i32 = 5;
 
@@ -26,7 +47,7 @@ pub struct NotificationChannelIn {
     pub name: String,
     /// `slack` (a Slack-compatible incoming webhook: `{"text": …}`) or `webhook` (the JSON
     /// notice, signed in `Tributary-Signature`).
-    #[schema(example = "slack")]
+    #[schema(value_type = ChannelKind, example = "slack")]
     pub kind: String,
     /// Where alerts are POSTed. Never returned: a Slack URL is itself a secret.
     #[schema(example = "https://hooks.slack.com/services/T000/B000/XXXX")]
@@ -36,6 +57,7 @@ pub struct NotificationChannelIn {
     pub secret: Option<String>,
     /// The alert kinds to send: `connection.needs_reauth`, `deliveries.dead_letters`,
     /// `flow.failing`. Default: all.
+    #[schema(value_type = Option<Vec<AlertKind>>)]
     pub alerts: Option<Vec<String>>,
     /// Dead letters in the tenant's dead-letter queue at which to alert (default 10).
     pub dead_letter_threshold: Option<i32>,
@@ -52,6 +74,7 @@ pub struct NotificationChannelPatch {
     pub url: Option<String>,
     /// `webhook` only: a new signing secret.
     pub secret: Option<String>,
+    #[schema(value_type = Option<Vec<AlertKind>>)]
     pub alerts: Option<Vec<String>>,
     pub dead_letter_threshold: Option<i32>,
     pub flow_failure_threshold: Option<i32>,
@@ -159,13 +182,14 @@ impl Validate for NotificationChannelPatch {
 pub struct NotificationChannelOut {
     pub id: String,
     pub name: String,
-    /// `slack` or `webhook`.
+    #[schema(value_type = ChannelKind)]
     pub kind: String,
     /// Scheme and host of the URL; the URL itself is never returned.
     #[schema(example = "https://hooks.slack.com/…")]
     pub url_hint: String,
     /// Whether alerts carry a `Tributary-Signature` header.
     pub signed: bool,
+    #[schema(value_type = Vec<AlertKind>)]
     pub alerts: Vec<String>,
     pub dead_letter_threshold: i32,
     pub flow_failure_threshold: i32,
@@ -205,14 +229,14 @@ impl From<notification_channels::Model> for NotificationChannelOut {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertOut {
     pub id: String,
-    /// `connection.needs_reauth`, `deliveries.dead_letters` or `flow.failing`.
+    #[schema(value_type = AlertKind)]
     pub kind: String,
     /// The condition, e.g. `connection.needs_reauth:{connection id}`.
     pub condition: String,
     /// The connection or flow it is about.
     pub subject_id: Option<String>,
     pub summary: String,
-    /// `pending`, `sending`, `sent` or `failed`.
+    #[schema(value_type = AlertStatus)]
     pub status: String,
     pub times_sent: i32,
     pub last_error: Option<String>,

@@ -13,12 +13,19 @@ use crate::secrets::{SecretContext, expose};
 use crate::services::stripe_accounts::WEBHOOK_SECRET_PURPOSE;
 use crate::stripe::{fixtures, signature};
 
+tributary_worker::string_enum_schema!(
+    /// The event types a test event can be.
+    TestEventType,
+    "A Stripe event type that has a realistic test event.",
+    fixtures::event_types().iter().copied()
+);
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestEventIn {
     /// An event type, e.g. `charge.succeeded`.
     #[serde(rename = "type")]
-    #[schema(example = "charge.succeeded")]
+    #[schema(value_type = TestEventType, example = "charge.succeeded")]
     pub event_type: String,
 }
 

@@ -19,7 +19,11 @@ fn secured_operations() -> Vec<Operation> {
     let mut operations = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
-            if operation.get("security").is_none() {
+            // Public operations declare `security: []`.
+            if operation["security"]
+                .as_array()
+                .is_none_or(|requirements| requirements.is_empty())
+            {
                 continue;
             }
             operations.push(Operation {

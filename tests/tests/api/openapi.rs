@@ -19,7 +19,7 @@ fn committed_spec_is_current() {
 }
 
 #[test]
-fn every_operation_has_an_id_and_described_responses() {
+fn every_operation_follows_the_conventions() {
     let spec = tributary_api::openapi::document();
     let json = serde_json::to_value(&spec).unwrap();
     let mut seen = std::collections::HashSet::new();
@@ -30,6 +30,49 @@ fn every_operation_has_an_id_and_described_responses() {
                 .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
             assert!(id.contains('.'), "{id} is not resource.verb");
             assert!(seen.insert(id.to_string()), "{id} is used twice");
+            for field in ["summary", "description"] {
+                assert!(
+                    operation[field].as_str().is_some_and(|s| !s.is_empty()),
+                    "{id} has no {field}: give its handler a doc comment"
+                );
+            }
+            let security = operation["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{id} declares no security"));
+            let public = [
+                "health.live",
+                "health.ready",
+                "health.metrics",
+                "signup.create",
+                "login.create",
+                "token.refresh",
+                "oauth.callback",
+                "webhooks.receive",
+            ];
+            if public.contains(&id) {
+                assert!(security.is_empty(), "{id} is public: security(())");
+            } else {
+                assert_eq!(
+                    security,
+                    &vec![
+                        serde_json::json!({"bearer_jwt": []}),
+                        serde_json::json!({"api_key": []})
+                    ],
+                    "{id} takes an access token or an API key"
+                );
+                assert!(
+                    operation["responses"]["401"].is_object(),
+                    "{id} needs credentials, so it documents 401"
+                );
+            }
+            if let Some(body) = operation["requestBody"]["content"].as_object() {
+                for (media, content) in body {
+                    assert!(
+                        content.get("example").is_some() || content.get("examples").is_some(),
+                        "{id} {media} body has no example"
+                    );
+                }
+            }
             for (status, response) in operation["responses"].as_object().unwrap() {
                 assert!(
                     response["description"]

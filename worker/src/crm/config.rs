@@ -20,6 +20,17 @@ pub const PROVIDERS: &[(&str, &[&str])] = &[
     ("http", &["none", "token", "basic", "header", "hmac"]),
 ];
 
+/// A connection's statuses: `active`; `pending_authorization` until an OAuth consent completes;
+/// `needs_reauth` when the vendor refused its credentials; `paused` while a rate limit holds it;
+/// `disabled` by the tenant.
+pub const CONNECTION_STATUSES: &[&str] = &[
+    "active",
+    "pending_authorization",
+    "needs_reauth",
+    "paused",
+    "disabled",
+];
+
 /// The auth types a provider accepts, or `None` for an unknown provider.
 pub fn auth_types(provider: &str) -> Option<&'static [&'static str]> {
     PROVIDERS

@@ -42,6 +42,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Auth,
+        ErrorKind::RateLimited,
+        ErrorKind::Invalid,
+        ErrorKind::NotFound,
+        ErrorKind::Transient,
+        ErrorKind::Permanent,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Auth => "auth",
@@ -54,16 +64,9 @@ impl ErrorKind {
     }
 
     pub fn parse(text: &str) -> Option<ErrorKind> {
-        [
-            ErrorKind::Auth,
-            ErrorKind::RateLimited,
-            ErrorKind::Invalid,
-            ErrorKind::NotFound,
-            ErrorKind::Transient,
-            ErrorKind::Permanent,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == text)
+        ErrorKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
     }
 
     /// Whether waiting and trying again can help.

@@ -59,11 +59,11 @@ pub struct Step {
     pub object: String,
     /// The lookup key of `upsert`, and the fallback lookup of `update`.
     #[serde(default, rename = "match", skip_serializing_if = "Map::is_empty")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub match_fields: Map<String, Value>,
     /// The values written.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub fields: Map<String, Value>,
     /// For `update`: the record to write, tried before `match`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,10 +138,10 @@ pub struct Operation {
     pub object: String,
     /// Lookup values; fields that rendered null or undefined are left out.
     #[serde(rename = "match")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub match_fields: Map<String, Value>,
     /// Values to write; fields that rendered null or undefined are left out.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub fields: Map<String, Value>,
     /// For `update`: the record to write, if the template gave one.
     pub record_id: Option<String>,
@@ -200,16 +200,16 @@ impl fmt::Display for ValidationError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RenderContext {
     /// The whole Stripe event; `object` and `previous` are taken from it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub event: Value,
     /// Step id → CRM record id, for the steps that already wrote.
     pub steps: BTreeMap<String, String>,
     /// Step id → the vendor's JSON answer to that step's write, where it gave one.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub responses: BTreeMap<String, serde_json::Value>,
     /// The connection's settings (e.g. Salesforce `won_stage`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub settings: Value,
     /// The run's clock, so a run renders the same on every attempt it is given the same time.
     pub now: DateTime<Utc>,

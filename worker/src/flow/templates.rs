@@ -17,12 +17,42 @@ pub struct FlowTemplate {
     /// What it does, and what the tenant must set up in the CRM (custom fields, settings).
     pub description: String,
     /// The connection provider it is written for: `sandbox`, `hubspot`, `salesforce`, `zoho`.
+    #[schema(value_type = crate::schema::Provider)]
     pub provider: String,
     /// The Stripe event types (or patterns) it reacts to, to subscribe the webhook to.
     pub events: Vec<String>,
     /// The flow, without `connection_id`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = FlowRecipe)]
     pub flow: Value,
+}
+
+/// The schema of a recipe's flow: a [`FlowSpec`](super::FlowSpec) whose `connection_id` is
+/// left to the tenant.
+pub struct FlowRecipe;
+
+impl utoipa::PartialSchema for FlowRecipe {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{RefOr, schema::Schema};
+        let mut schema = <super::FlowSpec as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required.retain(|name| name != "connection_id");
+            object.description = Some(
+                "A flow as `POST /v1/flows` takes it, without `connection_id`: add yours.".into(),
+            );
+        }
+        schema
+    }
+}
+
+impl ToSchema for FlowRecipe {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <super::FlowSpec as ToSchema>::schemas(schemas);
+    }
 }
 
 impl FlowTemplate {
