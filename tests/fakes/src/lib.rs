@@ -1,6 +1,6 @@
-//! Stateful fake CRM servers for the tests: HubSpot, Salesforce and Zoho CRM, each written from
-//! the vendor's published API description. They listen on `127.0.0.1:0`, keep their records in
-//! memory, enforce auth and token expiry, answer with the vendor's real error bodies, and can be
+//! Stateful fake vendor servers for the tests: HubSpot, Salesforce and Zoho CRM, and Stripe's
+//! API, each written from the vendor's published API description. They listen on
+//! `127.0.0.1:0`, keep their records in memory, enforce auth and token expiry, answer with the vendor's real error bodies, and can be
 //! told to misbehave (rate limits, expired tokens, refused refreshes) so the adapters' handling
 //! of each case can be proven end to end.
 //!
@@ -13,6 +13,7 @@
 
 pub mod hubspot;
 pub mod salesforce;
+pub mod stripe;
 pub mod zoho;
 
 use std::net::TcpListener;
