@@ -1,6 +1,7 @@
 //! A process killed with SIGKILL mid-run loses nothing: after a restart every acknowledged
 //! event is processed exactly once in the sandbox CRM. A process asked to stop with SIGTERM
-//! finishes the CRM call in hand before it exits, and sends nothing twice after a restart.
+//! finishes the CRM call in hand before it exits, and sends nothing twice after a restart. A
+//! backfill from Stripe killed mid-way resumes where it stopped after a restart.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -22,8 +23,13 @@ fn free_port() -> u16 {
 }
 
 fn start(dir: &Path, port: u16) -> Child {
+    start_with(dir, port, &[])
+}
+
+fn start_with(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
         .env_clear()
+        .envs(extra.iter().copied())
         .current_dir(dir)
         .env("RUST_LOG", "info")
         .env("TRIBUTARY_LISTEN", format!("127.0.0.1:{port}"))
@@ -450,4 +456,142 @@ async fn sigterm_finishes_the_call_in_hand_and_nothing_is_sent_twice() {
     let mut sent = started.lock().unwrap().clone();
     sent.sort();
     assert_eq!(sent, charges, "each charge reached the CRM exactly once");
+}
+
+async fn get(client: &reqwest::Client, url: String, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_backfill_killed_mid_way_resumes_and_ingests_each_event_once_in_order() {
+    use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fake = FakeStripe::start();
+    let start_at = chrono::Utc::now().timestamp() - 7200;
+    let mut stripe_ids = Vec::new();
+    for i in 0..60 {
+        let charge = json!({"id": format!("ch_resume_{i}"), "object": "charge", "amount": 100 + i,
+            "currency": "usd", "created": start_at + i * 60, "livemode": false});
+        stripe_ids.push(fake.add_event(
+            FakeStripe::event("charge.succeeded", charge, start_at + i * 60),
+            false,
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("TRIBUTARY_STRIPE_API_URL", fake.base_url.as_str()),
+        ("TRIBUTARY_BACKFILL_PAGE_SIZE", "2"),
+    ];
+    let mut child = start_with(dir.path(), port, &env);
+    let client = reqwest::Client::new();
+    let signup: Value = client
+        .post(format!("{base}/v1/signup"))
+        .json(&json!({"tenant_name": "Resume", "email": "resume@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = signup["access_token"].as_str().unwrap().to_string();
+    let account = json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/stripe-accounts"),
+        &token,
+        json!({"name": "S", "secret_key": SECRET_KEY, "api_version": API_VERSION}),
+    )
+    .await;
+    let account_id = account["id"].as_str().unwrap().to_string();
+    let backfill = json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/stripe-accounts/{account_id}/backfills"),
+        &token,
+        json!({"since": start_at - 60}),
+    )
+    .await;
+    let backfill_url = format!(
+        "{base}/v1/stripe-accounts/{account_id}/backfills/{}",
+        backfill["id"].as_str().unwrap()
+    );
+
+    // Killed once it has ingested some events, well before the end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let b = get(&client, backfill_url.clone(), &token).await;
+        if b["progress"]["ingested"].as_i64().unwrap_or(0) >= 5 || Instant::now() > deadline {
+            break b;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = before["progress"]["ingested"].as_i64().unwrap();
+    assert!(
+        (5..60).contains(&at_kill),
+        "the kill must come mid-way ({at_kill} ingested): {before}"
+    );
+
+    let mut child = start_with(dir.path(), port, &env);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let done = loop {
+        let b = get(&client, backfill_url.clone(), &token).await;
+        if b["status"] == "succeeded" || b["status"] == "failed" {
+            break b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backfill did not resume: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Every event is in the inbox once, stored oldest first.
+    let mut stored = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            Some(id) => format!("{base}/v1/events?limit=100&starting_after={id}"),
+            None => format!("{base}/v1/events?limit=100"),
+        };
+        let page = get(&client, url, &token).await;
+        let data = page["data"].as_array().unwrap().clone();
+        after = data.last().map(|e| e["id"].as_str().unwrap().to_string());
+        stored.extend(data);
+        if page["has_more"] != true {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    fake.stop().await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    stored.reverse();
+    let order: Vec<&str> = stored
+        .iter()
+        .map(|e| e["stripe_event_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = stripe_ids.iter().map(String::as_str).collect();
+    assert_eq!(order, expected, "each event once, oldest first");
+    let progress = &done["progress"];
+    assert_eq!(
+        progress["ingested"].as_i64().unwrap() + progress["already_present"].as_i64().unwrap(),
+        60,
+        "{done}"
+    );
+    assert!(
+        progress["already_present"].as_i64().unwrap() <= 1,
+        "at most the event in hand at the kill is seen again: {done}"
+    );
 }

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod api_keys;
 pub mod audit_log;
+pub mod backfills;
 pub mod connections;
 pub mod deliveries;
 pub mod events;

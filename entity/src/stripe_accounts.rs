@@ -16,6 +16,18 @@ pub struct Model {
     pub secret_key_last4: Option<String>,
     pub api_version: Option<String>,
     pub tolerance_seconds: i64,
+    /// The webhook endpoint Tributary registered at Stripe for this account.
+    pub webhook_endpoint_id: Option<String>,
+    /// JSON array of the event types that endpoint was registered with.
+    pub webhook_endpoint_events: Option<String>,
+    pub webhook_registered_at: Option<DateTimeUtc>,
+    /// Why the endpoint could not be brought up to date with the flows, until it is.
+    pub webhook_sync_error: Option<String>,
+    /// When the account was last reconciled against Stripe's events (or first seen).
+    pub reconciled_at: Option<DateTimeUtc>,
+    /// Events reconciliation found missing and ingested, over the account's life.
+    pub reconcile_repaired: i32,
+    pub last_reconciliation_id: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -8,6 +8,7 @@ mod m20261122_000002_pipeline;
 mod m20261122_000003_adapters;
 mod m20261122_000004_oauth;
 mod m20261201_000005_alerts;
+mod m20261201_000006_stripe_api;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_adapters::Migration),
             Box::new(m20261122_000004_oauth::Migration),
             Box::new(m20261201_000005_alerts::Migration),
+            Box::new(m20261201_000006_stripe_api::Migration),
         ]
     }
 }

@@ -164,6 +164,9 @@ BAD_VALUES = {
     "shutdown grace in hours": {"config": {"shutdownGrace": "1h"}},
     "retry delay not a duration": {"config": {"retry": {"baseDelay": "later"}}},
     "zero concurrency": {"config": {"workerConcurrency": 0}},
+    "alert period not a duration": {"config": {"alertPeriod": "hourly"}},
+    "reconcile window not a duration": {"config": {"reconcileWindow": "a day"}},
+    "stripe api url not http": {"config": {"stripeApiUrl": "api.stripe.com"}},
     "database url in the ConfigMap extras": {"config": {"extra": {"DATABASE_URL": DB_URL}}},
     "client secret in the ConfigMap extras": {
         "config": {"extra": {"TRIBUTARY_OAUTH_ZOHO_CLIENT_SECRET": "x"}}},

@@ -315,3 +315,18 @@ def test_disruption_budgets(render):
     assert "minAvailable" not in rendered.get("PodDisruptionBudget", f"{RELEASE}-worker")["spec"]
     assert render(minimal_values({"api": {"podDisruptionBudget": {"enabled": False}}})).find(
         "PodDisruptionBudget", f"{RELEASE}-api") is None
+
+
+def test_alert_and_reconciliation_settings_reach_both_deployments(render):
+    rendered = render(minimal_values({"config": {"alertPeriod": "2h", "reconcileInterval": "30m"}}))
+    [configmap] = rendered.kind("ConfigMap")
+    data = configmap["data"]
+    assert data["TRIBUTARY_ALERT_PERIOD"] == "2h"
+    assert data["TRIBUTARY_ALERT_INTERVAL"] == "30s"
+    assert data["TRIBUTARY_RECONCILE_INTERVAL"] == "30m"
+    assert data["TRIBUTARY_RECONCILE_WINDOW"] == "24h"
+    assert data["TRIBUTARY_STRIPE_API_URL"] == "https://api.stripe.com"
+    for deployment in rendered.kind("Deployment"):
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        refs = [e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e]
+        assert configmap["metadata"]["name"] in refs, deployment["metadata"]["name"]

@@ -211,6 +211,12 @@ impl TestApp {
             ("TRIBUTARY_SWEEP_INTERVAL".into(), "1s".into()),
             ("TRIBUTARY_SWEEP_GRACE".into(), "10s".into()),
             ("TRIBUTARY_WORKER_CONCURRENCY".into(), "4".into()),
+            // Nothing reaches the real Stripe from a test: the discard port refuses at once.
+            // Tests that talk to Stripe point this at the fake.
+            (
+                "TRIBUTARY_STRIPE_API_URL".into(),
+                "http://127.0.0.1:9".into(),
+            ),
         ]);
         if backend == Backend::PostgresRedis {
             let redis =

@@ -4,7 +4,7 @@
 //! running out of attempts, dead-letters the step with its reason. Events of different tenants
 //! and flows never wait on each other: a failing flow only stops its own later steps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +63,13 @@ pub struct Engine {
     pub retry: RetrySettings,
     /// Talks to the vendors.
     pub crm: Arc<crm::Connector>,
+    /// Talks to Stripe (`stripe.retrieve` steps, refetch-on-apply).
+    pub stripe: Arc<crate::stripe::StripeApi>,
 }
+
+/// Stripe objects fetched during one run of one event, by object, id and expansions, so a
+/// flow (or several) asking for the same object again is served without another call.
+type Fetched = HashMap<String, Value>;
 
 /// Rate-limited attempts after which a delivery is dead-lettered anyway.
 const MAX_THROTTLED_ATTEMPTS: i32 = 50;
@@ -142,8 +148,12 @@ impl Engine {
         }
 
         let mut scheduled: Option<DateTime<Utc>> = None;
+        let mut fetched = Fetched::new();
         for (row, spec) in &matched {
-            if let Some(due) = self.run_flow(&event, &payload, row, spec, now).await? {
+            if let Some(due) = self
+                .run_flow(&event, &payload, row, spec, now, &mut fetched)
+                .await?
+            {
                 scheduled = Some(scheduled.map_or(due, |s| s.min(due)));
             }
         }
@@ -260,7 +270,24 @@ impl Engine {
         flow_row: &flows::Model,
         spec: &FlowSpec,
         now: DateTime<Utc>,
+        fetched: &mut Fetched,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let mut payload = std::borrow::Cow::Borrowed(payload);
+        if spec.refetch {
+            match self
+                .refetch(event, flow_row, &payload, now, fetched)
+                .await?
+            {
+                Refetched::Current(object) => {
+                    if let Some(data) = payload.to_mut().get_mut("data") {
+                        data["object"] = object;
+                    }
+                }
+                Refetched::Snapshot => {}
+                Refetched::Wait(due) => return Ok(due),
+            }
+        }
+        let payload = payload.as_ref();
         let connection =
             connections::Entity::find_by_id_in_tenant(&event.tenant_id, &spec.connection_id)
                 .one(&self.db)
@@ -274,6 +301,7 @@ impl Engine {
             event: payload.clone(),
             steps: BTreeMap::new(),
             responses: BTreeMap::new(),
+            objects: BTreeMap::new(),
             settings,
             now,
         };
@@ -285,7 +313,7 @@ impl Engine {
                     flow_row,
                     &step.id,
                     &step.object,
-                    step.action,
+                    action_name(step.action),
                     &spec.connection_id,
                 )
                 .await?;
@@ -312,7 +340,7 @@ impl Engine {
                         .as_deref()
                         .and_then(|r| serde_json::from_str(r).ok())
                     {
-                        ctx.responses.insert(step.id.clone(), response);
+                        ctx.remember(step, response);
                     }
                     continue;
                 }
@@ -322,6 +350,28 @@ impl Engine {
                     return Ok(delivery.next_attempt_at);
                 }
                 _ => {}
+            }
+
+            // Reading from Stripe needs no CRM connection.
+            if step.action == Action::StripeRetrieve {
+                let op = match self.render(step, &ctx, &delivery).await? {
+                    Rendered::Run(op) => *op,
+                    Rendered::Skipped => continue,
+                    Rendered::Failed => return Ok(None),
+                };
+                match self.retrieve(event, &delivery, &op, fetched).await? {
+                    StepResult::Done(id, object) => {
+                        if let Some(id) = id {
+                            ctx.steps.insert(step.id.clone(), id);
+                        }
+                        if let Some(object) = object {
+                            ctx.objects.insert(step.id.clone(), object);
+                        }
+                        continue;
+                    }
+                    StepResult::Retrying(due) => return Ok(Some(due)),
+                    StepResult::Stop => return Ok(None),
+                }
             }
 
             let Some(connection) = connection.as_ref() else {
@@ -390,22 +440,10 @@ impl Engine {
                 }
             }
 
-            let op = match flow::render_step(step, &ctx) {
-                Ok(Some(op)) => op,
-                Ok(None) => {
-                    self.transition(&delivery, OPEN, |active| {
-                        active.status = Set(ds::SKIPPED.into());
-                        active.reason = Set(Some("condition".into()));
-                    })
-                    .await?;
-                    continue;
-                }
-                Err(e) => {
-                    let error = CrmError::new(ErrorKind::Invalid, e.to_string());
-                    self.record_failure(&delivery, None, error, Failure::final_attempt(&delivery))
-                        .await?;
-                    return Ok(None);
-                }
+            let op = match self.render(step, &ctx, &delivery).await? {
+                Rendered::Run(op) => *op,
+                Rendered::Skipped => continue,
+                Rendered::Failed => return Ok(None),
             };
 
             let result = if connection.provider == "sandbox" {
@@ -436,7 +474,7 @@ impl Engine {
         flow_row: &flows::Model,
         step: &str,
         object: &str,
-        action: Action,
+        action: &str,
         connection_id: &str,
     ) -> anyhow::Result<deliveries::Model> {
         let find = || {
@@ -457,7 +495,7 @@ impl Engine {
             flow_version: flow_row.version,
             connection_id: connection_id.to_string(),
             step: step.to_string(),
-            action: action_name(action).into(),
+            action: action.into(),
             object: object.to_string(),
             status: ds::PENDING.into(),
             attempts: 0,
@@ -857,6 +895,196 @@ impl Engine {
         .await
     }
 
+    /// Renders a step for its delivery: a `when` that is false closes the delivery as skipped,
+    /// a template that fails dead-letters it (retrying cannot change the outcome).
+    async fn render(
+        &self,
+        step: &flow::Step,
+        ctx: &RenderContext,
+        delivery: &deliveries::Model,
+    ) -> anyhow::Result<Rendered> {
+        Ok(match flow::render_step(step, ctx) {
+            Ok(Some(op)) => Rendered::Run(Box::new(op)),
+            Ok(None) => {
+                self.transition(delivery, OPEN, |active| {
+                    active.status = Set(ds::SKIPPED.into());
+                    active.reason = Set(Some("condition".into()));
+                })
+                .await?;
+                Rendered::Skipped
+            }
+            Err(e) => {
+                let error = CrmError::new(ErrorKind::Invalid, e.to_string());
+                self.record_failure(delivery, None, error, Failure::final_attempt(delivery))
+                    .await?;
+                Rendered::Failed
+            }
+        })
+    }
+
+    /// Fetches the Stripe object of a `stripe.retrieve` operation (once per run for the same
+    /// object) and records it as the delivery's answer. Failures are classified like CRM
+    /// errors: a missing object, key or permission is dead at once with a message saying what
+    /// to fix; Stripe's own trouble and rate limits are retried.
+    async fn retrieve(
+        &self,
+        event: &events::Model,
+        delivery: &deliveries::Model,
+        op: &Operation,
+        fetched: &mut Fetched,
+    ) -> anyhow::Result<StepResult> {
+        let started = std::time::Instant::now();
+        let id = op.record_id.clone().unwrap_or_default();
+        let memo = format!("{}|{id}|{}", op.object, op.expand.join(","));
+        let result = match fetched.get(&memo) {
+            Some(object) => Ok(object.clone()),
+            None => {
+                let result = self
+                    .stripe
+                    .retrieve(&event.stripe_account_id, &op.object, &id, &op.expand)
+                    .await;
+                if let Ok(object) = &result {
+                    fetched.insert(memo, object.clone());
+                }
+                result
+            }
+        };
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let attempts = delivery.attempts + 1;
+        match result {
+            Ok(object) => {
+                let object_id = object
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&id)
+                    .to_string();
+                let operation = serde_json::to_string(op).ok();
+                let response = object.to_string();
+                let record = object_id.clone();
+                let applied = self
+                    .transition(delivery, OPEN, |active| {
+                        active.status = Set(ds::SUCCEEDED.into());
+                        active.attempts = Set(attempts);
+                        active.crm_record_id = Set(Some(record));
+                        active.operation = Set(operation);
+                        active.response = Set(Some(response));
+                        active.error_kind = Set(None);
+                        active.error_message = Set(None);
+                        active.vendor_status = Set(None);
+                        active.vendor_body = Set(None);
+                        active.reason = Set(None);
+                        active.next_attempt_at = Set(None);
+                        active.duration_ms = Set(Some(duration_ms));
+                    })
+                    .await?;
+                if !applied {
+                    return self.outcome_of_other_run(delivery).await;
+                }
+                crate::metrics::delivery("stripe", ds::SUCCEEDED);
+                Ok(StepResult::Done(Some(object_id), Some(object)))
+            }
+            Err(stripe_error) => {
+                let mut error = stripe_error.to_crm_error();
+                if error.kind == ErrorKind::RateLimited {
+                    // The client already waited and retried; this is Stripe's trouble now.
+                    error.kind = ErrorKind::Transient;
+                }
+                let retry = error.kind.is_retryable()
+                    && ((attempts - delivery.throttled_attempts) as u32) < self.retry.max_attempts;
+                crate::metrics::delivery("stripe", if retry { ds::RETRYING } else { ds::DEAD });
+                self.record_failure(
+                    delivery,
+                    Some(op),
+                    error,
+                    Failure {
+                        retry,
+                        attempts,
+                        throttled: delivery.throttled_attempts,
+                        duration_ms,
+                        claim: None,
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// For a `refetch` flow: the event's object as it is at Stripe now, kept as the flow's
+    /// `_refetch` delivery so every later attempt of this event works on the same state.
+    async fn refetch(
+        &self,
+        event: &events::Model,
+        flow_row: &flows::Model,
+        payload: &Value,
+        now: DateTime<Utc>,
+        fetched: &mut Fetched,
+    ) -> anyhow::Result<Refetched> {
+        let object = payload.pointer("/data/object");
+        let object_type = object
+            .and_then(|o| o.get("object"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let object_id = object
+            .and_then(|o| o.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let delivery = self
+            .delivery_for(
+                event,
+                flow_row,
+                flow::REFETCH_STEP,
+                &object_type,
+                action_name(Action::StripeRetrieve),
+                "",
+            )
+            .await?;
+        match delivery.status.as_str() {
+            ds::SUCCEEDED => {
+                return Ok(delivery
+                    .response
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok())
+                    .map_or(Refetched::Snapshot, Refetched::Current));
+            }
+            ds::SKIPPED => return Ok(Refetched::Snapshot),
+            ds::DEAD => return Ok(Refetched::Wait(None)),
+            ds::RETRYING if delivery.next_attempt_at.is_some_and(|t| t > now) => {
+                return Ok(Refetched::Wait(delivery.next_attempt_at));
+            }
+            _ => {}
+        }
+        if crate::stripe::client::object_path(&object_type).is_none() || object_id.is_empty() {
+            // Nothing Stripe can give back for this object: the snapshot is all there is.
+            self.transition(&delivery, OPEN, |active| {
+                active.status = Set(ds::SKIPPED.into());
+                active.reason = Set(Some(format!("refetch_unsupported: {object_type}")));
+            })
+            .await?;
+            return Ok(Refetched::Snapshot);
+        }
+        let op = Operation {
+            step: flow::REFETCH_STEP.into(),
+            action: Action::StripeRetrieve,
+            object: object_type,
+            match_fields: Default::default(),
+            fields: Default::default(),
+            record_id: Some(object_id),
+            fallback_fields: Vec::new(),
+            associate: Vec::new(),
+            method: None,
+            path: None,
+            expand: Vec::new(),
+        };
+        Ok(match self.retrieve(event, &delivery, &op, fetched).await? {
+            StepResult::Done(_, Some(object)) => Refetched::Current(object),
+            StepResult::Done(_, None) => Refetched::Snapshot,
+            StepResult::Retrying(due) => Refetched::Wait(Some(due)),
+            StepResult::Stop => Refetched::Wait(None),
+        })
+    }
+
     /// What another run did with a delivery this run could not claim.
     async fn outcome_of_other_run(
         &self,
@@ -1008,6 +1236,25 @@ fn stored_response(response: &Value) -> String {
     }
 }
 
+/// A step rendered for its delivery.
+enum Rendered {
+    Run(Box<Operation>),
+    /// Its `when` was false; the delivery is skipped.
+    Skipped,
+    /// A template failed; the delivery is dead.
+    Failed,
+}
+
+/// What refetch-on-apply gives a flow to run on.
+enum Refetched {
+    /// The object as Stripe holds it now.
+    Current(Value),
+    /// The event's own snapshot (the object cannot be fetched again).
+    Snapshot,
+    /// The fetch failed: the flow waits (until the retry is due, if one is).
+    Wait(Option<DateTime<Utc>>),
+}
+
 enum StepResult {
     /// The step has its outcome: a record id (unless it was skipped without one) and the
     /// vendor's answer, if it gave one.
@@ -1023,6 +1270,7 @@ fn action_name(action: Action) -> &'static str {
         Action::Upsert => "upsert",
         Action::Create => "create",
         Action::Update => "update",
+        Action::StripeRetrieve => "stripe.retrieve",
     }
 }
 

@@ -4,7 +4,7 @@
 //! right after the commit and the sweeper covers the gap.
 
 use apalis::prelude::TaskBuilder;
-use entity::events;
+use entity::{events, stripe_accounts};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr};
 
 use crate::engine::status;
@@ -17,6 +17,36 @@ pub enum Stored {
     New(String),
     /// The same Stripe event was stored before, under this id.
     Duplicate(String),
+}
+
+/// The inbox row of a verified (or fetched from Stripe) event of `account`; `payload` is the
+/// body exactly as it came.
+pub fn new_row(
+    account: &stripe_accounts::Model,
+    envelope: &crate::stripe::envelope::Envelope,
+    payload: String,
+) -> events::Model {
+    let at = crate::now();
+    events::Model {
+        id: crate::new_id(),
+        tenant_id: account.tenant_id.clone(),
+        stripe_account_id: account.id.clone(),
+        stripe_event_id: envelope.id.clone(),
+        event_type: envelope.event_type.clone(),
+        stripe_object_id: envelope.object_id.clone(),
+        livemode: envelope.livemode,
+        api_version: envelope.api_version.clone(),
+        event_created: envelope.created,
+        payload,
+        status: status::RECEIVED.into(),
+        runs: 0,
+        next_run_at: None,
+        last_error: None,
+        received_at: at,
+        queued_at: None,
+        processed_at: None,
+        updated_at: at,
+    }
 }
 
 /// Stores `row` (status `received`) unless the account already has that Stripe event, and

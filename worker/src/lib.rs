@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod schema;
 pub mod secrets;
 pub mod settings;
+pub mod stripe;
 pub mod telemetry;
 
 use chrono::{DateTime, Utc};

@@ -30,6 +30,8 @@ pub struct Metrics {
     queue_depth: Gauge,
     queue_oldest: Gauge<f64, AtomicU64>,
     alerts: Family<Labels, Counter>,
+    stripe_errors: Family<Labels, Counter>,
+    reconciled: Counter,
 }
 
 fn latency_buckets() -> Histogram {
@@ -63,6 +65,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         queue_depth: Gauge::default(),
         queue_oldest: Gauge::default(),
         alerts: Family::default(),
+        stripe_errors: Family::default(),
+        reconciled: Counter::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -119,6 +123,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "alerts",
         "Alerts to tenants' notification channels by kind and outcome (sent, failed)",
         m.alerts.clone(),
+    );
+    registry.register(
+        "stripe_api_errors",
+        "Failed requests to Stripe's API by HTTP status (or error), retries included",
+        m.stripe_errors.clone(),
+    );
+    registry.register(
+        "reconciled_events",
+        "Events reconciliation found missing from the inbox and ingested",
+        m.reconciled.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -193,6 +207,21 @@ pub async fn read_queue(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm:
         .unwrap_or(0.0);
     queue(depth as i64, oldest.max(0.0));
     Ok(())
+}
+
+/// A request to Stripe's API that failed (its status, or `error` when none came back); the
+/// client retries 429s and 5xx.
+pub fn stripe_request(status: Option<u16>) {
+    let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+    METRICS
+        .stripe_errors
+        .get_or_create(&labels(&[("status", &status)]))
+        .inc();
+}
+
+/// Events a reconciliation found missing from the inbox and ingested.
+pub fn reconciled(count: u64) {
+    METRICS.reconciled.inc_by(count);
 }
 
 /// An alert sent to a notification channel (or that failed to send), by kind and outcome.

@@ -20,6 +20,8 @@ pub struct Runtime {
     pub engine: Arc<Engine>,
     /// Sends alerts to notification channels (and the channels' test notices).
     pub notifier: Arc<crate::alerts::Notifier>,
+    /// Stripe's API, for the accounts of this database.
+    pub stripe: Arc<crate::stripe::StripeApi>,
     /// The job consumers.
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The sweeper and the alert checks.
@@ -71,7 +73,19 @@ impl Runtime {
             settings.alert_period,
         )?);
         let queue = Queue::connect(settings, &db).await?;
+        let stripe = Arc::new(crate::stripe::StripeApi::new(
+            &settings.stripe_api_url,
+            db.clone(),
+            keyring.clone(),
+        )?);
+        let backfiller = crate::stripe::backfill::Backfiller::new(
+            db.clone(),
+            queue.clone(),
+            stripe.clone(),
+            settings,
+        );
         let engine = Arc::new(Engine {
+            stripe: stripe.clone(),
             db: db.clone(),
             queue: queue.clone(),
             retry: settings.retry.clone(),
@@ -94,6 +108,10 @@ impl Runtime {
                 settings.sweep_grace,
             )),
             tokio::spawn(crate::alerts::check_forever(notifier.clone())),
+            tokio::spawn(crate::stripe::backfill::run_forever(
+                backfiller,
+                settings.sweep_interval,
+            )),
         ];
         tracing::info!(
             queue = queue.backend_name(),
@@ -105,6 +123,7 @@ impl Runtime {
             queue,
             engine,
             notifier,
+            stripe,
             tasks,
             background,
             stopping,

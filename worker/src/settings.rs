@@ -87,6 +87,14 @@ pub struct Settings {
     pub alert_interval: Duration,
     /// An alert for one condition goes to a channel at most once in this period.
     pub alert_period: Duration,
+    /// Stripe's API (a fake in tests).
+    pub stripe_api_url: String,
+    /// How often each account with a secret key is reconciled against Stripe's events.
+    pub reconcile_interval: Duration,
+    /// How far back a reconciliation looks for events whose webhook failed.
+    pub reconcile_window: Duration,
+    /// Events per page a backfill asks Stripe for (1 to 100).
+    pub backfill_page_size: u32,
 }
 
 /// An OAuth client app registered with a vendor (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` and
@@ -333,6 +341,30 @@ impl Settings {
         };
         let alert_interval = parse_duration("TRIBUTARY_ALERT_INTERVAL", get, "30s")?;
         let alert_period = parse_duration("TRIBUTARY_ALERT_PERIOD", get, "1h")?;
+        let stripe_api_url = match get("TRIBUTARY_STRIPE_API_URL") {
+            Some(raw) => parse_http_url("TRIBUTARY_STRIPE_API_URL", &raw)?,
+            None => "https://api.stripe.com".into(),
+        };
+        let reconcile_interval = parse_duration("TRIBUTARY_RECONCILE_INTERVAL", get, "1h")?;
+        let reconcile_window = parse_duration("TRIBUTARY_RECONCILE_WINDOW", get, "24h")?;
+        let backfill_page_size = match get("TRIBUTARY_BACKFILL_PAGE_SIZE") {
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    return Err(bad(
+                        "TRIBUTARY_BACKFILL_PAGE_SIZE",
+                        format!("'{raw}' is not a whole number from 1 to 100"),
+                    ));
+                }
+            },
+            None => 100,
+        };
+        if reconcile_window > Duration::from_secs(30 * 86_400) {
+            return Err(bad(
+                "TRIBUTARY_RECONCILE_WINDOW",
+                "must be at most 30 days: Stripe lists events of the last 30 days only",
+            ));
+        }
         let queue_namespace =
             get("TRIBUTARY_QUEUE_NAMESPACE").unwrap_or_else(|| "tributary".into());
         if !queue_namespace
@@ -377,6 +409,10 @@ impl Settings {
             worker_listen,
             alert_interval,
             alert_period,
+            stripe_api_url,
+            reconcile_interval,
+            reconcile_window,
+            backfill_page_size,
         })
     }
 }
@@ -466,6 +502,8 @@ mod tests {
             ("TRIBUTARY_SWEEP_INTERVAL", "often"),
             ("TRIBUTARY_WORKER_LISTEN", "9090"),
             ("TRIBUTARY_ALERT_PERIOD", "hourly"),
+            ("TRIBUTARY_STRIPE_API_URL", "api.stripe.com"),
+            ("TRIBUTARY_RECONCILE_WINDOW", "60days"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");

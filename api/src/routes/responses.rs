@@ -45,6 +45,10 @@ problem_response!(
 problem_response!(TooLarge, "The body is larger than the limit.");
 problem_response!(Unavailable, "A dependency is not reachable.");
 problem_response!(
+    BadGateway,
+    "Stripe refused or failed; `detail` says what it answered."
+);
+problem_response!(
     UnsupportedMediaType,
     "The body is not of a content type this operation reads (send `content-type: application/json`)."
 );

@@ -8,10 +8,12 @@ use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::services::backfills::{self, BackfillIn, BackfillOut};
 use crate::services::stripe_accounts::{
     self, StripeAccountIn, StripeAccountOut, StripeAccountPatch, WebhookSecretIn, WebhookSecretOut,
 };
 use crate::services::test_events::{self, TestEventIn, TestEventOut};
+use crate::services::webhook_endpoints;
 
 /// Register a Stripe account
 ///
@@ -205,6 +207,108 @@ async fn test_event(
     Ok(HttpResponse::Accepted().json(test_events::send(&state, &ctx, &id, input).await?))
 }
 
+/// Register the account's webhook endpoint at Stripe
+///
+/// Creates the account's endpoint at Stripe (or updates the one it made, or adopts one already
+/// registered for the same URL: never a duplicate) for its `webhook_url`, with exactly the
+/// event types the tenant's enabled flows need and the account's pinned `api_version`. The
+/// signing secret Stripe returns for a new endpoint is kept as one of the account's secrets.
+/// When flows change later, the endpoint's event types follow. Needs the account's secret key
+/// (or a restricted key with Webhook Endpoints write).
+#[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.register_webhook",
+    params(("id" = String, Path, description = "The account's id")),
+    responses(
+        (status = 200, description = "The account, with `webhook_endpoint` as Stripe now holds it.", body = StripeAccountOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict)),
+        (status = 422, response = inline(responses::Invalid)),
+        (status = 502, response = inline(responses::BadGateway))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[post("/v1/stripe-accounts/{id}/register-webhook")]
+async fn register_webhook(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(webhook_endpoints::register(&state, &ctx, &id).await?))
+}
+
+/// Backfill events from Stripe
+///
+/// Reads the account's events at Stripe since `since` (at most 30 days ago; Stripe keeps no
+/// older ones), oldest first, and ingests each one the inbox lacks through the same pipeline
+/// as webhooks. Runs in the background and survives restarts; follow it with
+/// `GET …/backfills/{bid}`.
+#[utoipa::path(tag = "stripe-accounts", operation_id = "backfills.create",
+    request_body(content = BackfillIn,
+        example = json!({"since": "2026-11-30T00:00:00Z", "types": ["checkout.session.completed", "charge.succeeded"]})),
+    params(("id" = String, Path, description = "The account's id")),
+    responses(
+        (status = 202, description = "The backfill, pending; it starts within seconds.", body = BackfillOut),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[post("/v1/stripe-accounts/{id}/backfills")]
+async fn create_backfill(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+    ValidJson(input): ValidJson<BackfillIn>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(backfills::create(&state, &ctx, &id, input).await?))
+}
+
+/// List an account's backfills
+///
+/// Backfills and scheduled reconciliations of the account, newest first, with their progress.
+#[utoipa::path(tag = "stripe-accounts", operation_id = "backfills.list",
+    params(("id" = String, Path, description = "The account's id"), ListQuery),
+    responses(
+        (status = 200, description = "A page of backfills, newest first.", body = ListResponse<BackfillOut>),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/stripe-accounts/{id}/backfills")]
+async fn list_backfills(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+    page: Page,
+) -> Result<HttpResponse, ApiError> {
+    let (data, has_more) = backfills::list(&state, &ctx, &id, &page).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
+}
+
+/// Get a backfill
+///
+/// One backfill's progress: pages read, events found, ingested, already present, failed.
+#[utoipa::path(tag = "stripe-accounts", operation_id = "backfills.get",
+    params(("id" = String, Path, description = "The account's id"),
+        ("bid" = String, Path, description = "The backfill's id")),
+    responses(
+        (status = 200, description = "The backfill.", body = BackfillOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/stripe-accounts/{id}/backfills/{bid}")]
+async fn get_backfill(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, bid) = path.into_inner();
+    Ok(HttpResponse::Ok().json(backfills::get(&state, &ctx, &id, &bid).await?))
+}
+
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
         .service(list)
@@ -213,5 +317,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(remove)
         .service(add_secret)
         .service(remove_secret)
-        .service(test_event);
+        .service(test_event)
+        .service(register_webhook)
+        .service(create_backfill)
+        .service(list_backfills)
+        .service(get_backfill);
 }

@@ -153,6 +153,7 @@ pub async fn create(
     insert_version(&txn, &row).await?;
     audit::log(&txn, ctx, "flow.create", "flow", &row.id).await?;
     txn.commit().await?;
+    super::webhook_endpoints::resync_later(state, &ctx.tenant_id);
     render(row)
 }
 
@@ -228,6 +229,7 @@ pub async fn replace(
     insert_version(&txn, &updated).await?;
     audit::log(&txn, ctx, "flow.update", "flow", id).await?;
     txn.commit().await?;
+    super::webhook_endpoints::resync_later(state, &ctx.tenant_id);
     render(updated)
 }
 
@@ -240,6 +242,7 @@ pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(
         .await?;
     audit::log(&txn, ctx, "flow.delete", "flow", id).await?;
     txn.commit().await?;
+    super::webhook_endpoints::resync_later(state, &ctx.tenant_id);
     Ok(())
 }
 

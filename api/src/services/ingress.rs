@@ -5,15 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use entity::{events, stripe_accounts, webhook_secrets};
+use entity::{stripe_accounts, webhook_secrets};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
-use tributary_worker::engine::status;
 use tributary_worker::inbox::{self, Stored};
 use tributary_worker::metrics;
 use utoipa::ToSchema;
 
-use super::{new_id, now};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::secrets::{SecretContext, expose};
@@ -169,27 +167,7 @@ async fn receive_counted(
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
 
-    let at = now();
-    let row = events::Model {
-        id: new_id(),
-        tenant_id: account.tenant_id.clone(),
-        stripe_account_id: account.id.clone(),
-        stripe_event_id: envelope.id.clone(),
-        event_type: envelope.event_type.clone(),
-        stripe_object_id: envelope.object_id.clone(),
-        livemode: envelope.livemode,
-        api_version: envelope.api_version.clone(),
-        event_created: envelope.created,
-        payload,
-        status: status::RECEIVED.into(),
-        runs: 0,
-        next_run_at: None,
-        last_error: None,
-        received_at: at,
-        queued_at: None,
-        processed_at: None,
-        updated_at: at,
-    };
+    let row = inbox::new_row(account, &envelope, payload);
     let event_id = match inbox::store(&state.db, &state.queue, row).await? {
         Stored::New(id) => id,
         Stored::Duplicate(existing) => {

@@ -6,6 +6,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod backfills;
 pub mod connections;
 pub mod events;
 pub mod flows;
@@ -16,6 +17,7 @@ pub mod sessions;
 pub mod stripe_accounts;
 pub mod test_events;
 pub mod users;
+pub mod webhook_endpoints;
 
 use crate::error::FieldError;
 

@@ -16,7 +16,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext, Validate};
 use crate::secrets::{Keyring, SecretContext, last4, random_token};
 
-pub const SECRET_KEY_PURPOSE: &str = "stripe_account.secret_key";
+pub use tributary_worker::stripe::client::SECRET_KEY_PURPOSE;
 pub const WEBHOOK_SECRET_PURPOSE: &str = "webhook_secret.secret";
 pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 /// At most this many signing secrets are active at once (enough for any rotation).
@@ -148,8 +148,36 @@ pub struct StripeAccountOut {
     pub tolerance_seconds: i64,
     /// The active signing secrets; a webhook verifies if it matches any of them.
     pub webhook_secrets: Vec<WebhookSecretOut>,
+    /// The endpoint registered at Stripe with `POST …/register-webhook`, if any.
+    pub webhook_endpoint: Option<WebhookEndpointOut>,
+    /// Scheduled reconciliation against Stripe's events (accounts with a secret key).
+    pub reconciliation: ReconciliationOut,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The webhook endpoint Tributary keeps at Stripe for an account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookEndpointOut {
+    /// Stripe's id (`we_…`).
+    pub id: String,
+    /// The event types Stripe sends: what the tenant's enabled flows need, kept up to date as
+    /// flows change.
+    pub enabled_events: Vec<String>,
+    pub registered_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why the last update of the endpoint at Stripe failed, until one succeeds.
+    pub sync_error: Option<String>,
+}
+
+/// What reconciliation did for an account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationOut {
+    /// When it last ran (or, before the first run, when the account was first seen).
+    pub last_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Events it found missing from the inbox and ingested, over the account's life.
+    pub repaired: i32,
+    /// The backfill of its latest run (`GET …/backfills/{id}`).
+    pub last_backfill_id: Option<String>,
 }
 
 fn check_secret_key(key: &SecretString, errors: &mut Vec<FieldError>) {
@@ -197,7 +225,7 @@ fn check_tolerance(seconds: i64, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn webhook_url(state: &AppState, token: &str) -> String {
+pub fn webhook_url(state: &AppState, token: &str) -> String {
     format!("{}/webhooks/stripe/{token}", state.settings.public_url)
 }
 
@@ -217,7 +245,7 @@ fn seal_secret_key(
     )
 }
 
-fn new_webhook_secret(
+pub fn new_webhook_secret(
     keyring: &Keyring,
     tenant_id: &str,
     account_id: &str,
@@ -242,7 +270,7 @@ fn new_webhook_secret(
     }
 }
 
-async fn secrets_of<C: ConnectionTrait>(
+pub async fn secrets_of<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     account_id: &str,
@@ -254,7 +282,7 @@ async fn secrets_of<C: ConnectionTrait>(
         .await?)
 }
 
-async fn render<C: ConnectionTrait>(
+pub async fn render<C: ConnectionTrait>(
     db: &C,
     state: &AppState,
     account: stripe_accounts::Model,
@@ -268,12 +296,27 @@ async fn render<C: ConnectionTrait>(
         api_version: account.api_version,
         tolerance_seconds: account.tolerance_seconds,
         webhook_secrets: secrets.into_iter().map(WebhookSecretOut::from).collect(),
+        webhook_endpoint: account.webhook_endpoint_id.map(|id| WebhookEndpointOut {
+            id,
+            enabled_events: account
+                .webhook_endpoint_events
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok())
+                .unwrap_or_default(),
+            registered_at: account.webhook_registered_at,
+            sync_error: account.webhook_sync_error,
+        }),
+        reconciliation: ReconciliationOut {
+            last_run_at: account.reconciled_at,
+            repaired: account.reconcile_repaired,
+            last_backfill_id: account.last_reconciliation_id,
+        },
         created_at: account.created_at,
         updated_at: account.updated_at,
     })
 }
 
-async fn find<C: ConnectionTrait>(
+pub async fn find<C: ConnectionTrait>(
     db: &C,
     ctx: &TenantContext,
     id: &str,
@@ -301,6 +344,13 @@ pub async fn create(
         secret_key_last4: input.secret_key.as_ref().map(|k| last4(k.expose_secret())),
         api_version: input.api_version,
         tolerance_seconds: input.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
+        webhook_endpoint_id: None,
+        webhook_endpoint_events: None,
+        webhook_registered_at: None,
+        webhook_sync_error: None,
+        reconciled_at: None,
+        reconcile_repaired: 0,
+        last_reconciliation_id: None,
         created_at: at,
         updated_at: at,
     };
@@ -382,9 +432,17 @@ pub async fn update(
 }
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
+    let account = find(&state.db, ctx, id).await?;
+    ctx.require(Role::Admin)?;
+    // Stripe forgets the endpoint first, so it stops sending to a URL that no longer answers.
+    super::webhook_endpoints::remove(state, &account).await?;
     let txn = crate::db::begin_write(&state.db).await?;
     let account = find(&txn, ctx, id).await?;
-    ctx.require(Role::Admin)?;
+    entity::backfills::Entity::delete_many()
+        .filter(entity::backfills::Column::TenantId.eq(ctx.tenant_id.as_str()))
+        .filter(entity::backfills::Column::StripeAccountId.eq(account.id.as_str()))
+        .exec(&txn)
+        .await?;
     webhook_secrets::Entity::delete_many()
         .filter(webhook_secrets::Column::TenantId.eq(ctx.tenant_id.as_str()))
         .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))

@@ -354,6 +354,77 @@ async fn a_failed_invoice_becomes_a_task_for_the_account_owner() {
 }
 
 #[tokio::test]
+async fn a_failed_invoice_gets_its_decline_reason_and_account_from_stripe() {
+    use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY};
+    let stripe = FakeStripe::start();
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[("TRIBUTARY_STRIPE_API_URL", stripe.base_url.as_str())],
+    )
+    .await;
+    let fake = FakeSalesforce::start();
+    setup_org(&fake);
+    let account = fake.insert(
+        "Account",
+        json!({"Name": "Acme", "OwnerId": "005000000000777AAA"}),
+    );
+    let p = jwt_connection(&app, &fake, "salesforce-payment-failed-task").await;
+    let patched = app
+        .patch(
+            &format!("/v1/stripe-accounts/{}", p.account_id),
+            &p.tenant.token,
+            json!({"secret_key": SECRET_KEY, "api_version": API_VERSION}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    stripe.put(
+        json!({"id": "cus_acme2", "object": "customer", "email": "ap@acme.example",
+        "metadata": {"salesforce_account_id": account}, "livemode": false}),
+    );
+    stripe.put(json!({"id": "ch_declined", "object": "charge", "amount": 129900, "currency": "usd",
+        "status": "failed", "failure_code": "card_declined", "customer": "cus_acme2", "livemode": false}));
+    stripe.put(json!({"id": "pi_declined", "object": "payment_intent", "amount": 129900,
+        "currency": "usd", "status": "requires_payment_method", "customer": "cus_acme2",
+        "latest_charge": "ch_declined", "livemode": false,
+        "last_payment_error": {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds"}}));
+    // The invoice names no Salesforce account: the Customer's metadata does.
+    let invoice = event(
+        "evt_inv2",
+        "invoice.payment_failed",
+        json!({"id": "in_2", "object": "invoice", "number": "INV-0043", "amount_due": 129900,
+               "currency": "usd", "attempt_count": 1, "customer": "cus_acme2",
+               "payment_intent": "pi_declined", "metadata": {}}),
+    );
+    let done = app.deliver(&p, &invoice).await;
+    assert_eq!(done["status"], "processed", "{done}");
+    let tasks = fake.records("Task");
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["WhatId"], account.as_str());
+    let description = tasks[0]["Description"].as_str().unwrap();
+    assert!(
+        description.contains("Reason: insufficient_funds"),
+        "{description}"
+    );
+    let fetched: Vec<String> = stripe
+        .requests()
+        .all()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        fetched.iter().any(
+            |p| p.starts_with("/v1/payment_intents/pi_declined") && p.contains("latest_charge")
+        ),
+        "{fetched:?}"
+    );
+    assert!(
+        fetched
+            .iter()
+            .any(|p| p.starts_with("/v1/customers/cus_acme2"))
+    );
+}
+
+#[tokio::test]
 async fn subscription_changes_are_written_to_the_account_with_a_task() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let fake = FakeSalesforce::start();

@@ -48,6 +48,7 @@ struct Fixture {
     event_id: String,
     delivery_id: String,
     channel_id: String,
+    backfill_id: String,
 }
 
 impl Fixture {
@@ -91,7 +92,16 @@ impl Fixture {
             )
             .await
             .str("/id");
+        let backfill_id = app
+            .post(
+                &format!("/v1/stripe-accounts/{}/backfills", account.str("/id")),
+                &owner.token,
+                json!({"since": now - 3600}),
+            )
+            .await
+            .str("/id");
         Fixture {
+            backfill_id,
             channel_id,
             user_id,
             api_key_id,
@@ -107,8 +117,9 @@ impl Fixture {
         }
     }
 
-    fn ids(&self) -> [&str; 9] {
+    fn ids(&self) -> [&str; 10] {
         [
+            &self.backfill_id,
             &self.channel_id,
             &self.user_id,
             &self.api_key_id,
@@ -141,6 +152,7 @@ impl Fixture {
         template
             .replace("{id}", id)
             .replace("{sid}", &self.secret_id)
+            .replace("{bid}", &self.backfill_id)
     }
 }
 
@@ -172,6 +184,8 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         ),
         "notification_channels.update" => Some(json!({"name": "hijacked"})),
         "notification_channels.test" | "notification_channels.alerts" => None,
+        "stripe_accounts.register_webhook" => None,
+        "backfills.create" => Some(json!({"since": chrono::Utc::now().timestamp() - 3600})),
         "users.create" => Some(
             json!({"email": format!("m-{unique}@example.com"), "password": PASSWORD, "role": "member"}),
         ),

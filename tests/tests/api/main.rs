@@ -18,4 +18,5 @@ mod openapi;
 mod pipeline;
 mod secrets;
 mod stripe_accounts;
+mod stripe_api;
 mod users;

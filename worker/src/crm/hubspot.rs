@@ -304,6 +304,7 @@ async fn write(
         }
     }
     match op.action {
+        Action::StripeRetrieve => Err(super::not_a_write()),
         Action::Create => create(call, object, properties).await,
         Action::Upsert if op.match_fields.len() == 1 => {
             let (id_property, value) = op.match_fields.iter().next().expect("one match field");

@@ -250,7 +250,7 @@ pub fn as_text(value: &Value) -> String {
 pub fn known_ids<'a>(op: &'a Operation, linked: Option<&'a str>) -> Vec<&'a str> {
     let mut known = Vec::new();
     match op.action {
-        crate::flow::Action::Create => {}
+        crate::flow::Action::Create | crate::flow::Action::StripeRetrieve => {}
         crate::flow::Action::Upsert => known.extend(linked),
         crate::flow::Action::Update => {
             known.extend(linked);
@@ -259,6 +259,15 @@ pub fn known_ids<'a>(op: &'a Operation, linked: Option<&'a str>) -> Vec<&'a str>
     }
     known.dedup();
     known
+}
+
+/// What an adapter answers if a `stripe.retrieve` step ever reached it: they read from Stripe
+/// and never write to a CRM.
+pub fn not_a_write() -> CrmError {
+    CrmError::new(
+        ErrorKind::Permanent,
+        "stripe.retrieve steps read from Stripe; they never write to a CRM",
+    )
 }
 
 /// `match` and `fields` in one map; `fields` win.

@@ -172,6 +172,7 @@ pub async fn apply<C: ConnectionTrait>(
         None => None,
     };
     match op.action {
+        Action::StripeRetrieve => Err(super::not_a_write()),
         Action::Create => create(db, connection, op, key).await,
         Action::Upsert => {
             let existing = match by_link {

@@ -277,6 +277,7 @@ async fn write(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     match op.action {
+        Action::StripeRetrieve => Err(super::not_a_write()),
         Action::Create => insert(call, module, record).await,
         Action::Upsert if !search_first => {
             let reply = call

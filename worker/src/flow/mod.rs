@@ -31,6 +31,8 @@ use chrono::{DateTime, Utc};
 use minijinja::Environment;
 use serde_json::{Map, Value};
 
+pub use validate::REFETCH_STEP;
+
 pub use model::{
     Action, Association, FlowError, FlowSpec, Operation, Preview, RenderContext,
     RenderedAssociation, Step, Trigger, ValidationError,
@@ -79,6 +81,7 @@ pub fn trigger_matches(flow: &FlowSpec, event: &Value) -> Result<bool, FlowError
         event: event.clone(),
         steps: BTreeMap::new(),
         responses: BTreeMap::new(),
+        objects: BTreeMap::new(),
         settings: Value::Object(Map::new()),
         now,
     };
@@ -200,6 +203,12 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
                     .into(),
             ));
         }
+        Action::StripeRetrieve if record_id.is_none() => {
+            return Err(fail(
+                "record_id",
+                "rendered empty; there is no Stripe object to retrieve".into(),
+            ));
+        }
         Action::Update if record_id.is_none() && match_fields.is_empty() => {
             return Err(fail(
                 "record_id",
@@ -221,6 +230,7 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         associate,
         method,
         path,
+        expand: step.expand.clone(),
     }))
 }
 
@@ -237,6 +247,7 @@ pub fn preview(
         event: event.clone(),
         steps: BTreeMap::new(),
         responses: BTreeMap::new(),
+        objects: BTreeMap::new(),
         settings: settings.clone(),
         now,
     };
@@ -385,6 +396,7 @@ mod tests {
             event,
             steps: BTreeMap::new(),
             responses: BTreeMap::new(),
+            objects: BTreeMap::new(),
             settings: json!({ "won_stage": "Closed Won" }),
             now: now(),
         }
@@ -641,6 +653,64 @@ mod tests {
     }
 
     #[test]
+    fn retrieve_steps_are_checked_and_feed_later_steps() {
+        let flow = json!({
+            "name": "enrich", "connection_id": "c", "refetch": true,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [
+                {"id": "customer", "action": "stripe.retrieve", "object": "customer",
+                 "record_id": "{{ object.customer }}", "expand": ["default_source"]},
+                {"id": "contact", "action": "upsert", "object": "contacts",
+                 "match": {"email": "{{ steps.customer.object.email }}"}}
+            ]
+        });
+        let spec = parse_flow(&flow).expect("a valid flow");
+        assert!(spec.refetch);
+        assert_eq!(spec.steps[0].action, Action::StripeRetrieve);
+        let mut ctx = RenderContext {
+            event: json!({"type": "charge.succeeded", "data": {"object": {"customer": "cus_1"}}}),
+            steps: BTreeMap::new(),
+            responses: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            settings: json!({}),
+            now: now(),
+        };
+        let op = render_step(&spec.steps[0], &ctx).unwrap().unwrap();
+        assert_eq!(op.record_id.as_deref(), Some("cus_1"));
+        assert_eq!(op.expand, ["default_source"]);
+        ctx.steps.insert("customer".into(), "cus_1".into());
+        ctx.remember(
+            &spec.steps[0],
+            json!({"id": "cus_1", "email": "ada@example.com"}),
+        );
+        let contact = render_step(&spec.steps[1], &ctx).unwrap().unwrap();
+        assert_eq!(contact.match_fields["email"], "ada@example.com");
+
+        let bad = json!({
+            "name": "bad", "connection_id": "c",
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [
+                {"id": "x", "action": "stripe.retrieve", "object": "refund",
+                 "fields": {"a": "b"}, "expand": ["bad path!"]},
+                {"id": "_refetch", "action": "create", "object": "notes", "fields": {"a": "b"}}
+            ]
+        });
+        let errors: Vec<String> = super::validate(&bad)
+            .iter()
+            .map(|e| e.path.clone())
+            .collect();
+        for path in [
+            "steps[0].object",
+            "steps[0].record_id",
+            "steps[0].fields",
+            "steps[0].expand",
+            "steps[1].id",
+        ] {
+            assert!(errors.contains(&path.to_string()), "{path} in {errors:?}");
+        }
+    }
+
+    #[test]
     fn operations_serialize_with_the_contract_names() {
         let op = Operation {
             step: "contact".into(),
@@ -653,6 +723,7 @@ mod tests {
             associate: vec![],
             method: None,
             path: None,
+            expand: vec![],
         };
         let value = serde_json::to_value(&op).expect("serializes");
         assert_eq!(value["match"], json!({ "email": "a@b.c" }));

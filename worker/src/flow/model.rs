@@ -27,6 +27,11 @@ pub struct FlowSpec {
     pub enabled: bool,
     /// Which events start the flow.
     pub trigger: Trigger,
+    /// Run against the object's current state at Stripe instead of the event's snapshot
+    /// (Stripe's advice for events that may arrive out of order). Needs the account's secret
+    /// key; the fetched object is recorded as the flow's `_refetch` delivery.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refetch: bool,
     /// The writes, in order; later steps may use `steps.<id>.id` of earlier ones.
     pub steps: Vec<Step>,
 }
@@ -85,6 +90,9 @@ pub struct Step {
     /// default `/<object>`, and `/<object>/<record_id>` for an update with a record id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `stripe.retrieve` only: related objects Stripe should expand (`expand[]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expand: Vec<String>,
 }
 
 /// What a step does with its record.
@@ -97,6 +105,11 @@ pub enum Action {
     Create,
     /// Write an existing record found by `record_id`, else by `match`; none found is an error.
     Update,
+    /// Fetch a Stripe object (`object`: customer, subscription, invoice, payment_intent,
+    /// charge, checkout.session, price, product) by `record_id`; later steps read it as
+    /// `steps.<id>.object`. Writes nothing.
+    #[serde(rename = "stripe.retrieve")]
+    StripeRetrieve,
 }
 
 impl Action {
@@ -106,6 +119,7 @@ impl Action {
             Action::Upsert => "upsert",
             Action::Create => "create",
             Action::Update => "update",
+            Action::StripeRetrieve => "stripe.retrieve",
         }
     }
 }
@@ -155,6 +169,9 @@ pub struct Operation {
     /// HTTP connections: the rendered request path, if the step set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `stripe.retrieve`: what Stripe is asked to expand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expand: Vec<String>,
 }
 
 /// An association with its id rendered.
@@ -208,11 +225,26 @@ pub struct RenderContext {
     #[serde(default)]
     #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub responses: BTreeMap<String, serde_json::Value>,
+    /// Step id → the Stripe object a `stripe.retrieve` step fetched.
+    #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
+    pub objects: BTreeMap<String, serde_json::Value>,
     /// The connection's settings (e.g. Salesforce `won_stage`).
     #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub settings: Value,
     /// The run's clock, so a run renders the same on every attempt it is given the same time.
     pub now: DateTime<Utc>,
+}
+
+impl RenderContext {
+    /// Keeps a finished step's stored answer for later steps: a `stripe.retrieve` step's
+    /// object as `steps.<id>.object`, a write's vendor answer as `steps.<id>.response`.
+    pub fn remember(&mut self, step: &Step, answer: Value) {
+        match step.action {
+            Action::StripeRetrieve => self.objects.insert(step.id.clone(), answer),
+            _ => self.responses.insert(step.id.clone(), answer),
+        };
+    }
 }
 
 /// What a flow would do with an event, computed without writing anything.

@@ -71,7 +71,8 @@ fn build_environment() -> Environment<'static> {
 }
 
 /// The context templates see: `event`, `object`, `previous`, `steps.<id>.id` (and
-/// `steps.<id>.response` where the vendor answered with JSON), `settings`, `now`.
+/// `steps.<id>.response` where the vendor answered with JSON, `steps.<id>.object` for a
+/// `stripe.retrieve` step), `settings`, `now`.
 pub fn context(ctx: &RenderContext) -> Value {
     let event = without_nulls(&ctx.event);
     let mut root = Map::new();
@@ -89,6 +90,9 @@ pub fn context(ctx: &RenderContext) -> Value {
             let mut entry = serde_json::json!({ "id": id });
             if let Some(response) = ctx.responses.get(step) {
                 entry["response"] = without_nulls(response);
+            }
+            if let Some(object) = ctx.objects.get(step) {
+                entry["object"] = without_nulls(object);
             }
             (step.clone(), entry)
         })
@@ -652,6 +656,7 @@ mod tests {
             event: json!({ "type": "test.event", "created": 1_726_358_400, "data": { "object": object } }),
             steps: BTreeMap::new(),
             responses: BTreeMap::new(),
+            objects: BTreeMap::new(),
             settings: json!({}),
             now: Utc.with_ymd_and_hms(2024, 9, 15, 12, 30, 0).unwrap(),
         }

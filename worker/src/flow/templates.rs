@@ -291,31 +291,50 @@ fn salesforce_payment_failed_task() -> FlowTemplate {
         "salesforce-payment-failed-task",
         "Stripe failed payments to Salesforce tasks",
         "On invoice.payment_failed, creates a high-priority Salesforce Task, \"Payment Failed - \
-         Immediate Action Required\", due the next day, with the amount due, the number of \
-         attempts, Stripe's next retry date and the subscription, linked (WhatId) to the \
-         Account in the invoice's or its subscription's metadata.salesforce_account_id. \
-         Invoices do not carry last_payment_error: the decline reason (card_declined, \
-         insufficient_funds, …) lives on the invoice's PaymentIntent or charge, and the \
-         Salesforce ids usually on the Customer, so they arrive once Stripe enrichment steps \
-         (stripe.retrieve) fetch them.",
+         Immediate Action Required\", due the next day, with the amount due, the decline reason, \
+         the number of attempts, Stripe's next retry date and the subscription, linked (WhatId) \
+         to the Account in metadata.salesforce_account_id of the invoice, its subscription or its \
+         Customer. Invoices do not carry last_payment_error, so stripe.retrieve steps fetch the \
+         invoice's PaymentIntent (with its latest charge) for the reason, and the Customer when \
+         the invoice names no account; both need the Stripe account's secret key.",
         "salesforce",
         &["invoice.payment_failed"],
         None,
-        json!([{
-            "id": "task",
-            "action": "create",
-            "object": "Task",
-            "fields": {
-                "WhatId": "{{ object.metadata.salesforce_account_id or object.subscription_details.metadata.salesforce_account_id or object.parent.subscription_details.metadata.salesforce_account_id }}",
-                "Subject": "Payment Failed - Immediate Action Required",
-                "Priority": "High",
-                "Status": "Not Started",
-                "ActivityDate": "{{ now | add_days(1) | date }}",
-                "Description": "Stripe invoice {{ object.number or object.id }} payment failed. Amount: {{ object.amount_due | format_amount(object.currency) }} {{ object.currency | upper }}. Attempts: {{ object.attempt_count }}. Next retry: {{ object.next_payment_attempt | date if object.next_payment_attempt else 'none scheduled' }}. Subscription: {{ object.subscription or object.parent.subscription_details.subscription or 'none' }}. Customer: {{ object.customer_email or object.customer }}."
+        json!([
+            {
+                "id": "payment",
+                "action": "stripe.retrieve",
+                "object": "payment_intent",
+                "when": "object.payment_intent",
+                "record_id": "{{ object.payment_intent }}",
+                "expand": ["latest_charge"]
+            },
+            {
+                "id": "customer",
+                "action": "stripe.retrieve",
+                "object": "customer",
+                "when": format!("object.customer and not ({INVOICE_ACCOUNT})"),
+                "record_id": "{{ object.customer }}"
+            },
+            {
+                "id": "task",
+                "action": "create",
+                "object": "Task",
+                "fields": {
+                    "WhatId": format!("{{{{ {INVOICE_ACCOUNT} or steps.customer.object.metadata.salesforce_account_id }}}}"),
+                    "Subject": "Payment Failed - Immediate Action Required",
+                    "Priority": "High",
+                    "Status": "Not Started",
+                    "ActivityDate": "{{ now | add_days(1) | date }}",
+                    "Description": "Stripe invoice {{ object.number or object.id }} payment failed. Amount: {{ object.amount_due | format_amount(object.currency) }} {{ object.currency | upper }}. Reason: {{ steps.payment.object.last_payment_error.decline_code or steps.payment.object.last_payment_error.code or steps.payment.object.latest_charge.failure_code or 'not given' }}. Attempts: {{ object.attempt_count }}. Next retry: {{ object.next_payment_attempt | date if object.next_payment_attempt else 'none scheduled' }}. Subscription: {{ object.subscription or object.parent.subscription_details.subscription or 'none' }}. Customer: {{ object.customer_email or object.customer }}."
+                }
             }
-        }]),
+        ]),
     )
 }
+
+/// The Salesforce Account an invoice names, in any of the places Stripe's versions put it.
+const INVOICE_ACCOUNT: &str = "object.metadata.salesforce_account_id or object.subscription_details.metadata.salesforce_account_id or object.parent.subscription_details.metadata.salesforce_account_id";
 
 /// The checkout's e-mail: the customer details, else the address given to Checkout.
 const CHECKOUT_EMAIL: &str = "object.customer_details.email or object.customer_email";
@@ -830,7 +849,7 @@ mod tests {
                 "Priority": "High",
                 "Status": "Not Started",
                 "ActivityDate": "2025-09-17",
-                "Description": "Stripe invoice A1B2C3D4-0007 payment failed. Amount: 149.00 USD. Attempts: 2. Next retry: 2025-09-18. Subscription: sub_1OHATest0001. Customer: ap@acme.example."
+                "Description": "Stripe invoice A1B2C3D4-0007 payment failed. Amount: 149.00 USD. Reason: not given. Attempts: 2. Next retry: 2025-09-18. Subscription: sub_1OHATest0001. Customer: ap@acme.example."
             })
         );
     }

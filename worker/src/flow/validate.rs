@@ -13,7 +13,14 @@ use super::key_path;
 use super::model::{FlowSpec, ValidationError};
 use super::template::{self, CONTEXT_NAMES};
 
-const FLOW_KEYS: &[&str] = &["name", "connection_id", "enabled", "trigger", "steps"];
+const FLOW_KEYS: &[&str] = &[
+    "name",
+    "connection_id",
+    "enabled",
+    "refetch",
+    "trigger",
+    "steps",
+];
 const TRIGGER_KEYS: &[&str] = &["events", "filter"];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -27,9 +34,13 @@ const STEP_KEYS: &[&str] = &[
     "associate",
     "method",
     "path",
+    "expand",
 ];
 const ASSOCIATION_KEYS: &[&str] = &["object", "id"];
-const ACTIONS: &[&str] = &["upsert", "create", "update"];
+const ACTIONS: &[&str] = &["upsert", "create", "update", "stripe.retrieve"];
+
+/// The step id of the delivery that holds a `refetch` flow's current object.
+pub const REFETCH_STEP: &str = "_refetch";
 
 /// Names the engine defines inside templates (loops, macros), besides the context and globals.
 const ENGINE_NAMES: &[&str] = &["loop", "self", "super", "caller", "varargs", "kwargs"];
@@ -129,10 +140,12 @@ impl Checker {
         self.known_keys(map, "", FLOW_KEYS);
         self.required_text(map, "", "name");
         self.required_text(map, "", "connection_id");
-        if let Some(enabled) = map.get("enabled")
-            && !enabled.is_boolean()
-        {
-            self.error("enabled", "must be true or false");
+        for key in ["enabled", "refetch"] {
+            if let Some(value) = map.get(key)
+                && !value.is_boolean()
+            {
+                self.error(key, "must be true or false");
+            }
         }
         match map.get("trigger") {
             Some(trigger) => self.trigger(trigger),
@@ -214,6 +227,11 @@ impl Checker {
                     id_path,
                     "must be an identifier: letters, digits and _, not starting with a digit",
                 );
+            } else if id == REFETCH_STEP {
+                self.error(
+                    id_path,
+                    "_refetch is reserved for the object a refetch flow fetches",
+                );
             } else if let Some(first) = ids[..index]
                 .iter()
                 .position(|other| other.as_deref() == Some(id))
@@ -239,12 +257,14 @@ impl Checker {
                     .map_or_else(|| other.to_string(), |s| format!("'{s}'"));
                 self.error(
                     format!("{path}.action"),
-                    format!("unknown action {shown}; expected upsert, create or update"),
+                    format!(
+                        "unknown action {shown}; expected upsert, create, update or stripe.retrieve"
+                    ),
                 );
                 None
             }
         };
-        self.required_text(map, &path, "object");
+        let object = self.required_text(map, &path, "object");
 
         let match_fields = self.template_map(map, &path, "match", scope);
         let fields = self.template_map(map, &path, "fields", scope);
@@ -326,7 +346,69 @@ impl Checker {
                     );
                 }
             }
+            Some("stripe.retrieve") => {
+                if let Some(object) = object
+                    && crate::stripe::client::object_path(object).is_none()
+                {
+                    let known: Vec<&str> = crate::stripe::client::RETRIEVABLE
+                        .iter()
+                        .map(|(name, _)| *name)
+                        .collect();
+                    self.error(
+                        format!("{path}.object"),
+                        format!(
+                            "stripe.retrieve fetches one of {}, not '{object}'",
+                            known.join(", ")
+                        ),
+                    );
+                }
+                if !has_record_id {
+                    self.error(
+                        format!("{path}.record_id"),
+                        "stripe.retrieve needs the object's id, e.g. {{ object.customer }}",
+                    );
+                }
+                for key in [
+                    "match",
+                    "fields",
+                    "fallback_fields",
+                    "associate",
+                    "method",
+                    "path",
+                ] {
+                    if map.contains_key(key) {
+                        self.error(
+                            format!("{path}.{key}"),
+                            "stripe.retrieve only reads: it takes object, record_id, expand and when",
+                        );
+                    }
+                }
+            }
             _ => {}
+        }
+        if let Some(expand) = map.get("expand") {
+            let valid = expand.as_array().is_some_and(|items| {
+                items.iter().all(|item| {
+                    item.as_str().is_some_and(|s| {
+                        !s.is_empty()
+                            && s.split('.').all(|part| {
+                                !part.is_empty()
+                                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            })
+                    })
+                })
+            });
+            if !valid {
+                self.error(
+                    format!("{path}.expand"),
+                    "must be a list of field paths such as customer or latest_charge.balance_transaction",
+                );
+            } else if action != Some("stripe.retrieve") {
+                self.error(
+                    format!("{path}.expand"),
+                    "only stripe.retrieve steps expand",
+                );
+            }
         }
     }
 
@@ -619,12 +701,11 @@ impl Checker {
                         ),
                         Some(_) => {
                             if let Some(attribute) = parts.next()
-                                && attribute != "id"
-                                && attribute != "response"
+                                && !matches!(attribute, "id" | "response" | "object")
                             {
                                 self.error(
                                     path,
-                                    format!("steps.{step}.{attribute}: a step exposes its record id (steps.{step}.id) and the vendor's answer (steps.{step}.response)"),
+                                    format!("steps.{step}.{attribute}: a step exposes its record id (steps.{step}.id), the vendor's answer (steps.{step}.response) and, for stripe.retrieve, the object (steps.{step}.object)"),
                                 );
                             }
                         }
@@ -1185,7 +1266,8 @@ mod tests {
                 ),
                 (
                     "steps[0].action".to_string(),
-                    "unknown action 'merge'; expected upsert, create or update".to_string()
+                    "unknown action 'merge'; expected upsert, create, update or stripe.retrieve"
+                        .to_string()
                 ),
                 (
                     "steps[0].object".to_string(),

@@ -1,0 +1,443 @@
+//! A small client of Stripe's REST API, for what Tributary asks of Stripe: retrieving objects
+//! (enrichment steps, refetch-on-apply), listing events (backfill and reconciliation) and
+//! managing webhook endpoints. It speaks Stripe's conventions: the account's secret or
+//! restricted key as a bearer token (opened from its seal only for the call), `Stripe-Version`
+//! pinned to the account's API version, form-encoded bodies with bracketed keys, an
+//! `Idempotency-Key` on every POST, and Stripe's error object read into [`StripeError`]. 429s
+//! and 5xx answers are retried a few times with exponential backoff and jitter, as Stripe's
+//! own libraries do (`Stripe-Should-Retry` is honoured both ways). Requests of one account are
+//! spaced to stay under Stripe's read limit, so one account's backfill cannot use up the rate
+//! another account's calls need.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use entity::stripe_accounts;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::crm::{CrmError, ErrorKind};
+use crate::secrets::{Keyring, SecretContext, expose};
+
+/// How the secret key of a Stripe account is sealed.
+pub const SECRET_KEY_PURPOSE: &str = "stripe_account.secret_key";
+
+/// The objects a `stripe.retrieve` step can fetch, with their API paths.
+pub const RETRIEVABLE: &[(&str, &str)] = &[
+    ("customer", "/v1/customers"),
+    ("subscription", "/v1/subscriptions"),
+    ("invoice", "/v1/invoices"),
+    ("payment_intent", "/v1/payment_intents"),
+    ("charge", "/v1/charges"),
+    ("checkout.session", "/v1/checkout/sessions"),
+    ("price", "/v1/prices"),
+    ("product", "/v1/products"),
+];
+
+/// The API path of a retrievable object type (`checkout_session` is accepted for
+/// `checkout.session`).
+pub fn object_path(object: &str) -> Option<&'static str> {
+    let object = if object == "checkout_session" {
+        "checkout.session"
+    } else {
+        object
+    };
+    RETRIEVABLE
+        .iter()
+        .find(|(name, _)| *name == object)
+        .map(|(_, path)| *path)
+}
+
+/// Stripe's error object (`{"error": {"type", "code", "param", "message"}}`), or what stood in
+/// for it when Stripe could not be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeError {
+    /// The HTTP status, `None` when no answer came.
+    pub status: Option<u16>,
+    /// `api_error`, `card_error`, `idempotency_error`, `invalid_request_error`, …
+    pub error_type: String,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for StripeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "Stripe answered {status}")?,
+            None => f.write_str("Stripe did not answer")?,
+        }
+        write!(f, " ({}", self.error_type)?;
+        if let Some(code) = &self.code {
+            write!(f, ", {code}")?;
+        }
+        if let Some(param) = &self.param {
+            write!(f, ", param {param}")?;
+        }
+        write!(f, "): {}", self.message)
+    }
+}
+
+impl std::error::Error for StripeError {}
+
+impl StripeError {
+    fn unreachable(message: impl Into<String>) -> Self {
+        StripeError {
+            status: None,
+            error_type: "connection_error".into(),
+            code: None,
+            param: None,
+            message: message.into(),
+        }
+    }
+
+    /// A restricted key without the permission this call needs.
+    pub fn is_missing_permission(&self) -> bool {
+        self.status == Some(403)
+            || self
+                .message
+                .contains("does not have the required permission")
+    }
+
+    /// How a delivery treats it: a missing object or permission needs a person, a refused key
+    /// too; rate limits and Stripe's own trouble are worth retrying.
+    pub fn kind(&self) -> ErrorKind {
+        match self.error_type.as_str() {
+            "configuration_error" => return ErrorKind::Permanent,
+            "database_error" => return ErrorKind::Transient,
+            _ => {}
+        }
+        match self.status {
+            Some(404) => ErrorKind::NotFound,
+            Some(401) => ErrorKind::Permanent,
+            Some(403) => ErrorKind::Permanent,
+            Some(429) => ErrorKind::RateLimited,
+            Some(400) | Some(402) => ErrorKind::Invalid,
+            Some(s) if s >= 500 => ErrorKind::Transient,
+            None => ErrorKind::Transient,
+            Some(_) => ErrorKind::Permanent,
+        }
+    }
+
+    /// The delivery error for a failed call, its message made to say what to do.
+    pub fn to_crm_error(&self) -> CrmError {
+        let mut message = self.to_string();
+        if self.status == Some(401) {
+            message.push_str(" — the account's secret key was refused; PATCH the Stripe account with a valid key");
+        } else if self.is_missing_permission() {
+            message.push_str(" — the restricted key lacks this permission; grant it in the Stripe dashboard (Developers → API keys) or use a key that has it");
+        }
+        let mut error = CrmError::new(self.kind(), message);
+        error.vendor_status = self.status;
+        error
+    }
+}
+
+/// A Stripe account's key and API version, opened for the calls of one task.
+pub struct StripeKey {
+    pub account_id: String,
+    secret: SecretString,
+    pub api_version: Option<String>,
+}
+
+impl std::fmt::Debug for StripeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeKey")
+            .field("account_id", &self.account_id)
+            .field("api_version", &self.api_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StripeKey {
+    /// Opens the account's sealed secret key; `None` when it has none.
+    pub fn open(
+        keyring: &Keyring,
+        account: &stripe_accounts::Model,
+    ) -> Result<Option<StripeKey>, crate::secrets::SecretError> {
+        let Some(sealed) = account.secret_key.as_deref() else {
+            return Ok(None);
+        };
+        let secret = keyring.open(
+            sealed,
+            &SecretContext {
+                tenant_id: &account.tenant_id,
+                purpose: SECRET_KEY_PURPOSE,
+                row_id: &account.id,
+            },
+        )?;
+        Ok(Some(StripeKey {
+            account_id: account.id.clone(),
+            secret,
+            api_version: account.api_version.clone(),
+        }))
+    }
+
+    /// Whether this is a test-mode key (`sk_test_…`, `rk_test_…`): Stripe allows fewer reads.
+    pub fn is_test(&self) -> bool {
+        expose(&self.secret).contains("_test_")
+    }
+}
+
+/// Reads per second allowed per account: about 100 live and 25 in test mode, as Stripe
+/// documents; Tributary stays a little under both.
+fn reads_per_second(key: &StripeKey) -> f64 {
+    if key.is_test() { 20.0 } else { 80.0 }
+}
+
+const MAX_TRIES: u32 = 4;
+
+/// One client per process; it spaces each account's requests.
+#[derive(Clone)]
+pub struct StripeClient {
+    http: reqwest::Client,
+    base_url: String,
+    next_slot: Arc<Mutex<HashMap<String, Instant>>>,
+    retry_base: Duration,
+}
+
+impl StripeClient {
+    pub fn new(base_url: &str) -> anyhow::Result<StripeClient> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("Tributary/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(StripeClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            next_slot: Arc::default(),
+            retry_base: Duration::from_millis(500),
+        })
+    }
+
+    /// Waits for this account's next request slot.
+    async fn pace(&self, key: &StripeKey) {
+        let spacing = Duration::from_secs_f64(1.0 / reads_per_second(key));
+        let wait = {
+            let mut slots = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let slot = slots.get(&key.account_id).copied().unwrap_or(now).max(now);
+            slots.insert(key.account_id.clone(), slot + spacing);
+            if slots.len() > 10_000 {
+                slots.retain(|_, at| *at > now);
+            }
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// `GET path?query`.
+    pub async fn get(
+        &self,
+        key: &StripeKey,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<Value, StripeError> {
+        self.send(key, reqwest::Method::GET, path, query, None)
+            .await
+    }
+
+    /// `POST path` with a form body; `idempotency_key` makes a repeat of the same request
+    /// return the first answer instead of acting twice.
+    pub async fn post(
+        &self,
+        key: &StripeKey,
+        path: &str,
+        form: &[(String, String)],
+        idempotency_key: &str,
+    ) -> Result<Value, StripeError> {
+        self.send(
+            key,
+            reqwest::Method::POST,
+            path,
+            form,
+            Some(idempotency_key),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, key: &StripeKey, path: &str) -> Result<Value, StripeError> {
+        self.send(key, reqwest::Method::DELETE, path, &[], None)
+            .await
+    }
+
+    /// Retrieves one object by type and id, expanding `expand`.
+    pub async fn retrieve(
+        &self,
+        key: &StripeKey,
+        object: &str,
+        id: &str,
+        expand: &[String],
+    ) -> Result<Value, StripeError> {
+        let path = object_path(object).ok_or_else(|| StripeError {
+            status: None,
+            error_type: "invalid_request_error".into(),
+            code: None,
+            param: Some("object".into()),
+            message: format!("{object} cannot be retrieved"),
+        })?;
+        if id.is_empty() || id.contains(['/', '?', '#']) || id.len() > 255 {
+            return Err(StripeError {
+                status: Some(404),
+                error_type: "invalid_request_error".into(),
+                code: Some("resource_missing".into()),
+                param: Some("id".into()),
+                message: format!("'{id}' is not a Stripe {object} id"),
+            });
+        }
+        let query: Vec<(String, String)> = expand
+            .iter()
+            .map(|e| ("expand[]".to_string(), e.clone()))
+            .collect();
+        self.get(key, &format!("{path}/{id}"), &query).await
+    }
+
+    async fn send(
+        &self,
+        key: &StripeKey,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(String, String)],
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, StripeError> {
+        let get = method == reqwest::Method::GET;
+        let encoded = serde_urlencoded::to_string(params).unwrap_or_default();
+        let url = if get && !encoded.is_empty() {
+            format!("{}{path}?{encoded}", self.base_url)
+        } else {
+            format!("{}{path}", self.base_url)
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            self.pace(key).await;
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(expose(&key.secret));
+            if let Some(version) = &key.api_version {
+                request = request.header("Stripe-Version", version);
+            }
+            if let Some(idempotency_key) = idempotency_key {
+                request = request.header("Idempotency-Key", idempotency_key);
+            }
+            if !get {
+                request = request
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(encoded.clone());
+            }
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let should_retry = response
+                        .headers()
+                        .get("stripe-should-retry")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v == "true");
+                    let text = response.text().await.unwrap_or_default();
+                    if (200..300).contains(&status) {
+                        return serde_json::from_str(&text)
+                            .map_err(|_| StripeError::unreachable("Stripe's answer is not JSON"));
+                    }
+                    let error = parse_error(status, &text);
+                    let retry = should_retry.unwrap_or(status == 429 || status >= 500);
+                    (error, retry)
+                }
+                Err(e) => {
+                    let message = if e.is_timeout() {
+                        "no answer from Stripe in time"
+                    } else {
+                        "Stripe could not be reached"
+                    };
+                    (StripeError::unreachable(message), true)
+                }
+            };
+            let (error, retry) = outcome;
+            crate::metrics::stripe_request(error.status);
+            if !retry || tries >= MAX_TRIES {
+                return Err(error);
+            }
+            let backoff = self.retry_base * 2u32.pow(tries - 1);
+            let jitter = rand_fraction();
+            tokio::time::sleep(backoff.mul_f64(0.5 + jitter / 2.0)).await;
+        }
+    }
+}
+
+fn rand_fraction() -> f64 {
+    let bytes = crate::secrets::random_bytes::<2>();
+    f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX)
+}
+
+fn parse_error(status: u16, body: &str) -> StripeError {
+    let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let error = &value["error"];
+    let text = |field: &str| error[field].as_str().map(str::to_string);
+    StripeError {
+        status: Some(status),
+        error_type: text("type").unwrap_or_else(|| "api_error".into()),
+        code: text("code"),
+        param: text("param"),
+        message: text("message").unwrap_or_else(|| {
+            let body: String = body.chars().take(200).collect();
+            format!("no error object in the answer: {body}")
+        }),
+    }
+}
+
+/// Form pairs for Stripe's bracket notation: `name[]=v` for each value.
+pub fn list_param(name: &str, values: &[String]) -> Vec<(String, String)> {
+    values
+        .iter()
+        .map(|v| (format!("{name}[]"), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_stripes_error_object() {
+        let e = parse_error(
+            404,
+            r#"{"error":{"type":"invalid_request_error","code":"resource_missing","param":"id","message":"No such customer: 'cus_x'"}}"#,
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.to_string(),
+            "Stripe answered 404 (invalid_request_error, resource_missing, param id): No such customer: 'cus_x'"
+        );
+        let missing = parse_error(
+            403,
+            r#"{"error":{"type":"invalid_request_error","message":"The provided key 'rk_test_***' does not have the required permissions for this endpoint"}}"#,
+        );
+        assert!(missing.is_missing_permission());
+        assert!(
+            missing
+                .to_crm_error()
+                .message
+                .contains("lacks this permission")
+        );
+        assert_eq!(parse_error(502, "bad gateway").kind(), ErrorKind::Transient);
+    }
+
+    #[test]
+    fn object_paths() {
+        assert_eq!(
+            object_path("checkout.session"),
+            Some("/v1/checkout/sessions")
+        );
+        assert_eq!(
+            object_path("checkout_session"),
+            Some("/v1/checkout/sessions")
+        );
+        assert_eq!(object_path("refund"), None);
+    }
+}
