@@ -13,6 +13,7 @@
 
 pub mod hubspot;
 pub mod salesforce;
+pub mod smtp;
 pub mod stripe;
 pub mod zoho;
 
