@@ -8,6 +8,7 @@ pub mod audit_log;
 pub mod backfills;
 pub mod connections;
 pub mod deliveries;
+pub mod email_sends;
 pub mod events;
 pub mod flow_versions;
 pub mod flows;

@@ -9,6 +9,7 @@ mod m20261122_000003_adapters;
 mod m20261122_000004_oauth;
 mod m20261201_000005_alerts;
 mod m20261201_000006_stripe_api;
+mod m20261201_000007_email_sends;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_oauth::Migration),
             Box::new(m20261201_000005_alerts::Migration),
             Box::new(m20261201_000006_stripe_api::Migration),
+            Box::new(m20261201_000007_email_sends::Migration),
         ]
     }
 }

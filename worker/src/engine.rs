@@ -304,6 +304,12 @@ impl Engine {
             objects: BTreeMap::new(),
             settings,
             now,
+            // password() and token(n) give the same value on every attempt of this event's
+            // run of this flow, and it is never stored.
+            secret_seed: Some(self.crm.keyring.derive(&format!(
+                "generated|{}|{}|{}",
+                event.tenant_id, event.id, flow_row.id
+            ))),
         };
 
         for step in &spec.steps {
@@ -374,15 +380,93 @@ impl Engine {
                 }
             }
 
-            let Some(connection) = connection.as_ref() else {
+            // An assert only looks at the data: it passes, or it ends the flow here.
+            if step.action == Action::Assert {
+                let op = match self.render(step, &ctx, &delivery).await? {
+                    Rendered::Run(op) => *op,
+                    Rendered::Skipped => continue,
+                    Rendered::Failed => return Ok(None),
+                };
+                if self.assert(&delivery, &op).await? {
+                    continue;
+                }
+                return Ok(None);
+            }
+
+            // An http step without a connection calls its URL as it is, with no credentials.
+            if step.action == Action::Http && step.connection_id.is_none() {
+                let mut op = match self.render(step, &ctx, &delivery).await? {
+                    Rendered::Run(op) => *op,
+                    Rendered::Skipped => continue,
+                    Rendered::Failed => return Ok(None),
+                };
+                let target = match self.http_target(event, &mut op) {
+                    Ok(target) => target,
+                    Err(error) => {
+                        self.record_failure(
+                            &delivery,
+                            Some(&op),
+                            error,
+                            Failure::final_attempt(&delivery),
+                        )
+                        .await?;
+                        return Ok(None);
+                    }
+                };
+                match self.execute_remote(event, &target, &delivery, &op).await? {
+                    StepResult::Done(record_id, response) => {
+                        if let Some(record_id) = record_id {
+                            ctx.steps.insert(step.id.clone(), record_id);
+                        }
+                        if let Some(response) = response {
+                            ctx.responses.insert(step.id.clone(), response);
+                        }
+                        continue;
+                    }
+                    StepResult::Retrying(due) => return Ok(Some(due)),
+                    StepResult::Stop => return Ok(None),
+                }
+            }
+
+            // A step may name its own connection (an email's smtp server, an http step's
+            // endpoint); the others use the flow's.
+            let own;
+            let connection = match &step.connection_id {
+                Some(id) => {
+                    own = connections::Entity::find_by_id_in_tenant(&event.tenant_id, id)
+                        .one(&self.db)
+                        .await?;
+                    own.as_ref()
+                }
+                None => connection.as_ref(),
+            };
+            let connection_id = step.connection_id.as_ref().unwrap_or(&spec.connection_id);
+            let Some(connection) = connection else {
                 let error = CrmError::new(
                     ErrorKind::Permanent,
-                    format!("connection {} no longer exists", spec.connection_id),
+                    format!("connection {connection_id} no longer exists"),
                 );
                 self.record_failure(&delivery, None, error, Failure::final_attempt(&delivery))
                     .await?;
                 return Ok(None);
             };
+            let wrong_kind = match step.action {
+                Action::Email => (connection.provider != "smtp").then_some("an smtp connection"),
+                Action::Http => (connection.provider != "http").then_some("an http connection"),
+                _ => (connection.provider == "smtp").then_some("a CRM connection"),
+            };
+            if let Some(wanted) = wrong_kind {
+                let error = CrmError::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "{} steps need {wanted}; connection {connection_id} is {}",
+                        step.action, connection.provider
+                    ),
+                );
+                self.record_failure(&delivery, None, error, Failure::final_attempt(&delivery))
+                    .await?;
+                return Ok(None);
+            }
             // A pause or a vendor's Retry-After holds every delivery of the connection.
             let held = connection
                 .paused_until
@@ -418,8 +502,9 @@ impl Engine {
                 return Ok(None);
             }
 
-            // Vendor-discovered settings (Salesforce's won stage), once per run.
-            if !discovered && connection.provider != "sandbox" {
+            // Vendor-discovered settings (Salesforce's won stage) of the flow's connection,
+            // once per run.
+            if !discovered && connection.provider != "sandbox" && step.connection_id.is_none() {
                 match crm::template_settings(&self.crm, connection).await {
                     Ok(settings) => {
                         ctx.settings = settings;
@@ -440,11 +525,15 @@ impl Engine {
                 }
             }
 
-            let op = match self.render(step, &ctx, &delivery).await? {
+            let mut op = match self.render(step, &ctx, &delivery).await? {
                 Rendered::Run(op) => *op,
                 Rendered::Skipped => continue,
                 Rendered::Failed => return Ok(None),
             };
+            if step.action == Action::Email {
+                // The Message-ID is the delivery's own, so every attempt sends the same message.
+                op.record_id = Some(crate::actions::email::message_id(&delivery.id, connection));
+            }
 
             let result = if connection.provider == "sandbox" {
                 self.execute(event, connection, &delivery, &op).await?
@@ -829,11 +918,16 @@ impl Engine {
         duration_ms: i64,
         claim: Option<DateTime<Utc>>,
     ) -> anyhow::Result<StepResult> {
+        let mut error = error;
+        if connection.id.is_empty() && error.kind == ErrorKind::Auth {
+            // An http step without a connection has no credentials to renew.
+            error.kind = ErrorKind::Permanent;
+        }
         let now = crate::now();
         let throttled = error.kind == ErrorKind::RateLimited || error.pause.is_some();
         if error.kind == ErrorKind::Auth {
             crm::session::mark_needs_reauth(&self.db, &connection.id, &error.message).await?;
-            let operation = op.and_then(|op| serde_json::to_string(op).ok());
+            let operation = op.and_then(Operation::stored_json);
             let change = |active: &mut deliveries::ActiveModel| {
                 active.status = Set(ds::WAITING.into());
                 active.reason = Set(Some("connection needs_reauth".into()));
@@ -893,6 +987,82 @@ impl Engine {
             },
         )
         .await
+    }
+
+    /// Records an assert step: succeeded when its check held; otherwise skipped with the
+    /// reason, which ends the flow for this event. Returns whether it held.
+    async fn assert(&self, delivery: &deliveries::Model, op: &Operation) -> anyhow::Result<bool> {
+        let passed = op.fields.get("passed") == Some(&Value::Bool(true));
+        let message = op
+            .fields
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("the check failed")
+            .to_string();
+        let operation = op.stored_json();
+        let attempts = delivery.attempts + 1;
+        self.transition(delivery, OPEN, |active| {
+            active.attempts = Set(attempts);
+            active.operation = Set(operation);
+            active.next_attempt_at = Set(None);
+            if passed {
+                active.status = Set(ds::SUCCEEDED.into());
+                active.reason = Set(None);
+            } else {
+                active.status = Set(ds::SKIPPED.into());
+                active.reason = Set(Some(format!("assertion: {message}")));
+            }
+        })
+        .await?;
+        if !passed {
+            tracing::info!(delivery_id = %delivery.id, reason = %message, "assert stopped the flow");
+        }
+        Ok(passed)
+    }
+
+    /// The endpoint of an http step without a connection: its URL (checked against
+    /// `TRIBUTARY_VENDOR_URLS`) as a connection of no credentials, and the path to call on it.
+    fn http_target(
+        &self,
+        event: &events::Model,
+        op: &mut Operation,
+    ) -> Result<connections::Model, CrmError> {
+        let url = op.url.clone().unwrap_or_default();
+        let bad = |message: String| CrmError::new(ErrorKind::Invalid, format!("url: {message}"));
+        crm::config::check_url("http", &url, self.crm.vendor_urls).map_err(bad)?;
+        let parsed = url::Url::parse(&url).map_err(|e| bad(e.to_string()))?;
+        let mut base = format!(
+            "{}://{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default()
+        );
+        if let Some(port) = parsed.port() {
+            base.push_str(&format!(":{port}"));
+        }
+        let mut path = parsed.path().to_string();
+        if let Some(query) = parsed.query() {
+            path.push('?');
+            path.push_str(query);
+        }
+        op.path = Some(path);
+        let now = crate::now();
+        Ok(connections::Model {
+            id: String::new(),
+            tenant_id: event.tenant_id.clone(),
+            name: "http step".into(),
+            provider: "http".into(),
+            auth_type: "none".into(),
+            credentials: None,
+            settings: serde_json::json!({ "base_url": base }).to_string(),
+            status: "active".into(),
+            status_reason: None,
+            paused_until: None,
+            session: None,
+            refresh_lease_until: None,
+            vendor_info: "{}".into(),
+            created_at: now,
+            updated_at: now,
+        })
     }
 
     /// Renders a step for its delivery: a `when` that is false closes the delivery as skipped,
@@ -958,7 +1128,7 @@ impl Engine {
                     .and_then(Value::as_str)
                     .unwrap_or(&id)
                     .to_string();
-                let operation = serde_json::to_string(op).ok();
+                let operation = op.stored_json();
                 let response = object.to_string();
                 let record = object_id.clone();
                 let applied = self
@@ -1076,6 +1246,10 @@ impl Engine {
             method: None,
             path: None,
             expand: Vec::new(),
+            connection_id: None,
+            url: None,
+            headers: Default::default(),
+            secrets: Vec::new(),
         };
         Ok(match self.retrieve(event, &delivery, &op, fetched).await? {
             StepResult::Done(_, Some(object)) => Refetched::Current(object),
@@ -1125,7 +1299,7 @@ impl Engine {
             let delay = retry_delay(&self.retry, attempts as u32, error.retry_after);
             crate::now() + chrono::Duration::from_std(delay).unwrap_or_default()
         });
-        let operation = op.and_then(|op| serde_json::to_string(op).ok());
+        let operation = op.and_then(Operation::stored_json);
         let kind = error.kind;
         let change = |active: &mut deliveries::ActiveModel| {
             active.attempts = Set(attempts);
@@ -1211,7 +1385,7 @@ fn succeeded(
         status: Set(ds::SUCCEEDED.into()),
         attempts: Set(attempts),
         crm_record_id: Set(Some(outcome.record_id.clone())),
-        operation: Set(serde_json::to_string(op).ok()),
+        operation: Set(op.stored_json()),
         warnings: Set(serde_json::to_string(&outcome.warnings)?),
         error_kind: Set(None),
         error_message: Set(None),
@@ -1220,7 +1394,10 @@ fn succeeded(
         reason: Set(None),
         next_attempt_at: Set(None),
         duration_ms: Set(Some(duration_ms)),
-        response: Set(outcome.response.as_ref().map(stored_response)),
+        response: Set(outcome
+            .response
+            .as_ref()
+            .map(|r| op.redact(&stored_response(r)))),
         updated_at: Set(crate::now()),
         ..Default::default()
     })
@@ -1266,12 +1443,7 @@ enum StepResult {
 }
 
 fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Upsert => "upsert",
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::StripeRetrieve => "stripe.retrieve",
-    }
+    action.as_str()
 }
 
 /// The Stripe object whose record link an upsert or update follows.
@@ -1315,7 +1487,7 @@ fn mark_stale(
     active.reason = Set(Some("stale".into()));
     active.attempts = Set(attempts);
     active.crm_record_id = Set(Some(link.crm_record_id.clone()));
-    active.operation = Set(serde_json::to_string(op).ok());
+    active.operation = Set(op.stored_json());
     active.warnings = Set(serde_json::json!([warning]).to_string());
     active.next_attempt_at = Set(None);
 }

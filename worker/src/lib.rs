@@ -2,6 +2,7 @@
 //! this library for configuration, secrets, the flow engine (validation, preview) and the job
 //! definitions; this library never depends on the api.
 
+pub mod actions;
 pub mod alerts;
 pub mod crm;
 pub mod db;

@@ -112,7 +112,7 @@ mod tests {
     fn enums_list_the_codes_values() {
         assert_eq!(
             values(Provider::schema()),
-            ["sandbox", "hubspot", "salesforce", "zoho", "http"]
+            ["sandbox", "hubspot", "salesforce", "zoho", "http", "smtp"]
         );
         assert_eq!(
             values(AuthType::schema()),

@@ -39,7 +39,12 @@ use crate::services::connections::{
             ("http" = (summary = "Any HTTP CRM, requests signed with HMAC",
                 value = json!({"name": "Our CRM", "provider": "http",
                     "settings": {"base_url": "https://crm.example.com/api", "headers": {"X-Tenant": "acme"}},
-                    "auth": {"type": "hmac", "secret": "…", "header": "X-Signature"}}))))),
+                    "auth": {"type": "hmac", "secret": "…", "header": "X-Signature"}}))),
+            ("smtp" = (summary = "A mail server for email steps",
+                value = json!({"name": "Onboarding mail", "provider": "smtp",
+                    "settings": {"host": "smtp.example.com", "port": 587, "tls": "starttls",
+                                 "from": "welcome@example.com", "from_name": "Acme"},
+                    "auth": {"type": "basic", "username": "mailer", "password": "…"}}))))),
     responses(
         (status = 201, description = "The connection.", body = ConnectionOut),
         (status = 400, response = inline(responses::BadRequest)),

@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext, Validate};
 
-pub const PROVIDERS: &[&str] = &["sandbox", "hubspot", "salesforce", "zoho", "http"];
+pub const PROVIDERS: &[&str] = &["sandbox", "hubspot", "salesforce", "zoho", "http", "smtp"];
 
 pub use config::AuthInput as AuthIn;
 
@@ -50,7 +50,7 @@ impl Validate for ConnectionIn {
         if !PROVIDERS.contains(&self.provider.as_str()) {
             errors.push(FieldError::new(
                 "provider",
-                "must be one of sandbox, hubspot, salesforce, zoho, http",
+                "must be one of sandbox, hubspot, salesforce, zoho, http, smtp",
             ));
         }
         super::valid(errors)

@@ -7,7 +7,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tributary_worker::flow::{self, FlowSpec, Preview, ValidationError};
+use tributary_worker::flow::{self, Action, FlowSpec, Preview, ValidationError};
 use utoipa::ToSchema;
 
 use super::{audit, new_id, now};
@@ -99,6 +99,41 @@ async fn checked(
     if connection.is_none() {
         return Err(ApiError::field("connection_id", "no such connection"));
     }
+    // A step's own connection must exist and be of the kind the step needs.
+    let mut errors = Vec::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        let Some(id) = &step.connection_id else {
+            continue;
+        };
+        let found = connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+            .one(&state.db)
+            .await?;
+        let field = format!("steps[{i}].connection_id");
+        let wanted = match step.action {
+            Action::Email => Some("smtp"),
+            Action::Http => Some("http"),
+            _ => None,
+        };
+        match (found, wanted) {
+            (None, _) => errors.push(FieldError::new(field, "no such connection")),
+            (Some(c), Some(wanted)) if c.provider != wanted => errors.push(FieldError::new(
+                field,
+                format!(
+                    "{} steps need a {wanted} connection, not {}",
+                    step.action, c.provider
+                ),
+            )),
+            (Some(c), None) if c.provider == "smtp" => errors.push(FieldError::new(
+                field,
+                format!(
+                    "{} steps write to a CRM, not to an smtp connection",
+                    step.action
+                ),
+            )),
+            _ => {}
+        }
+    }
+    super::valid(errors).map_err(ApiError::Validation)?;
     Ok(spec)
 }
 

@@ -14,6 +14,7 @@ mod flows;
 mod health;
 mod isolation;
 mod oauth;
+mod onboarding;
 mod openapi;
 mod pipeline;
 mod secrets;

@@ -18,6 +18,8 @@ pub const PROVIDERS: &[(&str, &[&str])] = &[
     ("salesforce", &["refresh_token", "jwt_bearer", "oauth"]),
     ("zoho", &["refresh_token", "oauth"]),
     ("http", &["none", "token", "basic", "header", "hmac"]),
+    // Not a CRM: the mail server of `email` flow steps.
+    ("smtp", &["none", "basic"]),
 ];
 
 /// A connection's statuses: `active`; `pending_authorization` until an OAuth consent completes;
@@ -322,6 +324,10 @@ enum Kind {
     Headers,
     Pointer,
     Scopes,
+    Host,
+    Port,
+    TlsMode,
+    Email,
 }
 
 fn setting_kinds(provider: &str) -> &'static [(&'static str, Kind)] {
@@ -355,6 +361,14 @@ fn setting_kinds(provider: &str) -> &'static [(&'static str, Kind)] {
             ("id_pointer", Kind::Pointer),
             ("timeout_seconds", Kind::Seconds),
         ],
+        "smtp" => &[
+            ("host", Kind::Host),
+            ("port", Kind::Port),
+            ("tls", Kind::TlsMode),
+            ("from", Kind::Email),
+            ("from_name", Kind::Text),
+            ("timeout_seconds", Kind::Seconds),
+        ],
         _ => &[],
     }
 }
@@ -384,6 +398,15 @@ fn official_host(provider: &str, host: &str) -> bool {
         .iter()
         .any(|d| under(d)),
         _ => false,
+    }
+}
+
+/// A loopback, private or link-local address (or `localhost`).
+fn is_private_host(host: &str) -> bool {
+    match url::Host::parse(host) {
+        Ok(url::Host::Ipv4(ip)) => ip.is_private() || ip.is_loopback() || ip.is_link_local(),
+        Ok(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => host == "localhost",
     }
 }
 
@@ -501,9 +524,43 @@ pub fn check_settings(
                 Some(p) if p.is_empty() || p.starts_with('/') => None,
                 _ => Some("must be a JSON pointer such as /id or /data/id".into()),
             },
+            Kind::Host => match text {
+                Some(host) if url::Host::parse(host).is_ok() && !host.contains(':') => {
+                    (vendor_urls == VendorUrls::Official && is_private_host(host)).then(|| {
+                        "must not be a private or loopback address (TRIBUTARY_VENDOR_URLS=official)"
+                            .into()
+                    })
+                }
+                _ => Some("must be a host name or IP address, without a port".into()),
+            },
+            Kind::Port => match value.as_u64() {
+                Some(1..=65_535) => None,
+                _ => Some("must be a port number from 1 to 65535".into()),
+            },
+            Kind::TlsMode => match text {
+                Some("none") if vendor_urls == VendorUrls::Official => {
+                    Some("must be starttls or tls (TRIBUTARY_VENDOR_URLS=official)".into())
+                }
+                Some("starttls" | "tls" | "none") => None,
+                _ => Some("must be starttls, tls or none".into()),
+            },
+            Kind::Email => match text {
+                Some(address) if address.parse::<lettre::Address>().is_ok() => None,
+                _ => Some("must be an email address such as billing@example.com".into()),
+            },
         };
         if let Some(message) = problem {
             problems.push((field, message));
+        }
+    }
+    if provider == "smtp" {
+        for key in ["host", "from"] {
+            if !settings.contains_key(key) {
+                problems.push((
+                    format!("settings.{key}"),
+                    "is required for an smtp connection".into(),
+                ));
+            }
         }
     }
     if provider == "http" && !settings.contains_key("base_url") {

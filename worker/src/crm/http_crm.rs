@@ -115,7 +115,8 @@ impl Adapter for HttpCrm {
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            for (name, value) in &defaults {
+            // The connection's default headers, then the step's own.
+            for (name, value) in defaults.iter().chain(op.headers.iter()) {
                 if let Some(value) = value.as_str() {
                     request = request.header(name, value);
                 }

@@ -304,7 +304,9 @@ async fn write(
         }
     }
     match op.action {
-        Action::StripeRetrieve => Err(super::not_a_write()),
+        Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
+            Err(super::not_a_write(op.action))
+        }
         Action::Create => create(call, object, properties).await,
         Action::Upsert if op.match_fields.len() == 1 => {
             let (id_property, value) = op.match_fields.iter().next().expect("one match field");

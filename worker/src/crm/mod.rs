@@ -191,6 +191,9 @@ pub async fn apply(
     op: &Operation,
     linked: Option<&str>,
 ) -> Result<CrmOutcome, CrmError> {
+    if connection.provider == "smtp" {
+        return crate::actions::email::send(connector, connection, op).await;
+    }
     let adapter = adapter_of(connection)?;
     let mut call = Call::open(connector, connection)?;
     let result = adapter.apply(&mut call, op, linked).await;
@@ -203,6 +206,9 @@ pub async fn check(
     connector: &Connector,
     connection: &connections::Model,
 ) -> Result<String, CrmError> {
+    if connection.provider == "smtp" {
+        return crate::actions::email::check(connector, connection).await;
+    }
     let adapter = adapter_of(connection)?;
     let mut call = Call::open(connector, connection)?;
     let result = adapter.check(&mut call).await;
@@ -250,7 +256,11 @@ pub fn as_text(value: &Value) -> String {
 pub fn known_ids<'a>(op: &'a Operation, linked: Option<&'a str>) -> Vec<&'a str> {
     let mut known = Vec::new();
     match op.action {
-        crate::flow::Action::Create | crate::flow::Action::StripeRetrieve => {}
+        crate::flow::Action::Create
+        | crate::flow::Action::StripeRetrieve
+        | crate::flow::Action::Email
+        | crate::flow::Action::Http
+        | crate::flow::Action::Assert => {}
         crate::flow::Action::Upsert => known.extend(linked),
         crate::flow::Action::Update => {
             known.extend(linked);
@@ -261,12 +271,12 @@ pub fn known_ids<'a>(op: &'a Operation, linked: Option<&'a str>) -> Vec<&'a str>
     known
 }
 
-/// What an adapter answers if a `stripe.retrieve` step ever reached it: they read from Stripe
-/// and never write to a CRM.
-pub fn not_a_write() -> CrmError {
+/// What a CRM adapter answers if a step that is not a CRM write (`stripe.retrieve`, `email`,
+/// `http`, `assert`) ever reached it.
+pub fn not_a_write(action: crate::flow::Action) -> CrmError {
     CrmError::new(
         ErrorKind::Permanent,
-        "stripe.retrieve steps read from Stripe; they never write to a CRM",
+        format!("{action} steps do not write to this CRM"),
     )
 }
 

@@ -310,7 +310,9 @@ async fn write(
     }
     let match_text = Value::Object(op.match_fields.clone()).to_string();
     match op.action {
-        Action::StripeRetrieve => Err(super::not_a_write()),
+        Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
+            Err(super::not_a_write(op.action))
+        }
         Action::Create => create(call, object, fields).await,
         Action::Upsert if op.match_fields.len() == 1 => {
             let (field, value) = op.match_fields.iter().next().expect("one match field");

@@ -172,7 +172,9 @@ pub async fn apply<C: ConnectionTrait>(
         None => None,
     };
     match op.action {
-        Action::StripeRetrieve => Err(super::not_a_write()),
+        Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
+            Err(super::not_a_write(op.action))
+        }
         Action::Create => create(db, connection, op, key).await,
         Action::Upsert => {
             let existing = match by_link {

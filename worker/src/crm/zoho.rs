@@ -277,7 +277,9 @@ async fn write(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     match op.action {
-        Action::StripeRetrieve => Err(super::not_a_write()),
+        Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
+            Err(super::not_a_write(op.action))
+        }
         Action::Create => insert(call, module, record).await,
         Action::Upsert if !search_first => {
             let reply = call

@@ -84,6 +84,7 @@ pub fn trigger_matches(flow: &FlowSpec, event: &Value) -> Result<bool, FlowError
         objects: BTreeMap::new(),
         settings: Value::Object(Map::new()),
         now,
+        secret_seed: None,
     };
     trigger_matches_in(flow, &ctx)
 }
@@ -194,6 +195,68 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         Some(source) => renderer.id(source).map_err(|m| fail("path", m))?,
         None => None,
     };
+    let url = match step.url.as_deref() {
+        Some(source) => renderer.id(source).map_err(|m| fail("url", m))?,
+        None => None,
+    };
+    let headers = renderer
+        .map(&step.headers, "headers")
+        .map_err(|(field, message)| fail(&field, message))?;
+    let mut fields = fields;
+    match step.action {
+        Action::Assert => {
+            let check = step.check.as_deref().unwrap_or("false");
+            let expr = template::compile_condition(env, check)
+                .map_err(|e| fail("check", template::describe(&e)))?;
+            let passed = expr
+                .eval(&root)
+                .map_err(|e| fail("check", template::describe(&e)))?
+                .is_true();
+            let message = match step.message.as_deref() {
+                Some(source) => renderer.id(source).map_err(|m| fail("message", m))?,
+                None => None,
+            }
+            .unwrap_or_else(|| format!("the check failed: {check}"));
+            fields.insert("passed".into(), Value::Bool(passed));
+            fields.insert("message".into(), Value::String(message));
+        }
+        Action::Email => {
+            let text = |key: &str| {
+                fields
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.trim().is_empty())
+            };
+            if !text("to") {
+                return Err(fail(
+                    "fields.to",
+                    "rendered empty; there is no one to send the email to".into(),
+                ));
+            }
+            if !text("text") && !text("html") {
+                return Err(fail(
+                    "fields.text",
+                    "text and html both rendered empty; the email would have no body".into(),
+                ));
+            }
+        }
+        Action::Http if step.connection_id.is_none() => {
+            let absolute = url.as_deref().is_some_and(|u| {
+                url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"))
+            });
+            if !absolute {
+                return Err(fail(
+                    "url",
+                    format!(
+                        "rendered {}; an http step without a connection needs an absolute http(s) URL",
+                        url.as_deref()
+                            .map_or("empty".to_string(), |u| format!("'{u}'"))
+                    ),
+                ));
+            }
+        }
+        _ => {}
+    }
 
     match step.action {
         Action::Upsert if match_fields.is_empty() => {
@@ -231,6 +294,10 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         method,
         path,
         expand: step.expand.clone(),
+        connection_id: step.connection_id.clone(),
+        url,
+        headers,
+        secrets: template::generated(&root),
     }))
 }
 
@@ -250,6 +317,7 @@ pub fn preview(
         objects: BTreeMap::new(),
         settings: settings.clone(),
         now,
+        secret_seed: None,
     };
     let mut preview = Preview {
         matched: trigger_matches(flow, event)?,
@@ -264,7 +332,13 @@ pub fn preview(
             Some(operation) => {
                 ctx.steps
                     .insert(step.id.clone(), format!("{{{{steps.{}.id}}}}", step.id));
+                let stops = operation.action == Action::Assert
+                    && operation.fields.get("passed") == Some(&Value::Bool(false));
                 preview.operations.push(operation);
+                if stops {
+                    // A failed assert ends the flow: later steps would not run.
+                    break;
+                }
             }
             None => preview.skipped.push(step.id.clone()),
         }
@@ -399,6 +473,7 @@ mod tests {
             objects: BTreeMap::new(),
             settings: json!({ "won_stage": "Closed Won" }),
             now: now(),
+            secret_seed: None,
         }
     }
 
@@ -674,6 +749,7 @@ mod tests {
             objects: BTreeMap::new(),
             settings: json!({}),
             now: now(),
+            secret_seed: None,
         };
         let op = render_step(&spec.steps[0], &ctx).unwrap().unwrap();
         assert_eq!(op.record_id.as_deref(), Some("cus_1"));
@@ -711,6 +787,83 @@ mod tests {
     }
 
     #[test]
+    fn generated_secrets_repeat_by_name_and_stay_out_of_what_is_stored() {
+        let flow = json!({
+            "name": "onboard", "connection_id": "c",
+            "trigger": {"events": ["checkout.session.completed"]},
+            "steps": [
+                {"id": "mail", "action": "email", "connection_id": "smtp",
+                 "fields": {"to": "a@b.co", "subject": "Hi", "text": "pw {{ password('portal') }} t {{ token(12) }}"}},
+                {"id": "call", "action": "http", "url": "https://x.example/w",
+                 "fields": {"pw": "{{ password('portal') }}", "other": "{{ password('other') }}"}}
+            ]
+        });
+        let spec = parse_flow(&flow).expect("valid");
+        let mut ctx = ctx(charge_event());
+        ctx.secret_seed = Some("seed-1".into());
+        let mail = render_step(&spec.steps[0], &ctx).unwrap().unwrap();
+        let call = render_step(&spec.steps[1], &ctx).unwrap().unwrap();
+        let text = mail.fields["text"].as_str().unwrap();
+        let pw = call.fields["pw"].as_str().unwrap();
+        assert_eq!(pw.len(), 20);
+        assert!(
+            text.contains(pw),
+            "the same name gives the same password: {text} / {pw}"
+        );
+        assert_ne!(call.fields["other"], call.fields["pw"]);
+        assert_eq!(text.split(" t ").nth(1).unwrap().len(), 12);
+        let again = render_step(&spec.steps[1], &ctx).unwrap().unwrap();
+        assert_eq!(
+            again.fields["pw"], call.fields["pw"],
+            "every attempt the same"
+        );
+        let stored = call.stored_json().unwrap();
+        assert!(!stored.contains(pw), "{stored}");
+        assert!(stored.contains(model::REDACTED));
+        ctx.secret_seed = Some("seed-2".into());
+        let other_event = render_step(&spec.steps[1], &ctx).unwrap().unwrap();
+        assert_ne!(other_event.fields["pw"], call.fields["pw"]);
+        // Without a seed (a preview) they are placeholders.
+        ctx.secret_seed = None;
+        let preview = render_step(&spec.steps[1], &ctx).unwrap().unwrap();
+        assert_eq!(preview.fields["pw"], "[generated password]");
+    }
+
+    #[test]
+    fn actions_need_their_parts() {
+        let flow = json!({
+            "name": "bad", "connection_id": "c",
+            "trigger": {"events": ["checkout.session.completed"]},
+            "steps": [
+                {"id": "mail", "action": "email", "fields": {"subject": "Hi", "colour": "red"}},
+                {"id": "call", "action": "http", "match": {"a": "b"}},
+                {"id": "guard", "action": "assert", "fields": {"x": "y"}}
+            ]
+        });
+        let errors: Vec<String> = super::validate(&flow)
+            .iter()
+            .map(|e| e.path.clone())
+            .collect();
+        for path in [
+            "steps[0].connection_id",
+            "steps[0].fields.colour",
+            "steps[0].fields.to",
+            "steps[0].fields.text",
+            "steps[1].url",
+            "steps[1].match",
+            "steps[2].check",
+            "steps[2].fields",
+        ] {
+            assert!(errors.contains(&path.to_string()), "{path} in {errors:?}");
+        }
+        let guard = step(json!({"id": "g", "action": "assert",
+            "check": "object.currency == 'eur'", "message": "wrong currency {{ object.currency }}"}));
+        let op = render_step(&guard, &ctx(charge_event())).unwrap().unwrap();
+        assert_eq!(op.fields["passed"], json!(false));
+        assert_eq!(op.fields["message"], json!("wrong currency usd"));
+    }
+
+    #[test]
     fn operations_serialize_with_the_contract_names() {
         let op = Operation {
             step: "contact".into(),
@@ -724,6 +877,10 @@ mod tests {
             method: None,
             path: None,
             expand: vec![],
+            connection_id: None,
+            url: None,
+            headers: Map::new(),
+            secrets: vec![],
         };
         let value = serde_json::to_value(&op).expect("serializes");
         assert_eq!(value["match"], json!({ "email": "a@b.c" }));

@@ -60,7 +60,9 @@ pub struct Step {
     pub id: String,
     /// What to do with the record.
     pub action: Action,
-    /// The vendor's own object name (`contacts`, `Opportunity`, `Contacts`, …).
+    /// The vendor's own object name (`contacts`, `Opportunity`, `Contacts`, …); none for
+    /// `email`, `http` and `assert` steps.
+    #[serde(default)]
     pub object: String,
     /// The lookup key of `upsert`, and the fallback lookup of `update`.
     #[serde(default, rename = "match", skip_serializing_if = "Map::is_empty")]
@@ -93,6 +95,23 @@ pub struct Step {
     /// `stripe.retrieve` only: related objects Stripe should expand (`expand[]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expand: Vec<String>,
+    /// The connection this step uses instead of the flow's: an `smtp` connection for `email`,
+    /// an optional `http` connection (base URL, auth, HMAC signature) for `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    /// `http` without a connection: the absolute URL to call (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `http`: request headers (templates).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub headers: Map<String, Value>,
+    /// `assert`: the expression that must be true for the flow to go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// `assert`: why the flow stopped, shown on the skipped delivery (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// What a step does with its record.
@@ -110,6 +129,15 @@ pub enum Action {
     /// `steps.<id>.object`. Writes nothing.
     #[serde(rename = "stripe.retrieve")]
     StripeRetrieve,
+    /// Send an email through the step's `smtp` connection: `fields` `to`, `subject`, `text`
+    /// and/or `html` (and optional `cc`, `bcc`, `reply_to`), all templates. Sent once per
+    /// event and step, whatever the retries.
+    Email,
+    /// Call any endpoint: `method` (POST), `url` or the step's `http` connection with `path`,
+    /// `headers`, and `fields` as the JSON body. The answer is `steps.<id>.response`.
+    Http,
+    /// Stop the flow unless `check` is true; the step is recorded as skipped with `message`.
+    Assert,
 }
 
 impl Action {
@@ -120,6 +148,9 @@ impl Action {
             Action::Create => "create",
             Action::Update => "update",
             Action::StripeRetrieve => "stripe.retrieve",
+            Action::Email => "email",
+            Action::Http => "http",
+            Action::Assert => "assert",
         }
     }
 }
@@ -172,6 +203,42 @@ pub struct Operation {
     /// `stripe.retrieve`: what Stripe is asked to expand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expand: Vec<String>,
+    /// The step's own connection, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    /// `http`: the rendered absolute URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `http`: the rendered headers.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub headers: Map<String, Value>,
+    /// Values `password()` and `token(n)` made for this operation: sent, never stored.
+    #[serde(skip)]
+    pub secrets: Vec<String>,
+}
+
+/// What stands in a stored delivery where a generated secret was.
+pub const REDACTED: &str = "[generated secret]";
+
+impl Operation {
+    /// The operation as a delivery keeps it: generated secrets replaced by [`REDACTED`].
+    pub fn stored_json(&self) -> Option<String> {
+        let mut text = serde_json::to_string(self).ok()?;
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), REDACTED);
+        }
+        Some(text)
+    }
+
+    /// `text` with this operation's generated secrets replaced by [`REDACTED`].
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), REDACTED);
+        }
+        text
+    }
 }
 
 /// An association with its id rendered.
@@ -234,6 +301,10 @@ pub struct RenderContext {
     pub settings: Value,
     /// The run's clock, so a run renders the same on every attempt it is given the same time.
     pub now: DateTime<Utc>,
+    /// What `password()` and `token(n)` derive their values from (one per event and flow);
+    /// without it they render placeholders, as in a preview.
+    #[serde(skip)]
+    pub secret_seed: Option<String>,
 }
 
 impl RenderContext {

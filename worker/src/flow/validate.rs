@@ -35,9 +35,25 @@ const STEP_KEYS: &[&str] = &[
     "method",
     "path",
     "expand",
+    "connection_id",
+    "url",
+    "headers",
+    "check",
+    "message",
 ];
+
+/// The parts of an email step's `fields`.
+const EMAIL_FIELDS: &[&str] = &["to", "cc", "bcc", "reply_to", "subject", "text", "html"];
 const ASSOCIATION_KEYS: &[&str] = &["object", "id"];
-const ACTIONS: &[&str] = &["upsert", "create", "update", "stripe.retrieve"];
+const ACTIONS: &[&str] = &[
+    "upsert",
+    "create",
+    "update",
+    "stripe.retrieve",
+    "email",
+    "http",
+    "assert",
+];
 
 /// The step id of the delivery that holds a `refetch` flow's current object.
 pub const REFETCH_STEP: &str = "_refetch";
@@ -258,13 +274,33 @@ impl Checker {
                 self.error(
                     format!("{path}.action"),
                     format!(
-                        "unknown action {shown}; expected upsert, create, update or stripe.retrieve"
+                        "unknown action {shown}; expected upsert, create, update, stripe.retrieve, email, http or assert"
                     ),
                 );
                 None
             }
         };
-        let object = self.required_text(map, &path, "object");
+        // Email, http and assert steps write no CRM object.
+        let object = if matches!(action, Some("email" | "http" | "assert")) {
+            self.optional_text(map, &path, "object")
+        } else {
+            self.required_text(map, &path, "object")
+        };
+        if let Some(connection_id) = self.optional_text(map, &path, "connection_id")
+            && connection_id.trim().is_empty()
+        {
+            self.error(format!("{path}.connection_id"), "must not be empty");
+        }
+        if let Some(url) = self.optional_text(map, &path, "url") {
+            self.template(&format!("{path}.url"), url, scope);
+        }
+        let headers = self.template_map(map, &path, "headers", scope);
+        if let Some(check) = self.optional_text(map, &path, "check") {
+            self.condition(&format!("{path}.check"), check, scope);
+        }
+        if let Some(message) = self.optional_text(map, &path, "message") {
+            self.template(&format!("{path}.message"), message, scope);
+        }
 
         let match_fields = self.template_map(map, &path, "match", scope);
         let fields = self.template_map(map, &path, "fields", scope);
@@ -346,6 +382,99 @@ impl Checker {
                     );
                 }
             }
+            Some("email") => {
+                if !map.contains_key("connection_id") {
+                    self.error(
+                        format!("{path}.connection_id"),
+                        "an email step needs its smtp connection's id",
+                    );
+                }
+                if let Some(fields) = fields {
+                    for key in fields.keys() {
+                        if !EMAIL_FIELDS.contains(&key.as_str()) {
+                            self.error(
+                                format!("{path}.fields.{key}"),
+                                format!("an email has {}", EMAIL_FIELDS.join(", ")),
+                            );
+                        }
+                    }
+                }
+                let has = |key: &str| fields.is_some_and(|f| f.contains_key(key));
+                for key in ["to", "subject"] {
+                    if !has(key) {
+                        self.error(format!("{path}.fields.{key}"), "is required for an email");
+                    }
+                }
+                if !has("text") && !has("html") {
+                    self.error(
+                        format!("{path}.fields.text"),
+                        "an email needs a text or html body (or both)",
+                    );
+                }
+                self.only_keys(
+                    map,
+                    &path,
+                    "email",
+                    &["id", "action", "object", "connection_id", "fields", "when"],
+                );
+            }
+            Some("http") => {
+                let has_url = map.contains_key("url");
+                let has_connection = map.contains_key("connection_id");
+                if !has_url && !has_connection {
+                    self.error(
+                        format!("{path}.url"),
+                        "an http step needs a url, or an http connection (connection_id) and a path",
+                    );
+                }
+                if has_url && has_connection {
+                    self.error(
+                        format!("{path}.url"),
+                        "with a connection, give the path under its base_url instead of a url",
+                    );
+                }
+                if let Some(headers) = headers {
+                    for name in headers.keys() {
+                        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                            self.error(
+                                format!("{path}.headers.{name}"),
+                                "is not a valid header name",
+                            );
+                        }
+                    }
+                }
+                self.only_keys(
+                    map,
+                    &path,
+                    "http",
+                    &[
+                        "id",
+                        "action",
+                        "object",
+                        "connection_id",
+                        "url",
+                        "path",
+                        "method",
+                        "headers",
+                        "fields",
+                        "when",
+                    ],
+                );
+            }
+            Some("assert") => {
+                if !map.contains_key("check") {
+                    self.error(
+                        format!("{path}.check"),
+                        "an assert step needs the expression that must hold, e.g. object.currency == 'usd'",
+                    );
+                }
+                self.only_keys(
+                    map,
+                    &path,
+                    "assert",
+                    &["id", "action", "object", "check", "message", "when"],
+                );
+            }
             Some("stripe.retrieve") => {
                 if let Some(object) = object
                     && crate::stripe::client::object_path(object).is_none()
@@ -407,6 +536,18 @@ impl Checker {
                 self.error(
                     format!("{path}.expand"),
                     "only stripe.retrieve steps expand",
+                );
+            }
+        }
+    }
+
+    /// Refuses the keys an action does not take.
+    fn only_keys(&mut self, map: &Map<String, Value>, path: &str, action: &str, allowed: &[&str]) {
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) && STEP_KEYS.contains(&key.as_str()) {
+                self.error(
+                    format!("{path}.{key}"),
+                    format!("{action} steps take {}", allowed[2..].join(", ")),
                 );
             }
         }
@@ -1266,7 +1407,7 @@ mod tests {
                 ),
                 (
                     "steps[0].action".to_string(),
-                    "unknown action 'merge'; expected upsert, create, update or stripe.retrieve"
+                    "unknown action 'merge'; expected upsert, create, update, stripe.retrieve, email, http or assert"
                         .to_string()
                 ),
                 (
