@@ -1,15 +1,21 @@
 //! Operator commands besides serving: key rotation, over every sealed column (Stripe keys and
-//! signing secrets, connection credentials and sessions, PKCE verifiers, notification channels).
+//! signing secrets, connection credentials and sessions, PKCE verifiers, notification channels,
+//! the seeds of generated secrets).
 
 use anyhow::Context;
-use entity::{connections, notification_channels, oauth_states, stripe_accounts, webhook_secrets};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
+use entity::{
+    connections, event_seeds, notification_channels, oauth_states, stripe_accounts, webhook_secrets,
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+};
 
 use crate::secrets::{Keyring, SecretContext};
 use crate::services::oauth::VERIFIER_PURPOSE;
 use crate::services::stripe_accounts::{SECRET_KEY_PURPOSE, WEBHOOK_SECRET_PURPOSE};
 use tributary_worker::alerts::{SECRET_PURPOSE as CHANNEL_SECRET_PURPOSE, URL_PURPOSE};
 use tributary_worker::crm::session::{CREDENTIALS_PURPOSE, SESSION_PURPOSE};
+use tributary_worker::engine::EVENT_SEED_PURPOSE;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RotationReport {
@@ -118,15 +124,29 @@ pub async fn rotate_keys(
                 &context(tenant, SESSION_PURPOSE, id),
             )
             .with_context(|| format!("connection {id}: session"))?;
-        if credentials.is_some() || session.is_some() {
-            let mut active: connections::ActiveModel = connection.into();
-            if let Some(credentials) = credentials {
-                active.credentials = Set(Some(credentials));
-            }
-            if let Some(session) = session {
-                active.session = Set(Some(session));
-            }
-            active.update(&txn).await?;
+        // Each column is written only if it still holds what was read: a token a worker
+        // refreshed meanwhile (already under the current key) is never overwritten.
+        for (column, old, new) in [
+            (
+                connections::Column::Credentials,
+                connection.credentials.clone(),
+                credentials,
+            ),
+            (
+                connections::Column::Session,
+                connection.session.clone(),
+                session,
+            ),
+        ] {
+            let (Some(old), Some(new)) = (old, new) else {
+                continue;
+            };
+            connections::Entity::update_many()
+                .col_expr(column, sea_orm::sea_query::Expr::value(new))
+                .filter(connections::Column::Id.eq(connection.id.as_str()))
+                .filter(column.eq(old))
+                .exec(&txn)
+                .await?;
         }
     }
 
@@ -165,6 +185,21 @@ pub async fn rotate_keys(
             if let Some(secret) = secret {
                 active.secret = Set(Some(secret));
             }
+            active.update(&txn).await?;
+        }
+    }
+
+    for seed in event_seeds::Entity::find().all(&txn).await? {
+        let resealed = report
+            .reseal(
+                keyring,
+                &seed.seed,
+                &context(&seed.tenant_id, EVENT_SEED_PURPOSE, &seed.event_id),
+            )
+            .with_context(|| format!("event {}: seed of generated secrets", seed.event_id))?;
+        if let Some(resealed) = resealed {
+            let mut active: event_seeds::ActiveModel = seed.into();
+            active.seed = Set(resealed);
             active.update(&txn).await?;
         }
     }

@@ -9,6 +9,7 @@ pub mod backfills;
 pub mod connections;
 pub mod deliveries;
 pub mod email_sends;
+pub mod event_seeds;
 pub mod events;
 pub mod flow_versions;
 pub mod flows;

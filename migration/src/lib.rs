@@ -10,6 +10,7 @@ mod m20261122_000004_oauth;
 mod m20261201_000005_alerts;
 mod m20261201_000006_stripe_api;
 mod m20261201_000007_email_sends;
+mod m20261201_000008_event_seeds;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_alerts::Migration),
             Box::new(m20261201_000006_stripe_api::Migration),
             Box::new(m20261201_000007_email_sends::Migration),
+            Box::new(m20261201_000008_event_seeds::Migration),
         ]
     }
 }

@@ -71,6 +71,9 @@ pub struct Engine {
 /// flow (or several) asking for the same object again is served without another call.
 type Fetched = HashMap<String, Value>;
 
+/// How an event's seed for generated secrets is sealed.
+pub const EVENT_SEED_PURPOSE: &str = "event_seed.seed";
+
 /// Rate-limited attempts after which a delivery is dead-lettered anyway.
 const MAX_THROTTLED_ATTEMPTS: i32 = 50;
 
@@ -306,10 +309,7 @@ impl Engine {
             now,
             // password() and token(n) give the same value on every attempt of this event's
             // run of this flow, and it is never stored.
-            secret_seed: Some(self.crm.keyring.derive(&format!(
-                "generated|{}|{}|{}",
-                event.tenant_id, event.id, flow_row.id
-            ))),
+            secret_seed: Some(format!("{}|{}", self.event_seed(event).await?, flow_row.id)),
         };
 
         for step in &spec.steps {
@@ -919,6 +919,10 @@ impl Engine {
         claim: Option<DateTime<Utc>>,
     ) -> anyhow::Result<StepResult> {
         let mut error = error;
+        if let Some(op) = op {
+            error.message = op.redact(&error.message);
+            error.vendor_body = error.vendor_body.as_deref().map(|b| op.redact(b));
+        }
         if connection.id.is_empty() && error.kind == ErrorKind::Auth {
             // An http step without a connection has no credentials to renew.
             error.kind = ErrorKind::Permanent;
@@ -989,6 +993,46 @@ impl Engine {
         .await
     }
 
+    /// The event's seed for generated secrets: made and sealed on its first run; a run that
+    /// loses the race to make it reads the winner's.
+    async fn event_seed(&self, event: &events::Model) -> anyhow::Result<String> {
+        use entity::event_seeds;
+        let context = crate::secrets::SecretContext {
+            tenant_id: &event.tenant_id,
+            purpose: EVENT_SEED_PURPOSE,
+            row_id: &event.id,
+        };
+        let find = || event_seeds::Entity::find_by_id(event.id.clone()).one(&self.db);
+        let row = match find().await? {
+            Some(row) => row,
+            None => {
+                let seed = hex::encode(crate::secrets::random_bytes::<32>());
+                event_seeds::Entity::insert(event_seeds::ActiveModel {
+                    event_id: Set(event.id.clone()),
+                    tenant_id: Set(event.tenant_id.clone()),
+                    seed: Set(self.crm.keyring.seal(&seed, &context)),
+                    created_at: Set(crate::now()),
+                })
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(event_seeds::Column::EventId)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&self.db)
+                .await?;
+                find()
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("the event's seed vanished"))?
+            }
+        };
+        let seed = self
+            .crm
+            .keyring
+            .open(&row.seed, &context)
+            .context("the event's seed for generated secrets cannot be opened")?;
+        Ok(crate::secrets::expose(&seed).to_string())
+    }
+
     /// Records an assert step: succeeded when its check held; otherwise skipped with the
     /// reason, which ends the flow for this event. Returns whether it held.
     async fn assert(&self, delivery: &deliveries::Model, op: &Operation) -> anyhow::Result<bool> {
@@ -1010,7 +1054,7 @@ impl Engine {
                 active.reason = Set(None);
             } else {
                 active.status = Set(ds::SKIPPED.into());
-                active.reason = Set(Some(format!("assertion: {message}")));
+                active.reason = Set(Some(op.redact(&format!("assertion: {message}"))));
             }
         })
         .await?;
@@ -1295,6 +1339,12 @@ impl Engine {
             duration_ms,
             claim,
         } = failure;
+        // A vendor may echo what it was sent: generated secrets stay out of what is kept.
+        let mut error = error;
+        if let Some(op) = op {
+            error.message = op.redact(&error.message);
+            error.vendor_body = error.vendor_body.as_deref().map(|b| op.redact(b));
+        }
         let due = retry.then(|| {
             let delay = retry_delay(&self.retry, attempts as u32, error.retry_after);
             crate::now() + chrono::Duration::from_std(delay).unwrap_or_default()

@@ -49,8 +49,6 @@ impl SecretContext<'_> {
 /// Keys by id; the first configured key seals, all of them open.
 pub struct Keyring {
     keys: Vec<(String, Aes256Gcm)>,
-    /// HMAC key for deterministic derived values, from the current key.
-    derive_key: [u8; 32],
 }
 
 impl fmt::Debug for Keyring {
@@ -64,7 +62,6 @@ impl Keyring {
     /// Parses `id1:base64key,id2:base64key`; each key is 32 bytes, the first is current.
     pub fn parse(spec: &str) -> Result<Self, String> {
         let mut keys: Vec<(String, Aes256Gcm)> = Vec::new();
-        let mut derive_key = [0u8; 32];
         for (index, entry) in spec.split(',').map(str::trim).enumerate() {
             let (id, encoded) = entry
                 .split_once(':')
@@ -93,26 +90,12 @@ impl Keyring {
                 return Err(format!("key id '{id}' appears twice"));
             }
             let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| "bad key length")?;
-            if keys.is_empty() {
-                derive_key = derive_from(&bytes);
-            }
             keys.push((id.to_string(), cipher));
         }
         if keys.is_empty() {
             return Err("no keys given".into());
         }
-        Ok(Keyring { keys, derive_key })
-    }
-
-    /// A secret value derived from the current key and `label`: the same label always gives
-    /// the same value (under the same current key), and nothing needs to be stored to get it
-    /// again. Hex, 64 characters.
-    pub fn derive(&self, label: &str) -> String {
-        use hmac::{Hmac, Mac};
-        let mut mac =
-            <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.derive_key).expect("any key length");
-        mac.update(label.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        Ok(Keyring { keys })
     }
 
     pub fn current_key_id(&self) -> &str {
@@ -193,13 +176,6 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     OsRng.fill_bytes(&mut bytes);
     bytes
-}
-
-fn derive_from(key: &[u8]) -> [u8; 32] {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
-    mac.update(b"tributary derived values");
-    mac.finalize().into_bytes().into()
 }
 
 /// A URL-safe random token with `N` bytes of entropy.

@@ -11,7 +11,6 @@ use entity::{Role, TenantOwned, flows, stripe_accounts, webhook_secrets};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use secrecy::SecretString;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tributary_worker::flow::FlowSpec;
 use tributary_worker::stripe::StripeApi;
 use tributary_worker::stripe::client::{StripeError, StripeKey, list_param};
@@ -67,7 +66,36 @@ fn stripe_failure(error: StripeError) -> ApiError {
             " — a restricted key needs the Webhook Endpoints write permission (rak_webhook_write)",
         );
     }
-    ApiError::BadGateway(detail)
+    match error.status {
+        Some(401 | 403) => ApiError::field("secret_key", detail),
+        Some(400 | 404) => ApiError::Conflict {
+            detail,
+            field: None,
+        },
+        _ => ApiError::BadGateway(detail),
+    }
+}
+
+/// Seals a new endpoint's signing secret as one of the account's (Stripe shows it only in
+/// the answer that made the endpoint).
+async fn keep_secret<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    keyring: &crate::secrets::Keyring,
+    account: &stripe_accounts::Model,
+    endpoint: &Value,
+) -> Result<(), ApiError> {
+    if let Some(secret) = endpoint["secret"].as_str() {
+        let row = new_webhook_secret(
+            keyring,
+            &account.tenant_id,
+            &account.id,
+            &SecretString::from(secret.to_string()),
+        );
+        webhook_secrets::Entity::insert(webhook_secrets::ActiveModel::from(row))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What Stripe holds for this account now: the endpoint as registered, and whether it is new.
@@ -80,8 +108,13 @@ async fn sync(
 ) -> Result<(Value, bool), StripeError> {
     let mut form = vec![("url".to_string(), url.to_string())];
     form.extend(list_param("enabled_events", events));
-    let fingerprint =
-        hex::encode(&Sha256::digest(serde_json::to_vec(&(url, events)).unwrap_or_default())[..8]);
+    let mut update = form.clone();
+    // An endpoint adopted while disabled would stay silent.
+    update.push(("disabled".into(), "false".into()));
+    // Each sync is its own request: a key reused for the same events later would make Stripe
+    // replay an old answer (keys live 24 h) instead of applying the change. A retried create
+    // cannot duplicate the endpoint either way: it is looked up by URL first.
+    let attempt = crate::services::new_id();
     // The endpoint made before, else one already registered for this URL.
     let mut existing = None;
     if let Some(id) = &account.webhook_endpoint_id {
@@ -119,8 +152,8 @@ async fn sync(
                 .post(
                     key,
                     &format!("/v1/webhook_endpoints/{id}"),
-                    &form,
-                    &format!("tributary-endpoint-{}-{fingerprint}", account.id),
+                    &update,
+                    &format!("tributary-endpoint-{}-{attempt}", account.id),
                 )
                 .await?;
             Ok((updated, false))
@@ -137,7 +170,7 @@ async fn sync(
                     key,
                     "/v1/webhook_endpoints",
                     &form,
-                    &format!("tributary-endpoint-new-{}-{fingerprint}", account.id),
+                    &format!("tributary-endpoint-new-{}-{attempt}", account.id),
                 )
                 .await?;
             if let Some(old) = stale.as_ref().and_then(|e| e["id"].as_str()) {
@@ -191,23 +224,42 @@ pub async fn register(
         .await
         .map_err(stripe_failure)?;
     let endpoint_id = endpoint["id"].as_str().unwrap_or_default().to_string();
+    let out = match store_registration(state, ctx, &account, &endpoint, created, &events).await {
+        Ok(out) => out,
+        Err(e) => {
+            if created {
+                // Its secret could not be kept: an endpoint nobody can verify must not stay.
+                let _ = stripe
+                    .client
+                    .delete(&key, &format!("/v1/webhook_endpoints/{endpoint_id}"))
+                    .await;
+            }
+            return Err(e);
+        }
+    };
+    state.webhook_accounts.clear();
+    tracing::info!(stripe_account_id = %out.id, endpoint = %endpoint_id, created, events = events.len(), "webhook endpoint registered at Stripe");
+    Ok(out)
+}
+
+async fn store_registration(
+    state: &AppState,
+    ctx: &TenantContext,
+    account: &stripe_accounts::Model,
+    endpoint: &Value,
+    created: bool,
+    events: &[String],
+) -> Result<StripeAccountOut, ApiError> {
+    let endpoint_id = endpoint["id"].as_str().unwrap_or_default().to_string();
     let txn = crate::db::begin_write(&state.db).await?;
-    if created && let Some(secret) = endpoint["secret"].as_str() {
-        let row = new_webhook_secret(
-            &state.keyring,
-            &ctx.tenant_id,
-            &account.id,
-            &SecretString::from(secret.to_string()),
-        );
-        webhook_secrets::Entity::insert(webhook_secrets::ActiveModel::from(row))
-            .exec(&txn)
-            .await?;
+    if created {
+        keep_secret(&txn, &state.keyring, account, endpoint).await?;
     }
     stripe_accounts::Entity::update_many()
         .set(stripe_accounts::ActiveModel {
-            webhook_endpoint_id: sea_orm::Set(Some(endpoint_id.clone())),
+            webhook_endpoint_id: sea_orm::Set(Some(endpoint_id)),
             webhook_endpoint_events: sea_orm::Set(Some(
-                serde_json::to_string(&events).unwrap_or_default(),
+                serde_json::to_string(events).unwrap_or_default(),
             )),
             webhook_registered_at: sea_orm::Set(Some(now())),
             webhook_sync_error: sea_orm::Set(None),
@@ -228,8 +280,6 @@ pub async fn register(
     let account = find(&txn, ctx, &account.id).await?;
     let out = render(&txn, state, account).await?;
     txn.commit().await?;
-    state.webhook_accounts.clear();
-    tracing::info!(stripe_account_id = %out.id, endpoint = %endpoint_id, created, events = events.len(), "webhook endpoint registered at Stripe");
     Ok(out)
 }
 
@@ -239,9 +289,10 @@ pub fn resync_later(state: &AppState, tenant_id: &str) {
     let db = state.db.clone();
     let stripe = state.pipeline.stripe.clone();
     let public_url = state.settings.public_url.clone();
+    let keyring = state.keyring.clone();
     let tenant_id = tenant_id.to_string();
     tokio::spawn(async move {
-        if let Err(e) = resync(&db, &stripe, &public_url, &tenant_id).await {
+        if let Err(e) = resync(&db, &stripe, &keyring, &public_url, &tenant_id).await {
             tracing::warn!(tenant_id = %tenant_id, error = format!("{e:#}"), "bringing webhook endpoints up to date failed");
         }
     });
@@ -250,6 +301,7 @@ pub fn resync_later(state: &AppState, tenant_id: &str) {
 async fn resync(
     db: &DatabaseConnection,
     stripe: &StripeApi,
+    keyring: &crate::secrets::Keyring,
     public_url: &str,
     tenant_id: &str,
 ) -> anyhow::Result<()> {
@@ -284,14 +336,13 @@ async fn resync(
         match outcome {
             Ok((endpoint, created)) => {
                 if created {
-                    // Only `register` keeps a new endpoint's secret; a resync never makes one
-                    // unless the old endpoint vanished, and then says so.
-                    update.webhook_sync_error = sea_orm::Set(Some(
-                        "the endpoint was missing at Stripe and was made again; run register-webhook to keep its new signing secret".into(),
-                    ));
-                } else {
-                    update.webhook_sync_error = sea_orm::Set(None);
+                    // The endpoint vanished at Stripe, or its API version changed: the new
+                    // one's secret is shown only now, so it is kept now.
+                    keep_secret(db, keyring, &account, &endpoint)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
+                update.webhook_sync_error = sea_orm::Set(None);
                 update.webhook_endpoint_id =
                     sea_orm::Set(endpoint["id"].as_str().map(str::to_string));
                 update.webhook_endpoint_events =
@@ -325,6 +376,11 @@ pub async fn remove(state: &AppState, account: &stripe_accounts::Model) -> Resul
     {
         Ok(_) => Ok(()),
         Err(e) if e.status == Some(404) => Ok(()),
+        Err(e) if matches!(e.status, Some(401 | 403)) => {
+            // The key no longer works: Stripe cannot be asked, and the account may still go.
+            tracing::warn!(stripe_account_id = %account.id, endpoint = %id, error = %e, "the endpoint could not be deleted at Stripe; remove it in the dashboard");
+            Ok(())
+        }
         Err(e) => Err(stripe_failure(e)),
     }
 }

@@ -253,7 +253,11 @@ async fn a_checkout_becomes_a_lead_one_email_and_one_signed_provisioning_call() 
         assert_eq!(smtp.messages().len(), 1, "no second email");
         // The call is made again, as asked, with the same generated password (and the
         // recipe's Idempotency-Key, the event's id, for the endpoint to tell).
-        let calls = provisioning.calls();
+        let calls = wait_for(20, "the replayed provisioning call", || async {
+            let calls = provisioning.calls();
+            (calls.len() >= 2).then_some(calls)
+        })
+        .await;
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[1].0, calls[0].0);
 

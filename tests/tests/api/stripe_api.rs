@@ -312,6 +312,68 @@ async fn registering_twice_keeps_one_endpoint_that_follows_the_flows() {
         .await;
         assert_eq!(fake.webhook_endpoints().len(), 1);
 
+        // Someone deletes the endpoint in Stripe's dashboard; the next flow change makes it
+        // again and keeps its new signing secret, so Stripe's deliveries still verify.
+        let gone = fake.webhook_endpoints()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let deleted = reqwest::Client::new()
+            .delete(format!("{}/v1/webhook_endpoints/{gone}", fake.base_url))
+            .bearer_auth(SECRET_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), StatusCode::OK);
+        let refunds = json!({"name": "refunds", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.refunded"]},
+            "steps": [{"id": "n", "action": "create", "object": "notes", "fields": {"t": "{{ event.type }}"}}]});
+        app.post("/v1/flows", token, refunds).await;
+        let remade = wait_for(10, "the endpoint to be made again", || async {
+            let endpoints = fake.webhook_endpoints();
+            endpoints
+                .first()
+                .filter(|e| e["id"] != gone.as_str())
+                .cloned()
+        })
+        .await;
+        let account = wait_for(10, "its secret to be kept", || async {
+            let a = app
+                .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
+                .await;
+            (webhook_secret_count(&a.body) == 3).then_some(a.body)
+        })
+        .await;
+        assert_eq!(account["webhook_endpoint"]["id"], remade["id"]);
+        assert!(
+            account["webhook_endpoint"]["sync_error"].is_null(),
+            "{account}"
+        );
+        let body = serde_json::to_vec(&FakeStripe::event(
+            "charge.refunded",
+            charge("ch_remade", "cus_reg", now()),
+            now(),
+        ))
+        .unwrap();
+        // The ingress reuses an account's secrets for up to a second (a change made in the
+        // background reaches it then), as Stripe's own retries would find.
+        let secret = remade["secret"].as_str().unwrap().to_string();
+        wait_for(
+            5,
+            "a delivery signed with the new secret to verify",
+            || async {
+                let accepted = app
+                    .webhook(
+                        &p.webhook_path,
+                        &body,
+                        Some(&stripe_signature(&body, &secret, now())),
+                    )
+                    .await;
+                (accepted.status == StatusCode::OK).then_some(())
+            },
+        )
+        .await;
+
         // Deleting the account deletes its endpoint at Stripe.
         let deleted = app
             .delete(&format!("/v1/stripe-accounts/{}", p.account_id), token)

@@ -163,29 +163,44 @@ fn classify(error: &lettre::transport::smtp::Error) -> CrmError {
     crm_error
 }
 
-async fn record(
+/// Claims the send of `message_id`: true when this attempt may send it, false when a send of
+/// it was started before (by this delivery or a concurrent run).
+async fn claim(
     connector: &Connector,
     connection: &connections::Model,
     message_id: &str,
-    status: &str,
-) -> Result<(), CrmError> {
+) -> Result<bool, CrmError> {
     let now = crate::now();
-    email_sends::Entity::insert(email_sends::ActiveModel {
+    let inserted = email_sends::Entity::insert(email_sends::ActiveModel {
         message_id: Set(message_id.to_string()),
         tenant_id: Set(connection.tenant_id.clone()),
         connection_id: Set(connection.id.clone()),
-        status: Set(status.into()),
+        status: Set("sending".into()),
         created_at: Set(now),
         updated_at: Set(now),
     })
     .on_conflict(
         OnConflict::column(email_sends::Column::MessageId)
-            .update_columns([email_sends::Column::Status, email_sends::Column::UpdatedAt])
+            .do_nothing()
             .to_owned(),
     )
     .exec_without_returning(&connector.db)
     .await
     .map_err(|e| CrmError::new(ErrorKind::Transient, format!("recording the send: {e}")))?;
+    Ok(inserted == 1)
+}
+
+async fn mark_sent(connector: &Connector, message_id: &str) -> Result<(), CrmError> {
+    email_sends::Entity::update_many()
+        .set(email_sends::ActiveModel {
+            status: Set("sent".into()),
+            updated_at: Set(crate::now()),
+            ..Default::default()
+        })
+        .filter(email_sends::Column::MessageId.eq(message_id))
+        .exec(&connector.db)
+        .await
+        .map_err(|e| CrmError::new(ErrorKind::Transient, format!("recording the send: {e}")))?;
     Ok(())
 }
 
@@ -204,24 +219,36 @@ pub async fn send(
         .one(&connector.db)
         .await
         .map_err(|e| CrmError::new(ErrorKind::Transient, format!("reading the send: {e}")))?;
-    if let Some(sent) = before.filter(|s| s.status == "sent") {
-        return Ok(CrmOutcome {
-            record_id: message_id,
-            warnings: vec![format!(
+    let not_again = |warning: String| CrmOutcome {
+        record_id: message_id.clone(),
+        warnings: vec![warning],
+        response: None,
+    };
+    if let Some(earlier) = before {
+        return Ok(not_again(if earlier.status == "sent" {
+            format!(
                 "the mail server accepted this email at {}; it was not sent again",
-                sent.updated_at.to_rfc3339()
-            )],
-            response: None,
-        });
+                earlier.updated_at.to_rfc3339()
+            )
+        } else {
+            format!(
+                "an attempt at {} was cut off while the mail server had this email, so it may have arrived; it was not sent again, to never mail twice",
+                earlier.updated_at.to_rfc3339()
+            )
+        }));
     }
     let settings: Map<String, Value> =
         serde_json::from_str(&connection.settings).unwrap_or_default();
     let message = build(op, &settings, &message_id)?;
     let transport = transport(connector, connection)?;
-    record(connector, connection, &message_id, "sending").await?;
+    if !claim(connector, connection, &message_id).await? {
+        return Ok(not_again(
+            "another run is sending this email; it was not sent twice".into(),
+        ));
+    }
     match transport.send(message).await {
         Ok(response) => {
-            record(connector, connection, &message_id, "sent").await?;
+            mark_sent(connector, &message_id).await?;
             let answer: Vec<String> = response.message().map(str::to_string).collect();
             Ok(CrmOutcome {
                 record_id: message_id.clone(),

@@ -402,12 +402,31 @@ fn official_host(provider: &str, host: &str) -> bool {
 }
 
 /// A loopback, private or link-local address (or `localhost`).
-fn is_private_host(host: &str) -> bool {
+pub fn is_private_host(host: &str) -> bool {
     match url::Host::parse(host) {
-        Ok(url::Host::Ipv4(ip)) => ip.is_private() || ip.is_loopback() || ip.is_link_local(),
-        Ok(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        _ => host == "localhost",
+        Ok(url::Host::Ipv4(ip)) => private_v4(ip),
+        Ok(url::Host::Ipv6(ip)) => private_v6(ip),
+        _ => host == "localhost" || host.ends_with(".localhost"),
     }
+}
+
+fn private_v4(ip: std::net::Ipv4Addr) -> bool {
+    ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        // 100.64.0.0/10, carrier-grade NAT
+        || (ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64)
+}
+
+fn private_v6(ip: std::net::Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || ip.to_ipv4_mapped().is_some_and(private_v4)
 }
 
 /// Checks a vendor URL: http(s), a host, and under `official` a vendor host over https (an
@@ -426,11 +445,9 @@ pub fn check_url(provider: &str, url: &str, vendor_urls: VendorUrls) -> Result<(
         }
         if provider == "http" {
             let private = match parsed.host() {
-                Some(url::Host::Ipv4(ip)) => {
-                    ip.is_private() || ip.is_loopback() || ip.is_link_local()
-                }
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                _ => host == "localhost",
+                Some(url::Host::Ipv4(ip)) => private_v4(ip),
+                Some(url::Host::Ipv6(ip)) => private_v6(ip),
+                _ => host == "localhost" || host.ends_with(".localhost"),
             };
             if private {
                 return Err(
@@ -763,6 +780,20 @@ mod tests {
             .is_ok()
         );
         assert!(check_url("http", "https://10.0.0.1/api", VendorUrls::Official).is_err());
+        for private in [
+            "https://0.0.0.0/x",
+            "https://[fd00::1]/x",
+            "https://[fe80::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://100.64.1.2/x",
+            "https://db.localhost/x",
+        ] {
+            assert!(
+                check_url("http", private, VendorUrls::Official).is_err(),
+                "{private}"
+            );
+        }
+        assert!(check_url("http", "https://93.184.216.34/x", VendorUrls::Official).is_ok());
         assert!(check_url("http", "http://127.0.0.1:9", VendorUrls::Any).is_ok());
     }
 }

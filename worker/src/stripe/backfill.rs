@@ -24,7 +24,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
-use serde_json::Value;
 
 use super::StripeApi;
 use super::client::{StripeError, StripeKey, list_param};
@@ -381,14 +380,31 @@ impl Backfiller {
             let Some(event_id) = event["id"].as_str().map(str::to_string) else {
                 continue;
             };
-            row.events_found += 1;
-            match self.ingest(account, event).await {
-                Ok(Stored::New(_)) => row.ingested += 1,
-                Ok(Stored::Duplicate(_)) => row.already_present += 1,
+            let payload = event.to_string();
+            let envelope = match super::envelope::parse_value(event) {
+                Ok(envelope) => envelope,
                 Err(e) => {
+                    // Not an event Tributary can keep: counted, and passed over for good.
+                    row.events_found += 1;
                     row.failed += 1;
-                    row.last_error = Some(format!("{event_id}: {e:#}"));
+                    row.last_error = Some(format!("{event_id}: {e}"));
+                    row.ingest_cursor = Some(event_id);
+                    if !self.save(row).await.map_err(Step::Other)? {
+                        return Err(Step::Lost);
+                    }
+                    continue;
                 }
+            };
+            // The database's trouble stops the page here, cursor unmoved: the event is tried
+            // again, never skipped.
+            let stored = self
+                .ingest(account, envelope, payload)
+                .await
+                .map_err(Step::Other)?;
+            row.events_found += 1;
+            match stored {
+                Stored::New(_) => row.ingested += 1,
+                Stored::Duplicate(_) => row.already_present += 1,
             }
             row.ingest_cursor = Some(event_id);
             // Progress after every event: a crash repeats nothing.
@@ -403,10 +419,9 @@ impl Backfiller {
     async fn ingest(
         &self,
         account: &stripe_accounts::Model,
-        event: Value,
+        envelope: super::envelope::Envelope,
+        payload: String,
     ) -> anyhow::Result<Stored> {
-        let payload = event.to_string();
-        let envelope = super::envelope::parse_value(event)?;
         let row = inbox::new_row(account, &envelope, payload);
         let stored = inbox::store(&self.db, &self.queue, row).await?;
         if let Stored::New(id) = &stored {
