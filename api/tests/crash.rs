@@ -458,6 +458,22 @@ async fn sigterm_finishes_the_call_in_hand_and_nothing_is_sent_twice() {
     assert_eq!(sent, charges, "each charge reached the CRM exactly once");
 }
 
+/// A child process that is killed when dropped, so a failing assertion leaves none behind.
+struct Running(Child);
+
+impl Running {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 async fn get(client: &reqwest::Client, url: String, token: &str) -> Value {
     client
         .get(url)
@@ -492,7 +508,7 @@ async fn a_backfill_killed_mid_way_resumes_and_ingests_each_event_once_in_order(
         ("TRIBUTARY_STRIPE_API_URL", fake.base_url.as_str()),
         ("TRIBUTARY_BACKFILL_PAGE_SIZE", "2"),
     ];
-    let mut child = start_with(dir.path(), port, &env);
+    let mut child = Running(start_with(dir.path(), port, &env));
     let client = reqwest::Client::new();
     let signup: Value = client
         .post(format!("{base}/v1/signup"))
@@ -535,15 +551,14 @@ async fn a_backfill_killed_mid_way_resumes_and_ingests_each_event_once_in_order(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.stop();
     let at_kill = before["progress"]["ingested"].as_i64().unwrap();
     assert!(
         (5..60).contains(&at_kill),
         "the kill must come mid-way ({at_kill} ingested): {before}"
     );
 
-    let mut child = start_with(dir.path(), port, &env);
+    let mut child = Running(start_with(dir.path(), port, &env));
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     let done = loop {
@@ -573,8 +588,7 @@ async fn a_backfill_killed_mid_way_resumes_and_ingests_each_event_once_in_order(
             break;
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.stop();
     fake.stop().await;
     assert_eq!(done["status"], "succeeded", "{done}");
     stored.reverse();

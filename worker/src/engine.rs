@@ -71,6 +71,11 @@ pub struct Engine {
 /// flow (or several) asking for the same object again is served without another call.
 type Fetched = HashMap<String, Value>;
 
+/// Whether a stored flow calls `password()` or `token(…)` anywhere.
+fn uses_generated_secrets(spec: &str) -> bool {
+    spec.contains("password(") || spec.contains("token(")
+}
+
 /// How an event's seed for generated secrets is sealed.
 pub const EVENT_SEED_PURPOSE: &str = "event_seed.seed";
 
@@ -309,7 +314,12 @@ impl Engine {
             now,
             // password() and token(n) give the same value on every attempt of this event's
             // run of this flow, and it is never stored.
-            secret_seed: Some(format!("{}|{}", self.event_seed(event).await?, flow_row.id)),
+            // Only flows that make secrets need the event's seed (one more row per event).
+            secret_seed: if uses_generated_secrets(&flow_row.spec) {
+                Some(format!("{}|{}", self.event_seed(event).await?, flow_row.id))
+            } else {
+                None
+            },
         };
 
         for step in &spec.steps {

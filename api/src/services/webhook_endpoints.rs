@@ -333,12 +333,14 @@ async fn resync(
             updated_at: sea_orm::Set(now()),
             ..Default::default()
         };
+        // The new secret and the endpoint it belongs to are kept together, or neither.
+        let txn = crate::db::begin_write(db).await?;
         match outcome {
             Ok((endpoint, created)) => {
                 if created {
                     // The endpoint vanished at Stripe, or its API version changed: the new
                     // one's secret is shown only now, so it is kept now.
-                    keep_secret(db, keyring, &account, &endpoint)
+                    keep_secret(&txn, keyring, &account, &endpoint)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
@@ -353,8 +355,9 @@ async fn resync(
         stripe_accounts::Entity::update_many()
             .set(update)
             .filter(stripe_accounts::Column::Id.eq(account.id.as_str()))
-            .exec(db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
     }
     Ok(())
 }
