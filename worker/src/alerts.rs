@@ -126,13 +126,14 @@ impl Notifier {
         keyring: Arc<Keyring>,
         interval: Duration,
         period: Duration,
+        vendor_urls: crate::settings::VendorUrls,
     ) -> anyhow::Result<Notifier> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(SEND_TIMEOUT)
             // A redirect could lead a tenant's alert anywhere, including inside the network.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        let http = crate::net::guarded(builder, vendor_urls).build()?;
         Ok(Notifier {
             db,
             keyring,

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod flow;
 pub mod inbox;
 pub mod metrics;
+pub mod net;
 pub mod probe;
 pub mod queue;
 pub mod runtime;

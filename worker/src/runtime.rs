@@ -71,6 +71,7 @@ impl Runtime {
             keyring.clone(),
             settings.alert_interval,
             settings.alert_period,
+            settings.vendor_urls,
         )?);
         let queue = Queue::connect(settings, &db).await?;
         let stripe = Arc::new(crate::stripe::StripeApi::new(

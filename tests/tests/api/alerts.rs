@@ -375,6 +375,7 @@ async fn two_processes_checking_at_once_send_one_alert() {
                     keyring.clone(),
                     std::time::Duration::from_secs(30),
                     std::time::Duration::from_secs(3600),
+                    tributary_worker::settings::VendorUrls::Any,
                 )
                 .unwrap()
             })

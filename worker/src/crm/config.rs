@@ -410,7 +410,7 @@ pub fn is_private_host(host: &str) -> bool {
     }
 }
 
-fn private_v4(ip: std::net::Ipv4Addr) -> bool {
+pub(crate) fn private_v4(ip: std::net::Ipv4Addr) -> bool {
     ip.is_private()
         || ip.is_loopback()
         || ip.is_link_local()
@@ -420,7 +420,7 @@ fn private_v4(ip: std::net::Ipv4Addr) -> bool {
         || (ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64)
 }
 
-fn private_v6(ip: std::net::Ipv6Addr) -> bool {
+pub(crate) fn private_v6(ip: std::net::Ipv6Addr) -> bool {
     let first = ip.segments()[0];
     ip.is_loopback()
         || ip.is_unspecified()

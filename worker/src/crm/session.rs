@@ -42,10 +42,11 @@ impl Connector {
     pub fn new(db: DatabaseConnection, keyring: Arc<Keyring>, vendor_urls: VendorUrls) -> Self {
         // TLS uses ring; installing it twice (the api does too) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .user_agent(concat!("Tributary/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        let http = crate::net::guarded(builder, vendor_urls)
             .build()
             .expect("an HTTP client with default TLS settings builds");
         Connector {
