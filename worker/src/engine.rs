@@ -348,16 +348,11 @@ impl Engine {
             };
             match delivery.status.as_str() {
                 ds::SUCCEEDED | ds::SKIPPED => {
-                    if let Some(id) = &delivery.crm_record_id {
-                        ctx.steps.insert(step.id.clone(), id.clone());
-                    }
-                    if let Some(response) = delivery
+                    let answer = delivery
                         .response
                         .as_deref()
-                        .and_then(|r| serde_json::from_str(r).ok())
-                    {
-                        ctx.remember(step, response);
-                    }
+                        .and_then(|r| serde_json::from_str(r).ok());
+                    ctx.finished(step, delivery.crm_record_id.clone(), answer);
                     continue;
                 }
                 ds::DEAD => return Ok(None),
@@ -377,12 +372,7 @@ impl Engine {
                 };
                 match self.retrieve(event, &delivery, &op, fetched).await? {
                     StepResult::Done(id, object) => {
-                        if let Some(id) = id {
-                            ctx.steps.insert(step.id.clone(), id);
-                        }
-                        if let Some(object) = object {
-                            ctx.objects.insert(step.id.clone(), object);
-                        }
+                        ctx.finished(step, id, object);
                         continue;
                     }
                     StepResult::Retrying(due) => return Ok(Some(due)),
@@ -425,12 +415,7 @@ impl Engine {
                 };
                 match self.execute_remote(event, &target, &delivery, &op).await? {
                     StepResult::Done(record_id, response) => {
-                        if let Some(record_id) = record_id {
-                            ctx.steps.insert(step.id.clone(), record_id);
-                        }
-                        if let Some(response) = response {
-                            ctx.responses.insert(step.id.clone(), response);
-                        }
+                        ctx.finished(step, record_id, response);
                         continue;
                     }
                     StepResult::Retrying(due) => return Ok(Some(due)),
@@ -553,12 +538,7 @@ impl Engine {
             };
             match result {
                 StepResult::Done(record_id, response) => {
-                    if let Some(record_id) = record_id {
-                        ctx.steps.insert(step.id.clone(), record_id);
-                    }
-                    if let Some(response) = response {
-                        ctx.responses.insert(step.id.clone(), response);
-                    }
+                    ctx.finished(step, record_id, response);
                 }
                 StepResult::Retrying(due) => return Ok(Some(due)),
                 StepResult::Stop => return Ok(None),

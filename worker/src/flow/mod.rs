@@ -754,10 +754,10 @@ mod tests {
         let op = render_step(&spec.steps[0], &ctx).unwrap().unwrap();
         assert_eq!(op.record_id.as_deref(), Some("cus_1"));
         assert_eq!(op.expand, ["default_source"]);
-        ctx.steps.insert("customer".into(), "cus_1".into());
-        ctx.remember(
+        ctx.finished(
             &spec.steps[0],
-            json!({"id": "cus_1", "email": "ada@example.com"}),
+            Some("cus_1".into()),
+            Some(json!({"id": "cus_1", "email": "ada@example.com"})),
         );
         let contact = render_step(&spec.steps[1], &ctx).unwrap().unwrap();
         assert_eq!(contact.match_fields["email"], "ada@example.com");

@@ -224,11 +224,9 @@ pub const REDACTED: &str = "[generated secret]";
 impl Operation {
     /// The operation as a delivery keeps it: generated secrets replaced by [`REDACTED`].
     pub fn stored_json(&self) -> Option<String> {
-        let mut text = serde_json::to_string(self).ok()?;
-        for secret in &self.secrets {
-            text = text.replace(secret.as_str(), REDACTED);
-        }
-        Some(text)
+        serde_json::to_string(self)
+            .ok()
+            .map(|text| self.redact(&text))
     }
 
     /// `text` with this operation's generated secrets replaced by [`REDACTED`].
@@ -308,13 +306,19 @@ pub struct RenderContext {
 }
 
 impl RenderContext {
-    /// Keeps a finished step's stored answer for later steps: a `stripe.retrieve` step's
-    /// object as `steps.<id>.object`, a write's vendor answer as `steps.<id>.response`.
-    pub fn remember(&mut self, step: &Step, answer: Value) {
-        match step.action {
-            Action::StripeRetrieve => self.objects.insert(step.id.clone(), answer),
-            _ => self.responses.insert(step.id.clone(), answer),
-        };
+    /// Keeps what a finished step gave for later steps: its record id as `steps.<id>.id`, and
+    /// its answer — a `stripe.retrieve` step's object as `steps.<id>.object`, a write's vendor
+    /// answer as `steps.<id>.response`.
+    pub fn finished(&mut self, step: &Step, record_id: Option<String>, answer: Option<Value>) {
+        if let Some(record_id) = record_id {
+            self.steps.insert(step.id.clone(), record_id);
+        }
+        if let Some(answer) = answer {
+            match step.action {
+                Action::StripeRetrieve => self.objects.insert(step.id.clone(), answer),
+                _ => self.responses.insert(step.id.clone(), answer),
+            };
+        }
     }
 }
 

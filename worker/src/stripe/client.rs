@@ -82,14 +82,20 @@ impl std::fmt::Display for StripeError {
 impl std::error::Error for StripeError {}
 
 impl StripeError {
-    fn unreachable(message: impl Into<String>) -> Self {
+    /// An error raised here rather than answered by Stripe (`connection_error`,
+    /// `configuration_error`, …), about `param` if it names one.
+    pub fn local(error_type: &str, param: Option<&str>, message: impl Into<String>) -> Self {
         StripeError {
             status: None,
-            error_type: "connection_error".into(),
+            error_type: error_type.into(),
             code: None,
-            param: None,
+            param: param.map(str::to_string),
             message: message.into(),
         }
+    }
+
+    fn unreachable(message: impl Into<String>) -> Self {
+        Self::local("connection_error", None, message)
     }
 
     /// A restricted key without the permission this call needs.
@@ -275,12 +281,12 @@ impl StripeClient {
         id: &str,
         expand: &[String],
     ) -> Result<Value, StripeError> {
-        let path = object_path(object).ok_or_else(|| StripeError {
-            status: None,
-            error_type: "invalid_request_error".into(),
-            code: None,
-            param: Some("object".into()),
-            message: format!("{object} cannot be retrieved"),
+        let path = object_path(object).ok_or_else(|| {
+            StripeError::local(
+                "invalid_request_error",
+                Some("object"),
+                format!("{object} cannot be retrieved"),
+            )
         })?;
         if id.is_empty() || id.contains(['/', '?', '#']) || id.len() > 255 {
             return Err(StripeError {

@@ -1,10 +1,12 @@
-//! Stripe: the event envelope every ingested event is parsed with, a client of Stripe's API
+//! Stripe: the event envelope every ingested event is parsed with, the `Stripe-Signature`
+//! scheme (also used to sign Tributary's own alert webhooks), a client of Stripe's API
 //! (enrichment steps, backfill and reconciliation, webhook endpoints) and Stripe's event types.
 
 pub mod backfill;
 pub mod client;
 pub mod envelope;
 pub mod event_types;
+pub mod signature;
 
 use std::sync::Arc;
 
@@ -38,12 +40,8 @@ impl StripeApi {
 
     /// The account's key, or an error that says what is missing.
     pub fn key_of(&self, account: &stripe_accounts::Model) -> Result<StripeKey, StripeError> {
-        let missing = |message: String| StripeError {
-            status: None,
-            error_type: "configuration_error".into(),
-            code: None,
-            param: Some("secret_key".into()),
-            message,
+        let missing = |message: String| {
+            StripeError::local("configuration_error", Some("secret_key"), message)
         };
         match StripeKey::open(&self.keyring, account) {
             Ok(Some(key)) => Ok(key),
@@ -62,19 +60,13 @@ impl StripeApi {
         let account = stripe_accounts::Entity::find_by_id(account_id.to_string())
             .one(&self.db)
             .await
-            .map_err(|e| StripeError {
-                status: None,
-                error_type: "database_error".into(),
-                code: None,
-                param: None,
-                message: e.to_string(),
-            })?
-            .ok_or_else(|| StripeError {
-                status: None,
-                error_type: "configuration_error".into(),
-                code: None,
-                param: None,
-                message: format!("the Stripe account {account_id} no longer exists"),
+            .map_err(|e| StripeError::local("database_error", None, e.to_string()))?
+            .ok_or_else(|| {
+                StripeError::local(
+                    "configuration_error",
+                    None,
+                    format!("the Stripe account {account_id} no longer exists"),
+                )
             })?;
         self.key_of(&account)
     }

@@ -131,7 +131,8 @@ pub fn verify(
 
 /// Signs `payload` at time `t` exactly as Stripe does, giving the `Stripe-Signature` value
 /// `t={t},v1={hex}` (no `v0`, like the SDKs' test-header helpers). Used by tests and by "send a
-/// test event", so those deliveries go through the real verification path.
+/// test event", so those deliveries go through the real verification path, and to sign alert
+/// webhooks, so tenants verify them with the code they have for Stripe.
 pub fn sign(payload: &[u8], secret: &str, t: i64) -> String {
     format!(
         "t={t},{EXPECTED_SCHEME}={}",
