@@ -664,12 +664,13 @@ impl Engine {
         }
 
         let link = find_link(&txn, connection, op, linked_object).await?;
-        if let Some(link) = link
-            .as_ref()
-            .filter(|l| l.last_event_created > event.event_created)
-        {
+        let stale = match &link {
+            Some(l) => superseded(&txn, l, event).await?,
+            None => false,
+        };
+        if let Some(link) = link.as_ref().filter(|_| stale) {
             let mut active: deliveries::ActiveModel = delivery.clone().into();
-            mark_stale(&mut active, link, op, attempts);
+            mark_stale(&mut active, link, op, attempts, event.event_created);
             active.updated_at = Set(crate::now());
             active.update(&txn).await?;
             txn.commit().await?;
@@ -783,12 +784,13 @@ impl Engine {
 
         let linked_object = linked_object(event, op);
         let link = find_link(&self.db, connection, op, linked_object).await?;
-        if let Some(link) = link
-            .as_ref()
-            .filter(|l| l.last_event_created > event.event_created)
-        {
+        let stale = match &link {
+            Some(l) => superseded(&self.db, l, event).await?,
+            None => false,
+        };
+        if let Some(link) = link.as_ref().filter(|_| stale) {
             self.transition_claimed(&claimed_row, |active| {
-                mark_stale(active, link, op, attempts)
+                mark_stale(active, link, op, attempts, event.event_created)
             })
             .await?;
             return Ok(StepResult::Done(Some(link.crm_record_id.clone()), None));
@@ -1512,17 +1514,60 @@ async fn find_link<C: ConnectionTrait>(
         .await
 }
 
+/// Where an event falls in an object's life within one second: Stripe's `created` has
+/// one-second resolution, so `*.created` comes before any change and `*.deleted` after it.
+fn lifecycle_rank(event_type: &str) -> u8 {
+    if event_type.ends_with(".created") {
+        0
+    } else if event_type.ends_with(".deleted") {
+        2
+    } else {
+        1
+    }
+}
+
+/// Whether the event last applied to a linked record supersedes `event`: it is newer, or of the
+/// same second and not earlier in the object's life. Ties of the same second and rank keep the
+/// first applied, so the order of arrival never lets an older write land over a newer one
+/// twice in a row; a replay of the event that was applied is never superseded by itself.
+async fn superseded<C: ConnectionTrait>(
+    db: &C,
+    link: &record_links::Model,
+    event: &events::Model,
+) -> Result<bool, sea_orm::DbErr> {
+    if link.last_event_id == event.id || link.last_event_created < event.event_created {
+        return Ok(false);
+    }
+    if link.last_event_created > event.event_created {
+        return Ok(true);
+    }
+    let applied = events::Entity::find_by_id(link.last_event_id.clone())
+        .one(db)
+        .await?;
+    Ok(applied.is_none_or(|applied| {
+        lifecycle_rank(&applied.event_type) >= lifecycle_rank(&event.event_type)
+    }))
+}
+
 /// A delivery whose record a newer event already wrote: skipped as `stale`, pointing at it.
 fn mark_stale(
     active: &mut deliveries::ActiveModel,
     link: &record_links::Model,
     op: &Operation,
     attempts: i32,
+    event_created: i64,
 ) {
-    let warning = format!(
-        "a newer event ({}) was already applied to {} {}",
-        link.last_event_id, op.object, link.crm_record_id
-    );
+    let warning = if link.last_event_created == event_created {
+        format!(
+            "an event of the same second ({}) was already applied to {} {}; the first applied is kept",
+            link.last_event_id, op.object, link.crm_record_id
+        )
+    } else {
+        format!(
+            "a newer event ({}) was already applied to {} {}",
+            link.last_event_id, op.object, link.crm_record_id
+        )
+    };
     active.status = Set(ds::SKIPPED.into());
     active.reason = Set(Some("stale".into()));
     active.attempts = Set(attempts);

@@ -367,6 +367,82 @@ async fn an_older_event_never_overwrites_a_newer_one() {
     .await;
 }
 
+async fn account_status(app: &TestApp, token: &str, connection: &str) -> Value {
+    let accounts = app.records(token, connection, "accounts").await;
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    accounts[0]["fields"]["subscription_status"].clone()
+}
+
+/// Stripe's `created` has one-second resolution: of two events of the same second, the one
+/// applied first is kept unless the other comes later in the object's life (created → changed
+/// → deleted), and the tie is recorded as a stale skip.
+#[tokio::test]
+async fn events_of_the_same_second_are_ordered_deterministically() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+        let flow = json!({
+            "name": "Subscription status", "connection_id": p.connection_id,
+            "trigger": {"events": ["customer.subscription.*"]},
+            "steps": [{"id": "account", "action": "upsert", "object": "accounts",
+                       "match": {"stripe_customer_id": "{{ object.customer }}"},
+                       "fields": {"subscription_status": "{{ object.status }}"}}]
+        });
+        assert_eq!(
+            app.post("/v1/flows", token, flow).await.status,
+            StatusCode::CREATED
+        );
+        let at = 2_000_000_000;
+
+        // An update, then a creation of the same second that arrived late: the creation is
+        // earlier in the subscription's life and must not overwrite the update.
+        let mut updated = subscription_event("evt_t1", at, "active");
+        let first = app.send_event(&p, &updated).await;
+        app.finished_event(token, &first.str("/event_id")).await;
+        let mut created = subscription_event("evt_t0", at, "incomplete");
+        created["type"] = json!("customer.subscription.created");
+        let late = app.send_event(&p, &created).await;
+        let done = app.finished_event(token, &late.str("/event_id")).await;
+        let delivery = &done["deliveries"][0];
+        assert_eq!(delivery["status"], "skipped", "{delivery}");
+        assert_eq!(delivery["reason"], "stale");
+        assert!(
+            delivery["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("same second"),
+            "{delivery}"
+        );
+        assert_eq!(
+            account_status(&app, token, &p.connection_id).await,
+            "active"
+        );
+
+        // Two updates of the same second: the first applied is kept, the tie skipped.
+        updated["id"] = json!("evt_t2");
+        updated["data"]["object"]["status"] = json!("past_due");
+        let tie = app.send_event(&p, &updated).await;
+        let done = app.finished_event(token, &tie.str("/event_id")).await;
+        assert_eq!(done["deliveries"][0]["reason"], "stale", "{done}");
+        assert_eq!(
+            account_status(&app, token, &p.connection_id).await,
+            "active"
+        );
+
+        // A deletion of the same second comes later in the object's life: applied.
+        let mut deleted = subscription_event("evt_t3", at, "canceled");
+        deleted["type"] = json!("customer.subscription.deleted");
+        let end = app.send_event(&p, &deleted).await;
+        let done = app.finished_event(token, &end.str("/event_id")).await;
+        assert_eq!(done["deliveries"][0]["status"], "succeeded", "{done}");
+        assert_eq!(
+            account_status(&app, token, &p.connection_id).await,
+            "canceled"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_failing_step_retries_then_dead_letters_and_replays() {
     each_backend(|app| async move {
