@@ -64,6 +64,10 @@ pub enum ApiError {
         detail: String,
         field: Option<String>,
     },
+    /// A conflict that clears by itself, e.g. a delivery being sent right now: answered with
+    /// `Retry-After`.
+    #[error("{detail}")]
+    Busy { detail: String, retry_after: u64 },
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -97,6 +101,7 @@ impl ApiError {
             ApiError::NotFound => "not-found",
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::Busy { .. } => "busy",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::TooManyRequests(_) => "rate-limited",
@@ -146,7 +151,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::Busy { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -166,7 +171,11 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::TooManyRequests(seconds) => {
+            ApiError::TooManyRequests(seconds)
+            | ApiError::Busy {
+                retry_after: seconds,
+                ..
+            } => {
                 response.insert_header((header::RETRY_AFTER, seconds.to_string()));
             }
             ApiError::Unavailable(_) => {

@@ -287,6 +287,8 @@ async fn reset<C: sea_orm::ConnectionTrait>(
         })
         .filter(deliveries::Column::Id.eq(delivery.id.as_str()))
         .filter(deliveries::Column::Status.is_in(seen.iter().copied()))
+        // A run that claimed it meanwhile keeps it: never two calls to the vendor at once.
+        .filter(deliveries::Column::UpdatedAt.eq(delivery.updated_at))
         .exec(db)
         .await?
         .rows_affected
@@ -303,6 +305,32 @@ const UNFINISHED: &[&str] = &[
     ds::SKIPPED,
 ];
 
+/// A delivery a worker is calling the vendor for right now (claimed with a live lease):
+/// resetting it would let a second worker send the same write. The answer says when the
+/// lease ends, by which time the call has finished or been given up.
+fn refuse_in_flight(delivery: &deliveries::Model) -> Result<(), ApiError> {
+    let lease_end = delivery.next_attempt_at.filter(|_| {
+        delivery.status == ds::RETRYING && delivery.reason.as_deref() == Some(IN_FLIGHT)
+    });
+    match lease_end {
+        Some(end) if end > now() => Err(ApiError::Busy {
+            detail: format!(
+                "delivery {} is being sent to the vendor right now; try again after {} (its \
+                 result will show on the delivery first)",
+                delivery.id,
+                end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            retry_after: u64::try_from((end - now()).num_seconds())
+                .unwrap_or(0)
+                .max(1),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The reason a claimed delivery carries while its vendor call runs.
+const IN_FLIGHT: &str = "in_flight";
+
 pub async fn replay(
     state: &AppState,
     ctx: &TenantContext,
@@ -316,11 +344,26 @@ pub async fn replay(
         .filter(deliveries::Column::EventId.eq(event.id.as_str()))
         .all(&txn)
         .await?;
+    for delivery in &rows {
+        refuse_in_flight(delivery)?;
+    }
     for delivery in rows {
-        if delivery.status != ds::SUCCEEDED {
-            reset(&txn, &delivery, UNFINISHED).await?;
+        let reset_done = if delivery.status != ds::SUCCEEDED {
+            reset(&txn, &delivery, UNFINISHED).await?
         } else if input.force && delivery.action != "create" {
-            reset(&txn, &delivery, &[ds::SUCCEEDED]).await?;
+            reset(&txn, &delivery, &[ds::SUCCEEDED]).await?
+        } else {
+            true
+        };
+        if !reset_done {
+            return Err(ApiError::Busy {
+                detail: format!(
+                    "delivery {} changed while the replay was being made (a worker took it); try \
+                     again",
+                    delivery.id
+                ),
+                retry_after: 1,
+            });
         }
     }
     super::audit::log(&txn, ctx, "event.replay", "event", &event.id).await?;
@@ -368,11 +411,14 @@ pub async fn retry_delivery(
             field: None,
         });
     }
+    refuse_in_flight(&delivery)?;
     let txn = crate::db::begin_write(&state.db).await?;
     if !reset(&txn, &delivery, UNFINISHED).await? {
-        return Err(ApiError::Conflict {
-            detail: "this delivery succeeded meanwhile".into(),
-            field: None,
+        return Err(ApiError::Busy {
+            detail: "this delivery changed meanwhile (a worker took it or finished it); look at \
+                     it again"
+                .into(),
+            retry_after: 1,
         });
     }
     super::audit::log(&txn, ctx, "delivery.retry", "delivery", &delivery.id).await?;
