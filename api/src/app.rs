@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, Service};
 use actix_web::http::Method;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{Compress, ErrorHandlers};
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
@@ -18,7 +19,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::passwords;
 use crate::auth::tokens::JwtKeys;
-use crate::error::{ApiError, problem_safety_net};
+use crate::error::{ApiError, problem_safety_net, with_request_id, with_request_id_sync};
 use crate::secrets::{self, Keyring};
 use crate::settings::Settings;
 use tributary_worker::queue::Queue;
@@ -151,6 +152,22 @@ fn segments(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// The caller's `X-Request-Id` when it is a short token (so it can't forge log lines), else a
+/// new one.
+fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()))
+}
+
 async fn fallback(req: HttpRequest, routes: Data<RouteTable>) -> Result<HttpResponse, ApiError> {
     match routes.allowed(req.path()) {
         Some(allowed) => Err(ApiError::MethodNotAllowed(allowed)),
@@ -190,14 +207,23 @@ pub fn server(
             .wrap(ErrorHandlers::new().default_handler(problem_safety_net))
             .wrap(Compress::default())
             .wrap_fn(|req, srv| {
+                // The route's template, never its path: paths carry webhook tokens and ids.
                 let method = req.method().clone();
-                let path = req.path().to_string();
+                let route = req.match_pattern().unwrap_or_else(|| "(no route)".into());
+                let request_id = request_id(req.headers());
                 let started = std::time::Instant::now();
-                srv.call(req).map(move |res| {
-                    if let Ok(res) = &res {
+                let call = with_request_id_sync(request_id.clone(), || srv.call(req));
+                let id = request_id.clone();
+                with_request_id(request_id, call).map(move |mut res| {
+                    if let Ok(res) = &mut res {
+                        if let Ok(value) = HeaderValue::from_str(&id) {
+                            res.headers_mut()
+                                .insert(HeaderName::from_static("x-request-id"), value);
+                        }
                         tracing::info!(
                             %method,
-                            %path,
+                            %route,
+                            request_id = %id,
                             status = res.status().as_u16(),
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "request"

@@ -43,6 +43,30 @@ pub struct Problem {
     /// The invalid fields, for validation problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The request's `X-Request-Id`, as logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+tokio::task_local! {
+    /// The id of the request being answered, for problem documents and logs.
+    static REQUEST_ID: String;
+}
+
+/// Runs `f` (and whatever it returns, when awaited inside [`with_request_id`]) with `id` as
+/// the current request id.
+pub fn with_request_id_sync<R>(id: String, f: impl FnOnce() -> R) -> R {
+    REQUEST_ID.sync_scope(id, f)
+}
+
+/// Awaits `future` with `id` as the current request id.
+pub async fn with_request_id<F: std::future::Future>(id: String, future: F) -> F::Output {
+    REQUEST_ID.scope(id, future).await
+}
+
+/// The id of the request being answered, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +151,7 @@ impl ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             errors,
+            request_id: current_request_id(),
         }
     }
 }

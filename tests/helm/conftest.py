@@ -28,12 +28,14 @@ REDIS_URL = f"redis://:{REDIS_PASSWORD}@redis.internal:6379/0"
 KEY_1 = "k1:" + base64.b64encode(bytes(range(32))).decode()
 KEY_0 = "k0:" + base64.b64encode(bytes(range(32, 64))).decode()
 ENCRYPTION_KEYS = f"{KEY_1},{KEY_0}"
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
 JWT_SECRET = "jwt-secret-" + "Vb7pRt2N" * 5
 HUBSPOT_SECRET = "hubspot-client-secret-Yt6"
 PUBLIC_URL = "https://hooks.example.com"
 
 SECRET_VALUES = [DB_URL, DB_PASSWORD, REDIS_URL, REDIS_PASSWORD, KEY_1, KEY_0,
-                 KEY_1.split(":", 1)[1], ENCRYPTION_KEYS, JWT_SECRET, HUBSPOT_SECRET]
+                 KEY_1.split(":", 1)[1], ENCRYPTION_KEYS, JWT_SECRET, HUBSPOT_SECRET,
+                 METRICS_TOKEN]
 
 # Environment variables that hold secrets: only ever from a secretKeyRef.
 SECRET_ENV = {
@@ -41,6 +43,7 @@ SECRET_ENV = {
     "TRIBUTARY_QUEUE_URL",
     "TRIBUTARY_ENCRYPTION_KEYS",
     "TRIBUTARY_JWT_SECRET",
+    "TRIBUTARY_METRICS_TOKEN",
     "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_SECRET",
     "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET",
     "TRIBUTARY_OAUTH_ZOHO_CLIENT_SECRET",
@@ -116,6 +119,7 @@ def full_values(*overrides: dict[str, Any]) -> dict[str, Any]:
                 "tls": [{"secretName": "hooks-tls", "hosts": ["hooks.example.com"]}],
             },
             "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+            "secrets": {"metricsToken": METRICS_TOKEN},
         },
         *overrides,
     )

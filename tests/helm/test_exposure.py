@@ -114,6 +114,25 @@ def test_a_service_monitor_for_the_api_and_the_worker(render):
         assert container_ports(rendered, component)[port["targetPort"]] == container_port
 
 
+def test_the_api_monitor_sends_the_metrics_token_from_the_secret(render):
+    rendered = render(full_values())
+    (endpoint,) = rendered.get("ServiceMonitor", f"{RELEASE}-api")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer", "credentials": {"name": RELEASE, "key": "TRIBUTARY_METRICS_TOKEN"}}
+    env = {e["name"]: e for e in rendered.container("api")["env"]}
+    assert env["TRIBUTARY_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == \
+        "TRIBUTARY_METRICS_TOKEN"
+    (worker_endpoint,) = rendered.get("ServiceMonitor", f"{RELEASE}-worker")["spec"]["endpoints"]
+    assert "authorization" not in worker_endpoint
+
+
+def test_without_a_metrics_token_only_the_workers_are_scraped(render):
+    values = full_values()
+    values["secrets"].pop("metricsToken")
+    monitors = {m["metadata"]["name"] for m in render(values).kind("ServiceMonitor")}
+    assert monitors == {f"{RELEASE}-worker"}
+
+
 # --- NOTES.txt ----------------------------------------------------------------------------
 
 def test_notes_tell_the_webhook_url_pattern_and_the_first_tenant(render):

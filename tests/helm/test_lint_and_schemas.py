@@ -79,6 +79,25 @@ SERVICE_MONITOR_SCHEMA = {
                             "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
                             "scrapeTimeout": {"type": "string",
                                               "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            # monitoring.coreos.com/v1 SafeAuthorization: a type and a
+                            # SecretKeySelector for the credentials.
+                            "authorization": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "type": {"type": "string"},
+                                    "credentials": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "required": ["key"],
+                                        "properties": {
+                                            "name": {"type": "string", "minLength": 1},
+                                            "key": {"type": "string", "minLength": 1},
+                                            "optional": {"type": "boolean"},
+                                        },
+                                    },
+                                },
+                            },
                         },
                     },
                 },

@@ -13,6 +13,7 @@ from conftest import (
     ENCRYPTION_KEYS,
     HUBSPOT_SECRET,
     JWT_SECRET,
+    METRICS_TOKEN,
     REDIS_URL,
     RELEASE,
     SECRET_ENV,
@@ -77,6 +78,7 @@ def test_the_chart_secret_holds_the_inline_secrets(render):
         "TRIBUTARY_ENCRYPTION_KEYS": ENCRYPTION_KEYS,
         "TRIBUTARY_JWT_SECRET": JWT_SECRET,
         "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET,
+        "TRIBUTARY_METRICS_TOKEN": METRICS_TOKEN,
     }
     env = env_of(rendered.container("api"))
     for name in decoded(secret):

@@ -15,6 +15,8 @@ use tributary_api::settings::Settings;
 
 pub const TEST_KEYRING: &str = "k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The token the test apps' `/metrics` asks for.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -211,6 +213,7 @@ impl TestApp {
             ("TRIBUTARY_SWEEP_INTERVAL".into(), "1s".into()),
             ("TRIBUTARY_SWEEP_GRACE".into(), "10s".into()),
             ("TRIBUTARY_WORKER_CONCURRENCY".into(), "4".into()),
+            ("TRIBUTARY_METRICS_TOKEN".into(), METRICS_TOKEN.into()),
             // Nothing reaches the real Stripe from a test: the discard port refuses at once.
             // Tests that talk to Stripe point this at the fake.
             (
@@ -660,6 +663,7 @@ pub async fn metric(app: &TestApp, series: &str) -> Option<f64> {
     let text = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .expect("metrics answer")

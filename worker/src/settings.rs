@@ -83,6 +83,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Where the standalone `worker` serves `/healthz`, `/readyz` and `/metrics`; `None`: off.
     pub worker_listen: Option<SocketAddr>,
+    /// `TRIBUTARY_METRICS_TOKEN`: the bearer token the api's `/metrics` asks for; unset, the
+    /// api serves no metrics on its public port.
+    pub metrics_token: Option<SecretString>,
     /// How often alert conditions are checked.
     pub alert_interval: Duration,
     /// An alert for one condition goes to a channel at most once in this period.
@@ -339,6 +342,16 @@ impl Settings {
                 })?)
             }
         };
+        let metrics_token = match get("TRIBUTARY_METRICS_TOKEN").filter(|t| !t.is_empty()) {
+            Some(token) if token.len() < 16 || token.chars().any(|c| c.is_whitespace()) => {
+                return Err(bad(
+                    "TRIBUTARY_METRICS_TOKEN",
+                    "must be at least 16 characters without spaces (e.g. openssl rand -hex 24)",
+                ));
+            }
+            Some(token) => Some(SecretString::from(token)),
+            None => None,
+        };
         let alert_interval = parse_duration("TRIBUTARY_ALERT_INTERVAL", get, "30s")?;
         let alert_period = parse_duration("TRIBUTARY_ALERT_PERIOD", get, "1h")?;
         let stripe_api_url = match get("TRIBUTARY_STRIPE_API_URL") {
@@ -407,6 +420,7 @@ impl Settings {
             oauth_apps,
             shutdown_grace,
             worker_listen,
+            metrics_token,
             alert_interval,
             alert_period,
             stripe_api_url,

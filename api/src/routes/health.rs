@@ -1,7 +1,8 @@
 //! Liveness and readiness probes.
 
 use actix_web::web::Data;
-use actix_web::{HttpResponse, get};
+use actix_web::{HttpRequest, HttpResponse, get};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -46,14 +47,33 @@ async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
 /// Prometheus metrics
 ///
 /// The Prometheus text exposition of the process's counters and gauges, every name prefixed
-/// `tributary_`. No authentication: keep it inside the cluster.
+/// `tributary_`. Served only when the operator sets `TRIBUTARY_METRICS_TOKEN`, to callers that
+/// send it as `Authorization: Bearer <token>` (404 otherwise: the api's port is public).
 #[utoipa::path(tag = "health", operation_id = "health.metrics",
     responses(
         (status = 200, description = "Prometheus text exposition: webhooks, ingest latency, queue depth and oldest age, deliveries, CRM calls, rate limits, token refreshes.", content_type = "text/plain"),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound)),
         (status = 503, response = inline(responses::Unavailable))),
     security(()))]
 #[get("/metrics")]
-async fn metrics(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn metrics(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let Some(expected) = &state.settings.metrics_token else {
+        return Err(ApiError::NotFound);
+    };
+    let sent = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches: bool =
+        subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), expected.expose_secret().as_bytes()).into();
+    if !matches {
+        return Err(ApiError::Unauthorized(
+            "send the metrics token (TRIBUTARY_METRICS_TOKEN) as a bearer token".into(),
+        ));
+    }
     let text = tributary_worker::probe::metrics_text(&state.db)
         .await
         .map_err(|e| {

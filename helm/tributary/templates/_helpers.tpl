@@ -85,6 +85,9 @@ TRIBUTARY_ENCRYPTION_KEYS: {{ . | b64enc | quote }}
 {{- with $v.secrets.jwtSecret }}
 TRIBUTARY_JWT_SECRET: {{ . | b64enc | quote }}
 {{- end }}
+{{- with $v.secrets.metricsToken }}
+TRIBUTARY_METRICS_TOKEN: {{ . | b64enc | quote }}
+{{- end }}
 {{- range $vendor := list "hubspot" "salesforce" "zoho" }}
 {{- with (index $v.oauth $vendor).clientSecret }}
 TRIBUTARY_OAUTH_{{ upper $vendor }}_CLIENT_SECRET: {{ . | b64enc | quote }}
@@ -166,6 +169,16 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
     secretKeyRef:
       name: {{ include "tributary.appSecretName" . }}
       key: TRIBUTARY_JWT_SECRET
+{{- if or $v.secrets.existingSecret $v.secrets.metricsToken }}
+- name: TRIBUTARY_METRICS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tributary.appSecretName" . }}
+      key: TRIBUTARY_METRICS_TOKEN
+      {{- if $v.secrets.existingSecret }}
+      optional: true
+      {{- end }}
+{{- end }}
 {{- range $vendor := list "hubspot" "salesforce" "zoho" }}
 {{- if or $v.secrets.existingSecret (index $v.oauth $vendor).clientSecret }}
 - name: TRIBUTARY_OAUTH_{{ upper $vendor }}_CLIENT_SECRET

@@ -66,7 +66,25 @@ async fn metrics_count_webhooks_deliveries_and_the_queue() {
     let forged = app.webhook(&p.webhook_path, b"{}", Some("t=1,v1=00")).await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST);
 
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    // The api's port is public: no token, a wrong one → refused, with nothing in the answer.
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(!anonymous.text().await.unwrap().contains("tributary_"));
+    let wrong = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("not-the-metrics-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(tributary_tests::METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
