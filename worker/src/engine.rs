@@ -758,9 +758,7 @@ impl Engine {
             .set(deliveries::ActiveModel {
                 status: Set(ds::RETRYING.into()),
                 reason: Set(Some("in_flight".into())),
-                next_attempt_at: Set(Some(
-                    claim + chrono::Duration::from_std(lease).unwrap_or_default(),
-                )),
+                next_attempt_at: Set(Some(crate::vendor_time::after(claim, lease))),
                 updated_at: Set(claim),
                 ..Default::default()
             })
@@ -917,6 +915,8 @@ impl Engine {
             // An http step without a connection has no credentials to renew.
             error.kind = ErrorKind::Permanent;
         }
+        // A vendor's waits are capped (and the cut recorded) before anything is computed.
+        let warning = clamp_waits(&mut error);
         let now = crate::now();
         let throttled = error.kind == ErrorKind::RateLimited || error.pause.is_some();
         if error.kind == ErrorKind::Auth {
@@ -949,7 +949,7 @@ impl Engine {
                 .pause
                 .or(error.retry_after)
                 .unwrap_or(Duration::from_secs(1));
-            let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            let until = crate::vendor_time::after(now, wait);
             crate::metrics::rate_limited(&connection.provider, wait.as_secs_f64());
             match error.pause {
                 Some(_) => {
@@ -978,6 +978,7 @@ impl Engine {
                 throttled: delivery.throttled_attempts + i32::from(throttled),
                 duration_ms,
                 claim,
+                warning,
             },
         )
         .await
@@ -1206,6 +1207,7 @@ impl Engine {
                         throttled: delivery.throttled_attempts,
                         duration_ms,
                         claim: None,
+                        warning: None,
                     },
                 )
                 .await
@@ -1328,17 +1330,20 @@ impl Engine {
             throttled,
             duration_ms,
             claim,
+            warning,
         } = failure;
         // A vendor may echo what it was sent: generated secrets stay out of what is kept.
         let mut error = error;
+        let warning = warning.or_else(|| clamp_waits(&mut error));
         if let Some(op) = op {
             error.message = op.redact(&error.message);
             error.vendor_body = error.vendor_body.as_deref().map(|b| op.redact(b));
         }
         let due = retry.then(|| {
             let delay = retry_delay(&self.retry, attempts as u32, error.retry_after);
-            crate::now() + chrono::Duration::from_std(delay).unwrap_or_default()
+            crate::vendor_time::after(crate::now(), delay)
         });
+        let warnings = warning.map(|w| serde_json::json!([w]).to_string());
         let operation = op.and_then(Operation::stored_json);
         let kind = error.kind;
         let change = |active: &mut deliveries::ActiveModel| {
@@ -1351,6 +1356,9 @@ impl Engine {
             active.vendor_body = Set(error.vendor_body.clone());
             active.duration_ms = Set(Some(duration_ms));
             active.next_attempt_at = Set(due);
+            if let Some(warnings) = warnings {
+                active.warnings = Set(warnings);
+            }
             match due {
                 Some(_) => {
                     active.status = Set(ds::RETRYING.into());
@@ -1384,6 +1392,24 @@ impl Engine {
     }
 }
 
+/// Caps a failure's `Retry-After` and pause at [`crate::vendor_time::MAX_HOLD`]; returns the
+/// warning to keep on the delivery when either was cut.
+fn clamp_waits(error: &mut CrmError) -> Option<String> {
+    use crate::vendor_time::clamp_hold;
+    let mut warning = None;
+    if let Some(wait) = error.retry_after {
+        let (wait, cut) = clamp_hold(wait, "Retry-After");
+        error.retry_after = Some(wait);
+        warning = warning.or(cut);
+    }
+    if let Some(pause) = error.pause {
+        let (pause, cut) = clamp_hold(pause, "pause");
+        error.pause = Some(pause);
+        warning = warning.or(cut);
+    }
+    warning
+}
+
 /// Delivery statuses that still have work to do.
 const OPEN: &[&str] = &[ds::PENDING, ds::RETRYING, ds::WAITING];
 
@@ -1399,6 +1425,8 @@ struct Failure {
     duration_ms: i64,
     /// The claim (its `updated_at`) a vendor call was made under, if any.
     claim: Option<DateTime<Utc>>,
+    /// Kept on the delivery (e.g. a vendor's wait that was cut to the maximum hold).
+    warning: Option<String>,
 }
 
 impl Failure {
@@ -1410,6 +1438,7 @@ impl Failure {
             throttled: delivery.throttled_attempts,
             duration_ms: 0,
             claim: None,
+            warning: None,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod settings;
 pub mod stripe;
 pub mod telemetry;
+pub mod vendor_time;
 
 use chrono::{DateTime, Utc};
 

@@ -104,7 +104,7 @@ impl Queue {
             // round the delay up and add the second the clock may be into, so a job never
             // wakes before its retry is due.
             let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-            task = task.run_after(Duration::from_secs(seconds + 1));
+            task = task.run_after(Duration::from_secs(seconds.saturating_add(1)));
         }
         let task = task.build();
         let result = match self {
