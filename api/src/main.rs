@@ -81,6 +81,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("TRIBUTARY_LISTEN: cannot bind {listen}"))?;
     let mut state = app::AppState::build(settings).await?;
     let drainer = state.pipeline.drainer();
+    let health = state.pipeline.health();
     tracing::info!(
         database = %db::redact(&state.settings.database_url),
         signup = if state.settings.signup_open { "open" } else { "closed" },
@@ -88,8 +89,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     // SIGTERM or SIGINT: the server stops accepting and finishes its requests; then the
     // embedded worker finishes the jobs in hand (TRIBUTARY_SHUTDOWN_GRACE).
-    app::server(listener, state, None, true)?.await?;
+    let server = app::server(listener, state, None, true)?;
+    let handle = server.handle();
+    // A consumer or background loop of the embedded worker that stops ends the process
+    // non-zero, to be restarted; readiness says which meanwhile.
+    let failed = tokio::select! {
+        served = server => {
+            served?;
+            None
+        }
+        why = health.first_stop() => Some(why),
+    };
+    if failed.is_some() {
+        handle.stop(true).await;
+    }
     drainer.drain().await;
+    if let Some(why) = failed {
+        anyhow::bail!("{why}; exiting so the process is restarted");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -65,6 +65,10 @@ pub struct Engine {
     pub crm: Arc<crm::Connector>,
     /// Talks to Stripe (`stripe.retrieve` steps, refetch-on-apply).
     pub stripe: Arc<crate::stripe::StripeApi>,
+    /// Each tenant's share of this process's job slots.
+    pub fairness: Arc<Fairness>,
+    /// Test-only fault hooks (off in production).
+    pub faults: crate::faults::Faults,
 }
 
 /// Stripe objects fetched during one run of one event, by object, id and expansions, so a
@@ -333,6 +337,7 @@ impl Engine {
                     &spec.connection_id,
                 )
                 .await?;
+            note_current_delivery(&delivery.id);
             // A retry after the flow was edited runs the new version: say so.
             let delivery = if is_open(&delivery.status) && delivery.flow_version != flow_row.version
             {
@@ -400,6 +405,7 @@ impl Engine {
                     Rendered::Skipped => continue,
                     Rendered::Failed => return Ok(None),
                 };
+                self.faults.step(&op);
                 let target = match self.http_target(event, &mut op) {
                     Ok(target) => target,
                     Err(error) => {
@@ -530,6 +536,7 @@ impl Engine {
                 op.record_id = Some(crate::actions::email::message_id(&delivery.id, connection));
             }
 
+            self.faults.step(&op);
             let result = if connection.provider == "sandbox" {
                 self.execute(event, connection, &delivery, &op).await?
             } else {
@@ -759,9 +766,7 @@ impl Engine {
             .set(deliveries::ActiveModel {
                 status: Set(ds::RETRYING.into()),
                 reason: Set(Some("in_flight".into())),
-                next_attempt_at: Set(Some(
-                    claim + chrono::Duration::from_std(lease).unwrap_or_default(),
-                )),
+                next_attempt_at: Set(Some(crate::vendor_time::after(claim, lease))),
                 updated_at: Set(claim),
                 ..Default::default()
             })
@@ -919,6 +924,8 @@ impl Engine {
             // An http step without a connection has no credentials to renew.
             error.kind = ErrorKind::Permanent;
         }
+        // A vendor's waits are capped (and the cut recorded) before anything is computed.
+        let warning = clamp_waits(&mut error);
         let now = crate::now();
         let throttled = error.kind == ErrorKind::RateLimited || error.pause.is_some();
         if error.kind == ErrorKind::Auth {
@@ -951,7 +958,7 @@ impl Engine {
                 .pause
                 .or(error.retry_after)
                 .unwrap_or(Duration::from_secs(1));
-            let until = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            let until = crate::vendor_time::after(now, wait);
             crate::metrics::rate_limited(&connection.provider, wait.as_secs_f64());
             match error.pause {
                 Some(_) => {
@@ -980,6 +987,7 @@ impl Engine {
                 throttled: delivery.throttled_attempts + i32::from(throttled),
                 duration_ms,
                 claim,
+                warning,
             },
         )
         .await
@@ -1208,6 +1216,7 @@ impl Engine {
                         throttled: delivery.throttled_attempts,
                         duration_ms,
                         claim: None,
+                        warning: None,
                     },
                 )
                 .await
@@ -1246,6 +1255,7 @@ impl Engine {
                 "",
             )
             .await?;
+        note_current_delivery(&delivery.id);
         match delivery.status.as_str() {
             ds::SUCCEEDED => {
                 return Ok(delivery
@@ -1330,17 +1340,20 @@ impl Engine {
             throttled,
             duration_ms,
             claim,
+            warning,
         } = failure;
         // A vendor may echo what it was sent: generated secrets stay out of what is kept.
         let mut error = error;
+        let warning = warning.or_else(|| clamp_waits(&mut error));
         if let Some(op) = op {
             error.message = op.redact(&error.message);
             error.vendor_body = error.vendor_body.as_deref().map(|b| op.redact(b));
         }
         let due = retry.then(|| {
             let delay = retry_delay(&self.retry, attempts as u32, error.retry_after);
-            crate::now() + chrono::Duration::from_std(delay).unwrap_or_default()
+            crate::vendor_time::after(crate::now(), delay)
         });
+        let warnings = warning.map(|w| serde_json::json!([w]).to_string());
         let operation = op.and_then(Operation::stored_json);
         let kind = error.kind;
         let change = |active: &mut deliveries::ActiveModel| {
@@ -1353,6 +1366,9 @@ impl Engine {
             active.vendor_body = Set(error.vendor_body.clone());
             active.duration_ms = Set(Some(duration_ms));
             active.next_attempt_at = Set(due);
+            if let Some(warnings) = warnings {
+                active.warnings = Set(warnings);
+            }
             match due {
                 Some(_) => {
                     active.status = Set(ds::RETRYING.into());
@@ -1386,6 +1402,211 @@ impl Engine {
     }
 }
 
+/// How long a job over its tenant's share waits before it is offered again.
+const DEFER_DELAY: Duration = Duration::from_secs(1);
+
+/// Each tenant's share of a process's job slots: at most `share` of one tenant's jobs run at
+/// once, so a tenant whose CRM hangs or fails holds no more than that, and the other slots
+/// stay free for everyone else.
+#[derive(Debug)]
+pub struct Fairness {
+    share: usize,
+    in_flight: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl Fairness {
+    pub fn new(share: usize) -> Arc<Fairness> {
+        Arc::new(Fairness {
+            share: share.max(1),
+            in_flight: Default::default(),
+        })
+    }
+
+    /// A slot for one of `tenant`'s jobs, unless the tenant already has its share running.
+    pub fn try_enter(self: &Arc<Self>, tenant: &str) -> Option<FairSlot> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let count = in_flight.entry(tenant.to_string()).or_default();
+        if *count >= self.share {
+            return None;
+        }
+        *count += 1;
+        Some(FairSlot {
+            fairness: self.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+/// One running job of a tenant; its slot is given back when dropped (even on a panic).
+#[derive(Debug)]
+pub struct FairSlot {
+    fairness: Arc<Fairness>,
+    tenant: String,
+}
+
+impl Drop for FairSlot {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .fairness
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = in_flight.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_flight.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The delivery a job is working on, to name it if the job panics.
+    static CURRENT_DELIVERY: std::cell::RefCell<Option<String>>;
+}
+
+fn note_current_delivery(id: &str) {
+    let _ = CURRENT_DELIVERY.try_with(|current| *current.borrow_mut() = Some(id.to_string()));
+}
+
+impl Engine {
+    /// Runs one queued job: within its tenant's share of the slots (else it is offered again
+    /// shortly), and isolated, so a panic dead-letters the delivery it was working on and the
+    /// consumer goes on with the next job.
+    pub async fn run_job(&self, event_id: &str) -> anyhow::Result<()> {
+        use sea_orm::QuerySelect;
+        let tenant: Option<String> = events::Entity::find_by_id(event_id.to_string())
+            .select_only()
+            .column(events::Column::TenantId)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let Some(tenant) = tenant else {
+            tracing::warn!(event_id, "job for an unknown event");
+            return Ok(());
+        };
+        let Some(_slot) = self.fairness.try_enter(&tenant) else {
+            tracing::debug!(event_id, tenant_id = %tenant, "tenant at its share of the job slots; job deferred");
+            crate::metrics::job_deferred();
+            return self
+                .queue
+                .push(
+                    ProcessEvent {
+                        event_id: event_id.to_string(),
+                    },
+                    Some(DEFER_DELAY),
+                )
+                .await;
+        };
+        CURRENT_DELIVERY
+            .scope(std::cell::RefCell::new(None), async {
+                use futures::FutureExt;
+                match std::panic::AssertUnwindSafe(self.process(event_id))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(payload) => {
+                        let message = crate::health::panic_message(payload.as_ref());
+                        let delivery = CURRENT_DELIVERY.with(|current| current.borrow().clone());
+                        self.record_panic(event_id, delivery, message).await
+                    }
+                }
+            })
+            .await
+    }
+
+    /// After a job panicked: the delivery it was on is dead (`permanent`, with the panic's
+    /// message), the event is settled, and its other open work runs again.
+    async fn record_panic(
+        &self,
+        event_id: &str,
+        delivery_id: Option<String>,
+        message: String,
+    ) -> anyhow::Result<()> {
+        let mut message = message;
+        if message.len() > 1000 {
+            let mut end = 1000;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        tracing::error!(event_id, delivery_id = ?delivery_id, panic = %message, "a job panicked; its delivery is dead-lettered");
+        if delivery_id.is_none() {
+            crate::metrics::job_panicked();
+        }
+        let Some(event) = events::Entity::find_by_id(event_id.to_string())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(());
+        };
+        let delivery = match delivery_id {
+            Some(id) => deliveries::Entity::find_by_id(id).one(&self.db).await?,
+            None => None,
+        };
+        let text = format!("internal error while running this step: {message}");
+        let Some(delivery) = delivery else {
+            // Nothing to pin it on: the event itself fails, and is not run again.
+            let at = crate::now();
+            events::Entity::update_many()
+                .set(events::ActiveModel {
+                    status: Set(status::FAILED.into()),
+                    processed_at: Set(Some(at)),
+                    next_run_at: Set(None),
+                    updated_at: Set(at),
+                    ..Default::default()
+                })
+                .filter(events::Column::Id.eq(event_id))
+                .exec(&self.db)
+                .await?;
+            return Ok(());
+        };
+        let attempts = delivery.attempts + 1;
+        self.transition(&delivery, OPEN, |active| {
+            active.status = Set(ds::DEAD.into());
+            active.reason = Set(Some("panic".into()));
+            active.attempts = Set(attempts);
+            active.error_kind = Set(Some(ErrorKind::Permanent.as_str().into()));
+            active.error_message = Set(Some(text));
+            active.next_attempt_at = Set(None);
+        })
+        .await?;
+        crate::metrics::job_panicked();
+        self.settle(&event, true).await?;
+        if self.has_open_deliveries(event_id).await? {
+            self.queue
+                .push(
+                    ProcessEvent {
+                        event_id: event_id.to_string(),
+                    },
+                    None,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Caps a failure's `Retry-After` and pause at [`crate::vendor_time::MAX_HOLD`]; returns the
+/// warning to keep on the delivery when either was cut.
+fn clamp_waits(error: &mut CrmError) -> Option<String> {
+    use crate::vendor_time::clamp_hold;
+    let mut warning = None;
+    if let Some(wait) = error.retry_after {
+        let (wait, cut) = clamp_hold(wait, "Retry-After");
+        error.retry_after = Some(wait);
+        warning = warning.or(cut);
+    }
+    if let Some(pause) = error.pause {
+        let (pause, cut) = clamp_hold(pause, "pause");
+        error.pause = Some(pause);
+        warning = warning.or(cut);
+    }
+    warning
+}
+
 /// Delivery statuses that still have work to do.
 const OPEN: &[&str] = &[ds::PENDING, ds::RETRYING, ds::WAITING];
 
@@ -1401,6 +1622,8 @@ struct Failure {
     duration_ms: i64,
     /// The claim (its `updated_at`) a vendor call was made under, if any.
     claim: Option<DateTime<Utc>>,
+    /// Kept on the delivery (e.g. a vendor's wait that was cut to the maximum hold).
+    warning: Option<String>,
 }
 
 impl Failure {
@@ -1412,6 +1635,7 @@ impl Failure {
             throttled: delivery.throttled_attempts,
             duration_ms: 0,
             claim: None,
+            warning: None,
         }
     }
 }

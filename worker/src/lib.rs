@@ -7,8 +7,11 @@ pub mod alerts;
 pub mod crm;
 pub mod db;
 pub mod engine;
+pub mod faults;
 pub mod flow;
+pub mod health;
 pub mod inbox;
+pub mod lease;
 pub mod metrics;
 pub mod net;
 pub mod probe;
@@ -19,6 +22,7 @@ pub mod secrets;
 pub mod settings;
 pub mod stripe;
 pub mod telemetry;
+pub mod vendor_time;
 
 use chrono::{DateTime, Utc};
 

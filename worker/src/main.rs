@@ -46,7 +46,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     // Probes and metrics stay up while the jobs in hand drain.
     let probe = match settings.worker_listen {
         Some(address) => {
-            let server = probe::serve(address, db, pipeline.queue.clone())?;
+            let server = probe::serve(address, db, pipeline.queue.clone(), pipeline.health())?;
             let handle = server.handle();
             tokio::spawn(server);
             tracing::info!(%address, "health and metrics on http://{address} (/healthz, /readyz, /metrics)");
@@ -56,16 +56,22 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     tracing::info!("worker running; stop with SIGTERM or Ctrl-C");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let health = pipeline.health();
+    // A consumer or background loop that stops ends the process non-zero, to be restarted.
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = terminate.recv() => None,
+        why = health.first_stop() => Some(why),
+    };
     tracing::info!("stopping: finishing the jobs in hand");
     drainer.drain().await;
     if let Some(probe) = probe {
         probe.stop(true).await;
     }
     drop(pipeline);
+    if let Some(why) = failed {
+        anyhow::bail!("{why}; exiting so the process is restarted");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -32,6 +32,7 @@ pub struct Metrics {
     alerts: Family<Labels, Counter>,
     stripe_errors: Family<Labels, Counter>,
     reconciled: Counter,
+    jobs: Family<Labels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -67,6 +68,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         alerts: Family::default(),
         stripe_errors: Family::default(),
         reconciled: Counter::default(),
+        jobs: Family::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -134,8 +136,29 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Events reconciliation found missing from the inbox and ingested",
         m.reconciled.clone(),
     );
+    registry.register(
+        "jobs",
+        "Queue jobs set aside: deferred (tenant at its share of the slots) or panicked",
+        m.jobs.clone(),
+    );
     Metrics { registry, ..m }
 });
+
+/// A job deferred because its tenant had its share of the job slots running.
+pub fn job_deferred() {
+    METRICS
+        .jobs
+        .get_or_create(&labels(&[("outcome", "deferred")]))
+        .inc();
+}
+
+/// A job that panicked (its delivery is dead-lettered; the consumer goes on).
+pub fn job_panicked() {
+    METRICS
+        .jobs
+        .get_or_create(&labels(&[("outcome", "panicked")]))
+        .inc();
+}
 
 pub fn webhook(outcome: &str, reason: &str) {
     METRICS

@@ -1,5 +1,6 @@
 //! Health and metrics over HTTP for the standalone `worker`: `/healthz` (the process is up),
-//! `/readyz` (the database and the queue answer) and `/metrics` (Prometheus text), on
+//! `/readyz` (the database and the queue answer, and the job consumers and background loops
+//! run) and `/metrics` (Prometheus text), on
 //! `TRIBUTARY_WORKER_LISTEN`, for Kubernetes probes and scraping. It serves nothing else; the
 //! api answers the same three paths on its own port.
 
@@ -10,17 +11,21 @@ use actix_web::{App, HttpResponse, HttpServer};
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
+use crate::health::Health;
 use crate::queue::Queue;
+use std::sync::Arc;
 
-/// Why the process is not ready: the part that does not answer.
-pub async fn ready(db: &DatabaseConnection, queue: &Queue) -> Result<(), &'static str> {
+/// Why the process is not ready: a part of the worker that stopped, or a store that does not
+/// answer.
+pub async fn ready(db: &DatabaseConnection, queue: &Queue, health: &Health) -> Result<(), String> {
+    health.check()?;
     if let Err(e) = db.execute_unprepared("SELECT 1").await {
         tracing::warn!(error = %e, "readiness check failed");
-        return Err("the database is not reachable");
+        return Err("the database is not reachable".into());
     }
     if let Err(e) = queue.ping().await {
         tracing::warn!(error = format!("{e:#}"), "readiness check failed");
-        return Err("the queue is not reachable");
+        return Err("the queue is not reachable".into());
     }
     Ok(())
 }
@@ -34,6 +39,7 @@ pub async fn metrics_text(db: &DatabaseConnection) -> Result<String, sea_orm::Db
 struct ProbeState {
     db: DatabaseConnection,
     queue: Queue,
+    health: Arc<Health>,
 }
 
 fn status(status: &str) -> serde_json::Value {
@@ -45,7 +51,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: Data<ProbeState>) -> HttpResponse {
-    match ready(&state.db, &state.queue).await {
+    match ready(&state.db, &state.queue, &state.health).await {
         Ok(()) => HttpResponse::Ok().json(status("ok")),
         Err(detail) => HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "status": "unavailable", "detail": detail })),
@@ -71,8 +77,9 @@ pub fn serve(
     address: SocketAddr,
     db: DatabaseConnection,
     queue: Queue,
+    health: Arc<Health>,
 ) -> anyhow::Result<actix_web::dev::Server> {
-    let state = Data::new(ProbeState { db, queue });
+    let state = Data::new(ProbeState { db, queue, health });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -104,7 +104,7 @@ impl Queue {
             // round the delay up and add the second the clock may be into, so a job never
             // wakes before its retry is due.
             let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-            task = task.run_after(Duration::from_secs(seconds + 1));
+            task = task.run_after(Duration::from_secs(seconds.saturating_add(1)));
         }
         let task = task.build();
         let result = match self {
@@ -152,14 +152,15 @@ impl Queue {
         Ok(())
     }
 
-    /// Starts `concurrency` job slots consuming the queue until the process ends.
-    pub fn spawn_worker(
+    /// `concurrency` job slots consuming the queue until `stop` turns true (then `Ok`); an
+    /// error is the consumer dying. The caller runs it in a task of its own.
+    pub fn consumer(
         &self,
         engine: Arc<Engine>,
         concurrency: usize,
         name: &str,
         stop: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
         let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
         let backend = self.backend_name();
         // The same worker over each backend's own storage type.
@@ -176,10 +177,11 @@ impl Queue {
                     let _ = stop.wait_for(|stopping| *stopping).await;
                     Ok::<(), WorkerError>(())
                 };
-                tokio::spawn(async move {
-                    if let Err(e) = worker.run_until(signal).await {
+                Box::pin(async move {
+                    worker.run_until(signal).await.map_err(|e| {
                         tracing::error!(error = %e, backend, "queue worker stopped");
-                    }
+                        format!("the {backend} queue worker failed: {e}")
+                    })
                 })
             }};
         }
@@ -195,7 +197,7 @@ async fn run_process_event(
     job: ProcessEvent,
     engine: Data<Arc<Engine>>,
 ) -> Result<(), BoxDynError> {
-    engine.process(&job.event_id).await.map_err(|e| {
+    engine.run_job(&job.event_id).await.map_err(|e| {
         tracing::error!(event_id = %job.event_id, error = format!("{e:#}"), "processing failed");
         BoxDynError::from(format!("{e:#}"))
     })

@@ -12,6 +12,7 @@ use sea_orm::{
 };
 
 use crate::engine::{Engine, status};
+use crate::health::supervise;
 use crate::queue::{ProcessEvent, Queue};
 use crate::settings::Settings;
 
@@ -29,6 +30,8 @@ pub struct Runtime {
     /// Set to true to make the job consumers stop taking jobs and finish what they hold.
     stopping: tokio::sync::watch::Sender<bool>,
     grace: std::time::Duration,
+    /// Whether the consumers and background loops still run.
+    health: Arc<crate::health::Health>,
 }
 
 /// Drains a [`Runtime`]'s consumers on shutdown; taken out of it before the process stops.
@@ -66,6 +69,7 @@ impl Runtime {
         name: &str,
         keyring: Arc<crate::secrets::Keyring>,
     ) -> anyhow::Result<Runtime> {
+        let faults = crate::faults::Faults::from_settings(settings);
         let notifier = Arc::new(crate::alerts::Notifier::new(
             db.clone(),
             keyring.clone(),
@@ -95,24 +99,43 @@ impl Runtime {
                 keyring,
                 settings.vendor_urls,
             )),
+            fairness: crate::engine::Fairness::new(settings.tenant_max_in_flight),
+            faults: faults.clone(),
         });
+        let health = Arc::new(crate::health::Health::default());
         let mut tasks = Vec::new();
         let (stopping, stop) = tokio::sync::watch::channel(false);
         if consume {
-            tasks.push(queue.spawn_worker(engine.clone(), settings.worker_concurrency, name, stop));
+            let consumer = queue.consumer(engine.clone(), settings.worker_concurrency, name, stop);
+            tasks.push(supervise(&health, &faults, "consumer", consumer));
         }
         let background = vec![
-            tokio::spawn(sweep_forever(
-                db,
-                queue.clone(),
-                settings.sweep_interval,
-                settings.sweep_grace,
-            )),
-            tokio::spawn(crate::alerts::check_forever(notifier.clone())),
-            tokio::spawn(crate::stripe::backfill::run_forever(
-                backfiller,
-                settings.sweep_interval,
-            )),
+            supervise(
+                &health,
+                &faults,
+                "sweeper",
+                forever(sweep_forever(
+                    db,
+                    queue.clone(),
+                    settings.sweep_interval,
+                    settings.sweep_grace,
+                )),
+            ),
+            supervise(
+                &health,
+                &faults,
+                "alerts",
+                forever(crate::alerts::check_forever(notifier.clone())),
+            ),
+            supervise(
+                &health,
+                &faults,
+                "backfill",
+                forever(crate::stripe::backfill::run_forever(
+                    backfiller,
+                    settings.sweep_interval,
+                )),
+            ),
         ];
         tracing::info!(
             queue = queue.backend_name(),
@@ -129,7 +152,13 @@ impl Runtime {
             background,
             stopping,
             grace: settings.shutdown_grace,
+            health,
         })
+    }
+
+    /// Whether the consumers and background loops still run (for readiness, and to exit).
+    pub fn health(&self) -> Arc<crate::health::Health> {
+        self.health.clone()
     }
 
     /// Takes the consumers out, to drain them when the process is asked to stop; the sweeper
@@ -164,6 +193,15 @@ impl Drop for Runtime {
     }
 }
 
+/// A loop meant to run until the process stops: its ending is a failure.
+async fn forever(part: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    part.await;
+    Err("it returned".into())
+}
+
+/// The sweeper's lease: one process sweeps at a time.
+const SWEEP_LEASE: &str = "sweeper";
+
 async fn sweep_forever(
     db: DatabaseConnection,
     queue: Queue,
@@ -172,8 +210,19 @@ async fn sweep_forever(
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Held across rounds and renewed by each; another process takes over when it lapses.
+    let holder = crate::new_id();
+    let lease = grace.max(interval.saturating_mul(3));
     loop {
         ticker.tick().await;
+        match crate::lease::take(&db, SWEEP_LEASE, &holder, lease).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "taking the sweeper's lease failed");
+                continue;
+            }
+        }
         match sweep(&db, &queue, grace).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "sweeper re-enqueued events"),

@@ -98,6 +98,11 @@ pub struct Settings {
     pub reconcile_window: Duration,
     /// Events per page a backfill asks Stripe for (1 to 100).
     pub backfill_page_size: u32,
+    /// How many jobs of one tenant a process runs at once (`TRIBUTARY_TENANT_MAX_IN_FLIGHT`,
+    /// default half of `TRIBUTARY_WORKER_CONCURRENCY`, at least 1); its further jobs wait.
+    pub tenant_max_in_flight: usize,
+    /// Test-only fault hooks (`TRIBUTARY_TEST_FAULTS`, off). Never turn on in production.
+    pub test_faults: bool,
 }
 
 /// An OAuth client app registered with a vendor (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` and
@@ -143,6 +148,8 @@ impl std::fmt::Debug for Settings {
             .field("vendor_urls", &self.vendor_urls)
             .field("retry", &self.retry)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("tenant_max_in_flight", &self.tenant_max_in_flight)
+            .field("test_faults", &self.test_faults)
             .field("oauth_apps", &self.oauth_apps)
             .field("worker_listen", &self.worker_listen)
             .finish_non_exhaustive()
@@ -327,6 +334,22 @@ impl Settings {
                 })?,
             None => 8,
         };
+        let tenant_max_in_flight = match get("TRIBUTARY_TENANT_MAX_IN_FLIGHT") {
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=worker_concurrency).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "TRIBUTARY_TENANT_MAX_IN_FLIGHT",
+                        format!(
+                            "'{raw}' is not a whole number from 1 to TRIBUTARY_WORKER_CONCURRENCY ({worker_concurrency})"
+                        ),
+                    )
+                })?,
+            None => (worker_concurrency / 2).max(1),
+        };
+        let test_faults = parse_bool("TRIBUTARY_TEST_FAULTS", get, false)?;
         let sweep_interval = parse_duration("TRIBUTARY_SWEEP_INTERVAL", get, "5s")?;
         let sweep_grace = parse_duration("TRIBUTARY_SWEEP_GRACE", get, "60s")?;
         let shutdown_grace = parse_duration("TRIBUTARY_SHUTDOWN_GRACE", get, "30s")?;
@@ -427,6 +450,8 @@ impl Settings {
             reconcile_interval,
             reconcile_window,
             backfill_page_size,
+            tenant_max_in_flight,
+            test_faults,
         })
     }
 }

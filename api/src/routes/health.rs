@@ -30,7 +30,8 @@ async fn healthz() -> HttpResponse {
 
 /// Readiness probe
 ///
-/// Answers 200 when the database and the queue answer, 503 otherwise. No authentication.
+/// Answers 200 when the database and the queue answer and the embedded worker's consumers and
+/// background loops run; 503 naming what is wrong otherwise. No authentication.
 #[utoipa::path(tag = "health", operation_id = "health.ready",
     responses(
         (status = 200, description = "The database and the queue answer.", body = HealthOut),
@@ -38,9 +39,9 @@ async fn healthz() -> HttpResponse {
     security(()))]
 #[get("/readyz")]
 async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    tributary_worker::probe::ready(&state.db, &state.queue)
+    tributary_worker::probe::ready(&state.db, &state.queue, &state.pipeline.health())
         .await
-        .map_err(|detail| ApiError::Unavailable(detail.into()))?;
+        .map_err(ApiError::Unavailable)?;
     Ok(HttpResponse::Ok().json(HealthOut { status: "ok" }))
 }
 

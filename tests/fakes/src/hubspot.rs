@@ -503,7 +503,10 @@ fn token_endpoint(state: &Shared, body: &[u8]) -> HttpResponse {
         }
     };
     let access = token("CN-fake-access-");
-    let expiry = Utc::now() + chrono::Duration::seconds(s.ttl);
+    // Any `expires_in` can be announced (even absurd ones); the fake's own clock saturates.
+    let expiry = chrono::TimeDelta::try_seconds(s.ttl)
+        .and_then(|ttl| Utc::now().checked_add_signed(ttl))
+        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
     s.access_tokens.insert(access.clone(), expiry);
     HttpResponse::Ok().json(json!({
         "token_type": "bearer",

@@ -708,7 +708,9 @@ pub fn timeout(settings: &Map<String, Value>) -> Duration {
         settings
             .get("timeout_seconds")
             .and_then(Value::as_u64)
-            .unwrap_or(30),
+            .unwrap_or(30)
+            // Validation allows 1 to 300; a row from before that rule gets no more.
+            .clamp(1, 300),
     )
 }
 

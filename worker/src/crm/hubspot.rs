@@ -441,7 +441,11 @@ impl Adapter for HubSpot {
             Ok(Exchanged {
                 session: Session {
                     access_token,
-                    expires_at: Some(crate::now() + chrono::Duration::seconds(expires_in)),
+                    expires_at: Some(crate::vendor_time::token_expiry(
+                        crate::now(),
+                        expires_in,
+                        "HubSpot",
+                    )),
                     api_base: None,
                 },
                 rotated: rotated(&call.credentials, &body),

@@ -366,7 +366,11 @@ impl Adapter for Zoho {
             Ok(Exchanged {
                 session: Session {
                     access_token,
-                    expires_at: Some(crate::now() + chrono::Duration::seconds(expires_in)),
+                    expires_at: Some(crate::vendor_time::token_expiry(
+                        crate::now(),
+                        expires_in,
+                        "Zoho",
+                    )),
                     api_base: Some(api_domain),
                 },
                 rotated: rotated(&call.credentials, &body),
