@@ -20,6 +20,7 @@
 //!   record id nor match value, is an error rather than a write that would duplicate or miss;
 //!   recipes guard such steps with `when`.
 
+pub mod limits;
 pub mod model;
 pub mod template;
 pub mod templates;
