@@ -703,6 +703,38 @@ fn exprs<'a>(items: &[ast::Expr<'a>]) -> Built<'a, Vec<ast::Expr<'a>>> {
     items.iter().map(expr).collect()
 }
 
+/// An upper bound of the size of a constant expression's value; `None` when it is not constant.
+/// Numbers count as their digits, and only text and lists grow when multiplied.
+fn const_size(e: &ast::Expr<'_>) -> Option<usize> {
+    use ast::{BinOpKind, Expr};
+    match e {
+        Expr::Const(c) => Some(c.value.as_str().map_or(24, str::len)),
+        Expr::List(l) => l.items.iter().map(const_size).sum::<Option<usize>>(),
+        Expr::Tuple(t) => t.items.iter().map(const_size).sum::<Option<usize>>(),
+        Expr::UnaryOp(u) => const_size(&u.expr),
+        Expr::BinOp(b) => {
+            let (left, right) = (const_size(&b.left)?, const_size(&b.right)?);
+            let grows = |x: &Expr<'_>| match x {
+                Expr::Const(c) => c.value.as_str().is_some(),
+                _ => true,
+            };
+            match b.op {
+                BinOpKind::Mul if grows(&b.left) || grows(&b.right) => {
+                    let times = |x: &Expr<'_>| match x {
+                        Expr::Const(c) => c.value.as_usize(),
+                        _ => None,
+                    };
+                    let n = times(&b.right).or(times(&b.left)).unwrap_or(usize::MAX);
+                    let size = if grows(&b.left) { left } else { right };
+                    Some(size.saturating_mul(n))
+                }
+                _ => Some(left.saturating_add(right)),
+            }
+        }
+        _ => None,
+    }
+}
+
 /// The expression rebuilt with its limits, or why it is refused.
 fn expr<'a>(e: &ast::Expr<'a>) -> Built<'a, ast::Expr<'a>> {
     use ast::{BinOpKind, Expr};
@@ -743,6 +775,13 @@ fn expr<'a>(e: &ast::Expr<'a>) -> Built<'a, ast::Expr<'a>> {
             u.span(),
         )),
         Expr::BinOp(b) => {
+            // The compiler folds operations on constants while compiling, before any limit
+            // could apply: refuse constant text or lists that would come out too large.
+            if let Some(size) = const_size(e)
+                && size > MAX_VALUE_BYTES
+            {
+                return Err(too_large("the constant", size, MAX_VALUE_BYTES));
+            }
             let (left, right) = (expr(&b.left)?, expr(&b.right)?);
             let name = match b.op {
                 BinOpKind::Add => "__add",

@@ -331,16 +331,15 @@ pub fn compile<'env, 'source>(
         return Ok(Compiled::Literal(source));
     }
     if let Some(inner) = single_expression(source)
-        && env.compile_expression(inner).is_ok()
+        && let Ok(program) = Program::expression(inner)
     {
         return Ok(Compiled::Expression(Bounded {
             env,
             source: inner,
-            program: Program::expression(inner)?,
+            program,
             expression: true,
         }));
     }
-    env.template_from_str(source)?;
     Ok(Compiled::Template(Bounded {
         env,
         source,
@@ -361,7 +360,6 @@ pub fn compile_condition<'env, 'source>(
     source: &'source str,
 ) -> Result<Bounded<'env, 'source>, Error> {
     let source = condition_source(source);
-    env.compile_expression(source)?;
     Ok(Bounded {
         env,
         source,
