@@ -934,7 +934,11 @@ mod tests {
     #[test]
     fn lists_and_range_are_bounded() {
         refused_with("{{ range(1000000) | length }}", "more than 10000 items");
-        refused_with("{{ ([1] * 100000000) | length }}", "more than 10000 items");
+        refused_with("{{ ([1] * 100000000) | length }}", "the constant");
+        refused_with(
+            "{{ ([1] * (object.email | length * 100000)) | length }}",
+            "more than 10000 items",
+        );
         refused_with("{{ (['x' * 60000] * 1000) | join(',') }}", "over the limit");
         refused_with("{{ (['x' * 60000] * 1000) | string }}", "over the limit");
         refused_with(
@@ -976,8 +980,12 @@ mod tests {
     #[test]
     fn conditions_are_bounded() {
         let env = environment();
-        let expr = template::compile_condition(env, "('x' * 100000000) == 'y'").unwrap();
-        let err = expr.eval(()).unwrap_err();
+        let err = template::compile_condition(env, "('x' * 100000000) == 'y'")
+            .err()
+            .expect("a constant over the limit is refused when compiled");
+        assert!(template::describe(&err).contains("limit"), "{err}");
+        let expr = template::compile_condition(env, "('x' * (n * 1000000)) == 'y'").unwrap();
+        let err = expr.eval(minijinja::context! { n => 100 }).unwrap_err();
         assert!(template::describe(&err).contains("limit"), "{err}");
     }
 }
