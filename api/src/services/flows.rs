@@ -307,7 +307,9 @@ pub async fn validate(
     ctx: &TenantContext,
     value: &Value,
 ) -> Result<ValidateOut, ApiError> {
-    let mut errors = flow::validate(value);
+    super::template_runs::count(&ctx.tenant_id)?;
+    let flow_value = value.clone();
+    let mut errors = super::template_runs::run(move || flow::validate(&flow_value)).await?;
     if errors.is_empty()
         && let Some(id) = value.get("connection_id").and_then(Value::as_str)
         && connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
@@ -332,6 +334,7 @@ pub async fn preview(
     id: &str,
     event: &Value,
 ) -> Result<Preview, ApiError> {
+    super::template_runs::count(&ctx.tenant_id)?;
     let row = find(state, ctx, id).await?;
     let spec: FlowSpec = serde_json::from_str(&row.spec).map_err(anyhow::Error::from)?;
     if event.get("type").and_then(Value::as_str).is_none()
@@ -361,7 +364,9 @@ pub async fn preview(
             }
             None => Value::Object(Default::default()),
         };
-    flow::preview(&spec, event, &settings, now())
+    let event = event.clone();
+    super::template_runs::run(move || flow::preview(&spec, &event, &settings, now()))
+        .await?
         .map_err(|e| ApiError::field("event", e.to_string()))
 }
 

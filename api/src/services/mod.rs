@@ -15,6 +15,7 @@ pub mod notification_channels;
 pub mod oauth;
 pub mod sessions;
 pub mod stripe_accounts;
+pub mod template_runs;
 pub mod test_events;
 pub mod users;
 pub mod webhook_endpoints;

@@ -14,6 +14,7 @@ mod flows;
 mod health;
 mod hostile_logs;
 mod hostile_retry;
+mod hostile_templates;
 mod hostile_worker;
 mod isolation;
 mod oauth;

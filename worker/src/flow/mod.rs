@@ -20,6 +20,7 @@
 //!   record id nor match value, is an error rather than a write that would duplicate or miss;
 //!   recipes guard such steps with `when`.
 
+pub mod limits;
 pub mod model;
 pub mod template;
 pub mod templates;
@@ -145,7 +146,11 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         }
     }
 
-    let renderer = Renderer { env, root: &root };
+    let renderer = Renderer {
+        env,
+        root: &root,
+        rendered: Default::default(),
+    };
     let mut match_fields = renderer
         .map(&step.match_fields, "match")
         .map_err(|(field, message)| fail(&field, message))?;
@@ -359,6 +364,8 @@ pub(crate) fn key_path(prefix: &str, key: &str) -> String {
 struct Renderer<'a> {
     env: &'a Environment<'a>,
     root: &'a minijinja::Value,
+    /// Bytes of JSON the step's templates rendered so far, at most [`limits::MAX_STEP_BYTES`].
+    rendered: std::cell::Cell<usize>,
 }
 
 impl Renderer<'_> {
@@ -384,9 +391,23 @@ impl Renderer<'_> {
             Value::String(source) => {
                 let compiled = template::compile(self.env, source)
                     .map_err(|e| (path.to_owned(), template::describe(&e)))?;
-                compiled
+                let value = compiled
                     .render(self.root)
-                    .map_err(|e| (path.to_owned(), template::describe(&e)))
+                    .map_err(|e| (path.to_owned(), template::describe(&e)))?;
+                let size = limits::json_len(&value, None, usize::MAX).unwrap_or(usize::MAX);
+                let total = self.rendered.get().saturating_add(size);
+                if total > limits::MAX_STEP_BYTES {
+                    return Err((
+                        path.to_owned(),
+                        template::describe(&limits::too_large(
+                            "the step's rendered values",
+                            total,
+                            limits::MAX_STEP_BYTES,
+                        )),
+                    ));
+                }
+                self.rendered.set(total);
+                Ok(value)
             }
             Value::Array(items) => items
                 .iter()

@@ -19,9 +19,10 @@ use std::sync::{LazyLock, Mutex};
 
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, TimeZone, Utc};
 use minijinja::value::{Serde, Value, ValueKind};
-use minijinja::{Environment, Error, ErrorKind, Expression, State, Template, UndefinedBehavior};
+use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
 use serde_json::{Map, Value as Json};
 
+use super::limits::{self, Program};
 use super::model::RenderContext;
 
 /// The names a template can read, besides the environment's global functions.
@@ -69,6 +70,7 @@ fn build_environment() -> Environment<'static> {
     env.add_filter("capitalize", filters::capitalize);
     env.add_function("password", password);
     env.add_function("token", token);
+    limits::install(&mut env);
     env
 }
 
@@ -233,14 +235,44 @@ fn without_nulls(value: &Json) -> Json {
     }
 }
 
+/// A template or expression compiled with the limits of [`limits`], ready to run.
+pub struct Bounded<'env, 'source> {
+    env: &'env Environment<'source>,
+    source: &'source str,
+    program: Program<'source>,
+    expression: bool,
+}
+
+impl<'source> Bounded<'_, 'source> {
+    /// Evaluates an expression against a context (or anything that converts into one).
+    pub fn eval<V: Into<Value>>(&self, ctx: V) -> Result<Value, Error> {
+        self.program.eval(self.env, ctx.into())
+    }
+
+    /// The variables the template reads, with trivial attribute chains (`object.amount`).
+    pub fn undeclared_variables(&self, nested: bool) -> std::collections::HashSet<String> {
+        if self.expression {
+            self.env
+                .compile_expression(self.source)
+                .map(|expr| expr.undeclared_variables(nested))
+                .unwrap_or_default()
+        } else {
+            self.env
+                .template_from_str(self.source)
+                .map(|tmpl| tmpl.undeclared_variables(nested))
+                .unwrap_or_default()
+        }
+    }
+}
+
 /// A template string, compiled by how it renders.
 pub enum Compiled<'env, 'source> {
     /// No template syntax: the string itself.
     Literal(&'source str),
     /// Exactly one `{{ expression }}`: its native value.
-    Expression(Expression<'env, 'source>),
+    Expression(Bounded<'env, 'source>),
     /// Anything else: rendered text.
-    Template(Template<'env, 'source>),
+    Template(Bounded<'env, 'source>),
 }
 
 impl Compiled<'_, '_> {
@@ -253,12 +285,25 @@ impl Compiled<'_, '_> {
         }
     }
 
-    /// Renders against a context from [`context`]; undefined and none become JSON null.
+    /// Renders against a context from [`context`]; undefined and none become JSON null. A
+    /// value over [`limits::MAX_VALUE_BYTES`] is an error, found before it is converted.
     pub fn render(&self, ctx: &Value) -> Result<Json, Error> {
         match self {
             Compiled::Literal(text) => Ok(Json::String((*text).to_owned())),
-            Compiled::Expression(expr) => to_json(&expr.eval(ctx)?),
-            Compiled::Template(tmpl) => tmpl.render(ctx).map(Json::String),
+            Compiled::Expression(expr) => {
+                let value = expr.eval(ctx.clone())?;
+                if let Err(size) = limits::json_len(&value, None, limits::MAX_VALUE_BYTES) {
+                    return Err(limits::too_large(
+                        "the value",
+                        size,
+                        limits::MAX_VALUE_BYTES,
+                    ));
+                }
+                to_json(&value)
+            }
+            Compiled::Template(tmpl) => {
+                tmpl.program.render(tmpl.env, ctx.clone()).map(Json::String)
+            }
         }
     }
 }
@@ -286,11 +331,21 @@ pub fn compile<'env, 'source>(
         return Ok(Compiled::Literal(source));
     }
     if let Some(inner) = single_expression(source)
-        && let Ok(expr) = env.compile_expression(inner)
+        && let Ok(program) = Program::expression(inner)
     {
-        return Ok(Compiled::Expression(expr));
+        return Ok(Compiled::Expression(Bounded {
+            env,
+            source: inner,
+            program,
+            expression: true,
+        }));
     }
-    env.template_from_str(source).map(Compiled::Template)
+    Ok(Compiled::Template(Bounded {
+        env,
+        source,
+        program: Program::template(source)?,
+        expression: false,
+    }))
 }
 
 /// The expression text of a condition (`when`, `trigger.filter`); a `{{ … }}` wrapper is
@@ -303,8 +358,14 @@ pub fn condition_source(source: &str) -> &str {
 pub fn compile_condition<'env, 'source>(
     env: &'env Environment<'source>,
     source: &'source str,
-) -> Result<Expression<'env, 'source>, Error> {
-    env.compile_expression(condition_source(source))
+) -> Result<Bounded<'env, 'source>, Error> {
+    let source = condition_source(source);
+    Ok(Bounded {
+        env,
+        source,
+        program: Program::expression(source)?,
+        expression: true,
+    })
 }
 
 /// A template value as JSON; undefined becomes null.
@@ -437,9 +498,7 @@ mod filters {
         if is_missing(value) {
             return None;
         }
-        let text = value
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_owned);
+        let text = value.as_str().map_or_else(|| shown(value), str::to_owned);
         let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
         (!words.is_empty()).then_some(words)
     }
@@ -556,7 +615,7 @@ mod filters {
         }
         if value.as_str().is_none() {
             let by_text = table
-                .get_item(&Value::from(value.to_string()))
+                .get_item(&Value::from(shown(&value)))
                 .unwrap_or(Value::UNDEFINED);
             if !by_text.is_undefined() {
                 return Ok(by_text);
@@ -619,8 +678,14 @@ mod filters {
         }
         match value.as_str() {
             Some(text) => Value::from(f(text)),
-            None => Value::from(f(&value.to_string())),
+            None => Value::from(f(&shown(&value))),
         }
+    }
+
+    /// A non-text value's text; empty when it would be over the size limit of a value, so a
+    /// list of large strings is never printed whole.
+    fn shown(value: &Value) -> String {
+        crate::flow::limits::bounded_text(value).unwrap_or_default()
     }
 
     /// Jinja's `lower`, passing undefined and none through.
