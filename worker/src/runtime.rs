@@ -90,11 +90,10 @@ impl Runtime {
             db: db.clone(),
             queue: queue.clone(),
             retry: settings.retry.clone(),
-            crm: Arc::new(crate::crm::Connector::new(
-                db.clone(),
-                keyring,
-                settings.vendor_urls,
-            )),
+            crm: Arc::new(
+                crate::crm::Connector::new(db.clone(), keyring, settings.vendor_urls)
+                    .with_oauth_apps(settings.oauth_apps.clone()),
+            ),
         });
         let mut tasks = Vec::new();
         let (stopping, stop) = tokio::sync::watch::channel(false);
