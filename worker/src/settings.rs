@@ -541,6 +541,37 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_token_endpoint_belongs_to_an_operator_app() {
+        for (name, value) in [
+            ("TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL", "not a url"),
+            (
+                "TRIBUTARY_OAUTH_ZOHO_ACCOUNTS_URL",
+                "https://accounts.example",
+            ),
+        ] {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name, "{value}");
+        }
+        let s = settings(&[
+            ("TRIBUTARY_OAUTH_SALESFORCE_CLIENT_ID", "id"),
+            ("TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET", "secret"),
+            (
+                "TRIBUTARY_OAUTH_SALESFORCE_LOGIN_URL",
+                "https://sso.example.com/",
+            ),
+        ])
+        .unwrap();
+        let app = &s.oauth_apps[0];
+        assert_eq!(
+            app.token_endpoint.as_deref(),
+            Some("https://sso.example.com")
+        );
+        assert!(app.may_send_to("https://sso.example.com/services/oauth2/token"));
+        assert!(app.may_send_to("https://login.salesforce.com/services/oauth2/token"));
+        assert!(!app.may_send_to("https://evil.example/services/oauth2/token"));
+    }
+
+    #[test]
     fn public_url_follows_listen_and_loses_trailing_slash() {
         let s = settings(&[("TRIBUTARY_LISTEN", "0.0.0.0:9000")]).unwrap();
         assert_eq!(s.public_url, "http://0.0.0.0:9000");

@@ -219,6 +219,7 @@ async fn a_callback_for_a_row_pointed_at_the_tenant_never_sends_the_operators_se
                 query.push(("accounts-server", server.base_url.as_str()));
             }
             let (status, page) = callback(&app, &query).await;
+            never_saw_operator_secret(&log);
             assert_eq!(status, StatusCode::BAD_REQUEST, "{provider}: {page}");
             let connection = app
                 .get(&format!("/v1/connections/{id}"), &tenant.token)
@@ -288,6 +289,7 @@ async fn a_refresh_for_a_row_pointed_at_the_tenant_never_sends_the_operators_sec
                     json!({}),
                 )
                 .await;
+            never_saw_operator_secret(&log);
             assert_eq!(test.status, StatusCode::OK, "{}", test.text);
             assert_eq!(test.body["ok"], false, "{provider}: {}", test.text);
             assert_eq!(test.body["error_kind"], "auth", "{}", test.text);

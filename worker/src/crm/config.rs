@@ -894,6 +894,79 @@ mod tests {
         );
     }
 
+    fn operator_app(provider: &str, configured: Option<&str>) -> crate::settings::OAuthApp {
+        crate::settings::OAuthApp {
+            provider: provider.into(),
+            client_id: "id".into(),
+            client_secret: "secret".to_string().into(),
+            token_endpoint: configured.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_operators_app_goes_only_to_vendor_or_operator_endpoints() {
+        let hubspot = operator_app("hubspot", None);
+        assert!(hubspot.may_send_to("https://api.hubapi.com/oauth/v1/token"));
+        assert!(!hubspot.may_send_to("https://evil.example/oauth/v1/token"));
+        assert!(!hubspot.may_send_to("https://api.hubapi.com.evil.example/oauth/v1/token"));
+        let salesforce = operator_app("salesforce", None);
+        for ok in [
+            "https://login.salesforce.com",
+            "https://test.salesforce.com",
+        ] {
+            assert!(
+                salesforce.may_send_to(&token_url_of("salesforce", ok)),
+                "{ok}"
+            );
+        }
+        // A My Domain is the tenant's: its org's own code answers under paths it chooses.
+        for refused in [
+            "https://acme.my.salesforce.com",
+            "https://acme.my.salesforce.com/services/apexrest/x",
+            "https://login.salesforce.com/services/apexrest/x",
+        ] {
+            let settings = json!({"login_url": refused});
+            let err = check_operator_endpoint(&salesforce, settings.as_object().unwrap());
+            assert_eq!(err.unwrap_err().0, "settings.login_url", "{refused}");
+        }
+        let zoho = operator_app("zoho", Some("http://127.0.0.1:9"));
+        for (_, url) in ZOHO_DATA_CENTERS {
+            assert!(zoho.may_send_to(&token_url_of("zoho", url)));
+        }
+        assert!(zoho.may_send_to("http://127.0.0.1:9/oauth/v2/token"));
+        assert!(
+            check_operator_endpoint(&zoho, json!({"data_center": "eu"}).as_object().unwrap())
+                .is_ok()
+        );
+        let err = check_operator_endpoint(
+            &zoho,
+            json!({"accounts_url": "https://evil.example"})
+                .as_object()
+                .unwrap(),
+        );
+        assert_eq!(err.unwrap_err().0, "settings.accounts_url");
+    }
+
+    #[test]
+    fn credential_destinations_fill_in_defaults() {
+        let empty = Map::new();
+        let explicit = json!({"base_url": "https://api.hubapi.com/"});
+        assert_eq!(
+            credential_destinations("hubspot", &empty),
+            credential_destinations("hubspot", explicit.as_object().unwrap())
+        );
+        let eu = json!({"data_center": "eu"});
+        let eu_url = json!({"accounts_url": "https://accounts.zoho.eu"});
+        assert_eq!(
+            credential_destinations("zoho", eu.as_object().unwrap()),
+            credential_destinations("zoho", eu_url.as_object().unwrap())
+        );
+        assert_ne!(
+            credential_destinations("zoho", eu.as_object().unwrap()),
+            credential_destinations("zoho", &empty)
+        );
+    }
+
     #[test]
     fn official_mode_allows_only_vendor_hosts() {
         assert!(check_url("hubspot", "https://api.hubapi.com", VendorUrls::Official).is_ok());
