@@ -94,11 +94,10 @@ impl Runtime {
             db: db.clone(),
             queue: queue.clone(),
             retry: settings.retry.clone(),
-            crm: Arc::new(crate::crm::Connector::new(
-                db.clone(),
-                keyring,
-                settings.vendor_urls,
-            )),
+            crm: Arc::new(
+                crate::crm::Connector::new(db.clone(), keyring, settings.vendor_urls)
+                    .with_oauth_apps(settings.oauth_apps.clone()),
+            ),
             fairness: crate::engine::Fairness::new(settings.tenant_max_in_flight),
             faults: faults.clone(),
         });

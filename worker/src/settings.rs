@@ -112,6 +112,21 @@ pub struct OAuthApp {
     pub provider: String,
     pub client_id: String,
     pub client_secret: SecretString,
+    /// Where else the operator lets this app obtain tokens, besides the vendor's own endpoints:
+    /// a value of the connection setting that names the token endpoint (HubSpot `token_url`,
+    /// Salesforce `login_url`, Zoho `accounts_url`), from `TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL`,
+    /// `TRIBUTARY_OAUTH_SALESFORCE_LOGIN_URL` or `TRIBUTARY_OAUTH_ZOHO_ACCOUNTS_URL`.
+    pub token_endpoint: Option<String>,
+}
+
+impl OAuthApp {
+    /// Whether this app's secret may be sent to `token_url`: one of the vendor's own token
+    /// endpoints, or the one the operator configured. Never a URL a tenant chose.
+    pub fn may_send_to(&self, token_url: &str) -> bool {
+        crate::crm::config::operator_token_urls(&self.provider, self.token_endpoint.as_deref())
+            .iter()
+            .any(|allowed| allowed == token_url.trim_end_matches('/'))
+    }
 }
 
 impl std::fmt::Debug for OAuthApp {
@@ -119,6 +134,7 @@ impl std::fmt::Debug for OAuthApp {
         f.debug_struct("OAuthApp")
             .field("provider", &self.provider)
             .field("client_id", &self.client_id)
+            .field("token_endpoint", &self.token_endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -264,29 +280,42 @@ impl Settings {
             .transpose()?;
 
         let mut oauth_apps = Vec::new();
-        for (provider, id_var, secret_var) in [
+        for (provider, id_var, secret_var, endpoint_var) in [
             (
                 "hubspot",
                 "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_ID",
                 "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_SECRET",
+                "TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL",
             ),
             (
                 "salesforce",
                 "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_ID",
                 "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET",
+                "TRIBUTARY_OAUTH_SALESFORCE_LOGIN_URL",
             ),
             (
                 "zoho",
                 "TRIBUTARY_OAUTH_ZOHO_CLIENT_ID",
                 "TRIBUTARY_OAUTH_ZOHO_CLIENT_SECRET",
+                "TRIBUTARY_OAUTH_ZOHO_ACCOUNTS_URL",
             ),
         ] {
+            let token_endpoint = get(endpoint_var)
+                .map(|raw| parse_http_url(endpoint_var, &raw))
+                .transpose()?;
             match (get(id_var), get(secret_var)) {
                 (Some(client_id), Some(secret)) => oauth_apps.push(OAuthApp {
                     provider: provider.to_string(),
                     client_id,
                     client_secret: SecretString::from(secret),
+                    token_endpoint,
                 }),
+                (None, None) if token_endpoint.is_some() => {
+                    return Err(bad(
+                        endpoint_var,
+                        format!("is only used with {id_var} and {secret_var}"),
+                    ));
+                }
                 (None, None) => {}
                 (Some(_), None) => {
                     return Err(bad(secret_var, format!("is required when {id_var} is set")));
@@ -548,6 +577,37 @@ mod tests {
             assert_eq!(err.variable, name, "{value}");
             assert!(err.to_string().starts_with(name), "{err}");
         }
+    }
+
+    #[test]
+    fn an_operator_token_endpoint_belongs_to_an_operator_app() {
+        for (name, value) in [
+            ("TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL", "not a url"),
+            (
+                "TRIBUTARY_OAUTH_ZOHO_ACCOUNTS_URL",
+                "https://accounts.example",
+            ),
+        ] {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name, "{value}");
+        }
+        let s = settings(&[
+            ("TRIBUTARY_OAUTH_SALESFORCE_CLIENT_ID", "id"),
+            ("TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET", "secret"),
+            (
+                "TRIBUTARY_OAUTH_SALESFORCE_LOGIN_URL",
+                "https://sso.example.com/",
+            ),
+        ])
+        .unwrap();
+        let app = &s.oauth_apps[0];
+        assert_eq!(
+            app.token_endpoint.as_deref(),
+            Some("https://sso.example.com")
+        );
+        assert!(app.may_send_to("https://sso.example.com/services/oauth2/token"));
+        assert!(app.may_send_to("https://login.salesforce.com/services/oauth2/token"));
+        assert!(!app.may_send_to("https://evil.example/services/oauth2/token"));
     }
 
     #[test]

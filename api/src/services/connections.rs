@@ -105,13 +105,59 @@ fn check_settings(
     }
 }
 
+/// Stored credentials go only to the host they were entered for: new settings that change
+/// where they would be sent (`base_url`, `token_url`, `login_url`, `accounts_url` or
+/// `data_center`, an SMTP `host` or `port`) are refused unless the credentials come again.
+fn check_destinations(
+    existing: &connections::Model,
+    stored: &config::Credentials,
+    settings: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) {
+    let holds_secret = !matches!(
+        stored,
+        config::Credentials::None
+            | config::Credentials::Oauth {
+                client_secret: None,
+                ..
+            }
+    );
+    if !holds_secret {
+        return;
+    }
+    let old: Map<String, Value> = serde_json::from_str(&existing.settings).unwrap_or_default();
+    let before = config::credential_destinations(&existing.provider, &old);
+    let after = config::credential_destinations(&existing.provider, settings);
+    for ((field, was), (_, now)) in before.iter().zip(&after) {
+        if was == now {
+            continue;
+        }
+        let field = match *field {
+            "accounts_url"
+                if settings.contains_key("data_center")
+                    || (!settings.contains_key("accounts_url")
+                        && old.contains_key("data_center")) =>
+            {
+                "data_center"
+            }
+            field => field,
+        };
+        errors.push(FieldError::new(
+            format!("settings.{field}"),
+            "changing where credentials go needs them re-entered in auth",
+        ));
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPatch {
     pub name: Option<String>,
     /// New credentials: the connection becomes `active` again and its waiting deliveries run.
     pub auth: Option<AuthIn>,
-    /// Replaces the settings.
+    /// Replaces the settings. A change to where the credentials are sent (`base_url`,
+    /// `token_url`, `login_url`, `accounts_url`, `data_center`, an SMTP `host` or `port`) needs
+    /// `auth` in the same request.
     #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub settings: Option<Map<String, Value>>,
     /// `active` or `disabled`.
@@ -230,7 +276,13 @@ pub async fn create(
     let credentials = credentials(&input.provider, input.auth.as_ref(), &mut errors);
     check_settings(state, &input.provider, &input.settings, &mut errors);
     if let Some(credentials @ config::Credentials::Oauth { .. }) = &credentials {
-        super::oauth::check_client(state, &input.provider, credentials, &mut errors);
+        super::oauth::check_client(
+            state,
+            &input.provider,
+            credentials,
+            &input.settings,
+            &mut errors,
+        );
     }
     let Some(credentials) = credentials.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
@@ -332,8 +384,30 @@ pub async fn update(
     if let Some(settings) = &patch.settings {
         check_settings(state, &existing.provider, settings, &mut errors);
     }
+    let settings = match &patch.settings {
+        Some(settings) => settings.clone(),
+        None => serde_json::from_str(&existing.settings).unwrap_or_default(),
+    };
     if let Some(credentials @ config::Credentials::Oauth { .. }) = &credentials {
-        super::oauth::check_client(state, &existing.provider, credentials, &mut errors);
+        super::oauth::check_client(
+            state,
+            &existing.provider,
+            credentials,
+            &settings,
+            &mut errors,
+        );
+    }
+    if patch.auth.is_none() && patch.settings.is_some() && errors.is_empty() {
+        let stored = super::oauth::credentials_of(state, &existing)?;
+        check_destinations(&existing, &stored, &settings, &mut errors);
+        if errors.is_empty()
+            && matches!(
+                stored,
+                config::Credentials::Oauth { .. } | config::Credentials::RefreshToken { .. }
+            )
+        {
+            super::oauth::check_client(state, &existing.provider, &stored, &settings, &mut errors);
+        }
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));

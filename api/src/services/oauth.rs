@@ -5,7 +5,10 @@
 //! connection as it was (never active) and says why.
 //!
 //! The client app is the tenant's own (client id and secret sealed on the connection) or the
-//! operator's (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` / `_CLIENT_SECRET`).
+//! operator's (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` / `_CLIENT_SECRET`). The operator's app is
+//! only ever sent to the vendor's own token endpoint or the one the operator configured, never
+//! to a URL from a connection's settings; a tenant who points a connection elsewhere brings
+//! their own app.
 
 use entity::{TenantOwned, connections, oauth_states};
 use oauth2::basic::{
@@ -34,6 +37,10 @@ use crate::extract::Actor;
 
 /// How long an authorize link stays usable.
 const STATE_TTL_MINUTES: i64 = 10;
+/// The longest access-token lifetime believed from a vendor's `expires_in`: a year. Vendors
+/// issue tokens for minutes or hours; a longer (or unrepresentable) value is taken as a year,
+/// and a refused token is refreshed whatever its stored expiry says.
+const MAX_TOKEN_LIFETIME_DAYS: i64 = 365;
 pub const VERIFIER_PURPOSE: &str = "oauth_state.verifier";
 
 /// What vendors add to a token answer: Salesforce's `instance_url`, Zoho's `api_domain`.
@@ -65,12 +72,32 @@ fn state_id(state_token: &str) -> String {
     hex::encode(Sha256::digest(state_token.as_bytes()))
 }
 
-/// The client app a connection authorizes with: its own, else the operator's.
+/// The operator's app for `provider` whose secret is `secret`, if it is one.
+fn operator_app<'a>(
+    state: &'a AppState,
+    provider: &str,
+    secret: &str,
+) -> Option<&'a tributary_worker::settings::OAuthApp> {
+    state
+        .settings
+        .oauth_apps
+        .iter()
+        .find(|app| app.provider == provider && expose(&app.client_secret) == secret)
+}
+
+/// The client app a connection with `settings` authorizes with: its own, else the operator's.
+/// The operator's app (also when the callback stored it on the connection) is refused, naming
+/// the setting, unless the settings lead to a token endpoint it may be sent to.
 fn client_app(
     state: &AppState,
     provider: &str,
     credentials: &Credentials,
+    settings: &Map<String, Value>,
 ) -> Result<(String, String), ApiError> {
+    let operator_only = |app: &tributary_worker::settings::OAuthApp| {
+        config::check_operator_endpoint(app, settings)
+            .map_err(|(field, message)| ApiError::field(field, message))
+    };
     match credentials {
         Credentials::Oauth {
             client_id: Some(id),
@@ -80,14 +107,23 @@ fn client_app(
             client_id: id,
             client_secret: secret,
             ..
-        } => Ok((id.clone(), secret.clone())),
+        } => {
+            if let Some(app) = operator_app(state, provider, secret) {
+                operator_only(app)?;
+            }
+            Ok((id.clone(), secret.clone()))
+        }
         _ => state
             .settings
             .oauth_apps
             .iter()
             .find(|app| app.provider == provider)
-            .map(|app| (app.client_id.clone(), expose(&app.client_secret).to_string()))
-            .ok_or_else(|| {
+            .map(|app| {
+                operator_only(app)?;
+                Ok((app.client_id.clone(), expose(&app.client_secret).to_string()))
+            })
+            .unwrap_or_else(|| {
+                Err(
                 ApiError::field(
                     "auth.client_id",
                     format!(
@@ -95,7 +131,7 @@ fn client_app(
                          (TRIBUTARY_OAUTH_{}_CLIENT_ID); bring your own client_id and client_secret",
                         provider.to_uppercase()
                     ),
-                )
+                ))
             }),
     }
 }
@@ -128,7 +164,7 @@ pub async fn start<C: ConnectionTrait>(
             format!("{} has no OAuth browser flow", connection.provider),
         )
     })?;
-    let (client_id, _) = client_app(state, &connection.provider, credentials)?;
+    let (client_id, _) = client_app(state, &connection.provider, credentials, &settings)?;
     let bad_url = |what: &str| ApiError::field("settings", format!("the {what} is not a URL"));
     let client = VendorClient::new(ClientId::new(client_id))
         .set_auth_uri(
@@ -301,8 +337,25 @@ pub async fn callback(
     let endpoints = config::oauth_endpoints(&connection.provider, &settings)
         .ok_or_else(|| Refused("this provider has no OAuth flow".into()))?;
     let credentials = credentials_of(state, &connection)?;
-    let (client_id, client_secret) = client_app(state, &connection.provider, &credentials)
-        .map_err(|_| Refused("no OAuth app is configured for this connection".into()))?;
+    let (client_id, client_secret) =
+        match client_app(state, &connection.provider, &credentials, &settings) {
+            Ok(app) => app,
+            Err(ApiError::Validation(errors)) => {
+                let reason = errors
+                    .first()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .unwrap_or_else(|| "no OAuth app is configured for this connection".into());
+                note_refusal(state, &connection, &reason).await?;
+                return Err(Refused(reason));
+            }
+            Err(_) => return refuse("no OAuth app is configured for this connection"),
+        };
+    // The operator's secret goes only where the operator's app may go, whatever built the URL.
+    if let Some(app) = operator_app(state, &connection.provider, &client_secret)
+        && !app.may_send_to(&endpoints.token_url)
+    {
+        return refuse("this server's OAuth app is not sent to this connection's token URL");
+    }
     let token_url = TokenUrl::new(endpoints.token_url.clone())
         .map_err(|_| Refused("the token URL is not a URL".into()))?;
     let redirect = RedirectUrl::new(row.redirect_uri.clone())
@@ -374,8 +427,7 @@ pub async fn callback(
         access_token: token.access_token().secret().clone(),
         expires_at: token
             .expires_in()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| now() + d),
+            .map(|lifetime| token_expiry(&connection.id, lifetime)),
         api_base,
     };
     let credentials = Credentials::RefreshToken {
@@ -438,6 +490,28 @@ pub async fn callback(
         .ok_or_else(|| Refused("the connection no longer exists".into()))?;
     super::events::release_waiting(state, &active).await?;
     Ok(active)
+}
+
+/// When a token the vendor says lives `lifetime` expires: at most a year from now (a longer or
+/// unrepresentable lifetime is capped, with a warning), never an arithmetic overflow.
+fn token_expiry(
+    connection_id: &str,
+    lifetime: std::time::Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    let cap = chrono::Duration::days(MAX_TOKEN_LIFETIME_DAYS);
+    let lifetime = match chrono::Duration::from_std(lifetime) {
+        Ok(lifetime) if lifetime <= cap => lifetime,
+        _ => {
+            tracing::warn!(
+                connection_id,
+                expires_in = lifetime.as_secs(),
+                "the vendor's token lifetime is over a year; taken as a year"
+            );
+            cap
+        }
+    };
+    let at = now();
+    at.checked_add_signed(lifetime).unwrap_or(at)
 }
 
 /// Records why an authorization failed on the connection, without changing its status.
@@ -544,14 +618,16 @@ pub async fn revoke(state: &AppState, connection: &connections::Model) -> Option
     Some(revoked)
 }
 
-/// Checks that a new `oauth` connection can find a client app.
+/// Checks that an `oauth` connection with `settings` can find a client app, and that the
+/// operator's is not pointed at another token endpoint.
 pub fn check_client(
     state: &AppState,
     provider: &str,
     credentials: &Credentials,
+    settings: &Map<String, Value>,
     errors: &mut Vec<FieldError>,
 ) {
-    if let Err(ApiError::Validation(found)) = client_app(state, provider, credentials) {
+    if let Err(ApiError::Validation(found)) = client_app(state, provider, credentials, settings) {
         errors.extend(found);
     }
 }

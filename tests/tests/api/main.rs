@@ -13,6 +13,7 @@ mod errors;
 mod flows;
 mod health;
 mod hostile_logs;
+mod hostile_oauth;
 mod hostile_retry;
 mod hostile_templates;
 mod hostile_worker;

@@ -146,6 +146,7 @@ async fn salesforce_connects_with_pkce_through_the_operators_app() {
             "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET",
             salesforce::CLIENT_SECRET,
         ),
+        ("TRIBUTARY_OAUTH_SALESFORCE_LOGIN_URL", &fake.login_url),
         ("TRIBUTARY_OAUTH_SUCCESS_URL", "{base}/healthz"),
     ])
     .await;

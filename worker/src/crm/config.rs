@@ -693,6 +693,133 @@ pub fn zoho_accounts_url(settings: &Map<String, Value>) -> String {
         .to_string()
 }
 
+/// The Salesforce sandbox login server, the other endpoint Salesforce runs for every org.
+pub const SALESFORCE_TEST_LOGIN_URL: &str = "https://test.salesforce.com";
+
+/// The setting of a provider's connection that says where its OAuth tokens come from, or
+/// `None` for providers without OAuth.
+pub fn token_endpoint_setting(provider: &str) -> Option<&'static str> {
+    match provider {
+        "hubspot" => Some("token_url"),
+        "salesforce" => Some("login_url"),
+        "zoho" => Some("accounts_url"),
+        _ => None,
+    }
+}
+
+/// The value of that setting a connection uses: its own, else the vendor's default.
+pub fn token_endpoint(provider: &str, settings: &Map<String, Value>) -> Option<String> {
+    match provider {
+        "hubspot" => Some(
+            text(settings, "token_url")
+                .unwrap_or(super::hubspot::DEFAULT_TOKEN_URL)
+                .to_string(),
+        ),
+        "salesforce" => Some(
+            text(settings, "login_url")
+                .unwrap_or(super::salesforce::DEFAULT_LOGIN_URL)
+                .to_string(),
+        ),
+        "zoho" => Some(zoho_accounts_url(settings)),
+        _ => None,
+    }
+}
+
+/// The token URL a value of that setting leads to (what `oauth_endpoints` and the adapters'
+/// refreshes post to).
+pub fn token_url_of(provider: &str, endpoint: &str) -> String {
+    let endpoint = endpoint.trim_end_matches('/');
+    match provider {
+        "salesforce" => format!("{endpoint}/services/oauth2/token"),
+        "zoho" => format!("{endpoint}/oauth/v2/token"),
+        _ => endpoint.to_string(),
+    }
+}
+
+/// The vendor's own values of that setting: the only ones, with the operator's configured
+/// one, that the operator's OAuth app is ever sent to. Salesforce My Domain hosts are not
+/// among them: a My Domain is named by the tenant and serves the org's own code (Apex REST,
+/// Sites) under paths the tenant chooses, so a tenant on one brings their own connected app.
+pub fn official_token_endpoints(provider: &str) -> Vec<&'static str> {
+    match provider {
+        "hubspot" => vec![super::hubspot::DEFAULT_TOKEN_URL],
+        "salesforce" => vec![
+            super::salesforce::DEFAULT_LOGIN_URL,
+            SALESFORCE_TEST_LOGIN_URL,
+        ],
+        "zoho" => ZOHO_DATA_CENTERS.iter().map(|(_, url)| *url).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The token URLs the operator's OAuth app for `provider` may be sent to: the vendor's own,
+/// and the one the operator configured (`configured`, a value of the provider's token
+/// endpoint setting).
+pub fn operator_token_urls(provider: &str, configured: Option<&str>) -> Vec<String> {
+    official_token_endpoints(provider)
+        .into_iter()
+        .chain(configured)
+        .map(|endpoint| token_url_of(provider, endpoint))
+        .collect()
+}
+
+/// Checks that a connection using the operator's OAuth app (`app`) gets its tokens only where
+/// that app may be sent; the problem names the setting.
+pub fn check_operator_endpoint(
+    app: &crate::settings::OAuthApp,
+    settings: &Map<String, Value>,
+) -> Result<(), Problem> {
+    let (Some(setting), Some(endpoint)) = (
+        token_endpoint_setting(&app.provider),
+        token_endpoint(&app.provider, settings),
+    ) else {
+        return Ok(());
+    };
+    if app.may_send_to(&token_url_of(&app.provider, &endpoint)) {
+        return Ok(());
+    }
+    let field = if app.provider == "zoho" && !settings.contains_key("accounts_url") {
+        "data_center"
+    } else {
+        setting
+    };
+    Err((
+        format!("settings.{field}"),
+        format!(
+            "this server's {} OAuth app is only sent to {}'s own endpoints; to use {endpoint}, \
+             bring your own app (auth.client_id and auth.client_secret)",
+            app.provider, app.provider
+        ),
+    ))
+}
+
+/// The settings that say where a provider's stored credentials are sent, with the value each
+/// has in effect (defaults filled in); a change to one needs the credentials re-entered.
+pub fn credential_destinations(
+    provider: &str,
+    settings: &Map<String, Value>,
+) -> Vec<(&'static str, Option<String>)> {
+    let url = |key: &'static str, default: Option<&str>| {
+        (key, text(settings, key).or(default).map(str::to_string))
+    };
+    match provider {
+        "hubspot" => vec![
+            url("base_url", Some(super::hubspot::DEFAULT_BASE_URL)),
+            url("token_url", Some(super::hubspot::DEFAULT_TOKEN_URL)),
+        ],
+        "salesforce" => vec![url("login_url", Some(super::salesforce::DEFAULT_LOGIN_URL))],
+        // `data_center` and `accounts_url` name the same thing: compared as one, the
+        // accounts server in effect.
+        "zoho" => vec![("accounts_url", Some(zoho_accounts_url(settings)))],
+        "http" => vec![url("base_url", None)],
+        "smtp" => vec![
+            url("host", None),
+            ("port", settings.get("port").map(Value::to_string)),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// A setting as text, if present.
 pub fn text<'a>(settings: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     settings
@@ -766,6 +893,79 @@ mod tests {
                 "settings.login_url",
                 "settings.wonstage"
             ]
+        );
+    }
+
+    fn operator_app(provider: &str, configured: Option<&str>) -> crate::settings::OAuthApp {
+        crate::settings::OAuthApp {
+            provider: provider.into(),
+            client_id: "id".into(),
+            client_secret: "secret".to_string().into(),
+            token_endpoint: configured.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_operators_app_goes_only_to_vendor_or_operator_endpoints() {
+        let hubspot = operator_app("hubspot", None);
+        assert!(hubspot.may_send_to("https://api.hubapi.com/oauth/v1/token"));
+        assert!(!hubspot.may_send_to("https://evil.example/oauth/v1/token"));
+        assert!(!hubspot.may_send_to("https://api.hubapi.com.evil.example/oauth/v1/token"));
+        let salesforce = operator_app("salesforce", None);
+        for ok in [
+            "https://login.salesforce.com",
+            "https://test.salesforce.com",
+        ] {
+            assert!(
+                salesforce.may_send_to(&token_url_of("salesforce", ok)),
+                "{ok}"
+            );
+        }
+        // A My Domain is the tenant's: its org's own code answers under paths it chooses.
+        for refused in [
+            "https://acme.my.salesforce.com",
+            "https://acme.my.salesforce.com/services/apexrest/x",
+            "https://login.salesforce.com/services/apexrest/x",
+        ] {
+            let settings = json!({"login_url": refused});
+            let err = check_operator_endpoint(&salesforce, settings.as_object().unwrap());
+            assert_eq!(err.unwrap_err().0, "settings.login_url", "{refused}");
+        }
+        let zoho = operator_app("zoho", Some("http://127.0.0.1:9"));
+        for (_, url) in ZOHO_DATA_CENTERS {
+            assert!(zoho.may_send_to(&token_url_of("zoho", url)));
+        }
+        assert!(zoho.may_send_to("http://127.0.0.1:9/oauth/v2/token"));
+        assert!(
+            check_operator_endpoint(&zoho, json!({"data_center": "eu"}).as_object().unwrap())
+                .is_ok()
+        );
+        let err = check_operator_endpoint(
+            &zoho,
+            json!({"accounts_url": "https://evil.example"})
+                .as_object()
+                .unwrap(),
+        );
+        assert_eq!(err.unwrap_err().0, "settings.accounts_url");
+    }
+
+    #[test]
+    fn credential_destinations_fill_in_defaults() {
+        let empty = Map::new();
+        let explicit = json!({"base_url": "https://api.hubapi.com/"});
+        assert_eq!(
+            credential_destinations("hubspot", &empty),
+            credential_destinations("hubspot", explicit.as_object().unwrap())
+        );
+        let eu = json!({"data_center": "eu"});
+        let eu_url = json!({"accounts_url": "https://accounts.zoho.eu"});
+        assert_eq!(
+            credential_destinations("zoho", eu.as_object().unwrap()),
+            credential_destinations("zoho", eu_url.as_object().unwrap())
+        );
+        assert_ne!(
+            credential_destinations("zoho", eu.as_object().unwrap()),
+            credential_destinations("zoho", &empty)
         );
     }
 

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use super::config::{self, Credentials};
 use super::{CrmError, ErrorKind};
 use crate::secrets::{Keyring, SecretContext};
-use crate::settings::VendorUrls;
+use crate::settings::{OAuthApp, VendorUrls};
 
 /// Shared by every call the workers make: the database, keys, HTTP client and the in-process
 /// refresh locks.
@@ -35,6 +35,9 @@ pub struct Connector {
     pub keyring: Arc<Keyring>,
     pub http: reqwest::Client,
     pub vendor_urls: VendorUrls,
+    /// The operator's OAuth apps: their secrets are only sent where each may go
+    /// ([`OAuthApp::may_send_to`]), whatever a connection's settings say.
+    pub oauth_apps: Vec<OAuthApp>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -54,8 +57,15 @@ impl Connector {
             keyring,
             http,
             vendor_urls,
+            oauth_apps: Vec::new(),
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The operator's OAuth apps, so that refreshes never send their secrets elsewhere.
+    pub fn with_oauth_apps(mut self, apps: Vec<OAuthApp>) -> Self {
+        self.oauth_apps = apps;
+        self
     }
 
     fn lock_for(&self, connection_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -751,6 +761,23 @@ impl<'c> Call<'c> {
                 format!("these {vendor} credentials cannot be refreshed"),
             ));
         };
+        // The operator's app (stored on the connection by the OAuth callback) goes only to the
+        // vendor's own token endpoint or the operator's, even if the row says otherwise.
+        let provider = self.connection.provider.as_str();
+        if self.connector.oauth_apps.iter().any(|app| {
+            crate::secrets::expose(&app.client_secret) == client_secret.as_str()
+                && !(app.provider == provider && app.may_send_to(url))
+        }) {
+            let shown = url::Url::parse(url).map_or_else(|_| url.to_string(), |u| redact_url(&u));
+            return Err(CrmError::new(
+                ErrorKind::Auth,
+                format!(
+                    "this connection gets its tokens from {shown}, where this server's {vendor} \
+                     OAuth app is never sent; reconnect it with your own app \
+                     (auth.client_id and auth.client_secret)"
+                ),
+            ));
+        }
         self.post_form(
             url,
             &[
