@@ -75,8 +75,9 @@ async fn internal_name() -> Option<String> {
     None
 }
 
-/// The default, whatever the test harness sets for the other tests.
-const DEFAULT: &[(&str, &str)] = &[("TRIBUTARY_VENDOR_URLS", "official")];
+/// `TRIBUTARY_VENDOR_URLS` left unset (an empty value counts as unset), undoing the `any` the
+/// harness sets for the other tests' local fakes: the default is what is under test.
+const DEFAULT: &[(&str, &str)] = &[("TRIBUTARY_VENDOR_URLS", "")];
 
 fn http_flow(connection_id: &str, url: &str) -> Value {
     json!({
