@@ -916,7 +916,15 @@ mod tests {
                 "{url}"
             );
         }
-        for host in ["localhost.", "db.localhost", "127.1", "[::1]", "0.0.0.0"] {
+        for host in [
+            "localhost.",
+            "LOCALHOST",
+            "db.localhost",
+            "127.1",
+            "2130706433",
+            "[::1]",
+            "0.0.0.0",
+        ] {
             assert!(is_private_host(host), "{host}");
         }
         assert!(!is_private_host("smtp.example.com"));
