@@ -29,6 +29,8 @@ fn start(dir: &Path, port: u16) -> Child {
 fn start_with(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
         .env_clear()
+        // The fakes listen on 127.0.0.1.
+        .env("TRIBUTARY_VENDOR_URLS", "any")
         .envs(extra.iter().copied())
         .current_dir(dir)
         .env("RUST_LOG", "info")

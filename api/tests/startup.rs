@@ -30,8 +30,14 @@ fn api(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Command {
 
 /// Starts the server and returns it with the log lines printed up to "listening".
 fn start(dir: &Path, port: u16) -> (Child, Vec<String>) {
+    start_with(dir, port, &[])
+}
+
+fn start_with(dir: &Path, port: u16, vars: &[(&str, &str)]) -> (Child, Vec<String>) {
     let listen = format!("127.0.0.1:{port}");
-    let mut child = api(dir, &[("TRIBUTARY_LISTEN", &listen)], &[])
+    let mut all = vec![("TRIBUTARY_LISTEN", listen.as_str())];
+    all.extend_from_slice(vars);
+    let mut child = api(dir, &all, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -89,6 +95,7 @@ async fn one_command_starts_a_complete_system_and_keeps_its_keys() {
         log.contains(&format!("http://127.0.0.1:{port}/docs")),
         "{log}"
     );
+    assert!(!log.contains("TRIBUTARY_VENDOR_URLS=any"), "{log}");
     assert_eq!(
         log.matches("generated encryption key file").count(),
         1,
@@ -202,6 +209,21 @@ async fn one_command_starts_a_complete_system_and_keeps_its_keys() {
     assert!(
         again.status.success() && text.contains("resealed=0") && text.contains("already_current=1"),
         "{text}"
+    );
+}
+
+#[test]
+fn the_unsafe_vendor_url_setting_is_announced_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, lines) = start_with(dir.path(), free_port(), &[("TRIBUTARY_VENDOR_URLS", "any")]);
+    stop(child);
+    let log = lines.join("\n");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("WARN")
+                && line.contains("TRIBUTARY_VENDOR_URLS=any is unsafe")),
+        "{log}"
     );
 }
 

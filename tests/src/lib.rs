@@ -51,8 +51,17 @@ where
     F: Fn(TestApp) -> Fut,
     Fut: Future<Output = ()>,
 {
+    each_backend_with(&[], test).await;
+}
+
+/// [`each_backend`] with extra settings, as [`TestApp::spawn_with`] takes them.
+pub async fn each_backend_with<F, Fut>(vars: &[(&str, &str)], test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
     for backend in backends() {
-        let app = TestApp::spawn(backend).await;
+        let app = TestApp::spawn_with(backend, vars).await;
         let cleanup = app.cleanup_handle();
         test(app).await;
         cleanup.run().await;
@@ -214,6 +223,8 @@ impl TestApp {
             ("TRIBUTARY_SWEEP_GRACE".into(), "10s".into()),
             ("TRIBUTARY_WORKER_CONCURRENCY".into(), "4".into()),
             ("TRIBUTARY_METRICS_TOKEN".into(), METRICS_TOKEN.into()),
+            // The fakes listen on 127.0.0.1; tests of the default override this.
+            ("TRIBUTARY_VENDOR_URLS".into(), "any".into()),
             // Nothing reaches the real Stripe from a test: the discard port refuses at once.
             // Tests that talk to Stripe point this at the fake.
             (

@@ -82,6 +82,7 @@ pub struct Notifier {
     db: DatabaseConnection,
     keyring: Arc<Keyring>,
     http: reqwest::Client,
+    vendor_urls: crate::settings::VendorUrls,
     interval: Duration,
     period: chrono::Duration,
 }
@@ -129,6 +130,7 @@ impl Notifier {
             db,
             keyring,
             http,
+            vendor_urls,
             interval,
             period: chrono::Duration::from_std(period).unwrap_or(chrono::Duration::hours(1)),
         })
@@ -150,6 +152,9 @@ impl Notifier {
             _ => serde_json::to_value(notice).unwrap_or_default(),
         }
         .to_string();
+        if let Ok(parsed) = url::Url::parse(crate::secrets::expose(&url)) {
+            crate::net::check_literal(&parsed, self.vendor_urls).map_err(|e| failure(None, e))?;
+        }
         let mut request = self
             .http
             .post(crate::secrets::expose(&url))
@@ -168,6 +173,9 @@ impl Notifier {
             );
         }
         let response = request.body(body).send().await.map_err(|e| {
+            if let Some(refused) = crate::net::refusal(&e) {
+                return failure(None, refused);
+            }
             let what = if e.is_timeout() {
                 format!("no answer within {} s", SEND_TIMEOUT.as_secs())
             } else if e.is_connect() {
@@ -181,7 +189,9 @@ impl Notifier {
         if status.is_success() {
             return Ok(status.as_u16());
         }
-        let text = response.text().await.unwrap_or_default();
+        let text = crate::net::read_text(response, crate::net::ANSWER_LIMIT)
+            .await
+            .unwrap_or_else(|e| format!("({e})"));
         let text: String = text.chars().take(300).collect();
         Err(failure(
             Some(status.as_u16()),

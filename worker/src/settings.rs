@@ -31,7 +31,9 @@ pub enum LogFormat {
 /// Which hosts a tenant's connection may point at (an SSRF guard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VendorUrls {
+    /// Unsafe, for development: any address, the internal network and loopback included.
     Any,
+    /// Public addresses only (and the vendors' own hosts for vendor connections); the default.
     Official,
 }
 
@@ -265,8 +267,8 @@ impl Settings {
         };
 
         let vendor_urls = match get("TRIBUTARY_VENDOR_URLS").as_deref() {
-            None | Some("any") => VendorUrls::Any,
-            Some("official") => VendorUrls::Official,
+            Some("any") => VendorUrls::Any,
+            None | Some("official") => VendorUrls::Official,
             Some(other) => {
                 return Err(bad(
                     "TRIBUTARY_VENDOR_URLS",
@@ -548,6 +550,13 @@ mod tests {
         assert_eq!(s.retry.base_delay, Duration::from_secs(5));
         assert_eq!(s.retry.max_delay, Duration::from_secs(3600));
         assert!(s.encryption_keys.is_none() && s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn tenant_urls_are_public_only_unless_any_is_asked_for() {
+        assert_eq!(settings(&[]).unwrap().vendor_urls, VendorUrls::Official);
+        let s = settings(&[("TRIBUTARY_VENDOR_URLS", "any")]).unwrap();
+        assert_eq!(s.vendor_urls, VendorUrls::Any);
     }
 
     #[test]

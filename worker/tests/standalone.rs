@@ -103,6 +103,7 @@ async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
         .env_clear()
         .current_dir(dir.path())
         .env("DATABASE_URL", &url)
+        .env("TRIBUTARY_VENDOR_URLS", "any")
         .env("TRIBUTARY_SWEEP_INTERVAL", "200ms")
         .env("TRIBUTARY_SWEEP_GRACE", "1s")
         .env("TRIBUTARY_WORKER_CONCURRENCY", "2")
@@ -152,6 +153,16 @@ async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
         "{settled}"
     );
     assert!(settled["span"]["event_id"].is_string(), "{settled}");
+    // The development opt-in of this run is announced as unsafe.
+    assert!(
+        logs.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .any(|line| line["level"] == "WARN"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("TRIBUTARY_VENDOR_URLS=any is unsafe"))),
+        "{logs}"
+    );
     let fields: serde_json::Value = serde_json::from_str(&record.fields).unwrap();
     assert_eq!(fields, json!({"email": "ada@example.com", "name": "Ada"}));
     let event = events::Entity::find().one(&conn).await.unwrap().unwrap();

@@ -7,7 +7,9 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tributary_worker::crm::config;
 use tributary_worker::flow::{self, Action, FlowSpec, Preview, ValidationError};
+use tributary_worker::settings::VendorUrls;
 use utoipa::ToSchema;
 
 use super::{audit, new_id, now};
@@ -90,6 +92,11 @@ async fn checked(
             ));
         }
     }
+    errors.extend(
+        url_errors(value, state.settings.vendor_urls)
+            .into_iter()
+            .map(|e| FieldError::new(e.path, e.message)),
+    );
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -135,6 +142,41 @@ async fn checked(
     }
     super::valid(errors).map_err(ApiError::Validation)?;
     Ok(spec)
+}
+
+/// The http steps' URLs that `TRIBUTARY_VENDOR_URLS` refuses, found when the flow is saved
+/// rather than at its first delivery. A host a template writes is checked when the step runs.
+fn url_errors(value: &Value, vendor_urls: VendorUrls) -> Vec<ValidationError> {
+    let steps = value.get("steps").and_then(Value::as_array);
+    let mut errors = Vec::new();
+    for (i, step) in steps.into_iter().flatten().enumerate() {
+        let Some(fixed) = step
+            .get("url")
+            .and_then(Value::as_str)
+            .and_then(literal_origin)
+        else {
+            continue;
+        };
+        if let Err(message) = config::check_url("http", fixed, vendor_urls) {
+            errors.push(ValidationError {
+                path: format!("steps[{i}].url"),
+                message,
+            });
+        }
+    }
+    errors
+}
+
+/// What of `url` no template writes: all of it, or its scheme and host when a template comes
+/// only after them; `None` when a template writes part of the host.
+fn literal_origin(url: &str) -> Option<&str> {
+    let Some(at) = url.find('{') else {
+        return Some(url);
+    };
+    let prefix = &url[..at];
+    let authority = prefix.split_once("://")?.1;
+    let end = authority.find(['/', '?', '#'])?;
+    Some(&prefix[..prefix.len() - authority.len() + end])
 }
 
 fn render(row: flows::Model) -> Result<FlowOut, ApiError> {
@@ -310,6 +352,7 @@ pub async fn validate(
     super::template_runs::count(&ctx.tenant_id)?;
     let flow_value = value.clone();
     let mut errors = super::template_runs::run(move || flow::validate(&flow_value)).await?;
+    errors.extend(url_errors(value, state.settings.vendor_urls));
     if errors.is_empty()
         && let Some(id) = value.get("connection_id").and_then(Value::as_str)
         && connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)

@@ -569,7 +569,13 @@ async fn send(
     for (name, value) in response.headers() {
         builder = builder.header(name, value);
     }
-    let body = response.bytes().await?.to_vec();
+    // An answer over the limit reaches the caller as an unparseable body that says so.
+    use tributary_worker::net::{ANSWER_LIMIT, ReadError, read_limited};
+    let body = match read_limited(response, ANSWER_LIMIT).await {
+        Ok(body) => body,
+        Err(ReadError::Cut(e)) => return Err(e),
+        Err(too_large) => too_large.to_string().into_bytes(),
+    };
     Ok(builder
         .body(body)
         .expect("a response rebuilt from a valid one is valid"))

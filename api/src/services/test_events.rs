@@ -107,7 +107,12 @@ pub async fn send(
         .await
         .map_err(|e| ApiError::Unavailable(format!("the ingress did not answer: {e}")))?;
     let status = response.status();
-    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    let answer: serde_json::Value =
+        tributary_worker::net::read_limited(response, tributary_worker::net::ANSWER_LIMIT)
+            .await
+            .ok()
+            .and_then(|body| serde_json::from_slice(&body).ok())
+            .unwrap_or_default();
     if !status.is_success() {
         return Err(ApiError::Unavailable(format!(
             "the ingress refused the test event ({status}): {}",

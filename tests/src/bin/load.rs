@@ -76,6 +76,7 @@ async fn main() {
             ("RUST_LOG", "warn"),
             ("TRIBUTARY_WORKER_CONCURRENCY", "8"),
             ("TRIBUTARY_EMBEDDED_WORKER", embedded),
+            ("TRIBUTARY_VENDOR_URLS", "any"),
         ],
         None,
     )

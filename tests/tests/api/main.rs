@@ -15,6 +15,7 @@ mod health;
 mod hostile_logs;
 mod hostile_oauth;
 mod hostile_retry;
+mod hostile_ssrf;
 mod hostile_templates;
 mod hostile_worker;
 mod isolation;

@@ -15,6 +15,7 @@ use entity::{connections, email_sends};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
@@ -24,6 +25,7 @@ use crate::crm::config::{self, Credentials};
 use crate::crm::session::{Connector, open_credentials};
 use crate::crm::{CrmError, CrmOutcome, ErrorKind};
 use crate::flow::Operation;
+use crate::settings::VendorUrls;
 
 /// The `Message-ID` of a delivery's email.
 pub fn message_id(delivery_id: &str, connection: &connections::Model) -> String {
@@ -115,7 +117,10 @@ fn build(
     message.map_err(|e| invalid(format!("the email cannot be built: {e}")))
 }
 
-fn transport(
+/// The transport of an `smtp` connection. Under `TRIBUTARY_VENDOR_URLS=official` the host is
+/// resolved here, to public addresses only, and lettre dials the checked address while TLS
+/// still verifies the host name; lettre resolving the name itself would reach any address.
+async fn transport(
     connector: &Connector,
     connection: &connections::Model,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, CrmError> {
@@ -127,20 +132,42 @@ fn transport(
     let setup = |e: lettre::transport::smtp::Error| {
         CrmError::new(ErrorKind::Permanent, format!("the smtp connection: {e}"))
     };
-    let builder = match tls {
-        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(setup)?,
-        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(setup)?,
-    };
     let default_port = if tls == "tls" { 465 } else { 587 };
     let port = settings
         .get("port")
         .and_then(Value::as_u64)
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or(default_port);
-    let mut builder = builder.port(port).timeout(Some(
-        config::timeout(&settings).min(Duration::from_secs(120)),
-    ));
+    let timeout = config::timeout(&settings).min(Duration::from_secs(120));
+    let server = match connector.vendor_urls {
+        VendorUrls::Any => host.to_string(),
+        VendorUrls::Official => {
+            let found = tokio::time::timeout(timeout, crate::net::resolve_public(host, port))
+                .await
+                .map_err(|_| {
+                    CrmError::new(
+                        ErrorKind::Transient,
+                        format!("the mail server {host} was not resolved in time"),
+                    )
+                })?;
+            let addresses = found.map_err(|e| {
+                let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    ErrorKind::Permanent
+                } else {
+                    ErrorKind::Transient
+                };
+                CrmError::new(kind, format!("the mail server: {e}"))
+            })?;
+            addresses[0].ip().to_string()
+        }
+    };
+    let parameters = || TlsParameters::new(host.to_string()).map_err(setup);
+    let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server).tls(match tls {
+        "tls" => Tls::Wrapper(parameters()?),
+        "none" => Tls::None,
+        _ => Tls::Required(parameters()?),
+    });
+    let mut builder = builder.port(port).timeout(Some(timeout));
     if let Credentials::Basic { username, password } =
         open_credentials(&connector.keyring, connection)?
     {
@@ -240,7 +267,7 @@ pub async fn send(
     let settings: Map<String, Value> =
         serde_json::from_str(&connection.settings).unwrap_or_default();
     let message = build(op, &settings, &message_id)?;
-    let transport = transport(connector, connection)?;
+    let transport = transport(connector, connection).await?;
     if !claim(connector, connection, &message_id).await? {
         return Ok(not_again(
             "another run is sending this email; it was not sent twice".into(),
@@ -276,7 +303,7 @@ pub async fn check(
     connector: &Connector,
     connection: &connections::Model,
 ) -> Result<String, CrmError> {
-    let transport = transport(connector, connection)?;
+    let transport = transport(connector, connection).await?;
     match transport.test_connection().await {
         Ok(true) => Ok("the mail server answered and accepted the login".into()),
         Ok(false) => Err(CrmError::new(

@@ -403,30 +403,58 @@ fn official_host(provider: &str, host: &str) -> bool {
 
 /// A loopback, private or link-local address (or `localhost`).
 pub fn is_private_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
     match url::Host::parse(host) {
         Ok(url::Host::Ipv4(ip)) => private_v4(ip),
         Ok(url::Host::Ipv6(ip)) => private_v6(ip),
-        _ => host == "localhost" || host.ends_with(".localhost"),
+        _ => {
+            let host = host.to_ascii_lowercase();
+            host == "localhost" || host.ends_with(".localhost")
+        }
     }
 }
 
+/// An IPv4 address a tenant's request must not reach: anything but a public unicast address.
+/// Covers this network (0/8), private (10/8, 172.16/12, 192.168/16), carrier-grade NAT
+/// (100.64/10), loopback (127/8), link-local and cloud metadata (169.254/16), IETF protocol
+/// assignments (192.0.0/24, where some clouds keep metadata too), documentation (192.0.2/24,
+/// 198.51.100/24, 203.0.113/24), the 6to4 relay (192.88.99/24), benchmarking (198.18/15),
+/// multicast (224/4) and reserved space including broadcast (240/4).
 pub(crate) fn private_v4(ip: std::net::Ipv4Addr) -> bool {
-    ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        // 100.64.0.0/10, carrier-grade NAT
-        || (ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64)
+    match ip.octets() {
+        [0 | 10 | 127, ..] => true,
+        [100, b, ..] if b & 0xc0 == 64 => true,
+        [169, 254, ..] | [192, 168, ..] => true,
+        [172, b, ..] if b & 0xf0 == 16 => true,
+        [192, 0, 0 | 2, _] | [192, 88, 99, _] | [198, 51, 100, _] | [203, 0, 113, _] => true,
+        [198, b, ..] if b & 0xfe == 18 => true,
+        [a, ..] => a >= 224,
+    }
 }
 
+/// An IPv6 address a tenant's request must not reach. Only global unicast (2000::/3) is
+/// public, less its special-purpose blocks (2001::/23 with Teredo, documentation 2001:db8::/32
+/// and 3fff::/20); addresses that carry an IPv4 address (mapped `::ffff:a.b.c.d`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`) are judged by that address. Everything else (loopback,
+/// unspecified, IPv4-compatible `::a.b.c.d`, unique-local fc00::/7, link-local fe80::/10,
+/// multicast ff00::/8, discard 100::/64, local NAT64 64:ff9b:1::/48) is refused.
 pub(crate) fn private_v6(ip: std::net::Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || ip.to_ipv4_mapped().is_some_and(private_v4)
+    let s = ip.segments();
+    let v4 =
+        |high: u16, low: u16| std::net::Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return private_v4(mapped);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return private_v4(v4(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return private_v4(v4(s[1], s[2]));
+    }
+    s[0] & 0xe000 != 0x2000
+        || (s[0] == 0x2001 && s[1] < 0x0200)
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+        || (s[0] == 0x3fff && s[1] & 0xf000 == 0)
 }
 
 /// Checks a vendor URL: http(s), a host, and under `official` a vendor host over https (an
@@ -444,12 +472,7 @@ pub fn check_url(provider: &str, url: &str, vendor_urls: VendorUrls) -> Result<(
             return Err("must use https (TRIBUTARY_VENDOR_URLS=official)".into());
         }
         if provider == "http" {
-            let private = match parsed.host() {
-                Some(url::Host::Ipv4(ip)) => private_v4(ip),
-                Some(url::Host::Ipv6(ip)) => private_v6(ip),
-                _ => host == "localhost" || host.ends_with(".localhost"),
-            };
-            if private {
+            if is_private_host(host) {
                 return Err(
                     "must not be a private or loopback address (TRIBUTARY_VENDOR_URLS=official)"
                         .into(),
@@ -997,5 +1020,115 @@ mod tests {
         }
         assert!(check_url("http", "https://93.184.216.34/x", VendorUrls::Official).is_ok());
         assert!(check_url("http", "http://127.0.0.1:9", VendorUrls::Any).is_ok());
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for address in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.0.0.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "100.100.100.200",
+            "127.0.0.1",
+            "127.255.255.254",
+            "169.254.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.192",
+            "192.0.2.1",
+            "192.88.99.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::127.0.0.1",
+            "::8.8.8.8",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.1.2.3",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2002:c0a8:101::5",
+            "2001::1",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
+            "fc00::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+            "ff0e::1",
+        ] {
+            let ip: std::net::IpAddr = address.parse().unwrap();
+            assert!(crate::net::is_private(ip), "{address} counted as public");
+        }
+        for address in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "93.184.216.34",
+            "100.63.255.255",
+            "100.128.0.1",
+            "172.15.255.255",
+            "172.32.0.1",
+            "192.0.1.1",
+            "198.17.255.255",
+            "198.20.0.1",
+            "223.255.255.254",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2606:4700:4700::1111",
+            "2a00:1450:4001:82a::200e",
+            "2001:4860:4860::8888",
+        ] {
+            let ip: std::net::IpAddr = address.parse().unwrap();
+            assert!(!crate::net::is_private(ip), "{address} counted as private");
+        }
+    }
+
+    #[test]
+    fn literal_hosts_in_every_spelling_are_judged() {
+        for url in [
+            "https://localhost./x",
+            "https://LOCALHOST/x",
+            "https://127.0.0.1./x",
+            "https://2130706433/x",
+            "https://0x7f.1/x",
+            "https://[::ffff:7f00:1]/x",
+            "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "https://169.254.169.254/latest/meta-data",
+        ] {
+            assert!(
+                check_url("http", url, VendorUrls::Official).is_err(),
+                "{url}"
+            );
+        }
+        for host in [
+            "localhost.",
+            "LOCALHOST",
+            "db.localhost",
+            "127.1",
+            "2130706433",
+            "[::1]",
+            "0.0.0.0",
+        ] {
+            assert!(is_private_host(host), "{host}");
+        }
+        assert!(!is_private_host("smtp.example.com"));
     }
 }

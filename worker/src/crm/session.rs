@@ -557,6 +557,8 @@ impl<'c> Call<'c> {
             if !request.query.is_empty() {
                 url.query_pairs_mut().extend_pairs(&request.query);
             }
+            crate::net::check_literal(&url, self.connector.vendor_urls)
+                .map_err(|e| CrmError::new(ErrorKind::Permanent, e))?;
             let body = request.body.as_ref().map(|b| b.to_string());
             let mut builder = self
                 .connector
@@ -582,6 +584,12 @@ impl<'c> Call<'c> {
                 Ok(response) => response,
                 Err(e) => {
                     crate::metrics::crm_request(provider, None, started.elapsed().as_secs_f64());
+                    if let Some(refused) = crate::net::refusal(&e) {
+                        return Err(CrmError::new(
+                            ErrorKind::Permanent,
+                            format!("{} {}: {refused}", request.method, redact_url(&url)),
+                        ));
+                    }
                     let what = if e.is_timeout() {
                         format!("no answer within {} s", self.timeout.as_secs())
                     } else if e.is_connect() {
@@ -601,11 +609,22 @@ impl<'c> Call<'c> {
                 self.timeout
                     .saturating_sub(started.elapsed())
                     .max(Duration::from_secs(1)),
-                response.text(),
+                crate::net::read_text(response, crate::net::ANSWER_LIMIT),
             )
             .await
             {
                 Ok(Ok(text)) => text,
+                Ok(Err(e)) if e.is_too_large() => {
+                    crate::metrics::crm_request(
+                        provider,
+                        Some(status),
+                        started.elapsed().as_secs_f64(),
+                    );
+                    return Err(CrmError::new(
+                        ErrorKind::Permanent,
+                        format!("{} {}: {e}", request.method, redact_url(&url)),
+                    ));
+                }
                 _ => {
                     return Err(CrmError::new(
                         ErrorKind::Transient,
@@ -711,6 +730,8 @@ impl<'c> Call<'c> {
         let parsed = url::Url::parse(url).map_err(|e| {
             CrmError::new(ErrorKind::Permanent, format!("bad token URL {url}: {e}"))
         })?;
+        crate::net::check_literal(&parsed, self.connector.vendor_urls)
+            .map_err(|e| CrmError::new(ErrorKind::Permanent, e))?;
         let response = self
             .connector
             .http
@@ -722,6 +743,12 @@ impl<'c> Call<'c> {
             .send()
             .await
             .map_err(|e| {
+                if let Some(refused) = crate::net::refusal(&e) {
+                    return CrmError::new(
+                        ErrorKind::Permanent,
+                        format!("token endpoint {}: {refused}", redact_url(&parsed)),
+                    );
+                }
                 let what = if e.is_timeout() {
                     "no answer in time"
                 } else {
@@ -734,12 +761,18 @@ impl<'c> Call<'c> {
             })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.text().await.map_err(|_| {
-            CrmError::new(
-                ErrorKind::Transient,
-                "the token endpoint's answer was cut off",
-            )
-        })?;
+        let body = crate::net::read_text(response, crate::net::ANSWER_LIMIT)
+            .await
+            .map_err(|e| match e {
+                crate::net::ReadError::TooLarge { .. } => CrmError::new(
+                    ErrorKind::Permanent,
+                    format!("the token endpoint's answer: {e}"),
+                ),
+                crate::net::ReadError::Cut(_) => CrmError::new(
+                    ErrorKind::Transient,
+                    "the token endpoint's answer was cut off",
+                ),
+            })?;
         Ok(Reply {
             status,
             headers,

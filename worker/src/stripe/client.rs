@@ -193,6 +193,8 @@ fn reads_per_second(key: &StripeKey) -> f64 {
 }
 
 const MAX_TRIES: u32 = 4;
+/// The most a Stripe answer may hold: 16 MiB, room for a page of 100 expanded objects.
+const ANSWER_LIMIT: usize = 16 * 1024 * 1024;
 
 /// One client per process; it spaces each account's requests.
 #[derive(Clone)]
@@ -346,7 +348,13 @@ impl StripeClient {
                         .get("stripe-should-retry")
                         .and_then(|v| v.to_str().ok())
                         .map(|v| v == "true");
-                    let text = response.text().await.unwrap_or_default();
+                    let text = match crate::net::read_text(response, ANSWER_LIMIT).await {
+                        Ok(text) => text,
+                        Err(e) if e.is_too_large() => {
+                            return Err(StripeError::unreachable(format!("Stripe's answer: {e}")));
+                        }
+                        Err(_) => String::new(),
+                    };
                     if (200..300).contains(&status) {
                         return serde_json::from_str(&text)
                             .map_err(|_| StripeError::unreachable("Stripe's answer is not JSON"));
