@@ -1751,9 +1751,9 @@ fn lifecycle_rank(event_type: &str) -> u8 {
 }
 
 /// Whether the event last applied to a linked record supersedes `event`: it is newer, or of the
-/// same second and not earlier in the object's life. Ties of the same second and rank keep the
-/// first applied, so the order of arrival never lets an older write land over a newer one
-/// twice in a row; a replay of the event that was applied is never superseded by itself.
+/// same second and later in the object's life (created, changed, deleted), or of the same stage
+/// and not provably after it (see [`follows`]): ties nothing decides keep the first applied. A
+/// replay of the event that was applied is never superseded by itself.
 async fn superseded<C: ConnectionTrait>(
     db: &C,
     link: &record_links::Model,
@@ -1765,12 +1765,42 @@ async fn superseded<C: ConnectionTrait>(
     if link.last_event_created > event.event_created {
         return Ok(true);
     }
-    let applied = events::Entity::find_by_id(link.last_event_id.clone())
+    let Some(applied) = events::Entity::find_by_id(link.last_event_id.clone())
         .one(db)
-        .await?;
-    Ok(applied.is_none_or(|applied| {
-        lifecycle_rank(&applied.event_type) >= lifecycle_rank(&event.event_type)
-    }))
+        .await?
+    else {
+        return Ok(true);
+    };
+    let (theirs, ours) = (
+        lifecycle_rank(&applied.event_type),
+        lifecycle_rank(&event.event_type),
+    );
+    if theirs != ours {
+        return Ok(theirs > ours);
+    }
+    // Same second, same stage: an update whose `previous_attributes` are the other event's
+    // values came after it. Undecided, the first applied is kept.
+    let parse = |payload: &str| serde_json::from_str::<Value>(payload).unwrap_or(Value::Null);
+    let (applied, this) = (parse(&applied.payload), parse(&event.payload));
+    Ok(!follows(&this, &applied))
+}
+
+/// Whether update event `later` continues from event `earlier`: every attribute `later` says it
+/// changed had, before the change, the value `earlier` left it with.
+fn follows(later: &Value, earlier: &Value) -> bool {
+    let Some(previous) = later
+        .pointer("/data/previous_attributes")
+        .and_then(Value::as_object)
+        .filter(|p| !p.is_empty())
+    else {
+        return false;
+    };
+    let Some(before) = earlier.pointer("/data/object") else {
+        return false;
+    };
+    previous
+        .iter()
+        .all(|(key, value)| before.get(key) == Some(value))
 }
 
 /// A delivery whose record a newer event already wrote: skipped as `stale`, pointing at it.

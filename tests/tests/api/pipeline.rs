@@ -429,6 +429,18 @@ async fn events_of_the_same_second_are_ordered_deterministically() {
             "active"
         );
 
+        // An update whose previous_attributes are the applied values continues from it:
+        // applied, whatever the second.
+        let mut next = subscription_event("evt_t2b", at, "unpaid");
+        next["data"]["previous_attributes"] = json!({"status": "active"});
+        let after = app.send_event(&p, &next).await;
+        let done = app.finished_event(token, &after.str("/event_id")).await;
+        assert_eq!(done["deliveries"][0]["status"], "succeeded", "{done}");
+        assert_eq!(
+            account_status(&app, token, &p.connection_id).await,
+            "unpaid"
+        );
+
         // A deletion of the same second comes later in the object's life: applied.
         let mut deleted = subscription_event("evt_t3", at, "canceled");
         deleted["type"] = json!("customer.subscription.deleted");
