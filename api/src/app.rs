@@ -40,6 +40,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Stripe accounts by webhook token, briefly, for the ingress.
     pub webhook_accounts: crate::services::ingress::AccountCache,
+    /// Verified webhook events per Stripe account, in this process (`TRIBUTARY_WEBHOOK_RATE`).
+    pub webhook_rate: crate::services::limits::RateLimiter,
 }
 
 /// Loads the keyring from `TRIBUTARY_ENCRYPTION_KEYS`, or the generated key file.
@@ -77,6 +79,7 @@ impl AppState {
             keyring.clone(),
         )
         .await?;
+        let webhook_rate = crate::services::limits::RateLimiter::new(settings.limits.webhook_rate);
         Ok(AppState {
             db,
             settings: Arc::new(settings),
@@ -90,6 +93,7 @@ impl AppState {
                 .build()
                 .context("building the HTTP client")?,
             webhook_accounts: Default::default(),
+            webhook_rate,
         })
     }
 }

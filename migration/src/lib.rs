@@ -11,6 +11,7 @@ mod m20261201_000005_alerts;
 mod m20261201_000006_stripe_api;
 mod m20261201_000007_email_sends;
 mod m20261201_000008_event_seeds;
+mod m20261206_000002_retention;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_stripe_api::Migration),
             Box::new(m20261201_000007_email_sends::Migration),
             Box::new(m20261201_000008_event_seeds::Migration),
+            Box::new(m20261206_000002_retention::Migration),
         ]
     }
 }

@@ -32,6 +32,7 @@ pub struct Metrics {
     alerts: Family<Labels, Counter>,
     stripe_errors: Family<Labels, Counter>,
     reconciled: Counter,
+    pruned: Family<Labels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -67,6 +68,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         alerts: Family::default(),
         stripe_errors: Family::default(),
         reconciled: Counter::default(),
+        pruned: Family::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -133,6 +135,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "reconciled_events",
         "Events reconciliation found missing from the inbox and ingested",
         m.reconciled.clone(),
+    );
+    registry.register(
+        "pruned",
+        "Rows removed by the retention loop, by kind (events, deliveries, audit_log)",
+        m.pruned.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -230,6 +237,14 @@ pub fn alert(kind: &str, outcome: &str) {
         .alerts
         .get_or_create(&labels(&[("kind", kind), ("outcome", outcome)]))
         .inc();
+}
+
+/// Rows the retention loop removed, by kind (`events`, `deliveries`, `audit_log`).
+pub fn pruned(kind: &str, count: u64) {
+    METRICS
+        .pruned
+        .get_or_create(&labels(&[("kind", kind)]))
+        .inc_by(count);
 }
 
 /// The Prometheus text exposition of every metric.

@@ -1,5 +1,5 @@
 //! Starting the pipeline in a process: the queue connection, the job consumers, the
-//! sweeper and the alert checks. The api calls [`Runtime::start`] for its embedded worker; the `worker` binary
+//! sweeper, the alert checks and the retention loop. The api calls [`Runtime::start`] for its embedded worker; the `worker` binary
 //! calls it alone.
 
 use std::sync::Arc;
@@ -102,6 +102,11 @@ impl Runtime {
             tasks.push(queue.spawn_worker(engine.clone(), settings.worker_concurrency, name, stop));
         }
         let background = vec![
+            tokio::spawn(crate::retention::run_forever(
+                db.clone(),
+                settings.clone(),
+                format!("{name}-{}", crate::new_id()),
+            )),
             tokio::spawn(sweep_forever(
                 db,
                 queue.clone(),

@@ -76,6 +76,8 @@ async fn main() {
             ("RUST_LOG", "warn"),
             ("TRIBUTARY_WORKER_CONCURRENCY", "8"),
             ("TRIBUTARY_EMBEDDED_WORKER", embedded),
+            // One account is offered far more than the default per-account webhook rate.
+            ("TRIBUTARY_WEBHOOK_RATE", "1000000/second"),
         ],
         None,
     )

@@ -12,6 +12,7 @@ mod crm_zoho;
 mod errors;
 mod flows;
 mod health;
+mod hostile_retention;
 mod isolation;
 mod oauth;
 mod onboarding;
