@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use entity::{TenantOwned, tenants};
+use sea_orm::sea_query::LockType;
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QuerySelect};
 use tributary_worker::settings::Rate;
 
@@ -15,6 +16,8 @@ use crate::error::ApiError;
 /// Refuses with 409 when the tenant already has `limit` rows of `E`. Call it inside the
 /// transaction that inserts the row: it locks the tenant's row first (Postgres; SQLite's write
 /// transaction is already exclusive), so concurrent creations are counted one after another.
+/// The lock is `FOR NO KEY UPDATE`: inserts elsewhere that only reference the tenant (events,
+/// audit entries) do not wait for it.
 pub async fn ensure_room<E, C>(
     db: &C,
     tenant_id: &str,
@@ -28,7 +31,7 @@ where
     C: ConnectionTrait,
 {
     tenants::Entity::find_by_id(tenant_id.to_string())
-        .lock_exclusive()
+        .lock(LockType::NoKeyUpdate)
         .one(db)
         .await?;
     if E::find_in_tenant(tenant_id).count(db).await? >= limit {
