@@ -41,6 +41,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Stripe accounts by webhook token, briefly, for the ingress.
     pub webhook_accounts: crate::services::ingress::AccountCache,
+    /// Verified webhook events per Stripe account, in this process (`TRIBUTARY_WEBHOOK_RATE`).
+    pub webhook_rate: crate::services::limits::RateLimiter,
 }
 
 /// Loads the keyring from `TRIBUTARY_ENCRYPTION_KEYS`, or the generated key file.
@@ -78,6 +80,7 @@ impl AppState {
             keyring.clone(),
         )
         .await?;
+        let webhook_rate = crate::services::limits::RateLimiter::new(settings.limits.webhook_rate);
         Ok(AppState {
             db,
             settings: Arc::new(settings),
@@ -91,6 +94,7 @@ impl AppState {
                 .build()
                 .context("building the HTTP client")?,
             webhook_accounts: Default::default(),
+            webhook_rate,
         })
     }
 }

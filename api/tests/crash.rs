@@ -31,6 +31,8 @@ fn start_with(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
         .env_clear()
         // The fakes listen on 127.0.0.1.
         .env("TRIBUTARY_VENDOR_URLS", "any")
+        // The burst below is far over the default per-account webhook rate.
+        .env("TRIBUTARY_WEBHOOK_RATE", "100000/second")
         .envs(extra.iter().copied())
         .current_dir(dir)
         .env("RUST_LOG", "info")

@@ -30,6 +30,8 @@ pub struct Model {
     pub queued_at: Option<DateTimeUtc>,
     pub processed_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
+    /// When the event's personal data was erased on request (`POST /v1/erasures`).
+    pub redacted_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

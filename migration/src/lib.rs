@@ -11,7 +11,7 @@ mod m20261201_000005_alerts;
 mod m20261201_000006_stripe_api;
 mod m20261201_000007_email_sends;
 mod m20261201_000008_event_seeds;
-mod m20261215_000009_leases;
+mod m20261206_000009_retention;
 
 pub struct Migrator;
 
@@ -27,7 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_stripe_api::Migration),
             Box::new(m20261201_000007_email_sends::Migration),
             Box::new(m20261201_000008_event_seeds::Migration),
-            Box::new(m20261215_000009_leases::Migration),
+            Box::new(m20261206_000009_retention::Migration),
         ]
     }
 }

@@ -46,6 +46,7 @@ pub fn new_row(
         queued_at: None,
         processed_at: None,
         updated_at: at,
+        redacted_at: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod net;
 pub mod probe;
 pub mod queue;
+pub mod retention;
 pub mod runtime;
 pub mod schema;
 pub mod secrets;

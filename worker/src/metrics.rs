@@ -33,6 +33,7 @@ pub struct Metrics {
     stripe_errors: Family<Labels, Counter>,
     reconciled: Counter,
     jobs: Family<Labels, Counter>,
+    pruned: Family<Labels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -69,6 +70,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         stripe_errors: Family::default(),
         reconciled: Counter::default(),
         jobs: Family::default(),
+        pruned: Family::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -140,6 +142,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "jobs",
         "Queue jobs set aside: deferred (tenant at its share of the slots) or panicked",
         m.jobs.clone(),
+    );
+    registry.register(
+        "pruned",
+        "Rows removed by the retention loop, by kind (events, deliveries, audit_log)",
+        m.pruned.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -253,6 +260,14 @@ pub fn alert(kind: &str, outcome: &str) {
         .alerts
         .get_or_create(&labels(&[("kind", kind), ("outcome", outcome)]))
         .inc();
+}
+
+/// Rows the retention loop removed, by kind (`events`, `deliveries`, `audit_log`).
+pub fn pruned(kind: &str, count: u64) {
+    METRICS
+        .pruned
+        .get_or_create(&labels(&[("kind", kind)]))
+        .inc_by(count);
 }
 
 /// The Prometheus text exposition of every metric.

@@ -1,5 +1,5 @@
 //! Starting the pipeline in a process: the queue connection, the job consumers, the
-//! sweeper and the alert checks. The api calls [`Runtime::start`] for its embedded worker; the `worker` binary
+//! sweeper, the alert checks and the retention loop. The api calls [`Runtime::start`] for its embedded worker; the `worker` binary
 //! calls it alone.
 
 use std::sync::Arc;
@@ -109,6 +109,16 @@ impl Runtime {
             tasks.push(supervise(&health, &faults, "consumer", consumer));
         }
         let background = vec![
+            supervise(
+                &health,
+                &faults,
+                "retention",
+                forever(crate::retention::run_forever(
+                    db.clone(),
+                    settings.clone(),
+                    format!("{name}-{}", crate::new_id()),
+                )),
+            ),
             supervise(
                 &health,
                 &faults,

@@ -105,6 +105,35 @@ pub struct Settings {
     pub tenant_max_in_flight: usize,
     /// Test-only fault hooks (`TRIBUTARY_TEST_FAULTS`, off). Never turn on in production.
     pub test_faults: bool,
+    /// What one tenant may create and send (`TRIBUTARY_MAX_*`, `TRIBUTARY_WEBHOOK_RATE`).
+    pub limits: Limits,
+    /// How long finished events (with their raw bodies) and their deliveries are kept.
+    pub retention: Duration,
+    /// How long audit log entries are kept.
+    pub audit_retention: Duration,
+    /// How often the retention loop prunes what is past its time.
+    pub retention_interval: Duration,
+}
+
+/// Per-tenant limits an operator can raise or lower. Over one, a request is refused naming the
+/// field and the variable; nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Flows per tenant (`TRIBUTARY_MAX_FLOWS`).
+    pub max_flows: u64,
+    /// Steps in one flow (`TRIBUTARY_MAX_STEPS_PER_FLOW`).
+    pub max_steps_per_flow: usize,
+    /// Connections per tenant (`TRIBUTARY_MAX_CONNECTIONS`).
+    pub max_connections: u64,
+    /// Verified webhook events per Stripe account (`TRIBUTARY_WEBHOOK_RATE`), per replica.
+    pub webhook_rate: Rate,
+}
+
+/// `N` events per `period`, e.g. `100/second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
 }
 
 /// An OAuth client app registered with a vendor (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` and
@@ -432,6 +461,16 @@ impl Settings {
                 "must be at most 30 days: Stripe lists events of the last 30 days only",
             ));
         }
+        let limits = Limits {
+            max_flows: parse_count("TRIBUTARY_MAX_FLOWS", get, 100, 1_000_000)?,
+            max_steps_per_flow: parse_count("TRIBUTARY_MAX_STEPS_PER_FLOW", get, 50, 10_000)?
+                as usize,
+            max_connections: parse_count("TRIBUTARY_MAX_CONNECTIONS", get, 50, 1_000_000)?,
+            webhook_rate: parse_rate("TRIBUTARY_WEBHOOK_RATE", get, "100/second")?,
+        };
+        let retention = parse_duration("TRIBUTARY_RETENTION", get, "90days")?;
+        let audit_retention = parse_duration("TRIBUTARY_AUDIT_RETENTION", get, "365days")?;
+        let retention_interval = parse_duration("TRIBUTARY_RETENTION_INTERVAL", get, "10m")?;
         let queue_namespace =
             get("TRIBUTARY_QUEUE_NAMESPACE").unwrap_or_else(|| "tributary".into());
         if !queue_namespace
@@ -483,8 +522,63 @@ impl Settings {
             backfill_page_size,
             tenant_max_in_flight,
             test_faults,
+            limits,
+            retention,
+            audit_retention,
+            retention_interval,
         })
     }
+}
+
+fn parse_count(
+    variable: &'static str,
+    get: impl Fn(&str) -> Option<String>,
+    default: u64,
+    max: u64,
+) -> Result<u64, SettingsError> {
+    match get(variable) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    variable,
+                    format!("'{raw}' is not a whole number from 1 to {max}"),
+                )
+            }),
+    }
+}
+
+/// `N/second`, `N/minute` or `N/hour`, N at least 1.
+fn parse_rate(
+    variable: &'static str,
+    get: impl Fn(&str) -> Option<String>,
+    default: &str,
+) -> Result<Rate, SettingsError> {
+    let raw = get(variable).unwrap_or_else(|| default.to_string());
+    let invalid = || {
+        bad(
+            variable,
+            format!("'{raw}' is not a rate such as 100/second, 600/minute or 1000/hour"),
+        )
+    };
+    let (count, unit) = raw.trim().split_once('/').ok_or_else(invalid)?;
+    let count = count
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(invalid)?;
+    let period = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        _ => return Err(invalid()),
+    };
+    Ok(Rate { count, period })
 }
 
 fn parse_http_url(variable: &'static str, raw: &str) -> Result<String, SettingsError> {
@@ -550,6 +644,25 @@ mod tests {
         assert_eq!(s.retry.base_delay, Duration::from_secs(5));
         assert_eq!(s.retry.max_delay, Duration::from_secs(3600));
         assert!(s.encryption_keys.is_none() && s.jwt_secret.is_none());
+        assert_eq!(s.limits.max_flows, 100);
+        assert_eq!(s.limits.max_steps_per_flow, 50);
+        assert_eq!(s.limits.max_connections, 50);
+        assert_eq!(
+            s.limits.webhook_rate,
+            Rate {
+                count: 100,
+                period: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(s.audit_retention, Duration::from_secs(365 * 86_400));
+    }
+
+    #[test]
+    fn rates_read_per_second_minute_or_hour() {
+        let s = settings(&[("TRIBUTARY_WEBHOOK_RATE", "600/minute")]).unwrap();
+        assert_eq!(s.limits.webhook_rate.count, 600);
+        assert_eq!(s.limits.webhook_rate.period, Duration::from_secs(60));
     }
 
     #[test]
@@ -581,6 +694,15 @@ mod tests {
             ("TRIBUTARY_ALERT_PERIOD", "hourly"),
             ("TRIBUTARY_STRIPE_API_URL", "api.stripe.com"),
             ("TRIBUTARY_RECONCILE_WINDOW", "60days"),
+            ("TRIBUTARY_MAX_FLOWS", "0"),
+            ("TRIBUTARY_MAX_STEPS_PER_FLOW", "many"),
+            ("TRIBUTARY_MAX_CONNECTIONS", "-1"),
+            ("TRIBUTARY_WEBHOOK_RATE", "100"),
+            ("TRIBUTARY_WEBHOOK_RATE", "0/second"),
+            ("TRIBUTARY_WEBHOOK_RATE", "5/fortnight"),
+            ("TRIBUTARY_RETENTION", "forever"),
+            ("TRIBUTARY_AUDIT_RETENTION", "0s"),
+            ("TRIBUTARY_RETENTION_INTERVAL", "soon"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");

@@ -89,6 +89,7 @@ async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
         queued_at: Set(None),
         processed_at: Set(None),
         updated_at: Set(at),
+        redacted_at: Set(None),
     })
     .exec(&conn)
     .await

@@ -18,7 +18,8 @@ use crate::services::connections::{
 ///
 /// Connects a CRM: `sandbox` (built in, no credentials), `hubspot`, `salesforce`, `zoho` or any
 /// `http` CRM. Credentials are sealed and never returned. With `auth.type` `oauth` the connection
-/// starts `pending_authorization` and the answer carries an `authorize_url`.
+/// starts `pending_authorization` and the answer carries an `authorize_url`. A tenant has at
+/// most `TRIBUTARY_MAX_CONNECTIONS` connections (409 beyond).
 #[utoipa::path(tag = "connections", operation_id = "connections.create", request_body(content = ConnectionIn,
         examples(
             ("sandbox" = (summary = "The built-in sandbox CRM (no credentials)",
@@ -50,6 +51,7 @@ use crate::services::connections::{
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),

@@ -55,7 +55,8 @@ async fn get_one(
 /// Replay an event
 ///
 /// Queues the event again: its steps that did not succeed run again. With `force`, steps that
-/// succeeded run again too (a `create` is never doubled).
+/// succeeded run again too (a `create` is never doubled). An erased event (`redacted_at`) cannot
+/// be replayed (409).
 #[utoipa::path(tag = "events", operation_id = "events.replay", request_body(content = Option<ReplayIn>,
         description = "Optional: no body replays the steps that did not succeed.",
         example = json!({"force": true})),
@@ -66,6 +67,7 @@ async fn get_one(
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid)),

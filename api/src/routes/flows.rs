@@ -18,7 +18,8 @@ use crate::services::flows::{self, FlowOut, FlowVersionOut, PreviewIn, ValidateI
 ///
 /// Creates a mapping flow from Stripe events to CRM writes, as JSON or `application/yaml`. Start
 /// from a recipe of `GET /v1/flow-templates` with your `connection_id`. The flow is validated
-/// first; every problem is reported with its path.
+/// first; every problem is reported with its path. A tenant has at most `TRIBUTARY_MAX_FLOWS`
+/// flows (409 beyond) of at most `TRIBUTARY_MAX_STEPS_PER_FLOW` steps each (422 on `steps`).
 #[utoipa::path(tag = "flows", operation_id = "flows.create",
     request_body(content = FlowSpec,
         description = "A flow; the examples are the built-in templates. The same document is also accepted as YAML with `content-type: application/yaml`."),
@@ -27,6 +28,7 @@ use crate::services::flows::{self, FlowOut, FlowVersionOut, PreviewIn, ValidateI
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod connections;
+pub mod erasures;
 pub mod events;
 pub mod flows;
 pub mod health;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     oauth::configure(cfg);
     flows::configure(cfg);
     events::configure(cfg);
+    erasures::configure(cfg);
     notification_channels::configure(cfg);
     webhooks::configure(cfg);
 }

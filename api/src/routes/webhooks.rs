@@ -16,7 +16,8 @@ use crate::services::ingress::{self, IngressOut, MAX_WEBHOOK_BYTES};
 /// Stripe's door in, one URL per Stripe account. No bearer token: the `Stripe-Signature` header,
 /// checked against the account's signing secrets, is the authentication. The event is stored
 /// durably before the 200, then processed asynchronously; a duplicate is acknowledged and not
-/// processed again.
+/// processed again. Over the account's rate (`TRIBUTARY_WEBHOOK_RATE`) the answer is 429 with
+/// `Retry-After` and nothing is stored; Stripe retries.
 #[utoipa::path(tag = "webhooks", operation_id = "webhooks.receive",
     params(("token" = String, Path, description = "The account's webhook token, from its `webhook_url`"),
            ("Stripe-Signature" = String, Header, description = "Stripe's `t=…,v1=…` signature")),
@@ -28,7 +29,8 @@ use crate::services::ingress::{self, IngressOut, MAX_WEBHOOK_BYTES};
         (status = 200, description = "The event is stored (or was already): Stripe may stop retrying.", body = IngressOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 404, response = inline(responses::NotFound)),
-        (status = 413, response = inline(responses::TooLarge))),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 429, response = inline(responses::TooManyRequests))),
     security(()))]
 #[post("/webhooks/stripe/{token}")]
 async fn receive(

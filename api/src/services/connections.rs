@@ -315,6 +315,15 @@ pub async fn create(
         updated_at: at,
     };
     let txn = crate::db::begin_write(&state.db).await?;
+    let max = state.settings.limits.max_connections;
+    super::limits::ensure_room::<connections::Entity, _>(
+        &txn,
+        &ctx.tenant_id,
+        max,
+        "connections",
+        format!("at most {max} connections per tenant (TRIBUTARY_MAX_CONNECTIONS)"),
+    )
+    .await?;
     connections::Entity::insert(connections::ActiveModel::from(row.clone()))
         .exec(&txn)
         .await?;

@@ -36,6 +36,9 @@ pub struct EventOut {
     pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
     pub received_at: chrono::DateTime<chrono::Utc>,
     pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the event's personal data was erased (`POST /v1/erasures`); its payload then
+    /// holds only ids, and it cannot be replayed.
+    pub redacted_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<events::Model> for EventOut {
@@ -54,6 +57,7 @@ impl From<events::Model> for EventOut {
             next_run_at: e.next_run_at,
             received_at: e.received_at,
             processed_at: e.processed_at,
+            redacted_at: e.redacted_at,
         }
     }
 }
@@ -296,6 +300,17 @@ async fn reset<C: sea_orm::ConnectionTrait>(
     Ok(applied)
 }
 
+/// An erased event's payload holds only ids: running its flows again would write blanks.
+fn refuse_erased(event: &events::Model) -> Result<(), ApiError> {
+    match event.redacted_at {
+        Some(_) => Err(ApiError::Conflict {
+            detail: "this event's data was erased on request; it cannot run again".into(),
+            field: None,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Every status but `succeeded`.
 const UNFINISHED: &[&str] = &[
     ds::PENDING,
@@ -339,6 +354,7 @@ pub async fn replay(
 ) -> Result<AcceptedOut, ApiError> {
     let event = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
+    refuse_erased(&event)?;
     let txn = crate::db::begin_write(&state.db).await?;
     let rows = deliveries::Entity::find_in_tenant(&ctx.tenant_id)
         .filter(deliveries::Column::EventId.eq(event.id.as_str()))
@@ -412,6 +428,7 @@ pub async fn retry_delivery(
         });
     }
     refuse_in_flight(&delivery)?;
+    refuse_erased(&find(state, ctx, &delivery.event_id).await?)?;
     let txn = crate::db::begin_write(&state.db).await?;
     if !reset(&txn, &delivery, UNFINISHED).await? {
         return Err(ApiError::Busy {

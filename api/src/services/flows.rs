@@ -67,12 +67,26 @@ fn to_fields(errors: Vec<ValidationError>) -> ApiError {
     )
 }
 
+/// The `steps` error of a flow with more steps than `TRIBUTARY_MAX_STEPS_PER_FLOW`, checked
+/// before anything else so an oversized flow costs no validation.
+fn too_many_steps(state: &AppState, value: &Value) -> Option<ValidationError> {
+    let max = state.settings.limits.max_steps_per_flow;
+    let steps = value.get("steps")?.as_array()?;
+    (steps.len() > max).then(|| ValidationError {
+        path: "steps".into(),
+        message: format!("at most {max} steps per flow (TRIBUTARY_MAX_STEPS_PER_FLOW)"),
+    })
+}
+
 /// Parses and checks a flow, including that its connection is the tenant's.
 async fn checked(
     state: &AppState,
     ctx: &TenantContext,
     value: &Value,
 ) -> Result<FlowSpec, ApiError> {
+    if let Some(error) = too_many_steps(state, value) {
+        return Err(to_fields(vec![error]));
+    }
     let spec = flow::parse_flow(value).map_err(to_fields)?;
     let mut errors = Vec::new();
     if spec.name.chars().count() > 200 {
@@ -224,6 +238,15 @@ pub async fn create(
         updated_at: at,
     };
     let txn = crate::db::begin_write(&state.db).await?;
+    let max = state.settings.limits.max_flows;
+    super::limits::ensure_room::<flows::Entity, _>(
+        &txn,
+        &ctx.tenant_id,
+        max,
+        "flows",
+        format!("at most {max} flows per tenant (TRIBUTARY_MAX_FLOWS)"),
+    )
+    .await?;
     flows::Entity::insert(flows::ActiveModel::from(row.clone()))
         .exec(&txn)
         .await?;
@@ -349,6 +372,12 @@ pub async fn validate(
     ctx: &TenantContext,
     value: &Value,
 ) -> Result<ValidateOut, ApiError> {
+    if let Some(error) = too_many_steps(state, value) {
+        return Ok(ValidateOut {
+            valid: false,
+            errors: vec![error],
+        });
+    }
     super::template_runs::count(&ctx.tenant_id)?;
     let flow_value = value.clone();
     let mut errors = super::template_runs::run(move || flow::validate(&flow_value)).await?;

@@ -106,6 +106,7 @@ pub async fn receive(
         Ok(out) if out.duplicate => metrics::webhook("duplicate", ""),
         Ok(_) => metrics::webhook("accepted", ""),
         Err(ApiError::NotFound) => metrics::webhook("rejected", "unknown_token"),
+        Err(ApiError::TooManyRequests(_)) => metrics::webhook("rejected", "rate_limited"),
         Err(ApiError::BadRequest(message))
             if message.contains("Stripe-Signature") || message.contains("signing secret") =>
         {
@@ -166,6 +167,12 @@ async fn receive_counted(
     }
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    // Only verified events count, so a stranger who knows the URL cannot use up the account's
+    // rate. Over it, nothing is stored: Stripe retries a 429 later.
+    if let Err(seconds) = state.webhook_rate.take(&account.id) {
+        tracing::warn!(stripe_account_id = %account.id, retry_after = seconds, "webhook rate exceeded (TRIBUTARY_WEBHOOK_RATE)");
+        return Err(ApiError::TooManyRequests(seconds));
+    }
 
     let row = inbox::new_row(account, &envelope, payload);
     let event_id = match inbox::store(&state.db, &state.queue, row).await? {

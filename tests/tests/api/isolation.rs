@@ -177,6 +177,7 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
             json!({"event": charge_event("evt_m", "ch_m", "m@a.co", "M A", 100, 1_700_000_000)}),
         ),
         "events.replay" => Some(json!({})),
+        "erasures.create" => Some(json!({"email": "m@a.co"})),
         "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
         "connections.test" | "connections.reauthorize" | "deliveries.retry" => None,
         "notification_channels.create" => Some(

@@ -14,6 +14,7 @@ mod flows;
 mod health;
 mod hostile_logs;
 mod hostile_oauth;
+mod hostile_retention;
 mod hostile_retry;
 mod hostile_ssrf;
 mod hostile_templates;
