@@ -589,6 +589,21 @@ impl TestApp {
         }
     }
 
+    /// Creates a `charge.succeeded` flow that upserts a contact by the billing email with
+    /// `fields`; returns its id.
+    pub async fn contact_flow(&self, pipeline: &Pipeline, fields: Value) -> String {
+        let flow = json!({
+            "name": "Contacts", "connection_id": pipeline.connection_id,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                       "match": {"email": "{{ object.billing_details.email }}"},
+                       "fields": fields}]
+        });
+        let created = self.post("/v1/flows", &pipeline.tenant.token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        created.str("/id")
+    }
+
     /// Creates a flow from a built-in template for the pipeline's connection; returns its id.
     pub async fn flow_from_template(&self, pipeline: &Pipeline, template: &str) -> String {
         let templates = self.get("/v1/flow-templates", &pipeline.tenant.token).await;
