@@ -32,6 +32,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// Verified against when a login names an unknown email (equal timing).
     pub dummy_password_hash: String,
+    /// Bounds concurrent argon2 work (memory): every hash and password check goes through it.
+    pub password_work: passwords::PasswordWork,
     /// Where events are queued.
     pub queue: Queue,
     /// The embedded worker and sweeper, running as long as the state lives.
@@ -68,6 +70,11 @@ impl AppState {
             crate::db::migrate(&db).await?;
         }
         let dummy_password_hash = tokio::task::spawn_blocking(passwords::dummy_hash).await?;
+        let password_work = passwords::PasswordWork::sized_from_memory();
+        tracing::info!(
+            concurrent = password_work.size(),
+            "password hashing bounded by memory"
+        );
         let keyring = Arc::new(keyring);
         let pipeline = Runtime::start(
             &settings,
@@ -83,6 +90,7 @@ impl AppState {
             keyring,
             jwt,
             dummy_password_hash,
+            password_work,
             queue: pipeline.queue.clone(),
             pipeline,
             http: reqwest::Client::builder()

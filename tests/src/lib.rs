@@ -211,6 +211,8 @@ impl TestApp {
             ("TRIBUTARY_SWEEP_INTERVAL".into(), "1s".into()),
             ("TRIBUTARY_SWEEP_GRACE".into(), "10s".into()),
             ("TRIBUTARY_WORKER_CONCURRENCY".into(), "4".into()),
+            // Every test signs up from 127.0.0.1; the default rate is tested explicitly.
+            ("TRIBUTARY_SIGNUP_RATE".into(), "100000/second".into()),
             // Nothing reaches the real Stripe from a test: the discard port refuses at once.
             // Tests that talk to Stripe point this at the fake.
             (

@@ -12,6 +12,7 @@ mod crm_zoho;
 mod errors;
 mod flows;
 mod health;
+mod hostile_auth;
 mod isolation;
 mod oauth;
 mod onboarding;
