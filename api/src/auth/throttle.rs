@@ -18,6 +18,8 @@
 //! - **Address ceiling** (A, for accounts A is not known for): at most [`ADDRESS_LIMIT`]
 //!   attempts per [`WINDOW`] across all emails; over it, refused until the window ends.
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use chrono::{DateTime, Duration, Utc};
 use entity::login_throttle::{self, Column};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
@@ -45,20 +47,55 @@ pub fn email_key(email: &str) -> String {
 }
 
 pub fn address_key(address: &str) -> String {
-    format!("ip:{address}")
+    format!("ip:{}", bucket(address))
 }
 
 /// The address comes first and holds no space, so the key is unambiguous.
 pub fn pair_key(address: &str, email: &str) -> String {
-    format!("pair:{address} {}", email.to_lowercase())
+    format!("pair:{} {}", bucket(address), email.to_lowercase())
 }
 
 fn known_key(address: &str, email: &str) -> String {
-    format!("known:{address} {}", email.to_lowercase())
+    format!("known:{} {}", bucket(address), email.to_lowercase())
 }
 
 pub fn signup_key(address: &str) -> String {
-    format!("signup:{address}")
+    format!("signup:{}", bucket(address))
+}
+
+/// What one client is counted as: an IPv4 address, or the /64 network of an IPv6 address
+/// (one subscriber's allocation, which holds more addresses than any counter could).
+pub fn bucket(address: &str) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => {
+            let network = u128::from(v6) & (u128::MAX << 64);
+            format!("{}/64", Ipv6Addr::from(network))
+        }
+        _ => address.to_string(),
+    }
+}
+
+/// Deletes counters whose windows and delays are over, and known addresses not seen for
+/// [`KNOWN_FOR`]. Runs now and then from [`admit`], so the table stays small without a loop.
+pub async fn prune<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    let now = Utc::now();
+    // Every window (sign-up rates included) is at most an hour long.
+    let counters = login_throttle::Entity::delete_many()
+        .filter(Column::Key.not_like("known:%"))
+        .filter(Column::WindowStartedAt.lt(now - PAIR_WINDOW))
+        .filter(
+            Column::BlockedUntil
+                .is_null()
+                .or(Column::BlockedUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    let known = login_throttle::Entity::delete_many()
+        .filter(Column::Key.like("known:%"))
+        .filter(Column::WindowStartedAt.lt(now - KNOWN_FOR))
+        .exec(db)
+        .await?;
+    Ok(counters.rows_affected + known.rows_affected)
 }
 
 /// Seconds from `now` to `until`, rounded up, at least 1.
@@ -189,6 +226,11 @@ pub async fn admit<C: ConnectionTrait>(
     address: &str,
     email: &str,
 ) -> Result<Admission, DbErr> {
+    if uuid::Uuid::new_v4().as_u128().is_multiple_of(64)
+        && let Err(e) = prune(db).await
+    {
+        tracing::warn!(error = %e, "pruning the login throttle failed");
+    }
     let known = known_key(address, email);
     let now = Utc::now();
     let is_known = login_throttle::Entity::find_by_id(known.clone())
@@ -275,6 +317,18 @@ impl LoginAttempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(bucket("2001:db8:1:2:ffff::9"), "2001:db8:1:2::/64");
+        assert_eq!(bucket("203.0.113.7"), "203.0.113.7");
+        assert_eq!(bucket("unknown"), "unknown");
+        assert_eq!(
+            pair_key("2001:db8::1", "A@x.io"),
+            "pair:2001:db8::/64 a@x.io"
+        );
+    }
 
     #[test]
     fn the_pair_delay_doubles_up_to_fifteen_minutes() {

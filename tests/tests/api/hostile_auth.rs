@@ -456,3 +456,51 @@ async fn an_admin_cannot_touch_owner_keys() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn throttle_rows_of_finished_windows_are_pruned() {
+    use sea_orm::{EntityTrait, Set};
+    use tributary_api::auth::throttle;
+    each_backend(|app| async move {
+        let now = chrono::Utc::now();
+        let row = |key: &str, age: chrono::Duration, blocked: Option<chrono::Duration>| {
+            entity::login_throttle::ActiveModel {
+                key: Set(key.to_string()),
+                failures: Set(3),
+                window_started_at: Set(now - age),
+                blocked_until: Set(blocked.map(|b| now + b)),
+            }
+        };
+        let rows = [
+            row("pair:203.0.113.1 a@x.io", chrono::Duration::hours(2), None),
+            row("email:a@x.io", chrono::Duration::minutes(5), None),
+            row(
+                "pair:203.0.113.2 a@x.io",
+                chrono::Duration::hours(2),
+                Some(chrono::Duration::minutes(5)),
+            ),
+            row("known:203.0.113.3 a@x.io", chrono::Duration::days(2), None),
+            row("known:203.0.113.4 a@x.io", chrono::Duration::days(40), None),
+        ];
+        entity::login_throttle::Entity::insert_many(rows)
+            .exec(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(throttle::prune(&app.db).await.unwrap(), 2);
+        let left: Vec<String> = entity::login_throttle::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        for kept in [
+            "email:a@x.io",
+            "pair:203.0.113.2 a@x.io",
+            "known:203.0.113.3 a@x.io",
+        ] {
+            assert!(left.iter().any(|k| k == kept), "{kept} pruned: {left:?}");
+        }
+    })
+    .await;
+}
