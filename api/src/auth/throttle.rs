@@ -9,14 +9,17 @@
 //!   through only when no delay is running, and starts one of
 //!   `min(30 s × 2^(n − 5), 15 min)`; attempts made while a delay runs are refused (429) and
 //!   still counted. A successful login clears the pair.
-//! - **Known addresses**: an address that logged in to E successfully in the last
-//!   [`KNOWN_FOR`] is subject to its pair counter only. A stranger elsewhere can therefore
-//!   never lock a user out of the addresses they already use.
+//! - **Known addresses**: an address that signed up as E, logged in to E or refreshed a
+//!   session of E in the last [`KNOWN_FOR`] is subject to its pair counter only. A stranger
+//!   elsewhere can therefore never lock a user out of the addresses they already use.
 //! - **Account ceiling** (E, from addresses not known for E): at most [`ACCOUNT_LIMIT`]
 //!   attempts per [`WINDOW`]; over it, unknown addresses are refused until the window ends,
 //!   at most 15 minutes, however many more attempts arrive meanwhile.
 //! - **Address ceiling** (A, for accounts A is not known for): at most [`ADDRESS_LIMIT`]
 //!   attempts per [`WINDOW`] across all emails; over it, refused until the window ends.
+//!
+//! An IPv6 client is counted by its /64. Rows whose windows and delays are over are pruned
+//! now and then by [`admit`].
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -202,6 +205,33 @@ pub fn pair_delay(n: i32) -> Duration {
     std::cmp::min(PAIR_BASE_DELAY * 2i32.pow(doublings), PAIR_MAX_DELAY)
 }
 
+/// Makes `address` known for `email` for [`KNOWN_FOR`] from now: it proved it holds the
+/// account (a sign-up, a login, a session refreshed from there).
+pub async fn mark_known<C: ConnectionTrait>(
+    db: &C,
+    address: &str,
+    email: &str,
+) -> Result<(), DbErr> {
+    remember(db, known_key(address, email)).await
+}
+
+async fn remember<C: ConnectionTrait>(db: &C, key: String) -> Result<(), DbErr> {
+    login_throttle::Entity::insert(login_throttle::ActiveModel {
+        key: sea_orm::Set(key),
+        failures: sea_orm::Set(0),
+        window_started_at: sea_orm::Set(Utc::now()),
+        blocked_until: sea_orm::Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(Column::Key)
+            .update_column(Column::WindowStartedAt)
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
 /// A login attempt that was counted and may check its password. Report how it went.
 #[derive(Debug)]
 pub struct LoginAttempt {
@@ -288,21 +318,7 @@ impl LoginAttempt {
         for key in &self.ceilings {
             uncount(db, key).await?;
         }
-        let now = Utc::now();
-        login_throttle::Entity::insert(login_throttle::ActiveModel {
-            key: sea_orm::Set(self.known),
-            failures: sea_orm::Set(0),
-            window_started_at: sea_orm::Set(now),
-            blocked_until: sea_orm::Set(None),
-        })
-        .on_conflict(
-            OnConflict::column(Column::Key)
-                .update_column(Column::WindowStartedAt)
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-        Ok(())
+        remember(db, self.known).await
     }
 
     /// The password was never checked (the server was too busy): give every count back.

@@ -81,9 +81,10 @@ async fn login(
 #[post("/v1/token/refresh")]
 async fn refresh(
     state: Data<AppState>,
+    client: ClientAddress,
     ValidJson(input): ValidJson<RefreshIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(sessions::refresh(&state, input).await?))
+    Ok(HttpResponse::Ok().json(sessions::refresh(&state, input, &client.0).await?))
 }
 
 /// Log out

@@ -192,6 +192,7 @@ pub async fn signup(
     .await?;
     let pair = issue_pair(&txn, state, &user, None).await?;
     txn.commit().await?;
+    throttle::mark_known(&state.db, client_address, &user.email).await?;
 
     tracing::info!(tenant_id = %tenant.id, user_id = %user.id, "tenant signed up");
     Ok(SignupOut {
@@ -293,7 +294,11 @@ pub async fn revoke_user_sessions<C: ConnectionTrait>(
     Ok(())
 }
 
-pub async fn refresh(state: &AppState, input: RefreshIn) -> Result<TokenPair, ApiError> {
+pub async fn refresh(
+    state: &AppState,
+    input: RefreshIn,
+    client_address: &str,
+) -> Result<TokenPair, ApiError> {
     let invalid = || ApiError::Unauthorized("the refresh token is invalid or expired".into());
     let hash = auth::token_hash(input.refresh_token.expose_secret());
     let token = refresh_tokens::Entity::find()
@@ -345,6 +350,7 @@ pub async fn refresh(state: &AppState, input: RefreshIn) -> Result<TokenPair, Ap
     }
     let pair = issue_pair(&txn, state, &user, Some(token.family_id)).await?;
     txn.commit().await?;
+    throttle::mark_known(&state.db, client_address, &user.email).await?;
     Ok(pair)
 }
 

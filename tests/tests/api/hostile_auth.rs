@@ -93,9 +93,9 @@ async fn forty_concurrent_bad_logins_are_all_counted() {
         // The count came first, so the race could not outrun it: every attempt is counted,
         // and only the free attempts of one address reached a password check.
         assert_eq!(
-            counted(&app, &format!("email:{}", tenant.email)).await,
+            counted(&app, &format!("pair:127.0.0.1 {}", tenant.email)).await,
             40,
-            "attempts counted against the account"
+            "attempts counted against this address and account"
         );
         assert!(checked <= 5, "{checked} passwords were checked");
         // The account is throttled afterwards, even with the right password.
