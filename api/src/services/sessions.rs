@@ -192,7 +192,7 @@ pub async fn signup(
     .await?;
     let pair = issue_pair(&txn, state, &user, None).await?;
     txn.commit().await?;
-    throttle::mark_known(&state.db, client_address, &user.email).await?;
+    remember_address(state, client_address, &user.email).await;
 
     tracing::info!(tenant_id = %tenant.id, user_id = %user.id, "tenant signed up");
     Ok(SignupOut {
@@ -262,6 +262,14 @@ pub async fn login(
     }
 }
 
+/// Makes the address known to the login throttle for this account. The answer is already
+/// committed (a refresh token may have been spent), so a failure here is only logged.
+async fn remember_address(state: &AppState, client_address: &str, email: &str) {
+    if let Err(e) = throttle::mark_known(&state.db, client_address, email).await {
+        tracing::warn!(error = %e, "could not record a known login address");
+    }
+}
+
 /// Ends the caller's session: every refresh token of its family is revoked, and access tokens
 /// issued for it stop at their next request.
 pub async fn logout(state: &AppState, ctx: &TenantContext) -> Result<(), ApiError> {
@@ -270,7 +278,14 @@ pub async fn logout(state: &AppState, ctx: &TenantContext) -> Result<(), ApiErro
             "an API key has no session to end; revoke the key with DELETE /v1/api-keys/{id}".into(),
         ));
     };
-    revoke_family(&state.db, session).await?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    // Locked as a refresh locks it, so a refresh in flight cannot add a live token after this.
+    users::Entity::find_by_id_in_tenant(&ctx.tenant_id, ctx.actor.id())
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
+    revoke_family(&txn, session).await?;
+    txn.commit().await?;
     tracing::info!(user_id = %ctx.actor.id(), "logout");
     Ok(())
 }
@@ -350,7 +365,7 @@ pub async fn refresh(
     }
     let pair = issue_pair(&txn, state, &user, Some(token.family_id)).await?;
     txn.commit().await?;
-    throttle::mark_known(&state.db, client_address, &user.email).await?;
+    remember_address(state, client_address, &user.email).await;
     Ok(pair)
 }
 
