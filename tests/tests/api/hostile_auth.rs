@@ -237,6 +237,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
 async fn a_password_change_ends_every_session() {
     each_backend(|app| async move {
         let owner = app.signup("Sessions").await;
+        let (_, key) = app.api_key(&owner, "admin").await;
         let second = login_from(&app, &owner.email, PASSWORD, None).await;
         assert_eq!(second.status, StatusCode::OK, "{}", second.text);
         let changed = app
@@ -261,6 +262,8 @@ async fn a_password_change_ends_every_session() {
         app.get("/v1/me", &second.str("/access_token"))
             .await
             .assert_problem(StatusCode::UNAUTHORIZED);
+        // API keys have no session: they go on until deleted.
+        assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
         let again = login_from(&app, &owner.email, "a brand new passphrase", None).await;
         assert_eq!(again.status, StatusCode::OK, "{}", again.text);
         let owner_token = again.str("/access_token");
