@@ -33,6 +33,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// Verified against when a login names an unknown email (equal timing).
     pub dummy_password_hash: String,
+    /// Bounds concurrent argon2 work (memory): every hash and password check goes through it.
+    pub password_work: passwords::PasswordWork,
     /// Where events are queued.
     pub queue: Queue,
     /// The embedded worker and sweeper, running as long as the state lives.
@@ -43,6 +45,8 @@ pub struct AppState {
     pub webhook_accounts: crate::services::ingress::AccountCache,
     /// Verified webhook events per Stripe account, in this process (`TRIBUTARY_WEBHOOK_RATE`).
     pub webhook_rate: crate::services::limits::RateLimiter,
+    /// Previews and validations per tenant (`TRIBUTARY_PREVIEW_RATE`).
+    pub preview_rate: crate::services::limits::RateLimiter,
 }
 
 /// Loads the keyring from `TRIBUTARY_ENCRYPTION_KEYS`, or the generated key file.
@@ -71,6 +75,11 @@ impl AppState {
             crate::db::migrate(&db).await?;
         }
         let dummy_password_hash = tokio::task::spawn_blocking(passwords::dummy_hash).await?;
+        let password_work = passwords::PasswordWork::sized_from_memory();
+        tracing::info!(
+            concurrent = password_work.size(),
+            "password hashing bounded by memory"
+        );
         let keyring = Arc::new(keyring);
         let pipeline = Runtime::start(
             &settings,
@@ -81,12 +90,14 @@ impl AppState {
         )
         .await?;
         let webhook_rate = crate::services::limits::RateLimiter::new(settings.limits.webhook_rate);
+        let preview_rate = crate::services::limits::RateLimiter::new(settings.limits.preview_rate);
         Ok(AppState {
             db,
             settings: Arc::new(settings),
             keyring,
             jwt,
             dummy_password_hash,
+            password_work,
             queue: pipeline.queue.clone(),
             pipeline,
             http: reqwest::Client::builder()
@@ -95,6 +106,7 @@ impl AppState {
                 .context("building the HTTP client")?,
             webhook_accounts: Default::default(),
             webhook_rate,
+            preview_rate,
         })
     }
 }

@@ -225,6 +225,8 @@ impl TestApp {
             ("TRIBUTARY_METRICS_TOKEN".into(), METRICS_TOKEN.into()),
             // The fakes listen on 127.0.0.1; tests of the default override this.
             ("TRIBUTARY_VENDOR_URLS".into(), "any".into()),
+            // Every test signs up from 127.0.0.1; the default rate is tested explicitly.
+            ("TRIBUTARY_SIGNUP_RATE".into(), "100000/second".into()),
             // Nothing reaches the real Stripe from a test: the discard port refuses at once.
             // Tests that talk to Stripe point this at the fake.
             (

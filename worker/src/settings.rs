@@ -2,7 +2,7 @@
 //! happens once at start-up; a bad value stops the process with a message naming the variable.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -60,6 +60,10 @@ pub struct Settings {
     pub jwt_secret: Option<SecretString>,
     pub embedded_worker: bool,
     pub signup_open: bool,
+    /// Sign-ups allowed per client address (`TRIBUTARY_SIGNUP_RATE`).
+    pub signup_rate: Rate,
+    /// Peers whose `X-Forwarded-For` is believed (`TRIBUTARY_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<Cidr>,
     pub log_filter: String,
     pub log_format: LogFormat,
     pub vendor_urls: VendorUrls,
@@ -127,6 +131,8 @@ pub struct Limits {
     pub max_connections: u64,
     /// Verified webhook events per Stripe account (`TRIBUTARY_WEBHOOK_RATE`), per replica.
     pub webhook_rate: Rate,
+    /// Flow previews and validations per tenant (`TRIBUTARY_PREVIEW_RATE`), per replica.
+    pub preview_rate: Rate,
 }
 
 /// `N` events per `period`, e.g. `100/second`.
@@ -191,6 +197,8 @@ impl std::fmt::Debug for Settings {
             )
             .field("embedded_worker", &self.embedded_worker)
             .field("signup_open", &self.signup_open)
+            .field("signup_rate", &self.signup_rate)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("log_format", &self.log_format)
             .field("vendor_urls", &self.vendor_urls)
             .field("retry", &self.retry)
@@ -281,6 +289,35 @@ impl Settings {
                     format!("'{other}' is neither 'open' nor 'closed'"),
                 ));
             }
+        };
+
+        let signup_rate = match get("TRIBUTARY_SIGNUP_RATE") {
+            Some(raw) => Rate::parse(&raw).ok_or_else(|| {
+                bad(
+                    "TRIBUTARY_SIGNUP_RATE",
+                    format!("'{raw}' is not a rate such as 10/hour (N/second, N/minute or N/hour, N at least 1)"),
+                )
+            })?,
+            None => Rate {
+                count: 10,
+                period: Duration::from_secs(3600),
+            },
+        };
+        let trusted_proxies = match get("TRIBUTARY_TRUSTED_PROXIES") {
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(|part| {
+                    Cidr::parse(part).ok_or_else(|| {
+                        bad(
+                            "TRIBUTARY_TRUSTED_PROXIES",
+                            format!("'{part}' is not an address or CIDR such as 10.0.0.0/8"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
         };
 
         let log_filter = get("RUST_LOG").unwrap_or_else(|| "info".into());
@@ -467,6 +504,7 @@ impl Settings {
                 as usize,
             max_connections: parse_count("TRIBUTARY_MAX_CONNECTIONS", get, 50, 1_000_000)?,
             webhook_rate: parse_rate("TRIBUTARY_WEBHOOK_RATE", get, "100/second")?,
+            preview_rate: parse_rate("TRIBUTARY_PREVIEW_RATE", get, "60/minute")?,
         };
         let retention = parse_duration("TRIBUTARY_RETENTION", get, "90days")?;
         let audit_retention = parse_duration("TRIBUTARY_AUDIT_RETENTION", get, "365days")?;
@@ -493,6 +531,8 @@ impl Settings {
             jwt_secret,
             embedded_worker,
             signup_open,
+            signup_rate,
+            trusted_proxies,
             log_filter,
             log_format,
             vendor_urls,
@@ -559,26 +599,83 @@ fn parse_rate(
     default: &str,
 ) -> Result<Rate, SettingsError> {
     let raw = get(variable).unwrap_or_else(|| default.to_string());
-    let invalid = || {
+    Rate::parse(&raw).ok_or_else(|| {
         bad(
             variable,
             format!("'{raw}' is not a rate such as 100/second, 600/minute or 1000/hour"),
         )
-    };
-    let (count, unit) = raw.trim().split_once('/').ok_or_else(invalid)?;
-    let count = count
-        .trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or_else(invalid)?;
-    let period = match unit.trim() {
-        "s" | "sec" | "second" => Duration::from_secs(1),
-        "m" | "min" | "minute" => Duration::from_secs(60),
-        "h" | "hour" => Duration::from_secs(3600),
-        _ => return Err(invalid()),
-    };
-    Ok(Rate { count, period })
+    })
+}
+
+impl Rate {
+    /// `N/second`, `N/minute` or `N/hour`, N at least 1.
+    pub fn parse(raw: &str) -> Option<Rate> {
+        let (count, unit) = raw.trim().split_once('/')?;
+        let count: u32 = count.trim().parse().ok().filter(|n| *n >= 1)?;
+        let seconds = match unit.trim().to_ascii_lowercase().as_str() {
+            "second" | "s" | "sec" => 1,
+            "minute" | "m" | "min" => 60,
+            "hour" | "h" => 3600,
+            _ => return None,
+        };
+        Some(Rate {
+            count,
+            period: Duration::from_secs(seconds),
+        })
+    }
+}
+
+/// An IP network (`10.0.0.0/8`, `fd00::/8`, or one address). IPv4-mapped IPv6 addresses
+/// match as the IPv4 address they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(raw: &str) -> Option<Cidr> {
+        let (address, prefix) = match raw.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (raw, None),
+        };
+        let network = canonical_ip(address.trim().parse().ok()?);
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(Cidr { network, prefix })
+    }
+
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.network, canonical_ip(address)) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) as the IPv4 address it is.
+pub fn canonical_ip(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
 }
 
 fn parse_http_url(variable: &'static str, raw: &str) -> Result<String, SettingsError> {
@@ -700,9 +797,14 @@ mod tests {
             ("TRIBUTARY_WEBHOOK_RATE", "100"),
             ("TRIBUTARY_WEBHOOK_RATE", "0/second"),
             ("TRIBUTARY_WEBHOOK_RATE", "5/fortnight"),
+            ("TRIBUTARY_PREVIEW_RATE", "often"),
             ("TRIBUTARY_RETENTION", "forever"),
             ("TRIBUTARY_AUDIT_RETENTION", "0s"),
             ("TRIBUTARY_RETENTION_INTERVAL", "soon"),
+            ("TRIBUTARY_SIGNUP_RATE", "10/fortnight"),
+            ("TRIBUTARY_SIGNUP_RATE", "0/hour"),
+            ("TRIBUTARY_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRIBUTARY_TRUSTED_PROXIES", "ingress"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");
@@ -739,6 +841,39 @@ mod tests {
         assert!(app.may_send_to("https://sso.example.com/services/oauth2/token"));
         assert!(app.may_send_to("https://login.salesforce.com/services/oauth2/token"));
         assert!(!app.may_send_to("https://evil.example/services/oauth2/token"));
+    }
+
+    #[test]
+    fn signup_rate_and_trusted_proxies_parse() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.signup_rate.count, 10);
+        assert_eq!(s.signup_rate.period, Duration::from_secs(3600));
+        assert!(s.trusted_proxies.is_empty());
+        let s = settings(&[
+            ("TRIBUTARY_SIGNUP_RATE", "3/minute"),
+            (
+                "TRIBUTARY_TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.168.1.7,fd00::/8",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.signup_rate.count, s.signup_rate.period.as_secs()),
+            (3, 60)
+        );
+        let trusted = |a: &str| {
+            s.trusted_proxies
+                .iter()
+                .any(|c| c.contains(a.parse().unwrap()))
+        };
+        assert!(trusted("10.200.3.4") && trusted("192.168.1.7") && trusted("fd12::1"));
+        assert!(trusted("::ffff:10.1.1.1"));
+        assert!(!trusted("11.0.0.1") && !trusted("192.168.1.8") && !trusted("fe80::1"));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
     }
 
     #[test]

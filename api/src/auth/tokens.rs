@@ -15,6 +15,9 @@ pub struct Claims {
     pub sub: String,
     /// The user's tenant.
     pub tid: String,
+    /// The session (refresh-token family) the token belongs to; revoking the session stops
+    /// the token at its next request.
+    pub sid: String,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
@@ -53,13 +56,19 @@ impl JwtKeys {
         }
     }
 
-    /// A signed access token for a user and its lifetime in seconds.
-    pub fn issue(&self, user_id: &str, tenant_id: &str) -> anyhow::Result<(String, u64)> {
+    /// A signed access token for a user's session and its lifetime in seconds.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        tenant_id: &str,
+        session_id: &str,
+    ) -> anyhow::Result<(String, u64)> {
         let now = chrono::Utc::now().timestamp();
         let ttl = self.ttl.as_secs();
         let claims = Claims {
             sub: user_id.to_string(),
             tid: tenant_id.to_string(),
+            sid: session_id.to_string(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now,
@@ -98,7 +107,7 @@ mod tests {
     fn claims(overrides: serde_json::Value) -> serde_json::Value {
         let now = chrono::Utc::now().timestamp();
         let mut base = serde_json::json!({
-            "sub": "u", "tid": "t", "iss": ISSUER, "aud": AUDIENCE,
+            "sub": "u", "tid": "t", "sid": "s", "iss": ISSUER, "aud": AUDIENCE,
             "iat": now, "exp": now + 600, "jti": "j"
         });
         for (k, v) in overrides.as_object().unwrap() {
@@ -116,10 +125,11 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let k = keys(SECRET);
-        let (token, ttl) = k.issue("user-1", "tenant-1").unwrap();
+        let (token, ttl) = k.issue("user-1", "tenant-1", "session-1").unwrap();
         assert_eq!(ttl, 900);
         let c = k.verify(&token).unwrap();
         assert_eq!((c.sub.as_str(), c.tid.as_str()), ("user-1", "tenant-1"));
+        assert_eq!(c.sid, "session-1");
     }
 
     #[test]
@@ -191,6 +201,15 @@ mod tests {
             ))
             .is_err(),
             "no exp"
+        );
+        assert!(
+            k.verify(&forge(
+                SECRET,
+                claims(serde_json::json!({"sid": null})),
+                Algorithm::HS256
+            ))
+            .is_err(),
+            "no session"
         );
         assert!(
             k.verify(&forge(

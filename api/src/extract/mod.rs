@@ -1,10 +1,12 @@
 //! Extractors that do the work before a handler runs: who is calling (and for which tenant),
 //! a validated JSON body, list parameters.
 
+mod client;
 mod json;
 mod pagination;
 mod tenant;
 
+pub use client::ClientAddress;
 pub use json::{JsonOrYaml, MaybeJson, ValidJson, Validate, read_body};
 pub use pagination::{ListQuery, ListResponse, Page, ValidQuery};
 pub use tenant::{Actor, TenantContext};

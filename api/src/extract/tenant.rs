@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
 use chrono::Utc;
-use entity::{Role, TenantOwned, api_keys, users};
+use entity::{Role, TenantOwned, api_keys, refresh_tokens, users};
 use futures::future::LocalBoxFuture;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
@@ -41,6 +41,8 @@ pub struct TenantContext {
     pub tenant_id: String,
     pub role: Role,
     pub actor: Actor,
+    /// The session (refresh-token family) of a person's access token; `None` for API keys.
+    pub session_id: Option<String>,
 }
 
 impl TenantContext {
@@ -103,6 +105,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext, Ap
             tenant_id: key.tenant_id.clone(),
             role: key.role,
             actor: Actor::ApiKey(key.id.clone()),
+            session_id: None,
         };
         if stale {
             let mut active: api_keys::ActiveModel = key.into();
@@ -120,9 +123,24 @@ async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext, Ap
         .one(&state.db)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
+    // A logout, a password change or a reused refresh token revokes the session: its access
+    // tokens stop here, at their next request.
+    let live = refresh_tokens::Entity::find_in_tenant(&user.tenant_id)
+        .filter(refresh_tokens::Column::FamilyId.eq(claims.sid.as_str()))
+        .filter(refresh_tokens::Column::UserId.eq(user.id.as_str()))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .one(&state.db)
+        .await?
+        .is_some();
+    if !live {
+        return Err(ApiError::Unauthorized(
+            "this session has ended; sign in again".into(),
+        ));
+    }
     Ok(TenantContext {
         tenant_id: user.tenant_id,
         role: user.role,
         actor: Actor::User(user.id),
+        session_id: Some(claims.sid),
     })
 }

@@ -57,7 +57,8 @@ async fn list(
 
 /// Revoke an API key
 ///
-/// Revokes the key at once: requests made with it are refused from now on.
+/// Revokes the key at once: requests made with it are refused from now on. A key with the
+/// owner role can be revoked by an owner only.
 #[utoipa::path(tag = "api-keys", operation_id = "api_keys.delete", params(("id" = String, Path, description = "The key's id")),
     responses(
         (status = 204, description = "The key is revoked."),

@@ -1,19 +1,20 @@
 //! Sign-up, login, token refresh and `/v1/me`.
 
 use actix_web::web::Data;
-use actix_web::{HttpRequest, HttpResponse, get, post};
+use actix_web::{HttpResponse, get, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{TenantContext, ValidJson};
+use crate::extract::{ClientAddress, TenantContext, ValidJson};
 use crate::services::sessions::{self, LoginIn, MeOut, RefreshIn, SignupIn, SignupOut, TokenPair};
 
 /// Sign up
 ///
 /// Creates a tenant and its owner and returns a first token pair. No authentication; refused with
-/// 403 when the operator closed sign-up.
+/// 403 when the operator closed sign-up, and with 429 and `Retry-After` beyond the sign-up rate
+/// of the client's address (`TRIBUTARY_SIGNUP_RATE`).
 #[utoipa::path(tag = "auth", operation_id = "signup.create", request_body(content = SignupIn,
         example = json!({"tenant_name": "Acme", "email": "ada@example.com", "password": "correct horse battery"})),
     responses(
@@ -23,20 +24,25 @@ use crate::services::sessions::{self, LoginIn, MeOut, RefreshIn, SignupIn, Signu
         (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
-        (status = 422, response = inline(responses::Invalid))),
+        (status = 422, response = inline(responses::Invalid)),
+        (status = 429, response = inline(responses::TooManyRequests)),
+        (status = 503, response = inline(responses::Unavailable))),
     security(()))]
 #[post("/v1/signup")]
 async fn signup(
     state: Data<AppState>,
+    client: ClientAddress,
     ValidJson(input): ValidJson<SignupIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(sessions::signup(&state, input).await?))
+    Ok(HttpResponse::Created().json(sessions::signup(&state, input, &client.0).await?))
 }
 
 /// Log in
 ///
 /// Exchanges an e-mail and password for an access token (a JWT) and a refresh token. No
-/// authentication. Repeated failures are throttled with 429 and `Retry-After`.
+/// authentication. Every attempt is counted before the password is checked; repeated failures
+/// are throttled with 429 and `Retry-After` (per client address and account, with a bounded
+/// ceiling per account), and a server busy checking passwords answers 503 with `Retry-After`.
 #[utoipa::path(tag = "auth", operation_id = "login.create", request_body(content = LoginIn,
         example = json!({"email": "ada@example.com", "password": "correct horse battery"})),
     responses(
@@ -46,19 +52,16 @@ async fn signup(
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid)),
-        (status = 429, response = inline(responses::TooManyRequests))),
+        (status = 429, response = inline(responses::TooManyRequests)),
+        (status = 503, response = inline(responses::Unavailable))),
     security(()))]
 #[post("/v1/login")]
 async fn login(
     state: Data<AppState>,
-    req: HttpRequest,
+    client: ClientAddress,
     ValidJson(input): ValidJson<LoginIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    Ok(HttpResponse::Ok().json(sessions::login(&state, input, &address).await?))
+    Ok(HttpResponse::Ok().json(sessions::login(&state, input, &client.0).await?))
 }
 
 /// Refresh tokens
@@ -78,9 +81,26 @@ async fn login(
 #[post("/v1/token/refresh")]
 async fn refresh(
     state: Data<AppState>,
+    client: ClientAddress,
     ValidJson(input): ValidJson<RefreshIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(sessions::refresh(&state, input).await?))
+    Ok(HttpResponse::Ok().json(sessions::refresh(&state, input, &client.0).await?))
+}
+
+/// Log out
+///
+/// Ends the caller's session: the refresh tokens of this login are revoked and its access
+/// tokens are refused from their next request. Other sessions of the same person continue.
+#[utoipa::path(tag = "auth", operation_id = "logout.create",
+    responses(
+        (status = 204, description = "The session is over."),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[post("/v1/logout")]
+async fn logout(state: Data<AppState>, ctx: TenantContext) -> Result<HttpResponse, ApiError> {
+    sessions::logout(&state, &ctx).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Who am I
@@ -100,5 +120,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(signup)
         .service(login)
         .service(refresh)
+        .service(logout)
         .service(me);
 }

@@ -7,7 +7,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::extract::{ClientAddress, ListQuery, ListResponse, Page, TenantContext, ValidJson};
 use crate::services::users::{self, UserIn, UserOut, UserPatch};
 
 /// Create a user
@@ -74,11 +74,14 @@ async fn get_one(
 
 /// Update a user
 ///
-/// Changes a person's role (admins and owners) or password (anyone, their own).
+/// Changes a person's role (admins and owners) or password (anyone their own, with
+/// `current_password`; owners and admins anyone's they manage). A password change ends every
+/// session of that person: their refresh tokens are revoked and their access tokens refused.
 #[utoipa::path(tag = "users", operation_id = "users.update", request_body(content = UserPatch,
         examples(
             ("role" = (summary = "Promote to admin", value = json!({"role": "admin"}))),
-            ("password" = (summary = "Change the password", value = json!({"password": "a new long passphrase"}))))),
+            ("password" = (summary = "Change your own password", value = json!({"current_password": "the old long passphrase", "password": "a new long passphrase"}))),
+            ("reset" = (summary = "Reset someone else's password", value = json!({"password": "a new long passphrase"}))))),
     params(("id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The updated user.", body = UserOut),
@@ -89,16 +92,19 @@ async fn get_one(
         (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
-        (status = 422, response = inline(responses::Invalid))),
+        (status = 422, response = inline(responses::Invalid)),
+        (status = 429, response = inline(responses::TooManyRequests)),
+        (status = 503, response = inline(responses::Unavailable))),
     security(("bearer_jwt" = []), ("api_key" = [])))]
 #[patch("/v1/users/{id}")]
 async fn update(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
+    client: ClientAddress,
     ValidJson(patch): ValidJson<UserPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(users::update(&state, &ctx, &id, patch).await?))
+    Ok(HttpResponse::Ok().json(users::update(&state, &ctx, &id, patch, &client.0).await?))
 }
 
 /// Delete a user

@@ -1,4 +1,5 @@
-//! API keys: created by admins with at most their own role, shown once, revoked by deletion.
+//! API keys: created by admins with at most their own role, shown once, revoked by deletion
+//! by someone whose role is at least the key's.
 
 use entity::{Role, TenantOwned, api_keys};
 use sea_orm::EntityTrait;
@@ -127,6 +128,8 @@ pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(
     let txn = crate::db::begin_write(&state.db).await?;
     let key = super::owned::<api_keys::Entity, _>(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
+    // As with people: only an owner touches an owner's key.
+    ctx.require(key.role)?;
     api_keys::Entity::delete_by_id_in_tenant(&ctx.tenant_id, &key.id)
         .exec(&txn)
         .await?;

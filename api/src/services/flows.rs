@@ -378,7 +378,7 @@ pub async fn validate(
             errors: vec![error],
         });
     }
-    super::template_runs::count(&ctx.tenant_id)?;
+    super::template_runs::count(state, &ctx.tenant_id)?;
     let flow_value = value.clone();
     let mut errors = super::template_runs::run(move || flow::validate(&flow_value)).await?;
     errors.extend(url_errors(value, state.settings.vendor_urls));
@@ -406,7 +406,7 @@ pub async fn preview(
     id: &str,
     event: &Value,
 ) -> Result<Preview, ApiError> {
-    super::template_runs::count(&ctx.tenant_id)?;
+    super::template_runs::count(state, &ctx.tenant_id)?;
     let row = find(state, ctx, id).await?;
     let spec: FlowSpec = serde_json::from_str(&row.spec).map_err(anyhow::Error::from)?;
     if event.get("type").and_then(Value::as_str).is_none()

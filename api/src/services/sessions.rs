@@ -2,7 +2,9 @@
 
 use chrono::Duration;
 use entity::{Role, TenantOwned, api_keys, refresh_tokens, tenants, users};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,7 +12,7 @@ use utoipa::ToSchema;
 use super::users::UserOut;
 use super::{check_name, check_password, new_id, now, parse_email};
 use crate::app::AppState;
-use crate::auth::{self, passwords, throttle};
+use crate::auth::{self, throttle};
 use crate::error::{ApiError, FieldError, is_unique_violation};
 use crate::extract::{Actor, TenantContext, Validate};
 
@@ -122,14 +124,31 @@ pub struct MeOut {
     pub api_key: Option<MeApiKey>,
 }
 
-pub async fn signup(state: &AppState, input: SignupIn) -> Result<SignupOut, ApiError> {
+/// Sign-up, metered per client address (`TRIBUTARY_SIGNUP_RATE`). The password is hashed
+/// before the email is looked at, so a taken email costs the same time as a new one; the 409
+/// that follows still says the email is registered (the rate bounds how fast anyone can ask).
+pub async fn signup(
+    state: &AppState,
+    input: SignupIn,
+    client_address: &str,
+) -> Result<SignupOut, ApiError> {
     if !state.settings.signup_open {
         return Err(ApiError::Forbidden(
             "self-service sign-up is closed on this installation".into(),
         ));
     }
+    let rate = state.settings.signup_rate;
+    let window = Duration::from_std(rate.period).unwrap_or(Duration::hours(1));
+    let counted = throttle::count(&state.db, &throttle::signup_key(client_address), window).await?;
+    if counted.failures > i32::try_from(rate.count).unwrap_or(i32::MAX) {
+        tracing::info!(client = %client_address, "sign-up rate exceeded");
+        return Err(ApiError::TooManyRequests(throttle::seconds_until(
+            now(),
+            counted.window_started_at + window,
+        )));
+    }
     let email = parse_email(&input.email).map_err(|m| ApiError::field("email", m))?;
-    let password_hash = passwords::hash(input.password).await?;
+    let password_hash = state.password_work.hash(input.password).await?;
     let at = now();
     let tenant = tenants::Model {
         id: new_id(),
@@ -173,6 +192,7 @@ pub async fn signup(state: &AppState, input: SignupIn) -> Result<SignupOut, ApiE
     .await?;
     let pair = issue_pair(&txn, state, &user, None).await?;
     txn.commit().await?;
+    remember_address(state, client_address, &user.email).await;
 
     tracing::info!(tenant_id = %tenant.id, user_id = %user.id, "tenant signed up");
     Ok(SignupOut {
@@ -198,13 +218,14 @@ pub async fn login(
     client_address: &str,
 ) -> Result<TokenPair, ApiError> {
     let email = input.email.trim().to_lowercase();
-    let email_key = throttle::email_key(&email);
-    let address_key = throttle::address_key(client_address);
-    for key in [&email_key, &address_key] {
-        if let Some(seconds) = throttle::blocked_for(&state.db, key).await? {
+    // Counted before the password is checked: concurrent attempts cannot outrun the count.
+    let attempt = match throttle::admit(&state.db, client_address, &email).await? {
+        throttle::Admission::Check(attempt) => attempt,
+        throttle::Admission::Refused(seconds) => {
+            tracing::info!(client = %client_address, "login throttled");
             return Err(ApiError::TooManyRequests(seconds));
         }
-    }
+    };
 
     let user = users::Entity::find()
         .filter(users::Column::Email.eq(email.as_str()))
@@ -215,20 +236,24 @@ pub async fn login(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.dummy_password_hash.clone());
-    let valid = passwords::verify(input.password, phc).await;
+    let valid = match state.password_work.verify(input.password, phc).await {
+        Ok(valid) => valid,
+        Err(e) => {
+            attempt.abandoned(&state.db).await?;
+            return Err(e.into());
+        }
+    };
 
     match user {
         Some(user) if valid => {
-            throttle::clear(&state.db, &email_key).await?;
+            attempt.succeeded(&state.db).await?;
             let txn = crate::db::begin_write(&state.db).await?;
             let pair = issue_pair(&txn, state, &user, None).await?;
             txn.commit().await?;
-            tracing::info!(user_id = %user.id, "login");
+            tracing::info!(user_id = %user.id, client = %client_address, "login");
             Ok(pair)
         }
         _ => {
-            throttle::record_failure(&state.db, &email_key, throttle::EMAIL_LIMIT).await?;
-            throttle::record_failure(&state.db, &address_key, throttle::ADDRESS_LIMIT).await?;
             tracing::info!(client = %client_address, "failed login");
             Err(ApiError::Unauthorized(
                 "the email or password is wrong".into(),
@@ -237,7 +262,58 @@ pub async fn login(
     }
 }
 
-pub async fn refresh(state: &AppState, input: RefreshIn) -> Result<TokenPair, ApiError> {
+/// Makes the address known to the login throttle for this account. The answer is already
+/// committed (a refresh token may have been spent), so a failure here is only logged.
+async fn remember_address(state: &AppState, client_address: &str, email: &str) {
+    if let Err(e) = throttle::mark_known(&state.db, client_address, email).await {
+        tracing::warn!(error = %e, "could not record a known login address");
+    }
+}
+
+/// Ends the caller's session: every refresh token of its family is revoked, and access tokens
+/// issued for it stop at their next request.
+pub async fn logout(state: &AppState, ctx: &TenantContext) -> Result<(), ApiError> {
+    let Some(session) = &ctx.session_id else {
+        return Err(ApiError::BadRequest(
+            "an API key has no session to end; revoke the key with DELETE /v1/api-keys/{id}".into(),
+        ));
+    };
+    let txn = crate::db::begin_write(&state.db).await?;
+    // Locked as a refresh locks it, so a refresh in flight cannot add a live token after this.
+    users::Entity::find_by_id_in_tenant(&ctx.tenant_id, ctx.actor.id())
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
+    revoke_family(&txn, session).await?;
+    txn.commit().await?;
+    tracing::info!(user_id = %ctx.actor.id(), "logout");
+    Ok(())
+}
+
+/// Revokes every refresh token (every session) of a user, as a password change must.
+pub async fn revoke_user_sessions<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    user_id: &str,
+) -> Result<(), ApiError> {
+    refresh_tokens::Entity::update_many()
+        .col_expr(
+            refresh_tokens::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .filter(refresh_tokens::Column::TenantId.eq(tenant_id))
+        .filter(refresh_tokens::Column::UserId.eq(user_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn refresh(
+    state: &AppState,
+    input: RefreshIn,
+    client_address: &str,
+) -> Result<TokenPair, ApiError> {
     let invalid = || ApiError::Unauthorized("the refresh token is invalid or expired".into());
     let hash = auth::token_hash(input.refresh_token.expose_secret());
     let token = refresh_tokens::Entity::find()
@@ -251,6 +327,14 @@ pub async fn refresh(state: &AppState, input: RefreshIn) -> Result<TokenPair, Ap
     }
 
     let txn = crate::db::begin_write(&state.db).await?;
+    // The user's row is locked first, as a password change locks it: a refresh racing a
+    // password change either finishes before the revocation (and is revoked with the rest)
+    // or sees its token revoked.
+    let user = users::Entity::find_by_id_in_tenant(&token.tenant_id, &token.user_id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(invalid)?;
     // Claim the token; if someone already did, it is being reused.
     let claimed = refresh_tokens::Entity::update_many()
         .col_expr(
@@ -259,24 +343,29 @@ pub async fn refresh(state: &AppState, input: RefreshIn) -> Result<TokenPair, Ap
         )
         .filter(refresh_tokens::Column::Id.eq(token.id.as_str()))
         .filter(refresh_tokens::Column::UsedAt.is_null())
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?
         .rows_affected
         == 1;
     if !claimed {
         txn.rollback().await?;
+        let revoked = refresh_tokens::Entity::find_by_id(token.id.clone())
+            .one(&state.db)
+            .await?
+            .is_none_or(|t| t.revoked_at.is_some() && t.used_at.is_none());
+        if revoked {
+            return Err(invalid());
+        }
         revoke_family(&state.db, &token.family_id).await?;
         tracing::warn!(family = %token.family_id, user_id = %token.user_id, "refresh token reused; family revoked");
         return Err(ApiError::Unauthorized(
             "this refresh token was already used; every session of this login is now revoked, sign in again".into(),
         ));
     }
-    let user = users::Entity::find_by_id_in_tenant(&token.tenant_id, &token.user_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(invalid)?;
     let pair = issue_pair(&txn, state, &user, Some(token.family_id)).await?;
     txn.commit().await?;
+    remember_address(state, client_address, &user.email).await;
     Ok(pair)
 }
 
@@ -299,7 +388,8 @@ async fn issue_pair<C: ConnectionTrait>(
     user: &users::Model,
     family_id: Option<String>,
 ) -> Result<TokenPair, ApiError> {
-    let (access_token, expires_in) = state.jwt.issue(&user.id, &user.tenant_id)?;
+    let family_id = family_id.unwrap_or_else(new_id);
+    let (access_token, expires_in) = state.jwt.issue(&user.id, &user.tenant_id, &family_id)?;
     let refresh_token = format!("rt_{}", crate::secrets::random_token::<32>());
     let at = now();
     let ttl = Duration::from_std(state.settings.refresh_token_ttl).unwrap_or(Duration::days(30));
@@ -307,7 +397,7 @@ async fn issue_pair<C: ConnectionTrait>(
         id: Set(new_id()),
         tenant_id: Set(user.tenant_id.clone()),
         user_id: Set(user.id.clone()),
-        family_id: Set(family_id.unwrap_or_else(new_id)),
+        family_id: Set(family_id),
         token_hash: Set(auth::token_hash(&refresh_token)),
         expires_at: Set(at + ttl),
         used_at: Set(None),

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::{audit, check_password, new_id, now, parse_email};
 use crate::app::AppState;
-use crate::auth::passwords;
+use crate::auth::throttle;
 use crate::error::{ApiError, FieldError, is_unique_violation};
 use crate::extract::{Actor, Page, TenantContext, Validate};
 
@@ -62,9 +62,14 @@ impl Validate for UserIn {
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub role: Option<Role>,
-    /// A new password; anyone may change their own.
+    /// A new password; anyone may change their own. Any password change ends every session
+    /// of that user (they sign in again with the new password).
     #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<SecretString>,
+    /// The password in use now: required to change one's own password; not needed when an
+    /// owner or admin resets someone else's.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub current_password: Option<SecretString>,
 }
 
 impl Validate for UserPatch {
@@ -93,7 +98,7 @@ pub async fn create(
         ctx.require(Role::Owner)?;
     }
     let email = parse_email(&input.email).map_err(|m| ApiError::field("email", m))?;
-    let password_hash = passwords::hash(input.password).await?;
+    let password_hash = state.password_work.hash(input.password).await?;
     let at = now();
     let user = users::Model {
         id: new_id(),
@@ -161,40 +166,94 @@ fn last_owner() -> ApiError {
     }
 }
 
+/// Checks the caller's current password before they change their own, counted against the
+/// login throttle of their address like a login attempt.
+async fn check_current_password(
+    state: &AppState,
+    user: &users::Model,
+    current: Option<SecretString>,
+    client_address: &str,
+) -> Result<(), ApiError> {
+    let current = current.ok_or_else(|| {
+        ApiError::field(
+            "current_password",
+            "is required to change your own password",
+        )
+    })?;
+    let attempt = match throttle::admit(&state.db, client_address, &user.email).await? {
+        throttle::Admission::Check(attempt) => attempt,
+        throttle::Admission::Refused(seconds) => return Err(ApiError::TooManyRequests(seconds)),
+    };
+    let valid = match state
+        .password_work
+        .verify(current, user.password_hash.clone())
+        .await
+    {
+        Ok(valid) => valid,
+        Err(e) => {
+            attempt.abandoned(&state.db).await?;
+            return Err(e.into());
+        }
+    };
+    if !valid {
+        return Err(ApiError::field(
+            "current_password",
+            "does not match your password",
+        ));
+    }
+    attempt.succeeded(&state.db).await?;
+    Ok(())
+}
+
 pub async fn update(
     state: &AppState,
     ctx: &TenantContext,
     id: &str,
     patch: UserPatch,
+    client_address: &str,
 ) -> Result<UserOut, ApiError> {
+    let role = patch.role;
+    let authorize = |user: &users::Model| {
+        let is_self = ctx.actor == Actor::User(user.id.clone());
+        if role.is_some() || !is_self {
+            ctx.require(Role::Admin)?;
+        }
+        if user.role == Role::Owner || role == Some(Role::Owner) {
+            ctx.require(Role::Owner)?;
+        }
+        Ok::<bool, ApiError>(is_self)
+    };
+    // Checked before any argon2 work, and again inside the transaction.
+    let user = find(&state.db, ctx, id).await?;
+    if authorize(&user)? && patch.password.is_some() {
+        check_current_password(state, &user, patch.current_password, client_address).await?;
+    }
+    let password_hash = match patch.password {
+        Some(password) => Some(state.password_work.hash(password).await?),
+        None => None,
+    };
     let txn = crate::db::begin_write(&state.db).await?;
     let user = find(&txn, ctx, id).await?;
-    let is_self = ctx.actor == Actor::User(user.id.clone());
-    if patch.role.is_some() || !is_self {
-        ctx.require(Role::Admin)?;
-    }
-    if user.role == Role::Owner || patch.role == Some(Role::Owner) {
-        ctx.require(Role::Owner)?;
-    }
+    authorize(&user)?;
     if user.role == Role::Owner
         && patch.role.is_some_and(|r| r != Role::Owner)
         && owner_count(&txn, &ctx.tenant_id).await? <= 1
     {
         return Err(last_owner());
     }
-    let password_hash = match patch.password {
-        Some(password) => Some(passwords::hash(password).await?),
-        None => None,
-    };
     let mut active: users::ActiveModel = user.into();
     if let Some(role) = patch.role {
         active.role = Set(role);
     }
+    let password_changed = password_hash.is_some();
     if let Some(hash) = password_hash {
         active.password_hash = Set(hash);
     }
     active.updated_at = Set(now());
     let updated = active.update(&txn).await?;
+    if password_changed {
+        super::sessions::revoke_user_sessions(&txn, &ctx.tenant_id, &updated.id).await?;
+    }
     audit::log(&txn, ctx, "user.update", "user", &updated.id).await?;
     txn.commit().await?;
     Ok(updated.into())

@@ -173,8 +173,15 @@ async fn access_tokens_are_checked_strictly() {
         let tenant = app.signup("Jwt").await;
         let secret = std::fs::read_to_string(app.settings.data_dir.join("jwt.secret")).unwrap();
         let secret = secret.trim().as_bytes().to_vec();
+        // The session the app's own token belongs to.
+        let sid = {
+            use base64::Engine;
+            let payload = tenant.token.split('.').nth(1).unwrap();
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()["sid"].clone()
+        };
         let claims = |overrides: Value| {
-            let mut c = json!({"sub": tenant.user_id, "tid": tenant.id, "iss": "tributary", "aud": "tributary-api",
+            let mut c = json!({"sub": tenant.user_id, "tid": tenant.id, "sid": sid, "iss": "tributary", "aud": "tributary-api",
                                "iat": now(), "exp": now() + 600, "jti": "x"});
             for (k, v) in overrides.as_object().unwrap() {
                 c[k] = v.clone();
@@ -196,6 +203,8 @@ async fn access_tokens_are_checked_strictly() {
             ("wrong audience", forge(&secret, Algorithm::HS256, &claims(json!({"aud": "someone-else"})))),
             ("wrong issuer", forge(&secret, Algorithm::HS256, &claims(json!({"iss": "someone-else"})))),
             ("another tenant", forge(&secret, Algorithm::HS256, &claims(json!({"tid": "00000000-0000-0000-0000-000000000000"})))),
+            ("no session", forge(&secret, Algorithm::HS256, &claims(json!({"sid": null})))),
+            ("another session", forge(&secret, Algorithm::HS256, &claims(json!({"sid": "00000000-0000-0000-0000-000000000000"})))),
             ("garbage", "not.a.jwt".to_string()),
         ];
         for (name, token) in cases {

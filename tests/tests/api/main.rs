@@ -12,6 +12,7 @@ mod crm_zoho;
 mod errors;
 mod flows;
 mod health;
+mod hostile_auth;
 mod hostile_logs;
 mod hostile_oauth;
 mod hostile_retention;

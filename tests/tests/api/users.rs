@@ -21,15 +21,6 @@ async fn roles_govern_who_manages_whom() {
         )
         .await
         .assert_problem(StatusCode::FORBIDDEN);
-        // ...except their own password.
-        let own = app
-            .patch(
-                &format!("/v1/users/{member_id}"),
-                &member_token,
-                json!({"password": "a brand new password"}),
-            )
-            .await;
-        assert_eq!(own.status, StatusCode::OK, "{}", own.text);
         app.patch(
             &format!("/v1/users/{member_id}"),
             &member_token,
@@ -37,6 +28,15 @@ async fn roles_govern_who_manages_whom() {
         )
         .await
         .assert_problem(StatusCode::FORBIDDEN);
+        // ...except their own password (which ends their sessions).
+        let own = app
+            .patch(
+                &format!("/v1/users/{member_id}"),
+                &member_token,
+                json!({"current_password": PASSWORD, "password": "a brand new password"}),
+            )
+            .await;
+        assert_eq!(own.status, StatusCode::OK, "{}", own.text);
 
         // Admins manage members but not owners, and cannot make owners.
         let promoted = app
