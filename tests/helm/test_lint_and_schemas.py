@@ -171,6 +171,8 @@ BAD_VALUES = {
     "signup neither open nor closed": {"config": {"signup": "invite"}},
     "log format": {"config": {"logFormat": "xml"}},
     "vendor urls": {"config": {"vendorUrls": "some"}},
+    "trusted proxies not addresses": {"config": {"trustedProxies": "the ingress"}},
+    "signup rate without a period": {"config": {"signupRate": "10"}},
     "mysql database": {"database": {"url": "mysql://u:p@db/t"}},
     "sqlite database": {"database": {"url": "sqlite:///tmp/tributary.db?mode=rwc"}},
     "queue not redis": {"queue": {"url": "amqp://mq"}},

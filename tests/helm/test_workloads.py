@@ -317,6 +317,17 @@ def test_disruption_budgets(render):
         "PodDisruptionBudget", f"{RELEASE}-api") is None
 
 
+def test_trusted_proxies_and_the_signup_rate_reach_the_config(render):
+    data = render(minimal_values()).get("ConfigMap", RELEASE)["data"]
+    assert data["TRIBUTARY_SIGNUP_RATE"] == "10/hour"
+    assert "TRIBUTARY_TRUSTED_PROXIES" not in data
+    rendered = render(minimal_values({"config": {"trustedProxies": "10.42.0.0/16, fd00::/8",
+                                                 "signupRate": "3/minute"}}))
+    data = rendered.get("ConfigMap", RELEASE)["data"]
+    assert data["TRIBUTARY_TRUSTED_PROXIES"] == "10.42.0.0/16, fd00::/8"
+    assert data["TRIBUTARY_SIGNUP_RATE"] == "3/minute"
+
+
 def test_alert_and_reconciliation_settings_reach_both_deployments(render):
     rendered = render(minimal_values({"config": {"alertPeriod": "2h", "reconcileInterval": "30m"}}))
     [configmap] = rendered.kind("ConfigMap")
