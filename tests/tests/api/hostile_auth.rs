@@ -2,25 +2,9 @@
 //! addresses, sessions that outlive a password change, sign-up as an oracle, and admins
 //! reaching for owner keys. Each test reproduces the attack and checks it is closed.
 
-use std::future::Future;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tributary_tests::{PASSWORD, Reply, Tenant, TestApp, backends, each_backend};
-
-/// Runs `test` on every backend against an app started with `vars`.
-async fn each_backend_with<F, Fut>(vars: &[(&str, &str)], test: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for backend in backends() {
-        let app = TestApp::spawn_with(backend, vars).await;
-        let cleanup = app.cleanup_handle();
-        test(app).await;
-        cleanup.run().await;
-    }
-}
+use tributary_tests::{PASSWORD, Reply, Tenant, TestApp, each_backend, each_backend_with};
 
 /// The app's peer in every test is 127.0.0.1: trusting it lets a test speak for any client.
 const TRUST_LOCALHOST: (&str, &str) = ("TRIBUTARY_TRUSTED_PROXIES", "127.0.0.1/32");

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use tributary_fakes::{RequestLog, Served};
-use tributary_tests::{TestApp, backends};
+use tributary_tests::{TestApp, each_backend_with};
 use tributary_worker::crm::config::Credentials;
 
 const OPERATOR_ID: &str = "operator-app-id";
@@ -60,20 +60,6 @@ fn never_saw_operator_secret(log: &RequestLog) {
                     .contains(OPERATOR_SECRET),
             "the tenant's server received the operator's secret: {request:?}"
         );
-    }
-}
-
-/// Runs `test` on every backend against an app started with `vars`.
-async fn each_backend_with<F, Fut>(vars: &[(&str, &str)], test: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for backend in backends() {
-        let app = TestApp::spawn_with(backend, vars).await;
-        let cleanup = app.cleanup_handle();
-        test(app).await;
-        cleanup.run().await;
     }
 }
 

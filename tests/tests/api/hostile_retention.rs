@@ -6,21 +6,7 @@ use entity::{audit_log, deliveries, events, record_links, sandbox_records};
 use reqwest::StatusCode;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
-use tributary_tests::{Pipeline, TestApp, backends, charge_event, metric, wait_for};
-
-/// Runs `test` once per backend against a fresh app started with `vars`.
-async fn each_backend_with<F, Fut>(vars: &[(&str, &str)], test: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for backend in backends() {
-        let app = TestApp::spawn_with(backend, vars).await;
-        let cleanup = app.cleanup_handle();
-        test(app).await;
-        cleanup.run().await;
-    }
-}
+use tributary_tests::{Pipeline, TestApp, charge_event, each_backend_with, metric, wait_for};
 
 fn flow(connection_id: &str, name: &str, steps: usize) -> Value {
     let steps: Vec<Value> = (0..steps)
