@@ -16,6 +16,8 @@ pub struct Model {
     pub resource_type: String,
     pub resource_id: Option<String>,
     pub created_at: DateTimeUtc,
+    /// The client's address (`TRIBUTARY_TRUSTED_PROXIES` decides whom to believe).
+    pub client_address: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ mod m20261201_000006_stripe_api;
 mod m20261201_000007_email_sends;
 mod m20261201_000008_event_seeds;
 mod m20261206_000009_retention;
+mod m20261206_000010_audit_client;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_email_sends::Migration),
             Box::new(m20261201_000008_event_seeds::Migration),
             Box::new(m20261206_000009_retention::Migration),
+            Box::new(m20261206_000010_audit_client::Migration),
         ]
     }
 }

@@ -23,6 +23,13 @@ impl FromRequest for ClientAddress {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(ClientAddress(from_request_parts(req))))
+    }
+}
+
+/// The client's address of `req`, or `unknown`.
+pub fn from_request_parts(req: &HttpRequest) -> String {
+    {
         let trusted = req
             .app_data::<Data<AppState>>()
             .map(|state| state.settings.trusted_proxies.clone())
@@ -33,9 +40,7 @@ impl FromRequest for ClientAddress {
             .filter_map(|v| v.to_str().ok())
             .collect();
         let address = client_address(req.peer_addr().map(|a| a.ip()), &forwarded, &trusted);
-        ready(Ok(ClientAddress(
-            address.map_or_else(|| "unknown".into(), |a| a.to_string()),
-        )))
+        address.map_or_else(|| "unknown".into(), |a| a.to_string())
     }
 }
 

@@ -43,6 +43,8 @@ pub struct TenantContext {
     pub actor: Actor,
     /// The session (refresh-token family) of a person's access token; `None` for API keys.
     pub session_id: Option<String>,
+    /// The caller's address as the trusted proxies tell it, for the audit log.
+    pub client_address: Option<String>,
 }
 
 impl TenantContext {
@@ -72,6 +74,7 @@ impl FromRequest for TenantContext {
                     .eq_ignore_ascii_case("bearer")
                     .then(|| token.trim().to_string())
             });
+        let client = super::client::from_request_parts(req);
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
@@ -80,7 +83,9 @@ impl FromRequest for TenantContext {
                     "send Authorization: Bearer <access token or API key>".into(),
                 )
             })?;
-            authenticate(&state, &token).await
+            let mut context = authenticate(&state, &token).await?;
+            context.client_address = Some(client);
+            Ok(context)
         })
     }
 }
@@ -106,6 +111,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext, Ap
             role: key.role,
             actor: Actor::ApiKey(key.id.clone()),
             session_id: None,
+            client_address: None,
         };
         if stale {
             let mut active: api_keys::ActiveModel = key.into();
@@ -142,5 +148,6 @@ async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext, Ap
         role: user.role,
         actor: Actor::User(user.id),
         session_id: Some(claims.sid),
+        client_address: None,
     })
 }

@@ -15,6 +15,7 @@ pub async fn record<C: ConnectionTrait>(
     action: &str,
     resource_type: &str,
     resource_id: Option<&str>,
+    client_address: Option<&str>,
 ) -> Result<(), ApiError> {
     audit_log::Entity::insert(audit_log::ActiveModel {
         id: Set(super::new_id()),
@@ -25,6 +26,7 @@ pub async fn record<C: ConnectionTrait>(
         resource_type: Set(resource_type.to_string()),
         resource_id: Set(resource_id.map(str::to_string)),
         created_at: Set(super::now()),
+        client_address: Set(client_address.map(str::to_string)),
     })
     .exec(db)
     .await?;
@@ -46,6 +48,7 @@ pub async fn log<C: ConnectionTrait>(
         action,
         resource_type,
         Some(resource_id),
+        ctx.client_address.as_deref(),
     )
     .await
 }
@@ -71,6 +74,10 @@ pub struct AuditEntryOut {
     pub resource_type: String,
     pub resource_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Where the change came from: the client's address as the trusted proxies tell it
+    /// (`TRIBUTARY_TRUSTED_PROXIES`); null for changes made before it was recorded.
+    #[schema(example = "203.0.113.7")]
+    pub client_address: Option<String>,
 }
 
 pub async fn list<C: ConnectionTrait>(
@@ -96,6 +103,7 @@ pub async fn list<C: ConnectionTrait>(
             resource_type: row.resource_type,
             resource_id: row.resource_id,
             created_at: row.created_at,
+            client_address: row.client_address,
         })
         .collect();
     Ok((data, has_more))

@@ -481,6 +481,8 @@ pub async fn callback(
         "connection.authorize",
         "connection",
         Some(&connection.id),
+        // The vendor's redirect carries the browser, but no session vouches for it here.
+        None,
     )
     .await?;
     txn.commit().await?;

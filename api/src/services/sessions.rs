@@ -188,6 +188,7 @@ pub async fn signup(
         "tenant.create",
         "tenant",
         Some(&tenant.id),
+        Some(client_address),
     )
     .await?;
     let pair = issue_pair(&txn, state, &user, None).await?;

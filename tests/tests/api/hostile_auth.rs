@@ -491,3 +491,46 @@ async fn throttle_rows_of_finished_windows_are_pruned() {
     })
     .await;
 }
+
+/// Creates an API key with `X-Forwarded-For: forwarded` and returns the audit entry's address.
+async fn audited_address(app: &TestApp, tenant: &Tenant, forwarded: &str) -> Value {
+    let created = app
+        .client
+        .post(app.url("/v1/api-keys"))
+        .bearer_auth(&tenant.token)
+        .header("x-forwarded-for", forwarded)
+        .json(&json!({"name": "audited", "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let log = app.get("/v1/audit-log?limit=1", &tenant.token).await;
+    assert_eq!(
+        log.body["data"][0]["action"], "api_key.create",
+        "{}",
+        log.text
+    );
+    log.body["data"][0]["client_address"].clone()
+}
+
+#[tokio::test]
+async fn the_audit_log_records_the_address_the_trusted_proxies_vouch_for() {
+    // A client's own X-Forwarded-For is not believed: the entry names the peer.
+    each_backend(|app| async move {
+        let tenant = app.signup("Audited").await;
+        assert_eq!(
+            audited_address(&app, &tenant, "203.0.113.50").await,
+            "127.0.0.1"
+        );
+    })
+    .await;
+    // Behind a trusted proxy, the client it vouches for.
+    each_backend_with(&[TRUST_LOCALHOST], |app| async move {
+        let tenant = app.signup("Audited").await;
+        assert_eq!(
+            audited_address(&app, &tenant, "198.51.100.1, 203.0.113.50").await,
+            "203.0.113.50"
+        );
+    })
+    .await;
+}
