@@ -1,8 +1,10 @@
 //! Fairness benchmark: tenant B's event → record latency, alone and while tenant A's CRM
 //! hangs 30 s on every call with more of A's events queued than the worker has job slots.
 //!
-//! `cargo run --release -p tributary-tests --bin fairness -- [sqlite|postgres] [events]`
-//! Postgres uses `TRIBUTARY_TEST_DATABASE_URL`. Prints p50/p99 of both runs and their ratio.
+//! `cargo run --release -p tributary-tests --bin fairness -- [sqlite|postgres] [events] [share]`
+//! Postgres uses `TRIBUTARY_TEST_DATABASE_URL`; `share` is `TRIBUTARY_TENANT_MAX_IN_FLIGHT`
+//! (default: half the 8 slots; 8 turns fairness off, for comparison). Prints p50/p99 of both
+//! runs and their ratio.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -98,11 +100,13 @@ async fn main() {
         _ => Backend::Sqlite,
     };
     let count: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let share = args.get(3).cloned().unwrap_or_else(|| "4".into());
     let app = TestApp::spawn_full(
         backend,
         &[
             ("RUST_LOG", "warn"),
             ("TRIBUTARY_WORKER_CONCURRENCY", "8"),
+            ("TRIBUTARY_TENANT_MAX_IN_FLIGHT", &share),
             ("TRIBUTARY_VENDOR_URLS", "any"),
         ],
         None,
