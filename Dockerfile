@@ -12,7 +12,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p tributary-api -p tributary-worker \
+    cargo build --release --locked -p api -p worker \
     && mkdir -p /out \
     && cp target/release/api target/release/worker /out/
 

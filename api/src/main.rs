@@ -1,26 +1,53 @@
 //! The `api` binary: serves the platform, or runs an operator command.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use tributary_api::{app, commands, db, openapi, settings::Settings, telemetry};
 
-const USAGE: &str = "usage: api [serve | migrate | rotate-keys | openapi]
-  serve        start the REST API and webhook ingress (the default)
-  migrate      apply pending database migrations and exit
-  rotate-keys  re-encrypt every stored secret under the current encryption key
-  openapi      print the OpenAPI document";
+/// Tributary: Stripe payment events into CRM records, for many tenants.
+///
+/// Exit codes: 0 done (or --help, --version); 1 failed while running; 2 a bad command line
+/// or configuration (the message names the argument or variable).
+#[derive(Parser)]
+#[command(name = "api", version, after_help = tributary_worker::variables::help())]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Start the REST API and webhook ingress, with an embedded worker unless
+    /// TRIBUTARY_EMBEDDED_WORKER=false (the default command)
+    Serve,
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Re-encrypt every stored secret under the current encryption key
+    RotateKeys,
+    /// Print the OpenAPI document
+    Openapi,
+}
 
 fn main() -> ExitCode {
-    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
-    if command == "openapi" {
-        print!("{}", openapi::document_json());
-        return ExitCode::SUCCESS;
-    }
-    if !matches!(command.as_str(), "serve" | "migrate" | "rotate-keys") {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    if command == Command::Openapi {
+        // A reader that stops early (`api openapi | head`) is not an error.
+        let mut out = std::io::stdout().lock();
+        return match out
+            .write_all(openapi::document_json().as_bytes())
+            .and_then(|()| out.flush())
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write the document: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
@@ -41,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command.as_str(), settings)) {
+    match runtime.block_on(run(command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -51,15 +78,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: &str, settings: Settings) -> anyhow::Result<()> {
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        "migrate" => {
+        Command::Migrate => {
             let db = db::connect(&settings.database_url).await?;
             db::migrate(&db).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        "rotate-keys" => {
+        Command::RotateKeys => {
             let keyring = app::load_keyring(&settings)?;
             let db = db::connect(&settings.database_url).await?;
             let report = commands::rotate_keys(&db, &keyring).await?;
@@ -71,7 +98,7 @@ async fn run(command: &str, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        _ => serve(settings).await,
+        Command::Serve | Command::Openapi => serve(settings).await,
     }
 }
 

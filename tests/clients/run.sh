@@ -14,7 +14,7 @@ root=$(cd "$here/../.." && pwd)
 api_bin=${1:-${CARGO_TARGET_DIR:-$root/target}/debug/api}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/tributary-ci
 spec=$root/openapi/openapi.json
-[ -x "$api_bin" ] || { echo "no api binary at $api_bin: cargo build -p tributary-api --bin api" >&2; exit 1; }
+[ -x "$api_bin" ] || { echo "no api binary at $api_bin: cargo build -p api --bin api" >&2; exit 1; }
 mkdir -p "$cache"
 
 scratch=$(mktemp -d)

@@ -23,6 +23,7 @@ pub mod secrets;
 pub mod settings;
 pub mod stripe;
 pub mod telemetry;
+pub mod variables;
 pub mod vendor_time;
 
 use chrono::{DateTime, Utc};

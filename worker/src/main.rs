@@ -4,9 +4,21 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use tributary_worker::{db, probe, runtime::Runtime, settings::Settings, telemetry};
 
+/// Tributary's standalone worker: runs tenants' flows from the queue, the sweeper and the
+/// background loops, without the HTTP API; probes and metrics on TRIBUTARY_WORKER_LISTEN.
+///
+/// Exit codes: 0 stopped by SIGTERM or Ctrl-C after finishing the jobs in hand (or --help,
+/// --version); 1 failed, or a consumer or background loop stopped (so it is restarted); 2 a bad
+/// command line or configuration.
+#[derive(Parser)]
+#[command(name = "worker", version, after_help = tributary_worker::variables::help())]
+struct Cli {}
+
 fn main() -> ExitCode {
+    Cli::parse();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
