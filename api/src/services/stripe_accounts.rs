@@ -188,7 +188,9 @@ fn check_secret_key(key: &SecretString, errors: &mut Vec<FieldError>) {
     if !shaped {
         errors.push(FieldError::new(
             "secret_key",
-            "must be a Stripe secret key (sk_…) or restricted key (rk_…)",
+            "must be a Stripe secret key: sk_ or rk_ and then at least 9 letters, digits or \
+             underscores, as Stripe's dashboard shows it (sk_test_…, sk_live_…, rk_…); leave it \
+             out to receive webhooks only",
         ));
     }
 }
@@ -201,7 +203,9 @@ fn check_signing_secret(field: &str, secret: &SecretString, errors: &mut Vec<Fie
     if !shaped {
         errors.push(FieldError::new(
             field,
-            "must be a Stripe webhook signing secret (whsec_…)",
+            "must be a Stripe webhook signing secret: whsec_ and then at least 8 characters, \
+             without spaces (the endpoint's secret in Stripe's dashboard, or any such value to \
+             try test events)",
         ));
     }
 }
@@ -519,4 +523,39 @@ pub async fn delete_webhook_secret(
     txn.commit().await?;
     state.webhook_accounts.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(check: impl Fn(&SecretString, &mut Vec<FieldError>), value: &str) -> Option<String> {
+        let mut errors = Vec::new();
+        check(&SecretString::from(value), &mut errors);
+        errors.pop().map(|e| e.message)
+    }
+
+    /// A placeholder that looks right but is too short is refused with the rule spelled out.
+    #[test]
+    fn refusals_say_the_rule() {
+        let message = refused(check_secret_key, "sk_test_123").unwrap();
+        assert!(
+            message.contains("at least 9") && message.contains("leave it out"),
+            "{message}"
+        );
+        assert_eq!(refused(check_secret_key, "sk_test_123456789"), None);
+        let message = refused(
+            |s, e| check_signing_secret("webhook_secret", s, e),
+            "whsec_123",
+        )
+        .unwrap();
+        assert!(message.contains("at least 8 characters"), "{message}");
+        assert_eq!(
+            refused(
+                |s, e| check_signing_secret("webhook_secret", s, e),
+                "whsec_quickstart_secret"
+            ),
+            None
+        );
+    }
 }
