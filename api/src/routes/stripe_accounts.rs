@@ -7,12 +7,12 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery};
 use crate::services::backfills::{self, BackfillIn, BackfillOut};
 use crate::services::stripe_accounts::{
     self, StripeAccountIn, StripeAccountOut, StripeAccountPatch, WebhookSecretIn, WebhookSecretOut,
 };
-use crate::services::test_events::{self, TestEventIn, TestEventOut};
+use crate::services::test_events::{self, TestEventIn, TestEventOut, TestEventQuery};
 use crate::services::webhook_endpoints;
 
 /// Register a Stripe account
@@ -182,10 +182,11 @@ async fn remove_secret(
 ///
 /// Stripe's "send test webhook", inside the product: a realistic event of the type, with fresh
 /// ids, signed with the account's newest secret and sent through the real ingress. It then runs
-/// through the tenant's flows like any other event.
+/// through the tenant's flows like any other event; with `?wait=10` the answer comes when the
+/// event has finished (or after 10 s), and its `status` says which.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.test_event", request_body(content = TestEventIn,
         example = json!({"type": "checkout.session.completed"})),
-    params(("id" = String, Path, description = "The account's id")),
+    params(("id" = String, Path, description = "The account's id"), TestEventQuery),
     responses(
         (status = 202, description = "A realistic event of that type, signed with the account's newest secret, went through the real ingress.", body = TestEventOut),
         (status = 400, response = inline(responses::BadRequest)),
@@ -202,9 +203,10 @@ async fn test_event(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
+    ValidQuery(query): ValidQuery<TestEventQuery>,
     ValidJson(input): ValidJson<TestEventIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(test_events::send(&state, &ctx, &id, input).await?))
+    Ok(HttpResponse::Accepted().json(test_events::send(&state, &ctx, &id, input, query).await?))
 }
 
 /// Register the account's webhook endpoint at Stripe

@@ -52,6 +52,24 @@ pub struct TestEventOut {
     pub stripe_event_id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The event's status when answering: `received` or `queued` unless `?wait=` gave its
+    /// flows time to finish (`processed`, `failed` or `ignored`). Poll `GET /v1/events/{id}`
+    /// for the rest.
+    #[schema(example = "processed")]
+    pub status: String,
+}
+
+/// The longest `?wait=` a test event may ask for, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// How long to wait for the event's flows, before answering.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TestEventQuery {
+    /// Seconds (0 to 30) to wait for the event to finish (processed, failed or ignored) before
+    /// answering; the answer's `status` says whether it did. Default 0: answer at once.
+    pub wait: Option<u64>,
 }
 
 pub async fn send(
@@ -59,7 +77,15 @@ pub async fn send(
     ctx: &TenantContext,
     account_id: &str,
     input: TestEventIn,
+    query: TestEventQuery,
 ) -> Result<TestEventOut, ApiError> {
+    let wait = query.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::field(
+            "wait",
+            format!("must be a number of seconds from 0 to {MAX_WAIT_SECONDS}"),
+        ));
+    }
     let account = super::owned::<stripe_accounts::Entity, _>(&state.db, ctx, account_id).await?;
     ctx.require(Role::Admin)?;
     let secret_row = webhook_secrets::Entity::find_in_tenant(&ctx.tenant_id)
@@ -119,12 +145,37 @@ pub async fn send(
             answer["detail"].as_str().unwrap_or("no detail")
         )));
     }
+    let event_id = answer["event_id"].as_str().unwrap_or_default().to_string();
+    let status = settled_status(state, &ctx.tenant_id, &event_id, wait).await?;
     Ok(TestEventOut {
-        event_id: answer["event_id"].as_str().unwrap_or_default().to_string(),
+        event_id,
         stripe_event_id: answer["stripe_event_id"]
             .as_str()
             .unwrap_or_default()
             .to_string(),
         event_type: input.event_type,
+        status,
     })
+}
+
+/// The event's status once it has finished, or as it is when `wait` seconds have passed.
+async fn settled_status(
+    state: &AppState,
+    tenant_id: &str,
+    event_id: &str,
+    wait: u64,
+) -> Result<String, ApiError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        let status = entity::events::Entity::find_by_id_in_tenant(tenant_id, event_id)
+            .one(&state.db)
+            .await?
+            .map(|event| event.status)
+            .unwrap_or_else(|| "received".into());
+        let finished = matches!(status.as_str(), "processed" | "failed" | "ignored");
+        if finished || tokio::time::Instant::now() >= deadline {
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

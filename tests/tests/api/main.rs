@@ -10,6 +10,7 @@ mod crm_hubspot;
 mod crm_salesforce;
 mod crm_zoho;
 mod errors;
+mod first_hour;
 mod flows;
 mod health;
 mod hostile_auth;
