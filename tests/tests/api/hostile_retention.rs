@@ -330,9 +330,8 @@ async fn finished_events_past_retention_are_pruned_while_new_and_open_ones_stay(
         let events_before = metric(&app, events_series).await.unwrap_or(0.0);
         let deliveries_before = metric(&app, deliveries_series).await.unwrap_or(0.0);
 
-        // Two events of 40 days ago; one still has a delivery waiting on its connection.
-        backdate_event(&app, old, 40).await;
-        backdate_event(&app, open, 40).await;
+        // Two events of 40 days ago; one still has a delivery waiting on its connection (made
+        // to wait before it is backdated: the loop runs every 200 ms and would take it first).
         deliveries::Entity::update_many()
             .set(deliveries::ActiveModel {
                 status: Set("waiting".into()),
@@ -342,6 +341,8 @@ async fn finished_events_past_retention_are_pruned_while_new_and_open_ones_stay(
             .exec(&app.db)
             .await
             .unwrap();
+        backdate_event(&app, old, 40).await;
+        backdate_event(&app, open, 40).await;
         // Audit entries of 70 and 40 days ago.
         let entries = audit_log::Entity::find()
             .filter(audit_log::Column::TenantId.eq(p.tenant.id.as_str()))

@@ -192,7 +192,11 @@ impl Checker {
                 for (i, event) in events.iter().enumerate() {
                     let path = format!("trigger.events[{i}]");
                     match event.as_str() {
-                        Some(pattern) if is_event_pattern(pattern) => {}
+                        Some(pattern) if is_event_pattern(pattern) => {
+                            if let Some(message) = unknown_event_type(pattern) {
+                                self.error(path, message);
+                            }
+                        }
                         Some(pattern) => self.error(
                             path,
                             format!(
@@ -870,6 +874,37 @@ fn child(path: &str, key: &str) -> String {
     }
 }
 
+/// Why a well-formed trigger pattern names nothing in Stripe's catalogue of event types (a
+/// misspelled type would validate and never fire), with the closest type as a hint.
+fn unknown_event_type(pattern: &str) -> Option<String> {
+    use crate::stripe::event_types::EVENT_TYPES;
+    let known = match pattern.strip_suffix(".*") {
+        _ if pattern == "*" => true,
+        Some(prefix) => EVENT_TYPES.iter().any(|t| {
+            t.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.'))
+        }),
+        None => EVENT_TYPES.contains(&pattern),
+    };
+    if known {
+        return None;
+    }
+    let closest = EVENT_TYPES
+        .iter()
+        .map(|t| (edit_distance(pattern, t), *t))
+        .min()
+        .filter(|(distance, _)| *distance <= 3);
+    Some(match closest {
+        Some((_, candidate)) => {
+            format!("'{pattern}' is not a Stripe event type; did you mean '{candidate}'?")
+        }
+        None => format!(
+            "'{pattern}' is not a Stripe event type (see GET /v1/flow-templates for examples, or \
+             Stripe's list of event types)"
+        ),
+    })
+}
+
 /// Levenshtein distance, for "did you mean" hints on short keys.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -1352,6 +1387,34 @@ mod tests {
                     "unknown step 'contcat' in steps.contcat".to_string()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_misspelled_event_type_is_refused_with_the_closest_one() {
+        assert_eq!(
+            unknown_event_type("charge.succeded").as_deref(),
+            Some("'charge.succeded' is not a Stripe event type; did you mean 'charge.succeeded'?")
+        );
+        assert!(unknown_event_type("charg.*").is_some());
+        assert!(unknown_event_type("customer.subscripton.*").is_some());
+        for known in [
+            "*",
+            "charge.succeeded",
+            "customer.subscription.*",
+            "invoice.*",
+        ] {
+            assert_eq!(unknown_event_type(known), None, "{known}");
+        }
+        let mut flow = example();
+        flow["trigger"]["events"] = json!(["charge.succeded"]);
+        assert_eq!(
+            errors_of(&flow),
+            vec![(
+                "trigger.events[0]".to_string(),
+                "'charge.succeded' is not a Stripe event type; did you mean 'charge.succeeded'?"
+                    .to_string()
+            )]
         );
     }
 
