@@ -1,0 +1,204 @@
+//! The fakes hold the adapters to the vendors' own rules: HubSpot's interval and daily limits
+//! (announced in its headers, no `Retry-After`), its one error shape per endpoint (400 with the
+//! properties inside `message` for single writes, 207 multi-status for batch upsert) and its
+//! scopes; Zoho's 429 without `Retry-After` and its cap on access tokens per refresh token; the
+//! registered redirect URI at every vendor's authorize and token endpoints.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tributary_fakes::hubspot::{self, FakeHubSpot};
+use tributary_tests::{Pipeline, TestApp, charge_event, each_backend, wait_for};
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn charge(n: &str) -> Value {
+    charge_event(
+        &format!("evt_{n}"),
+        &format!("ch_{n}"),
+        &format!("{n}@example.com"),
+        "Pat Example",
+        1200,
+        now(),
+    )
+}
+
+async fn hubspot_pipeline(app: &TestApp, fake: &FakeHubSpot) -> Pipeline {
+    app.pipeline_with(json!({
+        "name": "HubSpot", "provider": "hubspot",
+        "auth": {"type": "token", "token": hubspot::PRIVATE_APP_TOKEN},
+        "settings": {"base_url": fake.base_url}
+    }))
+    .await
+}
+
+/// The HubSpot recipe with every property it writes defined.
+async fn hubspot_recipe(app: &TestApp, fake: &FakeHubSpot) -> Pipeline {
+    fake.define_property("contacts", "stripe_customer_id", false);
+    fake.define_property("contacts", "last_charge_amount", false);
+    fake.define_property("contacts", "last_charge_receipt", false);
+    fake.define_property("deals", "stripe_charge_id", true);
+    let p = hubspot_pipeline(app, fake).await;
+    app.flow_from_template(&p, "hubspot-contact-and-deal").await;
+    p
+}
+
+fn deliveries(event: &Value) -> Vec<Value> {
+    event["deliveries"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn hubspot_interval_limit_is_waited_out_from_its_headers() {
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        let p = hubspot_recipe(&app, &fake).await;
+        // Two calls per 1.5 s; one charge takes three (contact, deal, association).
+        fake.set_rate_limits(2, 1500, 1000);
+
+        let done = app.deliver(&p, &charge("rl1")).await;
+        assert_eq!(done["status"], "processed", "{done}");
+        assert_eq!(fake.records("contacts").len(), 1);
+        assert_eq!(fake.records("deals").len(), 1);
+        assert_eq!(fake.associations().len(), 1);
+
+        let log = fake.log.all();
+        let limited: Vec<usize> = (0..log.len()).filter(|&i| log[i].status == 429).collect();
+        assert!(!limited.is_empty(), "the fake's own limit was hit: {log:?}");
+        for i in limited {
+            // HubSpot sends no Retry-After: the wait comes from
+            // X-HubSpot-RateLimit-Interval-Milliseconds with Remaining at 0.
+            let next = log.get(i + 1).expect("a request after each 429");
+            let waited = next.at - log[i].at;
+            assert!(
+                waited >= chrono::Duration::milliseconds(1450),
+                "request {} came {waited} after a 429 announcing a 1500 ms interval",
+                i + 1
+            );
+        }
+        fake.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hubspot_daily_limit_pauses_the_connection() {
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        let p = hubspot_recipe(&app, &fake).await;
+        // One call left today: the contact is written, the deal hits the daily limit.
+        fake.set_rate_limits(100, 10_000, 1);
+
+        let sent = app.send_event(&p, &charge("dl1")).await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+        let connection = wait_for(15, "the connection to pause", || async {
+            let c = app.connection(&p).await;
+            (c["status"] == "paused").then_some(c)
+        })
+        .await;
+        let reason = connection["status_reason"].as_str().unwrap_or("");
+        assert!(reason.contains("daily limit"), "{connection}");
+        let until = chrono::DateTime::parse_from_rfc3339(
+            connection["paused_until"].as_str().expect("paused_until"),
+        )
+        .unwrap();
+        assert!(
+            until > chrono::Utc::now() + chrono::Duration::minutes(50),
+            "{connection}"
+        );
+        assert_eq!(fake.records("contacts").len(), 1);
+        assert!(fake.records("deals").is_empty());
+        let limited = fake.log.all().iter().filter(|l| l.status == 429).count();
+        assert_eq!(limited, 1, "one refused call, then the connection waits");
+        fake.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hubspot_batch_upsert_multi_status_falls_back_to_the_fallback_fields() {
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        // The contact properties the recipe writes are missing; the deal key exists.
+        fake.define_property("deals", "stripe_charge_id", true);
+        let p = hubspot_pipeline(&app, &fake).await;
+        app.flow_from_template(&p, "hubspot-contact-and-deal").await;
+
+        let done = app.deliver(&p, &charge("ms1")).await;
+        assert_eq!(done["status"], "processed", "{done}");
+        let upserts = fake
+            .log
+            .matching("POST", "/crm/v3/objects/contacts/batch/upsert");
+        let statuses: Vec<u16> = upserts.iter().map(|l| l.status).collect();
+        assert_eq!(statuses, [207, 200], "a multi-status, then the fallback");
+        let warnings = deliveries(&done)[0]["warnings"].to_string();
+        for refused in ["last_charge_amount", "last_charge_receipt"] {
+            assert!(warnings.contains(refused), "{warnings}");
+        }
+        let stored = &fake.records("contacts")[0].properties;
+        assert_eq!(stored["email"], "ms1@example.com");
+        assert!(stored.get("last_charge_amount").is_none(), "{stored:?}");
+        fake.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hubspot_single_create_refusal_is_read_from_its_message() {
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        let p = hubspot_pipeline(&app, &fake).await;
+        let flow = json!({
+            "name": "Create", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [{"id": "contact", "action": "create", "object": "contacts",
+                       "fields": {"email": "{{ object.billing_details.email }}",
+                                  "favourite_colour": "teal"},
+                       "fallback_fields": ["email"]}]
+        });
+        let created = app.post("/v1/flows", &p.tenant.token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+
+        let done = app.deliver(&p, &charge("sc1")).await;
+        assert_eq!(done["status"], "processed", "{done}");
+        let creates = fake.log.matching("POST", "/crm/v3/objects/contacts");
+        let statuses: Vec<u16> = creates.iter().map(|l| l.status).collect();
+        assert_eq!(statuses, [400, 201]);
+        let warnings = deliveries(&done)[0]["warnings"].to_string();
+        assert!(warnings.contains("favourite_colour"), "{warnings}");
+        assert_eq!(fake.records("contacts").len(), 1);
+        fake.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hubspot_missing_scope_names_the_scope_and_writes_nothing() {
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        let p = hubspot_recipe(&app, &fake).await;
+        // The app was installed with read access only.
+        fake.grant_scopes(&["crm.objects.contacts.read", "crm.objects.deals.read"]);
+
+        let done = app.deliver(&p, &charge("sc2")).await;
+        assert_eq!(done["status"], "failed", "{done}");
+        let contact = &deliveries(&done)[0];
+        assert_eq!(contact["status"], "dead", "{contact}");
+        assert_eq!(contact["error"]["kind"], "permanent", "{contact}");
+        assert_eq!(contact["error"]["vendor_status"], 403, "{contact}");
+        let message = contact["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("crm.objects.contacts.write"),
+            "the missing scope is named: {message}"
+        );
+        assert!(fake.records("contacts").is_empty());
+        // A permanent refusal is not retried.
+        let tries = fake
+            .log
+            .matching("POST", "/crm/v3/objects/contacts/batch/upsert");
+        assert_eq!(tries.len(), 1, "{tries:?}");
+        assert_eq!(tries[0].status, 403);
+        fake.stop().await;
+    })
+    .await;
+}
