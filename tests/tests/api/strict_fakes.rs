@@ -7,6 +7,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tributary_fakes::hubspot::{self, FakeHubSpot};
+use tributary_fakes::zoho::{self, FakeZoho};
 use tributary_tests::{Pipeline, TestApp, charge_event, each_backend, wait_for};
 
 fn now() -> i64 {
@@ -198,6 +199,111 @@ async fn hubspot_missing_scope_names_the_scope_and_writes_nothing() {
             .matching("POST", "/crm/v3/objects/contacts/batch/upsert");
         assert_eq!(tries.len(), 1, "{tries:?}");
         assert_eq!(tries[0].status, 403);
+        fake.stop().await;
+    })
+    .await;
+}
+
+async fn zoho_pipeline(app: &TestApp, fake: &FakeZoho) -> Pipeline {
+    fake.define_field("Contacts", "Stripe_Transaction_ID", "text");
+    fake.define_field("Contacts", "Total_Amount", "double");
+    let p = app
+        .pipeline_with(json!({
+            "name": "Zoho CRM", "provider": "zoho",
+            "auth": {"type": "refresh_token", "client_id": zoho::CLIENT_ID,
+                     "client_secret": zoho::CLIENT_SECRET,
+                     "refresh_token": fake.issue_refresh_token()},
+            "settings": {"accounts_url": fake.accounts_url}
+        }))
+        .await;
+    app.flow_from_template(&p, "zoho-contact-from-charge").await;
+    p
+}
+
+#[tokio::test]
+async fn zoho_429_without_retry_after_backs_off_on_the_adapters_schedule() {
+    each_backend(|app| async move {
+        let fake = FakeZoho::start();
+        let p = zoho_pipeline(&app, &fake).await;
+        // Today's API credits are spent.
+        fake.set_api_credits(0);
+
+        let sent = app.send_event(&p, &charge("zr1")).await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+        let event_id = sent.str("/event_id");
+        let delivery = wait_for(15, "the delivery to be rate limited", || async {
+            let e = app
+                .get(&format!("/v1/events/{event_id}"), &p.tenant.token)
+                .await;
+            let d = e.body["deliveries"][0].clone();
+            (d["status"] == "retrying" && d["error"]["kind"] == "rate_limited").then_some(d)
+        })
+        .await;
+        assert_eq!(delivery["error"]["vendor_status"], 429, "{delivery}");
+        // No Retry-After: the adapter's own minute, not the engine's seconds-long backoff.
+        let at: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(delivery["next_attempt_at"].clone()).expect("a retry time");
+        assert!(
+            at >= chrono::Utc::now() + chrono::Duration::seconds(50),
+            "{delivery}"
+        );
+        let limited = fake.log.all().iter().filter(|l| l.status == 429).count();
+        assert_eq!(limited, 1);
+        assert!(fake.records("Contacts").is_empty());
+        fake.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn zoho_access_tokens_are_reused_within_the_per_refresh_token_cap() {
+    each_backend(|app| async move {
+        let fake = FakeZoho::start();
+        // One live access token per refresh token: a second mint while it lives is refused.
+        fake.set_tokens_per_refresh_token(1);
+        let p = zoho_pipeline(&app, &fake).await;
+        for n in ["zc1", "zc2", "zc3"] {
+            let done = app.deliver(&p, &charge(n)).await;
+            assert_eq!(done["status"], "processed", "{done}");
+        }
+        assert_eq!(fake.records("Contacts").len(), 3);
+        let minted = fake.log.matching("POST", "/oauth/v2/token");
+        assert_eq!(minted.len(), 1, "one token for every call: {minted:?}");
+        fake.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn zoho_refusing_to_mint_more_tokens_waits_without_reauthorization() {
+    each_backend(|app| async move {
+        let fake = FakeZoho::start();
+        let p = zoho_pipeline(&app, &fake).await;
+        // The refresh token has used up its live access tokens.
+        fake.set_tokens_per_refresh_token(0);
+        fake.expire_access_tokens();
+
+        let sent = app.send_event(&p, &charge("zm1")).await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+        let event_id = sent.str("/event_id");
+        let delivery = wait_for(15, "the delivery to wait", || async {
+            let e = app
+                .get(&format!("/v1/events/{event_id}"), &p.tenant.token)
+                .await;
+            let d = e.body["deliveries"][0].clone();
+            (d["status"] == "retrying").then_some(d)
+        })
+        .await;
+        assert_eq!(delivery["error"]["kind"], "rate_limited", "{delivery}");
+        let refused = fake
+            .log
+            .matching("POST", "/oauth/v2/token")
+            .into_iter()
+            .filter(|l| l.status == 400)
+            .count();
+        assert_eq!(refused, 1);
+        let connection = app.connection(&p).await;
+        assert_eq!(connection["status"], "active", "{connection}");
         fake.stop().await;
     })
     .await;
