@@ -612,8 +612,13 @@ fn token_endpoint(state: &Shared, body: &[u8]) -> HttpResponse {
         }
         "authorization_code" => {
             if let Err(reason) = s.auth.redeem(&form) {
+                let status = if reason == crate::REDIRECT_MISMATCH {
+                    "BAD_REDIRECT_URI"
+                } else {
+                    "BAD_AUTH_CODE"
+                };
                 return HttpResponse::BadRequest()
-                    .json(json!({"status": "BAD_AUTH_CODE", "message": reason}));
+                    .json(json!({"status": status, "message": reason}));
             }
             let refresh = token("na1-fake-refresh-");
             s.refresh_tokens.push(refresh.clone());
@@ -889,6 +894,11 @@ impl FakeHubSpot {
     /// Every refresh token issued so far is refused from now on.
     pub fn revoke_refresh_tokens(&self) {
         self.state.lock().unwrap().refresh_tokens.clear();
+    }
+
+    /// Registers a redirect URI for the fake's OAuth app (the callback Tributary sends).
+    pub fn register_redirect_uri(&self, uri: &str) {
+        self.state.lock().unwrap().auth.register_redirect_uri(uri);
     }
 
     /// The user refuses the next authorization request.

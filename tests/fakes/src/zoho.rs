@@ -342,7 +342,15 @@ fn token_endpoint(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
                 }));
             }
         }
-        "authorization_code" if s.auth.redeem(&form).is_ok() => {
+        "authorization_code" => {
+            if let Err(reason) = s.auth.redeem(&form) {
+                let error = if reason == crate::REDIRECT_MISMATCH {
+                    "invalid_redirect_uri"
+                } else {
+                    "invalid_code"
+                };
+                return HttpResponse::Ok().json(json!({ "error": error }));
+            }
             let refresh = token("1000.fake-refresh.");
             s.refresh_tokens.push(refresh.clone());
             new_refresh = Some(refresh);
@@ -778,6 +786,11 @@ impl FakeZoho {
 
     pub fn set_access_token_ttl(&self, seconds: i64) {
         self.state.lock().unwrap().ttl = seconds;
+    }
+
+    /// Registers a redirect URI for the fake's OAuth app (the callback Tributary sends).
+    pub fn register_redirect_uri(&self, uri: &str) {
+        self.state.lock().unwrap().auth.register_redirect_uri(uri);
     }
 
     /// The user refuses the next authorization request.

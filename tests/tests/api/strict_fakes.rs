@@ -7,6 +7,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tributary_fakes::hubspot::{self, FakeHubSpot};
+use tributary_fakes::salesforce::{self, FakeSalesforce};
 use tributary_fakes::zoho::{self, FakeZoho};
 use tributary_tests::{Pipeline, TestApp, charge_event, each_backend, wait_for};
 
@@ -304,6 +305,165 @@ async fn zoho_refusing_to_mint_more_tokens_waits_without_reauthorization() {
         assert_eq!(refused, 1);
         let connection = app.connection(&p).await;
         assert_eq!(connection["status"], "active", "{connection}");
+        fake.stop().await;
+    })
+    .await;
+}
+
+/// At a vendor's OAuth server: an authorization request for an unregistered redirect URI is
+/// refused without a redirect, and a code redeemed with another redirect URI gets the vendor's
+/// error. Returns the token endpoint's status and body.
+async fn redirect_uri_checked(
+    register: impl Fn(&str),
+    authorize_url: &str,
+    token_url: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> (u16, Value) {
+    let registered = "https://app.example/v1/oauth/callback";
+    let other = "https://elsewhere.example/v1/oauth/callback";
+    register(registered);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let ask = |redirect: &'static str| {
+        let mut url = url::Url::parse(authorize_url).unwrap();
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", redirect)
+            .append_pair("state", "s1");
+        browser.get(url).send()
+    };
+    let refused = ask(other).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.headers().get("location").is_none());
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("redirect_uri_mismatch")
+    );
+
+    let granted = ask(registered).await.unwrap();
+    assert_eq!(granted.status(), StatusCode::FOUND);
+    let location = granted.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(registered), "{location}");
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let answer = browser
+        .post(token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "authorization_code")
+                .append_pair("code", &code)
+                .append_pair("client_id", client_id)
+                .append_pair("client_secret", client_secret)
+                .append_pair("redirect_uri", other)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn every_oauth_server_checks_the_registered_redirect_uri() {
+    let fake = FakeHubSpot::start();
+    let (status, body) = redirect_uri_checked(
+        |uri| fake.register_redirect_uri(uri),
+        &format!("{}/oauth/authorize", fake.base_url),
+        &format!("{}/oauth/v1/token", fake.base_url),
+        hubspot::CLIENT_ID,
+        hubspot::CLIENT_SECRET,
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (400, json!("BAD_REDIRECT_URI"))
+    );
+
+    let fake = FakeSalesforce::start();
+    let (status, body) = redirect_uri_checked(
+        |uri| fake.register_redirect_uri(uri),
+        &format!("{}/services/oauth2/authorize", fake.login_url),
+        &format!("{}/services/oauth2/token", fake.login_url),
+        salesforce::CLIENT_ID,
+        salesforce::CLIENT_SECRET,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("redirect_uri_mismatch"))
+    );
+
+    let fake = FakeZoho::start();
+    let (status, body) = redirect_uri_checked(
+        |uri| fake.register_redirect_uri(uri),
+        &format!("{}/oauth/v2/auth", fake.accounts_url),
+        &format!("{}/oauth/v2/token", fake.accounts_url),
+        zoho::CLIENT_ID,
+        zoho::CLIENT_SECRET,
+    )
+    .await;
+    // Zoho refuses with HTTP 200 and an `error` field.
+    assert_eq!(
+        (status, body["error"].clone()),
+        (200, json!("invalid_redirect_uri"))
+    );
+}
+
+#[tokio::test]
+async fn a_connection_whose_callback_is_not_registered_stays_pending() {
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        // The operator registered another callback URL with HubSpot.
+        fake.register_redirect_uri("https://old-host.example/v1/oauth/callback");
+        let tenant = app.signup("OAuth").await;
+        let created = app
+            .post(
+                "/v1/connections",
+                &tenant.token,
+                json!({"name": "HubSpot", "provider": "hubspot",
+                       "auth": {"type": "oauth", "client_id": hubspot::CLIENT_ID,
+                                "client_secret": hubspot::CLIENT_SECRET},
+                       "settings": {"base_url": fake.base_url,
+                                    "authorize_url": format!("{}/oauth/authorize", fake.base_url),
+                                    "token_url": format!("{}/oauth/v1/token", fake.base_url)}}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let landed = app
+            .client
+            .get(created.str("/authorize_url"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(landed.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            landed
+                .text()
+                .await
+                .unwrap()
+                .contains("redirect_uri_mismatch")
+        );
+        let connection = app
+            .get(
+                &format!("/v1/connections/{}", created.str("/id")),
+                &tenant.token,
+            )
+            .await;
+        assert_eq!(connection.body["status"], "pending_authorization");
+        assert!(fake.log.matching("POST", "/oauth/v1/token").is_empty());
         fake.stop().await;
     })
     .await;
