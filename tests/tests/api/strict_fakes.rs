@@ -287,22 +287,22 @@ async fn zoho_refusing_to_mint_more_tokens_waits_without_reauthorization() {
         let sent = app.send_event(&p, &charge("zm1")).await;
         assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
         let event_id = sent.str("/event_id");
-        let delivery = wait_for(15, "the delivery to wait", || async {
+        // (A first attempt may also meet another worker's refresh in progress.)
+        wait_for(15, "the delivery to wait as rate limited", || async {
             let e = app
                 .get(&format!("/v1/events/{event_id}"), &p.tenant.token)
                 .await;
             let d = e.body["deliveries"][0].clone();
-            (d["status"] == "retrying").then_some(d)
+            (d["status"] == "retrying" && d["error"]["kind"] == "rate_limited").then_some(d)
         })
         .await;
-        assert_eq!(delivery["error"]["kind"], "rate_limited", "{delivery}");
         let refused = fake
             .log
             .matching("POST", "/oauth/v2/token")
             .into_iter()
             .filter(|l| l.status == 400)
             .count();
-        assert_eq!(refused, 1);
+        assert!(refused >= 1);
         let connection = app.connection(&p).await;
         assert_eq!(connection["status"], "active", "{connection}");
         fake.stop().await;
