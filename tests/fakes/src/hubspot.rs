@@ -4,6 +4,17 @@
 //!
 //! Property values are strings, as HubSpot's API requires; a write naming a property the
 //! object does not have is refused with `PROPERTY_DOESNT_EXIST` and changes nothing.
+//!
+//! Each refusal has the one shape HubSpot uses for that endpoint: single-object writes answer
+//! 400 with the invalid properties as JSON inside `message` (no `errors` array); batch upsert
+//! answers 207 multi-status, writing the valid inputs and listing each refused one in `errors`
+//! (`StandardError`, details in its own `errors` with `code` and `context.propertyName`).
+//!
+//! Rate limits are the fake's own: a per-interval budget (100 per 10 s) and a daily one
+//! (250,000), both announced in the `X-HubSpot-RateLimit-*` headers of every answer; over
+//! either, 429 with `policyName` `TEN_SECONDLY_ROLLING` or `DAILY` and no `Retry-After` (HubSpot
+//! promises none). Tokens carry scopes; a call without the endpoint's scope gets HubSpot's 403
+//! `MISSING_SCOPES` naming the scope required.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +55,81 @@ struct State {
     retry_after: u64,
     auth: Authorizer,
     revoked: Vec<String>,
+    limits: Limits,
+    /// The scopes every token holds; `None`: all of them.
+    scopes: Option<Vec<String>>,
+}
+
+/// HubSpot's API limits: a budget per interval and a daily one.
+struct Limits {
+    max: u64,
+    interval_ms: u64,
+    daily: u64,
+    window_start: std::time::Instant,
+    in_window: u64,
+    day_start: std::time::Instant,
+    today: u64,
+}
+
+impl Limits {
+    fn new() -> Self {
+        Limits {
+            max: 100,
+            interval_ms: 10_000,
+            daily: 250_000,
+            window_start: std::time::Instant::now(),
+            in_window: 0,
+            day_start: std::time::Instant::now(),
+            today: 0,
+        }
+    }
+
+    /// Counts one request; `Err` names the policy it broke.
+    fn take(&mut self) -> Result<(), &'static str> {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.window_start).as_millis() >= u128::from(self.interval_ms) {
+            self.window_start = now;
+            self.in_window = 0;
+        }
+        if now.duration_since(self.day_start).as_secs() >= 86_400 {
+            self.day_start = now;
+            self.today = 0;
+        }
+        if self.today >= self.daily {
+            return Err("DAILY");
+        }
+        if self.in_window >= self.max {
+            return Err("TEN_SECONDLY_ROLLING");
+        }
+        self.in_window += 1;
+        self.today += 1;
+        Ok(())
+    }
+
+    fn headers(&self, response: &mut HttpResponse) {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("x-hubspot-ratelimit-daily", self.daily),
+            (
+                "x-hubspot-ratelimit-daily-remaining",
+                self.daily.saturating_sub(self.today),
+            ),
+            (
+                "x-hubspot-ratelimit-interval-milliseconds",
+                self.interval_ms,
+            ),
+            ("x-hubspot-ratelimit-max", self.max),
+            (
+                "x-hubspot-ratelimit-remaining",
+                self.max.saturating_sub(self.in_window),
+            ),
+        ] {
+            headers.insert(
+                actix_web::http::header::HeaderName::from_static(name),
+                actix_web::http::header::HeaderValue::from(value),
+            );
+        }
+    }
 }
 
 pub struct FakeHubSpot {
@@ -163,40 +249,55 @@ impl State {
             retry_after: 1,
             auth: Authorizer::default(),
             revoked: Vec::new(),
+            limits: Limits::new(),
+            scopes: None,
         }
     }
 
-    /// Checks a write's properties: known and string-valued. Refusals name every property.
-    fn validate(&self, object: &str, properties: &Map<String, Value>) -> Result<(), HttpResponse> {
+    /// Checks a write's properties: known and string-valued. `Err` holds one (name, code,
+    /// message) per refused property.
+    fn check_properties(
+        &self,
+        object: &str,
+        properties: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, &'static str, String)>> {
         let known = &self.properties[object];
-        let mut invalid = Vec::new();
-        let mut errors = Vec::new();
+        let mut refused = Vec::new();
         for (name, value) in properties {
             if !known.contains_key(name) {
                 let message = format!("Property \"{name}\" does not exist");
-                invalid.push(json!({"isValid": false, "message": message,
-                    "error": "PROPERTY_DOESNT_EXIST", "name": name,
-                    "localizedErrorMessage": message}));
-                errors.push(json!({"message": message, "code": "PROPERTY_DOESNT_EXIST",
-                    "context": {"propertyName": [name]}}));
+                refused.push((name.clone(), "PROPERTY_DOESNT_EXIST", message));
             } else if !value.is_string() {
                 let message =
                     format!("{value} is not a valid value for {name}: it must be a string");
-                invalid.push(json!({"isValid": false, "message": message,
-                    "error": "INVALID_STRING", "name": name}));
-                errors.push(json!({"message": message, "code": "INVALID_STRING",
-                    "context": {"propertyName": [name]}}));
+                refused.push((name.clone(), "INVALID_STRING", message));
             }
         }
-        if invalid.is_empty() {
-            return Ok(());
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused)
         }
+    }
+
+    /// A single-object write's refusal: 400, the invalid properties as JSON in `message`.
+    fn validate(&self, object: &str, properties: &Map<String, Value>) -> Result<(), HttpResponse> {
+        let refused = self.check_properties(object, properties).err();
+        let Some(refused) = refused else {
+            return Ok(());
+        };
+        let invalid: Vec<Value> = refused
+            .iter()
+            .map(|(name, code, message)| {
+                json!({"isValid": false, "message": message, "error": code, "name": name,
+                       "localizedErrorMessage": message})
+            })
+            .collect();
         Err(HttpResponse::BadRequest().json(json!({
             "status": "error",
             "message": format!("Property values were not valid: {}", Value::Array(invalid)),
             "correlationId": correlation(),
             "category": "VALIDATION_ERROR",
-            "errors": errors,
         })))
     }
 
@@ -280,30 +381,6 @@ fn properties_of(body: &Value) -> Result<Map<String, Value>, HttpResponse> {
     }
 }
 
-fn rate_headers(response: &mut HttpResponse, remaining: u64) {
-    let headers = response.headers_mut();
-    for (name, value) in [
-        ("x-hubspot-ratelimit-daily", "250000".to_string()),
-        ("x-hubspot-ratelimit-daily-remaining", "249000".to_string()),
-        (
-            "x-hubspot-ratelimit-interval-milliseconds",
-            "10000".to_string(),
-        ),
-        ("x-hubspot-ratelimit-max", "100".to_string()),
-        ("x-hubspot-ratelimit-remaining", remaining.to_string()),
-        ("x-hubspot-ratelimit-secondly", "10".to_string()),
-        (
-            "x-hubspot-ratelimit-secondly-remaining",
-            remaining.min(10).to_string(),
-        ),
-    ] {
-        headers.insert(
-            actix_web::http::header::HeaderName::from_static(name),
-            actix_web::http::header::HeaderValue::from_str(&value).unwrap(),
-        );
-    }
-}
-
 /// Answers one request; the caller logs it.
 fn handle(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
     let path = req.path().to_string();
@@ -366,7 +443,24 @@ fn handle(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
                 "correlationId": correlation(),
                 "policyName": "SECONDLY",
             }));
-        rate_headers(&mut response, 0);
+        s.limits.headers(&mut response);
+        return response;
+    }
+    if let Err(policy) = s.limits.take() {
+        let limit = if policy == "DAILY" {
+            "daily"
+        } else {
+            "ten_secondly_rolling"
+        };
+        let mut response = HttpResponse::TooManyRequests().json(json!({
+            "status": "error",
+            "message": format!("You have reached your {limit} limit."),
+            "errorType": "RATE_LIMIT",
+            "correlationId": correlation(),
+            "policyName": policy,
+            "groupName": "publicapi",
+        }));
+        s.limits.headers(&mut response);
         return response;
     }
     let json_body: Value = if body.is_empty() {
@@ -381,6 +475,21 @@ fn handle(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .unwrap_or_default();
+    if let Some(scope) = required_scope(&method, &segments)
+        && s.scopes.as_ref().is_some_and(|held| !held.contains(&scope))
+    {
+        let mut response = HttpResponse::Forbidden().json(json!({
+            "status": "error",
+            "message": "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+            "correlationId": correlation(),
+            "errors": [{"message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": [scope]}}],
+            "links": {"scopes": "https://developers.hubspot.com/scopes"},
+            "category": "MISSING_SCOPES",
+        }));
+        s.limits.headers(&mut response);
+        return response;
+    }
     let mut response = match (method.as_str(), segments.as_slice()) {
         ("GET", ["crm", "v3", "objects", object]) => match plural(object) {
             Some(object) => {
@@ -466,8 +575,21 @@ fn handle(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
         },
         _ => error(404, "NOT_FOUND", &format!("No route for {method} {path}")),
     };
-    rate_headers(&mut response, 99);
+    s.limits.headers(&mut response);
     response
+}
+
+/// The scope an API call needs: `crm.objects.{type}.read` to read or search, `.write` to write
+/// (an association writes the object it starts from).
+fn required_scope(method: &str, segments: &[&str]) -> Option<String> {
+    let (object, write) = match segments {
+        ["crm", "v3", "objects", object, "search"] => (*object, false),
+        ["crm", "v3", "objects", object, ..] => (*object, method != "GET"),
+        ["crm", "v4", "objects", object, ..] => (*object, method != "GET"),
+        _ => return None,
+    };
+    let access = if write { "write" } else { "read" };
+    plural(object).map(|object| format!("crm.objects.{object}.{access}"))
 }
 
 fn token_endpoint(state: &Shared, body: &[u8]) -> HttpResponse {
@@ -490,8 +612,13 @@ fn token_endpoint(state: &Shared, body: &[u8]) -> HttpResponse {
         }
         "authorization_code" => {
             if let Err(reason) = s.auth.redeem(&form) {
+                let status = if reason == crate::REDIRECT_MISMATCH {
+                    "BAD_REDIRECT_URI"
+                } else {
+                    "BAD_AUTH_CODE"
+                };
                 return HttpResponse::BadRequest()
-                    .json(json!({"status": "BAD_AUTH_CODE", "message": reason}));
+                    .json(json!({"status": status, "message": reason}));
             }
             let refresh = token("na1-fake-refresh-");
             s.refresh_tokens.push(refresh.clone());
@@ -582,8 +709,10 @@ fn upsert(s: &mut State, object: &str, body: &Value) -> HttpResponse {
     let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
         return error(400, "VALIDATION_ERROR", "inputs is required");
     };
-    // Check everything first: a refused batch writes nothing.
+    // Check the request's shape first: a malformed batch writes nothing. Inputs whose
+    // properties are refused are listed in a 207's `errors`; the others are written.
     let mut plan = Vec::new();
+    let mut errors = Vec::new();
     for input in inputs {
         let Some(id_property) = input.get("idProperty").and_then(Value::as_str) else {
             return error(400, "VALIDATION_ERROR", "idProperty is required for upsert");
@@ -607,8 +736,23 @@ fn upsert(s: &mut State, object: &str, body: &Value) -> HttpResponse {
             Ok(p) => p,
             Err(response) => return response,
         };
-        if let Err(response) = s.validate(object, &properties) {
-            return response;
+        if let Err(refused) = s.check_properties(object, &properties) {
+            let names: Vec<&String> = refused.iter().map(|(name, _, _)| name).collect();
+            let details: Vec<Value> = refused
+                .iter()
+                .map(|(name, code, message)| {
+                    json!({"message": message, "code": code, "context": {"propertyName": [name]}})
+                })
+                .collect();
+            errors.push(json!({
+                "status": "error",
+                "category": "VALIDATION_ERROR",
+                "message": format!("Property values were not valid for the input with id {id}"),
+                "context": {"propertyName": names, "ids": [id]},
+                "errors": details,
+                "links": {},
+            }));
+            continue;
         }
         plan.push((id_property.to_string(), id.to_string(), properties));
     }
@@ -631,9 +775,19 @@ fn upsert(s: &mut State, object: &str, body: &Value) -> HttpResponse {
             }
         }
     }
-    HttpResponse::Ok().json(json!({
+    if errors.is_empty() {
+        return HttpResponse::Ok().json(json!({
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": now_text(),
+            "completedAt": now_text(),
+        }));
+    }
+    HttpResponse::build(actix_web::http::StatusCode::MULTI_STATUS).json(json!({
         "status": "COMPLETE",
         "results": results,
+        "numErrors": errors.len(),
+        "errors": errors,
         "startedAt": now_text(),
         "completedAt": now_text(),
     }))
@@ -742,6 +896,11 @@ impl FakeHubSpot {
         self.state.lock().unwrap().refresh_tokens.clear();
     }
 
+    /// Registers a redirect URI for the fake's OAuth app (the callback Tributary sends).
+    pub fn register_redirect_uri(&self, uri: &str) {
+        self.state.lock().unwrap().auth.register_redirect_uri(uri);
+    }
+
     /// The user refuses the next authorization request.
     pub fn deny_next_authorization(&self) {
         self.state.lock().unwrap().auth.deny_next();
@@ -757,11 +916,26 @@ impl FakeHubSpot {
         self.state.lock().unwrap().revoked.clone()
     }
 
-    /// The next `requests` CRM API requests answer 429 with `Retry-After`.
+    /// The next `requests` CRM API requests answer 429 with `Retry-After`: an injected fault
+    /// (HubSpot's own limits, [`FakeHubSpot::set_rate_limits`], send no `Retry-After`).
     pub fn throttle(&self, requests: usize, retry_after_secs: u64) {
         let mut s = self.state.lock().unwrap();
         s.throttle = requests;
         s.retry_after = retry_after_secs;
+    }
+
+    /// The API limits: `max` requests per `interval_ms`, `daily` per day; the counts restart.
+    pub fn set_rate_limits(&self, max: u64, interval_ms: u64, daily: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.limits = Limits::new();
+        s.limits.max = max;
+        s.limits.interval_ms = interval_ms;
+        s.limits.daily = daily;
+    }
+
+    /// The scopes every token holds from now on (by default, all).
+    pub fn grant_scopes(&self, scopes: &[&str]) {
+        self.state.lock().unwrap().scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
     }
 
     /// Adds a property to an object; a unique one can be an upsert's `idProperty`.

@@ -132,14 +132,21 @@ impl Served {
 /// The authorization-code side of a vendor's OAuth server, shared by the fakes: the
 /// authorization endpoint consents at once (as a user clicking "Allow" would) and redirects
 /// back with a code; codes are single-use, live a minute, are bound to the client and the
-/// redirect URI, and check the PKCE verifier when a challenge was sent.
+/// redirect URI, and check the PKCE verifier when a challenge was sent. As at every vendor,
+/// the redirect URI must be one registered for the app, at the authorization endpoint and at
+/// the token endpoint; none is registered until a test registers one.
 #[derive(Default)]
 pub struct Authorizer {
     codes: std::collections::HashMap<String, Grant>,
     deny_next: bool,
+    redirect_uris: Vec<String>,
     /// Every authorization request, as its query parameters.
     pub requests: Vec<std::collections::HashMap<String, String>>,
 }
+
+/// [`Authorizer::redeem`]'s reason when the redirect URI is not the registered one (or not
+/// the one the code was issued for).
+pub const REDIRECT_MISMATCH: &str = "redirect_uri mismatch";
 
 struct Grant {
     client_id: String,
@@ -149,6 +156,11 @@ struct Grant {
 }
 
 impl Authorizer {
+    /// Registers a redirect URI for the app.
+    pub fn register_redirect_uri(&mut self, uri: &str) {
+        self.redirect_uris.push(uri.to_string());
+    }
+
     /// The next authorization request is refused by the user (`error=access_denied`).
     pub fn deny_next(&mut self) {
         self.deny_next = true;
@@ -171,6 +183,11 @@ impl Authorizer {
         let Ok(mut target) = url::Url::parse(&redirect_uri) else {
             return HttpResponse::BadRequest().body("error=redirect_uri_mismatch");
         };
+        if !self.redirect_uris.contains(&redirect_uri) {
+            return HttpResponse::BadRequest().body(
+                "error=redirect_uri_mismatch&error_description=redirect_uri must match configuration",
+            );
+        }
         if get("response_type") != "code" {
             return HttpResponse::BadRequest().body("error=unsupported_response_type");
         }
@@ -212,6 +229,13 @@ impl Authorizer {
         form: &std::collections::HashMap<String, String>,
     ) -> Result<(), String> {
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        if !self
+            .redirect_uris
+            .iter()
+            .any(|uri| uri == get("redirect_uri"))
+        {
+            return Err(REDIRECT_MISMATCH.into());
+        }
         let grant = self
             .codes
             .remove(get("code"))
@@ -223,7 +247,7 @@ impl Authorizer {
             return Err("the code was issued to another client".into());
         }
         if grant.redirect_uri != get("redirect_uri") {
-            return Err("redirect_uri mismatch".into());
+            return Err(REDIRECT_MISMATCH.into());
         }
         if let Some(challenge) = grant.challenge {
             use base64::Engine;

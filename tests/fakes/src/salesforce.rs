@@ -724,6 +724,12 @@ fn login(state: &Shared, body: &[u8]) -> HttpResponse {
                 return oauth_error("invalid_client_id", "client identifier invalid");
             }
             if let Err(reason) = s.auth.redeem(&form) {
+                if reason == crate::REDIRECT_MISMATCH {
+                    return oauth_error(
+                        "redirect_uri_mismatch",
+                        "redirect_uri must match configuration",
+                    );
+                }
                 return oauth_error("invalid_grant", &reason);
             }
             let refresh = token("5Aep861-fake-refresh-");
@@ -1092,6 +1098,11 @@ impl FakeSalesforce {
             .refresh_tokens
             .push(refresh.clone());
         refresh
+    }
+
+    /// Registers a redirect URI for the fake's OAuth app (the callback Tributary sends).
+    pub fn register_redirect_uri(&self, uri: &str) {
+        self.state.lock().unwrap().auth.register_redirect_uri(uri);
     }
 
     /// The user refuses the next authorization request.

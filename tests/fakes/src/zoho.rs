@@ -6,6 +6,10 @@
 //! need `Authorization: Zoho-oauthtoken …`; every record in a `data` array gets its own result
 //! (`SUCCESS`, `DUPLICATE_DATA`, `INVALID_DATA`, `MANDATORY_NOT_FOUND`) naming the field; a
 //! refused record changes nothing.
+//!
+//! Its own limits: API credits per day (over them, 429 `TOO_MANY_REQUESTS` without
+//! `Retry-After`, which Zoho does not promise), and at most 30 live access tokens per refresh
+//! token (Zoho Accounts' limit; one more is refused with `Access Denied`, "too many requests").
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +44,14 @@ struct State {
     accounts_url: String,
     auth: Authorizer,
     revoked: Vec<String>,
+    /// API calls allowed per day, and those made since `day_start`.
+    credits: u64,
+    used: u64,
+    day_start: DateTime<Utc>,
+    /// Live access tokens one refresh token may hold at once.
+    tokens_per_refresh: usize,
+    /// access token → the refresh token that minted it
+    minted_by: HashMap<String, String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -169,6 +181,11 @@ impl State {
             accounts_url: String::new(),
             auth: Authorizer::default(),
             revoked: Vec::new(),
+            credits: 50_000,
+            used: 0,
+            day_start: Utc::now(),
+            tokens_per_refresh: 30,
+            minted_by: HashMap::new(),
         }
     }
 
@@ -303,9 +320,37 @@ fn token_endpoint(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
         return HttpResponse::Ok().json(json!({"error": "invalid_client"}));
     }
     let mut new_refresh = None;
+    let minting = match get("grant_type") {
+        "refresh_token" => get("refresh_token").to_string(),
+        _ => String::new(),
+    };
     match get("grant_type") {
-        "refresh_token" if s.refresh_tokens.iter().any(|t| t == get("refresh_token")) => {}
-        "authorization_code" if s.auth.redeem(&form).is_ok() => {
+        "refresh_token" if s.refresh_tokens.iter().any(|t| t == get("refresh_token")) => {
+            let now = Utc::now();
+            let live = s
+                .minted_by
+                .iter()
+                .filter(|(access, by)| {
+                    **by == minting && s.access_tokens.get(*access).is_some_and(|e| *e > now)
+                })
+                .count();
+            if live >= s.tokens_per_refresh {
+                return HttpResponse::BadRequest().json(json!({
+                    "error": "Access Denied",
+                    "error_description": "You have made too many requests continuously. Please try again after some time.",
+                    "status": "failure",
+                }));
+            }
+        }
+        "authorization_code" => {
+            if let Err(reason) = s.auth.redeem(&form) {
+                let error = if reason == crate::REDIRECT_MISMATCH {
+                    "invalid_redirect_uri"
+                } else {
+                    "invalid_code"
+                };
+                return HttpResponse::Ok().json(json!({ "error": error }));
+            }
             let refresh = token("1000.fake-refresh.");
             s.refresh_tokens.push(refresh.clone());
             new_refresh = Some(refresh);
@@ -315,6 +360,9 @@ fn token_endpoint(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
     let access = token("1000.fake-access.");
     let expiry = Utc::now() + chrono::Duration::seconds(s.ttl);
     s.access_tokens.insert(access.clone(), expiry);
+    if !minting.is_empty() {
+        s.minted_by.insert(access.clone(), minting);
+    }
     let mut answer = json!({
         "access_token": access,
         "scope": "ZohoCRM.modules.ALL ZohoCRM.users.READ",
@@ -361,6 +409,19 @@ fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
         );
         return response;
     }
+    if (Utc::now() - s.day_start).num_seconds() >= 86_400 {
+        s.day_start = Utc::now();
+        s.used = 0;
+    }
+    if s.used >= s.credits {
+        return whole_error(
+            429,
+            "TOO_MANY_REQUESTS",
+            "The number of API requests has exceeded the limit. Try again later.",
+            json!({}),
+        );
+    }
+    s.used += 1;
     let path = req.path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().as_str().to_string();
@@ -727,6 +788,11 @@ impl FakeZoho {
         self.state.lock().unwrap().ttl = seconds;
     }
 
+    /// Registers a redirect URI for the fake's OAuth app (the callback Tributary sends).
+    pub fn register_redirect_uri(&self, uri: &str) {
+        self.state.lock().unwrap().auth.register_redirect_uri(uri);
+    }
+
     /// The user refuses the next authorization request.
     pub fn deny_next_authorization(&self) {
         self.state.lock().unwrap().auth.deny_next();
@@ -754,7 +820,22 @@ impl FakeZoho {
         self.state.lock().unwrap().refresh_tokens.clear();
     }
 
-    /// The next `requests` API calls answer 429 with `Retry-After`.
+    /// API calls allowed per day from now on (the count restarts); over them, 429 without
+    /// `Retry-After`.
+    pub fn set_api_credits(&self, credits: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.credits = credits;
+        s.used = 0;
+        s.day_start = Utc::now();
+    }
+
+    /// Live access tokens one refresh token may hold at once (Zoho's is 30).
+    pub fn set_tokens_per_refresh_token(&self, cap: usize) {
+        self.state.lock().unwrap().tokens_per_refresh = cap;
+    }
+
+    /// The next `requests` API calls answer 429 with `Retry-After`: an injected fault (the
+    /// fake's own credit limit, [`FakeZoho::set_api_credits`], sends none).
     pub fn throttle(&self, requests: usize, retry_after_secs: u64) {
         let mut s = self.state.lock().unwrap();
         s.throttle = requests;

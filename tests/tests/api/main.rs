@@ -27,6 +27,7 @@ mod onboarding;
 mod openapi;
 mod pipeline;
 mod secrets;
+mod strict_fakes;
 mod stripe_accounts;
 mod stripe_api;
 mod users;

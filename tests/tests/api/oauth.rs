@@ -64,6 +64,7 @@ async fn hubspot_oauth(app: &TestApp, fake: &FakeHubSpot, secret: &str) -> (Pipe
 async fn hubspot_connects_in_the_browser_then_syncs() {
     let app = app_with(&[]).await;
     let fake = FakeHubSpot::start();
+    fake.register_redirect_uri(&format!("{}/v1/oauth/callback", app.base));
     fake.define_property("deals", "stripe_charge_id", true);
     let (p, created) = hubspot_oauth(&app, &fake, hubspot::CLIENT_SECRET).await;
     assert_eq!(created["status"], "pending_authorization");
@@ -150,6 +151,7 @@ async fn salesforce_connects_with_pkce_through_the_operators_app() {
         ("TRIBUTARY_OAUTH_SUCCESS_URL", "{base}/healthz"),
     ])
     .await;
+    fake.register_redirect_uri(&format!("{}/v1/oauth/callback", app.base));
     fake.set_stages(&[("Prospecting", false, false), ("Closed Won", true, true)]);
     let tenant = app.signup("OAuth").await;
     let created = app
@@ -200,6 +202,7 @@ async fn salesforce_connects_with_pkce_through_the_operators_app() {
 async fn zoho_connects_for_offline_access_at_its_data_centre() {
     let app = app_with(&[]).await;
     let fake = FakeZoho::start();
+    fake.register_redirect_uri(&format!("{}/v1/oauth/callback", app.base));
     fake.define_field("Contacts", "Stripe_Transaction_ID", "text");
     fake.define_field("Contacts", "Total_Amount", "double");
     let tenant = app.signup("OAuth").await;
@@ -246,6 +249,7 @@ async fn zoho_connects_for_offline_access_at_its_data_centre() {
 async fn bad_callbacks_leave_no_active_connection() {
     let app = app_with(&[]).await;
     let fake = FakeHubSpot::start();
+    fake.register_redirect_uri(&format!("{}/v1/oauth/callback", app.base));
     let (p, created) = hubspot_oauth(&app, &fake, hubspot::CLIENT_SECRET).await;
     let token = p.tenant.token.clone();
 
@@ -344,6 +348,7 @@ async fn bad_callbacks_leave_no_active_connection() {
 async fn reauthorizing_resumes_waiting_deliveries_and_delete_revokes() {
     let app = app_with(&[]).await;
     let fake = FakeHubSpot::start();
+    fake.register_redirect_uri(&format!("{}/v1/oauth/callback", app.base));
     fake.define_property("deals", "stripe_charge_id", true);
     let (p, created) = hubspot_oauth(&app, &fake, hubspot::CLIENT_SECRET).await;
     let landed = app

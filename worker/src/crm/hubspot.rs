@@ -50,6 +50,22 @@ fn classify(reply: &Reply) -> CrmError {
     if reply.status == 403 {
         kind = ErrorKind::Permanent;
     }
+    // A 403 for a missing scope names the scopes required in its details.
+    let scopes: Vec<&str> = body
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.pointer("/context/requiredGranularScopes"))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let message = if scopes.is_empty() {
+        message
+    } else {
+        format!("{message} (required scope: {})", scopes.join(", "))
+    };
     let shown = match (category.is_empty(), message.is_empty()) {
         (false, false) => format!("HubSpot {} {category}: {message}", reply.status),
         (true, false) => format!("HubSpot {}: {message}", reply.status),
@@ -79,9 +95,16 @@ fn classify(reply: &Reply) -> CrmError {
 
 /// The properties HubSpot refused as non-existent, from either error shape it uses.
 fn unknown_properties(reply: &Reply) -> Vec<String> {
-    let Some(body) = reply.json() else {
-        return Vec::new();
-    };
+    reply
+        .json()
+        .map(|body| unknown_in(&body))
+        .unwrap_or_default()
+}
+
+/// The properties an error object refuses as non-existent: in its `errors` details
+/// (`code` and `context.propertyName`, as a batch's multi-status lists them) or as JSON inside
+/// its `message` (as a single-object write answers).
+fn unknown_in(body: &Value) -> Vec<String> {
     let mut names = Vec::new();
     for error in body
         .get("errors")
@@ -329,16 +352,31 @@ async fn write(
                 return Ok(refused(reply));
             }
             let body = reply.json().unwrap_or(Value::Null);
+            // A 207 multi-status lists the refused input in `errors`, each a whole error
+            // object with its own details.
             if let Some(first) = body
                 .get("errors")
                 .and_then(Value::as_array)
                 .and_then(|e| e.first())
             {
                 let message = first.get("message").and_then(Value::as_str).unwrap_or("");
-                return Err(reply.error(
+                let details: Vec<&str> = first
+                    .get("errors")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.get("message").and_then(Value::as_str))
+                    .collect();
+                let shown = if details.is_empty() {
+                    message.to_string()
+                } else {
+                    format!("{message}: {}", details.join("; "))
+                };
+                let error = reply.error(
                     ErrorKind::Invalid,
-                    format!("HubSpot refused the upsert: {message}"),
-                ));
+                    format!("HubSpot refused the upsert: {shown}"),
+                );
+                return Ok(Written::Unknown(unknown_in(first), error));
             }
             let result = body
                 .get("results")

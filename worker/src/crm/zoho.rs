@@ -12,7 +12,9 @@
 //! - Every record's own status is read (`SUCCESS`, `DUPLICATE_DATA`, `INVALID_DATA`,
 //!   `MANDATORY_NOT_FOUND` …) with the field Zoho names. A refused field not covered by the
 //!   step's `fallback_fields` makes one retry with `match` plus those fields.
-//! - 401 `INVALID_TOKEN` refreshes once; 429 backs off for `Retry-After` (a minute if absent).
+//! - 401 `INVALID_TOKEN` refreshes once; 429 backs off for `Retry-After` (a minute if absent);
+//!   a token refresh refused as `Access Denied` (too many tokens minted) waits a minute too,
+//!   without asking for re-authorization.
 
 use std::time::Duration;
 
@@ -341,6 +343,19 @@ impl Adapter for Zoho {
             let body = reply.json().unwrap_or(Value::Null);
             // Zoho refuses with HTTP 200 and an `error` field.
             if let Some(code) = body.get("error").and_then(Value::as_str) {
+                // Too many tokens minted from this refresh token: the grant is still good.
+                if code == "Access Denied" {
+                    let detail = body
+                        .get("error_description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("too many token requests");
+                    let mut error = reply.error(
+                        ErrorKind::RateLimited,
+                        format!("Zoho refused the token refresh for now: {detail}"),
+                    );
+                    error.retry_after = Some(Duration::from_secs(60));
+                    return Err(error);
+                }
                 let kind = if reply.status >= 500 {
                     ErrorKind::Transient
                 } else {
