@@ -154,8 +154,11 @@ async fn versions(
 
 /// Validate a flow
 ///
-/// Checks a flow without storing it and reports every problem with its JSON path.
-#[utoipa::path(tag = "flows", operation_id = "flows.validate", request_body = ValidateIn,
+/// Checks a flow without storing it and reports every problem with its JSON path. The body is
+/// the same as `POST /v1/flows` takes (or that flow wrapped as `{"flow": …}`).
+#[utoipa::path(tag = "flows", operation_id = "flows.validate",
+    request_body(content = FlowSpec,
+        description = "The flow to check, as `POST /v1/flows` takes it (or wrapped as `{\"flow\": …}`)."),
     responses(
         (status = 200, description = "Whether the flow is valid, with the path of every error.", body = ValidateOut),
         (status = 400, response = inline(responses::BadRequest)),
@@ -176,7 +179,8 @@ async fn validate(
 /// Preview a flow
 ///
 /// Runs the flow against a Stripe event without writing anything: whether its trigger matches, and
-/// the operations each step would send to the CRM.
+/// the operations each step would send to the CRM, or why nothing would run. The event is pasted
+/// (`event`), an inbox event (`event_id`), or the newest inbox event of a type (`latest`).
 #[utoipa::path(tag = "flows", operation_id = "flows.preview", request_body(content = PreviewIn,
         example = json!({"event": {"id": "evt_1PzXb2LkdIwHu7ix0ExAmPle", "object": "event", "type": "checkout.session.completed",
             "created": 1718000000, "livemode": false, "api_version": "2024-06-20",
@@ -201,7 +205,7 @@ async fn preview(
     id: Path<String>,
     ValidJson(input): ValidJson<PreviewIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(flows::preview(&state, &ctx, &id, &input.event).await?))
+    Ok(HttpResponse::Ok().json(flows::preview(&state, &ctx, &id, &input).await?))
 }
 
 #[derive(Serialize, ToSchema)]

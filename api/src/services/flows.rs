@@ -36,12 +36,26 @@ pub struct FlowVersionOut {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// The flow to check: the same body as `POST /v1/flows`, or that body wrapped as `{"flow": …}`.
+#[derive(Debug, Deserialize)]
+#[serde(from = "Value")]
 pub struct ValidateIn {
-    /// The flow to check.
-    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub flow: Value,
+}
+
+impl From<Value> for ValidateIn {
+    fn from(body: Value) -> Self {
+        match body {
+            Value::Object(map) if map.len() == 1 && map.contains_key("flow") => ValidateIn {
+                flow: map
+                    .into_iter()
+                    .next()
+                    .map(|(_, flow)| flow)
+                    .unwrap_or_default(),
+            },
+            flow => ValidateIn { flow },
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,8 +68,12 @@ pub struct ValidateOut {
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
     /// A Stripe event, as Stripe would send it.
-    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
-    pub event: Value,
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
+    pub event: Option<Value>,
+    /// Or the id of an event in the inbox (`GET /v1/events`).
+    pub event_id: Option<String>,
+    /// Or the newest inbox event of this type, e.g. `charge.succeeded`.
+    pub latest: Option<String>,
 }
 
 fn to_fields(errors: Vec<ValidationError>) -> ApiError {
@@ -400,14 +418,52 @@ pub async fn validate(
     })
 }
 
+/// The event a preview runs on: pasted, an inbox event by id, or the newest of a type.
+async fn preview_event(
+    state: &AppState,
+    ctx: &TenantContext,
+    input: &PreviewIn,
+) -> Result<Value, ApiError> {
+    let stored = |row: Option<entity::events::Model>, field: &str, what: String| {
+        let row = row.ok_or_else(|| ApiError::field(field, what))?;
+        serde_json::from_str::<Value>(&row.payload)
+            .map_err(|_| ApiError::field(field, "the stored event is not readable JSON"))
+    };
+    match (&input.event, &input.event_id, &input.latest) {
+        (Some(event), None, None) => Ok(event.clone()),
+        (None, Some(event_id), None) => stored(
+            entity::events::Entity::find_by_id_in_tenant(&ctx.tenant_id, event_id)
+                .one(&state.db)
+                .await?,
+            "event_id",
+            "no such event in your inbox".into(),
+        ),
+        (None, None, Some(event_type)) => stored(
+            entity::events::Entity::find_in_tenant(&ctx.tenant_id)
+                .filter(entity::events::Column::EventType.eq(event_type.as_str()))
+                .order_by_desc(entity::events::Column::Id)
+                .one(&state.db)
+                .await?,
+            "latest",
+            format!("no {event_type} event in your inbox yet"),
+        ),
+        _ => Err(ApiError::field(
+            "event",
+            "give exactly one of event (a Stripe event), event_id (an inbox event) or latest (an \
+             event type)",
+        )),
+    }
+}
+
 pub async fn preview(
     state: &AppState,
     ctx: &TenantContext,
     id: &str,
-    event: &Value,
+    input: &PreviewIn,
 ) -> Result<Preview, ApiError> {
     super::template_runs::count(state, &ctx.tenant_id)?;
     let row = find(state, ctx, id).await?;
+    let event = &preview_event(state, ctx, input).await?;
     let spec: FlowSpec = serde_json::from_str(&row.spec).map_err(anyhow::Error::from)?;
     if event.get("type").and_then(Value::as_str).is_none()
         || event.pointer("/data/object").is_none()

@@ -328,8 +328,28 @@ pub fn preview(
         matched: trigger_matches(flow, event)?,
         operations: Vec::new(),
         skipped: Vec::new(),
+        reason: None,
     };
     if !preview.matched {
+        let event_type = event.get("type").and_then(Value::as_str).unwrap_or("");
+        preview.reason = Some(
+            if flow
+                .trigger
+                .events
+                .iter()
+                .any(|pattern| event_type_matches(pattern, event_type))
+            {
+                format!(
+                    "the trigger's filter `{}` is false for this event",
+                    flow.trigger.filter.as_deref().unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "the trigger listens to {} and this event is {event_type}",
+                    flow.trigger.events.join(", ")
+                )
+            },
+        );
         return Ok(preview);
     }
     for (i, step) in flow.steps.iter().enumerate() {
@@ -347,6 +367,12 @@ pub fn preview(
             }
             None => preview.skipped.push(step.id.clone()),
         }
+    }
+    if preview.operations.is_empty() && !preview.skipped.is_empty() {
+        preview.reason = Some(format!(
+            "every step's `when` is false for this event: {}",
+            preview.skipped.join(", ")
+        ));
     }
     Ok(preview)
 }

@@ -333,6 +333,10 @@ pub struct Preview {
     /// Steps left out because their `when` was false.
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// Why nothing would run, when `matched` is false or every step was skipped: the event's
+    /// type is not one the trigger listens to, or the trigger's filter is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Why a flow could not be evaluated against an event. The message names where
