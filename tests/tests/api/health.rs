@@ -43,81 +43,83 @@ async fn the_spec_and_the_reference_are_served() {
 
 #[tokio::test]
 async fn metrics_count_webhooks_deliveries_and_the_queue() {
-    use tributary_tests::{TestApp, charge_event, metric};
-    let app = TestApp::spawn(tributary_tests::Backend::Sqlite).await;
-    let p = app.pipeline(serde_json::json!({})).await;
-    let flow = serde_json::json!({
-        "name": "m", "connection_id": p.connection_id,
-        "trigger": {"events": ["charge.succeeded"]},
-        "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
-                   "match": {"email": "{{ object.billing_details.email }}"}}]
-    });
-    assert_eq!(
-        app.post("/v1/flows", &p.tenant.token, flow).await.status,
-        StatusCode::CREATED
-    );
-    let done = app
-        .deliver(
-            &p,
-            &charge_event("evt_m1", "ch_m1", "m@example.com", "M", 100, 1_700_000_000),
-        )
-        .await;
-    assert_eq!(done["status"], "processed");
-    let forged = app.webhook(&p.webhook_path, b"{}", Some("t=1,v1=00")).await;
-    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    each_backend(|app| async move {
+        use tributary_tests::{charge_event, metric};
+        let p = app.pipeline(serde_json::json!({})).await;
+        let flow = serde_json::json!({
+            "name": "m", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                       "match": {"email": "{{ object.billing_details.email }}"}}]
+        });
+        assert_eq!(
+            app.post("/v1/flows", &p.tenant.token, flow).await.status,
+            StatusCode::CREATED
+        );
+        let done = app
+            .deliver(
+                &p,
+                &charge_event("evt_m1", "ch_m1", "m@example.com", "M", 100, 1_700_000_000),
+            )
+            .await;
+        assert_eq!(done["status"], "processed");
+        let forged = app.webhook(&p.webhook_path, b"{}", Some("t=1,v1=00")).await;
+        assert_eq!(forged.status, StatusCode::BAD_REQUEST);
 
-    // The api's port is public: no token, a wrong one → refused, with nothing in the answer.
-    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    assert!(!anonymous.text().await.unwrap().contains("tributary_"));
-    let wrong = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth("not-the-metrics-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let response = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(tributary_tests::METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain"),
-        "Prometheus text format"
-    );
-    let text = response.text().await.unwrap();
-    assert!(!text.contains(&p.tenant.id), "no tenant ids in labels");
-    for (series, at_least) in [
-        (
-            r#"tributary_webhooks_total{outcome="accepted",reason=""}"#,
-            1.0,
-        ),
-        (
-            r#"tributary_webhooks_total{outcome="rejected",reason="signature"}"#,
-            1.0,
-        ),
-        (
-            r#"tributary_deliveries_total{provider="sandbox",status="succeeded"}"#,
-            1.0,
-        ),
-        ("tributary_ingest_duration_seconds_count", 1.0),
-    ] {
-        let value = metric(&app, series)
+        // The api's port is public: no token, a wrong one → refused, with nothing in the answer.
+        let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        assert!(!anonymous.text().await.unwrap().contains("tributary_"));
+        let wrong = app
+            .client
+            .get(app.url("/metrics"))
+            .bearer_auth("not-the-metrics-token")
+            .send()
             .await
-            .unwrap_or_else(|| panic!("{series} in:\n{text}"));
-        assert!(value >= at_least, "{series} = {value}");
-    }
-    assert_eq!(
-        metric(&app, "tributary_queue_depth").await,
-        Some(0.0),
-        "nothing waits"
-    );
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        let response = app
+            .client
+            .get(app.url("/metrics"))
+            .bearer_auth(tributary_tests::METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain"),
+            "Prometheus text format"
+        );
+        let text = response.text().await.unwrap();
+        assert!(!text.contains(&p.tenant.id), "no tenant ids in labels");
+        for (series, at_least) in [
+            (
+                r#"tributary_webhooks_total{outcome="accepted",reason=""}"#,
+                1.0,
+            ),
+            (
+                r#"tributary_webhooks_total{outcome="rejected",reason="signature"}"#,
+                1.0,
+            ),
+            (
+                r#"tributary_deliveries_total{provider="sandbox",status="succeeded"}"#,
+                1.0,
+            ),
+            ("tributary_ingest_duration_seconds_count", 1.0),
+        ] {
+            let value = metric(&app, series)
+                .await
+                .unwrap_or_else(|| panic!("{series} in:\n{text}"));
+            assert!(value >= at_least, "{series} = {value}");
+        }
+        assert_eq!(
+            metric(&app, "tributary_queue_depth").await,
+            Some(0.0),
+            "nothing waits"
+        );
+    })
+    .await;
 }
