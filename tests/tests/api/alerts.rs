@@ -10,8 +10,8 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use tributary_fakes::{RequestLog, Served};
 use tributary_tests::{
-    Backend, Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, metric, stripe_signature,
-    wait_for,
+    Backend, Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, each_backend_with,
+    metric, stripe_signature, wait_for,
 };
 
 /// One notice a receiver took: its signature header and JSON body.
@@ -101,6 +101,34 @@ async fn failing_pipeline(app: &TestApp, kind: &str) -> Pipeline {
         .await;
     assert_eq!(flow.status, StatusCode::CREATED, "{}", flow.text);
     p
+}
+
+/// A notifier of the test's own over the app's database: `check()` runs one check now and
+/// says how many alerts it sent, so a test knows a check ran.
+fn notifier(app: &TestApp) -> tributary_worker::alerts::Notifier {
+    let keyring = Arc::new(tributary_worker::secrets::Keyring::parse(TEST_KEYRING).unwrap());
+    tributary_worker::alerts::Notifier::new(
+        app.db.clone(),
+        keyring,
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(3600),
+        tributary_worker::settings::VendorUrls::Any,
+    )
+    .unwrap()
+}
+
+/// Sends charge `n` and waits until its event has finished.
+async fn charge_done(app: &TestApp, p: &Pipeline, n: u32) {
+    let event = charge_event(
+        &format!("evt_alert_{n}"),
+        &format!("ch_alert_{n}"),
+        &format!("payer{n}@example.com"),
+        "Pat Payer",
+        1_000,
+        1_700_000_000 + i64::from(n),
+    );
+    let done = app.deliver(p, &event).await;
+    assert_eq!(done["deliveries"][0]["status"], "dead", "{done}");
 }
 
 async fn charge(app: &TestApp, p: &Pipeline, n: u32) {
@@ -245,9 +273,10 @@ async fn dead_letters_and_a_failing_flow_reach_slack_once_each() {
         assert_eq!(channel.body["signed"], false);
         assert!(channel.body.get("secret").is_none());
 
-        charge(&app, &p, 1).await;
-        charge(&app, &p, 2).await;
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        charge_done(&app, &p, 1).await;
+        charge_done(&app, &p, 2).await;
+        // A check runs with both dead letters in, and says nothing.
+        assert_eq!(notifier(&app).check().await.unwrap(), 0);
         assert!(
             receiver.received().is_empty(),
             "two dead letters are under the threshold of 3"
@@ -280,9 +309,10 @@ async fn dead_letters_and_a_failing_flow_reach_slack_once_each() {
         );
 
         // More failures keep both conditions true, but each was said this period.
-        charge(&app, &p, 4).await;
-        charge(&app, &p, 5).await;
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        charge_done(&app, &p, 4).await;
+        charge_done(&app, &p, 5).await;
+        // A check runs with all five in, and sends nothing new.
+        assert_eq!(notifier(&app).check().await.unwrap(), 0);
         assert_eq!(receiver.received().len(), 2, "no alert storm");
         receiver.served.stop().await;
         cleanup.run().await;
@@ -346,7 +376,7 @@ async fn a_failed_send_is_retried_and_the_period_repeats_the_alert() {
 
 #[tokio::test]
 async fn two_processes_checking_at_once_send_one_alert() {
-    each_backend(|app| async move {
+    each_backend_with(&[("TRIBUTARY_ALERT_INTERVAL", "1h")], |app| async move {
         let receiver = Receiver::start(&[]);
         let p = failing_pipeline(&app, "auth").await;
         let created = app
@@ -370,19 +400,7 @@ async fn two_processes_checking_at_once_send_one_alert() {
         .await;
         // Four notifiers stand in for four processes, each checking twice at the same time
         // (the app's own checks every 30 s by default, too).
-        let keyring = Arc::new(tributary_worker::secrets::Keyring::parse(TEST_KEYRING).unwrap());
-        let notifiers: Vec<_> = (0..4)
-            .map(|_| {
-                tributary_worker::alerts::Notifier::new(
-                    app.db.clone(),
-                    keyring.clone(),
-                    std::time::Duration::from_secs(30),
-                    std::time::Duration::from_secs(3600),
-                    tributary_worker::settings::VendorUrls::Any,
-                )
-                .unwrap()
-            })
-            .collect();
+        let notifiers: Vec<_> = (0..4).map(|_| notifier(&app)).collect();
         let checks = notifiers
             .iter()
             .flat_map(|n| [n.check(), n.check()])
@@ -392,10 +410,11 @@ async fn two_processes_checking_at_once_send_one_alert() {
             .into_iter()
             .map(|r| r.unwrap())
             .sum();
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Every check has returned, each send awaited: one alert in all, and one check of the
+        // eight claims it (the app's own checks wait 1 h).
         let got = receiver.received();
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(sent <= 1, "{sent} sends claimed");
+        assert_eq!(sent, 1, "{sent} sends claimed");
         receiver.served.stop().await;
     })
     .await;
