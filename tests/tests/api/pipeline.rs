@@ -45,8 +45,17 @@ fn now() -> i64 {
 #[tokio::test]
 async fn a_signed_charge_becomes_sandbox_records_once() {
     each_backend(|app| async move {
-        let p = with_flow(&app, json!({})).await;
+        let p = app.pipeline(json!({})).await;
         let token = &p.tenant.token;
+        // The charge flow and a `create` of a note: the sandbox never merges creates, so only
+        // the engine keeps a replay from writing a second note.
+        let mut flow = charge_flow(&p.connection_id);
+        flow["steps"].as_array_mut().unwrap().push(json!(
+            {"id": "note", "action": "create", "object": "notes",
+             "fields": {"charge": "{{ object.id }}", "deal": "{{ steps.deal.id }}"}}
+        ));
+        let created = app.post("/v1/flows", token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         let event = charge_event(
             "evt_1",
             "ch_1",
@@ -66,7 +75,7 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
         let done = app.finished_event(token, &event_id).await;
         assert_eq!(done["status"], "processed", "{done}");
         let deliveries = done["deliveries"].as_array().unwrap();
-        assert_eq!(deliveries.len(), 2);
+        assert_eq!(deliveries.len(), 3);
         for d in deliveries {
             assert_eq!(d["status"], "succeeded", "{d}");
             assert_eq!(d["flow_version"], 1);
@@ -109,7 +118,9 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
             typo.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["forse"]
         );
-        // A forced replay re-runs the upserts: still one contact, one deal.
+        // A forced replay re-runs the upserts, never the create: once its run has finished,
+        // still one contact, one deal, one note.
+        assert_eq!(done["runs"], 1, "{done}");
         let replay = app
             .post(
                 &format!("/v1/events/{event_id}/replay"),
@@ -118,13 +129,41 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
             )
             .await;
         assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
-        let replayed = app.finished_event(token, &event_id).await;
-        assert_eq!(replayed["status"], "processed");
+        let replayed = wait_for(20, "the forced replay's run to finish", || async {
+            let e = app.get(&format!("/v1/events/{event_id}"), token).await;
+            (e.body["status"] == "processed" && e.body["runs"].as_i64() >= Some(2))
+                .then_some(e.body)
+        })
+        .await;
+        let updated = |event: &Value, step: &str| {
+            event["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["step"] == step)
+                .map(|d| d["updated_at"].as_str().unwrap().to_string())
+                .unwrap_or_else(|| panic!("no {step} delivery in {event}"))
+        };
+        assert_ne!(
+            updated(&replayed, "deal"),
+            updated(&done, "deal"),
+            "the upsert ran again: {replayed}"
+        );
+        assert_eq!(
+            updated(&replayed, "note"),
+            updated(&done, "note"),
+            "the create did not: {replayed}"
+        );
         assert_eq!(
             app.records(token, &p.connection_id, "contacts").await.len(),
             1
         );
         assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 1);
+        assert_eq!(
+            app.records(token, &p.connection_id, "notes").await.len(),
+            1,
+            "a forced replay never re-runs a create"
+        );
 
         // A second charge by the same person: the contact is updated, a second deal appears.
         let second = app
