@@ -1,9 +1,17 @@
 //! The event pipeline end to end: signed webhooks in, records in the sandbox CRM out, on every
 //! database and queue backend.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix_web::{HttpResponse, web};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tributary_tests::{Pipeline, TestApp, charge_event, each_backend, stripe_signature, wait_for};
+use tokio::sync::Notify;
+use tributary_fakes::Served;
+use tributary_tests::{
+    Pipeline, TestApp, charge_event, each_backend, each_backend_with, stripe_signature, wait_for,
+};
 
 fn charge_flow(connection_id: &str) -> Value {
     json!({
@@ -590,40 +598,99 @@ async fn a_failing_step_retries_then_dead_letters_and_replays() {
     .await;
 }
 
+/// A CRM that never answers until the test releases it, counting the calls it holds.
+fn hanging_crm() -> (Served, Arc<AtomicUsize>, Arc<Notify>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let (counter, gate) = (calls.clone(), release.clone());
+    let served = Served::start(move |cfg| {
+        let (counter, gate) = (counter.clone(), gate.clone());
+        cfg.default_service(web::to(move || {
+            let (counter, gate) = (counter.clone(), gate.clone());
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                HttpResponse::ServiceUnavailable().finish()
+            }
+        }));
+    });
+    (served, calls, release)
+}
+
+/// A tenant whose CRM hangs takes every job slot its share allows (2 of the 4, the default
+/// share being half), its other jobs wait their turn, and another tenant's event still
+/// finishes within 5 s.
 #[tokio::test]
 async fn one_tenants_failures_do_not_hold_up_another() {
-    each_backend(|app| async move {
-        let failing = with_flow(
-            &app,
-            json!({"simulate_failure": {"contacts": "transient", "deals": "transient"}}),
-        )
-        .await;
-        let healthy = with_flow(&app, json!({})).await;
-        for i in 0..5 {
-            app.send_event(
-                &failing,
-                &charge_event(
-                    &format!("evt_x{i}"),
-                    &format!("ch_x{i}"),
-                    "x@x.co",
-                    "X",
-                    100,
-                    now(),
-                ),
-            )
+    each_backend_with(
+        &[
+            ("TRIBUTARY_WORKER_CONCURRENCY", "4"),
+            ("TRIBUTARY_TENANT_MAX_IN_FLIGHT", "2"),
+        ],
+        |app| async move {
+            let (crm, calls, release) = hanging_crm();
+            let failing = app
+                .pipeline_with(json!({"name": "Hanging CRM", "provider": "http",
+                    "auth": {"type": "token", "token": "t"},
+                    "settings": {"base_url": crm.base_url, "timeout_seconds": 60}}))
+                .await;
+            let flow = json!({
+                "name": "Create", "connection_id": failing.connection_id,
+                "trigger": {"events": ["charge.succeeded"]},
+                "steps": [{"id": "record", "action": "create", "object": "records",
+                           "fields": {"charge": "{{ object.id }}"}}]
+            });
+            let created = app.post("/v1/flows", &failing.tenant.token, flow).await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+            let healthy = with_flow(&app, json!({})).await;
+            for i in 0..8 {
+                let sent = app
+                    .send_event(
+                        &failing,
+                        &charge_event(
+                            &format!("evt_x{i}"),
+                            &format!("ch_x{i}"),
+                            "x@x.co",
+                            "X",
+                            100,
+                            now(),
+                        ),
+                    )
+                    .await;
+                assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+            }
+            // The hanging tenant holds every slot its share allows.
+            wait_for(20, "the hanging CRM to hold two calls", || {
+                let calls = calls.clone();
+                async move { (calls.load(Ordering::SeqCst) >= 2).then_some(()) }
+            })
             .await;
-        }
-        let ok = app
-            .send_event(
-                &healthy,
-                &charge_event("evt_ok", "ch_ok", "ok@x.co", "O K", 100, now()),
-            )
-            .await;
-        let done = app
-            .finished_event(&healthy.tenant.token, &ok.str("/event_id"))
-            .await;
-        assert_eq!(done["status"], "processed");
-    })
+
+            let started = std::time::Instant::now();
+            let ok = app
+                .send_event(
+                    &healthy,
+                    &charge_event("evt_ok", "ch_ok", "ok@x.co", "O K", 100, now()),
+                )
+                .await;
+            let done = app
+                .finished_event(&healthy.tenant.token, &ok.str("/event_id"))
+                .await;
+            let took = started.elapsed();
+            assert_eq!(done["status"], "processed", "{done}");
+            assert!(
+                took < std::time::Duration::from_secs(5),
+                "the healthy tenant's event took {took:?}"
+            );
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                2,
+                "never more of one tenant's jobs at once than its share"
+            );
+            release.notify_waiters();
+            crm.stop().await;
+        },
+    )
     .await;
 }
 
