@@ -194,6 +194,7 @@ fn url_parse(text: &str) -> reqwest::Url {
 /// A fresh, empty database for a test that starts the binaries itself: its `DATABASE_URL`,
 /// and for [`Backend::PostgresRedis`] a `TRIBUTARY_QUEUE_URL` and a namespace of its own.
 /// The Postgres database is dropped by [`TestDatabase::drop_now`].
+#[derive(Debug, Clone)]
 pub struct TestDatabase {
     pub backend: Backend,
     pub url: String,
@@ -240,9 +241,9 @@ impl TestDatabase {
     }
 
     /// Drops the Postgres database (SQLite's goes with its directory).
-    pub async fn drop_now(self) {
-        if let Some(name) = self.postgres_database {
-            drop_postgres_database(&name).await;
+    pub async fn drop_now(&self) {
+        if let Some(name) = &self.postgres_database {
+            drop_postgres_database(name).await;
         }
     }
 }
