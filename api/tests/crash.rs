@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use tributary_tests::TestDatabase;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -22,13 +23,33 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(dir: &Path, port: u16) -> Child {
-    start_with(dir, port, &[])
+/// Runs `case` on every backend at once, each with a database of its own.
+async fn on_every_backend<F, Fut>(case: F)
+where
+    F: Fn(TestDatabase, tempfile::TempDir) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runs = tributary_tests::backends().into_iter().map(|backend| {
+        let case = &case;
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let db = TestDatabase::create(backend, dir.path()).await;
+            case(db.clone(), dir).await;
+            db.drop_now().await;
+        }
+    });
+    futures::future::join_all(runs).await;
 }
 
-fn start_with(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
+fn start(db: &TestDatabase, dir: &Path, port: u16) -> Child {
+    start_with(db, dir, port, &[])
+}
+
+fn start_with(db: &TestDatabase, dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
         .env_clear()
+        .envs(db.env())
         // The fakes listen on 127.0.0.1.
         .env("TRIBUTARY_VENDOR_URLS", "any")
         // The burst below is far over the default per-account webhook rate.
@@ -98,11 +119,13 @@ async fn json(
 
 #[tokio::test]
 async fn sigkill_mid_run_then_restart_processes_every_acknowledged_event_once() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
+    on_every_backend(sigkill_mid_run).await;
+}
+
+async fn sigkill_mid_run(db: TestDatabase, dir: tempfile::TempDir) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(dir.path(), port);
+    let mut child = start(&db, dir.path(), port);
     let client = reqwest::Client::new();
 
     let signup: Value = client
@@ -194,7 +217,7 @@ async fn sigkill_mid_run_then_restart_processes_every_acknowledged_event_once() 
         "the kill must come mid-run (processed before it: {done_before})"
     );
 
-    let mut child = start(dir.path(), port);
+    let mut child = start(&db, dir.path(), port);
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     let (deals, notes) = loop {
@@ -335,12 +358,14 @@ fn slow_crm() -> (u16, Charges, Charges) {
 
 #[tokio::test]
 async fn sigterm_finishes_the_call_in_hand_and_nothing_is_sent_twice() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
+    on_every_backend(sigterm_mid_call).await;
+}
+
+async fn sigterm_mid_call(db: TestDatabase, dir: tempfile::TempDir) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let (crm_port, started, finished) = slow_crm();
-    let mut child = start(dir.path(), port);
+    let mut child = start(&db, dir.path(), port);
     let client = reqwest::Client::new();
     let signup: Value = client
         .post(format!("{base}/v1/signup"))
@@ -432,7 +457,7 @@ async fn sigterm_finishes_the_call_in_hand_and_nothing_is_sent_twice() {
     );
 
     // After a restart every event is sent, each exactly once.
-    let mut child = start(dir.path(), port);
+    let mut child = start(&db, dir.path(), port);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let processed: Value = client
@@ -492,8 +517,11 @@ async fn get(client: &reqwest::Client, url: String, token: &str) -> Value {
 
 #[tokio::test]
 async fn a_backfill_killed_mid_way_resumes_and_ingests_each_event_once_in_order() {
+    on_every_backend(backfill_killed_mid_way).await;
+}
+
+async fn backfill_killed_mid_way(db: TestDatabase, dir: tempfile::TempDir) {
     use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY};
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let fake = FakeStripe::start();
     let start_at = chrono::Utc::now().timestamp() - 7200;
     let mut stripe_ids = Vec::new();
@@ -505,14 +533,13 @@ async fn a_backfill_killed_mid_way_resumes_and_ingests_each_event_once_in_order(
             false,
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let env = [
         ("TRIBUTARY_STRIPE_API_URL", fake.base_url.as_str()),
         ("TRIBUTARY_BACKFILL_PAGE_SIZE", "2"),
     ];
-    let mut child = Running(start_with(dir.path(), port, &env));
+    let mut child = Running(start_with(&db, dir.path(), port, &env));
     let client = reqwest::Client::new();
     let signup: Value = client
         .post(format!("{base}/v1/signup"))
@@ -562,7 +589,7 @@ async fn a_backfill_killed_mid_way_resumes_and_ingests_each_event_once_in_order(
         "the kill must come mid-way ({at_kill} ingested): {before}"
     );
 
-    let mut child = Running(start_with(dir.path(), port, &env));
+    let mut child = Running(start_with(&db, dir.path(), port, &env));
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     let done = loop {

@@ -32,16 +32,56 @@ fn configured(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.is_empty())
 }
 
+/// Whether this run is CI's (`CI=true`), where a missing prerequisite fails instead of
+/// skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
 /// The backends this run covers: SQLite always; Postgres, and Postgres with the queue on
 /// Redis, when `TRIBUTARY_TEST_DATABASE_URL` / `TRIBUTARY_TEST_REDIS_URL` are set.
+///
+/// With `CI=true` a missing variable fails the test naming it. Otherwise the first call in a
+/// test binary prints one line, past the test harness's capture, saying which backends run and
+/// how to enable the others.
 pub fn backends() -> Vec<Backend> {
     let mut list = vec![Backend::Sqlite];
+    let mut missing = Vec::new();
     if configured("TRIBUTARY_TEST_DATABASE_URL") {
         list.push(Backend::Postgres);
         if configured("TRIBUTARY_TEST_REDIS_URL") {
             list.push(Backend::PostgresRedis);
+        } else {
+            missing.push("TRIBUTARY_TEST_REDIS_URL");
+        }
+    } else {
+        missing.push("TRIBUTARY_TEST_DATABASE_URL");
+        if !configured("TRIBUTARY_TEST_REDIS_URL") {
+            missing.push("TRIBUTARY_TEST_REDIS_URL");
         }
     }
+    if in_ci() {
+        assert!(
+            missing.is_empty(),
+            "CI=true but {} not set: every backend must run in CI",
+            missing.join(" and ")
+        );
+    }
+    static ANNOUNCED: OnceLock<()> = OnceLock::new();
+    ANNOUNCED.get_or_init(|| {
+        use std::io::Write;
+        let line = if missing.is_empty() {
+            "backends: SQLite, Postgres, Postgres+Redis\n".to_string()
+        } else {
+            format!(
+                "backends: {list:?} only; SKIPPED the others: set {} \
+                 (e.g. postgres://postgres@127.0.0.1:5432/test, redis://127.0.0.1:6379)\n",
+                missing.join(" and ")
+            )
+        };
+        // Straight to the stream: the harness captures `eprintln!` of a passing test.
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    });
     list
 }
 
@@ -149,6 +189,63 @@ fn postgres_url_for(database: &str) -> String {
 
 fn url_parse(text: &str) -> reqwest::Url {
     reqwest::Url::parse(text).expect("TRIBUTARY_TEST_DATABASE_URL is a URL")
+}
+
+/// A fresh, empty database for a test that starts the binaries itself: its `DATABASE_URL`,
+/// and for [`Backend::PostgresRedis`] a `TRIBUTARY_QUEUE_URL` and a namespace of its own.
+/// The Postgres database is dropped by [`TestDatabase::drop_now`].
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    /// `(TRIBUTARY_QUEUE_URL, TRIBUTARY_QUEUE_NAMESPACE)` for Redis.
+    pub queue: Option<(String, String)>,
+    postgres_database: Option<String>,
+}
+
+impl TestDatabase {
+    /// A new database of `backend`; a SQLite one lives in `dir`.
+    pub async fn create(backend: Backend, dir: &std::path::Path) -> TestDatabase {
+        let (url, postgres_database) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}/tributary.db?mode=rwc", dir.display()),
+                None,
+            ),
+            Backend::Postgres | Backend::PostgresRedis => {
+                let name = create_postgres_database().await;
+                (postgres_url_for(&name), Some(name))
+            }
+        };
+        let queue = (backend == Backend::PostgresRedis).then(|| {
+            (
+                std::env::var("TRIBUTARY_TEST_REDIS_URL").expect("TRIBUTARY_TEST_REDIS_URL"),
+                format!("test-{}", uuid::Uuid::new_v4().simple()),
+            )
+        });
+        TestDatabase {
+            backend,
+            url,
+            queue,
+            postgres_database,
+        }
+    }
+
+    /// The environment a binary needs for this database and queue.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("DATABASE_URL", self.url.clone())];
+        if let Some((url, namespace)) = &self.queue {
+            env.push(("TRIBUTARY_QUEUE_URL", url.clone()));
+            env.push(("TRIBUTARY_QUEUE_NAMESPACE", namespace.clone()));
+        }
+        env
+    }
+
+    /// Drops the Postgres database (SQLite's goes with its directory).
+    pub async fn drop_now(&self) {
+        if let Some(name) = &self.postgres_database {
+            drop_postgres_database(name).await;
+        }
+    }
 }
 
 async fn create_postgres_database() -> String {

@@ -26,6 +26,27 @@ pub mod telemetry;
 pub mod variables;
 pub mod vendor_time;
 
+/// The vendors' specs and real payloads for conformance tests: `$TRIBUTARY_VENDOR_SPECS`.
+/// Unset, a test is skipped and says so on stderr past the harness's capture (one line naming
+/// the test); with `CI=true` it fails instead, naming the variable.
+#[cfg(test)]
+pub(crate) fn vendor_specs(test: &str) -> Option<std::path::PathBuf> {
+    use std::io::Write;
+    match std::env::var_os("TRIBUTARY_VENDOR_SPECS").filter(|v| !v.is_empty()) {
+        Some(root) => Some(root.into()),
+        None if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("CI=true but TRIBUTARY_VENDOR_SPECS is not set: {test} cannot run")
+        }
+        None => {
+            let line = format!(
+                "SKIPPED {test}: set TRIBUTARY_VENDOR_SPECS to the vendor-specs directory\n"
+            );
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
 use chrono::{DateTime, Utc};
 
 /// A new time-ordered id (UUIDv7): ids sort by creation.

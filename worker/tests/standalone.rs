@@ -8,12 +8,21 @@ use std::time::{Duration, Instant};
 use entity::{connections, events, flows, sandbox_records, tenants};
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::json;
+use tributary_tests::TestDatabase;
 use tributary_worker::{db, new_id, now};
 
 #[tokio::test]
 async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/tributary.db?mode=rwc", dir.path().display());
+    for backend in tributary_tests::backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(backend, dir.path()).await;
+        sweeps_and_processes(&database, dir.path()).await;
+        database.drop_now().await;
+    }
+}
+
+async fn sweeps_and_processes(database: &TestDatabase, dir: &std::path::Path) {
+    let url = database.url.clone();
     let conn = db::connect(&url).await.unwrap();
     db::migrate(&conn).await.unwrap();
 
@@ -99,11 +108,11 @@ async fn the_worker_binary_sweeps_and_processes_a_stranded_event() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let log_path = dir.path().join("worker.log");
+    let log_path = dir.join("worker.log");
     let mut worker = Command::new(env!("CARGO_BIN_EXE_worker"))
         .env_clear()
-        .current_dir(dir.path())
-        .env("DATABASE_URL", &url)
+        .current_dir(dir)
+        .envs(database.env())
         .env("TRIBUTARY_VENDOR_URLS", "any")
         .env("TRIBUTARY_SWEEP_INTERVAL", "200ms")
         .env("TRIBUTARY_SWEEP_GRACE", "1s")

@@ -3,7 +3,7 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tributary_tests::{Backend, PASSWORD, TestApp, each_backend};
+use tributary_tests::{PASSWORD, TestApp, each_backend, each_backend_with};
 
 async fn login(app: &TestApp, email: &str, password: &str) -> tributary_tests::Reply {
     app.call(
@@ -64,19 +64,19 @@ async fn signup_validates_and_refuses_a_taken_email() {
 
 #[tokio::test]
 async fn signup_can_be_closed() {
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("TRIBUTARY_SIGNUP", "closed")]).await;
-    let cleanup = app.cleanup_handle();
-    let reply = app
-        .call(
-            Method::POST,
-            "/v1/signup",
-            None,
-            Some(json!({"tenant_name": "X", "email": "x@example.com", "password": PASSWORD})),
-        )
-        .await;
-    reply.assert_problem(StatusCode::FORBIDDEN);
-    assert!(reply.body["detail"].as_str().unwrap().contains("closed"));
-    cleanup.run().await;
+    each_backend_with(&[("TRIBUTARY_SIGNUP", "closed")], |app| async move {
+        let reply = app
+            .call(
+                Method::POST,
+                "/v1/signup",
+                None,
+                Some(json!({"tenant_name": "X", "email": "x@example.com", "password": PASSWORD})),
+            )
+            .await;
+        reply.assert_problem(StatusCode::FORBIDDEN);
+        assert!(reply.body["detail"].as_str().unwrap().contains("closed"));
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use tributary_fakes::{RequestLog, Served};
 use tributary_tests::{
-    Backend, Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, metric, stripe_signature,
-    wait_for,
+    Backend, Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, each_backend_with,
+    metric, stripe_signature, wait_for,
 };
 
 /// One notice a receiver took: its signature header and JSON body.
@@ -101,6 +101,34 @@ async fn failing_pipeline(app: &TestApp, kind: &str) -> Pipeline {
         .await;
     assert_eq!(flow.status, StatusCode::CREATED, "{}", flow.text);
     p
+}
+
+/// A notifier of the test's own over the app's database: `check()` runs one check now and
+/// says how many alerts it sent, so a test knows a check ran.
+fn notifier(app: &TestApp) -> tributary_worker::alerts::Notifier {
+    let keyring = Arc::new(tributary_worker::secrets::Keyring::parse(TEST_KEYRING).unwrap());
+    tributary_worker::alerts::Notifier::new(
+        app.db.clone(),
+        keyring,
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(3600),
+        tributary_worker::settings::VendorUrls::Any,
+    )
+    .unwrap()
+}
+
+/// Sends charge `n` and waits until its event has finished.
+async fn charge_done(app: &TestApp, p: &Pipeline, n: u32) {
+    let event = charge_event(
+        &format!("evt_alert_{n}"),
+        &format!("ch_alert_{n}"),
+        &format!("payer{n}@example.com"),
+        "Pat Payer",
+        1_000,
+        1_700_000_000 + i64::from(n),
+    );
+    let done = app.deliver(p, &event).await;
+    assert_eq!(done["deliveries"][0]["status"], "dead", "{done}");
 }
 
 async fn charge(app: &TestApp, p: &Pipeline, n: u32) {
@@ -245,9 +273,10 @@ async fn dead_letters_and_a_failing_flow_reach_slack_once_each() {
         assert_eq!(channel.body["signed"], false);
         assert!(channel.body.get("secret").is_none());
 
-        charge(&app, &p, 1).await;
-        charge(&app, &p, 2).await;
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        charge_done(&app, &p, 1).await;
+        charge_done(&app, &p, 2).await;
+        // A check runs with both dead letters in, and says nothing.
+        assert_eq!(notifier(&app).check().await.unwrap(), 0);
         assert!(
             receiver.received().is_empty(),
             "two dead letters are under the threshold of 3"
@@ -280,9 +309,10 @@ async fn dead_letters_and_a_failing_flow_reach_slack_once_each() {
         );
 
         // More failures keep both conditions true, but each was said this period.
-        charge(&app, &p, 4).await;
-        charge(&app, &p, 5).await;
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        charge_done(&app, &p, 4).await;
+        charge_done(&app, &p, 5).await;
+        // A check runs with all five in, and sends nothing new.
+        assert_eq!(notifier(&app).check().await.unwrap(), 0);
         assert_eq!(receiver.received().len(), 2, "no alert storm");
         receiver.served.stop().await;
         cleanup.run().await;
@@ -291,59 +321,62 @@ async fn dead_letters_and_a_failing_flow_reach_slack_once_each() {
 
 #[tokio::test]
 async fn a_failed_send_is_retried_and_the_period_repeats_the_alert() {
-    let app = spawn(Backend::Sqlite, "3s").await;
-    let receiver = Receiver::start(&[500]);
-    let p = failing_pipeline(&app, "auth").await;
-    let token = &p.tenant.token;
-    let channel = app
-        .post(
-            "/v1/notification-channels",
-            token,
-            json!({"name": "Flaky", "kind": "webhook", "url": receiver.url()}),
-        )
-        .await;
-    assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
-    let generated = channel.str("/secret");
-    assert!(generated.starts_with("tcs_"), "{generated}");
-    let channel_id = channel.str("/id");
-    charge(&app, &p, 1).await;
+    for backend in tributary_tests::backends() {
+        let app = spawn(backend, "3s").await;
+        let receiver = Receiver::start(&[500]);
+        let p = failing_pipeline(&app, "auth").await;
+        let token = &p.tenant.token;
+        let channel = app
+            .post(
+                "/v1/notification-channels",
+                token,
+                json!({"name": "Flaky", "kind": "webhook", "url": receiver.url()}),
+            )
+            .await;
+        assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
+        let generated = channel.str("/secret");
+        assert!(generated.starts_with("tcs_"), "{generated}");
+        let channel_id = channel.str("/id");
+        charge(&app, &p, 1).await;
 
-    let first = receiver
-        .wait_for_count(1, "the alert after a failed send")
-        .await;
-    let header = first[0].signature.clone().unwrap();
-    let t: i64 = header[2..header.find(',').unwrap()].parse().unwrap();
-    assert_eq!(
-        header,
-        stripe_signature(&first[0].raw, &generated, t),
-        "signed with the generated secret"
-    );
-    let alerts = app
-        .get(
-            &format!("/v1/notification-channels/{channel_id}/alerts"),
-            token,
-        )
-        .await;
-    assert_eq!(alerts.body["data"][0]["status"], "sent", "{}", alerts.text);
+        let first = receiver
+            .wait_for_count(1, "the alert after a failed send")
+            .await;
+        let header = first[0].signature.clone().unwrap();
+        let t: i64 = header[2..header.find(',').unwrap()].parse().unwrap();
+        assert_eq!(
+            header,
+            stripe_signature(&first[0].raw, &generated, t),
+            "signed with the generated secret"
+        );
+        let alerts = app
+            .get(
+                &format!("/v1/notification-channels/{channel_id}/alerts"),
+                token,
+            )
+            .await;
+        assert_eq!(alerts.body["data"][0]["status"], "sent", "{}", alerts.text);
 
-    // The condition still holds; once the period is over it is said again, not before.
-    let both = receiver
-        .wait_for_count(2, "the alert of the next period")
-        .await;
-    let gap = both[1].at - both[0].at;
-    assert!(
-        gap >= std::time::Duration::from_millis(2900),
-        "repeated after {gap:?}, within the 3 s period"
-    );
-    assert_ne!(
-        both[0].body["id"], both[1].body["id"],
-        "each send has its own id"
-    );
+        // The condition still holds; once the period is over it is said again, not before.
+        let both = receiver
+            .wait_for_count(2, "the alert of the next period")
+            .await;
+        let gap = both[1].at - both[0].at;
+        assert!(
+            gap >= std::time::Duration::from_millis(2900),
+            "repeated after {gap:?}, within the 3 s period"
+        );
+        assert_ne!(
+            both[0].body["id"], both[1].body["id"],
+            "each send has its own id"
+        );
+        app.cleanup_handle().run().await;
+    }
 }
 
 #[tokio::test]
 async fn two_processes_checking_at_once_send_one_alert() {
-    each_backend(|app| async move {
+    each_backend_with(&[("TRIBUTARY_ALERT_INTERVAL", "1h")], |app| async move {
         let receiver = Receiver::start(&[]);
         let p = failing_pipeline(&app, "auth").await;
         let created = app
@@ -367,19 +400,7 @@ async fn two_processes_checking_at_once_send_one_alert() {
         .await;
         // Four notifiers stand in for four processes, each checking twice at the same time
         // (the app's own checks every 30 s by default, too).
-        let keyring = Arc::new(tributary_worker::secrets::Keyring::parse(TEST_KEYRING).unwrap());
-        let notifiers: Vec<_> = (0..4)
-            .map(|_| {
-                tributary_worker::alerts::Notifier::new(
-                    app.db.clone(),
-                    keyring.clone(),
-                    std::time::Duration::from_secs(30),
-                    std::time::Duration::from_secs(3600),
-                    tributary_worker::settings::VendorUrls::Any,
-                )
-                .unwrap()
-            })
-            .collect();
+        let notifiers: Vec<_> = (0..4).map(|_| notifier(&app)).collect();
         let checks = notifiers
             .iter()
             .flat_map(|n| [n.check(), n.check()])
@@ -389,10 +410,11 @@ async fn two_processes_checking_at_once_send_one_alert() {
             .into_iter()
             .map(|r| r.unwrap())
             .sum();
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Every check has returned, each send awaited: one alert in all, and one check of the
+        // eight claims it (the app's own checks wait 1 h).
         let got = receiver.received();
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(sent <= 1, "{sent} sends claimed");
+        assert_eq!(sent, 1, "{sent} sends claimed");
         receiver.served.stop().await;
     })
     .await;
@@ -400,133 +422,135 @@ async fn two_processes_checking_at_once_send_one_alert() {
 
 #[tokio::test]
 async fn channels_refuse_bad_fields_hide_their_secrets_and_test_themselves() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let owner = app.signup("Channels").await;
-    let token = &owner.token;
-    for (body, field) in [
-        (
-            json!({"name": "x", "kind": "sms", "url": "https://example.com/h"}),
-            "kind",
-        ),
-        (
-            json!({"name": "x", "kind": "slack", "url": "ftp://example.com/h"}),
-            "url",
-        ),
-        (
-            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "secret": "0123456789abcdef"}),
-            "secret",
-        ),
-        (
-            json!({"name": "x", "kind": "webhook", "url": "https://example.com/h", "secret": "short"}),
-            "secret",
-        ),
-        (
-            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "alerts": ["flow.failing", "bogus"]}),
-            "alerts[1]",
-        ),
-        (
-            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "alerts": []}),
-            "alerts",
-        ),
-        (
-            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "dead_letter_threshold": 0}),
-            "dead_letter_threshold",
-        ),
-        (
-            json!({"name": " ", "kind": "slack", "url": "https://example.com/h"}),
-            "name",
-        ),
-        (
-            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "colour": "red"}),
-            "colour",
-        ),
-    ] {
-        let reply = app.post("/v1/notification-channels", token, body).await;
-        let fields = reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(
-            fields.contains(&field.to_string()),
-            "{field}: {}",
-            reply.text
-        );
-    }
-    let listed = app.get("/v1/notification-channels", token).await;
-    assert_eq!(listed.body["data"], json!([]), "nothing half-written");
+    each_backend(|app| async move {
+        let owner = app.signup("Channels").await;
+        let token = &owner.token;
+        for (body, field) in [
+            (
+                json!({"name": "x", "kind": "sms", "url": "https://example.com/h"}),
+                "kind",
+            ),
+            (
+                json!({"name": "x", "kind": "slack", "url": "ftp://example.com/h"}),
+                "url",
+            ),
+            (
+                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "secret": "0123456789abcdef"}),
+                "secret",
+            ),
+            (
+                json!({"name": "x", "kind": "webhook", "url": "https://example.com/h", "secret": "short"}),
+                "secret",
+            ),
+            (
+                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "alerts": ["flow.failing", "bogus"]}),
+                "alerts[1]",
+            ),
+            (
+                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "alerts": []}),
+                "alerts",
+            ),
+            (
+                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "dead_letter_threshold": 0}),
+                "dead_letter_threshold",
+            ),
+            (
+                json!({"name": " ", "kind": "slack", "url": "https://example.com/h"}),
+                "name",
+            ),
+            (
+                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "colour": "red"}),
+                "colour",
+            ),
+        ] {
+            let reply = app.post("/v1/notification-channels", token, body).await;
+            let fields = reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(
+                fields.contains(&field.to_string()),
+                "{field}: {}",
+                reply.text
+            );
+        }
+        let listed = app.get("/v1/notification-channels", token).await;
+        assert_eq!(listed.body["data"], json!([]), "nothing half-written");
 
-    // A member reads but cannot create.
-    let (_, member) = app.user_with_role(&owner, "member").await;
-    let refused = app
-        .post(
-            "/v1/notification-channels",
-            &member,
-            json!({"name": "x", "kind": "slack", "url": "https://example.com/h"}),
-        )
-        .await;
-    refused.assert_problem(StatusCode::FORBIDDEN);
+        // A member reads but cannot create.
+        let (_, member) = app.user_with_role(&owner, "member").await;
+        let refused = app
+            .post(
+                "/v1/notification-channels",
+                &member,
+                json!({"name": "x", "kind": "slack", "url": "https://example.com/h"}),
+            )
+            .await;
+        refused.assert_problem(StatusCode::FORBIDDEN);
 
-    // The URL is sealed and never shown; the test send reports what the receiver said.
-    let receiver = Receiver::start(&[404]);
-    let slack_url = format!("{}?token=very-secret-path", receiver.url());
-    let created = app
-        .post(
-            "/v1/notification-channels",
-            token,
-            json!({"name": "Ops", "kind": "slack", "url": slack_url}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    assert_eq!(created.body["url_hint"], "http://127.0.0.1/…");
-    assert!(!created.text.contains("very-secret-path"));
-    let id = created.str("/id");
-    let stored = entity::notification_channels::Entity::find_by_id(id.clone())
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(stored.url.starts_with("k1:") && !stored.url.contains("very-secret-path"));
-
-    let test_path = format!("/v1/notification-channels/{id}/test");
-    let failed = app.post(&test_path, token, json!({})).await;
-    assert_eq!(failed.status, StatusCode::OK, "{}", failed.text);
-    assert_eq!(failed.body["ok"], false);
-    assert_eq!(failed.body["status"], 404);
-    let passed = app.post(&test_path, token, json!({})).await;
-    assert_eq!(passed.body["ok"], true, "{}", passed.text);
-    let got = receiver.received();
-    assert_eq!(got.len(), 1);
-    assert!(
-        got[0].body["text"]
-            .as_str()
+        // The URL is sealed and never shown; the test send reports what the receiver said.
+        let receiver = Receiver::start(&[404]);
+        let slack_url = format!("{}?token=very-secret-path", receiver.url());
+        let created = app
+            .post(
+                "/v1/notification-channels",
+                token,
+                json!({"name": "Ops", "kind": "slack", "url": slack_url}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert_eq!(created.body["url_hint"], "http://127.0.0.1/…");
+        assert!(!created.text.contains("very-secret-path"));
+        let id = created.str("/id");
+        let stored = entity::notification_channels::Entity::find_by_id(id.clone())
+            .one(&app.db)
+            .await
             .unwrap()
-            .contains("A test of the notification channel \"Ops\"")
-    );
-    receiver.served.stop().await;
-    let unreachable = app.post(&test_path, token, json!({})).await;
-    assert_eq!(unreachable.body["ok"], false);
-    assert_eq!(
-        unreachable.body["detail"],
-        "the receiver could not be reached"
-    );
+            .unwrap();
+        assert!(stored.url.starts_with("k1:") && !stored.url.contains("very-secret-path"));
 
-    // Patch, another tenant, delete.
-    let patched = app
-        .patch(
-            &format!("/v1/notification-channels/{id}"),
-            token,
-            json!({"enabled": false, "flow_failure_threshold": 2}),
-        )
-        .await;
-    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
-    assert_eq!(patched.body["enabled"], false);
-    assert_eq!(patched.body["flow_failure_threshold"], 2);
-    let other = app.signup("Other").await;
-    app.get(&format!("/v1/notification-channels/{id}"), &other.token)
-        .await
-        .assert_problem(StatusCode::NOT_FOUND);
-    let removed = app
-        .delete(&format!("/v1/notification-channels/{id}"), token)
-        .await;
-    assert_eq!(removed.status, StatusCode::NO_CONTENT);
-    app.get(&format!("/v1/notification-channels/{id}"), token)
-        .await
-        .assert_problem(StatusCode::NOT_FOUND);
+        let test_path = format!("/v1/notification-channels/{id}/test");
+        let failed = app.post(&test_path, token, json!({})).await;
+        assert_eq!(failed.status, StatusCode::OK, "{}", failed.text);
+        assert_eq!(failed.body["ok"], false);
+        assert_eq!(failed.body["status"], 404);
+        let passed = app.post(&test_path, token, json!({})).await;
+        assert_eq!(passed.body["ok"], true, "{}", passed.text);
+        let got = receiver.received();
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].body["text"]
+                .as_str()
+                .unwrap()
+                .contains("A test of the notification channel \"Ops\"")
+        );
+        receiver.served.stop().await;
+        let unreachable = app.post(&test_path, token, json!({})).await;
+        assert_eq!(unreachable.body["ok"], false);
+        assert_eq!(
+            unreachable.body["detail"],
+            "the receiver could not be reached"
+        );
+
+        // Patch, another tenant, delete.
+        let patched = app
+            .patch(
+                &format!("/v1/notification-channels/{id}"),
+                token,
+                json!({"enabled": false, "flow_failure_threshold": 2}),
+            )
+            .await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        assert_eq!(patched.body["enabled"], false);
+        assert_eq!(patched.body["flow_failure_threshold"], 2);
+        let other = app.signup("Other").await;
+        app.get(&format!("/v1/notification-channels/{id}"), &other.token)
+            .await
+            .assert_problem(StatusCode::NOT_FOUND);
+        let removed = app
+            .delete(&format!("/v1/notification-channels/{id}"), token)
+            .await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT);
+        app.get(&format!("/v1/notification-channels/{id}"), token)
+            .await
+            .assert_problem(StatusCode::NOT_FOUND);
+    })
+    .await;
 }

@@ -140,328 +140,340 @@ async fn a_charge_becomes_one_contact_and_one_associated_deal() {
 
 #[tokio::test]
 async fn an_unknown_property_retries_with_the_fallback_fields_and_warns() {
-    let app = TestApp::spawn(tributary_tests::Backend::Sqlite).await;
-    let fake = FakeHubSpot::start();
-    // The tenant created the deal key but not the contact properties.
-    fake.define_property("deals", "stripe_charge_id", true);
-    let p = private_app(&app, &fake).await;
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        // The tenant created the deal key but not the contact properties.
+        fake.define_property("deals", "stripe_charge_id", true);
+        let p = private_app(&app, &fake).await;
 
-    let done = app
-        .deliver(
-            &p,
-            &charge_event(
-                "evt_u1",
-                "ch_u1",
-                "pepper@stark.com",
-                "Pepper Potts",
-                2500,
-                now(),
-            ),
-        )
-        .await;
-    assert_eq!(done["status"], "processed", "{done}");
-    let contact = &deliveries(&done)[0];
-    let warnings = contact["warnings"].to_string();
-    // (The charge has no customer, so stripe_customer_id is left out, not refused.)
-    for refused in ["last_charge_amount", "last_charge_receipt"] {
-        assert!(warnings.contains(refused), "{warnings}");
-    }
-    let stored = &fake.records("contacts")[0].properties;
-    assert_eq!(stored["email"], "pepper@stark.com");
-    assert_eq!(stored["firstname"], "Pepper");
-    assert!(
-        stored.get("phone").is_none(),
-        "only the fallback fields: {stored:?}"
-    );
-    assert_eq!(fake.records("deals").len(), 1);
+        let done = app
+            .deliver(
+                &p,
+                &charge_event(
+                    "evt_u1",
+                    "ch_u1",
+                    "pepper@stark.com",
+                    "Pepper Potts",
+                    2500,
+                    now(),
+                ),
+            )
+            .await;
+        assert_eq!(done["status"], "processed", "{done}");
+        let contact = &deliveries(&done)[0];
+        let warnings = contact["warnings"].to_string();
+        // (The charge has no customer, so stripe_customer_id is left out, not refused.)
+        for refused in ["last_charge_amount", "last_charge_receipt"] {
+            assert!(warnings.contains(refused), "{warnings}");
+        }
+        let stored = &fake.records("contacts")[0].properties;
+        assert_eq!(stored["email"], "pepper@stark.com");
+        assert_eq!(stored["firstname"], "Pepper");
+        assert!(
+            stored.get("phone").is_none(),
+            "only the fallback fields: {stored:?}"
+        );
+        assert_eq!(fake.records("deals").len(), 1);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_expired_token_is_refreshed_once_for_all_workers() {
-    let app = TestApp::spawn(tributary_tests::Backend::Sqlite).await;
-    let fake = FakeHubSpot::start();
-    define_properties(&fake);
-    let refresh_token = fake.issue_refresh_token();
-    let p = oauth(&app, &fake, &refresh_token).await;
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        define_properties(&fake);
+        let refresh_token = fake.issue_refresh_token();
+        let p = oauth(&app, &fake, &refresh_token).await;
 
-    let first = app
-        .deliver(
-            &p,
-            &charge_event(
-                "evt_o1",
-                "ch_o1",
-                "a@example.com",
-                "Ann Example",
-                1000,
+        let first = app
+            .deliver(
+                &p,
+                &charge_event(
+                    "evt_o1",
+                    "ch_o1",
+                    "a@example.com",
+                    "Ann Example",
+                    1000,
+                    now(),
+                ),
+            )
+            .await;
+        assert_eq!(first["status"], "processed", "{first}");
+        assert_eq!(fake.log.matching("POST", "/oauth/v1/token").len(), 1);
+
+        // The token expires mid-run: every worker that meets the 401 waits for one refresh.
+        fake.expire_access_tokens();
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            let event = charge_event(
+                &format!("evt_o2_{i}"),
+                &format!("ch_o2_{i}"),
+                &format!("buyer{i}@example.com"),
+                "Bea Buyer",
+                1000 + i,
                 now(),
-            ),
-        )
-        .await;
-    assert_eq!(first["status"], "processed", "{first}");
-    assert_eq!(fake.log.matching("POST", "/oauth/v1/token").len(), 1);
-
-    // The token expires mid-run: every worker that meets the 401 waits for one refresh.
-    fake.expire_access_tokens();
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        let event = charge_event(
-            &format!("evt_o2_{i}"),
-            &format!("ch_o2_{i}"),
-            &format!("buyer{i}@example.com"),
-            "Bea Buyer",
-            1000 + i,
-            now(),
+            );
+            let sent = app.send_event(&p, &event).await;
+            ids.push(sent.str("/event_id"));
+        }
+        for id in &ids {
+            let done = app.finished_event(&p.tenant.token, id).await;
+            assert_eq!(done["status"], "processed", "{done}");
+        }
+        assert_eq!(
+            fake.log.matching("POST", "/oauth/v1/token").len(),
+            2,
+            "one refresh at start, one after expiry"
         );
-        let sent = app.send_event(&p, &event).await;
-        ids.push(sent.str("/event_id"));
-    }
-    for id in &ids {
-        let done = app.finished_event(&p.tenant.token, id).await;
-        assert_eq!(done["status"], "processed", "{done}");
-    }
-    assert_eq!(
-        fake.log.matching("POST", "/oauth/v1/token").len(),
-        2,
-        "one refresh at start, one after expiry"
-    );
-    assert_eq!(fake.records("contacts").len(), 7);
-    let connection = app.connection(&p).await;
-    assert_eq!(connection["status"], "active");
-    assert!(
-        connection["info"]["token_refreshed_at"].is_string(),
-        "{connection}"
-    );
+        assert_eq!(fake.records("contacts").len(), 7);
+        let connection = app.connection(&p).await;
+        assert_eq!(connection["status"], "active");
+        assert!(
+            connection["info"]["token_refreshed_at"].is_string(),
+            "{connection}"
+        );
 
-    // No credential shows in the connection, or in any log line.
-    let shown = connection.to_string();
-    let logs = captured_logs();
-    let tokens: Vec<String> = fake
-        .log
-        .all()
-        .iter()
-        .filter_map(|l| l.authorization.clone())
-        .collect();
-    for secret in tokens
-        .iter()
-        .map(String::as_str)
-        .chain([refresh_token.as_str(), hubspot::CLIENT_SECRET])
-    {
-        let bare = secret.trim_start_matches("Bearer ");
-        assert!(!shown.contains(bare), "connection shows a secret");
-        assert!(!logs.contains(bare), "a log line holds a secret");
-    }
+        // No credential shows in the connection, or in any log line.
+        let shown = connection.to_string();
+        let logs = captured_logs();
+        let tokens: Vec<String> = fake
+            .log
+            .all()
+            .iter()
+            .filter_map(|l| l.authorization.clone())
+            .collect();
+        for secret in tokens
+            .iter()
+            .map(String::as_str)
+            .chain([refresh_token.as_str(), hubspot::CLIENT_SECRET])
+        {
+            let bare = secret.trim_start_matches("Bearer ");
+            assert!(!shown.contains(bare), "connection shows a secret");
+            assert!(!logs.contains(bare), "a log line holds a secret");
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_refused_refresh_waits_for_reconnection_then_resumes() {
-    let app = TestApp::spawn(tributary_tests::Backend::Sqlite).await;
-    let fake = FakeHubSpot::start();
-    define_properties(&fake);
-    let p = oauth(&app, &fake, &fake.issue_refresh_token()).await;
-    fake.revoke_refresh_tokens();
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        define_properties(&fake);
+        let p = oauth(&app, &fake, &fake.issue_refresh_token()).await;
+        fake.revoke_refresh_tokens();
 
-    let sent = app
-        .send_event(
-            &p,
-            &charge_event(
-                "evt_r1",
-                "ch_r1",
-                "r@example.com",
-                "Rita Example",
-                500,
-                now(),
-            ),
-        )
-        .await;
-    let event_id = sent.str("/event_id");
-    let waiting = wait_for(10, "the delivery to wait for re-authorization", || async {
-        let e = app
-            .get(&format!("/v1/events/{event_id}"), &p.tenant.token)
+        let sent = app
+            .send_event(
+                &p,
+                &charge_event(
+                    "evt_r1",
+                    "ch_r1",
+                    "r@example.com",
+                    "Rita Example",
+                    500,
+                    now(),
+                ),
+            )
             .await;
-        (e.body["deliveries"][0]["status"] == "waiting").then_some(e.body)
+        let event_id = sent.str("/event_id");
+        let waiting = wait_for(10, "the delivery to wait for re-authorization", || async {
+            let e = app
+                .get(&format!("/v1/events/{event_id}"), &p.tenant.token)
+                .await;
+            (e.body["deliveries"][0]["status"] == "waiting").then_some(e.body)
+        })
+        .await;
+        assert_eq!(waiting["status"], "queued", "nothing is dropped: {waiting}");
+        assert_eq!(waiting["deliveries"][0]["error"]["kind"], "auth");
+        let connection = app.connection(&p).await;
+        assert_eq!(connection["status"], "needs_reauth", "{connection}");
+        assert!(
+            connection["status_reason"]
+                .as_str()
+                .unwrap()
+                .contains("refresh"),
+            "{connection}"
+        );
+        assert!(fake.records("contacts").is_empty());
+
+        // The tenant pastes a new refresh token: the connection is active and the event runs.
+        let reconnect = app
+            .patch(
+                &format!("/v1/connections/{}", p.connection_id),
+                &p.tenant.token,
+                json!({"auth": {"type": "refresh_token", "client_id": hubspot::CLIENT_ID,
+                                "client_secret": hubspot::CLIENT_SECRET,
+                                "refresh_token": fake.issue_refresh_token()}}),
+            )
+            .await;
+        assert_eq!(reconnect.status, StatusCode::OK, "{}", reconnect.text);
+        assert_eq!(reconnect.body["status"], "active");
+        let done = app.finished_event(&p.tenant.token, &event_id).await;
+        assert_eq!(done["status"], "processed", "{done}");
+        assert_eq!(fake.records("contacts").len(), 1);
+        assert_eq!(fake.records("deals").len(), 1);
     })
     .await;
-    assert_eq!(waiting["status"], "queued", "nothing is dropped: {waiting}");
-    assert_eq!(waiting["deliveries"][0]["error"]["kind"], "auth");
-    let connection = app.connection(&p).await;
-    assert_eq!(connection["status"], "needs_reauth", "{connection}");
-    assert!(
-        connection["status_reason"]
-            .as_str()
-            .unwrap()
-            .contains("refresh"),
-        "{connection}"
-    );
-    assert!(fake.records("contacts").is_empty());
-
-    // The tenant pastes a new refresh token: the connection is active and the event runs.
-    let reconnect = app
-        .patch(
-            &format!("/v1/connections/{}", p.connection_id),
-            &p.tenant.token,
-            json!({"auth": {"type": "refresh_token", "client_id": hubspot::CLIENT_ID,
-                            "client_secret": hubspot::CLIENT_SECRET,
-                            "refresh_token": fake.issue_refresh_token()}}),
-        )
-        .await;
-    assert_eq!(reconnect.status, StatusCode::OK, "{}", reconnect.text);
-    assert_eq!(reconnect.body["status"], "active");
-    let done = app.finished_event(&p.tenant.token, &event_id).await;
-    assert_eq!(done["status"], "processed", "{done}");
-    assert_eq!(fake.records("contacts").len(), 1);
-    assert_eq!(fake.records("deals").len(), 1);
 }
 
 #[tokio::test]
 async fn a_429_storm_is_waited_out_as_hubspot_says() {
-    let app = TestApp::spawn(tributary_tests::Backend::Sqlite).await;
-    let fake = FakeHubSpot::start();
-    define_properties(&fake);
-    let p = private_app(&app, &fake).await;
-    // More 429s than the retry budget (3 attempts in tests): rate limits do not use it up.
-    fake.throttle(4, 1);
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        define_properties(&fake);
+        let p = private_app(&app, &fake).await;
+        // More 429s than the retry budget (3 attempts in tests): rate limits do not use it up.
+        fake.throttle(4, 1);
 
-    let done = app
-        .deliver(
-            &p,
-            &charge_event(
-                "evt_t1",
-                "ch_t1",
-                "t@example.com",
-                "Tom Example",
-                700,
-                now(),
-            ),
+        let done = app
+            .deliver(
+                &p,
+                &charge_event(
+                    "evt_t1",
+                    "ch_t1",
+                    "t@example.com",
+                    "Tom Example",
+                    700,
+                    now(),
+                ),
+            )
+            .await;
+        assert_eq!(done["status"], "processed", "{done}");
+        assert_eq!(fake.records("contacts").len(), 1);
+
+        let log = fake.log.all();
+        let throttled: Vec<usize> = (0..log.len()).filter(|&i| log[i].status == 429).collect();
+        assert_eq!(throttled.len(), 4, "{log:?}");
+        for i in throttled {
+            let next = log.get(i + 1).expect("a request after each 429");
+            let waited = next.at - log[i].at;
+            assert!(
+                waited >= chrono::Duration::milliseconds(950),
+                "request {} came {waited} after a 429 with Retry-After: 1",
+                i + 1
+            );
+        }
+        let contact = &deliveries(&done)[0];
+        assert_eq!(contact["status"], "succeeded");
+        assert!(contact["attempts"].as_i64().unwrap() >= 5, "{contact}");
+        // The rate limits and their waits show in the metrics.
+        let limited = tributary_tests::metric(
+            &app,
+            r#"tributary_crm_rate_limited_total{provider="hubspot"}"#,
         )
-        .await;
-    assert_eq!(done["status"], "processed", "{done}");
-    assert_eq!(fake.records("contacts").len(), 1);
-
-    let log = fake.log.all();
-    let throttled: Vec<usize> = (0..log.len()).filter(|&i| log[i].status == 429).collect();
-    assert_eq!(throttled.len(), 4, "{log:?}");
-    for i in throttled {
-        let next = log.get(i + 1).expect("a request after each 429");
-        let waited = next.at - log[i].at;
-        assert!(
-            waited >= chrono::Duration::milliseconds(950),
-            "request {} came {waited} after a 429 with Retry-After: 1",
-            i + 1
-        );
-    }
-    let contact = &deliveries(&done)[0];
-    assert_eq!(contact["status"], "succeeded");
-    assert!(contact["attempts"].as_i64().unwrap() >= 5, "{contact}");
-    // The rate limits and their waits show in the metrics.
-    let limited = tributary_tests::metric(
-        &app,
-        r#"tributary_crm_rate_limited_total{provider="hubspot"}"#,
-    )
-    .await
-    .unwrap_or_default();
-    assert!(limited >= 4.0, "{limited}");
-    let answered = tributary_tests::metric(
-        &app,
-        r#"tributary_crm_requests_total{provider="hubspot",status="429"}"#,
-    )
-    .await
-    .unwrap_or_default();
-    assert!(answered >= 4.0, "{answered}");
+        .await
+        .unwrap_or_default();
+        assert!(limited >= 4.0, "{limited}");
+        let answered = tributary_tests::metric(
+            &app,
+            r#"tributary_crm_requests_total{provider="hubspot",status="429"}"#,
+        )
+        .await
+        .unwrap_or_default();
+        assert!(answered >= 4.0, "{answered}");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_connection_test_names_what_failed() {
-    let app = TestApp::spawn(tributary_tests::Backend::Sqlite).await;
-    let fake = FakeHubSpot::start();
-    let p = private_app(&app, &fake).await;
-    let path = format!("/v1/connections/{}/test", p.connection_id);
-    let ok = app.post(&path, &p.tenant.token, json!({})).await;
-    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
-    assert_eq!(ok.body["ok"], true, "{}", ok.text);
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        let p = private_app(&app, &fake).await;
+        let path = format!("/v1/connections/{}/test", p.connection_id);
+        let ok = app.post(&path, &p.tenant.token, json!({})).await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+        assert_eq!(ok.body["ok"], true, "{}", ok.text);
 
-    let bad = app
-        .pipeline_with(json!({
-            "name": "HubSpot", "provider": "hubspot",
-            "auth": {"type": "token", "token": "pat-na1-wrong"},
-            "settings": {"base_url": fake.base_url}
-        }))
-        .await;
-    let failed = app
-        .post(
-            &format!("/v1/connections/{}/test", bad.connection_id),
-            &bad.tenant.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(failed.body["ok"], false, "{}", failed.text);
-    assert_eq!(failed.body["error_kind"], "auth");
-    assert_eq!(failed.body["vendor_status"], 401);
-    assert!(
-        failed.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("INVALID_AUTHENTICATION"),
-        "{}",
-        failed.text
-    );
-    assert_eq!(app.connection(&bad).await["status"], "needs_reauth");
-    assert!(!failed.text.contains("pat-na1-wrong"));
+        let bad = app
+            .pipeline_with(json!({
+                "name": "HubSpot", "provider": "hubspot",
+                "auth": {"type": "token", "token": "pat-na1-wrong"},
+                "settings": {"base_url": fake.base_url}
+            }))
+            .await;
+        let failed = app
+            .post(
+                &format!("/v1/connections/{}/test", bad.connection_id),
+                &bad.tenant.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(failed.body["ok"], false, "{}", failed.text);
+        assert_eq!(failed.body["error_kind"], "auth");
+        assert_eq!(failed.body["vendor_status"], 401);
+        assert!(
+            failed.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("INVALID_AUTHENTICATION"),
+            "{}",
+            failed.text
+        );
+        assert_eq!(app.connection(&bad).await["status"], "needs_reauth");
+        assert!(!failed.text.contains("pat-na1-wrong"));
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_create_that_conflicts_updates_the_existing_contact() {
-    let app = TestApp::spawn(tributary_tests::Backend::Sqlite).await;
-    let fake = FakeHubSpot::start();
-    let existing = fake.insert(
-        "contacts",
-        json!({"email": "dup@example.com", "firstname": "Old"}),
-    );
-    let p = app
-        .pipeline_with(json!({
-            "name": "HubSpot", "provider": "hubspot",
-            "auth": {"type": "token", "token": hubspot::PRIVATE_APP_TOKEN},
-            "settings": {"base_url": fake.base_url}
-        }))
-        .await;
-    let flow = json!({
-        "name": "Create contacts", "connection_id": p.connection_id,
-        "trigger": {"events": ["charge.succeeded"]},
-        "steps": [{"id": "contact", "action": "create", "object": "contacts",
-                   "fields": {"email": "{{ object.billing_details.email }}",
-                              "firstname": "{{ object.billing_details.name | first_name }}"}}]
-    });
-    assert_eq!(
-        app.post("/v1/flows", &p.tenant.token, flow).await.status,
-        StatusCode::CREATED
-    );
-    let done = app
-        .deliver(
-            &p,
-            &charge_event(
-                "evt_409",
-                "ch_409",
-                "dup@example.com",
-                "New Name",
-                100,
-                now(),
-            ),
-        )
-        .await;
-    assert_eq!(done["status"], "processed", "{done}");
-    let d = &deliveries(&done)[0];
-    assert_eq!(
-        d["crm_record_id"],
-        existing.as_str(),
-        "HubSpot's 409 named the record"
-    );
-    assert!(d["warnings"].to_string().contains("already had"), "{d}");
-    let contacts = fake.records("contacts");
-    assert_eq!(contacts.len(), 1);
-    assert_eq!(contacts[0].properties["firstname"], "New");
-    assert_eq!(
-        fake.log.matching("POST", "/crm/v3/objects/contacts").len(),
-        1
-    );
+    each_backend(|app| async move {
+        let fake = FakeHubSpot::start();
+        let existing = fake.insert(
+            "contacts",
+            json!({"email": "dup@example.com", "firstname": "Old"}),
+        );
+        let p = app
+            .pipeline_with(json!({
+                "name": "HubSpot", "provider": "hubspot",
+                "auth": {"type": "token", "token": hubspot::PRIVATE_APP_TOKEN},
+                "settings": {"base_url": fake.base_url}
+            }))
+            .await;
+        let flow = json!({
+            "name": "Create contacts", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [{"id": "contact", "action": "create", "object": "contacts",
+                       "fields": {"email": "{{ object.billing_details.email }}",
+                                  "firstname": "{{ object.billing_details.name | first_name }}"}}]
+        });
+        assert_eq!(
+            app.post("/v1/flows", &p.tenant.token, flow).await.status,
+            StatusCode::CREATED
+        );
+        let done = app
+            .deliver(
+                &p,
+                &charge_event(
+                    "evt_409",
+                    "ch_409",
+                    "dup@example.com",
+                    "New Name",
+                    100,
+                    now(),
+                ),
+            )
+            .await;
+        assert_eq!(done["status"], "processed", "{done}");
+        let d = &deliveries(&done)[0];
+        assert_eq!(
+            d["crm_record_id"],
+            existing.as_str(),
+            "HubSpot's 409 named the record"
+        );
+        assert!(d["warnings"].to_string().contains("already had"), "{d}");
+        let contacts = fake.records("contacts");
+        assert_eq!(contacts.len(), 1);
+        assert_eq!(contacts[0].properties["firstname"], "New");
+        assert_eq!(
+            fake.log.matching("POST", "/crm/v3/objects/contacts").len(),
+            1
+        );
+    })
+    .await;
 }
 
 #[tokio::test]

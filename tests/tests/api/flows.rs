@@ -25,7 +25,12 @@ async fn flows_validate_version_preview_and_accept_yaml() {
 
         let refused = app.post("/v1/flows", token, json!({"name": "x", "connection_id": "nope", "trigger": {"events": ["charge.succeeded"]}, "steps": []})).await;
         let fields = refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(!fields.is_empty());
+        // The flow itself is checked first; the connection once the flow is sound.
+        assert_eq!(fields, ["steps"], "{}", refused.text);
+        let step = json!({"id": "a", "action": "upsert", "object": "contacts", "match": {"email": "{{ object.email }}"}});
+        let refused = app.post("/v1/flows", token, json!({"name": "x", "connection_id": "nope", "trigger": {"events": ["charge.succeeded"]}, "steps": [step]})).await;
+        let fields = refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields, ["connection_id"], "{}", refused.text);
 
         let yaml = format!(
             "name: From YAML\nconnection_id: {}\ntrigger:\n  events: [charge.succeeded]\nsteps:\n  - id: contact\n    action: upsert\n    object: contacts\n    match:\n      email: \"{{{{ object.billing_details.email }}}}\"\n",

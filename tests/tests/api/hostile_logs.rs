@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tributary_tests::{Backend, TestApp, captured_logs, charge_event, each_backend};
+use tributary_tests::{captured_logs, charge_event, each_backend, each_backend_with};
 
 #[tokio::test]
 async fn the_access_log_names_the_route_and_a_request_id_never_the_webhook_token() {
@@ -46,48 +46,52 @@ async fn the_access_log_names_the_route_and_a_request_id_never_the_webhook_token
 
 #[tokio::test]
 async fn a_callers_request_id_is_kept_only_when_it_is_a_plain_token() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let plain = app
-        .client
-        .get(app.url("/v1/me"))
-        .header("x-request-id", "trace-42.a_b")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(plain.headers()["x-request-id"], "trace-42.a_b");
-    let body: serde_json::Value = plain.json().await.unwrap();
-    assert_eq!(body["request_id"], "trace-42.a_b");
-    // A value that could forge a log line (or fill it) is replaced by a fresh id.
-    for hostile in ["a b\" forged=1", &"x".repeat(200)] {
-        let reply = app
+    each_backend(|app| async move {
+        let plain = app
             .client
             .get(app.url("/v1/me"))
-            .header("x-request-id", hostile)
+            .header("x-request-id", "trace-42.a_b")
             .send()
             .await
             .unwrap();
-        let id = reply.headers()["x-request-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert_ne!(id, hostile);
-        assert!(id.starts_with("req_"), "{id}");
-    }
+        assert_eq!(plain.headers()["x-request-id"], "trace-42.a_b");
+        let body: serde_json::Value = plain.json().await.unwrap();
+        assert_eq!(body["request_id"], "trace-42.a_b");
+        // A value that could forge a log line (or fill it) is replaced by a fresh id.
+        for hostile in ["a b\" forged=1", &"x".repeat(200)] {
+            let reply = app
+                .client
+                .get(app.url("/v1/me"))
+                .header("x-request-id", hostile)
+                .send()
+                .await
+                .unwrap();
+            let id = reply.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert_ne!(id, hostile);
+            assert!(id.starts_with("req_"), "{id}");
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn metrics_are_not_served_on_the_public_port_without_a_token() {
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("TRIBUTARY_METRICS_TOKEN", "")]).await;
-    let reply = app.call(reqwest::Method::GET, "/metrics", None, None).await;
-    reply.assert_problem(StatusCode::NOT_FOUND);
-    let with_any = app
-        .call(
-            reqwest::Method::GET,
-            "/metrics",
-            Some(tributary_tests::METRICS_TOKEN),
-            None,
-        )
-        .await;
-    with_any.assert_problem(StatusCode::NOT_FOUND);
-    assert!(!with_any.text.contains("tributary_"));
+    each_backend_with(&[("TRIBUTARY_METRICS_TOKEN", "")], |app| async move {
+        let reply = app.call(reqwest::Method::GET, "/metrics", None, None).await;
+        reply.assert_problem(StatusCode::NOT_FOUND);
+        let with_any = app
+            .call(
+                reqwest::Method::GET,
+                "/metrics",
+                Some(tributary_tests::METRICS_TOKEN),
+                None,
+            )
+            .await;
+        with_any.assert_problem(StatusCode::NOT_FOUND);
+        assert!(!with_any.text.contains("tributary_"));
+    })
+    .await;
 }

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tributary_fakes::smtp::FakeSmtp;
 use tributary_fakes::{RequestLog, Served};
-use tributary_tests::{Backend, Pipeline, TestApp, backends, wait_for};
+use tributary_tests::{Pipeline, TestApp, backends, each_backend, wait_for};
 
 const HMAC_SECRET: &str = "provisioning-shared-secret-0001";
 
@@ -292,105 +292,109 @@ async fn a_checkout_becomes_a_lead_one_email_and_one_signed_provisioning_call() 
 
 #[tokio::test]
 async fn an_unexpected_currency_stops_the_flow_at_its_assert() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let smtp = FakeSmtp::start().await;
-    let provisioning = Provisioning::start();
-    let p = app.pipeline(json!({})).await;
-    let token = &p.tenant.token;
-    let flow_id = onboarding_flow(&app, &p, &smtp, &provisioning).await;
+    each_backend(|app| async move {
+        let smtp = FakeSmtp::start().await;
+        let provisioning = Provisioning::start();
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+        let flow_id = onboarding_flow(&app, &p, &smtp, &provisioning).await;
 
-    let done = app
-        .deliver(&p, &checkout("yen", "kenji@example.com", "jpy"))
-        .await;
-    assert_eq!(done["status"], "processed", "{done}");
-    let deliveries = done["deliveries"].as_array().unwrap();
-    assert_eq!(deliveries.len(), 1, "the later steps never ran: {done}");
-    assert_eq!(deliveries[0]["step"], "verify");
-    assert_eq!(deliveries[0]["status"], "skipped");
-    assert_eq!(
-        deliveries[0]["reason"],
-        "assertion: not onboarded: payment paid in JPY"
-    );
-    assert!(
-        app.records(token, &p.connection_id, "leads")
-            .await
-            .is_empty()
-    );
-    assert!(smtp.messages().is_empty());
-    assert!(provisioning.calls().is_empty());
+        let done = app
+            .deliver(&p, &checkout("yen", "kenji@example.com", "jpy"))
+            .await;
+        assert_eq!(done["status"], "processed", "{done}");
+        let deliveries = done["deliveries"].as_array().unwrap();
+        assert_eq!(deliveries.len(), 1, "the later steps never ran: {done}");
+        assert_eq!(deliveries[0]["step"], "verify");
+        assert_eq!(deliveries[0]["status"], "skipped");
+        assert_eq!(
+            deliveries[0]["reason"],
+            "assertion: not onboarded: payment paid in JPY"
+        );
+        assert!(
+            app.records(token, &p.connection_id, "leads")
+                .await
+                .is_empty()
+        );
+        assert!(smtp.messages().is_empty());
+        assert!(provisioning.calls().is_empty());
 
-    // The preview stops there too.
-    let preview = app
-        .post(
-            &format!("/v1/flows/{flow_id}/preview"),
-            token,
-            json!({"event": checkout("yen2", "kenji@example.com", "jpy")}),
-        )
-        .await;
-    let ops = preview.body["operations"].as_array().unwrap();
-    assert_eq!(ops.len(), 1, "{}", preview.text);
-    assert_eq!(ops[0]["fields"]["passed"], false);
+        // The preview stops there too.
+        let preview = app
+            .post(
+                &format!("/v1/flows/{flow_id}/preview"),
+                token,
+                json!({"event": checkout("yen2", "kenji@example.com", "jpy")}),
+            )
+            .await;
+        let ops = preview.body["operations"].as_array().unwrap();
+        assert_eq!(ops.len(), 1, "{}", preview.text);
+        assert_eq!(ops[0]["fields"]["passed"], false);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn smtp_connections_name_what_is_wrong() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let owner = app.signup("Mail").await;
-    let reply = app
-        .post(
-            "/v1/connections",
-            &owner.token,
-            json!({"name": "Mail", "provider": "smtp",
-                   "settings": {"host": "smtp.example.com:25", "port": 70000, "tls": "ssl", "from": "nobody"}}),
-        )
-        .await;
-    let mut fields = reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
-    fields.sort();
-    assert_eq!(
-        fields,
-        [
-            "settings.from",
-            "settings.host",
-            "settings.port",
-            "settings.tls"
-        ]
-    );
-    let missing = app
-        .post(
-            "/v1/connections",
-            &owner.token,
-            json!({"name": "Mail", "provider": "smtp", "settings": {}}),
-        )
-        .await;
-    let mut fields = missing.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
-    fields.sort();
-    assert_eq!(fields, ["settings.from", "settings.host"]);
+    each_backend(|app| async move {
+        let owner = app.signup("Mail").await;
+        let reply = app
+            .post(
+                "/v1/connections",
+                &owner.token,
+                json!({"name": "Mail", "provider": "smtp",
+                       "settings": {"host": "smtp.example.com:25", "port": 70000, "tls": "ssl", "from": "nobody"}}),
+            )
+            .await;
+        let mut fields = reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "settings.from",
+                "settings.host",
+                "settings.port",
+                "settings.tls"
+            ]
+        );
+        let missing = app
+            .post(
+                "/v1/connections",
+                &owner.token,
+                json!({"name": "Mail", "provider": "smtp", "settings": {}}),
+            )
+            .await;
+        let mut fields = missing.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        fields.sort();
+        assert_eq!(fields, ["settings.from", "settings.host"]);
 
-    // A wrong password is reported by the connection test.
-    let smtp = FakeSmtp::start().await;
-    smtp.require_login("mailer", "right");
-    let created = app
-        .post(
-            "/v1/connections",
-            &owner.token,
-            json!({"name": "Mail", "provider": "smtp",
-                   "auth": {"type": "basic", "username": "mailer", "password": "wrong"},
-                   "settings": {"host": smtp.host, "port": smtp.port, "tls": "none", "from": "a@acme.example"}}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    assert!(
-        !created.text.contains("wrong"),
-        "the password is never shown"
-    );
-    let tested = app
-        .post(
-            &format!("/v1/connections/{}/test", created.str("/id")),
-            &owner.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(tested.body["ok"], false, "{}", tested.text);
-    assert_eq!(tested.body["error_kind"], "auth");
-    assert_eq!(smtp.refused_logins(), 1);
+        // A wrong password is reported by the connection test.
+        let smtp = FakeSmtp::start().await;
+        smtp.require_login("mailer", "right");
+        let created = app
+            .post(
+                "/v1/connections",
+                &owner.token,
+                json!({"name": "Mail", "provider": "smtp",
+                       "auth": {"type": "basic", "username": "mailer", "password": "wrong"},
+                       "settings": {"host": smtp.host, "port": smtp.port, "tls": "none", "from": "a@acme.example"}}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert!(
+            !created.text.contains("wrong"),
+            "the password is never shown"
+        );
+        let tested = app
+            .post(
+                &format!("/v1/connections/{}/test", created.str("/id")),
+                &owner.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(tested.body["ok"], false, "{}", tested.text);
+        assert_eq!(tested.body["error_kind"], "auth");
+        assert_eq!(smtp.refused_logins(), 1);
+    })
+    .await;
 }

@@ -1,9 +1,17 @@
 //! The event pipeline end to end: signed webhooks in, records in the sandbox CRM out, on every
 //! database and queue backend.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix_web::{HttpResponse, web};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tributary_tests::{Pipeline, TestApp, charge_event, each_backend, stripe_signature, wait_for};
+use tokio::sync::Notify;
+use tributary_fakes::Served;
+use tributary_tests::{
+    Pipeline, TestApp, charge_event, each_backend, each_backend_with, stripe_signature, wait_for,
+};
 
 fn charge_flow(connection_id: &str) -> Value {
     json!({
@@ -45,8 +53,17 @@ fn now() -> i64 {
 #[tokio::test]
 async fn a_signed_charge_becomes_sandbox_records_once() {
     each_backend(|app| async move {
-        let p = with_flow(&app, json!({})).await;
+        let p = app.pipeline(json!({})).await;
         let token = &p.tenant.token;
+        // The charge flow and a `create` of a note: the sandbox never merges creates, so only
+        // the engine keeps a replay from writing a second note.
+        let mut flow = charge_flow(&p.connection_id);
+        flow["steps"].as_array_mut().unwrap().push(json!(
+            {"id": "note", "action": "create", "object": "notes",
+             "fields": {"charge": "{{ object.id }}", "deal": "{{ steps.deal.id }}"}}
+        ));
+        let created = app.post("/v1/flows", token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         let event = charge_event(
             "evt_1",
             "ch_1",
@@ -66,7 +83,7 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
         let done = app.finished_event(token, &event_id).await;
         assert_eq!(done["status"], "processed", "{done}");
         let deliveries = done["deliveries"].as_array().unwrap();
-        assert_eq!(deliveries.len(), 2);
+        assert_eq!(deliveries.len(), 3);
         for d in deliveries {
             assert_eq!(d["status"], "succeeded", "{d}");
             assert_eq!(d["flow_version"], 1);
@@ -109,7 +126,9 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
             typo.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["forse"]
         );
-        // A forced replay re-runs the upserts: still one contact, one deal.
+        // A forced replay re-runs the upserts, never the create: once its run has finished,
+        // still one contact, one deal, one note.
+        assert_eq!(done["runs"], 1, "{done}");
         let replay = app
             .post(
                 &format!("/v1/events/{event_id}/replay"),
@@ -118,13 +137,41 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
             )
             .await;
         assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
-        let replayed = app.finished_event(token, &event_id).await;
-        assert_eq!(replayed["status"], "processed");
+        let replayed = wait_for(20, "the forced replay's run to finish", || async {
+            let e = app.get(&format!("/v1/events/{event_id}"), token).await;
+            (e.body["status"] == "processed" && e.body["runs"].as_i64() >= Some(2))
+                .then_some(e.body)
+        })
+        .await;
+        let updated = |event: &Value, step: &str| {
+            event["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["step"] == step)
+                .map(|d| d["updated_at"].as_str().unwrap().to_string())
+                .unwrap_or_else(|| panic!("no {step} delivery in {event}"))
+        };
+        assert_ne!(
+            updated(&replayed, "deal"),
+            updated(&done, "deal"),
+            "the upsert ran again: {replayed}"
+        );
+        assert_eq!(
+            updated(&replayed, "note"),
+            updated(&done, "note"),
+            "the create did not: {replayed}"
+        );
         assert_eq!(
             app.records(token, &p.connection_id, "contacts").await.len(),
             1
         );
         assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 1);
+        assert_eq!(
+            app.records(token, &p.connection_id, "notes").await.len(),
+            1,
+            "a forced replay never re-runs a create"
+        );
 
         // A second charge by the same person: the contact is updated, a second deal appears.
         let second = app
@@ -551,40 +598,99 @@ async fn a_failing_step_retries_then_dead_letters_and_replays() {
     .await;
 }
 
+/// A CRM that never answers until the test releases it, counting the calls it holds.
+fn hanging_crm() -> (Served, Arc<AtomicUsize>, Arc<Notify>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let (counter, gate) = (calls.clone(), release.clone());
+    let served = Served::start(move |cfg| {
+        let (counter, gate) = (counter.clone(), gate.clone());
+        cfg.default_service(web::to(move || {
+            let (counter, gate) = (counter.clone(), gate.clone());
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                HttpResponse::ServiceUnavailable().finish()
+            }
+        }));
+    });
+    (served, calls, release)
+}
+
+/// A tenant whose CRM hangs takes every job slot its share allows (2 of the 4, the default
+/// share being half), its other jobs wait their turn, and another tenant's event still
+/// finishes within 5 s.
 #[tokio::test]
 async fn one_tenants_failures_do_not_hold_up_another() {
-    each_backend(|app| async move {
-        let failing = with_flow(
-            &app,
-            json!({"simulate_failure": {"contacts": "transient", "deals": "transient"}}),
-        )
-        .await;
-        let healthy = with_flow(&app, json!({})).await;
-        for i in 0..5 {
-            app.send_event(
-                &failing,
-                &charge_event(
-                    &format!("evt_x{i}"),
-                    &format!("ch_x{i}"),
-                    "x@x.co",
-                    "X",
-                    100,
-                    now(),
-                ),
-            )
+    each_backend_with(
+        &[
+            ("TRIBUTARY_WORKER_CONCURRENCY", "4"),
+            ("TRIBUTARY_TENANT_MAX_IN_FLIGHT", "2"),
+        ],
+        |app| async move {
+            let (crm, calls, release) = hanging_crm();
+            let failing = app
+                .pipeline_with(json!({"name": "Hanging CRM", "provider": "http",
+                    "auth": {"type": "token", "token": "t"},
+                    "settings": {"base_url": crm.base_url, "timeout_seconds": 60}}))
+                .await;
+            let flow = json!({
+                "name": "Create", "connection_id": failing.connection_id,
+                "trigger": {"events": ["charge.succeeded"]},
+                "steps": [{"id": "record", "action": "create", "object": "records",
+                           "fields": {"charge": "{{ object.id }}"}}]
+            });
+            let created = app.post("/v1/flows", &failing.tenant.token, flow).await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+            let healthy = with_flow(&app, json!({})).await;
+            for i in 0..8 {
+                let sent = app
+                    .send_event(
+                        &failing,
+                        &charge_event(
+                            &format!("evt_x{i}"),
+                            &format!("ch_x{i}"),
+                            "x@x.co",
+                            "X",
+                            100,
+                            now(),
+                        ),
+                    )
+                    .await;
+                assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+            }
+            // The hanging tenant holds every slot its share allows.
+            wait_for(20, "the hanging CRM to hold two calls", || {
+                let calls = calls.clone();
+                async move { (calls.load(Ordering::SeqCst) >= 2).then_some(()) }
+            })
             .await;
-        }
-        let ok = app
-            .send_event(
-                &healthy,
-                &charge_event("evt_ok", "ch_ok", "ok@x.co", "O K", 100, now()),
-            )
-            .await;
-        let done = app
-            .finished_event(&healthy.tenant.token, &ok.str("/event_id"))
-            .await;
-        assert_eq!(done["status"], "processed");
-    })
+
+            let started = std::time::Instant::now();
+            let ok = app
+                .send_event(
+                    &healthy,
+                    &charge_event("evt_ok", "ch_ok", "ok@x.co", "O K", 100, now()),
+                )
+                .await;
+            let done = app
+                .finished_event(&healthy.tenant.token, &ok.str("/event_id"))
+                .await;
+            let took = started.elapsed();
+            assert_eq!(done["status"], "processed", "{done}");
+            assert!(
+                took < std::time::Duration::from_secs(5),
+                "the healthy tenant's event took {took:?}"
+            );
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                2,
+                "never more of one tenant's jobs at once than its share"
+            );
+            release.notify_waiters();
+            crm.stop().await;
+        },
+    )
     .await;
 }
 

@@ -121,104 +121,110 @@ async fn a_charge_fills_the_contact_from_the_retrieved_customer() {
 
 #[tokio::test]
 async fn a_missing_object_or_permission_is_dead_with_what_to_fix() {
-    let fake = FakeStripe::start();
-    let app = spawn(Backend::Sqlite, &fake, &[]).await;
-    let restricted = "rk_test_51TributaryRestrictedKey0000000000";
-    fake.restrict(restricted, &["charge_read", "event_read"]);
-    let p = pipeline(&app, restricted).await;
-    let token = &p.tenant.token;
-    fake.put(customer("cus_locked", "locked@example.com"));
-    app.post("/v1/flows", token, enrich_flow(&p.connection_id, "locked"))
-        .await;
+    for backend in tributary_tests::backends() {
+        let fake = FakeStripe::start();
+        let app = spawn(backend, &fake, &[]).await;
+        let restricted = "rk_test_51TributaryRestrictedKey0000000000";
+        fake.restrict(restricted, &["charge_read", "event_read"]);
+        let p = pipeline(&app, restricted).await;
+        let token = &p.tenant.token;
+        fake.put(customer("cus_locked", "locked@example.com"));
+        app.post("/v1/flows", token, enrich_flow(&p.connection_id, "locked"))
+            .await;
 
-    let denied = app
-        .deliver(
-            &p,
-            &FakeStripe::event(
-                "charge.succeeded",
-                charge("ch_l1", "cus_locked", now()),
-                now(),
-            ),
+        let denied = app
+            .deliver(
+                &p,
+                &FakeStripe::event(
+                    "charge.succeeded",
+                    charge("ch_l1", "cus_locked", now()),
+                    now(),
+                ),
+            )
+            .await;
+        assert_eq!(denied["status"], "failed", "{denied}");
+        let step = &denied["deliveries"][0];
+        assert_eq!(step["status"], "dead");
+        assert_eq!(step["error"]["kind"], "permanent");
+        assert_eq!(step["error"]["vendor_status"], 403);
+        let message = step["error"]["message"].as_str().unwrap();
+        assert!(message.contains("rak_customer_read"), "{message}");
+        assert!(message.contains("lacks this permission"), "{message}");
+
+        // A full key, but a customer Stripe does not have.
+        app.patch(
+            &format!("/v1/stripe-accounts/{}", p.account_id),
+            token,
+            json!({"secret_key": SECRET_KEY}),
         )
         .await;
-    assert_eq!(denied["status"], "failed", "{denied}");
-    let step = &denied["deliveries"][0];
-    assert_eq!(step["status"], "dead");
-    assert_eq!(step["error"]["kind"], "permanent");
-    assert_eq!(step["error"]["vendor_status"], 403);
-    let message = step["error"]["message"].as_str().unwrap();
-    assert!(message.contains("rak_customer_read"), "{message}");
-    assert!(message.contains("lacks this permission"), "{message}");
-
-    // A full key, but a customer Stripe does not have.
-    app.patch(
-        &format!("/v1/stripe-accounts/{}", p.account_id),
-        token,
-        json!({"secret_key": SECRET_KEY}),
-    )
-    .await;
-    let missing = app
-        .deliver(
-            &p,
-            &FakeStripe::event(
-                "charge.succeeded",
-                charge("ch_l2", "cus_nobody", now()),
-                now(),
-            ),
-        )
-        .await;
-    let step = &missing["deliveries"][0];
-    assert_eq!(step["status"], "dead", "{missing}");
-    assert_eq!(step["error"]["kind"], "not_found");
-    assert!(
-        step["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("No such customer: 'cus_nobody'")
-    );
-    assert_eq!(
-        app.records(token, &p.connection_id, "contacts").await.len(),
-        0
-    );
+        let missing = app
+            .deliver(
+                &p,
+                &FakeStripe::event(
+                    "charge.succeeded",
+                    charge("ch_l2", "cus_nobody", now()),
+                    now(),
+                ),
+            )
+            .await;
+        let step = &missing["deliveries"][0];
+        assert_eq!(step["status"], "dead", "{missing}");
+        assert_eq!(step["error"]["kind"], "not_found");
+        assert!(
+            step["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("No such customer: 'cus_nobody'")
+        );
+        assert_eq!(
+            app.records(token, &p.connection_id, "contacts").await.len(),
+            0
+        );
+        app.cleanup_handle().run().await;
+    }
 }
 
 #[tokio::test]
 async fn refetch_runs_the_flow_on_the_objects_current_state() {
-    let fake = FakeStripe::start();
-    let app = spawn(Backend::Sqlite, &fake, &[]).await;
-    let p = pipeline(&app, SECRET_KEY).await;
-    let token = &p.tenant.token;
-    let mut current = charge("ch_refetch", "cus_r", now());
-    current["metadata"]["tier"] = json!("gold");
-    fake.put(current);
-    let flow = json!({"name": "tiers", "connection_id": p.connection_id, "refetch": true,
-        "trigger": {"events": ["charge.succeeded"]},
-        "steps": [{"id": "deal", "action": "upsert", "object": "deals",
-                   "match": {"charge": "{{ object.id }}"}, "fields": {"tier": "{{ object.metadata.tier }}"}}]});
-    let created = app.post("/v1/flows", token, flow).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    // The event's snapshot says silver; Stripe now says gold.
-    let done = app
-        .deliver(
-            &p,
-            &FakeStripe::event(
-                "charge.succeeded",
-                charge("ch_refetch", "cus_r", now()),
-                now(),
-            ),
-        )
-        .await;
-    assert_eq!(done["status"], "processed", "{done}");
-    let deals = app.records(token, &p.connection_id, "deals").await;
-    assert_eq!(deals[0]["fields"]["tier"], "gold");
-    let refetch = done["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["step"] == "_refetch")
-        .expect("the refetch is a delivery");
-    assert_eq!(refetch["status"], "succeeded");
-    assert_eq!(refetch["crm_record_id"], "ch_refetch");
+    for backend in tributary_tests::backends() {
+        let fake = FakeStripe::start();
+        let app = spawn(backend, &fake, &[]).await;
+        let p = pipeline(&app, SECRET_KEY).await;
+        let token = &p.tenant.token;
+        let mut current = charge("ch_refetch", "cus_r", now());
+        current["metadata"]["tier"] = json!("gold");
+        fake.put(current);
+        let flow = json!({"name": "tiers", "connection_id": p.connection_id, "refetch": true,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [{"id": "deal", "action": "upsert", "object": "deals",
+                       "match": {"charge": "{{ object.id }}"}, "fields": {"tier": "{{ object.metadata.tier }}"}}]});
+        let created = app.post("/v1/flows", token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        // The event's snapshot says silver; Stripe now says gold.
+        let done = app
+            .deliver(
+                &p,
+                &FakeStripe::event(
+                    "charge.succeeded",
+                    charge("ch_refetch", "cus_r", now()),
+                    now(),
+                ),
+            )
+            .await;
+        assert_eq!(done["status"], "processed", "{done}");
+        let deals = app.records(token, &p.connection_id, "deals").await;
+        assert_eq!(deals[0]["fields"]["tier"], "gold");
+        let refetch = done["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["step"] == "_refetch")
+            .expect("the refetch is a delivery");
+        assert_eq!(refetch["status"], "succeeded");
+        assert_eq!(refetch["crm_record_id"], "ch_refetch");
+        app.cleanup_handle().run().await;
+    }
 }
 
 fn webhook_secret_count(account: &Value) -> usize {
@@ -388,29 +394,32 @@ async fn registering_twice_keeps_one_endpoint_that_follows_the_flows() {
 
 #[tokio::test]
 async fn registration_needs_a_key_and_says_so() {
-    let fake = FakeStripe::start();
-    let app = spawn(Backend::Sqlite, &fake, &[]).await;
-    let p = app.pipeline(json!({})).await;
-    let reply = app
-        .post(
-            &format!("/v1/stripe-accounts/{}/register-webhook", p.account_id),
-            &p.tenant.token,
-            json!({}),
-        )
-        .await;
-    let fields = reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields, ["secret_key"]);
-    let backfill = app
-        .post(
-            &format!("/v1/stripe-accounts/{}/backfills", p.account_id),
-            &p.tenant.token,
-            json!({"since": now() - 3600}),
-        )
-        .await;
-    assert_eq!(
-        backfill.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
-        ["secret_key"]
-    );
+    for backend in tributary_tests::backends() {
+        let fake = FakeStripe::start();
+        let app = spawn(backend, &fake, &[]).await;
+        let p = app.pipeline(json!({})).await;
+        let reply = app
+            .post(
+                &format!("/v1/stripe-accounts/{}/register-webhook", p.account_id),
+                &p.tenant.token,
+                json!({}),
+            )
+            .await;
+        let fields = reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields, ["secret_key"]);
+        let backfill = app
+            .post(
+                &format!("/v1/stripe-accounts/{}/backfills", p.account_id),
+                &p.tenant.token,
+                json!({"since": now() - 3600}),
+            )
+            .await;
+        assert_eq!(
+            backfill.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+            ["secret_key"]
+        );
+        app.cleanup_handle().run().await;
+    }
 }
 
 /// The inbox's events of a tenant, oldest first by when they were stored.
@@ -526,143 +535,144 @@ async fn a_backfill_after_downtime_ingests_exactly_the_missing_events_in_order()
 
 #[tokio::test]
 async fn one_accounts_backfill_does_not_hold_up_anothers() {
-    let fake = FakeStripe::start();
-    let app = spawn(
-        Backend::Sqlite,
-        &fake,
-        &[("TRIBUTARY_BACKFILL_PAGE_SIZE", "2")],
-    )
-    .await;
-    let other_key = "sk_test_51TributaryFakeStripeSecondKey000000";
-    fake.add_secret_key(other_key);
-    let a = pipeline(&app, SECRET_KEY).await;
-    let b = pipeline(&app, other_key).await;
-    let start = now() - 3600;
-    for i in 0..16 {
-        fake.add_event(
-            FakeStripe::event(
-                "charge.succeeded",
-                charge(&format!("ch_fair{i}"), "cus_f", start + i),
-                start + i,
-            ),
-            false,
-        );
-    }
-    let mut ids = Vec::new();
-    for p in [&a, &b] {
-        let created = app
-            .post(
-                &format!("/v1/stripe-accounts/{}/backfills", p.account_id),
-                &p.tenant.token,
-                json!({"since": start - 10}),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
-        ids.push(created.str("/id"));
-    }
-    for (p, id) in [&a, &b].iter().zip(&ids) {
-        wait_for(60, "both backfills to finish", || async {
-            let r = app
-                .get(
-                    &format!("/v1/stripe-accounts/{}/backfills/{id}", p.account_id),
+    for backend in tributary_tests::backends() {
+        let fake = FakeStripe::start();
+        let app = spawn(backend, &fake, &[("TRIBUTARY_BACKFILL_PAGE_SIZE", "2")]).await;
+        let other_key = "sk_test_51TributaryFakeStripeSecondKey000000";
+        fake.add_secret_key(other_key);
+        let a = pipeline(&app, SECRET_KEY).await;
+        let b = pipeline(&app, other_key).await;
+        let start = now() - 3600;
+        for i in 0..16 {
+            fake.add_event(
+                FakeStripe::event(
+                    "charge.succeeded",
+                    charge(&format!("ch_fair{i}"), "cus_f", start + i),
+                    start + i,
+                ),
+                false,
+            );
+        }
+        let mut ids = Vec::new();
+        for p in [&a, &b] {
+            let created = app
+                .post(
+                    &format!("/v1/stripe-accounts/{}/backfills", p.account_id),
                     &p.tenant.token,
+                    json!({"since": start - 10}),
                 )
                 .await;
-            (r.body["status"] == "succeeded").then_some(())
-        })
-        .await;
+            assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
+            ids.push(created.str("/id"));
+        }
+        for (p, id) in [&a, &b].iter().zip(&ids) {
+            wait_for(60, "both backfills to finish", || async {
+                let r = app
+                    .get(
+                        &format!("/v1/stripe-accounts/{}/backfills/{id}", p.account_id),
+                        &p.tenant.token,
+                    )
+                    .await;
+                (r.body["status"] == "succeeded").then_some(())
+            })
+            .await;
+        }
+        // The two accounts' requests interleave: neither waited for the other to finish.
+        let keys: Vec<String> = fake
+            .stripe_requests()
+            .into_iter()
+            .filter(|r| r.request.path.starts_with("/v1/events"))
+            .map(|r| r.request.authorization.unwrap_or_default())
+            .collect();
+        let a_last = keys.iter().rposition(|k| k.contains(SECRET_KEY)).unwrap();
+        let b_first = keys.iter().position(|k| k.contains(other_key)).unwrap();
+        let b_last = keys.iter().rposition(|k| k.contains(other_key)).unwrap();
+        let a_first = keys.iter().position(|k| k.contains(SECRET_KEY)).unwrap();
+        assert!(
+            b_first < a_last && a_first < b_last,
+            "interleaved: a {a_first}..{a_last}, b {b_first}..{b_last}"
+        );
+        app.cleanup_handle().run().await;
     }
-    // The two accounts' requests interleave: neither waited for the other to finish.
-    let keys: Vec<String> = fake
-        .stripe_requests()
-        .into_iter()
-        .filter(|r| r.request.path.starts_with("/v1/events"))
-        .map(|r| r.request.authorization.unwrap_or_default())
-        .collect();
-    let a_last = keys.iter().rposition(|k| k.contains(SECRET_KEY)).unwrap();
-    let b_first = keys.iter().position(|k| k.contains(other_key)).unwrap();
-    let b_last = keys.iter().rposition(|k| k.contains(other_key)).unwrap();
-    let a_first = keys.iter().position(|k| k.contains(SECRET_KEY)).unwrap();
-    assert!(
-        b_first < a_last && a_first < b_last,
-        "interleaved: a {a_first}..{a_last}, b {b_first}..{b_last}"
-    );
 }
 
 #[tokio::test]
 async fn reconciliation_repairs_a_dropped_webhook_by_itself() {
-    let fake = FakeStripe::start();
-    let app = spawn(
-        Backend::Sqlite,
-        &fake,
-        &[
-            ("TRIBUTARY_RECONCILE_INTERVAL", "1s"),
-            ("TRIBUTARY_RECONCILE_WINDOW", "1h"),
-        ],
-    )
-    .await;
-    let p = pipeline(&app, SECRET_KEY).await;
-    let token = &p.tenant.token;
-    let flow = json!({"name": "deals", "connection_id": p.connection_id,
-        "trigger": {"events": ["charge.succeeded"]},
-        "steps": [{"id": "deal", "action": "upsert", "object": "deals",
-                   "match": {"charge": "{{ object.id }}"}, "fields": {"amount": "{{ object.amount }}"}}]});
-    app.post("/v1/flows", token, flow).await;
-    // Stripe could not deliver this one, and nothing else brought it.
-    fake.add_event(
-        FakeStripe::event(
-            "charge.succeeded",
-            charge("ch_dropped", "cus_d", now() - 120),
-            now() - 120,
-        ),
-        false,
-    );
-    let deal = wait_for(30, "reconciliation to bring the dropped event", || async {
-        let deals = app.records(token, &p.connection_id, "deals").await;
-        deals.into_iter().next()
-    })
-    .await;
-    assert_eq!(deal["fields"]["charge"], "ch_dropped");
-    let account = wait_for(10, "the repair to be counted", || async {
-        let a = app
-            .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
-            .await;
-        (a.body["reconciliation"]["repaired"] == 1).then_some(a.body)
-    })
-    .await;
-    assert!(account["reconciliation"]["last_run_at"].is_string());
-    let run = account["reconciliation"]["last_backfill_id"]
-        .as_str()
-        .unwrap();
-    let backfill = app
-        .get(
-            &format!("/v1/stripe-accounts/{}/backfills/{run}", p.account_id),
-            token,
+    for backend in tributary_tests::backends() {
+        let fake = FakeStripe::start();
+        let app = spawn(
+            backend,
+            &fake,
+            &[
+                ("TRIBUTARY_RECONCILE_INTERVAL", "1s"),
+                ("TRIBUTARY_RECONCILE_WINDOW", "1h"),
+            ],
         )
         .await;
-    assert_eq!(backfill.body["kind"], "reconcile");
-    assert_eq!(backfill.body["delivery_success"], false);
-    let asked: Vec<String> = fake
-        .requests()
-        .all()
-        .into_iter()
-        .map(|r| r.path)
-        .filter(|p| p.starts_with("/v1/events?"))
-        .collect();
-    assert!(
-        asked.iter().all(|p| p.contains("delivery_success=false")),
-        "{asked:?}"
-    );
-    // Later runs find nothing new to repair.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let again = app
-        .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
+        let p = pipeline(&app, SECRET_KEY).await;
+        let token = &p.tenant.token;
+        let flow = json!({"name": "deals", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [{"id": "deal", "action": "upsert", "object": "deals",
+                       "match": {"charge": "{{ object.id }}"}, "fields": {"amount": "{{ object.amount }}"}}]});
+        app.post("/v1/flows", token, flow).await;
+        // Stripe could not deliver this one, and nothing else brought it.
+        fake.add_event(
+            FakeStripe::event(
+                "charge.succeeded",
+                charge("ch_dropped", "cus_d", now() - 120),
+                now() - 120,
+            ),
+            false,
+        );
+        let deal = wait_for(30, "reconciliation to bring the dropped event", || async {
+            let deals = app.records(token, &p.connection_id, "deals").await;
+            deals.into_iter().next()
+        })
         .await;
-    assert_eq!(again.body["reconciliation"]["repaired"], 1);
-    assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 1);
-    assert!(
-        metric(&app, "tributary_reconciled_events_total")
-            .await
-            .is_some_and(|v| v >= 1.0)
-    );
+        assert_eq!(deal["fields"]["charge"], "ch_dropped");
+        let account = wait_for(10, "the repair to be counted", || async {
+            let a = app
+                .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
+                .await;
+            (a.body["reconciliation"]["repaired"] == 1).then_some(a.body)
+        })
+        .await;
+        assert!(account["reconciliation"]["last_run_at"].is_string());
+        let run = account["reconciliation"]["last_backfill_id"]
+            .as_str()
+            .unwrap();
+        let backfill = app
+            .get(
+                &format!("/v1/stripe-accounts/{}/backfills/{run}", p.account_id),
+                token,
+            )
+            .await;
+        assert_eq!(backfill.body["kind"], "reconcile");
+        assert_eq!(backfill.body["delivery_success"], false);
+        let asked: Vec<String> = fake
+            .requests()
+            .all()
+            .into_iter()
+            .map(|r| r.path)
+            .filter(|p| p.starts_with("/v1/events?"))
+            .collect();
+        assert!(
+            asked.iter().all(|p| p.contains("delivery_success=false")),
+            "{asked:?}"
+        );
+        // Later runs find nothing new to repair.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let again = app
+            .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
+            .await;
+        assert_eq!(again.body["reconciliation"]["repaired"], 1);
+        assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 1);
+        assert!(
+            metric(&app, "tributary_reconciled_events_total")
+                .await
+                .is_some_and(|v| v >= 1.0)
+        );
+        app.cleanup_handle().run().await;
+    }
 }

@@ -516,8 +516,7 @@ mod tests {
     /// events: they are counted and must be refused as such.
     #[test]
     fn parses_every_vendor_event() {
-        let Ok(root) = std::env::var("TRIBUTARY_VENDOR_SPECS") else {
-            println!("skipped: TRIBUTARY_VENDOR_SPECS not set");
+        let Some(root) = crate::vendor_specs("parses_every_vendor_event") else {
             return;
         };
         let dir = Path::new(&root).join("stripe").join("events");
