@@ -90,14 +90,13 @@ async fn metrics_count_webhooks_deliveries_and_the_queue() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/plain"),
-            "Prometheus text format"
+        // The body is OpenMetrics text (it ends with `# EOF`), and says so.
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
         );
         let text = response.text().await.unwrap();
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
         assert!(!text.contains(&p.tenant.id), "no tenant ids in labels");
         // A delivery is counted as its attempt settles: wait until every count has moved.
         let after = wait_for(10, "the counts to move", || {

@@ -13,6 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// What the text exposition is: OpenMetrics 1.0 (it ends with `# EOF`).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 type Labels = Vec<(String, String)>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 

@@ -61,7 +61,7 @@ async fn readyz(state: Data<ProbeState>) -> HttpResponse {
 async fn metrics(state: Data<ProbeState>) -> HttpResponse {
     match metrics_text(&state.db).await {
         Ok(text) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .content_type(crate::metrics::CONTENT_TYPE)
             .body(text),
         Err(e) => {
             tracing::warn!(error = %e, "metrics: the database is not reachable");

@@ -52,7 +52,7 @@ async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
 /// send it as `Authorization: Bearer <token>` (404 otherwise: the api's port is public).
 #[utoipa::path(tag = "health", operation_id = "health.metrics",
     responses(
-        (status = 200, description = "Prometheus text exposition: webhooks, ingest latency, queue depth and oldest age, deliveries, CRM calls, rate limits, token refreshes.", content_type = "text/plain"),
+        (status = 200, description = "OpenMetrics text exposition (Prometheus reads it): webhooks, ingest latency, queue depth and oldest age, deliveries, CRM calls, rate limits, token refreshes.", content_type = "application/openmetrics-text"),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 503, response = inline(responses::Unavailable))),
@@ -82,7 +82,7 @@ async fn metrics(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse
             ApiError::Unavailable("the database is not reachable".into())
         })?;
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(tributary_worker::metrics::CONTENT_TYPE)
         .body(text))
 }
 
