@@ -1,8 +1,12 @@
 //! Claims of the README that no other test proves: the webhook body limit on both sides of
 //! 1 MiB, Stripe request pacing and `Stripe-Should-Retry` against the fake Stripe, and key
-//! rotation over every kind of sealed value.
+//! rotation over every kind of sealed value, and an email held by the mail server when its
+//! worker died not being sent again.
 
-use entity::{connections, event_seeds, oauth_states};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use entity::{connections, deliveries, event_seeds, oauth_states};
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use secrecy::ExposeSecret;
@@ -10,13 +14,15 @@ use serde_json::{Value, json};
 use tributary_api::commands::rotate_keys;
 use tributary_api::secrets::{Keyring, SecretContext};
 use tributary_api::services::oauth::VERIFIER_PURPOSE;
+use tributary_api::settings::Settings;
 use tributary_fakes::stripe::{API_VERSION, FakeStripe, LIVE_SECRET_KEY, SECRET_KEY};
 use tributary_tests::{
     Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, each_backend_with,
-    stripe_signature,
+    stripe_signature, wait_for,
 };
 use tributary_worker::crm::session::SESSION_PURPOSE;
 use tributary_worker::engine::EVENT_SEED_PURPOSE;
+use tributary_worker::runtime::Runtime;
 
 const MIB: usize = 1024 * 1024;
 
@@ -413,5 +419,223 @@ async fn rotate_keys_reseals_sessions_pkce_verifiers_and_event_seeds() {
             assert_eq!(opened.expose_secret(), plain.as_str(), "{purpose}");
         }
     })
+    .await;
+}
+
+/// A mail server that keeps the first message it is given without ever answering it (as a
+/// server does while a sender's process dies), and accepts any later one at once. Counts the
+/// transactions begun (`MAIL FROM`) and the messages it was handed.
+struct HoldingSmtp {
+    port: u16,
+    transactions: Arc<AtomicUsize>,
+    messages: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldingSmtp {
+    async fn start() -> HoldingSmtp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (transactions, messages) =
+            (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
+        let (t, m) = (transactions.clone(), messages.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (t, m) = (t.clone(), m.clone());
+                tokio::spawn(async move {
+                    let _ = hold_session(stream, t, m).await;
+                });
+            }
+        });
+        HoldingSmtp {
+            port,
+            transactions,
+            messages,
+            task,
+        }
+    }
+}
+
+impl Drop for HoldingSmtp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn hold_session(
+    stream: tokio::net::TcpStream,
+    transactions: Arc<AtomicUsize>,
+    messages: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read);
+    write.write_all(b"220 hold.test ESMTP\r\n").await?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let upper = line.trim_end().to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-hold.test\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            transactions.fetch_add(1, Ordering::SeqCst);
+            b"250 2.1.0 OK\r\n"
+        } else if upper == "DATA" {
+            write.write_all(b"354 go ahead\r\n").await?;
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+            }
+            if messages.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Held: no answer, until the sender goes away.
+                let mut rest = Vec::new();
+                lines.read_to_end(&mut rest).await?;
+                return Ok(());
+            }
+            b"250 2.0.0 queued\r\n"
+        } else if upper == "QUIT" {
+            write.write_all(b"221 2.0.0 bye\r\n").await?;
+            return Ok(());
+        } else {
+            b"250 2.0.0 OK\r\n"
+        };
+        write.write_all(reply).await?;
+    }
+}
+
+/// A worker process of its own: a runtime on its own thread that can be killed, dropping
+/// every task where it stands, as SIGKILL would.
+struct WorkerProcess {
+    kill: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WorkerProcess {
+    fn start(settings: Settings) -> WorkerProcess {
+        let (kill, killed) = std::sync::mpsc::channel::<()>();
+        let (ready, started) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let pipeline = runtime.block_on(async {
+                let db = tributary_worker::db::connect(&settings.database_url)
+                    .await
+                    .unwrap();
+                let keyring = Arc::new(tributary_worker::secrets::load_keyring(&settings).unwrap());
+                Runtime::start(&settings, db, true, "worker", keyring)
+                    .await
+                    .unwrap()
+            });
+            ready.send(()).unwrap();
+            let _ = killed.recv();
+            // No orderly stop: nothing after the await in hand runs.
+            std::mem::forget(pipeline);
+            runtime.shutdown_background();
+        });
+        started.recv().expect("the worker started");
+        WorkerProcess { kill, thread }
+    }
+
+    fn kill(self) {
+        let _ = self.kill.send(());
+        self.thread.join().unwrap();
+    }
+}
+
+/// README, Onboarding actions: should the process die while the mail server holds the message,
+/// it is not sent again, and the delivery says it may have arrived.
+#[tokio::test]
+async fn an_email_held_by_the_server_when_the_worker_died_is_not_sent_again() {
+    each_backend_with(
+        &[
+            // The api takes webhooks and sweeps; the workers below run the flows.
+            ("TRIBUTARY_EMBEDDED_WORKER", "false"),
+            ("TRIBUTARY_SWEEP_GRACE", "1s"),
+            ("TRIBUTARY_SWEEP_INTERVAL", "200ms"),
+        ],
+        |app| async move {
+            let smtp = HoldingSmtp::start().await;
+            let p = app.pipeline(json!({})).await;
+            let token = &p.tenant.token;
+            let mail = app
+                .post(
+                    "/v1/connections",
+                    token,
+                    json!({"name": "Mail", "provider": "smtp",
+                           "settings": {"host": "127.0.0.1", "port": smtp.port, "tls": "none",
+                                        "from": "welcome@acme.example"}}),
+                )
+                .await;
+            assert_eq!(mail.status, StatusCode::CREATED, "{}", mail.text);
+            let flow = json!({"name": "Welcome", "connection_id": p.connection_id,
+                "trigger": {"events": ["charge.succeeded"]},
+                "steps": [{"id": "welcome", "action": "email", "connection_id": mail.str("/id"),
+                           "fields": {"to": "{{ object.billing_details.email }}",
+                                      "subject": "Welcome", "text": "Your portal is ready."}}]});
+            let created = app.post("/v1/flows", token, flow).await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+
+            let first = WorkerProcess::start(app.settings.clone());
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let event = charge_event(
+                &format!("evt_{id}"),
+                &format!("ch_{id}"),
+                "client@example.com",
+                "Client",
+                100,
+                now(),
+            );
+            let sent = app.send_event(&p, &event).await;
+            assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+            let event_id = sent.str("/event_id");
+            wait_for(20, "the mail server to hold the message", || async {
+                (smtp.messages.load(Ordering::SeqCst) == 1).then_some(())
+            })
+            .await;
+            first.kill();
+
+            // The dead worker's claim on the step lasts a minute or more; let it run out.
+            deliveries::Entity::update_many()
+                .col_expr(
+                    deliveries::Column::NextAttemptAt,
+                    Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+                )
+                .filter(deliveries::Column::EventId.eq(event_id.as_str()))
+                .exec(&app.db)
+                .await
+                .unwrap();
+            let second = WorkerProcess::start(app.settings.clone());
+            let done = app.finished_event(token, &event_id).await;
+            second.kill();
+
+            let delivery = &done["deliveries"][0];
+            assert_eq!(delivery["status"], "succeeded", "{done}");
+            assert!(
+                delivery["warnings"][0]
+                    .as_str()
+                    .is_some_and(|w| w.contains("may have arrived")),
+                "{delivery}"
+            );
+            assert_eq!(
+                (
+                    smtp.transactions.load(Ordering::SeqCst),
+                    smtp.messages.load(Ordering::SeqCst)
+                ),
+                (1, 1),
+                "the mail server was given the message once"
+            );
+        },
+    )
     .await;
 }
