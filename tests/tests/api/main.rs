@@ -4,6 +4,7 @@
 mod accounts;
 mod alerts;
 mod api_keys;
+mod claims;
 mod connections;
 mod crm_http;
 mod crm_hubspot;

@@ -775,4 +775,114 @@ mod tests {
             root.display()
         );
     }
+
+    /// Every vector in `$TRIBUTARY_VENDOR_SPECS/stripe/vectors/generated_vectors.json`, made
+    /// with stripe-python: each positive header is what we sign and verifies; each negative case
+    /// gets stripe-python's verdict. Absent file: a failure under `CI=true`, a skip otherwise.
+    #[test]
+    fn generated_vectors_match_stripe_python() {
+        const FILE: &str = "stripe/vectors/generated_vectors.json";
+        let root = std::env::var_os("TRIBUTARY_VENDOR_SPECS").map(std::path::PathBuf::from);
+        let text = root
+            .as_ref()
+            .and_then(|root| std::fs::read_to_string(root.join(FILE)).ok());
+        let Some(text) = text else {
+            let why = match &root {
+                Some(root) => format!("{} is absent", root.join(FILE).display()),
+                None => "TRIBUTARY_VENDOR_SPECS is not set".to_string(),
+            };
+            assert!(
+                std::env::var("CI").map_or(true, |ci| ci != "true"),
+                "CI=true and the Stripe signature vectors cannot be read: {why}"
+            );
+            println!("SKIPPED generated_vectors_match_stripe_python: {why}");
+            return;
+        };
+        let root = root.expect("read from it");
+        let vectors: serde_json::Value = serde_json::from_str(&text).expect("vectors are JSON");
+        let read_body = |case: &serde_json::Value| -> Vec<u8> {
+            let path = case["body_file"].as_str().expect("body_file");
+            std::fs::read(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+
+        let positive = vectors["positive"].as_array().expect("positive vectors");
+        for case in positive {
+            let body = read_body(case);
+            let path = case["body_file"].as_str().unwrap();
+            assert_eq!(body.len() as u64, case["bytes"].as_u64().unwrap(), "{path}");
+            assert_eq!(
+                hex::encode(Sha256::digest(&body)),
+                case["body_sha256"].as_str().unwrap(),
+                "{path}"
+            );
+            let (secret, t) = (
+                case["secret"].as_str().unwrap(),
+                case["t"].as_i64().unwrap(),
+            );
+            let header = case["header"].as_str().unwrap();
+            assert_eq!(sign(&body, secret, t), header, "{path}");
+            assert_eq!(
+                verify(Some(header), &body, &[secret], DEFAULT_TOLERANCE, t),
+                Ok(t),
+                "{path}"
+            );
+        }
+
+        let negative = vectors["negative"].as_array().expect("negative vectors");
+        for case in negative {
+            let name = case["case"].as_str().expect("case name");
+            let mut body = read_body(case);
+            let original = body.clone();
+            match case["body_transform"].as_str() {
+                None => {}
+                Some("trailing newline added to the body") => body.push(b'\n'),
+                Some("body compacted with json.dumps") => {
+                    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    body = serde_json::to_vec(&value).unwrap();
+                }
+                Some(other) => panic!("{name}: unknown body transform {other:?}"),
+            }
+            if case["body_transform"].is_string() {
+                assert_ne!(body, original, "{name}: the transform changes the bytes");
+            }
+            let header = case["header"].as_str().unwrap();
+            let secret = case["secret"].as_str().unwrap();
+            // Without `verify_at`, stripe-python checked with no tolerance.
+            let (tolerance, now) = match case["verify_at"].as_i64() {
+                Some(at) => (DEFAULT_TOLERANCE, at),
+                None => (Duration::ZERO, 0),
+            };
+            let verdict = case["stripe_python_without_tolerance"]
+                .as_str()
+                .or(case["expected"].as_str())
+                .unwrap_or_else(|| panic!("{name}: no verdict"));
+            let got = verify(Some(header), &body, &[secret], tolerance, now);
+            let agrees = match verdict {
+                "ok" => got.is_ok(),
+                v if v.contains("No signatures found matching the expected signature") => {
+                    got == Err(SignatureError::NoMatchingSignature)
+                }
+                v if v.contains("No signatures found with expected scheme") => {
+                    got == Err(SignatureError::NoV1Signature)
+                }
+                v if v.contains("Unable to extract timestamp and signatures") => {
+                    matches!(got, Err(SignatureError::MalformedHeader { .. }))
+                }
+                v if v.contains("timestamp outside the tolerance zone") => {
+                    matches!(got, Err(SignatureError::TimestampOutsideTolerance { .. }))
+                }
+                other => panic!("{name}: unknown verdict {other:?}"),
+            };
+            assert!(
+                agrees,
+                "{name}: stripe-python says {verdict:?}, we say {got:?}"
+            );
+        }
+        println!(
+            "stripe-python vectors: {} positive, {} negative, all agree",
+            positive.len(),
+            negative.len()
+        );
+        assert!(!positive.is_empty() && !negative.is_empty());
+    }
 }
