@@ -174,9 +174,7 @@ impl Modify for FlowExamples {
                             content.examples = examples.iter().cloned().collect();
                         }
                         ("flows.validate", "application/json") => {
-                            content.example = sandbox
-                                .clone()
-                                .map(|flow| serde_json::json!({ "flow": flow }));
+                            content.example = sandbox.clone();
                         }
                         _ => {}
                     }

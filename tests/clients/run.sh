@@ -84,7 +84,7 @@ check "generate the TypeScript client (openapi-typescript 7.13.0) and type-check
   sh -c "'$bin/openapi-typescript' '$spec' -o '$scratch/ts/schema.d.ts' && '$bin/tsc' -p '$scratch/ts'"
 check "generate the Python client ($("$venv/bin/openapi-python-client" --version))" \
   env PATH="$venv/bin:$PATH" "$venv/bin/openapi-python-client" generate --path "$spec" --meta none \
-  --output-path "$scratch/python/tributary_client" --fail-on-warning
+  --output-path "$scratch/python/tributary_client" --config "$here/python/config.yaml" --fail-on-warning
 
 # --- a running Tributary -----------------------------------------------------------------------
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
