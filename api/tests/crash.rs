@@ -295,11 +295,244 @@ async fn sigkill_mid_run(db: TestDatabase, dir: tempfile::TempDir) {
     }
 }
 
-/// A slow REST CRM on a plain socket: each request takes 1.5 s. Records the `charge` of every
-/// request it starts and of every answer it finishes writing.
-/// Charges seen by the slow CRM.
+/// Charges a CRM received, in order.
 type Charges = Arc<Mutex<Vec<String>>>;
 
+/// A REST CRM that records the `charge` of every write it receives and holds each one
+/// unanswered until the gate is closed; from then on it answers at once.
+fn held_crm() -> (
+    tributary_fakes::Served,
+    Charges,
+    Arc<tokio::sync::Semaphore>,
+) {
+    use actix_web::{HttpResponse, web};
+    let received: Charges = Arc::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (log, held) = (received.clone(), gate.clone());
+    let served = tributary_fakes::Served::start(move |cfg| {
+        let (log, held) = (log.clone(), held.clone());
+        cfg.default_service(web::to(move |body: web::Json<Value>| {
+            let (log, held) = (log.clone(), held.clone());
+            async move {
+                let charge = body["charge"].as_str().unwrap_or_default().to_string();
+                log.lock().unwrap().push(charge.clone());
+                // Closed: every waiting and later write is answered.
+                let _ = held.acquire().await;
+                HttpResponse::Created().json(json!({"id": format!("rec_{charge}")}))
+            }
+        }));
+    });
+    (served, received, gate)
+}
+
+#[tokio::test]
+async fn sigkill_during_a_crm_write_loses_nothing_and_resends_it_only_after_its_lease() {
+    on_every_backend(sigkill_during_a_write).await;
+}
+
+/// SIGKILL while the CRM holds a `create`: no acknowledged event is lost, and the write in
+/// flight is sent again only once its lease (`timeout_seconds * 8 + 60 s`) has run out. That
+/// second send is by design (README, "No duplicates": a `create` whose answer was lost in a
+/// crash can be repeated); every other write reaches the CRM exactly once. The lease here is
+/// 140 s, so once the restarted process has shown it leaves the delivery alone, the test moves
+/// the lease's end into the past in the database, standing in for the wait.
+async fn sigkill_during_a_write(db: TestDatabase, dir: tempfile::TempDir) {
+    use entity::{deliveries, events};
+    use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+    let (crm, received, gate) = held_crm();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Running(start(&db, dir.path(), port));
+    let client = reqwest::Client::new();
+    let signup: Value = client
+        .post(format!("{base}/v1/signup"))
+        .json(&json!({"tenant_name": "Held", "email": "held@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = signup["access_token"].as_str().unwrap().to_string();
+    let connection = json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/connections"),
+        &token,
+        json!({"name": "Held CRM", "provider": "http",
+               "settings": {"base_url": crm.base_url, "timeout_seconds": 10}}),
+    )
+    .await;
+    let connection_id = connection["id"].as_str().unwrap().to_string();
+    let flow = json!({"name": "payments", "connection_id": connection_id,
+        "trigger": {"events": ["charge.succeeded"]},
+        "steps": [{"id": "payment", "action": "create", "object": "payments",
+                   "fields": {"charge": "{{ object.id }}"}}]});
+    let created = json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/flows"),
+        &token,
+        flow,
+    )
+    .await;
+    assert!(created["id"].is_string(), "{created}");
+    let secret = "whsec_held_test_secret_0001";
+    let account = json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/stripe-accounts"),
+        &token,
+        json!({"name": "S", "webhook_secret": secret}),
+    )
+    .await;
+    let path = account["webhook_url"].as_str().unwrap().replace(&base, "");
+    let mut acknowledged = Vec::new();
+    for i in 0..10 {
+        let charge = format!("ch_held_{i}");
+        let event = json!({"id": format!("evt_held_{i}"), "object": "event", "type": "charge.succeeded",
+            "created": chrono::Utc::now().timestamp(), "livemode": false, "api_version": "2024-06-20",
+            "data": {"object": {"id": charge, "object": "charge", "amount": 100, "currency": "usd"}}});
+        let body = serde_json::to_vec(&event).unwrap();
+        let reply = client
+            .post(format!("{base}{path}"))
+            .header("stripe-signature", sign(&body, secret))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        let reply: Value = reply.json().await.unwrap();
+        acknowledged.push((charge, reply["event_id"].as_str().unwrap().to_string()));
+    }
+
+    // The CRM holds a write, and the delivery reads as in flight under its lease: SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let in_flight = loop {
+        let first = received.lock().unwrap().first().cloned();
+        if let Some(charge) = first {
+            break charge;
+        }
+        assert!(Instant::now() < deadline, "the CRM was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let held_event = acknowledged
+        .iter()
+        .find(|(charge, _)| *charge == in_flight)
+        .map(|(_, id)| id.clone())
+        .unwrap();
+    let delivery_of = |event_id: String| {
+        let (client, token, url) = (
+            client.clone(),
+            token.clone(),
+            format!("{base}/v1/deliveries?event_id={event_id}"),
+        );
+        async move { get(&client, url, &token).await["data"][0].clone() }
+    };
+    let delivery = delivery_of(held_event.clone()).await;
+    assert_eq!(
+        (&delivery["status"], &delivery["reason"]),
+        (&json!("retrying"), &json!("in_flight")),
+        "{delivery}"
+    );
+    child.stop();
+    assert_eq!(*received.lock().unwrap(), vec![in_flight.clone()]);
+
+    // Restarted, with the CRM answering again: every other event is sent once, and the write
+    // that was in flight is left alone while its lease lasts, though its event has run again.
+    let mut child = Running(start(&db, dir.path(), port));
+    let client = reqwest::Client::new();
+    gate.close();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let processed = get(
+            &client,
+            format!("{base}/v1/events?status=processed&limit=100"),
+            &token,
+        )
+        .await;
+        let event = get(&client, format!("{base}/v1/events/{held_event}"), &token).await;
+        if processed["data"].as_array().map_or(0, Vec::len) >= acknowledged.len() - 1
+            && event["runs"].as_i64() >= Some(1)
+        {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the restart: {processed} {event}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(held["status"], "queued", "{held}");
+    let delivery = &held["deliveries"][0];
+    assert_eq!(delivery["reason"], "in_flight", "{held}");
+    let lease_end =
+        chrono::DateTime::parse_from_rfc3339(delivery["next_attempt_at"].as_str().unwrap())
+            .unwrap();
+    assert!(
+        lease_end > chrono::Utc::now() + chrono::Duration::seconds(60),
+        "the lease is timeout_seconds * 8 + 60 s from the claim: {held}"
+    );
+    let mut sent = received.lock().unwrap().clone();
+    sent.sort();
+    let mut each_once: Vec<String> = acknowledged.iter().map(|(c, _)| c.clone()).collect();
+    each_once.sort();
+    assert_eq!(
+        sent, each_once,
+        "each write once; the one in flight not yet again"
+    );
+
+    // The lease runs out (moved into the past): the sweeper brings the event back and the
+    // write is sent a second time, its only repeat, and the event is processed.
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    let ended = chrono::Utc::now() - chrono::Duration::seconds(10);
+    deliveries::Entity::update_many()
+        .set(deliveries::ActiveModel {
+            next_attempt_at: Set(Some(ended)),
+            ..Default::default()
+        })
+        .filter(deliveries::Column::Id.eq(delivery["id"].as_str().unwrap()))
+        .exec(&conn)
+        .await
+        .unwrap();
+    events::Entity::update_many()
+        .set(events::ActiveModel {
+            next_run_at: Set(Some(ended)),
+            ..Default::default()
+        })
+        .filter(events::Column::Id.eq(held_event.as_str()))
+        .exec(&conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let event = get(&client, format!("{base}/v1/events/{held_event}"), &token).await;
+        if event["status"] == "processed" {
+            break event;
+        }
+        assert!(Instant::now() < deadline, "the lease ended: {event}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.stop();
+    crm.stop().await;
+    assert_eq!(done["deliveries"][0]["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["deliveries"][0]["crm_record_id"],
+        format!("rec_{in_flight}")
+    );
+    let sent = received.lock().unwrap().clone();
+    for (charge, _) in &acknowledged {
+        let times = sent.iter().filter(|c| *c == charge).count();
+        let expected = if *charge == in_flight { 2 } else { 1 };
+        assert_eq!(times, expected, "{charge} reached the CRM: {sent:?}");
+    }
+}
+
+/// A slow REST CRM on a plain socket: each request takes 1.5 s. Records the `charge` of every
+/// request it starts and of every answer it finishes writing.
 fn slow_crm() -> (u16, Charges, Charges) {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -347,16 +347,43 @@ async fn a_failed_invoice_becomes_a_task_for_the_account_owner() {
             );
         }
 
-        // A replay of the same event never makes a second task.
+        // A forced replay re-runs the event but never its `create`: once the replay's run has
+        // finished, Salesforce was asked to create one Task, and holds one.
+        assert_eq!(done["runs"], 1, "{done}");
+        let event_id = done["id"].as_str().unwrap();
         let replay = app
             .post(
-                &format!("/v1/events/{}/replay", done["id"].as_str().unwrap()),
+                &format!("/v1/events/{event_id}/replay"),
                 &p.tenant.token,
-                json!({}),
+                json!({"force": true}),
             )
             .await;
-        assert_eq!(replay.status, StatusCode::ACCEPTED);
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+        let replayed = wait_for(20, "the forced replay's run to finish", || async {
+            let e = app
+                .get(&format!("/v1/events/{event_id}"), &p.tenant.token)
+                .await;
+            (e.body["status"] == "processed" && e.body["runs"].as_i64() >= Some(2))
+                .then_some(e.body)
+        })
+        .await;
+        let task_delivery = |event: &Value| {
+            event["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["step"] == "task")
+                .cloned()
+                .unwrap_or_else(|| panic!("no task delivery in {event}"))
+        };
+        let (before, after) = (task_delivery(&done), task_delivery(&replayed));
+        assert_eq!(after["attempts"], 1, "{replayed}");
+        assert_eq!(after["updated_at"], before["updated_at"], "{replayed}");
+        assert_eq!(
+            fake.log.matching("POST", "/sobjects/Task").len(),
+            1,
+            "one Task create was sent"
+        );
         assert_eq!(fake.records("Task").len(), 1);
     })
     .await;
@@ -505,12 +532,30 @@ async fn the_daily_limit_pauses_the_connection_instead_of_hammering() {
             until > chrono::Utc::now() + chrono::Duration::minutes(50),
             "{connection}"
         );
-        // A second event waits too, without calling Salesforce.
+        // A second event waits too, without calling Salesforce: once the worker has run it (its
+        // delivery is held by the pause), Salesforce has still seen no new request.
         let calls = fake.log.all().len();
         let other = app
             .send_event(&p, &payment_succeeded("evt_l2", Some(&opp), "cus_l", 200))
             .await;
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let other_id = other.str("/event_id");
+        let held = wait_for(
+            10,
+            "the second event's run to be held by the pause",
+            || async {
+                let e = app
+                    .get(&format!("/v1/events/{other_id}"), &p.tenant.token)
+                    .await;
+                let d = &e.body["deliveries"][0];
+                (e.body["runs"].as_i64() >= Some(1)
+                    && d["status"] == "retrying"
+                    && d["reason"] == "connection paused")
+                    .then(|| e.body.clone())
+            },
+        )
+        .await;
+        assert_eq!(held["status"], "queued", "{held}");
+        assert_eq!(held["deliveries"][0]["attempts"], 0, "{held}");
         assert_eq!(fake.log.all().len(), calls, "no call while paused");
         let e = app
             .get(&format!("/v1/events/{event_id}"), &p.tenant.token)
@@ -528,7 +573,7 @@ async fn the_daily_limit_pauses_the_connection_instead_of_hammering() {
             )
             .await;
         assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.text);
-        for id in [event_id, other.str("/event_id")] {
+        for id in [event_id, other_id] {
             let done = app.finished_event(&p.tenant.token, &id).await;
             assert_eq!(done["status"], "processed", "{done}");
         }

@@ -661,12 +661,51 @@ async fn reconciliation_repairs_a_dropped_webhook_by_itself() {
             asked.iter().all(|p| p.contains("delivery_success=false")),
             "{asked:?}"
         );
-        // Later runs find nothing new to repair.
-        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-        let again = app
-            .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
+        // A later run finds nothing new to repair: once it has finished (the account names
+        // another reconciliation, and its clock moved), it found the dropped event already in
+        // the inbox, ingested nothing, and nothing more reached the CRM.
+        let at = |account: &Value| {
+            chrono::DateTime::parse_from_rfc3339(
+                account["reconciliation"]["last_run_at"].as_str().unwrap(),
+            )
+            .unwrap()
+        };
+        let again = wait_for(20, "a later reconciliation to finish", || async {
+            let a = app
+                .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
+                .await;
+            let latest = a.body["reconciliation"]["last_backfill_id"].as_str()?;
+            (latest != run && at(&a.body) > at(&account)).then(|| a.body.clone())
+        })
+        .await;
+        let later = app
+            .get(
+                &format!(
+                    "/v1/stripe-accounts/{}/backfills/{}",
+                    p.account_id,
+                    again["reconciliation"]["last_backfill_id"]
+                        .as_str()
+                        .unwrap()
+                ),
+                token,
+            )
             .await;
-        assert_eq!(again.body["reconciliation"]["repaired"], 1);
+        assert_eq!(later.body["kind"], "reconcile", "{}", later.text);
+        assert_eq!(later.body["status"], "succeeded", "{}", later.text);
+        assert_eq!(
+            later.body["progress"]["already_present"], 1,
+            "{}",
+            later.text
+        );
+        assert_eq!(later.body["progress"]["ingested"], 0, "{}", later.text);
+        assert_eq!(again["reconciliation"]["repaired"], 1);
+        let inbox = app.get("/v1/events", token).await;
+        assert_eq!(
+            inbox.body["data"].as_array().unwrap().len(),
+            1,
+            "{}",
+            inbox.text
+        );
         assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 1);
         assert!(
             metric(&app, "tributary_reconciled_events_total")
