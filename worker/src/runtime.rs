@@ -96,7 +96,8 @@ impl Runtime {
             retry: settings.retry.clone(),
             crm: Arc::new(
                 crate::crm::Connector::new(db.clone(), keyring, settings.vendor_urls)
-                    .with_oauth_apps(settings.oauth_apps.clone()),
+                    .with_oauth_apps(settings.oauth_apps.clone())
+                    .with_extra_ca_certs(settings.extra_ca_certs.clone()),
             ),
             fairness: crate::engine::Fairness::new(settings.tenant_max_in_flight),
             faults: faults.clone(),

@@ -117,6 +117,9 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// How often the retention loop prunes what is past its time.
     pub retention_interval: Duration,
+    /// `TRIBUTARY_EXTRA_CA_CERTS`: certificates (DER) of private CAs trusted, besides the
+    /// webpki roots, for the TLS of `smtp` connections; empty when unset.
+    pub extra_ca_certs: Vec<Vec<u8>>,
 }
 
 /// Per-tenant limits an operator can raise or lower. Over one, a request is refused naming the
@@ -207,6 +210,7 @@ impl std::fmt::Debug for Settings {
             .field("test_faults", &self.test_faults)
             .field("oauth_apps", &self.oauth_apps)
             .field("worker_listen", &self.worker_listen)
+            .field("extra_ca_certs", &self.extra_ca_certs.len())
             .finish_non_exhaustive()
     }
 }
@@ -521,6 +525,11 @@ impl Settings {
             ));
         }
 
+        let extra_ca_certs = match get("TRIBUTARY_EXTRA_CA_CERTS") {
+            Some(path) => read_ca_certs("TRIBUTARY_EXTRA_CA_CERTS", &path)?,
+            None => Vec::new(),
+        };
+
         Ok(Settings {
             listen,
             public_url,
@@ -566,8 +575,41 @@ impl Settings {
             retention,
             audit_retention,
             retention_interval,
+            extra_ca_certs,
         })
     }
+}
+
+/// The certificates of a PEM file, as DER; at least one, each well-formed.
+fn read_ca_certs(variable: &'static str, path: &str) -> Result<Vec<Vec<u8>>, SettingsError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem =
+        std::fs::read(path).map_err(|e| bad(variable, format!("'{path}' cannot be read: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|cert| cert.map(|der| der.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            bad(
+                variable,
+                format!("'{path}' is not a PEM file of certificates: {e}"),
+            )
+        })?;
+    let mut store = rustls::RootCertStore::empty();
+    for der in &certs {
+        store
+            .add(CertificateDer::from(der.as_slice()))
+            .map_err(|e| {
+                bad(
+                    variable,
+                    format!("'{path}' holds a certificate that cannot be trusted as a CA: {e}"),
+                )
+            })?;
+    }
+    if certs.is_empty() {
+        return Err(bad(variable, format!("'{path}' holds no PEM certificate")));
+    }
+    Ok(certs)
 }
 
 fn parse_count(
@@ -874,6 +916,26 @@ mod tests {
                 .unwrap()
                 .contains("8.8.8.8".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn extra_ca_certs_are_read_at_start_up_or_stop_it() {
+        assert!(settings(&[]).unwrap().extra_ca_certs.is_empty());
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fakes/certs/ca.pem");
+        let s = settings(&[("TRIBUTARY_EXTRA_CA_CERTS", ca)]).unwrap();
+        assert_eq!(s.extra_ca_certs.len(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fakes/certs/server.key"
+        );
+        for path in ["/nonexistent/ca.pem", empty.to_str().unwrap(), key] {
+            let err = settings(&[("TRIBUTARY_EXTRA_CA_CERTS", path)]).unwrap_err();
+            assert_eq!(err.variable, "TRIBUTARY_EXTRA_CA_CERTS", "{path}");
+            assert!(err.to_string().contains(path), "{err}");
+        }
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "official (public addresses only) or any (unsafe, development)",
     ),
     (
+        "TRIBUTARY_EXTRA_CA_CERTS",
+        "unset",
+        "a PEM file of private CAs trusted, besides the public roots, by smtp connections",
+    ),
+    (
         "TRIBUTARY_OAUTH_SUCCESS_URL",
         "unset",
         "where the OAuth callback sends the browser",

@@ -28,6 +28,7 @@ mod onboarding;
 mod openapi;
 mod pipeline;
 mod secrets;
+mod smtp_tls;
 mod strict_fakes;
 mod stripe_accounts;
 mod stripe_api;

@@ -15,7 +15,7 @@ use entity::{connections, email_sends};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
@@ -161,7 +161,15 @@ async fn transport(
             addresses[0].ip().to_string()
         }
     };
-    let parameters = || TlsParameters::new(host.to_string()).map_err(setup);
+    // The webpki roots, and the operator's private CAs (`TRIBUTARY_EXTRA_CA_CERTS`).
+    let parameters = || {
+        let mut builder = TlsParameters::builder(host.to_string());
+        for der in &connector.extra_ca_certs {
+            builder =
+                builder.add_root_certificate(Certificate::from_der(der.clone()).map_err(setup)?);
+        }
+        builder.build().map_err(setup)
+    };
     let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server).tls(match tls {
         "tls" => Tls::Wrapper(parameters()?),
         "none" => Tls::None,
@@ -185,9 +193,34 @@ fn classify(error: &lettre::transport::smtp::Error) -> CrmError {
         Some(_) if error.is_permanent() => ErrorKind::Permanent,
         _ => ErrorKind::Transient,
     };
+    let text = match untrusted_certificate(error) {
+        Some(reason) => format!("its TLS certificate is not trusted ({reason})"),
+        None => text,
+    };
     let mut crm_error = CrmError::new(kind, format!("the mail server: {text}"));
     crm_error.vendor_status = code.and_then(|c| c.parse().ok());
     crm_error
+}
+
+/// Why the TLS handshake refused the server's certificate, when that is what failed.
+fn untrusted_certificate(error: &lettre::transport::smtp::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        // An I/O error hides the error it carries from `source()`.
+        let inner = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(current), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(reason)) =
+                candidate.downcast_ref::<rustls::Error>()
+            {
+                return Some(format!("{reason:?}"));
+            }
+        }
+        cause = inner.or_else(|| current.source());
+    }
+    None
 }
 
 /// Claims the send of `message_id`: true when this attempt may send it, false when a send of

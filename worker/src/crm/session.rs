@@ -38,6 +38,9 @@ pub struct Connector {
     /// The operator's OAuth apps: their secrets are only sent where each may go
     /// ([`OAuthApp::may_send_to`]), whatever a connection's settings say.
     pub oauth_apps: Vec<OAuthApp>,
+    /// Certificates (DER) of private CAs the TLS of `smtp` connections trusts besides the
+    /// webpki roots (`TRIBUTARY_EXTRA_CA_CERTS`).
+    pub extra_ca_certs: Vec<Vec<u8>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -58,6 +61,7 @@ impl Connector {
             http,
             vendor_urls,
             oauth_apps: Vec::new(),
+            extra_ca_certs: Vec::new(),
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -65,6 +69,12 @@ impl Connector {
     /// The operator's OAuth apps, so that refreshes never send their secrets elsewhere.
     pub fn with_oauth_apps(mut self, apps: Vec<OAuthApp>) -> Self {
         self.oauth_apps = apps;
+        self
+    }
+
+    /// Private CAs (DER) the TLS of `smtp` connections trusts besides the webpki roots.
+    pub fn with_extra_ca_certs(mut self, certs: Vec<Vec<u8>>) -> Self {
+        self.extra_ca_certs = certs;
         self
     }
 
