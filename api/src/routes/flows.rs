@@ -1,7 +1,8 @@
 //! `/v1/flows` and `/v1/flow-templates`.
 
+use actix_web::http::header;
 use actix_web::web::{Data, Path};
-use actix_web::{HttpResponse, delete, get, post, put};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put};
 use serde::Serialize;
 use tributary_worker::flow::templates::FlowTemplate;
 use tributary_worker::flow::{FlowSpec, Preview};
@@ -39,7 +40,11 @@ async fn create(
     ctx: TenantContext,
     JsonOrYaml(body): JsonOrYaml,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(flows::create(&state, &ctx, body).await?))
+    let flow = flows::create(&state, &ctx, body).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/flows/{}", flow.id)))
+        .insert_header((header::ETAG, flows::etag(flow.version)))
+        .json(flow))
 }
 
 /// List flows
@@ -77,22 +82,29 @@ async fn get_one(
     ctx: TenantContext,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(flows::get(&state, &ctx, &id).await?))
+    let flow = flows::get(&state, &ctx, &id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, flows::etag(flow.version)))
+        .json(flow))
 }
 
 /// Replace a flow
 ///
 /// Replaces the whole flow, as JSON or `application/yaml`; every replace is a new version, and
-/// deliveries keep the version they ran.
-#[utoipa::path(tag = "flows", operation_id = "flows.replace", params(("id" = String, Path, description = "The flow's id")),
+/// deliveries keep the version they ran. Send the `ETag` of the version you edited as
+/// `If-Match`, and a replace made meanwhile by someone else answers 412 instead of being
+/// overwritten.
+#[utoipa::path(tag = "flows", operation_id = "flows.replace", params(("id" = String, Path, description = "The flow's id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` of the version being replaced, e.g. `\"v3\"`; a stale one answers 412")),
     request_body(content = FlowSpec,
         description = "The whole new flow. The same document is also accepted as YAML with `content-type: application/yaml`."),
     responses(
-        (status = 200, description = "The flow at its new version.", body = FlowOut),
+        (status = 200, description = "The flow at its new version (its `ETag` header names it).", body = FlowOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 412, response = inline(responses::PreconditionFailed)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
@@ -102,9 +114,17 @@ async fn replace(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
+    req: HttpRequest,
     JsonOrYaml(body): JsonOrYaml,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(flows::replace(&state, &ctx, &id, body).await?))
+    let if_match = req
+        .headers()
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let flow = flows::replace(&state, &ctx, &id, body, if_match).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, flows::etag(flow.version)))
+        .json(flow))
 }
 
 /// Delete a flow

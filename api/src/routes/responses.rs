@@ -37,6 +37,10 @@ problem_response!(Unauthorized, "No valid access token or API key.");
 problem_response!(Forbidden, "Your role does not allow this.");
 problem_response!(NotFound, "No such resource in your tenant.");
 problem_response!(Conflict, "The change conflicts with existing state.");
+problem_response!(
+    PreconditionFailed,
+    "`If-Match` names a version that is no longer current: read the resource again."
+);
 problem_response!(Invalid, "A field is invalid; `errors` names each one.");
 problem_response!(
     TooManyRequests,

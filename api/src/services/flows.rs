@@ -2,9 +2,7 @@
 //! kept, so each delivery names the version it ran. Validation names the path of every error.
 
 use entity::{Role, TenantOwned, connections, flow_versions, flows};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tributary_worker::crm::config;
@@ -324,26 +322,66 @@ pub async fn get(state: &AppState, ctx: &TenantContext, id: &str) -> Result<Flow
     render(find(state, ctx, id).await?)
 }
 
+/// A flow version's entity tag, as `ETag` gives it and `If-Match` takes it back.
+pub fn etag(version: i32) -> String {
+    format!("\"v{version}\"")
+}
+
+/// Whether an `If-Match` header names `version` (or is `*`); weak tags compare by value.
+fn if_match_accepts(header: &str, version: i32) -> bool {
+    let current = etag(version);
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == current.as_str())
+}
+
 pub async fn replace(
     state: &AppState,
     ctx: &TenantContext,
     id: &str,
     value: Value,
+    if_match: Option<&str>,
 ) -> Result<FlowOut, ApiError> {
     let existing = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
+    let stale = || {
+        ApiError::PreconditionFailed(format!(
+            "the flow is at version {} now, not the one If-Match names: GET it again, then \
+             replace it",
+            existing.version
+        ))
+    };
+    if if_match.is_some_and(|header| !if_match_accepts(header, existing.version)) {
+        return Err(stale());
+    }
     let spec = checked(state, ctx, &value).await?;
     let text = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
     let txn = crate::db::begin_write(&state.db).await?;
     let version = existing.version + 1;
-    let mut active: flows::ActiveModel = existing.into();
-    active.name = Set(spec.name.clone());
-    active.connection_id = Set(spec.connection_id.clone());
-    active.enabled = Set(spec.enabled);
-    active.version = Set(version);
-    active.spec = Set(text);
-    active.updated_at = Set(now());
-    let updated = active.update(&txn).await?;
+    // Only over the version that was read: two replaces of one version never both land.
+    let applied = flows::Entity::update_many()
+        .set(flows::ActiveModel {
+            name: Set(spec.name.clone()),
+            connection_id: Set(spec.connection_id.clone()),
+            enabled: Set(spec.enabled),
+            version: Set(version),
+            spec: Set(text),
+            updated_at: Set(now()),
+            ..Default::default()
+        })
+        .filter(flows::Column::Id.eq(existing.id.as_str()))
+        .filter(flows::Column::Version.eq(existing.version))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if applied != 1 {
+        return Err(stale());
+    }
+    let updated = flows::Entity::find_by_id(existing.id.clone())
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     insert_version(&txn, &updated).await?;
     audit::log(&txn, ctx, "flow.update", "flow", id).await?;
     txn.commit().await?;

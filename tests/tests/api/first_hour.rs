@@ -197,3 +197,54 @@ async fn validate_takes_the_flow_as_saved_and_preview_takes_inbox_events() {
     })
     .await;
 }
+
+/// Two people editing one flow: the second replace, made from the version the first one
+/// changed, is refused with 412 instead of silently overwriting it.
+#[tokio::test]
+async fn a_flow_edited_meanwhile_is_not_overwritten() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+        let flow = |name: &str| {
+            json!({"name": name, "connection_id": p.connection_id,
+                   "trigger": {"events": ["charge.succeeded"]},
+                   "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                              "match": {"email": "{{ object.billing_details.email }}"}, "fields": {}}]})
+        };
+        let created = app.post("/v1/flows", token, flow("First")).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let id = created.str("/id");
+        assert_eq!(created.headers["location"], format!("/v1/flows/{id}").as_str());
+        assert_eq!(created.headers["etag"], "\"v1\"");
+        let read = app.get(&format!("/v1/flows/{id}"), token).await;
+        let tag = read.headers["etag"].to_str().unwrap().to_string();
+        assert_eq!(tag, "\"v1\"");
+
+        let replace = |name: &'static str, tag: Option<String>| {
+            let mut request = app
+                .client
+                .put(app.url(&format!("/v1/flows/{id}")))
+                .bearer_auth(token)
+                .json(&flow(name));
+            if let Some(tag) = tag {
+                request = request.header("if-match", tag);
+            }
+            async move { tributary_tests::Reply::read(request.send().await.unwrap()).await }
+        };
+        // Ada saves from v1: accepted, now v2.
+        let ada = replace("Ada's", Some(tag.clone())).await;
+        assert_eq!(ada.status, StatusCode::OK, "{}", ada.text);
+        assert_eq!(ada.headers["etag"], "\"v2\"");
+        // Bob also edited v1: refused, and Ada's change stands.
+        let bob = replace("Bob's", Some(tag)).await;
+        bob.assert_problem(StatusCode::PRECONDITION_FAILED);
+        assert!(bob.text.contains("version 2"), "{}", bob.text);
+        let now = app.get(&format!("/v1/flows/{id}"), token).await;
+        assert_eq!(now.body["name"], "Ada's");
+        assert_eq!(now.body["version"], 2);
+        // Without If-Match a replace still goes through (as before), and `*` matches any.
+        assert_eq!(replace("Anyone's", None).await.status, StatusCode::OK);
+        assert_eq!(replace("Star's", Some("*".into())).await.status, StatusCode::OK);
+    })
+    .await;
+}
