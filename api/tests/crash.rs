@@ -302,33 +302,6 @@ async fn sigkill_mid_run(db: TestDatabase, dir: tempfile::TempDir) {
 /// Charges a CRM received, in order.
 type Charges = Arc<Mutex<Vec<String>>>;
 
-/// A REST CRM that records the `charge` of every write it receives and holds each one
-/// unanswered until the gate is closed; from then on it answers at once.
-fn held_crm() -> (
-    tributary_fakes::Served,
-    Charges,
-    Arc<tokio::sync::Semaphore>,
-) {
-    use actix_web::{HttpResponse, web};
-    let received: Charges = Arc::default();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (log, held) = (received.clone(), gate.clone());
-    let served = tributary_fakes::Served::start(move |cfg| {
-        let (log, held) = (log.clone(), held.clone());
-        cfg.default_service(web::to(move |body: web::Json<Value>| {
-            let (log, held) = (log.clone(), held.clone());
-            async move {
-                let charge = body["charge"].as_str().unwrap_or_default().to_string();
-                log.lock().unwrap().push(charge.clone());
-                // Closed: every waiting and later write is answered.
-                let _ = held.acquire().await;
-                HttpResponse::Created().json(json!({"id": format!("rec_{charge}")}))
-            }
-        }));
-    });
-    (served, received, gate)
-}
-
 #[tokio::test]
 async fn sigkill_during_a_crm_write_loses_nothing_and_resends_it_only_after_its_lease() {
     on_every_backend(sigkill_during_a_write).await;
@@ -344,7 +317,13 @@ async fn sigkill_during_a_write(db: TestDatabase, dir: tempfile::TempDir) {
     use entity::{deliveries, events};
     use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
-    let (crm, received, gate) = held_crm();
+    let crm = tributary_fakes::held::HeldCrm::start(201);
+    let charges = |crm: &tributary_fakes::held::HeldCrm| -> Vec<String> {
+        crm.received()
+            .iter()
+            .map(|body| body["charge"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = Running(start(&db, dir.path(), port));
@@ -365,7 +344,7 @@ async fn sigkill_during_a_write(db: TestDatabase, dir: tempfile::TempDir) {
         format!("{base}/v1/connections"),
         &token,
         json!({"name": "Held CRM", "provider": "http",
-               "settings": {"base_url": crm.base_url, "timeout_seconds": 10}}),
+               "settings": {"base_url": crm.base_url(), "timeout_seconds": 10}}),
     )
     .await;
     let connection_id = connection["id"].as_str().unwrap().to_string();
@@ -415,7 +394,7 @@ async fn sigkill_during_a_write(db: TestDatabase, dir: tempfile::TempDir) {
     // The CRM holds a write, and the delivery reads as in flight under its lease: SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(30);
     let in_flight = loop {
-        let first = received.lock().unwrap().first().cloned();
+        let first = charges(&crm).first().cloned();
         if let Some(charge) = first {
             break charge;
         }
@@ -442,13 +421,13 @@ async fn sigkill_during_a_write(db: TestDatabase, dir: tempfile::TempDir) {
         "{delivery}"
     );
     child.stop();
-    assert_eq!(*received.lock().unwrap(), vec![in_flight.clone()]);
+    assert_eq!(charges(&crm), vec![in_flight.clone()]);
 
     // Restarted, with the CRM answering again: every other event is sent once, and the write
     // that was in flight is left alone while its lease lasts, though its event has run again.
     let mut child = Running(start(&db, dir.path(), port));
     let client = reqwest::Client::new();
-    gate.close();
+    crm.release();
     let deadline = Instant::now() + Duration::from_secs(60);
     let held = loop {
         let processed = get(
@@ -479,7 +458,7 @@ async fn sigkill_during_a_write(db: TestDatabase, dir: tempfile::TempDir) {
         lease_end > chrono::Utc::now() + chrono::Duration::seconds(60),
         "the lease is timeout_seconds * 8 + 60 s from the claim: {held}"
     );
-    let mut sent = received.lock().unwrap().clone();
+    let mut sent = charges(&crm);
     sent.sort();
     let mut each_once: Vec<String> = acknowledged.iter().map(|(c, _)| c.clone()).collect();
     each_once.sort();
@@ -521,13 +500,13 @@ async fn sigkill_during_a_write(db: TestDatabase, dir: tempfile::TempDir) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     child.stop();
-    crm.stop().await;
+    crm.served.stop().await;
     assert_eq!(done["deliveries"][0]["status"], "succeeded", "{done}");
     assert_eq!(
         done["deliveries"][0]["crm_record_id"],
         format!("rec_{in_flight}")
     );
-    let sent = received.lock().unwrap().clone();
+    let sent = charges(&crm);
     for (charge, _) in &acknowledged {
         let times = sent.iter().filter(|c| *c == charge).count();
         let expected = if *charge == in_flight { 2 } else { 1 };

@@ -11,6 +11,7 @@
 // noise to code that is never on a hot path.
 #![allow(clippy::result_large_err)]
 
+pub mod held;
 pub mod hubspot;
 pub mod salesforce;
 pub mod smtp;

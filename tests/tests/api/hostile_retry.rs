@@ -1,44 +1,19 @@
 //! A retry or replay asked for while a worker is calling the vendor for the same delivery is
 //! refused with 409 and `Retry-After`, so the CRM never receives the write twice.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use actix_web::HttpResponse;
-use actix_web::web;
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::sync::Notify;
-use tributary_fakes::Served;
+use tributary_fakes::held::HeldCrm;
 use tributary_tests::{charge_event, each_backend, wait_for};
-
-/// A CRM that counts the writes it receives and answers each only when the test says so.
-fn held_crm() -> (Served, Arc<AtomicUsize>, Arc<Notify>) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(Notify::new());
-    let (counter, gate) = (calls.clone(), release.clone());
-    let served = Served::start(move |cfg| {
-        let (counter, gate) = (counter.clone(), gate.clone());
-        cfg.default_service(web::to(move || {
-            let (counter, gate) = (counter.clone(), gate.clone());
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                gate.notified().await;
-                HttpResponse::Created().json(json!({"id": "rec_1"}))
-            }
-        }));
-    });
-    (served, calls, release)
-}
 
 #[tokio::test]
 async fn a_retry_or_replay_during_a_live_call_is_refused_and_the_crm_is_called_once() {
     each_backend(|app| async move {
-        let (crm, calls, release) = held_crm();
+        let crm = HeldCrm::start(201);
         let p = app
             .pipeline_with(json!({"name": "Held CRM", "provider": "http",
                 "auth": {"type": "token", "token": "t"},
-                "settings": {"base_url": crm.base_url, "timeout_seconds": 60}}))
+                "settings": {"base_url": crm.base_url(), "timeout_seconds": 60}}))
             .await;
         let token = &p.tenant.token;
         let flow = json!({
@@ -63,8 +38,8 @@ async fn a_retry_or_replay_during_a_live_call_is_refused_and_the_crm_is_called_o
 
         // The worker is inside the vendor call now.
         wait_for(20, "the CRM call", || {
-            let calls = calls.clone();
-            async move { (calls.load(Ordering::SeqCst) == 1).then_some(()) }
+            let calls = crm.calls();
+            async move { (calls == 1).then_some(()) }
         })
         .await;
         let deliveries = app
@@ -100,16 +75,11 @@ async fn a_retry_or_replay_during_a_live_call_is_refused_and_the_crm_is_called_o
         replay.assert_problem(StatusCode::CONFLICT);
         assert!(replay.headers.contains_key("retry-after"));
 
-        release.notify_waiters();
-        release.notify_one();
+        crm.release();
         let done = app.finished_event(token, &event_id).await;
         assert_eq!(done["deliveries"][0]["status"], "succeeded", "{done}");
         assert_eq!(done["deliveries"][0]["attempts"], 1, "{done}");
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            1,
-            "the CRM received the write once"
-        );
+        assert_eq!(crm.calls(), 1, "the CRM received the write once");
 
         // Once the call has finished, a replay is accepted again (and skips what succeeded).
         let again = app
@@ -117,7 +87,7 @@ async fn a_retry_or_replay_during_a_live_call_is_refused_and_the_crm_is_called_o
             .await;
         assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
         app.finished_event(token, &event_id).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(crm.calls(), 1);
     })
     .await;
 }

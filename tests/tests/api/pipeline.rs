@@ -1,14 +1,9 @@
 //! The event pipeline end to end: signed webhooks in, records in the sandbox CRM out, on every
 //! database and queue backend.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use actix_web::{HttpResponse, web};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
-use tributary_fakes::Served;
+use tributary_fakes::held::HeldCrm;
 use tributary_tests::{
     Pipeline, TestApp, charge_event, each_backend, each_backend_with, stripe_signature, wait_for,
 };
@@ -598,25 +593,6 @@ async fn a_failing_step_retries_then_dead_letters_and_replays() {
     .await;
 }
 
-/// A CRM that never answers until the test releases it, counting the calls it holds.
-fn hanging_crm() -> (Served, Arc<AtomicUsize>, Arc<Notify>) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(Notify::new());
-    let (counter, gate) = (calls.clone(), release.clone());
-    let served = Served::start(move |cfg| {
-        let (counter, gate) = (counter.clone(), gate.clone());
-        cfg.default_service(web::to(move || {
-            let (counter, gate) = (counter.clone(), gate.clone());
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                gate.notified().await;
-                HttpResponse::ServiceUnavailable().finish()
-            }
-        }));
-    });
-    (served, calls, release)
-}
-
 /// A tenant whose CRM hangs takes every job slot its share allows (2 of the 4, the default
 /// share being half), its other jobs wait their turn, and another tenant's event still
 /// finishes within 5 s.
@@ -628,11 +604,11 @@ async fn one_tenants_failures_do_not_hold_up_another() {
             ("TRIBUTARY_TENANT_MAX_IN_FLIGHT", "2"),
         ],
         |app| async move {
-            let (crm, calls, release) = hanging_crm();
+            let crm = HeldCrm::start(503);
             let failing = app
                 .pipeline_with(json!({"name": "Hanging CRM", "provider": "http",
                     "auth": {"type": "token", "token": "t"},
-                    "settings": {"base_url": crm.base_url, "timeout_seconds": 60}}))
+                    "settings": {"base_url": crm.base_url(), "timeout_seconds": 60}}))
                 .await;
             let flow = json!({
                 "name": "Create", "connection_id": failing.connection_id,
@@ -661,8 +637,8 @@ async fn one_tenants_failures_do_not_hold_up_another() {
             }
             // The hanging tenant holds every slot its share allows.
             wait_for(20, "the hanging CRM to hold two calls", || {
-                let calls = calls.clone();
-                async move { (calls.load(Ordering::SeqCst) >= 2).then_some(()) }
+                let calls = crm.calls();
+                async move { (calls >= 2).then_some(()) }
             })
             .await;
 
@@ -683,12 +659,12 @@ async fn one_tenants_failures_do_not_hold_up_another() {
                 "the healthy tenant's event took {took:?}"
             );
             assert_eq!(
-                calls.load(Ordering::SeqCst),
+                crm.calls(),
                 2,
                 "never more of one tenant's jobs at once than its share"
             );
-            release.notify_waiters();
-            crm.stop().await;
+            crm.release();
+            crm.served.stop().await;
         },
     )
     .await;
