@@ -8,6 +8,7 @@ pub mod audit_log;
 pub mod backfills;
 pub mod connections;
 pub mod deliveries;
+pub mod delivery_attempts;
 pub mod email_sends;
 pub mod event_seeds;
 pub mod events;

@@ -17,8 +17,9 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use crate::crm::{self, CrmError, ErrorKind};
+use crate::crm::{self, CrmError, ErrorKind, Trail};
 use crate::flow::{self, Action, FlowSpec, Operation, RenderContext};
+use crate::history::{self, Attempt, outcome};
 use crate::queue::{ProcessEvent, Queue};
 use crate::settings::RetrySettings;
 
@@ -258,19 +259,42 @@ impl Engine {
         from: &[&str],
         change: impl FnOnce(&mut deliveries::ActiveModel),
     ) -> anyhow::Result<bool> {
+        self.update_delivery(delivery, Guard::Status(from), None, change)
+            .await
+    }
+
+    /// Updates a delivery under `guard`; with an `attempt`, the attempt joins its history in the
+    /// same transaction, and only if the update applied. Returns whether it applied.
+    async fn update_delivery(
+        &self,
+        delivery: &deliveries::Model,
+        guard: Guard<'_>,
+        attempt: Option<Attempt>,
+        change: impl FnOnce(&mut deliveries::ActiveModel),
+    ) -> anyhow::Result<bool> {
         let mut active = deliveries::ActiveModel {
             updated_at: Set(crate::now()),
             ..Default::default()
         };
         change(&mut active);
-        let applied = deliveries::Entity::update_many()
+        let update = deliveries::Entity::update_many()
             .set(active)
-            .filter(deliveries::Column::Id.eq(delivery.id.as_str()))
-            .filter(deliveries::Column::Status.is_in(from.iter().copied()))
-            .exec(&self.db)
-            .await?
-            .rows_affected
-            == 1;
+            .filter(deliveries::Column::Id.eq(delivery.id.as_str()));
+        let update = match guard {
+            Guard::Status(from) => {
+                update.filter(deliveries::Column::Status.is_in(from.iter().copied()))
+            }
+            Guard::Claim => update.filter(deliveries::Column::UpdatedAt.eq(delivery.updated_at)),
+        };
+        let Some(attempt) = attempt else {
+            return Ok(update.exec(&self.db).await?.rows_affected == 1);
+        };
+        let txn = crate::db::begin_write(&self.db).await?;
+        let applied = update.exec(&txn).await?.rows_affected == 1;
+        if applied {
+            history::record(&txn, delivery, attempt).await?;
+        }
+        txn.commit().await?;
         Ok(applied)
     }
 
@@ -506,18 +530,22 @@ impl Engine {
             // Vendor-discovered settings (Salesforce's won stage) of the flow's connection,
             // once per run.
             if !discovered && connection.provider != "sandbox" && step.connection_id.is_none() {
-                match crm::template_settings(&self.crm, connection).await {
+                let started = std::time::Instant::now();
+                let (found, trail) = crm::template_settings(&self.crm, connection).await;
+                match found {
                     Ok(settings) => {
                         ctx.settings = settings;
                         discovered = true;
                     }
                     Err(error) => {
-                        let attempts = delivery.attempts + 1;
+                        let tried = Tried {
+                            attempts: delivery.attempts + 1,
+                            duration_ms: elapsed_ms(started),
+                            claim: None,
+                            trail,
+                        };
                         return Ok(
-                            match self
-                                .fail(connection, &delivery, None, error, attempts, 0, None)
-                                .await?
-                            {
+                            match self.fail(connection, &delivery, None, error, tried).await? {
                                 StepResult::Retrying(due) => Some(due),
                                 _ => None,
                             },
@@ -676,10 +704,17 @@ impl Engine {
             None => false,
         };
         if let Some(link) = link.as_ref().filter(|_| stale) {
+            let warning = stale_warning(link, op, event.event_created);
             let mut active: deliveries::ActiveModel = delivery.clone().into();
-            mark_stale(&mut active, link, op, attempts, event.event_created);
+            mark_stale(&mut active, link, op, attempts, &warning);
             active.updated_at = Set(crate::now());
             active.update(&txn).await?;
+            history::record(
+                &txn,
+                delivery,
+                skipped_as_stale(delivery, op, &warning, elapsed_ms(started)),
+            )
+            .await?;
             txn.commit().await?;
             return Ok(StepResult::Done(Some(link.crm_record_id.clone()), None));
         }
@@ -691,7 +726,7 @@ impl Engine {
             link.as_ref().map(|l| l.crm_record_id.as_str()),
         )
         .await;
-        let duration_ms = started.elapsed().as_millis() as i64;
+        let duration_ms = elapsed_ms(started);
 
         match result {
             Ok(outcome) => {
@@ -701,6 +736,12 @@ impl Engine {
                     .filter(deliveries::Column::Id.eq(delivery.id.as_str()))
                     .exec(&txn)
                     .await?;
+                history::record(
+                    &txn,
+                    delivery,
+                    succeeded_attempt(delivery, op, &outcome, duration_ms, &Trail::default(), &[]),
+                )
+                .await?;
                 if let Some(object_id) = linked_object {
                     upsert_link(
                         &txn,
@@ -720,16 +761,14 @@ impl Engine {
             Err(error) => {
                 // The write failed: nothing of it to keep, but the attempt counts.
                 txn.rollback().await?;
-                self.fail(
-                    connection,
-                    delivery,
-                    Some(op),
-                    error,
+                let tried = Tried {
                     attempts,
                     duration_ms,
-                    None,
-                )
-                .await
+                    claim: None,
+                    trail: Trail::default(),
+                };
+                self.fail(connection, delivery, Some(op), error, tried)
+                    .await
             }
         }
     }
@@ -794,34 +833,34 @@ impl Engine {
             None => false,
         };
         if let Some(link) = link.as_ref().filter(|_| stale) {
-            self.transition_claimed(&claimed_row, |active| {
-                mark_stale(active, link, op, attempts, event.event_created)
+            let warning = stale_warning(link, op, event.event_created);
+            let attempt = skipped_as_stale(&claimed_row, op, &warning, elapsed_ms(started));
+            self.update_delivery(&claimed_row, Guard::Claim, Some(attempt), |active| {
+                mark_stale(active, link, op, attempts, &warning)
             })
             .await?;
             return Ok(StepResult::Done(Some(link.crm_record_id.clone()), None));
         }
 
-        let result = crm::apply(
+        let (result, trail) = crm::apply(
             &self.crm,
             connection,
             op,
             link.as_ref().map(|l| l.crm_record_id.as_str()),
         )
         .await;
-        let duration_ms = started.elapsed().as_millis() as i64;
+        let duration_ms = elapsed_ms(started);
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(error) => {
+                let tried = Tried {
+                    attempts,
+                    duration_ms,
+                    claim: Some(claim),
+                    trail,
+                };
                 return self
-                    .fail(
-                        connection,
-                        &claimed_row,
-                        Some(op),
-                        error,
-                        attempts,
-                        duration_ms,
-                        Some(claim),
-                    )
+                    .fail(connection, &claimed_row, Some(op), error, tried)
                     .await;
             }
         };
@@ -841,6 +880,13 @@ impl Engine {
             txn.rollback().await?;
             return self.outcome_of_other_run(delivery).await;
         }
+        let secrets = self.credentials_of(connection);
+        history::record(
+            &txn,
+            &claimed_row,
+            succeeded_attempt(&claimed_row, op, &outcome, duration_ms, &trail, &secrets),
+        )
+        .await?;
         if let Some(object_id) = linked_object {
             // Read again inside the transaction: another event may have moved it meanwhile.
             let link = find_link(&txn, connection, op, Some(object_id)).await?;
@@ -879,47 +925,47 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies `change` only while this run's claim (made at `claim.updated_at`) still holds.
-    async fn transition_claimed(
-        &self,
-        claimed: &deliveries::Model,
-        change: impl FnOnce(&mut deliveries::ActiveModel),
-    ) -> anyhow::Result<bool> {
-        let mut active = deliveries::ActiveModel {
-            updated_at: Set(crate::now()),
-            ..Default::default()
-        };
-        change(&mut active);
-        Ok(deliveries::Entity::update_many()
-            .set(active)
-            .filter(deliveries::Column::Id.eq(claimed.id.as_str()))
-            .filter(deliveries::Column::UpdatedAt.eq(claimed.updated_at))
-            .exec(&self.db)
-            .await?
-            .rows_affected
-            == 1)
+    /// Connection credentials to keep out of what an attempt of `connection` stores.
+    fn credentials_of(&self, connection: &connections::Model) -> Vec<String> {
+        if connection.id.is_empty() {
+            return Vec::new();
+        }
+        crm::session::credential_values(&self.crm.keyring, connection)
     }
 
     /// Records a failed attempt as its kind demands: refused credentials make the connection
     /// `needs_reauth` and the delivery wait; a rate limit holds the whole connection for the
     /// vendor's `Retry-After` (a daily limit pauses it) without using up the retry budget;
     /// anything else retries with backoff or is dead-lettered.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// A vendor that echoes what it was sent never gets the connection's credentials (nor
+    /// generated secrets) into what the delivery and its history keep.
     async fn fail(
         &self,
         connection: &connections::Model,
         delivery: &deliveries::Model,
         op: Option<&Operation>,
         error: CrmError,
-        attempts: i32,
-        duration_ms: i64,
-        claim: Option<DateTime<Utc>>,
+        tried: Tried,
     ) -> anyhow::Result<StepResult> {
+        let Tried {
+            attempts,
+            duration_ms,
+            claim,
+            trail,
+        } = tried;
+        let secrets = self.credentials_of(connection);
         let mut error = error;
         if let Some(op) = op {
             error.message = op.redact(&error.message);
             error.vendor_body = error.vendor_body.as_deref().map(|b| op.redact(b));
         }
+        error.message = history::scrub(&error.message, &secrets);
+        error.vendor_body = error
+            .vendor_body
+            .as_deref()
+            .map(|b| history::scrub(b, &secrets));
+        let request = asked(Some(&trail), delivery, op, &secrets);
         if connection.id.is_empty() && error.kind == ErrorKind::Auth {
             // An http step without a connection has no credentials to renew.
             error.kind = ErrorKind::Permanent;
@@ -931,9 +977,19 @@ impl Engine {
         if error.kind == ErrorKind::Auth {
             crm::session::mark_needs_reauth(&self.db, &connection.id, &error.message).await?;
             let operation = op.and_then(Operation::stored_json);
+            let attempt = Attempt {
+                outcome: outcome::WAITING,
+                duration_ms,
+                request: Some(request),
+                vendor_status: error.vendor_status.map(i32::from),
+                error_kind: Some(error.kind.as_str().into()),
+                error_message: Some(error.message.clone()),
+                response: error.vendor_body.clone(),
+                reason: Some(NEEDS_REAUTH.into()),
+            };
             let change = |active: &mut deliveries::ActiveModel| {
                 active.status = Set(ds::WAITING.into());
-                active.reason = Set(Some("connection needs_reauth".into()));
+                active.reason = Set(Some(NEEDS_REAUTH.into()));
                 active.attempts = Set(attempts);
                 active.operation = Set(operation);
                 active.error_kind = Set(Some(error.kind.as_str().into()));
@@ -943,10 +999,9 @@ impl Engine {
                 active.duration_ms = Set(Some(duration_ms));
                 active.next_attempt_at = Set(None);
             };
-            let applied = match claim {
-                Some(_) => self.transition_claimed(delivery, change).await?,
-                None => self.transition(delivery, OPEN, change).await?,
-            };
+            let applied = self
+                .update_delivery(delivery, Guard::of(claim), Some(attempt), change)
+                .await?;
             if !applied {
                 return self.outcome_of_other_run(delivery).await;
             }
@@ -988,6 +1043,7 @@ impl Engine {
                 duration_ms,
                 claim,
                 warning,
+                request: Some(request),
             },
         )
         .await
@@ -1045,7 +1101,18 @@ impl Engine {
             .to_string();
         let operation = op.stored_json();
         let attempts = delivery.attempts + 1;
-        self.transition(delivery, OPEN, |active| {
+        let reason = op.redact(&format!("assertion: {message}"));
+        let attempt = Attempt {
+            outcome: if passed {
+                outcome::SUCCEEDED
+            } else {
+                outcome::SKIPPED
+            },
+            request: Some(asked(None, delivery, Some(op), &[])),
+            reason: (!passed).then(|| reason.clone()),
+            ..Default::default()
+        };
+        self.update_delivery(delivery, Guard::Status(OPEN), Some(attempt), |active| {
             active.attempts = Set(attempts);
             active.operation = Set(operation);
             active.next_attempt_at = Set(None);
@@ -1054,7 +1121,7 @@ impl Engine {
                 active.reason = Set(None);
             } else {
                 active.status = Set(ds::SKIPPED.into());
-                active.reason = Set(Some(op.redact(&format!("assertion: {message}"))));
+                active.reason = Set(Some(reason));
             }
         })
         .await?;
@@ -1163,7 +1230,7 @@ impl Engine {
                 result
             }
         };
-        let duration_ms = started.elapsed().as_millis() as i64;
+        let duration_ms = elapsed_ms(started);
         let attempts = delivery.attempts + 1;
         match result {
             Ok(object) => {
@@ -1175,8 +1242,15 @@ impl Engine {
                 let operation = op.stored_json();
                 let response = object.to_string();
                 let record = object_id.clone();
+                let attempt = Attempt {
+                    outcome: outcome::SUCCEEDED,
+                    duration_ms,
+                    request: Some(asked(None, delivery, Some(op), &[])),
+                    response: Some(op.redact(&response)),
+                    ..Default::default()
+                };
                 let applied = self
-                    .transition(delivery, OPEN, |active| {
+                    .update_delivery(delivery, Guard::Status(OPEN), Some(attempt), |active| {
                         active.status = Set(ds::SUCCEEDED.into());
                         active.attempts = Set(attempts);
                         active.crm_record_id = Set(Some(record));
@@ -1217,6 +1291,7 @@ impl Engine {
                         duration_ms,
                         claim: None,
                         warning: None,
+                        request: None,
                     },
                 )
                 .await
@@ -1341,6 +1416,7 @@ impl Engine {
             duration_ms,
             claim,
             warning,
+            request,
         } = failure;
         // A vendor may echo what it was sent: generated secrets stay out of what is kept.
         let mut error = error;
@@ -1356,6 +1432,25 @@ impl Engine {
         let warnings = warning.map(|w| serde_json::json!([w]).to_string());
         let operation = op.and_then(Operation::stored_json);
         let kind = error.kind;
+        let dead_reason = if kind.is_retryable() {
+            "attempts_exhausted"
+        } else {
+            "not_retryable"
+        };
+        let attempt = Attempt {
+            outcome: match due {
+                None => outcome::DEAD,
+                Some(_) if throttled > delivery.throttled_attempts => outcome::THROTTLED,
+                Some(_) => outcome::RETRYING,
+            },
+            duration_ms,
+            request: Some(request.unwrap_or_else(|| asked(None, delivery, op, &[]))),
+            vendor_status: error.vendor_status.map(i32::from),
+            error_kind: Some(kind.as_str().into()),
+            error_message: Some(error.message.clone()),
+            response: error.vendor_body.clone(),
+            reason: due.is_none().then(|| dead_reason.into()),
+        };
         let change = |active: &mut deliveries::ActiveModel| {
             active.attempts = Set(attempts);
             active.throttled_attempts = Set(throttled);
@@ -1376,21 +1471,13 @@ impl Engine {
                 }
                 None => {
                     active.status = Set(ds::DEAD.into());
-                    active.reason = Set(Some(
-                        if kind.is_retryable() {
-                            "attempts_exhausted"
-                        } else {
-                            "not_retryable"
-                        }
-                        .into(),
-                    ));
+                    active.reason = Set(Some(dead_reason.into()));
                 }
             }
         };
-        let applied = match claim {
-            Some(_) => self.transition_claimed(delivery, change).await?,
-            None => self.transition(delivery, OPEN, change).await?,
-        };
+        let applied = self
+            .update_delivery(delivery, Guard::of(claim), Some(attempt), change)
+            .await?;
         if !applied {
             return self.outcome_of_other_run(delivery).await;
         }
@@ -1564,7 +1651,15 @@ impl Engine {
             return Ok(());
         };
         let attempts = delivery.attempts + 1;
-        self.transition(&delivery, OPEN, |active| {
+        let attempt = Attempt {
+            outcome: outcome::DEAD,
+            request: Some(asked(None, &delivery, None, &[])),
+            error_kind: Some(ErrorKind::Permanent.as_str().into()),
+            error_message: Some(text.clone()),
+            reason: Some("panic".into()),
+            ..Default::default()
+        };
+        self.update_delivery(&delivery, Guard::Status(OPEN), Some(attempt), |active| {
             active.status = Set(ds::DEAD.into());
             active.reason = Set(Some("panic".into()));
             active.attempts = Set(attempts);
@@ -1624,6 +1719,8 @@ struct Failure {
     claim: Option<DateTime<Utc>>,
     /// Kept on the delivery (e.g. a vendor's wait that was cut to the maximum hold).
     warning: Option<String>,
+    /// What the attempt asked for, redacted (see [`asked`]); else the operation is named.
+    request: Option<String>,
 }
 
 impl Failure {
@@ -1636,7 +1733,109 @@ impl Failure {
             duration_ms: 0,
             claim: None,
             warning: None,
+            request: None,
         }
+    }
+}
+
+/// What an attempt that reached (or tried to reach) a vendor did, for recording its failure.
+struct Tried {
+    attempts: i32,
+    duration_ms: i64,
+    /// The claim (its `updated_at`) a vendor call was made under, if any.
+    claim: Option<DateTime<Utc>>,
+    /// The vendor requests it sent.
+    trail: Trail,
+}
+
+/// Which writes to a delivery still apply.
+#[derive(Clone, Copy)]
+enum Guard<'a> {
+    /// While it is in one of these statuses.
+    Status(&'a [&'a str]),
+    /// While this run's claim (the delivery's `updated_at` as read) holds.
+    Claim,
+}
+
+impl Guard<'_> {
+    /// Under the claim a vendor call was made with, or else while the delivery is open.
+    fn of(claim: Option<DateTime<Utc>>) -> Guard<'static> {
+        match claim {
+            Some(_) => Guard::Claim,
+            None => Guard::Status(OPEN),
+        }
+    }
+}
+
+/// The reason a delivery waits when its vendor refused the credentials.
+const NEEDS_REAUTH: &str = "connection needs_reauth";
+
+fn elapsed_ms(started: std::time::Instant) -> i64 {
+    i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What an attempt asked for, as its history shows it: the vendor requests it sent (method,
+/// host and path), or else the operation; generated secrets and `secrets` (the connection's
+/// credentials) taken out.
+fn asked(
+    trail: Option<&Trail>,
+    delivery: &deliveries::Model,
+    op: Option<&Operation>,
+    secrets: &[String],
+) -> String {
+    let text = trail.and_then(Trail::summary).unwrap_or_else(|| match op {
+        Some(op) if op.action == Action::StripeRetrieve => format!(
+            "{} {} {}",
+            op.action,
+            op.object,
+            op.record_id.as_deref().unwrap_or_default()
+        ),
+        Some(op) => format!("{} {}", op.action, op.object),
+        None => format!("{} {}", delivery.action, delivery.object),
+    });
+    let text = match op {
+        Some(op) => op.redact(&text),
+        None => text,
+    };
+    history::scrub(text.trim_end(), secrets)
+}
+
+/// A successful write as its history keeps it: the status of the vendor's last answer and
+/// the start of that answer, redacted.
+fn succeeded_attempt(
+    delivery: &deliveries::Model,
+    op: &Operation,
+    outcome: &crm::CrmOutcome,
+    duration_ms: i64,
+    trail: &Trail,
+    secrets: &[String],
+) -> Attempt {
+    Attempt {
+        outcome: outcome::SUCCEEDED,
+        duration_ms,
+        request: Some(asked(Some(trail), delivery, Some(op), secrets)),
+        vendor_status: trail.status.map(i32::from),
+        response: outcome
+            .response
+            .as_ref()
+            .map(|answer| history::scrub(&op.redact(&answer.to_string()), secrets)),
+        ..Default::default()
+    }
+}
+
+/// An attempt that found a newer event already applied to the record.
+fn skipped_as_stale(
+    delivery: &deliveries::Model,
+    op: &Operation,
+    warning: &str,
+    duration_ms: i64,
+) -> Attempt {
+    Attempt {
+        outcome: outcome::SKIPPED,
+        duration_ms,
+        request: Some(asked(None, delivery, Some(op), &[])),
+        reason: Some(format!("stale: {warning}")),
+        ..Default::default()
     }
 }
 
@@ -1803,15 +2002,9 @@ fn follows(later: &Value, earlier: &Value) -> bool {
         .all(|(key, value)| before.get(key) == Some(value))
 }
 
-/// A delivery whose record a newer event already wrote: skipped as `stale`, pointing at it.
-fn mark_stale(
-    active: &mut deliveries::ActiveModel,
-    link: &record_links::Model,
-    op: &Operation,
-    attempts: i32,
-    event_created: i64,
-) {
-    let warning = if link.last_event_created == event_created {
+/// Why a delivery whose record a newer event already wrote is skipped.
+fn stale_warning(link: &record_links::Model, op: &Operation, event_created: i64) -> String {
+    if link.last_event_created == event_created {
         format!(
             "an event of the same second ({}) was already applied to {} {}; the first applied is kept",
             link.last_event_id, op.object, link.crm_record_id
@@ -1821,7 +2014,17 @@ fn mark_stale(
             "a newer event ({}) was already applied to {} {}",
             link.last_event_id, op.object, link.crm_record_id
         )
-    };
+    }
+}
+
+/// A delivery whose record a newer event already wrote: skipped as `stale`, pointing at it.
+fn mark_stale(
+    active: &mut deliveries::ActiveModel,
+    link: &record_links::Model,
+    op: &Operation,
+    attempts: i32,
+    warning: &str,
+) {
     active.status = Set(ds::SKIPPED.into());
     active.reason = Set(Some("stale".into()));
     active.attempts = Set(attempts);

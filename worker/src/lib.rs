@@ -10,6 +10,7 @@ pub mod engine;
 pub mod faults;
 pub mod flow;
 pub mod health;
+pub mod history;
 pub mod inbox;
 pub mod lease;
 pub mod metrics;

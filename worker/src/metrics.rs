@@ -148,7 +148,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "pruned",
-        "Rows removed by the retention loop, by kind (events, deliveries, audit_log)",
+        "Rows removed by the retention loop, by kind (events, deliveries, delivery_attempts, audit_log)",
         m.pruned.clone(),
     );
     Metrics { registry, ..m }

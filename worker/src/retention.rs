@@ -1,11 +1,12 @@
-//! Retention: finished events (with their raw bodies), their deliveries and seeds older than
+//! Retention: finished events (with their raw bodies), their deliveries (with their attempts)
+//! and seeds older than
 //! `TRIBUTARY_RETENTION`, and audit entries older than `TRIBUTARY_AUDIT_RETENTION`, are
 //! deleted in small batches by one process at a time (a lease in `leases`). Record links stay:
 //! they are what keeps a late duplicate from writing a CRM record twice. An event with work
 //! still open (pending, retrying, waiting) is never pruned, whatever its age.
 
 use chrono::{DateTime, Utc};
-use entity::{audit_log, deliveries, event_seeds, events};
+use entity::{audit_log, deliveries, delivery_attempts, event_seeds, events};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -25,6 +26,7 @@ const LEASE_NAME: &str = "retention";
 pub struct Pruned {
     pub events: u64,
     pub deliveries: u64,
+    pub attempts: u64,
     pub audit_log: u64,
 }
 
@@ -59,6 +61,7 @@ pub async fn run_forever(db: DatabaseConnection, settings: Settings, holder: Str
             Ok(p) => tracing::info!(
                 events = p.events,
                 deliveries = p.deliveries,
+                attempts = p.attempts,
                 audit_log = p.audit_log,
                 "retention pruned old rows"
             ),
@@ -67,8 +70,8 @@ pub async fn run_forever(db: DatabaseConnection, settings: Settings, holder: Str
     }
 }
 
-/// Deletes finished events received before `events_before` (with their deliveries and
-/// seeds) and audit entries created before `audit_before`, [`BATCH`] rows at a time.
+/// Deletes finished events received before `events_before` (with their deliveries, the
+/// deliveries' attempts and the seeds) and audit entries created before `audit_before`, [`BATCH`] rows at a time.
 pub async fn prune(
     db: &DatabaseConnection,
     events_before: DateTime<Utc>,
@@ -76,11 +79,13 @@ pub async fn prune(
 ) -> Result<Pruned, DbErr> {
     let mut total = Pruned::default();
     loop {
-        let (events, deliveries) = prune_events(db, events_before).await?;
+        let (events, deliveries, attempts) = prune_events(db, events_before).await?;
         total.events += events;
         total.deliveries += deliveries;
+        total.attempts += attempts;
         crate::metrics::pruned("events", events);
         crate::metrics::pruned("deliveries", deliveries);
+        crate::metrics::pruned("delivery_attempts", attempts);
         if events < BATCH {
             break;
         }
@@ -134,8 +139,11 @@ fn prunable(before: DateTime<Utc>) -> Condition {
         )
 }
 
-/// One batch of events; returns (events, deliveries) removed.
-async fn prune_events(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<(u64, u64), DbErr> {
+/// One batch of events; returns (events, deliveries, attempts) removed.
+async fn prune_events(
+    db: &DatabaseConnection,
+    before: DateTime<Utc>,
+) -> Result<(u64, u64, u64), DbErr> {
     let txn = crate::db::begin_write(db).await?;
     // Locked (on Postgres) as read, so a replay landing now waits and finds the event gone,
     // or reopens it first and keeps it.
@@ -151,9 +159,14 @@ async fn prune_events(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<
         .await?;
     if ids.is_empty() {
         txn.commit().await?;
-        return Ok((0, 0));
+        return Ok((0, 0, 0));
     }
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let attempts = delivery_attempts::Entity::delete_many()
+        .filter(delivery_attempts::Column::EventId.is_in(ids.iter().copied()))
+        .exec(&txn)
+        .await?
+        .rows_affected;
     let deliveries = deliveries::Entity::delete_many()
         .filter(deliveries::Column::EventId.is_in(ids.iter().copied()))
         .exec(&txn)
@@ -169,5 +182,5 @@ async fn prune_events(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<
         .await?
         .rows_affected;
     txn.commit().await?;
-    Ok((events, deliveries))
+    Ok((events, deliveries, attempts))
 }

@@ -118,6 +118,16 @@ string_enum_schema!(
 );
 
 string_enum_schema!(
+    /// What became of one attempt of a delivery.
+    AttemptOutcome,
+    "`succeeded`; `retrying` (another attempt is scheduled); `throttled` (the vendor's rate \
+     limit refused it; tried again when the vendor says, outside the retry budget); `waiting` \
+     (the vendor refused the credentials); `dead` (dead-lettered); `skipped` (a newer event was \
+     already applied, or an assert did not hold).",
+    crate::history::outcome::ALL.iter().copied()
+);
+
+string_enum_schema!(
     /// How a failed CRM call was classified.
     CrmErrorKind,
     "How a failed CRM call is handled: `auth`, `rate_limited` and `transient` are retried or \

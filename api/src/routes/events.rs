@@ -1,4 +1,5 @@
-//! `/v1/events` (the inbox, replay) and `/v1/deliveries` (attempts, the dead-letter queue).
+//! `/v1/events` (the inbox, replay) and `/v1/deliveries` (attempts and their history, the
+//! dead-letter queue).
 
 use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, get, post};
@@ -9,7 +10,8 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, MaybeJson, Page, TenantContext, ValidQuery};
 use crate::services::events::{
-    self, AcceptedOut, DeliveryFilter, DeliveryOut, EventDetailOut, EventFilter, EventOut, ReplayIn,
+    self, AcceptedOut, DeliveryDetailOut, DeliveryFilter, DeliveryOut, EventDetailOut, EventFilter,
+    EventOut, ReplayIn,
 };
 
 /// List events
@@ -36,7 +38,8 @@ async fn list(
 
 /// Get an event
 ///
-/// One event with its payload as Stripe sent it and every delivery it caused.
+/// One event with its payload as Stripe sent it and every delivery it caused, each with its
+/// latest 10 attempts (`history`, oldest first; `GET /v1/deliveries/{id}` has all it keeps).
 #[utoipa::path(tag = "events", operation_id = "events.get", params(("id" = String, Path, description = "The event's id")),
     responses(
         (status = 200, description = "The event, its payload and its deliveries.", body = EventDetailOut),
@@ -106,6 +109,26 @@ async fn list_deliveries(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+/// Get a delivery
+///
+/// One delivery with its history: every attempt it keeps (the latest 50), oldest first, each
+/// with its time, duration, request summary, vendor status, error and an excerpt of the
+/// vendor's answer, redacted.
+#[utoipa::path(tag = "deliveries", operation_id = "deliveries.get", params(("id" = String, Path, description = "The delivery's id")),
+    responses(
+        (status = 200, description = "The delivery and its attempts, oldest first.", body = DeliveryDetailOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/deliveries/{id}")]
+async fn get_delivery(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(events::get_delivery(&state, &ctx, &id).await?))
+}
+
 /// Retry a delivery
 ///
 /// Runs a delivery again with a fresh set of attempts, typically a dead letter after the cause was
@@ -132,5 +155,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(get_one)
         .service(replay)
         .service(list_deliveries)
+        .service(get_delivery)
         .service(retry);
 }

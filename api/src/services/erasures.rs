@@ -1,13 +1,15 @@
 //! Erasure on request (a customer's right to be forgotten): everything of one email address in
 //! the caller's tenant, in one transaction. Events are redacted, not deleted: the row keeps its
 //! Stripe ids, so a late retry or a backfill of the same Stripe event is recognised as a
-//! duplicate and the person's data is not stored again. Deliveries lose what was sent and
-//! answered; sandbox records holding the address are deleted with their links. The audit log
+//! duplicate and the person's data is not stored again. Deliveries, and every attempt in their
+//! history, lose what was sent and answered; sandbox records holding the address are deleted with their links. The audit log
 //! names the erasure by the address's SHA-256, never the address.
 
 use std::collections::BTreeSet;
 
-use entity::{Role, TenantOwned, deliveries, events, record_links, sandbox_records};
+use entity::{
+    Role, TenantOwned, deliveries, delivery_attempts, events, record_links, sandbox_records,
+};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
@@ -47,7 +49,7 @@ pub struct ErasureOut {
     pub email_hash: String,
     /// Events whose payload (the raw body) was redacted.
     pub events: u64,
-    /// Deliveries whose request, answer and error were cleared.
+    /// Deliveries whose request, answer and error were cleared, with those of their attempts.
     pub deliveries: u64,
     /// Sandbox CRM records deleted.
     pub sandbox_records: u64,
@@ -183,7 +185,8 @@ async fn redact_events<C: ConnectionTrait>(
 }
 
 /// Clears what the deliveries of those events (and any other delivery that mentions the
-/// address) sent and received; open ones are closed as `skipped`, reason `erased`.
+/// address, itself or in an attempt) sent and received, in the delivery and in every attempt
+/// of its history; open ones are closed as `skipped`, reason `erased`.
 async fn clear_deliveries<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
@@ -223,6 +226,39 @@ async fn clear_deliveries<C: ConnectionTrait>(
                 .await?,
         );
     }
+    // A delivery whose earlier attempts mention the address, though its latest does not.
+    let from_attempts: BTreeSet<String> = delivery_attempts::Entity::find_in_tenant(tenant_id)
+        .filter(
+            Condition::any()
+                .add(contains(delivery_attempts::Column::Request, email))
+                .add(contains(delivery_attempts::Column::ErrorMessage, email))
+                .add(contains(delivery_attempts::Column::ResponseExcerpt, email))
+                .add(contains(delivery_attempts::Column::Reason, email)),
+        )
+        .all(db)
+        .await?
+        .into_iter()
+        .filter(|a| {
+            [
+                a.request.as_deref(),
+                a.error_message.as_deref(),
+                a.response_excerpt.as_deref(),
+                a.reason.as_deref(),
+            ]
+            .into_iter()
+            .any(|text| mentions(text, email))
+        })
+        .map(|a| a.delivery_id)
+        .collect();
+    let from_attempts: Vec<&str> = from_attempts.iter().map(String::as_str).collect();
+    for chunk in from_attempts.chunks(500) {
+        found.extend(
+            deliveries::Entity::find_in_tenant(tenant_id)
+                .filter(deliveries::Column::Id.is_in(chunk.iter().copied()))
+                .all(db)
+                .await?,
+        );
+    }
     let mut seen = BTreeSet::new();
     let at = now();
     for delivery in found {
@@ -255,7 +291,54 @@ async fn clear_deliveries<C: ConnectionTrait>(
             .exec(db)
             .await?;
     }
+    let cleared: Vec<&str> = seen.iter().map(String::as_str).collect();
+    for chunk in cleared.chunks(500) {
+        clear_attempts(db, tenant_id, email, chunk).await?;
+    }
     Ok(seen.len() as u64)
+}
+
+/// Clears what the attempts of these deliveries sent and received; their times, durations,
+/// statuses and outcomes stay.
+async fn clear_attempts<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    email: &str,
+    delivery_ids: &[&str],
+) -> Result<(), ApiError> {
+    let of_these = || {
+        Condition::all()
+            .add(delivery_attempts::Column::TenantId.eq(tenant_id))
+            .add(delivery_attempts::Column::DeliveryId.is_in(delivery_ids.iter().copied()))
+    };
+    delivery_attempts::Entity::update_many()
+        .set(delivery_attempts::ActiveModel {
+            request: Set(None),
+            response_excerpt: Set(None),
+            ..Default::default()
+        })
+        .filter(of_these())
+        .exec(db)
+        .await?;
+    delivery_attempts::Entity::update_many()
+        .set(delivery_attempts::ActiveModel {
+            error_message: Set(Some("erased on request".into())),
+            ..Default::default()
+        })
+        .filter(of_these())
+        .filter(delivery_attempts::Column::ErrorMessage.is_not_null())
+        .exec(db)
+        .await?;
+    delivery_attempts::Entity::update_many()
+        .set(delivery_attempts::ActiveModel {
+            reason: Set(None),
+            ..Default::default()
+        })
+        .filter(of_these())
+        .filter(contains(delivery_attempts::Column::Reason, email))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Deletes the tenant's sandbox records that hold the address, and the links to them (a

@@ -1,14 +1,20 @@
-//! The inbox as tenants see it: events with their deliveries, replay, and the dead-letter
-//! queue with retry.
+//! The inbox as tenants see it: events with their deliveries and the deliveries' attempts,
+//! replay, and the dead-letter queue with retry.
 
-use entity::{Role, TenantOwned, connections, deliveries, events};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use std::collections::HashMap;
+
+use entity::{Role, TenantOwned, connections, deliveries, delivery_attempts, events};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tributary_worker::engine::{delivery_status as ds, status};
 use tributary_worker::flow::Action;
+use tributary_worker::history::KEPT_ATTEMPTS;
 use tributary_worker::queue::ProcessEvent;
-use tributary_worker::schema::{CrmErrorKind, DeliveryStatus, EventStatus};
+use tributary_worker::schema::{AttemptOutcome, CrmErrorKind, DeliveryStatus, EventStatus};
 use utoipa::{IntoParams, ToSchema};
 
 use super::fields::check_one_of;
@@ -136,6 +142,76 @@ impl From<deliveries::Model> for DeliveryOut {
     }
 }
 
+/// Why an attempt failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptError {
+    /// `auth`, `rate_limited`, `invalid`, `not_found`, `transient` or `permanent`.
+    #[schema(value_type = CrmErrorKind, example = "transient")]
+    pub kind: String,
+    #[schema(example = "HTTP CRM answered 500")]
+    pub message: String,
+}
+
+/// One attempt of a delivery: when, how long, what was asked, what the vendor answered, and
+/// what became of it. Credentials and generated secrets never appear in it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptOut {
+    /// 1, 2, 3… over the delivery's whole life: a retry goes on counting (while the
+    /// delivery's `attempts` starts again). A delivery keeps its latest 50.
+    #[schema(example = 2)]
+    pub attempt: i32,
+    #[schema(example = "2026-12-06T10:15:02.113Z")]
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    #[schema(example = 182)]
+    pub duration_ms: i64,
+    #[schema(value_type = AttemptOutcome, example = "retrying")]
+    pub outcome: String,
+    /// What was asked: the vendor requests sent (method, host and path; never a header or the
+    /// query string), or else the operation (`upsert contacts`).
+    #[schema(example = "POST crm.example.com/customers")]
+    pub request: Option<String>,
+    /// The status of the vendor's answer, when there was one.
+    #[schema(example = 500)]
+    pub vendor_status: Option<i32>,
+    pub error: Option<AttemptError>,
+    /// The start of the vendor's answer (at most 2 KiB), with credentials and generated
+    /// secrets taken out.
+    #[schema(example = "{\"error\":\"internal error\"}")]
+    pub response_excerpt: Option<String>,
+    /// Why it ended so: `attempts_exhausted`, `not_retryable`, `stale: …`, `connection
+    /// needs_reauth`, `panic`, or the assertion that did not hold.
+    pub reason: Option<String>,
+}
+
+impl From<delivery_attempts::Model> for AttemptOut {
+    fn from(a: delivery_attempts::Model) -> Self {
+        AttemptOut {
+            error: a.error_kind.map(|kind| AttemptError {
+                kind,
+                message: a.error_message.unwrap_or_default(),
+            }),
+            attempt: a.attempt,
+            started_at: a.started_at,
+            duration_ms: a.duration_ms,
+            outcome: a.outcome,
+            request: a.request,
+            vendor_status: a.vendor_status,
+            response_excerpt: a.response_excerpt,
+            reason: a.reason,
+        }
+    }
+}
+
+/// A delivery with its history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryDetailOut {
+    #[serde(flatten)]
+    pub delivery: DeliveryOut,
+    /// Its attempts, oldest first: the latest 50 it keeps (`GET /v1/deliveries/{id}`), or
+    /// the latest 10 in its event (`GET /v1/events/{id}`).
+    pub history: Vec<AttemptOut>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventDetailOut {
     #[serde(flatten)]
@@ -143,8 +219,12 @@ pub struct EventDetailOut {
     /// The event as Stripe sent it.
     #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub payload: Value,
-    pub deliveries: Vec<DeliveryOut>,
+    /// Its deliveries, each with its latest 10 attempts.
+    pub deliveries: Vec<DeliveryDetailOut>,
 }
+
+/// Attempts of each delivery an event's view shows: an event may have many deliveries.
+pub const EVENT_VIEW_ATTEMPTS: i32 = 10;
 
 /// Filters of the event list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -247,10 +327,59 @@ pub async fn get(
         .order_by_asc(deliveries::Column::Id)
         .all(&state.db)
         .await?;
+    // The latest few attempts of every delivery, in one query.
+    let latest = Expr::cust(format!(
+        r#""delivery_attempts"."attempt" > (SELECT MAX("kept"."attempt") FROM "delivery_attempts" "kept" WHERE "kept"."delivery_id" = "delivery_attempts"."delivery_id") - {EVENT_VIEW_ATTEMPTS}"#
+    ));
+    let mut histories: HashMap<String, Vec<AttemptOut>> = HashMap::new();
+    for attempt in delivery_attempts::Entity::find_in_tenant(&ctx.tenant_id)
+        .filter(delivery_attempts::Column::EventId.eq(event.id.as_str()))
+        .filter(latest)
+        .order_by_asc(delivery_attempts::Column::DeliveryId)
+        .order_by_asc(delivery_attempts::Column::Attempt)
+        .order_by_asc(delivery_attempts::Column::Id)
+        .all(&state.db)
+        .await?
+    {
+        histories
+            .entry(attempt.delivery_id.clone())
+            .or_default()
+            .push(attempt.into());
+    }
     Ok(EventDetailOut {
         payload: serde_json::from_str(&event.payload).unwrap_or(Value::Null),
         event: event.into(),
-        deliveries: deliveries.into_iter().map(DeliveryOut::from).collect(),
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| DeliveryDetailOut {
+                history: histories.remove(&d.id).unwrap_or_default(),
+                delivery: d.into(),
+            })
+            .collect(),
+    })
+}
+
+/// One delivery with the attempts it keeps, oldest first.
+pub async fn get_delivery(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<DeliveryDetailOut, ApiError> {
+    let delivery = super::owned::<deliveries::Entity, _>(&state.db, ctx, id).await?;
+    let mut history: Vec<AttemptOut> = delivery_attempts::Entity::find_in_tenant(&ctx.tenant_id)
+        .filter(delivery_attempts::Column::DeliveryId.eq(delivery.id.as_str()))
+        .order_by_desc(delivery_attempts::Column::Attempt)
+        .order_by_desc(delivery_attempts::Column::Id)
+        .limit(KEPT_ATTEMPTS as u64)
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(AttemptOut::from)
+        .collect();
+    history.reverse();
+    Ok(DeliveryDetailOut {
+        delivery: delivery.into(),
+        history,
     })
 }
 

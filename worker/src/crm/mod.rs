@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::flow::Operation;
-pub use session::{Call, Connector, Exchanged, Reply, Request, Session};
+pub use session::{Call, Connector, Exchanged, Reply, Request, Session, Trail};
 
 /// How a failed CRM call is handled, decided once by the adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,21 +184,27 @@ pub(crate) fn api_base(call: &Call<'_>, session: &Session) -> Result<String, Crm
     adapter_of(&call.connection)?.api_base(call, session)
 }
 
-/// Executes one operation against the connection's vendor.
+/// Executes one operation against the connection's vendor; says too which requests it sent
+/// (for the delivery's history).
 pub async fn apply(
     connector: &Connector,
     connection: &connections::Model,
     op: &Operation,
     linked: Option<&str>,
-) -> Result<CrmOutcome, CrmError> {
+) -> (Result<CrmOutcome, CrmError>, Trail) {
     if connection.provider == "smtp" {
-        return crate::actions::email::send(connector, connection, op).await;
+        let result = crate::actions::email::send(connector, connection, op).await;
+        return (result, Trail::default());
     }
-    let adapter = adapter_of(connection)?;
-    let mut call = Call::open(connector, connection)?;
+    let opened = adapter_of(connection)
+        .and_then(|adapter| Ok((adapter, Call::open(connector, connection)?)));
+    let (adapter, mut call) = match opened {
+        Ok(opened) => opened,
+        Err(error) => return (Err(error), Trail::default()),
+    };
     let result = adapter.apply(&mut call, op, linked).await;
     call.finish().await;
-    result
+    (result, std::mem::take(&mut call.trail))
 }
 
 /// One cheap authenticated call to the connection's vendor.
@@ -216,22 +222,33 @@ pub async fn check(
     result
 }
 
-/// The settings templates see: the connection's own, plus what the adapter discovers.
+/// The settings templates see: the connection's own, plus what the adapter discovers; says
+/// too which requests discovering them sent.
 pub async fn template_settings(
     connector: &Connector,
     connection: &connections::Model,
-) -> Result<Value, CrmError> {
+) -> (Result<Value, CrmError>, Trail) {
     let mut settings: Map<String, Value> =
         serde_json::from_str(&connection.settings).unwrap_or_default();
+    let mut trail = Trail::default();
     if let Some(adapter) = adapter(&connection.provider) {
-        let mut call = Call::open(connector, connection)?;
+        let mut call = match Call::open(connector, connection) {
+            Ok(call) => call,
+            Err(error) => return (Err(error), trail),
+        };
         let discovered = adapter.template_settings(&mut call).await;
         call.finish().await;
-        for (key, value) in discovered? {
-            settings.entry(key).or_insert(value);
+        trail = std::mem::take(&mut call.trail);
+        match discovered {
+            Ok(discovered) => {
+                for (key, value) in discovered {
+                    settings.entry(key).or_insert(value);
+                }
+            }
+            Err(error) => return (Err(error), trail),
         }
     }
-    Ok(Value::Object(settings))
+    (Ok(Value::Object(settings)), trail)
 }
 
 /// Property values as text, the way HubSpot wants them: numbers without exponent, booleans as

@@ -323,6 +323,8 @@ pub struct Call<'c> {
     /// Facts to merge into the connection's `vendor_info` when the call ends.
     pub info: Map<String, Value>,
     pub timeout: Duration,
+    /// The requests sent, for the delivery's history.
+    pub trail: Trail,
 }
 
 fn db_error(err: sea_orm::DbErr) -> CrmError {
@@ -346,6 +348,7 @@ impl<'c> Call<'c> {
             session: None,
             refreshed: false,
             info: Map::new(),
+            trail: Trail::default(),
         };
         call.credentials = call.open_credentials(connection)?;
         call.session = call.open_session(connection);
@@ -587,6 +590,7 @@ impl<'c> Call<'c> {
             for (name, value) in self.auth_headers(&session, body.as_deref().unwrap_or(""))? {
                 builder = builder.header(name, value);
             }
+            self.trail.sent(&request.method, &url);
             let started = Instant::now();
             let response = builder.send().await;
             let provider = self.connection.provider.as_str();
@@ -658,6 +662,7 @@ impl<'c> Call<'c> {
                 status,
                 "vendor call"
             );
+            self.trail.status = Some(status);
             let reply = Reply {
                 status,
                 headers,
@@ -860,6 +865,107 @@ impl<'c> Call<'c> {
             tracing::warn!(connection_id = %row.id, error = %e, "could not record vendor info");
         }
     }
+}
+
+/// The requests one call sent to its vendor, summarised for the delivery's history: method,
+/// host and path only (the query and headers, which may carry credentials, are left out).
+/// Keeps the first three and the last, so a long conversation stays short.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trail {
+    first: Vec<String>,
+    last: Option<String>,
+    count: usize,
+    /// The status of the latest answer.
+    pub status: Option<u16>,
+}
+
+impl Trail {
+    const FIRST: usize = 3;
+
+    fn sent(&mut self, method: &Method, url: &url::Url) {
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let entry = format!(
+            "{method} {}{port}{}",
+            url.host_str().unwrap_or(""),
+            url.path()
+        );
+        self.count += 1;
+        if self.first.len() < Self::FIRST {
+            self.first.push(entry);
+        } else {
+            self.last = Some(entry);
+        }
+    }
+
+    /// `POST host/a, GET host/b` (with `… N more …` before the last when there were many),
+    /// or `None` when nothing was sent.
+    pub fn summary(&self) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut parts = self.first.clone();
+        let hidden = self.count - self.first.len() - usize::from(self.last.is_some());
+        if hidden > 0 {
+            parts.push(format!("… {hidden} more …"));
+        }
+        parts.extend(self.last.clone());
+        Some(parts.join(", "))
+    }
+}
+
+/// The values of a connection's credentials and current access token that are long enough to
+/// be told apart from ordinary text (8 characters or more), longest first: what a vendor's
+/// echo of a request must never carry into what Tributary stores or shows.
+pub fn credential_values(keyring: &Keyring, connection: &connections::Model) -> Vec<String> {
+    use base64::Engine as _;
+    let mut values = Vec::new();
+    match open_credentials(keyring, connection).unwrap_or(Credentials::None) {
+        Credentials::None
+        | Credentials::Oauth {
+            client_secret: None,
+            ..
+        } => {}
+        Credentials::Oauth {
+            client_secret: Some(secret),
+            ..
+        } => values.push(secret),
+        Credentials::Token { token } => values.push(token),
+        Credentials::RefreshToken {
+            client_secret,
+            refresh_token,
+            access_token,
+            ..
+        } => {
+            values.extend([client_secret, refresh_token]);
+            values.extend(access_token);
+        }
+        Credentials::JwtBearer { private_key, .. } => values.push(private_key),
+        Credentials::Basic { username, password } => {
+            values.push(
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")),
+            );
+            values.push(password);
+        }
+        Credentials::Header { value, .. } => values.push(value),
+        Credentials::Hmac { secret, .. } => values.push(secret),
+    }
+    if let Some(sealed) = connection.session.as_deref()
+        && let Ok(plain) = keyring.open(
+            sealed,
+            &SecretContext {
+                tenant_id: &connection.tenant_id,
+                purpose: SESSION_PURPOSE,
+                row_id: &connection.id,
+            },
+        )
+        && let Ok(session) = serde_json::from_str::<Session>(crate::secrets::expose(&plain))
+    {
+        values.push(session.access_token);
+    }
+    values.retain(|v| v.chars().count() >= 8);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    values
 }
 
 /// A URL without its query string (which may carry values a log should not keep).
