@@ -11,6 +11,7 @@ mod crm_hubspot;
 mod crm_salesforce;
 mod crm_zoho;
 mod errors;
+mod event_search;
 mod first_hour;
 mod flows;
 mod health;
