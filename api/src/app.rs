@@ -219,7 +219,14 @@ pub fn server(
     let spec = crate::openapi::document();
     let routes = Data::new(RouteTable::from_spec(&spec));
     let spec_json = Data::new(spec.to_json().unwrap_or_default());
-    let state = Data::new(state);
+    let state = Arc::new(state);
+    // Bulk retries and replays run in the api, where the single ones live; the loop ends
+    // with the server.
+    tokio::spawn(crate::services::bulk_jobs::run_forever(
+        Arc::downgrade(&state),
+        state.settings.sweep_interval,
+    ));
+    let state = Data::from(state);
     let path_config = web::PathConfig::default()
         .error_handler(|err, _| ApiError::BadRequest(format!("bad path parameter: {err}")).into());
     let query_config = web::QueryConfig::default()

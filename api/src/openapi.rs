@@ -31,6 +31,7 @@ use crate::error::{FieldError, Problem};
         (name = "flows", description = "Mapping flows, their versions, validation, preview and templates"),
         (name = "events", description = "The inbox of received Stripe events, and replay"),
         (name = "deliveries", description = "Every step's attempts; the dead-letter queue"),
+        (name = "bulk-jobs", description = "Bulk retries and replays, and their progress"),
         (name = "webhooks", description = "Stripe's ingress"),
         (name = "notification-channels", description = "Where alerts go (Slack or a signed webhook), and the alerts sent"),
         (name = "audit-log", description = "Who changed what"),

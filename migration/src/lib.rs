@@ -14,6 +14,7 @@ mod m20261201_000008_event_seeds;
 mod m20261206_000009_retention;
 mod m20261206_000010_audit_client;
 mod m20261206_000011_delivery_attempts;
+mod m20261206_000012_event_search;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_retention::Migration),
             Box::new(m20261206_000010_audit_client::Migration),
             Box::new(m20261206_000011_delivery_attempts::Migration),
+            Box::new(m20261206_000012_event_search::Migration),
         ]
     }
 }

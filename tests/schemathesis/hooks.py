@@ -56,6 +56,10 @@ STATEFUL = {
     # The callback's `state` is single-use and minted by the server, so no generated one is
     # live; every refused callback is a 400 page (the connections Contract).
     "GET /v1/oauth/callback": [(400, None)],
+    # Bulk filters: `flow_id` and `connection_id` must name the tenant's own; `created_lt` must
+    # come after `created_gte` (a rule across two fields, stated in their descriptions).
+    "POST /v1/deliveries/retry": [(422, r"flow_id|connection_id|created_lt|created_gte")],
+    "POST /v1/events/replay": [(422, r"flow_id|connection_id|created_lt|created_gte")],
 }
 
 

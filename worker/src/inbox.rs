@@ -1,10 +1,11 @@
 //! The durable inbox: storing a verified event and queueing it. On Postgres with the queue in
 //! the same database, the event row and its job commit in one transaction, so there is no
 //! moment when an acknowledged event is stored but not queued. Elsewhere the job is pushed
-//! right after the commit and the sweeper covers the gap.
+//! right after the commit and the sweeper covers the gap. The event's search keys
+//! ([`event_keys`]) commit with it.
 
 use apalis::prelude::TaskBuilder;
-use entity::{events, stripe_accounts};
+use entity::{event_keys, events, stripe_accounts};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr};
 
 use crate::engine::status;
@@ -57,20 +58,29 @@ pub async fn store(
     queue: &Queue,
     mut row: events::Model,
 ) -> anyhow::Result<Stored> {
+    let keys = event_keys::extract_from_payload(&row.payload);
     if let Queue::Postgres(_) = queue {
-        return store_and_enqueue_postgres(db, row).await;
+        return store_and_enqueue_postgres(db, row, keys).await;
     }
     row.status = status::RECEIVED.into();
+    let txn = crate::db::begin_write(db).await?;
     match events::Entity::insert(events::ActiveModel::from(row.clone()))
-        .exec(db)
+        .exec(&txn)
         .await
     {
         Ok(_) => {}
         Err(e) if is_unique_violation(&e) => {
+            txn.rollback().await?;
             return Ok(Stored::Duplicate(existing_id(db, &row).await?));
         }
         Err(e) => return Err(e.into()),
     }
+    if !keys.is_empty() {
+        event_keys::Entity::insert_many(event_keys::rows(&row.tenant_id, &row.id, keys))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
     let queue = queue.clone();
     let id = row.id.clone();
     tokio::spawn(async move {
@@ -106,6 +116,7 @@ async fn existing_id(db: &DatabaseConnection, row: &events::Model) -> anyhow::Re
 async fn store_and_enqueue_postgres(
     db: &DatabaseConnection,
     row: events::Model,
+    keys: Vec<event_keys::Key>,
 ) -> anyhow::Result<Stored> {
     let pool = db.get_postgres_connection_pool();
     let mut tx = pool.begin().await?;
@@ -135,6 +146,19 @@ async fn store_and_enqueue_postgres(
     if !inserted {
         tx.rollback().await?;
         return Ok(Stored::Duplicate(existing_id(db, &row).await?));
+    }
+    if !keys.is_empty() {
+        let mut insert = sea_orm::sqlx::QueryBuilder::<sea_orm::sqlx::Postgres>::new(
+            "INSERT INTO event_keys (event_id, value, tenant_id, kind) ",
+        );
+        insert.push_values(keys, |mut values, (kind, value)| {
+            values
+                .push_bind(row.id.as_str())
+                .push_bind(value)
+                .push_bind(row.tenant_id.as_str())
+                .push_bind(kind);
+        });
+        insert.build().execute(&mut *tx).await?;
     }
     let job = ProcessEvent {
         event_id: row.id.clone(),

@@ -1,12 +1,12 @@
-//! Retention: finished events (with their raw bodies), their deliveries (with their attempts)
-//! and seeds older than
-//! `TRIBUTARY_RETENTION`, and audit entries older than `TRIBUTARY_AUDIT_RETENTION`, are
-//! deleted in small batches by one process at a time (a lease in `leases`). Record links stay:
-//! they are what keeps a late duplicate from writing a CRM record twice. An event with work
-//! still open (pending, retrying, waiting) is never pruned, whatever its age.
+//! Retention: finished events (with their raw bodies), their deliveries (with their attempts),
+//! seeds and search keys older than `TRIBUTARY_RETENTION`, and audit entries older than
+//! `TRIBUTARY_AUDIT_RETENTION`, are deleted in small batches by one process at a time (a
+//! lease in `leases`). Record links stay: they are what keeps a late duplicate from writing a
+//! CRM record twice. An event with work still open (pending, retrying, waiting) is never
+//! pruned, whatever its age.
 
 use chrono::{DateTime, Utc};
-use entity::{audit_log, deliveries, delivery_attempts, event_seeds, events};
+use entity::{audit_log, deliveries, delivery_attempts, event_keys, event_seeds, events};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -174,6 +174,10 @@ async fn prune_events(
         .rows_affected;
     event_seeds::Entity::delete_many()
         .filter(event_seeds::Column::EventId.is_in(ids.iter().copied()))
+        .exec(&txn)
+        .await?;
+    event_keys::Entity::delete_many()
+        .filter(event_keys::Column::EventId.is_in(ids.iter().copied()))
         .exec(&txn)
         .await?;
     let events = events::Entity::delete_many()

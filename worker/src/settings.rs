@@ -136,6 +136,8 @@ pub struct Limits {
     pub webhook_rate: Rate,
     /// Flow previews and validations per tenant (`TRIBUTARY_PREVIEW_RATE`), per replica.
     pub preview_rate: Rate,
+    /// Deliveries or events one bulk retry or replay may cover (`TRIBUTARY_MAX_BULK_ITEMS`).
+    pub max_bulk_items: u64,
 }
 
 /// `N` events per `period`, e.g. `100/second`.
@@ -509,6 +511,7 @@ impl Settings {
             max_connections: parse_count("TRIBUTARY_MAX_CONNECTIONS", get, 50, 1_000_000)?,
             webhook_rate: parse_rate("TRIBUTARY_WEBHOOK_RATE", get, "100/second")?,
             preview_rate: parse_rate("TRIBUTARY_PREVIEW_RATE", get, "60/minute")?,
+            max_bulk_items: parse_count("TRIBUTARY_MAX_BULK_ITEMS", get, 10_000, 100_000)?,
         };
         let retention = parse_duration("TRIBUTARY_RETENTION", get, "90days")?;
         let audit_retention = parse_duration("TRIBUTARY_AUDIT_RETENTION", get, "365days")?;
@@ -786,6 +789,7 @@ mod tests {
         assert_eq!(s.limits.max_flows, 100);
         assert_eq!(s.limits.max_steps_per_flow, 50);
         assert_eq!(s.limits.max_connections, 50);
+        assert_eq!(s.limits.max_bulk_items, 10_000);
         assert_eq!(
             s.limits.webhook_rate,
             Rate {

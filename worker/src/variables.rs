@@ -222,6 +222,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "previews and validations per tenant, per replica",
     ),
     (
+        "TRIBUTARY_MAX_BULK_ITEMS",
+        "10000",
+        "deliveries or events one bulk retry or replay may cover",
+    ),
+    (
         "TRIBUTARY_RETENTION",
         "90days",
         "how long finished events and deliveries are kept",

@@ -9,6 +9,7 @@ use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, MaybeJson, Page, TenantContext, ValidQuery};
+use crate::services::event_search::EventSearch;
 use crate::services::events::{
     self, AcceptedOut, DeliveryDetailOut, DeliveryFilter, DeliveryOut, EventDetailOut, EventFilter,
     EventOut, ReplayIn,
@@ -17,8 +18,9 @@ use crate::services::events::{
 /// List events
 ///
 /// The inbox: every Stripe event received, newest first, with its status. Filter by `type`,
-/// `status` and Stripe's `created` time.
-#[utoipa::path(tag = "events", operation_id = "events.list", params(EventFilter, ListQuery),
+/// `status` and Stripe's `created` time; find events by Stripe event id, Stripe object id or
+/// customer email (`search`), or by the flow or connection they were delivered through.
+#[utoipa::path(tag = "events", operation_id = "events.list", params(EventFilter, EventSearch, ListQuery),
     responses(
         (status = 200, description = "A page of received events, newest first.", body = ListResponse<EventOut>),
         (status = 400, response = inline(responses::BadRequest)),
@@ -30,9 +32,10 @@ async fn list(
     state: Data<AppState>,
     ctx: TenantContext,
     ValidQuery(filter): ValidQuery<EventFilter>,
+    ValidQuery(search): ValidQuery<EventSearch>,
     page: Page,
 ) -> Result<HttpResponse, ApiError> {
-    let (data, has_more) = events::list(&state, &ctx, &page, &filter).await?;
+    let (data, has_more) = events::list(&state, &ctx, &page, &filter, &search).await?;
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod bulk;
 pub mod connections;
 pub mod erasures;
 pub mod events;
@@ -29,6 +30,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     connections::configure(cfg);
     oauth::configure(cfg);
     flows::configure(cfg);
+    // Before events: `POST /v1/events/replay` is not an event's id.
+    bulk::configure(cfg);
     events::configure(cfg);
     erasures::configure(cfg);
     notification_channels::configure(cfg);

@@ -2,13 +2,15 @@
 //! the caller's tenant, in one transaction. Events are redacted, not deleted: the row keeps its
 //! Stripe ids, so a late retry or a backfill of the same Stripe event is recognised as a
 //! duplicate and the person's data is not stored again. Deliveries, and every attempt in their
-//! history, lose what was sent and answered; sandbox records holding the address are deleted with their links. The audit log
-//! names the erasure by the address's SHA-256, never the address.
+//! history, lose what was sent and answered; sandbox records holding the address are deleted
+//! with their links; the events' search keys keep only the ids the redacted payload holds. The
+//! audit log names the erasure by the address's SHA-256, never the address.
 
 use std::collections::BTreeSet;
 
 use entity::{
-    Role, TenantOwned, deliveries, delivery_attempts, events, record_links, sandbox_records,
+    Role, TenantOwned, deliveries, delivery_attempts, event_keys, events, record_links,
+    sandbox_records,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
@@ -122,6 +124,7 @@ pub async fn erase(
     let hash = email_hash(&email);
     let txn = crate::db::begin_write(&state.db).await?;
     let events = redact_events(&txn, &ctx.tenant_id, &email).await?;
+    forget_search_keys(&txn, &ctx.tenant_id, &email, &events).await?;
     let deliveries = clear_deliveries(&txn, &ctx.tenant_id, &email, &events).await?;
     let sandbox_records = delete_sandbox_records(&txn, &ctx.tenant_id, &email).await?;
     audit::log(&txn, ctx, "erasure.create", "erasure", &hash).await?;
@@ -182,6 +185,36 @@ async fn redact_events<C: ConnectionTrait>(
         ids.insert(event.id);
     }
     Ok(ids)
+}
+
+/// The redacted events keep only the search keys their payload still holds (the event's and
+/// the object's ids): the email and the ids of related objects go, and so does the address
+/// wherever else it is a key.
+async fn forget_search_keys<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    email: &str,
+    event_ids: &BTreeSet<String>,
+) -> Result<(), ApiError> {
+    event_keys::Entity::delete_many()
+        .filter(event_keys::Column::TenantId.eq(tenant_id))
+        .filter(event_keys::Column::Kind.eq(event_keys::kind::EMAIL))
+        .filter(event_keys::Column::Value.eq(email))
+        .exec(db)
+        .await?;
+    let ids: Vec<&str> = event_ids.iter().map(String::as_str).collect();
+    for chunk in ids.chunks(500) {
+        event_keys::Entity::delete_many()
+            .filter(event_keys::Column::TenantId.eq(tenant_id))
+            .filter(event_keys::Column::EventId.is_in(chunk.iter().copied()))
+            .filter(
+                event_keys::Column::Kind
+                    .is_in([event_keys::kind::EMAIL, event_keys::kind::RELATED]),
+            )
+            .exec(db)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Clears what the deliveries of those events (and any other delivery that mentions the

@@ -294,8 +294,12 @@ pub async fn list(
     ctx: &TenantContext,
     page: &Page,
     filter: &EventFilter,
+    search: &super::event_search::EventSearch,
 ) -> Result<(Vec<EventOut>, bool), ApiError> {
-    let mut select = events::Entity::find_in_tenant(&ctx.tenant_id);
+    let mut select = search.narrow(
+        events::Entity::find_in_tenant(&ctx.tenant_id),
+        &ctx.tenant_id,
+    );
     if let Some(t) = &filter.event_type {
         select = select.filter(events::Column::EventType.eq(t.as_str()));
     }

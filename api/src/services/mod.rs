@@ -7,8 +7,10 @@
 pub mod api_keys;
 pub mod audit;
 pub mod backfills;
+pub mod bulk_jobs;
 pub mod connections;
 pub mod erasures;
+pub mod event_search;
 pub mod events;
 pub mod fields;
 pub mod flows;

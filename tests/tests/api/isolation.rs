@@ -49,6 +49,7 @@ struct Fixture {
     delivery_id: String,
     channel_id: String,
     backfill_id: String,
+    bulk_job_id: String,
 }
 
 impl Fixture {
@@ -100,7 +101,12 @@ impl Fixture {
             )
             .await
             .str("/id");
+        let bulk_job_id = app
+            .post("/v1/deliveries/retry", &owner.token, json!({}))
+            .await
+            .str("/job_id");
         Fixture {
+            bulk_job_id,
             backfill_id,
             channel_id,
             user_id,
@@ -117,8 +123,9 @@ impl Fixture {
         }
     }
 
-    fn ids(&self) -> [&str; 10] {
+    fn ids(&self) -> [&str; 11] {
         [
+            &self.bulk_job_id,
             &self.backfill_id,
             &self.channel_id,
             &self.user_id,
@@ -144,6 +151,7 @@ impl Fixture {
             "events" => &self.event_id,
             "deliveries" => &self.delivery_id,
             "notification-channels" => &self.channel_id,
+            "bulk-jobs" => &self.bulk_job_id,
             other if template.contains("{id}") => {
                 panic!("the isolation matrix does not know ids of /v1/{other}: add them")
             }
@@ -177,6 +185,7 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
             json!({"event": charge_event("evt_m", "ch_m", "m@a.co", "M A", 100, 1_700_000_000)}),
         ),
         "events.replay" => Some(json!({})),
+        "deliveries.retry_many" | "events.replay_many" => Some(json!({})),
         "erasures.create" => Some(json!({"email": "m@a.co"})),
         "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
         "connections.test" | "connections.reauthorize" | "deliveries.retry" => None,
