@@ -13,6 +13,7 @@ mod m20261201_000007_email_sends;
 mod m20261201_000008_event_seeds;
 mod m20261206_000009_retention;
 mod m20261206_000010_audit_client;
+mod m20261206_000013_idempotency;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_event_seeds::Migration),
             Box::new(m20261206_000009_retention::Migration),
             Box::new(m20261206_000010_audit_client::Migration),
+            Box::new(m20261206_000013_idempotency::Migration),
         ]
     }
 }
