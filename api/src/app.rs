@@ -141,9 +141,12 @@ impl RouteTable {
         RouteTable(routes)
     }
 
+    /// The methods of the documented path `path` is: when several templates match (`/v1/flows/
+    /// validate` and `/v1/flows/{id}`), the one with literal segments where the others have
+    /// parameters, leftmost first, as the spec names that path.
     fn allowed(&self, path: &str) -> Option<Vec<String>> {
         let wanted = segments(path);
-        let mut allowed: Vec<String> = self
+        let matching: Vec<&(Vec<String>, Vec<Method>)> = self
             .0
             .iter()
             .filter(|(template, _)| {
@@ -153,6 +156,14 @@ impl RouteTable {
                         .zip(&wanted)
                         .all(|(t, w)| (t.starts_with('{') && !w.is_empty()) || t == w)
             })
+            .collect();
+        let literals = |template: &[String]| -> Vec<bool> {
+            template.iter().map(|t| !t.starts_with('{')).collect()
+        };
+        let best = matching.iter().map(|(t, _)| literals(t)).max()?;
+        let mut allowed: Vec<String> = matching
+            .iter()
+            .filter(|(t, _)| literals(t) == best)
             .flat_map(|(_, methods)| methods.iter().map(|m| m.to_string()))
             .collect();
         allowed.sort();
@@ -266,4 +277,25 @@ pub fn server(
         server = server.disable_signals();
     }
     Ok(server.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_names_the_methods_of_the_most_literal_template() {
+        let routes = RouteTable(vec![
+            (
+                segments("/v1/flows/{id}"),
+                vec![Method::GET, Method::DELETE],
+            ),
+            (segments("/v1/flows/validate"), vec![Method::POST]),
+            (segments("/v1/flows/{id}/preview"), vec![Method::POST]),
+        ]);
+        assert_eq!(routes.allowed("/v1/flows/validate").unwrap(), ["POST"]);
+        assert_eq!(routes.allowed("/v1/flows/abc").unwrap(), ["DELETE", "GET"]);
+        assert_eq!(routes.allowed("/v1/flows/abc/preview").unwrap(), ["POST"]);
+        assert!(routes.allowed("/v1/flows/abc/other").is_none());
+    }
 }

@@ -135,6 +135,77 @@ impl Modify for ListItemRefs {
     }
 }
 
+/// A response that flattens a request type (`FlowOut` holds a `FlowSpec`) is an `allOf` of the
+/// two; when the request type refuses unknown fields (`additionalProperties: false`) no response
+/// could satisfy it. Such an `allOf` becomes one object with the properties and requirements of
+/// all its parts, open to none but those.
+struct FlattenClosedParts;
+
+impl Modify for FlattenClosedParts {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let closed = |schema: &Schema| {
+            matches!(schema, Schema::Object(o) if matches!(
+                o.additional_properties.as_deref(),
+                Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false))
+            ))
+        };
+        let lookup = |r: &RefOr<Schema>| -> Option<Schema> {
+            match r {
+                RefOr::T(schema) => Some(schema.clone()),
+                RefOr::Ref(r) => {
+                    let name = r.ref_location.rsplit('/').next()?;
+                    match components.schemas.get(name)? {
+                        RefOr::T(schema) => Some(schema.clone()),
+                        RefOr::Ref(_) => None,
+                    }
+                }
+            }
+        };
+        let mut merged = Vec::new();
+        for (name, schema) in &components.schemas {
+            let RefOr::T(Schema::AllOf(all)) = schema else {
+                continue;
+            };
+            let parts: Option<Vec<Schema>> = all.items.iter().map(lookup).collect();
+            let Some(parts) = parts else { continue };
+            if !parts.iter().any(closed) {
+                continue;
+            }
+            let mut object = ObjectBuilder::new().schema_type(Type::Object);
+            let mut whole = true;
+            for part in &parts {
+                let Schema::Object(part) = part else {
+                    whole = false;
+                    break;
+                };
+                for (property, schema) in &part.properties {
+                    let required = part.required.contains(property);
+                    object = object.property(property.clone(), schema.clone());
+                    if required {
+                        object = object.required(property.clone());
+                    }
+                }
+                if part.description.is_some() {
+                    object = object.description(part.description.clone());
+                }
+            }
+            if whole {
+                merged.push((name.clone(), object.build()));
+            }
+        }
+        for (name, object) in merged {
+            components
+                .schemas
+                .insert(name, RefOr::T(Schema::Object(object)));
+        }
+    }
+}
+
 /// The flow bodies' examples are the built-in templates, with a connection filled in: one per
 /// CRM, always in step with what `GET /v1/flow-templates` serves.
 struct FlowExamples;
@@ -258,6 +329,12 @@ impl Modify for Conventions {
                     .responses
                     .entry("409".into())
                     .or_insert_with(|| crate::routes::responses::Conflict::response().1);
+                // A malformed key is refused naming it.
+                operation
+                    .responses
+                    .responses
+                    .entry("422".into())
+                    .or_insert_with(|| crate::routes::responses::Invalid::response().1);
             }
             for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
                 if let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") {
@@ -322,6 +399,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     // The routes' operations exist only now, after `configure`.
     PublicOperations.modify(&mut spec);
     ListItemRefs.modify(&mut spec);
+    FlattenClosedParts.modify(&mut spec);
     FlowExamples.modify(&mut spec);
     Conventions.modify(&mut spec);
     spec

@@ -44,6 +44,38 @@ macro_rules! string_enum_schema {
     };
 }
 
+/// The characters Rust's `char::is_whitespace` (and so `str::trim`) takes for white space, as a
+/// regular-expression class body. Written out rather than `\s`, whose meaning differs between
+/// ECMAScript, Python and Rust engines.
+pub const WHITE_SPACE: &str =
+    r"\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// A pattern matching text with at least one character that is not white space.
+pub fn not_blank_pattern() -> String {
+    format!("[^{WHITE_SPACE}]")
+}
+
+/// The longest free-text name (of a tenant, a key, an account, a connection, a flow, …).
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// A free-text name: 1 to 200 characters, not only white space. Fields point at it with
+/// `#[schema(value_type = Name)]`; the validation checks the same constants.
+pub struct Name;
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A name: 1 to 200 characters, not only white space."))
+            .min_length(Some(1))
+            .max_length(Some(MAX_NAME_CHARS))
+            .pattern(Some(not_blank_pattern()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Name {}
+
 string_enum_schema!(
     /// A connection's CRM.
     Provider,

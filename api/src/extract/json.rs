@@ -42,7 +42,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     }
 }
 
-/// An optional JSON body: no body at all is `None`; anything sent is checked like
+/// An optional JSON body: no body at all, or `null`, is `None`; anything else is checked like
 /// [`ValidJson`], so a typo or a wrong type is a 422, never silently ignored.
 pub struct MaybeJson<T>(pub Option<T>);
 
@@ -63,9 +63,11 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for MaybeJson<T> {
                     "the request body must be JSON (Content-Type: application/json)".into(),
                 ));
             }
-            let value = parse_json::<T>(&body)?;
-            value.validate().map_err(ApiError::Validation)?;
-            Ok(MaybeJson(Some(value)))
+            let value = parse_json::<Option<T>>(&body)?;
+            if let Some(value) = &value {
+                value.validate().map_err(ApiError::Validation)?;
+            }
+            Ok(MaybeJson(value))
         })
     }
 }
@@ -151,21 +153,51 @@ impl FromRequest for JsonOrYaml {
                     .map(JsonOrYaml)
                     .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))
             } else {
-                parse_json::<serde_json::Value>(&body).map(JsonOrYaml)
+                parse_value(&body).map(JsonOrYaml)
             }
         })
     }
 }
 
-/// Deserializes JSON, naming the path of the first bad field.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Reads a JSON document as it is: 400 when it is empty or not JSON.
+fn parse_value(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(
             "the request body is empty; send a JSON object".into(),
         ));
     }
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+    serde_json::from_slice(body).map_err(|err| {
+        ApiError::BadRequest(format!(
+            "the body is not valid JSON: {}",
+            strip_position(&err.to_string())
+        ))
+    })
+}
+
+/// A number with no fraction (`138.0`) is an integer, as JSON Schema counts it: written as one,
+/// so an integer field takes it.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.007_199_254_740_992e15
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
+}
+
+/// Deserializes JSON, naming the path of the first bad field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut value = parse_value(body)?;
+    whole_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let inner = err.inner();
         let message = strip_position(&inner.to_string());
         match inner.classify() {
@@ -256,6 +288,17 @@ mod tests {
         assert_eq!(
             field_of(r#"{"name": "x", "items": [], "nmae": 1}"#),
             ("nmae".into(), "unknown field".into())
+        );
+    }
+
+    #[test]
+    fn whole_numbers_are_integers() {
+        let outer: Outer =
+            parse_json(br#"{"name": "x", "items": [{"amount": 138.0}, {"amount": 2}]}"#).unwrap();
+        assert_eq!(outer.items[0].amount, 138);
+        assert_eq!(
+            field_of(r#"{"name": "x", "items": [{"amount": 1.5}]}"#).0,
+            "items[0].amount"
         );
     }
 

@@ -11,6 +11,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::Validate;
 use crate::error::{ApiError, FieldError};
 
 pub const DEFAULT_LIMIT: u64 = 10;
@@ -49,8 +50,9 @@ fn parse_page(query: &str) -> Result<Page, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("the query string is malformed: {e}")))?
         .into_inner();
     let mut errors = Vec::new();
+    // `?limit=` (empty) is no number, so it is refused like any other.
     let limit = match raw.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
+        None => DEFAULT_LIMIT,
         Some(text) => match text.parse::<u64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
@@ -71,11 +73,12 @@ fn parse_page(query: &str) -> Result<Page, ApiError> {
     })
 }
 
-/// Query parameters deserialized with the name of any bad one: `?created_gte=soon` is a 422
-/// naming `created_gte`, not a bare 400.
+/// Query parameters deserialized with the name of any bad one (`?created_gte=soon` is a 422
+/// naming `created_gte`, not a bare 400), then checked by the type's own [`Validate`], as
+/// bodies are.
 pub struct ValidQuery<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned> FromRequest for ValidQuery<T> {
+impl<T: serde::de::DeserializeOwned + Validate> FromRequest for ValidQuery<T> {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
@@ -84,7 +87,6 @@ impl<T: serde::de::DeserializeOwned> FromRequest for ValidQuery<T> {
         let deserializer = serde_urlencoded::Deserializer::new(pairs);
         ready(
             serde_path_to_error::deserialize(deserializer)
-                .map(ValidQuery)
                 .map_err(|err| {
                     let field = err.path().to_string();
                     let message = err.inner().to_string();
@@ -96,6 +98,10 @@ impl<T: serde::de::DeserializeOwned> FromRequest for ValidQuery<T> {
                         },
                         message,
                     )])
+                })
+                .and_then(|query: T| {
+                    query.validate().map_err(ApiError::Validation)?;
+                    Ok(ValidQuery(query))
                 }),
         )
     }
@@ -154,7 +160,7 @@ mod tests {
                 .as_deref(),
             Some("abc")
         );
-        for bad in ["limit=0", "limit=101", "limit=ten", "limit=-1"] {
+        for bad in ["limit=0", "limit=101", "limit=ten", "limit=-1", "limit="] {
             match parse_page(bad) {
                 Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "limit"),
                 other => panic!("{bad}: {other:?}"),

@@ -224,6 +224,8 @@ pub struct RecordsFilter {
     pub object: Option<String>,
 }
 
+impl crate::extract::Validate for RecordsFilter {}
+
 /// List a sandbox connection's records
 ///
 /// The records the built-in sandbox CRM holds for this connection, newest first, optionally of one

@@ -177,8 +177,8 @@ async fn versions(
 /// Checks a flow without storing it and reports every problem with its JSON path. The body is
 /// the same as `POST /v1/flows` takes (or that flow wrapped as `{"flow": …}`).
 #[utoipa::path(tag = "flows", operation_id = "flows.validate",
-    request_body(content = FlowSpec,
-        description = "The flow to check, as `POST /v1/flows` takes it (or wrapped as `{\"flow\": …}`)."),
+    request_body(content = inline(serde_json::Value),
+        description = "The flow to check, as `POST /v1/flows` takes it (`FlowSpec`, or wrapped as `{\"flow\": …}`). Any JSON document is read: what does not make a flow is reported in `errors`, with a 200."),
     responses(
         (status = 200, description = "Whether the flow is valid, with the path of every error.", body = ValidateOut),
         (status = 400, response = inline(responses::BadRequest)),

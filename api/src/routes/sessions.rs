@@ -7,7 +7,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::extract::{ClientAddress, TenantContext, ValidJson};
 use crate::services::sessions::{self, LoginIn, MeOut, RefreshIn, SignupIn, SignupOut, TokenPair};
 
@@ -94,12 +94,14 @@ async fn refresh(
 /// Log out
 ///
 /// Ends the caller's session: the refresh tokens of this login are revoked and its access
-/// tokens are refused from their next request. Other sessions of the same person continue.
+/// tokens are refused from their next request. Other sessions of the same person continue. An
+/// API key has no session: it is refused with 403 (revoke it with `DELETE /v1/api-keys/{id}`).
 #[utoipa::path(tag = "auth", operation_id = "logout.create",
     responses(
         (status = 204, description = "The session is over."),
         (status = 400, response = inline(responses::BadRequest)),
-        (status = 401, response = inline(responses::Unauthorized))),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, description = "Called with an API key, which has no session to end.", body = Problem, content_type = "application/problem+json")),
     security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/logout")]
 async fn logout(state: Data<AppState>, ctx: TenantContext) -> Result<HttpResponse, ApiError> {

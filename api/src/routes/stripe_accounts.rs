@@ -24,7 +24,7 @@ use crate::services::webhook_endpoints;
 /// `webhook_url`, to give Stripe as the endpoint. Secrets are sealed and only their last four
 /// characters are returned.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.create", request_body(content = StripeAccountIn,
-        example = json!({"name": "Acme live", "secret_key": "sk_test_…", "webhook_secret": "whsec_…"})),
+        example = json!({"name": "Acme live", "secret_key": "sk_test_51Hx0000000000000000", "webhook_secret": "whsec_0123456789abcdef"})),
     responses(
         (status = 201, description = "The account with its webhook URL.", body = StripeAccountOut),
         (status = 400, response = inline(responses::BadRequest)),
@@ -147,7 +147,7 @@ async fn remove(
 /// Adds a signing secret beside the others, for rotating Stripe's endpoint secret without losing
 /// events.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "webhook_secrets.create", request_body(content = WebhookSecretIn,
-        example = json!({"secret": "whsec_…"})),
+        example = json!({"secret": "whsec_0123456789abcdef"})),
     params(("id" = String, Path, description = "The account's id")),
     responses(
         (status = 201, description = "The secret is active alongside the others.", body = WebhookSecretOut),

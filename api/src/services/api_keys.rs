@@ -6,6 +6,7 @@ use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::fields::Name;
 use super::{audit, check_name, new_id, now};
 use crate::app::AppState;
 use crate::auth;
@@ -15,7 +16,7 @@ use crate::extract::{Actor, Page, TenantContext, Validate};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
-    #[schema(example = "CI deploys")]
+    #[schema(value_type = Name, example = "CI deploys")]
     pub name: String,
     /// At most the creator's own role.
     pub role: Role,

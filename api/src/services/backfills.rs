@@ -16,6 +16,13 @@ use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext, Validate};
 
+tributary_worker::string_enum_schema!(
+    /// A Stripe event type, exactly as Stripe names it.
+    StripeEventType,
+    "A Stripe event type, e.g. `charge.succeeded`: one of Stripe's catalogue.",
+    EVENT_TYPES.iter().copied()
+);
+
 /// A point in time: RFC 3339 text or Unix seconds.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
@@ -43,6 +50,7 @@ pub struct BackfillIn {
     #[schema(example = "2026-11-30T00:00:00Z")]
     pub since: Timestamp,
     /// Only these event types (at most 20, exact names). Default: every type.
+    #[schema(value_type = Option<Vec<StripeEventType>>, max_items = 20)]
     pub types: Option<Vec<String>>,
 }
 

@@ -11,6 +11,7 @@ use tributary_worker::crm::{self, config, session::seal_credentials};
 use tributary_worker::schema::{AuthType, ConnectionStatus, CrmErrorKind, Provider};
 use utoipa::ToSchema;
 
+use super::fields::Name;
 use super::{audit, check_name, new_id, now};
 use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
@@ -27,10 +28,50 @@ tributary_worker::string_enum_schema!(
     ["active", "disabled"]
 );
 
+/// A connection's settings as a tenant sends them: names of the provider's settings, each a
+/// string, a whole number of seconds, a flag, a list of scope names or a map of header names to
+/// values (see `ConnectionIn`); no setting nests deeper.
+pub struct ConnectionSettings;
+
+impl utoipa::PartialSchema for ConnectionSettings {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Type,
+        };
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let value = OneOfBuilder::new()
+            .item(string())
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(ArrayBuilder::new().items(string()))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .additional_properties(Some(AdditionalProperties::RefOr(string().into()))),
+            );
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Provider settings (vendor URLs, API version, …), each a string, a whole number, \
+                 a flag, a list of strings or a map of strings; which names a provider takes, and \
+                 where its URLs may point (`TRIBUTARY_VENDOR_URLS`), is checked per provider and \
+                 unknown names are refused.",
+            ))
+            .additional_properties(Some(AdditionalProperties::RefOr(value.into())))
+            .into()
+    }
+}
+
+impl ToSchema for ConnectionSettings {}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionIn {
-    #[schema(example = "HubSpot prod")]
+    #[schema(value_type = Name, example = "HubSpot prod")]
     pub name: String,
     /// `sandbox`, `hubspot`, `salesforce`, `zoho` or `http`.
     #[schema(value_type = Provider, example = "hubspot")]
@@ -39,7 +80,7 @@ pub struct ConnectionIn {
     pub auth: Option<AuthIn>,
     /// Provider settings (vendor URLs, API version, …); unknown keys are refused.
     #[serde(default)]
-    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
+    #[schema(value_type = ConnectionSettings)]
     pub settings: Map<String, Value>,
 }
 
@@ -152,13 +193,14 @@ fn check_destinations(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPatch {
+    #[schema(value_type = Option<Name>)]
     pub name: Option<String>,
     /// New credentials: the connection becomes `active` again and its waiting deliveries run.
     pub auth: Option<AuthIn>,
     /// Replaces the settings. A change to where the credentials are sent (`base_url`,
     /// `token_url`, `login_url`, `accounts_url`, `data_center`, an SMTP `host` or `port`) needs
     /// `auth` in the same request.
-    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
+    #[schema(value_type = Option<ConnectionSettings>)]
     pub settings: Option<Map<String, Value>>,
     /// `active` or `disabled`.
     #[schema(value_type = Option<ConnectionStatusChange>)]

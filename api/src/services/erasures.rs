@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tributary_worker::engine::{delivery_status as ds, status};
 use utoipa::ToSchema;
 
+use super::fields::Email;
 use super::{audit, now, parse_email};
 use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
@@ -27,7 +28,7 @@ use crate::extract::{TenantContext, Validate};
 #[serde(deny_unknown_fields)]
 pub struct ErasureIn {
     /// The person's email address; matched without regard to case.
-    #[schema(example = "ada@example.com")]
+    #[schema(value_type = Email, example = "ada@example.com")]
     pub email: String,
 }
 

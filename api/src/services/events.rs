@@ -11,9 +11,10 @@ use tributary_worker::queue::ProcessEvent;
 use tributary_worker::schema::{CrmErrorKind, DeliveryStatus, EventStatus};
 use utoipa::{IntoParams, ToSchema};
 
+use super::fields::check_one_of;
 use super::now;
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext, Validate};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -161,6 +162,14 @@ pub struct EventFilter {
     pub created_lte: Option<i64>,
 }
 
+impl Validate for EventFilter {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        check_one_of("status", self.status.as_deref(), status::ALL, &mut errors);
+        super::valid(errors)
+    }
+}
+
 /// Filters of the delivery list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -172,6 +181,14 @@ pub struct DeliveryFilter {
     pub event_id: Option<String>,
     /// Only the deliveries of this flow.
     pub flow_id: Option<String>,
+}
+
+impl Validate for DeliveryFilter {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        check_one_of("status", self.status.as_deref(), ds::ALL, &mut errors);
+        super::valid(errors)
+    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

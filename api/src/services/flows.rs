@@ -352,10 +352,11 @@ pub async fn replace(
             existing.version
         ))
     };
+    // A bad document is a 422 whatever version it names: checked before `If-Match`.
+    let spec = checked(state, ctx, &value).await?;
     if if_match.is_some_and(|header| !if_match_accepts(header, existing.version)) {
         return Err(stale());
     }
-    let spec = checked(state, ctx, &value).await?;
     let text = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
     let txn = crate::db::begin_write(&state.db).await?;
     let version = existing.version + 1;

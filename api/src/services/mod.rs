@@ -10,6 +10,7 @@ pub mod backfills;
 pub mod connections;
 pub mod erasures;
 pub mod events;
+pub mod fields;
 pub mod flows;
 pub mod idempotency;
 pub mod ingress;
@@ -25,6 +26,7 @@ pub mod webhook_endpoints;
 
 use crate::error::FieldError;
 
+pub use fields::{check_name, check_password, parse_email};
 pub use tributary_worker::{new_id, now};
 
 use entity::TenantOwned;
@@ -74,65 +76,9 @@ pub fn valid(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>> {
     }
 }
 
-/// Checks a free-text name: present, not blank, at most 200 characters.
-pub fn check_name(field: &str, value: &str, errors: &mut Vec<FieldError>) {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        errors.push(FieldError::new(field, "must not be blank"));
-    } else if trimmed.chars().count() > 200 {
-        errors.push(FieldError::new(field, "must be at most 200 characters"));
-    }
-}
-
-/// Normalises an email address (trimmed, lower-case) or explains what is wrong with it.
-pub fn parse_email(value: &str) -> Result<String, &'static str> {
-    let email = value.trim().to_lowercase();
-    if email.len() > 320 {
-        return Err("must be at most 320 characters");
-    }
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err("must be an email address");
-    };
-    let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains('@');
-    if local.is_empty() || !domain_ok || email.chars().any(char::is_whitespace) {
-        return Err("must be an email address");
-    }
-    Ok(email)
-}
-
-pub const MIN_PASSWORD_CHARS: usize = 10;
-
-pub fn check_password(field: &str, value: &str, errors: &mut Vec<FieldError>) {
-    let count = value.chars().count();
-    if count < MIN_PASSWORD_CHARS {
-        errors.push(FieldError::new(field, "must be at least 10 characters"));
-    } else if count > 1024 {
-        errors.push(FieldError::new(field, "must be at most 1024 characters"));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emails() {
-        assert_eq!(parse_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in [
-            "",
-            "ada",
-            "ada@",
-            "@example.com",
-            "ada@example",
-            "a b@example.com",
-            "a@b@c.com",
-        ] {
-            assert!(parse_email(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn ids_sort_by_creation() {

@@ -10,6 +10,7 @@ use tributary_worker::alerts::{self as worker_alerts, CHANNEL_KINDS, KINDS, Noti
 use tributary_worker::crm::config;
 use utoipa::ToSchema;
 
+use super::fields::Name;
 use super::{audit, check_name, new_id, now};
 use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
@@ -43,7 +44,7 @@ const DEFAULT_FLOW_FAILURE_THRESHOLD: i32 = 5;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationChannelIn {
-    #[schema(example = "#billing-alerts")]
+    #[schema(value_type = Name, example = "#billing-alerts")]
     pub name: String,
     /// `slack` (a Slack-compatible incoming webhook: `{"text": …}`) or `webhook` (the JSON
     /// notice, signed in `Tributary-Signature`).
@@ -52,16 +53,19 @@ pub struct NotificationChannelIn {
     /// Where alerts are POSTed. Never returned: a Slack URL is itself a secret.
     #[schema(example = "https://hooks.slack.com/services/T000/B000/XXXX")]
     pub url: String,
-    /// `webhook` only: the signing secret (at least 16 characters). Omitted, one is generated
-    /// and returned once.
+    /// `webhook` only (refused with `slack`): the signing secret, 16 to 200 characters.
+    /// Omitted, one is generated and returned once.
+    #[schema(min_length = 16, max_length = 200)]
     pub secret: Option<String>,
     /// The alert kinds to send: `connection.needs_reauth`, `deliveries.dead_letters`,
     /// `flow.failing`. Default: all.
-    #[schema(value_type = Option<Vec<AlertKind>>)]
+    #[schema(value_type = Option<Vec<AlertKind>>, min_items = 1)]
     pub alerts: Option<Vec<String>>,
     /// Dead letters in the tenant's dead-letter queue at which to alert (default 10).
+    #[schema(minimum = 1, maximum = 1000000)]
     pub dead_letter_threshold: Option<i32>,
     /// Failed deliveries in a row of one flow at which to alert (default 5).
+    #[schema(minimum = 1, maximum = 1000)]
     pub flow_failure_threshold: Option<i32>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -70,13 +74,17 @@ pub struct NotificationChannelIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationChannelPatch {
+    #[schema(value_type = Option<Name>)]
     pub name: Option<String>,
     pub url: Option<String>,
-    /// `webhook` only: a new signing secret.
+    /// `webhook` only: a new signing secret, 16 to 200 characters.
+    #[schema(min_length = 16, max_length = 200)]
     pub secret: Option<String>,
-    #[schema(value_type = Option<Vec<AlertKind>>)]
+    #[schema(value_type = Option<Vec<AlertKind>>, min_items = 1)]
     pub alerts: Option<Vec<String>>,
+    #[schema(minimum = 1, maximum = 1000000)]
     pub dead_letter_threshold: Option<i32>,
+    #[schema(minimum = 1, maximum = 1000)]
     pub flow_failure_threshold: Option<i32>,
     pub enabled: Option<bool>,
 }

@@ -233,6 +233,9 @@ pub struct CallbackQuery {
     pub location: Option<String>,
 }
 
+/// Every failure of a callback is a page for the person in the browser, never a problem.
+impl crate::extract::Validate for CallbackQuery {}
+
 /// Why a callback was refused, in words for the person in the browser.
 #[derive(Debug)]
 pub struct Refused(pub String);

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::fields::{Email, LoginEmail, Name, Password, check_login_email};
 use super::users::UserOut;
 use super::{check_name, check_password, new_id, now, parse_email};
 use crate::app::AppState;
@@ -19,12 +20,12 @@ use crate::extract::{Actor, TenantContext, Validate};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupIn {
-    #[schema(example = "Acme Inc")]
+    #[schema(value_type = Name, example = "Acme Inc")]
     pub tenant_name: String,
-    #[schema(example = "ada@example.com")]
+    #[schema(value_type = Email, example = "ada@example.com")]
     pub email: String,
     /// At least 10 characters.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = Password)]
     pub password: SecretString,
 }
 
@@ -43,6 +44,7 @@ impl Validate for SignupIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
+    #[schema(value_type = LoginEmail)]
     pub email: String,
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
@@ -50,10 +52,9 @@ pub struct LoginIn {
 
 impl Validate for LoginIn {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
-        if self.email.trim().is_empty() {
-            return Err(vec![FieldError::new("email", "must not be blank")]);
-        }
-        Ok(())
+        let mut errors = Vec::new();
+        check_login_email("email", &self.email, &mut errors);
+        super::valid(errors)
     }
 }
 
@@ -275,7 +276,7 @@ async fn remember_address(state: &AppState, client_address: &str, email: &str) {
 /// issued for it stop at their next request.
 pub async fn logout(state: &AppState, ctx: &TenantContext) -> Result<(), ApiError> {
     let Some(session) = &ctx.session_id else {
-        return Err(ApiError::BadRequest(
+        return Err(ApiError::Forbidden(
             "an API key has no session to end; revoke the key with DELETE /v1/api-keys/{id}".into(),
         ));
     };

@@ -10,6 +10,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
+use super::fields::{
+    Name, StripeApiVersion, StripeSecretKey, WebhookSigningSecret, is_api_version,
+    is_signing_secret, is_stripe_secret_key,
+};
 use super::{audit, check_name, new_id, now};
 use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
@@ -25,16 +29,16 @@ pub const MAX_WEBHOOK_SECRETS: usize = 10;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StripeAccountIn {
-    #[schema(example = "Acme live")]
+    #[schema(value_type = Name, example = "Acme live")]
     pub name: String,
     /// A secret (`sk_…`) or restricted (`rk_…`) API key.
-    #[schema(value_type = Option<String>, example = "sk_test_…")]
+    #[schema(value_type = Option<StripeSecretKey>)]
     pub secret_key: Option<SecretString>,
     /// The endpoint's signing secret (`whsec_…`); more can be added for rotation.
-    #[schema(value_type = Option<String>, example = "whsec_…")]
+    #[schema(value_type = Option<WebhookSigningSecret>)]
     pub webhook_secret: Option<SecretString>,
     /// The Stripe API version the endpoint is pinned to.
-    #[schema(example = "2024-06-20")]
+    #[schema(value_type = Option<StripeApiVersion>, example = "2024-06-20")]
     pub api_version: Option<String>,
     /// How old a signed webhook may be, in seconds (default 300).
     #[schema(minimum = 1, maximum = 86400)]
@@ -65,12 +69,13 @@ impl Validate for StripeAccountIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StripeAccountPatch {
+    #[schema(value_type = Option<Name>)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<StripeSecretKey>)]
     pub secret_key: Option<Option<SecretString>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<StripeApiVersion>)]
     pub api_version: Option<Option<String>>,
     #[schema(minimum = 1, maximum = 86400)]
     pub tolerance_seconds: Option<i64>,
@@ -105,7 +110,7 @@ impl Validate for StripeAccountPatch {
 #[serde(deny_unknown_fields)]
 pub struct WebhookSecretIn {
     /// The signing secret (`whsec_…`).
-    #[schema(value_type = String, example = "whsec_…")]
+    #[schema(value_type = WebhookSigningSecret)]
     pub secret: SecretString,
 }
 
@@ -181,41 +186,32 @@ pub struct ReconciliationOut {
 }
 
 fn check_secret_key(key: &SecretString, errors: &mut Vec<FieldError>) {
-    let key = key.expose_secret();
-    let shaped = (key.starts_with("sk_") || key.starts_with("rk_"))
-        && key.len() >= 12
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !shaped {
+    if !is_stripe_secret_key(key.expose_secret()) {
         errors.push(FieldError::new(
             "secret_key",
             "must be a Stripe secret key: sk_ or rk_ and then at least 9 letters, digits or \
-             underscores, as Stripe's dashboard shows it (sk_test_…, sk_live_…, rk_…); leave it \
-             out to receive webhooks only",
+             underscores (at most 255 characters), as Stripe's dashboard shows it (sk_test_…, \
+             sk_live_…, rk_…); leave it out to receive webhooks only",
         ));
     }
 }
 
 fn check_signing_secret(field: &str, secret: &SecretString, errors: &mut Vec<FieldError>) {
-    let secret = secret.expose_secret();
-    let shaped = secret.starts_with("whsec_")
-        && secret.len() >= 14
-        && !secret.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !shaped {
+    if !is_signing_secret(secret.expose_secret()) {
         errors.push(FieldError::new(
             field,
             "must be a Stripe webhook signing secret: whsec_ and then at least 8 characters, \
-             without spaces (the endpoint's secret in Stripe's dashboard, or any such value to \
-             try test events)",
+             without spaces (at most 255 characters; the endpoint's secret in Stripe's \
+             dashboard, or any such value to try test events)",
         ));
     }
 }
 
 fn check_api_version(version: &str, errors: &mut Vec<FieldError>) {
-    let date = version.split('.').next().unwrap_or_default();
-    if chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() || version.len() > 64 {
+    if !is_api_version(version) {
         errors.push(FieldError::new(
             "api_version",
-            "must be a Stripe API version such as 2024-06-20",
+            "must be a Stripe API version such as 2024-06-20 or 2025-03-31.basil",
         ));
     }
 }

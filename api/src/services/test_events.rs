@@ -69,8 +69,12 @@ pub const MAX_WAIT_SECONDS: u64 = 30;
 pub struct TestEventQuery {
     /// Seconds (0 to 30) to wait for the event to finish (processed, failed or ignored) before
     /// answering; the answer's `status` says whether it did. Default 0: answer at once.
+    #[param(minimum = 0, maximum = 30)]
     pub wait: Option<u64>,
 }
+
+/// `wait` is checked against [`MAX_WAIT_SECONDS`] by [`send`].
+impl Validate for TestEventQuery {}
 
 pub async fn send(
     state: &AppState,

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::fields::{Email, Password};
 use super::{audit, check_password, new_id, now, parse_email};
 use crate::app::AppState;
 use crate::auth::throttle;
@@ -40,9 +41,10 @@ impl From<users::Model> for UserOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
+    #[schema(value_type = Email)]
     pub email: String,
     /// The initial password, at least 10 characters.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = Password)]
     pub password: SecretString,
     pub role: Role,
 }
@@ -58,13 +60,14 @@ impl Validate for UserIn {
     }
 }
 
+/// Absent fields stay as they are; `{}` changes nothing and answers the user.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub role: Option<Role>,
     /// A new password; anyone may change their own. Any password change ends every session
     /// of that user (they sign in again with the new password).
-    #[schema(value_type = Option<String>, format = Password)]
+    #[schema(value_type = Option<Password>)]
     pub password: Option<SecretString>,
     /// The password in use now: required to change one's own password; not needed when an
     /// owner or admin resets someone else's.
@@ -75,12 +78,6 @@ pub struct UserPatch {
 impl Validate for UserPatch {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
-        if self.role.is_none() && self.password.is_none() {
-            errors.push(FieldError::new(
-                "body",
-                "give a role or a password to change",
-            ));
-        }
         if let Some(password) = &self.password {
             check_password("password", password.expose_secret(), &mut errors);
         }
@@ -226,7 +223,12 @@ pub async fn update(
     };
     // Checked before any argon2 work, and again inside the transaction.
     let user = find(&state.db, ctx, id).await?;
-    if authorize(&user)? && patch.password.is_some() {
+    let is_self = authorize(&user)?;
+    if patch.role.is_none() && patch.password.is_none() {
+        // Nothing to change (like a merge patch of `{}`): the user as they are.
+        return Ok(user.into());
+    }
+    if is_self && patch.password.is_some() {
         check_current_password(state, &user, patch.current_password, client_address).await?;
     }
     let password_hash = match patch.password {

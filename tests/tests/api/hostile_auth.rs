@@ -320,7 +320,7 @@ async fn logout_ends_only_the_current_session() {
             .await;
         app.call(Method::POST, "/v1/logout", Some(&key), None)
             .await
-            .assert_problem(StatusCode::BAD_REQUEST);
+            .assert_problem(StatusCode::FORBIDDEN);
         assert_eq!(app.get("/v1/me", &key).await.status, StatusCode::OK);
     })
     .await;

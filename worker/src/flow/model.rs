@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct FlowSpec {
     /// Shown in lists and logs.
+    #[schema(value_type = crate::schema::Name)]
     pub name: String,
     /// The CRM connection every step writes to.
     pub connection_id: String,

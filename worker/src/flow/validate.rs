@@ -154,7 +154,11 @@ impl Checker {
             return;
         };
         self.known_keys(map, "", FLOW_KEYS);
-        self.required_text(map, "", "name");
+        if let Some(name) = self.required_text(map, "", "name")
+            && name.chars().count() > crate::schema::MAX_NAME_CHARS
+        {
+            self.error("name", "must be at most 200 characters");
+        }
         self.required_text(map, "", "connection_id");
         for key in ["enabled", "refetch"] {
             if let Some(value) = map.get(key)
