@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_web::dev::{Server, Service};
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::{Compress, ErrorHandlers};
+use actix_web::middleware::{Compress, ErrorHandlers, from_fn};
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
@@ -239,6 +239,8 @@ pub fn server(
             .app_data(path_config.clone())
             .app_data(query_config.clone())
             .wrap(ErrorHandlers::new().default_handler(problem_safety_net))
+            .wrap(from_fn(crate::middleware::etag::middleware))
+            .wrap(from_fn(crate::middleware::idempotency::middleware))
             .wrap(Compress::default())
             .wrap_fn(|req, srv| {
                 // The route's template, never its path: paths carry webhook tokens and ids.

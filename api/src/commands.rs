@@ -1,16 +1,19 @@
 //! Operator commands besides serving: key rotation, over every sealed column (Stripe keys and
 //! signing secrets, connection credentials and sessions, PKCE verifiers, notification channels,
-//! the seeds of generated secrets).
+//! the seeds of generated secrets, the answers kept for idempotency keys).
 
 use anyhow::Context;
 use entity::{
-    connections, event_seeds, notification_channels, oauth_states, stripe_accounts, webhook_secrets,
+    connections, event_seeds, idempotency_keys, notification_channels, oauth_states,
+    stripe_accounts, webhook_secrets,
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use crate::secrets::{Keyring, SecretContext};
+use crate::services::idempotency::RESPONSE_PURPOSE;
 use crate::services::oauth::VERIFIER_PURPOSE;
 use crate::services::stripe_accounts::{SECRET_KEY_PURPOSE, WEBHOOK_SECRET_PURPOSE};
 use tributary_worker::alerts::{SECRET_PURPOSE as CHANNEL_SECRET_PURPOSE, URL_PURPOSE};
@@ -204,6 +207,44 @@ pub async fn rotate_keys(
         }
     }
 
+    // Kept answers can be many and large: a page at a time.
+    let mut after = String::new();
+    loop {
+        let page = idempotency_keys::Entity::find()
+            .filter(idempotency_keys::Column::Id.gt(after.as_str()))
+            .filter(idempotency_keys::Column::Response.is_not_null())
+            .order_by_asc(idempotency_keys::Column::Id)
+            .limit(200)
+            .all(&txn)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        for kept in page {
+            reseal_kept_answer(&txn, keyring, &mut report, kept).await?;
+        }
+    }
+
     txn.commit().await?;
     Ok(report)
+}
+
+async fn reseal_kept_answer(
+    txn: &sea_orm::DatabaseTransaction,
+    keyring: &Keyring,
+    report: &mut RotationReport,
+    kept: idempotency_keys::Model,
+) -> anyhow::Result<()> {
+    let resealed = report
+        .reseal_opt(
+            keyring,
+            kept.response.as_deref(),
+            &context(&kept.tenant_id, RESPONSE_PURPOSE, &kept.id),
+        )
+        .with_context(|| format!("idempotency key {}: kept answer", kept.id))?;
+    if let Some(resealed) = resealed {
+        let mut active: idempotency_keys::ActiveModel = kept.into();
+        active.response = Set(Some(resealed));
+        active.update(txn).await?;
+    }
+    Ok(())
 }

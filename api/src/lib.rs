@@ -6,6 +6,7 @@ pub mod auth;
 pub mod commands;
 pub mod error;
 pub mod extract;
+pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod services;

@@ -256,6 +256,138 @@ impl Modify for FlowExamples {
     }
 }
 
+/// The conventions the middleware applies to many routes at once, written onto each operation
+/// they apply to so generated clients know them: `Idempotency-Key` on the tenant API's POSTs,
+/// `ETag` and `If-None-Match` on JSON GETs, `Location` on every 201.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use actix_web::http::Method;
+        use serde_json::{Value, json};
+        use utoipa::ToResponse;
+        use utoipa::openapi::path::Parameter;
+        use utoipa::openapi::{Header, RefOr, Response};
+
+        use crate::middleware::{etag, idempotency};
+        use crate::services::idempotency::{MAX_KEY_CHARS, TTL_HOURS};
+
+        fn header(description: &str, example: Value) -> RefOr<Header> {
+            let value = json!({"schema": {"type": "string", "example": example}, "description": description});
+            RefOr::T(serde_json::from_value(value).expect("a header object"))
+        }
+        let idempotency_key: Parameter = serde_json::from_value(json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": false,
+            "description": format!(
+                "Makes a retry safe: the same caller sending the same request (method, path, \
+                 query and body) with the same key within {TTL_HOURS} h gets the first answer \
+                 again, with `Idempotent-Replayed: true`, and nothing runs twice. The same key \
+                 with another request answers 409; while the first request still runs, 409 \
+                 with `Retry-After`. Kept answers are the 2xx and the 400, 404, 410, 413, 415 \
+                 and 422 ones; after any other the key is free again."
+            ),
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS,
+                       "pattern": "^[!-~]+$", "example": "0b9f6c2e-5d7a-4f1e-9c3b-8a6d2e4f1a70"}
+        }))
+        .expect("a parameter object");
+        let if_none_match: Parameter = serde_json::from_value(json!({
+            "name": "If-None-Match",
+            "in": "header",
+            "required": false,
+            "description": "An `ETag` this operation gave before: when it still names the current version, the answer is 304 with no body.",
+            "schema": {"type": "string", "example": "\"3f1c9a0b7d2e4c5f8a6b1d0e9c7f2a4b\""}
+        }))
+        .expect("a parameter object");
+        let not_modified: Response = serde_json::from_value(json!({
+            "description": "Unchanged since the `ETag` sent in `If-None-Match`.",
+            "headers": {"ETag": {"schema": {"type": "string"}, "description": "The current version's entity tag."}}
+        }))
+        .expect("a response object");
+
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if let Some(operation) = item.post.as_mut()
+                && idempotency::applies(&Method::POST, path)
+            {
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(RefOr::T(idempotency_key.clone()));
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                        response.headers.insert(
+                            "Idempotent-Replayed".into(),
+                            header(
+                                "`true` when this is the first answer to an earlier request with the same `Idempotency-Key`, given again.",
+                                json!("true"),
+                            ),
+                        );
+                    }
+                }
+                operation
+                    .responses
+                    .responses
+                    .entry("409".into())
+                    .or_insert_with(|| crate::routes::responses::Conflict::response().1);
+                // A malformed key is refused naming it.
+                operation
+                    .responses
+                    .responses
+                    .entry("422".into())
+                    .or_insert_with(|| crate::routes::responses::Invalid::response().1);
+            }
+            for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
+                if let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") {
+                    created.headers.insert(
+                        "Location".into(),
+                        header(
+                            "Where the created resource is read (`GET`).",
+                            json!("/v1/connections/0190f5c2-7a3e-7c4e-9b1a-3f6d2e8a9c10"),
+                        ),
+                    );
+                }
+            }
+            for operation in [&mut item.put, &mut item.patch].into_iter().flatten() {
+                if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") {
+                    ok.headers.insert(
+                        "ETag".into(),
+                        header(
+                            "The new version's entity tag, for the next `If-Match`.",
+                            json!("\"3f1c9a0b7d2e4c5f8a6b1d0e9c7f2a4b\""),
+                        ),
+                    );
+                }
+            }
+            if let Some(operation) = item.get.as_mut()
+                && etag::applies(&Method::GET, path)
+            {
+                let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") else {
+                    continue;
+                };
+                if !ok.content.contains_key("application/json") {
+                    continue;
+                }
+                ok.headers.insert(
+                    "ETag".into(),
+                    header(
+                        "The version of what this answer shows; send it back as `If-None-Match` (304 when unchanged) or, on a change, as `If-Match` (412 when someone changed it meanwhile).",
+                        json!("\"3f1c9a0b7d2e4c5f8a6b1d0e9c7f2a4b\""),
+                    ),
+                );
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(RefOr::T(if_none_match.clone()));
+                operation
+                    .responses
+                    .responses
+                    .insert("304".into(), RefOr::T(not_modified.clone()));
+            }
+        }
+    }
+}
+
 /// The document as served at `/openapi.json` and committed in `openapi/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
     use utoipa_actix_web::AppExt;
@@ -270,6 +402,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ListItemRefs.modify(&mut spec);
     FlattenClosedParts.modify(&mut spec);
     FlowExamples.modify(&mut spec);
+    Conventions.modify(&mut spec);
     spec
 }
 

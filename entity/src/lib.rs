@@ -17,6 +17,7 @@ pub mod event_seeds;
 pub mod events;
 pub mod flow_versions;
 pub mod flows;
+pub mod idempotency_keys;
 pub mod leases;
 pub mod login_throttle;
 pub mod notification_channels;

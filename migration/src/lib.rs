@@ -15,6 +15,7 @@ mod m20261206_000009_retention;
 mod m20261206_000010_audit_client;
 mod m20261206_000011_delivery_attempts;
 mod m20261206_000012_event_search;
+mod m20261206_000013_idempotency;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_audit_client::Migration),
             Box::new(m20261206_000011_delivery_attempts::Migration),
             Box::new(m20261206_000012_event_search::Migration),
+            Box::new(m20261206_000013_idempotency::Migration),
         ]
     }
 }

@@ -37,7 +37,7 @@ STATEFUL = {
     # Which auth types and settings a provider takes, and where its URLs may point
     # (TRIBUTARY_VENDOR_URLS), are per provider and per installation (AuthInput's description).
     "POST /v1/connections": [(422, r"auth(\..+)?|settings(\..*)?")],
-    "PATCH /v1/connections/{id}": [(422, r"auth(\..+)?|settings(\..*)?")],
+    "PATCH /v1/connections/{id}": [(422, r"auth(\..+)?|settings(\..*)?"), (412, None)],
     # The connection's provider has no OAuth flow, or no OAuth app is configured on this server
     # and none is in the connection.
     "POST /v1/connections/{id}/reauthorize": [(422, r"provider|auth(\..+)?")],
@@ -50,7 +50,10 @@ STATEFUL = {
     # The URL must be allowed by TRIBUTARY_VENDOR_URLS and resolve; `secret` is refused with
     # kind `slack` (a rule across two fields, stated in `secret`'s description).
     "POST /v1/notification-channels": [(422, r"url|secret")],
-    "PATCH /v1/notification-channels/{id}": [(422, r"url|secret")],
+    "PATCH /v1/notification-channels/{id}": [(422, r"url|secret"), (412, None)],
+    # `If-Match` must name the resource's current ETag, which changes with every change to it.
+    "PATCH /v1/stripe-accounts/{id}": [(412, None)],
+    "PATCH /v1/users/{id}": [(412, None)],
     # A pasted event must be a Stripe event; `event_id` and `latest` must name inbox events.
     "POST /v1/flows/{id}/preview": [(422, r"event(\..+)?|event_id|latest|body")],
     # The callback's `state` is single-use and minted by the server, so no generated one is

@@ -3,10 +3,12 @@
 //! `TRIBUTARY_AUDIT_RETENTION`, are deleted in small batches by one process at a time (a
 //! lease in `leases`). Record links stay: they are what keeps a late duplicate from writing a
 //! CRM record twice. An event with work still open (pending, retrying, waiting) is never
-//! pruned, whatever its age.
+//! pruned, whatever its age. Idempotency keys are deleted once their day is over.
 
 use chrono::{DateTime, Utc};
-use entity::{audit_log, deliveries, delivery_attempts, event_keys, event_seeds, events};
+use entity::{
+    audit_log, deliveries, delivery_attempts, event_keys, event_seeds, events, idempotency_keys,
+};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -28,6 +30,7 @@ pub struct Pruned {
     pub deliveries: u64,
     pub attempts: u64,
     pub audit_log: u64,
+    pub idempotency_keys: u64,
 }
 
 /// Prunes every `interval` while this process holds the retention lease.
@@ -63,6 +66,7 @@ pub async fn run_forever(db: DatabaseConnection, settings: Settings, holder: Str
                 deliveries = p.deliveries,
                 attempts = p.attempts,
                 audit_log = p.audit_log,
+                idempotency_keys = p.idempotency_keys,
                 "retention pruned old rows"
             ),
             Err(e) => tracing::warn!(error = %e, "pruning failed; the next round tries again"),
@@ -71,7 +75,8 @@ pub async fn run_forever(db: DatabaseConnection, settings: Settings, holder: Str
 }
 
 /// Deletes finished events received before `events_before` (with their deliveries, the
-/// deliveries' attempts and the seeds) and audit entries created before `audit_before`, [`BATCH`] rows at a time.
+/// deliveries' attempts, the seeds and search keys), audit entries created before
+/// `audit_before`, and expired idempotency keys, [`BATCH`] rows at a time.
 pub async fn prune(
     db: &DatabaseConnection,
     events_before: DateTime<Utc>,
@@ -111,6 +116,32 @@ pub async fn prune(
             .rows_affected;
         total.audit_log += removed;
         crate::metrics::pruned("audit_log", removed);
+        if (ids.len() as u64) < BATCH {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let now = crate::now();
+    loop {
+        let ids: Vec<String> = idempotency_keys::Entity::find()
+            .select_only()
+            .column(idempotency_keys::Column::Id)
+            .filter(idempotency_keys::Column::ExpiresAt.lt(now))
+            .limit(BATCH)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            break;
+        }
+        let removed = idempotency_keys::Entity::delete_many()
+            .filter(idempotency_keys::Column::Id.is_in(ids.iter().map(String::as_str)))
+            .filter(idempotency_keys::Column::ExpiresAt.lt(now))
+            .exec(db)
+            .await?
+            .rows_affected;
+        total.idempotency_keys += removed;
+        crate::metrics::pruned("idempotency_keys", removed);
         if (ids.len() as u64) < BATCH {
             break;
         }

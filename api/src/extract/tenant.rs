@@ -4,7 +4,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::web::Data;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use chrono::Utc;
 use entity::{Role, TenantOwned, api_keys, refresh_tokens, users};
 use futures::future::LocalBoxFuture;
@@ -63,6 +63,10 @@ impl FromRequest for TenantContext {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Already authenticated by a middleware (idempotency keys belong to a caller).
+        if let Some(context) = req.extensions().get::<TenantContext>().cloned() {
+            return Box::pin(async move { Ok(context) });
+        }
         let state = req.app_data::<Data<AppState>>().cloned();
         let token = req
             .headers()

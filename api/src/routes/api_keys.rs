@@ -1,5 +1,6 @@
 //! `/v1/api-keys`: keys for machines, shown once.
 
+use actix_web::http::header;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, delete, get, post};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -31,7 +32,28 @@ async fn create(
     ctx: TenantContext,
     ValidJson(input): ValidJson<ApiKeyIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(api_keys::create(&state, &ctx, input).await?))
+    let key = api_keys::create(&state, &ctx, input).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/api-keys/{}", key.id)))
+        .json(key))
+}
+
+/// Get an API key
+///
+/// One key, with its prefix and when it was last used; never the key itself.
+#[utoipa::path(tag = "api-keys", operation_id = "api_keys.get", params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key; never the key itself.", body = ApiKeyOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/api-keys/{id}")]
+async fn get_one(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(api_keys::get(&state, &ctx, &id).await?))
 }
 
 /// List API keys
@@ -77,5 +99,8 @@ async fn remove(
 }
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(create).service(list).service(remove);
+    cfg.service(create)
+        .service(list)
+        .service(get_one)
+        .service(remove);
 }

@@ -1,5 +1,6 @@
 //! `/v1/connections`: CRM connections, their test call and the sandbox's records.
 
+use actix_web::http::header;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, delete, get, patch, post};
 use serde::Deserialize;
@@ -9,7 +10,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery};
+use crate::extract::{
+    IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery, tag_of,
+};
 use crate::services::connections::{
     self, ConnectionIn, ConnectionOut, ConnectionPatch, ConnectionTestOut, SandboxRecordOut,
 };
@@ -62,7 +65,13 @@ async fn create(
     ctx: TenantContext,
     ValidJson(input): ValidJson<ConnectionIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(connections::create(&state, &ctx, input).await?))
+    let connection = connections::create(&state, &ctx, input).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/v1/connections/{}", connection.id),
+        ))
+        .json(connection))
 }
 
 /// List connections
@@ -110,19 +119,22 @@ async fn get_one(
 ///
 /// Renames it, replaces its credentials or settings, or disables and re-enables it. New
 /// credentials make a `needs_reauth` connection `active` again and release its waiting deliveries.
+/// With `If-Match`, only over the version read.
 #[utoipa::path(tag = "connections", operation_id = "connections.update", request_body(content = ConnectionPatch,
         examples(
             ("disable" = (summary = "Stop deliveries for now", value = json!({"status": "disabled"}))),
             ("credentials" = (summary = "New credentials", value = json!({"auth": {"type": "token", "token": "pat-na1-…"}}))))),
-    params(("id" = String, Path, description = "The connection's id")),
+    params(("id" = String, Path, description = "The connection's id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` a GET gave; a change made meanwhile answers 412 instead of being overwritten")),
     responses(
-        (status = 200, description = "The updated connection; waiting deliveries are released when it is active.", body = ConnectionOut),
+        (status = 200, description = "The updated connection (its `ETag` header names this version); waiting deliveries are released when it is active.", body = ConnectionOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 412, response = inline(responses::PreconditionFailed)),
         (status = 422, response = inline(responses::Invalid))),
     security(("bearer_jwt" = []), ("api_key" = [])))]
 #[patch("/v1/connections/{id}")]
@@ -130,9 +142,18 @@ async fn update(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
+    if_match: IfMatch,
     ValidJson(patch): ValidJson<ConnectionPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(connections::update(&state, &ctx, &id, patch).await?))
+    let connection = connections::update(&state, &ctx, &id, patch, &if_match).await?;
+    // The tag of the connection as GET shows it: without the one-time `authorize_url`.
+    let tag = tag_of(&ConnectionOut {
+        authorize_url: None,
+        ..connection.clone()
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, tag))
+        .json(connection))
 }
 
 /// Delete a connection

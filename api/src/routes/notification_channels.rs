@@ -1,5 +1,6 @@
 //! `/v1/notification-channels`: where a tenant's alerts go, a test send, and the alerts sent.
 
+use actix_web::http::header;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, delete, get, patch, post};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -7,7 +8,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::extract::{IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, tag_of};
 use crate::services::notification_channels::{
     self as channels, AlertOut, NotificationChannelIn, NotificationChannelOut,
     NotificationChannelPatch, NotificationTestOut,
@@ -40,7 +41,13 @@ async fn create(
     ctx: TenantContext,
     ValidJson(input): ValidJson<NotificationChannelIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(channels::create(&state, &ctx, input).await?))
+    let channel = channels::create(&state, &ctx, input).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/v1/notification-channels/{}", channel.id),
+        ))
+        .json(channel))
 }
 
 /// List notification channels
@@ -92,15 +99,17 @@ async fn get_one(
 #[utoipa::path(tag = "notification-channels", operation_id = "notification_channels.update",
     request_body(content = NotificationChannelPatch,
         example = json!({"enabled": false, "dead_letter_threshold": 25})),
-    params(("id" = String, Path, description = "The channel's id")),
+    params(("id" = String, Path, description = "The channel's id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` a GET gave; a change made meanwhile answers 412 instead of being overwritten")),
     responses(
-        (status = 200, description = "The updated channel.", body = NotificationChannelOut),
+        (status = 200, description = "The updated channel (its `ETag` header names this version).", body = NotificationChannelOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 412, response = inline(responses::PreconditionFailed)),
         (status = 422, response = inline(responses::Invalid))),
     security(("bearer_jwt" = []), ("api_key" = [])))]
 #[patch("/v1/notification-channels/{id}")]
@@ -108,9 +117,13 @@ async fn update(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
+    if_match: IfMatch,
     ValidJson(patch): ValidJson<NotificationChannelPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(channels::update(&state, &ctx, &id, patch).await?))
+    let channel = channels::update(&state, &ctx, &id, patch, &if_match).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, tag_of(&channel)))
+        .json(channel))
 }
 
 /// Delete a notification channel

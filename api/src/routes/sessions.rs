@@ -1,5 +1,6 @@
 //! Sign-up, login, token refresh and `/v1/me`.
 
+use actix_web::http::header;
 use actix_web::web::Data;
 use actix_web::{HttpResponse, get, post};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -34,7 +35,10 @@ async fn signup(
     client: ClientAddress,
     ValidJson(input): ValidJson<SignupIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(sessions::signup(&state, input, &client.0).await?))
+    // The new tenant and its owner are what `GET /v1/me` shows to the new tokens.
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, "/v1/me"))
+        .json(sessions::signup(&state, input, &client.0).await?))
 }
 
 /// Log in

@@ -1,5 +1,6 @@
 //! `/v1/stripe-accounts` and their `webhook-secrets`.
 
+use actix_web::http::header;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, delete, get, patch, post};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -7,7 +8,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery};
+use crate::extract::{
+    IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery, tag_of,
+};
 use crate::services::backfills::{self, BackfillIn, BackfillOut};
 use crate::services::stripe_accounts::{
     self, StripeAccountIn, StripeAccountOut, StripeAccountPatch, WebhookSecretIn, WebhookSecretOut,
@@ -37,7 +40,13 @@ async fn create(
     ctx: TenantContext,
     ValidJson(input): ValidJson<StripeAccountIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(stripe_accounts::create(&state, &ctx, input).await?))
+    let account = stripe_accounts::create(&state, &ctx, input).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/v1/stripe-accounts/{}", account.id),
+        ))
+        .json(account))
 }
 
 /// List Stripe accounts
@@ -82,18 +91,20 @@ async fn get_one(
 /// Update a Stripe account
 ///
 /// Renames it, sets or clears its API key or pinned API version, or changes the signature
-/// tolerance.
+/// tolerance. With `If-Match`, only over the version read.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.update", request_body(content = StripeAccountPatch,
         example = json!({"name": "Acme (live)", "tolerance_seconds": 600})),
-    params(("id" = String, Path, description = "The account's id")),
+    params(("id" = String, Path, description = "The account's id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` a GET gave; a change made meanwhile answers 412 instead of being overwritten")),
     responses(
-        (status = 200, description = "The updated account.", body = StripeAccountOut),
+        (status = 200, description = "The updated account (its `ETag` header names this version).", body = StripeAccountOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 412, response = inline(responses::PreconditionFailed)),
         (status = 422, response = inline(responses::Invalid))),
     security(("bearer_jwt" = []), ("api_key" = [])))]
 #[patch("/v1/stripe-accounts/{id}")]
@@ -101,9 +112,13 @@ async fn update(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
+    if_match: IfMatch,
     ValidJson(patch): ValidJson<StripeAccountPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(stripe_accounts::update(&state, &ctx, &id, patch).await?))
+    let account = stripe_accounts::update(&state, &ctx, &id, patch, &if_match).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, tag_of(&account)))
+        .json(account))
 }
 
 /// Delete a Stripe account
@@ -152,8 +167,36 @@ async fn add_secret(
     id: Path<String>,
     ValidJson(input): ValidJson<WebhookSecretIn>,
 ) -> Result<HttpResponse, ApiError> {
+    let secret = stripe_accounts::add_webhook_secret(&state, &ctx, &id, input).await?;
     Ok(HttpResponse::Created()
-        .json(stripe_accounts::add_webhook_secret(&state, &ctx, &id, input).await?))
+        .insert_header((
+            header::LOCATION,
+            format!("/v1/stripe-accounts/{id}/webhook-secrets/{}", secret.id),
+        ))
+        .json(secret))
+}
+
+/// Get a webhook signing secret
+///
+/// One active signing secret of the account: its last four characters and when it was added.
+#[utoipa::path(tag = "stripe-accounts", operation_id = "webhook_secrets.get",
+    params(("id" = String, Path, description = "The account's id"), ("sid" = String, Path, description = "The secret's id")),
+    responses(
+        (status = 200, description = "The secret (its last four characters).", body = WebhookSecretOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/stripe-accounts/{id}/webhook-secrets/{sid}")]
+async fn get_secret(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, sid) = path.into_inner();
+    Ok(
+        HttpResponse::Ok()
+            .json(stripe_accounts::get_webhook_secret(&state, &ctx, &id, &sid).await?),
+    )
 }
 
 /// Retire a webhook signing secret
@@ -264,7 +307,13 @@ async fn create_backfill(
     id: Path<String>,
     ValidJson(input): ValidJson<BackfillIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(backfills::create(&state, &ctx, &id, input).await?))
+    let backfill = backfills::create(&state, &ctx, &id, input).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((
+            header::LOCATION,
+            format!("/v1/stripe-accounts/{id}/backfills/{}", backfill.id),
+        ))
+        .json(backfill))
 }
 
 /// List an account's backfills
@@ -318,6 +367,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(update)
         .service(remove)
         .service(add_secret)
+        .service(get_secret)
         .service(remove_secret)
         .service(test_event)
         .service(register_webhook)

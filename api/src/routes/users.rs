@@ -1,5 +1,6 @@
 //! `/v1/users`: the tenant's people and their roles.
 
+use actix_web::http::header;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpResponse, delete, get, patch, post};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -7,7 +8,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ClientAddress, ListQuery, ListResponse, Page, TenantContext, ValidJson};
+use crate::extract::{
+    ClientAddress, IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, tag_of,
+};
 use crate::services::users::{self, UserIn, UserOut, UserPatch};
 
 /// Create a user
@@ -31,7 +34,10 @@ async fn create(
     ctx: TenantContext,
     ValidJson(input): ValidJson<UserIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(users::create(&state, &ctx, input).await?))
+    let user = users::create(&state, &ctx, input).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/users/{}", user.id)))
+        .json(user))
 }
 
 /// List users
@@ -82,15 +88,17 @@ async fn get_one(
             ("role" = (summary = "Promote to admin", value = json!({"role": "admin"}))),
             ("password" = (summary = "Change your own password", value = json!({"current_password": "the old long passphrase", "password": "a new long passphrase"}))),
             ("reset" = (summary = "Reset someone else's password", value = json!({"password": "a new long passphrase"}))))),
-    params(("id" = String, Path, description = "The user's id")),
+    params(("id" = String, Path, description = "The user's id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` a GET gave; a change made meanwhile answers 412 instead of being overwritten")),
     responses(
-        (status = 200, description = "The updated user.", body = UserOut),
+        (status = 200, description = "The updated user (its `ETag` header names this version).", body = UserOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
+        (status = 412, response = inline(responses::PreconditionFailed)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid)),
         (status = 429, response = inline(responses::TooManyRequests)),
@@ -102,9 +110,13 @@ async fn update(
     ctx: TenantContext,
     id: Path<String>,
     client: ClientAddress,
+    if_match: IfMatch,
     ValidJson(patch): ValidJson<UserPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(users::update(&state, &ctx, &id, patch, &client.0).await?))
+    let user = users::update(&state, &ctx, &id, patch, &client.0, &if_match).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, tag_of(&user)))
+        .json(user))
 }
 
 /// Delete a user

@@ -125,6 +125,13 @@ pub async fn list(
     Ok((rows.into_iter().map(ApiKeyOut::from).collect(), has_more))
 }
 
+/// One key, without the key itself.
+pub async fn get(state: &AppState, ctx: &TenantContext, id: &str) -> Result<ApiKeyOut, ApiError> {
+    super::owned::<api_keys::Entity, _>(&state.db, ctx, id)
+        .await
+        .map(ApiKeyOut::from)
+}
+
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
     let txn = crate::db::begin_write(&state.db).await?;
     let key = super::owned::<api_keys::Entity, _>(&txn, ctx, id).await?;

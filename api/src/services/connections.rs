@@ -15,7 +15,7 @@ use super::fields::Name;
 use super::{audit, check_name, new_id, now};
 use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{Page, TenantContext, Validate};
+use crate::extract::{IfMatch, Page, TenantContext, Validate};
 
 pub const PROVIDERS: &[&str] = &["sandbox", "hubspot", "salesforce", "zoho", "http", "smtp"];
 
@@ -222,7 +222,7 @@ impl Validate for ConnectionPatch {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuthOut {
     /// The kind of credentials held; the credentials themselves are never returned.
     #[serde(rename = "type")]
@@ -230,7 +230,7 @@ pub struct AuthOut {
     pub auth_type: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionOut {
     pub id: String,
     pub name: String,
@@ -424,6 +424,7 @@ pub async fn update(
     ctx: &TenantContext,
     id: &str,
     patch: ConnectionPatch,
+    if_match: &IfMatch,
 ) -> Result<ConnectionOut, ApiError> {
     let existing = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
@@ -465,6 +466,8 @@ pub async fn update(
     }
     let oauth = matches!(credentials, Some(config::Credentials::Oauth { .. }));
     let txn = crate::db::begin_write(&state.db).await?;
+    let current = super::owned_for_update::<connections::Entity, _>(&txn, ctx, id).await?;
+    if_match.check(&ConnectionOut::from(current), "connection")?;
     let tenant_id = existing.tenant_id.clone();
     let mut active: connections::ActiveModel = existing.into();
     if let Some(name) = patch.name {

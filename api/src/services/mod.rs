@@ -14,6 +14,7 @@ pub mod event_search;
 pub mod events;
 pub mod fields;
 pub mod flows;
+pub mod idempotency;
 pub mod ingress;
 pub mod limits;
 pub mod notification_channels;
@@ -44,6 +45,26 @@ where
 {
     E::find_by_id_in_tenant(&ctx.tenant_id, id)
         .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// One row of the caller's tenant, or 404, locked until `txn` ends (Postgres `FOR UPDATE`;
+/// on SQLite the write transaction already holds every other writer off): what a change
+/// checked (`If-Match`) is what it changes.
+pub async fn owned_for_update<E, C>(
+    txn: &C,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<E::Model, ApiError>
+where
+    E: TenantOwned,
+    C: ConnectionTrait,
+{
+    use sea_orm::QuerySelect;
+    E::find_by_id_in_tenant(&ctx.tenant_id, id)
+        .lock_exclusive()
+        .one(txn)
         .await?
         .ok_or(ApiError::NotFound)
 }

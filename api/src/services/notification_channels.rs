@@ -14,7 +14,7 @@ use super::fields::Name;
 use super::{audit, check_name, new_id, now};
 use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{Page, TenantContext, Validate};
+use crate::extract::{IfMatch, Page, TenantContext, Validate};
 use crate::secrets::SecretContext;
 
 tributary_worker::string_enum_schema!(
@@ -394,6 +394,7 @@ pub async fn update(
     ctx: &TenantContext,
     id: &str,
     patch: NotificationChannelPatch,
+    if_match: &IfMatch,
 ) -> Result<NotificationChannelOut, ApiError> {
     let existing = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
@@ -449,6 +450,12 @@ pub async fn update(
     }
     active.updated_at = Set(now());
     let txn = crate::db::begin_write(&state.db).await?;
+    let current =
+        super::owned_for_update::<notification_channels::Entity, _>(&txn, ctx, id).await?;
+    if_match.check(
+        &NotificationChannelOut::from(current),
+        "notification channel",
+    )?;
     let updated = active.update(&txn).await?;
     audit::log(
         &txn,

@@ -17,7 +17,7 @@ use super::fields::{
 use super::{audit, check_name, new_id, now};
 use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{Page, TenantContext, Validate};
+use crate::extract::{IfMatch, Page, TenantContext, Validate};
 use crate::secrets::{Keyring, SecretContext, last4, random_token};
 
 pub use tributary_worker::stripe::client::SECRET_KEY_PURPOSE;
@@ -403,10 +403,15 @@ pub async fn update(
     ctx: &TenantContext,
     id: &str,
     patch: StripeAccountPatch,
+    if_match: &IfMatch,
 ) -> Result<StripeAccountOut, ApiError> {
     let txn = crate::db::begin_write(&state.db).await?;
-    let account = find(&txn, ctx, id).await?;
+    let account = super::owned_for_update::<stripe_accounts::Entity, _>(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
+    if_match.check(
+        &render(&txn, state, account.clone()).await?,
+        "Stripe account",
+    )?;
     let mut active: stripe_accounts::ActiveModel = account.into();
     if let Some(name) = patch.name {
         active.name = Set(name.trim().to_string());
@@ -489,6 +494,22 @@ pub async fn add_webhook_secret(
     txn.commit().await?;
     state.webhook_accounts.clear();
     Ok(row.into())
+}
+
+/// One signing secret of an account (its last four characters).
+pub async fn get_webhook_secret(
+    state: &AppState,
+    ctx: &TenantContext,
+    account_id: &str,
+    secret_id: &str,
+) -> Result<WebhookSecretOut, ApiError> {
+    let account = find(&state.db, ctx, account_id).await?;
+    webhook_secrets::Entity::find_by_id_in_tenant(&ctx.tenant_id, secret_id)
+        .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
+        .one(&state.db)
+        .await?
+        .map(WebhookSecretOut::from)
+        .ok_or(ApiError::NotFound)
 }
 
 pub async fn delete_webhook_secret(

@@ -15,7 +15,7 @@ use super::{audit, check_password, new_id, now, parse_email};
 use crate::app::AppState;
 use crate::auth::throttle;
 use crate::error::{ApiError, FieldError, is_unique_violation};
-use crate::extract::{Actor, Page, TenantContext, Validate};
+use crate::extract::{Actor, IfMatch, Page, TenantContext, Validate};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserOut {
@@ -208,6 +208,7 @@ pub async fn update(
     id: &str,
     patch: UserPatch,
     client_address: &str,
+    if_match: &IfMatch,
 ) -> Result<UserOut, ApiError> {
     let role = patch.role;
     let authorize = |user: &users::Model| {
@@ -235,8 +236,9 @@ pub async fn update(
         None => None,
     };
     let txn = crate::db::begin_write(&state.db).await?;
-    let user = find(&txn, ctx, id).await?;
+    let user = super::owned_for_update::<users::Entity, _>(&txn, ctx, id).await?;
     authorize(&user)?;
+    if_match.check(&UserOut::from(user.clone()), "user")?;
     if user.role == Role::Owner
         && patch.role.is_some_and(|r| r != Role::Owner)
         && owner_count(&txn, &ctx.tenant_id).await? <= 1

@@ -6,6 +6,7 @@ mod alerts;
 mod api_keys;
 mod claims;
 mod connections;
+mod conventions;
 mod crm_http;
 mod crm_hubspot;
 mod crm_salesforce;
