@@ -15,7 +15,6 @@ use anyhow::Context;
 use futures::FutureExt;
 use sea_orm::DatabaseConnection;
 use utoipa_actix_web::AppExt;
-use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::passwords;
 use crate::auth::tokens::JwtKeys;
@@ -138,6 +137,7 @@ impl RouteTable {
             .collect();
         routes.push((segments("/openapi.json"), vec![Method::GET]));
         routes.push((segments("/docs"), vec![Method::GET]));
+        routes.push((segments("/docs/{file}"), vec![Method::GET]));
         RouteTable(routes)
     }
 
@@ -253,7 +253,7 @@ pub fn server(
             .into_app()
             .app_data(spec_json.clone())
             .route("/openapi.json", web::get().to(openapi_json))
-            .service(Scalar::with_url("/docs", crate::openapi::document()))
+            .configure(crate::docs::configure)
             .default_service(web::to(fallback))
     })
     .listen(listener)?;

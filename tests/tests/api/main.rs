@@ -10,6 +10,7 @@ mod crm_http;
 mod crm_hubspot;
 mod crm_salesforce;
 mod crm_zoho;
+mod docs;
 mod errors;
 mod first_hour;
 mod flows;
