@@ -61,7 +61,7 @@ fn load_jwt(settings: &Settings) -> anyhow::Result<JwtKeys> {
         "TRIBUTARY_JWT_SECRET",
         secrets::load_or_create_jwt_file,
     )?;
-    Ok(JwtKeys::new(&secret, settings.access_token_ttl))
+    JwtKeys::new(&secret, settings.access_token_ttl)
 }
 
 impl AppState {
