@@ -15,7 +15,6 @@ use anyhow::Context;
 use futures::FutureExt;
 use sea_orm::DatabaseConnection;
 use utoipa_actix_web::AppExt;
-use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::passwords;
 use crate::auth::tokens::JwtKeys;
@@ -62,7 +61,7 @@ fn load_jwt(settings: &Settings) -> anyhow::Result<JwtKeys> {
         "TRIBUTARY_JWT_SECRET",
         secrets::load_or_create_jwt_file,
     )?;
-    Ok(JwtKeys::new(&secret, settings.access_token_ttl))
+    JwtKeys::new(&secret, settings.access_token_ttl)
 }
 
 impl AppState {
@@ -138,6 +137,7 @@ impl RouteTable {
             .collect();
         routes.push((segments("/openapi.json"), vec![Method::GET]));
         routes.push((segments("/docs"), vec![Method::GET]));
+        routes.push((segments("/docs/{file}"), vec![Method::GET]));
         RouteTable(routes)
     }
 
@@ -273,7 +273,7 @@ pub fn server(
             .into_app()
             .app_data(spec_json.clone())
             .route("/openapi.json", web::get().to(openapi_json))
-            .service(Scalar::with_url("/docs", crate::openapi::document()))
+            .configure(crate::docs::configure)
             .default_service(web::to(fallback))
     })
     .listen(listener)?;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -41,19 +42,20 @@ impl std::fmt::Debug for JwtKeys {
 }
 
 impl JwtKeys {
-    pub fn new(secret: &SecretString, ttl: Duration) -> Self {
+    /// Fails only for an empty secret, which the settings already refuse.
+    pub fn new(secret: &SecretString, ttl: Duration) -> anyhow::Result<Self> {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
         validation.leeway = 5;
-        JwtKeys {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
+        Ok(JwtKeys {
+            encoding: EncodingKey::from_secret(bytes).context("the JWT secret")?,
+            decoding: DecodingKey::from_secret(bytes).context("the JWT secret")?,
             validation,
             ttl,
-        }
+        })
     }
 
     /// A signed access token for a user's session and its lifetime in seconds.
@@ -92,14 +94,14 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn keys(secret: &str) -> JwtKeys {
-        JwtKeys::new(&SecretString::from(secret), Duration::from_secs(900))
+        JwtKeys::new(&SecretString::from(secret), Duration::from_secs(900)).unwrap()
     }
 
     fn forge(secret: &str, claims: serde_json::Value, alg: Algorithm) -> String {
         jsonwebtoken::encode(
             &Header::new(alg),
             &claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
+            &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
         )
         .unwrap()
     }

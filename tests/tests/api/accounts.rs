@@ -164,7 +164,12 @@ fn now() -> i64 {
 }
 
 fn forge(secret: &[u8], alg: Algorithm, claims: &Value) -> String {
-    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        claims,
+        &EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]

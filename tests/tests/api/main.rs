@@ -12,6 +12,7 @@ mod crm_hubspot;
 mod crm_salesforce;
 mod crm_zoho;
 mod delivery_history;
+mod docs;
 mod errors;
 mod event_search;
 mod first_hour;
