@@ -36,6 +36,8 @@ pub struct AppState {
     pub password_work: passwords::PasswordWork,
     /// Where events are queued.
     pub queue: Queue,
+    /// Stores verified webhooks, many to a commit (`TRIBUTARY_INGEST_MAX_PENDING` waiting).
+    pub inbox: tributary_worker::inbox::GroupCommit,
     /// The embedded worker and sweeper, running as long as the state lives.
     pub pipeline: Runtime,
     /// For calls the api makes itself (test events through the real ingress).
@@ -69,7 +71,8 @@ impl AppState {
     pub async fn build(settings: Settings) -> anyhow::Result<AppState> {
         let keyring = load_keyring(&settings)?;
         let jwt = load_jwt(&settings)?;
-        let db = crate::db::connect(&settings.database_url).await?;
+        let db =
+            crate::db::connect_pooled(&settings.database_url, settings.database_pool_size).await?;
         if settings.auto_migrate {
             crate::db::migrate(&db).await?;
         }
@@ -90,7 +93,13 @@ impl AppState {
         .await?;
         let webhook_rate = crate::services::limits::RateLimiter::new(settings.limits.webhook_rate);
         let preview_rate = crate::services::limits::RateLimiter::new(settings.limits.preview_rate);
+        let inbox = tributary_worker::inbox::GroupCommit::start(
+            db.clone(),
+            pipeline.queue.clone(),
+            settings.limits.ingest_max_pending,
+        );
         Ok(AppState {
+            inbox,
             db,
             settings: Arc::new(settings),
             keyring,

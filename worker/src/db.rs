@@ -9,7 +9,15 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
+/// Connections each pool opens when `TRIBUTARY_DATABASE_POOL_SIZE` does not say.
+pub const DEFAULT_POOL_SIZE: u32 = 20;
+
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    connect_pooled(url, DEFAULT_POOL_SIZE).await
+}
+
+/// Connects with at most `pool_size` connections.
+pub async fn connect_pooled(url: &str, pool_size: u32) -> anyhow::Result<DatabaseConnection> {
     let parent = sqlite_file(url)
         .and_then(|path| Path::new(path).parent())
         .filter(|p| !p.as_os_str().is_empty());
@@ -19,7 +27,9 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
         })?;
     }
     let mut options = ConnectOptions::new(url.to_string());
-    options.sqlx_logging(false);
+    options
+        .sqlx_logging(false)
+        .max_connections(pool_size.max(1));
     let db = Database::connect(options)
         .await
         .with_context(|| format!("DATABASE_URL: cannot connect to {}", redact(url)))?;

@@ -76,6 +76,14 @@ pub struct Engine {
 /// flow (or several) asking for the same object again is served without another call.
 type Fetched = HashMap<String, Value>;
 
+/// What one run of one event shares between its flows.
+struct EventRun<'a> {
+    now: DateTime<Utc>,
+    fetched: Fetched,
+    /// The event's deliveries as they were when the run started.
+    existing: &'a [deliveries::Model],
+}
+
 /// Whether a stored flow calls `password()` or `token(…)` anywhere.
 fn uses_generated_secrets(spec: &str) -> bool {
     spec.contains("password(") || spec.contains("token(")
@@ -99,6 +107,11 @@ impl Engine {
             tracing::warn!(event_id, "job for an unknown event");
             return Ok(());
         };
+        self.process_event(event).await
+    }
+
+    /// [`Engine::process`] for an event row just read.
+    async fn process_event(&self, event: events::Model) -> anyhow::Result<()> {
         // Every line logged while the event runs carries its tenant and event ids.
         let span = tracing::info_span!("event", tenant_id = %event.tenant_id, event_id = %event.id);
         tracing::Instrument::instrument(self.run_event(event), span).await
@@ -161,12 +174,13 @@ impl Engine {
         }
 
         let mut scheduled: Option<DateTime<Utc>> = None;
-        let mut fetched = Fetched::new();
+        let mut run = EventRun {
+            now,
+            fetched: Fetched::new(),
+            existing: &existing,
+        };
         for (row, spec) in &matched {
-            if let Some(due) = self
-                .run_flow(&event, &payload, row, spec, now, &mut fetched)
-                .await?
-            {
+            if let Some(due) = self.run_flow(&event, &payload, row, spec, &mut run).await? {
                 scheduled = Some(scheduled.map_or(due, |s| s.min(due)));
             }
         }
@@ -305,13 +319,13 @@ impl Engine {
         payload: &Value,
         flow_row: &flows::Model,
         spec: &FlowSpec,
-        now: DateTime<Utc>,
-        fetched: &mut Fetched,
+        run: &mut EventRun<'_>,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let now = run.now;
         let mut payload = std::borrow::Cow::Borrowed(payload);
         if spec.refetch {
             match self
-                .refetch(event, flow_row, &payload, now, fetched)
+                .refetch(event, flow_row, &payload, now, &mut run.fetched)
                 .await?
             {
                 Refetched::Current(object) => {
@@ -351,14 +365,13 @@ impl Engine {
         };
 
         for step in &spec.steps {
-            let delivery = self
+            let (delivery, fresh) = self
                 .delivery_for(
                     event,
                     flow_row,
-                    &step.id,
-                    &step.object,
-                    action_name(step.action),
+                    (&step.id, &step.object, action_name(step.action)),
                     &spec.connection_id,
+                    Some(run.existing),
                 )
                 .await?;
             note_current_delivery(&delivery.id);
@@ -399,7 +412,10 @@ impl Engine {
                     Rendered::Skipped => continue,
                     Rendered::Failed => return Ok(None),
                 };
-                match self.retrieve(event, &delivery, &op, fetched).await? {
+                match self
+                    .retrieve(event, &delivery, &op, &mut run.fetched)
+                    .await?
+                {
                     StepResult::Done(id, object) => {
                         ctx.finished(step, id, object);
                         continue;
@@ -443,7 +459,10 @@ impl Engine {
                         return Ok(None);
                     }
                 };
-                match self.execute_remote(event, &target, &delivery, &op).await? {
+                match self
+                    .execute_remote(event, &target, &delivery, &op, fresh)
+                    .await?
+                {
                     StepResult::Done(record_id, response) => {
                         ctx.finished(step, record_id, response);
                         continue;
@@ -568,7 +587,7 @@ impl Engine {
             let result = if connection.provider == "sandbox" {
                 self.execute(event, connection, &delivery, &op).await?
             } else {
-                self.execute_remote(event, connection, &delivery, &op)
+                self.execute_remote(event, connection, &delivery, &op, fresh)
                     .await?
             };
             match result {
@@ -586,19 +605,27 @@ impl Engine {
         &self,
         event: &events::Model,
         flow_row: &flows::Model,
-        step: &str,
-        object: &str,
-        action: &str,
+        (step, object, action): (&str, &str, &str),
         connection_id: &str,
-    ) -> anyhow::Result<deliveries::Model> {
+        existing: Option<&[deliveries::Model]>,
+    ) -> anyhow::Result<(deliveries::Model, bool)> {
         let find = || {
             deliveries::Entity::find()
                 .filter(deliveries::Column::EventId.eq(event.id.as_str()))
                 .filter(deliveries::Column::FlowId.eq(flow_row.id.as_str()))
                 .filter(deliveries::Column::Step.eq(step))
         };
-        if let Some(existing) = find().one(&self.db).await? {
-            return Ok(existing);
+        // `existing`: the event's deliveries read at the start of this run. When the step had
+        // none then, it is created straight away (a run that made one meanwhile wins the
+        // insert, and its row is read below); otherwise it is read as it is now. The flag
+        // says whether this run created it.
+        let had_none = existing.is_some_and(|rows| {
+            !rows
+                .iter()
+                .any(|d| d.flow_id == flow_row.id && d.step == step)
+        });
+        if !had_none && let Some(existing) = find().one(&self.db).await? {
+            return Ok((existing, false));
         }
         let now = crate::now();
         let row = deliveries::Model {
@@ -632,10 +659,10 @@ impl Engine {
             .exec(&self.db)
             .await
         {
-            Ok(_) => Ok(row),
+            Ok(_) => Ok((row, true)),
             // Another run created it at the same moment: use theirs.
             Err(insert_error) => match find().one(&self.db).await? {
-                Some(theirs) => Ok(theirs),
+                Some(theirs) => Ok((theirs, false)),
                 None => Err(anyhow::Error::new(insert_error).context("creating a delivery")),
             },
         }
@@ -756,6 +783,10 @@ impl Engine {
                 }
                 txn.commit().await?;
                 crate::metrics::delivery(&connection.provider, ds::SUCCEEDED);
+                crate::metrics::event_to_crm(
+                    &connection.provider,
+                    seconds_since(event.received_at),
+                );
                 Ok(StepResult::Done(Some(outcome.record_id), None))
             }
             Err(error) => {
@@ -783,12 +814,18 @@ impl Engine {
         connection: &connections::Model,
         delivery: &deliveries::Model,
         op: &Operation,
+        fresh: bool,
     ) -> anyhow::Result<StepResult> {
         let started = std::time::Instant::now();
-        let Some(current) = deliveries::Entity::find_by_id(delivery.id.clone())
-            .one(&self.db)
-            .await?
-        else {
+        // A delivery this run just created is as it was written; any other is read again.
+        let current = if fresh {
+            Some(delivery.clone())
+        } else {
+            deliveries::Entity::find_by_id(delivery.id.clone())
+                .one(&self.db)
+                .await?
+        };
+        let Some(current) = current else {
             return Ok(StepResult::Stop);
         };
         let now = crate::now();
@@ -903,6 +940,7 @@ impl Engine {
         }
         txn.commit().await?;
         crate::metrics::delivery(&connection.provider, ds::SUCCEEDED);
+        crate::metrics::event_to_crm(&connection.provider, seconds_since(event.received_at));
         Ok(StepResult::Done(Some(outcome.record_id), outcome.response))
     }
 
@@ -1320,14 +1358,17 @@ impl Engine {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let delivery = self
+        let (delivery, _) = self
             .delivery_for(
                 event,
                 flow_row,
-                flow::REFETCH_STEP,
-                &object_type,
-                action_name(Action::StripeRetrieve),
+                (
+                    flow::REFETCH_STEP,
+                    &object_type,
+                    action_name(Action::StripeRetrieve),
+                ),
                 "",
+                None,
             )
             .await?;
         note_current_delivery(&delivery.id);
@@ -1489,38 +1530,99 @@ impl Engine {
     }
 }
 
-/// How long a job over its tenant's share waits before it is offered again.
+/// How long a job over its tenant's share and its waiting room waits in the queue before it
+/// is offered again.
 const DEFER_DELAY: Duration = Duration::from_secs(1);
+
+/// How long a job may wait in the process for one of its tenant's slots before it goes back to
+/// the queue instead.
+const SLOT_WAIT: Duration = Duration::from_millis(500);
 
 /// Each tenant's share of a process's job slots: at most `share` of one tenant's jobs run at
 /// once, so a tenant whose CRM hangs or fails holds no more than that, and the other slots
-/// stay free for everyone else.
+/// stay free for everyone else. A job over the share waits in the process for the tenant's
+/// next free slot (first come, first served) while the tenant has fewer than `waiting`
+/// jobs waiting; beyond that, or after [`SLOT_WAIT`], it goes back to the queue. So one busy
+/// tenant keeps its share busy without a round trip through the queue, and still holds at
+/// most `share + waiting` of the slots.
 #[derive(Debug)]
 pub struct Fairness {
     share: usize,
-    in_flight: std::sync::Mutex<HashMap<String, usize>>,
+    waiting: usize,
+    tenants: std::sync::Mutex<HashMap<String, TenantSlots>>,
+}
+
+#[derive(Debug, Default)]
+struct TenantSlots {
+    running: usize,
+    waiting: usize,
+    freed: Arc<tokio::sync::Notify>,
 }
 
 impl Fairness {
-    pub fn new(share: usize) -> Arc<Fairness> {
+    /// `share` of a process's `slots` per tenant; a tenant's jobs may also wait in half of the
+    /// slots the share leaves to others.
+    pub fn new(share: usize, slots: usize) -> Arc<Fairness> {
+        let share = share.max(1);
         Arc::new(Fairness {
-            share: share.max(1),
-            in_flight: Default::default(),
+            share,
+            waiting: slots.saturating_sub(share) / 2,
+            tenants: Default::default(),
         })
     }
 
-    /// A slot for one of `tenant`'s jobs, unless the tenant already has its share running.
-    pub fn try_enter(self: &Arc<Self>, tenant: &str) -> Option<FairSlot> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let count = in_flight.entry(tenant.to_string()).or_default();
-        if *count >= self.share {
-            return None;
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TenantSlots>> {
+        self.tenants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for one of `tenant`'s jobs: at once when the tenant is under its share, else
+    /// after waiting in line for up to `wait`, if the line is not full. `None`: the job should
+    /// go back to the queue.
+    pub async fn enter(self: &Arc<Self>, tenant: &str, wait: Duration) -> Option<FairSlot> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut in_line = false;
+        loop {
+            let freed = {
+                let mut tenants = self.lock();
+                let slots = tenants.entry(tenant.to_string()).or_default();
+                if slots.running < self.share {
+                    slots.running += 1;
+                    if in_line {
+                        slots.waiting -= 1;
+                    }
+                    return Some(self.slot(tenant));
+                }
+                if !in_line {
+                    if slots.waiting >= self.waiting {
+                        return None;
+                    }
+                    slots.waiting += 1;
+                    in_line = true;
+                }
+                slots.freed.clone()
+            };
+            if tokio::time::timeout_at(deadline, freed.notified())
+                .await
+                .is_err()
+            {
+                let mut tenants = self.lock();
+                let slots = tenants.entry(tenant.to_string()).or_default();
+                slots.waiting -= 1;
+                // A slot freed just now (its wake-up may have gone to another in line).
+                if slots.running < self.share {
+                    slots.running += 1;
+                    return Some(self.slot(tenant));
+                }
+                return None;
+            }
         }
-        *count += 1;
-        Some(FairSlot {
+    }
+
+    fn slot(self: &Arc<Self>, tenant: &str) -> FairSlot {
+        FairSlot {
             fairness: self.clone(),
             tenant: tenant.to_string(),
-        })
+        }
     }
 }
 
@@ -1533,15 +1635,13 @@ pub struct FairSlot {
 
 impl Drop for FairSlot {
     fn drop(&mut self) {
-        let mut in_flight = self
-            .fairness
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = in_flight.get_mut(&self.tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                in_flight.remove(&self.tenant);
+        let mut tenants = self.fairness.lock();
+        if let Some(slots) = tenants.get_mut(&self.tenant) {
+            slots.running = slots.running.saturating_sub(1);
+            if slots.waiting > 0 {
+                slots.freed.notify_one();
+            } else if slots.running == 0 {
+                tenants.remove(&self.tenant);
             }
         }
     }
@@ -1561,18 +1661,16 @@ impl Engine {
     /// shortly), and isolated, so a panic dead-letters the delivery it was working on and the
     /// consumer goes on with the next job.
     pub async fn run_job(&self, event_id: &str) -> anyhow::Result<()> {
-        use sea_orm::QuerySelect;
-        let tenant: Option<String> = events::Entity::find_by_id(event_id.to_string())
-            .select_only()
-            .column(events::Column::TenantId)
-            .into_tuple()
+        let Some(event) = events::Entity::find_by_id(event_id.to_string())
             .one(&self.db)
-            .await?;
-        let Some(tenant) = tenant else {
+            .await?
+        else {
             tracing::warn!(event_id, "job for an unknown event");
             return Ok(());
         };
-        let Some(_slot) = self.fairness.try_enter(&tenant) else {
+        let tenant = event.tenant_id.clone();
+        let asked = std::time::Instant::now();
+        let Some(_slot) = self.fairness.enter(&tenant, SLOT_WAIT).await else {
             tracing::debug!(event_id, tenant_id = %tenant, "tenant at its share of the job slots; job deferred");
             crate::metrics::job_deferred();
             return self
@@ -1588,10 +1686,15 @@ impl Engine {
         CURRENT_DELIVERY
             .scope(std::cell::RefCell::new(None), async {
                 use futures::FutureExt;
-                match std::panic::AssertUnwindSafe(self.process(event_id))
-                    .catch_unwind()
-                    .await
-                {
+                // The row read above is current unless the job waited for its slot.
+                let run = async {
+                    if asked.elapsed() < Duration::from_millis(1) {
+                        self.process_event(event).await
+                    } else {
+                        self.process(event_id).await
+                    }
+                };
+                match std::panic::AssertUnwindSafe(run).catch_unwind().await {
                     Ok(result) => result,
                     Err(payload) => {
                         let message = crate::health::panic_message(payload.as_ref());
@@ -1769,6 +1872,11 @@ impl Guard<'_> {
 
 /// The reason a delivery waits when its vendor refused the credentials.
 const NEEDS_REAUTH: &str = "connection needs_reauth";
+
+/// Seconds from `at` until now.
+fn seconds_since(at: DateTime<Utc>) -> f64 {
+    (crate::now() - at).num_milliseconds() as f64 / 1000.0
+}
 
 fn elapsed_ms(started: std::time::Instant) -> i64 {
     i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
@@ -2108,5 +2216,65 @@ mod tests {
         for attempt in 1..=3 {
             assert!(retry_delay(&retry(), attempt, Some(wait)) >= wait);
         }
+    }
+
+    #[tokio::test]
+    async fn a_busy_tenant_waits_in_line_for_its_own_slots_only() {
+        // 8 slots, 2 per tenant: 3 of a tenant's jobs may wait in the process.
+        let fairness = Fairness::new(2, 8);
+        let wait = Duration::from_secs(5);
+        let a1 = fairness.enter("a", wait).await.expect("under the share");
+        let _a2 = fairness.enter("a", wait).await.expect("under the share");
+        // Another tenant is never held up by a's full share.
+        let _b = tokio::time::timeout(Duration::from_millis(50), fairness.enter("b", wait))
+            .await
+            .expect("b enters at once")
+            .expect("b has a slot");
+        // a's third job waits for a's next free slot and takes it as soon as one is freed.
+        let third = tokio::spawn({
+            let fairness = fairness.clone();
+            async move { fairness.enter("a", wait).await.is_some() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!third.is_finished(), "over its share, a's job waits");
+        let freed = std::time::Instant::now();
+        drop(a1);
+        assert!(
+            third.await.unwrap(),
+            "the freed slot goes to the job in line"
+        );
+        assert!(freed.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_full_line_or_a_long_wait_sends_the_job_back_to_the_queue() {
+        let fairness = Fairness::new(1, 3);
+        let running = fairness.enter("a", Duration::ZERO).await.unwrap();
+        // One may wait (half of the 2 slots left to others); it gives up after its wait.
+        let waiting = tokio::spawn({
+            let fairness = fairness.clone();
+            async move {
+                fairness
+                    .enter("a", Duration::from_millis(200))
+                    .await
+                    .is_some()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        assert!(
+            fairness.enter("a", Duration::from_secs(5)).await.is_none(),
+            "the line is full: back to the queue at once"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(!waiting.await.unwrap(), "no slot within its wait");
+        // The line is empty again.
+        let again = tokio::spawn({
+            let fairness = fairness.clone();
+            async move { fairness.enter("a", Duration::from_secs(5)).await.is_some() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(running);
+        assert!(again.await.unwrap());
     }
 }

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database_url).await?;
+    let db = db::connect_pooled(&settings.database_url, settings.database_pool_size).await?;
     if settings.auto_migrate {
         db::migrate(&db).await?;
     }

@@ -27,6 +27,7 @@ pub struct Metrics {
     deliveries: Family<Labels, Counter>,
     crm_requests: Family<Labels, Counter>,
     crm_seconds: Histograms,
+    event_to_crm: Histograms,
     rate_limited: Family<Labels, Counter>,
     rate_limit_wait: Histograms,
     token_refreshes: Family<Labels, Counter>,
@@ -42,6 +43,15 @@ pub struct Metrics {
 fn latency_buckets() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+/// From a webhook's arrival to the CRM's answer: milliseconds when all is well, hours when a
+/// connection waits for re-authorisation.
+fn arrival_buckets() -> Histogram {
+    Histogram::new([
+        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+        21600.0, 86400.0,
     ])
 }
 
@@ -64,6 +74,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         deliveries: Family::default(),
         crm_requests: Family::default(),
         crm_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
+        event_to_crm: Family::new_with_constructor(arrival_buckets as fn() -> Histogram),
         rate_limited: Family::default(),
         rate_limit_wait: Family::new_with_constructor(wait_buckets as fn() -> Histogram),
         token_refreshes: Family::default(),
@@ -100,6 +111,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "crm_request_duration_seconds",
         "CRM vendor request latency by provider",
         m.crm_seconds.clone(),
+    );
+    registry.register(
+        "event_to_crm_seconds",
+        "From a webhook's arrival to the CRM's success answer for one delivery step, by provider",
+        m.event_to_crm.clone(),
     );
     registry.register(
         "crm_rate_limited",
@@ -199,6 +215,14 @@ pub fn crm_request(provider: &str, status: Option<u16>, seconds: f64) {
         .crm_seconds
         .get_or_create(&labels(&[("provider", provider)]))
         .observe(seconds);
+}
+
+/// A delivery step succeeded `seconds` after its event's webhook arrived.
+pub fn event_to_crm(provider: &str, seconds: f64) {
+    METRICS
+        .event_to_crm
+        .get_or_create(&labels(&[("provider", provider)]))
+        .observe(seconds.max(0.0));
 }
 
 pub fn rate_limited(provider: &str, wait_seconds: f64) {

@@ -57,7 +57,9 @@ impl Queue {
                 )
             })?;
             let name = format!("{}.{PROCESS_EVENT_QUEUE}", settings.queue_namespace);
-            let config = apalis_redis::Config::default().queue(name);
+            let config = apalis_redis::Config::default()
+                .queue(name)
+                .batch_size(settings.worker_concurrency);
             return Ok(Queue::Redis(RedisStorage::new(conn).with_config(config)));
         }
         match db.get_database_backend() {
@@ -66,7 +68,17 @@ impl Queue {
                 PostgresStorage::setup(&pool)
                     .await
                     .context("setting up the Postgres queue")?;
-                let config = apalis_postgres::Config::default().queue(PROCESS_EVENT_QUEUE);
+                // apalis notifies listeners of every job inserted, in a trigger per row; the
+                // workers here poll instead, and a transaction that notifies takes a global
+                // lock to commit, which serialises every ingest commit behind it.
+                sea_orm::sqlx::query("DROP TRIGGER IF EXISTS notify_workers ON apalis.jobs")
+                    .execute(&pool)
+                    .await
+                    .context("setting up the Postgres queue")?;
+                let config = apalis_postgres::Config::default()
+                    .queue(PROCESS_EVENT_QUEUE)
+                    .batch_size(settings.worker_concurrency)
+                    .lock_tasks(false);
                 Ok(Queue::Postgres(
                     PostgresStorage::new(&pool).with_config(config),
                 ))
@@ -80,7 +92,9 @@ impl Queue {
                 SqliteStorage::setup(&pool)
                     .await
                     .context("setting up the SQLite queue")?;
-                let config = apalis_sqlite::Config::default().queue(PROCESS_EVENT_QUEUE);
+                let config = apalis_sqlite::Config::default()
+                    .queue(PROCESS_EVENT_QUEUE)
+                    .batch_size(settings.worker_concurrency);
                 Ok(Queue::Sqlite(SqliteStorage::new(&pool).with_config(config)))
             }
         }
@@ -131,6 +145,72 @@ impl Queue {
             }
         };
         result.with_context(|| format!("pushing to the {} queue", self.backend_name()))
+    }
+
+    /// Enqueues `jobs` to run now, in one statement on SQLite and Postgres.
+    pub async fn push_many(&self, jobs: Vec<ProcessEvent>) -> anyhow::Result<()> {
+        let mut tasks = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            tasks.push(
+                TaskBuilder::new(serde_json::to_vec(job)?)
+                    .max_attempts(5)
+                    .build(),
+            );
+        }
+        let result = match self {
+            Queue::Sqlite(storage) => {
+                let mut conn = storage.pool().acquire().await?;
+                apalis_sqlite::queries::push_tasks(&mut *conn, PROCESS_EVENT_QUEUE, &tasks)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            Queue::Postgres(storage) => {
+                let mut conn = storage.pool().acquire().await?;
+                apalis_postgres::queries::push_tasks(&mut *conn, PROCESS_EVENT_QUEUE, tasks)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            Queue::Redis(storage) => {
+                let mut storage = storage.clone();
+                let mut result = Ok(());
+                for task in tasks {
+                    let task =
+                        task.try_map_args(|bytes| serde_json::from_slice::<ProcessEvent>(&bytes))?;
+                    if let Err(e) = storage.push_task(task).await {
+                        result = Err(anyhow::anyhow!("{e}"));
+                        break;
+                    }
+                }
+                result
+            }
+        };
+        result.with_context(|| format!("pushing to the {} queue", self.backend_name()))
+    }
+
+    /// Removes finished jobs (the events and their deliveries are the record of the work).
+    /// apalis keeps every job it acknowledged, and its acknowledgement looks a worker's jobs up
+    /// by worker, so without this each acknowledgement gets slower with every job ever done.
+    /// Returns how many went.
+    pub async fn purge_done(&self) -> anyhow::Result<u64> {
+        let removed = match self {
+            Queue::Sqlite(storage) => {
+                sea_orm::sqlx::query("DELETE FROM Jobs WHERE job_type = ?1 AND status = 'Done'")
+                    .bind(PROCESS_EVENT_QUEUE)
+                    .execute(storage.pool())
+                    .await?
+                    .rows_affected()
+            }
+            Queue::Postgres(storage) => sea_orm::sqlx::query(
+                "DELETE FROM apalis.jobs WHERE job_type = $1 AND status = 'Done'",
+            )
+            .bind(PROCESS_EVENT_QUEUE)
+            .execute(storage.pool())
+            .await?
+            .rows_affected(),
+            // Redis drops a job's data once it is acknowledged.
+            Queue::Redis(_) => 0,
+        };
+        Ok(removed)
     }
 
     /// Checks that the queue answers (readiness).

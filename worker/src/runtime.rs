@@ -99,7 +99,10 @@ impl Runtime {
                     .with_oauth_apps(settings.oauth_apps.clone())
                     .with_extra_ca_certs(settings.extra_ca_certs.clone()),
             ),
-            fairness: crate::engine::Fairness::new(settings.tenant_max_in_flight),
+            fairness: crate::engine::Fairness::new(
+                settings.tenant_max_in_flight,
+                settings.worker_concurrency,
+            ),
             faults: faults.clone(),
         });
         let health = Arc::new(crate::health::Health::default());
@@ -130,6 +133,12 @@ impl Runtime {
                     settings.sweep_interval,
                     settings.sweep_grace,
                 )),
+            ),
+            supervise(
+                &health,
+                &faults,
+                "queue purge",
+                forever(purge_forever(queue.clone())),
             ),
             supervise(
                 &health,
@@ -240,6 +249,22 @@ async fn sweep_forever(
         }
         if let Err(e) = forget_old_authorizations(&db).await {
             tracing::warn!(error = %e, "clearing old OAuth states failed");
+        }
+    }
+}
+
+/// How often finished jobs are removed from the queue's table.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Removes finished jobs from the queue's table every [`PURGE_INTERVAL`] (every process may:
+/// the delete is idempotent and cheap when there is nothing to remove).
+async fn purge_forever(queue: Queue) {
+    let mut ticker = tokio::time::interval(PURGE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = queue.purge_done().await {
+            tracing::warn!(error = format!("{e:#}"), "removing finished jobs failed");
         }
     }
 }

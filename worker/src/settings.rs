@@ -77,6 +77,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Jobs one worker process runs at once.
     pub worker_concurrency: usize,
+    /// Database connections one process opens at most (`TRIBUTARY_DATABASE_POOL_SIZE`).
+    pub database_pool_size: u32,
     /// How often the sweeper looks for events that were kept but never queued, or lost.
     pub sweep_interval: Duration,
     /// How long an event may sit unqueued or overdue before the sweeper re-enqueues it.
@@ -138,6 +140,9 @@ pub struct Limits {
     pub preview_rate: Rate,
     /// Deliveries or events one bulk retry or replay may cover (`TRIBUTARY_MAX_BULK_ITEMS`).
     pub max_bulk_items: u64,
+    /// Webhooks waiting for their commit at once, per replica (`TRIBUTARY_INGEST_MAX_PENDING`);
+    /// more are answered 503 with `Retry-After`.
+    pub ingest_max_pending: usize,
 }
 
 /// `N` events per `period`, e.g. `100/second`.
@@ -208,6 +213,7 @@ impl std::fmt::Debug for Settings {
             .field("vendor_urls", &self.vendor_urls)
             .field("retry", &self.retry)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("database_pool_size", &self.database_pool_size)
             .field("tenant_max_in_flight", &self.tenant_max_in_flight)
             .field("test_faults", &self.test_faults)
             .field("oauth_apps", &self.oauth_apps)
@@ -435,8 +441,14 @@ impl Settings {
                         format!("'{raw}' is not a whole number from 1 to 256"),
                     )
                 })?,
-            None => 8,
+            None => 32,
         };
+        let database_pool_size = parse_count(
+            "TRIBUTARY_DATABASE_POOL_SIZE",
+            get,
+            crate::db::DEFAULT_POOL_SIZE.into(),
+            1_000,
+        )? as u32;
         let tenant_max_in_flight = match get("TRIBUTARY_TENANT_MAX_IN_FLIGHT") {
             Some(raw) => raw
                 .parse::<usize>()
@@ -512,6 +524,8 @@ impl Settings {
             webhook_rate: parse_rate("TRIBUTARY_WEBHOOK_RATE", get, "100/second")?,
             preview_rate: parse_rate("TRIBUTARY_PREVIEW_RATE", get, "60/minute")?,
             max_bulk_items: parse_count("TRIBUTARY_MAX_BULK_ITEMS", get, 10_000, 100_000)?,
+            ingest_max_pending: parse_count("TRIBUTARY_INGEST_MAX_PENDING", get, 1024, 1_000_000)?
+                as usize,
         };
         let retention = parse_duration("TRIBUTARY_RETENTION", get, "90days")?;
         let audit_retention = parse_duration("TRIBUTARY_AUDIT_RETENTION", get, "365days")?;
@@ -559,6 +573,7 @@ impl Settings {
             refresh_token_ttl,
             max_body_bytes: 256 * 1024,
             worker_concurrency,
+            database_pool_size,
             sweep_interval,
             sweep_grace,
             queue_namespace,

@@ -145,8 +145,13 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         "TRIBUTARY_WORKER_CONCURRENCY",
-        "8",
+        "32",
         "jobs one worker process runs at once",
+    ),
+    (
+        "TRIBUTARY_DATABASE_POOL_SIZE",
+        "20",
+        "database connections one process opens at most",
     ),
     (
         "TRIBUTARY_TENANT_MAX_IN_FLIGHT",
@@ -225,6 +230,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "TRIBUTARY_MAX_BULK_ITEMS",
         "10000",
         "deliveries or events one bulk retry or replay may cover",
+    ),
+    (
+        "TRIBUTARY_INGEST_MAX_PENDING",
+        "1024",
+        "webhooks waiting for their commit; more get 503",
     ),
     (
         "TRIBUTARY_RETENTION",

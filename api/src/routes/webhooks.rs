@@ -17,7 +17,9 @@ use crate::services::ingress::{self, IngressOut, MAX_WEBHOOK_BYTES};
 /// checked against the account's signing secrets, is the authentication. The event is stored
 /// durably before the 200, then processed asynchronously; a duplicate is acknowledged and not
 /// processed again. Over the account's rate (`TRIBUTARY_WEBHOOK_RATE`) the answer is 429 with
-/// `Retry-After` and nothing is stored; Stripe retries.
+/// `Retry-After` and nothing is stored; Stripe retries. Webhooks arriving together share one
+/// commit; when more than `TRIBUTARY_INGEST_MAX_PENDING` wait for theirs, the answer is 503
+/// with `Retry-After` at once and nothing is stored.
 #[utoipa::path(tag = "webhooks", operation_id = "webhooks.receive",
     params(("token" = String, Path, description = "The account's webhook token, from its `webhook_url`"),
            ("Stripe-Signature" = String, Header, description = "Stripe's `t=…,v1=…` signature")),
@@ -30,7 +32,8 @@ use crate::services::ingress::{self, IngressOut, MAX_WEBHOOK_BYTES};
         (status = 400, response = inline(responses::BadRequest)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 413, response = inline(responses::TooLarge)),
-        (status = 429, response = inline(responses::TooManyRequests))),
+        (status = 429, response = inline(responses::TooManyRequests)),
+        (status = 503, response = inline(responses::Unavailable))),
     security(()))]
 #[post("/webhooks/stripe/{token}")]
 async fn receive(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use entity::{stripe_accounts, webhook_secrets};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
-use tributary_worker::inbox::{self, Stored};
+use tributary_worker::inbox::{self, StoreError, Stored};
 use tributary_worker::metrics;
 use utoipa::ToSchema;
 
@@ -107,6 +107,7 @@ pub async fn receive(
         Ok(_) => metrics::webhook("accepted", ""),
         Err(ApiError::NotFound) => metrics::webhook("rejected", "unknown_token"),
         Err(ApiError::TooManyRequests(_)) => metrics::webhook("rejected", "rate_limited"),
+        Err(ApiError::Unavailable(_)) => metrics::webhook("shed", "inbox_full"),
         Err(ApiError::BadRequest(message))
             if message.contains("Stripe-Signature") || message.contains("signing secret") =>
         {
@@ -175,7 +176,18 @@ async fn receive_counted(
     }
 
     let row = inbox::new_row(account, &envelope, payload);
-    let event_id = match inbox::store(&state.db, &state.queue, row).await? {
+    let stored = match state.inbox.store(row).await {
+        Ok(stored) => stored,
+        Err(StoreError::Busy) => {
+            tracing::warn!(stripe_account_id = %account.id, "inbox full: webhook shed with 503 (TRIBUTARY_INGEST_MAX_PENDING)");
+            return Err(ApiError::Unavailable(format!(
+                "more than {} webhooks are waiting to be stored; nothing was stored, try again shortly",
+                state.settings.limits.ingest_max_pending
+            )));
+        }
+        Err(StoreError::Failed(e)) => return Err(e.into()),
+    };
+    let event_id = match stored {
         Stored::New(id) => id,
         Stored::Duplicate(existing) => {
             return Ok(IngressOut {

@@ -424,6 +424,8 @@ struct RateResult {
     doubled: usize,
     cpu_ms_per_event: f64,
     cpu_lines: Vec<(String, f64)>,
+    /// SQL statements the server ran per event delivered (Postgres with pg_stat_statements).
+    statements_per_event: Option<f64>,
 }
 
 /// What every rate's run shares.
@@ -434,6 +436,22 @@ struct Bench {
     ticks: f64,
     duration: u64,
     drain: u64,
+    /// The Postgres database, to count statements (when pg_stat_statements is loaded).
+    statements: Option<sea_orm::DatabaseConnection>,
+}
+
+/// Statements run in the current database so far, from pg_stat_statements.
+async fn statements_so_far(db: &sea_orm::DatabaseConnection) -> Option<f64> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT coalesce(sum(calls), 0)::float8 AS calls FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        ))
+        .await
+        .ok()??;
+    row.try_get::<f64>("", "calls").ok()
 }
 
 async fn run_rate(bench: &Bench, tag: &str, rate: f64) -> RateResult {
@@ -453,6 +471,10 @@ async fn run_rate(bench: &Bench, tag: &str, rate: f64) -> RateResult {
     let acked_ok = Arc::new(AtomicU64::new(0));
     let arrived_before = arrivals.total.load(Ordering::Relaxed);
     let mut not_sent = 0;
+    let statements_before = match &bench.statements {
+        Some(db) => statements_so_far(db).await,
+        None => None,
+    };
     let before = snapshot(processes, ticks);
 
     // The backlog (acknowledged, not yet in the CRM) once a second.
@@ -539,6 +561,10 @@ async fn run_rate(bench: &Bench, tag: &str, rate: f64) -> RateResult {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let drain_seconds = (Instant::now().saturating_duration_since(window_end)).as_secs_f64();
     let after = snapshot(processes, ticks);
+    let statements_run = match (&bench.statements, statements_before) {
+        (Some(db), Some(before)) => statements_so_far(db).await.map(|after| after - before),
+        _ => None,
+    };
     sampler.abort();
     let samples = std::mem::take(&mut *samples.lock().unwrap());
 
@@ -591,6 +617,7 @@ async fn run_rate(bench: &Bench, tag: &str, rate: f64) -> RateResult {
     }
     cpu_lines.push(("generator+CRM".into(), after.harness - before.harness));
     cpu_lines.push(("machine".into(), after.machine - before.machine));
+    let statements_per_event = statements_run.map(|n| n / delivered);
     RateResult {
         offered: rate,
         sent_rate: (count - not_sent) as f64 / sending_took.max(duration as f64),
@@ -610,6 +637,7 @@ async fn run_rate(bench: &Bench, tag: &str, rate: f64) -> RateResult {
         doubled,
         cpu_ms_per_event: (after.machine - before.machine) * 1000.0 / delivered,
         cpu_lines,
+        statements_per_event,
     }
 }
 
@@ -1013,7 +1041,34 @@ async fn main() {
     );
     println!("{unloaded_line}");
 
+    // On Postgres: the statistics autovacuum gathers within its first minute on any install
+    // (its naptime), gathered now, so the rates measure the steady state, not the query plans
+    // of empty tables; and pg_stat_statements, when the server loads it, to count statements.
+    let statements = if o.backend == "sqlite" {
+        None
+    } else {
+        use sea_orm::ConnectionTrait;
+        let db = sea_orm::Database::connect(&database_url).await.unwrap();
+        db.execute_unprepared("ANALYZE").await.unwrap();
+        println!(
+            "ANALYZE after the warm-up, as autovacuum does on any install within its first minute"
+        );
+        match db
+            .execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+        {
+            Ok(_) if statements_so_far(&db).await.is_some() => Some(db),
+            _ => {
+                println!(
+                    "pg_stat_statements is not loaded by the server: statements per event not counted"
+                );
+                None
+            }
+        }
+    };
+
     let bench = Bench {
+        statements,
         target: target.clone(),
         arrivals: arrivals.clone(),
         processes,
@@ -1027,7 +1082,7 @@ async fn main() {
         println!(
             "offered {:>6.0}/s (sent {:>6.0}/s): acked {:>6.0}/s (p50 {:>6.1} ms, p99 {:>7.1} ms), reached the CRM {:>6.0}/s in the window, \
              event→CRM p50 {:>7.1} ms p99 {:>8.1} ms, backlog mid/end {}/{}, drained {:.1} s after, \
-             not arrived {}, doubled {}, shed {}, failed {}, not sent {}, {:.2} ms CPU per event",
+             not arrived {}, doubled {}, shed {}, failed {}, not sent {}, {:.2} ms CPU per event{}",
             r.offered,
             r.sent_rate,
             r.ack_rate,
@@ -1044,7 +1099,10 @@ async fn main() {
             r.shed,
             r.failed,
             r.not_sent,
-            r.cpu_ms_per_event
+            r.cpu_ms_per_event,
+            r.statements_per_event
+                .map(|n| format!(", {n:.1} SQL statements per event"))
+                .unwrap_or_default()
         );
         let cpu: Vec<String> = r
             .cpu_lines
@@ -1088,11 +1146,11 @@ async fn main() {
     // The report and the chart.
     std::fs::create_dir_all(&o.out).unwrap();
     let mut md = format!(
-        "{header}\n\n{unloaded_line}\n\n| offered/s | acked/s | ack p99 ms | reached CRM/s | event→CRM p50 ms | p99 ms | backlog mid/end | not arrived | doubled | shed | CPU ms/event |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "{header}\n\n{unloaded_line}\n\n| offered/s | acked/s | ack p99 ms | reached CRM/s | event→CRM p50 ms | p99 ms | backlog mid/end | not arrived | doubled | shed | CPU ms/event | SQL/event |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in &results {
         md += &format!(
-            "| {:.0} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {}/{} | {} | {} | {} | {:.2} |\n",
+            "| {:.0} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {}/{} | {} | {} | {} | {:.2} | {} |\n",
             r.offered,
             r.ack_rate,
             r.ack_p99,
@@ -1104,7 +1162,10 @@ async fn main() {
             r.lost,
             r.doubled,
             r.shed,
-            r.cpu_ms_per_event
+            r.cpu_ms_per_event,
+            r.statements_per_event
+                .map(|n| format!("{n:.1}"))
+                .unwrap_or_else(|| "–".into())
         );
     }
     md += &format!("\n{ceiling_line}\n\n{memory_line}\n");

@@ -26,6 +26,7 @@ mod hostile_retry;
 mod hostile_ssrf;
 mod hostile_templates;
 mod hostile_worker;
+mod ingest;
 mod isolation;
 mod oauth;
 mod onboarding;
