@@ -104,7 +104,8 @@ def full_values(*overrides: dict[str, Any]) -> dict[str, Any]:
                 "podAnnotations": {"example.com/team": "payments"},
             },
             "worker": {
-                "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 20},
+                "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 20,
+                                "queueDepth": {"enabled": True}},
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [{"matchExpressions": [{
                         "key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
@@ -118,7 +119,10 @@ def full_values(*overrides: dict[str, Any]) -> dict[str, Any]:
                 "hosts": ["hooks.example.com"],
                 "tls": [{"secretName": "hooks-tls", "hosts": ["hooks.example.com"]}],
             },
-            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                        "grafanaDashboard": {"enabled": True, "folder": "Payments"},
+                        "prometheusRule": {"enabled": True,
+                                           "labels": {"release": "prometheus"}}},
             "secrets": {"metricsToken": METRICS_TOKEN},
         },
         *overrides,

@@ -106,6 +106,63 @@ SERVICE_MONITOR_SCHEMA = {
     },
 }
 
+# PrometheusRule, the same way: the part of monitoring.coreos.com/v1 the chart uses.
+PROMETHEUS_DURATION = "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": SERVICE_MONITOR_SCHEMA["properties"]["metadata"],
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": {"type": "string", "pattern": PROMETHEUS_DURATION},
+                            "rules": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["alert", "expr"],
+                                    "properties": {
+                                        "alert": {"type": "string",
+                                                  "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                        "expr": {"type": "string", "minLength": 1},
+                                        "for": {"type": "string",
+                                                "pattern": PROMETHEUS_DURATION},
+                                        "keep_firing_for": {"type": "string",
+                                                            "pattern": PROMETHEUS_DURATION},
+                                        "labels": {"type": "object",
+                                                   "additionalProperties": {"type": "string"}},
+                                        "annotations": {"type": "object",
+                                                        "additionalProperties": {
+                                                            "type": "string"}},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+CRD_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROMETHEUS_RULE_SCHEMA}
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -132,8 +189,8 @@ def test_every_manifest_is_a_valid_kubernetes_object(render, name, kube_version)
     assert rendered.objects
     for source, obj in zip(rendered.sources, rendered.objects):
         where = f"{source}: {obj['kind']}/{obj['metadata']['name']}"
-        if obj["kind"] == "ServiceMonitor":
-            jsonschema.validate(obj, SERVICE_MONITOR_SCHEMA)
+        if obj["kind"] in CRD_SCHEMAS:
+            jsonschema.validate(obj, CRD_SCHEMAS[obj["kind"]])
             continue
         try:
             kubernetes_validate.validate(obj, kube_version, strict=True)
@@ -201,6 +258,30 @@ BAD_VALUES = {
     "hpa max not a number": {"api": {"autoscaling": {"maxReplicas": "ten"}}},
     "pdb percentage malformed": {"worker": {"podDisruptionBudget": {"maxUnavailable": "half"}}},
     "service monitor interval": {"metrics": {"serviceMonitor": {"interval": "often"}}},
+    "dashboard switch not a boolean": {"metrics": {"grafanaDashboard": {"enabled": "yes"}}},
+    "dashboard labels not strings": {"metrics": {"grafanaDashboard": {"labels": {
+        "grafana_dashboard": 1}}}},
+    "dashboard unknown key": {"metrics": {"grafanaDashboard": {"title": "Mine"}}},
+    "dashboard namespace not a name": {"metrics": {"grafanaDashboard": {"namespace": "Grafana"}}},
+    "rule switch not a boolean": {"metrics": {"prometheusRule": {"enabled": 1}}},
+    "rule labels not strings": {"metrics": {"prometheusRule": {"labels": {"release": True}}}},
+    "backlog threshold not a number": {"metrics": {"prometheusRule": {
+        "backlogGrowing": {"minDepth": "many"}}}},
+    "backlog threshold negative": {"metrics": {"prometheusRule": {
+        "backlogGrowing": {"minDepth": -1}}}},
+    "oldest age zero": {"metrics": {"prometheusRule": {"oldestEventAge": {"seconds": 0}}}},
+    "latency threshold a duration": {"metrics": {"prometheusRule": {
+        "deliveryLatency": {"p99Seconds": "30s"}}}},
+    "alert for not a duration": {"metrics": {"prometheusRule": {"deadLetters": {"for": "15"}}}},
+    "alert severity empty": {"metrics": {"prometheusRule": {"jobsPanicked": {"severity": ""}}}},
+    "unknown alert": {"metrics": {"prometheusRule": {"diskFull": {"for": "5m"}}}},
+    "queue depth switch not a boolean": {"worker": {"autoscaling": {"queueDepth": {
+        "enabled": "true"}}}},
+    "queue depth target not a number": {"worker": {"autoscaling": {"queueDepth": {
+        "targetAverageValue": "lots"}}}},
+    "queue depth target zero": {"worker": {"autoscaling": {"queueDepth": {
+        "targetAverageValue": 0}}}},
+    "queue depth on the api": {"api": {"autoscaling": {"queueDepth": {"enabled": True}}}},
     "image digest": {"image": {"digest": "latest"}},
 }
 
@@ -258,6 +339,9 @@ REFUSED = {
     "hpa min above max": (
         {"worker": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
         "minReplicas"),
+    "hpa without a metric": (
+        {"worker": {"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": None}}},
+        "worker.autoscaling needs a metric"),
 }
 
 

@@ -288,9 +288,13 @@ def test_an_autoscaler_for_each_component(render):
         assert "replicas" not in rendered.deployment(component)["spec"]
     assert (hpas[f"{RELEASE}-api"]["spec"]["minReplicas"],
             hpas[f"{RELEASE}-api"]["spec"]["maxReplicas"]) == (3, 12)
-    api_metrics = {m["resource"]["name"] for m in hpas[f"{RELEASE}-api"]["spec"]["metrics"]}
-    worker_metrics = {m["resource"]["name"] for m in hpas[f"{RELEASE}-worker"]["spec"]["metrics"]}
-    assert api_metrics == {"cpu", "memory"} and worker_metrics == {"cpu"}
+    def metric_names(hpa):
+        return {m["resource"]["name"] if m["type"] == "Resource" else m["external"]["metric"]["name"]
+                for m in hpa["spec"]["metrics"]}
+
+    assert metric_names(hpas[f"{RELEASE}-api"]) == {"cpu", "memory"}
+    # The full values scale the workers on their backlog too (test_observability.py).
+    assert metric_names(hpas[f"{RELEASE}-worker"]) == {"tributary_queue_depth", "cpu"}
 
 
 def test_only_one_component_autoscaled(render):
