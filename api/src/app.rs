@@ -97,6 +97,7 @@ impl AppState {
             db.clone(),
             pipeline.queue.clone(),
             settings.limits.ingest_max_pending,
+            settings.limits.ingest_max_backlog,
         );
         Ok(AppState {
             inbox,

@@ -5,7 +5,7 @@
 //! ([`event_keys`]) commit with it. Webhooks go through [`GroupCommit`]: those arriving while
 //! a commit is under way share the next one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -97,6 +97,9 @@ pub enum StoreError {
     /// More webhooks are waiting for a commit than the inbox holds: nothing was stored; the
     /// sender should come back later.
     Busy,
+    /// The tenant already has this many events due and not yet processed: nothing was
+    /// stored; the sender should come back later.
+    Backlogged(u64),
     Failed(anyhow::Error),
 }
 
@@ -121,25 +124,55 @@ pub struct GroupCommit {
     sender: mpsc::UnboundedSender<Pending>,
     pending: Arc<AtomicUsize>,
     max_pending: usize,
+    /// Each tenant's events due and not yet processed, counted every [`BACKLOG_INTERVAL`].
+    backlogs: Arc<std::sync::RwLock<HashMap<String, u64>>>,
+    /// Past this many (0: never), a tenant's webhooks are refused.
+    max_backlog: u64,
 }
+
+/// How often the tenants' backlogs are counted.
+const BACKLOG_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl GroupCommit {
     /// Starts the writers; they stop when the [`GroupCommit`] is dropped.
-    pub fn start(db: DatabaseConnection, queue: Queue, max_pending: usize) -> GroupCommit {
+    pub fn start(
+        db: DatabaseConnection,
+        queue: Queue,
+        max_pending: usize,
+        max_backlog: u64,
+    ) -> GroupCommit {
         let (sender, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..WRITERS {
             tokio::spawn(write_groups(db.clone(), queue.clone(), receiver.clone()));
         }
+        let backlogs = Arc::default();
+        if max_backlog > 0 {
+            tokio::spawn(count_backlogs(db, Arc::downgrade(&backlogs)));
+        }
         GroupCommit {
             sender,
             pending: Arc::new(AtomicUsize::new(0)),
             max_pending: max_pending.max(1),
+            backlogs,
+            max_backlog,
         }
     }
 
     /// Stores `row` like [`store`], sharing a commit with the events stored at the same time.
     pub async fn store(&self, row: events::Model) -> Result<Stored, StoreError> {
+        if self.max_backlog > 0 {
+            let backlog = self
+                .backlogs
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&row.tenant_id)
+                .copied()
+                .unwrap_or(0);
+            if backlog >= self.max_backlog {
+                return Err(StoreError::Backlogged(backlog));
+            }
+        }
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {
             self.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(StoreError::Busy);
@@ -158,6 +191,49 @@ impl GroupCommit {
     /// Events waiting for a commit now.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
+    }
+}
+
+/// Counts each tenant's events due and not yet processed (received, or queued and due; not
+/// those waiting for a retry or for a connection), until the [`GroupCommit`] is dropped.
+async fn count_backlogs(
+    db: DatabaseConnection,
+    backlogs: std::sync::Weak<std::sync::RwLock<HashMap<String, u64>>>,
+) {
+    use sea_orm::{Condition, QuerySelect};
+    let mut ticker = tokio::time::interval(BACKLOG_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(backlogs) = backlogs.upgrade() else {
+            return;
+        };
+        let counted: Result<Vec<(String, i64)>, _> = events::Entity::find()
+            .select_only()
+            .column(events::Column::TenantId)
+            .column_as(events::Column::Id.count(), "count")
+            .filter(
+                Condition::any()
+                    .add(events::Column::Status.eq(status::RECEIVED))
+                    .add(
+                        Condition::all()
+                            .add(events::Column::Status.eq(status::QUEUED))
+                            .add(events::Column::NextRunAt.lte(crate::now())),
+                    ),
+            )
+            .group_by(events::Column::TenantId)
+            .into_tuple()
+            .all(&db)
+            .await;
+        match counted {
+            Ok(rows) => {
+                *backlogs.write().unwrap_or_else(|e| e.into_inner()) = rows
+                    .into_iter()
+                    .map(|(tenant, n)| (tenant, n.max(0) as u64))
+                    .collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "counting the tenants' backlogs failed"),
+        }
     }
 }
 

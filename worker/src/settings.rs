@@ -143,6 +143,9 @@ pub struct Limits {
     /// Webhooks waiting for their commit at once, per replica (`TRIBUTARY_INGEST_MAX_PENDING`);
     /// more are answered 503 with `Retry-After`.
     pub ingest_max_pending: usize,
+    /// A tenant's events due and not yet processed past which its webhooks are answered 503
+    /// (`TRIBUTARY_INGEST_MAX_BACKLOG`; 0: never).
+    pub ingest_max_backlog: u64,
 }
 
 /// `N` events per `period`, e.g. `100/second`.
@@ -526,6 +529,13 @@ impl Settings {
             max_bulk_items: parse_count("TRIBUTARY_MAX_BULK_ITEMS", get, 10_000, 100_000)?,
             ingest_max_pending: parse_count("TRIBUTARY_INGEST_MAX_PENDING", get, 1024, 1_000_000)?
                 as usize,
+            ingest_max_backlog: match get("TRIBUTARY_INGEST_MAX_BACKLOG")
+                .as_deref()
+                .map(str::trim)
+            {
+                Some("0") => 0,
+                _ => parse_count("TRIBUTARY_INGEST_MAX_BACKLOG", get, 10_000, 100_000_000)?,
+            },
         };
         let retention = parse_duration("TRIBUTARY_RETENTION", get, "90days")?;
         let audit_retention = parse_duration("TRIBUTARY_AUDIT_RETENTION", get, "365days")?;

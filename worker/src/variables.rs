@@ -237,6 +237,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "webhooks waiting for their commit; more get 503",
     ),
     (
+        "TRIBUTARY_INGEST_MAX_BACKLOG",
+        "10000",
+        "a tenant's due events past which its webhooks get 503; 0 never",
+    ),
+    (
         "TRIBUTARY_RETENTION",
         "90days",
         "how long finished events and deliveries are kept",

@@ -107,6 +107,9 @@ pub async fn receive(
         Ok(_) => metrics::webhook("accepted", ""),
         Err(ApiError::NotFound) => metrics::webhook("rejected", "unknown_token"),
         Err(ApiError::TooManyRequests(_)) => metrics::webhook("rejected", "rate_limited"),
+        Err(ApiError::Unavailable(message)) if message.contains("INGEST_MAX_BACKLOG") => {
+            metrics::webhook("shed", "backlog")
+        }
         Err(ApiError::Unavailable(_)) => metrics::webhook("shed", "inbox_full"),
         Err(ApiError::BadRequest(message))
             if message.contains("Stripe-Signature") || message.contains("signing secret") =>
@@ -183,6 +186,13 @@ async fn receive_counted(
             return Err(ApiError::Unavailable(format!(
                 "more than {} webhooks are waiting to be stored; nothing was stored, try again shortly",
                 state.settings.limits.ingest_max_pending
+            )));
+        }
+        Err(StoreError::Backlogged(backlog)) => {
+            tracing::warn!(stripe_account_id = %account.id, backlog, "tenant backlog full: webhook shed with 503 (TRIBUTARY_INGEST_MAX_BACKLOG)");
+            return Err(ApiError::Unavailable(format!(
+                "this account's tenant has {backlog} events waiting to be processed, more than the {} the inbox takes ahead (TRIBUTARY_INGEST_MAX_BACKLOG); nothing was stored, try again shortly",
+                state.settings.limits.ingest_max_backlog
             )));
         }
         Err(StoreError::Failed(e)) => return Err(e.into()),

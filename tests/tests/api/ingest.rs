@@ -175,3 +175,47 @@ async fn past_the_inbox_bound_a_webhook_is_refused_at_once_with_retry_after() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_tenant_far_behind_is_refused_and_other_tenants_are_not() {
+    each_backend_with(
+        &[
+            ("TRIBUTARY_INGEST_MAX_BACKLOG", "3"),
+            // Nothing is processed, so what is accepted stays due.
+            ("TRIBUTARY_EMBEDDED_WORKER", "false"),
+        ],
+        |app| async move {
+            let behind = app.pipeline(json!({})).await;
+            let other = app.pipeline(json!({})).await;
+            for n in 0..3 {
+                let reply = app.send_event(&behind, &charge(n)).await;
+                assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            }
+            // The backlogs are counted twice a second.
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            let refused = app.send_event(&behind, &charge(3)).await;
+            assert_eq!(
+                refused.assert_problem(StatusCode::SERVICE_UNAVAILABLE),
+                Vec::<String>::new()
+            );
+            assert!(
+                refused.text.contains("TRIBUTARY_INGEST_MAX_BACKLOG"),
+                "{}",
+                refused.text
+            );
+            assert!(refused.headers.get("retry-after").is_some());
+            assert_eq!(stored(&app, &behind).await, 3, "nothing of the refused one");
+            // Another tenant's webhooks still go in.
+            let reply = app.send_event(&other, &charge(10)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            let shed = metric(
+                &app,
+                "tributary_webhooks_total{outcome=\"shed\",reason=\"backlog\"}",
+            )
+            .await
+            .unwrap_or(0.0);
+            assert!(shed >= 1.0, "{shed}");
+        },
+    )
+    .await;
+}
