@@ -9,15 +9,29 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
-/// Connections each pool opens when `TRIBUTARY_DATABASE_POOL_SIZE` does not say.
+/// Connections a Postgres pool opens when `TRIBUTARY_DATABASE_POOL_SIZE` does not say.
 pub const DEFAULT_POOL_SIZE: u32 = 20;
 
+/// Connections a SQLite pool opens when `TRIBUTARY_DATABASE_POOL_SIZE` does not say: one, as
+/// sea-orm does by default. SQLite writes one at a time whatever the pool, and every write
+/// here is a transaction that takes the write lock up front.
+pub const DEFAULT_SQLITE_POOL_SIZE: u32 = 1;
+
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    connect_pooled(url, DEFAULT_POOL_SIZE).await
+    connect_pooled(url, None).await
 }
 
-/// Connects with at most `pool_size` connections.
-pub async fn connect_pooled(url: &str, pool_size: u32) -> anyhow::Result<DatabaseConnection> {
+/// Connects with at most `pool_size` connections (by default [`DEFAULT_POOL_SIZE`], or
+/// [`DEFAULT_SQLITE_POOL_SIZE`] for SQLite).
+pub async fn connect_pooled(
+    url: &str,
+    pool_size: Option<u32>,
+) -> anyhow::Result<DatabaseConnection> {
+    let pool_size = pool_size.unwrap_or(if url.starts_with("sqlite:") {
+        DEFAULT_SQLITE_POOL_SIZE
+    } else {
+        DEFAULT_POOL_SIZE
+    });
     let parent = sqlite_file(url)
         .and_then(|path| Path::new(path).parent())
         .filter(|p| !p.as_os_str().is_empty());

@@ -77,8 +77,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Jobs one worker process runs at once.
     pub worker_concurrency: usize,
-    /// Database connections one process opens at most (`TRIBUTARY_DATABASE_POOL_SIZE`).
-    pub database_pool_size: u32,
+    /// Database connections one process opens at most (`TRIBUTARY_DATABASE_POOL_SIZE`); unset,
+    /// 20 on Postgres and 1 on SQLite.
+    pub database_pool_size: Option<u32>,
     /// How often the sweeper looks for events that were kept but never queued, or lost.
     pub sweep_interval: Duration,
     /// How long an event may sit unqueued or overdue before the sweeper re-enqueues it.
@@ -446,12 +447,10 @@ impl Settings {
                 })?,
             None => 32,
         };
-        let database_pool_size = parse_count(
-            "TRIBUTARY_DATABASE_POOL_SIZE",
-            get,
-            crate::db::DEFAULT_POOL_SIZE.into(),
-            1_000,
-        )? as u32;
+        let database_pool_size = match get("TRIBUTARY_DATABASE_POOL_SIZE") {
+            Some(_) => Some(parse_count("TRIBUTARY_DATABASE_POOL_SIZE", get, 1, 1_000)? as u32),
+            None => None,
+        };
         let tenant_max_in_flight = match get("TRIBUTARY_TENANT_MAX_IN_FLIGHT") {
             Some(raw) => raw
                 .parse::<usize>()

@@ -150,7 +150,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         "TRIBUTARY_DATABASE_POOL_SIZE",
-        "20",
+        "20 (SQLite 1)",
         "database connections one process opens at most",
     ),
     (
