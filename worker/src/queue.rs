@@ -112,50 +112,27 @@ impl Queue {
     /// written straight into apalis's table, so it is visible to every worker the moment the
     /// insert returns.
     pub async fn push(&self, job: ProcessEvent, delay: Option<Duration>) -> anyhow::Result<()> {
-        let mut task = TaskBuilder::new(serde_json::to_vec(&job)?).max_attempts(5);
-        if let Some(delay) = delay.filter(|d| !d.is_zero()) {
-            // Backends schedule in whole seconds from the current second, both rounded down:
-            // round the delay up and add the second the clock may be into, so a job never
-            // wakes before its retry is due.
-            let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-            task = task.run_after(Duration::from_secs(seconds.saturating_add(1)));
-        }
-        let task = task.build();
-        let result = match self {
-            Queue::Sqlite(storage) => {
-                let mut conn = storage.pool().acquire().await?;
-                apalis_sqlite::queries::push_tasks(&mut *conn, PROCESS_EVENT_QUEUE, &[task])
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-            Queue::Postgres(storage) => {
-                let mut conn = storage.pool().acquire().await?;
-                apalis_postgres::queries::push_tasks(&mut *conn, PROCESS_EVENT_QUEUE, vec![task])
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-            Queue::Redis(storage) => {
-                let task =
-                    task.try_map_args(|bytes| serde_json::from_slice::<ProcessEvent>(&bytes))?;
-                storage
-                    .clone()
-                    .push_task(task)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            }
-        };
-        result.with_context(|| format!("pushing to the {} queue", self.backend_name()))
+        self.push_all(vec![(job, delay)]).await
     }
 
     /// Enqueues `jobs` to run now, in one statement on SQLite and Postgres.
     pub async fn push_many(&self, jobs: Vec<ProcessEvent>) -> anyhow::Result<()> {
+        self.push_all(jobs.into_iter().map(|job| (job, None)).collect())
+            .await
+    }
+
+    async fn push_all(&self, jobs: Vec<(ProcessEvent, Option<Duration>)>) -> anyhow::Result<()> {
         let mut tasks = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            tasks.push(
-                TaskBuilder::new(serde_json::to_vec(job)?)
-                    .max_attempts(5)
-                    .build(),
-            );
+        for (job, delay) in &jobs {
+            let mut task = TaskBuilder::new(serde_json::to_vec(job)?).max_attempts(5);
+            if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+                // Backends schedule in whole seconds from the current second, both rounded
+                // down: round the delay up and add the second the clock may be into, so a job
+                // never wakes before its retry is due.
+                let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+                task = task.run_after(Duration::from_secs(seconds.saturating_add(1)));
+            }
+            tasks.push(task.build());
         }
         let result = match self {
             Queue::Sqlite(storage) => {
