@@ -16,6 +16,7 @@ mod m20261206_000010_audit_client;
 mod m20261206_000011_delivery_attempts;
 mod m20261206_000012_event_search;
 mod m20261206_000013_idempotency;
+mod m20261206_000014_duplicate_index;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_delivery_attempts::Migration),
             Box::new(m20261206_000012_event_search::Migration),
             Box::new(m20261206_000013_idempotency::Migration),
+            Box::new(m20261206_000014_duplicate_index::Migration),
         ]
     }
 }
