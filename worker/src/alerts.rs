@@ -9,6 +9,7 @@
 //! JSON notice, signed like Stripe signs its webhooks: `Tributary-Signature: t=…,v1=…`, an
 //! HMAC-SHA256 over `"{t}.{body}"`). This module never logs a channel's URL or secret.
 
+use crate::sealed;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,8 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::delivery_status as ds;
 use crate::secrets::{Keyring, SecretContext};
+use crate::statuses::delivery_status as ds;
 
 /// The alert kinds a channel can subscribe to.
 pub mod kind {
@@ -38,8 +39,6 @@ pub mod kind {
 pub const KINDS: &[&str] = &[kind::NEEDS_REAUTH, kind::DEAD_LETTERS, kind::FLOW_FAILING];
 pub const CHANNEL_KINDS: &[&str] = &["slack", "webhook"];
 
-pub const URL_PURPOSE: &str = "notification_channel.url";
-pub const SECRET_PURPOSE: &str = "notification_channel.secret";
 pub const SIGNATURE_HEADER: &str = "Tributary-Signature";
 
 /// A claim on an alert older than this is abandoned (its process died mid-send).
@@ -145,7 +144,7 @@ impl Notifier {
         let failure = |status: Option<u16>, message: String| SendFailure { status, message };
         let url = self
             .keyring
-            .open(&channel.url, &context(channel, URL_PURPOSE))
+            .open(&channel.url, &context(channel, sealed::CHANNEL_URL))
             .map_err(|e| failure(None, format!("the channel's URL cannot be read: {e}")))?;
         let body = match channel.kind.as_str() {
             "slack" => json!({ "text": notice.summary }),
@@ -163,7 +162,7 @@ impl Notifier {
         if let Some(sealed) = &channel.secret {
             let secret = self
                 .keyring
-                .open(sealed, &context(channel, SECRET_PURPOSE))
+                .open(sealed, &context(channel, sealed::CHANNEL_SECRET))
                 .map_err(|e| failure(None, format!("the channel's secret cannot be read: {e}")))?;
             let t = crate::now().timestamp();
             request = request.header(

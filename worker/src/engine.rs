@@ -4,6 +4,7 @@
 //! running out of attempts, dead-letters the step with its reason. Events of different tenants
 //! and flows never wait on each other: a failing flow only stops its own later steps.
 
+use crate::sealed;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,28 +24,7 @@ use crate::history::{self, Attempt, outcome};
 use crate::queue::{ProcessEvent, Queue};
 use crate::settings::RetrySettings;
 
-pub mod status {
-    pub const RECEIVED: &str = "received";
-    pub const QUEUED: &str = "queued";
-    pub const PROCESSED: &str = "processed";
-    pub const FAILED: &str = "failed";
-    pub const IGNORED: &str = "ignored";
-    /// Every event status, in lifecycle order.
-    pub const ALL: &[&str] = &[RECEIVED, QUEUED, PROCESSED, FAILED, IGNORED];
-}
-
-pub mod delivery_status {
-    pub const PENDING: &str = "pending";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const RETRYING: &str = "retrying";
-    pub const WAITING: &str = "waiting";
-    pub const DEAD: &str = "dead";
-    pub const SKIPPED: &str = "skipped";
-    /// Every delivery status.
-    pub const ALL: &[&str] = &[PENDING, SUCCEEDED, RETRYING, WAITING, DEAD, SKIPPED];
-}
-
-use delivery_status as ds;
+use crate::statuses::{delivery_status as ds, status};
 
 /// Exponential backoff with full jitter, never sooner than the vendor's `Retry-After`.
 pub fn retry_delay(retry: &RetrySettings, attempt: u32, retry_after: Option<Duration>) -> Duration {
@@ -88,9 +68,6 @@ struct EventRun<'a> {
 fn uses_generated_secrets(spec: &str) -> bool {
     spec.contains("password(") || spec.contains("token(")
 }
-
-/// How an event's seed for generated secrets is sealed.
-pub const EVENT_SEED_PURPOSE: &str = "event_seed.seed";
 
 /// Rate-limited attempts after which a delivery is dead-lettered anyway.
 const MAX_THROTTLED_ATTEMPTS: i32 = 50;
@@ -1093,7 +1070,7 @@ impl Engine {
         use entity::event_seeds;
         let context = crate::secrets::SecretContext {
             tenant_id: &event.tenant_id,
-            purpose: EVENT_SEED_PURPOSE,
+            purpose: sealed::EVENT_SEED,
             row_id: &event.id,
         };
         let find = || event_seeds::Entity::find_by_id(event.id.clone()).one(&self.db);

@@ -14,8 +14,8 @@ use entity::{event_keys, events, stripe_accounts};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::engine::status;
 use crate::queue::{PROCESS_EVENT_QUEUE, ProcessEvent, Queue};
+use crate::statuses::status;
 
 /// What storing an event did.
 #[derive(Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod alerts;
+pub mod consumer;
 pub mod crm;
 pub mod db;
 pub mod engine;
@@ -20,8 +21,10 @@ pub mod queue;
 pub mod retention;
 pub mod runtime;
 pub mod schema;
+pub mod sealed;
 pub mod secrets;
 pub mod settings;
+pub mod statuses;
 pub mod stripe;
 pub mod telemetry;
 pub mod variables;

@@ -250,7 +250,7 @@ pub fn queue(depth: i64, oldest_age_seconds: f64) {
 /// Reads the queue's depth and the oldest waiting event's age from the database (the events
 /// not yet finished are the truth, whatever the queue backend) into the gauges.
 pub async fn read_queue(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-    use crate::engine::status;
+    use crate::statuses::status;
     use entity::events;
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
     let waiting = events::Entity::find()

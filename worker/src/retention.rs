@@ -15,8 +15,8 @@ use sea_orm::{
     QuerySelect,
 };
 
-use crate::engine::{delivery_status as ds, status};
 use crate::settings::Settings;
+use crate::statuses::{delivery_status as ds, status};
 
 /// Rows per statement: small enough that no delete holds its locks for long.
 pub const BATCH: u64 = 500;

@@ -11,10 +11,11 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use crate::engine::{Engine, status};
+use crate::engine::Engine;
 use crate::health::supervise;
 use crate::queue::{ProcessEvent, Queue};
 use crate::settings::Settings;
+use crate::statuses::status;
 
 pub struct Runtime {
     pub queue: Queue,
@@ -109,7 +110,13 @@ impl Runtime {
         let mut tasks = Vec::new();
         let (stopping, stop) = tokio::sync::watch::channel(false);
         if consume {
-            let consumer = queue.consumer(engine.clone(), settings.worker_concurrency, name, stop);
+            let consumer = crate::consumer::consumer(
+                &queue,
+                engine.clone(),
+                settings.worker_concurrency,
+                name,
+                stop,
+            );
             tasks.push(supervise(&health, &faults, "consumer", consumer));
         }
         let background = vec![

@@ -7,7 +7,7 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::crm::{ErrorKind, config};
-use crate::engine::{delivery_status, status};
+use crate::statuses::{delivery_status, status};
 
 /// A string schema with exactly `values`, described by `description`.
 pub fn string_enum<'a>(

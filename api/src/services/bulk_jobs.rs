@@ -19,8 +19,8 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tributary_worker::engine::{delivery_status as ds, status as event_status};
 use tributary_worker::schema::EventStatus;
+use tributary_worker::statuses::{delivery_status as ds, status as event_status};
 use utoipa::ToSchema;
 
 use super::event_search::{EventSearch, FilterId, SearchTerm};

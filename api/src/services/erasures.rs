@@ -19,7 +19,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tributary_worker::engine::{delivery_status as ds, status};
+use tributary_worker::statuses::{delivery_status as ds, status};
 use utoipa::ToSchema;
 
 use super::fields::Email;

@@ -10,11 +10,11 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tributary_worker::engine::{delivery_status as ds, status};
 use tributary_worker::flow::Action;
 use tributary_worker::history::KEPT_ATTEMPTS;
 use tributary_worker::queue::ProcessEvent;
 use tributary_worker::schema::{AttemptOutcome, CrmErrorKind, DeliveryStatus, EventStatus};
+use tributary_worker::statuses::{delivery_status as ds, status};
 use utoipa::{IntoParams, ToSchema};
 
 use super::fields::check_one_of;

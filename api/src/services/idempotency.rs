@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use entity::idempotency_keys;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use sha2::{Digest, Sha256};
+use tributary_worker::sealed;
 
 use super::{new_id, now};
 use crate::app::AppState;
@@ -26,9 +27,6 @@ pub const MAX_LIVE_KEYS: u64 = 10_000;
 /// A first request still unanswered after this long died with its process: its outcome is
 /// unknown, and it is never run a second time.
 pub const IN_FLIGHT_LIMIT_SECONDS: i64 = 300;
-
-/// What a kept answer is sealed as.
-pub const RESPONSE_PURPOSE: &str = "idempotency_key.response";
 
 /// What identifies a request, for telling a retry from a different request under one key.
 #[derive(Debug, Clone)]
@@ -216,7 +214,7 @@ fn settled(
         Some(sealed) => {
             let context = SecretContext {
                 tenant_id: &row.tenant_id,
-                purpose: RESPONSE_PURPOSE,
+                purpose: sealed::IDEMPOTENT_RESPONSE,
                 row_id: &row.id,
             };
             match state.keyring.open(sealed, &context) {
@@ -284,7 +282,7 @@ pub async fn finish(
                 text,
                 &SecretContext {
                     tenant_id,
-                    purpose: RESPONSE_PURPOSE,
+                    purpose: sealed::IDEMPOTENT_RESPONSE,
                     row_id: id,
                 },
             )

@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::secrets::{SecretContext, expose};
-use crate::services::stripe_accounts::WEBHOOK_SECRET_PURPOSE;
 use crate::stripe::{envelope, signature};
+use tributary_worker::sealed;
 
 /// Stripe events are far below this; anything larger is not one.
 pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
@@ -93,6 +93,66 @@ impl AccountCache {
     }
 }
 
+/// Why a webhook was not taken. Each kind has its own answer and its own metric label, so
+/// what is counted never depends on the wording of a message.
+#[derive(Debug)]
+pub enum IngressError {
+    /// No Stripe account has this webhook URL.
+    UnknownToken,
+    /// The `Stripe-Signature` header is missing, malformed, stale, or matches no secret.
+    Signature(String),
+    /// Signed, but not an event Tributary can keep.
+    Malformed(String),
+    /// Over the account's `TRIBUTARY_WEBHOOK_RATE`; retry after this many seconds.
+    RateLimited(u64),
+    /// More webhooks wait to be stored than `TRIBUTARY_INGEST_MAX_PENDING`.
+    InboxFull { limit: usize },
+    /// The tenant has more due events than `TRIBUTARY_INGEST_MAX_BACKLOG`.
+    Backlogged { backlog: u64, limit: u64 },
+    /// Storing failed (the database); the webhook was not acknowledged.
+    Failed(ApiError),
+}
+
+impl IngressError {
+    /// `(outcome, reason)` labels of `tributary_webhooks_total`.
+    fn labels(&self) -> (&'static str, &'static str) {
+        match self {
+            IngressError::UnknownToken => ("rejected", "unknown_token"),
+            IngressError::Signature(_) => ("rejected", "signature"),
+            IngressError::Malformed(_) => ("rejected", "malformed"),
+            IngressError::RateLimited(_) => ("rejected", "rate_limited"),
+            IngressError::InboxFull { .. } => ("shed", "inbox_full"),
+            IngressError::Backlogged { .. } => ("shed", "backlog"),
+            IngressError::Failed(_) => ("rejected", "error"),
+        }
+    }
+}
+
+impl From<IngressError> for ApiError {
+    fn from(error: IngressError) -> Self {
+        match error {
+            IngressError::UnknownToken => ApiError::NotFound,
+            IngressError::Signature(message) | IngressError::Malformed(message) => {
+                ApiError::BadRequest(message)
+            }
+            IngressError::RateLimited(seconds) => ApiError::TooManyRequests(seconds),
+            IngressError::InboxFull { limit } => ApiError::Unavailable(format!(
+                "more than {limit} webhooks are waiting to be stored; nothing was stored, try again shortly"
+            )),
+            IngressError::Backlogged { backlog, limit } => ApiError::Unavailable(format!(
+                "this account's tenant has {backlog} events waiting to be processed, more than the {limit} the inbox takes ahead (TRIBUTARY_INGEST_MAX_BACKLOG); nothing was stored, try again shortly"
+            )),
+            IngressError::Failed(error) => error,
+        }
+    }
+}
+
+impl From<ApiError> for IngressError {
+    fn from(error: ApiError) -> Self {
+        IngressError::Failed(error)
+    }
+}
+
 /// Receives one webhook, counting it by outcome and timing it (the metrics).
 pub async fn receive(
     state: &AppState,
@@ -101,28 +161,25 @@ pub async fn receive(
     body: &[u8],
 ) -> Result<IngressOut, ApiError> {
     let started = Instant::now();
-    let result = receive_counted(state, token, signature_header, body).await;
-    match &result {
-        Ok(out) if out.duplicate => metrics::webhook("duplicate", ""),
-        Ok(_) => metrics::webhook("accepted", ""),
-        Err(ApiError::NotFound) => metrics::webhook("rejected", "unknown_token"),
-        Err(ApiError::TooManyRequests(_)) => metrics::webhook("rejected", "rate_limited"),
-        Err(ApiError::Unavailable(message)) if message.contains("INGEST_MAX_BACKLOG") => {
-            metrics::webhook("shed", "backlog")
+    match receive_counted(state, token, signature_header, body).await {
+        Ok(out) => {
+            metrics::webhook(
+                if out.duplicate {
+                    "duplicate"
+                } else {
+                    "accepted"
+                },
+                "",
+            );
+            metrics::ingest(started.elapsed().as_secs_f64());
+            Ok(out)
         }
-        Err(ApiError::Unavailable(_)) => metrics::webhook("shed", "inbox_full"),
-        Err(ApiError::BadRequest(message))
-            if message.contains("Stripe-Signature") || message.contains("signing secret") =>
-        {
-            metrics::webhook("rejected", "signature")
+        Err(error) => {
+            let (outcome, reason) = error.labels();
+            metrics::webhook(outcome, reason);
+            Err(error.into())
         }
-        Err(ApiError::BadRequest(_)) => metrics::webhook("rejected", "malformed"),
-        Err(_) => metrics::webhook("rejected", "error"),
     }
-    if result.is_ok() {
-        metrics::ingest(started.elapsed().as_secs_f64());
-    }
-    result
 }
 
 async fn receive_counted(
@@ -130,18 +187,18 @@ async fn receive_counted(
     token: &str,
     signature_header: Option<&str>,
     body: &[u8],
-) -> Result<IngressOut, ApiError> {
+) -> Result<IngressOut, IngressError> {
     let cached = state
         .webhook_accounts
         .get(&state.db, token)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(IngressError::UnknownToken)?;
     let account = &cached.account;
     let mut secrets = Vec::with_capacity(cached.secrets.len());
     for row in &cached.secrets {
         let context = SecretContext {
             tenant_id: &account.tenant_id,
-            purpose: WEBHOOK_SECRET_PURPOSE,
+            purpose: sealed::WEBHOOK_SECRET,
             row_id: &row.id,
         };
         match state.keyring.open(&row.secret, &context) {
@@ -160,22 +217,22 @@ async fn receive_counted(
         tolerance,
         chrono::Utc::now().timestamp(),
     )
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let envelope = envelope::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    .map_err(|e| IngressError::Signature(e.to_string()))?;
+    let envelope = envelope::parse(body).map_err(|e| IngressError::Malformed(e.to_string()))?;
     if envelope.api_version.as_ref().is_some_and(|v| v.len() > 64)
         || envelope.object_id.as_ref().is_some_and(|id| id.len() > 255)
     {
-        return Err(ApiError::BadRequest(
+        return Err(IngressError::Malformed(
             "the event's api_version or data.object.id is longer than Stripe ever sends".into(),
         ));
     }
     let payload = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+        .map_err(|_| IngressError::Malformed("the body is not UTF-8".into()))?;
     // Only verified events count, so a stranger who knows the URL cannot use up the account's
     // rate. Over it, nothing is stored: Stripe retries a 429 later.
     if let Err(seconds) = state.webhook_rate.take(&account.id) {
         tracing::warn!(stripe_account_id = %account.id, retry_after = seconds, "webhook rate exceeded (TRIBUTARY_WEBHOOK_RATE)");
-        return Err(ApiError::TooManyRequests(seconds));
+        return Err(IngressError::RateLimited(seconds));
     }
 
     let row = inbox::new_row(account, &envelope, payload);
@@ -183,19 +240,18 @@ async fn receive_counted(
         Ok(stored) => stored,
         Err(StoreError::Busy) => {
             tracing::warn!(stripe_account_id = %account.id, "inbox full: webhook shed with 503 (TRIBUTARY_INGEST_MAX_PENDING)");
-            return Err(ApiError::Unavailable(format!(
-                "more than {} webhooks are waiting to be stored; nothing was stored, try again shortly",
-                state.settings.limits.ingest_max_pending
-            )));
+            return Err(IngressError::InboxFull {
+                limit: state.settings.limits.ingest_max_pending,
+            });
         }
         Err(StoreError::Backlogged(backlog)) => {
             tracing::warn!(stripe_account_id = %account.id, backlog, "tenant backlog full: webhook shed with 503 (TRIBUTARY_INGEST_MAX_BACKLOG)");
-            return Err(ApiError::Unavailable(format!(
-                "this account's tenant has {backlog} events waiting to be processed, more than the {} the inbox takes ahead (TRIBUTARY_INGEST_MAX_BACKLOG); nothing was stored, try again shortly",
-                state.settings.limits.ingest_max_backlog
-            )));
+            return Err(IngressError::Backlogged {
+                backlog,
+                limit: state.settings.limits.ingest_max_backlog,
+            });
         }
-        Err(StoreError::Failed(e)) => return Err(e.into()),
+        Err(StoreError::Failed(e)) => return Err(IngressError::Failed(e.into())),
     };
     let event_id = match stored {
         Stored::New(id) => id,

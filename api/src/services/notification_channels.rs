@@ -8,6 +8,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Quer
 use serde::{Deserialize, Serialize};
 use tributary_worker::alerts::{self as worker_alerts, CHANNEL_KINDS, KINDS, Notice};
 use tributary_worker::crm::config;
+use tributary_worker::sealed;
 use utoipa::ToSchema;
 
 use super::fields::Name;
@@ -321,15 +322,9 @@ pub async fn create(
     alerts.dedup();
     let at = now();
     let row = notification_channels::Model {
-        url: seal(
-            state,
-            &ctx.tenant_id,
-            &id,
-            worker_alerts::URL_PURPOSE,
-            &input.url,
-        ),
+        url: seal(state, &ctx.tenant_id, &id, sealed::CHANNEL_URL, &input.url),
         url_hint: worker_alerts::url_hint(&input.url),
-        secret: secret.map(|s| seal(state, &ctx.tenant_id, &id, worker_alerts::SECRET_PURPOSE, s)),
+        secret: secret.map(|s| seal(state, &ctx.tenant_id, &id, sealed::CHANNEL_SECRET, s)),
         id,
         tenant_id: ctx.tenant_id.clone(),
         name: input.name.trim().to_string(),
@@ -415,13 +410,7 @@ pub async fn update(
         active.name = Set(name.trim().to_string());
     }
     if let Some(url) = patch.url {
-        active.url = Set(seal(
-            state,
-            &tenant_id,
-            id,
-            worker_alerts::URL_PURPOSE,
-            &url,
-        ));
+        active.url = Set(seal(state, &tenant_id, id, sealed::CHANNEL_URL, &url));
         active.url_hint = Set(worker_alerts::url_hint(&url));
         active.last_error = Set(None);
     }
@@ -430,7 +419,7 @@ pub async fn update(
             state,
             &tenant_id,
             id,
-            worker_alerts::SECRET_PURPOSE,
+            sealed::CHANNEL_SECRET,
             &secret,
         )));
     }

@@ -25,9 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tributary_worker::crm::config::{self, Credentials, ZOHO_DATA_CENTERS};
-use tributary_worker::crm::session::{
-    SESSION_PURPOSE, Session, open_credentials, seal_credentials,
-};
+use tributary_worker::crm::session::{Session, open_credentials, seal_credentials};
+use tributary_worker::sealed;
 use tributary_worker::secrets::{SecretContext, expose, random_token};
 
 use super::{audit, now};
@@ -41,7 +40,6 @@ const STATE_TTL_MINUTES: i64 = 10;
 /// issue tokens for minutes or hours; a longer (or unrepresentable) value is taken as a year,
 /// and a refused token is refreshed whatever its stored expiry says.
 const MAX_TOKEN_LIFETIME_DAYS: i64 = 365;
-pub const VERIFIER_PURPOSE: &str = "oauth_state.verifier";
 
 /// What vendors add to a token answer: Salesforce's `instance_url`, Zoho's `api_domain`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -189,7 +187,7 @@ pub async fn start<C: ConnectionTrait>(
             pkce_verifier.secret(),
             &SecretContext {
                 tenant_id: &connection.tenant_id,
-                purpose: VERIFIER_PURPOSE,
+                purpose: sealed::OAUTH_VERIFIER,
                 row_id: &id,
             },
         ));
@@ -376,7 +374,7 @@ pub async fn callback(
                 sealed,
                 &SecretContext {
                     tenant_id: &row.tenant_id,
-                    purpose: VERIFIER_PURPOSE,
+                    purpose: sealed::OAUTH_VERIFIER,
                     row_id: &row.id,
                 },
             )
@@ -444,7 +442,7 @@ pub async fn callback(
         &serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.into()))?,
         &SecretContext {
             tenant_id: &connection.tenant_id,
-            purpose: SESSION_PURPOSE,
+            purpose: sealed::CONNECTION_SESSION,
             row_id: &connection.id,
         },
     );

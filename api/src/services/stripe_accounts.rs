@@ -8,6 +8,7 @@ use sea_orm::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
+use tributary_worker::sealed;
 use utoipa::ToSchema;
 
 use super::fields::{
@@ -20,8 +21,6 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{IfMatch, Page, TenantContext, Validate};
 use crate::secrets::{Keyring, SecretContext, last4, random_token};
 
-pub use tributary_worker::stripe::client::SECRET_KEY_PURPOSE;
-pub const WEBHOOK_SECRET_PURPOSE: &str = "webhook_secret.secret";
 pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 /// At most this many signing secrets are active at once (enough for any rotation).
 pub const MAX_WEBHOOK_SECRETS: usize = 10;
@@ -239,7 +238,7 @@ fn seal_secret_key(
         key.expose_secret(),
         &SecretContext {
             tenant_id,
-            purpose: SECRET_KEY_PURPOSE,
+            purpose: sealed::STRIPE_SECRET_KEY,
             row_id: account_id,
         },
     )
@@ -256,7 +255,7 @@ pub fn new_webhook_secret(
         secret.expose_secret(),
         &SecretContext {
             tenant_id,
-            purpose: WEBHOOK_SECRET_PURPOSE,
+            purpose: sealed::WEBHOOK_SECRET,
             row_id: &id,
         },
     );

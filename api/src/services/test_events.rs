@@ -10,8 +10,8 @@ use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{TenantContext, Validate};
 use crate::secrets::{SecretContext, expose};
-use crate::services::stripe_accounts::WEBHOOK_SECRET_PURPOSE;
 use crate::stripe::{fixtures, signature};
+use tributary_worker::sealed;
 
 tributary_worker::string_enum_schema!(
     /// The event types a test event can be.
@@ -109,7 +109,7 @@ pub async fn send(
             &secret_row.secret,
             &SecretContext {
                 tenant_id: &ctx.tenant_id,
-                purpose: WEBHOOK_SECRET_PURPOSE,
+                purpose: sealed::WEBHOOK_SECRET,
                 row_id: &secret_row.id,
             },
         )

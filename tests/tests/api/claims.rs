@@ -13,16 +13,14 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tributary_api::commands::rotate_keys;
 use tributary_api::secrets::{Keyring, SecretContext};
-use tributary_api::services::oauth::VERIFIER_PURPOSE;
 use tributary_api::settings::Settings;
 use tributary_fakes::stripe::{API_VERSION, FakeStripe, LIVE_SECRET_KEY, SECRET_KEY};
 use tributary_tests::{
     Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, each_backend_with,
     stripe_signature, wait_for,
 };
-use tributary_worker::crm::session::SESSION_PURPOSE;
-use tributary_worker::engine::EVENT_SEED_PURPOSE;
 use tributary_worker::runtime::Runtime;
+use tributary_worker::sealed;
 
 const MIB: usize = 1024 * 1024;
 
@@ -345,7 +343,7 @@ async fn rotate_keys_reseals_sessions_pkce_verifiers_and_event_seeds() {
         let session_plain = r#"{"access_token":"1000.rotation-access-token","expires_at":4102444800}"#;
         let session_ctx = SecretContext {
             tenant_id: &tenant,
-            purpose: SESSION_PURPOSE,
+            purpose: sealed::CONNECTION_SESSION,
             row_id: &zoho_id,
         };
         connections::Entity::update_many()
@@ -378,13 +376,13 @@ async fn rotate_keys_reseals_sessions_pkce_verifiers_and_event_seeds() {
                 .unwrap()
                 .expect("the event's seed");
             [
-                (session, SESSION_PURPOSE, zoho_id.clone()),
+                (session, sealed::CONNECTION_SESSION, zoho_id.clone()),
                 (
                     state.verifier.expect("a PKCE verifier"),
-                    VERIFIER_PURPOSE,
+                    sealed::OAUTH_VERIFIER,
                     state.id,
                 ),
-                (seed.seed, EVENT_SEED_PURPOSE, event_id.clone()),
+                (seed.seed, sealed::EVENT_SEED, event_id.clone()),
             ]
         };
         let before = sealed().await;

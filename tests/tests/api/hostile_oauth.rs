@@ -462,7 +462,7 @@ async fn an_absurd_token_lifetime_is_clamped_not_fatal() {
                 row.session.as_deref().unwrap(),
                 &tributary_worker::secrets::SecretContext {
                     tenant_id: &row.tenant_id,
-                    purpose: tributary_worker::crm::session::SESSION_PURPOSE,
+                    purpose: tributary_worker::sealed::CONNECTION_SESSION,
                     row_id: &row.id,
                 },
             )

@@ -9,6 +9,7 @@
 //! which matters for vendors that rotate refresh tokens. A refused refresh marks the
 //! connection `needs_reauth`; its deliveries wait until the tenant reconnects.
 
+use crate::sealed;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,10 +85,6 @@ impl Connector {
     }
 }
 
-/// Sealing purposes of a connection's secrets.
-pub const CREDENTIALS_PURPOSE: &str = "connection.credentials";
-pub const SESSION_PURPOSE: &str = "connection.session";
-
 /// Seals a connection's credentials for storage.
 pub fn seal_credentials(
     keyring: &Keyring,
@@ -100,7 +97,7 @@ pub fn seal_credentials(
         &json,
         &SecretContext {
             tenant_id,
-            purpose: CREDENTIALS_PURPOSE,
+            purpose: sealed::CONNECTION_CREDENTIALS,
             row_id: connection_id,
         },
     )
@@ -116,7 +113,7 @@ pub fn open_credentials(
     };
     let context = SecretContext {
         tenant_id: &connection.tenant_id,
-        purpose: CREDENTIALS_PURPOSE,
+        purpose: sealed::CONNECTION_CREDENTIALS,
         row_id: &connection.id,
     };
     let plain = keyring.open(sealed, &context).map_err(|e| {
@@ -373,7 +370,10 @@ impl<'c> Call<'c> {
         let plain = self
             .connector
             .keyring
-            .open(sealed, &Self::context(connection, SESSION_PURPOSE))
+            .open(
+                sealed,
+                &Self::context(connection, sealed::CONNECTION_SESSION),
+            )
             .ok()?;
         serde_json::from_str(crate::secrets::expose(&plain)).ok()
     }
@@ -503,7 +503,7 @@ impl<'c> Call<'c> {
             Ok(exchanged) => {
                 let sealed = self.connector.keyring.seal(
                     &serde_json::to_string(&exchanged.session).expect("session serializes"),
-                    &Self::context(&self.connection, SESSION_PURPOSE),
+                    &Self::context(&self.connection, sealed::CONNECTION_SESSION),
                 );
                 update.session = Set(Some(sealed));
                 if let Some(rotated) = exchanged.rotated {
@@ -954,7 +954,7 @@ pub fn credential_values(keyring: &Keyring, connection: &connections::Model) -> 
             sealed,
             &SecretContext {
                 tenant_id: &connection.tenant_id,
-                purpose: SESSION_PURPOSE,
+                purpose: sealed::CONNECTION_SESSION,
                 row_id: &connection.id,
             },
         )

@@ -33,6 +33,7 @@ use minijinja::Environment;
 use serde_json::{Map, Value};
 
 pub use validate::REFETCH_STEP;
+use validate::{HTTP_METHODS, key_path};
 
 pub use model::{
     Action, Association, FlowError, FlowSpec, Operation, Preview, RenderContext,
@@ -114,9 +115,6 @@ pub fn trigger_matches_in(flow: &FlowSpec, ctx: &RenderContext) -> Result<bool, 
     let result = expr.eval(template::context(ctx)).map_err(failed)?;
     Ok(result.is_true())
 }
-
-/// Methods an HTTP step may use.
-pub const HTTP_METHODS: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
 
 /// Renders one step against an event. `None` when its `when` is false.
 ///
@@ -375,15 +373,6 @@ pub fn preview(
         ));
     }
     Ok(preview)
-}
-
-/// `prefix.key`, or `prefix["key"]` when the key is not an identifier.
-pub(crate) fn key_path(prefix: &str, key: &str) -> String {
-    if validate::is_identifier(key) {
-        format!("{prefix}.{key}")
-    } else {
-        format!("{prefix}[{}]", Value::String(key.to_owned()))
-    }
 }
 
 /// Renders a step's template values against one context.

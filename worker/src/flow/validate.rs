@@ -9,9 +9,20 @@ use std::collections::{BTreeSet, HashMap};
 use minijinja::{Environment, ErrorKind};
 use serde_json::{Map, Value};
 
-use super::key_path;
 use super::model::{FlowSpec, ValidationError};
 use super::template::{self, CONTEXT_NAMES};
+
+/// Methods an HTTP step may use.
+pub const HTTP_METHODS: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
+
+/// `prefix.key`, or `prefix["key"]` when the key is not an identifier.
+pub(crate) fn key_path(prefix: &str, key: &str) -> String {
+    if is_identifier(key) {
+        format!("{prefix}.{key}")
+    } else {
+        format!("{prefix}[{}]", Value::String(key.to_owned()))
+    }
+}
 
 const FLOW_KEYS: &[&str] = &[
     "name",
@@ -319,12 +330,12 @@ impl Checker {
         if let Some(method) = self.optional_text(map, &path, "method") {
             if crate::flow::template::is_template(method) {
                 self.template(&format!("{path}.method"), method, scope);
-            } else if !super::HTTP_METHODS.contains(&method.trim().to_ascii_uppercase().as_str()) {
+            } else if !HTTP_METHODS.contains(&method.trim().to_ascii_uppercase().as_str()) {
                 self.error(
                     format!("{path}.method"),
                     format!(
                         "unknown method '{method}'; expected one of {}",
-                        super::HTTP_METHODS.join(", ")
+                        HTTP_METHODS.join(", ")
                     ),
                 );
             }

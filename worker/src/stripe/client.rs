@@ -9,6 +9,7 @@
 //! spaced to stay under Stripe's read limit, so one account's backfill cannot use up the rate
 //! another account's calls need.
 
+use crate::sealed;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,9 +20,6 @@ use serde_json::Value;
 
 use crate::crm::{CrmError, ErrorKind};
 use crate::secrets::{Keyring, SecretContext, expose};
-
-/// How the secret key of a Stripe account is sealed.
-pub const SECRET_KEY_PURPOSE: &str = "stripe_account.secret_key";
 
 /// The objects a `stripe.retrieve` step can fetch, with their API paths.
 pub const RETRIEVABLE: &[(&str, &str)] = &[
@@ -169,7 +167,7 @@ impl StripeKey {
             sealed,
             &SecretContext {
                 tenant_id: &account.tenant_id,
-                purpose: SECRET_KEY_PURPOSE,
+                purpose: sealed::STRIPE_SECRET_KEY,
                 row_id: &account.id,
             },
         )?;

@@ -1,0 +1,101 @@
+//! The queue's consumer: job slots that take `ProcessEvent` jobs from whichever backend holds
+//! the queue and hand each to the engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+
+use crate::engine::Engine;
+use crate::queue::{ProcessEvent, Queue};
+
+/// How often an idle worker looks for new jobs on the polling backends.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// `concurrency` job slots consuming the queue until `stop` turns true (then `Ok`); an
+/// error is the consumer dying. The caller runs it in a task of its own.
+pub fn consumer(
+    queue: &Queue,
+    engine: Arc<Engine>,
+    concurrency: usize,
+    name: &str,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+    let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+    let backend = queue.backend_name();
+    // The same worker over each backend's own storage type.
+    macro_rules! spawn_on {
+        ($storage:expr) => {{
+            let worker = WorkerBuilder::new(name)
+                .backend($storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
+                .data(engine)
+                .concurrency(concurrency)
+                .build(run_process_event);
+            let mut stop = stop;
+            // Until told to stop: then no new jobs, and the ones in hand finish.
+            let signal = async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+                Ok::<(), WorkerError>(())
+            };
+            Box::pin(async move {
+                worker.run_until(signal).await.map_err(|e| {
+                    tracing::error!(error = %e, backend, "queue worker stopped");
+                    format!("the {backend} queue worker failed: {e}")
+                })
+            })
+        }};
+    }
+    match queue.clone() {
+        Queue::Sqlite(storage) => spawn_on!(storage),
+        Queue::Postgres(storage) => spawn_on!(storage),
+        Queue::Redis(storage) => spawn_on!(storage),
+    }
+}
+
+async fn run_process_event(
+    job: ProcessEvent,
+    engine: Data<Arc<Engine>>,
+) -> Result<(), BoxDynError> {
+    engine.run_job(&job.event_id).await.map_err(|e| {
+        tracing::error!(event_id = %job.event_id, error = format!("{e:#}"), "processing failed");
+        BoxDynError::from(format!("{e:#}"))
+    })
+}
+
+/// Wakes an idle worker every `interval` to look for jobs. Unlike a timer that is re-created
+/// but not polled when it fires, this arms the next tick before reporting the current one, so
+/// the worker is always woken again even when its fetch finishes within the same poll.
+struct Ticker {
+    interval: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Ticker {
+    fn new(interval: Duration) -> Self {
+        Ticker {
+            interval,
+            sleep: Box::pin(tokio::time::sleep(interval)),
+        }
+    }
+}
+
+impl PollStrategy for Ticker {
+    fn poll_drive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _snapshot: &PollSnapshot,
+    ) -> std::task::Poll<Option<()>> {
+        use std::future::Future;
+        let mut fired = false;
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            fired = true;
+            let next = tokio::time::Instant::now() + self.interval;
+            self.sleep.as_mut().reset(next);
+        }
+        if fired {
+            std::task::Poll::Ready(Some(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
