@@ -7,8 +7,8 @@ use anyhow::Context;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 
-use crate::secrets::{Keyring, SecretContext};
 use tributary_worker::sealed::{SEALED_COLUMNS, SealedColumn};
+use tributary_worker::secrets::{Keyring, SecretContext};
 
 /// Rows read per round while rotating: kept answers can be many and large.
 const PAGE: u64 = 200;
@@ -35,7 +35,9 @@ impl RotationReport {
         }
         let plain = keyring.open(sealed, context)?;
         self.resealed += 1;
-        Ok(Some(keyring.seal(crate::secrets::expose(&plain), context)))
+        Ok(Some(
+            keyring.seal(tributary_worker::secrets::expose(&plain), context),
+        ))
     }
 }
 
@@ -46,7 +48,7 @@ pub async fn rotate_keys(
     keyring: &Keyring,
 ) -> anyhow::Result<RotationReport> {
     let mut report = RotationReport::default();
-    let txn = crate::db::begin_write(db).await?;
+    let txn = tributary_worker::db::begin_write(db).await?;
     for column in SEALED_COLUMNS {
         rotate_column(&txn, keyring, &mut report, column).await?;
     }

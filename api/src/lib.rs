@@ -11,6 +11,5 @@ pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod services;
+pub mod state;
 pub mod stripe;
-
-pub use tributary_worker::{db, secrets, settings, telemetry};

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tributary_api::{app, commands, db, openapi, settings::Settings, telemetry};
+use tributary_api::{app, commands, openapi};
+use tributary_worker::{db, settings::Settings, telemetry};
 
 /// Tributary: Stripe payment events into CRM records, for many tenants.
 ///

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use tributary_api::app::{self, AppState};
-use tributary_api::settings::Settings;
+use tributary_worker::settings::Settings;
 
 pub const TEST_KEYRING: &str = "k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -352,7 +352,7 @@ impl TestApp {
         let server = app::server(listener, state, http_workers, false).expect("server starts");
         let handle = server.handle();
         tokio::spawn(server);
-        let db = tributary_api::db::connect(&database_url)
+        let db = tributary_worker::db::connect(&database_url)
             .await
             .expect("test's own connection");
         TestApp {

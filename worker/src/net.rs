@@ -126,8 +126,8 @@ pub async fn read_text(response: reqwest::Response, limit: usize) -> Result<Stri
 /// A private, loopback, link-local or otherwise internal address.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(ip) => crate::crm::config::private_v4(ip),
-        IpAddr::V6(ip) => crate::crm::config::private_v6(ip),
+        IpAddr::V4(ip) => private_v4(ip),
+        IpAddr::V6(ip) => private_v6(ip),
     }
 }
 
@@ -148,9 +148,7 @@ pub fn refusal(error: &reqwest::Error) -> Option<String> {
 /// sees literal addresses, and a URL stored before the setting changed was never checked.
 pub fn check_literal(url: &url::Url, vendor_urls: VendorUrls) -> Result<(), String> {
     match url.host_str() {
-        Some(host)
-            if vendor_urls == VendorUrls::Official && crate::crm::config::is_private_host(host) =>
-        {
+        Some(host) if vendor_urls == VendorUrls::Official && is_private_host(host) => {
             Err(format!("{host} is a private or loopback address {REFUSED}"))
         }
         _ => Ok(()),
@@ -163,6 +161,62 @@ pub fn guarded(builder: reqwest::ClientBuilder, vendor_urls: VendorUrls) -> reqw
         VendorUrls::Official => builder.dns_resolver(PublicOnly),
         VendorUrls::Any => builder,
     }
+}
+
+/// A loopback, private or link-local address (or `localhost`).
+pub fn is_private_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    match url::Host::parse(host) {
+        Ok(url::Host::Ipv4(ip)) => private_v4(ip),
+        Ok(url::Host::Ipv6(ip)) => private_v6(ip),
+        _ => {
+            let host = host.to_ascii_lowercase();
+            host == "localhost" || host.ends_with(".localhost")
+        }
+    }
+}
+
+/// An IPv4 address a tenant's request must not reach: anything but a public unicast address.
+/// Covers this network (0/8), private (10/8, 172.16/12, 192.168/16), carrier-grade NAT
+/// (100.64/10), loopback (127/8), link-local and cloud metadata (169.254/16), IETF protocol
+/// assignments (192.0.0/24, where some clouds keep metadata too), documentation (192.0.2/24,
+/// 198.51.100/24, 203.0.113/24), the 6to4 relay (192.88.99/24), benchmarking (198.18/15),
+/// multicast (224/4) and reserved space including broadcast (240/4).
+pub fn private_v4(ip: std::net::Ipv4Addr) -> bool {
+    match ip.octets() {
+        [0 | 10 | 127, ..] => true,
+        [100, b, ..] if b & 0xc0 == 64 => true,
+        [169, 254, ..] | [192, 168, ..] => true,
+        [172, b, ..] if b & 0xf0 == 16 => true,
+        [192, 0, 0 | 2, _] | [192, 88, 99, _] | [198, 51, 100, _] | [203, 0, 113, _] => true,
+        [198, b, ..] if b & 0xfe == 18 => true,
+        [a, ..] => a >= 224,
+    }
+}
+
+/// An IPv6 address a tenant's request must not reach. Only global unicast (2000::/3) is
+/// public, less its special-purpose blocks (2001::/23 with Teredo, documentation 2001:db8::/32
+/// and 3fff::/20); addresses that carry an IPv4 address (mapped `::ffff:a.b.c.d`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`) are judged by that address. Everything else (loopback,
+/// unspecified, IPv4-compatible `::a.b.c.d`, unique-local fc00::/7, link-local fe80::/10,
+/// multicast ff00::/8, discard 100::/64, local NAT64 64:ff9b:1::/48) is refused.
+pub fn private_v6(ip: std::net::Ipv6Addr) -> bool {
+    let s = ip.segments();
+    let v4 =
+        |high: u16, low: u16| std::net::Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return private_v4(mapped);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return private_v4(v4(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return private_v4(v4(s[1], s[2]));
+    }
+    s[0] & 0xe000 != 0x2000
+        || (s[0] == 0x2001 && s[1] < 0x0200)
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+        || (s[0] == 0x3fff && s[1] & 0xf000 == 0)
 }
 
 #[cfg(test)]

@@ -174,7 +174,7 @@ impl OAuthApp {
     /// Whether this app's secret may be sent to `token_url`: one of the vendor's own token
     /// endpoints, or the one the operator configured. Never a URL a tenant chose.
     pub fn may_send_to(&self, token_url: &str) -> bool {
-        crate::crm::config::operator_token_urls(&self.provider, self.token_endpoint.as_deref())
+        crate::crm::vendors::operator_token_urls(&self.provider, self.token_endpoint.as_deref())
             .iter()
             .any(|allowed| allowed == token_url.trim_end_matches('/'))
     }

@@ -12,8 +12,8 @@ pub struct NewKey {
 }
 
 pub fn generate() -> NewKey {
-    let prefix = hex::encode(crate::secrets::random_bytes::<6>());
-    let secret = crate::secrets::random_token::<32>();
+    let prefix = hex::encode(tributary_worker::secrets::random_bytes::<6>());
+    let secret = tributary_worker::secrets::random_token::<32>();
     let key = format!("{KEY_SCHEME}{prefix}_{secret}");
     let hash = super::token_hash(&key);
     NewKey { prefix, key, hash }

@@ -147,7 +147,7 @@ fn hash_blocking(password: &str) -> anyhow::Result<String> {
 /// A hash of a random password with the same parameters as real ones, verified against
 /// when an email is unknown so that a miss costs what a wrong password costs.
 pub fn dummy_hash() -> String {
-    let random = crate::secrets::random_token::<24>();
+    let random = tributary_worker::secrets::random_token::<24>();
     hash_blocking(&random).expect("argon2 with default parameters cannot fail")
 }
 

@@ -11,8 +11,8 @@ use actix_web::{FromRequest, HttpRequest};
 use futures::future::{Ready, ready};
 use tributary_worker::settings::{Cidr, canonical_ip};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Where a request came from, as far as the trusted proxies say.
 #[derive(Debug, Clone, PartialEq, Eq)]

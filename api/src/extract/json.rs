@@ -9,8 +9,8 @@ use futures::StreamExt;
 use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
 
 /// Checks a deserialized request beyond what its types say.
 pub trait Validate {

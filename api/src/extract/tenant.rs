@@ -10,9 +10,9 @@ use entity::{Role, TenantOwned, api_keys, refresh_tokens, users};
 use futures::future::LocalBoxFuture;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
-use crate::app::AppState;
 use crate::auth;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Who is acting.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,10 +16,10 @@ use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpMessage, HttpResponse};
 
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError, current_request_id, with_request_id};
 use crate::extract::TenantContext;
 use crate::services::idempotency::{self as store, Claim, Fingerprint, StoredAnswer};
+use crate::state::AppState;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";

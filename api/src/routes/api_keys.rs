@@ -6,10 +6,10 @@ use actix_web::{HttpResponse, delete, get, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
 use crate::services::api_keys::{self, ApiKeyCreated, ApiKeyIn, ApiKeyOut};
+use crate::state::AppState;
 
 /// Create an API key
 ///

@@ -5,10 +5,10 @@ use actix_web::{HttpResponse, get};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, Page, TenantContext};
 use crate::services::audit::{self, AuditEntryOut};
+use crate::state::AppState;
 
 /// List the audit log
 ///

@@ -6,12 +6,12 @@ use actix_web::{HttpResponse, get, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson};
 use crate::services::bulk_jobs::{
     self, BulkAcceptedOut, BulkJobDetailOut, BulkJobOut, BulkReplayIn, BulkRetryIn,
 };
+use crate::state::AppState;
 
 /// Retry many deliveries
 ///

@@ -8,7 +8,6 @@ use utoipa::IntoParams;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{
     IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery, tag_of,
@@ -16,6 +15,7 @@ use crate::extract::{
 use crate::services::connections::{
     self, ConnectionIn, ConnectionOut, ConnectionPatch, ConnectionTestOut, SandboxRecordOut,
 };
+use crate::state::AppState;
 
 /// Create a connection
 ///

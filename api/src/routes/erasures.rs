@@ -5,10 +5,10 @@ use actix_web::{HttpResponse, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{TenantContext, ValidJson};
 use crate::services::erasures::{self, ErasureIn, ErasureOut};
+use crate::state::AppState;
 
 /// Erase a person's data
 ///

@@ -6,7 +6,6 @@ use actix_web::{HttpResponse, get, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ListQuery, ListResponse, MaybeJson, Page, TenantContext, ValidQuery};
 use crate::services::event_search::EventSearch;
@@ -14,6 +13,7 @@ use crate::services::events::{
     self, AcceptedOut, DeliveryDetailOut, DeliveryFilter, DeliveryOut, EventDetailOut, EventFilter,
     EventOut, ReplayIn,
 };
+use crate::state::AppState;
 
 /// List events
 ///

@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{JsonOrYaml, ListQuery, ListResponse, Page, TenantContext, ValidJson};
 use crate::services::flows::{self, FlowOut, FlowVersionOut, PreviewIn, ValidateIn, ValidateOut};
+use crate::state::AppState;
 
 /// Create a flow
 ///

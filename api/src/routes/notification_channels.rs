@@ -6,13 +6,13 @@ use actix_web::{HttpResponse, delete, get, patch, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, tag_of};
 use crate::services::notification_channels::{
     self as channels, AlertOut, NotificationChannelIn, NotificationChannelOut,
     NotificationChannelPatch, NotificationTestOut,
 };
+use crate::state::AppState;
 
 /// Create a notification channel
 ///

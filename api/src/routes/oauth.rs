@@ -5,9 +5,9 @@ use actix_web::{HttpResponse, get};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::extract::ValidQuery;
 use crate::services::oauth::{self, CallbackQuery};
+use crate::state::AppState;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")

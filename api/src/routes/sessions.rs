@@ -6,10 +6,10 @@ use actix_web::{HttpResponse, get, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ClientAddress, TenantContext, ValidJson};
 use crate::services::sessions::{self, LoginIn, MeOut, RefreshIn, SignupIn, SignupOut, TokenPair};
+use crate::state::AppState;
 
 /// Sign up
 ///

@@ -6,7 +6,6 @@ use actix_web::{HttpResponse, delete, get, patch, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{
     IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery, tag_of,
@@ -17,6 +16,7 @@ use crate::services::stripe_accounts::{
 };
 use crate::services::test_events::{self, TestEventIn, TestEventOut, TestEventQuery};
 use crate::services::webhook_endpoints;
+use crate::state::AppState;
 
 /// Register a Stripe account
 ///

@@ -6,12 +6,12 @@ use actix_web::{HttpResponse, delete, get, patch, post};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{
     ClientAddress, IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, tag_of,
 };
 use crate::services::users::{self, UserIn, UserOut, UserPatch};
+use crate::state::AppState;
 
 /// Create a user
 ///

@@ -6,10 +6,10 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::read_body;
 use crate::services::ingress::{self, IngressOut, MAX_WEBHOOK_BYTES};
+use crate::state::AppState;
 
 /// Receive a Stripe webhook
 ///

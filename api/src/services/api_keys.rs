@@ -8,10 +8,10 @@ use utoipa::ToSchema;
 
 use super::fields::Name;
 use super::{audit, check_name, new_id, now};
-use crate::app::AppState;
 use crate::auth;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{Actor, Page, TenantContext, Validate};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -94,7 +94,7 @@ pub async fn create(
         created_at: now(),
         last_used_at: None,
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     api_keys::Entity::insert(api_keys::ActiveModel::from(row.clone()))
         .exec(&txn)
         .await?;
@@ -133,7 +133,7 @@ pub async fn get(state: &AppState, ctx: &TenantContext, id: &str) -> Result<ApiK
 }
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let key = super::owned::<api_keys::Entity, _>(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
     // As with people: only an owner touches an owner's key.

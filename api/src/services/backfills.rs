@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 
 use super::stripe_accounts::find;
 use super::{audit, now};
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext, Validate};
+use crate::state::AppState;
 
 tributary_worker::string_enum_schema!(
     /// A Stripe event type, exactly as Stripe names it.
@@ -175,7 +175,7 @@ pub async fn create(
     }
     let since = input.since.parse().unwrap_or_else(now);
     let row = new_backfill(&account, KIND_BACKFILL, since, input.types.as_deref(), None);
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     backfills::Entity::insert(backfills::ActiveModel::from(row.clone()))
         .exec(&txn)
         .await?;

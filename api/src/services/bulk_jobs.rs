@@ -26,9 +26,9 @@ use utoipa::ToSchema;
 use super::event_search::{EventSearch, FilterId, SearchTerm};
 use super::events::ReplayIn;
 use super::{audit, new_id, now};
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError, is_unique_violation};
 use crate::extract::{Actor, Page, TenantContext, Validate};
+use crate::state::AppState;
 
 pub const KIND_RETRY: &str = "delivery_retry";
 pub const KIND_REPLAY: &str = "event_replay";
@@ -493,7 +493,7 @@ async fn create(
         updated_at: at,
         finished_at: empty.then_some(at),
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     if !empty && let Some(running) = active(&txn, &ctx.tenant_id).await? {
         return Err(busy_with(Some(&running.id)));
     }

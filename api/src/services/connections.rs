@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 
 use super::fields::Name;
 use super::{audit, check_name, new_id, now};
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{IfMatch, Page, TenantContext, Validate};
+use crate::state::AppState;
 
 pub const PROVIDERS: &[&str] = &["sandbox", "hubspot", "salesforce", "zoho", "http", "smtp"];
 
@@ -356,7 +356,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let max = state.settings.limits.max_connections;
     super::limits::ensure_room::<connections::Entity, _>(
         &txn,
@@ -391,7 +391,7 @@ pub async fn reauthorize(
     let existing = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
     let credentials = super::oauth::credentials_of(state, &existing)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let url = super::oauth::start(&txn, state, &ctx.actor, &existing, &credentials).await?;
     audit::log(&txn, ctx, "connection.reauthorize", "connection", id).await?;
     txn.commit().await?;
@@ -465,7 +465,7 @@ pub async fn update(
         return Err(ApiError::Validation(errors));
     }
     let oauth = matches!(credentials, Some(config::Credentials::Oauth { .. }));
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let current = super::owned_for_update::<connections::Entity, _>(&txn, ctx, id).await?;
     if_match.check(&ConnectionOut::from(current), "connection")?;
     let tenant_id = existing.tenant_id.clone();
@@ -526,7 +526,7 @@ pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(
     ctx.require(Role::Admin)?;
     // The vendor forgets the token first, where it offers revocation.
     let revoked = super::oauth::revoke(state, &existing).await;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     if revoked == Some(true) {
         audit::log(&txn, ctx, "connection.revoke", "connection", id).await?;
     }

@@ -24,9 +24,9 @@ use utoipa::ToSchema;
 
 use super::fields::Email;
 use super::{audit, now, parse_email};
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{TenantContext, Validate};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -122,7 +122,7 @@ pub async fn erase(
     ctx.require(Role::Admin)?;
     let email = parse_email(&input.email).map_err(|m| ApiError::field("email", m))?;
     let hash = email_hash(&email);
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let events = redact_events(&txn, &ctx.tenant_id, &email).await?;
     forget_search_keys(&txn, &ctx.tenant_id, &email, &events).await?;
     let deliveries = clear_deliveries(&txn, &ctx.tenant_id, &email, &events).await?;

@@ -19,9 +19,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::fields::check_one_of;
 use super::now;
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext, Validate};
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventOut {
@@ -505,7 +505,7 @@ pub async fn replay(
     let event = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
     refuse_erased(&event)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let rows = deliveries::Entity::find_in_tenant(&ctx.tenant_id)
         .filter(deliveries::Column::EventId.eq(event.id.as_str()))
         .all(&txn)
@@ -579,7 +579,7 @@ pub async fn retry_delivery(
     }
     refuse_in_flight(&delivery)?;
     refuse_erased(&find(state, ctx, &delivery.event_id).await?)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     if !reset(&txn, &delivery, UNFINISHED).await? {
         return Err(ApiError::Busy {
             detail: "this delivery changed meanwhile (a worker took it or finished it); look at \

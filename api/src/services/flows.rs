@@ -11,9 +11,9 @@ use tributary_worker::settings::VendorUrls;
 use utoipa::ToSchema;
 
 use super::{audit, new_id, now};
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{Page, TenantContext};
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FlowOut {
@@ -253,7 +253,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let max = state.settings.limits.max_flows;
     super::limits::ensure_room::<flows::Entity, _>(
         &txn,
@@ -358,7 +358,7 @@ pub async fn replace(
         return Err(stale());
     }
     let text = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let version = existing.version + 1;
     // Only over the version that was read: two replaces of one version never both land.
     let applied = flows::Entity::update_many()
@@ -393,7 +393,7 @@ pub async fn replace(
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
     let existing = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     flows::Entity::delete_by_id_in_tenant(&ctx.tenant_id, &existing.id)
         .exec(&txn)
         .await?;

@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 use tributary_worker::sealed;
 
 use super::{new_id, now};
-use crate::app::AppState;
 use crate::error::{ApiError, is_unique_violation};
 use crate::extract::TenantContext;
-use crate::secrets::SecretContext;
+use crate::state::AppState;
+use tributary_worker::secrets::SecretContext;
 
 /// How long a key and its answer are kept.
 pub const TTL_HOURS: i64 = 24;

@@ -1,22 +1,18 @@
 //! Stripe webhook ingress: verify the signature against the account's active signing secrets,
 //! keep the event byte-for-byte, answer only after the row is committed, then queue it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use entity::{stripe_accounts, webhook_secrets};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
 use tributary_worker::inbox::{self, StoreError, Stored};
 use tributary_worker::metrics;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::error::ApiError;
-use crate::secrets::{SecretContext, expose};
-use crate::stripe::{envelope, signature};
+use crate::state::AppState;
 use tributary_worker::sealed;
+use tributary_worker::secrets::{SecretContext, expose};
+use tributary_worker::stripe::{envelope, signature};
 
 /// Stripe events are far below this; anything larger is not one.
 pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
@@ -29,68 +25,6 @@ pub struct IngressOut {
     pub stripe_event_id: String,
     /// The event was already received before; it is not processed again.
     pub duplicate: bool,
-}
-
-/// How long a looked-up account is reused: the longest a change made on another replica (a
-/// retired signing secret) takes to reach this one. Changes made here clear it at once.
-const ACCOUNT_TTL: Duration = Duration::from_secs(1);
-
-/// A Stripe account and its sealed signing secrets, as the ingress needs them.
-pub struct WebhookAccount {
-    pub account: stripe_accounts::Model,
-    pub secrets: Vec<webhook_secrets::Model>,
-}
-
-/// Webhook accounts by token, kept for [`ACCOUNT_TTL`]: without it every webhook costs two
-/// lookups. Secrets stay sealed in it; they are opened per request.
-#[derive(Default)]
-pub struct AccountCache {
-    entries: Mutex<HashMap<String, (Instant, Arc<WebhookAccount>)>>,
-}
-
-impl AccountCache {
-    /// Forgets everything; called after any change to an account or its secrets.
-    pub fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    async fn get(
-        &self,
-        db: &DatabaseConnection,
-        token: &str,
-    ) -> Result<Option<Arc<WebhookAccount>>, ApiError> {
-        if let Some((at, hit)) = self
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(token)
-            && at.elapsed() < ACCOUNT_TTL
-        {
-            return Ok(Some(hit.clone()));
-        }
-        let Some(account) = stripe_accounts::Entity::find()
-            .filter(stripe_accounts::Column::WebhookToken.eq(token))
-            .one(db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let secrets = webhook_secrets::Entity::find()
-            .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
-            .filter(webhook_secrets::Column::TenantId.eq(account.tenant_id.as_str()))
-            .all(db)
-            .await?;
-        let found = Arc::new(WebhookAccount { account, secrets });
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() > 10_000 {
-            entries.clear();
-        }
-        entries.insert(token.to_string(), (Instant::now(), found.clone()));
-        Ok(Some(found))
-    }
 }
 
 /// Why a webhook was not taken. Each kind has its own answer and its own metric label, so

@@ -4,6 +4,7 @@
 //!
 //! [`TenantContext`]: crate::extract::TenantContext
 
+pub mod account_cache;
 pub mod api_keys;
 pub mod audit;
 pub mod backfills;

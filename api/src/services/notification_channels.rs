@@ -13,10 +13,10 @@ use utoipa::ToSchema;
 
 use super::fields::Name;
 use super::{audit, check_name, new_id, now};
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{IfMatch, Page, TenantContext, Validate};
-use crate::secrets::SecretContext;
+use crate::state::AppState;
+use tributary_worker::secrets::SecretContext;
 
 tributary_worker::string_enum_schema!(
     /// How a channel receives alerts.
@@ -313,7 +313,7 @@ pub async fn create(
     super::valid(errors).map_err(ApiError::Validation)?;
     let id = new_id();
     let generated = (input.kind == "webhook" && input.secret.is_none())
-        .then(|| format!("tcs_{}", crate::secrets::random_token::<32>()));
+        .then(|| format!("tcs_{}", tributary_worker::secrets::random_token::<32>()));
     let secret = input.secret.as_deref().or(generated.as_deref());
     let mut alerts = input
         .alerts
@@ -342,7 +342,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     notification_channels::Entity::insert(notification_channels::ActiveModel::from(row.clone()))
         .exec(&txn)
         .await?;
@@ -438,7 +438,7 @@ pub async fn update(
         active.enabled = Set(enabled);
     }
     active.updated_at = Set(now());
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let current =
         super::owned_for_update::<notification_channels::Entity, _>(&txn, ctx, id).await?;
     if_match.check(
@@ -461,7 +461,7 @@ pub async fn update(
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
     let existing = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     alerts::Entity::delete_many()
         .filter(alerts::Column::TenantId.eq(ctx.tenant_id.as_str()))
         .filter(alerts::Column::ChannelId.eq(existing.id.as_str()))

@@ -24,15 +24,16 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tributary_worker::crm::config::{self, Credentials, ZOHO_DATA_CENTERS};
+use tributary_worker::crm::config::{self, Credentials};
 use tributary_worker::crm::session::{Session, open_credentials, seal_credentials};
+use tributary_worker::crm::vendors::{self, ZOHO_DATA_CENTERS};
 use tributary_worker::sealed;
 use tributary_worker::secrets::{SecretContext, expose, random_token};
 
 use super::{audit, now};
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::Actor;
+use crate::state::AppState;
 
 /// How long an authorize link stays usable.
 const STATE_TTL_MINUTES: i64 = 10;
@@ -446,7 +447,7 @@ pub async fn callback(
             row_id: &connection.id,
         },
     );
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let updated = connections::Entity::update_many()
         .set(connections::ActiveModel {
             credentials: Set(Some(seal_credentials(
@@ -596,15 +597,14 @@ pub async fn revoke(state: &AppState, connection: &connections::Model) -> Option
     let timeout = config::timeout(&settings);
     let request = match connection.provider.as_str() {
         "hubspot" => {
-            let base = config::text(&settings, "base_url")
-                .unwrap_or(tributary_worker::crm::hubspot::DEFAULT_BASE_URL);
+            let base = config::text(&settings, "base_url").unwrap_or(vendors::HUBSPOT_BASE_URL);
             let token: String =
                 url::form_urlencoded::byte_serialize(refresh_token.as_bytes()).collect();
             http.delete(format!("{base}/oauth/v1/refresh-tokens/{token}"))
         }
         "salesforce" => {
-            let login = config::text(&settings, "login_url")
-                .unwrap_or(tributary_worker::crm::salesforce::DEFAULT_LOGIN_URL);
+            let login =
+                config::text(&settings, "login_url").unwrap_or(vendors::SALESFORCE_LOGIN_URL);
             http.post(format!("{login}/services/oauth2/revoke"))
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(serde_urlencoded::to_string([("token", &refresh_token)]).unwrap_or_default())

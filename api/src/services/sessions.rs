@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::fields::{Email, LoginEmail, Name, Password, check_login_email};
-use super::users::UserOut;
+use super::users::{UserOut, email_taken};
 use super::{check_name, check_password, new_id, now, parse_email};
-use crate::app::AppState;
 use crate::auth::{self, throttle};
 use crate::error::{ApiError, FieldError, is_unique_violation};
 use crate::extract::{Actor, TenantContext, Validate};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -167,7 +167,7 @@ pub async fn signup(
         updated_at: at,
     };
 
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     tenants::Entity::insert(tenants::ActiveModel::from(tenant.clone()))
         .exec(&txn)
         .await?;
@@ -207,13 +207,6 @@ pub async fn signup(
     })
 }
 
-pub fn email_taken() -> ApiError {
-    ApiError::Conflict {
-        detail: "this email address is already registered".into(),
-        field: Some("email".into()),
-    }
-}
-
 pub async fn login(
     state: &AppState,
     input: LoginIn,
@@ -249,7 +242,7 @@ pub async fn login(
     match user {
         Some(user) if valid => {
             attempt.succeeded(&state.db).await?;
-            let txn = crate::db::begin_write(&state.db).await?;
+            let txn = tributary_worker::db::begin_write(&state.db).await?;
             let pair = issue_pair(&txn, state, &user, None).await?;
             txn.commit().await?;
             tracing::info!(user_id = %user.id, client = %client_address, "login");
@@ -280,7 +273,7 @@ pub async fn logout(state: &AppState, ctx: &TenantContext) -> Result<(), ApiErro
             "an API key has no session to end; revoke the key with DELETE /v1/api-keys/{id}".into(),
         ));
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     // Locked as a refresh locks it, so a refresh in flight cannot add a live token after this.
     users::Entity::find_by_id_in_tenant(&ctx.tenant_id, ctx.actor.id())
         .lock_exclusive()
@@ -289,25 +282,6 @@ pub async fn logout(state: &AppState, ctx: &TenantContext) -> Result<(), ApiErro
     revoke_family(&txn, session).await?;
     txn.commit().await?;
     tracing::info!(user_id = %ctx.actor.id(), "logout");
-    Ok(())
-}
-
-/// Revokes every refresh token (every session) of a user, as a password change must.
-pub async fn revoke_user_sessions<C: ConnectionTrait>(
-    db: &C,
-    tenant_id: &str,
-    user_id: &str,
-) -> Result<(), ApiError> {
-    refresh_tokens::Entity::update_many()
-        .col_expr(
-            refresh_tokens::Column::RevokedAt,
-            sea_orm::sea_query::Expr::value(now()),
-        )
-        .filter(refresh_tokens::Column::TenantId.eq(tenant_id))
-        .filter(refresh_tokens::Column::UserId.eq(user_id))
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
     Ok(())
 }
 
@@ -328,7 +302,7 @@ pub async fn refresh(
         return Err(invalid());
     }
 
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     // The user's row is locked first, as a password change locks it: a refresh racing a
     // password change either finishes before the revocation (and is revoked with the rest)
     // or sees its token revoked.
@@ -392,7 +366,7 @@ async fn issue_pair<C: ConnectionTrait>(
 ) -> Result<TokenPair, ApiError> {
     let family_id = family_id.unwrap_or_else(new_id);
     let (access_token, expires_in) = state.jwt.issue(&user.id, &user.tenant_id, &family_id)?;
-    let refresh_token = format!("rt_{}", crate::secrets::random_token::<32>());
+    let refresh_token = format!("rt_{}", tributary_worker::secrets::random_token::<32>());
     let at = now();
     let ttl = Duration::from_std(state.settings.refresh_token_ttl).unwrap_or(Duration::days(30));
     refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {

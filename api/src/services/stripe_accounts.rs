@@ -16,10 +16,10 @@ use super::fields::{
     is_signing_secret, is_stripe_secret_key,
 };
 use super::{audit, check_name, new_id, now};
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{IfMatch, Page, TenantContext, Validate};
-use crate::secrets::{Keyring, SecretContext, last4, random_token};
+use crate::state::AppState;
+use tributary_worker::secrets::{Keyring, SecretContext, last4, random_token};
 
 pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 /// At most this many signing secrets are active at once (enough for any rotation).
@@ -353,7 +353,7 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     stripe_accounts::Entity::insert(stripe_accounts::ActiveModel::from(account.clone()))
         .exec(&txn)
         .await?;
@@ -404,7 +404,7 @@ pub async fn update(
     patch: StripeAccountPatch,
     if_match: &IfMatch,
 ) -> Result<StripeAccountOut, ApiError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let account = super::owned_for_update::<stripe_accounts::Entity, _>(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
     if_match.check(
@@ -439,8 +439,8 @@ pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(
     let account = find(&state.db, ctx, id).await?;
     ctx.require(Role::Admin)?;
     // Stripe forgets the endpoint first, so it stops sending to a URL that no longer answers.
-    super::webhook_endpoints::remove(state, &account).await?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    remove_endpoint(state, &account).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let account = find(&txn, ctx, id).await?;
     entity::backfills::Entity::delete_many()
         .filter(entity::backfills::Column::TenantId.eq(ctx.tenant_id.as_str()))
@@ -467,7 +467,7 @@ pub async fn add_webhook_secret(
     account_id: &str,
     input: WebhookSecretIn,
 ) -> Result<WebhookSecretOut, ApiError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let account = find(&txn, ctx, account_id).await?;
     ctx.require(Role::Admin)?;
     if secrets_of(&txn, &ctx.tenant_id, &account.id).await?.len() >= MAX_WEBHOOK_SECRETS {
@@ -517,7 +517,7 @@ pub async fn delete_webhook_secret(
     account_id: &str,
     secret_id: &str,
 ) -> Result<(), ApiError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let account = find(&txn, ctx, account_id).await?;
     let deleted = webhook_secrets::Entity::find_by_id_in_tenant(&ctx.tenant_id, secret_id)
         .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
@@ -539,6 +539,53 @@ pub async fn delete_webhook_secret(
     txn.commit().await?;
     state.webhook_accounts.clear();
     Ok(())
+}
+
+/// What a refusal from Stripe becomes: a bad key names `secret_key`.
+pub(crate) fn stripe_failure(error: tributary_worker::stripe::client::StripeError) -> ApiError {
+    let mut detail = format!("Stripe refused: {error}");
+    if error.is_missing_permission() {
+        detail.push_str(
+            " — a restricted key needs the Webhook Endpoints write permission (rak_webhook_write)",
+        );
+    }
+    match error.status {
+        Some(401 | 403) => ApiError::field("secret_key", detail),
+        Some(400 | 404) => ApiError::Conflict {
+            detail,
+            field: None,
+        },
+        _ => ApiError::BadGateway(detail),
+    }
+}
+
+/// Deletes the account's endpoint at Stripe, if it registered one. One that is already gone
+/// is fine; any other refusal stops the deletion, so no endpoint is left sending to nowhere.
+async fn remove_endpoint(
+    state: &AppState,
+    account: &stripe_accounts::Model,
+) -> Result<(), ApiError> {
+    let Some(id) = &account.webhook_endpoint_id else {
+        return Ok(());
+    };
+    let stripe = &state.pipeline.stripe;
+    let Ok(key) = stripe.key_of(account) else {
+        return Ok(());
+    };
+    match stripe
+        .client
+        .delete(&key, &format!("/v1/webhook_endpoints/{id}"))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.status == Some(404) => Ok(()),
+        Err(e) if matches!(e.status, Some(401 | 403)) => {
+            // The key no longer works: Stripe cannot be asked, and the account may still go.
+            tracing::warn!(stripe_account_id = %account.id, endpoint = %id, error = %e, "the endpoint could not be deleted at Stripe; remove it in the dashboard");
+            Ok(())
+        }
+        Err(e) => Err(stripe_failure(e)),
+    }
 }
 
 #[cfg(test)]

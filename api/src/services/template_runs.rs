@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// How long one preview or validation may take.
 pub const TEMPLATE_RUN_TIMEOUT: Duration = Duration::from_secs(5);

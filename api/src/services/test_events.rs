@@ -6,12 +6,13 @@ use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{TenantContext, Validate};
-use crate::secrets::{SecretContext, expose};
-use crate::stripe::{fixtures, signature};
+use crate::state::AppState;
+use crate::stripe::fixtures;
 use tributary_worker::sealed;
+use tributary_worker::secrets::{SecretContext, expose};
+use tributary_worker::stripe::signature;
 
 tributary_worker::string_enum_schema!(
     /// The event types a test event can be.

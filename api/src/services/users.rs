@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 
 use super::fields::{Email, Password};
 use super::{audit, check_password, new_id, now, parse_email};
-use crate::app::AppState;
 use crate::auth::throttle;
 use crate::error::{ApiError, FieldError, is_unique_violation};
 use crate::extract::{Actor, IfMatch, Page, TenantContext, Validate};
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserOut {
@@ -106,13 +106,13 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     users::Entity::insert(users::ActiveModel::from(user.clone()))
         .exec(&txn)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                super::sessions::email_taken()
+                email_taken()
             } else {
                 e.into()
             }
@@ -235,7 +235,7 @@ pub async fn update(
         Some(password) => Some(state.password_work.hash(password).await?),
         None => None,
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let user = super::owned_for_update::<users::Entity, _>(&txn, ctx, id).await?;
     authorize(&user)?;
     if_match.check(&UserOut::from(user.clone()), "user")?;
@@ -256,7 +256,7 @@ pub async fn update(
     active.updated_at = Set(now());
     let updated = active.update(&txn).await?;
     if password_changed {
-        super::sessions::revoke_user_sessions(&txn, &ctx.tenant_id, &updated.id).await?;
+        revoke_user_sessions(&txn, &ctx.tenant_id, &updated.id).await?;
     }
     audit::log(&txn, ctx, "user.update", "user", &updated.id).await?;
     txn.commit().await?;
@@ -264,7 +264,7 @@ pub async fn update(
 }
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     let user = find(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
     if user.role == Role::Owner {
@@ -278,5 +278,32 @@ pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(
         .await?;
     audit::log(&txn, ctx, "user.delete", "user", id).await?;
     txn.commit().await?;
+    Ok(())
+}
+
+/// The conflict of an email address already registered.
+pub fn email_taken() -> ApiError {
+    ApiError::Conflict {
+        detail: "this email address is already registered".into(),
+        field: Some("email".into()),
+    }
+}
+
+/// Revokes every refresh token (every session) of a user, as a password change must.
+pub async fn revoke_user_sessions<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    user_id: &str,
+) -> Result<(), ApiError> {
+    entity::refresh_tokens::Entity::update_many()
+        .col_expr(
+            entity::refresh_tokens::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .filter(entity::refresh_tokens::Column::TenantId.eq(tenant_id))
+        .filter(entity::refresh_tokens::Column::UserId.eq(user_id))
+        .filter(entity::refresh_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
     Ok(())
 }

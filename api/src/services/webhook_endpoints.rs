@@ -18,12 +18,12 @@ use tributary_worker::stripe::event_types::EVENT_TYPES;
 
 use super::stripe_accounts::{
     MAX_WEBHOOK_SECRETS, StripeAccountOut, find, new_webhook_secret, render, secrets_of,
-    webhook_url,
+    stripe_failure, webhook_url,
 };
 use super::{audit, now};
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::TenantContext;
+use crate::state::AppState;
 
 /// The exact event types a tenant's enabled flows trigger on: patterns such as
 /// `customer.subscription.*` become the types they match; `*` stays `*`.
@@ -59,28 +59,11 @@ pub async fn wanted_events(
     Ok(wanted.into_iter().collect())
 }
 
-fn stripe_failure(error: StripeError) -> ApiError {
-    let mut detail = format!("Stripe refused: {error}");
-    if error.is_missing_permission() {
-        detail.push_str(
-            " — a restricted key needs the Webhook Endpoints write permission (rak_webhook_write)",
-        );
-    }
-    match error.status {
-        Some(401 | 403) => ApiError::field("secret_key", detail),
-        Some(400 | 404) => ApiError::Conflict {
-            detail,
-            field: None,
-        },
-        _ => ApiError::BadGateway(detail),
-    }
-}
-
 /// Seals a new endpoint's signing secret as one of the account's (Stripe shows it only in
 /// the answer that made the endpoint).
 async fn keep_secret<C: sea_orm::ConnectionTrait>(
     db: &C,
-    keyring: &crate::secrets::Keyring,
+    keyring: &tributary_worker::secrets::Keyring,
     account: &stripe_accounts::Model,
     endpoint: &Value,
 ) -> Result<(), ApiError> {
@@ -251,7 +234,7 @@ async fn store_registration(
     events: &[String],
 ) -> Result<StripeAccountOut, ApiError> {
     let endpoint_id = endpoint["id"].as_str().unwrap_or_default().to_string();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
     if created {
         keep_secret(&txn, &state.keyring, account, endpoint).await?;
     }
@@ -301,7 +284,7 @@ pub fn resync_later(state: &AppState, tenant_id: &str) {
 async fn resync(
     db: &DatabaseConnection,
     stripe: &StripeApi,
-    keyring: &crate::secrets::Keyring,
+    keyring: &tributary_worker::secrets::Keyring,
     public_url: &str,
     tenant_id: &str,
 ) -> anyhow::Result<()> {
@@ -334,7 +317,7 @@ async fn resync(
             ..Default::default()
         };
         // The new secret and the endpoint it belongs to are kept together, or neither.
-        let txn = crate::db::begin_write(db).await?;
+        let txn = tributary_worker::db::begin_write(db).await?;
         match outcome {
             Ok((endpoint, created)) => {
                 if created {
@@ -360,30 +343,4 @@ async fn resync(
         txn.commit().await?;
     }
     Ok(())
-}
-
-/// Deletes the account's endpoint at Stripe, if it registered one. One that is already gone
-/// is fine; any other refusal stops the deletion, so no endpoint is left sending to nowhere.
-pub async fn remove(state: &AppState, account: &stripe_accounts::Model) -> Result<(), ApiError> {
-    let Some(id) = &account.webhook_endpoint_id else {
-        return Ok(());
-    };
-    let stripe = &state.pipeline.stripe;
-    let Ok(key) = stripe.key_of(account) else {
-        return Ok(());
-    };
-    match stripe
-        .client
-        .delete(&key, &format!("/v1/webhook_endpoints/{id}"))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.status == Some(404) => Ok(()),
-        Err(e) if matches!(e.status, Some(401 | 403)) => {
-            // The key no longer works: Stripe cannot be asked, and the account may still go.
-            tracing::warn!(stripe_account_id = %account.id, endpoint = %id, error = %e, "the endpoint could not be deleted at Stripe; remove it in the dashboard");
-            Ok(())
-        }
-        Err(e) => Err(stripe_failure(e)),
-    }
 }

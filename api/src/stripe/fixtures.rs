@@ -175,7 +175,7 @@ fn rewrite(value: &mut Value, key: Option<&str>, shift: i64, renames: &[(String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stripe::envelope;
+    use tributary_worker::stripe::envelope;
 
     const NOW: i64 = 1_767_225_600;
 

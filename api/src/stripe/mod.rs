@@ -1,5 +1,4 @@
-//! Stripe webhooks as Stripe sends them: the `Stripe-Signature` check, the event envelope,
-//! and the realistic events behind "send a test event". No I/O and no database here.
+//! The realistic Stripe events behind "send a test event". No I/O and no database here; the
+//! `Stripe-Signature` check and the event envelope are the worker's (`tributary_worker::stripe`).
 
-pub use tributary_worker::stripe::{envelope, signature};
 pub mod fixtures;

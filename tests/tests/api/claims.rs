@@ -12,8 +12,6 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tributary_api::commands::rotate_keys;
-use tributary_api::secrets::{Keyring, SecretContext};
-use tributary_api::settings::Settings;
 use tributary_fakes::stripe::{API_VERSION, FakeStripe, LIVE_SECRET_KEY, SECRET_KEY};
 use tributary_tests::{
     Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, each_backend_with,
@@ -21,6 +19,8 @@ use tributary_tests::{
 };
 use tributary_worker::runtime::Runtime;
 use tributary_worker::sealed;
+use tributary_worker::secrets::{Keyring, SecretContext};
+use tributary_worker::settings::Settings;
 
 const MIB: usize = 1024 * 1024;
 

@@ -494,7 +494,7 @@ async fn two_worker_processes_refresh_an_expired_token_once() {
         // Two connectors are two processes: each has its own in-process locks, so only the
         // lease on the connection row keeps them from refreshing twice.
         let keyring = std::sync::Arc::new(
-            tributary_api::secrets::Keyring::parse(tributary_tests::TEST_KEYRING).unwrap(),
+            tributary_worker::secrets::Keyring::parse(tributary_tests::TEST_KEYRING).unwrap(),
         );
         let connectors: Vec<Connector> = (0..2)
             .map(|_| Connector::new(app.db.clone(), keyring.clone(), VendorUrls::Any))

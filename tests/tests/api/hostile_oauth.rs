@@ -228,7 +228,7 @@ async fn a_refresh_for_a_row_pointed_at_the_tenant_never_sends_the_operators_sec
     each_backend_with(OPERATOR_APPS, |app| async move {
         let (server, log) = recorder(1800);
         let tenant = app.signup("Thief").await;
-        let keyring = tributary_api::secrets::Keyring::parse(tributary_tests::TEST_KEYRING)
+        let keyring = tributary_worker::secrets::Keyring::parse(tributary_tests::TEST_KEYRING)
             .expect("the test keyring parses");
         for (provider, setting, url) in tenant_endpoints(&server.base_url) {
             // A connection holding the operator's app, as the callback stores it, whose
@@ -455,7 +455,7 @@ async fn an_absurd_token_lifetime_is_clamped_not_fatal() {
         assert_eq!(connection.body["status"], "active", "{}", connection.text);
         // The session's expiry is a year away at most.
         let row = connection_row(&app, &id).await;
-        let keyring = tributary_api::secrets::Keyring::parse(tributary_tests::TEST_KEYRING)
+        let keyring = tributary_worker::secrets::Keyring::parse(tributary_tests::TEST_KEYRING)
             .expect("the test keyring parses");
         let plain = keyring
             .open(

@@ -56,7 +56,7 @@ impl Internal {
 async fn internal_name() -> Option<String> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     for name in [hostname.trim(), "localhost.localdomain"] {
-        if name.is_empty() || tributary_worker::crm::config::is_private_host(name) {
+        if name.is_empty() || tributary_worker::net::is_private_host(name) {
             continue;
         }
         let Ok(found) = tokio::net::lookup_host((name, 0)).await else {

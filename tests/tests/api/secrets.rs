@@ -7,9 +7,9 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Quer
 use secrecy::ExposeSecret;
 use serde_json::json;
 use tributary_api::commands::rotate_keys;
-use tributary_api::secrets::{Keyring, SecretContext};
 use tributary_tests::{TEST_KEYRING, each_backend};
 use tributary_worker::sealed;
+use tributary_worker::secrets::{Keyring, SecretContext};
 
 const K2: &str = "k2:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=";
 

@@ -9,29 +9,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::vendors::{
+    HUBSPOT_BASE_URL, HUBSPOT_TOKEN_URL, PROVIDERS, SALESFORCE_LOGIN_URL, ZOHO_DATA_CENTERS,
+    token_url_of,
+};
+use crate::net::is_private_host;
 use crate::settings::VendorUrls;
-
-/// Providers and the auth types each accepts (DESIGN.md, Connections).
-pub const PROVIDERS: &[(&str, &[&str])] = &[
-    ("sandbox", &["none"]),
-    ("hubspot", &["token", "refresh_token", "oauth"]),
-    ("salesforce", &["refresh_token", "jwt_bearer", "oauth"]),
-    ("zoho", &["refresh_token", "oauth"]),
-    ("http", &["none", "token", "basic", "header", "hmac"]),
-    // Not a CRM: the mail server of `email` flow steps.
-    ("smtp", &["none", "basic"]),
-];
-
-/// A connection's statuses: `active`; `pending_authorization` until an OAuth consent completes;
-/// `needs_reauth` when the vendor refused its credentials; `paused` while a rate limit holds it;
-/// `disabled` by the tenant.
-pub const CONNECTION_STATUSES: &[&str] = &[
-    "active",
-    "pending_authorization",
-    "needs_reauth",
-    "paused",
-    "disabled",
-];
 
 /// The auth types a provider accepts, or `None` for an unknown provider.
 pub fn auth_types(provider: &str) -> Option<&'static [&'static str]> {
@@ -301,17 +284,6 @@ pub fn credentials(provider: &str, auth: &AuthInput) -> Result<Credentials, Vec<
     }
 }
 
-/// Zoho data centres: name → accounts server.
-pub const ZOHO_DATA_CENTERS: &[(&str, &str)] = &[
-    ("us", "https://accounts.zoho.com"),
-    ("eu", "https://accounts.zoho.eu"),
-    ("in", "https://accounts.zoho.in"),
-    ("au", "https://accounts.zoho.com.au"),
-    ("jp", "https://accounts.zoho.jp"),
-    ("ca", "https://accounts.zohocloud.ca"),
-    ("cn", "https://accounts.zoho.com.cn"),
-];
-
 /// What a setting holds.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -399,62 +371,6 @@ fn official_host(provider: &str, host: &str) -> bool {
         .any(|d| under(d)),
         _ => false,
     }
-}
-
-/// A loopback, private or link-local address (or `localhost`).
-pub fn is_private_host(host: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    match url::Host::parse(host) {
-        Ok(url::Host::Ipv4(ip)) => private_v4(ip),
-        Ok(url::Host::Ipv6(ip)) => private_v6(ip),
-        _ => {
-            let host = host.to_ascii_lowercase();
-            host == "localhost" || host.ends_with(".localhost")
-        }
-    }
-}
-
-/// An IPv4 address a tenant's request must not reach: anything but a public unicast address.
-/// Covers this network (0/8), private (10/8, 172.16/12, 192.168/16), carrier-grade NAT
-/// (100.64/10), loopback (127/8), link-local and cloud metadata (169.254/16), IETF protocol
-/// assignments (192.0.0/24, where some clouds keep metadata too), documentation (192.0.2/24,
-/// 198.51.100/24, 203.0.113/24), the 6to4 relay (192.88.99/24), benchmarking (198.18/15),
-/// multicast (224/4) and reserved space including broadcast (240/4).
-pub(crate) fn private_v4(ip: std::net::Ipv4Addr) -> bool {
-    match ip.octets() {
-        [0 | 10 | 127, ..] => true,
-        [100, b, ..] if b & 0xc0 == 64 => true,
-        [169, 254, ..] | [192, 168, ..] => true,
-        [172, b, ..] if b & 0xf0 == 16 => true,
-        [192, 0, 0 | 2, _] | [192, 88, 99, _] | [198, 51, 100, _] | [203, 0, 113, _] => true,
-        [198, b, ..] if b & 0xfe == 18 => true,
-        [a, ..] => a >= 224,
-    }
-}
-
-/// An IPv6 address a tenant's request must not reach. Only global unicast (2000::/3) is
-/// public, less its special-purpose blocks (2001::/23 with Teredo, documentation 2001:db8::/32
-/// and 3fff::/20); addresses that carry an IPv4 address (mapped `::ffff:a.b.c.d`, NAT64
-/// `64:ff9b::/96`, 6to4 `2002::/16`) are judged by that address. Everything else (loopback,
-/// unspecified, IPv4-compatible `::a.b.c.d`, unique-local fc00::/7, link-local fe80::/10,
-/// multicast ff00::/8, discard 100::/64, local NAT64 64:ff9b:1::/48) is refused.
-pub(crate) fn private_v6(ip: std::net::Ipv6Addr) -> bool {
-    let s = ip.segments();
-    let v4 =
-        |high: u16, low: u16| std::net::Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
-    if let Some(mapped) = ip.to_ipv4_mapped() {
-        return private_v4(mapped);
-    }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return private_v4(v4(s[6], s[7]));
-    }
-    if s[0] == 0x2002 {
-        return private_v4(v4(s[1], s[2]));
-    }
-    s[0] & 0xe000 != 0x2000
-        || (s[0] == 0x2001 && s[1] < 0x0200)
-        || (s[0] == 0x2001 && s[1] == 0x0db8)
-        || (s[0] == 0x3fff && s[1] & 0xf000 == 0)
 }
 
 /// Checks a vendor URL: http(s), a host, and under `official` a vendor host over https (an
@@ -667,7 +583,7 @@ pub fn oauth_endpoints(provider: &str, settings: &Map<String, Value>) -> Option<
                 .unwrap_or("https://app.hubspot.com/oauth/authorize")
                 .to_string(),
             token_url: text(settings, "token_url")
-                .unwrap_or(super::hubspot::DEFAULT_TOKEN_URL)
+                .unwrap_or(HUBSPOT_TOKEN_URL)
                 .to_string(),
             scopes: scopes(&[
                 "oauth",
@@ -682,7 +598,7 @@ pub fn oauth_endpoints(provider: &str, settings: &Map<String, Value>) -> Option<
             extra: Vec::new(),
         }),
         "salesforce" => {
-            let login = text(settings, "login_url").unwrap_or(super::salesforce::DEFAULT_LOGIN_URL);
+            let login = text(settings, "login_url").unwrap_or(SALESFORCE_LOGIN_URL);
             Some(OAuthEndpoints {
                 authorize_url: format!("{login}/services/oauth2/authorize"),
                 token_url: format!("{login}/services/oauth2/token"),
@@ -716,9 +632,6 @@ pub fn zoho_accounts_url(settings: &Map<String, Value>) -> String {
         .to_string()
 }
 
-/// The Salesforce sandbox login server, the other endpoint Salesforce runs for every org.
-pub const SALESFORCE_TEST_LOGIN_URL: &str = "https://test.salesforce.com";
-
 /// The setting of a provider's connection that says where its OAuth tokens come from, or
 /// `None` for providers without OAuth.
 pub fn token_endpoint_setting(provider: &str) -> Option<&'static str> {
@@ -735,55 +648,17 @@ pub fn token_endpoint(provider: &str, settings: &Map<String, Value>) -> Option<S
     match provider {
         "hubspot" => Some(
             text(settings, "token_url")
-                .unwrap_or(super::hubspot::DEFAULT_TOKEN_URL)
+                .unwrap_or(HUBSPOT_TOKEN_URL)
                 .to_string(),
         ),
         "salesforce" => Some(
             text(settings, "login_url")
-                .unwrap_or(super::salesforce::DEFAULT_LOGIN_URL)
+                .unwrap_or(SALESFORCE_LOGIN_URL)
                 .to_string(),
         ),
         "zoho" => Some(zoho_accounts_url(settings)),
         _ => None,
     }
-}
-
-/// The token URL a value of that setting leads to (what `oauth_endpoints` and the adapters'
-/// refreshes post to).
-pub fn token_url_of(provider: &str, endpoint: &str) -> String {
-    let endpoint = endpoint.trim_end_matches('/');
-    match provider {
-        "salesforce" => format!("{endpoint}/services/oauth2/token"),
-        "zoho" => format!("{endpoint}/oauth/v2/token"),
-        _ => endpoint.to_string(),
-    }
-}
-
-/// The vendor's own values of that setting: the only ones, with the operator's configured
-/// one, that the operator's OAuth app is ever sent to. Salesforce My Domain hosts are not
-/// among them: a My Domain is named by the tenant and serves the org's own code (Apex REST,
-/// Sites) under paths the tenant chooses, so a tenant on one brings their own connected app.
-pub fn official_token_endpoints(provider: &str) -> Vec<&'static str> {
-    match provider {
-        "hubspot" => vec![super::hubspot::DEFAULT_TOKEN_URL],
-        "salesforce" => vec![
-            super::salesforce::DEFAULT_LOGIN_URL,
-            SALESFORCE_TEST_LOGIN_URL,
-        ],
-        "zoho" => ZOHO_DATA_CENTERS.iter().map(|(_, url)| *url).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The token URLs the operator's OAuth app for `provider` may be sent to: the vendor's own,
-/// and the one the operator configured (`configured`, a value of the provider's token
-/// endpoint setting).
-pub fn operator_token_urls(provider: &str, configured: Option<&str>) -> Vec<String> {
-    official_token_endpoints(provider)
-        .into_iter()
-        .chain(configured)
-        .map(|endpoint| token_url_of(provider, endpoint))
-        .collect()
 }
 
 /// Checks that a connection using the operator's OAuth app (`app`) gets its tokens only where
@@ -827,10 +702,10 @@ pub fn credential_destinations(
     };
     match provider {
         "hubspot" => vec![
-            url("base_url", Some(super::hubspot::DEFAULT_BASE_URL)),
-            url("token_url", Some(super::hubspot::DEFAULT_TOKEN_URL)),
+            url("base_url", Some(HUBSPOT_BASE_URL)),
+            url("token_url", Some(HUBSPOT_TOKEN_URL)),
         ],
-        "salesforce" => vec![url("login_url", Some(super::salesforce::DEFAULT_LOGIN_URL))],
+        "salesforce" => vec![url("login_url", Some(SALESFORCE_LOGIN_URL))],
         // `data_center` and `accounts_url` name the same thing: compared as one, the
         // accounts server in effect.
         "zoho" => vec![("accounts_url", Some(zoho_accounts_url(settings)))],

@@ -14,6 +14,7 @@
 //! - 429 waits for `Retry-After`, else the `X-HubSpot-RateLimit-*` interval; a daily limit
 //!   pauses the connection for an hour.
 
+use super::vendors::{HUBSPOT_BASE_URL, HUBSPOT_TOKEN_URL};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -27,9 +28,6 @@ use super::{
     fallback_warning, known_ids, merged,
 };
 use crate::flow::{Action, Operation};
-
-pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
-pub const DEFAULT_TOKEN_URL: &str = "https://api.hubapi.com/oauth/v1/token";
 
 pub struct HubSpot;
 
@@ -452,7 +450,7 @@ impl Adapter for HubSpot {
         Box::pin(async move {
             let url = call
                 .setting("token_url")
-                .unwrap_or(DEFAULT_TOKEN_URL)
+                .unwrap_or(HUBSPOT_TOKEN_URL)
                 .to_string();
             let reply = call.refresh_grant(&url, "HubSpot").await?;
             let body = reply.json().unwrap_or(Value::Null);
@@ -494,7 +492,7 @@ impl Adapter for HubSpot {
     fn api_base(&self, call: &Call<'_>, _session: &Session) -> Result<String, CrmError> {
         Ok(call
             .setting("base_url")
-            .unwrap_or(DEFAULT_BASE_URL)
+            .unwrap_or(HUBSPOT_BASE_URL)
             .to_string())
     }
 
@@ -545,7 +543,7 @@ impl Adapter for HubSpot {
             }
             Ok(format!(
                 "HubSpot answered at {}; contacts are readable",
-                call.setting("base_url").unwrap_or(DEFAULT_BASE_URL)
+                call.setting("base_url").unwrap_or(HUBSPOT_BASE_URL)
             ))
         })
     }

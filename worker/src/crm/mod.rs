@@ -12,6 +12,7 @@ pub mod hubspot;
 pub mod salesforce;
 pub mod sandbox;
 pub mod session;
+pub mod vendors;
 pub mod zoho;
 
 use entity::connections;
@@ -20,39 +21,7 @@ use serde_json::{Map, Value};
 use crate::flow::Operation;
 pub use error::{BoxFuture, CrmError, CrmOutcome, ErrorKind};
 pub use fields::{as_text, fallback_fields, fallback_warning, known_ids, merged, not_a_write};
-pub use session::{Call, Connector, Exchanged, Reply, Request, Session, Trail};
-
-/// One CRM vendor's API.
-pub trait Adapter: Sync {
-    /// Exchanges the connection's credentials for a session (refresh token, JWT assertion).
-    fn exchange<'a>(&'a self, call: &'a Call<'_>) -> BoxFuture<'a, Result<Exchanged, CrmError>>;
-
-    /// The URL relative request paths are joined to.
-    fn api_base(&self, call: &Call<'_>, session: &Session) -> Result<String, CrmError>;
-
-    /// Executes one rendered step. `linked` is the record this Stripe object was written to
-    /// before, which wins over a lookup by `match`.
-    fn apply<'a, 'c: 'a>(
-        &'a self,
-        call: &'a mut Call<'c>,
-        op: &'a Operation,
-        linked: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>>;
-
-    /// One cheap authenticated call; says what it saw.
-    fn check<'a, 'c: 'a>(
-        &'a self,
-        call: &'a mut Call<'c>,
-    ) -> BoxFuture<'a, Result<String, CrmError>>;
-
-    /// Settings templates see besides the connection's own (e.g. a discovered won stage).
-    fn template_settings<'a, 'c: 'a>(
-        &'a self,
-        _call: &'a mut Call<'c>,
-    ) -> BoxFuture<'a, Result<Map<String, Value>, CrmError>> {
-        Box::pin(async { Ok(Map::new()) })
-    }
-}
+pub use session::{Adapter, Call, Connector, Exchanged, Reply, Request, Session, Trail};
 
 /// The adapter of a provider that talks to a vendor (not the sandbox).
 pub fn adapter(provider: &str) -> Option<&'static dyn Adapter> {
@@ -74,14 +43,6 @@ fn adapter_of(connection: &connections::Model) -> Result<&'static dyn Adapter, C
     })
 }
 
-pub(crate) async fn exchange(call: &Call<'_>) -> Result<Exchanged, CrmError> {
-    adapter_of(&call.connection)?.exchange(call).await
-}
-
-pub(crate) fn api_base(call: &Call<'_>, session: &Session) -> Result<String, CrmError> {
-    adapter_of(&call.connection)?.api_base(call, session)
-}
-
 /// Executes one operation against the connection's vendor; says too which requests it sent
 /// (for the delivery's history).
 pub async fn apply(
@@ -95,7 +56,7 @@ pub async fn apply(
         return (result, Trail::default());
     }
     let opened = adapter_of(connection)
-        .and_then(|adapter| Ok((adapter, Call::open(connector, connection)?)));
+        .and_then(|adapter| Ok((adapter, Call::open(connector, connection, adapter)?)));
     let (adapter, mut call) = match opened {
         Ok(opened) => opened,
         Err(error) => return (Err(error), Trail::default()),
@@ -114,7 +75,7 @@ pub async fn check(
         return crate::actions::email::check(connector, connection).await;
     }
     let adapter = adapter_of(connection)?;
-    let mut call = Call::open(connector, connection)?;
+    let mut call = Call::open(connector, connection, adapter)?;
     let result = adapter.check(&mut call).await;
     call.finish().await;
     result
@@ -130,7 +91,7 @@ pub async fn template_settings(
         serde_json::from_str(&connection.settings).unwrap_or_default();
     let mut trail = Trail::default();
     if let Some(adapter) = adapter(&connection.provider) {
-        let mut call = match Call::open(connector, connection) {
+        let mut call = match Call::open(connector, connection, adapter) {
             Ok(call) => call,
             Err(error) => return (Err(error), trail),
         };

@@ -17,6 +17,7 @@
 //! - The won stage: `settings.won_stage`, else the first active stage `OpportunityStage` marks
 //!   `IsClosed` and `IsWon`, discovered once and cached on the connection for a day.
 
+use super::vendors::SALESFORCE_LOGIN_URL;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -31,7 +32,6 @@ use super::{
 };
 use crate::flow::{Action, Operation};
 
-pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
 pub const DEFAULT_API_VERSION: &str = "60.0";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// How long a discovered won stage is trusted.
@@ -40,7 +40,7 @@ const WON_STAGE_TTL: chrono::Duration = chrono::Duration::hours(24);
 pub struct Salesforce;
 
 fn login_url<'a>(call: &'a Call<'_>) -> &'a str {
-    call.setting("login_url").unwrap_or(DEFAULT_LOGIN_URL)
+    call.setting("login_url").unwrap_or(SALESFORCE_LOGIN_URL)
 }
 
 /// Reads Salesforce's error array into one message and a kind.

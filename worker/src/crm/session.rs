@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::config::{self, Credentials};
-use super::{CrmError, ErrorKind};
+use super::error::{BoxFuture, CrmError, CrmOutcome, ErrorKind};
+use crate::flow::Operation;
 use crate::secrets::{Keyring, SecretContext};
 use crate::settings::{OAuthApp, VendorUrls};
 
@@ -309,9 +310,43 @@ pub fn kind_of_status(status: u16) -> ErrorKind {
     }
 }
 
+/// One CRM vendor's API.
+pub trait Adapter: Sync {
+    /// Exchanges the connection's credentials for a session (refresh token, JWT assertion).
+    fn exchange<'a>(&'a self, call: &'a Call<'_>) -> BoxFuture<'a, Result<Exchanged, CrmError>>;
+
+    /// The URL relative request paths are joined to.
+    fn api_base(&self, call: &Call<'_>, session: &Session) -> Result<String, CrmError>;
+
+    /// Executes one rendered step. `linked` is the record this Stripe object was written to
+    /// before, which wins over a lookup by `match`.
+    fn apply<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        op: &'a Operation,
+        linked: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>>;
+
+    /// One cheap authenticated call; says what it saw.
+    fn check<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+    ) -> BoxFuture<'a, Result<String, CrmError>>;
+
+    /// Settings templates see besides the connection's own (e.g. a discovered won stage).
+    fn template_settings<'a, 'c: 'a>(
+        &'a self,
+        _call: &'a mut Call<'c>,
+    ) -> BoxFuture<'a, Result<Map<String, Value>, CrmError>> {
+        Box::pin(async { Ok(Map::new()) })
+    }
+}
+
 /// One connection's conversation with its vendor, for one operation or test.
 pub struct Call<'c> {
     pub connector: &'c Connector,
+    /// The vendor's adapter: how this connection's sessions are obtained and where its API is.
+    adapter: &'static dyn Adapter,
     pub connection: connections::Model,
     pub settings: Map<String, Value>,
     pub credentials: Credentials,
@@ -333,11 +368,13 @@ impl<'c> Call<'c> {
     pub fn open(
         connector: &'c Connector,
         connection: &connections::Model,
+        adapter: &'static dyn Adapter,
     ) -> Result<Self, CrmError> {
         let settings: Map<String, Value> =
             serde_json::from_str(&connection.settings).unwrap_or_default();
         let mut call = Call {
             connector,
+            adapter,
             connection: connection.clone(),
             timeout: config::timeout(&settings),
             settings,
@@ -475,7 +512,7 @@ impl<'c> Call<'c> {
             if claimed {
                 self.credentials = self.open_credentials(&row)?;
                 self.connection = row;
-                let result = super::exchange(self).await;
+                let result = self.adapter.exchange(self).await;
                 return self.settle_refresh(result).await;
             }
             if Instant::now() > deadline {
@@ -550,7 +587,7 @@ impl<'c> Call<'c> {
 
     /// The base every relative path is joined to.
     fn api_base(&self, session: &Session) -> Result<String, CrmError> {
-        super::api_base(self, session)
+        self.adapter.api_base(self, session)
     }
 
     /// Sends a request with the connection's auth; a 401 is answered by one refresh and one
