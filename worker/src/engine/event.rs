@@ -1,0 +1,175 @@
+//! An event's run: its flows matched, each flow's steps run, and the event's status settled
+//! from its deliveries.
+
+use super::core::*;
+
+impl Engine {
+    /// Runs `event_id`. Safe to call again at any time, even concurrently: finished steps are
+    /// not repeated, and the event's status is derived from its stored deliveries at the end,
+    /// so a replay that lands while a run is in flight is never overwritten.
+    pub async fn process(&self, event_id: &str) -> anyhow::Result<()> {
+        let Some(event) = events::Entity::find_by_id(event_id.to_string())
+            .one(&self.db)
+            .await?
+        else {
+            tracing::warn!(event_id, "job for an unknown event");
+            return Ok(());
+        };
+        self.process_event(event).await
+    }
+
+    /// [`Engine::process`] for an event row just read.
+    pub(super) async fn process_event(&self, event: events::Model) -> anyhow::Result<()> {
+        // Every line logged while the event runs carries its tenant and event ids.
+        let span = tracing::info_span!("event", tenant_id = %event.tenant_id, event_id = %event.id);
+        tracing::Instrument::instrument(self.run_event(event), span).await
+    }
+
+    pub(super) async fn run_event(&self, event: events::Model) -> anyhow::Result<()> {
+        if event.status == status::IGNORED
+            || (matches!(event.status.as_str(), status::PROCESSED | status::FAILED)
+                && !self.has_open_deliveries(&event.id).await?)
+        {
+            return Ok(());
+        }
+        let payload: Value =
+            serde_json::from_str(&event.payload).context("stored payload is not JSON")?;
+        let now = crate::now();
+
+        // Flows with unfinished deliveries for this event run again even if their trigger
+        // changed since; disabled or deleted flows' deliveries are closed as skipped.
+        let existing = deliveries::Entity::find()
+            .filter(deliveries::Column::EventId.eq(event.id.as_str()))
+            .all(&self.db)
+            .await?;
+        let mut matched = Vec::new();
+        let mut run_flow_ids = Vec::new();
+        for row in flows::Entity::find_in_tenant(&event.tenant_id)
+            .filter(flows::Column::Enabled.eq(true))
+            .order_by_asc(flows::Column::Id)
+            .all(&self.db)
+            .await?
+        {
+            let spec: FlowSpec = match serde_json::from_str(&row.spec) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::error!(flow_id = %row.id, error = %e, "stored flow does not parse");
+                    continue;
+                }
+            };
+            let has_deliveries = existing.iter().any(|d| d.flow_id == row.id);
+            let matches = match flow::trigger_matches(&spec, &payload) {
+                Ok(matches) => matches,
+                Err(e) => {
+                    tracing::warn!(flow_id = %row.id, error = %e, "trigger filter failed");
+                    false
+                }
+            };
+            if matches || has_deliveries {
+                run_flow_ids.push(row.id.clone());
+                matched.push((row, spec));
+            }
+        }
+        for orphan in existing
+            .iter()
+            .filter(|d| !run_flow_ids.contains(&d.flow_id) && is_open(&d.status))
+        {
+            self.transition(orphan, OPEN, |active| {
+                active.status = Set(ds::SKIPPED.into());
+                active.reason = Set(Some("flow_disabled".into()));
+            })
+            .await?;
+        }
+
+        let mut scheduled: Option<DateTime<Utc>> = None;
+        let mut run = EventRun {
+            now,
+            fetched: Fetched::new(),
+            existing: &existing,
+        };
+        for (row, spec) in &matched {
+            if let Some(due) = self.run_flow(&event, &payload, row, spec, &mut run).await? {
+                scheduled = Some(scheduled.map_or(due, |s| s.min(due)));
+            }
+        }
+
+        self.settle(&event, !matched.is_empty()).await?;
+        // Only a retry scheduled by this run needs a job; overdue work is the sweeper's.
+        if let Some(due) = scheduled {
+            let delay = (due - crate::now()).to_std().unwrap_or_default();
+            tracing::debug!(event_id = %event.id, ?delay, "event scheduled to run again");
+            self.queue
+                .push(
+                    ProcessEvent {
+                        event_id: event.id.clone(),
+                    },
+                    Some(delay),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn has_open_deliveries(&self, event_id: &str) -> anyhow::Result<bool> {
+        Ok(deliveries::Entity::find()
+            .filter(deliveries::Column::EventId.eq(event_id))
+            .filter(deliveries::Column::Status.is_in(OPEN.iter().copied()))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// Sets the event's status from its deliveries as they are stored now.
+    pub(super) async fn settle(&self, event: &events::Model, matched: bool) -> anyhow::Result<()> {
+        let rows = deliveries::Entity::find()
+            .filter(deliveries::Column::EventId.eq(event.id.as_str()))
+            .all(&self.db)
+            .await?;
+        let at = crate::now();
+        let mut update = events::ActiveModel {
+            runs: Set(event.runs + 1),
+            updated_at: Set(at),
+            ..Default::default()
+        };
+        let open: Vec<&deliveries::Model> = rows.iter().filter(|d| is_open(&d.status)).collect();
+        if !matched && rows.is_empty() {
+            update.status = Set(status::IGNORED.into());
+            update.processed_at = Set(Some(at));
+            update.next_run_at = Set(None);
+        } else if open.is_empty() {
+            let dead = rows.iter().any(|d| d.status == ds::DEAD);
+            update.status = Set(if dead {
+                status::FAILED
+            } else {
+                status::PROCESSED
+            }
+            .into());
+            update.processed_at = Set(Some(at));
+            update.next_run_at = Set(None);
+        } else {
+            // Pending work is due now; retries when scheduled; waiting work when released.
+            let due = open
+                .iter()
+                .filter_map(|d| match d.status.as_str() {
+                    ds::PENDING => Some(at),
+                    ds::RETRYING => Some(d.next_attempt_at.unwrap_or(at)),
+                    _ => None,
+                })
+                .min();
+            update.status = Set(status::QUEUED.into());
+            update.processed_at = Set(None);
+            update.next_run_at = Set(due);
+        }
+        let settled = match &update.status {
+            sea_orm::ActiveValue::Set(status) => status.clone(),
+            _ => String::new(),
+        };
+        events::Entity::update_many()
+            .set(update)
+            .filter(events::Column::Id.eq(event.id.as_str()))
+            .exec(&self.db)
+            .await?;
+        tracing::info!(status = %settled, deliveries = rows.len(), "event settled");
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! The step kinds besides CRM writes: `stripe.retrieve` (and the `refetch` of a flow),
+//! `assert`, `http` without a connection, templates rendering and generated secrets.
+
+use super::core::*;
+
+impl Engine {
+    /// The event's seed for generated secrets: made and sealed on its first run; a run that
+    /// loses the race to make it reads the winner's.
+    pub(super) async fn event_seed(&self, event: &events::Model) -> anyhow::Result<String> {
+        use entity::event_seeds;
+        let context = crate::secrets::SecretContext {
+            tenant_id: &event.tenant_id,
+            purpose: sealed::EVENT_SEED,
+            row_id: &event.id,
+        };
+        let find = || event_seeds::Entity::find_by_id(event.id.clone()).one(&self.db);
+        let row = match find().await? {
+            Some(row) => row,
+            None => {
+                let seed = hex::encode(crate::secrets::random_bytes::<32>());
+                event_seeds::Entity::insert(event_seeds::ActiveModel {
+                    event_id: Set(event.id.clone()),
+                    tenant_id: Set(event.tenant_id.clone()),
+                    seed: Set(self.crm.keyring.seal(&seed, &context)),
+                    created_at: Set(crate::now()),
+                })
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(event_seeds::Column::EventId)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&self.db)
+                .await?;
+                find()
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("the event's seed vanished"))?
+            }
+        };
+        let seed = self
+            .crm
+            .keyring
+            .open(&row.seed, &context)
+            .context("the event's seed for generated secrets cannot be opened")?;
+        Ok(crate::secrets::expose(&seed).to_string())
+    }
+
+    /// Records an assert step: succeeded when its check held; otherwise skipped with the
+    /// reason, which ends the flow for this event. Returns whether it held.
+    pub(super) async fn assert(
+        &self,
+        delivery: &deliveries::Model,
+        op: &Operation,
+    ) -> anyhow::Result<bool> {
+        let passed = op.fields.get("passed") == Some(&Value::Bool(true));
+        let message = op
+            .fields
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("the check failed")
+            .to_string();
+        let operation = op.stored_json();
+        let attempts = delivery.attempts + 1;
+        let reason = op.redact(&format!("assertion: {message}"));
+        let attempt = Attempt {
+            outcome: if passed {
+                outcome::SUCCEEDED
+            } else {
+                outcome::SKIPPED
+            },
+            request: Some(asked(None, delivery, Some(op), &[])),
+            reason: (!passed).then(|| reason.clone()),
+            ..Default::default()
+        };
+        self.update_delivery(delivery, Guard::Status(OPEN), Some(attempt), |active| {
+            active.attempts = Set(attempts);
+            active.operation = Set(operation);
+            active.next_attempt_at = Set(None);
+            if passed {
+                active.status = Set(ds::SUCCEEDED.into());
+                active.reason = Set(None);
+            } else {
+                active.status = Set(ds::SKIPPED.into());
+                active.reason = Set(Some(reason));
+            }
+        })
+        .await?;
+        if !passed {
+            tracing::info!(delivery_id = %delivery.id, reason = %message, "assert stopped the flow");
+        }
+        Ok(passed)
+    }
+
+    /// The endpoint of an http step without a connection: its URL (checked against
+    /// `TRIBUTARY_VENDOR_URLS`) as a connection of no credentials, and the path to call on it.
+    pub(super) fn http_target(
+        &self,
+        event: &events::Model,
+        op: &mut Operation,
+    ) -> Result<connections::Model, CrmError> {
+        let url = op.url.clone().unwrap_or_default();
+        let bad = |message: String| CrmError::new(ErrorKind::Invalid, format!("url: {message}"));
+        crm::config::check_url("http", &url, self.crm.vendor_urls).map_err(bad)?;
+        let parsed = url::Url::parse(&url).map_err(|e| bad(e.to_string()))?;
+        let mut base = format!(
+            "{}://{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default()
+        );
+        if let Some(port) = parsed.port() {
+            base.push_str(&format!(":{port}"));
+        }
+        let mut path = parsed.path().to_string();
+        if let Some(query) = parsed.query() {
+            path.push('?');
+            path.push_str(query);
+        }
+        op.path = Some(path);
+        let now = crate::now();
+        Ok(connections::Model {
+            id: String::new(),
+            tenant_id: event.tenant_id.clone(),
+            name: "http step".into(),
+            provider: "http".into(),
+            auth_type: "none".into(),
+            credentials: None,
+            settings: serde_json::json!({ "base_url": base }).to_string(),
+            status: "active".into(),
+            status_reason: None,
+            paused_until: None,
+            session: None,
+            refresh_lease_until: None,
+            vendor_info: "{}".into(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Renders a step for its delivery: a `when` that is false closes the delivery as skipped,
+    /// a template that fails dead-letters it (retrying cannot change the outcome).
+    pub(super) async fn render(
+        &self,
+        step: &flow::Step,
+        ctx: &RenderContext,
+        delivery: &deliveries::Model,
+    ) -> anyhow::Result<Rendered> {
+        Ok(match flow::render_step(step, ctx) {
+            Ok(Some(op)) => Rendered::Run(Box::new(op)),
+            Ok(None) => {
+                self.transition(delivery, OPEN, |active| {
+                    active.status = Set(ds::SKIPPED.into());
+                    active.reason = Set(Some("condition".into()));
+                })
+                .await?;
+                Rendered::Skipped
+            }
+            Err(e) => {
+                let error = CrmError::new(ErrorKind::Invalid, e.to_string());
+                self.record_failure(delivery, None, error, Failure::final_attempt(delivery))
+                    .await?;
+                Rendered::Failed
+            }
+        })
+    }
+
+    /// Fetches the Stripe object of a `stripe.retrieve` operation (once per run for the same
+    /// object) and records it as the delivery's answer. Failures are classified like CRM
+    /// errors: a missing object, key or permission is dead at once with a message saying what
+    /// to fix; Stripe's own trouble and rate limits are retried.
+    pub(super) async fn retrieve(
+        &self,
+        event: &events::Model,
+        delivery: &deliveries::Model,
+        op: &Operation,
+        fetched: &mut Fetched,
+    ) -> anyhow::Result<StepResult> {
+        let started = std::time::Instant::now();
+        let id = op.record_id.clone().unwrap_or_default();
+        let memo = format!("{}|{id}|{}", op.object, op.expand.join(","));
+        let result = match fetched.get(&memo) {
+            Some(object) => Ok(object.clone()),
+            None => {
+                let result = self
+                    .stripe
+                    .retrieve(&event.stripe_account_id, &op.object, &id, &op.expand)
+                    .await;
+                if let Ok(object) = &result {
+                    fetched.insert(memo, object.clone());
+                }
+                result
+            }
+        };
+        let duration_ms = elapsed_ms(started);
+        let attempts = delivery.attempts + 1;
+        match result {
+            Ok(object) => {
+                let object_id = object
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&id)
+                    .to_string();
+                let operation = op.stored_json();
+                let response = object.to_string();
+                let record = object_id.clone();
+                let attempt = Attempt {
+                    outcome: outcome::SUCCEEDED,
+                    duration_ms,
+                    request: Some(asked(None, delivery, Some(op), &[])),
+                    response: Some(op.redact(&response)),
+                    ..Default::default()
+                };
+                let applied = self
+                    .update_delivery(delivery, Guard::Status(OPEN), Some(attempt), |active| {
+                        active.status = Set(ds::SUCCEEDED.into());
+                        active.attempts = Set(attempts);
+                        active.crm_record_id = Set(Some(record));
+                        active.operation = Set(operation);
+                        active.response = Set(Some(response));
+                        active.error_kind = Set(None);
+                        active.error_message = Set(None);
+                        active.vendor_status = Set(None);
+                        active.vendor_body = Set(None);
+                        active.reason = Set(None);
+                        active.next_attempt_at = Set(None);
+                        active.duration_ms = Set(Some(duration_ms));
+                    })
+                    .await?;
+                if !applied {
+                    return self.outcome_of_other_run(delivery).await;
+                }
+                crate::metrics::delivery("stripe", ds::SUCCEEDED);
+                Ok(StepResult::Done(Some(object_id), Some(object)))
+            }
+            Err(stripe_error) => {
+                let mut error = stripe_error.to_crm_error();
+                if error.kind == ErrorKind::RateLimited {
+                    // The client already waited and retried; this is Stripe's trouble now.
+                    error.kind = ErrorKind::Transient;
+                }
+                let retry = error.kind.is_retryable()
+                    && ((attempts - delivery.throttled_attempts) as u32) < self.retry.max_attempts;
+                crate::metrics::delivery("stripe", if retry { ds::RETRYING } else { ds::DEAD });
+                self.record_failure(
+                    delivery,
+                    Some(op),
+                    error,
+                    Failure {
+                        retry,
+                        attempts,
+                        throttled: delivery.throttled_attempts,
+                        duration_ms,
+                        claim: None,
+                        warning: None,
+                        request: None,
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// For a `refetch` flow: the event's object as it is at Stripe now, kept as the flow's
+    /// `_refetch` delivery so every later attempt of this event works on the same state.
+    pub(super) async fn refetch(
+        &self,
+        event: &events::Model,
+        flow_row: &flows::Model,
+        payload: &Value,
+        now: DateTime<Utc>,
+        fetched: &mut Fetched,
+    ) -> anyhow::Result<Refetched> {
+        let object = payload.pointer("/data/object");
+        let object_type = object
+            .and_then(|o| o.get("object"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let object_id = object
+            .and_then(|o| o.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (delivery, _) = self
+            .delivery_for(
+                event,
+                flow_row,
+                (
+                    flow::REFETCH_STEP,
+                    &object_type,
+                    action_name(Action::StripeRetrieve),
+                ),
+                "",
+                None,
+            )
+            .await?;
+        note_current_delivery(&delivery.id);
+        match delivery.status.as_str() {
+            ds::SUCCEEDED => {
+                return Ok(delivery
+                    .response
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok())
+                    .map_or(Refetched::Snapshot, Refetched::Current));
+            }
+            ds::SKIPPED => return Ok(Refetched::Snapshot),
+            ds::DEAD => return Ok(Refetched::Wait(None)),
+            ds::RETRYING if delivery.next_attempt_at.is_some_and(|t| t > now) => {
+                return Ok(Refetched::Wait(delivery.next_attempt_at));
+            }
+            _ => {}
+        }
+        if crate::stripe::client::object_path(&object_type).is_none() || object_id.is_empty() {
+            // Nothing Stripe can give back for this object: the snapshot is all there is.
+            self.transition(&delivery, OPEN, |active| {
+                active.status = Set(ds::SKIPPED.into());
+                active.reason = Set(Some(format!("refetch_unsupported: {object_type}")));
+            })
+            .await?;
+            return Ok(Refetched::Snapshot);
+        }
+        let op = Operation {
+            step: flow::REFETCH_STEP.into(),
+            action: Action::StripeRetrieve,
+            object: object_type,
+            match_fields: Default::default(),
+            fields: Default::default(),
+            record_id: Some(object_id),
+            fallback_fields: Vec::new(),
+            associate: Vec::new(),
+            method: None,
+            path: None,
+            expand: Vec::new(),
+            connection_id: None,
+            url: None,
+            headers: Default::default(),
+            secrets: Vec::new(),
+        };
+        Ok(match self.retrieve(event, &delivery, &op, fetched).await? {
+            StepResult::Done(_, Some(object)) => Refetched::Current(object),
+            StepResult::Done(_, None) => Refetched::Snapshot,
+            StepResult::Retrying(due) => Refetched::Wait(Some(due)),
+            StepResult::Stop => Refetched::Wait(None),
+        })
+    }
+}
