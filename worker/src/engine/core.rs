@@ -1,5 +1,6 @@
 //! The engine and what its stages share: the `Engine` itself, the outcome of a step, how a
-//! failed attempt is recorded, and the small helpers every stage uses.
+//! failed attempt is recorded, and the small helpers every stage uses. Its imports are the
+//! stages' prelude (`use super::core::*`), so each stage file starts from the same names.
 
 pub(super) use crate::sealed;
 pub(super) use std::collections::{BTreeMap, HashMap};

@@ -9,7 +9,7 @@
 //!   `{% extends %}`, `{% block %}`, `{% autoescape %}`, `{% do %}`, recursive loops) are
 //!   refused, and so are `debug()` and names starting with `__`;
 //! - Jinja's filters and functions that build values are replaced by bounded ones
-//!   (see [`super::template`]), or removed where no CRM mapping needs them.
+//!   (see [`super::templating`]), or removed where no CRM mapping needs them.
 //!
 //! One render may build at most [`MAX_RENDER_BYTES`] in total, no single value may exceed
 //! [`MAX_VALUE_BYTES`], and no list [`MAX_ITEMS`] items; every limit is checked before the
@@ -883,16 +883,16 @@ fn expr<'a>(e: &ast::Expr<'a>) -> Built<'a, ast::Expr<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::template::{self, environment};
+    use crate::flow::templating::{self, environment};
 
     fn render(source: &str) -> Result<serde_json::Value, String> {
         let env = environment();
         let root = Value::from(minijinja::value::Serde(
             serde_json::json!({"object": {"email": "a@b.c"}}),
         ));
-        template::compile(env, source)
+        templating::compile(env, source)
             .and_then(|compiled| compiled.render(&root))
-            .map_err(|e| template::describe(&e))
+            .map_err(|e| templating::describe(&e))
     }
 
     fn refused_with(source: &str, words: &str) {
@@ -980,12 +980,12 @@ mod tests {
     #[test]
     fn conditions_are_bounded() {
         let env = environment();
-        let err = template::compile_condition(env, "('x' * 100000000) == 'y'")
+        let err = templating::compile_condition(env, "('x' * 100000000) == 'y'")
             .err()
             .expect("a constant over the limit is refused when compiled");
-        assert!(template::describe(&err).contains("limit"), "{err}");
-        let expr = template::compile_condition(env, "('x' * (n * 1000000)) == 'y'").unwrap();
+        assert!(templating::describe(&err).contains("limit"), "{err}");
+        let expr = templating::compile_condition(env, "('x' * (n * 1000000)) == 'y'").unwrap();
         let err = expr.eval(minijinja::context! { n => 100 }).unwrap_err();
-        assert!(template::describe(&err).contains("limit"), "{err}");
+        assert!(templating::describe(&err).contains("limit"), "{err}");
     }
 }

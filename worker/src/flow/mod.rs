@@ -22,8 +22,8 @@
 
 pub mod limits;
 pub mod model;
-pub mod template;
 pub mod templates;
+pub mod templating;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -107,12 +107,12 @@ pub fn trigger_matches_in(flow: &FlowSpec, ctx: &RenderContext) -> Result<bool, 
     let Some(filter) = flow.trigger.filter.as_deref() else {
         return Ok(true);
     };
-    let env = template::environment();
+    let env = templating::environment();
     let failed = |err: minijinja::Error| FlowError::Trigger {
-        message: template::describe(&err),
+        message: templating::describe(&err),
     };
-    let expr = template::compile_condition(env, filter).map_err(failed)?;
-    let result = expr.eval(template::context(ctx)).map_err(failed)?;
+    let expr = templating::compile_condition(env, filter).map_err(failed)?;
+    let result = expr.eval(templating::context(ctx)).map_err(failed)?;
     Ok(result.is_true())
 }
 
@@ -124,8 +124,8 @@ pub fn trigger_matches_in(flow: &FlowSpec, ctx: &RenderContext) -> Result<bool, 
 /// executed, it would create a duplicate or find nothing. Errors name the step by id; use
 /// [`FlowError::at_index`] to name it by position.
 pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>, FlowError> {
-    let env = template::environment();
-    let root = template::context(ctx);
+    let env = templating::environment();
+    let root = templating::context(ctx);
     let fail = |field: &str, message: String| FlowError::Step {
         step: step.id.clone(),
         index: None,
@@ -134,11 +134,11 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
     };
 
     if let Some(when) = step.when.as_deref() {
-        let expr = template::compile_condition(env, when)
-            .map_err(|e| fail("when", template::describe(&e)))?;
+        let expr = templating::compile_condition(env, when)
+            .map_err(|e| fail("when", templating::describe(&e)))?;
         let result = expr
             .eval(&root)
-            .map_err(|e| fail("when", template::describe(&e)))?;
+            .map_err(|e| fail("when", templating::describe(&e)))?;
         if !result.is_true() {
             return Ok(None);
         }
@@ -209,11 +209,11 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
     match step.action {
         Action::Assert => {
             let check = step.check.as_deref().unwrap_or("false");
-            let expr = template::compile_condition(env, check)
-                .map_err(|e| fail("check", template::describe(&e)))?;
+            let expr = templating::compile_condition(env, check)
+                .map_err(|e| fail("check", templating::describe(&e)))?;
             let passed = expr
                 .eval(&root)
-                .map_err(|e| fail("check", template::describe(&e)))?
+                .map_err(|e| fail("check", templating::describe(&e)))?
                 .is_true();
             let message = match step.message.as_deref() {
                 Some(source) => renderer.id(source).map_err(|m| fail("message", m))?,
@@ -300,7 +300,7 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         connection_id: step.connection_id.clone(),
         url,
         headers,
-        secrets: template::generated(&root),
+        secrets: templating::generated(&root),
     }))
 }
 
@@ -404,17 +404,17 @@ impl Renderer<'_> {
     fn value(&self, value: &Value, path: &str) -> Result<Value, (String, String)> {
         match value {
             Value::String(source) => {
-                let compiled = template::compile(self.env, source)
-                    .map_err(|e| (path.to_owned(), template::describe(&e)))?;
+                let compiled = templating::compile(self.env, source)
+                    .map_err(|e| (path.to_owned(), templating::describe(&e)))?;
                 let value = compiled
                     .render(self.root)
-                    .map_err(|e| (path.to_owned(), template::describe(&e)))?;
+                    .map_err(|e| (path.to_owned(), templating::describe(&e)))?;
                 let size = limits::json_len(&value, None, usize::MAX).unwrap_or(usize::MAX);
                 let total = self.rendered.get().saturating_add(size);
                 if total > limits::MAX_STEP_BYTES {
                     return Err((
                         path.to_owned(),
-                        template::describe(&limits::too_large(
+                        templating::describe(&limits::too_large(
                             "the step's rendered values",
                             total,
                             limits::MAX_STEP_BYTES,
@@ -441,10 +441,11 @@ impl Renderer<'_> {
 
     /// Renders a record id; empty text, null and undefined mean "none".
     fn id(&self, source: &str) -> Result<Option<String>, String> {
-        let compiled = template::compile(self.env, source).map_err(|e| template::describe(&e))?;
+        let compiled =
+            templating::compile(self.env, source).map_err(|e| templating::describe(&e))?;
         match compiled
             .render(self.root)
-            .map_err(|e| template::describe(&e))?
+            .map_err(|e| templating::describe(&e))?
         {
             Value::Null => Ok(None),
             Value::String(text) if text.trim().is_empty() => Ok(None),
