@@ -739,9 +739,12 @@ async fn a_backfill_killed_mid_way_resumes_and_ingests_each_event_once_in_order(
 async fn backfill_killed_mid_way(db: TestDatabase, dir: tempfile::TempDir) {
     use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY};
     let fake = FakeStripe::start();
-    let start_at = chrono::Utc::now().timestamp() - 7200;
+    // Enough pages (two events each) that the backfill is still running when it is seen
+    // mid-way, even on a loaded machine where status reads wait behind its writes.
+    const EVENTS: i64 = 150;
+    let start_at = chrono::Utc::now().timestamp() - EVENTS * 60 - 600;
     let mut stripe_ids = Vec::new();
-    for i in 0..60 {
+    for i in 0..EVENTS {
         let charge = json!({"id": format!("ch_resume_{i}"), "object": "charge", "amount": 100 + i,
             "currency": "usd", "created": start_at + i * 60, "livemode": false});
         stripe_ids.push(fake.add_event(
@@ -801,7 +804,7 @@ async fn backfill_killed_mid_way(db: TestDatabase, dir: tempfile::TempDir) {
     child.stop();
     let at_kill = before["progress"]["ingested"].as_i64().unwrap();
     assert!(
-        (5..60).contains(&at_kill),
+        (5..EVENTS).contains(&at_kill),
         "the kill must come mid-way ({at_kill} ingested): {before}"
     );
 
@@ -848,7 +851,7 @@ async fn backfill_killed_mid_way(db: TestDatabase, dir: tempfile::TempDir) {
     let progress = &done["progress"];
     assert_eq!(
         progress["ingested"].as_i64().unwrap() + progress["already_present"].as_i64().unwrap(),
-        60,
+        EVENTS,
         "{done}"
     );
     assert!(
