@@ -15,7 +15,7 @@ use futures::FutureExt;
 use utoipa_actix_web::AppExt;
 
 use crate::error::{ApiError, problem_safety_net, with_request_id, with_request_id_sync};
-pub use crate::state::{AppState, load_keyring};
+use crate::state::AppState;
 
 /// Method and path templates of every documented route, to tell 405 from 404.
 struct RouteTable(Vec<(Vec<String>, Vec<Method>)>);

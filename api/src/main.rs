@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tributary_api::{app, commands, openapi};
+use tributary_api::{app, commands, openapi, state};
 use tributary_worker::{db, settings::Settings, telemetry};
 
 /// Tributary: Stripe payment events into CRM records, for many tenants.
@@ -88,7 +88,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::RotateKeys => {
-            let keyring = app::load_keyring(&settings)?;
+            let keyring = state::load_keyring(&settings)?;
             let db = db::connect(&settings.database_url).await?;
             let report = commands::rotate_keys(&db, &keyring).await?;
             tracing::info!(
@@ -107,7 +107,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
     let listener = TcpListener::bind(listen)
         .with_context(|| format!("TRIBUTARY_LISTEN: cannot bind {listen}"))?;
-    let mut state = app::AppState::build(settings).await?;
+    let mut state = state::AppState::build(settings).await?;
     let drainer = state.pipeline.drainer();
     let health = state.pipeline.health();
     tracing::info!(

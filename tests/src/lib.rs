@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
-use tributary_api::app::{self, AppState};
+use tributary_api::app;
+use tributary_api::state::AppState;
 use tributary_worker::settings::Settings;
 
 pub const TEST_KEYRING: &str = "k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";

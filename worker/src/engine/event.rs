@@ -8,14 +8,21 @@ impl Engine {
     /// not repeated, and the event's status is derived from its stored deliveries at the end,
     /// so a replay that lands while a run is in flight is never overwritten.
     pub async fn process(&self, event_id: &str) -> anyhow::Result<()> {
-        let Some(event) = events::Entity::find_by_id(event_id.to_string())
+        match self.job_event(event_id).await? {
+            Some(event) => self.process_event(event).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The event a job names, as stored now; `None` (and a warning) when there is none.
+    pub(super) async fn job_event(&self, event_id: &str) -> anyhow::Result<Option<events::Model>> {
+        let event = events::Entity::find_by_id(event_id.to_string())
             .one(&self.db)
-            .await?
-        else {
+            .await?;
+        if event.is_none() {
             tracing::warn!(event_id, "job for an unknown event");
-            return Ok(());
-        };
-        self.process_event(event).await
+        }
+        Ok(event)
     }
 
     /// [`Engine::process`] for an event row just read.

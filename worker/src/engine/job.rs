@@ -9,11 +9,7 @@ impl Engine {
     /// shortly), and isolated, so a panic dead-letters the delivery it was working on and the
     /// consumer goes on with the next job.
     pub async fn run_job(&self, event_id: &str) -> anyhow::Result<()> {
-        let Some(event) = events::Entity::find_by_id(event_id.to_string())
-            .one(&self.db)
-            .await?
-        else {
-            tracing::warn!(event_id, "job for an unknown event");
+        let Some(event) = self.job_event(event_id).await? else {
             return Ok(());
         };
         let tenant = event.tenant_id.clone();
