@@ -25,6 +25,7 @@ pub mod sealed;
 pub mod secrets;
 pub mod settings;
 pub mod statuses;
+pub mod steps;
 pub mod stripe;
 pub mod telemetry;
 pub mod variables;

@@ -6,8 +6,10 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tributary_worker::crm::config;
-use tributary_worker::flow::{self, Action, FlowSpec, Preview, ValidationError};
+use tributary_worker::crm::vendors::stores_records;
+use tributary_worker::flow::{self, FlowSpec, Preview, ValidationError};
 use tributary_worker::settings::VendorUrls;
+use tributary_worker::steps::{self, Runs, Wants};
 use utoipa::ToSchema;
 
 use super::{audit, new_id, now};
@@ -146,9 +148,8 @@ async fn checked(
             .one(&state.db)
             .await?;
         let field = format!("steps[{i}].connection_id");
-        let wanted = match step.action {
-            Action::Email => Some("smtp"),
-            Action::Http => Some("http"),
+        let wanted = match steps::kind(step.action).runs(true) {
+            Runs::Connection(Wants::Provider { provider, .. }) => Some(provider),
             _ => None,
         };
         match (found, wanted) {
@@ -160,7 +161,7 @@ async fn checked(
                     step.action, c.provider
                 ),
             )),
-            (Some(c), None) if c.provider == "smtp" => errors.push(FieldError::new(
+            (Some(c), None) if !stores_records(&c.provider) => errors.push(FieldError::new(
                 field,
                 format!(
                     "{} steps write to a CRM, not to an smtp connection",

@@ -87,6 +87,18 @@ impl CrmError {
     }
 }
 
+/// The writes an adapter performs. Steps of other kinds never reach an adapter: their kind
+/// runs them (see `crate::steps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Find by the operation's `match` (or the linked record), update it, else create it.
+    Upsert,
+    /// Always make a new record.
+    Create,
+    /// Write an existing record found by the link, `record_id` or `match`.
+    Update,
+}
+
 /// A successful write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CrmOutcome {

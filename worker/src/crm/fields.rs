@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::error::{CrmError, ErrorKind};
-use crate::flow::{Action, Operation};
+use super::error::Write;
+use crate::flow::Operation;
 
 /// Property values as text, the way HubSpot wants them: numbers without exponent, booleans as
 /// `true`/`false`, nested values as JSON.
@@ -24,28 +24,18 @@ pub fn as_text(value: &Value) -> String {
 
 /// Records to write before looking anything up: the one this Stripe object was written to
 /// before (upsert and update), then the step's `record_id` (update).
-pub fn known_ids<'a>(op: &'a Operation, linked: Option<&'a str>) -> Vec<&'a str> {
+pub fn known_ids<'a>(write: Write, op: &'a Operation, linked: Option<&'a str>) -> Vec<&'a str> {
     let mut known = Vec::new();
-    match op.action {
-        Action::Create | Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
-        }
-        Action::Upsert => known.extend(linked),
-        Action::Update => {
+    match write {
+        Write::Create => {}
+        Write::Upsert => known.extend(linked),
+        Write::Update => {
             known.extend(linked);
             known.extend(op.record_id.as_deref());
         }
     }
     known.dedup();
     known
-}
-
-/// What a CRM adapter answers if a step that is not a CRM write (`stripe.retrieve`, `email`,
-/// `http`, `assert`) ever reached it.
-pub fn not_a_write(action: Action) -> CrmError {
-    CrmError::new(
-        ErrorKind::Permanent,
-        format!("{action} steps do not write to this CRM"),
-    )
 }
 
 /// `match` and `fields` in one map; `fields` win.

@@ -16,9 +16,10 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value};
 
+use super::Write;
 use super::session::{Call, Exchanged, Reply, Request, Session, excerpt, kind_of_status};
 use super::{Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, merged};
-use crate::flow::{Action, Operation};
+use crate::flow::Operation;
 
 pub struct HttpCrm;
 
@@ -84,13 +85,14 @@ impl Adapter for HttpCrm {
     fn apply<'a, 'c: 'a>(
         &'a self,
         call: &'a mut Call<'c>,
+        kind: Write,
         op: &'a Operation,
         linked: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>> {
         Box::pin(async move {
-            let known = super::known_ids(op, linked).first().copied();
-            let default_method = match (op.action, known) {
-                (Action::Update, _) | (Action::Upsert, Some(_)) => Method::PATCH,
+            let known = super::known_ids(kind, op, linked).first().copied();
+            let default_method = match (kind, known) {
+                (Write::Update, _) | (Write::Upsert, Some(_)) => Method::PATCH,
                 _ => Method::POST,
             };
             let method = match op.method.as_deref() {

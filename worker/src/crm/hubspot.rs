@@ -20,6 +20,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+use super::Write;
 use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
@@ -27,7 +28,7 @@ use super::{
     Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, as_text, fallback_fields,
     fallback_warning, known_ids, merged,
 };
-use crate::flow::{Action, Operation};
+use crate::flow::Operation;
 
 pub struct HubSpot;
 
@@ -312,24 +313,22 @@ async fn create(
 
 async fn write(
     call: &mut Call<'_>,
+    kind: Write,
     op: &Operation,
     linked: Option<&str>,
     properties: &Map<String, Value>,
 ) -> Result<Written, CrmError> {
     let object = op.object.as_str();
-    for id in known_ids(op, linked) {
+    for id in known_ids(kind, op, linked) {
         match patch(call, object, id, properties).await? {
             Ok(body) => return done(body),
             Err(reply) if reply.status == 404 => {}
             Err(reply) => return Ok(refused(reply)),
         }
     }
-    match op.action {
-        Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
-            Err(super::not_a_write(op.action))
-        }
-        Action::Create => create(call, object, properties).await,
-        Action::Upsert if op.match_fields.len() == 1 => {
+    match kind {
+        Write::Create => create(call, object, properties).await,
+        Write::Upsert if op.match_fields.len() == 1 => {
             let (id_property, value) = op.match_fields.iter().next().expect("one match field");
             let mut without_key = properties.clone();
             without_key.remove(id_property);
@@ -384,7 +383,7 @@ async fn write(
                 .unwrap_or(Value::Null);
             done(result)
         }
-        Action::Upsert | Action::Update => {
+        Write::Upsert | Write::Update => {
             let found = if op.match_fields.is_empty() {
                 Vec::new()
             } else {
@@ -395,7 +394,7 @@ async fn write(
                     Ok(body) => done(body),
                     Err(reply) => Ok(refused(reply)),
                 },
-                [] if op.action == Action::Upsert => create(call, object, properties).await,
+                [] if kind == Write::Upsert => create(call, object, properties).await,
                 [] => Err(CrmError::new(
                     ErrorKind::NotFound,
                     format!(
@@ -499,19 +498,20 @@ impl Adapter for HubSpot {
     fn apply<'a, 'c: 'a>(
         &'a self,
         call: &'a mut Call<'c>,
+        kind: Write,
         op: &'a Operation,
         linked: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>> {
         Box::pin(async move {
             let all = as_properties(&merged(op));
-            let mut outcome = match write(call, op, linked, &all).await? {
+            let mut outcome = match write(call, kind, op, linked, &all).await? {
                 Written::Done(outcome) => outcome,
                 Written::Unknown(unknown, error) => {
                     if unknown.is_empty() || op.fallback_fields.is_empty() {
                         return Err(error);
                     }
                     let kept = fallback_fields(op, &all);
-                    match write(call, op, linked, &kept).await? {
+                    match write(call, kind, op, linked, &kept).await? {
                         Written::Done(mut outcome) => {
                             outcome
                                 .warnings

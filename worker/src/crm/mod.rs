@@ -19,8 +19,8 @@ use entity::connections;
 use serde_json::{Map, Value};
 
 use crate::flow::Operation;
-pub use error::{BoxFuture, CrmError, CrmOutcome, ErrorKind};
-pub use fields::{as_text, fallback_fields, fallback_warning, known_ids, merged, not_a_write};
+pub use error::{BoxFuture, CrmError, CrmOutcome, ErrorKind, Write};
+pub use fields::{as_text, fallback_fields, fallback_warning, known_ids, merged};
 pub use session::{Adapter, Call, Connector, Exchanged, Reply, Request, Session, Trail};
 
 /// The adapter of a provider that talks to a vendor (not the sandbox).
@@ -43,25 +43,22 @@ fn adapter_of(connection: &connections::Model) -> Result<&'static dyn Adapter, C
     })
 }
 
-/// Executes one operation against the connection's vendor; says too which requests it sent
+/// Executes one write against the connection's vendor; says too which requests it sent
 /// (for the delivery's history).
 pub async fn apply(
     connector: &Connector,
     connection: &connections::Model,
+    kind: Write,
     op: &Operation,
     linked: Option<&str>,
 ) -> (Result<CrmOutcome, CrmError>, Trail) {
-    if connection.provider == "smtp" {
-        let result = crate::actions::email::send(connector, connection, op).await;
-        return (result, Trail::default());
-    }
     let opened = adapter_of(connection)
         .and_then(|adapter| Ok((adapter, Call::open(connector, connection, adapter)?)));
     let (adapter, mut call) = match opened {
         Ok(opened) => opened,
         Err(error) => return (Err(error), Trail::default()),
     };
-    let result = adapter.apply(&mut call, op, linked).await;
+    let result = adapter.apply(&mut call, kind, op, linked).await;
     call.finish().await;
     (result, std::mem::take(&mut call.trail))
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+use super::Write;
 use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
@@ -30,7 +31,7 @@ use super::{
     Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, config::Credentials, fallback_fields,
     fallback_warning, known_ids, merged,
 };
-use crate::flow::{Action, Operation};
+use crate::flow::Operation;
 
 pub const DEFAULT_API_VERSION: &str = "60.0";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -297,24 +298,22 @@ fn several(object: &str, ids: &[String], what: &str) -> CrmError {
 
 async fn write(
     call: &mut Call<'_>,
+    kind: Write,
     op: &Operation,
     linked: Option<&str>,
     fields: &Map<String, Value>,
 ) -> Result<Written, CrmError> {
     let object = op.object.as_str();
-    for id in known_ids(op, linked) {
+    for id in known_ids(kind, op, linked) {
         match patch_by_id(call, object, id, fields).await? {
             Written::Refused(reply) if reply.status == 404 => continue,
             other => return Ok(other),
         }
     }
     let match_text = Value::Object(op.match_fields.clone()).to_string();
-    match op.action {
-        Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
-            Err(super::not_a_write(op.action))
-        }
-        Action::Create => create(call, object, fields).await,
-        Action::Upsert if op.match_fields.len() == 1 => {
+    match kind {
+        Write::Create => create(call, object, fields).await,
+        Write::Upsert if op.match_fields.len() == 1 => {
             let (field, value) = op.match_fields.iter().next().expect("one match field");
             let mut body = fields.clone();
             body.remove(field);
@@ -362,7 +361,7 @@ async fn write(
                 )),
             }
         }
-        Action::Upsert | Action::Update => {
+        Write::Upsert | Write::Update => {
             let found = if op.match_fields.is_empty() {
                 Vec::new()
             } else {
@@ -370,7 +369,7 @@ async fn write(
             };
             match found.as_slice() {
                 [id] => patch_by_id(call, object, id, fields).await,
-                [] if op.action == Action::Upsert => create(call, object, fields).await,
+                [] if kind == Write::Upsert => create(call, object, fields).await,
                 [] => Err(CrmError::new(
                     ErrorKind::NotFound,
                     format!(
@@ -392,11 +391,12 @@ async fn write(
 /// What the adapter adds to a step's fields: the record type, a task's owner.
 async fn completed_fields(
     call: &mut Call<'_>,
+    kind: Write,
     op: &Operation,
 ) -> Result<Map<String, Value>, CrmError> {
     let mut fields = merged(op);
     if op.object == "Opportunity"
-        && op.action != Action::Update
+        && kind != Write::Update
         && !fields.contains_key("RecordTypeId")
         && let Some(record_type) = call.setting("record_type_id")
     {
@@ -405,7 +405,7 @@ async fn completed_fields(
             Value::String(record_type.to_string()),
         );
     }
-    if op.object == "Task" && op.action == Action::Create && !fields.contains_key("OwnerId") {
+    if op.object == "Task" && kind == Write::Create && !fields.contains_key("OwnerId") {
         let about = ["WhatId", "WhoId"]
             .iter()
             .filter_map(|key| fields.get(*key).and_then(Value::as_str))
@@ -533,12 +533,13 @@ impl Adapter for Salesforce {
     fn apply<'a, 'c: 'a>(
         &'a self,
         call: &'a mut Call<'c>,
+        kind: Write,
         op: &'a Operation,
         linked: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>> {
         Box::pin(async move {
-            let fields = completed_fields(call, op).await?;
-            match write(call, op, linked, &fields).await? {
+            let fields = completed_fields(call, kind, op).await?;
+            match write(call, kind, op, linked, &fields).await? {
                 Written::Done(outcome) => Ok(outcome),
                 Written::Refused(reply) => {
                     let unknown = unknown_fields(&reply);
@@ -546,7 +547,7 @@ impl Adapter for Salesforce {
                         return Err(classify(&reply));
                     }
                     let kept = fallback_fields(op, &fields);
-                    match write(call, op, linked, &kept).await? {
+                    match write(call, kind, op, linked, &kept).await? {
                         Written::Done(mut outcome) => {
                             outcome
                                 .warnings

@@ -13,8 +13,9 @@ use sea_orm::{
 };
 use serde_json::{Map, Value};
 
+use super::Write;
 use super::{CrmError, CrmOutcome, ErrorKind};
-use crate::flow::{Action, Operation};
+use crate::flow::Operation;
 
 /// Setting keys the sandbox accepts.
 pub const SETTINGS: &[&str] = &["simulate_failure"];
@@ -160,6 +161,7 @@ async fn update<C: ConnectionTrait>(
 pub async fn apply<C: ConnectionTrait>(
     db: &C,
     connection: &connections::Model,
+    kind: Write,
     op: &Operation,
     linked: Option<&str>,
 ) -> Result<CrmOutcome, CrmError> {
@@ -171,12 +173,9 @@ pub async fn apply<C: ConnectionTrait>(
         Some(id) => find_by_id(db, connection, &op.object, id).await?,
         None => None,
     };
-    match op.action {
-        Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
-            Err(super::not_a_write(op.action))
-        }
-        Action::Create => create(db, connection, op, key).await,
-        Action::Upsert => {
+    match kind {
+        Write::Create => create(db, connection, op, key).await,
+        Write::Upsert => {
             let existing = match by_link {
                 Some(record) => Some(record),
                 None => find_by_match(db, connection, &op.object, &key).await?,
@@ -186,7 +185,7 @@ pub async fn apply<C: ConnectionTrait>(
                 None => create(db, connection, op, key).await,
             }
         }
-        Action::Update => {
+        Write::Update => {
             let mut existing = by_link;
             if existing.is_none()
                 && let Some(id) = op.record_id.as_deref().filter(|id| !id.is_empty())

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::config::{self, Credentials};
-use super::error::{BoxFuture, CrmError, CrmOutcome, ErrorKind};
+use super::error::{BoxFuture, CrmError, CrmOutcome, ErrorKind, Write};
 use crate::flow::Operation;
 use crate::secrets::{Keyring, SecretContext};
 use crate::settings::{OAuthApp, VendorUrls};
@@ -323,6 +323,7 @@ pub trait Adapter: Sync {
     fn apply<'a, 'c: 'a>(
         &'a self,
         call: &'a mut Call<'c>,
+        kind: Write,
         op: &'a Operation,
         linked: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>>;

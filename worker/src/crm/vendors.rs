@@ -22,6 +22,11 @@ pub const PROVIDERS: &[(&str, &[&str])] = &[
     ("smtp", &["none", "basic"]),
 ];
 
+/// Whether a provider's connections store records (CRM writes go there); `smtp` only sends mail.
+pub fn stores_records(provider: &str) -> bool {
+    provider != "smtp"
+}
+
 /// A connection's statuses: `active`; `pending_authorization` until an OAuth consent completes;
 /// `needs_reauth` when the vendor refused its credentials; `paused` while a rate limit holds it;
 /// `disabled` by the tenant.

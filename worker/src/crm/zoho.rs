@@ -21,6 +21,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+use super::Write;
 use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
@@ -28,7 +29,7 @@ use super::{
     Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, fallback_fields, fallback_warning,
     known_ids, merged,
 };
-use crate::flow::{Action, Operation};
+use crate::flow::Operation;
 
 pub const DEFAULT_API_VERSION: &str = "v8";
 
@@ -261,12 +262,13 @@ async fn insert(
 
 async fn write(
     call: &mut Call<'_>,
+    kind: Write,
     op: &Operation,
     linked: Option<&str>,
     record: &Map<String, Value>,
 ) -> Result<Written, CrmError> {
     let module = op.object.as_str();
-    for id in known_ids(op, linked) {
+    for id in known_ids(kind, op, linked) {
         match put(call, module, id, record).await? {
             Ok(written) => return Ok(written),
             Err(reply) if matches!(reply.status, 200..=299 | 400 | 404) => continue,
@@ -278,12 +280,9 @@ async fn write(
         .get("search_before_write")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    match op.action {
-        Action::StripeRetrieve | Action::Email | Action::Http | Action::Assert => {
-            Err(super::not_a_write(op.action))
-        }
-        Action::Create => insert(call, module, record).await,
-        Action::Upsert if !search_first => {
+    match kind {
+        Write::Create => insert(call, module, record).await,
+        Write::Upsert if !search_first => {
             let reply = call
                 .send(
                     &Request::new(Method::POST, format!("/{}/upsert", segment(module))).json(
@@ -303,7 +302,7 @@ async fn write(
                 RecordResult::Refused { field, error } => Ok(Written::Refused(field, error)),
             }
         }
-        Action::Upsert | Action::Update => {
+        Write::Upsert | Write::Update => {
             let found = if op.match_fields.is_empty() {
                 Vec::new()
             } else {
@@ -315,7 +314,7 @@ async fn write(
                     Ok(written) => Ok(written),
                     Err(reply) => Err(classify(&reply)),
                 },
-                [] if op.action == Action::Upsert => insert(call, module, record).await,
+                [] if kind == Write::Upsert => insert(call, module, record).await,
                 [] => Err(CrmError::new(
                     ErrorKind::NotFound,
                     format!(
@@ -404,12 +403,13 @@ impl Adapter for Zoho {
     fn apply<'a, 'c: 'a>(
         &'a self,
         call: &'a mut Call<'c>,
+        kind: Write,
         op: &'a Operation,
         linked: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>> {
         Box::pin(async move {
             let record = merged(op);
-            match write(call, op, linked, &record).await? {
+            match write(call, kind, op, linked, &record).await? {
                 Written::Done(outcome) => Ok(outcome),
                 Written::Refused(field, error) => {
                     let kept = fallback_fields(op, &record);
@@ -420,7 +420,7 @@ impl Adapter for Zoho {
                     if !retry {
                         return Err(error);
                     }
-                    match write(call, op, linked, &kept).await? {
+                    match write(call, kind, op, linked, &kept).await? {
                         Written::Done(mut outcome) => {
                             let refused = vec![field.unwrap_or_default()];
                             outcome

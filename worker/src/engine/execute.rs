@@ -3,6 +3,7 @@
 
 use super::core::*;
 use super::links::*;
+use crate::steps::{Done, Exec, StepKind};
 
 impl Engine {
     /// Runs one operation and records its outcome. Sandbox writes share the transaction that
@@ -10,6 +11,7 @@ impl Engine {
     /// second run that loses the claim uses the first one's result.
     pub(super) async fn execute(
         &self,
+        write: crm::Write,
         event: &events::Model,
         connection: &connections::Model,
         delivery: &deliveries::Model,
@@ -86,6 +88,7 @@ impl Engine {
         let result = crm::sandbox::apply(
             &txn,
             connection,
+            write,
             op,
             link.as_ref().map(|l| l.crm_record_id.as_str()),
         )
@@ -147,6 +150,7 @@ impl Engine {
     /// retried when the lease runs out. The vendor's own upsert keys make that retry safe.
     pub(super) async fn execute_remote(
         &self,
+        kind: &dyn StepKind,
         event: &events::Model,
         connection: &connections::Model,
         delivery: &deliveries::Model,
@@ -216,16 +220,23 @@ impl Engine {
             return Ok(StepResult::Done(Some(link.crm_record_id.clone()), None));
         }
 
-        let (result, trail) = crm::apply(
-            &self.crm,
-            connection,
+        let cx = Exec {
+            connector: &self.crm,
+            stripe: &self.stripe,
+            account: &event.stripe_account_id,
+            connection: Some(connection),
             op,
-            link.as_ref().map(|l| l.crm_record_id.as_str()),
-        )
-        .await;
+            linked: link.as_ref().map(|l| l.crm_record_id.as_str()),
+        };
+        let (result, trail) = kind.execute(cx).await;
         let duration_ms = elapsed_ms(started);
         let outcome = match result {
-            Ok(outcome) => outcome,
+            Ok(Done::Wrote(outcome)) => outcome,
+            Ok(Done::Stopped(reason)) => {
+                return self
+                    .settle_stopped(&claimed_row, Guard::Claim, op, reason)
+                    .await;
+            }
             Err(error) => {
                 let tried = Tried {
                     attempts,

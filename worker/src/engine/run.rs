@@ -1,7 +1,39 @@
-//! One flow's steps for one event, in order: each step's delivery, its kind, and what the
-//! next step sees.
+//! One flow's steps for one event, in order: each step's delivery, where its kind runs it,
+//! and what the next step sees.
 
 use super::core::*;
+use crate::steps::{self, Runs, StepKind, Wants};
+
+/// What a step's turn means for the rest of its flow.
+pub(super) enum Next {
+    /// Go on; later steps see this record id and answer.
+    Go(Option<String>, Option<Value>),
+    /// Go on without it: its `when` was false.
+    Skip,
+    /// The flow stops here for now; runs again at this time, if given.
+    Halt(Option<DateTime<Utc>>),
+}
+
+impl From<StepResult> for Next {
+    fn from(result: StepResult) -> Next {
+        match result {
+            StepResult::Done(id, answer) => Next::Go(id, answer),
+            StepResult::Retrying(due) => Next::Halt(Some(due)),
+            StepResult::Stop => Next::Halt(None),
+        }
+    }
+}
+
+/// What one run of one flow carries from step to step.
+pub(super) struct FlowRun<'a> {
+    pub(super) event: &'a events::Model,
+    pub(super) spec: &'a FlowSpec,
+    /// The flow's connection, as read when the run started.
+    pub(super) connection: Option<connections::Model>,
+    pub(super) ctx: RenderContext,
+    /// Whether `ctx.settings` has the flow connection's vendor-discovered settings yet.
+    pub(super) discovered: bool,
+}
 
 impl Engine {
     /// Runs one flow's steps in order; returns when a retry this run scheduled is due.
@@ -29,7 +61,6 @@ impl Engine {
                 Refetched::Wait(due) => return Ok(due),
             }
         }
-        let payload = payload.as_ref();
         let connection =
             connections::Entity::find_by_id_in_tenant(&event.tenant_id, &spec.connection_id)
                 .one(&self.db)
@@ -38,22 +69,27 @@ impl Engine {
             .as_ref()
             .and_then(|c| serde_json::from_str(&c.settings).ok())
             .unwrap_or(Value::Object(Default::default()));
-        let mut discovered = false;
-        let mut ctx = RenderContext {
-            event: payload.clone(),
-            steps: BTreeMap::new(),
-            responses: BTreeMap::new(),
-            objects: BTreeMap::new(),
-            settings,
-            now,
-            // password() and token(n) give the same value on every attempt of this event's
-            // run of this flow, and it is never stored.
-            // Only flows that make secrets need the event's seed (one more row per event).
-            secret_seed: if uses_generated_secrets(&flow_row.spec) {
-                Some(format!("{}|{}", self.event_seed(event).await?, flow_row.id))
-            } else {
-                None
+        let mut flow = FlowRun {
+            event,
+            spec,
+            connection,
+            ctx: RenderContext {
+                event: payload.into_owned(),
+                steps: BTreeMap::new(),
+                responses: BTreeMap::new(),
+                objects: BTreeMap::new(),
+                settings,
+                now,
+                // password() and token(n) give the same value on every attempt of this
+                // event's run of this flow, and it is never stored. Only flows that make
+                // secrets need the event's seed (one more row per event).
+                secret_seed: if uses_generated_secrets(&flow_row.spec) {
+                    Some(format!("{}|{}", self.event_seed(event).await?, flow_row.id))
+                } else {
+                    None
+                },
             },
+            discovered: false,
         };
 
         for step in &spec.steps {
@@ -67,26 +103,15 @@ impl Engine {
                 )
                 .await?;
             note_current_delivery(&delivery.id);
-            // A retry after the flow was edited runs the new version: say so.
-            let delivery = if is_open(&delivery.status) && delivery.flow_version != flow_row.version
-            {
-                let version = flow_row.version;
-                self.transition(&delivery, OPEN, |active| active.flow_version = Set(version))
-                    .await?;
-                deliveries::Model {
-                    flow_version: version,
-                    ..delivery
-                }
-            } else {
-                delivery
-            };
+            let delivery = self.on_version(delivery, flow_row).await?;
             match delivery.status.as_str() {
                 ds::SUCCEEDED | ds::SKIPPED => {
                     let answer = delivery
                         .response
                         .as_deref()
                         .and_then(|r| serde_json::from_str(r).ok());
-                    ctx.finished(step, delivery.crm_record_id.clone(), answer);
+                    flow.ctx
+                        .finished(step, delivery.crm_record_id.clone(), answer);
                     continue;
                 }
                 ds::DEAD => return Ok(None),
@@ -96,199 +121,246 @@ impl Engine {
                 }
                 _ => {}
             }
+            let kind = steps::kind(step.action);
+            let next = match kind.runs(step.connection_id.is_some()) {
+                Runs::Here => self.step_here(kind, step, &flow, &delivery).await?,
+                Runs::Stripe => match self.render(step, &flow.ctx, &delivery).await? {
+                    Rendered::Run(op) => self
+                        .retrieve(event, &delivery, &op, &mut run.fetched)
+                        .await?
+                        .into(),
+                    Rendered::Skipped => Next::Skip,
+                    Rendered::Failed => Next::Halt(None),
+                },
+                Runs::Endpoint => {
+                    self.step_at_endpoint(kind, step, &flow, &delivery, fresh)
+                        .await?
+                }
+                Runs::Connection(wants) => {
+                    self.step_on_connection(kind, wants, step, &mut flow, &delivery, fresh)
+                        .await?
+                }
+            };
+            match next {
+                Next::Go(record_id, answer) => flow.ctx.finished(step, record_id, answer),
+                Next::Skip => {}
+                Next::Halt(due) => return Ok(due),
+            }
+        }
+        Ok(None)
+    }
 
-            // Reading from Stripe needs no CRM connection.
-            if step.action == Action::StripeRetrieve {
-                let op = match self.render(step, &ctx, &delivery).await? {
-                    Rendered::Run(op) => *op,
-                    Rendered::Skipped => continue,
-                    Rendered::Failed => return Ok(None),
-                };
-                match self
-                    .retrieve(event, &delivery, &op, &mut run.fetched)
+    /// A retry after the flow was edited runs the new version: says so on the delivery.
+    async fn on_version(
+        &self,
+        delivery: deliveries::Model,
+        flow_row: &flows::Model,
+    ) -> anyhow::Result<deliveries::Model> {
+        if !is_open(&delivery.status) || delivery.flow_version == flow_row.version {
+            return Ok(delivery);
+        }
+        let version = flow_row.version;
+        self.transition(&delivery, OPEN, |active| active.flow_version = Set(version))
+            .await?;
+        Ok(deliveries::Model {
+            flow_version: version,
+            ..delivery
+        })
+    }
+
+    /// A step that only looks at the data (`assert`): executed and recorded at once.
+    async fn step_here(
+        &self,
+        kind: &dyn StepKind,
+        step: &flow::Step,
+        flow: &FlowRun<'_>,
+        delivery: &deliveries::Model,
+    ) -> anyhow::Result<Next> {
+        let op = match self.render(step, &flow.ctx, delivery).await? {
+            Rendered::Run(op) => *op,
+            Rendered::Skipped => return Ok(Next::Skip),
+            Rendered::Failed => return Ok(Next::Halt(None)),
+        };
+        let cx = steps::Exec {
+            connector: &self.crm,
+            stripe: &self.stripe,
+            account: &flow.event.stripe_account_id,
+            connection: None,
+            op: &op,
+            linked: None,
+        };
+        let (result, _) = kind.execute(cx).await;
+        self.settle_here(delivery, &op, result).await
+    }
+
+    /// A step that calls the address it names itself (`http` with a `url`), with no
+    /// credentials.
+    async fn step_at_endpoint(
+        &self,
+        kind: &dyn StepKind,
+        step: &flow::Step,
+        flow: &FlowRun<'_>,
+        delivery: &deliveries::Model,
+        fresh: bool,
+    ) -> anyhow::Result<Next> {
+        let mut op = match self.render(step, &flow.ctx, delivery).await? {
+            Rendered::Run(op) => *op,
+            Rendered::Skipped => return Ok(Next::Skip),
+            Rendered::Failed => return Ok(Next::Halt(None)),
+        };
+        self.faults.step(&op);
+        let target = match kind.endpoint(&mut op, &flow.event.tenant_id, self.crm.vendor_urls) {
+            Ok(target) => target,
+            Err(error) => {
+                self.record_failure(delivery, Some(&op), error, Failure::final_attempt(delivery))
+                    .await?;
+                return Ok(Next::Halt(None));
+            }
+        };
+        Ok(self
+            .execute_remote(kind, flow.event, &target, delivery, &op, fresh)
+            .await?
+            .into())
+    }
+
+    /// A step that runs through a connection: the step's own or the flow's, of the kind the
+    /// step wants, and not held by a pause or a vendor's wait.
+    async fn step_on_connection(
+        &self,
+        kind: &dyn StepKind,
+        wants: Wants,
+        step: &flow::Step,
+        flow: &mut FlowRun<'_>,
+        delivery: &deliveries::Model,
+        fresh: bool,
+    ) -> anyhow::Result<Next> {
+        let own = match &step.connection_id {
+            Some(id) => Some(
+                connections::Entity::find_by_id_in_tenant(&flow.event.tenant_id, id)
+                    .one(&self.db)
+                    .await?,
+            ),
+            None => None,
+        };
+        let connection = match &own {
+            Some(own) => own.clone(),
+            None => flow.connection.clone(),
+        };
+        let connection_id = step
+            .connection_id
+            .as_ref()
+            .unwrap_or(&flow.spec.connection_id);
+        let Some(connection) = connection else {
+            let error = CrmError::new(
+                ErrorKind::Permanent,
+                format!("connection {connection_id} no longer exists"),
+            );
+            self.record_failure(delivery, None, error, Failure::final_attempt(delivery))
+                .await?;
+            return Ok(Next::Halt(None));
+        };
+        if let Some(wanted) = wants.refuses(&connection.provider) {
+            let error = CrmError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{} steps need {wanted}; connection {connection_id} is {}",
+                    step.action, connection.provider
+                ),
+            );
+            self.record_failure(delivery, None, error, Failure::final_attempt(delivery))
+                .await?;
+            return Ok(Next::Halt(None));
+        }
+        if let Some(next) = self.held(&connection, delivery).await? {
+            return Ok(next);
+        }
+        // Vendor-discovered settings (Salesforce's won stage) of the flow's connection, once
+        // per run.
+        if !flow.discovered && connection.provider != "sandbox" && step.connection_id.is_none() {
+            let started = std::time::Instant::now();
+            let (found, trail) = crm::template_settings(&self.crm, &connection).await;
+            match found {
+                Ok(settings) => {
+                    flow.ctx.settings = settings;
+                    flow.discovered = true;
+                }
+                Err(error) => {
+                    let tried = Tried {
+                        attempts: delivery.attempts + 1,
+                        duration_ms: elapsed_ms(started),
+                        claim: None,
+                        trail,
+                    };
+                    return Ok(
+                        match self.fail(&connection, delivery, None, error, tried).await? {
+                            StepResult::Retrying(due) => Next::Halt(Some(due)),
+                            _ => Next::Halt(None),
+                        },
+                    );
+                }
+            }
+        }
+
+        let mut op = match self.render(step, &flow.ctx, delivery).await? {
+            Rendered::Run(op) => *op,
+            Rendered::Skipped => return Ok(Next::Skip),
+            Rendered::Failed => return Ok(Next::Halt(None)),
+        };
+        kind.prepare(&mut op, &delivery.id, &connection);
+        self.faults.step(&op);
+        let result = match kind.write() {
+            // The sandbox's records live in this database: written inside the claim.
+            Some(write) if connection.provider == "sandbox" => {
+                self.execute(write, flow.event, &connection, delivery, &op)
                     .await?
-                {
-                    StepResult::Done(id, object) => {
-                        ctx.finished(step, id, object);
-                        continue;
-                    }
-                    StepResult::Retrying(due) => return Ok(Some(due)),
-                    StepResult::Stop => return Ok(None),
-                }
             }
-
-            // An assert only looks at the data: it passes, or it ends the flow here.
-            if step.action == Action::Assert {
-                let op = match self.render(step, &ctx, &delivery).await? {
-                    Rendered::Run(op) => *op,
-                    Rendered::Skipped => continue,
-                    Rendered::Failed => return Ok(None),
-                };
-                if self.assert(&delivery, &op).await? {
-                    continue;
-                }
-                return Ok(None);
-            }
-
-            // An http step without a connection calls its URL as it is, with no credentials.
-            if step.action == Action::Http && step.connection_id.is_none() {
-                let mut op = match self.render(step, &ctx, &delivery).await? {
-                    Rendered::Run(op) => *op,
-                    Rendered::Skipped => continue,
-                    Rendered::Failed => return Ok(None),
-                };
-                self.faults.step(&op);
-                let target = match self.http_target(event, &mut op) {
-                    Ok(target) => target,
-                    Err(error) => {
-                        self.record_failure(
-                            &delivery,
-                            Some(&op),
-                            error,
-                            Failure::final_attempt(&delivery),
-                        )
-                        .await?;
-                        return Ok(None);
-                    }
-                };
-                match self
-                    .execute_remote(event, &target, &delivery, &op, fresh)
+            _ => {
+                self.execute_remote(kind, flow.event, &connection, delivery, &op, fresh)
                     .await?
-                {
-                    StepResult::Done(record_id, response) => {
-                        ctx.finished(step, record_id, response);
-                        continue;
-                    }
-                    StepResult::Retrying(due) => return Ok(Some(due)),
-                    StepResult::Stop => return Ok(None),
-                }
             }
+        };
+        Ok(result.into())
+    }
 
-            // A step may name its own connection (an email's smtp server, an http step's
-            // endpoint); the others use the flow's.
-            let own;
-            let connection = match &step.connection_id {
-                Some(id) => {
-                    own = connections::Entity::find_by_id_in_tenant(&event.tenant_id, id)
-                        .one(&self.db)
-                        .await?;
-                    own.as_ref()
-                }
-                None => connection.as_ref(),
+    /// A pause or a vendor's Retry-After holds every delivery of the connection; a connection
+    /// that is neither active nor paused leaves them waiting. `None` when the step may run.
+    async fn held(
+        &self,
+        connection: &connections::Model,
+        delivery: &deliveries::Model,
+    ) -> anyhow::Result<Option<Next>> {
+        let held = connection
+            .paused_until
+            .filter(|until| *until > crate::now());
+        if connection.status == "paused" && held.is_none() {
+            self.resume(connection).await?;
+        }
+        if let Some(until) = held
+            && matches!(connection.status.as_str(), "active" | "paused")
+        {
+            let reason = if connection.status == "paused" {
+                "connection paused"
+            } else {
+                "connection held: rate limited"
             };
-            let connection_id = step.connection_id.as_ref().unwrap_or(&spec.connection_id);
-            let Some(connection) = connection else {
-                let error = CrmError::new(
-                    ErrorKind::Permanent,
-                    format!("connection {connection_id} no longer exists"),
-                );
-                self.record_failure(&delivery, None, error, Failure::final_attempt(&delivery))
-                    .await?;
-                return Ok(None);
-            };
-            let wrong_kind = match step.action {
-                Action::Email => (connection.provider != "smtp").then_some("an smtp connection"),
-                Action::Http => (connection.provider != "http").then_some("an http connection"),
-                _ => (connection.provider == "smtp").then_some("a CRM connection"),
-            };
-            if let Some(wanted) = wrong_kind {
-                let error = CrmError::new(
-                    ErrorKind::Invalid,
-                    format!(
-                        "{} steps need {wanted}; connection {connection_id} is {}",
-                        step.action, connection.provider
-                    ),
-                );
-                self.record_failure(&delivery, None, error, Failure::final_attempt(&delivery))
-                    .await?;
-                return Ok(None);
-            }
-            // A pause or a vendor's Retry-After holds every delivery of the connection.
-            let held = connection
-                .paused_until
-                .filter(|until| *until > crate::now());
-            if connection.status == "paused" && held.is_none() {
-                self.resume(connection).await?;
-            }
-            if let Some(until) = held
-                && matches!(connection.status.as_str(), "active" | "paused")
-            {
-                let reason = if connection.status == "paused" {
-                    "connection paused"
-                } else {
-                    "connection held: rate limited"
-                };
-                let applied = self
-                    .transition(&delivery, OPEN, |active| {
-                        active.status = Set(ds::RETRYING.into());
-                        active.reason = Set(Some(reason.into()));
-                        active.next_attempt_at = Set(Some(until));
-                    })
-                    .await?;
-                tracing::debug!(delivery_id = %delivery.id, %until, reason, "delivery held by its connection");
-                return Ok(applied.then_some(until));
-            }
-            if !matches!(connection.status.as_str(), "active" | "paused") {
-                let reason = format!("connection {}", connection.status);
-                self.transition(&delivery, OPEN, |active| {
-                    active.status = Set(ds::WAITING.into());
-                    active.reason = Set(Some(reason));
+            let applied = self
+                .transition(delivery, OPEN, |active| {
+                    active.status = Set(ds::RETRYING.into());
+                    active.reason = Set(Some(reason.into()));
+                    active.next_attempt_at = Set(Some(until));
                 })
                 .await?;
-                return Ok(None);
-            }
-
-            // Vendor-discovered settings (Salesforce's won stage) of the flow's connection,
-            // once per run.
-            if !discovered && connection.provider != "sandbox" && step.connection_id.is_none() {
-                let started = std::time::Instant::now();
-                let (found, trail) = crm::template_settings(&self.crm, connection).await;
-                match found {
-                    Ok(settings) => {
-                        ctx.settings = settings;
-                        discovered = true;
-                    }
-                    Err(error) => {
-                        let tried = Tried {
-                            attempts: delivery.attempts + 1,
-                            duration_ms: elapsed_ms(started),
-                            claim: None,
-                            trail,
-                        };
-                        return Ok(
-                            match self.fail(connection, &delivery, None, error, tried).await? {
-                                StepResult::Retrying(due) => Some(due),
-                                _ => None,
-                            },
-                        );
-                    }
-                }
-            }
-
-            let mut op = match self.render(step, &ctx, &delivery).await? {
-                Rendered::Run(op) => *op,
-                Rendered::Skipped => continue,
-                Rendered::Failed => return Ok(None),
-            };
-            if step.action == Action::Email {
-                // The Message-ID is the delivery's own, so every attempt sends the same message.
-                op.record_id = Some(crate::actions::email::message_id(&delivery.id, connection));
-            }
-
-            self.faults.step(&op);
-            let result = if connection.provider == "sandbox" {
-                self.execute(event, connection, &delivery, &op).await?
-            } else {
-                self.execute_remote(event, connection, &delivery, &op, fresh)
-                    .await?
-            };
-            match result {
-                StepResult::Done(record_id, response) => {
-                    ctx.finished(step, record_id, response);
-                }
-                StepResult::Retrying(due) => return Ok(Some(due)),
-                StepResult::Stop => return Ok(None),
-            }
+            tracing::debug!(delivery_id = %delivery.id, %until, reason, "delivery held by its connection");
+            return Ok(Some(Next::Halt(applied.then_some(until))));
+        }
+        if !matches!(connection.status.as_str(), "active" | "paused") {
+            let reason = format!("connection {}", connection.status);
+            self.transition(delivery, OPEN, |active| {
+                active.status = Set(ds::WAITING.into());
+                active.reason = Set(Some(reason));
+            })
+            .await?;
+            return Ok(Some(Next::Halt(None)));
         }
         Ok(None)
     }

@@ -1,7 +1,10 @@
-//! The step kinds besides CRM writes: `stripe.retrieve` (and the `refetch` of a flow),
-//! `assert`, `http` without a connection, templates rendering and generated secrets.
+//! What steps that are not CRM writes leave on their delivery: a step that ran here (`assert`),
+//! one that stopped its flow, a `stripe.retrieve` (and the `refetch` of a flow); rendering
+//! for a delivery and generated secrets.
 
 use super::core::*;
+use super::run::Next;
+use crate::steps::{self, Done, Exec};
 
 impl Engine {
     /// The event's seed for generated secrets: made and sealed on its first run; a run that
@@ -44,95 +47,82 @@ impl Engine {
         Ok(crate::secrets::expose(&seed).to_string())
     }
 
-    /// Records an assert step: succeeded when its check held; otherwise skipped with the
-    /// reason, which ends the flow for this event. Returns whether it held.
-    pub(super) async fn assert(
+    /// Records a step that ran here: succeeded with what it made, or skipped with the reason
+    /// it stopped the flow for this event.
+    pub(super) async fn settle_here(
         &self,
         delivery: &deliveries::Model,
         op: &Operation,
-    ) -> anyhow::Result<bool> {
-        let passed = op.fields.get("passed") == Some(&Value::Bool(true));
-        let message = op
-            .fields
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("the check failed")
-            .to_string();
-        let operation = op.stored_json();
-        let attempts = delivery.attempts + 1;
-        let reason = op.redact(&format!("assertion: {message}"));
+        result: Result<Done, CrmError>,
+    ) -> anyhow::Result<Next> {
+        let outcome = match result {
+            Ok(Done::Wrote(outcome)) => outcome,
+            Ok(Done::Stopped(reason)) => {
+                self.settle_stopped(delivery, Guard::Status(OPEN), op, reason)
+                    .await?;
+                return Ok(Next::Halt(None));
+            }
+            Err(error) => {
+                self.record_failure(delivery, Some(op), error, Failure::final_attempt(delivery))
+                    .await?;
+                return Ok(Next::Halt(None));
+            }
+        };
+        let record = Some(outcome.record_id.clone()).filter(|id| !id.is_empty());
+        let response = outcome
+            .response
+            .as_ref()
+            .map(|r| op.redact(&stored_response(r)));
         let attempt = Attempt {
-            outcome: if passed {
-                outcome::SUCCEEDED
-            } else {
-                outcome::SKIPPED
-            },
+            outcome: outcome::SUCCEEDED,
             request: Some(asked(None, delivery, Some(op), &[])),
-            reason: (!passed).then(|| reason.clone()),
+            response: response.clone(),
             ..Default::default()
         };
+        let attempts = delivery.attempts + 1;
+        let operation = op.stored_json();
+        let written = record.clone();
         self.update_delivery(delivery, Guard::Status(OPEN), Some(attempt), |active| {
+            active.status = Set(ds::SUCCEEDED.into());
+            active.attempts = Set(attempts);
+            active.operation = Set(operation);
+            active.crm_record_id = Set(written);
+            active.response = Set(response);
+            active.next_attempt_at = Set(None);
+            active.reason = Set(None);
+        })
+        .await?;
+        Ok(Next::Go(record, outcome.response))
+    }
+
+    /// Records a step that ended its flow for this event: skipped, with the reason.
+    pub(super) async fn settle_stopped(
+        &self,
+        delivery: &deliveries::Model,
+        guard: Guard<'_>,
+        op: &Operation,
+        reason: String,
+    ) -> anyhow::Result<StepResult> {
+        let reason = op.redact(&reason);
+        let attempt = Attempt {
+            outcome: outcome::SKIPPED,
+            request: Some(asked(None, delivery, Some(op), &[])),
+            reason: Some(reason.clone()),
+            ..Default::default()
+        };
+        let attempts = delivery.attempts + 1;
+        let operation = op.stored_json();
+        let stored = reason.clone();
+        self.update_delivery(delivery, guard, Some(attempt), |active| {
+            active.status = Set(ds::SKIPPED.into());
             active.attempts = Set(attempts);
             active.operation = Set(operation);
             active.next_attempt_at = Set(None);
-            if passed {
-                active.status = Set(ds::SUCCEEDED.into());
-                active.reason = Set(None);
-            } else {
-                active.status = Set(ds::SKIPPED.into());
-                active.reason = Set(Some(reason));
-            }
+            active.reason = Set(Some(stored));
         })
         .await?;
-        if !passed {
-            tracing::info!(delivery_id = %delivery.id, reason = %message, "assert stopped the flow");
-        }
-        Ok(passed)
-    }
-
-    /// The endpoint of an http step without a connection: its URL (checked against
-    /// `TRIBUTARY_VENDOR_URLS`) as a connection of no credentials, and the path to call on it.
-    pub(super) fn http_target(
-        &self,
-        event: &events::Model,
-        op: &mut Operation,
-    ) -> Result<connections::Model, CrmError> {
-        let url = op.url.clone().unwrap_or_default();
-        let bad = |message: String| CrmError::new(ErrorKind::Invalid, format!("url: {message}"));
-        crm::config::check_url("http", &url, self.crm.vendor_urls).map_err(bad)?;
-        let parsed = url::Url::parse(&url).map_err(|e| bad(e.to_string()))?;
-        let mut base = format!(
-            "{}://{}",
-            parsed.scheme(),
-            parsed.host_str().unwrap_or_default()
-        );
-        if let Some(port) = parsed.port() {
-            base.push_str(&format!(":{port}"));
-        }
-        let mut path = parsed.path().to_string();
-        if let Some(query) = parsed.query() {
-            path.push('?');
-            path.push_str(query);
-        }
-        op.path = Some(path);
-        let now = crate::now();
-        Ok(connections::Model {
-            id: String::new(),
-            tenant_id: event.tenant_id.clone(),
-            name: "http step".into(),
-            provider: "http".into(),
-            auth_type: "none".into(),
-            credentials: None,
-            settings: serde_json::json!({ "base_url": base }).to_string(),
-            status: "active".into(),
-            status_reason: None,
-            paused_until: None,
-            session: None,
-            refresh_lease_until: None,
-            vendor_info: "{}".into(),
-            created_at: now,
-            updated_at: now,
-        })
+        tracing::info!(delivery_id = %delivery.id, %reason, "the step stopped the flow");
+        Ok(StepResult::Stop)
     }
 
     /// Renders a step for its delivery: a `when` that is false closes the delivery as skipped,
@@ -179,14 +169,27 @@ impl Engine {
         let result = match fetched.get(&memo) {
             Some(object) => Ok(object.clone()),
             None => {
-                let result = self
-                    .stripe
-                    .retrieve(&event.stripe_account_id, &op.object, &id, &op.expand)
-                    .await;
-                if let Ok(object) = &result {
-                    fetched.insert(memo, object.clone());
+                let cx = Exec {
+                    connector: &self.crm,
+                    stripe: &self.stripe,
+                    account: &event.stripe_account_id,
+                    connection: None,
+                    op,
+                    linked: None,
+                };
+                match steps::kind(Action::StripeRetrieve).execute(cx).await.0 {
+                    Ok(Done::Wrote(outcome)) => {
+                        let object = outcome.response.unwrap_or(Value::Null);
+                        fetched.insert(memo, object.clone());
+                        Ok(object)
+                    }
+                    Ok(Done::Stopped(reason)) => {
+                        return self
+                            .settle_stopped(delivery, Guard::Status(OPEN), op, reason)
+                            .await;
+                    }
+                    Err(error) => Err(error),
                 }
-                result
             }
         };
         let duration_ms = elapsed_ms(started);
@@ -230,12 +233,7 @@ impl Engine {
                 crate::metrics::delivery("stripe", ds::SUCCEEDED);
                 Ok(StepResult::Done(Some(object_id), Some(object)))
             }
-            Err(stripe_error) => {
-                let mut error = stripe_error.to_crm_error();
-                if error.kind == ErrorKind::RateLimited {
-                    // The client already waited and retried; this is Stripe's trouble now.
-                    error.kind = ErrorKind::Transient;
-                }
+            Err(error) => {
                 let retry = error.kind.is_retryable()
                     && ((attempts - delivery.throttled_attempts) as u32) < self.retry.max_attempts;
                 crate::metrics::delivery("stripe", if retry { ds::RETRYING } else { ds::DEAD });

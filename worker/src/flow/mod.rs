@@ -205,87 +205,7 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
     let headers = renderer
         .map(&step.headers, "headers")
         .map_err(|(field, message)| fail(&field, message))?;
-    let mut fields = fields;
-    match step.action {
-        Action::Assert => {
-            let check = step.check.as_deref().unwrap_or("false");
-            let expr = templating::compile_condition(env, check)
-                .map_err(|e| fail("check", templating::describe(&e)))?;
-            let passed = expr
-                .eval(&root)
-                .map_err(|e| fail("check", templating::describe(&e)))?
-                .is_true();
-            let message = match step.message.as_deref() {
-                Some(source) => renderer.id(source).map_err(|m| fail("message", m))?,
-                None => None,
-            }
-            .unwrap_or_else(|| format!("the check failed: {check}"));
-            fields.insert("passed".into(), Value::Bool(passed));
-            fields.insert("message".into(), Value::String(message));
-        }
-        Action::Email => {
-            let text = |key: &str| {
-                fields
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| !t.trim().is_empty())
-            };
-            if !text("to") {
-                return Err(fail(
-                    "fields.to",
-                    "rendered empty; there is no one to send the email to".into(),
-                ));
-            }
-            if !text("text") && !text("html") {
-                return Err(fail(
-                    "fields.text",
-                    "text and html both rendered empty; the email would have no body".into(),
-                ));
-            }
-        }
-        Action::Http if step.connection_id.is_none() => {
-            let absolute = url.as_deref().is_some_and(|u| {
-                url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"))
-            });
-            if !absolute {
-                return Err(fail(
-                    "url",
-                    format!(
-                        "rendered {}; an http step without a connection needs an absolute http(s) URL",
-                        url.as_deref()
-                            .map_or("empty".to_string(), |u| format!("'{u}'"))
-                    ),
-                ));
-            }
-        }
-        _ => {}
-    }
-
-    match step.action {
-        Action::Upsert if match_fields.is_empty() => {
-            return Err(fail(
-                "match",
-                "every match value rendered empty; an upsert without a key would create a duplicate"
-                    .into(),
-            ));
-        }
-        Action::StripeRetrieve if record_id.is_none() => {
-            return Err(fail(
-                "record_id",
-                "rendered empty; there is no Stripe object to retrieve".into(),
-            ));
-        }
-        Action::Update if record_id.is_none() && match_fields.is_empty() => {
-            return Err(fail(
-                "record_id",
-                "the record id and every match value rendered empty; there is nothing to find the record by"
-                    .into(),
-            ));
-        }
-        _ => {}
-    }
-
-    Ok(Some(Operation {
+    let mut op = Operation {
         step: step.id.clone(),
         action: step.action,
         object: step.object.clone(),
@@ -300,8 +220,40 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         connection_id: step.connection_id.clone(),
         url,
         headers,
-        secrets: templating::generated(&root),
-    }))
+        secrets: Vec::new(),
+    };
+    let templates = StepTemplates {
+        env,
+        root: &root,
+        renderer: &renderer,
+    };
+    crate::steps::kind(step.action)
+        .render(step, &mut op, &templates)
+        .map_err(|problem| fail(&problem.field, problem.message))?;
+    op.secrets = templating::generated(&root);
+    Ok(Some(op))
+}
+
+/// A step's templates for its kind's rendering.
+struct StepTemplates<'a> {
+    env: &'a Environment<'a>,
+    root: &'a minijinja::Value,
+    renderer: &'a Renderer<'a>,
+}
+
+impl crate::steps::Templates for StepTemplates<'_> {
+    fn condition(&self, source: &str) -> Result<bool, String> {
+        let expr = templating::compile_condition(self.env, source)
+            .map_err(|e| templating::describe(&e))?;
+        Ok(expr
+            .eval(self.root)
+            .map_err(|e| templating::describe(&e))?
+            .is_true())
+    }
+
+    fn text(&self, source: &str) -> Result<Option<String>, String> {
+        self.renderer.id(source)
+    }
 }
 
 /// What a flow would do with an event, without doing any of it. Disabled flows preview too.
@@ -355,8 +307,7 @@ pub fn preview(
             Some(operation) => {
                 ctx.steps
                     .insert(step.id.clone(), format!("{{{{steps.{}.id}}}}", step.id));
-                let stops = operation.action == Action::Assert
-                    && operation.fields.get("passed") == Some(&Value::Bool(false));
+                let stops = crate::steps::kind(operation.action).stops(&operation);
                 preview.operations.push(operation);
                 if stops {
                     // A failed assert ends the flow: later steps would not run.

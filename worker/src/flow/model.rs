@@ -142,6 +142,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order the docs list them.
+    pub const ALL: [Action; 7] = [
+        Action::Upsert,
+        Action::Create,
+        Action::Update,
+        Action::StripeRetrieve,
+        Action::Email,
+        Action::Http,
+        Action::Assert,
+    ];
+
     /// The name used in flows and deliveries.
     pub fn as_str(self) -> &'static str {
         match self {

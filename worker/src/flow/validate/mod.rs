@@ -56,18 +56,7 @@ const STEP_KEYS: &[&str] = &[
     "message",
 ];
 
-/// The parts of an email step's `fields`.
-const EMAIL_FIELDS: &[&str] = &["to", "cc", "bcc", "reply_to", "subject", "text", "html"];
 const ASSOCIATION_KEYS: &[&str] = &["object", "id"];
-const ACTIONS: &[&str] = &[
-    "upsert",
-    "create",
-    "update",
-    "stripe.retrieve",
-    "email",
-    "http",
-    "assert",
-];
 
 /// The step id of the delivery that holds a `refetch` flow's current object.
 pub const REFETCH_STEP: &str = "_refetch";

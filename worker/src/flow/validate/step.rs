@@ -1,6 +1,8 @@
 //! One step's checks: its keys, what its action needs, and its templates.
 
 use super::*;
+use crate::flow::Action;
+use crate::steps::{self, Runs, Shape};
 
 impl Checker {
     pub(super) fn step(&mut self, index: usize, value: &Value, ids: &[Option<String>]) {
@@ -35,33 +37,36 @@ impl Checker {
             }
         }
 
-        let action = match map.get("action") {
+        let kind = match map.get("action") {
             None => {
                 self.error(format!("{path}.action"), "is required");
                 None
             }
-            Some(Value::String(action)) if ACTIONS.contains(&action.as_str()) => {
-                Some(action.as_str())
-            }
-            Some(other) => {
-                let shown = other
-                    .as_str()
-                    .map_or_else(|| other.to_string(), |s| format!("'{s}'"));
-                self.error(
-                    format!("{path}.action"),
-                    format!(
-                        "unknown action {shown}; expected upsert, create, update, stripe.retrieve, email, http or assert"
-                    ),
-                );
-                None
-            }
+            Some(value) => match serde_json::from_value::<Action>(value.clone()) {
+                Ok(action) => Some(steps::kind(action)),
+                Err(_) => {
+                    let shown = value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), |s| format!("'{s}'"));
+                    let names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+                    let (last, rest) = names.split_last().expect("there are actions");
+                    self.error(
+                        format!("{path}.action"),
+                        format!(
+                            "unknown action {shown}; expected {} or {last}",
+                            rest.join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
         };
         // Email, http and assert steps write no CRM object.
-        let object = if matches!(action, Some("email" | "http" | "assert")) {
-            self.optional_text(map, &path, "object")
+        if kind.is_none_or(|kind| kind.needs_object()) {
+            self.required_text(map, &path, "object");
         } else {
-            self.required_text(map, &path, "object")
-        };
+            self.optional_text(map, &path, "object");
+        }
         if let Some(connection_id) = self.optional_text(map, &path, "connection_id")
             && connection_id.trim().is_empty()
         {
@@ -70,7 +75,7 @@ impl Checker {
         if let Some(url) = self.optional_text(map, &path, "url") {
             self.template(&format!("{path}.url"), url, scope);
         }
-        let headers = self.template_map(map, &path, "headers", scope);
+        self.template_map(map, &path, "headers", scope);
         if let Some(check) = self.optional_text(map, &path, "check") {
             self.condition(&format!("{path}.check"), check, scope);
         }
@@ -106,190 +111,15 @@ impl Checker {
         self.fallback_fields(map, &path, match_fields, fields);
         self.associations(map, &path, scope);
 
-        let has_match = match_fields.is_some_and(|m| !m.is_empty());
-        let has_fields = fields.is_some_and(|f| !f.is_empty());
-        let has_record_id = record_id.is_some_and(|r| !r.trim().is_empty());
-        match action {
-            Some("upsert") => {
-                if !has_match {
-                    self.error(
-                        format!("{path}.match"),
-                        "an upsert needs at least one match field to find the record by",
-                    );
-                }
-                if record_id.is_some() {
-                    self.error(
-                        format!("{path}.record_id"),
-                        "only update steps use record_id",
-                    );
-                }
+        if let Some(kind) = kind {
+            let mut problems = Vec::new();
+            kind.validate(&Shape { map }, &mut problems);
+            for problem in problems {
+                self.error(format!("{path}.{}", problem.field), problem.message);
             }
-            Some("update") => {
-                if !has_record_id && !has_match {
-                    self.error(
-                        format!("{path}.record_id"),
-                        "an update needs a record_id or match fields to find the record by",
-                    );
-                }
-                if !has_fields {
-                    self.error(
-                        format!("{path}.fields"),
-                        "an update needs at least one field to write",
-                    );
-                }
+            if let Some(keys) = kind.keys() {
+                self.only_keys(map, &path, kind.action().as_str(), keys);
             }
-            Some("create") => {
-                if has_match {
-                    self.error(
-                        format!("{path}.match"),
-                        "create always makes a new record and does not look one up; put these values in fields",
-                    );
-                }
-                if record_id.is_some() {
-                    self.error(
-                        format!("{path}.record_id"),
-                        "only update steps use record_id",
-                    );
-                }
-                if !has_fields {
-                    self.error(
-                        format!("{path}.fields"),
-                        "a create needs at least one field to write",
-                    );
-                }
-            }
-            Some("email") => {
-                if !map.contains_key("connection_id") {
-                    self.error(
-                        format!("{path}.connection_id"),
-                        "an email step needs its smtp connection's id",
-                    );
-                }
-                if let Some(fields) = fields {
-                    for key in fields.keys() {
-                        if !EMAIL_FIELDS.contains(&key.as_str()) {
-                            self.error(
-                                format!("{path}.fields.{key}"),
-                                format!("an email has {}", EMAIL_FIELDS.join(", ")),
-                            );
-                        }
-                    }
-                }
-                let has = |key: &str| fields.is_some_and(|f| f.contains_key(key));
-                for key in ["to", "subject"] {
-                    if !has(key) {
-                        self.error(format!("{path}.fields.{key}"), "is required for an email");
-                    }
-                }
-                if !has("text") && !has("html") {
-                    self.error(
-                        format!("{path}.fields.text"),
-                        "an email needs a text or html body (or both)",
-                    );
-                }
-                self.only_keys(
-                    map,
-                    &path,
-                    "email",
-                    &["id", "action", "object", "connection_id", "fields", "when"],
-                );
-            }
-            Some("http") => {
-                let has_url = map.contains_key("url");
-                let has_connection = map.contains_key("connection_id");
-                if !has_url && !has_connection {
-                    self.error(
-                        format!("{path}.url"),
-                        "an http step needs a url, or an http connection (connection_id) and a path",
-                    );
-                }
-                if has_url && has_connection {
-                    self.error(
-                        format!("{path}.url"),
-                        "with a connection, give the path under its base_url instead of a url",
-                    );
-                }
-                if let Some(headers) = headers {
-                    for name in headers.keys() {
-                        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                            self.error(
-                                format!("{path}.headers.{name}"),
-                                "is not a valid header name",
-                            );
-                        }
-                    }
-                }
-                self.only_keys(
-                    map,
-                    &path,
-                    "http",
-                    &[
-                        "id",
-                        "action",
-                        "object",
-                        "connection_id",
-                        "url",
-                        "path",
-                        "method",
-                        "headers",
-                        "fields",
-                        "when",
-                    ],
-                );
-            }
-            Some("assert") => {
-                if !map.contains_key("check") {
-                    self.error(
-                        format!("{path}.check"),
-                        "an assert step needs the expression that must hold, e.g. object.currency == 'usd'",
-                    );
-                }
-                self.only_keys(
-                    map,
-                    &path,
-                    "assert",
-                    &["id", "action", "object", "check", "message", "when"],
-                );
-            }
-            Some("stripe.retrieve") => {
-                if let Some(object) = object
-                    && crate::stripe::client::object_path(object).is_none()
-                {
-                    let known: Vec<&str> = crate::stripe::client::RETRIEVABLE
-                        .iter()
-                        .map(|(name, _)| *name)
-                        .collect();
-                    self.error(
-                        format!("{path}.object"),
-                        format!(
-                            "stripe.retrieve fetches one of {}, not '{object}'",
-                            known.join(", ")
-                        ),
-                    );
-                }
-                if !has_record_id {
-                    self.error(
-                        format!("{path}.record_id"),
-                        "stripe.retrieve needs the object's id, e.g. {{ object.customer }}",
-                    );
-                }
-                for key in [
-                    "match",
-                    "fields",
-                    "fallback_fields",
-                    "associate",
-                    "method",
-                    "path",
-                ] {
-                    if map.contains_key(key) {
-                        self.error(
-                            format!("{path}.{key}"),
-                            "stripe.retrieve only reads: it takes object, record_id, expand and when",
-                        );
-                    }
-                }
-            }
-            _ => {}
         }
         if let Some(expand) = map.get("expand") {
             let valid = expand.as_array().is_some_and(|items| {
@@ -308,7 +138,7 @@ impl Checker {
                     format!("{path}.expand"),
                     "must be a list of field paths such as customer or latest_charge.balance_transaction",
                 );
-            } else if action != Some("stripe.retrieve") {
+            } else if kind.is_some_and(|kind| kind.runs(false) != Runs::Stripe) {
                 self.error(
                     format!("{path}.expand"),
                     "only stripe.retrieve steps expand",
