@@ -192,18 +192,27 @@ pub fn context(ctx: &RenderContext) -> Value {
         root.insert("previous".into(), previous.clone());
     }
     root.insert("event".into(), event);
-    let steps: Map<String, Json> = ctx
+    // A step that made no record (`log`) still offers its answer.
+    let names: std::collections::BTreeSet<&String> = ctx
         .steps
-        .iter()
-        .map(|(step, id)| {
-            let mut entry = serde_json::json!({ "id": id });
+        .keys()
+        .chain(ctx.responses.keys())
+        .chain(ctx.objects.keys())
+        .collect();
+    let steps: Map<String, Json> = names
+        .into_iter()
+        .map(|step| {
+            let mut entry = Map::new();
+            if let Some(id) = ctx.steps.get(step) {
+                entry.insert("id".into(), Json::String(id.clone()));
+            }
             if let Some(response) = ctx.responses.get(step) {
-                entry["response"] = without_nulls(response);
+                entry.insert("response".into(), without_nulls(response));
             }
             if let Some(object) = ctx.objects.get(step) {
-                entry["object"] = without_nulls(object);
+                entry.insert("object".into(), without_nulls(object));
             }
-            (step.clone(), entry)
+            (step.clone(), Json::Object(entry))
         })
         .collect();
     root.insert("steps".into(), Json::Object(steps));
