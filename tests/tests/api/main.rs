@@ -34,6 +34,7 @@ mod openapi;
 mod pipeline;
 mod secrets;
 mod smtp_tls;
+mod step_kinds;
 mod strict_fakes;
 mod stripe_accounts;
 mod stripe_api;

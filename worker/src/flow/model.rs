@@ -139,11 +139,14 @@ pub enum Action {
     Http,
     /// Stop the flow unless `check` is true; the step is recorded as skipped with `message`.
     Assert,
+    /// Record `message` (a template) on the delivery; later steps read it as
+    /// `steps.<id>.response.message`.
+    Log,
 }
 
 impl Action {
     /// Every action, in the order the docs list them.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Upsert,
         Action::Create,
         Action::Update,
@@ -151,6 +154,7 @@ impl Action {
         Action::Email,
         Action::Http,
         Action::Assert,
+        Action::Log,
     ];
 
     /// The name used in flows and deliveries.
@@ -163,6 +167,7 @@ impl Action {
             Action::Email => "email",
             Action::Http => "http",
             Action::Assert => "assert",
+            Action::Log => "log",
         }
     }
 }

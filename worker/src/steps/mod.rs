@@ -11,6 +11,7 @@ mod crm_write;
 mod email;
 mod http;
 mod kind;
+mod log;
 mod stripe_retrieve;
 
 pub use email::EMAIL_FIELDS;
@@ -28,6 +29,7 @@ pub fn kind(action: Action) -> &'static dyn StepKind {
         Action::Email => &email::Email,
         Action::Http => &http::Http,
         Action::Assert => &assert::Assert,
+        Action::Log => &log::Log,
     }
 }
 

@@ -341,7 +341,7 @@ fn shape_errors_are_all_reported() {
             ),
             (
                 "steps[0].action".to_string(),
-                "unknown action 'merge'; expected upsert, create, update, stripe.retrieve, email, http or assert"
+                "unknown action 'merge'; expected upsert, create, update, stripe.retrieve, email, http, assert or log"
                     .to_string()
             ),
             (
