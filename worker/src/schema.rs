@@ -6,7 +6,7 @@
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
-use crate::crm::{ErrorKind, vendors};
+use crate::crm::{ErrorKind, providers};
 use crate::statuses::{delivery_status, status};
 
 /// A string schema with exactly `values`, described by `description`.
@@ -80,16 +80,16 @@ string_enum_schema!(
     /// A connection's CRM.
     Provider,
     "The CRM a connection talks to.",
-    vendors::PROVIDERS.iter().map(|(name, _)| *name)
+    providers::ALL.iter().map(|p| p.name)
 );
 
 string_enum_schema!(
     /// The kinds of credentials, over every provider.
     AuthType,
     "The kind of credentials; each provider accepts some (see `AuthInput`).",
-    vendors::PROVIDERS
+    providers::ALL
         .iter()
-        .flat_map(|(_, types)| types.iter().copied())
+        .flat_map(|p| p.auth_types.iter().copied())
 );
 
 string_enum_schema!(
@@ -98,7 +98,7 @@ string_enum_schema!(
     "`active`; `pending_authorization` until the OAuth consent completes; `needs_reauth` when \
      the vendor refused the credentials; `paused` while a rate limit holds it; `disabled` by \
      the tenant.",
-    vendors::CONNECTION_STATUSES.iter().copied()
+    providers::CONNECTION_STATUSES.iter().copied()
 );
 
 string_enum_schema!(

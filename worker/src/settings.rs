@@ -174,7 +174,7 @@ impl OAuthApp {
     /// Whether this app's secret may be sent to `token_url`: one of the vendor's own token
     /// endpoints, or the one the operator configured. Never a URL a tenant chose.
     pub fn may_send_to(&self, token_url: &str) -> bool {
-        crate::crm::vendors::operator_token_urls(&self.provider, self.token_endpoint.as_deref())
+        crate::crm::providers::operator_token_urls(&self.provider, self.token_endpoint.as_deref())
             .iter()
             .any(|allowed| allowed == token_url.trim_end_matches('/'))
     }
@@ -364,26 +364,10 @@ impl Settings {
             .transpose()?;
 
         let mut oauth_apps = Vec::new();
-        for (provider, id_var, secret_var, endpoint_var) in [
-            (
-                "hubspot",
-                "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_ID",
-                "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_SECRET",
-                "TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL",
-            ),
-            (
-                "salesforce",
-                "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_ID",
-                "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET",
-                "TRIBUTARY_OAUTH_SALESFORCE_LOGIN_URL",
-            ),
-            (
-                "zoho",
-                "TRIBUTARY_OAUTH_ZOHO_CLIENT_ID",
-                "TRIBUTARY_OAUTH_ZOHO_CLIENT_SECRET",
-                "TRIBUTARY_OAUTH_ZOHO_ACCOUNTS_URL",
-            ),
-        ] {
+        let with_oauth = crate::crm::providers::ALL
+            .iter()
+            .filter_map(|p| Some((p.name, p.oauth?.operator_env)));
+        for (provider, [id_var, secret_var, endpoint_var]) in with_oauth {
             let token_endpoint = get(endpoint_var)
                 .map(|raw| parse_http_url(endpoint_var, &raw))
                 .transpose()?;

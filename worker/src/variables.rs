@@ -293,6 +293,10 @@ mod tests {
                     || *s == "RUST_LOG"
             })
             .collect();
+        // The operator's OAuth apps: the variables each provider names.
+        for provider in crate::crm::providers::ALL {
+            read.extend(provider.oauth.iter().flat_map(|o| o.operator_env));
+        }
         read.sort_unstable();
         read.dedup();
         let mut listed: Vec<&str> = VARIABLES.iter().map(|(n, _, _)| *n).collect();

@@ -16,8 +16,7 @@ use super::{audit, check_name, new_id, now};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{IfMatch, Page, TenantContext, Validate};
 use crate::state::AppState;
-
-pub const PROVIDERS: &[&str] = &["sandbox", "hubspot", "salesforce", "zoho", "http", "smtp"];
+use tributary_worker::crm::providers;
 
 pub use config::AuthInput as AuthIn;
 
@@ -88,10 +87,11 @@ impl Validate for ConnectionIn {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         check_name("name", &self.name, &mut errors);
-        if !PROVIDERS.contains(&self.provider.as_str()) {
+        if providers::get(&self.provider).is_none() {
+            let names: Vec<&str> = providers::ALL.iter().map(|p| p.name).collect();
             errors.push(FieldError::new(
                 "provider",
-                "must be one of sandbox, hubspot, salesforce, zoho, http, smtp",
+                format!("must be one of {}", names.join(", ")),
             ));
         }
         super::valid(errors)

@@ -6,7 +6,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tributary_worker::crm::config;
-use tributary_worker::crm::vendors::stores_records;
+use tributary_worker::crm::providers::stores_records;
 use tributary_worker::flow::{self, FlowSpec, Preview, ValidationError};
 use tributary_worker::settings::VendorUrls;
 use tributary_worker::steps::{self, Runs, Wants};

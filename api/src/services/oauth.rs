@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tributary_worker::crm::config::{self, Credentials};
+use tributary_worker::crm::providers::{self, Revoke};
 use tributary_worker::crm::session::{Session, open_credentials, seal_credentials};
-use tributary_worker::crm::vendors::{self, ZOHO_DATA_CENTERS};
 use tributary_worker::sealed;
 use tributary_worker::secrets::{SecretContext, expose, random_token};
 
@@ -42,13 +42,12 @@ const STATE_TTL_MINUTES: i64 = 10;
 /// and a refused token is refreshed whatever its stored expiry says.
 const MAX_TOKEN_LIFETIME_DAYS: i64 = 365;
 
-/// What vendors add to a token answer: Salesforce's `instance_url`, Zoho's `api_domain`.
+/// What vendors add to a token answer (Salesforce's `instance_url`, Zoho's `api_domain`: the
+/// provider's `api_host_field` says which to read).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct VendorFields {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_domain: Option<String>,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, Value>,
 }
 
 impl ExtraTokenFields for VendorFields {}
@@ -321,23 +320,32 @@ pub async fn callback(
     };
 
     let mut settings = settings_of(&connection);
-    // Zoho names the user's data centre; only a Zoho data centre or the connection's own
-    // accounts server is believed.
-    if connection.provider == "zoho"
+    let oauth = providers::get(&connection.provider)
+        .and_then(|p| p.oauth)
+        .ok_or_else(|| Refused("this provider has no OAuth flow".into()))?;
+    // Zoho names the user's data centre; only one of the vendor's accounts servers or the
+    // connection's own is believed.
+    if !oauth.callback_servers.is_empty()
         && let Some(server) = query.accounts_server.as_deref()
     {
         let server = server.trim_end_matches('/');
-        let own = config::zoho_accounts_url(&settings);
-        if server != own {
-            if !ZOHO_DATA_CENTERS.iter().any(|(_, url)| *url == server) {
-                return refuse("the callback names an accounts server that is not Zoho's");
+        if server != (oauth.token_endpoint)(&settings) {
+            if !oauth.callback_servers.contains(&server) {
+                return refuse(&format!(
+                    "the callback names an accounts server that is not {}'s",
+                    connection.provider
+                ));
             }
-            settings.remove("data_center");
-            settings.insert("accounts_url".into(), Value::String(server.to_string()));
+            if let Some(from) = oauth.token_setting_from {
+                settings.remove(from);
+            }
+            settings.insert(
+                oauth.token_setting.into(),
+                Value::String(server.to_string()),
+            );
         }
     }
-    let endpoints = config::oauth_endpoints(&connection.provider, &settings)
-        .ok_or_else(|| Refused("this provider has no OAuth flow".into()))?;
+    let endpoints = (oauth.endpoints)(&settings);
     let credentials = credentials_of(state, &connection)?;
     let (client_id, client_secret) =
         match client_app(state, &connection.provider, &credentials, &settings) {
@@ -409,12 +417,10 @@ pub async fn callback(
             "the vendor issued no refresh token (the app needs offline access); the connection is not active",
         );
     };
-    let api_base = match connection.provider.as_str() {
-        "salesforce" => token.extra_fields().instance_url.clone(),
-        "zoho" => token.extra_fields().api_domain.clone(),
-        _ => None,
-    }
-    .map(|url| url.trim_end_matches('/').to_string());
+    let api_base = oauth
+        .api_host_field
+        .and_then(|field| token.extra_fields().fields.get(field)?.as_str())
+        .map(|url| url.trim_end_matches('/').to_string());
     if let Some(base) = &api_base
         && let Err(e) = config::check_url(&connection.provider, base, state.settings.vendor_urls)
     {
@@ -422,7 +428,7 @@ pub async fn callback(
             "the vendor named the API host {base}, which {e}"
         )));
     }
-    if connection.provider != "hubspot" && api_base.is_none() {
+    if oauth.api_host_field.is_some() && api_base.is_none() {
         return refuse("the vendor's token answer names no API host");
     }
     let session = Session {
@@ -595,27 +601,20 @@ pub async fn revoke(state: &AppState, connection: &connections::Model) -> Option
     let settings = settings_of(connection);
     let http = &state.pipeline.engine.crm.http;
     let timeout = config::timeout(&settings);
-    let request = match connection.provider.as_str() {
-        "hubspot" => {
-            let base = config::text(&settings, "base_url").unwrap_or(vendors::HUBSPOT_BASE_URL);
-            let token: String =
-                url::form_urlencoded::byte_serialize(refresh_token.as_bytes()).collect();
-            http.delete(format!("{base}/oauth/v1/refresh-tokens/{token}"))
-        }
-        "salesforce" => {
-            let login =
-                config::text(&settings, "login_url").unwrap_or(vendors::SALESFORCE_LOGIN_URL);
-            http.post(format!("{login}/services/oauth2/revoke"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(serde_urlencoded::to_string([("token", &refresh_token)]).unwrap_or_default())
-        }
-        "zoho" => {
-            let accounts = config::zoho_accounts_url(&settings);
-            let query =
-                serde_urlencoded::to_string([("token", &refresh_token)]).unwrap_or_default();
-            http.post(format!("{accounts}/oauth/v2/token/revoke?{query}"))
-        }
-        _ => return None,
+    let oauth = providers::get(&connection.provider).and_then(|p| p.oauth)?;
+    let request = match (oauth.revoke)(&settings, &refresh_token) {
+        Revoke {
+            delete: true, url, ..
+        } => http.delete(url),
+        Revoke {
+            url,
+            form: Some(form),
+            ..
+        } => http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form),
+        Revoke { url, .. } => http.post(url),
     };
     let revoked = matches!(
         request.timeout(timeout).send().await,

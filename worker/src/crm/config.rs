@@ -9,19 +9,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::vendors::{
-    HUBSPOT_BASE_URL, HUBSPOT_TOKEN_URL, PROVIDERS, SALESFORCE_LOGIN_URL, ZOHO_DATA_CENTERS,
-    token_url_of,
-};
+use super::providers::{self, Hosts};
+pub use super::providers::{Kind, OAuthEndpoints, Problem, text};
 use crate::net::is_private_host;
 use crate::settings::VendorUrls;
 
 /// The auth types a provider accepts, or `None` for an unknown provider.
 pub fn auth_types(provider: &str) -> Option<&'static [&'static str]> {
-    PROVIDERS
-        .iter()
-        .find(|(name, _)| *name == provider)
-        .map(|(_, types)| *types)
+    providers::get(provider).map(|p| p.auth_types)
 }
 
 /// A connection's credentials, as sealed in `connections.credentials`. Debug never shows a
@@ -137,9 +132,6 @@ impl fmt::Debug for AuthInput {
         write!(f, "AuthInput({:?}, [redacted])", self.auth_type)
     }
 }
-
-/// A (field, message) pair for the API's problem response.
-pub type Problem = (String, String);
 
 /// Checks `auth` for `provider` and builds the credentials; every problem names its field.
 pub fn credentials(provider: &str, auth: &AuthInput) -> Result<Credentials, Vec<Problem>> {
@@ -284,91 +276,11 @@ pub fn credentials(provider: &str, auth: &AuthInput) -> Result<Credentials, Vec<
     }
 }
 
-/// What a setting holds.
-#[derive(Clone, Copy)]
-enum Kind {
-    Url,
-    Text,
-    Bool,
-    Seconds,
-    ApiVersion,
-    DataCenter,
-    Headers,
-    Pointer,
-    Scopes,
-    Host,
-    Port,
-    TlsMode,
-    Email,
-}
-
-fn setting_kinds(provider: &str) -> &'static [(&'static str, Kind)] {
-    match provider {
-        "hubspot" => &[
-            ("base_url", Kind::Url),
-            ("authorize_url", Kind::Url),
-            ("token_url", Kind::Url),
-            ("scopes", Kind::Scopes),
-            ("timeout_seconds", Kind::Seconds),
-        ],
-        "salesforce" => &[
-            ("login_url", Kind::Url),
-            ("api_version", Kind::ApiVersion),
-            ("won_stage", Kind::Text),
-            ("record_type_id", Kind::Text),
-            ("scopes", Kind::Scopes),
-            ("timeout_seconds", Kind::Seconds),
-        ],
-        "zoho" => &[
-            ("data_center", Kind::DataCenter),
-            ("accounts_url", Kind::Url),
-            ("api_version", Kind::ApiVersion),
-            ("search_before_write", Kind::Bool),
-            ("scopes", Kind::Scopes),
-            ("timeout_seconds", Kind::Seconds),
-        ],
-        "http" => &[
-            ("base_url", Kind::Url),
-            ("headers", Kind::Headers),
-            ("id_pointer", Kind::Pointer),
-            ("timeout_seconds", Kind::Seconds),
-        ],
-        "smtp" => &[
-            ("host", Kind::Host),
-            ("port", Kind::Port),
-            ("tls", Kind::TlsMode),
-            ("from", Kind::Email),
-            ("from_name", Kind::Text),
-            ("timeout_seconds", Kind::Seconds),
-        ],
-        _ => &[],
-    }
-}
-
 /// Hosts a connection may point at under `TRIBUTARY_VENDOR_URLS=official`.
 fn official_host(provider: &str, host: &str) -> bool {
     let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
-    match provider {
-        "hubspot" => under("hubapi.com") || under("hubspot.com") || under("hubapi.eu"),
-        "salesforce" => under("salesforce.com") || under("force.com") || under("salesforce.mil"),
-        "zoho" => [
-            "zoho.com",
-            "zoho.eu",
-            "zoho.in",
-            "zoho.com.au",
-            "zoho.jp",
-            "zohocloud.ca",
-            "zoho.com.cn",
-            "zohoapis.com",
-            "zohoapis.eu",
-            "zohoapis.in",
-            "zohoapis.com.au",
-            "zohoapis.jp",
-            "zohoapis.ca",
-            "zohoapis.com.cn",
-        ]
-        .iter()
-        .any(|d| under(d)),
+    match providers::get(provider).map(|p| &p.hosts) {
+        Some(Hosts::Domains(domains)) => domains.iter().any(|d| under(d)),
         _ => false,
     }
 }
@@ -387,7 +299,10 @@ pub fn check_url(provider: &str, url: &str, vendor_urls: VendorUrls) -> Result<(
         if parsed.scheme() != "https" {
             return Err("must use https (TRIBUTARY_VENDOR_URLS=official)".into());
         }
-        if provider == "http" {
+        if matches!(
+            providers::get(provider).map(|p| &p.hosts),
+            Some(Hosts::AnyPublic)
+        ) {
             if is_private_host(host) {
                 return Err(
                     "must not be a private or loopback address (TRIBUTARY_VENDOR_URLS=official)"
@@ -409,10 +324,11 @@ pub fn check_settings(
     settings: &Map<String, Value>,
     vendor_urls: VendorUrls,
 ) -> Vec<Problem> {
-    if provider == "sandbox" {
-        return super::sandbox::check_settings(settings);
+    let spec = providers::get(provider);
+    if let Some(check_all) = spec.and_then(|p| p.check_all) {
+        return check_all(settings);
     }
-    let kinds = setting_kinds(provider);
+    let kinds = spec.map_or(&[][..], |p| p.settings);
     let mut problems = Vec::new();
     for (key, value) in settings {
         let field = format!("settings.{key}");
@@ -442,16 +358,21 @@ pub fn check_settings(
                 Some(1..=300) => None,
                 _ => Some("must be a whole number of seconds from 1 to 300".into()),
             },
-            Kind::ApiVersion => match text {
-                Some(v) if provider == "zoho" && valid_zoho_version(v) => None,
-                Some(v) if provider != "zoho" && valid_salesforce_version(v) => None,
-                _ if provider == "zoho" => Some("must look like v8".into()),
-                _ => Some("must look like 60.0".into()),
+            Kind::ApiVersion => match spec.and_then(|p| p.api_version) {
+                Some((valid, _)) if text.is_some_and(valid) => None,
+                Some((_, example)) => Some(example.into()),
+                None => Some("is not versioned".into()),
             },
-            Kind::DataCenter => match text {
-                Some(dc) if ZOHO_DATA_CENTERS.iter().any(|(name, _)| *name == dc) => None,
-                _ => Some("must be one of us, eu, in, au, jp, ca, cn".into()),
-            },
+            Kind::DataCenter => {
+                let centres = providers::zoho::DATA_CENTERS;
+                match text {
+                    Some(dc) if centres.iter().any(|(name, _)| *name == dc) => None,
+                    _ => {
+                        let names: Vec<&str> = centres.iter().map(|(name, _)| *name).collect();
+                        Some(format!("must be one of {}", names.join(", ")))
+                    }
+                }
+            }
             Kind::Headers => match value.as_object() {
                 Some(map) => map.iter().find_map(|(name, v)| {
                     if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -509,156 +430,22 @@ pub fn check_settings(
             problems.push((field, message));
         }
     }
-    if provider == "smtp" {
-        for key in ["host", "from"] {
-            if !settings.contains_key(key) {
-                problems.push((
-                    format!("settings.{key}"),
-                    "is required for an smtp connection".into(),
-                ));
+    if let Some(spec) = spec {
+        for (key, message) in spec.required {
+            if !settings.contains_key(*key) {
+                problems.push((format!("settings.{key}"), (*message).into()));
             }
         }
-    }
-    if provider == "http" && !settings.contains_key("base_url") {
-        problems.push((
-            "settings.base_url".into(),
-            "is required for an HTTP CRM".into(),
-        ));
-    }
-    if provider == "zoho"
-        && settings.contains_key("data_center")
-        && settings.contains_key("accounts_url")
-    {
-        problems.push((
-            "settings.accounts_url".into(),
-            "give either data_center or accounts_url, not both".into(),
-        ));
+        (spec.check)(settings, &mut problems);
     }
     problems
-}
-
-fn valid_salesforce_version(v: &str) -> bool {
-    v.split_once('.').is_some_and(|(major, minor)| {
-        !major.is_empty() && major.chars().all(|c| c.is_ascii_digit()) && minor == "0"
-    })
-}
-
-fn valid_zoho_version(v: &str) -> bool {
-    v.strip_prefix('v')
-        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-}
-
-/// Where and how a vendor runs the OAuth authorization-code flow for a connection.
-#[derive(Debug, Clone)]
-pub struct OAuthEndpoints {
-    pub authorize_url: String,
-    pub token_url: String,
-    /// Scopes asked for: `settings.scopes`, else what the recipes need.
-    pub scopes: Vec<String>,
-    /// Whether the vendor takes PKCE (S256).
-    pub pkce: bool,
-    /// Extra authorization parameters (Zoho: offline access, always a refresh token).
-    pub extra: Vec<(&'static str, &'static str)>,
 }
 
 /// The OAuth endpoints of a provider's connection, from its settings; `None` for providers
 /// without a browser flow.
 pub fn oauth_endpoints(provider: &str, settings: &Map<String, Value>) -> Option<OAuthEndpoints> {
-    let scopes = |default: &[&str]| -> Vec<String> {
-        settings
-            .get("scopes")
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
-    };
-    match provider {
-        "hubspot" => Some(OAuthEndpoints {
-            authorize_url: text(settings, "authorize_url")
-                .unwrap_or("https://app.hubspot.com/oauth/authorize")
-                .to_string(),
-            token_url: text(settings, "token_url")
-                .unwrap_or(HUBSPOT_TOKEN_URL)
-                .to_string(),
-            scopes: scopes(&[
-                "oauth",
-                "crm.objects.contacts.read",
-                "crm.objects.contacts.write",
-                "crm.objects.deals.read",
-                "crm.objects.deals.write",
-                "crm.objects.companies.read",
-                "crm.objects.companies.write",
-            ]),
-            pkce: false,
-            extra: Vec::new(),
-        }),
-        "salesforce" => {
-            let login = text(settings, "login_url").unwrap_or(SALESFORCE_LOGIN_URL);
-            Some(OAuthEndpoints {
-                authorize_url: format!("{login}/services/oauth2/authorize"),
-                token_url: format!("{login}/services/oauth2/token"),
-                scopes: scopes(&["api", "refresh_token", "offline_access"]),
-                pkce: true,
-                extra: Vec::new(),
-            })
-        }
-        "zoho" => {
-            let accounts = zoho_accounts_url(settings);
-            Some(OAuthEndpoints {
-                authorize_url: format!("{accounts}/oauth/v2/auth"),
-                token_url: format!("{accounts}/oauth/v2/token"),
-                scopes: scopes(&["ZohoCRM.modules.ALL", "ZohoCRM.users.READ"]),
-                pkce: true,
-                extra: vec![("access_type", "offline"), ("prompt", "consent")],
-            })
-        }
-        _ => None,
-    }
-}
-
-/// A Zoho connection's accounts server: `accounts_url`, else its `data_center`'s.
-pub fn zoho_accounts_url(settings: &Map<String, Value>) -> String {
-    if let Some(url) = text(settings, "accounts_url") {
-        return url.to_string();
-    }
-    text(settings, "data_center")
-        .and_then(|dc| ZOHO_DATA_CENTERS.iter().find(|(name, _)| *name == dc))
-        .map_or(ZOHO_DATA_CENTERS[0].1, |(_, url)| url)
-        .to_string()
-}
-
-/// The setting of a provider's connection that says where its OAuth tokens come from, or
-/// `None` for providers without OAuth.
-pub fn token_endpoint_setting(provider: &str) -> Option<&'static str> {
-    match provider {
-        "hubspot" => Some("token_url"),
-        "salesforce" => Some("login_url"),
-        "zoho" => Some("accounts_url"),
-        _ => None,
-    }
-}
-
-/// The value of that setting a connection uses: its own, else the vendor's default.
-pub fn token_endpoint(provider: &str, settings: &Map<String, Value>) -> Option<String> {
-    match provider {
-        "hubspot" => Some(
-            text(settings, "token_url")
-                .unwrap_or(HUBSPOT_TOKEN_URL)
-                .to_string(),
-        ),
-        "salesforce" => Some(
-            text(settings, "login_url")
-                .unwrap_or(SALESFORCE_LOGIN_URL)
-                .to_string(),
-        ),
-        "zoho" => Some(zoho_accounts_url(settings)),
-        _ => None,
-    }
+    let oauth = providers::get(provider)?.oauth?;
+    Some((oauth.endpoints)(settings))
 }
 
 /// Checks that a connection using the operator's OAuth app (`app`) gets its tokens only where
@@ -667,19 +454,16 @@ pub fn check_operator_endpoint(
     app: &crate::settings::OAuthApp,
     settings: &Map<String, Value>,
 ) -> Result<(), Problem> {
-    let (Some(setting), Some(endpoint)) = (
-        token_endpoint_setting(&app.provider),
-        token_endpoint(&app.provider, settings),
-    ) else {
+    let Some(oauth) = providers::get(&app.provider).and_then(|p| p.oauth) else {
         return Ok(());
     };
-    if app.may_send_to(&token_url_of(&app.provider, &endpoint)) {
+    let endpoint = (oauth.token_endpoint)(settings);
+    if app.may_send_to(&(oauth.token_url)(&endpoint)) {
         return Ok(());
     }
-    let field = if app.provider == "zoho" && !settings.contains_key("accounts_url") {
-        "data_center"
-    } else {
-        setting
+    let field = match oauth.token_setting_from {
+        Some(from) if !settings.contains_key(oauth.token_setting) => from,
+        _ => oauth.token_setting,
     };
     Err((
         format!("settings.{field}"),
@@ -697,34 +481,7 @@ pub fn credential_destinations(
     provider: &str,
     settings: &Map<String, Value>,
 ) -> Vec<(&'static str, Option<String>)> {
-    let url = |key: &'static str, default: Option<&str>| {
-        (key, text(settings, key).or(default).map(str::to_string))
-    };
-    match provider {
-        "hubspot" => vec![
-            url("base_url", Some(HUBSPOT_BASE_URL)),
-            url("token_url", Some(HUBSPOT_TOKEN_URL)),
-        ],
-        "salesforce" => vec![url("login_url", Some(SALESFORCE_LOGIN_URL))],
-        // `data_center` and `accounts_url` name the same thing: compared as one, the
-        // accounts server in effect.
-        "zoho" => vec![("accounts_url", Some(zoho_accounts_url(settings)))],
-        "http" => vec![url("base_url", None)],
-        "smtp" => vec![
-            url("host", None),
-            ("port", settings.get("port").map(Value::to_string)),
-        ],
-        _ => Vec::new(),
-    }
-}
-
-/// A setting as text, if present.
-pub fn text<'a>(settings: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    settings
-        .get(key)
-        .and_then(Value::as_str)
-        .map(|s| s.trim_end_matches('/'))
-        .filter(|s| !s.is_empty())
+    providers::get(provider).map_or_else(Vec::new, |p| (p.destinations)(settings))
 }
 
 /// How long one vendor request may take (`timeout_seconds`, default 30 s).
@@ -803,6 +560,12 @@ mod tests {
         }
     }
 
+    /// The token URL a value of a provider's token setting leads to.
+    fn token_url_of(provider: &str, endpoint: &str) -> String {
+        let oauth = providers::get(provider).and_then(|p| p.oauth).unwrap();
+        (oauth.token_url)(endpoint)
+    }
+
     #[test]
     fn the_operators_app_goes_only_to_vendor_or_operator_endpoints() {
         let hubspot = operator_app("hubspot", None);
@@ -830,7 +593,7 @@ mod tests {
             assert_eq!(err.unwrap_err().0, "settings.login_url", "{refused}");
         }
         let zoho = operator_app("zoho", Some("http://127.0.0.1:9"));
-        for (_, url) in ZOHO_DATA_CENTERS {
+        for (_, url) in providers::zoho::DATA_CENTERS {
             assert!(zoho.may_send_to(&token_url_of("zoho", url)));
         }
         assert!(zoho.may_send_to("http://127.0.0.1:9/oauth/v2/token"));

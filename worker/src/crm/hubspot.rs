@@ -14,7 +14,7 @@
 //! - 429 waits for `Retry-After`, else the `X-HubSpot-RateLimit-*` interval; a daily limit
 //!   pauses the connection for an hour.
 
-use super::vendors::{HUBSPOT_BASE_URL, HUBSPOT_TOKEN_URL};
+use super::providers::hubspot::{BASE_URL as HUBSPOT_BASE_URL, TOKEN_URL as HUBSPOT_TOKEN_URL};
 use std::time::Duration;
 
 use reqwest::Method;

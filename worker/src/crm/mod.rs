@@ -9,10 +9,10 @@ mod error;
 mod fields;
 pub mod http_crm;
 pub mod hubspot;
+pub mod providers;
 pub mod salesforce;
 pub mod sandbox;
 pub mod session;
-pub mod vendors;
 pub mod zoho;
 
 use entity::connections;

@@ -17,7 +17,7 @@
 //! - The won stage: `settings.won_stage`, else the first active stage `OpportunityStage` marks
 //!   `IsClosed` and `IsWon`, discovered once and cached on the connection for a day.
 
-use super::vendors::SALESFORCE_LOGIN_URL;
+use super::providers::salesforce::LOGIN_URL as SALESFORCE_LOGIN_URL;
 use std::time::Duration;
 
 use reqwest::Method;

@@ -17,40 +17,6 @@ use super::Write;
 use super::{CrmError, CrmOutcome, ErrorKind};
 use crate::flow::Operation;
 
-/// Setting keys the sandbox accepts.
-pub const SETTINGS: &[&str] = &["simulate_failure"];
-
-/// Checks sandbox settings; returns (field, message) pairs for what is wrong.
-pub fn check_settings(settings: &Map<String, Value>) -> Vec<(String, String)> {
-    let mut errors = Vec::new();
-    for (key, value) in settings {
-        if key != "simulate_failure" {
-            errors.push((
-                format!("settings.{key}"),
-                "unknown setting for the sandbox provider".into(),
-            ));
-            continue;
-        }
-        match value.as_object() {
-            Some(map) => {
-                for (object, kind) in map {
-                    if kind.as_str().and_then(ErrorKind::parse).is_none() {
-                        errors.push((
-                            format!("settings.simulate_failure.{object}"),
-                            "must be one of auth, rate_limited, invalid, not_found, transient, permanent".into(),
-                        ));
-                    }
-                }
-            }
-            None => errors.push((
-                "settings.simulate_failure".into(),
-                "must map object names to error kinds".into(),
-            )),
-        }
-    }
-    errors
-}
-
 fn simulated_failure(connection: &connections::Model, object: &str) -> Option<CrmError> {
     let settings: Value = serde_json::from_str(&connection.settings).ok()?;
     let kind = settings

@@ -448,7 +448,9 @@ impl<'c> Call<'c> {
                 expires_at: *expires_at,
                 api_base: None,
             };
-            if pasted.fresh() && self.connection.provider == "hubspot" {
+            let as_is = super::providers::get(&self.connection.provider)
+                .is_some_and(|p| p.pasted_token_is_session);
+            if pasted.fresh() && as_is {
                 self.session = Some(pasted.clone());
                 return Ok(pasted);
             }
@@ -733,11 +735,8 @@ impl<'c> Call<'c> {
             value.set_sensitive(true);
             Ok(value)
         };
-        let scheme = if self.connection.provider == "zoho" {
-            "Zoho-oauthtoken"
-        } else {
-            "Bearer"
-        };
+        let scheme =
+            super::providers::get(&self.connection.provider).map_or("Bearer", |p| p.auth_scheme);
         match &self.credentials {
             Credentials::None => {}
             Credentials::Oauth { .. } => {

@@ -36,7 +36,7 @@ pub const DEFAULT_API_VERSION: &str = "v8";
 pub struct Zoho;
 
 fn accounts_url(call: &Call<'_>) -> String {
-    super::config::zoho_accounts_url(&call.settings)
+    super::providers::zoho::accounts_url(&call.settings)
 }
 
 /// A whole-request error (`{"code","details","message","status"}`).

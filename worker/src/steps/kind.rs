@@ -108,7 +108,7 @@ impl Wants {
     pub fn refuses(self, provider: &str) -> Option<&'static str> {
         match self {
             Wants::Crm => {
-                (!crate::crm::vendors::stores_records(provider)).then_some("a CRM connection")
+                (!crate::crm::providers::stores_records(provider)).then_some("a CRM connection")
             }
             Wants::Provider {
                 provider: wanted,

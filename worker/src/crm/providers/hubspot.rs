@@ -1,0 +1,91 @@
+//! HubSpot: private-app tokens, refresh tokens, or OAuth; the API at `api.hubapi.com`.
+
+use serde_json::{Map, Value};
+
+use super::spec::{
+    Hosts, Kind, OAuth, OAuthEndpoints, Provider, Revoke, no_check, scopes, text, url_setting,
+};
+
+/// HubSpot's API.
+pub const BASE_URL: &str = "https://api.hubapi.com";
+/// HubSpot's OAuth token endpoint.
+pub const TOKEN_URL: &str = "https://api.hubapi.com/oauth/v1/token";
+
+pub static PROVIDER: Provider = Provider {
+    name: "hubspot",
+    auth_types: &["token", "refresh_token", "oauth"],
+    settings: &[
+        ("base_url", Kind::Url),
+        ("authorize_url", Kind::Url),
+        ("token_url", Kind::Url),
+        ("scopes", Kind::Scopes),
+        ("timeout_seconds", Kind::Seconds),
+    ],
+    required: &[],
+    check: no_check,
+    check_all: None,
+    hosts: Hosts::Domains(&["hubapi.com", "hubspot.com", "hubapi.eu"]),
+    stores_records: true,
+    api_version: None,
+    auth_scheme: "Bearer",
+    pasted_token_is_session: true,
+    oauth: Some(&OAuth {
+        endpoints,
+        token_setting: "token_url",
+        token_setting_from: None,
+        token_endpoint,
+        token_url: |endpoint| endpoint.trim_end_matches('/').to_string(),
+        official_token_endpoints: &[TOKEN_URL],
+        api_host_field: None,
+        callback_servers: &[],
+        revoke,
+        operator_env: [
+            "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_ID",
+            "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_SECRET",
+            "TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL",
+        ],
+    }),
+    destinations: |settings| {
+        vec![
+            url_setting(settings, "base_url", Some(BASE_URL)),
+            url_setting(settings, "token_url", Some(TOKEN_URL)),
+        ]
+    },
+};
+
+fn endpoints(settings: &Map<String, Value>) -> OAuthEndpoints {
+    OAuthEndpoints {
+        authorize_url: text(settings, "authorize_url")
+            .unwrap_or("https://app.hubspot.com/oauth/authorize")
+            .to_string(),
+        token_url: token_endpoint(settings),
+        scopes: scopes(
+            settings,
+            &[
+                "oauth",
+                "crm.objects.contacts.read",
+                "crm.objects.contacts.write",
+                "crm.objects.deals.read",
+                "crm.objects.deals.write",
+                "crm.objects.companies.read",
+                "crm.objects.companies.write",
+            ],
+        ),
+        pkce: false,
+        extra: Vec::new(),
+    }
+}
+
+fn token_endpoint(settings: &Map<String, Value>) -> String {
+    text(settings, "token_url").unwrap_or(TOKEN_URL).to_string()
+}
+
+fn revoke(settings: &Map<String, Value>, refresh_token: &str) -> Revoke {
+    let base = text(settings, "base_url").unwrap_or(BASE_URL);
+    let token: String = url::form_urlencoded::byte_serialize(refresh_token.as_bytes()).collect();
+    Revoke {
+        delete: true,
+        url: format!("{base}/oauth/v1/refresh-tokens/{token}"),
+        form: None,
+    }
+}

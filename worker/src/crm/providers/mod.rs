@@ -1,0 +1,104 @@
+//! The providers a connection can be of, each described once in its own file: the auth types
+//! it accepts, its settings and their rules, the hosts it may be pointed at, its OAuth
+//! endpoints, scopes, token endpoint and revoke request, where its credentials are sent, and
+//! how requests authenticate. Settings validation, the OAuth flow, sessions, the API schema
+//! and the docs all read [`ALL`]; none of them names a vendor. A leaf: it knows no adapter.
+//!
+//! Adding a provider: a file here with its [`Provider`], its line in [`ALL`], and (for a CRM)
+//! its adapter in `crm/<name>.rs` with its line in `crm::adapter`.
+
+pub mod http;
+pub mod hubspot;
+pub mod salesforce;
+pub mod sandbox;
+pub mod smtp;
+mod spec;
+pub mod zoho;
+
+pub use spec::{
+    Hosts, Kind, OAuth, OAuthEndpoints, Problem, Provider, Revoke, form, no_check, scopes, text,
+    url_setting,
+};
+
+/// Every provider, in the order the docs list them.
+pub static ALL: &[&Provider] = &[
+    &sandbox::PROVIDER,
+    &hubspot::PROVIDER,
+    &salesforce::PROVIDER,
+    &zoho::PROVIDER,
+    &http::PROVIDER,
+    &smtp::PROVIDER,
+];
+
+/// The provider of this name.
+pub fn get(name: &str) -> Option<&'static Provider> {
+    ALL.iter().copied().find(|provider| provider.name == name)
+}
+
+/// The token URLs the operator's OAuth app for `provider` may be sent to: the vendor's own,
+/// and the one the operator configured (`configured`, a value of the provider's token
+/// endpoint setting).
+pub fn operator_token_urls(provider: &str, configured: Option<&str>) -> Vec<String> {
+    let oauth = get(provider).and_then(|p| p.oauth);
+    let official = oauth.map_or(&[][..], |o| o.official_token_endpoints);
+    official
+        .iter()
+        .copied()
+        .chain(configured)
+        .map(|endpoint| match oauth {
+            Some(oauth) => (oauth.token_url)(endpoint),
+            None => endpoint.trim_end_matches('/').to_string(),
+        })
+        .collect()
+}
+
+/// Whether a provider's connections store records (CRM writes go there); `smtp` only sends
+/// mail.
+pub fn stores_records(provider: &str) -> bool {
+    get(provider).is_none_or(|provider| provider.stores_records)
+}
+
+/// A connection's statuses: `active`; `pending_authorization` until an OAuth consent completes;
+/// `needs_reauth` when the vendor refused its credentials; `paused` while a rate limit holds it;
+/// `disabled` by the tenant.
+pub const CONNECTION_STATUSES: &[&str] = &[
+    "active",
+    "pending_authorization",
+    "needs_reauth",
+    "paused",
+    "disabled",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    #[test]
+    fn names_are_unique_and_oauth_providers_name_their_settings() {
+        let mut names: Vec<&str> = ALL.iter().map(|p| p.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        for provider in ALL {
+            assert!(!provider.auth_types.is_empty(), "{}", provider.name);
+            if let Some(oauth) = provider.oauth {
+                assert!(provider.auth_types.contains(&"oauth"), "{}", provider.name);
+                let known = |key: &str| provider.settings.iter().any(|(name, _)| *name == key);
+                assert!(known(oauth.token_setting), "{}", provider.name);
+                assert!(
+                    oauth.token_setting_from.is_none_or(known),
+                    "{}",
+                    provider.name
+                );
+                let endpoints = (oauth.endpoints)(&Map::new());
+                assert_eq!(
+                    endpoints.token_url,
+                    (oauth.token_url)(&(oauth.token_endpoint)(&Map::new())),
+                    "{}: the default token endpoint leads to the token URL",
+                    provider.name
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! What a provider is made of: the [`Provider`] description every provider file fills in, and
+//! the helpers they share. A leaf: it knows no provider.
+
+use serde_json::{Map, Value};
+
+/// A (field, message) pair for the API's problem response.
+pub type Problem = (String, String);
+
+/// Connection settings as stored.
+pub type Settings = Map<String, Value>;
+
+/// A setting that says where credentials are sent, with the value it has in effect.
+pub type Destination = (&'static str, Option<String>);
+
+/// A rule for `api_version` values, and how a valid one looks.
+pub type VersionRule = (fn(&str) -> bool, &'static str);
+
+/// One provider.
+pub struct Provider {
+    /// The `provider` of a connection.
+    pub name: &'static str,
+    /// The auth types it accepts (DESIGN.md, Connections).
+    pub auth_types: &'static [&'static str],
+    /// Its settings and what each holds; any other key is refused.
+    pub settings: &'static [(&'static str, Kind)],
+    /// Settings a connection must have, with the message when one is missing.
+    pub required: &'static [(&'static str, &'static str)],
+    /// Checks beyond each setting's own (settings that exclude each other).
+    pub check: fn(&Map<String, Value>, &mut Vec<Problem>),
+    /// A provider that checks its settings entirely itself (the sandbox's failure switches).
+    pub check_all: Option<fn(&Settings) -> Vec<Problem>>,
+    /// Where its URL settings may point under `TRIBUTARY_VENDOR_URLS=official`.
+    pub hosts: Hosts,
+    /// Whether its connections store records (CRM writes go there).
+    pub stores_records: bool,
+    /// Its `api_version` setting: the rule and how a valid one looks.
+    pub api_version: Option<VersionRule>,
+    /// The scheme of its `Authorization` header with an access token.
+    pub auth_scheme: &'static str,
+    /// Whether a pasted access token is used as is while it is fresh (HubSpot's private-app
+    /// tokens), rather than exchanged.
+    pub pasted_token_is_session: bool,
+    /// Its browser authorization flow, if it has one.
+    pub oauth: Option<&'static OAuth>,
+    /// The settings that say where its stored credentials are sent, with the value each has in
+    /// effect (defaults filled in); a change to one needs the credentials re-entered.
+    pub destinations: fn(&Settings) -> Vec<Destination>,
+}
+
+/// Where a provider's URL settings may point under `TRIBUTARY_VENDOR_URLS=official`.
+pub enum Hosts {
+    /// Only these domains and their subdomains.
+    Domains(&'static [&'static str]),
+    /// Any host that is not a private or loopback address (an HTTP CRM is anyone's).
+    AnyPublic,
+}
+
+/// A provider's OAuth: endpoints, scopes, token endpoint, revocation and the operator's app.
+pub struct OAuth {
+    /// The authorize and token endpoints, scopes and parameters for a connection's settings.
+    pub endpoints: fn(&Map<String, Value>) -> OAuthEndpoints,
+    /// The setting that says where tokens come from (`token_url`, `login_url`, `accounts_url`).
+    pub token_setting: &'static str,
+    /// The setting to name instead when the token setting is absent and its default comes
+    /// from another (Zoho's `data_center`).
+    pub token_setting_from: Option<&'static str>,
+    /// The value of the token setting a connection uses: its own, else the vendor's default.
+    pub token_endpoint: fn(&Map<String, Value>) -> String,
+    /// The token URL a value of the token setting leads to.
+    pub token_url: fn(&str) -> String,
+    /// The vendor's own values of the token setting: the only ones, with the operator's
+    /// configured one, that the operator's OAuth app is ever sent to.
+    pub official_token_endpoints: &'static [&'static str],
+    /// The field of the token answer that names the API host, when the vendor says it there.
+    pub api_host_field: Option<&'static str>,
+    /// Accounts servers a callback may name (`accounts-server`), switching the connection to
+    /// it: Zoho's data centres.
+    pub callback_servers: &'static [&'static str],
+    /// The refresh-token revocation request for a connection's settings and token.
+    pub revoke: fn(&Map<String, Value>, &str) -> Revoke,
+    /// The operator's app: the variables of its client id, secret and token endpoint.
+    pub operator_env: [&'static str; 3],
+}
+
+/// Where and how a vendor runs the OAuth authorization-code flow for a connection.
+#[derive(Debug, Clone)]
+pub struct OAuthEndpoints {
+    pub authorize_url: String,
+    pub token_url: String,
+    /// Scopes asked for: `settings.scopes`, else what the recipes need.
+    pub scopes: Vec<String>,
+    /// Whether the vendor takes PKCE (S256).
+    pub pkce: bool,
+    /// Extra authorization parameters (Zoho: offline access, always a refresh token).
+    pub extra: Vec<(&'static str, &'static str)>,
+}
+
+/// A revocation request: `DELETE url`, or `POST url` with a form body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoke {
+    pub delete: bool,
+    pub url: String,
+    pub form: Option<String>,
+}
+
+/// What a setting holds.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Url,
+    Text,
+    Bool,
+    Seconds,
+    ApiVersion,
+    DataCenter,
+    Headers,
+    Pointer,
+    Scopes,
+    Host,
+    Port,
+    TlsMode,
+    Email,
+}
+
+/// A setting as text, if present.
+pub fn text<'a>(settings: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    settings
+        .get(key)
+        .and_then(Value::as_str)
+        .map(|s| s.trim_end_matches('/'))
+        .filter(|s| !s.is_empty())
+}
+
+/// `settings.scopes`, else `default`.
+pub fn scopes(settings: &Map<String, Value>, default: &[&str]) -> Vec<String> {
+    settings
+        .get("scopes")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+}
+
+/// A destination setting holding a URL: its value, else the default.
+pub fn url_setting(
+    settings: &Map<String, Value>,
+    key: &'static str,
+    default: Option<&str>,
+) -> (&'static str, Option<String>) {
+    (key, text(settings, key).or(default).map(str::to_string))
+}
+
+/// No checks beyond each setting's own.
+pub fn no_check(_: &Map<String, Value>, _: &mut Vec<Problem>) {}
+
+/// A form body of one pair.
+pub fn form(key: &str, value: &str) -> String {
+    serde_urlencoded::to_string([(key, value)]).unwrap_or_default()
+}
