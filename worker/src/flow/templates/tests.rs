@@ -688,3 +688,27 @@ fn has_key_values(spec: &FlowSpec, preview: &Preview) -> bool {
             _ => all_present(&op.fields),
         })
 }
+
+#[test]
+fn every_recipe_file_is_served_under_its_own_name() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/flow/recipes");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("the recipes directory")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    let mut served: Vec<String> = builtin().iter().map(|t| format!("{}.yaml", t.id)).collect();
+    served.sort();
+    assert_eq!(files, served, "each recipes/<id>.yaml is listed in RECIPES");
+    for template in builtin() {
+        assert_eq!(template.flow["name"], json!(template.name));
+        assert_eq!(template.flow["trigger"]["events"], json!(template.events));
+        assert!(!template.description.is_empty(), "{}", template.id);
+    }
+}
