@@ -296,7 +296,21 @@ impl Notifier {
             }
         }
 
-        let flow_channels = wanting(kind::FLOW_FAILING);
+        found.extend(
+            self.failing_flows(tenant_id, &tenant, wanting(kind::FLOW_FAILING))
+                .await?,
+        );
+        Ok(found)
+    }
+
+    /// Enabled flows failing in a row past a threshold, each with the channels it reached.
+    async fn failing_flows<'c>(
+        &self,
+        tenant_id: &str,
+        tenant: &str,
+        flow_channels: Vec<&'c notification_channels::Model>,
+    ) -> anyhow::Result<Vec<(&'c notification_channels::Model, Condition)>> {
+        let mut found = Vec::new();
         if let Some(longest) = flow_channels
             .iter()
             .map(|c| c.flow_failure_threshold.max(1))
@@ -392,36 +406,7 @@ impl Notifier {
         condition: Condition,
     ) -> anyhow::Result<bool> {
         let now = crate::now();
-        alerts::Entity::insert(alerts::ActiveModel {
-            id: Set(crate::new_id()),
-            tenant_id: Set(channel.tenant_id.clone()),
-            channel_id: Set(channel.id.clone()),
-            condition_key: Set(condition.key.clone()),
-            kind: Set(condition.kind.to_string()),
-            subject_id: Set(condition.subject_id.clone()),
-            summary: Set(condition.summary.clone()),
-            status: Set("pending".into()),
-            times_sent: Set(0),
-            attempts: Set(0),
-            last_error: Set(None),
-            last_attempt_at: Set(None),
-            sent_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([alerts::Column::ChannelId, alerts::Column::ConditionKey])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&self.db)
-        .await?;
-        let Some(row) = alerts::Entity::find()
-            .filter(alerts::Column::ChannelId.eq(channel.id.as_str()))
-            .filter(alerts::Column::ConditionKey.eq(condition.key.as_str()))
-            .one(&self.db)
-            .await?
-        else {
+        let Some(row) = self.alert_row(channel, &condition, now).await? else {
             return Ok(false);
         };
         if !self.due(&row, now) {
@@ -513,6 +498,44 @@ impl Notifier {
                 Ok(false)
             }
         }
+    }
+
+    /// The alert row of `condition` on `channel`, inserted as `pending` unless it is there.
+    async fn alert_row(
+        &self,
+        channel: &notification_channels::Model,
+        condition: &Condition,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<alerts::Model>> {
+        alerts::Entity::insert(alerts::ActiveModel {
+            id: Set(crate::new_id()),
+            tenant_id: Set(channel.tenant_id.clone()),
+            channel_id: Set(channel.id.clone()),
+            condition_key: Set(condition.key.clone()),
+            kind: Set(condition.kind.to_string()),
+            subject_id: Set(condition.subject_id.clone()),
+            summary: Set(condition.summary.clone()),
+            status: Set("pending".into()),
+            times_sent: Set(0),
+            attempts: Set(0),
+            last_error: Set(None),
+            last_attempt_at: Set(None),
+            sent_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([alerts::Column::ChannelId, alerts::Column::ConditionKey])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(alerts::Entity::find()
+            .filter(alerts::Column::ChannelId.eq(channel.id.as_str()))
+            .filter(alerts::Column::ConditionKey.eq(condition.key.as_str()))
+            .one(&self.db)
+            .await?)
     }
 
     /// Whether an alert row may be sent now: never sent; sent longer than a period ago; failed

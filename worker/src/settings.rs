@@ -2,11 +2,15 @@
 //! happens once at start-up; a bad value stops the process with a message naming the variable.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
+
+mod values;
+
+pub use values::{Cidr, Rate, canonical_ip};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
@@ -149,13 +153,6 @@ pub struct Limits {
     pub ingest_max_backlog: u64,
 }
 
-/// `N` events per `period`, e.g. `100/second`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub period: Duration,
-}
-
 /// An OAuth client app registered with a vendor (`TRIBUTARY_OAUTH_<PROVIDER>_CLIENT_ID` and
 /// `_CLIENT_SECRET`). Debug never shows the secret.
 #[derive(Clone)]
@@ -239,301 +236,41 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-        let listen_raw = get("TRIBUTARY_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
-            bad(
-                "TRIBUTARY_LISTEN",
-                format!("'{listen_raw}' is not a socket address such as 127.0.0.1:8080"),
-            )
-        })?;
-
-        let public_url = match get("TRIBUTARY_PUBLIC_URL") {
-            Some(raw) => parse_http_url("TRIBUTARY_PUBLIC_URL", &raw)?,
-            None => format!("http://{listen}"),
-        };
-
-        let data_dir = PathBuf::from(get("TRIBUTARY_DATA_DIR").unwrap_or_else(|| "./data".into()));
-
-        let database_url = match get("DATABASE_URL") {
-            Some(url) => {
-                if !(url.starts_with("sqlite:")
-                    || url.starts_with("postgres://")
-                    || url.starts_with("postgresql://"))
-                {
-                    return Err(bad(
-                        "DATABASE_URL",
-                        "must start with sqlite:// or postgres://",
-                    ));
-                }
-                url
-            }
-            None => format!("sqlite://{}/tributary.db?mode=rwc", data_dir.display()),
-        };
-
-        let queue_url = match get("TRIBUTARY_QUEUE_URL") {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url),
-            Some(url) if url == database_url => None,
-            Some(_) => {
-                return Err(bad(
-                    "TRIBUTARY_QUEUE_URL",
-                    "must be a redis:// URL (leave it unset to keep the queue in the database)",
-                ));
-            }
-            None => None,
-        };
-
-        let encryption_keys = get("TRIBUTARY_ENCRYPTION_KEYS").map(SecretString::from);
-        let jwt_secret = match get("TRIBUTARY_JWT_SECRET") {
-            Some(secret) if secret.len() < 32 => {
-                return Err(bad(
-                    "TRIBUTARY_JWT_SECRET",
-                    "must be at least 32 characters of random data",
-                ));
-            }
-            other => other.map(SecretString::from),
-        };
+        let (listen, public_url, data_dir) = read_server(&get)?;
+        let (database_url, queue_url) = read_database_and_queue(&get, &data_dir)?;
+        let (encryption_keys, jwt_secret) = read_secrets(&get)?;
 
         let embedded_worker = parse_bool("TRIBUTARY_EMBEDDED_WORKER", get, true)?;
         let auto_migrate = parse_bool("TRIBUTARY_AUTO_MIGRATE", get, true)?;
 
-        let signup_open = match get("TRIBUTARY_SIGNUP").as_deref() {
-            None | Some("open") => true,
-            Some("closed") => false,
-            Some(other) => {
-                return Err(bad(
-                    "TRIBUTARY_SIGNUP",
-                    format!("'{other}' is neither 'open' nor 'closed'"),
-                ));
-            }
-        };
-
-        let signup_rate = match get("TRIBUTARY_SIGNUP_RATE") {
-            Some(raw) => Rate::parse(&raw).ok_or_else(|| {
-                bad(
-                    "TRIBUTARY_SIGNUP_RATE",
-                    format!("'{raw}' is not a rate such as 10/hour (N/second, N/minute or N/hour, N at least 1)"),
-                )
-            })?,
-            None => Rate {
-                count: 10,
-                period: Duration::from_secs(3600),
-            },
-        };
-        let trusted_proxies = match get("TRIBUTARY_TRUSTED_PROXIES") {
-            Some(raw) => raw
-                .split(',')
-                .map(str::trim)
-                .filter(|part| !part.is_empty())
-                .map(|part| {
-                    Cidr::parse(part).ok_or_else(|| {
-                        bad(
-                            "TRIBUTARY_TRUSTED_PROXIES",
-                            format!("'{part}' is not an address or CIDR such as 10.0.0.0/8"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None => Vec::new(),
-        };
-
-        let log_filter = get("RUST_LOG").unwrap_or_else(|| "info".into());
-        let log_format = match get("TRIBUTARY_LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(bad(
-                    "TRIBUTARY_LOG_FORMAT",
-                    format!("'{other}' is neither 'text' nor 'json'"),
-                ));
-            }
-        };
-
-        let vendor_urls = match get("TRIBUTARY_VENDOR_URLS").as_deref() {
-            Some("any") => VendorUrls::Any,
-            None | Some("official") => VendorUrls::Official,
-            Some(other) => {
-                return Err(bad(
-                    "TRIBUTARY_VENDOR_URLS",
-                    format!("'{other}' is neither 'any' nor 'official'"),
-                ));
-            }
-        };
+        let (signup_open, signup_rate, trusted_proxies) = read_signup(&get)?;
+        let (log_filter, log_format) = read_logging(&get)?;
+        let vendor_urls = read_vendor_urls(&get)?;
 
         let oauth_success_url = get("TRIBUTARY_OAUTH_SUCCESS_URL")
             .map(|raw| parse_http_url("TRIBUTARY_OAUTH_SUCCESS_URL", &raw))
             .transpose()?;
-
-        let mut oauth_apps = Vec::new();
-        let with_oauth = crate::crm::providers::ALL
-            .iter()
-            .filter_map(|p| Some((p.name, p.oauth?.operator_env)));
-        for (provider, [id_var, secret_var, endpoint_var]) in with_oauth {
-            let token_endpoint = get(endpoint_var)
-                .map(|raw| parse_http_url(endpoint_var, &raw))
-                .transpose()?;
-            match (get(id_var), get(secret_var)) {
-                (Some(client_id), Some(secret)) => oauth_apps.push(OAuthApp {
-                    provider: provider.to_string(),
-                    client_id,
-                    client_secret: SecretString::from(secret),
-                    token_endpoint,
-                }),
-                (None, None) if token_endpoint.is_some() => {
-                    return Err(bad(
-                        endpoint_var,
-                        format!("is only used with {id_var} and {secret_var}"),
-                    ));
-                }
-                (None, None) => {}
-                (Some(_), None) => {
-                    return Err(bad(secret_var, format!("is required when {id_var} is set")));
-                }
-                (None, Some(_)) => {
-                    return Err(bad(id_var, format!("is required when {secret_var} is set")));
-                }
-            }
-        }
-
-        let max_attempts = match get("TRIBUTARY_RETRY_MAX_ATTEMPTS") {
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| {
-                    bad(
-                        "TRIBUTARY_RETRY_MAX_ATTEMPTS",
-                        format!("'{raw}' is not a whole number from 1 to 100"),
-                    )
-                })?,
-            None => 8,
-        };
-        let base_delay = parse_duration("TRIBUTARY_RETRY_BASE_DELAY", get, "5s")?;
-        let max_delay = parse_duration("TRIBUTARY_RETRY_MAX_DELAY", get, "1h")?;
-        if max_delay < base_delay {
-            return Err(bad(
-                "TRIBUTARY_RETRY_MAX_DELAY",
-                "must not be shorter than TRIBUTARY_RETRY_BASE_DELAY",
-            ));
-        }
+        let oauth_apps = read_oauth_apps(&get)?;
+        let retry = read_retry(&get)?;
 
         let access_token_ttl = parse_duration("TRIBUTARY_ACCESS_TOKEN_TTL", get, "15m")?;
         let refresh_token_ttl = parse_duration("TRIBUTARY_REFRESH_TOKEN_TTL", get, "30days")?;
-        let worker_concurrency = match get("TRIBUTARY_WORKER_CONCURRENCY") {
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=256).contains(n))
-                .ok_or_else(|| {
-                    bad(
-                        "TRIBUTARY_WORKER_CONCURRENCY",
-                        format!("'{raw}' is not a whole number from 1 to 256"),
-                    )
-                })?,
-            None => 32,
-        };
-        let database_pool_size = match get("TRIBUTARY_DATABASE_POOL_SIZE") {
-            Some(_) => Some(parse_count("TRIBUTARY_DATABASE_POOL_SIZE", get, 1, 1_000)? as u32),
-            None => None,
-        };
-        let tenant_max_in_flight = match get("TRIBUTARY_TENANT_MAX_IN_FLIGHT") {
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=worker_concurrency).contains(n))
-                .ok_or_else(|| {
-                    bad(
-                        "TRIBUTARY_TENANT_MAX_IN_FLIGHT",
-                        format!(
-                            "'{raw}' is not a whole number from 1 to TRIBUTARY_WORKER_CONCURRENCY ({worker_concurrency})"
-                        ),
-                    )
-                })?,
-            None => (worker_concurrency / 2).max(1),
-        };
+        let (worker_concurrency, database_pool_size, tenant_max_in_flight) =
+            read_concurrency(&get)?;
         let test_faults = parse_bool("TRIBUTARY_TEST_FAULTS", get, false)?;
         let sweep_interval = parse_duration("TRIBUTARY_SWEEP_INTERVAL", get, "5s")?;
         let sweep_grace = parse_duration("TRIBUTARY_SWEEP_GRACE", get, "60s")?;
         let shutdown_grace = parse_duration("TRIBUTARY_SHUTDOWN_GRACE", get, "30s")?;
-        let worker_listen = match get("TRIBUTARY_WORKER_LISTEN").as_deref() {
-            Some("off") => None,
-            raw => {
-                let raw = raw.unwrap_or("127.0.0.1:9090");
-                Some(raw.parse::<SocketAddr>().map_err(|_| {
-                    bad(
-                        "TRIBUTARY_WORKER_LISTEN",
-                        format!("'{raw}' is not host:port such as 0.0.0.0:9090, or off"),
-                    )
-                })?)
-            }
-        };
-        let metrics_token = match get("TRIBUTARY_METRICS_TOKEN").filter(|t| !t.is_empty()) {
-            Some(token) if token.len() < 16 || token.chars().any(|c| c.is_whitespace()) => {
-                return Err(bad(
-                    "TRIBUTARY_METRICS_TOKEN",
-                    "must be at least 16 characters without spaces (e.g. openssl rand -hex 24)",
-                ));
-            }
-            Some(token) => Some(SecretString::from(token)),
-            None => None,
-        };
+        let (worker_listen, metrics_token) = read_monitoring(&get)?;
         let alert_interval = parse_duration("TRIBUTARY_ALERT_INTERVAL", get, "30s")?;
         let alert_period = parse_duration("TRIBUTARY_ALERT_PERIOD", get, "1h")?;
-        let stripe_api_url = match get("TRIBUTARY_STRIPE_API_URL") {
-            Some(raw) => parse_http_url("TRIBUTARY_STRIPE_API_URL", &raw)?,
-            None => "https://api.stripe.com".into(),
-        };
-        let reconcile_interval = parse_duration("TRIBUTARY_RECONCILE_INTERVAL", get, "1h")?;
-        let reconcile_window = parse_duration("TRIBUTARY_RECONCILE_WINDOW", get, "24h")?;
-        let backfill_page_size = match get("TRIBUTARY_BACKFILL_PAGE_SIZE") {
-            Some(raw) => match raw.parse::<u32>() {
-                Ok(n) if (1..=100).contains(&n) => n,
-                _ => {
-                    return Err(bad(
-                        "TRIBUTARY_BACKFILL_PAGE_SIZE",
-                        format!("'{raw}' is not a whole number from 1 to 100"),
-                    ));
-                }
-            },
-            None => 100,
-        };
-        if reconcile_window > Duration::from_secs(30 * 86_400) {
-            return Err(bad(
-                "TRIBUTARY_RECONCILE_WINDOW",
-                "must be at most 30 days: Stripe lists events of the last 30 days only",
-            ));
-        }
-        let limits = Limits {
-            max_flows: parse_count("TRIBUTARY_MAX_FLOWS", get, 100, 1_000_000)?,
-            max_steps_per_flow: parse_count("TRIBUTARY_MAX_STEPS_PER_FLOW", get, 50, 10_000)?
-                as usize,
-            max_connections: parse_count("TRIBUTARY_MAX_CONNECTIONS", get, 50, 1_000_000)?,
-            webhook_rate: parse_rate("TRIBUTARY_WEBHOOK_RATE", get, "100/second")?,
-            preview_rate: parse_rate("TRIBUTARY_PREVIEW_RATE", get, "60/minute")?,
-            max_bulk_items: parse_count("TRIBUTARY_MAX_BULK_ITEMS", get, 10_000, 100_000)?,
-            ingest_max_pending: parse_count("TRIBUTARY_INGEST_MAX_PENDING", get, 1024, 1_000_000)?
-                as usize,
-            ingest_max_backlog: match get("TRIBUTARY_INGEST_MAX_BACKLOG")
-                .as_deref()
-                .map(str::trim)
-            {
-                Some("0") => 0,
-                _ => parse_count("TRIBUTARY_INGEST_MAX_BACKLOG", get, 10_000, 100_000_000)?,
-            },
-        };
+        let (stripe_api_url, reconcile_interval, reconcile_window, backfill_page_size) =
+            read_stripe(&get)?;
+        let limits = read_limits(&get)?;
         let retention = parse_duration("TRIBUTARY_RETENTION", get, "90days")?;
         let audit_retention = parse_duration("TRIBUTARY_AUDIT_RETENTION", get, "365days")?;
         let retention_interval = parse_duration("TRIBUTARY_RETENTION_INTERVAL", get, "10m")?;
-        let queue_namespace =
-            get("TRIBUTARY_QUEUE_NAMESPACE").unwrap_or_else(|| "tributary".into());
-        if !queue_namespace
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(bad(
-                "TRIBUTARY_QUEUE_NAMESPACE",
-                "may hold only letters, digits, '-', '_' and '.'",
-            ));
-        }
+        let queue_namespace = read_queue_namespace(&get)?;
 
         let extra_ca_certs = match get("TRIBUTARY_EXTRA_CA_CERTS") {
             Some(path) => read_ca_certs("TRIBUTARY_EXTRA_CA_CERTS", &path)?,
@@ -556,11 +293,7 @@ impl Settings {
             log_format,
             vendor_urls,
             oauth_success_url,
-            retry: RetrySettings {
-                max_attempts,
-                base_delay,
-                max_delay,
-            },
+            retry,
             auto_migrate,
             access_token_ttl,
             refresh_token_ttl,
@@ -589,6 +322,353 @@ impl Settings {
             extra_ca_certs,
         })
     }
+}
+
+/// How the parser reads one variable: its value, or `None` when it is unset or blank.
+type Get<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The listen address, the public URL (by default from the listen address) and the data
+/// directory.
+fn read_server(get: Get) -> Result<(SocketAddr, String, PathBuf), SettingsError> {
+    let listen_raw = get("TRIBUTARY_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+        bad(
+            "TRIBUTARY_LISTEN",
+            format!("'{listen_raw}' is not a socket address such as 127.0.0.1:8080"),
+        )
+    })?;
+
+    let public_url = match get("TRIBUTARY_PUBLIC_URL") {
+        Some(raw) => parse_http_url("TRIBUTARY_PUBLIC_URL", &raw)?,
+        None => format!("http://{listen}"),
+    };
+
+    let data_dir = PathBuf::from(get("TRIBUTARY_DATA_DIR").unwrap_or_else(|| "./data".into()));
+    Ok((listen, public_url, data_dir))
+}
+
+/// The database URL (by default a SQLite file in the data directory) and the queue URL
+/// (`None`: the queue lives in the database).
+fn read_database_and_queue(
+    get: Get,
+    data_dir: &std::path::Path,
+) -> Result<(String, Option<String>), SettingsError> {
+    let database_url = match get("DATABASE_URL") {
+        Some(url) => {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return Err(bad(
+                    "DATABASE_URL",
+                    "must start with sqlite:// or postgres://",
+                ));
+            }
+            url
+        }
+        None => format!("sqlite://{}/tributary.db?mode=rwc", data_dir.display()),
+    };
+
+    let queue_url = match get("TRIBUTARY_QUEUE_URL") {
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url),
+        Some(url) if url == database_url => None,
+        Some(_) => {
+            return Err(bad(
+                "TRIBUTARY_QUEUE_URL",
+                "must be a redis:// URL (leave it unset to keep the queue in the database)",
+            ));
+        }
+        None => None,
+    };
+    Ok((database_url, queue_url))
+}
+
+/// The encryption keys, then the JWT secret; `None` for either means a file generated in the
+/// data directory.
+fn read_secrets(get: Get) -> Result<(Option<SecretString>, Option<SecretString>), SettingsError> {
+    let encryption_keys = get("TRIBUTARY_ENCRYPTION_KEYS").map(SecretString::from);
+    let jwt_secret = match get("TRIBUTARY_JWT_SECRET") {
+        Some(secret) if secret.len() < 32 => {
+            return Err(bad(
+                "TRIBUTARY_JWT_SECRET",
+                "must be at least 32 characters of random data",
+            ));
+        }
+        other => other.map(SecretString::from),
+    };
+    Ok((encryption_keys, jwt_secret))
+}
+
+/// Whether sign-up is open, the sign-up rate per client address, and the proxies whose
+/// `X-Forwarded-For` names that address.
+fn read_signup(get: Get) -> Result<(bool, Rate, Vec<Cidr>), SettingsError> {
+    let signup_open = match get("TRIBUTARY_SIGNUP").as_deref() {
+        None | Some("open") => true,
+        Some("closed") => false,
+        Some(other) => {
+            return Err(bad(
+                "TRIBUTARY_SIGNUP",
+                format!("'{other}' is neither 'open' nor 'closed'"),
+            ));
+        }
+    };
+
+    let signup_rate = match get("TRIBUTARY_SIGNUP_RATE") {
+        Some(raw) => Rate::parse(&raw).ok_or_else(|| {
+            bad(
+                "TRIBUTARY_SIGNUP_RATE",
+                format!("'{raw}' is not a rate such as 10/hour (N/second, N/minute or N/hour, N at least 1)"),
+            )
+        })?,
+        None => Rate {
+            count: 10,
+            period: Duration::from_secs(3600),
+        },
+    };
+    let trusted_proxies = match get("TRIBUTARY_TRUSTED_PROXIES") {
+        Some(raw) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                Cidr::parse(part).ok_or_else(|| {
+                    bad(
+                        "TRIBUTARY_TRUSTED_PROXIES",
+                        format!("'{part}' is not an address or CIDR such as 10.0.0.0/8"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    Ok((signup_open, signup_rate, trusted_proxies))
+}
+
+/// The log filter and the log format.
+fn read_logging(get: Get) -> Result<(String, LogFormat), SettingsError> {
+    let log_filter = get("RUST_LOG").unwrap_or_else(|| "info".into());
+    let log_format = match get("TRIBUTARY_LOG_FORMAT").as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(bad(
+                "TRIBUTARY_LOG_FORMAT",
+                format!("'{other}' is neither 'text' nor 'json'"),
+            ));
+        }
+    };
+    Ok((log_filter, log_format))
+}
+
+/// Which hosts a tenant's connection may point at.
+fn read_vendor_urls(get: Get) -> Result<VendorUrls, SettingsError> {
+    match get("TRIBUTARY_VENDOR_URLS").as_deref() {
+        Some("any") => Ok(VendorUrls::Any),
+        None | Some("official") => Ok(VendorUrls::Official),
+        Some(other) => Err(bad(
+            "TRIBUTARY_VENDOR_URLS",
+            format!("'{other}' is neither 'any' nor 'official'"),
+        )),
+    }
+}
+
+/// The operator's OAuth apps, one for each provider whose client ID and secret are both set.
+fn read_oauth_apps(get: Get) -> Result<Vec<OAuthApp>, SettingsError> {
+    let mut oauth_apps = Vec::new();
+    let with_oauth = crate::crm::providers::ALL
+        .iter()
+        .filter_map(|p| Some((p.name, p.oauth?.operator_env)));
+    for (provider, [id_var, secret_var, endpoint_var]) in with_oauth {
+        let token_endpoint = get(endpoint_var)
+            .map(|raw| parse_http_url(endpoint_var, &raw))
+            .transpose()?;
+        match (get(id_var), get(secret_var)) {
+            (Some(client_id), Some(secret)) => oauth_apps.push(OAuthApp {
+                provider: provider.to_string(),
+                client_id,
+                client_secret: SecretString::from(secret),
+                token_endpoint,
+            }),
+            (None, None) if token_endpoint.is_some() => {
+                return Err(bad(
+                    endpoint_var,
+                    format!("is only used with {id_var} and {secret_var}"),
+                ));
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(bad(secret_var, format!("is required when {id_var} is set")));
+            }
+            (None, Some(_)) => {
+                return Err(bad(id_var, format!("is required when {secret_var} is set")));
+            }
+        }
+    }
+    Ok(oauth_apps)
+}
+
+/// How often and how far apart failed deliveries are retried.
+fn read_retry(get: Get) -> Result<RetrySettings, SettingsError> {
+    let max_attempts = match get("TRIBUTARY_RETRY_MAX_ATTEMPTS") {
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "TRIBUTARY_RETRY_MAX_ATTEMPTS",
+                    format!("'{raw}' is not a whole number from 1 to 100"),
+                )
+            })?,
+        None => 8,
+    };
+    let base_delay = parse_duration("TRIBUTARY_RETRY_BASE_DELAY", get, "5s")?;
+    let max_delay = parse_duration("TRIBUTARY_RETRY_MAX_DELAY", get, "1h")?;
+    if max_delay < base_delay {
+        return Err(bad(
+            "TRIBUTARY_RETRY_MAX_DELAY",
+            "must not be shorter than TRIBUTARY_RETRY_BASE_DELAY",
+        ));
+    }
+    Ok(RetrySettings {
+        max_attempts,
+        base_delay,
+        max_delay,
+    })
+}
+
+/// The worker's concurrency, the database pool size, then the jobs one tenant may run at once.
+fn read_concurrency(get: Get) -> Result<(usize, Option<u32>, usize), SettingsError> {
+    let worker_concurrency = match get("TRIBUTARY_WORKER_CONCURRENCY") {
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=256).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "TRIBUTARY_WORKER_CONCURRENCY",
+                    format!("'{raw}' is not a whole number from 1 to 256"),
+                )
+            })?,
+        None => 32,
+    };
+    let database_pool_size = match get("TRIBUTARY_DATABASE_POOL_SIZE") {
+        Some(_) => Some(parse_count("TRIBUTARY_DATABASE_POOL_SIZE", get, 1, 1_000)? as u32),
+        None => None,
+    };
+    let tenant_max_in_flight = match get("TRIBUTARY_TENANT_MAX_IN_FLIGHT") {
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=worker_concurrency).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "TRIBUTARY_TENANT_MAX_IN_FLIGHT",
+                    format!(
+                        "'{raw}' is not a whole number from 1 to TRIBUTARY_WORKER_CONCURRENCY ({worker_concurrency})"
+                    ),
+                )
+            })?,
+        None => (worker_concurrency / 2).max(1),
+    };
+    Ok((worker_concurrency, database_pool_size, tenant_max_in_flight))
+}
+
+/// Where the standalone worker serves health and metrics, and the api's metrics token.
+fn read_monitoring(get: Get) -> Result<(Option<SocketAddr>, Option<SecretString>), SettingsError> {
+    let worker_listen = match get("TRIBUTARY_WORKER_LISTEN").as_deref() {
+        Some("off") => None,
+        raw => {
+            let raw = raw.unwrap_or("127.0.0.1:9090");
+            Some(raw.parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "TRIBUTARY_WORKER_LISTEN",
+                    format!("'{raw}' is not host:port such as 0.0.0.0:9090, or off"),
+                )
+            })?)
+        }
+    };
+    let metrics_token = match get("TRIBUTARY_METRICS_TOKEN").filter(|t| !t.is_empty()) {
+        Some(token) if token.len() < 16 || token.chars().any(|c| c.is_whitespace()) => {
+            return Err(bad(
+                "TRIBUTARY_METRICS_TOKEN",
+                "must be at least 16 characters without spaces (e.g. openssl rand -hex 24)",
+            ));
+        }
+        Some(token) => Some(SecretString::from(token)),
+        None => None,
+    };
+    Ok((worker_listen, metrics_token))
+}
+
+/// Stripe's API URL, the reconciliation interval and window, and the backfill page size.
+fn read_stripe(get: Get) -> Result<(String, Duration, Duration, u32), SettingsError> {
+    let stripe_api_url = match get("TRIBUTARY_STRIPE_API_URL") {
+        Some(raw) => parse_http_url("TRIBUTARY_STRIPE_API_URL", &raw)?,
+        None => "https://api.stripe.com".into(),
+    };
+    let reconcile_interval = parse_duration("TRIBUTARY_RECONCILE_INTERVAL", get, "1h")?;
+    let reconcile_window = parse_duration("TRIBUTARY_RECONCILE_WINDOW", get, "24h")?;
+    let backfill_page_size = match get("TRIBUTARY_BACKFILL_PAGE_SIZE") {
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                return Err(bad(
+                    "TRIBUTARY_BACKFILL_PAGE_SIZE",
+                    format!("'{raw}' is not a whole number from 1 to 100"),
+                ));
+            }
+        },
+        None => 100,
+    };
+    if reconcile_window > Duration::from_secs(30 * 86_400) {
+        return Err(bad(
+            "TRIBUTARY_RECONCILE_WINDOW",
+            "must be at most 30 days: Stripe lists events of the last 30 days only",
+        ));
+    }
+    Ok((
+        stripe_api_url,
+        reconcile_interval,
+        reconcile_window,
+        backfill_page_size,
+    ))
+}
+
+/// What one tenant may create and send.
+fn read_limits(get: Get) -> Result<Limits, SettingsError> {
+    Ok(Limits {
+        max_flows: parse_count("TRIBUTARY_MAX_FLOWS", get, 100, 1_000_000)?,
+        max_steps_per_flow: parse_count("TRIBUTARY_MAX_STEPS_PER_FLOW", get, 50, 10_000)? as usize,
+        max_connections: parse_count("TRIBUTARY_MAX_CONNECTIONS", get, 50, 1_000_000)?,
+        webhook_rate: parse_rate("TRIBUTARY_WEBHOOK_RATE", get, "100/second")?,
+        preview_rate: parse_rate("TRIBUTARY_PREVIEW_RATE", get, "60/minute")?,
+        max_bulk_items: parse_count("TRIBUTARY_MAX_BULK_ITEMS", get, 10_000, 100_000)?,
+        ingest_max_pending: parse_count("TRIBUTARY_INGEST_MAX_PENDING", get, 1024, 1_000_000)?
+            as usize,
+        ingest_max_backlog: match get("TRIBUTARY_INGEST_MAX_BACKLOG")
+            .as_deref()
+            .map(str::trim)
+        {
+            Some("0") => 0,
+            _ => parse_count("TRIBUTARY_INGEST_MAX_BACKLOG", get, 10_000, 100_000_000)?,
+        },
+    })
+}
+
+/// The prefix of the queue's keys on Redis: letters, digits, '-', '_' and '.' only.
+fn read_queue_namespace(get: Get) -> Result<String, SettingsError> {
+    let queue_namespace = get("TRIBUTARY_QUEUE_NAMESPACE").unwrap_or_else(|| "tributary".into());
+    if !queue_namespace
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(bad(
+            "TRIBUTARY_QUEUE_NAMESPACE",
+            "may hold only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(queue_namespace)
 }
 
 /// The certificates of a PEM file, as DER; at least one, each well-formed.
@@ -660,77 +740,6 @@ fn parse_rate(
     })
 }
 
-impl Rate {
-    /// `N/second`, `N/minute` or `N/hour`, N at least 1.
-    pub fn parse(raw: &str) -> Option<Rate> {
-        let (count, unit) = raw.trim().split_once('/')?;
-        let count: u32 = count.trim().parse().ok().filter(|n| *n >= 1)?;
-        let seconds = match unit.trim().to_ascii_lowercase().as_str() {
-            "second" | "s" | "sec" => 1,
-            "minute" | "m" | "min" => 60,
-            "hour" | "h" => 3600,
-            _ => return None,
-        };
-        Some(Rate {
-            count,
-            period: Duration::from_secs(seconds),
-        })
-    }
-}
-
-/// An IP network (`10.0.0.0/8`, `fd00::/8`, or one address). IPv4-mapped IPv6 addresses
-/// match as the IPv4 address they carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(raw: &str) -> Option<Cidr> {
-        let (address, prefix) = match raw.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (raw, None),
-        };
-        let network = canonical_ip(address.trim().parse().ok()?);
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
-            None => max,
-        };
-        Some(Cidr { network, prefix })
-    }
-
-    pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.network, canonical_ip(address)) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) as the IPv4 address it is.
-pub fn canonical_ip(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
-
 fn parse_http_url(variable: &'static str, raw: &str) -> Result<String, SettingsError> {
     let url =
         url::Url::parse(raw).map_err(|e| bad(variable, format!("'{raw}' is not a URL: {e}")))?;
@@ -772,209 +781,4 @@ fn parse_duration(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_map(&map)
-    }
-
-    #[test]
-    fn defaults_make_an_embedded_system() {
-        let s = settings(&[]).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.public_url, "http://127.0.0.1:8080");
-        assert_eq!(s.database_url, "sqlite://./data/tributary.db?mode=rwc");
-        assert!(s.embedded_worker && s.signup_open && s.auto_migrate);
-        assert_eq!(s.retry.max_attempts, 8);
-        assert_eq!(s.retry.base_delay, Duration::from_secs(5));
-        assert_eq!(s.retry.max_delay, Duration::from_secs(3600));
-        assert!(s.encryption_keys.is_none() && s.jwt_secret.is_none());
-        assert_eq!(s.limits.max_flows, 100);
-        assert_eq!(s.limits.max_steps_per_flow, 50);
-        assert_eq!(s.limits.max_connections, 50);
-        assert_eq!(s.limits.max_bulk_items, 10_000);
-        assert_eq!(
-            s.limits.webhook_rate,
-            Rate {
-                count: 100,
-                period: Duration::from_secs(1)
-            }
-        );
-        assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
-        assert_eq!(s.audit_retention, Duration::from_secs(365 * 86_400));
-    }
-
-    #[test]
-    fn rates_read_per_second_minute_or_hour() {
-        let s = settings(&[("TRIBUTARY_WEBHOOK_RATE", "600/minute")]).unwrap();
-        assert_eq!(s.limits.webhook_rate.count, 600);
-        assert_eq!(s.limits.webhook_rate.period, Duration::from_secs(60));
-    }
-
-    #[test]
-    fn tenant_urls_are_public_only_unless_any_is_asked_for() {
-        assert_eq!(settings(&[]).unwrap().vendor_urls, VendorUrls::Official);
-        let s = settings(&[("TRIBUTARY_VENDOR_URLS", "any")]).unwrap();
-        assert_eq!(s.vendor_urls, VendorUrls::Any);
-    }
-
-    #[test]
-    fn every_bad_value_names_its_variable() {
-        for (name, value) in [
-            ("TRIBUTARY_LISTEN", "localhost"),
-            ("TRIBUTARY_PUBLIC_URL", "ftp://x"),
-            ("DATABASE_URL", "mysql://x"),
-            ("TRIBUTARY_QUEUE_URL", "amqp://x"),
-            ("TRIBUTARY_JWT_SECRET", "short"),
-            ("TRIBUTARY_EMBEDDED_WORKER", "maybe"),
-            ("TRIBUTARY_SIGNUP", "invite"),
-            ("TRIBUTARY_LOG_FORMAT", "xml"),
-            ("TRIBUTARY_VENDOR_URLS", "some"),
-            ("TRIBUTARY_OAUTH_SUCCESS_URL", "not a url"),
-            ("TRIBUTARY_RETRY_MAX_ATTEMPTS", "0"),
-            ("TRIBUTARY_RETRY_BASE_DELAY", "soon"),
-            ("TRIBUTARY_RETRY_MAX_DELAY", "0s"),
-            ("TRIBUTARY_WORKER_CONCURRENCY", "0"),
-            ("TRIBUTARY_SWEEP_INTERVAL", "often"),
-            ("TRIBUTARY_WORKER_LISTEN", "9090"),
-            ("TRIBUTARY_ALERT_PERIOD", "hourly"),
-            ("TRIBUTARY_STRIPE_API_URL", "api.stripe.com"),
-            ("TRIBUTARY_RECONCILE_WINDOW", "60days"),
-            ("TRIBUTARY_MAX_FLOWS", "0"),
-            ("TRIBUTARY_MAX_STEPS_PER_FLOW", "many"),
-            ("TRIBUTARY_MAX_CONNECTIONS", "-1"),
-            ("TRIBUTARY_WEBHOOK_RATE", "100"),
-            ("TRIBUTARY_WEBHOOK_RATE", "0/second"),
-            ("TRIBUTARY_WEBHOOK_RATE", "5/fortnight"),
-            ("TRIBUTARY_PREVIEW_RATE", "often"),
-            ("TRIBUTARY_RETENTION", "forever"),
-            ("TRIBUTARY_AUDIT_RETENTION", "0s"),
-            ("TRIBUTARY_RETENTION_INTERVAL", "soon"),
-            ("TRIBUTARY_SIGNUP_RATE", "10/fortnight"),
-            ("TRIBUTARY_SIGNUP_RATE", "0/hour"),
-            ("TRIBUTARY_TRUSTED_PROXIES", "10.0.0.0/33"),
-            ("TRIBUTARY_TRUSTED_PROXIES", "ingress"),
-        ] {
-            let err = settings(&[(name, value)]).unwrap_err();
-            assert_eq!(err.variable, name, "{value}");
-            assert!(err.to_string().starts_with(name), "{err}");
-        }
-    }
-
-    #[test]
-    fn an_operator_token_endpoint_belongs_to_an_operator_app() {
-        for (name, value) in [
-            ("TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL", "not a url"),
-            (
-                "TRIBUTARY_OAUTH_ZOHO_ACCOUNTS_URL",
-                "https://accounts.example",
-            ),
-        ] {
-            let err = settings(&[(name, value)]).unwrap_err();
-            assert_eq!(err.variable, name, "{value}");
-        }
-        let s = settings(&[
-            ("TRIBUTARY_OAUTH_SALESFORCE_CLIENT_ID", "id"),
-            ("TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET", "secret"),
-            (
-                "TRIBUTARY_OAUTH_SALESFORCE_LOGIN_URL",
-                "https://sso.example.com/",
-            ),
-        ])
-        .unwrap();
-        let app = &s.oauth_apps[0];
-        assert_eq!(
-            app.token_endpoint.as_deref(),
-            Some("https://sso.example.com")
-        );
-        assert!(app.may_send_to("https://sso.example.com/services/oauth2/token"));
-        assert!(app.may_send_to("https://login.salesforce.com/services/oauth2/token"));
-        assert!(!app.may_send_to("https://evil.example/services/oauth2/token"));
-    }
-
-    #[test]
-    fn signup_rate_and_trusted_proxies_parse() {
-        let s = settings(&[]).unwrap();
-        assert_eq!(s.signup_rate.count, 10);
-        assert_eq!(s.signup_rate.period, Duration::from_secs(3600));
-        assert!(s.trusted_proxies.is_empty());
-        let s = settings(&[
-            ("TRIBUTARY_SIGNUP_RATE", "3/minute"),
-            (
-                "TRIBUTARY_TRUSTED_PROXIES",
-                "10.0.0.0/8, 192.168.1.7,fd00::/8",
-            ),
-        ])
-        .unwrap();
-        assert_eq!(
-            (s.signup_rate.count, s.signup_rate.period.as_secs()),
-            (3, 60)
-        );
-        let trusted = |a: &str| {
-            s.trusted_proxies
-                .iter()
-                .any(|c| c.contains(a.parse().unwrap()))
-        };
-        assert!(trusted("10.200.3.4") && trusted("192.168.1.7") && trusted("fd12::1"));
-        assert!(trusted("::ffff:10.1.1.1"));
-        assert!(!trusted("11.0.0.1") && !trusted("192.168.1.8") && !trusted("fe80::1"));
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-    }
-
-    #[test]
-    fn extra_ca_certs_are_read_at_start_up_or_stop_it() {
-        assert!(settings(&[]).unwrap().extra_ca_certs.is_empty());
-        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fakes/certs/ca.pem");
-        let s = settings(&[("TRIBUTARY_EXTRA_CA_CERTS", ca)]).unwrap();
-        assert_eq!(s.extra_ca_certs.len(), 1);
-        let dir = tempfile::tempdir().unwrap();
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "no certificate here\n").unwrap();
-        let key = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fakes/certs/server.key"
-        );
-        for path in ["/nonexistent/ca.pem", empty.to_str().unwrap(), key] {
-            let err = settings(&[("TRIBUTARY_EXTRA_CA_CERTS", path)]).unwrap_err();
-            assert_eq!(err.variable, "TRIBUTARY_EXTRA_CA_CERTS", "{path}");
-            assert!(err.to_string().contains(path), "{err}");
-        }
-    }
-
-    #[test]
-    fn public_url_follows_listen_and_loses_trailing_slash() {
-        let s = settings(&[("TRIBUTARY_LISTEN", "0.0.0.0:9000")]).unwrap();
-        assert_eq!(s.public_url, "http://0.0.0.0:9000");
-        let s = settings(&[("TRIBUTARY_PUBLIC_URL", "https://hooks.example.com/")]).unwrap();
-        assert_eq!(s.public_url, "https://hooks.example.com");
-    }
-
-    #[test]
-    fn debug_output_hides_secrets() {
-        let s = settings(&[
-            (
-                "TRIBUTARY_JWT_SECRET",
-                "a-very-long-jwt-secret-value-1234567890",
-            ),
-            (
-                "TRIBUTARY_ENCRYPTION_KEYS",
-                "k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
-            ),
-        ])
-        .unwrap();
-        let debug = format!("{s:?}");
-        assert!(!debug.contains("a-very-long-jwt-secret"));
-        let with_password = settings(&[("DATABASE_URL", "postgres://u:hunter2@db/x")]).unwrap();
-        assert!(!format!("{with_password:?}").contains("hunter2"));
-        assert!(!debug.contains("MDEyMzQ1"));
-    }
-}
+mod tests;

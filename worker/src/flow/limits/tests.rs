@@ -1,4 +1,5 @@
-use super::*;
+use minijinja::value::Value;
+
 use crate::flow::templating::{self, environment};
 
 fn render(source: &str) -> Result<serde_json::Value, String> {

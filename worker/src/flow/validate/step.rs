@@ -14,7 +14,43 @@ impl Checker {
         self.known_keys(map, &path, STEP_KEYS);
         let scope = Scope::Step { index, ids };
 
-        if let Some(id) = self.required_text(map, &path, "id") {
+        self.step_id(map, &path, index, ids);
+        let kind = self.action_kind(map, &path);
+        // Email, http and assert steps write no CRM object.
+        if kind.is_none_or(|kind| kind.needs_object()) {
+            self.required_text(map, &path, "object");
+        } else {
+            self.optional_text(map, &path, "object");
+        }
+        if let Some(connection_id) = self.optional_text(map, &path, "connection_id")
+            && connection_id.trim().is_empty()
+        {
+            self.error(format!("{path}.connection_id"), "must not be empty");
+        }
+        self.step_templates(map, &path, scope);
+
+        if let Some(kind) = kind {
+            let mut problems = Vec::new();
+            kind.validate(&Shape { map }, &mut problems);
+            for problem in problems {
+                self.error(format!("{path}.{}", problem.field), problem.message);
+            }
+            if let Some(keys) = kind.keys() {
+                self.only_keys(map, &path, kind.action().as_str(), keys);
+            }
+        }
+        self.expand(map, &path, kind);
+    }
+
+    /// The step's `id`: an identifier, not the reserved refetch id, not an earlier step's.
+    fn step_id(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        index: usize,
+        ids: &[Option<String>],
+    ) {
+        if let Some(id) = self.required_text(map, path, "id") {
             let id_path = format!("{path}.id");
             if !is_identifier(id) {
                 self.error(
@@ -36,8 +72,15 @@ impl Checker {
                 );
             }
         }
+    }
 
-        let kind = match map.get("action") {
+    /// The kind of step the `action` names, reporting a missing or unknown action.
+    fn action_kind(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+    ) -> Option<&'static dyn steps::StepKind> {
+        match map.get("action") {
             None => {
                 self.error(format!("{path}.action"), "is required");
                 None
@@ -60,36 +103,29 @@ impl Checker {
                     None
                 }
             },
-        };
-        // Email, http and assert steps write no CRM object.
-        if kind.is_none_or(|kind| kind.needs_object()) {
-            self.required_text(map, &path, "object");
-        } else {
-            self.optional_text(map, &path, "object");
         }
-        if let Some(connection_id) = self.optional_text(map, &path, "connection_id")
-            && connection_id.trim().is_empty()
-        {
-            self.error(format!("{path}.connection_id"), "must not be empty");
-        }
-        if let Some(url) = self.optional_text(map, &path, "url") {
+    }
+
+    /// The step's templates and conditions, its fallback fields and its associations.
+    fn step_templates(&mut self, map: &Map<String, Value>, path: &str, scope: Scope<'_>) {
+        if let Some(url) = self.optional_text(map, path, "url") {
             self.template(&format!("{path}.url"), url, scope);
         }
-        self.template_map(map, &path, "headers", scope);
-        if let Some(check) = self.optional_text(map, &path, "check") {
+        self.template_map(map, path, "headers", scope);
+        if let Some(check) = self.optional_text(map, path, "check") {
             self.condition(&format!("{path}.check"), check, scope);
         }
-        if let Some(message) = self.optional_text(map, &path, "message") {
+        if let Some(message) = self.optional_text(map, path, "message") {
             self.template(&format!("{path}.message"), message, scope);
         }
 
-        let match_fields = self.template_map(map, &path, "match", scope);
-        let fields = self.template_map(map, &path, "fields", scope);
-        let record_id = self.optional_text(map, &path, "record_id");
+        let match_fields = self.template_map(map, path, "match", scope);
+        let fields = self.template_map(map, path, "fields", scope);
+        let record_id = self.optional_text(map, path, "record_id");
         if let Some(record_id) = record_id {
             self.template(&format!("{path}.record_id"), record_id, scope);
         }
-        if let Some(method) = self.optional_text(map, &path, "method") {
+        if let Some(method) = self.optional_text(map, path, "method") {
             if crate::flow::templating::is_template(method) {
                 self.template(&format!("{path}.method"), method, scope);
             } else if !HTTP_METHODS.contains(&method.trim().to_ascii_uppercase().as_str()) {
@@ -102,25 +138,23 @@ impl Checker {
                 );
             }
         }
-        if let Some(request_path) = self.optional_text(map, &path, "path") {
+        if let Some(request_path) = self.optional_text(map, path, "path") {
             self.template(&format!("{path}.path"), request_path, scope);
         }
-        if let Some(when) = self.optional_text(map, &path, "when") {
+        if let Some(when) = self.optional_text(map, path, "when") {
             self.condition(&format!("{path}.when"), when, scope);
         }
-        self.fallback_fields(map, &path, match_fields, fields);
-        self.associations(map, &path, scope);
+        self.fallback_fields(map, path, match_fields, fields);
+        self.associations(map, path, scope);
+    }
 
-        if let Some(kind) = kind {
-            let mut problems = Vec::new();
-            kind.validate(&Shape { map }, &mut problems);
-            for problem in problems {
-                self.error(format!("{path}.{}", problem.field), problem.message);
-            }
-            if let Some(keys) = kind.keys() {
-                self.only_keys(map, &path, kind.action().as_str(), keys);
-            }
-        }
+    /// The step's `expand`: a list of field paths, only on steps that run on Stripe.
+    fn expand(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        kind: Option<&'static dyn steps::StepKind>,
+    ) {
         if let Some(expand) = map.get("expand") {
             let valid = expand.as_array().is_some_and(|items| {
                 items.iter().all(|item| {
