@@ -264,19 +264,51 @@ struct Conventions;
 impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use actix_web::http::Method;
-        use serde_json::{Value, json};
-        use utoipa::ToResponse;
-        use utoipa::openapi::path::Parameter;
-        use utoipa::openapi::{Header, RefOr, Response};
 
         use crate::middleware::{etag, idempotency};
+
+        let idempotency_key = Conventions::idempotency_key();
+        let if_none_match = Conventions::if_none_match();
+        let not_modified = Conventions::not_modified();
+
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if let Some(operation) = item.post.as_mut()
+                && idempotency::applies(&Method::POST, path)
+            {
+                Conventions::add_idempotency(operation, &idempotency_key);
+            }
+            Conventions::add_location(item);
+            Conventions::add_changed_etag(item);
+            if let Some(operation) = item.get.as_mut()
+                && etag::applies(&Method::GET, path)
+            {
+                Conventions::add_read_etag(operation, &if_none_match, &not_modified);
+            }
+        }
+    }
+}
+
+impl Conventions {
+    /// A response header with its description and example.
+    fn header(
+        description: &str,
+        example: serde_json::Value,
+    ) -> utoipa::openapi::RefOr<utoipa::openapi::Header> {
+        use serde_json::json;
+        use utoipa::openapi::RefOr;
+
+        let value =
+            json!({"schema": {"type": "string", "example": example}, "description": description});
+        RefOr::T(serde_json::from_value(value).expect("a header object"))
+    }
+
+    /// The `Idempotency-Key` request header of the tenant API's POSTs.
+    fn idempotency_key() -> utoipa::openapi::path::Parameter {
+        use serde_json::json;
+
         use crate::services::idempotency::{MAX_KEY_CHARS, TTL_HOURS};
 
-        fn header(description: &str, example: Value) -> RefOr<Header> {
-            let value = json!({"schema": {"type": "string", "example": example}, "description": description});
-            RefOr::T(serde_json::from_value(value).expect("a header object"))
-        }
-        let idempotency_key: Parameter = serde_json::from_value(json!({
+        serde_json::from_value(json!({
             "name": "Idempotency-Key",
             "in": "header",
             "required": false,
@@ -291,100 +323,139 @@ impl Modify for Conventions {
             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS,
                        "pattern": "^[!-~]+$", "example": "0b9f6c2e-5d7a-4f1e-9c3b-8a6d2e4f1a70"}
         }))
-        .expect("a parameter object");
-        let if_none_match: Parameter = serde_json::from_value(json!({
+        .expect("a parameter object")
+    }
+
+    /// The `If-None-Match` request header of JSON GETs.
+    fn if_none_match() -> utoipa::openapi::path::Parameter {
+        use serde_json::json;
+
+        serde_json::from_value(json!({
             "name": "If-None-Match",
             "in": "header",
             "required": false,
             "description": "An `ETag` this operation gave before: when it still names the current version, the answer is 304 with no body.",
             "schema": {"type": "string", "example": "\"3f1c9a0b7d2e4c5f8a6b1d0e9c7f2a4b\""}
         }))
-        .expect("a parameter object");
-        let not_modified: Response = serde_json::from_value(json!({
+        .expect("a parameter object")
+    }
+
+    /// The 304 answer of JSON GETs.
+    fn not_modified() -> utoipa::openapi::Response {
+        use serde_json::json;
+
+        serde_json::from_value(json!({
             "description": "Unchanged since the `ETag` sent in `If-None-Match`.",
             "headers": {"ETag": {"schema": {"type": "string"}, "description": "The current version's entity tag."}}
         }))
-        .expect("a response object");
+        .expect("a response object")
+    }
 
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if let Some(operation) = item.post.as_mut()
-                && idempotency::applies(&Method::POST, path)
-            {
-                operation
-                    .parameters
-                    .get_or_insert_with(Vec::new)
-                    .push(RefOr::T(idempotency_key.clone()));
-                for (status, response) in operation.responses.responses.iter_mut() {
-                    if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
-                        response.headers.insert(
-                            "Idempotent-Replayed".into(),
-                            header(
-                                "`true` when this is the first answer to an earlier request with the same `Idempotency-Key`, given again.",
-                                json!("true"),
-                            ),
-                        );
-                    }
-                }
-                operation
-                    .responses
-                    .responses
-                    .entry("409".into())
-                    .or_insert_with(|| crate::routes::responses::Conflict::response().1);
-                // A malformed key is refused naming it.
-                operation
-                    .responses
-                    .responses
-                    .entry("422".into())
-                    .or_insert_with(|| crate::routes::responses::Invalid::response().1);
+    /// On a POST the idempotency middleware applies to: the `Idempotency-Key` parameter, the
+    /// `Idempotent-Replayed` header on every 2xx, and the 409 and 422 answers.
+    fn add_idempotency(
+        operation: &mut utoipa::openapi::path::Operation,
+        idempotency_key: &utoipa::openapi::path::Parameter,
+    ) {
+        use serde_json::json;
+        use utoipa::ToResponse;
+        use utoipa::openapi::RefOr;
+
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(RefOr::T(idempotency_key.clone()));
+        for (status, response) in operation.responses.responses.iter_mut() {
+            if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                response.headers.insert(
+                    "Idempotent-Replayed".into(),
+                    Conventions::header(
+                        "`true` when this is the first answer to an earlier request with the same `Idempotency-Key`, given again.",
+                        json!("true"),
+                    ),
+                );
             }
-            for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
-                if let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") {
-                    created.headers.insert(
-                        "Location".into(),
-                        header(
-                            "Where the created resource is read (`GET`).",
-                            json!("/v1/connections/0190f5c2-7a3e-7c4e-9b1a-3f6d2e8a9c10"),
-                        ),
-                    );
-                }
+        }
+        operation
+            .responses
+            .responses
+            .entry("409".into())
+            .or_insert_with(|| crate::routes::responses::Conflict::response().1);
+        // A malformed key is refused naming it.
+        operation
+            .responses
+            .responses
+            .entry("422".into())
+            .or_insert_with(|| crate::routes::responses::Invalid::response().1);
+    }
+
+    /// The `Location` header on every 201 of a POST or PUT.
+    fn add_location(item: &mut utoipa::openapi::PathItem) {
+        use serde_json::json;
+        use utoipa::openapi::RefOr;
+
+        for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
+            if let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") {
+                created.headers.insert(
+                    "Location".into(),
+                    Conventions::header(
+                        "Where the created resource is read (`GET`).",
+                        json!("/v1/connections/0190f5c2-7a3e-7c4e-9b1a-3f6d2e8a9c10"),
+                    ),
+                );
             }
-            for operation in [&mut item.put, &mut item.patch].into_iter().flatten() {
-                if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") {
-                    ok.headers.insert(
-                        "ETag".into(),
-                        header(
-                            "The new version's entity tag, for the next `If-Match`.",
-                            json!("\"3f1c9a0b7d2e4c5f8a6b1d0e9c7f2a4b\""),
-                        ),
-                    );
-                }
-            }
-            if let Some(operation) = item.get.as_mut()
-                && etag::applies(&Method::GET, path)
-            {
-                let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") else {
-                    continue;
-                };
-                if !ok.content.contains_key("application/json") {
-                    continue;
-                }
+        }
+    }
+
+    /// The `ETag` header on the 200 of a PUT or PATCH.
+    fn add_changed_etag(item: &mut utoipa::openapi::PathItem) {
+        use serde_json::json;
+        use utoipa::openapi::RefOr;
+
+        for operation in [&mut item.put, &mut item.patch].into_iter().flatten() {
+            if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") {
                 ok.headers.insert(
                     "ETag".into(),
-                    header(
-                        "The version of what this answer shows; send it back as `If-None-Match` (304 when unchanged) or, on a change, as `If-Match` (412 when someone changed it meanwhile).",
+                    Conventions::header(
+                        "The new version's entity tag, for the next `If-Match`.",
                         json!("\"3f1c9a0b7d2e4c5f8a6b1d0e9c7f2a4b\""),
                     ),
                 );
-                operation
-                    .parameters
-                    .get_or_insert_with(Vec::new)
-                    .push(RefOr::T(if_none_match.clone()));
-                operation
-                    .responses
-                    .responses
-                    .insert("304".into(), RefOr::T(not_modified.clone()));
             }
         }
+    }
+
+    /// On a GET the ETag middleware applies to and that answers JSON: the `ETag` header, the
+    /// `If-None-Match` parameter and the 304 answer.
+    fn add_read_etag(
+        operation: &mut utoipa::openapi::path::Operation,
+        if_none_match: &utoipa::openapi::path::Parameter,
+        not_modified: &utoipa::openapi::Response,
+    ) {
+        use serde_json::json;
+        use utoipa::openapi::RefOr;
+
+        let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") else {
+            return;
+        };
+        if !ok.content.contains_key("application/json") {
+            return;
+        }
+        ok.headers.insert(
+            "ETag".into(),
+            Conventions::header(
+                "The version of what this answer shows; send it back as `If-None-Match` (304 when unchanged) or, on a change, as `If-Match` (412 when someone changed it meanwhile).",
+                json!("\"3f1c9a0b7d2e4c5f8a6b1d0e9c7f2a4b\""),
+            ),
+        );
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(RefOr::T(if_none_match.clone()));
+        operation
+            .responses
+            .responses
+            .insert("304".into(), RefOr::T(not_modified.clone()));
     }
 }
 

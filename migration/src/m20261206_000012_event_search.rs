@@ -88,127 +88,149 @@ async fn backfill_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     }
 }
 
+/// Creates `event_keys` and its search index.
+async fn create_event_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table("event_keys")
+                .col(string_len("event_id", 64))
+                .col(string_len("value", 320))
+                .col(string_len("tenant_id", 64))
+                .col(string_len("kind", 16))
+                .primary_key(
+                    Index::create()
+                        .col(Alias::new("event_id"))
+                        .col(Alias::new("value")),
+                )
+                .foreign_key(&mut cascade(
+                    "fk_event_keys_event",
+                    ("event_keys", "event_id"),
+                    ("events", "id"),
+                ))
+                .take(),
+        )
+        .await?;
+    manager
+        .create_index(index(
+            "event_keys",
+            "search",
+            &["tenant_id", "value", "event_id"],
+            false,
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Adds the indexes of deliveries by flow and by connection.
+async fn index_deliveries(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_index(index(
+            "deliveries",
+            "flow",
+            &["tenant_id", "flow_id", "event_id"],
+            false,
+        ))
+        .await?;
+    manager
+        .create_index(index(
+            "deliveries",
+            "connection",
+            &["tenant_id", "connection_id", "event_id"],
+            false,
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Creates `bulk_jobs` and its tenant, active and due indexes.
+async fn create_bulk_jobs(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table("bulk_jobs")
+                .col(string_len("id", 64).primary_key())
+                .col(string_len("tenant_id", 64))
+                .col(string_len("kind", 32))
+                .col(string_len("status", 16))
+                .col(text("filter"))
+                .col(boolean("force"))
+                .col(integer("total"))
+                .col(integer("done"))
+                .col(integer("failed"))
+                .col(text_null("last_error"))
+                .col(string_len("actor_type", 16))
+                .col(string_len("actor_id", 64))
+                .col(string_len("role", 16))
+                .col(string_len_null("client_address", 64))
+                .col(string_len_null("active_tenant_id", 64))
+                .col(integer("runs"))
+                .col(timestamp_with_time_zone_null("lease_until"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone("updated_at"))
+                .col(timestamp_with_time_zone_null("finished_at"))
+                .foreign_key(&mut cascade(
+                    "fk_bulk_jobs_tenant",
+                    ("bulk_jobs", "tenant_id"),
+                    ("tenants", "id"),
+                ))
+                .take(),
+        )
+        .await?;
+    manager
+        .create_index(index("bulk_jobs", "tenant", &["tenant_id", "id"], false))
+        .await?;
+    manager
+        .create_index(index("bulk_jobs", "active", &["active_tenant_id"], true))
+        .await?;
+    manager
+        .create_index(index("bulk_jobs", "due", &["status", "lease_until"], false))
+        .await?;
+    Ok(())
+}
+
+/// Creates `bulk_job_items` and its status index.
+async fn create_bulk_job_items(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table("bulk_job_items")
+                .col(string_len("job_id", 64))
+                .col(string_len("item_id", 64))
+                .col(string_len("tenant_id", 64))
+                .col(string_len("status", 16))
+                .col(text_null("reason"))
+                .primary_key(
+                    Index::create()
+                        .col(Alias::new("job_id"))
+                        .col(Alias::new("item_id")),
+                )
+                .foreign_key(&mut cascade(
+                    "fk_bulk_job_items_job",
+                    ("bulk_job_items", "job_id"),
+                    ("bulk_jobs", "id"),
+                ))
+                .take(),
+        )
+        .await?;
+    manager
+        .create_index(index(
+            "bulk_job_items",
+            "status",
+            &["job_id", "status", "item_id"],
+            false,
+        ))
+        .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_table(
-                Table::create()
-                    .table("event_keys")
-                    .col(string_len("event_id", 64))
-                    .col(string_len("value", 320))
-                    .col(string_len("tenant_id", 64))
-                    .col(string_len("kind", 16))
-                    .primary_key(
-                        Index::create()
-                            .col(Alias::new("event_id"))
-                            .col(Alias::new("value")),
-                    )
-                    .foreign_key(&mut cascade(
-                        "fk_event_keys_event",
-                        ("event_keys", "event_id"),
-                        ("events", "id"),
-                    ))
-                    .take(),
-            )
-            .await?;
-        manager
-            .create_index(index(
-                "event_keys",
-                "search",
-                &["tenant_id", "value", "event_id"],
-                false,
-            ))
-            .await?;
-        manager
-            .create_index(index(
-                "deliveries",
-                "flow",
-                &["tenant_id", "flow_id", "event_id"],
-                false,
-            ))
-            .await?;
-        manager
-            .create_index(index(
-                "deliveries",
-                "connection",
-                &["tenant_id", "connection_id", "event_id"],
-                false,
-            ))
-            .await?;
-
-        manager
-            .create_table(
-                Table::create()
-                    .table("bulk_jobs")
-                    .col(string_len("id", 64).primary_key())
-                    .col(string_len("tenant_id", 64))
-                    .col(string_len("kind", 32))
-                    .col(string_len("status", 16))
-                    .col(text("filter"))
-                    .col(boolean("force"))
-                    .col(integer("total"))
-                    .col(integer("done"))
-                    .col(integer("failed"))
-                    .col(text_null("last_error"))
-                    .col(string_len("actor_type", 16))
-                    .col(string_len("actor_id", 64))
-                    .col(string_len("role", 16))
-                    .col(string_len_null("client_address", 64))
-                    .col(string_len_null("active_tenant_id", 64))
-                    .col(integer("runs"))
-                    .col(timestamp_with_time_zone_null("lease_until"))
-                    .col(timestamp_with_time_zone("created_at"))
-                    .col(timestamp_with_time_zone("updated_at"))
-                    .col(timestamp_with_time_zone_null("finished_at"))
-                    .foreign_key(&mut cascade(
-                        "fk_bulk_jobs_tenant",
-                        ("bulk_jobs", "tenant_id"),
-                        ("tenants", "id"),
-                    ))
-                    .take(),
-            )
-            .await?;
-        manager
-            .create_index(index("bulk_jobs", "tenant", &["tenant_id", "id"], false))
-            .await?;
-        manager
-            .create_index(index("bulk_jobs", "active", &["active_tenant_id"], true))
-            .await?;
-        manager
-            .create_index(index("bulk_jobs", "due", &["status", "lease_until"], false))
-            .await?;
-        manager
-            .create_table(
-                Table::create()
-                    .table("bulk_job_items")
-                    .col(string_len("job_id", 64))
-                    .col(string_len("item_id", 64))
-                    .col(string_len("tenant_id", 64))
-                    .col(string_len("status", 16))
-                    .col(text_null("reason"))
-                    .primary_key(
-                        Index::create()
-                            .col(Alias::new("job_id"))
-                            .col(Alias::new("item_id")),
-                    )
-                    .foreign_key(&mut cascade(
-                        "fk_bulk_job_items_job",
-                        ("bulk_job_items", "job_id"),
-                        ("bulk_jobs", "id"),
-                    ))
-                    .take(),
-            )
-            .await?;
-        manager
-            .create_index(index(
-                "bulk_job_items",
-                "status",
-                &["job_id", "status", "item_id"],
-                false,
-            ))
-            .await?;
-
+        create_event_keys(manager).await?;
+        index_deliveries(manager).await?;
+        create_bulk_jobs(manager).await?;
+        create_bulk_job_items(manager).await?;
         backfill_keys(manager).await
     }
 

@@ -256,7 +256,43 @@ pub async fn callback(
     state: &AppState,
     query: &CallbackQuery,
 ) -> Result<connections::Model, Refused> {
-    let refuse = |m: &str| Err(Refused(m.to_string()));
+    let row = claim_state(state, query).await?;
+    let connection = pending_connection(state, &row).await?;
+    let code = vendor_code(state, query, &connection).await?;
+    let oauth = providers::get(&connection.provider)
+        .and_then(|p| p.oauth)
+        .ok_or_else(|| Refused("this provider has no OAuth flow".into()))?;
+    let settings = callback_settings(query, &connection, oauth)?;
+    let (token, client_id, client_secret) =
+        exchange_code(state, &row, &connection, oauth, &settings, code).await?;
+    let (session, refresh_token) = read_token(state, &connection, oauth, &token).await?;
+    let credentials = Credentials::RefreshToken {
+        client_id,
+        client_secret,
+        refresh_token,
+        access_token: None,
+        expires_at: None,
+    };
+    store_authorization(state, &row, &connection, settings, &session, &credentials).await?;
+    let active = connections::Entity::find_by_id(connection.id.clone())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| Refused("the connection no longer exists".into()))?;
+    super::events::release_waiting(state, &active).await?;
+    Ok(active)
+}
+
+/// A refusal of the callback with `message`.
+fn refuse<T>(message: &str) -> Result<T, Refused> {
+    Err(Refused(message.to_string()))
+}
+
+/// The callback's state row, claimed so it is never used twice; refused when the state is
+/// missing, unknown, used or expired.
+async fn claim_state(
+    state: &AppState,
+    query: &CallbackQuery,
+) -> Result<oauth_states::Model, Refused> {
     let Some(state_token) = query.state.as_deref().filter(|s| !s.is_empty()) else {
         return refuse("the callback has no state; start again from the connection");
     };
@@ -290,6 +326,14 @@ pub async fn callback(
     if !claimed {
         return refuse("this authorization link was already used; ask for a new one");
     }
+    Ok(row)
+}
+
+/// The connection the state row was made for, in the state's tenant and of its provider.
+async fn pending_connection(
+    state: &AppState,
+    row: &oauth_states::Model,
+) -> Result<connections::Model, Refused> {
     // The state names its tenant: another tenant's connection cannot be reached from it.
     let Some(connection) =
         connections::Entity::find_by_id_in_tenant(&row.tenant_id, &row.connection_id)
@@ -299,6 +343,16 @@ pub async fn callback(
     else {
         return refuse("the connection this authorization was for no longer exists");
     };
+    Ok(connection)
+}
+
+/// The authorization code the vendor sent; a refusal the vendor sent instead is noted on the
+/// connection.
+async fn vendor_code<'q>(
+    state: &AppState,
+    query: &'q CallbackQuery,
+    connection: &connections::Model,
+) -> Result<&'q str, Refused> {
     if let Some(error) = &query.error {
         let reason = match &query.error_description {
             Some(description) => format!("{error}: {description}"),
@@ -306,7 +360,7 @@ pub async fn callback(
         };
         note_refusal(
             state,
-            &connection,
+            connection,
             &format!("authorization refused: {reason}"),
         )
         .await?;
@@ -318,11 +372,17 @@ pub async fn callback(
     let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
         return refuse("the callback has no code");
     };
+    Ok(code)
+}
 
-    let mut settings = settings_of(&connection);
-    let oauth = providers::get(&connection.provider)
-        .and_then(|p| p.oauth)
-        .ok_or_else(|| Refused("this provider has no OAuth flow".into()))?;
+/// The connection's settings, with the accounts server the callback names (Zoho) when it is
+/// one the provider allows.
+fn callback_settings(
+    query: &CallbackQuery,
+    connection: &connections::Model,
+    oauth: &providers::OAuth,
+) -> Result<Map<String, Value>, Refused> {
+    let mut settings = settings_of(connection);
     // Zoho names the user's data centre; only one of the vendor's accounts servers or the
     // connection's own is believed.
     if !oauth.callback_servers.is_empty()
@@ -345,17 +405,31 @@ pub async fn callback(
             );
         }
     }
-    let endpoints = (oauth.endpoints)(&settings);
-    let credentials = credentials_of(state, &connection)?;
+    Ok(settings)
+}
+
+/// Exchanges the code at the token endpoint with the connection's client app; returns the
+/// vendor's token answer with the client id and secret used. A refused exchange is noted on
+/// the connection.
+async fn exchange_code(
+    state: &AppState,
+    row: &oauth_states::Model,
+    connection: &connections::Model,
+    oauth: &providers::OAuth,
+    settings: &Map<String, Value>,
+    code: &str,
+) -> Result<(VendorTokenResponse, String, String), Refused> {
+    let endpoints = (oauth.endpoints)(settings);
+    let credentials = credentials_of(state, connection)?;
     let (client_id, client_secret) =
-        match client_app(state, &connection.provider, &credentials, &settings) {
+        match client_app(state, &connection.provider, &credentials, settings) {
             Ok(app) => app,
             Err(ApiError::Validation(errors)) => {
                 let reason = errors
                     .first()
                     .map(|e| format!("{}: {}", e.field, e.message))
                     .unwrap_or_else(|| "no OAuth app is configured for this connection".into());
-                note_refusal(state, &connection, &reason).await?;
+                note_refusal(state, connection, &reason).await?;
                 return Err(Refused(reason));
             }
             Err(_) => return refuse("no OAuth app is configured for this connection"),
@@ -401,7 +475,7 @@ pub async fn callback(
             let reason = exchange_error(&error);
             note_refusal(
                 state,
-                &connection,
+                connection,
                 &format!("code exchange failed: {reason}"),
             )
             .await?;
@@ -411,8 +485,20 @@ pub async fn callback(
             )));
         }
     };
+    Ok((token, client_id, client_secret))
+}
+
+/// The session (access token, its expiry, the API host the vendor named) and the refresh
+/// token in the vendor's token answer; refused without a refresh token, or with an API host
+/// that is missing or not allowed.
+async fn read_token(
+    state: &AppState,
+    connection: &connections::Model,
+    oauth: &providers::OAuth,
+    token: &VendorTokenResponse,
+) -> Result<(Session, String), Refused> {
     let Some(refresh_token) = token.refresh_token() else {
-        note_refusal(state, &connection, "the vendor issued no refresh token").await?;
+        note_refusal(state, connection, "the vendor issued no refresh token").await?;
         return refuse(
             "the vendor issued no refresh token (the app needs offline access); the connection is not active",
         );
@@ -438,15 +524,21 @@ pub async fn callback(
             .map(|lifetime| token_expiry(&connection.id, lifetime)),
         api_base,
     };
-    let credentials = Credentials::RefreshToken {
-        client_id,
-        client_secret,
-        refresh_token: refresh_token.secret().clone(),
-        access_token: None,
-        expires_at: None,
-    };
+    Ok((session, refresh_token.secret().clone()))
+}
+
+/// Seals the session and credentials on the connection, makes it active and records the
+/// authorization in the audit log, in one transaction.
+async fn store_authorization(
+    state: &AppState,
+    row: &oauth_states::Model,
+    connection: &connections::Model,
+    settings: Map<String, Value>,
+    session: &Session,
+    credentials: &Credentials,
+) -> Result<(), Refused> {
     let sealed_session = state.keyring.seal(
-        &serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.into()))?,
+        &serde_json::to_string(session).map_err(|e| ApiError::Internal(e.into()))?,
         &SecretContext {
             tenant_id: &connection.tenant_id,
             purpose: sealed::CONNECTION_SESSION,
@@ -460,7 +552,7 @@ pub async fn callback(
                 &state.keyring,
                 &connection.tenant_id,
                 &connection.id,
-                &credentials,
+                credentials,
             ))),
             session: Set(Some(sealed_session)),
             refresh_lease_until: Set(None),
@@ -494,12 +586,7 @@ pub async fn callback(
     )
     .await?;
     txn.commit().await?;
-    let active = connections::Entity::find_by_id(connection.id.clone())
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| Refused("the connection no longer exists".into()))?;
-    super::events::release_waiting(state, &active).await?;
-    Ok(active)
+    Ok(())
 }
 
 /// When a token the vendor says lives `lifetime` expires: at most a year from now (a longer or
