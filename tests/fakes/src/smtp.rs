@@ -220,35 +220,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         } else if upper.starts_with("HELO") {
             "250 fake.smtp\r\n".into()
         } else if upper.starts_with("AUTH PLAIN") {
-            let encoded = command.split_whitespace().nth(2).unwrap_or_default();
-            let decoded = STANDARD.decode(encoded).unwrap_or_default();
-            let parts: Vec<String> = decoded
-                .split(|b| *b == 0)
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
-            let (user, pass) = (
-                parts.get(1).cloned().unwrap_or_default(),
-                parts.get(2).cloned().unwrap_or_default(),
-            );
-            authed = check_login(&state, &user, &pass);
-            if authed {
-                "235 2.7.0 Authentication successful\r\n".into()
-            } else {
-                "535 5.7.8 Authentication credentials invalid\r\n".into()
-            }
+            authed = auth_plain(&command, &state);
+            auth_reply(authed)
         } else if upper.starts_with("AUTH LOGIN") {
-            lines.get_mut().write_all(b"334 VXNlcm5hbWU6\r\n").await?;
-            lines.get_mut().flush().await?;
-            let user = read_b64(&mut lines).await?;
-            lines.get_mut().write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
-            lines.get_mut().flush().await?;
-            let pass = read_b64(&mut lines).await?;
-            authed = check_login(&state, &user, &pass);
-            if authed {
-                "235 2.7.0 Authentication successful\r\n".into()
-            } else {
-                "535 5.7.8 Authentication credentials invalid\r\n".into()
-            }
+            authed = auth_login(&mut lines, &state).await?;
+            auth_reply(authed)
         } else if upper.starts_with("MAIL FROM:") {
             if needs_login && !authed {
                 "530 5.7.0 Authentication required\r\n".into()
@@ -261,35 +237,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             to.push(address(&command[8..]));
             "250 2.1.5 OK\r\n".into()
         } else if upper == "DATA" {
-            lines
-                .get_mut()
-                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                .await?;
-            lines.get_mut().flush().await?;
-            let mut data = String::new();
-            loop {
-                line.clear();
-                if lines.read_line(&mut line).await? == 0 {
-                    return Ok(None);
-                }
-                if line == ".\r\n" || line == ".\n" {
-                    break;
-                }
-                let unstuffed = line.strip_prefix('.').unwrap_or(&line);
-                data.push_str(unstuffed);
-            }
-            let mut state = state.lock().unwrap();
-            if state.fail_next > 0 {
-                state.fail_next -= 1;
-                "451 4.3.0 Temporary failure, try again later\r\n".into()
-            } else {
-                state.messages.push(Received {
-                    from: from.clone(),
-                    to: to.clone(),
-                    data,
-                    tls,
-                });
-                "250 2.0.0 OK queued\r\n".into()
+            match receive_data(&mut lines, &state, (&from, &to), tls).await? {
+                Some(reply) => reply,
+                None => return Ok(None),
             }
         } else if upper == "RSET" {
             from.clear();
@@ -307,6 +257,85 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         lines.get_mut().write_all(reply.as_bytes()).await?;
         lines.get_mut().flush().await?;
     }
+}
+
+/// `AUTH PLAIN <base64 of \0user\0pass>`: whether the login holds.
+fn auth_plain(command: &str, state: &Arc<Mutex<State>>) -> bool {
+    let encoded = command.split_whitespace().nth(2).unwrap_or_default();
+    let decoded = STANDARD.decode(encoded).unwrap_or_default();
+    let parts: Vec<String> = decoded
+        .split(|b| *b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let (user, pass) = (
+        parts.get(1).cloned().unwrap_or_default(),
+        parts.get(2).cloned().unwrap_or_default(),
+    );
+    check_login(state, &user, &pass)
+}
+
+/// `AUTH LOGIN`: asks for the user name and the password in turn; whether the login holds.
+async fn auth_login<S: AsyncRead + AsyncWrite + Unpin>(
+    lines: &mut BufReader<S>,
+    state: &Arc<Mutex<State>>,
+) -> std::io::Result<bool> {
+    lines.get_mut().write_all(b"334 VXNlcm5hbWU6\r\n").await?;
+    lines.get_mut().flush().await?;
+    let user = read_b64(lines).await?;
+    lines.get_mut().write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
+    lines.get_mut().flush().await?;
+    let pass = read_b64(lines).await?;
+    Ok(check_login(state, &user, &pass))
+}
+
+/// The answer to a login.
+fn auth_reply(authed: bool) -> String {
+    if authed {
+        "235 2.7.0 Authentication successful\r\n".into()
+    } else {
+        "535 5.7.8 Authentication credentials invalid\r\n".into()
+    }
+}
+
+/// `DATA`: reads the message up to its lone `.` and keeps it (or refuses it while `fail_next`
+/// lasts); the reply, or `None` when the client hung up mid-message.
+async fn receive_data<S: AsyncRead + AsyncWrite + Unpin>(
+    lines: &mut BufReader<S>,
+    state: &Arc<Mutex<State>>,
+    (from, to): (&str, &[String]),
+    tls: bool,
+) -> std::io::Result<Option<String>> {
+    lines
+        .get_mut()
+        .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        .await?;
+    lines.get_mut().flush().await?;
+    let mut data = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        if line == ".\r\n" || line == ".\n" {
+            break;
+        }
+        let unstuffed = line.strip_prefix('.').unwrap_or(&line);
+        data.push_str(unstuffed);
+    }
+    let mut state = state.lock().unwrap();
+    Ok(Some(if state.fail_next > 0 {
+        state.fail_next -= 1;
+        "451 4.3.0 Temporary failure, try again later\r\n".into()
+    } else {
+        state.messages.push(Received {
+            from: from.to_string(),
+            to: to.to_vec(),
+            data,
+            tls,
+        });
+        "250 2.0.0 OK queued\r\n".into()
+    }))
 }
 
 fn check_login(state: &Arc<Mutex<State>>, user: &str, pass: &str) -> bool {

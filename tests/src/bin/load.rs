@@ -104,10 +104,47 @@ async fn main() {
     );
 
     // 1. Event → record latency, unloaded: one event at a time, measured on the server's clock.
+    unloaded_latency(&app, &p, ingest_only).await;
+
+    // 2. Ack latency at a fixed offered rate (open loop: sends start on schedule).
+    let app = Arc::new(app);
+    let p = Arc::new(p);
+    ack_latency(&app, &p, rate).await;
+
+    // 3. Ingest throughput: as fast as 64 concurrent senders go; every 200 is a committed row.
+    let permits = Arc::new(Semaphore::new(64));
+    let started = Instant::now();
+    let results = futures::stream::iter(0..total)
+        .map(|i| {
+            let (app, p, permits) = (app.clone(), p.clone(), permits.clone());
+            async move {
+                let _permit = permits.acquire_owned().await.unwrap();
+                let (body, signature) = signed(&p, i, "burst");
+                send(&app, &p, body, signature).await
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = started.elapsed();
+    println!(
+        "ingest: {} events in {:.2} s = {:.0} events/s durable",
+        results.len(),
+        elapsed.as_secs_f64(),
+        results.len() as f64 / elapsed.as_secs_f64()
+    );
+    // 4. Login timing: an unknown email must cost what a wrong password costs.
+    login_timing(&app, &p.tenant.email).await;
+    cleanup.run().await;
+}
+
+/// Event → record latency, unloaded: 50 events one at a time (none with `ingest_only`, where
+/// nothing delivers them), timed from receipt to delivery on the server's clock; prints it.
+async fn unloaded_latency(app: &TestApp, p: &Pipeline, ingest_only: bool) {
     let samples = if ingest_only { 0 } else { 50 };
     for i in 0..samples {
-        let (body, signature) = signed(&p, i, "lat");
-        send(&app, &p, body, signature).await;
+        let (body, signature) = signed(p, i, "lat");
+        send(app, p, body, signature).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -140,13 +177,14 @@ async fn main() {
             percentile(&to_record, 0.99)
         );
     }
+}
 
-    // 2. Ack latency at a fixed offered rate (open loop: sends start on schedule).
+/// Ack latency at `rate` events a second for 10 s, open loop (sends start on schedule); prints
+/// its percentiles.
+async fn ack_latency(app: &Arc<TestApp>, p: &Arc<Pipeline>, rate: f64) {
     let count = (rate * 10.0) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
-    let app = Arc::new(app);
-    let p = Arc::new(p);
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
         let due = started + interval * i as u32;
@@ -168,32 +206,6 @@ async fn main() {
         percentile(&acks, 0.99),
         acks.last().copied().unwrap_or(f64::NAN)
     );
-
-    // 3. Ingest throughput: as fast as 64 concurrent senders go; every 200 is a committed row.
-    let permits = Arc::new(Semaphore::new(64));
-    let started = Instant::now();
-    let results = futures::stream::iter(0..total)
-        .map(|i| {
-            let (app, p, permits) = (app.clone(), p.clone(), permits.clone());
-            async move {
-                let _permit = permits.acquire_owned().await.unwrap();
-                let (body, signature) = signed(&p, i, "burst");
-                send(&app, &p, body, signature).await
-            }
-        })
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
-    let elapsed = started.elapsed();
-    println!(
-        "ingest: {} events in {:.2} s = {:.0} events/s durable",
-        results.len(),
-        elapsed.as_secs_f64(),
-        results.len() as f64 / elapsed.as_secs_f64()
-    );
-    // 4. Login timing: an unknown email must cost what a wrong password costs.
-    login_timing(&app, &p.tenant.email).await;
-    cleanup.run().await;
 }
 
 /// Login samples per kind: enough for the mean difference to stand out of the noise.

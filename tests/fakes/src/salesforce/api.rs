@@ -1,0 +1,302 @@
+//! The fake Salesforce's org instance: session and limit checks, sObjects (create, read,
+//! update, upsert by external id), SOQL and limits; and the two servers' routing.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::{Map, Value, json};
+
+use super::answers::sf_error;
+use super::oauth::{login, revoke};
+use super::soql::run_query;
+use super::state::get_field;
+use super::{CLIENT_ID, Shared, State};
+use crate::{RequestLog, Served, query_map};
+
+/// Checks the caller's session and the daily limit, and counts the call.
+fn admit(s: &mut State, req: &HttpRequest) -> Result<(), HttpResponse> {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if s.sessions.get(bearer) != Some(&true) {
+        return Err(sf_error(
+            401,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+            &[],
+        ));
+    }
+    if s.limit_exhausted {
+        return Err(sf_error(
+            403,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+            &[],
+        ));
+    }
+    s.used += 1;
+    Ok(())
+}
+
+/// A request body that must be a JSON object.
+fn json_body(body: &[u8]) -> Result<Map<String, Value>, HttpResponse> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(sf_error(
+            400,
+            "JSON_PARSER_ERROR",
+            "The request body is not a JSON object",
+            &[],
+        )),
+    }
+}
+
+/// A percent-encoded path segment, decoded.
+fn decode(segment: &str) -> String {
+    url::form_urlencoded::parse(format!("v={segment}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+pub(super) fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
+    let mut s = state.lock().unwrap();
+    if let Err(response) = admit(&mut s, req) {
+        return response;
+    }
+    let path = req.path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().as_str().to_string();
+    let (version, rest) = match segments.as_slice() {
+        ["services", "data", version, rest @ ..] if version.starts_with('v') => (*version, rest),
+        _ => {
+            return sf_error(
+                404,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+                &[],
+            );
+        }
+    };
+    match (method.as_str(), rest) {
+        ("GET", ["limits"]) => HttpResponse::Ok().json(json!({
+            "DailyApiRequests": {"Max": s.max, "Remaining": s.max.saturating_sub(s.used)}
+        })),
+        ("GET", ["query"]) => {
+            let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+                .map(|q| q.into_inner())
+                .unwrap_or_default();
+            match query.get("q") {
+                Some(soql) => run_query(&s, soql, version),
+                None => sf_error(400, "MALFORMED_QUERY", "q is required", &[]),
+            }
+        }
+        ("POST", ["sobjects", object]) => create(&mut s, object, body),
+        ("GET", ["sobjects", object, id]) => read(&s, req, version, object, id),
+        ("PATCH", ["sobjects", object, id]) => update(&mut s, object, id, body),
+        ("PATCH", ["sobjects", object, field, value]) => {
+            upsert(&mut s, version, object, field, value, body)
+        }
+        _ => sf_error(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &[],
+        ),
+    }
+}
+
+/// `POST /sobjects/{object}`.
+fn create(s: &mut State, object: &str, body: &[u8]) -> HttpResponse {
+    if !s.known_object(object) {
+        return sf_error(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &[],
+        );
+    }
+    let fields = match json_body(body).and_then(|b| s.validate(object, &b, true)) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let id = s.create(object, fields);
+    HttpResponse::Created().json(json!({"id": id, "success": true, "errors": []}))
+}
+
+/// `GET /sobjects/{object}/{id}`, optionally only the `fields` asked for.
+fn read(s: &State, req: &HttpRequest, version: &str, object: &str, id: &str) -> HttpResponse {
+    match s.record_index(object, id) {
+        Some(i) => {
+            let record = &s.records[object][i];
+            let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+                .map(|q| q.into_inner())
+                .unwrap_or_default();
+            let mut out = Map::new();
+            out.insert(
+                "attributes".into(),
+                json!({"type": object, "url": format!("/services/data/{version}/sobjects/{object}/{id}")}),
+            );
+            match query.get("fields") {
+                Some(list) => {
+                    for f in list.split(',') {
+                        if let Some((k, v)) = get_field(record, f.trim()) {
+                            out.insert(k.clone(), v.clone());
+                        }
+                    }
+                    out.insert("Id".into(), json!(id));
+                }
+                None => out.extend(record.clone()),
+            }
+            HttpResponse::Ok().json(out)
+        }
+        None => sf_error(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &[],
+        ),
+    }
+}
+
+/// `PATCH /sobjects/{object}/{id}`.
+fn update(s: &mut State, object: &str, id: &str, body: &[u8]) -> HttpResponse {
+    let Some(i) = s.record_index(object, id) else {
+        return sf_error(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &[],
+        );
+    };
+    let fields = match json_body(body).and_then(|b| s.validate(object, &b, false)) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    s.records.get_mut(object).unwrap()[i].extend(fields);
+    HttpResponse::NoContent().finish()
+}
+
+/// `PATCH /sobjects/{object}/{field}/{value}`: upsert by an external id field.
+fn upsert(
+    s: &mut State,
+    version: &str,
+    object: &str,
+    field: &str,
+    value: &str,
+    body: &[u8],
+) -> HttpResponse {
+    let value = decode(value);
+    let external = s
+        .fields
+        .get(object)
+        .and_then(|f| f.iter().find(|(k, _)| k.eq_ignore_ascii_case(field)))
+        .filter(|(_, def)| def.external_id)
+        .map(|(k, _)| k.clone());
+    let Some(field) = external else {
+        return sf_error(
+            404,
+            "NOT_FOUND",
+            &format!("Provided external ID field does not exist or is not accessible: {field}"),
+            &[],
+        );
+    };
+    let body = match json_body(body) {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    if let Some((_, given)) = get_field(&body, &field)
+        && given.as_str() != Some(value.as_str())
+    {
+        return sf_error(
+            400,
+            "INVALID_FIELD",
+            &format!(
+                "The value of the external ID field {field} in the body does not match the URL"
+            ),
+            &[field.as_str()],
+        );
+    }
+    let matches: Vec<usize> = s
+        .records
+        .get(object)
+        .map(|rs| {
+            rs.iter()
+                .enumerate()
+                .filter(|(_, r)| r.get(&field).and_then(Value::as_str) == Some(value.as_str()))
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .unwrap_or_default();
+    match matches.as_slice() {
+        [] => {
+            let mut fields = match s.validate(object, &body, true) {
+                Ok(f) => f,
+                Err(response) => return response,
+            };
+            fields.insert(field.clone(), json!(value));
+            let id = s.create(object, fields);
+            HttpResponse::Created()
+                .json(json!({"id": id, "success": true, "errors": [], "created": true}))
+        }
+        [i] => {
+            let fields = match s.validate(object, &body, false) {
+                Ok(f) => f,
+                Err(response) => return response,
+            };
+            let record = &mut s.records.get_mut(object).unwrap()[*i];
+            record.extend(fields);
+            let id = record["Id"].clone();
+            HttpResponse::Ok()
+                .json(json!({"id": id, "success": true, "errors": [], "created": false}))
+        }
+        several => {
+            let urls: Vec<String> = several
+                .iter()
+                .map(|i| {
+                    let id = s.records[object][*i]["Id"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    format!("/services/data/{version}/sobjects/{object}/{id}")
+                })
+                .collect();
+            HttpResponse::build(StatusCode::MULTIPLE_CHOICES).json(urls)
+        }
+    }
+}
+
+pub(super) fn serve(state: Shared, log: RequestLog, is_login: bool) -> Served {
+    Served::answering(log, move |req, body| {
+        if is_login {
+            return match (req.method().as_str(), req.path()) {
+                ("POST", "/services/oauth2/token") => login(&state, body),
+                ("POST", "/services/oauth2/revoke") => revoke(&state, body),
+                ("GET", "/services/oauth2/authorize") => {
+                    state
+                        .lock()
+                        .unwrap()
+                        .auth
+                        .authorize(query_map(req), CLIENT_ID, &[])
+                }
+                _ => HttpResponse::NotFound().json(json!({"error": "not_found"})),
+            };
+        }
+        let mut response = api(&state, req, body);
+        let s = state.lock().unwrap();
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("sforce-limit-info"),
+            actix_web::http::header::HeaderValue::from_str(&format!(
+                "api-usage={}/{}",
+                s.used, s.max
+            ))
+            .unwrap(),
+        );
+        response
+    })
+}

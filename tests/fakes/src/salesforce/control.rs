@@ -1,0 +1,141 @@
+//! Test controls of the fake Salesforce: starting it, issuing tokens, injecting faults, seeding records.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+
+use super::api::serve;
+use super::{FakeSalesforce, Field, Shared, Stage, State};
+use crate::{RequestLog, token};
+
+impl FakeSalesforce {
+    /// Starts the login server and the org instance on `127.0.0.1:0`.
+    pub fn start() -> FakeSalesforce {
+        let state: Shared = Arc::new(Mutex::new(State::new()));
+        let log = RequestLog::default();
+        let login = serve(state.clone(), log.clone(), true);
+        let instance = serve(state.clone(), log.clone(), false);
+        {
+            let mut s = state.lock().unwrap();
+            s.login_url = login.base_url.clone();
+            s.instance_url = instance.base_url.clone();
+        }
+        FakeSalesforce {
+            login_url: login.base_url.clone(),
+            instance_url: instance.base_url.clone(),
+            log,
+            state,
+            login,
+            instance,
+        }
+    }
+
+    pub fn issue_refresh_token(&self) -> String {
+        let refresh = token("5Aep861-fake-refresh-");
+        self.state
+            .lock()
+            .unwrap()
+            .refresh_tokens
+            .push(refresh.clone());
+        refresh
+    }
+
+    /// Registers a redirect URI for the fake's OAuth app (the callback Tributary sends).
+    pub fn register_redirect_uri(&self, uri: &str) {
+        self.state.lock().unwrap().auth.register_redirect_uri(uri);
+    }
+
+    /// The user refuses the next authorization request.
+    pub fn deny_next_authorization(&self) {
+        self.state.lock().unwrap().auth.deny_next();
+    }
+
+    /// Query parameters of every authorization request.
+    pub fn authorization_requests(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().unwrap().auth.requests.clone()
+    }
+
+    /// Tokens revoked through `/services/oauth2/revoke`.
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().revoked.clone()
+    }
+
+    /// Every session issued so far is refused from now on.
+    pub fn expire_sessions(&self) {
+        for valid in self.state.lock().unwrap().sessions.values_mut() {
+            *valid = false;
+        }
+    }
+
+    pub fn revoke_refresh_tokens(&self) {
+        self.state.lock().unwrap().refresh_tokens.clear();
+    }
+
+    /// While set, each refresh spends its refresh token and answers a new one (the connected
+    /// app's refresh token rotation).
+    pub fn rotate_refresh_tokens(&self, rotate: bool) {
+        self.state.lock().unwrap().rotate = rotate;
+    }
+
+    /// While set, every API call answers 403 `REQUEST_LIMIT_EXCEEDED`.
+    pub fn exhaust_daily_limit(&self, exhausted: bool) {
+        self.state.lock().unwrap().limit_exhausted = exhausted;
+    }
+
+    pub fn set_api_usage(&self, used: u64, max: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.used = used;
+        s.max = max;
+    }
+
+    /// Adds a custom field; an external id can key upserts.
+    pub fn define_field(&self, object: &str, name: &str, external_id: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .fields
+            .entry(object.to_string())
+            .or_default()
+            .insert(name.to_string(), Field { external_id });
+    }
+
+    /// Replaces the opportunity stages: (name, IsClosed, IsWon).
+    pub fn set_stages(&self, stages: &[(&str, bool, bool)]) {
+        self.state.lock().unwrap().stages = stages
+            .iter()
+            .map(|(name, closed, won)| Stage {
+                name: name.to_string(),
+                closed: *closed,
+                won: *won,
+            })
+            .collect();
+    }
+
+    /// Seeds a record without validation; returns its id.
+    pub fn insert(&self, object: &str, fields: Value) -> String {
+        let fields = fields.as_object().cloned().unwrap_or_default();
+        self.state.lock().unwrap().create(object, fields)
+    }
+
+    pub fn record(&self, object: &str, id: &str) -> Option<Map<String, Value>> {
+        let s = self.state.lock().unwrap();
+        s.record_index(object, id)
+            .map(|i| s.records[object][i].clone())
+    }
+
+    pub fn records(&self, object: &str) -> Vec<Map<String, Value>> {
+        self.state
+            .lock()
+            .unwrap()
+            .records
+            .get(object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn stop(&self) {
+        self.login.stop().await;
+        self.instance.stop().await;
+    }
+}
