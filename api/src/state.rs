@@ -57,6 +57,12 @@ fn load_jwt(settings: &Settings) -> anyhow::Result<JwtKeys> {
 }
 
 impl AppState {
+    /// What talks to the vendors (the guarded HTTP client, the operator's OAuth apps): the
+    /// OAuth flow, revocation and connection tests use the worker's, never one of their own.
+    pub fn connector(&self) -> &tributary_worker::crm::Connector {
+        &self.pipeline.engine.crm
+    }
+
     /// Opens the database (migrating it if configured) and loads the keys.
     pub async fn build(settings: Settings) -> anyhow::Result<AppState> {
         let keyring = load_keyring(&settings)?;

@@ -556,7 +556,7 @@ pub async fn test(
     let connection = find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
     if connection.provider != "sandbox" {
-        let connector = &state.pipeline.engine.crm;
+        let connector = state.connector();
         return Ok(match crm::check(connector, &connection).await {
             Ok(detail) => ConnectionTestOut {
                 ok: true,

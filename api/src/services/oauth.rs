@@ -464,7 +464,7 @@ async fn exchange_code(
             .map_err(|_| Refused("the authorization's PKCE verifier cannot be opened".into()))?;
         exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(expose(&verifier).to_string()));
     }
-    let http = state.pipeline.engine.crm.http.clone();
+    let http = state.connector().http.clone();
     let send = move |request: oauth2::HttpRequest| {
         let http = http.clone();
         async move { send(&http, request).await }
@@ -686,7 +686,7 @@ pub async fn revoke(state: &AppState, connection: &connections::Model) -> Option
         return None;
     };
     let settings = settings_of(connection);
-    let http = &state.pipeline.engine.crm.http;
+    let http = &state.connector().http;
     let timeout = config::timeout(&settings);
     let oauth = providers::get(&connection.provider).and_then(|p| p.oauth)?;
     let request = match (oauth.revoke)(&settings, &refresh_token) {
