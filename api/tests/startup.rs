@@ -84,6 +84,41 @@ async fn one_command_starts_a_complete_system_and_keeps_its_keys() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let (child, lines) = start(dir.path(), port);
+    let key_file = assert_first_start_generates_its_keys(dir.path(), port, &lines);
+
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let token = serve_and_sign_up(&client, &base).await;
+    stop(child);
+
+    // A restart reuses the generated files: the same key, the same tokens, the same data.
+    let (child, lines) = start(dir.path(), port);
+    let log = lines.join("\n");
+    assert!(log.contains("using generated encryption key file"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/encryption.keys")).unwrap(),
+        key_file
+    );
+    // A new client: the old one's pooled connection died with the first process.
+    let client = reqwest::Client::new();
+    let me = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        200,
+        "a token from before the restart still works"
+    );
+    stop(child);
+
+    rotate_keys_twice(dir.path(), &key_file);
+}
+
+/// Checks the first start's log and generated files; returns the generated key file's text.
+fn assert_first_start_generates_its_keys(dir: &Path, port: u16, lines: &[String]) -> String {
     let log = lines.join("\n");
     assert!(log.contains("generated encryption key file"), "{log}");
     assert!(log.contains("generated JWT secret file"), "{log}");
@@ -101,15 +136,17 @@ async fn one_command_starts_a_complete_system_and_keeps_its_keys() {
         1,
         "announced once"
     );
-    assert!(dir.path().join("data/tributary.db").exists());
-    let key_file = std::fs::read_to_string(dir.path().join("data/encryption.keys")).unwrap();
+    assert!(dir.join("data/tributary.db").exists());
+    let key_file = std::fs::read_to_string(dir.join("data/encryption.keys")).unwrap();
     assert!(
         !log.contains(key_file.trim()),
         "the key itself is never logged"
     );
+    key_file
+}
 
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+/// Checks the health, ready and docs pages, signs up, adds an account; returns the token.
+async fn serve_and_sign_up(client: &reqwest::Client, base: &str) -> String {
     assert_eq!(
         client
             .get(format!("{base}/healthz"))
@@ -155,36 +192,16 @@ async fn one_command_starts_a_complete_system_and_keeps_its_keys() {
         .await
         .unwrap();
     assert_eq!(account.status(), 201);
-    stop(child);
+    token
+}
 
-    // A restart reuses the generated files: the same key, the same tokens, the same data.
-    let (child, lines) = start(dir.path(), port);
-    let log = lines.join("\n");
-    assert!(log.contains("using generated encryption key file"), "{log}");
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("data/encryption.keys")).unwrap(),
-        key_file
-    );
-    // A new client: the old one's pooled connection died with the first process.
-    let client = reqwest::Client::new();
-    let me = client
-        .get(format!("{base}/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        me.status(),
-        200,
-        "a token from before the restart still works"
-    );
-    stop(child);
-
+/// Runs rotate-keys under a new current key, then again without the generated one.
+fn rotate_keys_twice(dir: &Path, key_file: &str) {
     // rotate-keys re-encrypts under a new current key, keeping the generated one to open.
     let new_key = "k2:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=";
     let keys = format!("{new_key},{}", key_file.trim());
     let rotated = api(
-        dir.path(),
+        dir,
         &[("TRIBUTARY_ENCRYPTION_KEYS", &keys)],
         &["rotate-keys"],
     )
@@ -199,7 +216,7 @@ async fn one_command_starts_a_complete_system_and_keeps_its_keys() {
     assert!(text.contains("resealed=1"), "{text}");
     // Without the old key, the next rotation has nothing to open: everything is under k2.
     let again = api(
-        dir.path(),
+        dir,
         &[("TRIBUTARY_ENCRYPTION_KEYS", new_key)],
         &["rotate-keys"],
     )

@@ -425,54 +425,7 @@ async fn channels_refuse_bad_fields_hide_their_secrets_and_test_themselves() {
     each_backend(|app| async move {
         let owner = app.signup("Channels").await;
         let token = &owner.token;
-        for (body, field) in [
-            (
-                json!({"name": "x", "kind": "sms", "url": "https://example.com/h"}),
-                "kind",
-            ),
-            (
-                json!({"name": "x", "kind": "slack", "url": "ftp://example.com/h"}),
-                "url",
-            ),
-            (
-                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "secret": "0123456789abcdef"}),
-                "secret",
-            ),
-            (
-                json!({"name": "x", "kind": "webhook", "url": "https://example.com/h", "secret": "short"}),
-                "secret",
-            ),
-            (
-                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "alerts": ["flow.failing", "bogus"]}),
-                "alerts[1]",
-            ),
-            (
-                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "alerts": []}),
-                "alerts",
-            ),
-            (
-                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "dead_letter_threshold": 0}),
-                "dead_letter_threshold",
-            ),
-            (
-                json!({"name": " ", "kind": "slack", "url": "https://example.com/h"}),
-                "name",
-            ),
-            (
-                json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "colour": "red"}),
-                "colour",
-            ),
-        ] {
-            let reply = app.post("/v1/notification-channels", token, body).await;
-            let fields = reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
-            assert!(
-                fields.contains(&field.to_string()),
-                "{field}: {}",
-                reply.text
-            );
-        }
-        let listed = app.get("/v1/notification-channels", token).await;
-        assert_eq!(listed.body["data"], json!([]), "nothing half-written");
+        refuse_bad_channel_fields(&app, token).await;
 
         // A member reads but cannot create.
         let (_, member) = app.user_with_role(&owner, "member").await;
@@ -485,72 +438,132 @@ async fn channels_refuse_bad_fields_hide_their_secrets_and_test_themselves() {
             .await;
         refused.assert_problem(StatusCode::FORBIDDEN);
 
-        // The URL is sealed and never shown; the test send reports what the receiver said.
-        let receiver = Receiver::start(&[404]);
-        let slack_url = format!("{}?token=very-secret-path", receiver.url());
-        let created = app
-            .post(
-                "/v1/notification-channels",
-                token,
-                json!({"name": "Ops", "kind": "slack", "url": slack_url}),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-        assert_eq!(created.body["url_hint"], "http://127.0.0.1/…");
-        assert!(!created.text.contains("very-secret-path"));
-        let id = created.str("/id");
-        let stored = entity::notification_channels::Entity::find_by_id(id.clone())
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(stored.url.starts_with("k1:") && !stored.url.contains("very-secret-path"));
-
-        let test_path = format!("/v1/notification-channels/{id}/test");
-        let failed = app.post(&test_path, token, json!({})).await;
-        assert_eq!(failed.status, StatusCode::OK, "{}", failed.text);
-        assert_eq!(failed.body["ok"], false);
-        assert_eq!(failed.body["status"], 404);
-        let passed = app.post(&test_path, token, json!({})).await;
-        assert_eq!(passed.body["ok"], true, "{}", passed.text);
-        let got = receiver.received();
-        assert_eq!(got.len(), 1);
-        assert!(
-            got[0].body["text"]
-                .as_str()
-                .unwrap()
-                .contains("A test of the notification channel \"Ops\"")
-        );
-        receiver.served.stop().await;
-        let unreachable = app.post(&test_path, token, json!({})).await;
-        assert_eq!(unreachable.body["ok"], false);
-        assert_eq!(
-            unreachable.body["detail"],
-            "the receiver could not be reached"
-        );
-
-        // Patch, another tenant, delete.
-        let patched = app
-            .patch(
-                &format!("/v1/notification-channels/{id}"),
-                token,
-                json!({"enabled": false, "flow_failure_threshold": 2}),
-            )
-            .await;
-        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
-        assert_eq!(patched.body["enabled"], false);
-        assert_eq!(patched.body["flow_failure_threshold"], 2);
-        let other = app.signup("Other").await;
-        app.get(&format!("/v1/notification-channels/{id}"), &other.token)
-            .await
-            .assert_problem(StatusCode::NOT_FOUND);
-        let removed = app
-            .delete(&format!("/v1/notification-channels/{id}"), token)
-            .await;
-        assert_eq!(removed.status, StatusCode::NO_CONTENT);
-        app.get(&format!("/v1/notification-channels/{id}"), token)
-            .await
-            .assert_problem(StatusCode::NOT_FOUND);
+        let id = create_sealed_channel_and_test_it(&app, token).await;
+        patch_hide_and_delete_channel(&app, token, &id).await;
     })
     .await;
+}
+
+/// Checks that each bad field of a new channel is named and that nothing is half-written.
+async fn refuse_bad_channel_fields(app: &TestApp, token: &str) {
+    for (body, field) in [
+        (
+            json!({"name": "x", "kind": "sms", "url": "https://example.com/h"}),
+            "kind",
+        ),
+        (
+            json!({"name": "x", "kind": "slack", "url": "ftp://example.com/h"}),
+            "url",
+        ),
+        (
+            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "secret": "0123456789abcdef"}),
+            "secret",
+        ),
+        (
+            json!({"name": "x", "kind": "webhook", "url": "https://example.com/h", "secret": "short"}),
+            "secret",
+        ),
+        (
+            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "alerts": ["flow.failing", "bogus"]}),
+            "alerts[1]",
+        ),
+        (
+            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "alerts": []}),
+            "alerts",
+        ),
+        (
+            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "dead_letter_threshold": 0}),
+            "dead_letter_threshold",
+        ),
+        (
+            json!({"name": " ", "kind": "slack", "url": "https://example.com/h"}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "kind": "slack", "url": "https://example.com/h", "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let reply = app.post("/v1/notification-channels", token, body).await;
+        let fields = reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            fields.contains(&field.to_string()),
+            "{field}: {}",
+            reply.text
+        );
+    }
+    let listed = app.get("/v1/notification-channels", token).await;
+    assert_eq!(listed.body["data"], json!([]), "nothing half-written");
+}
+
+/// Creates a channel whose URL is sealed and never shown, and checks what its test sends report.
+async fn create_sealed_channel_and_test_it(app: &TestApp, token: &str) -> String {
+    let receiver = Receiver::start(&[404]);
+    let slack_url = format!("{}?token=very-secret-path", receiver.url());
+    let created = app
+        .post(
+            "/v1/notification-channels",
+            token,
+            json!({"name": "Ops", "kind": "slack", "url": slack_url}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["url_hint"], "http://127.0.0.1/…");
+    assert!(!created.text.contains("very-secret-path"));
+    let id = created.str("/id");
+    let stored = entity::notification_channels::Entity::find_by_id(id.clone())
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.url.starts_with("k1:") && !stored.url.contains("very-secret-path"));
+
+    let test_path = format!("/v1/notification-channels/{id}/test");
+    let failed = app.post(&test_path, token, json!({})).await;
+    assert_eq!(failed.status, StatusCode::OK, "{}", failed.text);
+    assert_eq!(failed.body["ok"], false);
+    assert_eq!(failed.body["status"], 404);
+    let passed = app.post(&test_path, token, json!({})).await;
+    assert_eq!(passed.body["ok"], true, "{}", passed.text);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("A test of the notification channel \"Ops\"")
+    );
+    receiver.served.stop().await;
+    let unreachable = app.post(&test_path, token, json!({})).await;
+    assert_eq!(unreachable.body["ok"], false);
+    assert_eq!(
+        unreachable.body["detail"],
+        "the receiver could not be reached"
+    );
+    id
+}
+
+/// Patches the channel, checks that another tenant cannot see it, then deletes it.
+async fn patch_hide_and_delete_channel(app: &TestApp, token: &str, id: &str) {
+    let patched = app
+        .patch(
+            &format!("/v1/notification-channels/{id}"),
+            token,
+            json!({"enabled": false, "flow_failure_threshold": 2}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(patched.body["enabled"], false);
+    assert_eq!(patched.body["flow_failure_threshold"], 2);
+    let other = app.signup("Other").await;
+    app.get(&format!("/v1/notification-channels/{id}"), &other.token)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    let removed = app
+        .delete(&format!("/v1/notification-channels/{id}"), token)
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    app.get(&format!("/v1/notification-channels/{id}"), token)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
 }

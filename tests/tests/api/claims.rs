@@ -303,44 +303,13 @@ async fn rotate_keys_reseals_sessions_pkce_verifiers_and_event_seeds() {
         let only_k2 = Keyring::parse(K2).unwrap();
         let both = Keyring::parse(&format!("{K2},{TEST_KEYRING}")).unwrap();
 
-        // An event seed: a flow that generates a password seals one for the event.
-        let p = app.pipeline(json!({})).await;
+        let (p, event_id) = seal_an_event_seed(&app).await;
         let tenant = p.tenant.id.clone();
-        let flow = json!({"name": "Portal", "connection_id": p.connection_id,
-            "trigger": {"events": ["charge.succeeded"]},
-            "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
-                       "match": {"email": "{{ object.billing_details.email }}"},
-                       "fields": {"portal_password": "{{ password('portal') }}"}}]});
-        let created = app.post("/v1/flows", &p.tenant.token, flow).await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let event = charge_event(
-            &format!("evt_{id}"),
-            &format!("ch_{id}"),
-            "seed@example.com",
-            "Seed",
-            100,
-            now(),
-        );
-        let done = app.deliver(&p, &event).await;
-        assert_eq!(done["status"], "processed", "{done}");
-        let event_id = done["id"].as_str().unwrap().to_string();
-
-        // A PKCE verifier: a Zoho connection waiting for its authorization.
-        let zoho = app
-            .post(
-                "/v1/connections",
-                &p.tenant.token,
-                json!({"name": "Zoho", "provider": "zoho",
-                       "auth": {"type": "oauth", "client_id": "1000.ROTATION", "client_secret": "rotation-client-secret"},
-                       "settings": {"accounts_url": "https://accounts.zoho.example"}}),
-            )
-            .await;
-        assert_eq!(zoho.status, StatusCode::CREATED, "{}", zoho.text);
-        let zoho_id = zoho.str("/id");
+        let zoho_id = start_a_zoho_authorization(&app, &p).await;
 
         // A session, sealed as the app seals it, on that connection.
-        let session_plain = r#"{"access_token":"1000.rotation-access-token","expires_at":4102444800}"#;
+        let session_plain =
+            r#"{"access_token":"1000.rotation-access-token","expires_at":4102444800}"#;
         let session_ctx = SecretContext {
             tenant_id: &tenant,
             purpose: sealed::CONNECTION_SESSION,
@@ -356,48 +325,8 @@ async fn rotate_keys_reseals_sessions_pkce_verifiers_and_event_seeds() {
             .await
             .unwrap();
 
-        let sealed = || async {
-            let session = connections::Entity::find_by_id(zoho_id.clone())
-                .one(&app.db)
-                .await
-                .unwrap()
-                .unwrap()
-                .session
-                .expect("a session");
-            let state = oauth_states::Entity::find()
-                .filter(oauth_states::Column::ConnectionId.eq(zoho_id.as_str()))
-                .one(&app.db)
-                .await
-                .unwrap()
-                .expect("an authorization in progress");
-            let seed = event_seeds::Entity::find_by_id(event_id.clone())
-                .one(&app.db)
-                .await
-                .unwrap()
-                .expect("the event's seed");
-            [
-                (session, sealed::CONNECTION_SESSION, zoho_id.clone()),
-                (
-                    state.verifier.expect("a PKCE verifier"),
-                    sealed::OAUTH_VERIFIER,
-                    state.id,
-                ),
-                (seed.seed, sealed::EVENT_SEED, event_id.clone()),
-            ]
-        };
-        let before = sealed().await;
-        let mut plain = Vec::new();
-        for (value, purpose, row_id) in &before {
-            let ctx = SecretContext {
-                tenant_id: &tenant,
-                purpose,
-                row_id,
-            };
-            assert_eq!(Keyring::key_id_of(value), Some("k1"), "{purpose}");
-            let error = only_k2.open(value, &ctx).unwrap_err();
-            assert!(error.to_string().contains("k1"), "{purpose}: {error}");
-            plain.push(k1.open(value, &ctx).unwrap().expose_secret().to_string());
-        }
+        let before = sealed_values(&app, &zoho_id, &event_id).await;
+        let plain = check_sealed_under_k1_alone(&before, &tenant, &k1, &only_k2);
         assert_eq!(plain[0], session_plain);
 
         let report = rotate_keys(&app.db, &both).await.unwrap();
@@ -405,7 +334,7 @@ async fn rotate_keys_reseals_sessions_pkce_verifiers_and_event_seeds() {
         assert!(report.resealed >= 3, "{report:?}");
 
         // k1 is gone: each opens with k2 alone, to what it was, and names k2.
-        let after = sealed().await;
+        let after = sealed_values(&app, &zoho_id, &event_id).await;
         for ((value, purpose, row_id), plain) in after.iter().zip(&plain) {
             assert_eq!(Keyring::key_id_of(value), Some("k2"), "{purpose}");
             let ctx = SecretContext {
@@ -418,6 +347,104 @@ async fn rotate_keys_reseals_sessions_pkce_verifiers_and_event_seeds() {
         }
     })
     .await;
+}
+
+/// Runs a flow that generates a password, so its event gets a sealed seed; returns the event id.
+async fn seal_an_event_seed(app: &TestApp) -> (Pipeline, String) {
+    // An event seed: a flow that generates a password seals one for the event.
+    let p = app.pipeline(json!({})).await;
+    let flow = json!({"name": "Portal", "connection_id": p.connection_id,
+        "trigger": {"events": ["charge.succeeded"]},
+        "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                   "match": {"email": "{{ object.billing_details.email }}"},
+                   "fields": {"portal_password": "{{ password('portal') }}"}}]});
+    let created = app.post("/v1/flows", &p.tenant.token, flow).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let event = charge_event(
+        &format!("evt_{id}"),
+        &format!("ch_{id}"),
+        "seed@example.com",
+        "Seed",
+        100,
+        now(),
+    );
+    let done = app.deliver(&p, &event).await;
+    assert_eq!(done["status"], "processed", "{done}");
+    let event_id = done["id"].as_str().unwrap().to_string();
+    (p, event_id)
+}
+
+/// Creates a Zoho connection waiting for its authorization, which holds a sealed PKCE verifier.
+async fn start_a_zoho_authorization(app: &TestApp, p: &Pipeline) -> String {
+    let zoho = app
+        .post(
+            "/v1/connections",
+            &p.tenant.token,
+            json!({"name": "Zoho", "provider": "zoho",
+                   "auth": {"type": "oauth", "client_id": "1000.ROTATION", "client_secret": "rotation-client-secret"},
+                   "settings": {"accounts_url": "https://accounts.zoho.example"}}),
+        )
+        .await;
+    assert_eq!(zoho.status, StatusCode::CREATED, "{}", zoho.text);
+    zoho.str("/id")
+}
+
+/// Reads the session, PKCE verifier and event seed as stored, each with its purpose and row.
+async fn sealed_values(
+    app: &TestApp,
+    zoho_id: &str,
+    event_id: &str,
+) -> [(String, &'static str, String); 3] {
+    let session = connections::Entity::find_by_id(zoho_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .session
+        .expect("a session");
+    let state = oauth_states::Entity::find()
+        .filter(oauth_states::Column::ConnectionId.eq(zoho_id))
+        .one(&app.db)
+        .await
+        .unwrap()
+        .expect("an authorization in progress");
+    let seed = event_seeds::Entity::find_by_id(event_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .expect("the event's seed");
+    [
+        (session, sealed::CONNECTION_SESSION, zoho_id.to_string()),
+        (
+            state.verifier.expect("a PKCE verifier"),
+            sealed::OAUTH_VERIFIER,
+            state.id,
+        ),
+        (seed.seed, sealed::EVENT_SEED, event_id.to_string()),
+    ]
+}
+
+/// Checks that each value is sealed under k1 and will not open with k2 alone; returns them open.
+fn check_sealed_under_k1_alone(
+    before: &[(String, &str, String)],
+    tenant: &str,
+    k1: &Keyring,
+    only_k2: &Keyring,
+) -> Vec<String> {
+    let mut plain = Vec::new();
+    for (value, purpose, row_id) in before {
+        let ctx = SecretContext {
+            tenant_id: tenant,
+            purpose,
+            row_id,
+        };
+        assert_eq!(Keyring::key_id_of(value), Some("k1"), "{purpose}");
+        let error = only_k2.open(value, &ctx).unwrap_err();
+        assert!(error.to_string().contains("k1"), "{purpose}: {error}");
+        plain.push(k1.open(value, &ctx).unwrap().expose_secret().to_string());
+    }
+    plain
 }
 
 /// A mail server that keeps the first message it is given without ever answering it (as a

@@ -3,8 +3,8 @@
 //! so the record is there when the next command lists it.
 
 use reqwest::StatusCode;
-use serde_json::json;
-use tributary_tests::{Pipeline, each_backend};
+use serde_json::{Value, json};
+use tributary_tests::{Pipeline, Reply, TestApp, each_backend};
 
 #[tokio::test]
 async fn the_quick_start_needs_no_stripe_account_and_no_polling() {
@@ -75,6 +75,125 @@ async fn the_quick_start_needs_no_stripe_account_and_no_polling() {
     .await;
 }
 
+/// Checks validate takes the flow as POST /v1/flows does, bare or wrapped, and explains a
+/// mistyped event type.
+async fn check_validate_takes_the_flow_as_saved(app: &TestApp, token: &str, flow: &Value) {
+    // The body POST /v1/flows takes, bare or wrapped.
+    for body in [flow.clone(), json!({"flow": flow.clone()})] {
+        let checked = app.post("/v1/flows/validate", token, body).await;
+        assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
+        assert_eq!(checked.body["valid"], true, "{}", checked.text);
+    }
+    let mut typo = flow.clone();
+    typo["trigger"]["events"] = json!(["charge.succeded"]);
+    let checked = app.post("/v1/flows/validate", token, typo).await;
+    assert_eq!(checked.body["valid"], false);
+    assert_eq!(checked.body["errors"][0]["path"], "trigger.events[0]");
+    assert!(
+        checked.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean 'charge.succeeded'"),
+        "{}",
+        checked.text
+    );
+}
+
+/// Saves the flow and delivers a small and a big charge; returns the flow's id and the two
+/// finished events.
+async fn save_the_flow_and_deliver_two_charges(
+    app: &TestApp,
+    p: &Pipeline,
+    flow: Value,
+) -> (String, Value, Value) {
+    let created = app.post("/v1/flows", &p.tenant.token, flow).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.str("/id");
+    let small = app
+        .deliver(
+            p,
+            &tributary_tests::charge_event("evt_s", "ch_s", "s@x.co", "S X", 100, 1_700_000_000),
+        )
+        .await;
+    let big = app
+        .deliver(
+            p,
+            &tributary_tests::charge_event("evt_b", "ch_b", "b@x.co", "B X", 900, 1_700_000_100),
+        )
+        .await;
+    (id, small, big)
+}
+
+/// Previews flow `id` on the event `body` names.
+async fn preview(app: &TestApp, token: &str, id: &str, body: Value) -> Reply {
+    app.post(&format!("/v1/flows/{id}/preview"), token, body)
+        .await
+}
+
+/// Checks previews of an inbox event by id, of the newest of a type and of a given event
+/// each say whether the flow runs and why.
+async fn check_previews_of_inbox_and_given_events(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    small: &Value,
+    big: &Value,
+) {
+    // An inbox event by id: the small charge, which the filter turns away, and says why.
+    let by_id = preview(app, token, id, json!({"event_id": small["id"]})).await;
+    assert_eq!(by_id.status, StatusCode::OK, "{}", by_id.text);
+    assert_eq!(by_id.body["matched"], false);
+    assert!(
+        by_id.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("filter `object.amount > 500` is false"),
+        "{}",
+        by_id.text
+    );
+    // The newest event of a type: the big charge, which runs.
+    let latest = preview(app, token, id, json!({"latest": "charge.succeeded"})).await;
+    assert_eq!(latest.body["matched"], true, "{}", latest.text);
+    assert_eq!(
+        latest.body["operations"][0]["fields"]["paid"], 900,
+        "{}",
+        latest.text
+    );
+    assert_eq!(big["status"], "processed");
+    // Another type: the reason names what the trigger listens to.
+    let mut refund =
+        tributary_tests::charge_event("evt_r", "ch_r", "r@x.co", "R", 100, 1_700_000_200);
+    refund["type"] = json!("charge.refunded");
+    let other = preview(app, token, id, json!({"event": refund})).await;
+    assert!(
+        other.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("listens to charge.succeeded"),
+        "{}",
+        other.text
+    );
+}
+
+/// Checks a preview needs exactly one source, and a real one.
+async fn check_preview_needs_one_real_source(app: &TestApp, token: &str, id: &str) {
+    let none = preview(app, token, id, json!({})).await;
+    assert_eq!(
+        none.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+        ["event"]
+    );
+    let missing = preview(app, token, id, json!({"event_id": "no-such-event"})).await;
+    assert_eq!(
+        missing.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+        ["event_id"]
+    );
+    let never = preview(app, token, id, json!({"latest": "invoice.paid"})).await;
+    assert_eq!(
+        never.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+        ["latest"]
+    );
+}
+
 #[tokio::test]
 async fn validate_takes_the_flow_as_saved_and_preview_takes_inbox_events() {
     each_backend(|app| async move {
@@ -87,113 +206,12 @@ async fn validate_takes_the_flow_as_saved_and_preview_takes_inbox_events() {
                        "match": {"email": "{{ object.billing_details.email }}"},
                        "fields": {"paid": "{{ object.amount }}"}}]
         });
-        // The body POST /v1/flows takes, bare or wrapped.
-        for body in [flow.clone(), json!({"flow": flow.clone()})] {
-            let checked = app.post("/v1/flows/validate", token, body).await;
-            assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
-            assert_eq!(checked.body["valid"], true, "{}", checked.text);
-        }
-        let mut typo = flow.clone();
-        typo["trigger"]["events"] = json!(["charge.succeded"]);
-        let checked = app.post("/v1/flows/validate", token, typo).await;
-        assert_eq!(checked.body["valid"], false);
-        assert_eq!(checked.body["errors"][0]["path"], "trigger.events[0]");
-        assert!(
-            checked.body["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("did you mean 'charge.succeeded'"),
-            "{}",
-            checked.text
-        );
+        check_validate_takes_the_flow_as_saved(&app, token, &flow).await;
 
-        let created = app.post("/v1/flows", token, flow).await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-        let id = created.str("/id");
-        let preview = |body: serde_json::Value| {
-            let (app, token, id) = (&app, token.clone(), id.clone());
-            async move {
-                app.post(&format!("/v1/flows/{id}/preview"), &token, body)
-                    .await
-            }
-        };
-        let small = app
-            .deliver(
-                &p,
-                &tributary_tests::charge_event(
-                    "evt_s",
-                    "ch_s",
-                    "s@x.co",
-                    "S X",
-                    100,
-                    1_700_000_000,
-                ),
-            )
-            .await;
-        let big = app
-            .deliver(
-                &p,
-                &tributary_tests::charge_event(
-                    "evt_b",
-                    "ch_b",
-                    "b@x.co",
-                    "B X",
-                    900,
-                    1_700_000_100,
-                ),
-            )
-            .await;
-
-        // An inbox event by id: the small charge, which the filter turns away, and says why.
-        let by_id = preview(json!({"event_id": small["id"]})).await;
-        assert_eq!(by_id.status, StatusCode::OK, "{}", by_id.text);
-        assert_eq!(by_id.body["matched"], false);
-        assert!(
-            by_id.body["reason"]
-                .as_str()
-                .unwrap()
-                .contains("filter `object.amount > 500` is false"),
-            "{}",
-            by_id.text
-        );
-        // The newest event of a type: the big charge, which runs.
-        let latest = preview(json!({"latest": "charge.succeeded"})).await;
-        assert_eq!(latest.body["matched"], true, "{}", latest.text);
-        assert_eq!(
-            latest.body["operations"][0]["fields"]["paid"], 900,
-            "{}",
-            latest.text
-        );
-        assert_eq!(big["status"], "processed");
-        // Another type: the reason names what the trigger listens to.
-        let mut refund =
-            tributary_tests::charge_event("evt_r", "ch_r", "r@x.co", "R", 100, 1_700_000_200);
-        refund["type"] = json!("charge.refunded");
-        let other = preview(json!({"event": refund})).await;
-        assert!(
-            other.body["reason"]
-                .as_str()
-                .unwrap()
-                .contains("listens to charge.succeeded"),
-            "{}",
-            other.text
-        );
+        let (id, small, big) = save_the_flow_and_deliver_two_charges(&app, &p, flow).await;
+        check_previews_of_inbox_and_given_events(&app, token, &id, &small, &big).await;
         // Exactly one source, and a real one.
-        let none = preview(json!({})).await;
-        assert_eq!(
-            none.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
-            ["event"]
-        );
-        let missing = preview(json!({"event_id": "no-such-event"})).await;
-        assert_eq!(
-            missing.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
-            ["event_id"]
-        );
-        let never = preview(json!({"latest": "invoice.paid"})).await;
-        assert_eq!(
-            never.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
-            ["latest"]
-        );
+        check_preview_needs_one_real_source(&app, token, &id).await;
     })
     .await;
 }

@@ -315,117 +315,149 @@ async fn patching_where_credentials_go_needs_them_entered_again() {
         let id = created.str("/id");
         let path = format!("/v1/connections/{id}");
 
-        // Moving the connection without its credentials: refused, nothing changes.
-        let moved = app
-            .patch(
-                &path,
-                &tenant.token,
-                json!({"settings": {"base_url": second.base_url}}),
-            )
-            .await;
-        assert_eq!(
-            moved.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
-            ["settings.base_url"]
-        );
-        assert!(moved.text.contains("re-entered"), "{}", moved.text);
-        // Settings that keep the host are fine.
-        let kept = app
-            .patch(
-                &path,
-                &tenant.token,
-                json!({"settings": {"base_url": first.base_url, "timeout_seconds": 20}}),
-            )
-            .await;
-        assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
-        let test = app
-            .post(&format!("{path}/test"), &tenant.token, json!({}))
-            .await;
-        assert_eq!(test.body["ok"], true, "{}", test.text);
-        assert!(
-            first_log
-                .all()
-                .iter()
-                .any(|r| r.authorization.as_deref() == Some("Bearer token-for-the-first-host"))
-        );
-        assert!(second_log.all().is_empty(), "{:?}", second_log.all());
-
-        // With the credentials in the same request: accepted, and the new host gets only them.
-        let moved = app
-            .patch(
-                &path,
-                &tenant.token,
-                json!({"settings": {"base_url": second.base_url},
-                       "auth": {"type": "token", "token": "token-for-the-second-host"}}),
-            )
-            .await;
-        assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
-        let test = app
-            .post(&format!("{path}/test"), &tenant.token, json!({}))
-            .await;
-        assert_eq!(test.body["ok"], true, "{}", test.text);
-        let seen = second_log.all();
-        assert!(!seen.is_empty());
-        for request in seen {
-            assert_eq!(
-                request.authorization.as_deref(),
-                Some("Bearer token-for-the-second-host")
-            );
-        }
-
-        // The same rule for every vendor setting that says where credentials go.
-        let cases = [
-            (
-                json!({"name": "H", "provider": "hubspot",
-                       "auth": {"type": "refresh_token", "client_id": "c", "client_secret": "s", "refresh_token": "r"}}),
-                json!({"token_url": format!("{}/oauth/v1/token", second.base_url)}),
-                "settings.token_url",
-            ),
-            (
-                json!({"name": "S", "provider": "salesforce",
-                       "auth": {"type": "refresh_token", "client_id": "c", "client_secret": "s", "refresh_token": "r"}}),
-                json!({"login_url": second.base_url}),
-                "settings.login_url",
-            ),
-            (
-                json!({"name": "Z", "provider": "zoho", "settings": {"data_center": "eu"},
-                       "auth": {"type": "refresh_token", "client_id": "c", "client_secret": "s", "refresh_token": "r"}}),
-                json!({"data_center": "us"}),
-                "settings.data_center",
-            ),
-            (
-                json!({"name": "Z2", "provider": "zoho",
-                       "auth": {"type": "refresh_token", "client_id": "c", "client_secret": "s", "refresh_token": "r"}}),
-                json!({"accounts_url": second.base_url}),
-                "settings.accounts_url",
-            ),
-            (
-                json!({"name": "M", "provider": "smtp",
-                       "settings": {"host": "127.0.0.1", "port": 2525, "tls": "none", "from": "a@example.com"},
-                       "auth": {"type": "basic", "username": "mailer", "password": "mail-password"}}),
-                json!({"host": "127.0.0.2", "port": 2525, "tls": "none", "from": "a@example.com"}),
-                "settings.host",
-            ),
-        ];
-        for (connection, settings, field) in cases {
-            let created = app.post("/v1/connections", &tenant.token, connection).await;
-            assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-            let id = created.str("/id");
-            let refused = app
-                .patch(
-                    &format!("/v1/connections/{id}"),
-                    &tenant.token,
-                    json!({"settings": settings}),
-                )
-                .await;
-            assert_eq!(
-                refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
-                [field]
-            );
-        }
+        check_a_move_without_credentials_is_refused(
+            &app,
+            &tenant.token,
+            &path,
+            (&first, &first_log),
+            (&second, &second_log),
+        )
+        .await;
+        check_a_move_with_credentials_sends_only_them(
+            &app,
+            &tenant.token,
+            &path,
+            (&second, &second_log),
+        )
+        .await;
+        check_every_vendor_setting_needs_them_too(&app, &tenant.token, &second).await;
         first.stop().await;
         second.stop().await;
     })
     .await;
+}
+
+/// Checks that a move without the credentials is refused and one that keeps the host is fine.
+async fn check_a_move_without_credentials_is_refused(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    (first, first_log): (&Served, &RequestLog),
+    (second, second_log): (&Served, &RequestLog),
+) {
+    // Moving the connection without its credentials: refused, nothing changes.
+    let moved = app
+        .patch(
+            path,
+            token,
+            json!({"settings": {"base_url": second.base_url}}),
+        )
+        .await;
+    assert_eq!(
+        moved.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+        ["settings.base_url"]
+    );
+    assert!(moved.text.contains("re-entered"), "{}", moved.text);
+    // Settings that keep the host are fine.
+    let kept = app
+        .patch(
+            path,
+            token,
+            json!({"settings": {"base_url": first.base_url, "timeout_seconds": 20}}),
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+    let test = app.post(&format!("{path}/test"), token, json!({})).await;
+    assert_eq!(test.body["ok"], true, "{}", test.text);
+    assert!(
+        first_log
+            .all()
+            .iter()
+            .any(|r| r.authorization.as_deref() == Some("Bearer token-for-the-first-host"))
+    );
+    assert!(second_log.all().is_empty(), "{:?}", second_log.all());
+}
+
+/// Moves the connection with new credentials and checks that the new host gets only them.
+async fn check_a_move_with_credentials_sends_only_them(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    (second, second_log): (&Served, &RequestLog),
+) {
+    // With the credentials in the same request: accepted, and the new host gets only them.
+    let moved = app
+        .patch(
+            path,
+            token,
+            json!({"settings": {"base_url": second.base_url},
+                   "auth": {"type": "token", "token": "token-for-the-second-host"}}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+    let test = app.post(&format!("{path}/test"), token, json!({})).await;
+    assert_eq!(test.body["ok"], true, "{}", test.text);
+    let seen = second_log.all();
+    assert!(!seen.is_empty());
+    for request in seen {
+        assert_eq!(
+            request.authorization.as_deref(),
+            Some("Bearer token-for-the-second-host")
+        );
+    }
+}
+
+/// Checks that every vendor setting that says where credentials go follows the same rule.
+async fn check_every_vendor_setting_needs_them_too(app: &TestApp, token: &str, second: &Served) {
+    let cases = [
+        (
+            json!({"name": "H", "provider": "hubspot",
+                   "auth": {"type": "refresh_token", "client_id": "c", "client_secret": "s", "refresh_token": "r"}}),
+            json!({"token_url": format!("{}/oauth/v1/token", second.base_url)}),
+            "settings.token_url",
+        ),
+        (
+            json!({"name": "S", "provider": "salesforce",
+                   "auth": {"type": "refresh_token", "client_id": "c", "client_secret": "s", "refresh_token": "r"}}),
+            json!({"login_url": second.base_url}),
+            "settings.login_url",
+        ),
+        (
+            json!({"name": "Z", "provider": "zoho", "settings": {"data_center": "eu"},
+                   "auth": {"type": "refresh_token", "client_id": "c", "client_secret": "s", "refresh_token": "r"}}),
+            json!({"data_center": "us"}),
+            "settings.data_center",
+        ),
+        (
+            json!({"name": "Z2", "provider": "zoho",
+                   "auth": {"type": "refresh_token", "client_id": "c", "client_secret": "s", "refresh_token": "r"}}),
+            json!({"accounts_url": second.base_url}),
+            "settings.accounts_url",
+        ),
+        (
+            json!({"name": "M", "provider": "smtp",
+                   "settings": {"host": "127.0.0.1", "port": 2525, "tls": "none", "from": "a@example.com"},
+                   "auth": {"type": "basic", "username": "mailer", "password": "mail-password"}}),
+            json!({"host": "127.0.0.2", "port": 2525, "tls": "none", "from": "a@example.com"}),
+            "settings.host",
+        ),
+    ];
+    for (connection, settings, field) in cases {
+        let created = app.post("/v1/connections", token, connection).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let id = created.str("/id");
+        let refused = app
+            .patch(
+                &format!("/v1/connections/{id}"),
+                token,
+                json!({"settings": settings}),
+            )
+            .await;
+        assert_eq!(
+            refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+            [field]
+        );
+    }
 }
 
 #[tokio::test]

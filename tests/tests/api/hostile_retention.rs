@@ -303,112 +303,19 @@ async fn finished_events_past_retention_are_pruned_while_new_and_open_ones_stay(
             .post("/v1/flows", token, charge_flow(&p.connection_id))
             .await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-        let mut ids = Vec::new();
-        for name in ["old", "open", "new"] {
-            let event = charge_event(
-                &format!("evt_{name}"),
-                &format!("ch_{name}"),
-                &format!("{name}@example.com"),
-                "Ret Ention",
-                100,
-                now(),
-            );
-            let done = app.deliver(&p, &event).await;
-            assert_eq!(done["status"], "processed", "{done}");
-            ids.push(done["id"].as_str().unwrap().to_string());
-        }
+        let ids = deliver_old_open_and_new(&app, &p).await;
         let (old, open, new) = (&ids[0], &ids[1], &ids[2]);
         let old_deliveries = deliveries_of(&app, old).await;
         assert!(old_deliveries > 0);
-        let links = record_links::Entity::find()
-            .filter(record_links::Column::TenantId.eq(p.tenant.id.as_str()))
-            .count(&app.db)
-            .await
-            .unwrap();
+        let links = record_links_of(&app, &p.tenant.id).await;
         let events_series = r#"tributary_pruned_total{kind="events"}"#;
         let deliveries_series = r#"tributary_pruned_total{kind="deliveries"}"#;
         let events_before = metric(&app, events_series).await.unwrap_or(0.0);
         let deliveries_before = metric(&app, deliveries_series).await.unwrap_or(0.0);
 
-        // Two events of 40 days ago; one still has a delivery waiting on its connection (made
-        // to wait before it is backdated: the loop runs every 200 ms and would take it first).
-        deliveries::Entity::update_many()
-            .set(deliveries::ActiveModel {
-                status: Set("waiting".into()),
-                ..Default::default()
-            })
-            .filter(deliveries::Column::EventId.eq(open.as_str()))
-            .exec(&app.db)
-            .await
-            .unwrap();
-        backdate_event(&app, old, 40).await;
-        backdate_event(&app, open, 40).await;
-        // Audit entries of 70 and 40 days ago.
-        let entries = audit_log::Entity::find()
-            .filter(audit_log::Column::TenantId.eq(p.tenant.id.as_str()))
-            .all(&app.db)
-            .await
-            .unwrap();
-        assert!(entries.len() >= 2);
-        for (entry, days) in entries.iter().zip([70, 40]) {
-            audit_log::Entity::update_many()
-                .set(audit_log::ActiveModel {
-                    created_at: Set(chrono::Utc::now() - chrono::Duration::days(days)),
-                    ..Default::default()
-                })
-                .filter(audit_log::Column::Id.eq(entry.id.as_str()))
-                .exec(&app.db)
-                .await
-                .unwrap();
-        }
-
-        wait_for(20, "the old event to be pruned", || async {
-            let gone = events::Entity::find_by_id(old.clone())
-                .one(&app.db)
-                .await
-                .unwrap()
-                .is_none();
-            gone.then_some(())
-        })
-        .await;
-        assert_eq!(
-            deliveries_of(&app, old).await,
-            0,
-            "its deliveries went with it"
-        );
-        let reply = app.get(&format!("/v1/events/{old}"), token).await;
-        reply.assert_problem(StatusCode::NOT_FOUND);
-        for kept in [open, new] {
-            let reply = app.get(&format!("/v1/events/{kept}"), token).await;
-            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-            assert!(deliveries_of(&app, kept).await > 0);
-        }
-        let links_after = record_links::Entity::find()
-            .filter(record_links::Column::TenantId.eq(p.tenant.id.as_str()))
-            .count(&app.db)
-            .await
-            .unwrap();
-        assert_eq!(links_after, links, "record links are kept");
-
-        wait_for(20, "the 70-day audit entry to be pruned", || async {
-            let gone = audit_log::Entity::find_by_id(entries[0].id.clone())
-                .one(&app.db)
-                .await
-                .unwrap()
-                .is_none();
-            gone.then_some(())
-        })
-        .await;
-        for entry in &entries[1..] {
-            assert!(
-                audit_log::Entity::find_by_id(entry.id.clone())
-                    .one(&app.db)
-                    .await
-                    .unwrap()
-                    .is_some(),
-                "newer audit entries stay"
-            );
-        }
+        let entries = age_events_and_audit_entries(&app, &p, old, open).await;
+        check_old_event_pruned_and_others_kept(&app, &p, [old, open, new], links).await;
+        check_old_audit_entry_pruned(&app, &entries).await;
 
         let (events_pruned, deliveries_pruned) = wait_for(20, "the pruning metrics", || async {
             let events = metric(&app, events_series).await.unwrap_or(0.0) - events_before;
@@ -420,6 +327,131 @@ async fn finished_events_past_retention_are_pruned_while_new_and_open_ones_stay(
         assert!(events_pruned >= 1.0 && deliveries_pruned >= old_deliveries as f64);
     })
     .await;
+}
+
+/// Delivers the charges that become the old, the open and the new event; returns their ids.
+async fn deliver_old_open_and_new(app: &TestApp, p: &Pipeline) -> Vec<String> {
+    let mut ids = Vec::new();
+    for name in ["old", "open", "new"] {
+        let event = charge_event(
+            &format!("evt_{name}"),
+            &format!("ch_{name}"),
+            &format!("{name}@example.com"),
+            "Ret Ention",
+            100,
+            now(),
+        );
+        let done = app.deliver(p, &event).await;
+        assert_eq!(done["status"], "processed", "{done}");
+        ids.push(done["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+/// Counts the record links the tenant holds.
+async fn record_links_of(app: &TestApp, tenant_id: &str) -> u64 {
+    record_links::Entity::find()
+        .filter(record_links::Column::TenantId.eq(tenant_id))
+        .count(&app.db)
+        .await
+        .unwrap()
+}
+
+/// Ages the old and open events (the open one still waiting) and two audit entries.
+async fn age_events_and_audit_entries(
+    app: &TestApp,
+    p: &Pipeline,
+    old: &str,
+    open: &str,
+) -> Vec<audit_log::Model> {
+    // Two events of 40 days ago; one still has a delivery waiting on its connection (made
+    // to wait before it is backdated: the loop runs every 200 ms and would take it first).
+    deliveries::Entity::update_many()
+        .set(deliveries::ActiveModel {
+            status: Set("waiting".into()),
+            ..Default::default()
+        })
+        .filter(deliveries::Column::EventId.eq(open))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    backdate_event(app, old, 40).await;
+    backdate_event(app, open, 40).await;
+    // Audit entries of 70 and 40 days ago.
+    let entries = audit_log::Entity::find()
+        .filter(audit_log::Column::TenantId.eq(p.tenant.id.as_str()))
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert!(entries.len() >= 2);
+    for (entry, days) in entries.iter().zip([70, 40]) {
+        audit_log::Entity::update_many()
+            .set(audit_log::ActiveModel {
+                created_at: Set(chrono::Utc::now() - chrono::Duration::days(days)),
+                ..Default::default()
+            })
+            .filter(audit_log::Column::Id.eq(entry.id.as_str()))
+            .exec(&app.db)
+            .await
+            .unwrap();
+    }
+    entries
+}
+
+/// Waits for the old event to be pruned with its deliveries and checks what is kept.
+async fn check_old_event_pruned_and_others_kept(
+    app: &TestApp,
+    p: &Pipeline,
+    [old, open, new]: [&str; 3],
+    links: u64,
+) {
+    let token = &p.tenant.token;
+    wait_for(20, "the old event to be pruned", || async {
+        let gone = events::Entity::find_by_id(old)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .is_none();
+        gone.then_some(())
+    })
+    .await;
+    assert_eq!(
+        deliveries_of(app, old).await,
+        0,
+        "its deliveries went with it"
+    );
+    let reply = app.get(&format!("/v1/events/{old}"), token).await;
+    reply.assert_problem(StatusCode::NOT_FOUND);
+    for kept in [open, new] {
+        let reply = app.get(&format!("/v1/events/{kept}"), token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert!(deliveries_of(app, kept).await > 0);
+    }
+    let links_after = record_links_of(app, &p.tenant.id).await;
+    assert_eq!(links_after, links, "record links are kept");
+}
+
+/// Waits for the 70-day audit entry to be pruned and checks that the newer ones stay.
+async fn check_old_audit_entry_pruned(app: &TestApp, entries: &[audit_log::Model]) {
+    wait_for(20, "the 70-day audit entry to be pruned", || async {
+        let gone = audit_log::Entity::find_by_id(entries[0].id.clone())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .is_none();
+        gone.then_some(())
+    })
+    .await;
+    for entry in &entries[1..] {
+        assert!(
+            audit_log::Entity::find_by_id(entry.id.clone())
+                .one(&app.db)
+                .await
+                .unwrap()
+                .is_some(),
+            "newer audit entries stay"
+        );
+    }
 }
 
 /// Every text the database holds for a tenant's events, deliveries and sandbox records, for
@@ -505,19 +537,7 @@ async fn an_erasure_redacts_one_persons_data_in_one_tenant_only() {
             .count() as u64;
         assert!(touched_deliveries > 0 && touched_records > 0);
 
-        // Members may not erase; a bad address names the field.
-        let (_, member) = app.user_with_role(&a.tenant, "member").await;
-        app.post("/v1/erasures", &member, json!({"email": email}))
-            .await
-            .assert_problem(StatusCode::FORBIDDEN);
-        for bad in [json!({"email": "not-an-address"}), json!({})] {
-            let reply = app.post("/v1/erasures", token, bad).await;
-            assert_eq!(
-                reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
-                ["email"]
-            );
-        }
-        assert!(stored_text(&app, &a.tenant.id).await.contains(&lower));
+        check_erasure_refusals(&app, &a, email).await;
 
         let erased = app
             .post("/v1/erasures", token, json!({"email": email}))
@@ -529,56 +549,9 @@ async fn an_erasure_redacts_one_persons_data_in_one_tenant_only() {
         let hash = erased.str("/email_hash");
         assert!(!erased.text.to_lowercase().contains(&lower));
 
-        // Nothing of the address is left in the tenant, through the API or in the database.
-        assert!(!stored_text(&app, &a.tenant.id).await.contains(&lower));
-        let event = app.get(&format!("/v1/events/{gone_id}"), token).await;
-        assert_eq!(event.status, StatusCode::OK);
-        assert!(
-            !event.text.to_lowercase().contains(&lower),
-            "{}",
-            event.text
-        );
-        assert!(event.body["redacted_at"].is_string(), "{}", event.text);
-        assert_eq!(event.body["stripe_event_id"], "evt_gone");
-        let contacts = app.records(token, &a.connection_id, "contacts").await;
-        assert!(!json!(contacts).to_string().to_lowercase().contains(&lower));
-        // The other customer of the same tenant is untouched.
-        let kept = app
-            .get(
-                &format!("/v1/events/{}", stays["id"].as_str().unwrap()),
-                token,
-            )
-            .await;
-        assert!(kept.text.contains("stays@example.com"));
-        assert!(kept.body["redacted_at"].is_null());
-
-        // Stripe sending the event again is a duplicate: the address is not stored again.
-        let again = app.send_event(&a, &gone_event).await;
-        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
-        assert_eq!(again.body["duplicate"], true);
-        assert!(!stored_text(&app, &a.tenant.id).await.contains(&lower));
-        // And an erased event cannot run again.
-        app.post(&format!("/v1/events/{gone_id}/replay"), token, json!({}))
-            .await
-            .assert_problem(StatusCode::CONFLICT);
-
-        // Another tenant's data about the same address is theirs, and stays.
-        let theirs_now = app
-            .get(
-                &format!("/v1/events/{}", theirs["id"].as_str().unwrap()),
-                &b.tenant.token,
-            )
-            .await;
-        assert!(theirs_now.text.to_lowercase().contains(&lower));
-        let their_contacts = app
-            .records(&b.tenant.token, &b.connection_id, "contacts")
-            .await;
-        assert!(
-            json!(their_contacts)
-                .to_string()
-                .to_lowercase()
-                .contains(&lower)
-        );
+        check_nothing_left_of_the_address(&app, &a, email, gone_id, &stays).await;
+        check_erased_event_is_not_stored_or_run_again(&app, &a, email, &gone_event, gone_id).await;
+        check_other_tenant_keeps_its_data(&app, &b, email, &theirs).await;
 
         // The audit log records the erasure by its hash, never the address.
         let logged = audit_actions(&app, token, "erasure.create").await;
@@ -588,4 +561,103 @@ async fn an_erasure_redacts_one_persons_data_in_one_tenant_only() {
         assert!(!audit.text.to_lowercase().contains(&lower));
     })
     .await;
+}
+
+/// Checks that a member may not erase, that a bad address names the field, and nothing changed.
+async fn check_erasure_refusals(app: &TestApp, a: &Pipeline, email: &str) {
+    let token = &a.tenant.token;
+    let lower = email.to_lowercase();
+    let (_, member) = app.user_with_role(&a.tenant, "member").await;
+    app.post("/v1/erasures", &member, json!({"email": email}))
+        .await
+        .assert_problem(StatusCode::FORBIDDEN);
+    for bad in [json!({"email": "not-an-address"}), json!({})] {
+        let reply = app.post("/v1/erasures", token, bad).await;
+        assert_eq!(
+            reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+            ["email"]
+        );
+    }
+    assert!(stored_text(app, &a.tenant.id).await.contains(&lower));
+}
+
+/// Checks that nothing of the address is left in the tenant and its other customer is untouched.
+async fn check_nothing_left_of_the_address(
+    app: &TestApp,
+    a: &Pipeline,
+    email: &str,
+    gone_id: &str,
+    stays: &Value,
+) {
+    let token = &a.tenant.token;
+    let lower = email.to_lowercase();
+    // Nothing of the address is left in the tenant, through the API or in the database.
+    assert!(!stored_text(app, &a.tenant.id).await.contains(&lower));
+    let event = app.get(&format!("/v1/events/{gone_id}"), token).await;
+    assert_eq!(event.status, StatusCode::OK);
+    assert!(
+        !event.text.to_lowercase().contains(&lower),
+        "{}",
+        event.text
+    );
+    assert!(event.body["redacted_at"].is_string(), "{}", event.text);
+    assert_eq!(event.body["stripe_event_id"], "evt_gone");
+    let contacts = app.records(token, &a.connection_id, "contacts").await;
+    assert!(!json!(contacts).to_string().to_lowercase().contains(&lower));
+    // The other customer of the same tenant is untouched.
+    let kept = app
+        .get(
+            &format!("/v1/events/{}", stays["id"].as_str().unwrap()),
+            token,
+        )
+        .await;
+    assert!(kept.text.contains("stays@example.com"));
+    assert!(kept.body["redacted_at"].is_null());
+}
+
+/// Checks that Stripe sending the erased event again stores nothing, and that it cannot replay.
+async fn check_erased_event_is_not_stored_or_run_again(
+    app: &TestApp,
+    a: &Pipeline,
+    email: &str,
+    gone_event: &Value,
+    gone_id: &str,
+) {
+    let token = &a.tenant.token;
+    let lower = email.to_lowercase();
+    // Stripe sending the event again is a duplicate: the address is not stored again.
+    let again = app.send_event(a, gone_event).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["duplicate"], true);
+    assert!(!stored_text(app, &a.tenant.id).await.contains(&lower));
+    // And an erased event cannot run again.
+    app.post(&format!("/v1/events/{gone_id}/replay"), token, json!({}))
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+}
+
+/// Checks that another tenant's data about the same address is theirs, and stays.
+async fn check_other_tenant_keeps_its_data(
+    app: &TestApp,
+    b: &Pipeline,
+    email: &str,
+    theirs: &Value,
+) {
+    let lower = email.to_lowercase();
+    let theirs_now = app
+        .get(
+            &format!("/v1/events/{}", theirs["id"].as_str().unwrap()),
+            &b.tenant.token,
+        )
+        .await;
+    assert!(theirs_now.text.to_lowercase().contains(&lower));
+    let their_contacts = app
+        .records(&b.tenant.token, &b.connection_id, "contacts")
+        .await;
+    assert!(
+        json!(their_contacts)
+            .to_string()
+            .to_lowercase()
+            .contains(&lower)
+    );
 }

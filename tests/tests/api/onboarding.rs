@@ -131,6 +131,185 @@ fn password_in(text: &str) -> String {
     text[start..].chars().take(20).collect()
 }
 
+/// Sends the checkout three times while the mail server refuses its first try; returns the
+/// finished event.
+async fn deliver_the_checkout_three_times(app: &TestApp, p: &Pipeline, smtp: &FakeSmtp) -> Value {
+    smtp.fail_next(1);
+    let event = checkout("onboard1", "Sarah@Example.com", "usd");
+    let first = app.send_event(p, &event).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    for _ in 0..2 {
+        let again = app.send_event(p, &event).await;
+        assert_eq!(again.body["duplicate"], true, "{}", again.text);
+    }
+    let done = app
+        .finished_event(&p.tenant.token, &first.str("/event_id"))
+        .await;
+    assert_eq!(done["status"], "processed", "{done}");
+    done
+}
+
+/// Checks the one lead, the one email and the one signed provisioning call; returns the
+/// generated password.
+async fn check_the_lead_email_and_call(
+    app: &TestApp,
+    p: &Pipeline,
+    smtp: &FakeSmtp,
+    provisioning: &Provisioning,
+) -> String {
+    // The lead.
+    let leads = app
+        .records(&p.tenant.token, &p.connection_id, "leads")
+        .await;
+    assert_eq!(leads.len(), 1, "{leads:?}");
+    let lead = &leads[0];
+    assert_eq!(lead["fields"]["email"], "sarah@example.com");
+    assert_eq!(lead["fields"]["name"], "Sarah Connor");
+    assert_eq!(lead["fields"]["invoicedValue"].as_f64(), Some(249.5));
+    assert_eq!(lead["fields"]["orderedService"], "seo-pro");
+
+    // Exactly one email, to the client, with the portal credentials.
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "one email after a refused first try");
+    let mail = &mails[0];
+    assert_eq!(mail.to, ["Sarah@Example.com"]);
+    assert_eq!(mail.from, "welcome@acme.example");
+    assert!(
+        mail.data
+            .contains("Subject: Welcome aboard, Sarah: your client portal"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("Message-ID: <"), "{}", mail.data);
+    assert!(
+        mail.data.contains("login: sarah@example.com"),
+        "{}",
+        mail.data
+    );
+    let password = password_in(&mail.data);
+    assert!(
+        password.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{password}"
+    );
+
+    // Exactly one provisioning call, signed, with the same password and the lead's id.
+    let calls = provisioning.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let (body, signed) = &calls[0];
+    assert!(signed, "the HMAC signature verifies");
+    assert_eq!(body["portal_password"], password.as_str());
+    assert_eq!(body["lead_id"], lead["id"]);
+    assert_eq!(body["service"], "seo-pro");
+    password
+}
+
+/// Checks the event's deliveries say what happened and hold no generated password.
+fn check_the_deliveries_keep_no_password(done: &Value, password: &str) {
+    let deliveries = done["deliveries"].as_array().unwrap();
+    let by_step = |step: &str| {
+        deliveries
+            .iter()
+            .find(|d| d["step"] == step)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_step("verify")["status"], "succeeded");
+    let welcome = by_step("welcome");
+    assert_eq!(welcome["action"], "email");
+    assert_eq!(welcome["status"], "succeeded");
+    assert_eq!(welcome["attempts"], 2, "the refused try and the sent one");
+    assert!(welcome["crm_record_id"].as_str().unwrap().starts_with('<'));
+    let workspace = by_step("workspace");
+    assert_eq!(workspace["status"], "succeeded");
+    assert_eq!(workspace["crm_record_id"], "ws_42");
+    let text = serde_json::to_string(done).unwrap();
+    assert!(
+        !text.contains(password),
+        "the generated password is never kept"
+    );
+    assert!(text.contains("[generated secret]"));
+}
+
+/// Forces a replay and checks it calls the endpoint again with the same password but does
+/// not mail the client again.
+async fn check_a_forced_replay_mails_no_one_again(
+    app: &TestApp,
+    token: &str,
+    done: &Value,
+    smtp: &FakeSmtp,
+    provisioning: &Provisioning,
+) {
+    let replay = app
+        .post(
+            &format!("/v1/events/{}/replay", done["id"].as_str().unwrap()),
+            token,
+            json!({"force": true}),
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED);
+    wait_for(20, "the replay to finish", || async {
+        let e = app
+            .get(
+                &format!("/v1/events/{}", done["id"].as_str().unwrap()),
+                token,
+            )
+            .await;
+        let welcome = e.body["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["step"] == "welcome")
+            .cloned()?;
+        welcome["warnings"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(smtp.messages().len(), 1, "no second email");
+    // The call is made again, as asked, with the same generated password (and the
+    // recipe's Idempotency-Key, the event's id, for the endpoint to tell).
+    let calls = wait_for(20, "the replayed provisioning call", || async {
+        let calls = provisioning.calls();
+        (calls.len() >= 2).then_some(calls)
+    })
+    .await;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].0, calls[0].0);
+}
+
+/// Checks the flow's preview shows the email and the call without doing either.
+async fn check_the_preview_does_nothing(
+    app: &TestApp,
+    token: &str,
+    flow_id: &str,
+    smtp: &FakeSmtp,
+    provisioning: &Provisioning,
+) {
+    let preview = app
+        .post(
+            &format!("/v1/flows/{flow_id}/preview"),
+            token,
+            json!({"event": checkout("preview", "p@example.com", "eur")}),
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.text);
+    let ops = preview.body["operations"].as_array().unwrap();
+    let email = ops.iter().find(|o| o["action"] == "email").unwrap();
+    assert_eq!(email["fields"]["to"], "p@example.com");
+    assert!(
+        email["fields"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[generated password]")
+    );
+    let call = ops.iter().find(|o| o["action"] == "http").unwrap();
+    assert_eq!(call["path"], "/workspaces");
+    assert_eq!(call["fields"]["portal_password"], "[generated password]");
+    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(provisioning.calls().len(), 2);
+}
+
 #[tokio::test]
 async fn a_checkout_becomes_a_lead_one_email_and_one_signed_provisioning_call() {
     for backend in backends() {
@@ -144,146 +323,19 @@ async fn a_checkout_becomes_a_lead_one_email_and_one_signed_provisioning_call() 
         let flow_id = onboarding_flow(&app, &p, &smtp, &provisioning).await;
 
         // The mail server refuses the first try; Stripe delivers the event three times.
-        smtp.fail_next(1);
-        let event = checkout("onboard1", "Sarah@Example.com", "usd");
-        let first = app.send_event(&p, &event).await;
-        assert_eq!(first.status, StatusCode::OK, "{}", first.text);
-        for _ in 0..2 {
-            let again = app.send_event(&p, &event).await;
-            assert_eq!(again.body["duplicate"], true, "{}", again.text);
-        }
-        let done = app.finished_event(token, &first.str("/event_id")).await;
-        assert_eq!(done["status"], "processed", "{done}");
+        let done = deliver_the_checkout_three_times(&app, &p, &smtp).await;
 
-        // The lead.
-        let leads = app.records(token, &p.connection_id, "leads").await;
-        assert_eq!(leads.len(), 1, "{leads:?}");
-        let lead = &leads[0];
-        assert_eq!(lead["fields"]["email"], "sarah@example.com");
-        assert_eq!(lead["fields"]["name"], "Sarah Connor");
-        assert_eq!(lead["fields"]["invoicedValue"].as_f64(), Some(249.5));
-        assert_eq!(lead["fields"]["orderedService"], "seo-pro");
-
-        // Exactly one email, to the client, with the portal credentials.
-        let mails = smtp.messages();
-        assert_eq!(mails.len(), 1, "one email after a refused first try");
-        let mail = &mails[0];
-        assert_eq!(mail.to, ["Sarah@Example.com"]);
-        assert_eq!(mail.from, "welcome@acme.example");
-        assert!(
-            mail.data
-                .contains("Subject: Welcome aboard, Sarah: your client portal"),
-            "{}",
-            mail.data
-        );
-        assert!(mail.data.contains("Message-ID: <"), "{}", mail.data);
-        assert!(
-            mail.data.contains("login: sarah@example.com"),
-            "{}",
-            mail.data
-        );
-        let password = password_in(&mail.data);
-        assert!(
-            password.chars().all(|c| c.is_ascii_alphanumeric()),
-            "{password}"
-        );
-
-        // Exactly one provisioning call, signed, with the same password and the lead's id.
-        let calls = provisioning.calls();
-        assert_eq!(calls.len(), 1, "{calls:?}");
-        let (body, signed) = &calls[0];
-        assert!(signed, "the HMAC signature verifies");
-        assert_eq!(body["portal_password"], password.as_str());
-        assert_eq!(body["lead_id"], lead["id"]);
-        assert_eq!(body["service"], "seo-pro");
+        // The lead, exactly one email and exactly one signed provisioning call.
+        let password = check_the_lead_email_and_call(&app, &p, &smtp, &provisioning).await;
 
         // The deliveries say what happened; the password is in none of them.
-        let deliveries = done["deliveries"].as_array().unwrap();
-        let by_step = |step: &str| {
-            deliveries
-                .iter()
-                .find(|d| d["step"] == step)
-                .unwrap()
-                .clone()
-        };
-        assert_eq!(by_step("verify")["status"], "succeeded");
-        let welcome = by_step("welcome");
-        assert_eq!(welcome["action"], "email");
-        assert_eq!(welcome["status"], "succeeded");
-        assert_eq!(welcome["attempts"], 2, "the refused try and the sent one");
-        assert!(welcome["crm_record_id"].as_str().unwrap().starts_with('<'));
-        let workspace = by_step("workspace");
-        assert_eq!(workspace["status"], "succeeded");
-        assert_eq!(workspace["crm_record_id"], "ws_42");
-        let text = serde_json::to_string(&done).unwrap();
-        assert!(
-            !text.contains(&password),
-            "the generated password is never kept"
-        );
-        assert!(text.contains("[generated secret]"));
+        check_the_deliveries_keep_no_password(&done, &password);
 
         // A forced replay re-runs the steps, but the client is not mailed again.
-        let replay = app
-            .post(
-                &format!("/v1/events/{}/replay", done["id"].as_str().unwrap()),
-                token,
-                json!({"force": true}),
-            )
-            .await;
-        assert_eq!(replay.status, StatusCode::ACCEPTED);
-        wait_for(20, "the replay to finish", || async {
-            let e = app
-                .get(
-                    &format!("/v1/events/{}", done["id"].as_str().unwrap()),
-                    token,
-                )
-                .await;
-            let welcome = e.body["deliveries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|d| d["step"] == "welcome")
-                .cloned()?;
-            welcome["warnings"]
-                .as_array()
-                .is_some_and(|w| !w.is_empty())
-                .then_some(())
-        })
-        .await;
-        assert_eq!(smtp.messages().len(), 1, "no second email");
-        // The call is made again, as asked, with the same generated password (and the
-        // recipe's Idempotency-Key, the event's id, for the endpoint to tell).
-        let calls = wait_for(20, "the replayed provisioning call", || async {
-            let calls = provisioning.calls();
-            (calls.len() >= 2).then_some(calls)
-        })
-        .await;
-        assert_eq!(calls.len(), 2);
-        assert_eq!(calls[1].0, calls[0].0);
+        check_a_forced_replay_mails_no_one_again(&app, token, &done, &smtp, &provisioning).await;
 
         // The preview shows the email and the call without doing either.
-        let preview = app
-            .post(
-                &format!("/v1/flows/{flow_id}/preview"),
-                token,
-                json!({"event": checkout("preview", "p@example.com", "eur")}),
-            )
-            .await;
-        assert_eq!(preview.status, StatusCode::OK, "{}", preview.text);
-        let ops = preview.body["operations"].as_array().unwrap();
-        let email = ops.iter().find(|o| o["action"] == "email").unwrap();
-        assert_eq!(email["fields"]["to"], "p@example.com");
-        assert!(
-            email["fields"]["text"]
-                .as_str()
-                .unwrap()
-                .contains("[generated password]")
-        );
-        let call = ops.iter().find(|o| o["action"] == "http").unwrap();
-        assert_eq!(call["path"], "/workspaces");
-        assert_eq!(call["fields"]["portal_password"], "[generated password]");
-        assert_eq!(smtp.messages().len(), 1);
-        assert_eq!(provisioning.calls().len(), 2);
+        check_the_preview_does_nothing(&app, token, &flow_id, &smtp, &provisioning).await;
 
         provisioning.served.stop().await;
         cleanup.run().await;

@@ -45,6 +45,171 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Creates the charge flow with an added `create` of a note: the sandbox never merges creates,
+/// so only the engine keeps a replay from writing a second note.
+async fn add_the_charge_flow_with_a_note(app: &TestApp, p: &Pipeline) {
+    let mut flow = charge_flow(&p.connection_id);
+    flow["steps"].as_array_mut().unwrap().push(json!(
+        {"id": "note", "action": "create", "object": "notes",
+         "fields": {"charge": "{{ object.id }}", "deal": "{{ steps.deal.id }}"}}
+    ));
+    let created = app.post("/v1/flows", &p.tenant.token, flow).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+}
+
+/// Sends the charge for the first time and checks its deliveries and the records it made;
+/// returns Tributary's id for the event and the finished event.
+async fn check_the_first_delivery(app: &TestApp, p: &Pipeline, event: &Value) -> (String, Value) {
+    let token = &p.tenant.token;
+    let first = app.send_event(p, event).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(first.body["received"], true);
+    assert_eq!(first.body["duplicate"], false);
+    assert_eq!(first.body["stripe_event_id"], "evt_1");
+    let event_id = first.str("/event_id");
+
+    let done = app.finished_event(token, &event_id).await;
+    assert_eq!(done["status"], "processed", "{done}");
+    let deliveries = done["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3);
+    for d in deliveries {
+        assert_eq!(d["status"], "succeeded", "{d}");
+        assert_eq!(d["flow_version"], 1);
+        assert_eq!(d["attempts"], 1);
+    }
+    assert_eq!(done["payload"], *event, "the raw event is kept");
+
+    let contacts = app.records(token, &p.connection_id, "contacts").await;
+    assert_eq!(contacts.len(), 1);
+    let contact = &contacts[0]["fields"];
+    assert_eq!(contact["email"], "tony@stark.com");
+    assert_eq!(contact["firstname"], "Tony");
+    assert_eq!(contact["lastname"], "Stark");
+    assert_eq!(contact["last_charge_amount"].as_f64(), Some(149.0));
+    let deals = app.records(token, &p.connection_id, "deals").await;
+    assert_eq!(deals.len(), 1);
+    assert_eq!(deals[0]["fields"]["stripe_charge_id"], "ch_1");
+    assert_eq!(deals[0]["fields"]["dealname"], "Stripe charge ch_1");
+    assert_eq!(
+        deals[0]["fields"]["contact_id"], contacts[0]["id"],
+        "steps.contact.id links them"
+    );
+    (event_id, done)
+}
+
+/// Sends the same event twice more and checks both are duplicates, then checks a replay with
+/// a mistyped option is refused.
+async fn check_duplicates_and_a_mistyped_replay(
+    app: &TestApp,
+    p: &Pipeline,
+    event: &Value,
+    event_id: &str,
+) {
+    // The same event twice more: acknowledged as duplicates, never processed again.
+    for _ in 0..2 {
+        let again = app.send_event(p, event).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(again.body["duplicate"], true);
+        assert_eq!(again.str("/event_id"), event_id);
+    }
+    // A replay with a mistyped option is refused, not silently run without it.
+    let typo = app
+        .post(
+            &format!("/v1/events/{event_id}/replay"),
+            &p.tenant.token,
+            json!({"forse": true}),
+        )
+        .await;
+    assert_eq!(
+        typo.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+        vec!["forse"]
+    );
+}
+
+/// Forces a replay and checks it re-ran the upserts but not the create, leaving one record
+/// of each.
+async fn check_a_forced_replay_skips_the_create(
+    app: &TestApp,
+    p: &Pipeline,
+    event_id: &str,
+    done: &Value,
+) {
+    let token = &p.tenant.token;
+    assert_eq!(done["runs"], 1, "{done}");
+    let replay = app
+        .post(
+            &format!("/v1/events/{event_id}/replay"),
+            token,
+            json!({"force": true}),
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    let replayed = wait_for(20, "the forced replay's run to finish", || async {
+        let e = app.get(&format!("/v1/events/{event_id}"), token).await;
+        (e.body["status"] == "processed" && e.body["runs"].as_i64() >= Some(2)).then_some(e.body)
+    })
+    .await;
+    let updated = |event: &Value, step: &str| {
+        event["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["step"] == step)
+            .map(|d| d["updated_at"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {step} delivery in {event}"))
+    };
+    assert_ne!(
+        updated(&replayed, "deal"),
+        updated(done, "deal"),
+        "the upsert ran again: {replayed}"
+    );
+    assert_eq!(
+        updated(&replayed, "note"),
+        updated(done, "note"),
+        "the create did not: {replayed}"
+    );
+    assert_eq!(
+        app.records(token, &p.connection_id, "contacts").await.len(),
+        1
+    );
+    assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 1);
+    assert_eq!(
+        app.records(token, &p.connection_id, "notes").await.len(),
+        1,
+        "a forced replay never re-runs a create"
+    );
+}
+
+/// Sends a second charge by the same person and one in another currency; checks the contact
+/// is updated, a second deal appears and the other currency is ignored.
+async fn check_a_second_charge_and_another_currency(app: &TestApp, p: &Pipeline) {
+    let token = &p.tenant.token;
+    // A second charge by the same person: the contact is updated, a second deal appears.
+    let second = app
+        .send_event(
+            p,
+            &charge_event("evt_2", "ch_2", "tony@stark.com", "Tony Stark", 5000, now()),
+        )
+        .await;
+    app.finished_event(token, &second.str("/event_id")).await;
+    let contacts = app.records(token, &p.connection_id, "contacts").await;
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(
+        contacts[0]["fields"]["last_charge_amount"].as_f64(),
+        Some(50.0)
+    );
+    assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 2);
+
+    // A charge in another currency does not pass the trigger filter.
+    let mut eur = charge_event("evt_3", "ch_3", "x@example.com", "X", 100, now());
+    eur["data"]["object"]["currency"] = json!("eur");
+    let ignored = app.send_event(p, &eur).await;
+    assert_eq!(
+        app.finished_event(token, &ignored.str("/event_id")).await["status"],
+        "ignored"
+    );
+}
+
 #[tokio::test]
 async fn a_signed_charge_becomes_sandbox_records_once() {
     each_backend(|app| async move {
@@ -52,13 +217,7 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
         let token = &p.tenant.token;
         // The charge flow and a `create` of a note: the sandbox never merges creates, so only
         // the engine keeps a replay from writing a second note.
-        let mut flow = charge_flow(&p.connection_id);
-        flow["steps"].as_array_mut().unwrap().push(json!(
-            {"id": "note", "action": "create", "object": "notes",
-             "fields": {"charge": "{{ object.id }}", "deal": "{{ steps.deal.id }}"}}
-        ));
-        let created = app.post("/v1/flows", token, flow).await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        add_the_charge_flow_with_a_note(&app, &p).await;
         let event = charge_event(
             "evt_1",
             "ch_1",
@@ -68,130 +227,12 @@ async fn a_signed_charge_becomes_sandbox_records_once() {
             now(),
         );
 
-        let first = app.send_event(&p, &event).await;
-        assert_eq!(first.status, StatusCode::OK, "{}", first.text);
-        assert_eq!(first.body["received"], true);
-        assert_eq!(first.body["duplicate"], false);
-        assert_eq!(first.body["stripe_event_id"], "evt_1");
-        let event_id = first.str("/event_id");
-
-        let done = app.finished_event(token, &event_id).await;
-        assert_eq!(done["status"], "processed", "{done}");
-        let deliveries = done["deliveries"].as_array().unwrap();
-        assert_eq!(deliveries.len(), 3);
-        for d in deliveries {
-            assert_eq!(d["status"], "succeeded", "{d}");
-            assert_eq!(d["flow_version"], 1);
-            assert_eq!(d["attempts"], 1);
-        }
-        assert_eq!(done["payload"], event, "the raw event is kept");
-
-        let contacts = app.records(token, &p.connection_id, "contacts").await;
-        assert_eq!(contacts.len(), 1);
-        let contact = &contacts[0]["fields"];
-        assert_eq!(contact["email"], "tony@stark.com");
-        assert_eq!(contact["firstname"], "Tony");
-        assert_eq!(contact["lastname"], "Stark");
-        assert_eq!(contact["last_charge_amount"].as_f64(), Some(149.0));
-        let deals = app.records(token, &p.connection_id, "deals").await;
-        assert_eq!(deals.len(), 1);
-        assert_eq!(deals[0]["fields"]["stripe_charge_id"], "ch_1");
-        assert_eq!(deals[0]["fields"]["dealname"], "Stripe charge ch_1");
-        assert_eq!(
-            deals[0]["fields"]["contact_id"], contacts[0]["id"],
-            "steps.contact.id links them"
-        );
-
-        // The same event twice more: acknowledged as duplicates, never processed again.
-        for _ in 0..2 {
-            let again = app.send_event(&p, &event).await;
-            assert_eq!(again.status, StatusCode::OK);
-            assert_eq!(again.body["duplicate"], true);
-            assert_eq!(again.str("/event_id"), event_id);
-        }
-        // A replay with a mistyped option is refused, not silently run without it.
-        let typo = app
-            .post(
-                &format!("/v1/events/{event_id}/replay"),
-                token,
-                json!({"forse": true}),
-            )
-            .await;
-        assert_eq!(
-            typo.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
-            vec!["forse"]
-        );
+        let (event_id, done) = check_the_first_delivery(&app, &p, &event).await;
+        check_duplicates_and_a_mistyped_replay(&app, &p, &event, &event_id).await;
         // A forced replay re-runs the upserts, never the create: once its run has finished,
         // still one contact, one deal, one note.
-        assert_eq!(done["runs"], 1, "{done}");
-        let replay = app
-            .post(
-                &format!("/v1/events/{event_id}/replay"),
-                token,
-                json!({"force": true}),
-            )
-            .await;
-        assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
-        let replayed = wait_for(20, "the forced replay's run to finish", || async {
-            let e = app.get(&format!("/v1/events/{event_id}"), token).await;
-            (e.body["status"] == "processed" && e.body["runs"].as_i64() >= Some(2))
-                .then_some(e.body)
-        })
-        .await;
-        let updated = |event: &Value, step: &str| {
-            event["deliveries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|d| d["step"] == step)
-                .map(|d| d["updated_at"].as_str().unwrap().to_string())
-                .unwrap_or_else(|| panic!("no {step} delivery in {event}"))
-        };
-        assert_ne!(
-            updated(&replayed, "deal"),
-            updated(&done, "deal"),
-            "the upsert ran again: {replayed}"
-        );
-        assert_eq!(
-            updated(&replayed, "note"),
-            updated(&done, "note"),
-            "the create did not: {replayed}"
-        );
-        assert_eq!(
-            app.records(token, &p.connection_id, "contacts").await.len(),
-            1
-        );
-        assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 1);
-        assert_eq!(
-            app.records(token, &p.connection_id, "notes").await.len(),
-            1,
-            "a forced replay never re-runs a create"
-        );
-
-        // A second charge by the same person: the contact is updated, a second deal appears.
-        let second = app
-            .send_event(
-                &p,
-                &charge_event("evt_2", "ch_2", "tony@stark.com", "Tony Stark", 5000, now()),
-            )
-            .await;
-        app.finished_event(token, &second.str("/event_id")).await;
-        let contacts = app.records(token, &p.connection_id, "contacts").await;
-        assert_eq!(contacts.len(), 1);
-        assert_eq!(
-            contacts[0]["fields"]["last_charge_amount"].as_f64(),
-            Some(50.0)
-        );
-        assert_eq!(app.records(token, &p.connection_id, "deals").await.len(), 2);
-
-        // A charge in another currency does not pass the trigger filter.
-        let mut eur = charge_event("evt_3", "ch_3", "x@example.com", "X", 100, now());
-        eur["data"]["object"]["currency"] = json!("eur");
-        let ignored = app.send_event(&p, &eur).await;
-        assert_eq!(
-            app.finished_event(token, &ignored.str("/event_id")).await["status"],
-            "ignored"
-        );
+        check_a_forced_replay_skips_the_create(&app, &p, &event_id, &done).await;
+        check_a_second_charge_and_another_currency(&app, &p).await;
 
         let listed = app
             .get("/v1/events?type=charge.succeeded&status=processed", token)

@@ -4,7 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY};
-use tributary_tests::{Backend, Pipeline, TestApp, backends, metric, stripe_signature, wait_for};
+use tributary_tests::{
+    Backend, Pipeline, Reply, TestApp, backends, metric, stripe_signature, wait_for,
+};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -231,6 +233,170 @@ fn webhook_secret_count(account: &Value) -> usize {
     account["webhook_secrets"].as_array().unwrap().len()
 }
 
+/// Registers the webhook with no flow (refused), then twice after adding a flow; returns the
+/// two successful replies.
+async fn register_twice_after_a_flow(app: &TestApp, p: &Pipeline) -> (Reply, Reply) {
+    let token = &p.tenant.token;
+    let path = format!("/v1/stripe-accounts/{}/register-webhook", p.account_id);
+
+    let none = app.post(&path, token, json!({})).await;
+    none.assert_problem(StatusCode::CONFLICT);
+    let flow = json!({"name": "subs", "connection_id": p.connection_id,
+        "trigger": {"events": ["charge.succeeded", "customer.subscription.*"]},
+        "steps": [{"id": "n", "action": "create", "object": "notes", "fields": {"t": "{{ event.type }}"}}]});
+    app.post("/v1/flows", token, flow).await;
+
+    let first = app.post(&path, token, json!({})).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let second = app.post(&path, token, json!({})).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    (first, second)
+}
+
+/// Checks Stripe holds one endpoint for the flows' events, and that deliveries signed with its
+/// secret are accepted.
+async fn check_one_endpoint_that_accepts_its_deliveries(
+    app: &TestApp,
+    fake: &FakeStripe,
+    p: &Pipeline,
+    first: &Reply,
+    second: &Reply,
+) {
+    let endpoints = fake.webhook_endpoints();
+    assert_eq!(endpoints.len(), 1, "one endpoint: {endpoints:?}");
+    let endpoint = &endpoints[0];
+    assert_eq!(endpoint["url"], first.str("/webhook_url"));
+    assert_eq!(endpoint["api_version"], API_VERSION);
+    let mut enabled: Vec<String> = endpoint["enabled_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    enabled.sort();
+    assert!(enabled.contains(&"charge.succeeded".to_string()));
+    for t in [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    ] {
+        assert!(enabled.contains(&t.to_string()), "{t} in {enabled:?}");
+    }
+    assert!(
+        enabled
+            .iter()
+            .all(|e| e == "charge.succeeded" || e.starts_with("customer.subscription."))
+    );
+    assert_eq!(second.body["webhook_endpoint"]["id"], endpoint["id"]);
+    assert_eq!(
+        webhook_secret_count(&second.body),
+        2,
+        "the new endpoint's secret is kept beside the first"
+    );
+
+    // Stripe's deliveries, signed with the endpoint's secret, are accepted.
+    let secret = endpoint["secret"].as_str().unwrap();
+    let body = serde_json::to_vec(&FakeStripe::event(
+        "charge.succeeded",
+        charge("ch_reg", "cus_reg", now()),
+        now(),
+    ))
+    .unwrap();
+    let accepted = app
+        .webhook(
+            &p.webhook_path,
+            &body,
+            Some(&stripe_signature(&body, secret, now())),
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+}
+
+/// Adds a flow for a new event type and checks the one endpoint gains it by itself.
+async fn check_a_new_flow_reaches_the_endpoint(app: &TestApp, fake: &FakeStripe, p: &Pipeline) {
+    let invoices = json!({"name": "invoices", "connection_id": p.connection_id,
+        "trigger": {"events": ["invoice.paid"]},
+        "steps": [{"id": "n", "action": "create", "object": "notes", "fields": {"t": "{{ event.type }}"}}]});
+    app.post("/v1/flows", &p.tenant.token, invoices).await;
+    wait_for(10, "the endpoint to gain invoice.paid", || async {
+        let endpoints = fake.webhook_endpoints();
+        endpoints[0]["enabled_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "invoice.paid")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(fake.webhook_endpoints().len(), 1);
+}
+
+/// Deletes the endpoint at Stripe, changes a flow, and checks the endpoint is made again with
+/// its new secret kept, so deliveries signed with it verify.
+async fn check_a_deleted_endpoint_is_made_again(app: &TestApp, fake: &FakeStripe, p: &Pipeline) {
+    let token = &p.tenant.token;
+    let gone = fake.webhook_endpoints()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/v1/webhook_endpoints/{gone}", fake.base_url))
+        .bearer_auth(SECRET_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let refunds = json!({"name": "refunds", "connection_id": p.connection_id,
+        "trigger": {"events": ["charge.refunded"]},
+        "steps": [{"id": "n", "action": "create", "object": "notes", "fields": {"t": "{{ event.type }}"}}]});
+    app.post("/v1/flows", token, refunds).await;
+    let remade = wait_for(10, "the endpoint to be made again", || async {
+        let endpoints = fake.webhook_endpoints();
+        endpoints
+            .first()
+            .filter(|e| e["id"] != gone.as_str())
+            .cloned()
+    })
+    .await;
+    let account = wait_for(10, "its secret to be kept", || async {
+        let a = app
+            .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
+            .await;
+        (webhook_secret_count(&a.body) == 3 && a.body["webhook_endpoint"]["id"] == remade["id"])
+            .then_some(a.body)
+    })
+    .await;
+    assert_eq!(account["webhook_endpoint"]["id"], remade["id"]);
+    assert!(
+        account["webhook_endpoint"]["sync_error"].is_null(),
+        "{account}"
+    );
+    let body = serde_json::to_vec(&FakeStripe::event(
+        "charge.refunded",
+        charge("ch_remade", "cus_reg", now()),
+        now(),
+    ))
+    .unwrap();
+    // The ingress reuses an account's secrets for up to a second (a change made in the
+    // background reaches it then), as Stripe's own retries would find.
+    let secret = remade["secret"].as_str().unwrap().to_string();
+    wait_for(
+        5,
+        "a delivery signed with the new secret to verify",
+        || async {
+            let accepted = app
+                .webhook(
+                    &p.webhook_path,
+                    &body,
+                    Some(&stripe_signature(&body, &secret, now())),
+                )
+                .await;
+            (accepted.status == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn registering_twice_keeps_one_endpoint_that_follows_the_flows() {
     for backend in backends() {
@@ -239,147 +405,16 @@ async fn registering_twice_keeps_one_endpoint_that_follows_the_flows() {
         let cleanup = app.cleanup_handle();
         let p = pipeline(&app, SECRET_KEY).await;
         let token = &p.tenant.token;
-        let path = format!("/v1/stripe-accounts/{}/register-webhook", p.account_id);
 
-        let none = app.post(&path, token, json!({})).await;
-        none.assert_problem(StatusCode::CONFLICT);
-        let flow = json!({"name": "subs", "connection_id": p.connection_id,
-            "trigger": {"events": ["charge.succeeded", "customer.subscription.*"]},
-            "steps": [{"id": "n", "action": "create", "object": "notes", "fields": {"t": "{{ event.type }}"}}]});
-        app.post("/v1/flows", token, flow).await;
-
-        let first = app.post(&path, token, json!({})).await;
-        assert_eq!(first.status, StatusCode::OK, "{}", first.text);
-        let second = app.post(&path, token, json!({})).await;
-        assert_eq!(second.status, StatusCode::OK, "{}", second.text);
-        let endpoints = fake.webhook_endpoints();
-        assert_eq!(endpoints.len(), 1, "one endpoint: {endpoints:?}");
-        let endpoint = &endpoints[0];
-        assert_eq!(endpoint["url"], first.str("/webhook_url"));
-        assert_eq!(endpoint["api_version"], API_VERSION);
-        let mut enabled: Vec<String> = endpoint["enabled_events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_str().unwrap().to_string())
-            .collect();
-        enabled.sort();
-        assert!(enabled.contains(&"charge.succeeded".to_string()));
-        for t in [
-            "customer.subscription.created",
-            "customer.subscription.updated",
-            "customer.subscription.deleted",
-        ] {
-            assert!(enabled.contains(&t.to_string()), "{t} in {enabled:?}");
-        }
-        assert!(
-            enabled
-                .iter()
-                .all(|e| e == "charge.succeeded" || e.starts_with("customer.subscription."))
-        );
-        assert_eq!(second.body["webhook_endpoint"]["id"], endpoint["id"]);
-        assert_eq!(
-            webhook_secret_count(&second.body),
-            2,
-            "the new endpoint's secret is kept beside the first"
-        );
-
-        // Stripe's deliveries, signed with the endpoint's secret, are accepted.
-        let secret = endpoint["secret"].as_str().unwrap();
-        let body = serde_json::to_vec(&FakeStripe::event(
-            "charge.succeeded",
-            charge("ch_reg", "cus_reg", now()),
-            now(),
-        ))
-        .unwrap();
-        let accepted = app
-            .webhook(
-                &p.webhook_path,
-                &body,
-                Some(&stripe_signature(&body, secret, now())),
-            )
-            .await;
-        assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+        let (first, second) = register_twice_after_a_flow(&app, &p).await;
+        check_one_endpoint_that_accepts_its_deliveries(&app, &fake, &p, &first, &second).await;
 
         // A new flow's event type reaches the endpoint by itself.
-        let invoices = json!({"name": "invoices", "connection_id": p.connection_id,
-            "trigger": {"events": ["invoice.paid"]},
-            "steps": [{"id": "n", "action": "create", "object": "notes", "fields": {"t": "{{ event.type }}"}}]});
-        app.post("/v1/flows", token, invoices).await;
-        wait_for(10, "the endpoint to gain invoice.paid", || async {
-            let endpoints = fake.webhook_endpoints();
-            endpoints[0]["enabled_events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e == "invoice.paid")
-                .then_some(())
-        })
-        .await;
-        assert_eq!(fake.webhook_endpoints().len(), 1);
+        check_a_new_flow_reaches_the_endpoint(&app, &fake, &p).await;
 
         // Someone deletes the endpoint in Stripe's dashboard; the next flow change makes it
         // again and keeps its new signing secret, so Stripe's deliveries still verify.
-        let gone = fake.webhook_endpoints()[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let deleted = reqwest::Client::new()
-            .delete(format!("{}/v1/webhook_endpoints/{gone}", fake.base_url))
-            .bearer_auth(SECRET_KEY)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(deleted.status(), StatusCode::OK);
-        let refunds = json!({"name": "refunds", "connection_id": p.connection_id,
-            "trigger": {"events": ["charge.refunded"]},
-            "steps": [{"id": "n", "action": "create", "object": "notes", "fields": {"t": "{{ event.type }}"}}]});
-        app.post("/v1/flows", token, refunds).await;
-        let remade = wait_for(10, "the endpoint to be made again", || async {
-            let endpoints = fake.webhook_endpoints();
-            endpoints
-                .first()
-                .filter(|e| e["id"] != gone.as_str())
-                .cloned()
-        })
-        .await;
-        let account = wait_for(10, "its secret to be kept", || async {
-            let a = app
-                .get(&format!("/v1/stripe-accounts/{}", p.account_id), token)
-                .await;
-            (webhook_secret_count(&a.body) == 3 && a.body["webhook_endpoint"]["id"] == remade["id"])
-                .then_some(a.body)
-        })
-        .await;
-        assert_eq!(account["webhook_endpoint"]["id"], remade["id"]);
-        assert!(
-            account["webhook_endpoint"]["sync_error"].is_null(),
-            "{account}"
-        );
-        let body = serde_json::to_vec(&FakeStripe::event(
-            "charge.refunded",
-            charge("ch_remade", "cus_reg", now()),
-            now(),
-        ))
-        .unwrap();
-        // The ingress reuses an account's secrets for up to a second (a change made in the
-        // background reaches it then), as Stripe's own retries would find.
-        let secret = remade["secret"].as_str().unwrap().to_string();
-        wait_for(
-            5,
-            "a delivery signed with the new secret to verify",
-            || async {
-                let accepted = app
-                    .webhook(
-                        &p.webhook_path,
-                        &body,
-                        Some(&stripe_signature(&body, &secret, now())),
-                    )
-                    .await;
-                (accepted.status == StatusCode::OK).then_some(())
-            },
-        )
-        .await;
+        check_a_deleted_endpoint_is_made_again(&app, &fake, &p).await;
 
         // Deleting the account deletes its endpoint at Stripe.
         let deleted = app
