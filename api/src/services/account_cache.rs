@@ -19,7 +19,7 @@ pub struct WebhookAccount {
     pub secrets: Vec<webhook_secrets::Model>,
 }
 
-/// Webhook accounts by token, kept for [`ACCOUNT_TTL`]: without it every webhook costs two
+/// Webhook accounts by token, kept for `ACCOUNT_TTL`: without it every webhook costs two
 /// lookups. Secrets stay sealed in it; they are opened per request.
 #[derive(Default)]
 pub struct AccountCache {

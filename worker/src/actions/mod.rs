@@ -1,5 +1,4 @@
-//! Flow steps that are not CRM writes and talk to something of their own: `email` (SMTP).
-//! `http` steps go through the HTTP adapter, `stripe.retrieve` through `stripe`, and `assert`
-//! is the engine's alone.
+//! What steps that are not CRM writes talk to besides the vendors' APIs: the SMTP sender of
+//! `email` steps (the step kind itself is `steps/email.rs`).
 
 pub mod email;

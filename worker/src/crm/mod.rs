@@ -1,8 +1,10 @@
 //! CRM adapters and the one classification of their errors that the retry policy reads.
 //!
-//! Every vendor implements [`Adapter`]; the engine calls [`apply`] and never learns which
-//! vendor it talks to. The sandbox is the exception that proves the rule: its records live in
-//! Tributary's own database, so the engine writes them inside its own transaction.
+//! Every vendor implements [`Adapter`]; the CRM-write step kinds (`steps/crm_write.rs`) and
+//! `http` steps call [`apply`] with one of the three [`Write`]s and never learn which vendor
+//! they talk to. What each provider is (settings, OAuth, hosts) lives in [`providers`]. The
+//! sandbox is the exception that proves the rule: its records live in Tributary's own
+//! database, so the engine writes them inside its own transaction.
 
 pub mod config;
 mod error;

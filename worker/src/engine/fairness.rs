@@ -17,7 +17,7 @@ pub(super) const SLOT_WAIT: Duration = Duration::from_millis(500);
 /// once, so a tenant whose CRM hangs or fails holds no more than that, and the other slots
 /// stay free for everyone else. A job over the share waits in the process for the tenant's
 /// next free slot (first come, first served) while the tenant has fewer than `waiting`
-/// jobs waiting; beyond that, or after [`SLOT_WAIT`], it goes back to the queue. So one busy
+/// jobs waiting; beyond that, or after `SLOT_WAIT`, it goes back to the queue. So one busy
 /// tenant keeps its share busy without a round trip through the queue, and still holds at
 /// most `share + waiting` of the slots.
 #[derive(Debug)]

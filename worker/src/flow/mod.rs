@@ -3,9 +3,9 @@
 //! clock read is `trigger_matches`' fallback when an event carries no `created` time.
 //!
 //! - [`model`]: the flow spec, operations, errors.
-//! - [`template`]: the minijinja environment, filters and rendering rules.
+//! - [`templating`]: the minijinja environment, filters and rendering rules.
 //! - `validate`: every error of a flow with its path.
-//! - [`templates`]: the built-in recipes served by `GET /v1/flow-templates`.
+//! - [`templates`]: the built-in recipes served by `GET /v1/flow-templates` (data in `recipes/`).
 //!
 //! Decisions beyond the design's flow contract:
 //! - `major_units` (and `mrr`, `arr`) give a number rounded to the currency's decimals: an
@@ -14,7 +14,7 @@
 //!   need fixed decimals in text use `format_amount` (`"149.00"`).
 //! - `first_name` is the first word of a name, `last_name` the rest (`"Ana de la Cruz"` →
 //!   `"Ana"`, `"de la Cruz"`); a one-word name has no last name (undefined, so left out).
-//! - JSON `null`s in the event and settings read as undefined (see [`template`]).
+//! - JSON `null`s in the event and settings read as undefined (see [`templating`]).
 //! - `create` refuses `match`, and only `update` takes `record_id`, so a flow says what it does.
 //! - Rendering an `upsert` whose match values all came out empty, or an `update` with neither
 //!   record id nor match value, is an error rather than a write that would duplicate or miss;

@@ -1,8 +1,9 @@
 //! The providers a connection can be of, each described once in its own file: the auth types
 //! it accepts, its settings and their rules, the hosts it may be pointed at, its OAuth
 //! endpoints, scopes, token endpoint and revoke request, where its credentials are sent, and
-//! how requests authenticate. Settings validation, the OAuth flow, sessions, the API schema
-//! and the docs all read [`ALL`]; none of them names a vendor. A leaf: it knows no adapter.
+//! how requests authenticate. Settings validation, the OAuth flow and revocation, sessions,
+//! the operator's OAuth apps and the API schema read [`ALL`] instead of naming a vendor. It
+//! knows no adapter.
 //!
 //! Adding a provider: a file here with its [`Provider`], its line in [`ALL`], and (for a CRM)
 //! its adapter in `crm/<name>.rs` with its line in `crm::adapter`.

@@ -98,7 +98,7 @@ pub(super) fn token(state: &State, n: Option<u32>, name: Option<String>) -> Resu
 }
 
 /// The secrets `password()` and `token(n)` made while rendering against `root` (a context from
-/// [`context`]), to keep them out of what is stored.
+/// [`context`](super::context)), to keep them out of what is stored.
 pub fn generated(root: &Value) -> Vec<String> {
     root.get_attr(GENERATOR)
         .ok()
