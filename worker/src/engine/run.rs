@@ -243,8 +243,8 @@ impl Engine {
             None => None,
         };
         let connection = match &own {
-            Some(own) => own.clone(),
-            None => flow.connection.clone(),
+            Some(own) => own.as_ref(),
+            None => flow.connection.as_ref(),
         };
         let connection_id = step
             .connection_id
@@ -271,14 +271,14 @@ impl Engine {
                 .await?;
             return Ok(Next::Halt(None));
         }
-        if let Some(next) = self.held(&connection, delivery).await? {
+        if let Some(next) = self.held(connection, delivery).await? {
             return Ok(next);
         }
         // Vendor-discovered settings (Salesforce's won stage) of the flow's connection, once
         // per run.
         if !flow.discovered && connection.provider != "sandbox" && step.connection_id.is_none() {
             let started = std::time::Instant::now();
-            let (found, trail) = crm::template_settings(&self.crm, &connection).await;
+            let (found, trail) = crm::template_settings(&self.crm, connection).await;
             match found {
                 Ok(settings) => {
                     flow.ctx.settings = settings;
@@ -292,7 +292,7 @@ impl Engine {
                         trail,
                     };
                     return Ok(
-                        match self.fail(&connection, delivery, None, error, tried).await? {
+                        match self.fail(connection, delivery, None, error, tried).await? {
                             StepResult::Retrying(due) => Next::Halt(Some(due)),
                             _ => Next::Halt(None),
                         },
@@ -306,16 +306,16 @@ impl Engine {
             Rendered::Skipped => return Ok(Next::Skip),
             Rendered::Failed => return Ok(Next::Halt(None)),
         };
-        kind.prepare(&mut op, &delivery.id, &connection);
+        kind.prepare(&mut op, &delivery.id, connection);
         self.faults.step(&op);
         let result = match kind.write() {
             // The sandbox's records live in this database: written inside the claim.
             Some(write) if connection.provider == "sandbox" => {
-                self.execute(write, flow.event, &connection, delivery, &op)
+                self.execute(write, flow.event, connection, delivery, &op)
                     .await?
             }
             _ => {
-                self.execute_remote(kind, flow.event, &connection, delivery, &op, fresh)
+                self.execute_remote(kind, flow.event, connection, delivery, &op, fresh)
                     .await?
             }
         };

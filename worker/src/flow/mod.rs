@@ -229,7 +229,7 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
     };
     crate::steps::kind(step.action)
         .render(step, &mut op, &templates)
-        .map_err(|problem| fail(&problem.field, problem.message))?;
+        .map_err(|problem| fail(&problem.path, problem.message))?;
     op.secrets = templating::generated(&root);
     Ok(Some(op))
 }

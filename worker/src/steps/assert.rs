@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 
-use super::kind::{Done, Exec, Problem, Runs, Shape, StepKind, Templates};
+use super::kind::{Done, Exec, Runs, Shape, StepKind, Templates};
 use crate::crm::{BoxFuture, CrmError, CrmOutcome, Trail};
-use crate::flow::{Action, Operation, Step};
+use crate::flow::{Action, Operation, Step, ValidationError};
 
 pub struct Assert;
 
@@ -27,9 +27,9 @@ impl StepKind for Assert {
         false
     }
 
-    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<Problem>) {
+    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
         if !step.has("check") {
-            problems.push(Problem::new(
+            problems.push(ValidationError::new(
                 "check",
                 "an assert step needs the expression that must hold, e.g. object.currency == 'usd'",
             ));
@@ -42,15 +42,15 @@ impl StepKind for Assert {
         step: &Step,
         op: &mut Operation,
         templates: &dyn Templates,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), ValidationError> {
         let check = step.check.as_deref().unwrap_or("false");
         let passed = templates
             .condition(check)
-            .map_err(|message| Problem::new("check", message))?;
+            .map_err(|message| ValidationError::new("check", message))?;
         let message = match step.message.as_deref() {
             Some(source) => templates
                 .text(source)
-                .map_err(|message| Problem::new("message", message))?,
+                .map_err(|message| ValidationError::new("message", message))?,
             None => None,
         }
         .unwrap_or_else(|| format!("the check failed: {check}"));

@@ -1,9 +1,9 @@
 //! `upsert`, `create` and `update`: a record written to the flow's CRM connection by its
 //! provider's adapter (the sandbox's inside the engine's transaction).
 
-use super::kind::{Done, Exec, Problem, Runs, Shape, StepKind, Templates, Wants};
+use super::kind::{Done, Exec, Runs, Shape, StepKind, Templates, Wants};
 use crate::crm::{self, BoxFuture, CrmError, Trail, Write};
-use crate::flow::{Action, Operation, Step};
+use crate::flow::{Action, Operation, Step, ValidationError};
 
 /// One of the three CRM writes.
 pub struct CrmWrite(pub Write);
@@ -21,14 +21,14 @@ impl StepKind for CrmWrite {
         }
     }
 
-    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<Problem>) {
+    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
         let has_match = step.has_entries("match");
         let has_fields = step.has_entries("fields");
-        let only_update = || Problem::new("record_id", "only update steps use record_id");
+        let only_update = || ValidationError::new("record_id", "only update steps use record_id");
         match self.0 {
             Write::Upsert => {
                 if !has_match {
-                    problems.push(Problem::new(
+                    problems.push(ValidationError::new(
                         "match",
                         "an upsert needs at least one match field to find the record by",
                     ));
@@ -39,13 +39,13 @@ impl StepKind for CrmWrite {
             }
             Write::Update => {
                 if !step.has_text("record_id") && !has_match {
-                    problems.push(Problem::new(
+                    problems.push(ValidationError::new(
                         "record_id",
                         "an update needs a record_id or match fields to find the record by",
                     ));
                 }
                 if !has_fields {
-                    problems.push(Problem::new(
+                    problems.push(ValidationError::new(
                         "fields",
                         "an update needs at least one field to write",
                     ));
@@ -53,7 +53,7 @@ impl StepKind for CrmWrite {
             }
             Write::Create => {
                 if has_match {
-                    problems.push(Problem::new(
+                    problems.push(ValidationError::new(
                         "match",
                         "create always makes a new record and does not look one up; put these values in fields",
                     ));
@@ -62,7 +62,7 @@ impl StepKind for CrmWrite {
                     problems.push(only_update());
                 }
                 if !has_fields {
-                    problems.push(Problem::new(
+                    problems.push(ValidationError::new(
                         "fields",
                         "a create needs at least one field to write",
                     ));
@@ -71,14 +71,19 @@ impl StepKind for CrmWrite {
         }
     }
 
-    fn render(&self, _step: &Step, op: &mut Operation, _: &dyn Templates) -> Result<(), Problem> {
+    fn render(
+        &self,
+        _step: &Step,
+        op: &mut Operation,
+        _: &dyn Templates,
+    ) -> Result<(), ValidationError> {
         match self.0 {
-            Write::Upsert if op.match_fields.is_empty() => Err(Problem::new(
+            Write::Upsert if op.match_fields.is_empty() => Err(ValidationError::new(
                 "match",
                 "every match value rendered empty; an upsert without a key would create a duplicate",
             )),
             Write::Update if op.record_id.is_none() && op.match_fields.is_empty() => {
-                Err(Problem::new(
+                Err(ValidationError::new(
                     "record_id",
                     "the record id and every match value rendered empty; there is nothing to find the record by",
                 ))

@@ -4,10 +4,10 @@
 use entity::connections;
 use serde_json::Value;
 
-use super::kind::{Done, Exec, Problem, Runs, Shape, StepKind, Templates, Wants};
+use super::kind::{Done, Exec, Runs, Shape, StepKind, Templates, Wants};
 use crate::actions::email as smtp;
 use crate::crm::{BoxFuture, CrmError, Trail};
-use crate::flow::{Action, Operation, Step};
+use crate::flow::{Action, Operation, Step, ValidationError};
 
 /// The parts of an email step's `fields`.
 pub const EMAIL_FIELDS: &[&str] = &["to", "cc", "bcc", "reply_to", "subject", "text", "html"];
@@ -27,9 +27,9 @@ impl StepKind for Email {
         false
     }
 
-    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<Problem>) {
+    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
         if !step.has("connection_id") {
-            problems.push(Problem::new(
+            problems.push(ValidationError::new(
                 "connection_id",
                 "an email step needs its smtp connection's id",
             ));
@@ -37,7 +37,7 @@ impl StepKind for Email {
         let fields = step.object("fields");
         for key in fields.into_iter().flat_map(|f| f.keys()) {
             if !EMAIL_FIELDS.contains(&key.as_str()) {
-                problems.push(Problem::new(
+                problems.push(ValidationError::new(
                     format!("fields.{key}"),
                     format!("an email has {}", EMAIL_FIELDS.join(", ")),
                 ));
@@ -46,21 +46,26 @@ impl StepKind for Email {
         let has = |key: &str| fields.is_some_and(|f| f.contains_key(key));
         for key in ["to", "subject"] {
             if !has(key) {
-                problems.push(Problem::new(
+                problems.push(ValidationError::new(
                     format!("fields.{key}"),
                     "is required for an email",
                 ));
             }
         }
         if !has("text") && !has("html") {
-            problems.push(Problem::new(
+            problems.push(ValidationError::new(
                 "fields.text",
                 "an email needs a text or html body (or both)",
             ));
         }
     }
 
-    fn render(&self, _step: &Step, op: &mut Operation, _: &dyn Templates) -> Result<(), Problem> {
+    fn render(
+        &self,
+        _step: &Step,
+        op: &mut Operation,
+        _: &dyn Templates,
+    ) -> Result<(), ValidationError> {
         let text = |key: &str| {
             op.fields
                 .get(key)
@@ -68,13 +73,13 @@ impl StepKind for Email {
                 .is_some_and(|t| !t.trim().is_empty())
         };
         if !text("to") {
-            return Err(Problem::new(
+            return Err(ValidationError::new(
                 "fields.to",
                 "rendered empty; there is no one to send the email to",
             ));
         }
         if !text("text") && !text("html") {
-            return Err(Problem::new(
+            return Err(ValidationError::new(
                 "fields.text",
                 "text and html both rendered empty; the email would have no body",
             ));

@@ -4,9 +4,9 @@
 
 use entity::connections;
 
-use super::kind::{Done, Exec, Problem, Runs, Shape, StepKind, Templates, Wants};
+use super::kind::{Done, Exec, Runs, Shape, StepKind, Templates, Wants};
 use crate::crm::{self, BoxFuture, CrmError, ErrorKind, Trail, Write};
-use crate::flow::{Action, Operation, Step};
+use crate::flow::{Action, Operation, Step, ValidationError};
 
 pub struct Http;
 
@@ -34,24 +34,24 @@ impl StepKind for Http {
         false
     }
 
-    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<Problem>) {
+    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
         let has_url = step.has("url");
         let has_connection = step.has("connection_id");
         if !has_url && !has_connection {
-            problems.push(Problem::new(
+            problems.push(ValidationError::new(
                 "url",
                 "an http step needs a url, or an http connection (connection_id) and a path",
             ));
         }
         if has_url && has_connection {
-            problems.push(Problem::new(
+            problems.push(ValidationError::new(
                 "url",
                 "with a connection, give the path under its base_url instead of a url",
             ));
         }
         for name in step.object("headers").into_iter().flat_map(|h| h.keys()) {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                problems.push(Problem::new(
+                problems.push(ValidationError::new(
                     format!("headers.{name}"),
                     "is not a valid header name",
                 ));
@@ -59,7 +59,12 @@ impl StepKind for Http {
         }
     }
 
-    fn render(&self, step: &Step, op: &mut Operation, _: &dyn Templates) -> Result<(), Problem> {
+    fn render(
+        &self,
+        step: &Step,
+        op: &mut Operation,
+        _: &dyn Templates,
+    ) -> Result<(), ValidationError> {
         if step.connection_id.is_some() {
             return Ok(());
         }
@@ -70,7 +75,7 @@ impl StepKind for Http {
         if absolute {
             return Ok(());
         }
-        Err(Problem::new(
+        Err(ValidationError::new(
             "url",
             format!(
                 "rendered {}; an http step without a connection needs an absolute http(s) URL",

@@ -6,7 +6,7 @@ use entity::connections;
 use serde_json::{Map, Value};
 
 use crate::crm::{BoxFuture, Connector, CrmError, CrmOutcome, Trail, Write};
-use crate::flow::{Action, Operation, Step};
+use crate::flow::{Action, Operation, Step, ValidationError};
 use crate::stripe::StripeApi;
 
 /// One step kind: how a step of it is checked, rendered and run. The engine owns the delivery
@@ -27,8 +27,8 @@ pub trait StepKind: Sync {
     }
 
     /// What this kind needs of a step, beyond the checks every step gets (keys, types,
-    /// templates); each problem names its field under the step.
-    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<Problem>);
+    /// templates); each problem's path is its field under the step (`fields.to`).
+    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>);
 
     /// Checks and completes an operation rendered from a step: values that rendered empty
     /// where the kind cannot do without them are an error naming the field.
@@ -37,7 +37,7 @@ pub trait StepKind: Sync {
         _step: &Step,
         _op: &mut Operation,
         _templates: &dyn Templates,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), ValidationError> {
         Ok(())
     }
 
@@ -180,22 +180,6 @@ impl Shape<'_> {
     /// Whether the key holds an object with at least one entry.
     pub fn has_entries(&self, key: &str) -> bool {
         self.object(key).is_some_and(|m| !m.is_empty())
-    }
-}
-
-/// A problem with one field of a step: the field's path under the step (`fields.to`) and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub field: String,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            field: field.into(),
-            message: message.into(),
-        }
     }
 }
 

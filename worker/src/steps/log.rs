@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::kind::{Done, Exec, Problem, Runs, Shape, StepKind, Templates};
+use super::kind::{Done, Exec, Runs, Shape, StepKind, Templates};
 use crate::crm::{BoxFuture, CrmError, CrmOutcome, Trail};
-use crate::flow::{Action, Operation, Step};
+use crate::flow::{Action, Operation, Step, ValidationError};
 
 pub struct Log;
 
@@ -22,9 +22,9 @@ impl StepKind for Log {
         false
     }
 
-    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<Problem>) {
+    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
         if !step.has("message") {
-            problems.push(Problem::new(
+            problems.push(ValidationError::new(
                 "message",
                 "a log step needs the message to record, e.g. Paid {{ object.amount }}",
             ));
@@ -36,10 +36,10 @@ impl StepKind for Log {
         step: &Step,
         op: &mut Operation,
         templates: &dyn Templates,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), ValidationError> {
         let message = templates
             .text(step.message.as_deref().unwrap_or_default())
-            .map_err(|message| Problem::new("message", message))?
+            .map_err(|message| ValidationError::new("message", message))?
             .unwrap_or_default();
         op.fields.insert("message".into(), Value::String(message));
         Ok(())

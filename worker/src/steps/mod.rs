@@ -15,7 +15,7 @@ mod log;
 mod stripe_retrieve;
 
 pub use email::EMAIL_FIELDS;
-pub use kind::{Done, Exec, Problem, Runs, Shape, StepKind, Templates, Wants};
+pub use kind::{Done, Exec, Runs, Shape, StepKind, Templates, Wants};
 
 use crate::flow::Action;
 

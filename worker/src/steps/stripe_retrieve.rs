@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 
-use super::kind::{Done, Exec, Problem, Runs, Shape, StepKind, Templates};
+use super::kind::{Done, Exec, Runs, Shape, StepKind, Templates};
 use crate::crm::{BoxFuture, CrmError, CrmOutcome, ErrorKind, Trail};
-use crate::flow::{Action, Operation, Step};
+use crate::flow::{Action, Operation, Step, ValidationError};
 use crate::stripe::client::{RETRIEVABLE, object_path};
 
 pub struct StripeRetrieve;
@@ -15,12 +15,12 @@ impl StepKind for StripeRetrieve {
         Action::StripeRetrieve
     }
 
-    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<Problem>) {
+    fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
         if let Some(object) = step.text("object")
             && object_path(object).is_none()
         {
             let known: Vec<&str> = RETRIEVABLE.iter().map(|(name, _)| *name).collect();
-            problems.push(Problem::new(
+            problems.push(ValidationError::new(
                 "object",
                 format!(
                     "stripe.retrieve fetches one of {}, not '{object}'",
@@ -29,7 +29,7 @@ impl StepKind for StripeRetrieve {
             ));
         }
         if !step.has_text("record_id") {
-            problems.push(Problem::new(
+            problems.push(ValidationError::new(
                 "record_id",
                 "stripe.retrieve needs the object's id, e.g. {{ object.customer }}",
             ));
@@ -43,7 +43,7 @@ impl StepKind for StripeRetrieve {
             "path",
         ] {
             if step.has(key) {
-                problems.push(Problem::new(
+                problems.push(ValidationError::new(
                     key,
                     "stripe.retrieve only reads: it takes object, record_id, expand and when",
                 ));
@@ -51,9 +51,14 @@ impl StepKind for StripeRetrieve {
         }
     }
 
-    fn render(&self, _step: &Step, op: &mut Operation, _: &dyn Templates) -> Result<(), Problem> {
+    fn render(
+        &self,
+        _step: &Step,
+        op: &mut Operation,
+        _: &dyn Templates,
+    ) -> Result<(), ValidationError> {
         if op.record_id.is_none() {
-            return Err(Problem::new(
+            return Err(ValidationError::new(
                 "record_id",
                 "rendered empty; there is no Stripe object to retrieve",
             ));

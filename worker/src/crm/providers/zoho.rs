@@ -18,16 +18,16 @@ pub const DATA_CENTERS: &[(&str, &str)] = &[
     ("cn", "https://accounts.zoho.com.cn"),
 ];
 
+/// The accounts servers of [`DATA_CENTERS`], in the same order.
 const ACCOUNTS_SERVERS: &[&str] = &[
-    "https://accounts.zoho.com",
-    "https://accounts.zoho.eu",
-    "https://accounts.zoho.in",
-    "https://accounts.zoho.com.au",
-    "https://accounts.zoho.jp",
-    "https://accounts.zohocloud.ca",
-    "https://accounts.zoho.com.cn",
+    DATA_CENTERS[0].1,
+    DATA_CENTERS[1].1,
+    DATA_CENTERS[2].1,
+    DATA_CENTERS[3].1,
+    DATA_CENTERS[4].1,
+    DATA_CENTERS[5].1,
+    DATA_CENTERS[6].1,
 ];
-
 pub static PROVIDER: Provider = Provider {
     name: "zoho",
     auth_types: &["refresh_token", "oauth"],

@@ -33,7 +33,7 @@ impl Checker {
             let mut problems = Vec::new();
             kind.validate(&Shape { map }, &mut problems);
             for problem in problems {
-                self.error(format!("{path}.{}", problem.field), problem.message);
+                self.error(format!("{path}.{}", problem.path), problem.message);
             }
             if let Some(keys) = kind.keys() {
                 self.only_keys(map, &path, kind.action().as_str(), keys);
