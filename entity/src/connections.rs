@@ -27,6 +27,9 @@ pub struct Model {
     pub refresh_lease_until: Option<DateTimeUtc>,
     /// JSON object of what the vendor told us (API usage, discovered won stage, …); no secrets.
     pub vendor_info: String,
+    /// The token of the connection's inbound URL (`/webhooks/<provider>/<token>`), for CRMs
+    /// that push their changes; `None` until the connection is created.
+    pub inbound_token: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,4 +1,6 @@
-//! The durable inbox: one row per Stripe event per account, raw body kept byte-for-byte.
+//! The durable inbox: one row per Stripe event per account (raw body kept byte-for-byte), and
+//! one per CRM-side event per connection (`source` names the CRM; `stripe_account_id` then
+//! holds the connection's id and `stripe_event_id` the vendor's event key).
 //! Status: `received` → `queued` → `processed` | `failed` | `ignored`.
 
 use sea_orm::entity::prelude::*;
@@ -32,6 +34,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// When the event's personal data was erased on request (`POST /v1/erasures`).
     pub redacted_at: Option<DateTimeUtc>,
+    /// Where the event came from: `stripe`, `hubspot`, `salesforce` or `zoho`.
+    pub source: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

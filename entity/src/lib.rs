@@ -9,6 +9,8 @@ pub mod backfills;
 pub mod bulk_job_items;
 pub mod bulk_jobs;
 pub mod connections;
+pub mod crm_versions;
+pub mod crm_watches;
 pub mod deliveries;
 pub mod delivery_attempts;
 pub mod email_sends;

@@ -17,6 +17,7 @@ mod m20261206_000011_delivery_attempts;
 mod m20261206_000012_event_search;
 mod m20261206_000013_idempotency;
 mod m20261206_000014_duplicate_index;
+mod m20261206_000015_crm_events;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_event_search::Migration),
             Box::new(m20261206_000013_idempotency::Migration),
             Box::new(m20261206_000014_duplicate_index::Migration),
+            Box::new(m20261206_000015_crm_events::Migration),
         ]
     }
 }

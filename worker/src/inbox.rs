@@ -54,6 +54,7 @@ pub fn new_row(
         processed_at: None,
         updated_at: at,
         redacted_at: None,
+        source: "stripe".into(),
     }
 }
 
@@ -349,7 +350,7 @@ async fn insert_group(
     let mut insert = sea_orm::sqlx::QueryBuilder::<sea_orm::sqlx::Postgres>::new(
         "INSERT INTO events (id, tenant_id, stripe_account_id, stripe_event_id, event_type, \
          stripe_object_id, livemode, api_version, event_created, payload, status, runs, \
-         next_run_at, last_error, received_at, queued_at, processed_at, updated_at) ",
+         next_run_at, last_error, received_at, queued_at, processed_at, updated_at, source) ",
     );
     insert.push_values(rows, |mut values, (row, _)| {
         let queued_at = queued.then_some(row.received_at);
@@ -371,7 +372,8 @@ async fn insert_group(
             .push_bind(row.received_at)
             .push_bind(queued_at)
             .push_bind(None::<chrono::DateTime<chrono::Utc>>)
-            .push_bind(row.received_at);
+            .push_bind(row.received_at)
+            .push_bind(&row.source);
     });
     insert.push(" ON CONFLICT (stripe_account_id, stripe_event_id) DO NOTHING RETURNING id");
     let inserted: HashSet<String> = insert

@@ -12,6 +12,7 @@ pub mod faults;
 pub mod flow;
 pub mod health;
 pub mod history;
+pub mod inbound;
 pub mod inbox;
 pub mod lease;
 pub mod metrics;

@@ -119,17 +119,15 @@ impl Runtime {
             );
             tasks.push(supervise(&health, &faults, "consumer", consumer));
         }
+        let retention = crate::retention::run_forever(
+            db.clone(),
+            settings.clone(),
+            format!("{name}-{}", crate::new_id()),
+        );
+        let watcher = crm_watcher(settings, &db, &queue, &engine);
         let background = vec![
-            supervise(
-                &health,
-                &faults,
-                "retention",
-                forever(crate::retention::run_forever(
-                    db.clone(),
-                    settings.clone(),
-                    format!("{name}-{}", crate::new_id()),
-                )),
-            ),
+            supervise(&health, &faults, "retention", forever(retention)),
+            supervise(&health, &faults, "crm watcher", forever(watcher)),
             supervise(
                 &health,
                 &faults,
@@ -220,6 +218,22 @@ impl Drop for Runtime {
 }
 
 /// A loop meant to run until the process stops: its ending is a failure.
+/// The CRM watcher's loop (polls and notification channels), every sweep interval.
+fn crm_watcher(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    queue: &Queue,
+    engine: &Engine,
+) -> impl std::future::Future<Output = ()> + use<> {
+    crate::inbound::watcher::run_forever(
+        db.clone(),
+        queue.clone(),
+        engine.crm.clone(),
+        settings.public_url.clone(),
+        settings.sweep_interval,
+    )
+}
+
 async fn forever(part: impl std::future::Future<Output = ()>) -> Result<(), String> {
     part.await;
     Err("it returned".into())

@@ -94,6 +94,7 @@ async fn seed_stranded_event(conn: &DatabaseConnection) -> String {
         processed_at: Set(None),
         updated_at: Set(at),
         redacted_at: Set(None),
+        source: Set("stripe".into()),
     })
     .exec(conn)
     .await
@@ -122,6 +123,7 @@ async fn insert_sandbox_connection(
         session: Set(None),
         refresh_lease_until: Set(None),
         vendor_info: Set("{}".into()),
+        inbound_token: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
     })

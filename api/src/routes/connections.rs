@@ -15,6 +15,7 @@ use crate::extract::{
 use crate::services::connections::{
     self, ConnectionIn, ConnectionOut, ConnectionPatch, ConnectionTestOut, SandboxRecordOut,
 };
+use crate::services::watches::{PollOut, WatchOut};
 use crate::state::AppState;
 
 /// Create a connection
@@ -110,7 +111,8 @@ async fn get_one(
     ctx: TenantContext,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(ConnectionOut::from(
+    Ok(HttpResponse::Ok().json(connections::out(
+        &state,
         connections::find(&state, &ctx, &id).await?,
     )))
 }
@@ -196,6 +198,49 @@ async fn test(
     Ok(HttpResponse::Ok().json(connections::test(&state, &ctx, &id).await?))
 }
 
+/// List what a connection watches
+///
+/// For connections with `settings.watch`: each object's polling cursor, the API calls polling
+/// made (they count against the org's daily limit), when it was polled and is polled next,
+/// Zoho's notification channel and its expiry, and the last error.
+#[utoipa::path(tag = "connections", operation_id = "connections.watches", params(("id" = String, Path, description = "The connection's id")),
+    responses(
+        (status = 200, description = "The connection's watches.", body = Vec<WatchOut>),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/connections/{id}/watches")]
+async fn watches(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(crate::services::watches::list(&state, &ctx, &id).await?))
+}
+
+/// Poll a connection's CRM now
+///
+/// Polls every object the connection watches (Salesforce on `SystemModstamp`, Zoho on
+/// `Modified_Time`) without waiting for `poll_seconds`, or enables and renews a Zoho
+/// notification channel; the changes found are stored as events and run the CRM's flows.
+#[utoipa::path(tag = "connections", operation_id = "connections.poll", params(("id" = String, Path, description = "The connection's id")),
+    responses(
+        (status = 200, description = "What the poll stored, and each watch after it.", body = PollOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 422, response = inline(responses::Invalid)),
+        (status = 502, response = inline(responses::BadGateway))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[post("/v1/connections/{id}/poll")]
+async fn poll(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(crate::services::watches::poll(&state, &ctx, &id).await?))
+}
+
 /// Reauthorize a connection
 ///
 /// Starts the OAuth browser flow again for an `oauth` connection: the answer carries a new
@@ -260,5 +305,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(remove)
         .service(test)
         .service(reauthorize)
+        .service(watches)
+        .service(poll)
         .service(records);
 }

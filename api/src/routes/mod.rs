@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod bulk;
 pub mod connections;
+pub mod crm_webhooks;
 pub mod erasures;
 pub mod events;
 pub mod flows;
@@ -36,4 +37,5 @@ pub fn configure(cfg: &mut ServiceConfig) {
     erasures::configure(cfg);
     notification_channels::configure(cfg);
     webhooks::configure(cfg);
+    crm_webhooks::configure(cfg);
 }

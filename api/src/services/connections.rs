@@ -252,8 +252,30 @@ pub struct ConnectionOut {
     /// reauthorized); single-use, valid for 10 minutes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorize_url: Option<String>,
+    /// Where the CRM sends its changes (HubSpot webhooks, Zoho notifications, Salesforce
+    /// Outbound Messages and Flow callouts): give it to the CRM as its target URL. Only for
+    /// CRMs that push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbound_url: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// CRMs that push their changes to a connection's own URL.
+pub const INBOUND_PROVIDERS: &[&str] = &["hubspot", "salesforce", "zoho"];
+
+/// A connection as the API shows it, with its inbound URL under this install's public URL.
+pub fn out(state: &AppState, row: connections::Model) -> ConnectionOut {
+    let inbound_url = row.inbound_token.as_deref().map(|token| {
+        format!(
+            "{}/webhooks/{}/{token}",
+            state.settings.public_url, row.provider
+        )
+    });
+    ConnectionOut {
+        inbound_url,
+        ..row.into()
+    }
 }
 
 impl From<connections::Model> for ConnectionOut {
@@ -271,6 +293,7 @@ impl From<connections::Model> for ConnectionOut {
             paused_until: c.paused_until,
             info: serde_json::from_str(&c.vendor_info).unwrap_or(Value::Object(Map::new())),
             authorize_url: None,
+            inbound_url: None,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -334,6 +357,9 @@ pub async fn create(
     let id = new_id();
     let sealed = (credentials != config::Credentials::None)
         .then(|| seal_credentials(&state.keyring, &ctx.tenant_id, &id, &credentials));
+    let inbound_token = INBOUND_PROVIDERS
+        .contains(&input.provider.as_str())
+        .then(tributary_worker::secrets::random_token::<24>);
     let row = connections::Model {
         id,
         tenant_id: ctx.tenant_id.clone(),
@@ -353,6 +379,7 @@ pub async fn create(
         session: None,
         refresh_lease_until: None,
         vendor_info: "{}".into(),
+        inbound_token,
         created_at: at,
         updated_at: at,
     };
@@ -377,7 +404,7 @@ pub async fn create(
     txn.commit().await?;
     Ok(ConnectionOut {
         authorize_url,
-        ..row.into()
+        ..out(state, row)
     })
 }
 
@@ -397,7 +424,7 @@ pub async fn reauthorize(
     txn.commit().await?;
     Ok(ConnectionOut {
         authorize_url: Some(url),
-        ..existing.into()
+        ..out(state, existing)
     })
 }
 
@@ -414,7 +441,7 @@ pub async fn list(
         )
         .await?;
     Ok((
-        rows.into_iter().map(ConnectionOut::from).collect(),
+        rows.into_iter().map(|row| out(state, row)).collect(),
         has_more,
     ))
 }
@@ -467,7 +494,7 @@ pub async fn update(
     let oauth = matches!(credentials, Some(config::Credentials::Oauth { .. }));
     let txn = tributary_worker::db::begin_write(&state.db).await?;
     let current = super::owned_for_update::<connections::Entity, _>(&txn, ctx, id).await?;
-    if_match.check(&ConnectionOut::from(current), "connection")?;
+    if_match.check(&out(state, current), "connection")?;
     let tenant_id = existing.tenant_id.clone();
     let mut active: connections::ActiveModel = existing.into();
     if let Some(name) = patch.name {
@@ -517,7 +544,7 @@ pub async fn update(
     }
     Ok(ConnectionOut {
         authorize_url,
-        ..updated.into()
+        ..out(state, updated)
     })
 }
 

@@ -26,8 +26,15 @@ use crate::state::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventOut {
     pub id: String,
+    /// Stripe's event id; for a CRM-side event, the vendor's event key.
     pub stripe_event_id: String,
+    /// The Stripe account the event came from; empty for a CRM-side event.
     pub stripe_account_id: String,
+    /// Where the event came from: `stripe`, `hubspot`, `salesforce` or `zoho`.
+    pub source: String,
+    /// The connection a CRM-side event came through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
     #[serde(rename = "type")]
     pub event_type: String,
     /// The Stripe object the event is about (`data.object.id`).
@@ -53,7 +60,13 @@ impl From<events::Model> for EventOut {
         EventOut {
             id: e.id,
             stripe_event_id: e.stripe_event_id,
-            stripe_account_id: e.stripe_account_id,
+            connection_id: (e.source != "stripe").then(|| e.stripe_account_id.clone()),
+            stripe_account_id: if e.source == "stripe" {
+                e.stripe_account_id
+            } else {
+                String::new()
+            },
+            source: e.source,
             event_type: e.event_type,
             stripe_object_id: e.stripe_object_id,
             status: e.status,
@@ -236,6 +249,8 @@ pub struct EventFilter {
     /// Only events with this status.
     #[param(value_type = Option<EventStatus>)]
     pub status: Option<String>,
+    /// Only events from this source: `stripe`, `hubspot`, `salesforce` or `zoho`.
+    pub source: Option<String>,
     /// Stripe `created` at or after (unix seconds).
     pub created_gte: Option<i64>,
     /// Stripe `created` at or before (unix seconds).
@@ -246,6 +261,12 @@ impl Validate for EventFilter {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         check_one_of("status", self.status.as_deref(), status::ALL, &mut errors);
+        check_one_of(
+            "source",
+            self.source.as_deref(),
+            tributary_worker::inbound::ALL_SOURCES,
+            &mut errors,
+        );
         super::valid(errors)
     }
 }
@@ -300,6 +321,9 @@ pub async fn list(
         events::Entity::find_in_tenant(&ctx.tenant_id),
         &ctx.tenant_id,
     );
+    if let Some(source) = &filter.source {
+        select = select.filter(events::Column::Source.eq(source.as_str()));
+    }
     if let Some(t) = &filter.event_type {
         select = select.filter(events::Column::EventType.eq(t.as_str()));
     }

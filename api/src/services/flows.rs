@@ -135,8 +135,18 @@ async fn checked(
     let connection = connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, &spec.connection_id)
         .one(&state.db)
         .await?;
-    if connection.is_none() {
+    let Some(connection) = connection else {
         return Err(ApiError::field("connection_id", "no such connection"));
+    };
+    // A CRM trigger listens to the flow's own connection, which must be of that CRM.
+    if spec.trigger.source != "stripe" && connection.provider != spec.trigger.source {
+        return Err(ApiError::field(
+            "trigger.source",
+            format!(
+                "a {} trigger listens to the flow's connection, which is a {} connection; use a {} connection",
+                spec.trigger.source, connection.provider, spec.trigger.source
+            ),
+        ));
     }
     // A step's own connection must exist and be of the kind the step needs.
     let mut errors = Vec::new();

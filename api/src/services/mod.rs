@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backfills;
 pub mod bulk_jobs;
 pub mod connections;
+pub mod crm_ingress;
 pub mod erasures;
 pub mod event_search;
 pub mod events;
@@ -25,6 +26,7 @@ pub mod stripe_accounts;
 pub mod template_runs;
 pub mod test_events;
 pub mod users;
+pub mod watches;
 pub mod webhook_endpoints;
 
 use crate::error::FieldError;

@@ -15,6 +15,9 @@
 //! either, 429 with `policyName` `TEN_SECONDLY_ROLLING` or `DAILY` and no `Retry-After` (HubSpot
 //! promises none). Tokens carry scopes; a call without the endpoint's scope gets HubSpot's 403
 //! `MISSING_SCOPES` naming the scope required.
+//!
+//! It also delivers an app's webhooks ([`webhooks`]): signed batches of CRM events POSTed to a
+//! target URL and retried as HubSpot retries them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -83,5 +86,10 @@ mod control;
 mod limits;
 mod oauth;
 mod objects;
+mod post;
 mod routes;
 mod state;
+pub mod webhooks;
+
+pub use post::{decode_uri, hmac_sha256, signature_v1, signature_v3};
+pub use webhooks::{Attempt, WebhookSender};

@@ -4,6 +4,12 @@
 //!
 //! Errors are Salesforce's arrays (`[{"message", "errorCode", "fields"}]`); every API answer
 //! carries `Sforce-Limit-Info`. A refused write changes nothing.
+//!
+//! Change capture: every record keeps the system fields `CreatedDate`, `SystemModstamp`,
+//! `LastModifiedDate`, `LastModifiedById` and `IsDeleted` (read-only to the API). A delete
+//! moves the record to the recycle bin: `query` no longer sees it, `queryAll` does. Results are
+//! paged (`done`, `nextRecordsUrl`) with a page size a test may shrink; `describe` lists an
+//! object's fields and record types; `RecordType` rows a test adds answer SOQL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,8 +21,12 @@ use crate::{Authorizer, RequestLog, Served};
 pub const CLIENT_ID: &str = "3MVG9-fake-consumer-key";
 pub const CLIENT_SECRET: &str = "fake-consumer-secret";
 pub const USERNAME: &str = "integration@example.com";
-/// The integration user; records' default `OwnerId`.
+/// The integration user; records' default `OwnerId`, and `LastModifiedById` of API writes.
 pub const API_USER_ID: &str = "005000000000001AAA";
+/// Another user of the org: who [`FakeSalesforce::touch`] and [`FakeSalesforce::delete`] act as.
+pub const OTHER_USER_ID: &str = "005000000000002AAA";
+/// Rows per page of a query answer unless a test says otherwise (Salesforce's 2000).
+pub const DEFAULT_PAGE_SIZE: usize = 2000;
 /// The connected app certificate's private key (a throwaway test key).
 pub const TEST_PRIVATE_KEY_PEM: &str = include_str!("../keys/salesforce-test-key.pem");
 /// Its public key, which the fake verifies JWT assertions with.
@@ -56,6 +66,13 @@ struct State {
     instance_url: String,
     auth: Authorizer,
     revoked: Vec<String>,
+    /// API calls admitted (each counted once, whatever it answered).
+    calls: u64,
+    page_size: usize,
+    /// The rows of query answers not yet fetched, by locator.
+    pages: HashMap<String, Vec<Value>>,
+    /// `RecordType` rows (`Id`, `Name`, `DeveloperName`, `SobjectType`, `IsActive`, …).
+    record_types: Vec<Map<String, Value>>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -71,7 +88,11 @@ pub struct FakeSalesforce {
 
 mod answers;
 mod api;
+mod changes;
 mod control;
 mod oauth;
+mod query;
 mod soql;
 mod state;
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,12 @@
 //! A fake Stripe REST API (v1): API-key auth (secret and restricted keys, bearer or basic),
 //! form-encoded bodies in Stripe's bracket notation, idempotent POSTs, the objects Tributary
 //! reads (customers, subscriptions, invoices, payment intents, charges, checkout sessions,
-//! prices, products) with `expand[]`, the events list with its filters and cursors, and
-//! webhook endpoints (create, list, retrieve, update, delete, at most 16).
+//! prices, products) with `expand[]`, the events list with its filters and cursors,
+//! webhook endpoints (create, list, retrieve, update, delete, at most 16), and the writes
+//! Tributary makes (customers, subscriptions, invoice items, customer-portal sessions). Every
+//! write records the events Stripe would (`customer.created`, `customer.updated` with
+//! `previous_attributes`, …), each naming the request and `Idempotency-Key` that caused it,
+//! and delivers them, signed, to the enabled webhook endpoints that listen for them.
 //!
 //! Written from Stripe's OpenAPI description (2023-09-12) and its documented behaviour:
 //! every error is Stripe's `{"error": {type, code, param, message, doc_url,
@@ -16,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -35,6 +39,10 @@ pub const API_VERSION: &str = "2023-08-16";
 pub const MAX_WEBHOOK_ENDPOINTS: usize = 16;
 /// Stripe keeps events for 30 days.
 pub const EVENT_RETENTION_DAYS: i64 = 30;
+/// Attempts the fake makes to deliver an event to an endpoint, by default.
+pub const DELIVERY_ATTEMPTS: u32 = 4;
+/// The fake's wait before retrying a delivery, by default; it doubles after each retry.
+pub const RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// One request the fake answered, with the Stripe headers it carried.
 #[derive(Debug, Clone)]
@@ -87,6 +95,33 @@ struct Failure {
     should_retry: Option<bool>,
 }
 
+/// One attempt to deliver an event to a webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct StripeDelivery {
+    pub event_id: String,
+    pub event_type: String,
+    pub endpoint_id: String,
+    pub url: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The HTTP status answered, `None` when no answer came.
+    pub status: Option<u16>,
+    /// Why no answer came.
+    pub error: Option<String>,
+    /// The `Stripe-Signature` header sent.
+    pub signature: String,
+    /// The exact body sent (what the signature covers).
+    pub body: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl StripeDelivery {
+    /// Whether the endpoint answered 2xx.
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
 struct State {
     /// API key → `None` for a secret key (everything allowed), or a restricted key's
     /// permissions (`customer_read`, `event_read`, `webhook_write`, …).
@@ -102,6 +137,16 @@ struct State {
     rate_limit: u32,
     hits: HashMap<String, VecDeque<Instant>>,
     event_types: HashSet<String>,
+    /// Object id → the order it was first stored in.
+    object_order: HashMap<String, u64>,
+    /// Events recorded by the request being answered, to deliver once it is.
+    outbox: Vec<String>,
+    deliveries: Vec<StripeDelivery>,
+    /// Event deliveries still running (retries included).
+    in_flight: usize,
+    /// Attempts per delivery, and the wait before the first retry (doubling after it).
+    delivery_attempts: u32,
+    retry_delay: Duration,
 }
 
 impl State {
@@ -120,12 +165,28 @@ impl State {
             rate_limit: 0,
             hits: HashMap::new(),
             event_types: EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
+            object_order: HashMap::new(),
+            outbox: Vec::new(),
+            deliveries: Vec::new(),
+            in_flight: 0,
+            delivery_attempts: DELIVERY_ATTEMPTS,
+            retry_delay: RETRY_DELAY,
         }
     }
 
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// Stores an object under its id, remembering when it was first stored.
+    fn store(&mut self, object: Value) {
+        let id = object["id"].as_str().unwrap_or_default().to_string();
+        if !self.object_order.contains_key(&id) {
+            let seq = self.next_seq();
+            self.object_order.insert(id.clone(), seq);
+        }
+        self.objects.insert(id, object);
     }
 }
 
@@ -145,13 +206,18 @@ pub struct FakeStripe {
 mod answer;
 mod catalog;
 mod control;
+mod dashboard;
 mod endpoints;
 mod handle;
 mod lists;
 mod objects;
 mod params;
+mod subscriptions;
+mod webhooks;
+mod writes;
 
 #[cfg(test)]
 mod tests;
 
 pub use params::{parse_form, stripe_id};
+pub use webhooks::{hmac_sha256, signature_header};

@@ -342,6 +342,7 @@ async fn the_upgrade_indexes_events_already_stored() {
                 processed_at: Set(None),
                 updated_at: Set(at()),
                 redacted_at: Set(None),
+                source: Set("stripe".into()),
             })
             .exec(&conn)
             .await

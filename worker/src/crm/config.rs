@@ -25,9 +25,12 @@ pub fn auth_types(provider: &str) -> Option<&'static [&'static str]> {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Credentials {
     None,
-    /// A bearer token: a HubSpot private-app token, or an HTTP CRM's API token.
+    /// A bearer token: a HubSpot private-app token, or an HTTP CRM's API token; for HubSpot,
+    /// optionally the app's client secret, which signs its webhooks.
     Token {
         token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
     },
     /// An OAuth client and its refresh token; an access token may be given to start with.
     RefreshToken {
@@ -77,6 +80,17 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// The OAuth app's client secret, where the credentials hold one (it signs HubSpot's
+    /// webhooks).
+    pub fn client_secret(&self) -> Option<&str> {
+        match self {
+            Credentials::Token { client_secret, .. } => client_secret.as_deref(),
+            Credentials::RefreshToken { client_secret, .. } => Some(client_secret),
+            Credentials::Oauth { client_secret, .. } => client_secret.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Credentials::None => "none",
@@ -100,7 +114,8 @@ impl Credentials {
 }
 
 /// How a connection authenticates, as a tenant sends it; `type` decides which other fields
-/// are required: `none` (sandbox, http); `token`: `token` (hubspot private app, http bearer);
+/// are required: `none` (sandbox, http); `token`: `token` (hubspot private app, with its `client_secret` to verify its webhooks;
+/// http bearer);
 /// `refresh_token`: `client_id`, `client_secret`, `refresh_token`, optionally `access_token`
 /// and `expires_at` (hubspot, salesforce, zoho); `jwt_bearer`: `client_id`, `username`,
 /// `private_key` (salesforce); `basic`: `username`, `password`; `header`: `name`, `value`;
@@ -177,6 +192,7 @@ fn build_credentials(
         "none" => Credentials::None,
         "token" => Credentials::Token {
             token: take("token", &auth.token),
+            client_secret: auth.client_secret.clone().filter(|v| !v.trim().is_empty()),
         },
         "refresh_token" => Credentials::RefreshToken {
             client_id: take("client_id", &auth.client_id),
@@ -244,7 +260,7 @@ fn check_foreign_fields(auth_type: &str, auth: &AuthInput, problems: &mut Vec<Pr
         ("header", auth.header.is_some()),
     ];
     let used: &[&str] = match auth_type {
-        "token" => &["token"],
+        "token" => &["token", "client_secret"],
         "refresh_token" => &[
             "client_id",
             "client_secret",
@@ -438,6 +454,12 @@ fn check_value(
             Some(address) if address.parse::<lettre::Address>().is_ok() => None,
             _ => Some("must be an email address such as billing@example.com".into()),
         },
+        Kind::Objects => check_objects(value),
+        Kind::PriceTable => check_price_table(value),
+        Kind::PollInterval => match value.as_u64() {
+            Some(10..=86_400) => None,
+            _ => Some("must be a whole number of seconds from 10 to 86400".into()),
+        },
     }
 }
 
@@ -538,6 +560,51 @@ pub fn timeout(settings: &Map<String, Value>) -> Duration {
             // Validation allows 1 to 300; a row from before that rule gets no more.
             .clamp(1, 300),
     )
+}
+
+/// Product names to Stripe price ids: text keys, `price_…` values, 1 to 100 of them.
+fn check_price_table(value: &Value) -> Option<String> {
+    let usage = "must be an object from product names to Stripe price ids, e.g. {\"Pro\": \"price_1PabcDEF\"}";
+    let Some(table) = value
+        .as_object()
+        .filter(|t| !t.is_empty() && t.len() <= 100)
+    else {
+        return Some(usage.into());
+    };
+    for (name, price) in table {
+        let ok = name.len() <= 255
+            && price.as_str().is_some_and(|p| {
+                p.starts_with("price_")
+                    && p.len() <= 255
+                    && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+        if !ok {
+            return Some(format!("{usage}; {name:?} → {price} is not one"));
+        }
+    }
+    None
+}
+
+/// A list of object names to watch: identifiers (letters, digits, `_`), 1 to 10 of them.
+fn check_objects(value: &Value) -> Option<String> {
+    let usage = "must be a list of 1 to 10 object names such as [\"Opportunity\", \"Account\"]";
+    let Some(items) = value.as_array() else {
+        return Some(usage.into());
+    };
+    if items.is_empty() || items.len() > 10 {
+        return Some(usage.into());
+    }
+    for item in items {
+        let ok = item.as_str().is_some_and(|name| {
+            !name.is_empty()
+                && name.len() <= 80
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        if !ok {
+            return Some(format!("{usage}; {item} is not one"));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

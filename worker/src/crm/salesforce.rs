@@ -8,9 +8,18 @@
 //! - `update`: PATCH by record id (the linked record, else `record_id`); a missing record falls
 //!   back to a SOQL lookup by `match`; none found is not found, several are refused with the
 //!   candidates. `upsert` with one match field is Salesforce's upsert by external id
-//!   (201 created, 200 updated, 300 several matches); `create` posts. Opportunities get the
-//!   connection's `record_type_id` when the step sets none; Tasks without an `OwnerId` are
-//!   assigned to the owner of the record they are about (`WhatId`, else `WhoId`).
+//!   (201 created, 200 updated, 300 several matches); `create` posts. Tasks without an
+//!   `OwnerId` are assigned to the owner of the record they are about (`WhatId`, else `WhoId`).
+//! - Record types by name: a step's field `RecordTypeName` (or a `RecordTypeId` whose value is
+//!   not a record type id) names one of the object's active record types by `DeveloperName`
+//!   (the stable API name), else by `Name` (the label), exact first, then ignoring case; it is
+//!   sent as `RecordTypeId`, and `RecordTypeName` itself is never sent. Opportunities created
+//!   or upserted without one get the connection's record type: the `record_type` setting (a
+//!   name) or `record_type_id` (an id, or a name). The active record types come from
+//!   `SELECT Id, Name, DeveloperName FROM RecordType WHERE SobjectType = '<object>' AND
+//!   IsActive = true`, cached per connection and object for ten minutes (read again once when
+//!   a name is not among them); a name that matches none is refused as invalid, listing the
+//!   names there are.
 //! - Error arrays (`errorCode`, `message`, `fields`) are shown as Salesforce wrote them.
 //!   `REQUEST_LIMIT_EXCEEDED` pauses the connection for an hour instead of hammering the org;
 //!   `Sforce-Limit-Info` is recorded on the connection.
@@ -18,7 +27,9 @@
 //!   `IsClosed` and `IsWon`, discovered once and cached on the connection for a day.
 
 use super::providers::salesforce::LOGIN_URL as SALESFORCE_LOGIN_URL;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -45,7 +56,7 @@ fn login_url<'a>(call: &'a Call<'_>) -> &'a str {
 }
 
 /// Reads Salesforce's error array into one message and a kind.
-fn classify(reply: &Reply) -> CrmError {
+pub(crate) fn classify(reply: &Reply) -> CrmError {
     let body = reply.json().unwrap_or(Value::Null);
     let errors: Vec<Value> = match &body {
         Value::Array(items) => items.clone(),
@@ -163,7 +174,9 @@ fn is_name(text: &str) -> bool {
     !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-async fn send(call: &mut Call<'_>, request: Request) -> Result<Reply, CrmError> {
+/// Sends a request of the connection's call, recording the org's API usage
+/// (`Sforce-Limit-Info`) on the connection.
+pub(crate) async fn send(call: &mut Call<'_>, request: Request) -> Result<Reply, CrmError> {
     let reply = call.send(&request).await?;
     if let Some(usage) = reply.header("sforce-limit-info") {
         call.info
@@ -388,6 +401,157 @@ async fn write(
     }
 }
 
+/// How long the record types read from an org are trusted.
+const RECORD_TYPES_TTL: Duration = Duration::from_secs(600);
+
+/// An object's active record types: (`Id`, `Name`, `DeveloperName`).
+type RecordTypes = Vec<(String, String, String)>;
+
+/// Record types read, per (connection, object), and when.
+type RecordTypeCache = HashMap<(String, String), (Instant, RecordTypes)>;
+static RECORD_TYPES: LazyLock<Mutex<RecordTypeCache>> = LazyLock::new(Mutex::default);
+
+/// Whether `text` is shaped like a record type id (key prefix `012`, 15 or 18 characters); a
+/// `DeveloperName` never is, as it starts with a letter.
+fn is_record_type_id(text: &str) -> bool {
+    matches!(text.len(), 15 | 18)
+        && text.starts_with("012")
+        && text.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The active record types of `object`, from the cache unless `fresh`; says too whether they
+/// were read now.
+async fn record_types(
+    call: &mut Call<'_>,
+    object: &str,
+    fresh: bool,
+) -> Result<(RecordTypes, bool), CrmError> {
+    let key = (call.connection.id.clone(), object.to_string());
+    if !fresh {
+        let cache = RECORD_TYPES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, types)) = cache.get(&key)
+            && at.elapsed() < RECORD_TYPES_TTL
+        {
+            return Ok((types.clone(), false));
+        }
+    }
+    if !is_name(object) {
+        return Err(CrmError::new(
+            ErrorKind::Invalid,
+            "Salesforce object names may hold only letters, digits and _",
+        ));
+    }
+    let soql = format!(
+        "SELECT Id, Name, DeveloperName FROM RecordType WHERE SobjectType = {} AND IsActive = true",
+        soql_quote(&Value::String(object.to_string()))
+    );
+    let text = |row: &Value, field: &str| {
+        row.get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let types: RecordTypes = query(call, &soql)
+        .await?
+        .iter()
+        .map(|row| {
+            (
+                text(row, "Id"),
+                text(row, "Name"),
+                text(row, "DeveloperName"),
+            )
+        })
+        .filter(|(id, _, _)| !id.is_empty())
+        .collect();
+    RECORD_TYPES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, (Instant::now(), types.clone()));
+    Ok((types, true))
+}
+
+/// The record type `name` names: by `DeveloperName`, then `Name`; exact, then ignoring case.
+fn find_record_type(types: &RecordTypes, name: &str) -> Option<String> {
+    let found = types.iter().find(|(_, _, developer)| developer == name);
+    found
+        .or_else(|| types.iter().find(|(_, label, _)| label == name))
+        .or_else(|| {
+            types.iter().find(|(_, label, developer)| {
+                developer.eq_ignore_ascii_case(name) || label.eq_ignore_ascii_case(name)
+            })
+        })
+        .map(|(id, _, _)| id.clone())
+}
+
+/// The id of `object`'s active record type named `name`, or an invalid-data error listing
+/// the names there are.
+async fn record_type_id(call: &mut Call<'_>, object: &str, name: &str) -> Result<String, CrmError> {
+    let (mut types, fetched) = record_types(call, object, false).await?;
+    if let Some(id) = find_record_type(&types, name) {
+        return Ok(id);
+    }
+    if !fetched {
+        types = record_types(call, object, true).await?.0;
+        if let Some(id) = find_record_type(&types, name) {
+            return Ok(id);
+        }
+    }
+    let known: Vec<String> = types
+        .iter()
+        .map(|(_, label, developer)| format!("{developer} ({label})"))
+        .collect();
+    Err(CrmError::new(
+        ErrorKind::Invalid,
+        if known.is_empty() {
+            format!(
+                "no record type named {name:?}: the Salesforce org has no active {object} record type"
+            )
+        } else {
+            format!(
+                "no active Salesforce {object} record type is named {name:?}; there are: {}",
+                known.join(", ")
+            )
+        },
+    ))
+}
+
+/// Replaces a record type given by name (`RecordTypeName`, or a `RecordTypeId` that is not an
+/// id) with its `RecordTypeId`; gives new opportunities the connection's record type.
+async fn resolve_record_type(
+    call: &mut Call<'_>,
+    kind: Write,
+    op: &Operation,
+    fields: &mut Map<String, Value>,
+) -> Result<(), CrmError> {
+    let object = op.object.as_str();
+    let named = match fields.remove("RecordTypeName") {
+        Some(Value::String(name)) if !name.trim().is_empty() => Some(name.trim().to_string()),
+        _ => fields
+            .get("RecordTypeId")
+            .and_then(Value::as_str)
+            .filter(|given| !given.is_empty() && !is_record_type_id(given))
+            .map(str::to_string),
+    };
+    let default = (object == "Opportunity"
+        && kind != Write::Update
+        && named.is_none()
+        && !fields.contains_key("RecordTypeId"))
+    .then(|| {
+        call.setting("record_type")
+            .or_else(|| call.setting("record_type_id"))
+            .map(str::to_string)
+    })
+    .flatten();
+    let id = match (named, default) {
+        (Some(name), _) => record_type_id(call, object, &name).await?,
+        (None, Some(given)) if is_record_type_id(&given) => given,
+        (None, Some(name)) => record_type_id(call, object, &name).await?,
+        (None, None) => return Ok(()),
+    };
+    fields.insert("RecordTypeId".into(), Value::String(id));
+    Ok(())
+}
+
 /// What the adapter adds to a step's fields: the record type, a task's owner.
 async fn completed_fields(
     call: &mut Call<'_>,
@@ -395,16 +559,7 @@ async fn completed_fields(
     op: &Operation,
 ) -> Result<Map<String, Value>, CrmError> {
     let mut fields = merged(op);
-    if op.object == "Opportunity"
-        && kind != Write::Update
-        && !fields.contains_key("RecordTypeId")
-        && let Some(record_type) = call.setting("record_type_id")
-    {
-        fields.insert(
-            "RecordTypeId".into(),
-            Value::String(record_type.to_string()),
-        );
-    }
+    resolve_record_type(call, kind, op, &mut fields).await?;
     if op.object == "Task" && kind == Write::Create && !fields.contains_key("OwnerId") {
         let about = ["WhatId", "WhoId"]
             .iter()

@@ -41,6 +41,7 @@ impl Engine {
         }
         let payload: Value =
             serde_json::from_str(&event.payload).context("stored payload is not JSON")?;
+        let payload = self.current(&event, payload).await?;
         let now = crate::now();
 
         // Flows with unfinished deliveries for this event run again even if their trigger
@@ -66,7 +67,7 @@ impl Engine {
             };
             let has_deliveries = existing.iter().any(|d| d.flow_id == row.id);
             let matches = match flow::trigger_matches(&spec, &payload) {
-                Ok(matches) => matches,
+                Ok(matches) => matches && listens(&spec, &event, &payload),
                 Err(e) => {
                     tracing::warn!(flow_id = %row.id, error = %e, "trigger filter failed");
                     false
@@ -178,5 +179,38 @@ impl Engine {
             .await?;
         tracing::info!(status = %settled, deliveries = rows.len(), "event settled");
         Ok(())
+    }
+}
+
+/// Whether a flow listens to where an event came from: its trigger's source, and for a CRM
+/// source the flow's own connection; an event Tributary's own write caused only when the
+/// trigger takes echoes.
+fn listens(spec: &FlowSpec, event: &events::Model, payload: &Value) -> bool {
+    spec.trigger.source == event.source
+        && (event.source == "stripe" || spec.connection_id == event.stripe_account_id)
+        && (spec.trigger.echoes || !crate::inbound::is_echo(payload))
+}
+
+impl Engine {
+    /// The event as flows see it: a Zoho notification names its records only, so the record
+    /// is read from Zoho now (with its previous values); every other event as stored. A Zoho
+    /// that cannot be reached fails the run, which is retried, rather than run flows on a
+    /// record without its fields.
+    async fn current(&self, event: &events::Model, payload: Value) -> anyhow::Result<Value> {
+        if event.source != "zoho" {
+            return Ok(payload);
+        }
+        let Some(connection) = connections::Entity::find_by_id(event.stripe_account_id.clone())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(payload);
+        };
+        Ok(
+            crate::inbound::zoho::hydrate(&self.db, &self.crm, &connection, &payload)
+                .await
+                .context("reading the notified record from Zoho")?
+                .unwrap_or(payload),
+        )
     }
 }

@@ -144,6 +144,7 @@ impl Engine {
             connector: &self.crm,
             stripe: &self.stripe,
             account: &event.stripe_account_id,
+            delivery_id: &claimed_row.id,
             connection: Some(connection),
             op,
             linked: link.as_ref().map(|l| l.crm_record_id.as_str()),

@@ -47,7 +47,7 @@ impl Engine {
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
         let now = run.now;
         let mut payload = std::borrow::Cow::Borrowed(payload);
-        if spec.refetch {
+        if spec.refetch && event.source == "stripe" {
             match self
                 .refetch(event, flow_row, &payload, now, &mut run.fetched)
                 .await?
@@ -125,10 +125,12 @@ impl Engine {
             let next = match kind.runs(step.connection_id.is_some()) {
                 Runs::Here => self.step_here(kind, step, &flow, &delivery).await?,
                 Runs::Stripe => match self.render(step, &flow.ctx, &delivery).await? {
-                    Rendered::Run(op) => self
-                        .retrieve(event, &delivery, &op, &mut run.fetched)
-                        .await?
-                        .into(),
+                    Rendered::Run(op) => {
+                        let account = self.stripe_account_for(event, step).await?;
+                        self.at_stripe(&delivery, &op, account, &mut run.fetched)
+                            .await?
+                            .into()
+                    }
                     Rendered::Skipped => Next::Skip,
                     Rendered::Failed => Next::Halt(None),
                 },
@@ -185,6 +187,7 @@ impl Engine {
             connector: &self.crm,
             stripe: &self.stripe,
             account: &flow.event.stripe_account_id,
+            delivery_id: &delivery.id,
             connection: None,
             op: &op,
             linked: None,

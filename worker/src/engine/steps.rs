@@ -152,35 +152,80 @@ impl Engine {
         })
     }
 
-    /// Fetches the Stripe object of a `stripe.retrieve` operation (once per run for the same
-    /// object) and records it as the delivery's answer. Failures are classified like CRM
-    /// errors: a missing object, key or permission is dead at once with a message saying what
-    /// to fix; Stripe's own trouble and rate limits are retried.
-    pub(super) async fn retrieve(
+    /// The Stripe account a `stripe.*` step calls: the one it names (of the event's tenant),
+    /// else the account a Stripe event came from, else the tenant's only account. `Err` is
+    /// the delivery's error when none can be told.
+    pub(super) async fn stripe_account_for(
         &self,
         event: &events::Model,
+        step: &flow::Step,
+    ) -> anyhow::Result<Result<String, CrmError>> {
+        use entity::stripe_accounts;
+        let accounts = stripe_accounts::Entity::find_in_tenant(&event.tenant_id)
+            .all(&self.db)
+            .await?;
+        let problem = |message: String| Ok(Err(CrmError::new(ErrorKind::Permanent, message)));
+        if let Some(named) = step.stripe_account_id.as_deref() {
+            return match accounts.iter().any(|a| a.id == named) {
+                true => Ok(Ok(named.to_string())),
+                false => problem(format!(
+                    "stripe_account_id: no Stripe account '{named}' in this tenant"
+                )),
+            };
+        }
+        if event.source == "stripe" {
+            return Ok(Ok(event.stripe_account_id.clone()));
+        }
+        match accounts.as_slice() {
+            [only] => Ok(Ok(only.id.clone())),
+            [] => problem(
+                "this tenant has no Stripe account to call; add one with POST /v1/stripe-accounts"
+                    .into(),
+            ),
+            _ => problem(format!(
+                "the event came from {} and the tenant has {} Stripe accounts: name one in the step's stripe_account_id",
+                event.source,
+                accounts.len()
+            )),
+        }
+    }
+
+    /// Runs a `stripe.*` operation with `account`'s key (a read once per run for the same
+    /// object) and records the object Stripe answered with as the delivery's answer. Failures
+    /// are classified like CRM errors: a missing object, key or permission is dead at once with
+    /// a message saying what to fix; Stripe's own trouble and rate limits are retried. Writes
+    /// carry an `Idempotency-Key` derived from the event and step, so a second run of the same
+    /// step gets Stripe's first answer instead of a second object.
+    pub(super) async fn at_stripe(
+        &self,
         delivery: &deliveries::Model,
         op: &Operation,
+        account: Result<String, CrmError>,
         fetched: &mut Fetched,
     ) -> anyhow::Result<StepResult> {
         let started = std::time::Instant::now();
         let id = op.record_id.clone().unwrap_or_default();
-        let memo = format!("{}|{id}|{}", op.object, op.expand.join(","));
-        let result = match fetched.get(&memo) {
-            Some(object) => Ok(object.clone()),
-            None => {
+        let memo = (op.action == Action::StripeRetrieve)
+            .then(|| format!("{account:?}|{}|{id}|{}", op.object, op.expand.join(",")));
+        let result = match (memo.as_ref().and_then(|m| fetched.get(m)), account) {
+            (Some(object), _) => Ok(object.clone()),
+            (None, Err(error)) => Err(error),
+            (None, Ok(account)) => {
                 let cx = Exec {
                     connector: &self.crm,
                     stripe: &self.stripe,
-                    account: &event.stripe_account_id,
+                    account: &account,
+                    delivery_id: &delivery.id,
                     connection: None,
                     op,
                     linked: None,
                 };
-                match steps::kind(Action::StripeRetrieve).execute(cx).await.0 {
+                match steps::kind(op.action).execute(cx).await.0 {
                     Ok(Done::Wrote(outcome)) => {
                         let object = outcome.response.unwrap_or(Value::Null);
-                        fetched.insert(memo, object.clone());
+                        if let Some(memo) = memo {
+                            fetched.insert(memo, object.clone());
+                        }
                         Ok(object)
                     }
                     Ok(Done::Stopped(reason)) => {
@@ -332,11 +377,14 @@ impl Engine {
             headers: Default::default(),
             secrets: Vec::new(),
         };
-        Ok(match self.retrieve(event, &delivery, &op, fetched).await? {
-            StepResult::Done(_, Some(object)) => Refetched::Current(object),
-            StepResult::Done(_, None) => Refetched::Snapshot,
-            StepResult::Retrying(due) => Refetched::Wait(Some(due)),
-            StepResult::Stop => Refetched::Wait(None),
-        })
+        let account = Ok(event.stripe_account_id.clone());
+        Ok(
+            match self.at_stripe(&delivery, &op, account, fetched).await? {
+                StepResult::Done(_, Some(object)) => Refetched::Current(object),
+                StepResult::Done(_, None) => Refetched::Snapshot,
+                StepResult::Retrying(due) => Refetched::Wait(Some(due)),
+                StepResult::Stop => Refetched::Wait(None),
+            },
+        )
     }
 }

@@ -45,11 +45,29 @@ fn enabled_by_default() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
+    /// Where the events come from: `stripe` (the default), or the CRM of the flow's connection
+    /// (`hubspot`, `salesforce`, `zoho`), whose changes then start the flow.
+    #[serde(default = "stripe_source", skip_serializing_if = "is_stripe")]
+    #[schema(default = "stripe")]
+    pub source: String,
     /// Event type patterns: exact (`charge.succeeded`), `*`, or a prefix (`customer.subscription.*`).
     pub events: Vec<String>,
     /// An expression over the template context; the flow runs only when it is truthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// Also run on events Tributary's own writes caused (a Stripe event from its own request,
+    /// a CRM change made by its integration user or app). Off by default, so a two-way sync
+    /// cannot chase its own tail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub echoes: bool,
+}
+
+fn stripe_source() -> String {
+    "stripe".into()
+}
+
+fn is_stripe(source: &String) -> bool {
+    source == "stripe"
 }
 
 /// One CRM write. String values of `match`, `fields`, `record_id` and `associate[].id` are
@@ -93,6 +111,10 @@ pub struct Step {
     /// default `/<object>`, and `/<object>/<record_id>` for an update with a record id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `stripe.*` steps: the Stripe account to call (its id in `/v1/stripe-accounts`); by
+    /// default the account the event came from, else the tenant's only account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_account_id: Option<String>,
     /// `stripe.retrieve` only: related objects Stripe should expand (`expand[]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expand: Vec<String>,
@@ -130,6 +152,15 @@ pub enum Action {
     /// `steps.<id>.object`. Writes nothing.
     #[serde(rename = "stripe.retrieve")]
     StripeRetrieve,
+    /// Create a Stripe object (`object`: customer, subscription, invoiceitem,
+    /// billing_portal.session) from `fields`, form-encoded, with an `Idempotency-Key` derived
+    /// from the event and step; later steps read it as `steps.<id>.object`.
+    #[serde(rename = "stripe.create")]
+    StripeCreate,
+    /// Update a Stripe object (`object`: customer, subscription) found by `record_id` with
+    /// `fields` (e.g. `metadata`).
+    #[serde(rename = "stripe.update")]
+    StripeUpdate,
     /// Send an email through the step's `smtp` connection: `fields` `to`, `subject`, `text`
     /// and/or `html` (and optional `cc`, `bcc`, `reply_to`), all templates. Sent once per
     /// event and step, whatever the retries.
@@ -145,12 +176,22 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether steps of this action call Stripe (with a Stripe account's key).
+    pub fn is_stripe(self) -> bool {
+        matches!(
+            self,
+            Action::StripeRetrieve | Action::StripeCreate | Action::StripeUpdate
+        )
+    }
+
     /// Every action, in the order the docs list them.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 10] = [
         Action::Upsert,
         Action::Create,
         Action::Update,
         Action::StripeRetrieve,
+        Action::StripeCreate,
+        Action::StripeUpdate,
         Action::Email,
         Action::Http,
         Action::Assert,
@@ -164,6 +205,8 @@ impl Action {
             Action::Create => "create",
             Action::Update => "update",
             Action::StripeRetrieve => "stripe.retrieve",
+            Action::StripeCreate => "stripe.create",
+            Action::StripeUpdate => "stripe.update",
             Action::Email => "email",
             Action::Http => "http",
             Action::Assert => "assert",
@@ -332,7 +375,9 @@ impl RenderContext {
         }
         if let Some(answer) = answer {
             match step.action {
-                Action::StripeRetrieve => self.objects.insert(step.id.clone(), answer),
+                Action::StripeRetrieve | Action::StripeCreate | Action::StripeUpdate => {
+                    self.objects.insert(step.id.clone(), answer)
+                }
                 _ => self.responses.insert(step.id.clone(), answer),
             };
         }

@@ -85,6 +85,7 @@ const RECIPES: &[&str] = &[
     include_str!("recipes/sandbox-lead-from-checkout.yaml"),
     include_str!("recipes/onboarding-from-checkout.yaml"),
     include_str!("recipes/zoho-lead-from-checkout.yaml"),
+    include_str!("recipes/salesforce-closed-won-to-stripe.yaml"),
 ];
 
 /// A recipe file.
@@ -118,10 +119,7 @@ pub fn builtin() -> Vec<FlowTemplate> {
 
 /// The template a recipe file describes: its flow is enabled and named as the recipe.
 fn from_recipe(recipe: Recipe) -> FlowTemplate {
-    let mut trigger = json!({ "events": recipe.trigger.events });
-    if let Some(filter) = &recipe.trigger.filter {
-        trigger["filter"] = Value::String(filter.clone());
-    }
+    let trigger = serde_json::to_value(&recipe.trigger).unwrap_or(Value::Null);
     FlowTemplate {
         flow: json!({
             "name": recipe.name,

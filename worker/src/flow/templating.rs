@@ -35,7 +35,9 @@ pub use secrets::generated;
 use secrets::{GENERATOR, Generator};
 
 /// The names a template can read, besides the environment's global functions.
-pub const CONTEXT_NAMES: &[&str] = &["event", "object", "previous", "steps", "settings", "now"];
+pub const CONTEXT_NAMES: &[&str] = &[
+    "event", "object", "record", "previous", "steps", "settings", "now",
+];
 
 /// Stripe's zero-decimal currencies: amounts are already in major units.
 const ZERO_DECIMAL: &[&str] = &[
@@ -46,7 +48,7 @@ const ZERO_DECIMAL: &[&str] = &[
 /// Stripe's three-decimal currencies.
 const THREE_DECIMAL: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
 
-/// The context templates see: `event`, `object`, `previous`, `steps.<id>.id` (and
+/// The context templates see: `event`, `object` (also `record`), `previous`, `steps.<id>.id` (and
 /// `steps.<id>.response` where the vendor answered with JSON, `steps.<id>.object` for a
 /// `stripe.retrieve` step), `settings`, `now`.
 pub fn context(ctx: &RenderContext) -> Value {
@@ -54,6 +56,8 @@ pub fn context(ctx: &RenderContext) -> Value {
     let mut root = Map::new();
     if let Some(object) = event.pointer("/data/object") {
         root.insert("object".into(), object.clone());
+        // A CRM record reads better as `record`; the same value.
+        root.insert("record".into(), object.clone());
     }
     if let Some(previous) = event.pointer("/data/previous_attributes") {
         root.insert("previous".into(), previous.clone());

@@ -97,8 +97,10 @@ fn trigger_needs_a_matching_type_and_a_truthy_filter() {
 
     let failing = FlowSpec {
         trigger: Trigger {
+            source: "stripe".into(),
             events: vec!["*".into()],
             filter: Some("object.amount | major_units".into()),
+            echoes: false,
         },
         ..usd
     };

@@ -123,6 +123,7 @@ impl StepKind for Http {
         op.path = Some(path);
         let now = crate::now();
         Ok(connections::Model {
+            inbound_token: None,
             id: String::new(),
             tenant_id: tenant_id.to_string(),
             name: "http step".into(),

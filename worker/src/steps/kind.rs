@@ -132,8 +132,11 @@ pub enum Done {
 pub struct Exec<'a> {
     pub connector: &'a Connector,
     pub stripe: &'a StripeApi,
-    /// The Stripe account the event came from.
+    /// The Stripe account a `stripe.*` step calls: the step's, else the event's.
     pub account: &'a str,
+    /// The id of the step's delivery (one per event, flow and step, kept across retries and
+    /// replays): what `Idempotency-Key`s of writes to Stripe are derived from.
+    pub delivery_id: &'a str,
     /// The connection the step runs through, when it runs through one.
     pub connection: Option<&'a connections::Model>,
     pub op: &'a Operation,

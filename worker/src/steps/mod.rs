@@ -13,6 +13,7 @@ mod http;
 mod kind;
 mod log;
 mod stripe_retrieve;
+mod stripe_write;
 
 pub use email::EMAIL_FIELDS;
 pub use kind::{Done, Exec, Runs, Shape, StepKind, Templates, Wants};
@@ -26,6 +27,8 @@ pub fn kind(action: Action) -> &'static dyn StepKind {
         Action::Create => &crm_write::CREATE,
         Action::Update => &crm_write::UPDATE,
         Action::StripeRetrieve => &stripe_retrieve::StripeRetrieve,
+        Action::StripeCreate => &stripe_write::CREATE,
+        Action::StripeUpdate => &stripe_write::UPDATE,
         Action::Email => &email::Email,
         Action::Http => &http::Http,
         Action::Assert => &assert::Assert,

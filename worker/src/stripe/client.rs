@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use entity::stripe_accounts;
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::crm::{CrmError, ErrorKind};
 use crate::secrets::{Keyring, SecretContext, expose};
@@ -45,6 +45,104 @@ pub fn object_path(object: &str) -> Option<&'static str> {
         .iter()
         .find(|(name, _)| *name == object)
         .map(|(_, path)| *path)
+}
+
+/// The objects a `stripe.create` step can make: (object, API path, whether a `stripe.update`
+/// step can change one with `POST <path>/<id>`).
+pub const WRITABLE: &[(&str, &str, bool)] = &[
+    ("customer", "/v1/customers", true),
+    ("subscription", "/v1/subscriptions", true),
+    ("invoiceitem", "/v1/invoiceitems", false),
+    (
+        "billing_portal.session",
+        "/v1/billing_portal/sessions",
+        false,
+    ),
+];
+
+/// The API path a `stripe.create` (`update` false) or `stripe.update` step posts to for
+/// `object`; an update adds `/<id>` to it.
+pub fn write_path(object: &str, update: bool) -> Option<&'static str> {
+    WRITABLE
+        .iter()
+        .find(|(name, _, updatable)| *name == object && (*updatable || !update))
+        .map(|(_, path, _)| *path)
+}
+
+/// The objects a `stripe.create` (`update` false) or `stripe.update` step writes.
+pub fn writable(update: bool) -> Vec<&'static str> {
+    WRITABLE
+        .iter()
+        .filter(|(_, _, updatable)| *updatable || !update)
+        .map(|(name, _, _)| *name)
+        .collect()
+}
+
+/// How every `Idempotency-Key` of Tributary's own writes to Stripe begins; an event whose
+/// `request.idempotency_key` begins so was caused by Tributary (an echo).
+pub const IDEMPOTENCY_PREFIX: &str = "tributary-";
+
+/// The longest `Idempotency-Key` Stripe accepts.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The `Idempotency-Key` of a write a step makes for an event: [`IDEMPOTENCY_PREFIX`], the
+/// step's delivery id (one per event, flow and step), `-`, the step id. A part that is not
+/// plain visible ASCII is replaced by `h` and its SHA-256 in hex; so is the step part when the
+/// key would be longer than Stripe allows, then the delivery part if it still would. The key
+/// is the same for the same delivery, whatever the attempt, and differs between two flows
+/// that run on one event.
+pub fn write_idempotency_key(delivery_id: &str, step_id: &str) -> String {
+    let hashed = |part: &str| {
+        use sha2::Digest;
+        format!("h{}", hex::encode(sha2::Sha256::digest(part.as_bytes())))
+    };
+    let plain = |part: &str| {
+        if part.chars().all(|c| c.is_ascii_graphic()) {
+            part.to_string()
+        } else {
+            hashed(part)
+        }
+    };
+    let key = |event: &str, step: &str| format!("{IDEMPOTENCY_PREFIX}{event}-{step}");
+    let (mut event, mut step) = (plain(delivery_id), plain(step_id));
+    if key(&event, &step).len() > MAX_IDEMPOTENCY_KEY {
+        step = hashed(step_id);
+    }
+    if key(&event, &step).len() > MAX_IDEMPOTENCY_KEY {
+        event = hashed(delivery_id);
+    }
+    key(&event, &step)
+}
+
+/// Stripe's form encoding of request parameters, as its official libraries flatten them:
+/// objects as `a[b][c]=v`, lists always indexed (`items[0][price]=…`), booleans as
+/// `true`/`false`, numbers as their text; null is left out, empty text is kept (it unsets a
+/// value). Empty objects and lists send nothing.
+pub fn form_pairs(params: &Map<String, Value>) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for (name, value) in params {
+        encode_param(name.clone(), value, &mut pairs);
+    }
+    pairs
+}
+
+fn encode_param(name: String, value: &Value, pairs: &mut Vec<(String, String)>) {
+    match value {
+        Value::Null => {}
+        Value::Bool(b) => pairs.push((name, b.to_string())),
+        Value::Number(n) => pairs.push((name, n.to_string())),
+        Value::String(s) => pairs.push((name, s.clone())),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                encode_param(format!("{name}[{i}]"), item, pairs);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                encode_param(format!("{name}[{key}]"), item, pairs);
+            }
+        }
+    }
 }
 
 /// Stripe's error object (`{"error": {"type", "code", "param", "message"}}`), or what stood in
@@ -438,6 +536,104 @@ mod tests {
                 .contains("lacks this permission")
         );
         assert_eq!(parse_error(502, "bad gateway").kind(), ErrorKind::Transient);
+    }
+
+    fn pairs(text: &str) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = text
+            .split('&')
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap();
+                (name.to_string(), value.to_string())
+            })
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    #[test]
+    fn forms_flatten_as_stripes_libraries_do() {
+        // The subscription example of the writes notes, from the fields a flow would give.
+        let fields = serde_json::json!({
+            "customer": "cus_Q1w2e3r4",
+            "items": [{"price": "price_1PabcDEF", "quantity": 3}],
+            "payment_behavior": "default_incomplete",
+            "metadata": {"crm": "hubspot", "crm_deal_id": "9876543210"},
+            "expand": ["latest_invoice.payment_intent"],
+        });
+        let mut encoded = form_pairs(fields.as_object().unwrap());
+        encoded.sort();
+        assert_eq!(
+            encoded,
+            pairs(
+                "customer=cus_Q1w2e3r4&items[0][price]=price_1PabcDEF&items[0][quantity]=3&payment_behavior=default_incomplete&metadata[crm]=hubspot&metadata[crm_deal_id]=9876543210&expand[0]=latest_invoice.payment_intent"
+            )
+        );
+
+        // Booleans, numbers, null, empty text, nesting, lists of lists, empty containers.
+        let fields = serde_json::json!({
+            "cancel_at_period_end": true,
+            "off_session": false,
+            "amount": 1250,
+            "rate": 1.5,
+            "description": null,
+            "metadata": {"gone": "", "kept": "x", "skipped": null},
+            "address": {"line1": "1 Main St", "city": "Paris"},
+            "grid": [["a", "b"], [{"k": 1}]],
+            "tax_rates": [],
+            "shipping": {},
+        });
+        let mut encoded = form_pairs(fields.as_object().unwrap());
+        encoded.sort();
+        assert_eq!(
+            encoded,
+            pairs(
+                "address[city]=Paris&address[line1]=1 Main St&amount=1250&cancel_at_period_end=true&grid[0][0]=a&grid[0][1]=b&grid[1][0][k]=1&metadata[gone]=&metadata[kept]=x&off_session=false&rate=1.5"
+            )
+        );
+        // The body the client sends percent-encodes brackets; Stripe reads both forms.
+        let body = serde_urlencoded::to_string(form_pairs(
+            serde_json::json!({"items": [{"price": "p"}]})
+                .as_object()
+                .unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(body, "items%5B0%5D%5Bprice%5D=p");
+    }
+
+    #[test]
+    fn write_idempotency_keys_are_stable_prefixed_and_bounded() {
+        let key = write_idempotency_key("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "customer");
+        assert_eq!(
+            key,
+            "tributary-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b-customer"
+        );
+        assert!(key.starts_with(IDEMPOTENCY_PREFIX));
+        let long_step = "s".repeat(300);
+        let hashed = write_idempotency_key("evt1", &long_step);
+        assert!(hashed.len() <= MAX_IDEMPOTENCY_KEY);
+        assert!(hashed.starts_with("tributary-evt1-h"));
+        assert_eq!(hashed, write_idempotency_key("evt1", &long_step));
+        assert_ne!(hashed, write_idempotency_key("evt1", &"t".repeat(300)));
+        let long_event = "e".repeat(400);
+        let both = write_idempotency_key(&long_event, "customer");
+        assert!(both.len() <= MAX_IDEMPOTENCY_KEY && both.starts_with(IDEMPOTENCY_PREFIX));
+        assert_eq!(both, write_idempotency_key(&long_event, "customer"));
+        let odd = write_idempotency_key("evt1", "kunde_ü");
+        assert!(odd.is_ascii() && odd.starts_with("tributary-evt1-h"));
+    }
+
+    #[test]
+    fn writable_objects_and_their_paths() {
+        assert_eq!(write_path("customer", false), Some("/v1/customers"));
+        assert_eq!(write_path("subscription", true), Some("/v1/subscriptions"));
+        assert_eq!(
+            write_path("billing_portal.session", false),
+            Some("/v1/billing_portal/sessions")
+        );
+        assert_eq!(write_path("invoiceitem", true), None);
+        assert_eq!(write_path("charge", false), None);
+        assert_eq!(writable(true), vec!["customer", "subscription"]);
+        assert_eq!(writable(false).len(), 4);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::Value;
 
 use crate::secrets::Keyring;
+pub use client::IDEMPOTENCY_PREFIX;
 use client::{StripeClient, StripeError, StripeKey};
 
 /// Stripe's API for the accounts in this database: opens an account's key when a call needs

@@ -1,5 +1,6 @@
 //! The fake Salesforce's org instance: session and limit checks, sObjects (create, read,
-//! update, upsert by external id), SOQL and limits; and the two servers' routing.
+//! update, upsert by external id, delete to the recycle bin, describe), SOQL (`query`,
+//! `queryAll` and their next pages) and limits; and the two servers' routing.
 
 use std::collections::HashMap;
 
@@ -9,10 +10,11 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Map, Value, json};
 
 use super::answers::sf_error;
+use super::changes::is_deleted;
 use super::oauth::{login, revoke};
-use super::soql::run_query;
+use super::query::{next_page, run_query};
 use super::state::get_field;
-use super::{CLIENT_ID, Shared, State};
+use super::{API_USER_ID, CLIENT_ID, Shared, State};
 use crate::{RequestLog, Served, query_map};
 
 /// Checks the caller's session and the daily limit, and counts the call.
@@ -40,6 +42,7 @@ fn admit(s: &mut State, req: &HttpRequest) -> Result<(), HttpResponse> {
         ));
     }
     s.used += 1;
+    s.calls += 1;
     Ok(())
 }
 
@@ -87,15 +90,20 @@ pub(super) fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
         ("GET", ["limits"]) => HttpResponse::Ok().json(json!({
             "DailyApiRequests": {"Max": s.max, "Remaining": s.max.saturating_sub(s.used)}
         })),
-        ("GET", ["query"]) => {
+        ("GET", [kind @ ("query" | "queryAll")]) => {
             let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
                 .map(|q| q.into_inner())
                 .unwrap_or_default();
             match query.get("q") {
-                Some(soql) => run_query(&s, soql, version),
+                Some(soql) => run_query(&mut s, soql, version, *kind == "queryAll"),
                 None => sf_error(400, "MALFORMED_QUERY", "q is required", &[]),
             }
         }
+        ("GET", ["query" | "queryAll", cursor]) => next_page(&mut s, cursor, version),
+        ("GET", ["sobjects", object, "describe"]) if s.known_object(object) => {
+            HttpResponse::Ok().json(s.describe(object))
+        }
+        ("DELETE", ["sobjects", object, id]) => delete(&mut s, object, id),
         ("POST", ["sobjects", object]) => create(&mut s, object, body),
         ("GET", ["sobjects", object, id]) => read(&s, req, version, object, id),
         ("PATCH", ["sobjects", object, id]) => update(&mut s, object, id, body),
@@ -178,8 +186,27 @@ fn update(s: &mut State, object: &str, id: &str, body: &[u8]) -> HttpResponse {
         Ok(f) => f,
         Err(response) => return response,
     };
-    s.records.get_mut(object).unwrap()[i].extend(fields);
+    s.modify(object, i, fields, API_USER_ID);
     HttpResponse::NoContent().finish()
+}
+
+/// `DELETE /sobjects/{object}/{id}`: to the recycle bin.
+fn delete(s: &mut State, object: &str, id: &str) -> HttpResponse {
+    match s.record_index(object, id) {
+        Some(i) => {
+            s.recycle(object, i, API_USER_ID);
+            HttpResponse::NoContent().finish()
+        }
+        None if s.find_any(id).is_some() => {
+            sf_error(404, "ENTITY_IS_DELETED", "entity is deleted", &[])
+        }
+        None => sf_error(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &[],
+        ),
+    }
 }
 
 /// `PATCH /sobjects/{object}/{field}/{value}`: upsert by an external id field.
@@ -228,7 +255,9 @@ fn upsert(
         .map(|rs| {
             rs.iter()
                 .enumerate()
-                .filter(|(_, r)| r.get(&field).and_then(Value::as_str) == Some(value.as_str()))
+                .filter(|(_, r)| {
+                    !is_deleted(r) && r.get(&field).and_then(Value::as_str) == Some(value.as_str())
+                })
                 .map(|(i, _)| i)
                 .collect()
         })
@@ -249,9 +278,8 @@ fn upsert(
                 Ok(f) => f,
                 Err(response) => return response,
             };
-            let record = &mut s.records.get_mut(object).unwrap()[*i];
-            record.extend(fields);
-            let id = record["Id"].clone();
+            s.modify(object, *i, fields, API_USER_ID);
+            let id = s.records[object][*i]["Id"].clone();
             HttpResponse::Ok()
                 .json(json!({"id": id, "success": true, "errors": [], "created": false}))
         }

@@ -1,12 +1,13 @@
-//! Test controls of the fake Salesforce: starting it, issuing tokens, injecting faults, seeding records.
+//! Test controls of the fake Salesforce: starting it, issuing tokens, injecting faults, seeding
+//! records, and changing them as another user of the org would.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::api::serve;
-use super::{FakeSalesforce, Field, Shared, Stage, State};
+use super::{FakeSalesforce, Field, OTHER_USER_ID, Shared, Stage, State};
 use crate::{RequestLog, token};
 
 impl FakeSalesforce {
@@ -118,10 +119,80 @@ impl FakeSalesforce {
         self.state.lock().unwrap().create(object, fields)
     }
 
+    /// A record by id, even from the recycle bin.
     pub fn record(&self, object: &str, id: &str) -> Option<Map<String, Value>> {
         let s = self.state.lock().unwrap();
-        s.record_index(object, id)
-            .map(|i| s.records[object][i].clone())
+        s.find_any(id)
+            .filter(|(found, _)| found == object)
+            .map(|(_, i)| s.records[object][i].clone())
+    }
+
+    /// Writes `fields` to the record `id` as another user of the org
+    /// ([`OTHER_USER_ID`](super::OTHER_USER_ID)), without validation: its `SystemModstamp`
+    /// moves to now. Panics if there is no such record.
+    pub fn touch(&self, id: &str, fields: Value) {
+        self.touch_as(id, fields, OTHER_USER_ID);
+    }
+
+    /// [`touch`](Self::touch) as the user `user_id`.
+    pub fn touch_as(&self, id: &str, fields: Value, user_id: &str) {
+        let mut s = self.state.lock().unwrap();
+        let (object, i) = s.find_any(id).expect("a record with this id");
+        let fields = fields.as_object().cloned().unwrap_or_default();
+        s.modify(&object, i, fields, user_id);
+    }
+
+    /// Deletes the record `id` as another user: it moves to the recycle bin (`IsDeleted`), which
+    /// `queryAll` still sees. Panics if there is no such record.
+    pub fn delete(&self, id: &str) {
+        let mut s = self.state.lock().unwrap();
+        let (object, i) = s.find_any(id).expect("a record with this id");
+        s.recycle(&object, i, OTHER_USER_ID);
+    }
+
+    /// Sets the record's `SystemModstamp` (as Salesforce writes it, e.g.
+    /// `2024-05-01T12:34:56.000+0000`), for records that share an instant.
+    pub fn set_modstamp(&self, id: &str, stamp: &str) {
+        let mut s = self.state.lock().unwrap();
+        let (object, i) = s.find_any(id).expect("a record with this id");
+        s.records.get_mut(&object).unwrap()[i].insert("SystemModstamp".into(), json!(stamp));
+    }
+
+    /// Rows per page of query answers (at least 1).
+    pub fn set_page_size(&self, rows: usize) {
+        self.state.lock().unwrap().page_size = rows.max(1);
+    }
+
+    /// API calls the org instance admitted so far.
+    pub fn api_calls(&self) -> u64 {
+        self.state.lock().unwrap().calls
+    }
+
+    /// Adds a record type of `object`; returns its id. Once an object has record types, its
+    /// records' `RecordTypeId` must be one of the active ones.
+    pub fn add_record_type(
+        &self,
+        object: &str,
+        name: &str,
+        developer_name: &str,
+        active: bool,
+    ) -> String {
+        let mut s = self.state.lock().unwrap();
+        let id = s.new_id("RecordType");
+        let mut row = Map::new();
+        for (field, value) in [
+            ("Id", json!(id)),
+            ("Name", json!(name)),
+            ("DeveloperName", json!(developer_name)),
+            ("SobjectType", json!(object)),
+            ("IsActive", json!(active)),
+            ("BusinessProcessId", Value::Null),
+            ("Description", Value::Null),
+        ] {
+            row.insert(field.into(), value);
+        }
+        s.record_types.push(row);
+        id
     }
 
     pub fn records(&self, object: &str) -> Vec<Map<String, Value>> {

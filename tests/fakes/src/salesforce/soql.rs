@@ -1,19 +1,87 @@
-//! The fake Salesforce's SOQL: a tokenizer, a parser for the subset the adapters send, and the query runner.
+//! The fake Salesforce's SOQL: a tokenizer and a parser for the subset Tributary sends:
+//! `SELECT f, … FROM Object [WHERE f op value [AND …]] [ORDER BY f [ASC|DESC], …] [LIMIT n]`,
+//! where `op` is `=`, `!=`, `<`, `<=`, `>` or `>=` and a value is a quoted string, a number,
+//! `true`/`false`/`null`, or an unquoted datetime literal (`2024-05-01T12:34:56Z`).
 
-use actix_web::HttpResponse;
-use serde_json::{Map, Value, json};
-
-use super::State;
-use super::answers::sf_error;
-use super::state::get_field;
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Word(String),
     Str(String),
+    Op(Op),
+    Comma,
+}
+
+/// A comparison of a `WHERE` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
     Eq,
     Ne,
-    Comma,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// What a condition compares with.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Literal {
+    Value(Value),
+    /// An unquoted datetime literal.
+    DateTime(chrono::DateTime<chrono::Utc>),
+}
+
+pub(super) struct Condition {
+    pub field: String,
+    pub op: Op,
+    pub value: Literal,
+}
+
+pub(super) struct Query {
+    pub fields: Vec<String>,
+    pub object: String,
+    pub conditions: Vec<Condition>,
+    /// Fields to sort by, each ascending or not.
+    pub order: Vec<(String, bool)>,
+    pub limit: Option<usize>,
+}
+
+fn quoted(chars: &[char], i: &mut usize) -> Result<String, String> {
+    let mut text = String::new();
+    *i += 1;
+    loop {
+        match chars.get(*i) {
+            None => return Err("unterminated string literal".into()),
+            Some('\\') => {
+                if let Some(next) = chars.get(*i + 1) {
+                    text.push(*next);
+                }
+                *i += 2;
+            }
+            Some('\'') => {
+                *i += 1;
+                return Ok(text);
+            }
+            Some(other) => {
+                text.push(*other);
+                *i += 1;
+            }
+        }
+    }
+}
+
+fn operator(chars: &[char], i: usize) -> Option<(Op, usize)> {
+    let next = chars.get(i + 1).copied();
+    match (chars[i], next) {
+        ('!', Some('=')) => Some((Op::Ne, 2)),
+        ('<', Some('=')) => Some((Op::Le, 2)),
+        ('>', Some('=')) => Some((Op::Ge, 2)),
+        ('<', _) => Some((Op::Lt, 1)),
+        ('>', _) => Some((Op::Gt, 1)),
+        ('=', _) => Some((Op::Eq, 1)),
+        _ => None,
+    }
 }
 
 fn tokenize(soql: &str) -> Result<Vec<Tok>, String> {
@@ -25,40 +93,22 @@ fn tokenize(soql: &str) -> Result<Vec<Tok>, String> {
         if c.is_whitespace() {
             i += 1;
         } else if c == '\'' {
-            let mut text = String::new();
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return Err("unterminated string literal".into()),
-                    Some('\\') => {
-                        if let Some(next) = chars.get(i + 1) {
-                            text.push(*next);
-                        }
-                        i += 2;
-                    }
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(other) => {
-                        text.push(*other);
-                        i += 1;
-                    }
-                }
-            }
-            out.push(Tok::Str(text));
-        } else if c == '=' {
-            out.push(Tok::Eq);
-            i += 1;
-        } else if c == '!' && chars.get(i + 1) == Some(&'=') {
-            out.push(Tok::Ne);
-            i += 2;
+            out.push(Tok::Str(quoted(&chars, &mut i)?));
+        } else if let Some((op, len)) = operator(&chars, i) {
+            out.push(Tok::Op(op));
+            i += len;
         } else if c == ',' {
             out.push(Tok::Comma);
             i += 1;
         } else if c.is_alphanumeric() || c == '_' || c == '.' || c == '-' {
+            // A word that starts with a digit may be a datetime literal: `:` and `+` belong to it.
+            let literal = c.is_ascii_digit();
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || "_.-".contains(chars[i])) {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric()
+                    || "_.-".contains(chars[i])
+                    || (literal && ":+".contains(chars[i])))
+            {
                 i += 1;
             }
             out.push(Tok::Word(chars[start..i].iter().collect()));
@@ -69,31 +119,92 @@ fn tokenize(soql: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
-struct Query {
-    fields: Vec<String>,
-    object: String,
-    conditions: Vec<(String, bool, Value)>,
-    order: Option<(String, bool)>,
-    limit: Option<usize>,
-}
-
 fn keyword(tok: Option<&Tok>, word: &str) -> bool {
     matches!(tok, Some(Tok::Word(w)) if w.eq_ignore_ascii_case(word))
 }
 
-fn parse_soql(soql: &str) -> Result<Query, String> {
+fn literal(tok: Option<&Tok>) -> Result<Literal, String> {
+    Ok(Literal::Value(match tok {
+        Some(Tok::Str(s)) => json!(s),
+        Some(Tok::Word(w)) if w.eq_ignore_ascii_case("true") => json!(true),
+        Some(Tok::Word(w)) if w.eq_ignore_ascii_case("false") => json!(false),
+        Some(Tok::Word(w)) if w.eq_ignore_ascii_case("null") => Value::Null,
+        Some(Tok::Word(w)) if w.contains('T') && w.contains(':') => {
+            return chrono::DateTime::parse_from_rfc3339(w)
+                .map(|at| Literal::DateTime(at.with_timezone(&chrono::Utc)))
+                .map_err(|_| format!("invalid datetime literal: {w}"));
+        }
+        Some(Tok::Word(w)) => match w.parse::<f64>() {
+            Ok(n) => json!(n),
+            Err(_) => return Err(format!("unexpected value: {w}")),
+        },
+        _ => return Err("expecting a value".into()),
+    }))
+}
+
+fn word(tok: Option<&Tok>, what: &str) -> Result<String, String> {
+    match tok {
+        Some(Tok::Word(w)) => Ok(w.clone()),
+        _ => Err(format!("expecting {what}")),
+    }
+}
+
+/// `f op value [AND …]`, from `toks[*i]`.
+fn conditions(toks: &[Tok], i: &mut usize) -> Result<Vec<Condition>, String> {
+    let mut out = Vec::new();
+    loop {
+        let field = word(toks.get(*i), "a field in WHERE")?;
+        let op = match toks.get(*i + 1) {
+            Some(Tok::Op(op)) => *op,
+            _ => return Err(format!("unexpected token after {field}")),
+        };
+        let value = literal(toks.get(*i + 2))?;
+        out.push(Condition { field, op, value });
+        *i += 3;
+        if keyword(toks.get(*i), "AND") {
+            *i += 1;
+        } else {
+            return Ok(out);
+        }
+    }
+}
+
+/// `f [ASC|DESC], …`, from `toks[*i]`.
+fn order(toks: &[Tok], i: &mut usize) -> Result<Vec<(String, bool)>, String> {
+    let mut out = Vec::new();
+    loop {
+        let field = word(toks.get(*i), "a field in ORDER BY")?;
+        *i += 1;
+        let mut ascending = true;
+        if keyword(toks.get(*i), "ASC") {
+            *i += 1;
+        } else if keyword(toks.get(*i), "DESC") {
+            ascending = false;
+            *i += 1;
+        }
+        out.push((field, ascending));
+        if toks.get(*i) == Some(&Tok::Comma) {
+            *i += 1;
+        } else {
+            return Ok(out);
+        }
+    }
+}
+
+pub(super) fn parse_soql(soql: &str) -> Result<Query, String> {
     let toks = tokenize(soql)?;
     let mut i = 0;
     if !keyword(toks.get(i), "SELECT") {
         return Err("expecting SELECT".into());
     }
     i += 1;
-    let mut fields = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
     loop {
-        match toks.get(i) {
-            Some(Tok::Word(w)) => fields.push(w.clone()),
-            _ => return Err("expecting a field name".into()),
+        let field = word(toks.get(i), "a field name")?;
+        if fields.iter().any(|f| f.eq_ignore_ascii_case(&field)) {
+            return Err(format!("duplicate field selected: {field}"));
         }
+        fields.push(field);
         i += 1;
         if toks.get(i) == Some(&Tok::Comma) {
             i += 1;
@@ -104,60 +215,17 @@ fn parse_soql(soql: &str) -> Result<Query, String> {
     if !keyword(toks.get(i), "FROM") {
         return Err("expecting FROM".into());
     }
-    i += 1;
-    let object = match toks.get(i) {
-        Some(Tok::Word(w)) => w.clone(),
-        _ => return Err("expecting an object name".into()),
-    };
-    i += 1;
-    let mut conditions = Vec::new();
+    let object = word(toks.get(i + 1), "an object name")?;
+    i += 2;
+    let mut where_ = Vec::new();
     if keyword(toks.get(i), "WHERE") {
         i += 1;
-        loop {
-            let field = match toks.get(i) {
-                Some(Tok::Word(w)) => w.clone(),
-                _ => return Err("expecting a field in WHERE".into()),
-            };
-            let equal = match toks.get(i + 1) {
-                Some(Tok::Eq) => true,
-                Some(Tok::Ne) => false,
-                _ => return Err(format!("unexpected token after {field}")),
-            };
-            let value = match toks.get(i + 2) {
-                Some(Tok::Str(s)) => json!(s),
-                Some(Tok::Word(w)) if w.eq_ignore_ascii_case("true") => json!(true),
-                Some(Tok::Word(w)) if w.eq_ignore_ascii_case("false") => json!(false),
-                Some(Tok::Word(w)) if w.eq_ignore_ascii_case("null") => Value::Null,
-                Some(Tok::Word(w)) => match w.parse::<f64>() {
-                    Ok(n) => json!(n),
-                    Err(_) => return Err(format!("unexpected value: {w}")),
-                },
-                _ => return Err("expecting a value".into()),
-            };
-            conditions.push((field, equal, value));
-            i += 3;
-            if keyword(toks.get(i), "AND") {
-                i += 1;
-            } else {
-                break;
-            }
-        }
+        where_ = conditions(&toks, &mut i)?;
     }
-    let mut order = None;
+    let mut sort = Vec::new();
     if keyword(toks.get(i), "ORDER") && keyword(toks.get(i + 1), "BY") {
-        let field = match toks.get(i + 2) {
-            Some(Tok::Word(w)) => w.clone(),
-            _ => return Err("expecting a field in ORDER BY".into()),
-        };
-        i += 3;
-        let mut ascending = true;
-        if keyword(toks.get(i), "ASC") {
-            i += 1;
-        } else if keyword(toks.get(i), "DESC") {
-            ascending = false;
-            i += 1;
-        }
-        order = Some((field, ascending));
+        i += 2;
+        sort = order(&toks, &mut i)?;
     }
     let mut limit = None;
     if keyword(toks.get(i), "LIMIT") {
@@ -173,116 +241,8 @@ fn parse_soql(soql: &str) -> Result<Query, String> {
     Ok(Query {
         fields,
         object,
-        conditions,
-        order,
+        conditions: where_,
+        order: sort,
         limit,
     })
-}
-
-fn values_equal(actual: Option<&Value>, wanted: &Value) -> bool {
-    match (actual, wanted) {
-        (None | Some(Value::Null), Value::Null) => true,
-        (Some(Value::Number(a)), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Some(a), b) => a == b,
-        (None, _) => false,
-    }
-}
-
-pub(super) fn run_query(s: &State, soql: &str, version: &str) -> HttpResponse {
-    let query = match parse_soql(soql) {
-        Ok(q) => q,
-        Err(message) => return sf_error(400, "MALFORMED_QUERY", &message, &[]),
-    };
-    let object = query.object.clone();
-    let records = if object.eq_ignore_ascii_case("OpportunityStage") {
-        s.stage_records()
-    } else if s.known_object(&object) {
-        s.records.get(&object).cloned().unwrap_or_default()
-    } else {
-        return sf_error(
-            400,
-            "INVALID_TYPE",
-            &format!("sObject type '{object}' is not supported."),
-            &[],
-        );
-    };
-    let check_field = |name: &str| -> Result<(), HttpResponse> {
-        let known = if object.eq_ignore_ascii_case("OpportunityStage") {
-            [
-                "Id",
-                "ApiName",
-                "MasterLabel",
-                "IsActive",
-                "IsClosed",
-                "IsWon",
-                "SortOrder",
-                "DefaultProbability",
-            ]
-            .iter()
-            .any(|f| f.eq_ignore_ascii_case(name))
-        } else {
-            s.field_name(&object, name).is_some()
-        };
-        if known {
-            Ok(())
-        } else {
-            Err(sf_error(
-                400,
-                "INVALID_FIELD",
-                &format!("No such column '{name}' on entity '{object}'."),
-                &[],
-            ))
-        }
-    };
-    for field in query
-        .fields
-        .iter()
-        .chain(query.conditions.iter().map(|(f, _, _)| f))
-        .chain(query.order.iter().map(|(f, _)| f))
-    {
-        if let Err(response) = check_field(field) {
-            return response;
-        }
-    }
-    let mut found: Vec<Map<String, Value>> = records
-        .into_iter()
-        .filter(|r| {
-            query.conditions.iter().all(|(field, equal, wanted)| {
-                values_equal(get_field(r, field).map(|(_, v)| v), wanted) == *equal
-            })
-        })
-        .collect();
-    if let Some((field, ascending)) = &query.order {
-        found.sort_by(|a, b| {
-            let key = |r: &Map<String, Value>| get_field(r, field).map(|(_, v)| v.to_string());
-            let ordering = key(a).cmp(&key(b));
-            if *ascending {
-                ordering
-            } else {
-                ordering.reverse()
-            }
-        });
-    }
-    if let Some(limit) = query.limit {
-        found.truncate(limit);
-    }
-    let rows: Vec<Value> = found
-        .iter()
-        .map(|r| {
-            let id = r.get("Id").and_then(Value::as_str).unwrap_or("");
-            let mut row = Map::new();
-            row.insert(
-                "attributes".into(),
-                json!({"type": object, "url": format!("/services/data/{version}/sobjects/{object}/{id}")}),
-            );
-            for field in &query.fields {
-                match get_field(r, field) {
-                    Some((name, value)) => row.insert(name.clone(), value.clone()),
-                    None => row.insert(field.clone(), Value::Null),
-                };
-            }
-            Value::Object(row)
-        })
-        .collect();
-    HttpResponse::Ok().json(json!({ "totalSize": rows.len(), "done": true, "records": rows }))
 }

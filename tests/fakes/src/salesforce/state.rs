@@ -6,7 +6,8 @@ use actix_web::HttpResponse;
 use serde_json::{Map, Value, json};
 
 use super::answers::sf_error;
-use super::{API_USER_ID, Field, Stage, State, TASK_PRIORITIES, TASK_STATUSES};
+use super::changes::{SYSTEM_FIELDS, is_deleted, now_stamp};
+use super::{API_USER_ID, DEFAULT_PAGE_SIZE, Field, Stage, State, TASK_PRIORITIES, TASK_STATUSES};
 use crate::Authorizer;
 
 fn prefix(object: &str) -> &'static str {
@@ -136,6 +137,10 @@ impl State {
             instance_url: String::new(),
             auth: Authorizer::default(),
             revoked: Vec::new(),
+            calls: 0,
+            page_size: DEFAULT_PAGE_SIZE,
+            pages: HashMap::new(),
+            record_types: Vec::new(),
         }
     }
 
@@ -153,18 +158,22 @@ impl State {
         if name.eq_ignore_ascii_case("Id") {
             return Some("Id".into());
         }
-        self.fields
-            .get(object)?
+        let fields = self.fields.get(object)?;
+        if let Some(system) = SYSTEM_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(name)) {
+            return Some(system.to_string());
+        }
+        fields
             .keys()
             .find(|k| k.eq_ignore_ascii_case(name))
             .cloned()
     }
 
+    /// The index of a live (not deleted) record of `object`.
     pub(super) fn record_index(&self, object: &str, id: &str) -> Option<usize> {
         self.records
             .get(object)?
             .iter()
-            .position(|r| r.get("Id").and_then(Value::as_str) == Some(id))
+            .position(|r| r.get("Id").and_then(Value::as_str) == Some(id) && !is_deleted(r))
     }
 
     pub(super) fn exists_anywhere(&self, id: &str) -> bool {
@@ -196,6 +205,14 @@ impl State {
                     &[],
                 ));
             };
+            if SYSTEM_FIELDS.contains(&canonical.as_str()) {
+                return Err(sf_error(
+                    400,
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    &format!("Unable to create/update fields: {canonical}."),
+                    &[canonical.as_str()],
+                ));
+            }
             fields.insert(canonical, value.clone());
         }
         for (name, value) in &fields {
@@ -300,17 +317,38 @@ impl State {
                         format!("{name}: id value of incorrect type: {id}"),
                     ));
                 }
+                if name == "RecordTypeId" && !self.record_type_allowed(object, id) {
+                    return Err(bad(
+                        "INVALID_CROSS_REFERENCE_KEY",
+                        format!("Record Type ID: this ID value isn't valid for the user: {id}"),
+                    ));
+                }
             }
             _ => {}
         }
         Ok(())
     }
 
+    /// Stores a new record made by the API user; the system fields a seed gives are kept.
     pub(super) fn create(&mut self, object: &str, mut fields: Map<String, Value>) -> String {
         let id = self.new_id(object);
         fields.insert("Id".into(), json!(id));
         if object != "User" && !fields.contains_key("OwnerId") {
             fields.insert("OwnerId".into(), json!(API_USER_ID));
+        }
+        let stamp = fields
+            .get("SystemModstamp")
+            .cloned()
+            .unwrap_or_else(|| json!(now_stamp()));
+        for (name, value) in [
+            ("CreatedDate", stamp.clone()),
+            ("SystemModstamp", stamp.clone()),
+            ("LastModifiedDate", stamp),
+            ("CreatedById", json!(API_USER_ID)),
+            ("LastModifiedById", json!(API_USER_ID)),
+            ("IsDeleted", json!(false)),
+        ] {
+            fields.entry(name).or_insert(value);
         }
         self.records
             .entry(object.to_string())

@@ -115,6 +115,7 @@ pub(super) const OBJECT_ROUTES: &[(&str, &str, &str)] = &[
     ("checkout/sessions", "checkout.session", "checkout_session"),
     ("prices", "price", "price"),
     ("products", "product", "product"),
+    ("invoiceitems", "invoiceitem", "invoice"),
 ];
 
 const CHARGE_EXPANDABLE: &[&str] = &[

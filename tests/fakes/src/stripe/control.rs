@@ -103,8 +103,9 @@ impl FakeStripe {
     /// Accepts a restricted key (`rk_test_…`) with exactly these permissions, e.g.
     /// `["customer_read", "event_read", "webhook_write"]` (the `rak_` prefix is optional);
     /// a `_write` permission includes `_read`. Resources: `customer`, `subscription`,
-    /// `invoice`, `payment_intent`, `charge`, `checkout_session`, `price`, `product`,
-    /// `event`, `webhook`. Calling it again replaces the key's permissions.
+    /// `invoice` (invoice items too), `payment_intent`, `charge`, `checkout_session`, `price`,
+    /// `product`, `customer_portal` (portal sessions), `event`, `webhook`. Calling it again
+    /// replaces the key's permissions.
     pub fn restrict(&self, key: &str, permissions: &[&str]) {
         let set = permissions.iter().map(|p| p.to_string()).collect();
         self.state
@@ -119,19 +120,20 @@ impl FakeStripe {
         self.state.lock().unwrap().keys.remove(key);
     }
 
-    /// Stores an object (a customer, subscription, invoice, payment intent, charge, checkout
-    /// session, price or product), keyed by its `id` and served by the route its `object`
-    /// field names. Replaces an object with the same id.
+    /// Stores an object (a customer, subscription, invoice, invoice item, payment intent,
+    /// charge, checkout session, price or product), keyed by its `id` and served by the route
+    /// its `object` field names. Replaces an object with the same id. Records no event (see
+    /// [`FakeStripe::dashboard_create`] for one that does).
     pub fn put(&self, object: Value) {
-        let id = object["id"]
-            .as_str()
-            .expect("a Stripe object has a string `id`")
-            .to_string();
+        assert!(
+            object["id"].is_string(),
+            "a Stripe object has a string `id`"
+        );
         assert!(
             object["object"].is_string(),
             "a Stripe object has an `object` field"
         );
-        self.state.lock().unwrap().objects.insert(id, object);
+        self.state.lock().unwrap().store(object);
     }
 
     /// Merges `patch` into a stored object (objects key by key, anything else replaces) and

@@ -13,6 +13,8 @@ use super::endpoints::{create_endpoint, update_endpoint};
 use super::lists::{list_endpoints, list_events};
 use super::objects::{retrieve_event, retrieve_object};
 use super::params::{is_api_version, parse_form};
+use super::webhooks::dispatch;
+use super::writes::{Origin, write_route};
 use super::{ACCOUNT_ID, Answer, Saved, Shared, State};
 
 /// The API key of a request: `Bearer <key>`, `Basic base64(<key>:)` or `Basic <key>`.
@@ -60,6 +62,7 @@ fn resource(segments: &[&str]) -> Option<&'static str> {
         ["v1", "events", ..] => Some("event"),
         ["v1", "webhook_endpoints", ..] => Some("webhook"),
         ["v1", "checkout", "sessions", ..] => Some("checkout_session"),
+        ["v1", "billing_portal", ..] => Some("customer_portal"),
         ["v1", collection, ..] => OBJECT_ROUTES
             .iter()
             .find(|(path, _, _)| path == collection)
@@ -150,8 +153,12 @@ pub(super) fn handle(
         }
     }
 
-    let livemode = key.starts_with("sk_live_") || key.starts_with("rk_live_");
-    let answer = route(&mut s, &method, &segments, &params, livemode, &path);
+    let origin = Origin {
+        request_id: request_id.to_string(),
+        idempotency_key: idempotency_key.clone(),
+        livemode: key.starts_with("sk_live_") || key.starts_with("rk_live_"),
+    };
+    let answer = route(&mut s, &method, &segments, &params, &origin, &path);
 
     // Validation failures (400) are not saved: the endpoint never began executing.
     if let Some(idem) = idempotency_key
@@ -166,6 +173,10 @@ pub(super) fn handle(
             },
         );
     }
+    // The events the request caused go out once it is answered.
+    let outbox = std::mem::take(&mut s.outbox);
+    drop(s);
+    dispatch(state, outbox);
     (answer, false)
 }
 
@@ -285,9 +296,13 @@ pub(super) fn route(
     method: &str,
     segments: &[&str],
     params: &Map<String, Value>,
-    livemode: bool,
+    origin: &Origin,
     path: &str,
 ) -> Answer {
+    let livemode = origin.livemode;
+    if let Some(answer) = write_route(s, method, segments, params, origin) {
+        return answer;
+    }
     match (method, segments) {
         ("GET", ["v1", "events"]) => list_events(s, params).unwrap_or_else(|a| a),
         ("GET", ["v1", "events", id]) => retrieve_event(s, id, params).unwrap_or_else(|a| a),

@@ -200,7 +200,14 @@ pub(super) fn merge(target: &mut Value, patch: Value) {
     }
 }
 
-/// Stripe's metadata update rules: `metadata=` clears it, `metadata[k]=` drops `k`.
+/// Stripe's metadata limits: keys per object, characters per key and per value.
+pub(super) const METADATA_KEYS: usize = 50;
+pub(super) const METADATA_KEY_CHARS: usize = 40;
+pub(super) const METADATA_VALUE_CHARS: usize = 500;
+
+/// Stripe's metadata update rules: `metadata=` clears it, `metadata[k]=` drops `k`; keys are
+/// at most 40 characters without square brackets, values at most 500, and an object keeps at
+/// most 50 keys.
 pub(super) fn apply_metadata(current: &mut Value, given: &Value) -> Result<(), Answer> {
     match given {
         Value::String(s) if s.is_empty() => {
@@ -208,11 +215,10 @@ pub(super) fn apply_metadata(current: &mut Value, given: &Value) -> Result<(), A
             Ok(())
         }
         Value::Object(map) => {
-            if !current.is_object() {
-                *current = json!({});
-            }
-            let target = current.as_object_mut().unwrap();
+            let mut target = current.as_object().cloned().unwrap_or_default();
             for (key, value) in map {
+                let param = format!("metadata[{key}]");
+                check_metadata_entry(key, value, &param)?;
                 match value.as_str() {
                     Some("") => {
                         target.remove(key);
@@ -220,14 +226,19 @@ pub(super) fn apply_metadata(current: &mut Value, given: &Value) -> Result<(), A
                     Some(v) => {
                         target.insert(key.clone(), json!(v));
                     }
-                    None => {
-                        return Err(invalid(
-                            Some(&format!("metadata[{key}]")),
-                            "Invalid metadata: values must be strings",
-                        ));
-                    }
+                    None => unreachable!("checked above"),
                 }
             }
+            if target.len() > METADATA_KEYS {
+                return Err(invalid(
+                    Some("metadata"),
+                    &format!(
+                        "Invalid metadata: metadata can have at most {METADATA_KEYS} keys; this request would leave {}.",
+                        target.len()
+                    ),
+                ));
+            }
+            *current = Value::Object(target);
             Ok(())
         }
         _ => Err(invalid(
@@ -235,4 +246,36 @@ pub(super) fn apply_metadata(current: &mut Value, given: &Value) -> Result<(), A
             "Invalid object: metadata must be a hash",
         )),
     }
+}
+
+fn check_metadata_entry(key: &str, value: &Value, param: &str) -> Result<(), Answer> {
+    if key.contains(['[', ']']) {
+        return Err(invalid(
+            Some(param),
+            "Invalid metadata: keys may not contain square brackets ('[' or ']').",
+        ));
+    }
+    if key.chars().count() > METADATA_KEY_CHARS {
+        return Err(invalid(
+            Some(param),
+            &format!(
+                "Invalid metadata: keys can be at most {METADATA_KEY_CHARS} characters long ('{key}')."
+            ),
+        ));
+    }
+    let Some(text) = value.as_str() else {
+        return Err(invalid(
+            Some(param),
+            "Invalid metadata: values must be strings",
+        ));
+    };
+    if text.chars().count() > METADATA_VALUE_CHARS {
+        return Err(invalid(
+            Some(param),
+            &format!(
+                "Invalid metadata: values can be at most {METADATA_VALUE_CHARS} characters long."
+            ),
+        ));
+    }
+    Ok(())
 }

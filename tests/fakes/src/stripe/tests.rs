@@ -7,9 +7,11 @@ use super::answer::redact;
 use super::params::glob;
 use super::*;
 
+mod deliveries;
 mod events;
 mod requests;
 mod resources;
+mod writes;
 
 struct Reply {
     status: u16,

@@ -1,16 +1,23 @@
-//! The fake Zoho CRM's answers: error bodies, per-record results and the current user.
+//! The fake Zoho CRM's answers: error bodies, per-record results and its users.
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-pub(super) fn now_text() -> String {
-    Utc::now().format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-}
+use super::{INTEGRATION_USER_ID, OTHER_USER_ID};
 
 pub(super) fn user() -> Value {
-    json!({"name": "Fake Admin", "id": "5725767000000411001", "email": "admin@example.com"})
+    json!({"name": "Fake Admin", "id": INTEGRATION_USER_ID, "email": "admin@example.com"})
+}
+
+/// The API's caller, as records name it.
+pub(super) fn integration_user() -> Value {
+    json!({"name": "Fake Admin", "id": INTEGRATION_USER_ID})
+}
+
+/// Someone working in Zoho's UI, as records name them.
+pub(super) fn other_user() -> Value {
+    json!({"name": "Fake User", "id": OTHER_USER_ID})
 }
 
 pub(super) fn whole_error(status: u16, code: &str, message: &str, details: Value) -> HttpResponse {
@@ -34,14 +41,16 @@ pub(super) fn record_error(
     json!({"code": code, "details": details, "message": message, "status": "error"})
 }
 
-pub(super) fn success(id: &str, action: &str, duplicate_field: Option<&str>) -> Value {
-    let by = json!({"name": "Fake Admin", "id": "5725767000000411001"});
+/// A record's success entry, its times and users as the record holds them.
+pub(super) fn success(record: &Map<String, Value>, action: &str) -> Value {
+    let field = |name: &str| record.get(name).cloned().unwrap_or(Value::Null);
     json!({
         "code": "SUCCESS",
-        "duplicate_field": duplicate_field,
+        "duplicate_field": null,
         "action": action,
-        "details": {"Modified_Time": now_text(), "Modified_By": by, "Created_Time": now_text(),
-                    "id": id, "Created_By": by},
+        "details": {"Modified_Time": field("Modified_Time"), "Modified_By": field("Modified_By"),
+                    "Created_Time": field("Created_Time"), "id": field("id"),
+                    "Created_By": field("Created_By")},
         "message": if action == "insert" { "record added" } else { "record updated" },
         "status": "success"
     })

@@ -1,5 +1,6 @@
-//! The fake Zoho CRM's API domain: the current user and the records routes (insert, update,
-//! upsert, search, read).
+//! The fake Zoho CRM's API domain: its routes, the current user and the records writes
+//! (insert, update, upsert), search and read. Every write is noted as a change, which the
+//! channels watching its module hear of once the request is answered.
 
 use std::collections::HashMap;
 
@@ -8,8 +9,10 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 
-use super::answers::{batch_status, record_error, success, user, whole_error};
+use super::answers::{batch_status, integration_user, record_error, success, user, whole_error};
+use super::listing::{delete, fields, list};
 use super::state::same;
+use super::watch::{notify_changes, watch};
 use super::{Shared, State};
 
 /// Checks the caller's token, the injected throttle and the day's API credits, and counts the
@@ -130,13 +133,36 @@ pub(super) fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
     };
     let query: HashMap<String, String> =
         serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
-    match (method.as_str(), rest) {
+    let since = req
+        .headers()
+        .get("if-modified-since")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let response = route(&mut s, &method, rest, &query, since.as_deref(), body);
+    notify_changes(&mut s);
+    response
+}
+
+fn route(
+    s: &mut State,
+    method: &str,
+    rest: &[&str],
+    query: &HashMap<String, String>,
+    since: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    match (method, rest) {
         ("GET", ["users"]) => HttpResponse::Ok().json(json!({"users": [user()]})),
+        (_, ["actions", "watch"]) => watch(s, method, query, body),
+        ("GET", ["settings", "fields"]) => fields(s, query),
+        ("GET", [module]) => list(s, module, query, since),
+        ("DELETE", [module]) => delete(s, module, query.get("ids").map(String::as_str)),
+        ("DELETE", [module, id]) => delete(s, module, Some(id)),
         ("POST", [module]) | ("POST", [module, "upsert"]) | ("PUT", [module]) => {
-            write_records(&mut s, &method, module, rest.len() == 2, body)
+            write_records(s, method, module, rest.len() == 2, body)
         }
-        ("PUT", [module, id]) => update_one(&mut s, module, id, body),
-        ("GET", [module, "search"]) => search(&s, module, &query),
+        ("PUT", [module, id]) => update_one(s, module, id, body),
+        ("GET", [module, "search"]) => search(s, module, query),
         ("GET", [module, id]) => match s.by_id(module, id) {
             Some(i) => HttpResponse::Ok().json(json!({"data": [s.records[*module][i]]})),
             None => HttpResponse::NoContent().finish(),
@@ -319,8 +345,14 @@ fn insert(s: &mut State, module: &str, record: &Map<String, Value>, index: usize
             json!({"id": id, "duplicate_record": {"id": id, "module": {"api_name": module}}}),
         );
     }
-    let id = s.insert(module, clean);
-    success(&id, "insert", None)
+    let mut record = clean;
+    s.stamp(&mut record, integration_user(), true);
+    let id = s.insert(module, record);
+    s.changed(module, "insert", &id, Map::new());
+    success(
+        &s.records[module][s.by_id(module, &id).unwrap_or(0)],
+        "insert",
+    )
 }
 
 fn update(
@@ -352,8 +384,16 @@ fn update(
             json!({"id": existing, "duplicate_record": {"id": existing, "module": {"api_name": module}}}),
         );
     }
-    s.records.get_mut(module).unwrap()[i].extend(clean);
-    success(id, "update", None)
+    let changes: Map<String, Value> = clean
+        .into_iter()
+        .filter(|(name, value)| s.records[module][i].get(name) != Some(value))
+        .collect();
+    let mut record = s.records[module][i].clone();
+    record.extend(changes.clone());
+    s.stamp(&mut record, integration_user(), false);
+    s.records.get_mut(module).unwrap()[i] = record;
+    s.changed(module, "update", id, changes);
+    success(&s.records[module][i], "update")
 }
 
 /// `((Email:equals:a@b.c)and(Last_Name:starts_with:W))` → conditions, all of which must hold.

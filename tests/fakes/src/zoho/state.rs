@@ -1,12 +1,13 @@
-//! The fake Zoho CRM's state: its modules and fields, and how records are checked and stored.
+//! The fake Zoho CRM's state: its modules and fields, its clock, and how records are checked,
+//! stamped and stored.
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value, json};
 
 use super::answers::record_error;
-use super::{Field, State};
+use super::{Change, Field, State};
 use crate::Authorizer;
 
 pub(super) fn field(data_type: &str, mandatory: bool, unique: bool) -> Field {
@@ -94,7 +95,51 @@ impl State {
             day_start: Utc::now(),
             tokens_per_refresh: 30,
             minted_by: HashMap::new(),
+            channels: HashMap::new(),
+            changes: Vec::new(),
+            callbacks: Default::default(),
+            clock: chrono::Duration::zero(),
+            zone: FixedOffset::east_opt(0).expect("UTC is an offset"),
         }
+    }
+
+    /// The fake's time: the real clock moved by what the test said.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock
+    }
+
+    /// A time as Zoho writes it: to the second, in the org's time zone.
+    pub(super) fn text(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.zone)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string()
+    }
+
+    /// Notes a change for the channels watching `module`.
+    pub(super) fn changed(
+        &mut self,
+        module: &str,
+        operation: &'static str,
+        id: &str,
+        fields: Map<String, Value>,
+    ) {
+        self.changes.push(Change {
+            module: module.to_string(),
+            operation,
+            id: id.to_string(),
+            fields,
+        });
+    }
+
+    /// Sets a record's modification fields (and creation fields when `created`), as `user`.
+    pub(super) fn stamp(&self, record: &mut Map<String, Value>, user: Value, created: bool) {
+        let at = self.text(self.now());
+        if created {
+            record.insert("Created_Time".into(), json!(at));
+            record.insert("Created_By".into(), user.clone());
+        }
+        record.insert("Modified_Time".into(), json!(at));
+        record.insert("Modified_By".into(), user);
     }
 
     pub(super) fn find(&self, module: &str, field: &str, value: &str) -> Option<usize> {
@@ -190,6 +235,16 @@ impl State {
             }
         }
         None
+    }
+
+    /// Deletes a record; says whether there was one. The channels hear of it.
+    pub(super) fn remove(&mut self, module: &str, id: &str) -> bool {
+        let Some(i) = self.by_id(module, id) else {
+            return false;
+        };
+        self.records.get_mut(module).unwrap().remove(i);
+        self.changed(module, "delete", id, Map::new());
+        true
     }
 
     pub(super) fn insert(&mut self, module: &str, mut record: Map<String, Value>) -> String {

@@ -20,6 +20,8 @@ pub static PROVIDER: Provider = Provider {
         ("token_url", Kind::Url),
         ("scopes", Kind::Scopes),
         ("timeout_seconds", Kind::Seconds),
+        ("stripe_prices", Kind::PriceTable),
+        ("app_id", Kind::Text),
     ],
     required: &[],
     check: no_check,

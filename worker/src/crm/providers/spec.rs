@@ -119,6 +119,13 @@ pub enum Kind {
     Port,
     TlsMode,
     Email,
+    /// A list of the vendor's object names (`["Opportunity", "Account"]`), at most 10.
+    Objects,
+    /// A polling interval in seconds, 10 to 86,400.
+    PollInterval,
+    /// A lookup table from the CRM's product or plan names to Stripe price ids
+    /// (`{"Pro": "price_1Pab…"}`), at most 100 entries.
+    PriceTable,
 }
 
 /// A setting as text, if present.

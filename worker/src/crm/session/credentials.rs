@@ -106,7 +106,13 @@ pub fn credential_values(keyring: &Keyring, connection: &connections::Model) -> 
             client_secret: Some(secret),
             ..
         } => values.push(secret),
-        Credentials::Token { token } => values.push(token),
+        Credentials::Token {
+            token,
+            client_secret,
+        } => {
+            values.push(token);
+            values.extend(client_secret);
+        }
         Credentials::RefreshToken {
             client_secret,
             refresh_token,

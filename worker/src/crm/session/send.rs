@@ -181,7 +181,9 @@ impl Call<'_> {
                     "the connection is waiting for its OAuth authorization to be completed",
                 ));
             }
-            Credentials::Token { token } => headers.push((AUTHORIZATION, bearer(token, scheme)?)),
+            Credentials::Token { token, .. } => {
+                headers.push((AUTHORIZATION, bearer(token, scheme)?))
+            }
             Credentials::RefreshToken { .. } | Credentials::JwtBearer { .. } => {
                 headers.push((AUTHORIZATION, bearer(&session.access_token, scheme)?));
             }

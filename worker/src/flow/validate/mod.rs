@@ -15,6 +15,24 @@ mod names;
 mod scan;
 mod step;
 mod suggest;
+
+/// What is wrong with an event pattern of a CRM trigger, if anything: `<Object>.<change>`
+/// (`Opportunity.updated`, `deal.propertyChange`), `<Object>.*` or `*`.
+fn crm_event_pattern(pattern: &str) -> Option<String> {
+    let word = |s: &str| {
+        !s.is_empty() && s.len() <= 80 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let ok = pattern == "*"
+        || pattern
+            .split_once('.')
+            .is_some_and(|(object, change)| word(object) && (change == "*" || word(change)));
+    (!ok).then(|| {
+        format!(
+            "'{pattern}' is not a CRM event pattern; use <Object>.created, <Object>.updated, <Object>.deleted (Salesforce, Zoho), the HubSpot subscription type (deal.propertyChange), <Object>.* or *"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -35,7 +53,7 @@ const FLOW_KEYS: &[&str] = &[
     "trigger",
     "steps",
 ];
-const TRIGGER_KEYS: &[&str] = &["events", "filter"];
+const TRIGGER_KEYS: &[&str] = &["source", "events", "filter", "echoes"];
 const STEP_KEYS: &[&str] = &[
     "id",
     "action",
@@ -43,6 +61,7 @@ const STEP_KEYS: &[&str] = &[
     "match",
     "fields",
     "record_id",
+    "stripe_account_id",
     "when",
     "fallback_fields",
     "associate",
@@ -146,6 +165,25 @@ impl Checker {
             return;
         };
         self.known_keys(map, "trigger", TRIGGER_KEYS);
+        let source = match map.get("source") {
+            None => "stripe",
+            Some(Value::String(source))
+                if crate::inbound::ALL_SOURCES.contains(&source.as_str()) =>
+            {
+                source.as_str()
+            }
+            Some(_) => {
+                self.error(
+                    "trigger.source",
+                    format!("must be one of {}", crate::inbound::ALL_SOURCES.join(", ")),
+                );
+                // Its events are then checked as a CRM's: one problem, not two.
+                ""
+            }
+        };
+        if map.get("echoes").is_some_and(|v| !v.is_boolean()) {
+            self.error("trigger.echoes", "must be true or false");
+        }
         match map.get("events") {
             None => self.error("trigger.events", "is required"),
             Some(Value::Array(events)) if events.is_empty() => self.error(
@@ -156,6 +194,11 @@ impl Checker {
                 for (i, event) in events.iter().enumerate() {
                     let path = format!("trigger.events[{i}]");
                     match event.as_str() {
+                        Some(pattern) if source != "stripe" => {
+                            if let Some(message) = crm_event_pattern(pattern) {
+                                self.error(path, message);
+                            }
+                        }
                         Some(pattern) if is_event_pattern(pattern) => {
                             if let Some(message) = unknown_event_type(pattern) {
                                 self.error(path, message);

@@ -312,7 +312,7 @@ fn trigger_and_variables() {
             ),
             (
                 "steps[0].fields.x".to_string(),
-                "unknown variable 'objet'; templates can use event, object, previous, steps, settings, now".to_string()
+                "unknown variable 'objet'; templates can use event, object, record, previous, steps, settings, now".to_string()
             ),
         ]
     );
@@ -341,7 +341,7 @@ fn shape_errors_are_all_reported() {
             ),
             (
                 "steps[0].action".to_string(),
-                "unknown action 'merge'; expected upsert, create, update, stripe.retrieve, email, http, assert or log"
+                "unknown action 'merge'; expected upsert, create, update, stripe.retrieve, stripe.create, stripe.update, email, http, assert or log"
                     .to_string()
             ),
             (

@@ -1,0 +1,252 @@
+//! CRM-side webhooks: HubSpot's signed batches, Zoho's notifications, Salesforce's Outbound
+//! Messages and Flow callouts, each to its connection's own URL (`inbound_url`). Each is
+//! verified the vendor's way, split into events and stored in the inbox — beside Stripe's,
+//! deduplicated per connection — before the answer; the worker runs the flows whose trigger
+//! names the CRM.
+
+use entity::connections;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tributary_worker::inbound::{self, CrmEvent};
+use tributary_worker::inbox::{StoreError, Stored};
+use tributary_worker::secrets::expose;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What a CRM webhook stored.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct CrmIngressOut {
+    /// Events stored now.
+    pub received: usize,
+    /// Events stored before (the vendor sent them again); not processed again.
+    pub duplicates: usize,
+    /// Tributary's ids of the events, stored now or before, in the order sent.
+    pub event_ids: Vec<String>,
+    /// Items that were not events Tributary can keep, with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+}
+
+/// The connection of `provider` whose inbound URL has `token`.
+async fn connection_of(
+    state: &AppState,
+    provider: &str,
+    token: &str,
+) -> Result<connections::Model, ApiError> {
+    if token.is_empty() || token.len() > 64 {
+        return Err(ApiError::NotFound);
+    }
+    let connection = connections::Entity::find()
+        .filter(connections::Column::InboundToken.eq(token))
+        .filter(connections::Column::Provider.eq(provider))
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if connection.status == "disabled" {
+        return Err(ApiError::NotFound);
+    }
+    Ok(connection)
+}
+
+fn settings_of(connection: &connections::Model) -> Map<String, Value> {
+    serde_json::from_str(&connection.settings).unwrap_or_default()
+}
+
+fn setting<'a>(settings: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    settings
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// Over the connection's share of `TRIBUTARY_WEBHOOK_RATE`: 429, nothing stored.
+fn take_rate(state: &AppState, connection: &connections::Model) -> Result<(), ApiError> {
+    state.webhook_rate.take(&connection.id).map_err(|seconds| {
+        tracing::warn!(connection_id = %connection.id, retry_after = seconds, "CRM webhook rate exceeded (TRIBUTARY_WEBHOOK_RATE)");
+        ApiError::TooManyRequests(seconds)
+    })
+}
+
+/// Stores each event (those arriving together share a commit) and says what was stored.
+async fn store_all(
+    state: &AppState,
+    connection: &connections::Model,
+    events: Vec<CrmEvent>,
+    skipped: Vec<String>,
+) -> Result<CrmIngressOut, ApiError> {
+    let rows: Vec<_> = events
+        .iter()
+        .map(|event| inbound::new_row(&connection.tenant_id, &connection.id, event))
+        .collect();
+    let results =
+        futures::future::join_all(rows.into_iter().map(|row| state.inbox.store(row))).await;
+    let mut out = CrmIngressOut {
+        skipped,
+        ..Default::default()
+    };
+    for result in results {
+        match result {
+            Ok(Stored::New(id)) => {
+                out.received += 1;
+                out.event_ids.push(id);
+            }
+            Ok(Stored::Duplicate(id)) => {
+                out.duplicates += 1;
+                out.event_ids.push(id);
+            }
+            // Some may be stored already: the vendor's retry finds them as duplicates.
+            Err(StoreError::Busy) | Err(StoreError::Backlogged(_)) => {
+                return Err(ApiError::Unavailable(
+                    "the inbox is full; not every event was stored, send the batch again shortly"
+                        .into(),
+                ));
+            }
+            Err(StoreError::Failed(e)) => return Err(ApiError::Internal(e)),
+        }
+    }
+    tracing::info!(connection_id = %connection.id, provider = %connection.provider,
+        received = out.received, duplicates = out.duplicates, skipped = out.skipped.len(), "CRM webhook received");
+    Ok(out)
+}
+
+/// HubSpot's app webhooks: `X-HubSpot-Signature-v3` over method, the URL HubSpot called
+/// (this install's public URL, the path and query), body and timestamp, with the app's client
+/// secret (the connection's, else the operator's HubSpot app). Property changes get the
+/// property's previous value from the last one seen.
+pub async fn hubspot(
+    state: &AppState,
+    token: &str,
+    path_and_query: &str,
+    headers: &actix_web::http::header::HeaderMap,
+    body: &[u8],
+) -> Result<CrmIngressOut, ApiError> {
+    let connection = connection_of(state, "hubspot", token).await?;
+    let mut secrets: Vec<String> = Vec::new();
+    if let Ok(credentials) =
+        tributary_worker::crm::session::open_credentials(&state.keyring, &connection)
+        && let Some(secret) = credentials.client_secret()
+    {
+        secrets.push(secret.to_string());
+    }
+    if let Some(app) = state
+        .settings
+        .oauth_apps
+        .iter()
+        .find(|a| a.provider == "hubspot")
+    {
+        secrets.push(expose(&app.client_secret).to_string());
+    }
+    if secrets.is_empty() {
+        return Err(ApiError::Unauthorized(
+            "this connection has no HubSpot client secret to verify webhooks with; add auth.client_secret".into(),
+        ));
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let uri = format!("{}{path_and_query}", state.settings.public_url);
+    let plain: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    inbound::hubspot::verify_v3(
+        "POST",
+        &uri,
+        body,
+        header("x-hubspot-request-timestamp"),
+        header("x-hubspot-signature-v3"),
+        &plain,
+        chrono::Utc::now().timestamp_millis(),
+    )
+    .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    take_rate(state, &connection)?;
+    let settings = settings_of(&connection);
+    let batch = inbound::hubspot::parse_batch(body, setting(&settings, "app_id"))
+        .map_err(ApiError::BadRequest)?;
+    let mut events = batch.events;
+    for event in &mut events {
+        let mut fields = event.record.clone();
+        fields.remove("id");
+        if fields.is_empty() {
+            continue;
+        }
+        event.previous = inbound::versions::previous_and_remember(
+            &state.db,
+            &connection.tenant_id,
+            &connection.id,
+            &event.object,
+            &event.record_id,
+            &fields,
+            &event.occurred_at_ms.to_string(),
+            true,
+        )
+        .await
+        .map_err(ApiError::Internal)?;
+    }
+    store_all(state, &connection, events, batch.skipped).await
+}
+
+/// Zoho's notification callbacks, verified by the channel's token (Zoho signs nothing). Each
+/// notified record becomes an event; the worker re-reads the record before running flows.
+pub async fn zoho(state: &AppState, token: &str, body: &[u8]) -> Result<CrmIngressOut, ApiError> {
+    let connection = connection_of(state, "zoho", token).await?;
+    let expected = inbound::zoho_channel_token(token);
+    let events = inbound::zoho::parse_notification(body, &expected).map_err(|e| match e {
+        inbound::zoho::NotificationError::WrongToken => ApiError::Unauthorized(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    take_rate(state, &connection)?;
+    store_all(state, &connection, events, Vec::new()).await
+}
+
+/// Salesforce's Outbound Messages (`text/xml`) and Flow HTTP callouts (JSON). An Outbound
+/// Message must come from the org named in the connection's `organization_id` setting.
+pub async fn salesforce(
+    state: &AppState,
+    token: &str,
+    xml: bool,
+    body: &[u8],
+) -> Result<CrmIngressOut, ApiError> {
+    let connection = connection_of(state, "salesforce", token).await?;
+    let settings = settings_of(&connection);
+    let user = setting(&settings, "integration_user_id");
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let events = if xml {
+        let message =
+            inbound::outbound_message::parse(body, user, now_ms).map_err(ApiError::BadRequest)?;
+        let Some(organization) = setting(&settings, "organization_id") else {
+            return Err(ApiError::Forbidden(
+                "set the connection's organization_id setting to the org's id to accept its Outbound Messages".into(),
+            ));
+        };
+        // Salesforce shows 15- and 18-character forms of one id; the first 15 are the id.
+        let same = |a: &str, b: &str| a.get(..15).is_some() && a.get(..15) == b.get(..15);
+        if !same(&message.organization_id, organization) {
+            return Err(ApiError::Forbidden(format!(
+                "the message comes from org {}, not from this connection's organization_id",
+                message.organization_id
+            )));
+        }
+        message.events
+    } else {
+        inbound::outbound_message::parse_callout(body, user, now_ms)
+            .map_err(ApiError::BadRequest)?
+    };
+    take_rate(state, &connection)?;
+    let mut events = events;
+    for event in &mut events {
+        let mut fields = event.record.clone();
+        fields.remove("attributes");
+        event.previous = inbound::versions::previous_and_remember(
+            &state.db,
+            &connection.tenant_id,
+            &connection.id,
+            &event.object,
+            &event.record_id,
+            &fields,
+            &event.occurred_at_ms.to_string(),
+            true,
+        )
+        .await
+        .map_err(ApiError::Internal)?;
+    }
+    store_all(state, &connection, events, Vec::new()).await
+}

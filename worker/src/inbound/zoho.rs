@@ -1,0 +1,781 @@
+//! Zoho CRM changes into Tributary, two ways (NOTIFICATIONS.md):
+//!
+//! - **Notifications** (`notifications: true`): one channel per connection
+//!   ([`ensure_channel`], `POST {api}/crm/v8/actions/watch`) watches `<Module>.all` of every
+//!   module in `watch`, with the connection's inbound URL as `notify_url` and a token of at most
+//!   50 characters that every callback carries back. Zoho documents no signature, so
+//!   [`parse_notification`] compares that token in constant time and turns each record id of
+//!   the callback into a [`CrmEvent`]. Callbacks are hints: [`hydrate`] re-reads the record
+//!   before flows see it. Channels expire (at most a week; an hour when Zoho does not take the
+//!   expiry asked for): each is asked for 6 days and renewed with `PATCH` once less than a day
+//!   is left; a channel Zoho has dropped (`NOT_SUBSCRIBED`) is enabled again with `POST`.
+//! - **Polling** (the default, [`poll_module`]): every `poll_seconds` the records of a module
+//!   modified since the watch's cursor, oldest first (see below).
+//!
+//! **Where the channel is kept**: in the `crm_watches` row of object [`CHANNEL_OBJECT`] of the
+//! connection (one channel for all its modules, as Zoho's `events` list allows): `channel_id`,
+//! `channel_expires_at` (the earliest `channel_expiry` Zoho answered) and `last_error`. Its
+//! `seen` holds a digest of the channel's details (events, notify URL, token), so that a change
+//! to any of them is sent to Zoho (`PUT`, replacing every detail) without keeping the token.
+//!
+//! **Polling, how**: `GET /crm/v8/<Module>?fields=…&sort_by=Modified_Time&sort_order=asc&page=N
+//! &per_page=200` with `If-Modified-Since`, rather than COQL: both need the field names, but the
+//! list needs no query language and Zoho answers 304 when nothing changed. The field names are
+//! the module's (`/settings/fields`, read once per poll: one API call, counted, so fields added
+//! since are not missed), the modification fields first, at most 50 (Zoho's limit). A poll reads
+//! at most 10 pages (the 2,000 records Zoho pages without a `page_token`); the rest follow on
+//! the next poll, as the cursor has moved.
+//! - **Where a poll starts**: the cursor (the newest `Modified_Time` seen, as Zoho wrote it)
+//!   minus [`OVERLAP`], since Zoho's times are whole seconds and a change can commit after a
+//!   poll with an earlier time. The first poll of a module starts [`FIRST_WINDOW`] before now:
+//!   watching begins about now, the org's history is not replayed; a first poll that finds
+//!   nothing keeps that start as the cursor, so no later change is missed however far apart
+//!   the polls are.
+//! - **Dedupe**: an event per (`id`, `Modified_Time`): the watch keeps the `id@Modified_Time`
+//!   pairs still inside the overlap (`seen`), and the inbox keys the event by the same pair.
+//! - **Events**: `<Module>.created` when `Created_Time` equals `Modified_Time` and no version
+//!   of the record was stored, else `<Module>.updated` (deletions are not listed; they come
+//!   with notifications); `previous` from the last stored version ([`super::versions`]);
+//!   an echo when `Modified_By.id` is the connection's `integration_user_id`. Every request is
+//!   counted in the watch's `api_calls`; the next poll is due `poll_seconds` (60) later.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use entity::{connections, crm_watches};
+use reqwest::Method;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
+
+use super::{CrmEvent, parse_stamp, versions};
+use crate::crm::zoho::{self as api, Zoho};
+use crate::crm::{Call, Connector, CrmError};
+use crate::inbox::{self, Stored};
+use crate::queue::Queue;
+
+/// The object of the `crm_watches` row that keeps a connection's notification channel.
+pub const CHANNEL_OBJECT: &str = "_channel";
+/// How little of a channel's life may be left before it is renewed.
+pub const RENEW_WITHIN: chrono::Duration = chrono::Duration::days(1);
+/// Zoho's longest channel token.
+pub const MAX_TOKEN: usize = 50;
+/// How far behind the cursor each poll starts again.
+pub const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
+/// How far back the first poll of a module looks.
+pub const FIRST_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
+/// Seconds between polls when the connection's `poll_seconds` does not say.
+pub const DEFAULT_POLL_SECONDS: u64 = 60;
+/// Most pages one poll reads (200 records each: Zoho's reach without a `page_token`).
+pub const MAX_PAGES: u32 = 10;
+
+/// What [`ensure_channel`] did to the connection's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelAction {
+    /// Live, with more than a day left: nothing sent.
+    Kept,
+    /// Enabled (`POST`): there was none.
+    Created,
+    /// Expiry moved on (`PATCH`).
+    Renewed,
+    /// Its modules, notify URL or token changed (`PUT`).
+    Updated,
+    /// Zoho had dropped it: enabled again under a new id (`POST`).
+    Recreated,
+}
+
+/// The connection's channel after [`ensure_channel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelState {
+    pub channel_id: String,
+    pub expires_at: DateTime<Utc>,
+    pub action: ChannelAction,
+}
+
+/// What one poll of one module did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Events stored (new to the inbox).
+    pub events: usize,
+    /// API calls this poll made (the field list and each page).
+    pub api_calls: u64,
+    /// The watch's cursor after the poll.
+    pub cursor: Option<String>,
+}
+
+/// Why a callback was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotificationError {
+    /// Not JSON, or not shaped like Zoho's callbacks.
+    #[error("not a Zoho CRM notification: {0}")]
+    Malformed(String),
+    /// The token is not the channel's: not from Zoho, or for another channel.
+    #[error("the notification's token is not the channel's")]
+    WrongToken,
+}
+
+fn settings_of(connection: &connections::Model) -> Map<String, Value> {
+    serde_json::from_str(&connection.settings).unwrap_or_default()
+}
+
+/// Whether `record` was last modified by the connection's integration user; `None` when the
+/// connection names none.
+fn modified_by_integration(
+    settings: &Map<String, Value>,
+    record: &Map<String, Value>,
+) -> Option<bool> {
+    let user = crate::crm::config::text(settings, "integration_user_id")?;
+    let by = text_of(record.get("Modified_By").and_then(|b| b.get("id")));
+    Some(by.as_deref() == Some(user))
+}
+
+/// The watch row of (connection, object), made on first use.
+async fn watch_row(
+    db: &DatabaseConnection,
+    connection: &connections::Model,
+    object: &str,
+) -> anyhow::Result<crm_watches::Model> {
+    let find = || {
+        crm_watches::Entity::find()
+            .filter(crm_watches::Column::ConnectionId.eq(connection.id.as_str()))
+            .filter(crm_watches::Column::Object.eq(object))
+            .one(db)
+    };
+    if let Some(row) = find().await? {
+        return Ok(row);
+    }
+    let at = crate::now();
+    crm_watches::Entity::insert(crm_watches::ActiveModel {
+        id: Set(crate::new_id()),
+        tenant_id: Set(connection.tenant_id.clone()),
+        connection_id: Set(connection.id.clone()),
+        object: Set(object.to_string()),
+        cursor: Set(None),
+        seen: Set("[]".into()),
+        api_calls: Set(0),
+        polled_at: Set(None),
+        next_poll_at: Set(None),
+        channel_id: Set(None),
+        channel_expires_at: Set(None),
+        last_error: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            crm_watches::Column::ConnectionId,
+            crm_watches::Column::Object,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    find()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the watch of {object} vanished"))
+}
+
+async fn update_watch(
+    db: &DatabaseConnection,
+    id: &str,
+    mut row: crm_watches::ActiveModel,
+) -> anyhow::Result<()> {
+    row.updated_at = Set(crate::now());
+    crm_watches::Entity::update_many()
+        .set(row)
+        .filter(crm_watches::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The digest of a channel's details, kept instead of the token.
+fn fingerprint(events: &[String], notify_url: &str, token: &str) -> String {
+    use sha2::Digest;
+    let text = format!("{}\n{notify_url}\n{token}", events.join(","));
+    hex::encode(sha2::Sha256::digest(text))
+}
+
+/// Renews, updates or (re)creates the channel as the stored row calls for.
+async fn channel_call(
+    call: &mut Call<'_>,
+    row: &crm_watches::Model,
+    same: bool,
+    events: &[String],
+    notify_url: &str,
+    token: &str,
+) -> anyhow::Result<ChannelState> {
+    let now = crate::now();
+    let live = row.channel_expires_at.is_some_and(|at| at > now);
+    let mut action = ChannelAction::Created;
+    if let Some(id) = row.channel_id.as_deref() {
+        action = ChannelAction::Recreated;
+        if live {
+            let method = if same { Method::PATCH } else { Method::PUT };
+            let body = api::channel_body(id, events, notify_url, token);
+            if let api::Watched::Until(expires_at) = api::send_watch(call, method, body).await? {
+                let action = if same {
+                    ChannelAction::Renewed
+                } else {
+                    ChannelAction::Updated
+                };
+                return Ok(ChannelState {
+                    channel_id: id.to_string(),
+                    expires_at,
+                    action,
+                });
+            }
+        }
+    }
+    let id = api::new_channel_id();
+    match api::send_watch(
+        call,
+        Method::POST,
+        api::channel_body(&id, events, notify_url, token),
+    )
+    .await?
+    {
+        api::Watched::Until(expires_at) => Ok(ChannelState {
+            channel_id: id,
+            expires_at,
+            action,
+        }),
+        api::Watched::NotSubscribed => {
+            anyhow::bail!("Zoho CRM answered NOT_SUBSCRIBED to a new channel")
+        }
+    }
+}
+
+/// Keeps the connection's notification channel alive: enables one watching `<Module>.all` of
+/// each of `modules`, posting to `notify_url` with `token` (at most 50 characters), renews it
+/// when less than a day is left, sends changed details, and enables it again when Zoho has
+/// dropped it. The channel is kept on the connection's [`CHANNEL_OBJECT`] watch; a failure is
+/// kept there as `last_error` and returned.
+pub async fn ensure_channel(
+    db: &DatabaseConnection,
+    connector: &Connector,
+    connection: &connections::Model,
+    modules: &[String],
+    notify_url: &str,
+    token: &str,
+) -> anyhow::Result<ChannelState> {
+    if modules.is_empty() {
+        anyhow::bail!("a Zoho notification channel needs at least one module to watch");
+    }
+    if token.is_empty() || token.chars().count() > MAX_TOKEN {
+        anyhow::bail!("a Zoho channel token has 1 to {MAX_TOKEN} characters");
+    }
+    let row = watch_row(db, connection, CHANNEL_OBJECT).await?;
+    let events: Vec<String> = modules.iter().map(|m| format!("{m}.all")).collect();
+    let digest = fingerprint(&events, notify_url, token);
+    let seen: Vec<String> = serde_json::from_str(&row.seen).unwrap_or_default();
+    let same = seen.first() == Some(&digest);
+    if let (Some(id), Some(expires_at)) = (&row.channel_id, row.channel_expires_at)
+        && same
+        && expires_at > crate::now() + RENEW_WITHIN
+    {
+        return Ok(ChannelState {
+            channel_id: id.clone(),
+            expires_at,
+            action: ChannelAction::Kept,
+        });
+    }
+    let result = match Call::open(connector, connection, &Zoho) {
+        Ok(mut call) => {
+            let result = channel_call(&mut call, &row, same, &events, notify_url, token).await;
+            call.finish().await;
+            result
+        }
+        Err(e) => Err(e.into()),
+    };
+    let update = match &result {
+        Ok(state) => crm_watches::ActiveModel {
+            channel_id: Set(Some(state.channel_id.clone())),
+            channel_expires_at: Set(Some(state.expires_at)),
+            seen: Set(json!([digest]).to_string()),
+            last_error: Set(None),
+            ..Default::default()
+        },
+        Err(e) => crm_watches::ActiveModel {
+            last_error: Set(Some(format!("{e:#}"))),
+            ..Default::default()
+        },
+    };
+    update_watch(db, &row.id, update).await?;
+    result
+}
+
+/// `insert` → `created`, `update` → `updated`, `delete` → `deleted`; others as they are.
+fn event_kind(operation: &str) -> &str {
+    match operation {
+        "insert" => "created",
+        "update" => "updated",
+        "delete" => "deleted",
+        other => other,
+    }
+}
+
+/// A text or number field of the callback, as text.
+fn text_of(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A callback Zoho posted to a channel's `notify_url`, checked against the channel's token
+/// (constant time) and turned into one event per record id: `<Module>.created|updated|
+/// deleted`, keyed `{channel_id}:{server_time}:{id}:{operation}`, with the record's id and the
+/// changed values the callback carries, `vendor` the whole callback.
+pub fn parse_notification(
+    body: &[u8],
+    expected_token: &str,
+) -> Result<Vec<CrmEvent>, NotificationError> {
+    let malformed = |what: &str| NotificationError::Malformed(what.to_string());
+    let callback: Value = serde_json::from_slice(body).map_err(|e| malformed(&e.to_string()))?;
+    let object = callback
+        .as_object()
+        .ok_or_else(|| malformed("not a JSON object"))?;
+    let token = object.get("token").and_then(Value::as_str).unwrap_or("");
+    let matches: bool = token.as_bytes().ct_eq(expected_token.as_bytes()).into();
+    if expected_token.is_empty() || !matches {
+        return Err(NotificationError::WrongToken);
+    }
+    let module = text_of(object.get("module")).ok_or_else(|| malformed("no module"))?;
+    let operation = text_of(object.get("operation")).ok_or_else(|| malformed("no operation"))?;
+    let channel_id = text_of(object.get("channel_id")).ok_or_else(|| malformed("no channel_id"))?;
+    let server_time = match object.get("server_time") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(text)) => text.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| malformed("no server_time"))?;
+    let ids: Vec<String> = object
+        .get("ids")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(|id| text_of(Some(id))).collect())
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return Err(malformed("no ids"));
+    }
+    let mut values = api::affected_values(object.get("affected_fields"), &ids);
+    let kind = event_kind(&operation);
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let mut record = values.remove(&id).unwrap_or_default();
+            record.insert("id".into(), Value::String(id.clone()));
+            CrmEvent {
+                source: "zoho",
+                key: format!("{channel_id}:{server_time}:{id}:{operation}"),
+                event_type: format!("{module}.{kind}"),
+                object: module.clone(),
+                record_id: id,
+                occurred_at_ms: server_time,
+                record,
+                previous: Map::new(),
+                echo: false,
+                vendor: callback.clone(),
+            }
+        })
+        .collect())
+}
+
+/// A stored Zoho event payload with the record as Zoho has it now: notifications are hints,
+/// so a created or updated record is read again (`GET /crm/v8/<Module>/<id>`), `data.object`
+/// becomes its fields, `data.previous_attributes` what they were at the last version seen, and
+/// `echo` whether the connection's `integration_user_id` modified it last. `None` when the
+/// record is gone. Deletions, and polled events (whole records already), come back as they are.
+pub async fn hydrate(
+    db: &DatabaseConnection,
+    connector: &Connector,
+    connection: &connections::Model,
+    payload: &Value,
+) -> anyhow::Result<Option<Value>> {
+    let vendor = payload.get("vendor");
+    // A callback names its operation and ids; a polled record does not.
+    let operation = vendor
+        .filter(|v| v.get("ids").is_some())
+        .and_then(|v| v.get("operation"))
+        .and_then(Value::as_str);
+    if operation.is_none_or(|op| op == "delete") {
+        return Ok(Some(payload.clone()));
+    }
+    let module = vendor
+        .and_then(|v| v.get("module"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow::anyhow!("the Zoho notification names no module"))?;
+    let id = payload
+        .pointer("/data/object/id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow::anyhow!("the Zoho event names no record id"))?;
+    let mut call = Call::open(connector, connection, &Zoho)?;
+    let read = api::read_record(&mut call, module, id).await;
+    call.finish().await;
+    let Some(mut record) = read? else {
+        return Ok(None);
+    };
+    record.insert("id".into(), Value::String(id.to_string()));
+    let stamp = record
+        .get("Modified_Time")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let previous = versions::previous_and_remember(
+        db,
+        &connection.tenant_id,
+        &connection.id,
+        module,
+        id,
+        &record,
+        &stamp,
+        false,
+    )
+    .await?;
+    let mut hydrated = payload.clone();
+    if let Some(echo) = modified_by_integration(&settings_of(connection), &record) {
+        hydrated["echo"] = Value::Bool(echo);
+    }
+    hydrated["data"] = json!({"object": record, "previous_attributes": previous});
+    Ok(Some(hydrated))
+}
+
+/// How a poll ended: its error, if any, when, and when the next is due.
+type Finished = (Option<String>, DateTime<Utc>, DateTime<Utc>);
+
+/// Where one poll stands: what it has seen and spent so far.
+struct Poll<'a> {
+    db: &'a DatabaseConnection,
+    queue: &'a Queue,
+    connection: &'a connections::Model,
+    settings: Map<String, Value>,
+    module: &'a str,
+    watch: crm_watches::Model,
+    cursor: Option<String>,
+    seen: BTreeSet<String>,
+    calls: u64,
+    events: usize,
+}
+
+impl Poll<'_> {
+    /// Where the poll starts: the cursor minus the overlap, or the first window.
+    fn since(&self) -> DateTime<Utc> {
+        match self.cursor.as_deref().and_then(parse_stamp) {
+            Some(cursor) => cursor - OVERLAP,
+            None => crate::now() - FIRST_WINDOW,
+        }
+    }
+
+    /// The field names, then the pages of records modified since the start.
+    async fn run(&mut self, call: &mut Call<'_>) -> anyhow::Result<()> {
+        self.calls += 1;
+        let fields = api::field_names(call, self.module).await?;
+        let since = self.since();
+        if self.cursor.is_none() {
+            self.cursor = Some(api::iso_text(since + OVERLAP));
+        }
+        let since = api::iso_text(since);
+        for page in 1..=MAX_PAGES {
+            self.calls += 1;
+            let (records, more) =
+                api::modified_since(call, self.module, &fields, &since, page).await?;
+            for record in &records {
+                self.take(record).await?;
+            }
+            self.save(None).await?;
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns one record into an event unless seen; remembers its version; moves the cursor.
+    async fn take(&mut self, record: &Map<String, Value>) -> anyhow::Result<()> {
+        let text = |name: &str| text_of(record.get(name));
+        let (Some(id), Some(stamp)) = (text("id"), text("Modified_Time")) else {
+            tracing::warn!(
+                module = self.module,
+                "a polled Zoho record without id or Modified_Time"
+            );
+            return Ok(());
+        };
+        let pair = format!("{id}@{stamp}");
+        if self.seen.contains(&pair) {
+            return Ok(());
+        }
+        let (db, connection) = (self.db, self.connection);
+        let before = versions::last_seen(db, &connection.id, self.module, &id)
+            .await?
+            .map(|v| v.fields);
+        let created = before.is_none() && text("Created_Time").as_deref() == Some(stamp.as_str());
+        let kind = if created { "created" } else { "updated" };
+        let at = parse_stamp(&stamp);
+        let event = CrmEvent {
+            source: "zoho",
+            key: pair.clone(),
+            event_type: format!("{}.{kind}", self.module),
+            object: self.module.to_string(),
+            record_id: id.clone(),
+            occurred_at_ms: at.map_or(0, |at| at.timestamp_millis()),
+            record: record.clone(),
+            previous: versions::previous_values(before.as_ref(), record),
+            echo: modified_by_integration(&self.settings, record) == Some(true),
+            vendor: Value::Object(record.clone()),
+        };
+        let row = super::new_row(&connection.tenant_id, &connection.id, &event);
+        if let Stored::New(_) = inbox::store(db, self.queue, row).await? {
+            self.events += 1;
+        }
+        // Merged: a module with more than 50 fields is polled on its first 50.
+        let (tenant, module) = (&connection.tenant_id, self.module);
+        versions::remember(
+            db,
+            tenant,
+            &connection.id,
+            module,
+            &id,
+            before.as_ref(),
+            record,
+            &stamp,
+            true,
+        )
+        .await?;
+        let cursor = self.cursor.as_deref().and_then(parse_stamp);
+        if at.is_some_and(|at| cursor.is_none_or(|cursor| at > cursor)) {
+            self.cursor = Some(stamp);
+        }
+        self.seen.insert(pair);
+        Ok(())
+    }
+
+    /// The pairs still inside the next poll's overlap.
+    fn kept_seen(&self) -> Vec<&String> {
+        let floor = self.since();
+        self.seen
+            .iter()
+            .filter(|pair| {
+                pair.rsplit_once('@')
+                    .and_then(|(_, stamp)| parse_stamp(stamp))
+                    .is_some_and(|at| at >= floor)
+            })
+            .collect()
+    }
+
+    /// Saves the cursor, the pairs seen and the calls spent; with `finished` (the poll's error,
+    /// if any, when it ended and when to poll next) also when it polled.
+    async fn save(&self, finished: Option<Finished>) -> anyhow::Result<()> {
+        let mut row = crm_watches::ActiveModel {
+            cursor: Set(self.cursor.clone()),
+            seen: Set(serde_json::to_string(&self.kept_seen())?),
+            api_calls: Set(self.watch.api_calls.saturating_add(self.calls as i64)),
+            ..Default::default()
+        };
+        if let Some((error, at, next)) = finished {
+            row.polled_at = Set(Some(at));
+            row.next_poll_at = Set(Some(next));
+            row.last_error = Set(error);
+        }
+        update_watch(self.db, &self.watch.id, row).await
+    }
+}
+
+/// Polls one module the connection watches: the records modified since the watch's cursor
+/// become events in the inbox, and the watch moves on (see the module's documentation). On
+/// failure the watch keeps what was done, records the error in `last_error`, and the error is
+/// returned.
+pub async fn poll_module(
+    db: &DatabaseConnection,
+    queue: &Queue,
+    connector: &Connector,
+    connection: &connections::Model,
+    module: &str,
+) -> anyhow::Result<PollOutcome> {
+    let watch = watch_row(db, connection, module).await?;
+    let settings = settings_of(connection);
+    let interval = settings
+        .get("poll_seconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_POLL_SECONDS);
+    let seen: Vec<String> = serde_json::from_str(&watch.seen).unwrap_or_default();
+    let mut poll = Poll {
+        db,
+        queue,
+        connection,
+        settings,
+        module,
+        cursor: watch.cursor.clone(),
+        watch,
+        seen: seen.into_iter().collect(),
+        calls: 0,
+        events: 0,
+    };
+    let result = match Call::open(connector, connection, &Zoho) {
+        Ok(mut call) => {
+            let result = poll.run(&mut call).await;
+            call.finish().await;
+            result
+        }
+        Err(e) => Err(e.into()),
+    };
+    let mut wait = std::time::Duration::from_secs(interval);
+    let error = result.as_ref().err().map(|e| {
+        if let Some(pause) = e.downcast_ref::<CrmError>().and_then(|c| c.pause) {
+            wait = wait.max(pause);
+        }
+        format!("{e:#}")
+    });
+    let at = crate::now();
+    poll.save(Some((error, at, crate::vendor_time::after(at, wait))))
+        .await?;
+    result?;
+    Ok(PollOutcome {
+        events: poll.events,
+        api_calls: poll.calls,
+        cursor: poll.cursor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "acme-7f3c9e2b41d84a";
+
+    fn callback(operation: &str, ids: Value, affected: Value) -> Vec<u8> {
+        json!({"server_time": 1_735_689_601_234_i64, "query_params": {"tenant": "acme"},
+               "module": "Deals", "resource_uri": "https://www.zohoapis.com/crm/v2/Deals",
+               "ids": ids, "affected_fields": affected, "operation": operation,
+               "channel_id": "1000000068001", "token": TOKEN})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_callback_with_the_channels_token_is_one_event_per_record() {
+        let body = callback("insert", json!(["5725767000003000064"]), json!([]));
+        let events = parse_notification(&body, TOKEN).unwrap();
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(event.source, "zoho");
+        assert_eq!(event.event_type, "Deals.created");
+        assert_eq!(event.object, "Deals");
+        assert_eq!(event.record_id, "5725767000003000064");
+        assert_eq!(
+            event.key,
+            "1000000068001:1735689601234:5725767000003000064:insert"
+        );
+        assert_eq!(event.occurred_at_ms, 1_735_689_601_234);
+        assert_eq!(
+            Value::Object(event.record.clone()),
+            json!({"id": "5725767000003000064"})
+        );
+        assert!(event.previous.is_empty() && !event.echo);
+        let sent: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event.vendor, sent);
+        let row = super::super::new_row("t1", "conn1", event);
+        assert_eq!(row.source, "zoho");
+        assert_eq!(row.stripe_event_id, event.key);
+    }
+
+    #[test]
+    fn a_wrong_missing_or_unexpected_token_is_refused() {
+        let body = callback("insert", json!(["1"]), json!([]));
+        for expected in ["acme-7f3c9e2b41d84b", "acme", ""] {
+            assert_eq!(
+                parse_notification(&body, expected),
+                Err(NotificationError::WrongToken),
+                "{expected}"
+            );
+        }
+        let mut unsigned: Value = serde_json::from_slice(&body).unwrap();
+        unsigned.as_object_mut().unwrap().remove("token");
+        let unsigned = unsigned.to_string().into_bytes();
+        assert_eq!(
+            parse_notification(&unsigned, TOKEN),
+            Err(NotificationError::WrongToken)
+        );
+        assert!(matches!(
+            parse_notification(b"not json", TOKEN),
+            Err(NotificationError::Malformed(_))
+        ));
+        let no_ids = callback("insert", json!([]), json!([]));
+        assert!(matches!(
+            parse_notification(&no_ids, TOKEN),
+            Err(NotificationError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn operations_map_to_created_updated_deleted() {
+        for (operation, kind) in [
+            ("insert", "Deals.created"),
+            ("update", "Deals.updated"),
+            ("delete", "Deals.deleted"),
+            ("restore", "Deals.restore"),
+        ] {
+            let events =
+                parse_notification(&callback(operation, json!(["7"]), json!([])), TOKEN).unwrap();
+            assert_eq!(events[0].event_type, kind);
+            assert!(events[0].key.ends_with(&format!(":7:{operation}")));
+        }
+    }
+
+    #[test]
+    fn several_ids_are_several_events_with_the_values_each_carries() {
+        let ids = json!(["11", "12"]);
+        // Values per record id.
+        let per_record = json!([{"11": {"Stage": "Closed Won"}}, {"12": {"Amount": 10}}]);
+        let events =
+            parse_notification(&callback("update", ids.clone(), per_record), TOKEN).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_ne!(events[0].key, events[1].key);
+        assert_eq!(
+            Value::Object(events[0].record.clone()),
+            json!({"id": "11", "Stage": "Closed Won"})
+        );
+        assert_eq!(
+            Value::Object(events[1].record.clone()),
+            json!({"id": "12", "Amount": 10})
+        );
+        // Names only: nothing but the id is known.
+        let names = json!(["Stage", "Amount"]);
+        let events = parse_notification(&callback("update", ids.clone(), names), TOKEN).unwrap();
+        assert!(events.iter().all(|e| e.record.len() == 1));
+        // Values for the whole callback, as pairs or as one object.
+        for shape in [
+            json!([{"api_name": "Stage", "value": "Lost"}]),
+            json!([{"Stage": "Lost", "id": "ignored"}]),
+        ] {
+            let events =
+                parse_notification(&callback("update", ids.clone(), shape), TOKEN).unwrap();
+            for (event, id) in events.iter().zip(["11", "12"]) {
+                assert_eq!(
+                    Value::Object(event.record.clone()),
+                    json!({"id": id, "Stage": "Lost"})
+                );
+            }
+        }
+        // Numeric ids and a numeric channel id read as text.
+        let mut numeric: Value =
+            serde_json::from_slice(&callback("delete", json!([]), json!([]))).unwrap();
+        numeric["ids"] = json!([13]);
+        numeric["channel_id"] = json!(1000000068001_u64);
+        let events = parse_notification(numeric.to_string().as_bytes(), TOKEN).unwrap();
+        assert_eq!(events[0].key, "1000000068001:1735689601234:13:delete");
+    }
+
+    #[test]
+    fn the_channel_digest_changes_with_any_detail() {
+        let events = vec!["Deals.all".to_string()];
+        let base = fingerprint(&events, "https://h/webhooks/zoho/x", "t");
+        assert_eq!(base, fingerprint(&events, "https://h/webhooks/zoho/x", "t"));
+        assert_ne!(base, fingerprint(&events, "https://h/webhooks/zoho/x", "u"));
+        assert_ne!(base, fingerprint(&events, "https://h/webhooks/zoho/y", "t"));
+        assert_ne!(base, fingerprint(&[], "https://h/webhooks/zoho/x", "t"));
+        assert_eq!(base.len(), 64);
+    }
+}
