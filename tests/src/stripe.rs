@@ -42,3 +42,53 @@ pub fn charge_event(
         }}
     })
 }
+
+impl crate::TestApp {
+    /// Points the pipeline's Stripe account at the fake Stripe: its secret key and API version,
+    /// and a webhook endpoint at the fake that sends every event to the account's URL (reached
+    /// directly, as the fake cannot resolve the public host), signed with a secret the account
+    /// knows.
+    pub async fn connect_fake_stripe(
+        &self,
+        pipeline: &crate::Pipeline,
+        fake: &tributary_fakes::stripe::FakeStripe,
+    ) {
+        use tributary_fakes::stripe::{API_VERSION, SECRET_KEY};
+        let token = &pipeline.tenant.token;
+        let patched = self
+            .patch(
+                &format!("/v1/stripe-accounts/{}", pipeline.account_id),
+                token,
+                serde_json::json!({"secret_key": SECRET_KEY, "api_version": API_VERSION}),
+            )
+            .await;
+        assert_eq!(patched.status, reqwest::StatusCode::OK, "{}", patched.text);
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("url", &self.url(&pipeline.webhook_path))
+            .append_pair("enabled_events[]", "*")
+            .finish();
+        let endpoint: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/webhook_endpoints", fake.base_url))
+            .bearer_auth(SECRET_KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("endpoint created")
+            .json()
+            .await
+            .expect("the endpoint's JSON");
+        let secret = endpoint["secret"].as_str().expect("a signing secret");
+        let added = self
+            .post(
+                &format!(
+                    "/v1/stripe-accounts/{}/webhook-secrets",
+                    pipeline.account_id
+                ),
+                token,
+                serde_json::json!({"secret": secret}),
+            )
+            .await;
+        assert_eq!(added.status, reqwest::StatusCode::CREATED, "{}", added.text);
+    }
+}

@@ -62,9 +62,22 @@ fn setting<'a>(settings: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Over the connection's share of `TRIBUTARY_WEBHOOK_RATE`: 429, nothing stored.
-fn take_rate(state: &AppState, connection: &connections::Model) -> Result<(), ApiError> {
-    state.webhook_rate.take(&connection.id).map_err(|seconds| {
+/// Most events one CRM webhook may carry (HubSpot sends at most 100, Salesforce 100).
+pub const MAX_EVENTS: usize = 1_000;
+
+/// Over the connection's share of `TRIBUTARY_WEBHOOK_RATE` (each event counts): 429, nothing
+/// stored; the vendor retries.
+fn take_rate(
+    state: &AppState,
+    connection: &connections::Model,
+    events: usize,
+) -> Result<(), ApiError> {
+    if events > MAX_EVENTS {
+        return Err(ApiError::BadRequest(format!(
+            "{events} events in one request; at most {MAX_EVENTS} are taken"
+        )));
+    }
+    state.webhook_rate.take_n(&connection.id, events).map_err(|seconds| {
         tracing::warn!(connection_id = %connection.id, retry_after = seconds, "CRM webhook rate exceeded (TRIBUTARY_WEBHOOK_RATE)");
         ApiError::TooManyRequests(seconds)
     })
@@ -157,10 +170,10 @@ pub async fn hubspot(
         chrono::Utc::now().timestamp_millis(),
     )
     .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    take_rate(state, &connection)?;
     let settings = settings_of(&connection);
     let batch = inbound::hubspot::parse_batch(body, setting(&settings, "app_id"))
         .map_err(ApiError::BadRequest)?;
+    take_rate(state, &connection, batch.events.len())?;
     let mut events = batch.events;
     for event in &mut events {
         let mut fields = event.record.clone();
@@ -193,7 +206,7 @@ pub async fn zoho(state: &AppState, token: &str, body: &[u8]) -> Result<CrmIngre
         inbound::zoho::NotificationError::WrongToken => ApiError::Unauthorized(e.to_string()),
         other => ApiError::BadRequest(other.to_string()),
     })?;
-    take_rate(state, &connection)?;
+    take_rate(state, &connection, events.len())?;
     store_all(state, &connection, events, Vec::new()).await
 }
 
@@ -230,7 +243,7 @@ pub async fn salesforce(
         inbound::outbound_message::parse_callout(body, user, now_ms)
             .map_err(ApiError::BadRequest)?
     };
-    take_rate(state, &connection)?;
+    take_rate(state, &connection, events.len())?;
     let mut events = events;
     for event in &mut events {
         let mut fields = event.record.clone();

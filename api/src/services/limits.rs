@@ -72,6 +72,12 @@ impl RateLimiter {
 
     /// Takes one token for `key`; `Err(seconds)` when there is none, with how long until one.
     pub fn take(&self, key: &str) -> Result<(), u64> {
+        self.take_n(key, 1)
+    }
+
+    /// Takes `n` tokens for `key` at once (a batch of `n` events): all or none. More than the
+    /// bucket holds takes a full bucket.
+    pub fn take_n(&self, key: &str, n: usize) -> Result<(), u64> {
         let capacity = f64::from(self.rate.count);
         let per_second = self.per_second();
         let now = Instant::now();
@@ -88,11 +94,12 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * per_second)
             .min(capacity);
         bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        let need = (n.max(1) as f64).min(capacity.max(1.0));
+        if bucket.tokens >= need {
+            bucket.tokens -= need;
             Ok(())
         } else {
-            Err(((1.0 - bucket.tokens) / per_second).ceil().max(1.0) as u64)
+            Err(((need - bucket.tokens) / per_second).ceil().max(1.0) as u64)
         }
     }
 }
@@ -114,5 +121,21 @@ mod tests {
         let wait = limiter.take("a").unwrap_err();
         assert!((1..=20).contains(&wait), "{wait}");
         assert!(limiter.take("b").is_ok());
+    }
+
+    #[test]
+    fn a_batch_takes_a_token_per_event_all_or_none() {
+        let limiter = RateLimiter::new(Rate {
+            count: 10,
+            period: Duration::from_secs(60),
+        });
+        assert!(limiter.take_n("a", 7).is_ok());
+        let wait = limiter.take_n("a", 4).unwrap_err();
+        assert!((1..=30).contains(&wait), "{wait}");
+        assert!(limiter.take_n("a", 3).is_ok(), "the refused batch took nothing");
+        assert!(limiter.take("a").is_err());
+        // More than the bucket holds takes a full bucket, never forever refused.
+        assert!(limiter.take_n("b", 500).is_ok());
+        assert!(limiter.take("b").is_err());
     }
 }

@@ -5,7 +5,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY};
+use tributary_fakes::stripe::FakeStripe;
 use tributary_tests::{Backend, Pipeline, TestApp, backends, wait_for};
 
 async fn spawn(backend: Backend, fake: &FakeStripe) -> TestApp {
@@ -16,45 +16,10 @@ async fn spawn(backend: Backend, fake: &FakeStripe) -> TestApp {
     .await
 }
 
-/// A tenant whose Stripe account holds the fake's key, and a webhook endpoint at the fake that
-/// sends every event to the account's URL (reached directly, as the fake cannot resolve the
-/// public host), signed with a secret the account knows.
+/// A tenant whose Stripe account is wired to the fake Stripe, both ways.
 async fn wired(app: &TestApp, fake: &FakeStripe) -> Pipeline {
     let p = app.pipeline(json!({})).await;
-    let token = &p.tenant.token;
-    let patched = app
-        .patch(
-            &format!("/v1/stripe-accounts/{}", p.account_id),
-            token,
-            json!({"secret_key": SECRET_KEY, "api_version": API_VERSION}),
-        )
-        .await;
-    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
-    let endpoint: Value = reqwest::Client::new()
-        .post(format!("{}/v1/webhook_endpoints", fake.base_url))
-        .bearer_auth(SECRET_KEY)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("url", &app.url(&p.webhook_path))
-                .append_pair("enabled_events[]", "*")
-                .finish(),
-        )
-        .send()
-        .await
-        .expect("endpoint created")
-        .json()
-        .await
-        .unwrap();
-    let secret = endpoint["secret"].as_str().expect("a signing secret");
-    let added = app
-        .post(
-            &format!("/v1/stripe-accounts/{}/webhook-secrets", p.account_id),
-            token,
-            json!({"secret": secret}),
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    app.connect_fake_stripe(&p, fake).await;
     p
 }
 

@@ -484,6 +484,7 @@ impl Adapter for HubSpot {
                     api_base: None,
                 },
                 rotated: rotated(&call.credentials, &body),
+                user_id: None,
             })
         })
     }

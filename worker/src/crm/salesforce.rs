@@ -670,6 +670,13 @@ impl Adapter for Salesforce {
                     api_base: Some(instance_url),
                 },
                 rotated: rotated(&call.credentials, &body),
+                // `id` is the identity URL, `…/id/<org id>/<user id>`.
+                user_id: body
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|url| url.rsplit('/').next())
+                    .filter(|id| id.starts_with("005"))
+                    .map(str::to_string),
             })
         })
     }

@@ -668,6 +668,7 @@ impl Adapter for Zoho {
                     api_base: Some(api_domain),
                 },
                 rotated: rotated(&call.credentials, &body),
+                user_id: None,
             })
         })
     }

@@ -66,7 +66,8 @@ impl Engine {
                 }
             };
             let has_deliveries = existing.iter().any(|d| d.flow_id == row.id);
-            let matches = match flow::trigger_matches(&spec, &payload) {
+            let settings = self.filter_settings(&event.tenant_id, &spec).await?;
+            let matches = match flow::trigger_matches_with(&spec, &payload, settings) {
                 Ok(matches) => matches && listens(&spec, &event, &payload),
                 Err(e) => {
                     tracing::warn!(flow_id = %row.id, error = %e, "trigger filter failed");
@@ -192,25 +193,65 @@ fn listens(spec: &FlowSpec, event: &events::Model, payload: &Value) -> bool {
 }
 
 impl Engine {
+    /// What `settings` a flow's trigger filter sees: the flow connection's settings, with the
+    /// won stage it discovered (`info.won_stage`) unless set. Read only for a filter that names
+    /// `settings`, so other flows cost no query.
+    async fn filter_settings(&self, tenant_id: &str, spec: &FlowSpec) -> anyhow::Result<Value> {
+        let mut settings = serde_json::Map::new();
+        if !spec
+            .trigger
+            .filter
+            .as_deref()
+            .is_some_and(|f| f.contains("settings"))
+        {
+            return Ok(Value::Object(settings));
+        }
+        if let Some(connection) =
+            connections::Entity::find_by_id_in_tenant(tenant_id, &spec.connection_id)
+                .one(&self.db)
+                .await?
+        {
+            settings = serde_json::from_str(&connection.settings).unwrap_or_default();
+            let info: serde_json::Map<String, Value> =
+                serde_json::from_str(&connection.vendor_info).unwrap_or_default();
+            if let Some(stage) = info
+                .get("won_stage")
+                .filter(|_| !settings.contains_key("won_stage"))
+            {
+                settings.insert("won_stage".into(), stage.clone());
+            }
+        }
+        Ok(Value::Object(settings))
+    }
+
     /// The event as flows see it: a Zoho notification names its records only, so the record
     /// is read from Zoho now (with its previous values); every other event as stored. A Zoho
     /// that cannot be reached fails the run, which is retried, rather than run flows on a
-    /// record without its fields.
+    /// record without its fields. A CRM change the connection's own user made is marked an
+    /// echo, whether or not its source saw it so.
     async fn current(&self, event: &events::Model, payload: Value) -> anyhow::Result<Value> {
-        if event.source != "zoho" {
+        if event.source == "stripe" {
             return Ok(payload);
         }
-        let Some(connection) = connections::Entity::find_by_id(event.stripe_account_id.clone())
-            .one(&self.db)
-            .await?
+        let Some(connection) =
+            connections::Entity::find_by_id_in_tenant(&event.tenant_id, &event.stripe_account_id)
+                .one(&self.db)
+                .await?
         else {
             return Ok(payload);
         };
-        Ok(
+        let mut payload = if event.source == "zoho" {
             crate::inbound::zoho::hydrate(&self.db, &self.crm, &connection, &payload)
                 .await
                 .context("reading the notified record from Zoho")?
-                .unwrap_or(payload),
-        )
+                .unwrap_or(payload)
+        } else {
+            payload
+        };
+        // The connection's own user made this change: Tributary's own write coming back.
+        if crate::inbound::changed_by_own_user(&connection, &payload) {
+            payload["echo"] = Value::Bool(true);
+        }
+        Ok(payload)
     }
 }

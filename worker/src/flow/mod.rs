@@ -74,6 +74,16 @@ pub fn event_type_matches(pattern: &str, event_type: &str) -> bool {
 /// no settings and no step results; `now` is the event's `created` time (so the answer does
 /// not change between attempts), or the current time for an event without one.
 pub fn trigger_matches(flow: &FlowSpec, event: &Value) -> Result<bool, FlowError> {
+    trigger_matches_with(flow, event, Value::Object(Map::new()))
+}
+
+/// [`trigger_matches`] with the flow connection's `settings` in the filter's context
+/// (`record.StageName == settings.won_stage`).
+pub fn trigger_matches_with(
+    flow: &FlowSpec,
+    event: &Value,
+    settings: Value,
+) -> Result<bool, FlowError> {
     let now = event
         .get("created")
         .and_then(Value::as_i64)
@@ -84,7 +94,7 @@ pub fn trigger_matches(flow: &FlowSpec, event: &Value) -> Result<bool, FlowError
         steps: BTreeMap::new(),
         responses: BTreeMap::new(),
         objects: BTreeMap::new(),
-        settings: Value::Object(Map::new()),
+        settings,
         now,
         secret_seed: None,
     };
@@ -275,7 +285,7 @@ pub fn preview(
         secret_seed: None,
     };
     let mut preview = Preview {
-        matched: trigger_matches(flow, event)?,
+        matched: trigger_matches_with(flow, event, settings.clone())?,
         operations: Vec::new(),
         skipped: Vec::new(),
         reason: None,

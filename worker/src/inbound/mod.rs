@@ -142,6 +142,30 @@ pub fn source_of(payload: &Value) -> &str {
         .unwrap_or("stripe")
 }
 
+/// Whether the CRM change in `payload` was made by the user `connection` acts as: its
+/// `integration_user_id` setting, else the one its session names (Salesforce's token answer).
+/// Salesforce says who in `LastModifiedById`, Zoho in `Modified_By.id`.
+pub fn changed_by_own_user(connection: &entity::connections::Model, payload: &Value) -> bool {
+    let settings: Map<String, Value> =
+        serde_json::from_str(&connection.settings).unwrap_or_default();
+    let info: Map<String, Value> =
+        serde_json::from_str(&connection.vendor_info).unwrap_or_default();
+    let Some(user) = settings
+        .get("integration_user_id")
+        .or_else(|| info.get("integration_user_id"))
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+    else {
+        return false;
+    };
+    let by = match source_of(payload) {
+        "salesforce" => payload.pointer("/data/object/LastModifiedById"),
+        "zoho" => payload.pointer("/data/object/Modified_By/id"),
+        _ => None,
+    };
+    by.and_then(Value::as_str) == Some(user)
+}
+
 /// Whether a stored event was caused by Tributary's own write: a CRM event marked so by its
 /// source, or a Stripe event whose request carried one of Tributary's idempotency keys.
 pub fn is_echo(payload: &Value) -> bool {
@@ -193,6 +217,50 @@ mod tests {
         assert_eq!(row.source, "salesforce");
         assert_eq!(row.stripe_account_id, "conn1");
         assert!(!is_echo(&payload));
+    }
+
+    fn connection(settings: Value, info: Value) -> entity::connections::Model {
+        let at = crate::now();
+        entity::connections::Model {
+            id: "c1".into(),
+            tenant_id: "t1".into(),
+            name: "CRM".into(),
+            provider: "salesforce".into(),
+            auth_type: "jwt_bearer".into(),
+            credentials: None,
+            settings: settings.to_string(),
+            status: "active".into(),
+            status_reason: None,
+            paused_until: None,
+            session: None,
+            refresh_lease_until: None,
+            vendor_info: info.to_string(),
+            inbound_token: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn the_connections_own_user_is_its_setting_else_the_one_its_session_named() {
+        let mut change = event();
+        change
+            .record
+            .insert("LastModifiedById".into(), json!("005INTEGRATION"));
+        let payload = change.payload("c1");
+        let named = connection(json!({}), json!({"integration_user_id": "005INTEGRATION"}));
+        assert!(changed_by_own_user(&named, &payload));
+        let set = connection(json!({"integration_user_id": "005INTEGRATION"}), json!({}));
+        assert!(changed_by_own_user(&set, &payload));
+        let other = connection(json!({"integration_user_id": "005PERSON"}), json!({}));
+        assert!(!changed_by_own_user(&other, &payload));
+        assert!(!changed_by_own_user(
+            &connection(json!({}), json!({})),
+            &payload
+        ));
+        let zoho = json!({"source": "zoho", "data": {"object": {"Modified_By": {"id": "42"}}}});
+        let own = connection(json!({"integration_user_id": "42"}), json!({}));
+        assert!(changed_by_own_user(&own, &zoho));
     }
 
     #[test]

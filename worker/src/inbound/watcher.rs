@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use chrono::{DateTime, Utc};
 use entity::{connections, crm_watches};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
@@ -19,6 +21,13 @@ use crate::queue::Queue;
 
 /// The watcher's lease: one process polls at a time.
 const WATCH_LEASE: &str = "crm-watcher";
+
+/// Connections looked after at once in a round.
+const PARALLEL_CONNECTIONS: usize = 4;
+
+/// The longest one connection's polls (or channel renewal) may take in a round; past it the
+/// round moves on and the connection rests for its poll interval.
+const CONNECTION_TIME: Duration = Duration::from_secs(120);
 
 /// What one round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -112,26 +121,63 @@ pub async fn watch_once(
         .filter(connections::Column::Status.eq("active"))
         .all(db)
         .await?;
+    let watch = Watch {
+        db,
+        queue,
+        connector,
+        public_url,
+        force: false,
+    };
+    let due: Vec<(connections::Model, Map<String, Value>, Vec<String>)> = connections
+        .into_iter()
+        .filter(|c| !resting.contains_key(&c.id))
+        .filter_map(|c| {
+            let settings = settings_of(&c);
+            let objects = watched(&settings);
+            (!objects.is_empty()).then_some((c, settings, objects))
+        })
+        .collect();
+    // A few connections at a time, each within its time: one slow CRM delays nobody else.
+    type Round<'a> = (
+        &'a connections::Model,
+        &'a Map<String, Value>,
+        WatchReport,
+        anyhow::Result<()>,
+    );
+    let watch = &watch;
+    let work: Vec<futures::future::BoxFuture<'_, Round<'_>>> = due
+        .iter()
+        .map(|(connection, settings, objects)| {
+            let round: futures::future::BoxFuture<'_, Round<'_>> = Box::pin(async move {
+                let mut report = WatchReport::default();
+                let result = tokio::time::timeout(
+                    CONNECTION_TIME,
+                    watch.connection(connection, settings, objects, now, &mut report),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "watching took longer than {} s",
+                        CONNECTION_TIME.as_secs()
+                    ))
+                });
+                (connection, settings, report, result)
+            });
+            round
+        })
+        .collect();
+    let rounds = futures::stream::iter(work)
+        .buffer_unordered(PARALLEL_CONNECTIONS)
+        .collect::<Vec<_>>()
+        .await;
     let mut report = WatchReport::default();
-    for connection in connections {
-        let settings = settings_of(&connection);
-        let objects = watched(&settings);
-        if objects.is_empty() || resting.contains_key(&connection.id) {
-            continue;
-        }
-        let watch = Watch {
-            db,
-            queue,
-            connector,
-            public_url,
-            force: false,
-        };
-        let result = watch
-            .connection(&connection, &settings, &objects, now, &mut report)
-            .await;
+    for (connection, settings, one, result) in rounds {
+        report.polls += one.polls;
+        report.events += one.events;
+        report.channels += one.channels;
         if let Err(e) = result {
             report.failures += 1;
-            resting.insert(connection.id.clone(), now + poll_interval(&settings));
+            resting.insert(connection.id.clone(), now + poll_interval(settings));
             tracing::warn!(connection_id = %connection.id, error = format!("{e:#}"), "watching the CRM failed; trying again after the poll interval");
         }
     }

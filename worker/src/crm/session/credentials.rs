@@ -88,6 +88,9 @@ impl Session {
 pub struct Exchanged {
     pub session: Session,
     pub rotated: Option<Credentials>,
+    /// The vendor's id of the user the session acts as (Salesforce's token answer names it),
+    /// kept as `info.integration_user_id`: that user's changes are Tributary's own.
+    pub user_id: Option<String>,
 }
 
 /// The values of a connection's credentials and current access token that are long enough to

@@ -154,6 +154,10 @@ impl Call<'_> {
                     "token_refreshed_at".into(),
                     Value::String(crate::now().to_rfc3339()),
                 );
+                if let Some(user) = exchanged.user_id.clone() {
+                    self.info
+                        .insert("integration_user_id".into(), Value::String(user));
+                }
                 self.session = Some(exchanged.session.clone());
                 Ok(exchanged.session)
             }
