@@ -567,6 +567,17 @@ pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(
         .filter(sandbox_records::Column::ConnectionId.eq(existing.id.as_str()))
         .exec(&txn)
         .await?;
+    // What it watched at its CRM: the cursors and the last versions of the records it saw.
+    entity::crm_watches::Entity::delete_many()
+        .filter(entity::crm_watches::Column::TenantId.eq(ctx.tenant_id.as_str()))
+        .filter(entity::crm_watches::Column::ConnectionId.eq(existing.id.as_str()))
+        .exec(&txn)
+        .await?;
+    entity::crm_versions::Entity::delete_many()
+        .filter(entity::crm_versions::Column::TenantId.eq(ctx.tenant_id.as_str()))
+        .filter(entity::crm_versions::Column::ConnectionId.eq(existing.id.as_str()))
+        .exec(&txn)
+        .await?;
     connections::Entity::delete_by_id_in_tenant(&ctx.tenant_id, &existing.id)
         .exec(&txn)
         .await?;

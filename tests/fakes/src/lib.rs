@@ -273,3 +273,49 @@ pub fn query_map(req: &HttpRequest) -> std::collections::HashMap<String, String>
 pub fn token(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
+
+/// For the fakes' own tests: a fake and a client signed in to it with the access token its
+/// token endpoint grants for a refresh token, as a connection's first call gets one.
+#[cfg(test)]
+pub(crate) struct SignedIn<F> {
+    pub(crate) fake: F,
+    pub(crate) token: String,
+    pub(crate) client: reqwest::Client,
+}
+
+#[cfg(test)]
+impl<F> SignedIn<F> {
+    /// Redeems `refresh_token` at `token_url` (a `refresh_token` grant of the app).
+    pub(crate) async fn new(
+        fake: F,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &str,
+        refresh_token: &str,
+    ) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+            ("refresh_token", refresh_token),
+        ];
+        let session: serde_json::Value = client
+            .post(token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = session["access_token"].as_str().unwrap().to_string();
+        SignedIn {
+            fake,
+            token,
+            client,
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub mod outbound_message;
 pub mod salesforce;
 pub mod versions;
 pub mod watcher;
+pub mod watches;
 pub mod zoho;
 
 use entity::events;

@@ -30,28 +30,24 @@
 //!   (`vendor_info.api_usage`) and returned. A daily limit reached postpones the next poll by
 //!   the pause Salesforce's error asks for.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use entity::{connections, crm_watches};
+use entity::connections;
 use reqwest::Method;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value};
 
+use super::watches::{Clock, Progress, poll_interval, with_call};
 use super::{CrmEvent, versions};
 use crate::crm::salesforce::{Salesforce, classify, send};
 use crate::crm::{Call, Connector, CrmError, ErrorKind, Request};
-use crate::inbox::{self, Stored};
 use crate::queue::Queue;
+
+pub use super::watches::DEFAULT_POLL_SECONDS;
 
 /// How far behind the cursor each poll starts again.
 pub const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
 /// How far back the first poll of a watch looks.
 pub const FIRST_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
-/// Seconds between polls when the connection's `poll_seconds` does not say.
-pub const DEFAULT_POLL_SECONDS: u64 = 60;
 /// The fields every poll selects, first.
 pub const SYSTEM_FIELDS: [&str; 5] = [
     "Id",
@@ -196,79 +192,25 @@ pub fn row_event(
     })
 }
 
-/// The watch row of (connection, object), made on first use.
-async fn watch_row(
-    db: &DatabaseConnection,
-    connection: &connections::Model,
-    object: &str,
-) -> anyhow::Result<crm_watches::Model> {
-    let find = || {
-        crm_watches::Entity::find()
-            .filter(crm_watches::Column::ConnectionId.eq(connection.id.as_str()))
-            .filter(crm_watches::Column::Object.eq(object))
-            .one(db)
-    };
-    if let Some(row) = find().await? {
-        return Ok(row);
-    }
-    let at = crate::now();
-    crm_watches::Entity::insert(crm_watches::ActiveModel {
-        id: Set(crate::new_id()),
-        tenant_id: Set(connection.tenant_id.clone()),
-        connection_id: Set(connection.id.clone()),
-        object: Set(object.to_string()),
-        cursor: Set(None),
-        seen: Set("[]".into()),
-        api_calls: Set(0),
-        polled_at: Set(None),
-        next_poll_at: Set(None),
-        channel_id: Set(None),
-        channel_expires_at: Set(None),
-        last_error: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            crm_watches::Column::ConnectionId,
-            crm_watches::Column::Object,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    find()
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the watch of {object} vanished"))
-}
+/// The clock of Salesforce's watches: its stamps, [`OVERLAP`], [`FIRST_WINDOW`], and a second
+/// more of `seen`, as Salesforce compares at whole seconds.
+const CLOCK: Clock = Clock {
+    parse: parse_stamp,
+    overlap: OVERLAP,
+    first_window: FIRST_WINDOW,
+    keep_before: chrono::Duration::seconds(1),
+};
 
-/// Where one poll stands: what it has seen and spent so far.
+/// Where one poll stands: its progress on the watch, and what Salesforce said of the limits.
 struct Poll<'a> {
-    db: &'a DatabaseConnection,
-    queue: &'a Queue,
-    connection: &'a connections::Model,
-    object: &'a str,
-    watch: crm_watches::Model,
-    cursor: Option<String>,
-    seen: BTreeSet<String>,
-    calls: u64,
-    events: usize,
+    progress: Progress<'a>,
     usage: Option<(u64, u64)>,
     integration_user: Option<String>,
 }
 
 impl Poll<'_> {
-    /// Where the query starts: the cursor minus the overlap, or the first window.
-    fn since(&self) -> DateTime<Utc> {
-        match self.cursor.as_deref().and_then(parse_stamp) {
-            Some(cursor) => cursor - OVERLAP,
-            None => crate::now() - FIRST_WINDOW,
-        }
-    }
-
     async fn get(&mut self, call: &mut Call<'_>, request: Request) -> anyhow::Result<Value> {
-        self.calls += 1;
+        self.progress.calls += 1;
         let reply = send(call, request).await?;
         if let Some(usage) = reply.header("sforce-limit-info").and_then(parse_api_usage) {
             self.usage = Some(usage);
@@ -283,29 +225,30 @@ impl Poll<'_> {
 
     /// The describe, then every page of the changes.
     async fn run(&mut self, call: &mut Call<'_>) -> anyhow::Result<()> {
-        if !is_name(self.object) {
-            anyhow::bail!("{:?} is not a Salesforce object name", self.object);
+        let object = self.progress.object;
+        if !is_name(object) {
+            anyhow::bail!("{object:?} is not a Salesforce object name");
         }
         let describe = self
             .get(
                 call,
-                Request::new(Method::GET, format!("/sobjects/{}/describe", self.object)),
+                Request::new(Method::GET, format!("/sobjects/{object}/describe")),
             )
             .await?;
-        let (fields, dropped) = selected_fields(self.object, &describe);
+        let (fields, dropped) = selected_fields(object, &describe);
         if dropped > 0 {
             tracing::warn!(
-                connection_id = %self.connection.id,
-                object = self.object,
+                connection_id = %self.progress.connection.id,
+                object,
                 dropped,
                 "the object has more fields than one query can name; polling the first ones"
             );
         }
-        let since = self.since();
-        if self.cursor.is_none() {
-            self.cursor = Some(format_stamp(since));
+        let since = self.progress.since();
+        if self.progress.cursor.is_none() {
+            self.progress.cursor = Some(format_stamp(since));
         }
-        let soql = changes_query(self.object, &fields, since);
+        let soql = changes_query(object, &fields, since);
         let mut request = Request::new(Method::GET, "/queryAll/").query("q", soql);
         loop {
             let page = self.get(call, request).await?;
@@ -313,7 +256,7 @@ impl Poll<'_> {
             for row in rows.into_iter().flatten().filter_map(Value::as_object) {
                 self.take(row).await?;
             }
-            self.save(None).await?;
+            self.progress.save().await?;
             if page.get("done").and_then(Value::as_bool) != Some(false) {
                 return Ok(());
             }
@@ -331,96 +274,25 @@ impl Poll<'_> {
         }
     }
 
-    /// Turns one row into an event unless seen; remembers its version; moves the cursor.
+    /// Turns one row into an event unless seen, and stores it (see [`Progress::store`]).
     async fn take(&mut self, row: &Map<String, Value>) -> anyhow::Result<()> {
         let text = |name: &str| row.get(name).and_then(Value::as_str);
+        let object = self.progress.object;
         let (Some(id), Some(stamp)) = (text("Id"), text("SystemModstamp")) else {
-            tracing::warn!(
-                object = self.object,
-                "a polled row without Id or SystemModstamp"
-            );
+            tracing::warn!(object, "a polled row without Id or SystemModstamp");
             return Ok(());
         };
-        let pair = format!("{id}@{stamp}");
-        if self.seen.contains(&pair) {
+        if self.progress.has_seen(id, stamp) {
             return Ok(());
         }
-        let (db, connection) = (self.db, self.connection);
-        let before = versions::last_seen(db, &connection.id, self.object, id)
-            .await?
-            .map(|v| v.fields);
+        let before = self.progress.last_version(id).await?;
         let integration_user = self.integration_user.as_deref();
-        let Some(event) = row_event(self.object, row, before.as_ref(), integration_user) else {
+        let Some(event) = row_event(object, row, before.as_ref(), integration_user) else {
             return Ok(());
         };
-        let stored = super::new_row(&connection.tenant_id, &connection.id, &event);
-        if let Stored::New(_) = inbox::store(db, self.queue, stored).await? {
-            self.events += 1;
-        }
-        versions::remember(
-            db,
-            &connection.tenant_id,
-            &connection.id,
-            self.object,
-            id,
-            before.as_ref(),
-            &event.record,
-            stamp,
-            false,
-        )
-        .await?;
-        let newer = match (
-            parse_stamp(stamp),
-            self.cursor.as_deref().and_then(parse_stamp),
-        ) {
-            (Some(at), Some(cursor)) => at > cursor,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if newer {
-            self.cursor = Some(stamp.to_string());
-        }
-        self.seen.insert(pair);
-        Ok(())
-    }
-
-    /// The pairs still inside the next poll's overlap (a second earlier, as Salesforce
-    /// compares at whole seconds).
-    fn kept_seen(&self) -> Vec<&String> {
-        let floor = self.since() - chrono::Duration::seconds(1);
-        self.seen
-            .iter()
-            .filter(|pair| {
-                pair.rsplit_once('@')
-                    .and_then(|(_, stamp)| parse_stamp(stamp))
-                    .is_some_and(|at| at >= floor)
-            })
-            .collect()
-    }
-
-    /// Saves the cursor, the pairs seen and the calls spent; with `finished` (the poll's end
-    /// and its error, if any) also when it polled and when to poll next.
-    async fn save(&self, finished: Option<(Option<String>, DateTime<Utc>)>) -> anyhow::Result<()> {
-        let at = crate::now();
-        let seen = serde_json::to_string(&self.kept_seen())?;
-        let mut row = crm_watches::ActiveModel {
-            cursor: Set(self.cursor.clone()),
-            seen: Set(seen),
-            api_calls: Set(self.watch.api_calls.saturating_add(self.calls as i64)),
-            updated_at: Set(at),
-            ..Default::default()
-        };
-        if let Some((error, next)) = finished {
-            row.polled_at = Set(Some(at));
-            row.next_poll_at = Set(Some(next));
-            row.last_error = Set(error);
-        }
-        crm_watches::Entity::update_many()
-            .set(row)
-            .filter(crm_watches::Column::Id.eq(self.watch.id.as_str()))
-            .exec(self.db)
-            .await?;
-        Ok(())
+        self.progress
+            .store(&event, before.as_ref(), stamp, false)
+            .await
     }
 }
 
@@ -434,50 +306,26 @@ pub async fn poll_object(
     connection: &connections::Model,
     object: &str,
 ) -> anyhow::Result<PollOutcome> {
-    let watch = watch_row(db, connection, object).await?;
+    let progress = Progress::open(db, queue, connection, object, CLOCK).await?;
     let settings: Map<String, Value> =
         serde_json::from_str(&connection.settings).unwrap_or_default();
-    let interval = settings
-        .get("poll_seconds")
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_POLL_SECONDS);
-    let seen: Vec<String> = serde_json::from_str(&watch.seen).unwrap_or_default();
     let mut poll = Poll {
-        db,
-        queue,
-        connection,
-        object,
-        cursor: watch.cursor.clone(),
-        watch,
-        seen: seen.into_iter().collect(),
-        calls: 0,
-        events: 0,
+        progress,
         usage: None,
         integration_user: crate::crm::config::text(&settings, "integration_user_id")
             .map(str::to_string),
     };
-    let result = match Call::open(connector, connection, &Salesforce) {
-        Ok(mut call) => {
-            let result = poll.run(&mut call).await;
-            call.finish().await;
-            result
-        }
-        Err(e) => Err(e.into()),
-    };
-    let mut wait = Duration::from_secs(interval);
-    let error = result.as_ref().err().map(|e| {
-        if let Some(pause) = e.downcast_ref::<CrmError>().and_then(|c| c.pause) {
-            wait = wait.max(pause);
-        }
-        format!("{e:#}")
-    });
-    let next = crate::vendor_time::after(crate::now(), wait);
-    poll.save(Some((error, next))).await?;
+    let result = with_call(connector, connection, &Salesforce, async |call| {
+        poll.run(call).await
+    })
+    .await;
+    let progress = &poll.progress;
+    progress.finish(poll_interval(&settings), &result).await?;
     result?;
     Ok(PollOutcome {
-        events: poll.events,
-        api_calls: poll.calls,
-        cursor: poll.cursor,
+        events: progress.events,
+        api_calls: progress.calls,
+        cursor: progress.cursor.clone(),
         api_usage: poll.usage,
     })
 }

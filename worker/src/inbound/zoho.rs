@@ -39,21 +39,20 @@
 //!   an echo when `Modified_By.id` is the connection's `integration_user_id`. Every request is
 //!   counted in the watch's `api_calls`; the next poll is due `poll_seconds` (60) later.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use entity::{connections, crm_watches};
 use reqwest::Method;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, DatabaseConnection};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
+use super::watches::{self, Clock, Progress, poll_interval, with_call};
 use super::{CrmEvent, parse_stamp, versions};
 use crate::crm::zoho::{self as api, Zoho};
-use crate::crm::{Call, Connector, CrmError};
-use crate::inbox::{self, Stored};
+use crate::crm::{Call, Connector};
 use crate::queue::Queue;
+
+pub use super::watches::DEFAULT_POLL_SECONDS;
 
 /// The object of the `crm_watches` row that keeps a connection's notification channel.
 pub const CHANNEL_OBJECT: &str = "_channel";
@@ -65,8 +64,6 @@ pub const MAX_TOKEN: usize = 50;
 pub const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
 /// How far back the first poll of a module looks.
 pub const FIRST_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
-/// Seconds between polls when the connection's `poll_seconds` does not say.
-pub const DEFAULT_POLL_SECONDS: u64 = 60;
 /// Most pages one poll reads (200 records each: Zoho's reach without a `page_token`).
 pub const MAX_PAGES: u32 = 10;
 
@@ -128,67 +125,6 @@ fn modified_by_integration(
     let user = crate::crm::config::text(settings, "integration_user_id")?;
     let by = text_of(record.get("Modified_By").and_then(|b| b.get("id")));
     Some(by.as_deref() == Some(user))
-}
-
-/// The watch row of (connection, object), made on first use.
-async fn watch_row(
-    db: &DatabaseConnection,
-    connection: &connections::Model,
-    object: &str,
-) -> anyhow::Result<crm_watches::Model> {
-    let find = || {
-        crm_watches::Entity::find()
-            .filter(crm_watches::Column::ConnectionId.eq(connection.id.as_str()))
-            .filter(crm_watches::Column::Object.eq(object))
-            .one(db)
-    };
-    if let Some(row) = find().await? {
-        return Ok(row);
-    }
-    let at = crate::now();
-    crm_watches::Entity::insert(crm_watches::ActiveModel {
-        id: Set(crate::new_id()),
-        tenant_id: Set(connection.tenant_id.clone()),
-        connection_id: Set(connection.id.clone()),
-        object: Set(object.to_string()),
-        cursor: Set(None),
-        seen: Set("[]".into()),
-        api_calls: Set(0),
-        polled_at: Set(None),
-        next_poll_at: Set(None),
-        channel_id: Set(None),
-        channel_expires_at: Set(None),
-        last_error: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            crm_watches::Column::ConnectionId,
-            crm_watches::Column::Object,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    find()
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the watch of {object} vanished"))
-}
-
-async fn update_watch(
-    db: &DatabaseConnection,
-    id: &str,
-    mut row: crm_watches::ActiveModel,
-) -> anyhow::Result<()> {
-    row.updated_at = Set(crate::now());
-    crm_watches::Entity::update_many()
-        .set(row)
-        .filter(crm_watches::Column::Id.eq(id))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// The digest of a channel's details, kept instead of the token.
@@ -267,7 +203,7 @@ pub async fn ensure_channel(
     if token.is_empty() || token.chars().count() > MAX_TOKEN {
         anyhow::bail!("a Zoho channel token has 1 to {MAX_TOKEN} characters");
     }
-    let row = watch_row(db, connection, CHANNEL_OBJECT).await?;
+    let row = watches::watch_row(db, connection, CHANNEL_OBJECT).await?;
     let events: Vec<String> = modules.iter().map(|m| format!("{m}.all")).collect();
     let digest = fingerprint(&events, notify_url, token);
     let seen: Vec<String> = serde_json::from_str(&row.seen).unwrap_or_default();
@@ -282,28 +218,23 @@ pub async fn ensure_channel(
             action: ChannelAction::Kept,
         });
     }
-    let result = match Call::open(connector, connection, &Zoho) {
-        Ok(mut call) => {
-            let result = channel_call(&mut call, &row, same, &events, notify_url, token).await;
-            call.finish().await;
-            result
+    let result = with_call(connector, connection, &Zoho, async |call| {
+        channel_call(call, &row, same, &events, notify_url, token).await
+    })
+    .await;
+    match &result {
+        Ok(state) => {
+            let update = crm_watches::ActiveModel {
+                channel_id: Set(Some(state.channel_id.clone())),
+                channel_expires_at: Set(Some(state.expires_at)),
+                seen: Set(json!([digest]).to_string()),
+                last_error: Set(None),
+                ..Default::default()
+            };
+            watches::update(db, &row.id, update).await?;
         }
-        Err(e) => Err(e.into()),
-    };
-    let update = match &result {
-        Ok(state) => crm_watches::ActiveModel {
-            channel_id: Set(Some(state.channel_id.clone())),
-            channel_expires_at: Set(Some(state.expires_at)),
-            seen: Set(json!([digest]).to_string()),
-            last_error: Set(None),
-            ..Default::default()
-        },
-        Err(e) => crm_watches::ActiveModel {
-            last_error: Set(Some(format!("{e:#}"))),
-            ..Default::default()
-        },
-    };
-    update_watch(db, &row.id, update).await?;
+        Err(e) => watches::record_failure(db, &row.id, e).await?,
+    }
     result
 }
 
@@ -443,49 +374,38 @@ pub async fn hydrate(
     Ok(Some(hydrated))
 }
 
-/// How a poll ended: its error, if any, when, and when the next is due.
-type Finished = (Option<String>, DateTime<Utc>, DateTime<Utc>);
+/// The clock of Zoho's watches: its stamps, [`OVERLAP`] and [`FIRST_WINDOW`].
+const CLOCK: Clock = Clock {
+    parse: parse_stamp,
+    overlap: OVERLAP,
+    first_window: FIRST_WINDOW,
+    keep_before: chrono::Duration::zero(),
+};
 
-/// Where one poll stands: what it has seen and spent so far.
+/// Where one poll stands: its progress on the watch, and the connection's settings.
 struct Poll<'a> {
-    db: &'a DatabaseConnection,
-    queue: &'a Queue,
-    connection: &'a connections::Model,
+    progress: Progress<'a>,
     settings: Map<String, Value>,
-    module: &'a str,
-    watch: crm_watches::Model,
-    cursor: Option<String>,
-    seen: BTreeSet<String>,
-    calls: u64,
-    events: usize,
 }
 
 impl Poll<'_> {
-    /// Where the poll starts: the cursor minus the overlap, or the first window.
-    fn since(&self) -> DateTime<Utc> {
-        match self.cursor.as_deref().and_then(parse_stamp) {
-            Some(cursor) => cursor - OVERLAP,
-            None => crate::now() - FIRST_WINDOW,
-        }
-    }
-
     /// The field names, then the pages of records modified since the start.
     async fn run(&mut self, call: &mut Call<'_>) -> anyhow::Result<()> {
-        self.calls += 1;
-        let fields = api::field_names(call, self.module).await?;
-        let since = self.since();
-        if self.cursor.is_none() {
-            self.cursor = Some(api::iso_text(since + OVERLAP));
+        let module = self.progress.object;
+        self.progress.calls += 1;
+        let fields = api::field_names(call, module).await?;
+        let since = self.progress.since();
+        if self.progress.cursor.is_none() {
+            self.progress.cursor = Some(api::iso_text(since + OVERLAP));
         }
         let since = api::iso_text(since);
         for page in 1..=MAX_PAGES {
-            self.calls += 1;
-            let (records, more) =
-                api::modified_since(call, self.module, &fields, &since, page).await?;
+            self.progress.calls += 1;
+            let (records, more) = api::modified_since(call, module, &fields, &since, page).await?;
             for record in &records {
                 self.take(record).await?;
             }
-            self.save(None).await?;
+            self.progress.save().await?;
             if !more {
                 break;
             }
@@ -493,93 +413,37 @@ impl Poll<'_> {
         Ok(())
     }
 
-    /// Turns one record into an event unless seen; remembers its version; moves the cursor.
+    /// Turns one record into an event unless seen, and stores it (see [`Progress::store`]).
     async fn take(&mut self, record: &Map<String, Value>) -> anyhow::Result<()> {
         let text = |name: &str| text_of(record.get(name));
+        let module = self.progress.object;
         let (Some(id), Some(stamp)) = (text("id"), text("Modified_Time")) else {
-            tracing::warn!(
-                module = self.module,
-                "a polled Zoho record without id or Modified_Time"
-            );
+            tracing::warn!(module, "a polled Zoho record without id or Modified_Time");
             return Ok(());
         };
-        let pair = format!("{id}@{stamp}");
-        if self.seen.contains(&pair) {
+        if self.progress.has_seen(&id, &stamp) {
             return Ok(());
         }
-        let (db, connection) = (self.db, self.connection);
-        let before = versions::last_seen(db, &connection.id, self.module, &id)
-            .await?
-            .map(|v| v.fields);
+        let before = self.progress.last_version(&id).await?;
         let created = before.is_none() && text("Created_Time").as_deref() == Some(stamp.as_str());
         let kind = if created { "created" } else { "updated" };
         let at = parse_stamp(&stamp);
         let event = CrmEvent {
             source: "zoho",
-            key: pair.clone(),
-            event_type: format!("{}.{kind}", self.module),
-            object: self.module.to_string(),
-            record_id: id.clone(),
+            key: watches::pair(&id, &stamp),
+            event_type: format!("{module}.{kind}"),
+            object: module.to_string(),
+            record_id: id,
             occurred_at_ms: at.map_or(0, |at| at.timestamp_millis()),
             record: record.clone(),
             previous: versions::previous_values(before.as_ref(), record),
             echo: modified_by_integration(&self.settings, record) == Some(true),
             vendor: Value::Object(record.clone()),
         };
-        let row = super::new_row(&connection.tenant_id, &connection.id, &event);
-        if let Stored::New(_) = inbox::store(db, self.queue, row).await? {
-            self.events += 1;
-        }
         // Merged: a module with more than 50 fields is polled on its first 50.
-        let (tenant, module) = (&connection.tenant_id, self.module);
-        versions::remember(
-            db,
-            tenant,
-            &connection.id,
-            module,
-            &id,
-            before.as_ref(),
-            record,
-            &stamp,
-            true,
-        )
-        .await?;
-        let cursor = self.cursor.as_deref().and_then(parse_stamp);
-        if at.is_some_and(|at| cursor.is_none_or(|cursor| at > cursor)) {
-            self.cursor = Some(stamp);
-        }
-        self.seen.insert(pair);
-        Ok(())
-    }
-
-    /// The pairs still inside the next poll's overlap.
-    fn kept_seen(&self) -> Vec<&String> {
-        let floor = self.since();
-        self.seen
-            .iter()
-            .filter(|pair| {
-                pair.rsplit_once('@')
-                    .and_then(|(_, stamp)| parse_stamp(stamp))
-                    .is_some_and(|at| at >= floor)
-            })
-            .collect()
-    }
-
-    /// Saves the cursor, the pairs seen and the calls spent; with `finished` (the poll's error,
-    /// if any, when it ended and when to poll next) also when it polled.
-    async fn save(&self, finished: Option<Finished>) -> anyhow::Result<()> {
-        let mut row = crm_watches::ActiveModel {
-            cursor: Set(self.cursor.clone()),
-            seen: Set(serde_json::to_string(&self.kept_seen())?),
-            api_calls: Set(self.watch.api_calls.saturating_add(self.calls as i64)),
-            ..Default::default()
-        };
-        if let Some((error, at, next)) = finished {
-            row.polled_at = Set(Some(at));
-            row.next_poll_at = Set(Some(next));
-            row.last_error = Set(error);
-        }
-        update_watch(self.db, &self.watch.id, row).await
+        self.progress
+            .store(&event, before.as_ref(), &stamp, true)
+            .await
     }
 }
 
@@ -594,48 +458,21 @@ pub async fn poll_module(
     connection: &connections::Model,
     module: &str,
 ) -> anyhow::Result<PollOutcome> {
-    let watch = watch_row(db, connection, module).await?;
+    let progress = Progress::open(db, queue, connection, module, CLOCK).await?;
     let settings = settings_of(connection);
-    let interval = settings
-        .get("poll_seconds")
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_POLL_SECONDS);
-    let seen: Vec<String> = serde_json::from_str(&watch.seen).unwrap_or_default();
-    let mut poll = Poll {
-        db,
-        queue,
-        connection,
-        settings,
-        module,
-        cursor: watch.cursor.clone(),
-        watch,
-        seen: seen.into_iter().collect(),
-        calls: 0,
-        events: 0,
-    };
-    let result = match Call::open(connector, connection, &Zoho) {
-        Ok(mut call) => {
-            let result = poll.run(&mut call).await;
-            call.finish().await;
-            result
-        }
-        Err(e) => Err(e.into()),
-    };
-    let mut wait = std::time::Duration::from_secs(interval);
-    let error = result.as_ref().err().map(|e| {
-        if let Some(pause) = e.downcast_ref::<CrmError>().and_then(|c| c.pause) {
-            wait = wait.max(pause);
-        }
-        format!("{e:#}")
-    });
-    let at = crate::now();
-    poll.save(Some((error, at, crate::vendor_time::after(at, wait))))
-        .await?;
+    let interval = poll_interval(&settings);
+    let mut poll = Poll { progress, settings };
+    let result = with_call(connector, connection, &Zoho, async |call| {
+        poll.run(call).await
+    })
+    .await;
+    let progress = &poll.progress;
+    progress.finish(interval, &result).await?;
     result?;
     Ok(PollOutcome {
-        events: poll.events,
-        api_calls: poll.calls,
-        cursor: poll.cursor,
+        events: progress.events,
+        api_calls: progress.calls,
+        cursor: progress.cursor.clone(),
     })
 }
 

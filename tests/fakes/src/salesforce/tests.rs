@@ -5,11 +5,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-struct Org {
-    fake: FakeSalesforce,
-    token: String,
-    client: reqwest::Client,
-}
+type Org = crate::SignedIn<FakeSalesforce>;
 
 struct Answer {
     status: u16,
@@ -19,34 +15,10 @@ struct Answer {
 
 impl Org {
     async fn start() -> Org {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let fake = FakeSalesforce::start();
-        let client = reqwest::Client::new();
+        let token_url = format!("{}/services/oauth2/token", fake.login_url);
         let refresh = fake.issue_refresh_token();
-        let session: Value = client
-            .post(format!("{}/services/oauth2/token", fake.login_url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                serde_urlencoded::to_string([
-                    ("grant_type", "refresh_token"),
-                    ("client_id", CLIENT_ID),
-                    ("client_secret", CLIENT_SECRET),
-                    ("refresh_token", refresh.as_str()),
-                ])
-                .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = session["access_token"].as_str().unwrap().to_string();
-        Org {
-            fake,
-            token,
-            client,
-        }
+        Org::new(fake, &token_url, CLIENT_ID, CLIENT_SECRET, &refresh).await
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {

@@ -7,11 +7,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::{Logged, RequestLog};
 
-struct Org {
-    fake: FakeZoho,
-    token: String,
-    client: reqwest::Client,
-}
+type Org = crate::SignedIn<FakeZoho>;
 
 struct Answer {
     status: u16,
@@ -20,33 +16,10 @@ struct Answer {
 
 impl Org {
     async fn start() -> Org {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let fake = FakeZoho::start();
-        let client = reqwest::Client::new();
+        let token_url = format!("{}/oauth/v2/token", fake.accounts_url);
         let refresh = fake.issue_refresh_token();
-        let session: Value = client
-            .post(format!("{}/oauth/v2/token", fake.accounts_url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("grant_type", "refresh_token")
-                    .append_pair("client_id", CLIENT_ID)
-                    .append_pair("client_secret", CLIENT_SECRET)
-                    .append_pair("refresh_token", refresh.as_str())
-                    .finish(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = session["access_token"].as_str().unwrap().to_string();
-        Org {
-            fake,
-            token,
-            client,
-        }
+        Org::new(fake, &token_url, CLIENT_ID, CLIENT_SECRET, &refresh).await
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
