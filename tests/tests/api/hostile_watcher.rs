@@ -122,3 +122,30 @@ async fn a_tenant_whose_org_fails_does_not_stop_the_others_polls() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn one_poll_reads_a_bounded_number_of_pages_and_the_next_goes_on() {
+    each_backend(|app| async move {
+        let fake = FakeSalesforce::start();
+        let p = watching(&app, &fake).await;
+        fake.set_page_size(1);
+        let pages = tributary_worker::inbound::salesforce::MAX_PAGES;
+        for n in 0..pages + 3 {
+            fake.insert(
+                "Opportunity",
+                json!({"Name": format!("Deal {n}"), "StageName": "Prospecting", "CloseDate": "2030-01-01"}),
+            );
+        }
+        assert_eq!(poll(&app, &p).await, pages as u64, "one poll stops after its pages");
+        assert_eq!(poll(&app, &p).await, 3, "the next one goes on from the cursor");
+        assert_eq!(poll(&app, &p).await, 0);
+    })
+    .await;
+}
+
+async fn poll(app: &TestApp, p: &Pipeline) -> u64 {
+    let path = format!("/v1/connections/{}/poll", p.connection_id);
+    let reply = app.post(&path, &p.tenant.token, json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["events"].as_u64().unwrap()
+}

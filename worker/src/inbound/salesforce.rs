@@ -48,6 +48,10 @@ pub use super::watches::DEFAULT_POLL_SECONDS;
 pub const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
 /// How far back the first poll of a watch looks.
 pub const FIRST_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
+/// Most pages with new changes one poll reads (2,000 rows each at most); pages of rows seen
+/// before (the overlap) do not count.
+pub const MAX_PAGES: usize = 25;
+
 /// The fields every poll selects, first.
 pub const SYSTEM_FIELDS: [&str; 5] = [
     "Id",
@@ -250,11 +254,26 @@ impl Poll<'_> {
         }
         let soql = changes_query(object, &fields, since);
         let mut request = Request::new(Method::GET, "/queryAll/").query("q", soql);
+        let mut fresh_pages = 0;
         loop {
+            if fresh_pages >= MAX_PAGES {
+                // One org's backlog does not hold the watcher: the cursor is saved after each
+                // page, so the next poll goes on from there.
+                tracing::warn!(
+                    object,
+                    pages = MAX_PAGES,
+                    "more changed rows follow; the next poll goes on from the cursor"
+                );
+                return Ok(());
+            }
+            let stored = self.progress.events;
             let page = self.get(call, request).await?;
             let rows = page.get("records").and_then(Value::as_array);
             for row in rows.into_iter().flatten().filter_map(Value::as_object) {
                 self.take(row).await?;
+            }
+            if self.progress.events > stored {
+                fresh_pages += 1;
             }
             self.progress.save().await?;
             if page.get("done").and_then(Value::as_bool) != Some(false) {
