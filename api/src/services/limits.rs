@@ -132,7 +132,10 @@ mod tests {
         assert!(limiter.take_n("a", 7).is_ok());
         let wait = limiter.take_n("a", 4).unwrap_err();
         assert!((1..=30).contains(&wait), "{wait}");
-        assert!(limiter.take_n("a", 3).is_ok(), "the refused batch took nothing");
+        assert!(
+            limiter.take_n("a", 3).is_ok(),
+            "the refused batch took nothing"
+        );
         assert!(limiter.take("a").is_err());
         // More than the bucket holds takes a full bucket, never forever refused.
         assert!(limiter.take_n("b", 500).is_ok());

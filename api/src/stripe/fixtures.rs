@@ -1,13 +1,16 @@
 //! The events behind "send a test event": Tributary's own realistic Stripe events (API
 //! 2024-06-20 shapes, in `api/fixtures/stripe/`), made fresh on every call. Builds JSON only;
-//! signing, storing and delivering it belong to the caller.
+//! signing, storing and delivering it belong to the caller. The payment-lifecycle ones (a
+//! failed charge, a failed refund, a dispute opened and lost) follow the real payloads and
+//! Stripe's own fixtures in the vendor specs, on the same demo charge as the others.
 //!
 //! Freshness: the event gets a new `evt_test_…` id and `created = now`; every per-delivery
 //! object id (`ch_`, `pi_`, `cus_`, `sub_`, `in_`, `cs_test_`, …) gets a new id of the same
-//! shape, replaced everywhere it occurs (also inside `client_secret` and list URLs), so the
-//! fixture's cross-references still agree; catalog ids (`price_`, `prod_`, `pmc_`) stay, as they
-//! would in a real account; and every timestamp moves by the same amount as `created`, so
-//! periods, retries and trial ends keep their spacing.
+//! shape, replaced everywhere it occurs (also inside `client_secret`, list URLs and a dispute's
+//! balance-transaction description), so the fixture's cross-references still agree; catalog
+//! ids (`price_`, `prod_`, `pmc_`) stay, as they would in a real account; and every timestamp
+//! moves by the same amount as `created`, so periods, retries, trial ends and a dispute's
+//! evidence deadline keep their spacing.
 
 use std::collections::BTreeSet;
 
@@ -23,9 +26,13 @@ macro_rules! fixture {
     };
 }
 
-const FIXTURES: [(&str, &str); 13] = [
+const FIXTURES: [(&str, &str); 17] = [
     fixture!("charge.succeeded"),
+    fixture!("charge.failed"),
     fixture!("charge.refunded"),
+    fixture!("charge.refund.updated"),
+    fixture!("charge.dispute.created"),
+    fixture!("charge.dispute.closed"),
     fixture!("payment_intent.succeeded"),
     fixture!("payment_intent.payment_failed"),
     fixture!("customer.created"),
@@ -50,9 +57,9 @@ const EVENT_TYPES: [&str; FIXTURES.len()] = {
 };
 
 /// Prefixes of the ids that are renewed on every call, longest first where one extends another.
-const FRESH_ID_PREFIXES: [&str; 14] = [
+const FRESH_ID_PREFIXES: [&str; 15] = [
     "cs_test_", "cus_", "sub_", "si_", "in_", "il_", "ii_", "ch_", "py_", "pi_", "pm_", "re_",
-    "txn_", "seti_",
+    "txn_", "seti_", "dp_",
 ];
 
 /// Stripe ids carry at least this many characters after the prefix; shorter look-alikes (status
@@ -136,7 +143,13 @@ fn fresh_id(old: &str) -> String {
 fn is_timestamp_key(key: &str) -> bool {
     matches!(
         key,
-        "created" | "start" | "end" | "next_payment_attempt" | "billing_cycle_anchor"
+        "created"
+            | "start"
+            | "end"
+            | "next_payment_attempt"
+            | "billing_cycle_anchor"
+            | "due_by"
+            | "available_on"
     ) || ["_at", "_start", "_end", "_date"]
         .iter()
         .any(|suffix| key.ends_with(suffix))
@@ -213,7 +226,11 @@ mod tests {
     fn lists_the_required_types() {
         for required in [
             "charge.succeeded",
+            "charge.failed",
             "charge.refunded",
+            "charge.refund.updated",
+            "charge.dispute.created",
+            "charge.dispute.closed",
             "payment_intent.succeeded",
             "payment_intent.payment_failed",
             "customer.created",
@@ -257,7 +274,11 @@ mod tests {
             assert_eq!(text(&fixture, "/api_version"), "2024-06-20");
             assert_eq!(text(&fixture, "/type"), event_type);
             assert_eq!(at(&fixture, "/livemode"), false);
-            assert_eq!(at(&fixture, "/data/object/livemode"), false, "{event_type}");
+            // A refund is the one object here Stripe gives no `livemode`.
+            match fixture.pointer("/data/object/livemode") {
+                Some(livemode) => assert_eq!(livemode, false, "{event_type}"),
+                None => assert_eq!(text(&fixture, "/data/object/object"), "refund"),
+            }
             assert_eq!(int(&fixture, "/pending_webhooks"), 1);
             assert_eq!(
                 at(&fixture, "/request"),
@@ -498,6 +519,58 @@ mod tests {
                 "/data/object/items/data/0/price/recurring/interval"
             ),
             "month"
+        );
+    }
+
+    #[test]
+    fn lifecycle_events_carry_what_the_recipes_read() {
+        let failed = event("charge.failed");
+        assert_eq!(text(&failed, "/data/object/status"), "failed");
+        assert_eq!(text(&failed, "/data/object/failure_code"), "card_declined");
+        assert_eq!(
+            text(&failed, "/data/object/outcome/reason"),
+            "insufficient_funds"
+        );
+        assert_eq!(int(&failed, "/data/object/amount"), 14900);
+
+        let refund = event("charge.refund.updated");
+        assert_eq!(text(&refund, "/data/object/object"), "refund");
+        assert_eq!(text(&refund, "/data/object/status"), "failed");
+        assert_eq!(text(&refund, "/data/previous_attributes/status"), "pending");
+        assert!(text(&refund, "/data/object/id").starts_with("re_"));
+        assert!(text(&refund, "/data/object/charge").starts_with("ch_"));
+
+        for (event_type, status) in [
+            ("charge.dispute.created", "needs_response"),
+            ("charge.dispute.closed", "lost"),
+        ] {
+            let fixture = raw_fixture(event_type);
+            let dispute = event(event_type);
+            let id = text(&dispute, "/data/object/id");
+            let charge = text(&dispute, "/data/object/charge");
+            assert!(id.starts_with("dp_"), "{id}");
+            assert_ne!(id, text(&fixture, "/data/object/id"), "a fresh dispute id");
+            assert_eq!(text(&dispute, "/data/object/status"), status);
+            assert_eq!(text(&dispute, "/data/object/reason"), "fraudulent");
+            let withdrawal = "/data/object/balance_transactions/0";
+            assert_eq!(text(&dispute, &format!("{withdrawal}/source")), id);
+            assert_eq!(
+                text(&dispute, &format!("{withdrawal}/description")),
+                format!("Chargeback withdrawal for {charge}")
+            );
+            // The evidence deadline keeps its distance from the event.
+            let due = "/data/object/evidence_details/due_by";
+            assert_eq!(
+                int(&dispute, due) - NOW,
+                int(&fixture, due) - int(&fixture, "/created"),
+                "{event_type}"
+            );
+        }
+        assert!(
+            int(
+                &event("charge.dispute.created"),
+                "/data/object/evidence_details/due_by"
+            ) > NOW
         );
     }
 

@@ -1,10 +1,11 @@
 //! A fake Stripe REST API (v1): API-key auth (secret and restricted keys, bearer or basic),
 //! form-encoded bodies in Stripe's bracket notation, idempotent POSTs, the objects Tributary
 //! reads (customers, subscriptions, invoices, payment intents, charges, checkout sessions,
-//! prices, products) with `expand[]`, the events list with its filters and cursors,
-//! webhook endpoints (create, list, retrieve, update, delete, at most 16), and the writes
-//! Tributary makes (customers, subscriptions, invoice items, customer-portal sessions). Every
-//! write records the events Stripe would (`customer.created`, `customer.updated` with
+//! prices, products, balance transactions, payouts) with `expand[]`, the balance transactions
+//! an automatic payout paid out (`settle_charge`, `pay_out`), the events list with its filters
+//! and cursors, webhook endpoints (create, list, retrieve, update, delete, at most 16), and the
+//! writes Tributary makes (customers, subscriptions, invoice items, customer-portal sessions).
+//! Every write records the events Stripe would (`customer.created`, `customer.updated` with
 //! `previous_attributes`, …), each naming the request and `Idempotency-Key` that caused it,
 //! and delivers them, signed, to the enabled webhook endpoints that listen for them.
 //!
@@ -139,6 +140,8 @@ struct State {
     event_types: HashSet<String>,
     /// Object id → the order it was first stored in.
     object_order: HashMap<String, u64>,
+    /// Balance transaction id → the automatic or manual payout that paid it out.
+    paid_out: HashMap<String, String>,
     /// Events recorded by the request being answered, to deliver once it is.
     outbox: Vec<String>,
     deliveries: Vec<StripeDelivery>,
@@ -166,6 +169,7 @@ impl State {
             hits: HashMap::new(),
             event_types: EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
             object_order: HashMap::new(),
+            paid_out: HashMap::new(),
             outbox: Vec::new(),
             deliveries: Vec::new(),
             in_flight: 0,
@@ -204,6 +208,7 @@ pub struct FakeStripe {
 }
 
 mod answer;
+mod balance;
 mod catalog;
 mod control;
 mod dashboard;
@@ -219,5 +224,6 @@ mod writes;
 #[cfg(test)]
 mod tests;
 
+pub use balance::Settlement;
 pub use params::{parse_form, stripe_id};
 pub use webhooks::{hmac_sha256, signature_header};

@@ -32,6 +32,8 @@ mod hostile_watcher;
 mod hostile_worker;
 mod ingest;
 mod isolation;
+mod lifecycle_recipes;
+mod money;
 mod oauth;
 mod onboarding;
 mod openapi;

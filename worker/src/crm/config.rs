@@ -456,6 +456,9 @@ fn check_value(
         },
         Kind::Objects => check_objects(value),
         Kind::PriceTable => check_price_table(value),
+        Kind::Currency => (!text.is_some_and(is_currency))
+            .then(|| "must be a three-letter currency code such as usd".into()),
+        Kind::RateTable => check_rate_table(value),
         Kind::PollInterval => match value.as_u64() {
             Some(10..=86_400) => None,
             _ => Some("must be a whole number of seconds from 10 to 86400".into()),
@@ -560,6 +563,35 @@ pub fn timeout(settings: &Map<String, Value>) -> Duration {
             // Validation allows 1 to 300; a row from before that rule gets no more.
             .clamp(1, 300),
     )
+}
+
+fn is_currency(code: &str) -> bool {
+    code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+/// Exchange rates: currency → currency → a positive number (or its text), 50 × 50 at most.
+fn check_rate_table(value: &Value) -> Option<String> {
+    let usage = "must map currencies to currencies to rates, e.g. {\"eur\": {\"usd\": 1.08}}";
+    let Some(table) = value.as_object().filter(|t| !t.is_empty() && t.len() <= 50) else {
+        return Some(usage.into());
+    };
+    for (from, row) in table {
+        let Some(row) = row.as_object().filter(|r| !r.is_empty() && r.len() <= 50) else {
+            return Some(format!("{usage}; {from} has no rates"));
+        };
+        for (to, rate) in row {
+            let number = rate
+                .as_f64()
+                .or_else(|| rate.as_str().and_then(|t| t.trim().parse::<f64>().ok()));
+            let ok = is_currency(from)
+                && is_currency(to)
+                && number.is_some_and(|n| n.is_finite() && n > 0.0);
+            if !ok {
+                return Some(format!("{usage}; {from} → {to}: {rate} is not one"));
+            }
+        }
+    }
+    None
 }
 
 /// Product names to Stripe price ids: text keys, `price_…` values, 1 to 100 of them.

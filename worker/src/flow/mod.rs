@@ -414,21 +414,9 @@ impl Renderer<'_> {
             Value::Number(number) => Ok(Some(number.to_string())),
             other => Err(format!(
                 "a record id must render to text, got {}",
-                json_kind(&other)
+                model::json_kind(&other)
             )),
         }
-    }
-}
-
-/// The JSON type name of a value, for messages.
-pub(crate) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

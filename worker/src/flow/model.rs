@@ -80,7 +80,7 @@ pub struct Step {
     /// What to do with the record.
     pub action: Action,
     /// The vendor's own object name (`contacts`, `Opportunity`, `Contacts`, …); none for
-    /// `email`, `http` and `assert` steps.
+    /// `email`, `http`, `assert` and `notify` steps.
     #[serde(default)]
     pub object: String,
     /// The lookup key of `upsert`, and the fallback lookup of `update`.
@@ -132,7 +132,8 @@ pub struct Step {
     /// `assert`: the expression that must be true for the flow to go on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
-    /// `assert`: why the flow stopped, shown on the skipped delivery (a template).
+    /// `assert`: why the flow stopped, shown on the skipped delivery; `log`: what is recorded;
+    /// `notify`: what is sent (a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -173,6 +174,11 @@ pub enum Action {
     /// Record `message` (a template) on the delivery; later steps read it as
     /// `steps.<id>.response.message`.
     Log,
+    /// Send `message` (a template), titled by the optional `fields.subject`, to every enabled
+    /// notification channel of the tenant (the Slack or webhook channels its alerts go to);
+    /// other `fields` travel in a webhook channel's JSON. Sent once per event, step and
+    /// channel, whatever the retries and replays.
+    Notify,
 }
 
 impl Action {
@@ -185,7 +191,7 @@ impl Action {
     }
 
     /// Every action, in the order the docs list them.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::Upsert,
         Action::Create,
         Action::Update,
@@ -196,6 +202,7 @@ impl Action {
         Action::Http,
         Action::Assert,
         Action::Log,
+        Action::Notify,
     ];
 
     /// The name used in flows and deliveries.
@@ -211,6 +218,7 @@ impl Action {
             Action::Http => "http",
             Action::Assert => "assert",
             Action::Log => "log",
+            Action::Notify => "notify",
         }
     }
 }
@@ -472,5 +480,17 @@ fn step_path(step: &str, index: Option<usize>, field: &str) -> String {
         head
     } else {
         format!("{head}.{field}")
+    }
+}
+
+/// The JSON type name of a value, for messages.
+pub(crate) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
     }
 }

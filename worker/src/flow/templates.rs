@@ -86,6 +86,11 @@ const RECIPES: &[&str] = &[
     include_str!("recipes/onboarding-from-checkout.yaml"),
     include_str!("recipes/zoho-lead-from-checkout.yaml"),
     include_str!("recipes/salesforce-closed-won-to-stripe.yaml"),
+    include_str!("recipes/salesforce-payout-reconciliation.yaml"),
+    include_str!("recipes/salesforce-payment-record.yaml"),
+    include_str!("recipes/salesforce-refunds-and-disputes.yaml"),
+    include_str!("recipes/salesforce-failed-payments-and-cancellations.yaml"),
+    include_str!("recipes/hubspot-payment-intent-contact.yaml"),
 ];
 
 /// A recipe file.

@@ -27,6 +27,7 @@ use super::model::RenderContext;
 
 mod engine;
 mod filters;
+mod money;
 mod recurring;
 mod secrets;
 

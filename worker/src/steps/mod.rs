@@ -12,11 +12,13 @@ mod email;
 mod http;
 mod kind;
 mod log;
+mod notify;
 mod stripe_retrieve;
 mod stripe_write;
 
 pub use email::EMAIL_FIELDS;
 pub use kind::{Done, Exec, Runs, Shape, StepKind, Templates, Wants};
+pub use notify::NOTICE_KIND;
 
 use crate::flow::Action;
 
@@ -33,6 +35,7 @@ pub fn kind(action: Action) -> &'static dyn StepKind {
         Action::Http => &http::Http,
         Action::Assert => &assert::Assert,
         Action::Log => &log::Log,
+        Action::Notify => &notify::Notify,
     }
 }
 

@@ -1,12 +1,13 @@
-//! `stripe.retrieve`: reads one Stripe object with the event's account key; later steps see it
-//! as `steps.<id>.object`. Writes nothing, needs no connection.
+//! `stripe.retrieve`: reads one Stripe object with the event's account key, or a whole list
+//! (`balance_transactions` of the payout `record_id` names: `{data: [...], has_more}`); later
+//! steps see it as `steps.<id>.object`. Writes nothing, needs no connection.
 
 use serde_json::Value;
 
 use super::kind::{Done, Exec, Runs, Shape, StepKind, Templates};
 use crate::crm::{BoxFuture, CrmError, CrmOutcome, ErrorKind, Trail};
 use crate::flow::{Action, Operation, Step, ValidationError};
-use crate::stripe::client::{RETRIEVABLE, object_path};
+use crate::stripe::client::{LISTABLE, RETRIEVABLE, list_path, object_path};
 
 pub struct StripeRetrieve;
 
@@ -16,23 +17,37 @@ impl StepKind for StripeRetrieve {
     }
 
     fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
-        if let Some(object) = step.text("object")
+        let object = step.text("object");
+        let list = object.and_then(list_path);
+        if let Some(object) = object
             && object_path(object).is_none()
+            && list.is_none()
         {
             let known: Vec<&str> = RETRIEVABLE.iter().map(|(name, _)| *name).collect();
+            let lists: Vec<String> = LISTABLE
+                .iter()
+                .map(|(name, _, filter)| format!("{name} (of the {filter} record_id names)"))
+                .collect();
             problems.push(ValidationError::new(
                 "object",
                 format!(
-                    "stripe.retrieve fetches one of {}, not '{object}'",
-                    known.join(", ")
+                    "stripe.retrieve fetches one of {}, or the list {}, not '{object}'",
+                    known.join(", "),
+                    lists.join(", ")
                 ),
             ));
         }
         if !step.has_text("record_id") {
-            problems.push(ValidationError::new(
-                "record_id",
-                "stripe.retrieve needs the object's id, e.g. {{ object.customer }}",
-            ));
+            let message = match list {
+                Some((_, filter)) => format!(
+                    "stripe.retrieve of a list needs the id of its {filter}, e.g. {{{{ object.id }}}}"
+                ),
+                None => "stripe.retrieve needs the object's id, e.g. {{ object.customer }}".into(),
+            };
+            problems.push(ValidationError::new("record_id", message));
+        }
+        if list.is_some() {
+            list_expands(step, problems);
         }
         for key in [
             "match",
@@ -104,5 +119,72 @@ impl StepKind for StripeRetrieve {
             };
             (result, Trail::default())
         })
+    }
+}
+
+/// A list's `expand` names fields of its items, `data.<field>`, as Stripe's lists take them.
+fn list_expands(step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
+    let Some(expand) = step.map.get("expand").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, path) in expand.iter().enumerate() {
+        if let Some(path) = path.as_str()
+            && !path.starts_with("data.")
+        {
+            problems.push(ValidationError::new(
+                format!("expand[{i}]"),
+                format!("a list expands fields of its items: data.{path}, not {path}"),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    fn problems(step: serde_json::Value) -> Vec<String> {
+        let flow = json!({"name": "f", "connection_id": "conn_1",
+                          "trigger": {"events": ["payout.paid"]}, "steps": [step]});
+        crate::flow::validate(&flow)
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_payouts_balance_transactions_are_a_list_to_retrieve() {
+        let list = json!({"id": "settled", "action": "stripe.retrieve",
+                          "object": "balance_transactions", "record_id": "{{ object.id }}",
+                          "expand": ["data.source"]});
+        assert_eq!(problems(list.clone()), Vec::<String>::new());
+        for object in ["payout", "balance_transaction"] {
+            let single = json!({"id": "one", "action": "stripe.retrieve", "object": object,
+                                "record_id": "{{ object.id }}"});
+            assert_eq!(problems(single), Vec::<String>::new(), "{object}");
+        }
+        let mut unfiltered = list.clone();
+        unfiltered.as_object_mut().unwrap().remove("record_id");
+        assert_eq!(
+            problems(unfiltered),
+            [
+                "steps[0].record_id: stripe.retrieve of a list needs the id of its payout, e.g. {{ object.id }}"
+            ]
+        );
+        let mut flat = list;
+        flat["expand"] = json!(["data.source", "source"]);
+        assert_eq!(
+            problems(flat),
+            ["steps[0].expand[1]: a list expands fields of its items: data.source, not source"]
+        );
+        let refund = json!({"id": "r", "action": "stripe.retrieve", "object": "refund",
+                            "record_id": "{{ object.id }}"});
+        let message = problems(refund).join("\n");
+        assert!(
+            message.contains(
+                "or the list balance_transactions (of the payout record_id names), not 'refund'"
+            ),
+            "{message}"
+        );
     }
 }

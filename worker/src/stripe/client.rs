@@ -31,7 +31,29 @@ pub const RETRIEVABLE: &[(&str, &str)] = &[
     ("checkout.session", "/v1/checkout/sessions"),
     ("price", "/v1/prices"),
     ("product", "/v1/products"),
+    ("balance_transaction", "/v1/balance_transactions"),
+    ("payout", "/v1/payouts"),
 ];
+
+/// The lists a `stripe.retrieve` step can read whole: (object, API path, the filter parameter
+/// the step's `record_id` fills). `balance_transactions` of a payout are what it settled
+/// (Stripe answers for automatic payouts only).
+pub const LISTABLE: &[(&str, &str, &str)] =
+    &[("balance_transactions", "/v1/balance_transactions", "payout")];
+
+/// Items asked for per page of a list: Stripe's maximum.
+const LIST_PAGE: usize = 100;
+
+/// The most items one list read gathers; past them its answer says `has_more: true`.
+pub const MAX_LIST_ITEMS: usize = 1000;
+
+/// The API path and filter parameter of a list a `stripe.retrieve` step can read.
+pub fn list_path(object: &str) -> Option<(&'static str, &'static str)> {
+    LISTABLE
+        .iter()
+        .find(|(name, _, _)| *name == object)
+        .map(|(_, path, filter)| (*path, *filter))
+}
 
 /// The API path of a retrievable object type (`checkout_session` is accepted for
 /// `checkout.session`).
@@ -371,7 +393,8 @@ impl StripeClient {
             .await
     }
 
-    /// Retrieves one object by type and id, expanding `expand`.
+    /// Retrieves one object by type and id, expanding `expand`; for a list of [`LISTABLE`],
+    /// every item whose filter is `id` (see [`StripeClient::list`]).
     pub async fn retrieve(
         &self,
         key: &StripeKey,
@@ -379,6 +402,10 @@ impl StripeClient {
         id: &str,
         expand: &[String],
     ) -> Result<Value, StripeError> {
+        if let Some((path, filter)) = list_path(object) {
+            check_id(object, id)?;
+            return self.list(key, path, (filter, id), expand).await;
+        }
         let path = object_path(object).ok_or_else(|| {
             StripeError::local(
                 "invalid_request_error",
@@ -386,20 +413,61 @@ impl StripeClient {
                 format!("{object} cannot be retrieved"),
             )
         })?;
-        if id.is_empty() || id.contains(['/', '?', '#']) || id.len() > 255 {
-            return Err(StripeError {
-                status: Some(404),
-                error_type: "invalid_request_error".into(),
-                code: Some("resource_missing".into()),
-                param: Some("id".into()),
-                message: format!("'{id}' is not a Stripe {object} id"),
-            });
-        }
+        check_id(object, id)?;
         let query: Vec<(String, String)> = expand
             .iter()
             .map(|e| ("expand[]".to_string(), e.clone()))
             .collect();
         self.get(key, &format!("{path}/{id}"), &query).await
+    }
+
+    /// Every item of a list whose `filter` parameter is the given value, page after page
+    /// (`starting_after` the last item), at most [`MAX_LIST_ITEMS`]: one answer shaped as
+    /// Stripe's lists are, `{"object": "list", "url", "data", "has_more"}`, `has_more` saying
+    /// whether items were left out. `expand` names fields of the items (`data.source`).
+    pub async fn list(
+        &self,
+        key: &StripeKey,
+        path: &str,
+        filter: (&str, &str),
+        expand: &[String],
+    ) -> Result<Value, StripeError> {
+        let mut data: Vec<Value> = Vec::new();
+        let mut after: Option<String> = None;
+        let has_more = loop {
+            let mut query = vec![
+                (filter.0.to_string(), filter.1.to_string()),
+                ("limit".to_string(), LIST_PAGE.to_string()),
+            ];
+            query.extend(list_param("expand", expand));
+            if let Some(after) = &after {
+                query.push(("starting_after".to_string(), after.clone()));
+            }
+            let page = self.get(key, path, &query).await?;
+            let Some(items) = page.get("data").and_then(Value::as_array) else {
+                return Err(StripeError::unreachable("Stripe's answer is not a list"));
+            };
+            data.extend(items.iter().cloned());
+            let more = page.get("has_more").and_then(Value::as_bool) == Some(true);
+            after = items
+                .last()
+                .and_then(|item| item.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if !more || after.is_none() {
+                break false;
+            }
+            if data.len() >= MAX_LIST_ITEMS {
+                break true;
+            }
+        };
+        data.truncate(MAX_LIST_ITEMS);
+        Ok(serde_json::json!({
+            "object": "list",
+            "url": path,
+            "data": data,
+            "has_more": has_more,
+        }))
     }
 
     async fn send(
@@ -478,6 +546,21 @@ impl StripeClient {
             tokio::time::sleep(backoff.mul_f64(0.5 + jitter / 2.0)).await;
         }
     }
+}
+
+/// An id Tributary puts in a path or a filter: not empty, no path or query syntax, not over
+/// Stripe's length; else Stripe's own answer for an object it does not have.
+fn check_id(object: &str, id: &str) -> Result<(), StripeError> {
+    if id.is_empty() || id.contains(['/', '?', '#']) || id.len() > 255 {
+        return Err(StripeError {
+            status: Some(404),
+            error_type: "invalid_request_error".into(),
+            code: Some("resource_missing".into()),
+            param: Some("id".into()),
+            message: format!("'{id}' is not a Stripe {object} id"),
+        });
+    }
+    Ok(())
 }
 
 fn rand_fraction() -> f64 {
@@ -647,5 +730,17 @@ mod tests {
             Some("/v1/checkout/sessions")
         );
         assert_eq!(object_path("refund"), None);
+        assert_eq!(object_path("payout"), Some("/v1/payouts"));
+        assert_eq!(
+            object_path("balance_transaction"),
+            Some("/v1/balance_transactions")
+        );
+        // Lists are read whole, never refetched as one object.
+        assert_eq!(object_path("balance_transactions"), None);
+        assert_eq!(
+            list_path("balance_transactions"),
+            Some(("/v1/balance_transactions", "payout"))
+        );
+        assert_eq!(list_path("payout"), None);
     }
 }

@@ -76,6 +76,12 @@ pub(super) const EVENT_TYPES: &[&str] = &[
     "payment_method.automatically_updated",
     "payment_method.detached",
     "payment_method.updated",
+    "payout.canceled",
+    "payout.created",
+    "payout.failed",
+    "payout.paid",
+    "payout.reconciliation_completed",
+    "payout.updated",
     "plan.created",
     "plan.deleted",
     "plan.updated",
@@ -116,6 +122,8 @@ pub(super) const OBJECT_ROUTES: &[(&str, &str, &str)] = &[
     ("prices", "price", "price"),
     ("products", "product", "product"),
     ("invoiceitems", "invoiceitem", "invoice"),
+    ("balance_transactions", "balance_transaction", "balance"),
+    ("payouts", "payout", "payout"),
 ];
 
 const CHARGE_EXPANDABLE: &[&str] = &[
@@ -277,6 +285,16 @@ const PRODUCT_EXPANDABLE: &[&str] = &[
 
 const EVENT_EXPANDABLE: &[&str] = &["data", "request"];
 
+const BALANCE_TRANSACTION_EXPANDABLE: &[&str] = &["fee_details", "source"];
+
+const PAYOUT_EXPANDABLE: &[&str] = &[
+    "balance_transaction",
+    "destination",
+    "failure_balance_transaction",
+    "original_payout",
+    "reversed_by",
+];
+
 /// `x-expandableFields` of each served object in the 2023-09-12 spec. Only the fields naming
 /// objects the fake stores actually expand; the others are accepted and left as they are.
 pub(super) fn expandable(object: &str) -> Option<&'static [&'static str]> {
@@ -290,6 +308,8 @@ pub(super) fn expandable(object: &str) -> Option<&'static [&'static str]> {
         "price" => PRICE_EXPANDABLE,
         "product" => PRODUCT_EXPANDABLE,
         "event" => EVENT_EXPANDABLE,
+        "balance_transaction" => BALANCE_TRANSACTION_EXPANDABLE,
+        "payout" => PAYOUT_EXPANDABLE,
         _ => return None,
     })
 }

@@ -104,7 +104,8 @@ impl FakeStripe {
     /// `["customer_read", "event_read", "webhook_write"]` (the `rak_` prefix is optional);
     /// a `_write` permission includes `_read`. Resources: `customer`, `subscription`,
     /// `invoice` (invoice items too), `payment_intent`, `charge`, `checkout_session`, `price`,
-    /// `product`, `customer_portal` (portal sessions), `event`, `webhook`. Calling it again
+    /// `product`, `balance` (balance transactions), `payout`, `customer_portal` (portal
+    /// sessions), `event`, `webhook`. Calling it again
     /// replaces the key's permissions.
     pub fn restrict(&self, key: &str, permissions: &[&str]) {
         let set = permissions.iter().map(|p| p.to_string()).collect();
@@ -121,7 +122,8 @@ impl FakeStripe {
     }
 
     /// Stores an object (a customer, subscription, invoice, invoice item, payment intent,
-    /// charge, checkout session, price or product), keyed by its `id` and served by the route
+    /// charge, checkout session, price, product, balance transaction or payout), keyed by its
+    /// `id` and served by the route
     /// its `object` field names. Replaces an object with the same id. Records no event (see
     /// [`FakeStripe::dashboard_create`] for one that does).
     pub fn put(&self, object: Value) {

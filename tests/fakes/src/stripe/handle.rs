@@ -8,6 +8,7 @@ use actix_web::HttpRequest;
 use serde_json::{Map, Value, json};
 
 use super::answer::{error, invalid, no_such, rate_limited, redact, scripted, unrecognized};
+use super::balance::list_balance_transactions;
 use super::catalog::OBJECT_ROUTES;
 use super::endpoints::{create_endpoint, update_endpoint};
 use super::lists::{list_endpoints, list_events};
@@ -305,6 +306,9 @@ pub(super) fn route(
     }
     match (method, segments) {
         ("GET", ["v1", "events"]) => list_events(s, params).unwrap_or_else(|a| a),
+        ("GET", ["v1", "balance_transactions"]) => {
+            list_balance_transactions(s, params).unwrap_or_else(|a| a)
+        }
         ("GET", ["v1", "events", id]) => retrieve_event(s, id, params).unwrap_or_else(|a| a),
         ("GET", ["v1", "webhook_endpoints"]) => list_endpoints(s, params).unwrap_or_else(|a| a),
         ("POST", ["v1", "webhook_endpoints"]) => {

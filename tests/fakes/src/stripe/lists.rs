@@ -1,4 +1,5 @@
-//! The fake Stripe's lists: the `limit` and cursor parameters, paging, and the events and webhook endpoints lists.
+//! The fake Stripe's lists: the `limit` and cursor parameters, paging, and the events and
+//! webhook endpoints lists (the balance transactions list is in `balance`).
 
 use serde_json::{Map, Value, json};
 
@@ -8,7 +9,7 @@ use super::params::{boolean, glob, integer, string_list, string_param};
 use super::{Answer, Endpoint, State, StoredEvent};
 
 /// `limit`: 1 to 100, 10 by default.
-fn limit_param(params: &Map<String, Value>) -> Result<usize, Answer> {
+pub(super) fn limit_param(params: &Map<String, Value>) -> Result<usize, Answer> {
     let Some(text) = string_param(params, "limit")? else {
         return Ok(10);
     };
@@ -22,13 +23,13 @@ fn limit_param(params: &Map<String, Value>) -> Result<usize, Answer> {
     Ok(limit as usize)
 }
 
-enum Cursor {
+pub(super) enum Cursor {
     None,
     After(String),
     Before(String),
 }
 
-fn cursor_param(params: &Map<String, Value>) -> Result<Cursor, Answer> {
+pub(super) fn cursor_param(params: &Map<String, Value>) -> Result<Cursor, Answer> {
     let after = string_param(params, "starting_after")?.filter(|s| !s.is_empty());
     let before = string_param(params, "ending_before")?.filter(|s| !s.is_empty());
     match (after, before) {
@@ -46,7 +47,7 @@ fn cursor_param(params: &Map<String, Value>) -> Result<Cursor, Answer> {
 /// `starting_after` gives the next older items, `ending_before` the newer items closest to
 /// the cursor; `has_more` says whether more lie beyond the page in that direction.
 /// `all` holds every item's key (for locating the cursor even if filters hide it).
-fn paginate(
+pub(super) fn paginate(
     all: &[((i64, u64), String)],
     items: Vec<((i64, u64), Value)>,
     cursor: &Cursor,
@@ -91,7 +92,7 @@ fn paginate(
     }
 }
 
-fn list(url: &str, data: Vec<Value>, has_more: bool) -> Answer {
+pub(super) fn list(url: &str, data: Vec<Value>, has_more: bool) -> Answer {
     Answer::ok(json!({"object": "list", "data": data, "has_more": has_more, "url": url}))
 }
 

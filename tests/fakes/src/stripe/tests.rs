@@ -7,6 +7,7 @@ use super::answer::redact;
 use super::params::glob;
 use super::*;
 
+mod balance;
 mod deliveries;
 mod events;
 mod requests;

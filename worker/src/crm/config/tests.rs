@@ -51,6 +51,38 @@ fn settings_refuse_unknown_keys_and_bad_values() {
     );
 }
 
+#[test]
+fn the_two_way_settings_are_checked_by_kind() {
+    let good = json!({"watch": ["Opportunity", "Account"], "poll_seconds": 60,
+        "integration_user_id": "005A", "organization_id": "00DA",
+        "stripe_prices": {"Pro": "price_1Pab"}, "corporate_currency": "usd",
+        "exchange_rates": {"eur": {"usd": 1.08, "gbp": "0.86"}}});
+    let problems = check_settings("salesforce", good.as_object().unwrap(), VendorUrls::Any);
+    assert!(problems.is_empty(), "{problems:?}");
+    let bad = json!({"watch": [], "poll_seconds": 5, "stripe_prices": {"Pro": "prod_1"},
+        "corporate_currency": "dollars", "exchange_rates": {"eur": {"usd": -1}}});
+    let problems = check_settings("salesforce", bad.as_object().unwrap(), VendorUrls::Any);
+    let mut fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "settings.corporate_currency",
+            "settings.exchange_rates",
+            "settings.poll_seconds",
+            "settings.stripe_prices",
+            "settings.watch"
+        ]
+    );
+    let wrong_shape = json!({"exchange_rates": [1], "watch": ["Bad Name"]});
+    let problems = check_settings(
+        "salesforce",
+        wrong_shape.as_object().unwrap(),
+        VendorUrls::Any,
+    );
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
 fn operator_app(provider: &str, configured: Option<&str>) -> crate::settings::OAuthApp {
     crate::settings::OAuthApp {
         provider: provider.into(),

@@ -20,6 +20,8 @@ pub static PROVIDER: Provider = Provider {
         ("token_url", Kind::Url),
         ("scopes", Kind::Scopes),
         ("timeout_seconds", Kind::Seconds),
+        ("corporate_currency", Kind::Currency),
+        ("exchange_rates", Kind::RateTable),
         ("stripe_prices", Kind::PriceTable),
         ("app_id", Kind::Text),
     ],

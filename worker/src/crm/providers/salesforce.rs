@@ -23,6 +23,8 @@ pub static PROVIDER: Provider = Provider {
         ("record_type", Kind::Text),
         ("scopes", Kind::Scopes),
         ("timeout_seconds", Kind::Seconds),
+        ("corporate_currency", Kind::Currency),
+        ("exchange_rates", Kind::RateTable),
         ("stripe_prices", Kind::PriceTable),
         ("watch", Kind::Objects),
         ("poll_seconds", Kind::PollInterval),

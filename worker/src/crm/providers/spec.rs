@@ -126,6 +126,10 @@ pub enum Kind {
     /// A lookup table from the CRM's product or plan names to Stripe price ids
     /// (`{"Pro": "price_1Pab…"}`), at most 100 entries.
     PriceTable,
+    /// A three-letter ISO currency code (`usd`), stored as given, compared without case.
+    Currency,
+    /// Exchange rates, `{"eur": {"usd": 1.08}}`: 1 EUR is 1.08 USD.
+    RateTable,
 }
 
 /// A setting as text, if present.

@@ -133,6 +133,8 @@ pub static PROVIDER: Provider = Provider {
         ("search_before_write", Kind::Bool),
         ("scopes", Kind::Scopes),
         ("timeout_seconds", Kind::Seconds),
+        ("corporate_currency", Kind::Currency),
+        ("exchange_rates", Kind::RateTable),
         ("watch", Kind::Objects),
         ("notifications", Kind::Bool),
         ("poll_seconds", Kind::PollInterval),

@@ -22,7 +22,7 @@ static SAFE: LazyLock<Expression<'static, 'static>> = LazyLock::new(|| operator(
 static SPLIT: LazyLock<Expression<'static, 'static>> =
     LazyLock::new(|| operator("a | split(b[0], b[1])"));
 static LINES: LazyLock<Expression<'static, 'static>> = LazyLock::new(|| operator("a | lines"));
-static SUM: LazyLock<Expression<'static, 'static>> = LazyLock::new(|| operator("a | sum(b)"));
+static SUM: LazyLock<Expression<'static, 'static>> = LazyLock::new(|| operator("a | sum(start=b)"));
 
 fn text_of(state: &mut State, value: &Value) -> Result<(), Error> {
     let size =

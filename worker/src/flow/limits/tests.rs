@@ -105,3 +105,12 @@ fn conditions_are_bounded() {
     let err = expr.eval(minijinja::context! { n => 100 }).unwrap_err();
     assert!(templating::describe(&err).contains("limit"), "{err}");
 }
+
+#[test]
+fn sum_adds_numbers_from_its_start_and_refuses_the_rest() {
+    assert_eq!(render("{{ [1, 2, 3] | sum }}").unwrap(), 6);
+    assert_eq!(render("{{ [1.5, 2] | sum(10) }}").unwrap(), 13.5);
+    assert_eq!(render("{{ [] | sum }}").unwrap(), 0);
+    refused_with("{{ ['a', 'b'] | sum }}", "only numbers");
+    refused_with("{{ [[1], [2]] | sum }}", "only numbers");
+}

@@ -40,6 +40,7 @@ fn build_environment() -> Environment<'static> {
     env.add_filter("trim", filters::trim);
     env.add_filter("title", filters::title);
     env.add_filter("capitalize", filters::capitalize);
+    super::money::install(&mut env);
     env.add_function("password", password);
     env.add_function("token", token);
     limits::install(&mut env);
