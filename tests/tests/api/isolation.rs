@@ -189,6 +189,7 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         "erasures.create" => Some(json!({"email": "m@a.co"})),
         "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
         "connections.test" | "connections.reauthorize" | "deliveries.retry" => None,
+        "connections.poll" | "connections.watches" => None,
         "notification_channels.create" => Some(
             json!({"name": "matrix", "kind": "slack", "url": "https://alerts.example.com/matrix"}),
         ),
