@@ -110,6 +110,13 @@ string_enum_schema!(
 );
 
 string_enum_schema!(
+    /// Where an event came from.
+    EventSource,
+    "`stripe`, or the CRM whose change it is: `hubspot`, `salesforce`, `zoho`.",
+    crate::inbound::ALL_SOURCES.iter().copied()
+);
+
+string_enum_schema!(
     /// A delivery's status.
     DeliveryStatus,
     "`pending`, `succeeded`, `retrying`, `waiting` (for its connection), `dead` (the \

@@ -222,14 +222,16 @@ async fn watches(
 ///
 /// Polls every object the connection watches (Salesforce on `SystemModstamp`, Zoho on
 /// `Modified_Time`) without waiting for `poll_seconds`, or enables and renews a Zoho
-/// notification channel; the changes found are stored as events and run the CRM's flows.
+/// notification channel; the changes found are stored as events and run the CRM's flows. A
+/// connection that is not an active Salesforce or Zoho connection watching something answers
+/// 409 naming what to change.
 #[utoipa::path(tag = "connections", operation_id = "connections.poll", params(("id" = String, Path, description = "The connection's id")),
     responses(
         (status = 200, description = "What the poll stored, and each watch after it.", body = PollOut),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
-        (status = 422, response = inline(responses::Invalid)),
+        (status = 409, response = inline(responses::Conflict)),
         (status = 502, response = inline(responses::BadGateway))),
     security(("bearer_jwt" = []), ("api_key" = [])))]
 #[post("/v1/connections/{id}/poll")]

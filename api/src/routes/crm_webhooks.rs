@@ -110,8 +110,11 @@ async fn zoho(
 /// `{"object": "Opportunity", "records": [{"Id": …, …}], "event": "updated"}`.
 #[utoipa::path(tag = "webhooks", operation_id = "webhooks.salesforce",
     params(("token" = String, Path, description = "The connection's inbound token, from its `inbound_url`")),
-    request_body(content = String, description = "An Outbound Message (text/xml) or a Flow callout (application/json)", content_type = "text/xml",
-        example = json!("<soapenv:Envelope …><soapenv:Body><notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\"><OrganizationId>00D…</OrganizationId>…<Notification><Id>04l…</Id><sObject xsi:type=\"sf:Opportunity\">…</sObject></Notification></notifications></soapenv:Body></soapenv:Envelope>")),
+    request_body(content = std::collections::HashMap<String, serde_json::Value>,
+        description = "A Flow callout (JSON, as here) — or, with `Content-Type: text/xml`, a SOAP Outbound Message, answered with the SOAP `Ack`",
+        content_type = "application/json",
+        example = json!({"object": "Opportunity", "event": "updated", "id": "flow-run-0001",
+            "records": [{"Id": "0065g00000XyZ12AAB", "StageName": "Closed Won", "Amount": 1200.0}]})),
     responses(
         (status = 200, description = "Stored: the SOAP `Ack` for an Outbound Message, else what was stored.", body = CrmIngressOut),
         (status = 400, response = inline(responses::BadRequest)),

@@ -13,7 +13,9 @@ use serde_json::Value;
 use tributary_worker::flow::Action;
 use tributary_worker::history::KEPT_ATTEMPTS;
 use tributary_worker::queue::ProcessEvent;
-use tributary_worker::schema::{AttemptOutcome, CrmErrorKind, DeliveryStatus, EventStatus};
+use tributary_worker::schema::{
+    AttemptOutcome, CrmErrorKind, DeliveryStatus, EventSource, EventStatus,
+};
 use tributary_worker::statuses::{delivery_status as ds, status};
 use utoipa::{IntoParams, ToSchema};
 
@@ -31,6 +33,7 @@ pub struct EventOut {
     /// The Stripe account the event came from; empty for a CRM-side event.
     pub stripe_account_id: String,
     /// Where the event came from: `stripe`, `hubspot`, `salesforce` or `zoho`.
+    #[schema(value_type = EventSource)]
     pub source: String,
     /// The connection a CRM-side event came through.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -250,6 +253,7 @@ pub struct EventFilter {
     #[param(value_type = Option<EventStatus>)]
     pub status: Option<String>,
     /// Only events from this source: `stripe`, `hubspot`, `salesforce` or `zoho`.
+    #[param(value_type = Option<EventSource>)]
     pub source: Option<String>,
     /// Stripe `created` at or after (unix seconds).
     pub created_gte: Option<i64>,

@@ -77,23 +77,24 @@ pub async fn list(
 pub async fn poll(state: &AppState, ctx: &TenantContext, id: &str) -> Result<PollOut, ApiError> {
     let connection = super::connections::find(state, ctx, id).await?;
     ctx.require(Role::Admin)?;
+    // What the connection is, not what was sent: a conflict with its state.
     if !matches!(connection.provider.as_str(), "salesforce" | "zoho") {
-        return Err(ApiError::field(
-            "provider",
-            format!(
-                "{} connections are not polled: HubSpot pushes its changes to the connection's inbound_url",
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "{} connections are not polled; HubSpot pushes its changes to the connection's inbound_url",
                 connection.provider
             ),
-        ));
+            field: Some("provider".into()),
+        });
     }
     if connection.status != "active" {
-        return Err(ApiError::field(
-            "status",
-            format!(
+        return Err(ApiError::Conflict {
+            detail: format!(
                 "the connection is {}; only an active one is polled",
                 connection.status
             ),
-        ));
+            field: Some("status".into()),
+        });
     }
     let report = tributary_worker::inbound::watcher::watch_now(
         &state.db,
@@ -104,11 +105,9 @@ pub async fn poll(state: &AppState, ctx: &TenantContext, id: &str) -> Result<Pol
     )
     .await
     .map_err(|e| ApiError::BadGateway(format!("polling the CRM failed: {e:#}")))?
-    .ok_or_else(|| {
-        ApiError::field(
-            "settings.watch",
-            "the connection watches nothing: set settings.watch to the objects to poll, e.g. [\"Opportunity\"]",
-        )
+    .ok_or_else(|| ApiError::Conflict {
+        detail: "the connection watches nothing: set settings.watch to the objects to poll, e.g. [\"Opportunity\"]".into(),
+        field: Some("settings.watch".into()),
     })?;
     Ok(PollOut {
         polls: report.polls,
