@@ -218,20 +218,24 @@ impl Drop for Runtime {
 }
 
 /// A loop meant to run until the process stops: its ending is a failure.
-/// The CRM watcher's loop (polls and notification channels), every sweep interval.
+/// The CRM watcher's loop (polls and notification channels), every sweep interval; a process
+/// with `TRIBUTARY_CRM_WATCHER=false` waits forever instead.
 fn crm_watcher(
     settings: &Settings,
     db: &DatabaseConnection,
     queue: &Queue,
     engine: &Engine,
-) -> impl std::future::Future<Output = ()> + use<> {
-    crate::inbound::watcher::run_forever(
+) -> futures::future::BoxFuture<'static, ()> {
+    if !settings.crm_watcher {
+        return Box::pin(std::future::pending());
+    }
+    Box::pin(crate::inbound::watcher::run_forever(
         db.clone(),
         queue.clone(),
         engine.crm.clone(),
         settings.public_url.clone(),
         settings.sweep_interval,
-    )
+    ))
 }
 
 async fn forever(part: impl std::future::Future<Output = ()>) -> Result<(), String> {

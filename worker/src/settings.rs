@@ -63,6 +63,9 @@ pub struct Settings {
     /// `None`: a secret file generated in the data directory.
     pub jwt_secret: Option<SecretString>,
     pub embedded_worker: bool,
+    /// Whether this process runs the CRM watcher (`TRIBUTARY_CRM_WATCHER`); the watcher's
+    /// lease lets one process poll at a time either way.
+    pub crm_watcher: bool,
     pub signup_open: bool,
     /// Sign-ups allowed per client address (`TRIBUTARY_SIGNUP_RATE`).
     pub signup_rate: Rate,
@@ -207,6 +210,7 @@ impl std::fmt::Debug for Settings {
                 &self.jwt_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("embedded_worker", &self.embedded_worker)
+            .field("crm_watcher", &self.crm_watcher)
             .field("signup_open", &self.signup_open)
             .field("signup_rate", &self.signup_rate)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -241,6 +245,7 @@ impl Settings {
         let (encryption_keys, jwt_secret) = read_secrets(&get)?;
 
         let embedded_worker = parse_bool("TRIBUTARY_EMBEDDED_WORKER", get, true)?;
+        let crm_watcher = parse_bool("TRIBUTARY_CRM_WATCHER", get, true)?;
         let auto_migrate = parse_bool("TRIBUTARY_AUTO_MIGRATE", get, true)?;
 
         let (signup_open, signup_rate, trusted_proxies) = read_signup(&get)?;
@@ -286,6 +291,7 @@ impl Settings {
             encryption_keys,
             jwt_secret,
             embedded_worker,
+            crm_watcher,
             signup_open,
             signup_rate,
             trusted_proxies,

@@ -45,6 +45,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the api also runs a worker in-process",
     ),
     (
+        "TRIBUTARY_CRM_WATCHER",
+        "true",
+        "this process polls what CRM connections watch (one process at a time)",
+    ),
+    (
         "TRIBUTARY_AUTO_MIGRATE",
         "true",
         "apply pending migrations at start-up",

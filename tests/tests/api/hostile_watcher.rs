@@ -8,7 +8,10 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::json;
 use tributary_fakes::salesforce::{self, FakeSalesforce};
-use tributary_tests::{Pipeline, TestApp, each_backend};
+use tributary_tests::{Pipeline, TestApp, each_backend_with};
+
+/// The test's rounds and polls are the only ones: no background watcher runs.
+const NO_WATCHER: &[(&str, &str)] = &[("TRIBUTARY_CRM_WATCHER", "false")];
 use tributary_worker::crm::Connector;
 use tributary_worker::inbound::watcher::watch_once;
 use tributary_worker::queue::Queue;
@@ -31,7 +34,7 @@ async fn watching(app: &TestApp, fake: &FakeSalesforce) -> Pipeline {
 
 #[tokio::test]
 async fn a_tenant_whose_org_fails_does_not_stop_the_others_polls() {
-    each_backend(|app| async move {
+    each_backend_with(NO_WATCHER, |app| async move {
         let healthy = FakeSalesforce::start();
         let broken = FakeSalesforce::start();
         let good = watching(&app, &healthy).await;
@@ -125,7 +128,7 @@ async fn a_tenant_whose_org_fails_does_not_stop_the_others_polls() {
 
 #[tokio::test]
 async fn one_poll_reads_a_bounded_number_of_pages_and_the_next_goes_on() {
-    each_backend(|app| async move {
+    each_backend_with(NO_WATCHER, |app| async move {
         let fake = FakeSalesforce::start();
         let p = watching(&app, &fake).await;
         fake.set_page_size(1);
