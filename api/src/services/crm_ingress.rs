@@ -175,26 +175,10 @@ pub async fn hubspot(
         .map_err(ApiError::BadRequest)?;
     take_rate(state, &connection, batch.events.len())?;
     let mut events = batch.events;
-    for event in &mut events {
-        let mut fields = event.record.clone();
-        fields.remove("id");
-        if fields.is_empty() {
-            continue;
-        }
-        event.previous = inbound::versions::previous_and_remember(
-            &state.db,
-            &connection.tenant_id,
-            &connection.id,
-            &event.object,
-            &event.record_id,
-            &fields,
-            &event.occurred_at_ms.to_string(),
-            true,
-        )
-        .await
-        .map_err(ApiError::Internal)?;
-    }
-    store_all(state, &connection, events, batch.skipped).await
+    let versions = previous_values(state, &connection, &mut events, "id").await?;
+    let out = store_all(state, &connection, events, batch.skipped).await?;
+    remember(state, &connection, versions).await?;
+    Ok(out)
 }
 
 /// Zoho's notification callbacks, verified by the channel's token (Zoho signs nothing). Each
@@ -245,21 +229,90 @@ pub async fn salesforce(
     };
     take_rate(state, &connection, events.len())?;
     let mut events = events;
-    for event in &mut events {
+    let versions = previous_values(state, &connection, &mut events, "attributes").await?;
+    let out = store_all(state, &connection, events, Vec::new()).await?;
+    remember(state, &connection, versions).await?;
+    Ok(out)
+}
+
+/// A record's version as an event leaves it: (object, record id, fields, stamp, the version
+/// before).
+type Seen = (
+    String,
+    String,
+    Map<String, Value>,
+    String,
+    Option<Map<String, Value>>,
+);
+
+/// Fills each event's `previous` from the last version seen of its record (earlier events of
+/// the same request count), without storing anything yet: the versions are remembered only
+/// once the events are stored, so a request the vendor must send again still finds the old
+/// values. `skip` is a field that is not the record's own (`id`, `attributes`).
+async fn previous_values(
+    state: &AppState,
+    connection: &connections::Model,
+    events: &mut [CrmEvent],
+    skip: &str,
+) -> Result<Vec<Seen>, ApiError> {
+    let mut latest: std::collections::HashMap<(String, String), Map<String, Value>> =
+        Default::default();
+    let mut seen = Vec::with_capacity(events.len());
+    for event in events.iter_mut() {
         let mut fields = event.record.clone();
-        fields.remove("attributes");
-        event.previous = inbound::versions::previous_and_remember(
+        fields.remove(skip);
+        if fields.is_empty() {
+            continue;
+        }
+        let key = (event.object.clone(), event.record_id.clone());
+        let before = match latest.get(&key) {
+            Some(fields) => Some(fields.clone()),
+            None => inbound::versions::last_seen(
+                &state.db,
+                &connection.id,
+                &event.object,
+                &event.record_id,
+            )
+            .await
+            .map_err(ApiError::Internal)?
+            .map(|v| v.fields),
+        };
+        event.previous = inbound::versions::previous_values(before.as_ref(), &fields);
+        let mut now = before.clone().unwrap_or_default();
+        now.extend(fields.clone());
+        latest.insert(key, now);
+        let stamp = event.occurred_at_ms.to_string();
+        seen.push((
+            event.object.clone(),
+            event.record_id.clone(),
+            fields,
+            stamp,
+            before,
+        ));
+    }
+    Ok(seen)
+}
+
+/// Remembers the versions the stored events left their records in (merged onto the last).
+async fn remember(
+    state: &AppState,
+    connection: &connections::Model,
+    versions: Vec<Seen>,
+) -> Result<(), ApiError> {
+    for (object, record_id, fields, stamp, before) in versions {
+        inbound::versions::remember(
             &state.db,
             &connection.tenant_id,
             &connection.id,
-            &event.object,
-            &event.record_id,
+            &object,
+            &record_id,
+            before.as_ref(),
             &fields,
-            &event.occurred_at_ms.to_string(),
+            &stamp,
             true,
         )
         .await
         .map_err(ApiError::Internal)?;
     }
-    store_all(state, &connection, events, Vec::new()).await
+    Ok(())
 }
