@@ -93,6 +93,22 @@ pub async fn read_body(
     Ok(body)
 }
 
+/// A webhook's body as sent, up to `limit` bytes (a larger declared or sent body is 413):
+/// what the vendor signed, read before anything is parsed.
+pub async fn webhook_body(
+    req: &HttpRequest,
+    payload: actix_web::web::Payload,
+    limit: usize,
+) -> Result<BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.into_inner();
+    read_body(&mut payload, declared, limit).await
+}
+
 /// The body limit, whether the content type is JSON, and the declared length.
 fn body_facts(req: &HttpRequest) -> (usize, bool, Option<usize>) {
     let limit = req

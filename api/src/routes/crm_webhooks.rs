@@ -9,19 +9,13 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
 use crate::error::ApiError;
-use crate::extract::read_body;
+use crate::extract::webhook_body;
 use crate::services::crm_ingress::{self, CrmIngressOut};
 use crate::services::ingress::MAX_WEBHOOK_BYTES;
 use crate::state::AppState;
 
 async fn body_of(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let mut payload = payload.into_inner();
-    Ok(read_body(&mut payload, declared, MAX_WEBHOOK_BYTES)
+    Ok(webhook_body(req, payload, MAX_WEBHOOK_BYTES)
         .await?
         .to_vec())
 }

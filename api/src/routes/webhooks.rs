@@ -7,7 +7,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
 use crate::error::ApiError;
-use crate::extract::read_body;
+use crate::extract::webhook_body;
 use crate::services::ingress::{self, IngressOut, MAX_WEBHOOK_BYTES};
 use crate::state::AppState;
 
@@ -43,13 +43,7 @@ async fn receive(
     token: Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let mut payload = payload.into_inner();
-    let body = read_body(&mut payload, declared, MAX_WEBHOOK_BYTES).await?;
+    let body = webhook_body(&req, payload, MAX_WEBHOOK_BYTES).await?;
     let signature = req
         .headers()
         .get("stripe-signature")
