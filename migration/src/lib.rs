@@ -18,6 +18,7 @@ mod m20261206_000012_event_search;
 mod m20261206_000013_idempotency;
 mod m20261206_000014_duplicate_index;
 mod m20261206_000015_crm_events;
+mod m20261207_000016_delivery_text;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_idempotency::Migration),
             Box::new(m20261206_000014_duplicate_index::Migration),
             Box::new(m20261206_000015_crm_events::Migration),
+            Box::new(m20261207_000016_delivery_text::Migration),
         ]
     }
 }
