@@ -211,6 +211,7 @@ mod answer;
 mod balance;
 mod catalog;
 mod control;
+mod customers;
 mod dashboard;
 mod endpoints;
 mod handle;

@@ -1,6 +1,7 @@
 //! `stripe.retrieve`: reads one Stripe object with the event's account key, or a whole list
-//! (`balance_transactions` of the payout `record_id` names: `{data: [...], has_more}`); later
-//! steps see it as `steps.<id>.object`. Writes nothing, needs no connection.
+//! (`balance_transactions` of the payout `record_id` names, `customers` of an email,
+//! `customer_search` of a search query: `{data: [...], has_more}`); later steps see it as
+//! `steps.<id>.object`. Writes nothing, needs no connection.
 
 use serde_json::Value;
 
@@ -26,12 +27,12 @@ impl StepKind for StripeRetrieve {
             let known: Vec<&str> = RETRIEVABLE.iter().map(|(name, _)| *name).collect();
             let lists: Vec<String> = LISTABLE
                 .iter()
-                .map(|(name, _, filter)| format!("{name} (of the {filter} record_id names)"))
+                .map(|(name, _, filter)| format!("{name} (by the {filter} record_id names)"))
                 .collect();
             problems.push(ValidationError::new(
                 "object",
                 format!(
-                    "stripe.retrieve fetches one of {}, or the list {}, not '{object}'",
+                    "stripe.retrieve fetches one of {}, or one of the lists {}, not '{object}'",
                     known.join(", "),
                     lists.join(", ")
                 ),
@@ -40,7 +41,8 @@ impl StepKind for StripeRetrieve {
         if !step.has_text("record_id") {
             let message = match list {
                 Some((_, filter)) => format!(
-                    "stripe.retrieve of a list needs the id of its {filter}, e.g. {{{{ object.id }}}}"
+                    "stripe.retrieve of a list needs the {filter} it lists by, e.g. {}",
+                    list_example(filter)
                 ),
                 None => "stripe.retrieve needs the object's id, e.g. {{ object.customer }}".into(),
             };
@@ -122,6 +124,15 @@ impl StepKind for StripeRetrieve {
     }
 }
 
+/// What a list's `record_id` usually is.
+fn list_example(filter: &str) -> &'static str {
+    match filter {
+        "email" => "{{ steps.contact.response.records[0].Email }}",
+        "query" => "metadata['salesforce_account_id']:'{{ record.AccountId }}'",
+        _ => "{{ object.id }}",
+    }
+}
+
 /// A list's `expand` names fields of its items, `data.<field>`, as Stripe's lists take them.
 fn list_expands(step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
     let Some(expand) = step.map.get("expand").and_then(Value::as_array) else {
@@ -168,7 +179,7 @@ mod tests {
         assert_eq!(
             problems(unfiltered),
             [
-                "steps[0].record_id: stripe.retrieve of a list needs the id of its payout, e.g. {{ object.id }}"
+                "steps[0].record_id: stripe.retrieve of a list needs the payout it lists by, e.g. {{ object.id }}"
             ]
         );
         let mut flat = list;
@@ -182,7 +193,7 @@ mod tests {
         let message = problems(refund).join("\n");
         assert!(
             message.contains(
-                "or the list balance_transactions (of the payout record_id names), not 'refund'"
+                "or one of the lists balance_transactions (by the payout record_id names), customers (by the email record_id names), customer_search (by the query record_id names), not 'refund'"
             ),
             "{message}"
         );

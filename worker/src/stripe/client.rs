@@ -37,9 +37,20 @@ pub const RETRIEVABLE: &[(&str, &str)] = &[
 
 /// The lists a `stripe.retrieve` step can read whole: (object, API path, the filter parameter
 /// the step's `record_id` fills). `balance_transactions` of a payout are what it settled
-/// (Stripe answers for automatic payouts only).
-pub const LISTABLE: &[(&str, &str, &str)] =
-    &[("balance_transactions", "/v1/balance_transactions", "payout")];
+/// (Stripe answers for automatic payouts only); `customers` of an email are the customers
+/// with exactly that email; `customer_search` answers a search query such as
+/// `metadata['salesforce_account_id']:'001…'` (Stripe's search may lag writes by a minute).
+pub const LISTABLE: &[(&str, &str, &str)] = &[
+    ("balance_transactions", "/v1/balance_transactions", "payout"),
+    ("customers", "/v1/customers", "email"),
+    ("customer_search", "/v1/customers/search", "query"),
+];
+
+/// Where the next page of a list starts.
+enum Cursor {
+    After(String),
+    Page(String),
+}
 
 /// Items asked for per page of a list: Stripe's maximum.
 const LIST_PAGE: usize = 100;
@@ -433,15 +444,17 @@ impl StripeClient {
         expand: &[String],
     ) -> Result<Value, StripeError> {
         let mut data: Vec<Value> = Vec::new();
-        let mut after: Option<String> = None;
+        let mut after: Option<Cursor> = None;
         let has_more = loop {
             let mut query = vec![
                 (filter.0.to_string(), filter.1.to_string()),
                 ("limit".to_string(), LIST_PAGE.to_string()),
             ];
             query.extend(list_param("expand", expand));
-            if let Some(after) = &after {
-                query.push(("starting_after".to_string(), after.clone()));
+            match &after {
+                Some(Cursor::Page(page)) => query.push(("page".to_string(), page.clone())),
+                Some(Cursor::After(id)) => query.push(("starting_after".to_string(), id.clone())),
+                None => {}
             }
             let page = self.get(key, path, &query).await?;
             let Some(items) = page.get("data").and_then(Value::as_array) else {
@@ -449,11 +462,15 @@ impl StripeClient {
             };
             data.extend(items.iter().cloned());
             let more = page.get("has_more").and_then(Value::as_bool) == Some(true);
-            after = items
-                .last()
-                .and_then(|item| item.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            // A search result pages by `next_page`; a list by the last item's id.
+            after = match page.get("next_page") {
+                Some(next) => next.as_str().map(|p| Cursor::Page(p.to_string())),
+                None => items
+                    .last()
+                    .and_then(|item| item.get("id"))
+                    .and_then(Value::as_str)
+                    .map(|id| Cursor::After(id.to_string())),
+            };
             if !more || after.is_none() {
                 break false;
             }

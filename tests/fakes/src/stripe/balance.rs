@@ -239,7 +239,11 @@ pub(super) fn list_balance_transactions(
 }
 
 /// `expand[]=data.<path>` on every item of a list page.
-fn expand_items(s: &State, data: &mut [Value], params: &Map<String, Value>) -> Result<(), Answer> {
+pub(super) fn expand_items(
+    s: &State,
+    data: &mut [Value],
+    params: &Map<String, Value>,
+) -> Result<(), Answer> {
     let paths = super::objects::expand_paths(params);
     for (i, path) in paths.iter().enumerate() {
         let param = format!("expand[{i}]");

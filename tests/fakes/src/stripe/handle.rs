@@ -309,6 +309,12 @@ pub(super) fn route(
         ("GET", ["v1", "balance_transactions"]) => {
             list_balance_transactions(s, params).unwrap_or_else(|a| a)
         }
+        ("GET", ["v1", "customers"]) => {
+            super::customers::list_customers(s, params).unwrap_or_else(|a| a)
+        }
+        ("GET", ["v1", "customers", "search"]) => {
+            super::customers::search_customers(s, params).unwrap_or_else(|a| a)
+        }
         ("GET", ["v1", "events", id]) => retrieve_event(s, id, params).unwrap_or_else(|a| a),
         ("GET", ["v1", "webhook_endpoints"]) => list_endpoints(s, params).unwrap_or_else(|a| a),
         ("POST", ["v1", "webhook_endpoints"]) => {
