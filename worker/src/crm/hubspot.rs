@@ -8,6 +8,8 @@
 //!   it searches, then patches or creates.
 //! - `update` patches by record id, else finds the record by search; `create` posts, and a 409
 //!   conflict is resolved by updating the record HubSpot says already exists.
+//! - `find` searches with one group of `EQ` filters, its `select` as `properties`, at most 100;
+//!   a record reads as its `id` with the properties HubSpot returned beside it.
 //! - Property values are sent as strings, as HubSpot expects.
 //! - A 400 for properties that do not exist is retried once with `match` plus the step's
 //!   `fallback_fields`, leaving a warning naming the refused properties.
@@ -25,8 +27,8 @@ use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
 use super::{
-    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, as_text, fallback_fields,
-    fallback_warning, known_ids, merged,
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, FIND_LIMIT, Found, as_text,
+    fallback_fields, fallback_warning, known_ids, merged,
 };
 use crate::flow::Operation;
 
@@ -221,12 +223,15 @@ async fn patch(
     })
 }
 
-/// Finds records whose properties equal every match value; at most two ids.
-async fn search(
+/// One page of the records whose properties equal every match value (`POST …/search` with
+/// one group of `EQ` filters), with `properties`; and how many match in all.
+async fn search_records(
     call: &mut Call<'_>,
     object: &str,
     match_fields: &Map<String, Value>,
-) -> Result<Vec<String>, CrmError> {
+    properties: &[String],
+    limit: usize,
+) -> Result<(Vec<Value>, u64), CrmError> {
     let filters: Vec<Value> = match_fields
         .iter()
         .map(|(name, value)| json!({ "propertyName": name, "operator": "EQ", "value": as_text(value) }))
@@ -235,21 +240,59 @@ async fn search(
         call,
         Request::new(Method::POST, format!("{}/search", object_path(object))).json(json!({
             "filterGroups": [{ "filters": filters }],
-            "properties": ["hs_object_id"],
-            "limit": 2
+            "properties": properties,
+            "limit": limit
         })),
     )
     .await?;
     if !reply.is_success() {
         return Err(classify(&reply));
     }
-    Ok(reply
-        .json()
-        .and_then(|b| b.get("results").and_then(Value::as_array).cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(id_of)
-        .collect())
+    let body = reply.json().unwrap_or(Value::Null);
+    let results = body
+        .get("results")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let total = body
+        .get("total")
+        .and_then(Value::as_u64)
+        .unwrap_or(results.len() as u64);
+    Ok((results, total))
+}
+
+/// Finds records whose properties equal every match value; at most two ids.
+async fn search(
+    call: &mut Call<'_>,
+    object: &str,
+    match_fields: &Map<String, Value>,
+) -> Result<Vec<String>, CrmError> {
+    let properties = ["hs_object_id".to_string()];
+    let (results, _) = search_records(call, object, match_fields, &properties, 2).await?;
+    Ok(results.iter().filter_map(id_of).collect())
+}
+
+/// A search result as later steps read it: its `id` and its properties beside it.
+fn found_record(result: &Value) -> Option<Map<String, Value>> {
+    let mut record = Map::new();
+    record.insert("id".into(), Value::String(id_of(result)?));
+    if let Some(properties) = result.get("properties").and_then(Value::as_object) {
+        for (name, value) in properties.iter().filter(|(name, _)| *name != "id") {
+            record.insert(name.clone(), value.clone());
+        }
+    }
+    Some(record)
+}
+
+/// The records a `find` step asks for: a search with its `select` as `properties`.
+async fn find(call: &mut Call<'_>, op: &Operation) -> Result<Found, CrmError> {
+    let (results, total) =
+        search_records(call, &op.object, &op.match_fields, &op.select, FIND_LIMIT).await?;
+    let records: Vec<Map<String, Value>> = results.iter().filter_map(found_record).collect();
+    Ok(Found {
+        more: total > records.len() as u64,
+        records,
+    })
 }
 
 fn refused(reply: Reply) -> Written {
@@ -529,6 +572,14 @@ impl Adapter for HubSpot {
         })
     }
 
+    fn find<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        op: &'a Operation,
+    ) -> BoxFuture<'a, Result<Found, CrmError>> {
+        Box::pin(find(call, op))
+    }
+
     fn check<'a, 'c: 'a>(
         &'a self,
         call: &'a mut Call<'c>,
@@ -547,5 +598,26 @@ impl Adapter for HubSpot {
                 call.setting("base_url").unwrap_or(HUBSPOT_BASE_URL)
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_result_reads_as_its_id_with_its_properties_beside_it() {
+        let result = json!({
+            "id": "512", "archived": false, "createdAt": "2024-01-01T00:00:00Z",
+            "properties": {"email": "ada@example.com", "firstname": null, "hs_object_id": "512"}
+        });
+        assert_eq!(
+            Value::Object(found_record(&result).unwrap()),
+            json!({"id": "512", "email": "ada@example.com", "firstname": null, "hs_object_id": "512"})
+        );
+        assert!(
+            found_record(&json!({"properties": {}})).is_none(),
+            "no id, no record"
+        );
     }
 }

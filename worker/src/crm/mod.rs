@@ -1,8 +1,8 @@
 //! CRM adapters and the one classification of their errors that the retry policy reads.
 //!
 //! Every vendor implements [`Adapter`]; the CRM-write step kinds (`steps/crm_write.rs`) and
-//! `http` steps call [`apply`] with one of the three [`Write`]s and never learn which vendor
-//! they talk to. What each provider is (settings, OAuth, hosts) lives in [`providers`]. The
+//! `http` steps call [`apply`] with one of the three [`Write`]s, and `find` steps call
+//! [`find`], and never learn which vendor they talk to. What each provider is (settings, OAuth, hosts) lives in [`providers`]. The
 //! sandbox is the exception that proves the rule: its records live in Tributary's own
 //! database, so the engine writes them inside its own transaction.
 
@@ -23,7 +23,9 @@ use serde_json::{Map, Value};
 use crate::flow::Operation;
 pub use error::{BoxFuture, CrmError, CrmOutcome, ErrorKind, Write};
 pub use fields::{as_text, fallback_fields, fallback_warning, known_ids, merged};
-pub use session::{Adapter, Call, Connector, Exchanged, Reply, Request, Session, Trail};
+pub use session::{
+    Adapter, Call, Connector, Exchanged, FIND_LIMIT, Found, Reply, Request, Session, Trail,
+};
 
 /// The adapter of a provider that talks to a vendor (not the sandbox).
 pub fn adapter(provider: &str) -> Option<&'static dyn Adapter> {
@@ -63,6 +65,60 @@ pub async fn apply(
     let result = adapter.apply(&mut call, kind, op, linked).await;
     call.finish().await;
     (result, std::mem::take(&mut call.trail))
+}
+
+/// Finds the records of `op.object` whose fields equal every `match` value, reading the
+/// `select` fields: the sandbox's in Tributary's database (a read, so outside the engine's
+/// transaction), any other provider's at its vendor. The outcome's record is the first record
+/// found ("" when none) and its answer `{"records": [...], "count": n}`.
+pub async fn find(
+    connector: &Connector,
+    connection: &connections::Model,
+    op: &Operation,
+) -> (Result<CrmOutcome, CrmError>, Trail) {
+    if connection.provider == "sandbox" {
+        let found = sandbox::find(&connector.db, connection, op).await;
+        return (
+            found.map(|found| found_outcome(op, found)),
+            Trail::default(),
+        );
+    }
+    let opened = adapter_of(connection)
+        .and_then(|adapter| Ok((adapter, Call::open(connector, connection, adapter)?)));
+    let (adapter, mut call) = match opened {
+        Ok(opened) => opened,
+        Err(error) => return (Err(error), Trail::default()),
+    };
+    let result = adapter.find(&mut call, op).await;
+    call.finish().await;
+    let trail = std::mem::take(&mut call.trail);
+    (result.map(|found| found_outcome(op, found)), trail)
+}
+
+/// A find's outcome: the first record's id, and the records (at most [`FIND_LIMIT`]) with
+/// their count as the answer later steps read.
+fn found_outcome(op: &Operation, mut found: Found) -> CrmOutcome {
+    let mut warnings = Vec::new();
+    if found.more || found.records.len() > FIND_LIMIT {
+        found.records.truncate(FIND_LIMIT);
+        warnings.push(format!(
+            "more than {FIND_LIMIT} {} records match; the first {FIND_LIMIT} were read",
+            op.object
+        ));
+    }
+    let record_id = found
+        .records
+        .first()
+        .and_then(|record| record.get("id"))
+        .map(as_text)
+        .unwrap_or_default();
+    let count = found.records.len();
+    let records: Vec<Value> = found.records.into_iter().map(Value::Object).collect();
+    CrmOutcome {
+        record_id,
+        warnings,
+        response: Some(serde_json::json!({ "records": records, "count": count })),
+    }
 }
 
 /// One cheap authenticated call to the connection's vendor.
@@ -107,4 +163,64 @@ pub async fn template_settings(
         }
     }
     (Ok(Value::Object(settings)), trail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op() -> Operation {
+        serde_json::from_value(json!({
+            "step": "known", "action": "find", "object": "Contact", "match": {"Email": "a@b.c"},
+            "fields": {}, "fallback_fields": [], "associate": []
+        }))
+        .expect("an operation")
+    }
+
+    fn records(n: usize) -> Vec<Map<String, Value>> {
+        (0..n)
+            .map(|i| {
+                json!({"id": i, "Name": format!("n{i}")})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_find_answers_the_first_records_id_and_at_most_a_hundred_records() {
+        let none = found_outcome(&op(), Found::default());
+        assert_eq!(none.record_id, "");
+        assert_eq!(none.response, Some(json!({"records": [], "count": 0})));
+        assert!(none.warnings.is_empty());
+
+        let two = found_outcome(
+            &op(),
+            Found {
+                records: records(2),
+                more: false,
+            },
+        );
+        assert_eq!(two.record_id, "0", "ids read as text");
+        assert_eq!(two.response.as_ref().unwrap()["count"], 2);
+        assert_eq!(two.response.as_ref().unwrap()["records"][1]["Name"], "n1");
+
+        for found in [
+            Found {
+                records: records(FIND_LIMIT + 3),
+                more: false,
+            },
+            Found {
+                records: records(FIND_LIMIT),
+                more: true,
+            },
+        ] {
+            let many = found_outcome(&op(), found);
+            assert_eq!(many.response.as_ref().unwrap()["count"], FIND_LIMIT);
+            assert_eq!(many.warnings.len(), 1, "{:?}", many.warnings);
+            assert!(many.warnings[0].contains("more than 100 Contact records"));
+        }
+    }
 }

@@ -20,6 +20,9 @@
 //!   IsActive = true`, cached per connection and object for ten minutes (read again once when
 //!   a name is not among them); a name that matches none is refused as invalid, listing the
 //!   names there are.
+//! - `find`: `SELECT Id, <select> FROM <object> WHERE <f> = <value> AND … LIMIT 100`; a
+//!   record reads as its `Id` (as `id`) and the selected fields, related records' included
+//!   (`Account.Owner.Email`), without `attributes`.
 //! - Error arrays (`errorCode`, `message`, `fields`) are shown as Salesforce wrote them.
 //!   `REQUEST_LIMIT_EXCEEDED` pauses the connection for an hour instead of hammering the org;
 //!   `Sforce-Limit-Info` is recorded on the connection.
@@ -39,10 +42,18 @@ use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
 use super::{
-    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, config::Credentials, fallback_fields,
-    fallback_warning, known_ids, merged,
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, Found, config::Credentials,
+    fallback_fields, fallback_warning, known_ids, merged,
 };
 use crate::flow::Operation;
+
+mod reply;
+mod soql;
+
+pub(crate) use reply::{classify, send};
+
+pub use soql::soql_quote;
+use soql::{is_name, lookup, query};
 
 pub const DEFAULT_API_VERSION: &str = "60.0";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -53,81 +64,6 @@ pub struct Salesforce;
 
 fn login_url<'a>(call: &'a Call<'_>) -> &'a str {
     call.setting("login_url").unwrap_or(SALESFORCE_LOGIN_URL)
-}
-
-/// Reads Salesforce's error array into one message and a kind.
-pub(crate) fn classify(reply: &Reply) -> CrmError {
-    let body = reply.json().unwrap_or(Value::Null);
-    let errors: Vec<Value> = match &body {
-        Value::Array(items) => items.clone(),
-        Value::Object(_) => vec![body.clone()],
-        _ => Vec::new(),
-    };
-    let codes: Vec<String> = errors
-        .iter()
-        .filter_map(|e| {
-            e.get("errorCode")
-                .or_else(|| e.get("statusCode"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .collect();
-    let described: Vec<String> = errors
-        .iter()
-        .map(|e| {
-            let code = e
-                .get("errorCode")
-                .or_else(|| e.get("statusCode"))
-                .and_then(Value::as_str)
-                .unwrap_or("ERROR");
-            let message = e.get("message").and_then(Value::as_str).unwrap_or("");
-            let fields: Vec<&str> = e
-                .get("fields")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if fields.is_empty() {
-                format!("{code}: {message}")
-            } else {
-                format!("{code}: {message} (fields: {})", fields.join(", "))
-            }
-        })
-        .collect();
-    let mut kind = kind_of_status(reply.status);
-    if reply.status == 403 {
-        kind = ErrorKind::Permanent;
-    }
-    if reply.status == 300 {
-        kind = ErrorKind::Permanent;
-    }
-    let limit = codes.iter().any(|c| c == "REQUEST_LIMIT_EXCEEDED");
-    if limit {
-        kind = ErrorKind::RateLimited;
-    }
-    if codes.iter().any(|c| c == "INVALID_SESSION_ID") {
-        kind = ErrorKind::Auth;
-    }
-    if codes
-        .iter()
-        .any(|c| c == "UNABLE_TO_LOCK_ROW" || c == "SERVER_UNAVAILABLE")
-    {
-        kind = ErrorKind::Transient;
-    }
-    let message = if described.is_empty() {
-        format!("Salesforce answered {}", reply.status)
-    } else {
-        format!("Salesforce {}: {}", reply.status, described.join("; "))
-    };
-    let mut error = reply.error(kind, message);
-    if limit {
-        error.pause = Some(Duration::from_secs(3600));
-        error.retry_after = Some(Duration::from_secs(3600));
-    } else if kind == ErrorKind::RateLimited {
-        error.retry_after = reply.retry_after().or(Some(Duration::from_secs(5)));
-    }
-    error
 }
 
 /// Fields Salesforce said do not exist ("No such column 'X' on sobject of type Y").
@@ -150,77 +86,10 @@ fn unknown_fields(reply: &Reply) -> Vec<String> {
     names
 }
 
-/// A SOQL string literal.
-pub fn soql_quote(value: &Value) -> String {
-    match value {
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Null => "null".into(),
-        other => {
-            let text = super::as_text(other);
-            format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
-        }
-    }
-}
-
 fn segment(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
-}
-
-/// A SOQL field or object name: letters, digits and underscores only.
-fn is_name(text: &str) -> bool {
-    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Sends a request of the connection's call, recording the org's API usage
-/// (`Sforce-Limit-Info`) on the connection.
-pub(crate) async fn send(call: &mut Call<'_>, request: Request) -> Result<Reply, CrmError> {
-    let reply = call.send(&request).await?;
-    if let Some(usage) = reply.header("sforce-limit-info") {
-        call.info
-            .insert("api_usage".into(), Value::String(usage.to_string()));
-    }
-    Ok(reply)
-}
-
-async fn query(call: &mut Call<'_>, soql: &str) -> Result<Vec<Value>, CrmError> {
-    let reply = send(call, Request::new(Method::GET, "/query").query("q", soql)).await?;
-    if !reply.is_success() {
-        return Err(classify(&reply));
-    }
-    Ok(reply
-        .json()
-        .and_then(|b| b.get("records").and_then(Value::as_array).cloned())
-        .unwrap_or_default())
-}
-
-/// Ids of the records whose fields equal every match value (at most ten).
-async fn lookup(
-    call: &mut Call<'_>,
-    object: &str,
-    match_fields: &Map<String, Value>,
-) -> Result<Vec<String>, CrmError> {
-    if !is_name(object) || !match_fields.keys().all(|k| is_name(k)) {
-        return Err(CrmError::new(
-            ErrorKind::Invalid,
-            "Salesforce object and match field names may hold only letters, digits and _",
-        ));
-    }
-    let conditions: Vec<String> = match_fields
-        .iter()
-        .map(|(field, value)| format!("{field} = {}", soql_quote(value)))
-        .collect();
-    let soql = format!(
-        "SELECT Id FROM {object} WHERE {} LIMIT 10",
-        conditions.join(" AND ")
-    );
-    Ok(query(call, &soql)
-        .await?
-        .iter()
-        .filter_map(|r| r.get("Id").and_then(Value::as_str).map(str::to_string))
-        .collect())
 }
 
 /// The object a record id belongs to, by its key prefix.
@@ -721,6 +590,14 @@ impl Adapter for Salesforce {
                 }
             }
         })
+    }
+
+    fn find<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        op: &'a Operation,
+    ) -> BoxFuture<'a, Result<Found, CrmError>> {
+        Box::pin(soql::find(call, op))
     }
 
     fn check<'a, 'c: 'a>(

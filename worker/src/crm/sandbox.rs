@@ -1,6 +1,7 @@
 //! The sandbox CRM: records kept in Tributary's own database, so a tenant can see a flow work
 //! with no outside account. Upsert finds a record by its match fields. Writes run inside the
-//! caller's transaction, together with the delivery they complete, so they happen exactly once.
+//! caller's transaction, together with the delivery they complete, so they happen exactly once;
+//! `find` only reads, so it runs on its own.
 //!
 //! Settings: `simulate_failure: {"<object>": "<error kind>"}` makes every write to that object
 //! fail as a real CRM would (e.g. `transient`), to try retries and dead letters safely.
@@ -10,11 +11,12 @@ use std::collections::BTreeMap;
 use entity::{TenantOwned, connections, sandbox_records};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde_json::{Map, Value};
 
 use super::Write;
-use super::{CrmError, CrmOutcome, ErrorKind};
+use super::{CrmError, CrmOutcome, ErrorKind, FIND_LIMIT, Found, as_text};
 use crate::flow::Operation;
 
 fn simulated_failure(connection: &connections::Model, object: &str) -> Option<CrmError> {
@@ -179,4 +181,48 @@ pub async fn apply<C: ConnectionTrait>(
             }
         }
     }
+}
+
+/// The records of `op.object` whose fields equal every match value (compared as text, as the
+/// vendors' searches do), oldest first: each its `id` and the `select` fields (null when the
+/// record has none).
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    connection: &connections::Model,
+    op: &Operation,
+) -> Result<Found, CrmError> {
+    let records = sandbox_records::Entity::find_in_tenant(&connection.tenant_id)
+        .filter(sandbox_records::Column::ConnectionId.eq(connection.id.as_str()))
+        .filter(sandbox_records::Column::Object.eq(op.object.as_str()))
+        .order_by_asc(sandbox_records::Column::CreatedAt)
+        .order_by_asc(sandbox_records::Column::Id)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    let mut found = Found::default();
+    for record in records {
+        let fields: Map<String, Value> = serde_json::from_str(&record.fields).unwrap_or_default();
+        let matches = op.match_fields.iter().all(|(name, wanted)| {
+            fields
+                .get(name)
+                .is_some_and(|actual| as_text(actual) == as_text(wanted))
+        });
+        if !matches {
+            continue;
+        }
+        if found.records.len() == FIND_LIMIT {
+            found.more = true;
+            break;
+        }
+        let mut shown = Map::new();
+        shown.insert("id".into(), Value::String(record.id.clone()));
+        for name in op.select.iter().filter(|name| *name != "id") {
+            shown.insert(
+                name.clone(),
+                fields.get(name).cloned().unwrap_or(Value::Null),
+            );
+        }
+        found.records.push(shown);
+    }
+    Ok(found)
 }

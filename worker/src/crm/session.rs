@@ -53,6 +53,21 @@ pub trait Adapter: Sync {
         linked: Option<&'a str>,
     ) -> BoxFuture<'a, Result<CrmOutcome, CrmError>>;
 
+    /// Finds the records of `op.object` whose fields equal every `op.match_fields` value,
+    /// reading the `op.select` fields: at most [`FIND_LIMIT`], each an object of its `id` and
+    /// the fields as the vendor returned them. Finding none is no error.
+    fn find<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        _op: &'a Operation,
+    ) -> BoxFuture<'a, Result<Found, CrmError>> {
+        let message = format!(
+            "{} connections cannot find records",
+            call.connection.provider
+        );
+        Box::pin(async move { Err(CrmError::new(ErrorKind::Permanent, message)) })
+    }
+
     /// One cheap authenticated call; says what it saw.
     fn check<'a, 'c: 'a>(
         &'a self,
@@ -66,6 +81,17 @@ pub trait Adapter: Sync {
     ) -> BoxFuture<'a, Result<Map<String, Value>, CrmError>> {
         Box::pin(async { Ok(Map::new()) })
     }
+}
+
+/// Most records a `find` reads.
+pub const FIND_LIMIT: usize = 100;
+
+/// What a `find` read: the records, each an object holding its `id`, and whether the vendor
+/// said more matched than were read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Found {
+    pub records: Vec<Map<String, Value>>,
+    pub more: bool,
 }
 
 /// One connection's conversation with its vendor, for one operation or test.

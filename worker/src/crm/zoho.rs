@@ -11,6 +11,7 @@
 //!   Zoho finds the record itself; with `search_before_write` the adapter searches first and
 //!   updates or inserts. `update` writes by record id, else by a search on `match`; `create`
 //!   inserts, and a `DUPLICATE_DATA` answer updates the record Zoho names instead.
+//! - `find` searches by every match value with its `select` as `fields`, at most 100 a page.
 //! - Every record's own status is read (`SUCCESS`, `DUPLICATE_DATA`, `INVALID_DATA`,
 //!   `MANDATORY_NOT_FOUND` …) with the field Zoho names. A refused field not covered by the
 //!   step's `fallback_fields` makes one retry with `match` plus those fields.
@@ -33,10 +34,16 @@ use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
 use super::{
-    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, fallback_fields, fallback_warning,
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, Found, fallback_fields, fallback_warning,
     known_ids, merged,
 };
 use crate::flow::Operation;
+
+mod reply;
+mod search;
+
+pub(crate) use reply::{classify, segment};
+use search::search;
 
 pub const DEFAULT_API_VERSION: &str = "v8";
 
@@ -58,43 +65,6 @@ fn environment_domain(settings: &Map<String, Value>, api_domain: &str) -> Result
             format!("{api_domain} is not a Zoho API domain with a {environment} environment"),
         )
     })
-}
-
-/// A whole-request error (`{"code","details","message","status"}`).
-pub(crate) fn classify(reply: &Reply) -> CrmError {
-    let body = reply.json().unwrap_or(Value::Null);
-    let entry = body
-        .get("data")
-        .and_then(Value::as_array)
-        .and_then(|d| d.first())
-        .unwrap_or(&body);
-    let code = entry.get("code").and_then(Value::as_str).unwrap_or("");
-    let message = entry.get("message").and_then(Value::as_str).unwrap_or("");
-    let mut kind = kind_of_status(reply.status);
-    match code {
-        "INVALID_TOKEN" | "AUTHENTICATION_FAILURE" => kind = ErrorKind::Auth,
-        "TOO_MANY_REQUESTS" | "API_LIMIT_EXCEEDED" => kind = ErrorKind::RateLimited,
-        "INVALID_MODULE" | "NO_PERMISSION" | "OAUTH_SCOPE_MISMATCH" => kind = ErrorKind::Permanent,
-        _ => {}
-    }
-    if reply.status == 403 && kind != ErrorKind::RateLimited {
-        kind = ErrorKind::Permanent;
-    }
-    let field = entry
-        .pointer("/details/api_name")
-        .and_then(Value::as_str)
-        .map(|f| format!(" (field {f})"))
-        .unwrap_or_default();
-    let text = if code.is_empty() && message.is_empty() {
-        format!("Zoho CRM answered {}", reply.status)
-    } else {
-        format!("Zoho CRM {} {code}: {message}{field}", reply.status)
-    };
-    let mut error = reply.error(kind, text);
-    if kind == ErrorKind::RateLimited {
-        error.retry_after = reply.retry_after().or(Some(Duration::from_secs(60)));
-    }
-    error
 }
 
 /// The outcome of one record in a `data` answer.
@@ -163,52 +133,6 @@ fn record_result(reply: &Reply) -> RecordResult {
         return RecordResult::Duplicate { id, error };
     }
     RecordResult::Refused { field, error }
-}
-
-/// `text` as one URL path segment.
-pub(crate) fn segment(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-/// A search criterion value, with Zoho's reserved characters escaped.
-fn criterion(value: &Value) -> String {
-    super::as_text(value)
-        .replace('\\', "\\\\")
-        .replace('(', "\\(")
-        .replace(')', "\\)")
-        .replace(',', "\\,")
-}
-
-async fn search(
-    call: &mut Call<'_>,
-    module: &str,
-    match_fields: &Map<String, Value>,
-) -> Result<Vec<String>, CrmError> {
-    let conditions: Vec<String> = match_fields
-        .iter()
-        .map(|(field, value)| format!("({field}:equals:{})", criterion(value)))
-        .collect();
-    let reply = call
-        .send(
-            &Request::new(Method::GET, format!("/{}/search", segment(module)))
-                .query("criteria", format!("({})", conditions.join("and"))),
-        )
-        .await?;
-    if reply.status == 204 {
-        return Ok(Vec::new());
-    }
-    if !reply.is_success() {
-        return Err(classify(&reply));
-    }
-    Ok(reply
-        .json()
-        .and_then(|b| b.get("data").and_then(Value::as_array).cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_string))
-        .collect())
 }
 
 enum Written {
@@ -715,6 +639,14 @@ impl Adapter for Zoho {
                 }
             }
         })
+    }
+
+    fn find<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        op: &'a Operation,
+    ) -> BoxFuture<'a, Result<Found, CrmError>> {
+        Box::pin(search::find(call, op))
     }
 
     fn check<'a, 'c: 'a>(

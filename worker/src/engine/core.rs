@@ -241,7 +241,7 @@ pub(super) fn succeeded(
     Ok(deliveries::ActiveModel {
         status: Set(ds::SUCCEEDED.into()),
         attempts: Set(attempts),
-        crm_record_id: Set(Some(outcome.record_id.clone())),
+        crm_record_id: Set(Some(outcome.record_id.clone()).filter(|id| !id.is_empty())),
         operation: Set(op.stored_json()),
         warnings: Set(serde_json::to_string(&outcome.warnings)?),
         error_kind: Set(None),

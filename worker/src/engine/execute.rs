@@ -210,7 +210,10 @@ impl Engine {
         txn.commit().await?;
         crate::metrics::delivery(&connection.provider, ds::SUCCEEDED);
         crate::metrics::event_to_crm(&connection.provider, seconds_since(event.received_at));
-        Ok(StepResult::Done(Some(outcome.record_id), outcome.response))
+        Ok(StepResult::Done(
+            Some(outcome.record_id).filter(|id| !id.is_empty()),
+            outcome.response,
+        ))
     }
 
     /// Claims a delivery for a vendor call under a lease: it reads as `retrying`, reason

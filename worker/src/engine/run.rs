@@ -88,60 +88,18 @@ impl Engine {
                 } else {
                     None
                 },
+                item: None,
+                items: BTreeMap::new(),
             },
             discovered: false,
         };
 
         for step in &spec.steps {
-            let (delivery, fresh) = self
-                .delivery_for(
-                    event,
-                    flow_row,
-                    (&step.id, &step.object, action_name(step.action)),
-                    &spec.connection_id,
-                    Some(run.existing),
-                )
-                .await?;
-            note_current_delivery(&delivery.id);
-            let delivery = self.on_version(delivery, flow_row).await?;
-            match delivery.status.as_str() {
-                ds::SUCCEEDED | ds::SKIPPED => {
-                    let answer = delivery
-                        .response
-                        .as_deref()
-                        .and_then(|r| serde_json::from_str(r).ok());
-                    flow.ctx
-                        .finished(step, delivery.crm_record_id.clone(), answer);
-                    continue;
-                }
-                ds::DEAD => return Ok(None),
-                // Not due yet (or in another run's hands): run again when it is.
-                ds::RETRYING if delivery.next_attempt_at.is_some_and(|t| t > now) => {
-                    return Ok(delivery.next_attempt_at);
-                }
-                _ => {}
-            }
-            let kind = steps::kind(step.action);
-            let next = match kind.runs(step.connection_id.is_some()) {
-                Runs::Here => self.step_here(kind, step, &flow, &delivery).await?,
-                Runs::Stripe => match self.render(step, &flow.ctx, &delivery).await? {
-                    Rendered::Run(op) => {
-                        let account = self.stripe_account_for(event, step).await?;
-                        self.at_stripe(&delivery, &op, account, &mut run.fetched)
-                            .await?
-                            .into()
-                    }
-                    Rendered::Skipped => Next::Skip,
-                    Rendered::Failed => Next::Halt(None),
-                },
-                Runs::Endpoint => {
-                    self.step_at_endpoint(kind, step, &flow, &delivery, fresh)
-                        .await?
-                }
-                Runs::Connection(wants) => {
-                    self.step_on_connection(kind, wants, step, &mut flow, &delivery, fresh)
-                        .await?
-                }
+            let next = if step.for_each.is_some() {
+                self.each_turn(step, flow_row, &mut flow, run).await?
+            } else {
+                self.step_turn(step, &step.id, flow_row, &mut flow, run)
+                    .await?
             };
             match next {
                 Next::Go(record_id, answer) => flow.ctx.finished(step, record_id, answer),
@@ -150,6 +108,121 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// One step's turn under the delivery named `name`: what it gave before, or one attempt
+    /// where its kind runs it.
+    async fn step_turn(
+        &self,
+        step: &flow::Step,
+        name: &str,
+        flow_row: &flows::Model,
+        flow: &mut FlowRun<'_>,
+        run: &mut EventRun<'_>,
+    ) -> anyhow::Result<Next> {
+        let event = flow.event;
+        let (delivery, fresh) = self
+            .delivery_for(
+                event,
+                flow_row,
+                (name, &step.object, action_name(step.action)),
+                &flow.spec.connection_id,
+                Some(run.existing),
+            )
+            .await?;
+        note_current_delivery(&delivery.id);
+        let delivery = self.on_version(delivery, flow_row).await?;
+        match delivery.status.as_str() {
+            ds::SUCCEEDED | ds::SKIPPED => {
+                let answer = delivery
+                    .response
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok());
+                return Ok(Next::Go(delivery.crm_record_id.clone(), answer));
+            }
+            ds::DEAD => return Ok(Next::Halt(None)),
+            // Not due yet (or in another run's hands): run again when it is.
+            ds::RETRYING if delivery.next_attempt_at.is_some_and(|t| t > run.now) => {
+                return Ok(Next::Halt(delivery.next_attempt_at));
+            }
+            _ => {}
+        }
+        let kind = steps::kind(step.action);
+        Ok(match kind.runs(step.connection_id.is_some()) {
+            Runs::Here => self.step_here(kind, step, flow, &delivery).await?,
+            Runs::Stripe => match self.render(step, &flow.ctx, &delivery).await? {
+                Rendered::Run(op) => {
+                    let account = self.stripe_account_for(event, step).await?;
+                    self.at_stripe(&delivery, &op, account, &mut run.fetched)
+                        .await?
+                        .into()
+                }
+                Rendered::Skipped => Next::Skip,
+                Rendered::Failed => Next::Halt(None),
+            },
+            Runs::Endpoint => {
+                self.step_at_endpoint(kind, step, flow, &delivery, fresh)
+                    .await?
+            }
+            Runs::Connection(wants) => {
+                self.step_on_connection(kind, wants, step, flow, &delivery, fresh)
+                    .await?
+            }
+        })
+    }
+
+    /// A `for_each` step: one turn per item, each its own delivery, in order; the flow goes
+    /// on once every item's turn is done, and later steps read them as `steps.<id>.items`.
+    async fn each_turn(
+        &self,
+        step: &flow::Step,
+        flow_row: &flows::Model,
+        flow: &mut FlowRun<'_>,
+        run: &mut EventRun<'_>,
+    ) -> anyhow::Result<Next> {
+        let items = match flow::loop_items(step, &flow.ctx) {
+            Ok(items) => items.unwrap_or_default(),
+            Err(problem) => {
+                // The list itself cannot be told: the step's own delivery says why.
+                let (delivery, _) = self
+                    .delivery_for(
+                        flow.event,
+                        flow_row,
+                        (&step.id, &step.object, action_name(step.action)),
+                        &flow.spec.connection_id,
+                        Some(run.existing),
+                    )
+                    .await?;
+                if is_open(&delivery.status) {
+                    let error = CrmError::new(ErrorKind::Invalid, problem.to_string());
+                    self.record_failure(&delivery, None, error, Failure::final_attempt(&delivery))
+                        .await?;
+                }
+                return Ok(Next::Halt(None));
+            }
+        };
+        let mut done = Vec::with_capacity(items.len());
+        for (key, item) in items {
+            flow.ctx.item = Some(item);
+            let name = format!("{}[{key}]", step.id);
+            let next = self.step_turn(step, &name, flow_row, flow, run).await;
+            flow.ctx.item = None;
+            match next? {
+                Next::Go(id, answer) => {
+                    // Read like the step's own answer: a Stripe object, else the vendor's.
+                    let name = if step.action.is_stripe() {
+                        "object"
+                    } else {
+                        "response"
+                    };
+                    done.push(serde_json::json!({ "key": key, "id": id, name: answer }));
+                }
+                Next::Skip => {}
+                Next::Halt(due) => return Ok(Next::Halt(due)),
+            }
+        }
+        flow.ctx.items.insert(step.id.clone(), done);
+        Ok(Next::Skip)
     }
 
     /// A retry after the flow was edited runs the new version: says so on the delivery.

@@ -134,7 +134,11 @@ impl Engine {
         delivery: &deliveries::Model,
     ) -> anyhow::Result<Rendered> {
         Ok(match flow::render_step(step, ctx) {
-            Ok(Some(op)) => Rendered::Run(Box::new(op)),
+            Ok(Some(mut op)) => {
+                // Named like its delivery: a `for_each` item's operation says which item.
+                op.step.clone_from(&delivery.step);
+                Rendered::Run(Box::new(op))
+            }
             Ok(None) => {
                 self.transition(delivery, OPEN, |active| {
                     active.status = Set(ds::SKIPPED.into());
@@ -372,6 +376,7 @@ impl Engine {
             method: None,
             path: None,
             expand: Vec::new(),
+            select: Vec::new(),
             connection_id: None,
             url: None,
             headers: Default::default(),

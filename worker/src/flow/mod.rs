@@ -20,6 +20,7 @@
 //!   record id nor match value, is an error rather than a write that would duplicate or miss;
 //!   recipes guard such steps with `when`.
 
+pub(crate) mod each;
 pub mod limits;
 pub mod model;
 pub mod templates;
@@ -32,6 +33,7 @@ use chrono::{DateTime, Utc};
 use minijinja::Environment;
 use serde_json::{Map, Value};
 
+pub use each::{MAX_ITEMS, loop_items};
 pub use validate::REFETCH_STEP;
 use validate::{HTTP_METHODS, key_path};
 
@@ -97,6 +99,8 @@ pub fn trigger_matches_with(
         settings,
         now,
         secret_seed: None,
+        item: None,
+        items: BTreeMap::new(),
     };
     trigger_matches_in(flow, &ctx)
 }
@@ -215,6 +219,15 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
     let headers = renderer
         .map(&step.headers, "headers")
         .map_err(|(field, message)| fail(&field, message))?;
+    let mut select = Vec::with_capacity(step.select.len());
+    for (i, source) in step.select.iter().enumerate() {
+        if let Some(name) = renderer
+            .id(source)
+            .map_err(|message| fail(&format!("select[{i}]"), message))?
+        {
+            select.push(name);
+        }
+    }
     let mut op = Operation {
         step: step.id.clone(),
         action: step.action,
@@ -227,6 +240,7 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         method,
         path,
         expand: step.expand.clone(),
+        select,
         connection_id: step.connection_id.clone(),
         url,
         headers,
@@ -283,6 +297,8 @@ pub fn preview(
         settings: settings.clone(),
         now,
         secret_seed: None,
+        item: None,
+        items: BTreeMap::new(),
     };
     let mut preview = Preview {
         matched: trigger_matches_with(flow, event, settings.clone())?,
@@ -312,19 +328,43 @@ pub fn preview(
         );
         return Ok(preview);
     }
-    for (i, step) in flow.steps.iter().enumerate() {
-        match render_step(step, &ctx).map_err(|e| e.at_index(i))? {
-            Some(operation) => {
-                ctx.steps
-                    .insert(step.id.clone(), format!("{{{{steps.{}.id}}}}", step.id));
-                let stops = crate::steps::kind(operation.action).stops(&operation);
-                preview.operations.push(operation);
-                if stops {
-                    // A failed assert ends the flow: later steps would not run.
-                    break;
-                }
+    'steps: for (i, step) in flow.steps.iter().enumerate() {
+        // A step runs once, or once per item of its `for_each`, each named `<id>[<key>]`.
+        let runs = match loop_items(step, &ctx).map_err(|e| e.at_index(i))? {
+            None => vec![(step.id.clone(), String::new(), None)],
+            Some(items) => items
+                .into_iter()
+                .map(|(key, item)| (format!("{}[{key}]", step.id), key, Some(item)))
+                .collect(),
+        };
+        if runs.is_empty() {
+            preview.skipped.push(step.id.clone());
+        }
+        let mut done = Vec::new();
+        for (name, key, item) in runs {
+            ctx.item = item;
+            let rendered = render_step(step, &ctx).map_err(|e| e.at_index(i))?;
+            ctx.item = None;
+            let Some(mut operation) = rendered else {
+                preview.skipped.push(name);
+                continue;
+            };
+            let placeholder = format!("{{{{steps.{name}.id}}}}");
+            if step.for_each.is_some() {
+                operation.step = name;
+                done.push(serde_json::json!({ "key": key, "id": placeholder }));
+            } else {
+                ctx.steps.insert(step.id.clone(), placeholder);
             }
-            None => preview.skipped.push(step.id.clone()),
+            let stops = crate::steps::kind(operation.action).stops(&operation);
+            preview.operations.push(operation);
+            if stops {
+                // A failed assert ends the flow: later steps would not run.
+                break 'steps;
+            }
+        }
+        if step.for_each.is_some() {
+            ctx.items.insert(step.id.clone(), done);
         }
     }
     if preview.operations.is_empty() && !preview.skipped.is_empty() {
@@ -345,6 +385,30 @@ struct Renderer<'a> {
 }
 
 impl Renderer<'_> {
+    /// Renders `{"for_each": source, "each": each}`: `each` once per item, read as `item`.
+    fn list(&self, source: &str, each: &Value, path: &str) -> Result<Value, (String, String)> {
+        let items = each::evaluate_list(source, self.root)
+            .map_err(|message| (key_path(path, "for_each"), message))?;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let root = minijinja::context! {
+                item => templating::template_value(&item),
+                ..self.root.clone()
+            };
+            let inner = Renderer {
+                env: self.env,
+                root: &root,
+                rendered: std::cell::Cell::new(self.rendered.get()),
+            };
+            let value = inner.value(each, &format!("{path}[{i}]"))?;
+            self.rendered.set(inner.rendered.get());
+            if !value.is_null() {
+                out.push(value);
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
     /// Renders every value of a map; entries that render null are left out.
     fn map(
         &self,
@@ -391,11 +455,14 @@ impl Renderer<'_> {
                 .map(|(i, item)| self.value(item, &format!("{path}[{i}]")))
                 .collect::<Result<_, _>>()
                 .map(Value::Array),
-            Value::Object(map) => map
-                .iter()
-                .map(|(key, item)| Ok((key.clone(), self.value(item, &key_path(path, key))?)))
-                .collect::<Result<_, _>>()
-                .map(Value::Object),
+            Value::Object(map) => match each::list_template(map) {
+                Some((source, each)) => self.list(source, each, path),
+                None => map
+                    .iter()
+                    .map(|(key, item)| Ok((key.clone(), self.value(item, &key_path(path, key))?)))
+                    .collect::<Result<_, _>>()
+                    .map(Value::Object),
+            },
             other => Ok(other.clone()),
         }
     }

@@ -97,6 +97,15 @@ pub struct Step {
     /// An expression; the step runs only when it is truthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
+    /// An expression giving a list (at most 1000 items): the step runs once per item, which
+    /// its templates (and `when`) read as `item`; each run is a delivery of its own, named
+    /// `<id>[<item.id>]` (or `<id>[#<position>]` for items without one). Later steps read
+    /// `steps.<id>.items`: each run's `id` and answer, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// `find`: the fields to read of each record found (templates), besides its id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub select: Vec<String>,
     /// When the CRM refuses unknown properties, retry once with `match` plus these fields.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback_fields: Vec<String>,
@@ -174,6 +183,11 @@ pub enum Action {
     /// Record `message` (a template) on the delivery; later steps read it as
     /// `steps.<id>.response.message`.
     Log,
+    /// Find records of `object` in the flow's CRM whose fields equal every `match` value,
+    /// reading the `select` fields; writes nothing. Later steps read the first record's id
+    /// as `steps.<id>.id` and the records as `steps.<id>.response.records` (at most 100;
+    /// `response.count`). Finding none is not an error: `steps.<id>.id` is then undefined.
+    Find,
     /// Send `message` (a template), titled by the optional `fields.subject`, to every enabled
     /// notification channel of the tenant (the Slack or webhook channels its alerts go to);
     /// other `fields` travel in a webhook channel's JSON. Sent once per event, step and
@@ -191,10 +205,11 @@ impl Action {
     }
 
     /// Every action, in the order the docs list them.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Upsert,
         Action::Create,
         Action::Update,
+        Action::Find,
         Action::StripeRetrieve,
         Action::StripeCreate,
         Action::StripeUpdate,
@@ -211,6 +226,7 @@ impl Action {
             Action::Upsert => "upsert",
             Action::Create => "create",
             Action::Update => "update",
+            Action::Find => "find",
             Action::StripeRetrieve => "stripe.retrieve",
             Action::StripeCreate => "stripe.create",
             Action::StripeUpdate => "stripe.update",
@@ -271,6 +287,9 @@ pub struct Operation {
     /// `stripe.retrieve`: what Stripe is asked to expand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expand: Vec<String>,
+    /// `find`: the rendered field names to read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub select: Vec<String>,
     /// The step's own connection, when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<String>,
@@ -347,7 +366,7 @@ impl fmt::Display for ValidationError {
 }
 
 /// Everything templates can see while one event runs through one flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RenderContext {
     /// The whole Stripe event; `object` and `previous` are taken from it.
     #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
@@ -371,6 +390,14 @@ pub struct RenderContext {
     /// without it they render placeholders, as in a preview.
     #[serde(skip)]
     pub secret_seed: Option<String>,
+    /// The item a `for_each` step is running for, read as `item`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub item: Option<Value>,
+    /// Step id → what each run of a `for_each` step gave, read as `steps.<id>.items`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = std::collections::HashMap<String, Vec<serde_json::Value>>)]
+    pub items: BTreeMap<String, Vec<Value>>,
 }
 
 impl RenderContext {

@@ -70,6 +70,7 @@ pub fn context(ctx: &RenderContext) -> Value {
         .keys()
         .chain(ctx.responses.keys())
         .chain(ctx.objects.keys())
+        .chain(ctx.items.keys())
         .collect();
     let steps: Map<String, Json> = names
         .into_iter()
@@ -84,11 +85,20 @@ pub fn context(ctx: &RenderContext) -> Value {
             if let Some(object) = ctx.objects.get(step) {
                 entry.insert("object".into(), without_nulls(object));
             }
+            if let Some(items) = ctx.items.get(step) {
+                entry.insert(
+                    "items".into(),
+                    Json::Array(items.iter().map(without_nulls).collect()),
+                );
+            }
             (step.clone(), Json::Object(entry))
         })
         .collect();
     root.insert("steps".into(), Json::Object(steps));
     root.insert("settings".into(), without_nulls(&ctx.settings));
+    if let Some(item) = &ctx.item {
+        root.insert("item".into(), without_nulls(item));
+    }
     root.insert("now".into(), Json::String(rfc3339(ctx.now)));
     let generator = Value::from_object(Generator {
         seed: ctx.secret_seed.clone(),
@@ -103,6 +113,11 @@ pub fn context(ctx: &RenderContext) -> Value {
 }
 
 /// Maps lose their `null` entries (recursively), so they read as undefined.
+/// A JSON value as templates see it: maps without their null entries.
+pub fn template_value(value: &Json) -> Value {
+    Value::from(Serde(without_nulls(value)))
+}
+
 fn without_nulls(value: &Json) -> Json {
     match value {
         Json::Object(map) => Json::Object(

@@ -36,6 +36,8 @@ fn ctx(event: Value) -> RenderContext {
         settings: json!({ "won_stage": "Closed Won" }),
         now: now(),
         secret_seed: None,
+        item: None,
+        items: BTreeMap::new(),
     }
 }
 
@@ -312,6 +314,8 @@ fn retrieve_steps_are_checked_and_feed_later_steps() {
         settings: json!({}),
         now: now(),
         secret_seed: None,
+        item: None,
+        items: BTreeMap::new(),
     };
     let op = render_step(&spec.steps[0], &ctx).unwrap().unwrap();
     assert_eq!(op.record_id.as_deref(), Some("cus_1"));
@@ -439,6 +443,7 @@ fn operations_serialize_with_the_contract_names() {
         method: None,
         path: None,
         expand: vec![],
+        select: vec![],
         connection_id: None,
         url: None,
         headers: Map::new(),

@@ -1,7 +1,7 @@
 //! Step kinds: each `action` of a flow step is one kind in its own file, implementing
 //! [`StepKind`] — how a step is validated, rendered (and previewed) and executed. The engine
 //! keeps each step's delivery (claim, lease, attempts, retries, dead letters) and asks the
-//! kind what one attempt does; CRM adapters only ever see the three writes.
+//! kind what one attempt does; CRM adapters only ever see the three writes and `find`.
 //!
 //! Adding a kind: a variant of [`Action`] (and its name in `Action::as_str` and
 //! `Action::ALL`), a file here implementing [`StepKind`], and its arm in [`kind`].
@@ -9,6 +9,7 @@
 mod assert;
 mod crm_write;
 mod email;
+mod find;
 mod http;
 mod kind;
 mod log;
@@ -32,6 +33,7 @@ pub fn kind(action: Action) -> &'static dyn StepKind {
         Action::StripeCreate => &stripe_write::CREATE,
         Action::StripeUpdate => &stripe_write::UPDATE,
         Action::Email => &email::Email,
+        Action::Find => &find::Find,
         Action::Http => &http::Http,
         Action::Assert => &assert::Assert,
         Action::Log => &log::Log,

@@ -392,6 +392,7 @@ mod tests {
             method: None,
             path: None,
             expand: Vec::new(),
+            select: Vec::new(),
             connection_id: None,
             url: None,
             headers: Map::new(),

@@ -75,6 +75,8 @@ impl StripeWrite {
                 }
                 Some(Value::Array(_)) | None => {}
                 Some(Value::String(source)) if is_template(source) => {}
+                // A list made per item (`for_each` and `each`).
+                Some(Value::Object(map)) if crate::flow::each::list_template(map).is_some() => {}
                 Some(_) => problems.push(ValidationError::new(
                     "fields.items",
                     format!("must be a list of items, e.g. {}", example("items")),

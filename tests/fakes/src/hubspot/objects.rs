@@ -193,13 +193,57 @@ pub(super) fn matches_filter(record: &Record, filter: &Value) -> bool {
     }
 }
 
+/// Most results one search page holds.
+const MAX_SEARCH_LIMIT: u64 = 200;
+
+/// Properties every search result carries, asked for or not.
+const ALWAYS_SHOWN: &[&str] = &["hs_object_id", "createdate", "lastmodifieddate"];
+
+/// A search result: with `properties` asked for, those of them the object has (null when the
+/// record has no value) and the ones every result shows; without, all it has.
+fn search_result(s: &State, object: &str, record: &Record, asked: &[&str]) -> Value {
+    let mut shown = object_json(record);
+    if asked.is_empty() {
+        return shown;
+    }
+    let all = shown["properties"].as_object().cloned().unwrap_or_default();
+    let known = &s.properties[object];
+    let properties: serde_json::Map<String, Value> = asked
+        .iter()
+        .filter(|name| known.contains_key(**name) || ALWAYS_SHOWN.contains(name))
+        .chain(ALWAYS_SHOWN)
+        .map(|name| {
+            (
+                name.to_string(),
+                all.get(*name).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    shown["properties"] = Value::Object(properties);
+    shown
+}
+
 pub(super) fn search(s: &State, object: &str, body: &Value) -> HttpResponse {
     let groups = body
         .get("filterGroups")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
+    let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10);
+    if limit > MAX_SEARCH_LIMIT {
+        return error(
+            400,
+            "VALIDATION_ERROR",
+            &format!("limit must be at most {MAX_SEARCH_LIMIT}"),
+        );
+    }
+    let asked: Vec<&str> = body
+        .get("properties")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     let records = s.records.get(object).cloned().unwrap_or_default();
     let found: Vec<&Record> = records
         .iter()
@@ -213,8 +257,17 @@ pub(super) fn search(s: &State, object: &str, body: &Value) -> HttpResponse {
                 })
         })
         .collect();
-    HttpResponse::Ok().json(json!({
+    let limit = limit as usize;
+    let mut answer = json!({
         "total": found.len(),
-        "results": found.iter().take(limit).map(|r| object_json(r)).collect::<Vec<_>>(),
-    }))
+        "results": found
+            .iter()
+            .take(limit)
+            .map(|r| search_result(s, object, r, &asked))
+            .collect::<Vec<_>>(),
+    });
+    if found.len() > limit {
+        answer["paging"] = json!({"next": {"after": limit.to_string()}});
+    }
+    HttpResponse::Ok().json(answer)
 }

@@ -23,8 +23,8 @@ const SYSTEM_FIELDS: &[(&str, &str)] = &[
 
 /// Most field names one list may ask for, most records a page holds, and the deepest record
 /// pages reach (past it Zoho wants a `page_token`).
-const MAX_FIELDS: usize = 50;
-const MAX_PER_PAGE: usize = 200;
+pub(super) const MAX_FIELDS: usize = 50;
+pub(super) const MAX_PER_PAGE: usize = 200;
 const PAGE_REACH: usize = 2000;
 
 fn invalid_module() -> HttpResponse {
@@ -68,7 +68,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn bad(param: &str, message: &str) -> HttpResponse {
+pub(super) fn bad(param: &str, message: &str) -> HttpResponse {
     whole_error(400, "INVALID_DATA", message, json!({"param": param}))
 }
 

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use super::answers::{batch_status, integration_user, record_error, success, user, whole_error};
-use super::listing::{delete, fields, list};
+use super::listing::{MAX_FIELDS, MAX_PER_PAGE, bad, delete, fields, list};
 use super::state::same;
 use super::watch::{notify_changes, watch};
 use super::{Shared, State};
@@ -272,7 +272,8 @@ fn update_one(s: &mut State, module: &str, id: &str, body: &[u8]) -> HttpRespons
     batch_status(&[result], StatusCode::OK)
 }
 
-/// `GET /{module}/search` by `criteria`, `email` or `phone`.
+/// `GET /{module}/search` by `criteria`, `email` or `phone`: the first `per_page` records
+/// (at most 200), with only `id` and the `fields` named when it names some; 204 when none match.
 fn search(s: &State, module: &str, query: &HashMap<String, String>) -> HttpResponse {
     let module = module.to_string();
     if !module_known(s, &module) {
@@ -302,6 +303,23 @@ fn search(s: &State, module: &str, query: &HashMap<String, String>) -> HttpRespo
             json!({"param": "criteria"}),
         );
     };
+    let per_page = match query.get("per_page").map(|text| text.parse::<usize>()) {
+        None => MAX_PER_PAGE,
+        Some(Ok(n)) if (1..=MAX_PER_PAGE).contains(&n) => n,
+        Some(_) => return bad("per_page", "invalid data"),
+    };
+    let wanted: Vec<&str> = query
+        .get("fields")
+        .map(|f| f.split(',').filter(|n| !n.is_empty()).collect())
+        .unwrap_or_default();
+    if wanted.len() > MAX_FIELDS {
+        return whole_error(
+            400,
+            "LIMIT_EXCEEDED",
+            "the number of fields exceeds the limit",
+            json!({"param": "fields", "limit": MAX_FIELDS}),
+        );
+    }
     let found: Vec<Value> = s
         .records
         .get(&module)
@@ -325,9 +343,22 @@ fn search(s: &State, module: &str, query: &HashMap<String, String>) -> HttpRespo
     if found.is_empty() {
         return HttpResponse::NoContent().finish();
     }
+    let more = found.len() > per_page;
+    let shown: Vec<Value> = found
+        .into_iter()
+        .take(per_page)
+        .map(|record| match record {
+            Value::Object(all) if !wanted.is_empty() => Value::Object(
+                all.into_iter()
+                    .filter(|(name, _)| name == "id" || wanted.contains(&name.as_str()))
+                    .collect(),
+            ),
+            other => other,
+        })
+        .collect();
     HttpResponse::Ok().json(json!({
-        "data": found,
-        "info": {"per_page": 200, "count": found.len(), "page": 1, "more_records": false}
+        "info": {"per_page": per_page, "count": shown.len(), "page": 1, "more_records": more},
+        "data": shown,
     }))
 }
 

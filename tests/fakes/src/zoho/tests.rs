@@ -383,3 +383,50 @@ async fn records_list_by_modification_time_since_a_time_in_pages() {
     assert!(names.contains(&"Modified_Time") && names.contains(&"Stage"));
     org.fake.stop().await;
 }
+
+#[tokio::test]
+async fn a_search_names_its_fields_and_pages_and_nothing_found_is_204() {
+    let org = Org::start().await;
+    for first in ["Ada", "Grace", "Alan"] {
+        org.fake.insert(
+            "Contacts",
+            json!({"Last_Name": "Byron", "First_Name": first, "Email": format!("{first}@example.com")}),
+        );
+    }
+    let path = "/Contacts/search?criteria=((Last_Name:equals:Byron))&fields=First_Name,Email\
+                &per_page=2";
+    let page = org.call(reqwest::Method::GET, path, None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["info"]["more_records"], true);
+    let records = page.body["data"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["First_Name"], "Ada");
+    assert!(records[0]["id"].is_string());
+    assert!(
+        records[0].get("Last_Name").is_none(),
+        "only the fields named"
+    );
+
+    let both =
+        "/Contacts/search?criteria=((Last_Name:equals:Byron)and(Email:equals:alan@example.com))";
+    let one = org.call(reqwest::Method::GET, both, None).await;
+    assert_eq!(
+        one.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        one.body
+    );
+    assert_eq!(
+        one.body["data"][0]["Last_Name"], "Byron",
+        "every field without fields"
+    );
+    assert_eq!(one.body["info"]["more_records"], false);
+
+    let none = "/Contacts/search?criteria=((Last_Name:equals:Lovelace))";
+    assert_eq!(org.call(reqwest::Method::GET, none, None).await.status, 204);
+    let wrong = "/Contacts/search?criteria=((Last_Name:equals:Byron))&per_page=500";
+    assert_eq!(
+        org.call(reqwest::Method::GET, wrong, None).await.status,
+        400
+    );
+}

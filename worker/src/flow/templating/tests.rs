@@ -14,6 +14,8 @@ fn ctx(object: Json) -> RenderContext {
         settings: json!({}),
         now: Utc.with_ymd_and_hms(2024, 9, 15, 12, 30, 0).unwrap(),
         secret_seed: None,
+        item: None,
+        items: BTreeMap::new(),
     }
 }
 

@@ -63,6 +63,8 @@ const STEP_KEYS: &[&str] = &[
     "record_id",
     "stripe_account_id",
     "when",
+    "for_each",
+    "select",
     "fallback_fields",
     "associate",
     "method",
@@ -102,6 +104,8 @@ enum Scope<'a> {
     Step {
         index: usize,
         ids: &'a [Option<String>],
+        /// Whether the step has a `for_each`, so its templates may read `item`.
+        looping: bool,
     },
 }
 
@@ -241,7 +245,9 @@ impl Checker {
     /// Refuses the keys an action does not take.
     fn only_keys(&mut self, map: &Map<String, Value>, path: &str, action: &str, allowed: &[&str]) {
         for key in map.keys() {
-            if !allowed.contains(&key.as_str()) && STEP_KEYS.contains(&key.as_str()) {
+            // Any step may run once per item.
+            let universal = key == "for_each";
+            if !universal && !allowed.contains(&key.as_str()) && STEP_KEYS.contains(&key.as_str()) {
                 self.error(
                     format!("{path}.{key}"),
                     format!("{action} steps take {}", allowed[2..].join(", ")),
@@ -282,11 +288,26 @@ impl Checker {
                     self.template_value(&format!("{path}[{i}]"), item, scope);
                 }
             }
-            Value::Object(map) => {
-                for (key, item) in map {
-                    self.template_value(&key_path(path, key), item, scope);
+            Value::Object(map) => match crate::flow::each::list_template(map) {
+                // A list made per item: its `each` reads `item`.
+                Some((source, each)) => {
+                    self.condition(&key_path(path, "for_each"), source, scope);
+                    let inner = match scope {
+                        Scope::Step { index, ids, .. } => Scope::Step {
+                            index,
+                            ids,
+                            looping: true,
+                        },
+                        Scope::Trigger => Scope::Trigger,
+                    };
+                    self.template_value(&key_path(path, "each"), each, inner);
                 }
-            }
+                None => {
+                    for (key, item) in map {
+                        self.template_value(&key_path(path, key), item, scope);
+                    }
+                }
+            },
             _ => {}
         }
     }
@@ -497,6 +518,13 @@ impl Checker {
         for variable in &variables {
             let mut parts = variable.split('.');
             let root = parts.next().unwrap_or_default();
+            if root == "item" {
+                let looping = matches!(scope, Scope::Step { looping: true, .. });
+                if !looping && reported.insert(root.to_owned()) {
+                    self.error(path, "item: only a step with for_each has an item");
+                }
+                continue;
+            }
             if !(CONTEXT_NAMES.contains(&root)
                 || ENGINE_NAMES.contains(&root)
                 || self.globals.contains(root))
@@ -526,7 +554,7 @@ impl Checker {
                     path,
                     format!("steps.{step}: the trigger is checked before any step runs"),
                 ),
-                Scope::Step { index, ids } => {
+                Scope::Step { index, ids, .. } => {
                     match ids.iter().position(|id| id.as_deref() == Some(step)) {
                         None => self.error(path, format!("unknown step '{step}' in steps.{step}")),
                         Some(position) if position == index => {
@@ -540,11 +568,11 @@ impl Checker {
                         ),
                         Some(_) => {
                             if let Some(attribute) = parts.next()
-                                && !matches!(attribute, "id" | "response" | "object")
+                                && !matches!(attribute, "id" | "response" | "object" | "items")
                             {
                                 self.error(
                                     path,
-                                    format!("steps.{step}.{attribute}: a step exposes its record id (steps.{step}.id), the vendor's answer (steps.{step}.response) and, for stripe.retrieve, the object (steps.{step}.object)"),
+                                    format!("steps.{step}.{attribute}: a step exposes its record id (steps.{step}.id), the vendor's answer (steps.{step}.response), for stripe steps the object (steps.{step}.object), and for a for_each step each item's run (steps.{step}.items)"),
                                 );
                             }
                         }

@@ -4,6 +4,11 @@ use super::*;
 use crate::flow::Action;
 use crate::steps::{self, Runs, Shape};
 
+/// The longest step id: a delivery is named by it (and a `for_each` item's key).
+const MAX_STEP_ID: usize = 64;
+/// The longest object name a delivery records.
+const MAX_OBJECT: usize = 128;
+
 impl Checker {
     pub(super) fn step(&mut self, index: usize, value: &Value, ids: &[Option<String>]) {
         let path = format!("steps[{index}]");
@@ -12,15 +17,33 @@ impl Checker {
             return;
         };
         self.known_keys(map, &path, STEP_KEYS);
-        let scope = Scope::Step { index, ids };
+        let scope = Scope::Step {
+            index,
+            ids,
+            looping: map.contains_key("for_each"),
+        };
+        if let Some(for_each) = self.optional_text(map, &path, "for_each") {
+            let outer = Scope::Step {
+                index,
+                ids,
+                looping: false,
+            };
+            self.condition(&format!("{path}.for_each"), for_each, outer);
+        }
 
         self.step_id(map, &path, index, ids);
         let kind = self.action_kind(map, &path);
         // Email, http and assert steps write no CRM object.
-        if kind.is_none_or(|kind| kind.needs_object()) {
-            self.required_text(map, &path, "object");
+        let object = if kind.is_none_or(|kind| kind.needs_object()) {
+            self.required_text(map, &path, "object")
         } else {
-            self.optional_text(map, &path, "object");
+            self.optional_text(map, &path, "object")
+        };
+        if object.is_some_and(|object| object.len() > MAX_OBJECT) {
+            self.error(
+                format!("{path}.object"),
+                format!("must be at most {MAX_OBJECT} characters"),
+            );
         }
         if let Some(connection_id) = self.optional_text(map, &path, "connection_id")
             && connection_id.trim().is_empty()
@@ -37,6 +60,8 @@ impl Checker {
             }
             if let Some(keys) = kind.keys() {
                 self.only_keys(map, &path, kind.action().as_str(), keys);
+            } else if map.contains_key("select") {
+                self.error(format!("{path}.select"), "only find steps select fields");
             }
         }
         self.expand(map, &path, kind);
@@ -52,7 +77,9 @@ impl Checker {
     ) {
         if let Some(id) = self.required_text(map, path, "id") {
             let id_path = format!("{path}.id");
-            if !is_identifier(id) {
+            if id.len() > MAX_STEP_ID {
+                self.error(id_path, format!("must be at most {MAX_STEP_ID} characters"));
+            } else if !is_identifier(id) {
                 self.error(
                     id_path,
                     "must be an identifier: letters, digits and _, not starting with a digit",
@@ -143,6 +170,12 @@ impl Checker {
         }
         if let Some(when) = self.optional_text(map, path, "when") {
             self.condition(&format!("{path}.when"), when, scope);
+        }
+        let select = map.get("select").and_then(Value::as_array);
+        for (i, name) in select.into_iter().flatten().enumerate() {
+            if let Some(name) = name.as_str() {
+                self.template(&format!("{path}.select[{i}]"), name, scope);
+            }
         }
         self.fallback_fields(map, path, match_fields, fields);
         self.associations(map, path, scope);

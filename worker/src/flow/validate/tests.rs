@@ -341,7 +341,7 @@ fn shape_errors_are_all_reported() {
             ),
             (
                 "steps[0].action".to_string(),
-                "unknown action 'merge'; expected upsert, create, update, stripe.retrieve, stripe.create, stripe.update, email, http, assert, log or notify"
+                "unknown action 'merge'; expected upsert, create, update, find, stripe.retrieve, stripe.create, stripe.update, email, http, assert, log or notify"
                     .to_string()
             ),
             (

@@ -252,6 +252,8 @@ fn ctx(object: Value) -> RenderContext {
         settings: json!({}),
         now: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
         secret_seed: None,
+        item: None,
+        items: BTreeMap::new(),
     }
 }
 

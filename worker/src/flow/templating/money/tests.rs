@@ -32,6 +32,8 @@ fn ctx(object: Json, settings: Json) -> RenderContext {
         settings,
         now: Utc.with_ymd_and_hms(2024, 9, 15, 12, 30, 0).unwrap(),
         secret_seed: None,
+        item: None,
+        items: BTreeMap::new(),
     }
 }
 

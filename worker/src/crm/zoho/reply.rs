@@ -1,0 +1,53 @@
+//! Zoho CRM's whole-request errors read into a kind and a message, and the path segments
+//! requests are built of.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::crm::session::{Reply, kind_of_status};
+use crate::crm::{CrmError, ErrorKind};
+
+/// A whole-request error (`{"code","details","message","status"}`).
+pub(crate) fn classify(reply: &Reply) -> CrmError {
+    let body = reply.json().unwrap_or(Value::Null);
+    let entry = body
+        .get("data")
+        .and_then(Value::as_array)
+        .and_then(|d| d.first())
+        .unwrap_or(&body);
+    let code = entry.get("code").and_then(Value::as_str).unwrap_or("");
+    let message = entry.get("message").and_then(Value::as_str).unwrap_or("");
+    let mut kind = kind_of_status(reply.status);
+    match code {
+        "INVALID_TOKEN" | "AUTHENTICATION_FAILURE" => kind = ErrorKind::Auth,
+        "TOO_MANY_REQUESTS" | "API_LIMIT_EXCEEDED" => kind = ErrorKind::RateLimited,
+        "INVALID_MODULE" | "NO_PERMISSION" | "OAUTH_SCOPE_MISMATCH" => kind = ErrorKind::Permanent,
+        _ => {}
+    }
+    if reply.status == 403 && kind != ErrorKind::RateLimited {
+        kind = ErrorKind::Permanent;
+    }
+    let field = entry
+        .pointer("/details/api_name")
+        .and_then(Value::as_str)
+        .map(|f| format!(" (field {f})"))
+        .unwrap_or_default();
+    let text = if code.is_empty() && message.is_empty() {
+        format!("Zoho CRM answered {}", reply.status)
+    } else {
+        format!("Zoho CRM {} {code}: {message}{field}", reply.status)
+    };
+    let mut error = reply.error(kind, text);
+    if kind == ErrorKind::RateLimited {
+        error.retry_after = reply.retry_after().or(Some(Duration::from_secs(60)));
+    }
+    error
+}
+
+/// `text` as one URL path segment.
+pub(crate) fn segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
