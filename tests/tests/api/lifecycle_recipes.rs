@@ -393,6 +393,7 @@ async fn a_cancellation_reaches_the_csm_and_each_channel_once_even_when_replayed
         assert_eq!(fake.records("Task").len(), 1, "no second Task");
 
         scheduled_cancellations(&app, &p, &stripe, &fake, &account, &slack).await;
+        csm_of_the_account(&app, &p, &fake, &account).await;
         hook.served.stop().await;
         slack.served.stop().await;
         app.cleanup_handle().run().await;
@@ -677,4 +678,42 @@ async fn the_lifecycle_test_events_can_be_sent() {
         }
         app.cleanup_handle().run().await;
     }
+}
+
+/// With `settings.csm_field`, a subscription that names no CSM gets the user the Account's
+/// field names, read by the recipe's find step.
+async fn csm_of_the_account(app: &TestApp, p: &Pipeline, fake: &FakeSalesforce, account: &str) {
+    const ACCOUNT_CSM: &str = "005000000000999AAA";
+    fake.define_field("Account", "CSM__c", false);
+    fake.touch(account, json!({"CSM__c": ACCOUNT_CSM}));
+    let patched = app
+        .patch(
+            &format!("/v1/connections/{}", p.connection_id),
+            &p.tenant.token,
+            json!({"settings": {"login_url": fake.login_url, "api_version": "60.0",
+                                "csm_field": "CSM__c"}}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    let metadata = json!({"salesforce_account_id": account});
+    let deleted = event(
+        "evt_can4",
+        "customer.subscription.deleted",
+        // Initech Labs, whose Customer names the account and no CSM.
+        subscription("sub_ini4", "cus_ini2", metadata),
+        None,
+    );
+    let done = processed(app, p, &deleted).await;
+    let found = done["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["step"] == "account")
+        .unwrap_or_else(|| panic!("no find delivery: {done}"));
+    assert_eq!(found["status"], "succeeded", "{found}");
+    assert_eq!(found["crm_record_id"], account, "{found}");
+    let tasks = fake.records("Task");
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
+    assert_eq!(tasks[2]["OwnerId"], ACCOUNT_CSM, "the Account's CSM field");
+    assert_eq!(tasks[2]["WhatId"], account);
 }

@@ -276,6 +276,15 @@ async fn reconcile(app: &TestApp, fake: &FakeStripe, p: &Pipeline, flow: Value) 
     let (payout, charges) = automatic_payout(fake);
     let po = payout["id"].as_str().unwrap().to_string();
     assert_eq!(payout["amount"], 105_736);
+    // Three of its charges have a Payment__c already (the payment-record recipe's).
+    app.flow_from_template(p, "salesforce-payment-record").await;
+    for (i, id) in charges.iter().take(3).enumerate() {
+        let paid = charge(id, 1000 + i as i64, "usd");
+        let done = app
+            .deliver(p, &FakeStripe::event("charge.succeeded", paid, now()))
+            .await;
+        assert_eq!(done["status"], "processed", "{done}");
+    }
 
     let done = app
         .deliver(p, &FakeStripe::event("payout.paid", payout.clone(), now()))
@@ -316,6 +325,8 @@ async fn reconcile(app: &TestApp, fake: &FakeStripe, p: &Pipeline, flow: Value) 
         "every charge of the payout, and only those"
     );
 
+    marked_payments(app, p, &done, &po, &charges).await;
+
     // Stripe's list, read whole: two pages of 100.
     let pages: Vec<String> = fake
         .requests()
@@ -355,6 +366,38 @@ async fn reconcile(app: &TestApp, fake: &FakeStripe, p: &Pipeline, flow: Value) 
         done["deliveries"].as_array().is_none_or(|d| d.is_empty()),
         "{done}"
     );
+}
+
+/// Each charge of the payout was looked up; the three with a Payment__c carry the payout,
+/// their fee and net; no Payment__c was made for the others.
+async fn marked_payments(app: &TestApp, p: &Pipeline, done: &Value, po: &str, charges: &[String]) {
+    let steps: Vec<&str> = done["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["step"].as_str())
+        .collect();
+    let looked_up = steps.iter().filter(|s| s.starts_with("payments[")).count();
+    assert_eq!(looked_up, 104, "{steps:?}");
+    let marked = steps.iter().filter(|s| s.starts_with("mark[")).count();
+    assert_eq!(marked, 3, "{steps:?}");
+    let mut payments = app
+        .records(&p.tenant.token, &p.connection_id, "Payment__c")
+        .await;
+    assert_eq!(payments.len(), 3, "{payments:?}");
+    payments.sort_by_key(|r| {
+        r["fields"]["Stripe_Charge_ID__c"]
+            .as_str()
+            .map(str::to_string)
+    });
+    for (i, payment) in payments.iter().enumerate() {
+        let fields = &payment["fields"];
+        assert_eq!(fields["Stripe_Charge_ID__c"], charges[i].as_str());
+        assert_eq!(fields["Stripe_Payout_ID__c"], po, "{payment}");
+        assert_eq!(fields["Fee__c"], 0.3, "{payment}");
+        let net = (1000 + i as i64 - 30) as f64 / 100.0;
+        assert_eq!(fields["Net__c"], net, "{payment}");
+    }
 }
 
 #[tokio::test]

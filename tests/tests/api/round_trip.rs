@@ -12,6 +12,7 @@ use tributary_fakes::stripe::FakeStripe;
 use tributary_tests::{Pipeline, TestApp, backends, wait_for};
 
 const PRICE: &str = "price_1RoundTripPro";
+const SEAT_PRICE: &str = "price_1RoundTripSeat";
 
 fn setup_org(fake: &FakeSalesforce) {
     for field in [
@@ -34,7 +35,7 @@ async fn salesforce_pipeline(app: &TestApp, fake: &FakeSalesforce) -> Pipeline {
                  "private_key": salesforce::TEST_PRIVATE_KEY_PEM},
         "settings": {"login_url": fake.login_url, "api_version": "60.0",
                      "won_stage": "Closed Won", "watch": ["Opportunity"], "poll_seconds": 3600,
-                     "stripe_prices": {"Pro": PRICE}}
+                     "stripe_prices": {"Pro": PRICE, "SEAT-1": SEAT_PRICE}}
     }))
     .await
 }
@@ -190,4 +191,185 @@ async fn closed_won_creates_the_subscription_and_the_loop_settles_after_one_lap(
         );
         stripe.stop().await;
     }
+}
+
+/// A Stripe account with the two prices, a Customer tagged with Account 1 and a Customer with
+/// the email of Account 2's Contact.
+fn stripe_with_customers() -> FakeStripe {
+    let stripe = FakeStripe::start();
+    for (price, amount, product) in [(PRICE, 4900, "prod_pro"), (SEAT_PRICE, 1000, "prod_seat")] {
+        stripe.put(json!({"id": price, "object": "price", "currency": "usd",
+            "unit_amount": amount, "recurring": {"interval": "month", "interval_count": 1},
+            "product": product, "active": true, "livemode": false}));
+    }
+    stripe.put(
+        json!({"id": "cus_known", "object": "customer", "name": "Known Ltd",
+        "email": null, "created": 1_700_000_000, "livemode": false,
+        "metadata": {"salesforce_account_id": "001000000000001AAA"}}),
+    );
+    stripe.put(
+        json!({"id": "cus_mail", "object": "customer", "name": "Pepper Potts",
+        "email": "pepper@stark.com", "created": 1_700_000_001, "livemode": false,
+        "metadata": {}}),
+    );
+    stripe
+}
+
+/// Four Opportunities, of Accounts 1 to 4: the first with two priced products, the fourth
+/// with a product no price is known for. Returns the first three and the fourth.
+fn opportunities(sf: &FakeSalesforce) -> ([String; 3], String) {
+    sf.insert(
+        "Contact",
+        json!({"LastName": "Potts", "Email": "pepper@stark.com",
+        "AccountId": "001000000000002AAA"}),
+    );
+    let opportunity = |account: &str| {
+        sf.insert(
+            "Opportunity",
+            json!({"Name": format!("Deal of {account}"),
+            "StageName": "Negotiation", "CloseDate": "2030-01-01", "AccountId": account,
+            "Plan__c": "Pro", "Quantity__c": 1}),
+        )
+    };
+    let opportunities = [
+        opportunity("001000000000001AAA"),
+        opportunity("001000000000002AAA"),
+        opportunity("001000000000003AAA"),
+    ];
+    for (code, quantity) in [("Pro", 2), ("SEAT-1", 5)] {
+        sf.insert(
+            "OpportunityLineItem",
+            json!({"OpportunityId": opportunities[0],
+            "ProductCode": code, "Quantity": quantity}),
+        );
+    }
+    let unpriced = opportunity("001000000000004AAA");
+    sf.insert(
+        "OpportunityLineItem",
+        json!({"OpportunityId": unpriced,
+        "ProductCode": "GOLD-9", "Quantity": 1}),
+    );
+    (opportunities, unpriced)
+}
+
+/// Closed Won finds the Stripe Customer before it makes one: by the Account id in a
+/// Customer's metadata, else by the email of the Account's Contact; only an Account with
+/// neither gets a new Customer. Each Customer found is tagged with the Opportunity. An
+/// Opportunity's products make its subscription's items; an unpriced product stops its flow
+/// before anything is written.
+#[tokio::test]
+async fn closed_won_finds_the_stripe_customer_by_account_then_by_email() {
+    for backend in backends() {
+        let stripe = stripe_with_customers();
+        let sf = FakeSalesforce::start();
+        setup_org(&sf);
+        let app = TestApp::spawn_with(
+            backend,
+            &[("TRIBUTARY_STRIPE_API_URL", stripe.base_url.as_str())],
+        )
+        .await;
+        let p = salesforce_pipeline(&app, &sf).await;
+        app.connect_fake_stripe(&p, &stripe).await;
+        app.flow_from_template(&p, "salesforce-closed-won-to-stripe")
+            .await;
+        let (opportunities, unpriced) = opportunities(&sf);
+        assert_eq!(poll(&app, &p).await["events"], 4);
+        for opp in opportunities.iter().chain([&unpriced]) {
+            sf.touch(opp, json!({"StageName": "Closed Won"}));
+        }
+        assert_eq!(poll(&app, &p).await["events"], 4);
+
+        let customer_of = |opp: &str| {
+            let record = sf.record("Opportunity", opp)?;
+            record
+                .get("Stripe_Customer_ID__c")?
+                .as_str()
+                .map(str::to_string)
+        };
+        let customers: Vec<String> = wait_for(30, "each Opportunity's customer", || async {
+            opportunities.iter().map(|opp| customer_of(opp)).collect()
+        })
+        .await;
+        found_or_made(&stripe, &customers, &opportunities);
+        subscribed(&stripe, &customers);
+        unpriced_stops(&app, &p, &sf, &unpriced).await;
+        stripe.stop().await;
+    }
+}
+
+/// Account 1's Customer by metadata, Account 2's by email, a new one for Account 3; each
+/// tagged with its Opportunity.
+fn found_or_made(stripe: &FakeStripe, customers: &[String], opportunities: &[String]) {
+    assert_eq!(customers[0], "cus_known", "found by the Account id");
+    assert_eq!(customers[1], "cus_mail", "found by the Contact's email");
+    let made = stripe.object(&customers[2]).expect("a new customer");
+    assert_eq!(
+        made["metadata"]["salesforce_account_id"],
+        "001000000000003AAA"
+    );
+    assert_eq!(stripe.objects_of("customer").len(), 3);
+    for (customer, opp) in customers.iter().zip(opportunities) {
+        let tagged = stripe.object(customer).unwrap();
+        assert_eq!(
+            tagged["metadata"]["salesforce_opportunity_id"],
+            opp.as_str()
+        );
+    }
+    let mail = stripe.object("cus_mail").unwrap();
+    assert_eq!(
+        mail["metadata"]["salesforce_account_id"],
+        "001000000000002AAA"
+    );
+}
+
+/// One subscription per Opportunity; the first's items are its products.
+fn subscribed(stripe: &FakeStripe, customers: &[String]) {
+    let mut subscribed: Vec<String> = stripe
+        .objects_of("subscription")
+        .iter()
+        .map(|s| s["customer"].as_str().unwrap_or_default().to_string())
+        .collect();
+    subscribed.sort();
+    let mut expected = customers.to_vec();
+    expected.sort();
+    assert_eq!(subscribed, expected, "one subscription per Opportunity");
+    let of_products = stripe
+        .objects_of("subscription")
+        .into_iter()
+        .find(|s| s["customer"] == "cus_known")
+        .unwrap();
+    let items: Vec<(String, i64)> = of_products["items"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let price = i["price"]["id"].as_str().unwrap_or_default().to_string();
+            (price, i["quantity"].as_i64().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(items, [(PRICE.to_string(), 2), (SEAT_PRICE.to_string(), 5)]);
+}
+
+/// The unpriced product stopped its flow before any write, saying which code.
+async fn unpriced_stops(app: &TestApp, p: &Pipeline, sf: &FakeSalesforce, unpriced: &str) {
+    let stopped = wait_for(30, "the unpriced Opportunity's flow to stop", || async {
+        let reply = app.get("/v1/deliveries?limit=100", &p.tenant.token).await;
+        reply.body["data"]
+            .as_array()?
+            .iter()
+            .find(|d| d["step"] == "priced" && d["status"] == "skipped")
+            .cloned()
+    })
+    .await;
+    let reason = stopped["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("without a Stripe price") && reason.contains("GOLD-9"),
+        "{stopped}"
+    );
+    assert!(
+        sf.record("Opportunity", unpriced)
+            .unwrap()
+            .get("Stripe_Customer_ID__c")
+            .is_none_or(Value::is_null)
+    );
 }

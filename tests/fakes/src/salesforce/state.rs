@@ -20,6 +20,7 @@ fn prefix(object: &str) -> &'static str {
         "User" => "005",
         "RecordType" => "012",
         "OpportunityStage" => "01J",
+        "OpportunityLineItem" => "00k",
         _ => "a00",
     }
 }
@@ -62,6 +63,18 @@ fn standard_fields(object: &str) -> &'static [&'static str] {
             "Description",
             "Probability",
         ],
+        // An Opportunity's products; ProductCode and Name come from its Product2.
+        "OpportunityLineItem" => &[
+            "OpportunityId",
+            "PricebookEntryId",
+            "Product2Id",
+            "ProductCode",
+            "Name",
+            "Quantity",
+            "UnitPrice",
+            "TotalPrice",
+            "Description",
+        ],
         "Task" => &[
             "Subject",
             "Description",
@@ -82,6 +95,7 @@ fn required_fields(object: &str) -> &'static [&'static str] {
         "Contact" => &["LastName"],
         "Lead" => &["LastName", "Company"],
         "Opportunity" => &["Name", "StageName", "CloseDate"],
+        "OpportunityLineItem" => &["OpportunityId", "Quantity"],
         _ => &[],
     }
 }
@@ -113,7 +127,14 @@ impl State {
         })
         .collect();
         let mut fields = HashMap::new();
-        for object in ["Account", "Contact", "Lead", "Opportunity", "Task"] {
+        for object in [
+            "Account",
+            "Contact",
+            "Lead",
+            "Opportunity",
+            "OpportunityLineItem",
+            "Task",
+        ] {
             fields.insert(
                 object.to_string(),
                 standard_fields(object)

@@ -30,6 +30,7 @@ pub static PROVIDER: Provider = Provider {
         ("poll_seconds", Kind::PollInterval),
         ("integration_user_id", Kind::Text),
         ("organization_id", Kind::Text),
+        ("csm_field", Kind::Text),
     ],
     required: &[],
     check: no_check,

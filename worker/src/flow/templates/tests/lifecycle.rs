@@ -48,6 +48,8 @@ pub(super) fn run_with(
         settings: json!({}),
         now: now(),
         secret_seed: None,
+        item: None,
+        items: BTreeMap::new(),
     };
     let (mut operations, mut skipped) = (Vec::new(), Vec::new());
     for step in &spec.steps {
@@ -377,7 +379,7 @@ fn a_real_failed_charge_is_a_failed_payment_with_its_decline_code() {
     let preview = run(CHURN, &failed);
     assert_eq!(
         preview.skipped,
-        ["customer", "task", "alert"],
+        ["customer", "account", "task", "alert"],
         "no follow-up for a charge"
     );
     let [payment]: [Operation; 1] = preview.operations.try_into().expect("one operation");
@@ -425,7 +427,11 @@ fn a_real_cancellation_is_a_task_for_the_csm_and_a_notice() {
         ],
     );
     assert_eq!(steps_of(&ops), ["customer", "task", "alert"]);
-    assert_eq!(skipped, ["payment"]);
+    assert_eq!(
+        skipped,
+        ["payment", "account"],
+        "the Customer names the CSM"
+    );
     assert_eq!(
         step(&ops, "customer").record_id.as_deref(),
         Some("cus_IhGfebO16cMIGN")
@@ -477,7 +483,7 @@ fn a_scheduled_cancellation_alerts_once_and_other_updates_do_not() {
     let (ops, skipped) = run_with(CHURN, &scheduled, &[]);
     assert_eq!(
         skipped,
-        ["payment", "customer"],
+        ["payment", "customer", "account"],
         "the subscription names account and CSM"
     );
     let task = step(&ops, "task");
