@@ -32,6 +32,7 @@ mod hostile_ssrf;
 mod hostile_templates;
 mod hostile_watcher;
 mod hostile_worker;
+mod hubspot_deal_won;
 mod ingest;
 mod isolation;
 mod lifecycle_recipes;

@@ -91,6 +91,7 @@ const RECIPES: &[&str] = &[
     include_str!("recipes/salesforce-refunds-and-disputes.yaml"),
     include_str!("recipes/salesforce-failed-payments-and-cancellations.yaml"),
     include_str!("recipes/hubspot-payment-intent-contact.yaml"),
+    include_str!("recipes/hubspot-deal-won-to-stripe.yaml"),
 ];
 
 /// A recipe file.

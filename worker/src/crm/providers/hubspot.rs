@@ -24,6 +24,7 @@ pub static PROVIDER: Provider = Provider {
         ("exchange_rates", Kind::RateTable),
         ("stripe_prices", Kind::PriceTable),
         ("app_id", Kind::Text),
+        ("won_stage", Kind::Text),
     ],
     required: &[],
     check: no_check,
