@@ -114,21 +114,7 @@ async fn a_deal_won_in_hubspot_becomes_one_stripe_subscription() {
         assert!(sender.send(&[won(&deal)]).await, "{:?}", sender.attempts());
         assert_eq!(settled(&app, &p, 1).await, ["processed"]);
 
-        let subscriptions = stripe.objects_of("subscription");
-        assert_eq!(subscriptions.len(), 1, "{subscriptions:?}");
-        let sub = &subscriptions[0];
-        assert_eq!(sub["items"]["data"][0]["price"]["id"], PRICE);
-        assert_eq!(sub["items"]["data"][0]["quantity"], 3);
-        assert_eq!(sub["metadata"]["hubspot_deal_id"], deal.as_str());
-        let customers = stripe.objects_of("customer");
-        assert_eq!(customers.len(), 1);
-        assert_eq!(customers[0]["name"], "Stark renewal");
-        assert_eq!(customers[0]["metadata"]["hubspot_deal_id"], deal.as_str());
-        assert_eq!(sub["customer"], customers[0]["id"]);
-        let stored = hubspot.records("deals");
-        let written = stored.iter().find(|d| d.id == deal).unwrap();
-        assert_eq!(written.properties["stripe_subscription_id"], sub["id"]);
-        assert_eq!(written.properties["stripe_customer_id"], customers[0]["id"]);
+        let sub = one_subscription(&stripe, &hubspot, &deal);
 
         // HubSpot tells of the app's own write (by its app id): recorded, and nothing runs.
         // Moved back and won again by a person, the deal already has its subscription.
@@ -179,4 +165,26 @@ async fn a_deal_won_in_hubspot_becomes_one_stripe_subscription() {
         stripe.stop().await;
         hubspot.stop().await;
     }
+}
+
+/// One subscription of the deal's plan and quantity, on a Customer made for the deal, both
+/// ids written back to the deal. Returns the subscription.
+fn one_subscription(stripe: &FakeStripe, hubspot: &FakeHubSpot, deal: &str) -> Value {
+    let subscriptions = stripe.objects_of("subscription");
+    assert_eq!(subscriptions.len(), 1, "{subscriptions:?}");
+    let sub = &subscriptions[0];
+    assert_eq!(sub["items"]["data"][0]["price"]["id"], PRICE);
+    assert_eq!(sub["items"]["data"][0]["quantity"], 3);
+    assert_eq!(sub["metadata"]["hubspot_deal_id"], deal);
+    let customers = stripe.objects_of("customer");
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0]["name"], "Stark renewal");
+    assert_eq!(customers[0]["metadata"]["hubspot_deal_id"], deal);
+    assert_eq!(sub["customer"], customers[0]["id"]);
+    let stored = hubspot.records("deals");
+    let written = stored.iter().find(|d| d.id == deal).unwrap();
+    assert_eq!(written.properties["stripe_subscription_id"], sub["id"]);
+    assert_eq!(written.properties["stripe_customer_id"], customers[0]["id"]);
+
+    sub.clone()
 }
