@@ -91,7 +91,11 @@ async fn closed_won_creates_the_subscription_and_the_loop_settles_after_one_lap(
         setup_org(&sf);
         let app = TestApp::spawn_with(
             backend,
-            &[("TRIBUTARY_STRIPE_API_URL", stripe.base_url.as_str())],
+            &[
+                ("TRIBUTARY_STRIPE_API_URL", stripe.base_url.as_str()),
+                // The test polls when it means to: no background watcher racing it.
+                ("TRIBUTARY_CRM_WATCHER", "false"),
+            ],
         )
         .await;
         let p = salesforce_pipeline(&app, &sf).await;
@@ -265,7 +269,11 @@ async fn closed_won_finds_the_stripe_customer_by_account_then_by_email() {
         setup_org(&sf);
         let app = TestApp::spawn_with(
             backend,
-            &[("TRIBUTARY_STRIPE_API_URL", stripe.base_url.as_str())],
+            &[
+                ("TRIBUTARY_STRIPE_API_URL", stripe.base_url.as_str()),
+                // The test polls when it means to: no background watcher racing it.
+                ("TRIBUTARY_CRM_WATCHER", "false"),
+            ],
         )
         .await;
         let p = salesforce_pipeline(&app, &sf).await;
