@@ -175,10 +175,13 @@ async fn versions(
 /// Validate a flow
 ///
 /// Checks a flow without storing it and reports every problem with its JSON path. The body is
-/// the same as `POST /v1/flows` takes (or that flow wrapped as `{"flow": …}`).
+/// the same as `POST /v1/flows` takes (or that flow wrapped as `{"flow": …}`). Wrapped, it may
+/// add `"preview"`: `{"event": …}`, `{"event_id": …}` or `{"latest": "<type>"}` (the newest
+/// inbox event of that type, else Stripe's fixture of it); a valid flow is then also run on
+/// that event, writing nothing, and the answer's `preview` says what it would send.
 #[utoipa::path(tag = "flows", operation_id = "flows.validate",
     request_body(content = inline(serde_json::Value),
-        description = "The flow to check, as `POST /v1/flows` takes it (`FlowSpec`, or wrapped as `{\"flow\": …}`). Any JSON document is read: what does not make a flow is reported in `errors`, with a 200."),
+        description = "The flow to check, as `POST /v1/flows` takes it (`FlowSpec`, or wrapped as `{\"flow\": …, \"preview\": {\"latest\": \"charge.succeeded\"}}`). Any JSON document is read: what does not make a flow (or a preview) is reported in `errors`, with a 200."),
     responses(
         (status = 200, description = "Whether the flow is valid, with the path of every error.", body = ValidateOut),
         (status = 400, response = inline(responses::BadRequest)),
@@ -193,7 +196,8 @@ async fn validate(
     ctx: TenantContext,
     ValidJson(input): ValidJson<ValidateIn>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(flows::validate(&state, &ctx, &input.flow).await?))
+    Ok(HttpResponse::Ok()
+        .json(flows::validate(&state, &ctx, &input.flow, input.preview.as_ref()).await?))
 }
 
 /// Preview a flow

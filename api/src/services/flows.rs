@@ -36,24 +36,31 @@ pub struct FlowVersionOut {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The flow to check: the same body as `POST /v1/flows`, or that body wrapped as `{"flow": …}`.
+/// The flow to check: the same body as `POST /v1/flows`, or that body wrapped as `{"flow": …}`,
+/// optionally with `"preview"` (a [`PreviewIn`]) to also run the valid flow on an event.
 #[derive(Debug, Deserialize)]
 #[serde(from = "Value")]
 pub struct ValidateIn {
     pub flow: Value,
+    pub preview: Option<Value>,
 }
 
 impl From<Value> for ValidateIn {
     fn from(body: Value) -> Self {
         match body {
-            Value::Object(map) if map.len() == 1 && map.contains_key("flow") => ValidateIn {
-                flow: map
-                    .into_iter()
-                    .next()
-                    .map(|(_, flow)| flow)
-                    .unwrap_or_default(),
+            Value::Object(mut map)
+                if map.contains_key("flow")
+                    && map.keys().all(|k| k == "flow" || k == "preview") =>
+            {
+                ValidateIn {
+                    flow: map.remove("flow").unwrap_or_default(),
+                    preview: map.remove("preview"),
+                }
+            }
+            flow => ValidateIn {
+                flow,
+                preview: None,
             },
-            flow => ValidateIn { flow },
         }
     }
 }
@@ -62,6 +69,9 @@ impl From<Value> for ValidateIn {
 pub struct ValidateOut {
     pub valid: bool,
     pub errors: Vec<ValidationError>,
+    /// With `preview`, and when the flow is valid: what it would do with that event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -439,11 +449,13 @@ pub async fn validate(
     state: &AppState,
     ctx: &TenantContext,
     value: &Value,
+    preview: Option<&Value>,
 ) -> Result<ValidateOut, ApiError> {
     if let Some(error) = too_many_steps(state, value) {
         return Ok(ValidateOut {
             valid: false,
             errors: vec![error],
+            preview: None,
         });
     }
     super::template_runs::count(state, &ctx.tenant_id)?;
@@ -462,10 +474,71 @@ pub async fn validate(
             message: "no such connection".into(),
         });
     }
+    let preview = match preview {
+        Some(asked) if errors.is_empty() => match draft_preview(state, ctx, value, asked).await {
+            Ok(preview) => Some(preview),
+            Err(error) => {
+                errors.push(error);
+                None
+            }
+        },
+        _ => None,
+    };
     Ok(ValidateOut {
         valid: errors.is_empty(),
         errors,
+        preview,
     })
+}
+
+/// A valid draft run on the event `asked` names (`preview.event`, `preview.event_id`, or
+/// `preview.latest`: the newest inbox event of that type, else Stripe's fixture of it, so a
+/// flow can be previewed before its first event). A problem is the validation's, by path.
+async fn draft_preview(
+    state: &AppState,
+    ctx: &TenantContext,
+    flow_value: &Value,
+    asked: &Value,
+) -> Result<Preview, ValidationError> {
+    let problem = |path: &str, message: String| ValidationError {
+        path: path.into(),
+        message,
+    };
+    let input: PreviewIn = serde_json::from_value(asked.clone()).map_err(|e| {
+        problem(
+            "preview",
+            format!("must be {{event | event_id | latest}}: {e}"),
+        )
+    })?;
+    let event = match preview_event(state, ctx, &input).await {
+        Ok(event) => event,
+        Err(ApiError::Validation(_)) if input.latest.is_some() && input.event.is_none() => {
+            let event_type = input.latest.as_deref().unwrap_or_default();
+            crate::stripe::fixtures::test_event(event_type, now().timestamp()).ok_or_else(|| {
+                problem(
+                    "preview.latest",
+                    format!("'{event_type}' is not a Stripe event type with a test event"),
+                )
+            })?
+        }
+        Err(ApiError::Validation(found)) => {
+            let first = found.into_iter().next();
+            return Err(first.map_or_else(
+                || problem("preview", "no such event".into()),
+                |e| problem(&format!("preview.{}", e.field), e.message),
+            ));
+        }
+        Err(other) => return Err(problem("preview", other.to_string())),
+    };
+    let spec: FlowSpec = serde_json::from_value(flow_value.clone())
+        .map_err(|e| problem("preview", e.to_string()))?;
+    let settings = preview_settings(state, ctx, &spec.connection_id)
+        .await
+        .map_err(|e| problem("preview", e.to_string()))?;
+    super::template_runs::run(move || flow::preview(&spec, &event, &settings, now()))
+        .await
+        .map_err(|e| problem("preview", e.to_string()))?
+        .map_err(|e| problem("preview", e.to_string()))
 }
 
 /// The event a preview runs on: pasted, an inbox event by id, or the newest of a type.
@@ -505,6 +578,29 @@ async fn preview_event(
     }
 }
 
+/// The settings a preview renders with: the connection's, with what its adapter discovered
+/// (Salesforce's won stage), as the flow will run; a preview never calls the CRM.
+async fn preview_settings(
+    state: &AppState,
+    ctx: &TenantContext,
+    connection_id: &str,
+) -> Result<Value, ApiError> {
+    let Some(c) = connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, connection_id)
+        .one(&state.db)
+        .await?
+    else {
+        return Ok(Value::Object(Default::default()));
+    };
+    let mut settings: serde_json::Map<String, Value> =
+        serde_json::from_str(&c.settings).unwrap_or_default();
+    let info: serde_json::Map<String, Value> =
+        serde_json::from_str(&c.vendor_info).unwrap_or_default();
+    if let Some(stage) = info.get("won_stage") {
+        settings.entry("won_stage").or_insert_with(|| stage.clone());
+    }
+    Ok(Value::Object(settings))
+}
+
 pub async fn preview(
     state: &AppState,
     ctx: &TenantContext,
@@ -523,25 +619,7 @@ pub async fn preview(
             "must be a Stripe event with type and data.object",
         ));
     }
-    let settings =
-        match connections::Entity::find_by_id_in_tenant(&ctx.tenant_id, &spec.connection_id)
-            .one(&state.db)
-            .await?
-        {
-            Some(c) => {
-                // What the adapter discovered (Salesforce's won stage) previews as it will run;
-                // preview itself never calls the CRM.
-                let mut settings: serde_json::Map<String, Value> =
-                    serde_json::from_str(&c.settings).unwrap_or_default();
-                let info: serde_json::Map<String, Value> =
-                    serde_json::from_str(&c.vendor_info).unwrap_or_default();
-                if let Some(stage) = info.get("won_stage") {
-                    settings.entry("won_stage").or_insert_with(|| stage.clone());
-                }
-                Value::Object(settings)
-            }
-            None => Value::Object(Default::default()),
-        };
+    let settings = preview_settings(state, ctx, &spec.connection_id).await?;
     let event = event.clone();
     super::template_runs::run(move || flow::preview(&spec, &event, &settings, now()))
         .await?
