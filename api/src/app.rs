@@ -181,6 +181,7 @@ pub fn server(
             .app_data(spec_json.clone())
             .route("/openapi.json", web::get().to(openapi_json))
             .configure(crate::docs::configure)
+            .configure(crate::console::configure)
             .default_service(web::to(fallback))
     })
     .listen(listener)?;

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod commands;
+pub mod console;
 pub mod docs;
 pub mod error;
 pub mod extract;

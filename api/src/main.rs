@@ -113,7 +113,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(
         database = %db::redact(&state.settings.database_url),
         signup = if state.settings.signup_open { "open" } else { "closed" },
-        "Tributary listening on http://{listen} — API reference at http://{listen}/docs (spec: /openapi.json)"
+        "Tributary listening on http://{listen} — console at http://{listen}/, API reference at http://{listen}/docs (spec: /openapi.json)"
     );
     // SIGTERM or SIGINT: the server stops accepting and finishes its requests; then the
     // embedded worker finishes the jobs in hand (TRIBUTARY_SHUTDOWN_GRACE).

@@ -68,7 +68,7 @@ impl FromRequest for TenantContext {
             return Box::pin(async move { Ok(context) });
         }
         let state = req.app_data::<Data<AppState>>().cloned();
-        let token = req
+        let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -78,11 +78,17 @@ impl FromRequest for TenantContext {
                     .eq_ignore_ascii_case("bearer")
                     .then(|| token.trim().to_string())
             });
+        // The console's session cookie, only when no Authorization header is sent; a change
+        // made with it must carry the session's CSRF token as a header.
+        let token = match bearer {
+            Some(token) => Ok(Some(token)),
+            None => super::session_cookie::cookie_token(req),
+        };
         let client = super::client::from_request_parts(req);
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
-            let token = token.ok_or_else(|| {
+            let token = token?.ok_or_else(|| {
                 ApiError::Unauthorized(
                     "send Authorization: Bearer <access token or API key>".into(),
                 )
@@ -94,7 +100,7 @@ impl FromRequest for TenantContext {
     }
 }
 
-async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext, ApiError> {
+pub async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext, ApiError> {
     if token.starts_with(auth::api_keys::KEY_SCHEME) {
         let invalid = || ApiError::Unauthorized("the API key is invalid or revoked".into());
         let prefix = auth::api_keys::prefix_of(token).ok_or_else(invalid)?;

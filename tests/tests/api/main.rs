@@ -7,6 +7,7 @@ mod api_keys;
 mod bulk_jobs;
 mod claims;
 mod connections;
+mod console;
 mod conventions;
 mod crm_find;
 mod crm_http;

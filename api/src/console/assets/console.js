@@ -1,0 +1,137 @@
+// Tributary console: every change is a documented /v1 request, sent with the session cookie
+// and the session's CSRF token (the tributary_csrf cookie, as the X-CSRF-Token header). A
+// refused request shows the API's problem, field by field, in the page's alert region.
+"use strict";
+
+function csrf() {
+  const found = document.cookie.match(/(?:^|;\s*)tributary_csrf=([^;]+)/);
+  return found ? decodeURIComponent(found[1]) : "";
+}
+
+async function call(method, url, body) {
+  const init = { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, init);
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* no body */ }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function problemText(data, status) {
+  if (!data) return "The request failed (" + status + ").";
+  let text = data.detail || data.title || "The request failed (" + status + ").";
+  if (Array.isArray(data.errors) && data.errors.length) {
+    text += ": " + data.errors.map((e) => e.field + ": " + e.message).join("; ");
+  }
+  return text;
+}
+
+function say(kind, text) {
+  const alert = document.getElementById("alert");
+  const status = document.getElementById("status");
+  if (kind === "alert") {
+    status.textContent = "";
+    alert.textContent = text;
+    alert.hidden = false;
+    alert.focus && alert.setAttribute("tabindex", "-1");
+  } else {
+    alert.hidden = true;
+    alert.textContent = "";
+    status.textContent = text;
+  }
+}
+
+function parseJson(text, field) {
+  try { return JSON.parse(text); } catch (e) { throw new Error(field + " is not valid JSON: " + e.message); }
+}
+
+// What each kind of form sends.
+const bodies = {
+  connection: (f) => ({ name: f.elements.name.value, provider: "sandbox", auth: { type: "none" } }),
+  settings: (f) => ({ settings: parseJson(f.elements.settings.value, "Settings") }),
+  "stripe-account": (f) => ({ name: f.elements.name.value, webhook_secret: f.elements.webhook_secret.value }),
+  "test-event": (f) => ({ type: f.elements.type.value }),
+  flow: (f) => ({
+    name: f.elements.name.value,
+    connection_id: f.elements.connection_id.value,
+    trigger: { events: Array.from(f.querySelectorAll("input[name=events]:checked")).map((c) => c.value) },
+    steps: parseJson(f.elements.steps.value, "Steps (JSON)"),
+  }),
+};
+
+// What a preview would send, one line per operation.
+function previewText(preview, on) {
+  if (!preview) return "The flow is valid. Tick a trigger event type to preview it on an event.";
+  if (!preview.matched) return "The flow is valid; on a " + on + " event it would do nothing: " + (preview.reason || "its trigger does not match") + ".";
+  const lines = preview.operations.map((op) => {
+    const what = [op.action, op.object].filter(Boolean).join(" ");
+    const parts = [];
+    if (op.match && Object.keys(op.match).length) parts.push("match " + JSON.stringify(op.match));
+    if (op.fields && Object.keys(op.fields).length) parts.push("fields " + JSON.stringify(op.fields));
+    return op.step + ": " + what + (parts.length ? " — " + parts.join(", ") : "");
+  });
+  if (preview.skipped && preview.skipped.length) lines.push("skipped: " + preview.skipped.join(", "));
+  return "Preview on a " + on + " event:\n" + lines.join("\n");
+}
+
+function after(done, data) {
+  if (done === "reload") location.reload();
+  else if (done) location.assign(done);
+}
+
+document.addEventListener("submit", async (event) => {
+  const form = event.target;
+  if (!form.dataset.api) return;
+  event.preventDefault();
+  let body;
+  try { body = bodies[form.dataset.kind](form); } catch (e) { say("alert", e.message); return; }
+  const button = form.querySelector("button[type=submit]");
+  if (button) button.disabled = true;
+  const answer = await call(form.dataset.method || "POST", form.dataset.api, body);
+  if (button) button.disabled = false;
+  if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
+  if (form.dataset.kind === "test-event") {
+    say("status", "Sent " + body.type + " as " + ((answer.data && (answer.data.stripe_event_id || answer.data.event_id)) || "a test event") + ".");
+    return;
+  }
+  after(form.dataset.done, answer.data);
+});
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-post], button[data-check]");
+  if (!button) return;
+  if (button.dataset.check) {
+    let flow;
+    try { flow = bodies.flow(button.form); } catch (e) { say("alert", e.message); return; }
+    const on = flow.trigger.events[0];
+    const body = on ? { flow, preview: { latest: on } } : { flow };
+    const answer = await call("POST", button.dataset.check, body);
+    if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
+    const result = answer.data;
+    if (!result.valid) {
+      say("alert", "The flow has problems: " + result.errors.map((e) => e.path + ": " + e.message).join("; "));
+      return;
+    }
+    say("status", previewText(result.preview, on));
+    return;
+  }
+  button.disabled = true;
+  const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
+  const answer = await call("POST", button.dataset.post, body);
+  button.disabled = false;
+  if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
+  after(button.dataset.done, answer.data);
+});
+
+// Filters a list of choices as the user types (the designer's event types).
+document.addEventListener("input", (event) => {
+  const input = event.target;
+  if (!input.dataset.filter) return;
+  const term = input.value.trim().toLowerCase();
+  for (const item of document.getElementById(input.dataset.filter).children) {
+    item.hidden = term !== "" && !item.textContent.toLowerCase().includes(term);
+  }
+});

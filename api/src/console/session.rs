@@ -1,0 +1,237 @@
+//! The console's session: the API's own token pair, kept in httpOnly, SameSite=Strict cookies,
+//! and a CSRF token (double-submit: a cookie the page reads, sent back as `X-CSRF-Token`) that
+//! every change made with the cookie must carry. Sign-up, sign-in and sign-out are the API's
+//! own services; the cookies are only where the tokens live.
+
+use actix_web::web::{Data, Form};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use secrecy::SecretString;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::html::{page, redirect, render};
+use crate::error::ApiError;
+use crate::extract::session_cookie::{ACCESS, CSRF, REFRESH, read_cookie};
+use crate::extract::{ClientAddress, TenantContext};
+use crate::services::sessions::{self, LoginIn, RefreshIn, SignupIn, TokenPair};
+use crate::state::AppState;
+
+/// How long a console session's refresh cookie lives (the refresh token's own expiry governs).
+const REFRESH_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A `Set-Cookie` value: the whole site, SameSite=Strict, `max_age` seconds (0 clears it).
+fn cookie(name: &str, value: &str, http_only: bool, max_age: i64) -> (&'static str, String) {
+    let http_only = if http_only { "; HttpOnly" } else { "" };
+    (
+        "set-cookie",
+        format!("{name}={value}; Path=/; Max-Age={max_age}; SameSite=Strict{http_only}"),
+    )
+}
+
+/// A new CSRF token, for a new session.
+fn new_csrf() -> String {
+    tributary_worker::secrets::random_token::<24>()
+}
+
+/// Sets the session's cookies on a response.
+fn keep(response: &mut HttpResponseBuilder, pair: &TokenPair, csrf: &str) {
+    response
+        .append_header(cookie(
+            ACCESS,
+            &pair.access_token,
+            true,
+            pair.expires_in as i64,
+        ))
+        .append_header(cookie(REFRESH, &pair.refresh_token, true, REFRESH_SECONDS))
+        .append_header(cookie(CSRF, csrf, false, REFRESH_SECONDS));
+}
+
+/// Clears the session's cookies.
+fn forget(response: &mut HttpResponseBuilder) {
+    for (name, http_only) in [(ACCESS, true), (REFRESH, true), (CSRF, false)] {
+        response.append_header(cookie(name, "", http_only, 0));
+    }
+}
+
+/// Who a console page is for: the session's tenant context, and a refreshed token pair when
+/// the access token had expired (set on the page's response).
+pub struct Viewer {
+    pub ctx: TenantContext,
+    pub refreshed: Option<TokenPair>,
+    /// The session's CSRF token, for the page's forms.
+    pub csrf: String,
+}
+
+impl Viewer {
+    /// A page's response, keeping a refreshed session.
+    pub fn respond(&self, html: String) -> HttpResponse {
+        let mut response = page();
+        if let Some(pair) = &self.refreshed {
+            keep(&mut response, pair, &self.csrf);
+        }
+        response.body(html)
+    }
+}
+
+/// The signed-in viewer of a console page, else `None` (the page sends them to sign in).
+pub async fn viewer(req: &HttpRequest, state: &AppState) -> Result<Option<Viewer>, ApiError> {
+    let csrf = read_cookie(req, CSRF);
+    if let Some(access) = read_cookie(req, ACCESS)
+        && let Some(csrf) = &csrf
+        && let Ok(ctx) = crate::extract::authenticate(state, &access).await
+    {
+        return Ok(Some(Viewer {
+            ctx,
+            refreshed: None,
+            csrf: csrf.clone(),
+        }));
+    }
+    let Some(refresh) = read_cookie(req, REFRESH) else {
+        return Ok(None);
+    };
+    let client = crate::extract::request_address(req);
+    let input = RefreshIn {
+        refresh_token: SecretString::from(refresh),
+    };
+    let pair = match sessions::refresh(state, input, &client).await {
+        Ok(pair) => pair,
+        Err(ApiError::Unauthorized(_)) => return Ok(None),
+        Err(other) => return Err(other),
+    };
+    let ctx = crate::extract::authenticate(state, &pair.access_token).await?;
+    Ok(Some(Viewer {
+        ctx,
+        refreshed: Some(pair),
+        csrf: csrf.unwrap_or_else(new_csrf),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct SignUpForm {
+    company: String,
+    email: String,
+    password: String,
+}
+
+/// The sign-in page, with the problem of the last attempt if any.
+pub async fn sign_in_page(
+    req: HttpRequest,
+    state: Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if viewer(&req, &state).await?.is_some() {
+        return Ok(redirect("/console/"));
+    }
+    Ok(page().body(render("login.html", minijinja::context! {})?))
+}
+
+pub async fn sign_in(
+    state: Data<AppState>,
+    client: ClientAddress,
+    Form(form): Form<SignInForm>,
+) -> Result<HttpResponse, ApiError> {
+    let input = LoginIn {
+        email: form.email.clone(),
+        password: SecretString::from(form.password),
+    };
+    match sessions::login(&state, input, &client.0).await {
+        Ok(pair) => {
+            let mut response = HttpResponse::SeeOther();
+            keep(&mut response, &pair, &new_csrf());
+            Ok(response.insert_header(("location", "/console/")).finish())
+        }
+        Err(error) => refused("login.html", &form.email, error),
+    }
+}
+
+pub async fn sign_up_page() -> Result<HttpResponse, ApiError> {
+    Ok(page().body(render("signup.html", minijinja::context! {})?))
+}
+
+pub async fn sign_up(
+    state: Data<AppState>,
+    client: ClientAddress,
+    Form(form): Form<SignUpForm>,
+) -> Result<HttpResponse, ApiError> {
+    let input = SignupIn {
+        tenant_name: form.company.clone(),
+        email: form.email.clone(),
+        password: SecretString::from(form.password),
+    };
+    if let Err(errors) = crate::extract::Validate::validate(&input) {
+        return refused("signup.html", &form.email, ApiError::Validation(errors));
+    }
+    match sessions::signup(&state, input, &client.0).await {
+        Ok(out) => {
+            let pair = TokenPair {
+                access_token: out.access_token,
+                refresh_token: out.refresh_token,
+                token_type: out.token_type,
+                expires_in: out.expires_in,
+            };
+            let mut response = HttpResponse::SeeOther();
+            keep(&mut response, &pair, &new_csrf());
+            Ok(response.insert_header(("location", "/console/")).finish())
+        }
+        Err(error) => refused("signup.html", &form.email, error),
+    }
+}
+
+/// A form page again, saying why the last attempt was refused (as the API would, by field).
+fn refused(template: &str, email: &str, error: ApiError) -> Result<HttpResponse, ApiError> {
+    let message = match &error {
+        ApiError::Validation(errors) => errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        ApiError::Unauthorized(_)
+        | ApiError::Forbidden(_)
+        | ApiError::Conflict { .. }
+        | ApiError::TooManyRequests(_)
+        | ApiError::Unavailable(_) => error.to_string(),
+        _ => return Err(error),
+    };
+    let status = error.status_code();
+    let html = render(
+        template,
+        minijinja::context! { error => message, email => email },
+    )?;
+    let mut response = page();
+    response.status(status);
+    Ok(response.body(html))
+}
+
+#[derive(Deserialize)]
+pub struct SignOutForm {
+    csrf: String,
+}
+
+/// Ends the session (as `POST /v1/logout` does) and clears its cookies.
+pub async fn sign_out(
+    req: HttpRequest,
+    state: Data<AppState>,
+    Form(form): Form<SignOutForm>,
+) -> Result<HttpResponse, ApiError> {
+    let expected = read_cookie(&req, CSRF);
+    let matches = expected
+        .is_some_and(|e| !e.is_empty() && bool::from(e.as_bytes().ct_eq(form.csrf.as_bytes())));
+    if !matches {
+        return Err(ApiError::Forbidden(
+            "the sign-out form is not this session's".into(),
+        ));
+    }
+    if let Some(viewer) = viewer(&req, &state).await? {
+        sessions::logout(&state, &viewer.ctx).await?;
+    }
+    let mut response = HttpResponse::SeeOther();
+    forget(&mut response);
+    Ok(response
+        .insert_header(("location", "/console/login"))
+        .finish())
+}
