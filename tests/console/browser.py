@@ -34,7 +34,8 @@ here = urlsplit(base).netloc
 shots.mkdir(parents=True, exist_ok=True)
 TIMEOUT_MS = 15_000  # one action or assertion
 POLL_S = 20  # how long a status may take to show (events processed, a retry)
-NAV = ["Overview", "Events", "Flows", "Connections", "Stripe accounts", "Dead letters"]
+NAV = ["Overview", "Events", "Flows", "Connections", "Stripe accounts", "Dead letters", "Alerts",
+       "Audit log", "Users", "API keys"]
 PATHS = {
     "Overview": "/console/",
     "Events": "/console/events",
@@ -42,8 +43,12 @@ PATHS = {
     "Connections": "/console/connections",
     "Stripe accounts": "/console/stripe-accounts",
     "Dead letters": "/console/dead-letters",
+    "Alerts": "/console/alerts",
+    "Audit log": "/console/audit-log",
+    "Users": "/console/users",
+    "API keys": "/console/api-keys",
 }
-HEADINGS = {n: n for n in NAV if n != "Overview"}
+HEADINGS = {n: n for n in PATHS if n != "Overview"}
 EVENT_ID = re.compile(r"\bevt_[A-Za-z0-9_]+")
 RECORD_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
 RETRY = re.compile(r"^Retry\b")  # the row's button: `Retry`, or `Retry <step>` for a screen reader
@@ -626,6 +631,58 @@ def main_path(page, state: dict) -> None:
     state["main_ok"] = not c.broken
 
 
+def administration(page, state: dict) -> None:
+    """Users, API keys, alerts and the audit log, as the owner."""
+    c = Chain(page)
+    if not state.get("signed_in"):
+        c.broken = "sign up"
+    invited = f"lin+{run}@example.com"
+
+    def keys():
+        go(page, "API keys")
+        label(page, "Key name").fill("CI script")
+        button(page, "Create key").click()
+        expect(page.get_by_role("status")).to_contain_text("shown once")
+        shown = " ".join(statuses(page))
+        key = shown.split(": ")[-1].strip()
+        ensure(key.startswith("trb_"), f"the key is shown once: {shown!r}")
+        screenshot(page, "09-api-keys")
+        reload_page(page)
+        expect(row(page, cell="CI script")).to_have_count(1)
+        ensure(key not in page.content(), "the key is not shown again")
+
+    c.step("API keys: Create key shows the key once; the list names it and never shows it again", keys)
+
+    def users():
+        go(page, "Users")
+        label(page, "Email").fill(invited)
+        label(page, "First password").fill(password)
+        page.get_by_label("Role", exact=True).select_option("member")
+        button(page, "Invite user").click()
+        expect(row(page, cell=invited)).to_have_count(1)
+        page.get_by_label(f"Role of {invited}").select_option("admin")
+        button(page, f"Save role of {invited}").click()
+        expect(page.get_by_label(f"Role of {invited}")).to_have_value("admin")
+        no_alert(page, "changing a role")
+        screenshot(page, "10-users")
+
+    c.step("Users: invite a member, then make them an admin", users)
+
+    def alerts_page():
+        go(page, "Alerts")
+        expect(label(page, "Channel URL")).to_be_visible()
+        screenshot(page, "11-alerts")
+
+    c.step("Alerts: the notification channels page renders with its form", alerts_page)
+
+    def audit_page():
+        go(page, "Audit log")
+        expect(page.get_by_role("rowheader", name="user.create").first).to_be_visible()
+        screenshot(page, "12-audit-log")
+
+    c.step("Audit log: the invitation is listed", audit_page)
+
+
 def csrf(page, state: dict) -> None:
     name = "POST /v1/flows with the session cookie and no X-CSRF-Token is refused with 403"
     if not state.get("signed_in"):
@@ -702,6 +759,7 @@ try:
         browser = playwright.chromium.launch(executable_path=chromium)
         context, page = new_page(browser)
         main_path(page, state)
+        administration(page, state)
         csrf(page, state)
         isolation(browser, state)
         sign_out(page, state)

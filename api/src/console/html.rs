@@ -62,6 +62,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/stripe_accounts.html"),
     ),
     ("not_found.html", include_str!("templates/not_found.html")),
+    ("users.html", include_str!("templates/users.html")),
+    ("api_keys.html", include_str!("templates/api_keys.html")),
+    ("alerts.html", include_str!("templates/alerts.html")),
+    ("audit.html", include_str!("templates/audit.html")),
 ];
 
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {

@@ -4,6 +4,7 @@
 //! page makes is a documented `/v1` request sent by its script with the session cookie and the
 //! CSRF token. `GET /` redirects here.
 
+mod admin;
 mod html;
 mod pages;
 pub mod session;
@@ -53,5 +54,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/signup", web::get().to(session::sign_up_page))
         .route("/console/signup", web::post().to(session::sign_up))
         .route("/console/logout", web::post().to(session::sign_out))
-        .configure(pages::configure);
+        .configure(pages::configure)
+        .configure(admin::configure);
 }

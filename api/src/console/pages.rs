@@ -30,12 +30,12 @@ macro_rules! signed_in {
 }
 
 /// Anything the API serializes, as templates read it.
-fn data<T: serde::Serialize>(value: &T) -> Value {
+pub(super) fn data<T: serde::Serialize>(value: &T) -> Value {
     Value::from(minijinja::value::Serde(value))
 }
 
 /// A page of at most `limit` items, from the start.
-fn first(limit: u64) -> Page {
+pub(super) fn first(limit: u64) -> Page {
     Page {
         limit,
         starting_after: None,
@@ -51,7 +51,7 @@ fn layout(viewer: &Viewer, section: &str) -> Value {
     }
 }
 
-fn show(
+pub(super) fn show(
     viewer: &Viewer,
     template: &str,
     section: &str,
@@ -270,12 +270,21 @@ async fn account_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpRes
     let listed = stripe_accounts::list(&state, &viewer.ctx, &first(100))
         .await?
         .0;
+    // Each account with its latest backfills and their progress.
+    let mut accounts = Vec::with_capacity(listed.len());
+    for account in &listed {
+        let backfills =
+            crate::services::backfills::list(&state, &viewer.ctx, &account.id, &first(5))
+                .await?
+                .0;
+        accounts.push(context! { backfills => data(&backfills), ..data(account) });
+    }
     show(
         &viewer,
         "stripe_accounts.html",
         "stripe",
         context! {
-            accounts => data(&listed),
+            accounts,
             event_types => crate::stripe::fixtures::event_types().to_vec(),
         },
     )

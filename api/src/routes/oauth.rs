@@ -23,7 +23,8 @@ fn page(status: actix_web::http::StatusCode, title: &str, body: &str) -> HttpRes
         .insert_header(("cache-control", "no-store"))
         .body(format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>{0}</title></head>\
-             <body><h1>{0}</h1><p>{1}</p></body></html>",
+             <body><h1>{0}</h1><p>{1}</p>\
+             <p><a href=\"/console/connections\">Back to Connections</a></p></body></html>",
             escape(title),
             escape(body)
         ))
@@ -63,7 +64,7 @@ async fn callback(
                 actix_web::http::StatusCode::OK,
                 "Connected",
                 &format!(
-                    "{} ({}) is now active. You can close this window.",
+                    "{} ({}) is now active.",
                     connection.name, connection.provider
                 ),
             ),

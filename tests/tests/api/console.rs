@@ -332,6 +332,10 @@ async fn pages_point_nowhere_else(app: &TestApp, jar: &str) {
         "/console/connections",
         "/console/stripe-accounts",
         "/console/dead-letters",
+        "/console/users",
+        "/console/api-keys",
+        "/console/alerts",
+        "/console/audit-log",
         "/console/assets/console.css",
         "/console/assets/console.js",
     ] {
@@ -443,6 +447,50 @@ async fn a_draft_flow_previews_on_the_newest_event_or_stripes_fixture() {
         );
         let plain = app.post("/v1/flows/validate", token, flow.clone()).await;
         assert_eq!(plain.body, json!({"valid": true, "errors": []}));
+    })
+    .await;
+}
+
+/// A member signed in to the console sees the pages and is refused what the API refuses a
+/// member: changes, and the audit log.
+#[tokio::test]
+async fn a_member_in_the_console_is_refused_what_the_api_refuses_a_member() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let (member_id, _) = app.user_with_role(&p.tenant, "member").await;
+        let member = app
+            .get(&format!("/v1/users/{member_id}"), &p.tenant.token)
+            .await
+            .str("/email");
+        let signed_in = form(
+            &app,
+            "/console/login",
+            &[
+                ("email", member.as_str()),
+                ("password", tributary_tests::PASSWORD),
+            ],
+        )
+        .await;
+        let (jar, _) = cookies(&signed_in);
+        let csrf = cookie_value(&jar, "tributary_csrf");
+        let (status, overview) = page(&app, "/console/", &jar).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            overview.contains(r#"<span class="role">member</span>"#),
+            "{overview}"
+        );
+        let (status, audit) = page(&app, "/console/audit-log", &jar).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(audit.contains("role does not allow"), "{audit}");
+        let flow = json!({"name": "Member's", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [{"id": "note", "action": "log", "message": "x"}]});
+        let (status, problem) = api(&app, Method::POST, "/v1/flows", &jar, Some(&csrf), flow).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("role"),
+            "{problem}"
+        );
     })
     .await;
 }

@@ -54,6 +54,13 @@ const bodies = {
   settings: (f) => ({ settings: parseJson(f.elements.settings.value, "Settings") }),
   "stripe-account": (f) => ({ name: f.elements.name.value, webhook_secret: f.elements.webhook_secret.value }),
   "test-event": (f) => ({ type: f.elements.type.value }),
+  user: (f) => ({ email: f.elements.email.value, password: f.elements.password.value, role: f.elements.role.value }),
+  role: (f) => ({ role: f.elements.role.value }),
+  "api-key": (f) => ({ name: f.elements.name.value, role: f.elements.role.value }),
+  channel: (f) => ({ name: f.elements.name.value, kind: f.elements.kind.value, url: f.elements.url.value }),
+  secret: (f) => ({ secret: f.elements.secret.value }),
+  oauth: (f) => ({ name: f.elements.name.value, provider: f.elements.provider.value, auth: { type: "oauth" } }),
+  backfill: (f) => ({ since: new Date(f.elements.since.value).toISOString() }),
   flow: (f) => ({
     name: f.elements.name.value,
     connection_id: f.elements.connection_id.value,
@@ -93,6 +100,18 @@ document.addEventListener("submit", async (event) => {
   const answer = await call(form.dataset.method || "POST", form.dataset.api, body);
   if (button) button.disabled = false;
   if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
+  if (form.dataset.kind === "oauth" && answer.data.authorize_url) {
+    location.assign(answer.data.authorize_url);
+    return;
+  }
+  if (form.dataset.kind === "api-key") {
+    say("status", "Your new key (shown once; copy it now): " + answer.data.key);
+    return;
+  }
+  if (form.dataset.kind === "channel") {
+    say("status", "Channel added." + (answer.data.secret ? " Its signing secret (shown once): " + answer.data.secret : "") + " Reload to see it listed.");
+    return;
+  }
   if (form.dataset.kind === "test-event") {
     say("status", "Sent " + body.type + " as " + ((answer.data && (answer.data.stripe_event_id || answer.data.event_id)) || "a test event") + ".");
     return;
@@ -120,9 +139,19 @@ document.addEventListener("click", async (event) => {
   }
   button.disabled = true;
   const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
-  const answer = await call("POST", button.dataset.post, body);
+  const answer = await call(button.dataset.method || "POST", button.dataset.post, body);
   button.disabled = false;
   if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
+  if (button.dataset.said) say("status", button.dataset.said);
+  if (button.dataset.follow && answer.data && answer.data[button.dataset.follow]) {
+    location.assign(answer.data[button.dataset.follow]);
+    return;
+  }
+  if (button.dataset.report === "test") {
+    const passed = answer.data && answer.data.ok;
+    say(passed ? "status" : "alert", "Connection test " + (passed ? "passed: " : "failed: ") + ((answer.data && answer.data.detail) || ""));
+    return;
+  }
   after(button.dataset.done, answer.data);
 });
 

@@ -1,0 +1,86 @@
+//! The console's administration pages: users, API keys, alert channels and the audit log.
+//! What a role may not see is said on the page, as the API would refuse it.
+
+use actix_web::web::{self, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use minijinja::context;
+
+use super::html::redirect;
+use super::pages::{data, first, show};
+use super::session;
+use crate::error::ApiError;
+use crate::services::{api_keys, audit, notification_channels, users};
+use crate::state::AppState;
+
+/// A list the role may read, or why not (shown on the page instead).
+fn allowed<T>(
+    listed: Result<(Vec<T>, bool), ApiError>,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    match listed {
+        Ok((items, _)) => Ok((items, None)),
+        Err(ApiError::Forbidden(why)) => Ok((Vec::new(), Some(why))),
+        Err(other) => Err(other),
+    }
+}
+
+async fn user_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(viewer) = session::viewer(&req, &state).await? else {
+        return Ok(redirect("/console/login"));
+    };
+    let (listed, refused) = allowed(users::list(&state, &viewer.ctx, &first(100)).await)?;
+    let roles = ["owner", "admin", "member"];
+    show(
+        &viewer,
+        "users.html",
+        "users",
+        context! { users => data(&listed), refused, roles },
+    )
+}
+
+async fn key_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(viewer) = session::viewer(&req, &state).await? else {
+        return Ok(redirect("/console/login"));
+    };
+    let (listed, refused) = allowed(api_keys::list(&state, &viewer.ctx, &first(100)).await)?;
+    let roles = ["admin", "member"];
+    show(
+        &viewer,
+        "api_keys.html",
+        "keys",
+        context! { keys => data(&listed), refused, roles },
+    )
+}
+
+async fn alert_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(viewer) = session::viewer(&req, &state).await? else {
+        return Ok(redirect("/console/login"));
+    };
+    let listed = notification_channels::list(&state, &viewer.ctx, &first(100)).await;
+    let (channels, refused) = allowed(listed)?;
+    show(
+        &viewer,
+        "alerts.html",
+        "alerts",
+        context! { channels => data(&channels), refused },
+    )
+}
+
+async fn audit_log(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(viewer) = session::viewer(&req, &state).await? else {
+        return Ok(redirect("/console/login"));
+    };
+    let (entries, refused) = allowed(audit::list(&state.db, &viewer.ctx, &first(100)).await)?;
+    show(
+        &viewer,
+        "audit.html",
+        "audit",
+        context! { entries => data(&entries), refused },
+    )
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/console/users", web::get().to(user_list))
+        .route("/console/api-keys", web::get().to(key_list))
+        .route("/console/alerts", web::get().to(alert_list))
+        .route("/console/audit-log", web::get().to(audit_log));
+}
