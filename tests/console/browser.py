@@ -683,6 +683,29 @@ def administration(page, state: dict) -> None:
     c.step("Audit log: the invitation is listed", audit_page)
 
 
+def live_events(page, state: dict) -> None:
+    """The Events list keeps itself current: an event sent meanwhile appears with no reload."""
+    c = Chain(page)
+    if not state.get("signed_in"):
+        c.broken = "sign up"
+
+    def live():
+        go(page, "Events")
+        expect(page.get_by_label("Update the list as events arrive")).to_be_checked()
+        token = next(k["value"] for k in page.context.cookies(base) if k["name"] == "tributary_csrf")
+        accounts = page.request.get(f"{base}/v1/stripe-accounts").json()["data"]
+        sent = page.request.post(
+            f"{base}/v1/stripe-accounts/{accounts[0]['id']}/test-events",
+            data={"type": "customer.created"},
+            headers={"X-CSRF-Token": token},
+        )
+        ensure(sent.status == 202, f"the test event answered {sent.status}: {sent.text()[:300]}")
+        event = sent.json()["stripe_event_id"]
+        expect(page.get_by_role("link", name=event, exact=True)).to_be_visible(timeout=20000)
+
+    c.step("Events updates itself: an event sent meanwhile appears without a reload", live)
+
+
 def csrf(page, state: dict) -> None:
     name = "POST /v1/flows with the session cookie and no X-CSRF-Token is refused with 403"
     if not state.get("signed_in"):
@@ -760,6 +783,7 @@ try:
         context, page = new_page(browser)
         main_path(page, state)
         administration(page, state)
+        live_events(page, state)
         csrf(page, state)
         isolation(browser, state)
         sign_out(page, state)

@@ -3,10 +3,7 @@
 
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
-use chrono::{Duration, Utc};
-use entity::{TenantOwned, connections, deliveries, events};
 use minijinja::{Value, context};
-use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
 use serde::Deserialize;
 
 use super::html::{redirect, render};
@@ -62,33 +59,6 @@ pub(super) fn show(
         context! { layout => layout(viewer, section), ..data },
     )?;
     Ok(viewer.respond(html))
-}
-
-async fn overview(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let viewer = signed_in!(req, state);
-    let tenant = viewer.ctx.tenant_id.as_str();
-    let since = Utc::now() - Duration::hours(24);
-    let recent =
-        || events::Entity::find_in_tenant(tenant).filter(events::Column::ReceivedAt.gte(since));
-    let received = recent().count(&state.db).await?;
-    let failed = recent()
-        .filter(events::Column::Status.eq("failed"))
-        .count(&state.db)
-        .await?;
-    let dead = deliveries::Entity::find_in_tenant(tenant)
-        .filter(deliveries::Column::Status.eq("dead"))
-        .count(&state.db)
-        .await?;
-    let attention = connections::Entity::find_in_tenant(tenant)
-        .filter(connections::Column::Status.ne("active"))
-        .count(&state.db)
-        .await?;
-    show(
-        &viewer,
-        "overview.html",
-        "overview",
-        context! { received, failed, dead, attention },
-    )
 }
 
 #[derive(Deserialize)]
@@ -291,8 +261,7 @@ async fn account_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpRes
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/console/", web::get().to(overview))
-        .route("/console/events", web::get().to(event_list))
+    cfg.route("/console/events", web::get().to(event_list))
         .route("/console/events/{id}", web::get().to(event_page))
         .route("/console/dead-letters", web::get().to(dead_letters))
         .route("/console/flows", web::get().to(flow_list))

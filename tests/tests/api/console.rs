@@ -240,6 +240,19 @@ async fn console_pages_show_the_tenants_own_events_and_nobody_elses() {
         let event_id = done["id"].as_str().unwrap().to_string();
         assert_eq!(done["status"], "processed", "{done}");
 
+        // The overview counts it, and the flow's success rate.
+        let (status, overview) = page(&app, "/console/", &jar).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            overview.contains(r#"<span class="number">1</span> events in the last 24 hours"#),
+            "{overview}"
+        );
+        assert!(overview.contains("<td>100% (1 of 1)</td>"), "{overview}");
+        assert!(
+            overview.contains("<th scope=\"row\">Contacts</th>"),
+            "{overview}"
+        );
+
         let (status, list) = page(&app, "/console/events", &jar).await;
         assert_eq!(status, StatusCode::OK);
         assert!(

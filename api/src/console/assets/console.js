@@ -164,3 +164,19 @@ document.addEventListener("input", (event) => {
     item.hidden = term !== "" && !item.textContent.toLowerCase().includes(term);
   }
 });
+
+// A list that keeps itself current (Events): every 5 seconds, while its checkbox is ticked and
+// the tab is visible, the page is read again and the list replaced.
+const live = document.querySelector("[data-live]");
+if (live) {
+  const toggle = document.getElementById(live.dataset.live);
+  setInterval(async () => {
+    if (!toggle || !toggle.checked || document.hidden) return;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin" });
+      if (!response.ok || response.redirected) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById(live.id);
+      if (fresh && fresh.innerHTML !== live.innerHTML) live.innerHTML = fresh.innerHTML;
+    } catch (_) { /* the next tick tries again */ }
+  }, 5000);
+}
