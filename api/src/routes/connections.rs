@@ -1,4 +1,5 @@
-//! `/v1/connections`: CRM connections, their test call and the sandbox's records.
+//! `/v1/connections`: CRM connections, their test call, their objects' fields and the sandbox's
+//! records.
 
 use actix_web::http::header;
 use actix_web::web::{Data, Path};
@@ -15,6 +16,7 @@ use crate::extract::{
 use crate::services::connections::{
     self, ConnectionIn, ConnectionOut, ConnectionPatch, ConnectionTestOut, SandboxRecordOut,
 };
+use crate::services::schema::{self, ObjectFieldsOut};
 use crate::services::watches::{PollOut, WatchOut};
 use crate::state::AppState;
 
@@ -299,6 +301,66 @@ async fn records(
     Ok(HttpResponse::Ok().json(ListResponse::new(data, has_more)))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FieldsQuery {
+    /// The CRM object whose fields to list: Salesforce's `Contact`, HubSpot's `contacts`,
+    /// Zoho's `Leads`, a sandbox's `contacts`.
+    #[param(required = true, value_type = String, min_length = 1, max_length = 80,
+        pattern = "^[A-Za-z_][A-Za-z0-9_]{0,79}$", example = "Contact")]
+    pub object: Option<String>,
+}
+
+impl crate::extract::Validate for FieldsQuery {
+    fn validate(&self) -> Result<(), Vec<crate::error::FieldError>> {
+        match self.object.as_deref() {
+            None => Err(vec![crate::error::FieldError::new(
+                "object",
+                "name the CRM object whose fields to list",
+            )]),
+            Some(object) if !tributary_worker::crm::is_object_name(object) => {
+                Err(vec![crate::error::FieldError::new(
+                    "object",
+                    format!("must match {}", tributary_worker::crm::OBJECT_NAME_PATTERN),
+                )])
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// List a CRM object's fields
+///
+/// The fields of one object in the connection's CRM, for mapping Stripe data onto them:
+/// required fields first, then by label. Salesforce's come from the object's describe (fields
+/// that can be created or updated), HubSpot's from its properties (those whose value can be
+/// written), Zoho's from the module's field settings (those not read-only), all with `source`
+/// `vendor`; a sandbox's are the fields its stored records of the object hold (`source`
+/// `seen`, typed by their JSON values). An object the CRM does not have answers 404; an `http`
+/// or `smtp` connection, which has no schema to read, 409; credentials the CRM refuses 409
+/// (the connection then needs reauthorization); a CRM that fails 502.
+#[utoipa::path(tag = "connections", operation_id = "connections.fields",
+    params(("id" = String, Path, description = "The connection's id"), FieldsQuery),
+    responses(
+        (status = 200, description = "The object's fields, required first, then by label.", body = ObjectFieldsOut),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict)),
+        (status = 422, response = inline(responses::Invalid)),
+        (status = 502, response = inline(responses::BadGateway))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/connections/{id}/fields")]
+async fn fields(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+    ValidQuery(query): ValidQuery<FieldsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let object = query.object.unwrap_or_default();
+    Ok(HttpResponse::Ok().json(schema::fields(&state, &ctx, &id, &object).await?))
+}
+
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
         .service(list)
@@ -309,5 +371,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reauthorize)
         .service(watches)
         .service(poll)
-        .service(records);
+        .service(records)
+        .service(fields);
 }

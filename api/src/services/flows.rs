@@ -72,6 +72,11 @@ pub struct ValidateOut {
     /// With `preview`, and when the flow is valid: what it would do with that event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preview: Option<Preview>,
+    /// With `preview`: the event it ran on, as Stripe sent it (or Stripe's fixture), so a
+    /// designer can offer its fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
+    pub event: Option<Value>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -456,6 +461,7 @@ pub async fn validate(
             valid: false,
             errors: vec![error],
             preview: None,
+            event: None,
         });
     }
     super::template_runs::count(state, &ctx.tenant_id)?;
@@ -474,20 +480,21 @@ pub async fn validate(
             message: "no such connection".into(),
         });
     }
-    let preview = match preview {
+    let (preview, event) = match preview {
         Some(asked) if errors.is_empty() => match draft_preview(state, ctx, value, asked).await {
-            Ok(preview) => Some(preview),
+            Ok((preview, event)) => (Some(preview), Some(event)),
             Err(error) => {
                 errors.push(error);
-                None
+                (None, None)
             }
         },
-        _ => None,
+        _ => (None, None),
     };
     Ok(ValidateOut {
         valid: errors.is_empty(),
         errors,
         preview,
+        event,
     })
 }
 
@@ -499,7 +506,7 @@ async fn draft_preview(
     ctx: &TenantContext,
     flow_value: &Value,
     asked: &Value,
-) -> Result<Preview, ValidationError> {
+) -> Result<(Preview, Value), ValidationError> {
     let problem = |path: &str, message: String| ValidationError {
         path: path.into(),
         message,
@@ -535,10 +542,12 @@ async fn draft_preview(
     let settings = preview_settings(state, ctx, &spec.connection_id)
         .await
         .map_err(|e| problem("preview", e.to_string()))?;
-    super::template_runs::run(move || flow::preview(&spec, &event, &settings, now()))
+    let ran_on = event.clone();
+    let preview = super::template_runs::run(move || flow::preview(&spec, &event, &settings, now()))
         .await
         .map_err(|e| problem("preview", e.to_string()))?
-        .map_err(|e| problem("preview", e.to_string()))
+        .map_err(|e| problem("preview", e.to_string()))?;
+    Ok((preview, ran_on))
 }
 
 /// The event a preview runs on: pasted, an inbox event by id, or the newest of a type.

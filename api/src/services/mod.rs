@@ -21,6 +21,7 @@ pub mod ingress;
 pub mod limits;
 pub mod notification_channels;
 pub mod oauth;
+pub mod schema;
 pub mod sessions;
 pub mod stripe_accounts;
 pub mod template_runs;

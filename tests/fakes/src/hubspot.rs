@@ -1,6 +1,6 @@
-//! A fake HubSpot CRM: CRM v3 objects (create, read, patch, batch upsert, search), v4 default
-//! associations and the OAuth token endpoint, with HubSpot's auth rules, rate-limit headers
-//! and error bodies.
+//! A fake HubSpot CRM: CRM v3 objects (create, read, patch, batch upsert, search), v3
+//! properties (read all of an object type), v4 default associations and the OAuth token
+//! endpoint, with HubSpot's auth rules, rate-limit headers and error bodies.
 //!
 //! Property values are strings, as HubSpot's API requires; a write naming a property the
 //! object does not have is refused with `PROPERTY_DOESNT_EXIST` and changes nothing.
@@ -87,6 +87,7 @@ mod limits;
 mod oauth;
 mod objects;
 mod post;
+mod properties;
 mod routes;
 mod state;
 pub mod webhooks;

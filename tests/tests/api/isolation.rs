@@ -189,7 +189,7 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         "erasures.create" => Some(json!({"email": "m@a.co"})),
         "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
         "connections.test" | "connections.reauthorize" | "deliveries.retry" => None,
-        "connections.poll" | "connections.watches" => None,
+        "connections.poll" | "connections.watches" | "connections.fields" => None,
         "notification_channels.create" => Some(
             json!({"name": "matrix", "kind": "slack", "url": "https://alerts.example.com/matrix"}),
         ),
@@ -218,6 +218,14 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
     }
 }
 
+/// The query a read needs to be valid, so only authorization can refuse it.
+fn query_for(operation_id: &str) -> &'static str {
+    match operation_id {
+        "connections.fields" => "?object=contacts",
+        _ => "",
+    }
+}
+
 async fn call(
     app: &TestApp,
     op: &Operation,
@@ -225,7 +233,8 @@ async fn call(
     path: &str,
     token: Option<&str>,
 ) -> Reply {
-    app.call(op.method.clone(), path, token, body_for(&op.id, fixture))
+    let path = format!("{path}{}", query_for(&op.id));
+    app.call(op.method.clone(), &path, token, body_for(&op.id, fixture))
         .await
 }
 

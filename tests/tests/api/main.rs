@@ -9,6 +9,7 @@ mod claims;
 mod connections;
 mod console;
 mod conventions;
+mod crm_fields;
 mod crm_find;
 mod crm_http;
 mod crm_hubspot;

@@ -10,6 +10,7 @@
 //!   conflict is resolved by updating the record HubSpot says already exists.
 //! - `find` searches with one group of `EQ` filters, its `select` as `properties`, at most 100;
 //!   a record reads as its `id` with the properties HubSpot returned beside it.
+//! - Fields (`crm::fields`): `GET /crm/v3/properties/{type}`, those whose value is writable.
 //! - Property values are sent as strings, as HubSpot expects.
 //! - A 400 for properties that do not exist is retried once with `match` plus the step's
 //!   `fallback_fields`, leaving a warning naming the refused properties.
@@ -27,10 +28,12 @@ use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
 use super::{
-    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, FIND_LIMIT, Found, as_text,
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, FIND_LIMIT, FieldInfo, Found, as_text,
     fallback_fields, fallback_warning, known_ids, merged,
 };
 use crate::flow::Operation;
+
+mod properties;
 
 pub struct HubSpot;
 
@@ -578,6 +581,18 @@ impl Adapter for HubSpot {
         op: &'a Operation,
     ) -> BoxFuture<'a, Result<Found, CrmError>> {
         Box::pin(find(call, op))
+    }
+
+    fn fields<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        object: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FieldInfo>, CrmError>> {
+        Box::pin(async move {
+            let path = properties::path(&urlencode(object));
+            let reply = send(call, Request::new(Method::GET, path)).await?;
+            properties::read(&reply, object).unwrap_or_else(|| Err(classify(&reply)))
+        })
     }
 
     fn check<'a, 'c: 'a>(

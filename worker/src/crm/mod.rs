@@ -11,6 +11,7 @@ mod error;
 mod fields;
 pub mod http_crm;
 pub mod hubspot;
+mod object_fields;
 pub mod providers;
 pub mod salesforce;
 pub mod sandbox;
@@ -23,6 +24,9 @@ use serde_json::{Map, Value};
 use crate::flow::Operation;
 pub use error::{BoxFuture, CrmError, CrmOutcome, ErrorKind, Write};
 pub use fields::{as_text, fallback_fields, fallback_warning, known_ids, merged};
+pub use object_fields::{
+    FieldInfo, FieldSource, OBJECT_NAME_PATTERN, has_schema, is_object_name, sorted, unknown_object,
+};
 pub use session::{
     Adapter, Call, Connector, Exchanged, FIND_LIMIT, Found, Reply, Request, Session, Trail,
 };
@@ -119,6 +123,31 @@ fn found_outcome(op: &Operation, mut found: Found) -> CrmOutcome {
         warnings,
         response: Some(serde_json::json!({ "records": records, "count": count })),
     }
+}
+
+/// The fields of `object` in the connection's CRM, required first, then by label: the
+/// vendor's description of it, or for the sandbox the fields its stored records hold. An
+/// invalid object name is invalid, an object the vendor does not know not found.
+pub async fn fields(
+    connector: &Connector,
+    connection: &connections::Model,
+    object: &str,
+) -> Result<(FieldSource, Vec<FieldInfo>), CrmError> {
+    if !is_object_name(object) {
+        return Err(CrmError::new(
+            ErrorKind::Invalid,
+            format!("object names match {OBJECT_NAME_PATTERN}"),
+        ));
+    }
+    if connection.provider == "sandbox" {
+        let found = object_fields::sandbox_fields(&connector.db, connection, object).await?;
+        return Ok((FieldSource::Seen, sorted(found)));
+    }
+    let adapter = adapter_of(connection)?;
+    let mut call = Call::open(connector, connection, adapter)?;
+    let result = adapter.fields(&mut call, object).await;
+    call.finish().await;
+    Ok((FieldSource::Vendor, sorted(result?)))
 }
 
 /// One cheap authenticated call to the connection's vendor.

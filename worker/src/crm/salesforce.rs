@@ -20,6 +20,7 @@
 //!   IsActive = true`, cached per connection and object for ten minutes (read again once when
 //!   a name is not among them); a name that matches none is refused as invalid, listing the
 //!   names there are.
+//! - Fields: `GET /sobjects/{object}/describe`, the createable or updateable fields.
 //! - `find`: `SELECT Id, <select> FROM <object> WHERE <f> = <value> AND … LIMIT 100`; a
 //!   record reads as its `Id` (as `id`) and the selected fields, related records' included
 //!   (`Account.Owner.Email`), without `attributes`.
@@ -42,11 +43,12 @@ use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
 use super::{
-    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, Found, config::Credentials,
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, FieldInfo, Found, config::Credentials,
     fallback_fields, fallback_warning, known_ids, merged,
 };
 use crate::flow::Operation;
 
+mod describe;
 mod reply;
 mod soql;
 
@@ -598,6 +600,14 @@ impl Adapter for Salesforce {
         op: &'a Operation,
     ) -> BoxFuture<'a, Result<Found, CrmError>> {
         Box::pin(soql::find(call, op))
+    }
+
+    fn fields<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        object: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FieldInfo>, CrmError>> {
+        Box::pin(describe::fields(call, object))
     }
 
     fn check<'a, 'c: 'a>(

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 use super::config::{self, Credentials};
 use super::error::{BoxFuture, CrmError, CrmOutcome, ErrorKind, Write};
+use super::object_fields::FieldInfo;
 use crate::flow::Operation;
 use crate::secrets::SecretContext;
 
@@ -63,6 +64,20 @@ pub trait Adapter: Sync {
     ) -> BoxFuture<'a, Result<Found, CrmError>> {
         let message = format!(
             "{} connections cannot find records",
+            call.connection.provider
+        );
+        Box::pin(async move { Err(CrmError::new(ErrorKind::Permanent, message)) })
+    }
+
+    /// The fields of `object` (a name matching [`crate::crm::OBJECT_NAME_PATTERN`]) as the
+    /// vendor describes them; an object the vendor does not know is a not-found error.
+    fn fields<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        _object: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FieldInfo>, CrmError>> {
+        let message = format!(
+            "{} connections have no object fields to read",
             call.connection.provider
         );
         Box::pin(async move { Err(CrmError::new(ErrorKind::Permanent, message)) })

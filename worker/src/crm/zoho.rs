@@ -11,6 +11,7 @@
 //!   Zoho finds the record itself; with `search_before_write` the adapter searches first and
 //!   updates or inserts. `update` writes by record id, else by a search on `match`; `create`
 //!   inserts, and a `DUPLICATE_DATA` answer updates the record Zoho names instead.
+//! - Fields (`crm::fields`): `GET /settings/fields?module=`, those not read-only.
 //! - `find` searches by every match value with its `select` as `fields`, at most 100 a page.
 //! - Every record's own status is read (`SUCCESS`, `DUPLICATE_DATA`, `INVALID_DATA`,
 //!   `MANDATORY_NOT_FOUND` …) with the field Zoho names. A refused field not covered by the
@@ -34,11 +35,12 @@ use super::session::{
     Call, Exchanged, Reply, Request, Session, kind_of_status, rotated, token_field,
 };
 use super::{
-    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, Found, fallback_fields, fallback_warning,
-    known_ids, merged,
+    Adapter, BoxFuture, CrmError, CrmOutcome, ErrorKind, FieldInfo, Found, fallback_fields,
+    fallback_warning, known_ids, merged,
 };
 use crate::flow::Operation;
 
+mod fields;
 mod reply;
 mod search;
 
@@ -647,6 +649,14 @@ impl Adapter for Zoho {
         op: &'a Operation,
     ) -> BoxFuture<'a, Result<Found, CrmError>> {
         Box::pin(search::find(call, op))
+    }
+
+    fn fields<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        object: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FieldInfo>, CrmError>> {
+        Box::pin(fields::fields(call, object))
     }
 
     fn check<'a, 'c: 'a>(

@@ -150,6 +150,10 @@ fn route(
             Some(object) => list(s, object, query),
             None => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),
         },
+        ("GET", ["crm", "v3", "properties", object]) => match plural(object) {
+            Some(object) => super::properties::list(s, object),
+            None => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),
+        },
         ("POST", ["crm", "v3", "objects", object]) => match plural(object) {
             Some(object) => create(s, object, json_body),
             None => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),

@@ -5,6 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::State;
+use super::state::required_fields;
 
 /// Fields the org maintains on every record; the API may read them but never write them.
 pub(super) const SYSTEM_FIELDS: &[&str] = &[
@@ -51,6 +52,24 @@ pub(super) fn is_deleted(record: &Map<String, Value>) -> bool {
 }
 
 /// The type `describe` gives a field.
+/// A field's label as Salesforce's UI shows a standard one: `LastName` as `Last Name`, a
+/// custom field's without its `__c`.
+fn label_of(name: &str) -> String {
+    let base = name.strip_suffix("__c").unwrap_or(name);
+    let mut label = String::new();
+    for (i, c) in base.chars().enumerate() {
+        if c == '_' {
+            label.push(' ');
+            continue;
+        }
+        if i > 0 && c.is_ascii_uppercase() && !label.ends_with(' ') {
+            label.push(' ');
+        }
+        label.push(c);
+    }
+    label
+}
+
 fn field_type(name: &str) -> &'static str {
     match name {
         "Id" => "id",
@@ -128,15 +147,28 @@ impl State {
         let all = std::iter::once("Id".to_string())
             .chain(SYSTEM_FIELDS.iter().map(|f| f.to_string()))
             .chain(names);
+        let required = required_fields(object);
+        let own = self.fields.get(object);
         let fields: Vec<Value> = all
             .map(|name| {
                 let system = name == "Id" || SYSTEM_FIELDS.contains(&name.as_str());
+                // The org fills the system fields and the owner (the caller) itself.
+                let defaulted = system || name == "OwnerId";
+                let external_id = own
+                    .and_then(|f| f.get(&name))
+                    .is_some_and(|f| f.external_id);
                 json!({
                     "name": name,
-                    "label": name,
+                    "label": label_of(&name),
                     "type": field_type(&name),
                     "createable": !system,
                     "updateable": !system,
+                    "nillable": !defaulted && !required.contains(&name.as_str())
+                        && name != "IsDeleted",
+                    "defaultedOnCreate": defaulted,
+                    "unique": name == "Id",
+                    "externalId": external_id,
+                    "idLookup": name == "Id" || external_id,
                     "custom": name.ends_with("__c"),
                 })
             })

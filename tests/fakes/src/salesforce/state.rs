@@ -89,7 +89,7 @@ fn standard_fields(object: &str) -> &'static [&'static str] {
     }
 }
 
-fn required_fields(object: &str) -> &'static [&'static str] {
+pub(super) fn required_fields(object: &str) -> &'static [&'static str] {
     match object {
         "Account" => &["Name"],
         "Contact" => &["LastName"],

@@ -51,15 +51,31 @@ pub(super) fn fields(s: &State, query: &HashMap<String, String>) -> HttpResponse
     };
     let mut names: Vec<(&String, &super::Field)> = own.iter().collect();
     names.sort_by(|a, b| a.0.cmp(b.0));
+    // Zoho fills the system fields itself: their values are read-only.
     let mut fields: Vec<Value> = SYSTEM_FIELDS
         .iter()
-        .map(|(name, kind)| json!({"api_name": name, "data_type": kind, "system_mandatory": false}))
+        .map(|(name, kind)| {
+            json!({"api_name": name, "field_label": label_of(name), "data_type": kind,
+                   "system_mandatory": false, "read_only": true, "field_read_only": true,
+                   "unique": null})
+        })
         .collect();
     fields.extend(names.into_iter().map(|(name, f)| {
-        json!({"api_name": name, "data_type": f.data_type, "system_mandatory": f.mandatory,
-               "unique": f.unique})
+        // A unique field's settings are an object; other fields have none.
+        let unique = f.unique.then(|| json!({"casesensitive": "false"}));
+        json!({"api_name": name, "field_label": label_of(name), "data_type": f.data_type,
+               "system_mandatory": f.mandatory, "read_only": false, "field_read_only": false,
+               "unique": unique})
     }));
     HttpResponse::Ok().json(json!({ "fields": fields }))
+}
+
+/// A field's label as Zoho's defaults read: `Last_Name` as `Last Name`, `id` as `Record Id`.
+fn label_of(api_name: &str) -> String {
+    match api_name {
+        "id" => "Record Id".to_string(),
+        name => name.replace('_', " "),
+    }
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
