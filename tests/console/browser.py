@@ -17,6 +17,7 @@ main path that fails stops the path (the later ones print as skipped). Prints on
 the screenshot paths and, last, `console (LABEL): N passed, N failed`; exits non-zero on a failure.
 """
 
+import json
 import re
 import sys
 import time
@@ -502,6 +503,29 @@ def main_path(page, state: dict) -> None:
 
     c.step("the designer: tick charge.succeeded", tick)
 
+    def mapping():
+        button(page, "Load sample event").click()
+        expect(page.locator("#sample-status")).to_contain_text("Fields of a charge.succeeded event")
+        expect(button(page, "object.amount")).to_be_visible()
+        # A new row in the fields table of step contact, renamed to amount_paid: its value is
+        # suggested from the sample's amount, and accepted with one click.
+        button(page, "Add fields field to contact").click()
+        name = page.get_by_label("Fields field 3 of contact", exact=True)
+        name.fill("amount_paid")
+        name.press("Tab")
+        use = page.get_by_role("button", name=re.compile(r"^Use \{\{ object\.amount \| major_units\(object\.currency\) \}\} for amount_paid$"))
+        expect(use).to_be_visible()
+        use.click()
+        # The value of `name` picked from the sample's fields.
+        page.get_by_label("Value of name in contact", exact=True).focus()
+        button(page, "object.billing_details.name").click()
+        steps = json.loads(label(page, "Steps (JSON)").input_value())
+        fields = steps[0]["fields"]
+        ensure(fields.get("amount_paid") == "{{ object.amount | major_units(object.currency) }}", f"fields: {fields}")
+        ensure(fields.get("name") == "{{ object.billing_details.name }}", f"fields: {fields}")
+
+    c.step("the designer: a sample event's fields, a suggestion accepted, the JSON kept in sync", mapping)
+
     def preview():
         before = statuses(page)
         button(page, "Preview").click()
@@ -683,6 +707,47 @@ def administration(page, state: dict) -> None:
     c.step("Audit log: the invitation is listed", audit_page)
 
 
+def flow_history(page, state: dict) -> None:
+    """Edit the flow in the designer, see the difference between versions, roll back."""
+    c = Chain(page)
+    if not state.get("signed_in"):
+        c.broken = "sign up"
+    renamed = flow_name + " (renamed)"
+
+    def edit():
+        go(page, "Flows")
+        page.get_by_role("link", name=flow_name, exact=True).click()
+        expect(page.get_by_role("heading", name=flow_name, exact=True)).to_be_visible()
+        page.get_by_role("link", name="Edit flow", exact=True).click()
+        expect(label(page, "Name")).to_have_value(flow_name)
+        expect(page.get_by_role("checkbox", name="charge.succeeded", exact=True)).to_be_checked()
+        label(page, "Name").fill(renamed)
+        button(page, "Save flow").click()
+        expect(page.get_by_role("heading", name=renamed, exact=True)).to_be_visible()
+        landed(page, "the flow's page")
+
+    c.step("Flows: open the flow, Edit flow keeps what it had, Save makes version 2", edit)
+
+    def compare():
+        page.get_by_label("From version").select_option("1")
+        page.get_by_label("To version").select_option("2")
+        button(page, "Compare").click()
+        expect(page.get_by_role("table").filter(has_text="Version 1 → version 2")).to_be_visible()
+        expect(page.locator("tr.removed").filter(has_text=flow_name).first).to_be_visible()
+        expect(page.locator("tr.added").filter(has_text=renamed).first).to_be_visible()
+        screenshot(page, "08-flow-history")
+
+    c.step("the flow's history: Compare shows version 1 → 2, the name removed and added", compare)
+
+    def rollback():
+        button(page, "Roll back to version 1").click()
+        expect(page.get_by_role("heading", name=flow_name, exact=True)).to_be_visible()
+        expect(page.get_by_role("rowheader", name="3 (current)")).to_be_visible()
+        no_alert(page, "rolling back")
+
+    c.step("Roll back to version 1 saves it as version 3", rollback)
+
+
 def live_events(page, state: dict) -> None:
     """The Events list keeps itself current: an event sent meanwhile appears with no reload."""
     c = Chain(page)
@@ -783,6 +848,7 @@ try:
         context, page = new_page(browser)
         main_path(page, state)
         administration(page, state)
+        flow_history(page, state)
         live_events(page, state)
         csrf(page, state)
         isolation(browser, state)

@@ -53,6 +53,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("flows.html", include_str!("templates/flows.html")),
     ("designer.html", include_str!("templates/designer.html")),
+    ("flow.html", include_str!("templates/flow.html")),
     (
         "connections.html",
         include_str!("templates/connections.html"),

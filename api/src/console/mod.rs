@@ -5,6 +5,7 @@
 //! CSRF token. `GET /` redirects here.
 
 mod admin;
+mod flow_pages;
 mod html;
 mod overview;
 mod pages;
@@ -26,6 +27,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "console.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/console.js"),
+    ),
+    (
+        "designer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/designer.js"),
     ),
 ];
 
@@ -57,5 +63,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/logout", web::post().to(session::sign_out))
         .route("/console/", web::get().to(overview::overview))
         .configure(pages::configure)
-        .configure(admin::configure);
+        .configure(admin::configure)
+        .configure(flow_pages::configure);
 }

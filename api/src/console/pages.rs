@@ -152,7 +152,7 @@ async fn event_page(
     )
 }
 
-fn not_found(viewer: &Viewer) -> Result<HttpResponse, ApiError> {
+pub(super) fn not_found(viewer: &Viewer) -> Result<HttpResponse, ApiError> {
     let html = render("not_found.html", context! { layout => layout(viewer, "") })?;
     let mut response = viewer.respond(html);
     *response.status_mut() = actix_web::http::StatusCode::NOT_FOUND;
@@ -185,37 +185,6 @@ async fn flow_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespon
         "flows.html",
         "flows",
         context! { flows => data(&listed) },
-    )
-}
-
-/// The steps a new flow starts with: a sandbox contact from a charge's billing details.
-const EXAMPLE_STEPS: &str = r#"[
-  {
-    "id": "contact",
-    "action": "upsert",
-    "object": "contacts",
-    "match": {"email": "{{ object.billing_details.email }}"},
-    "fields": {
-      "name": "{{ object.billing_details.name }}",
-      "last_payment": "{{ object.amount | major_units(object.currency) }}"
-    }
-  }
-]"#;
-
-async fn designer(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let viewer = signed_in!(req, state);
-    let listed = connection_service::list(&state, &viewer.ctx, &first(100))
-        .await?
-        .0;
-    show(
-        &viewer,
-        "designer.html",
-        "flows",
-        context! {
-            connections => data(&listed),
-            event_types => tributary_worker::stripe::event_types::EVENT_TYPES.to_vec(),
-            steps => EXAMPLE_STEPS,
-        },
     )
 }
 
@@ -265,7 +234,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/events/{id}", web::get().to(event_page))
         .route("/console/dead-letters", web::get().to(dead_letters))
         .route("/console/flows", web::get().to(flow_list))
-        .route("/console/flows/new", web::get().to(designer))
         .route("/console/connections", web::get().to(connection_list))
         .route("/console/stripe-accounts", web::get().to(account_list));
 }

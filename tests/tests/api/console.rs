@@ -419,6 +419,10 @@ async fn a_draft_flow_previews_on_the_newest_event_or_stripes_fixture() {
         assert_eq!(fixture.body["valid"], true, "{}", fixture.text);
         assert_eq!(fixture.body["preview"]["matched"], true);
         assert_eq!(fixture.body["preview"]["operations"][0]["action"], "upsert");
+        assert_eq!(
+            fixture.body["event"]["type"], "charge.succeeded",
+            "the event it ran on"
+        );
 
         // With one in the inbox: that event.
         let event = charge_event(
@@ -437,6 +441,7 @@ async fn a_draft_flow_previews_on_the_newest_event_or_stripes_fixture() {
                 ask(json!({"latest": "charge.succeeded"})),
             )
             .await;
+        assert_eq!(inbox.body["event"]["id"], "evt_draft_1");
         assert_eq!(
             inbox.body["preview"]["operations"][0]["match"]["email"], "grace@example.com",
             "{}",
@@ -504,6 +509,85 @@ async fn a_member_in_the_console_is_refused_what_the_api_refuses_a_member() {
             problem["detail"].as_str().unwrap().contains("role"),
             "{problem}"
         );
+    })
+    .await;
+}
+
+/// A flow's page lists its versions and shows the lines one changed; the designer opens it
+/// for editing with what it has; another tenant gets a 404 page for it.
+#[tokio::test]
+async fn a_flows_page_shows_its_versions_and_what_changed() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+        let mut flow = json!({"name": "Contacts v1", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.succeeded"], "filter": "object.paid"},
+            "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                       "match": {"email": "{{ object.billing_details.email }}"}}]});
+        let created = app.post("/v1/flows", token, flow.clone()).await;
+        let id = created.str("/id");
+        flow["name"] = json!("Contacts v2");
+        let replaced = app
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/flows/{id}"),
+                Some(token),
+                Some(flow),
+            )
+            .await;
+        assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+
+        let signed_in = form(
+            &app,
+            "/console/login",
+            &[
+                ("email", p.tenant.email.as_str()),
+                ("password", tributary_tests::PASSWORD),
+            ],
+        )
+        .await;
+        let (jar, _) = cookies(&signed_in);
+        let (status, shown) = page(&app, &format!("/console/flows/{id}"), &jar).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(shown.contains("<h1>Contacts v2</h1>"), "{shown}");
+        assert!(shown.contains("Version 1 → version 2"), "{shown}");
+        assert!(
+            shown.contains(r#"<tr class="removed">"#) && shown.contains("Contacts v1"),
+            "{shown}"
+        );
+        assert!(shown.contains(r#"<tr class="added">"#), "{shown}");
+        assert!(shown.contains("Roll back to version 1"), "{shown}");
+
+        let (status, editing) = page(&app, &format!("/console/flows/{id}/edit"), &jar).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(editing.contains(r#"value="Contacts v2""#), "{editing}");
+        assert!(
+            editing.contains(r#"value="charge.succeeded" id="#),
+            "{editing}"
+        );
+        assert!(editing.contains("checked"), "{editing}");
+        // What the designer does not show travels with the save (the filter).
+        assert!(editing.contains("object.paid"), "{editing}");
+
+        let other = app.signup("Other").await;
+        let theirs = form(
+            &app,
+            "/console/login",
+            &[
+                ("email", other.email.as_str()),
+                ("password", tributary_tests::PASSWORD),
+            ],
+        )
+        .await;
+        let (their_jar, _) = cookies(&theirs);
+        for path in [
+            format!("/console/flows/{id}"),
+            format!("/console/flows/{id}/edit"),
+        ] {
+            let (status, body) = page(&app, &path, &their_jar).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert!(!body.contains("Contacts v2"));
+        }
     })
     .await;
 }

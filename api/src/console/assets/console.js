@@ -8,8 +8,9 @@ function csrf() {
   return found ? decodeURIComponent(found[1]) : "";
 }
 
-async function call(method, url, body) {
+async function call(method, url, body, ifMatch) {
   const init = { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } };
+  if (ifMatch) init.headers["If-Match"] = ifMatch;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -61,12 +62,18 @@ const bodies = {
   secret: (f) => ({ secret: f.elements.secret.value }),
   oauth: (f) => ({ name: f.elements.name.value, provider: f.elements.provider.value, auth: { type: "oauth" } }),
   backfill: (f) => ({ since: new Date(f.elements.since.value).toISOString() }),
-  flow: (f) => ({
-    name: f.elements.name.value,
-    connection_id: f.elements.connection_id.value,
-    trigger: { events: Array.from(f.querySelectorAll("input[name=events]:checked")).map((c) => c.value) },
-    steps: parseJson(f.elements.steps.value, "Steps (JSON)"),
-  }),
+  // A flow being edited keeps what the designer does not show (filter, source, refetch…).
+  flow: (f) => {
+    const base = f.dataset.base ? JSON.parse(f.dataset.base) : {};
+    return Object.assign(base, {
+      name: f.elements.name.value,
+      connection_id: f.elements.connection_id.value,
+      trigger: Object.assign(base.trigger || {}, {
+        events: Array.from(f.querySelectorAll("input[name=events]:checked")).map((c) => c.value),
+      }),
+      steps: parseJson(f.elements.steps.value, "Steps (JSON)"),
+    });
+  },
 };
 
 // What a preview would send, one line per operation.
@@ -97,7 +104,7 @@ document.addEventListener("submit", async (event) => {
   try { body = bodies[form.dataset.kind](form); } catch (e) { say("alert", e.message); return; }
   const button = form.querySelector("button[type=submit]");
   if (button) button.disabled = true;
-  const answer = await call(form.dataset.method || "POST", form.dataset.api, body);
+  const answer = await call(form.dataset.method || "POST", form.dataset.api, body, form.dataset.ifMatch);
   if (button) button.disabled = false;
   if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
   if (form.dataset.kind === "oauth" && answer.data.authorize_url) {
@@ -139,7 +146,7 @@ document.addEventListener("click", async (event) => {
   }
   button.disabled = true;
   const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
-  const answer = await call(button.dataset.method || "POST", button.dataset.post, body);
+  const answer = await call(button.dataset.method || "POST", button.dataset.post, body, button.dataset.ifMatch);
   button.disabled = false;
   if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
   if (button.dataset.said) say("status", button.dataset.said);
