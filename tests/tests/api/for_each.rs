@@ -296,3 +296,76 @@ async fn long_names_and_messages_are_refused_by_name_or_recorded_whole() {
     })
     .await;
 }
+
+/// An assert that stopped its flow stops it again when the event runs again for another
+/// flow's retry: the steps after it never run.
+#[tokio::test]
+async fn a_stopped_flow_stays_stopped_when_its_event_runs_again() {
+    each_backend(|app| async move {
+        let p = app
+            .pipeline(json!({"simulate_failure": {"deals": "permanent"}}))
+            .await;
+        let token = &p.tenant.token;
+        for flow in [
+            json!({"name": "Stopped", "connection_id": p.connection_id,
+                   "trigger": {"events": ["charge.succeeded"]},
+                   "steps": [{"id": "gate", "action": "assert", "check": "false", "message": "closed"},
+                             {"id": "after", "action": "upsert", "object": "contacts",
+                              "match": {"email": "{{ object.billing_details.email }}"}}]}),
+            json!({"name": "Failing", "connection_id": p.connection_id,
+                   "trigger": {"events": ["charge.succeeded"]},
+                   "steps": [{"id": "deal", "action": "upsert", "object": "deals",
+                              "match": {"charge": "{{ object.id }}"}}]}),
+        ] {
+            let created = app.post("/v1/flows", token, flow).await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        }
+        let done = app.deliver(&p, &event_with_lines("evt_gate_1")).await;
+        let mut steps = steps_of(&done);
+        steps.sort();
+        assert_eq!(
+            steps,
+            [
+                ("deal".to_string(), "dead".to_string()),
+                ("gate".to_string(), "skipped".to_string())
+            ]
+        );
+        let dead = done["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["step"] == "deal")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let fixed = app
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/v1/connections/{}", p.connection_id),
+                Some(token),
+                Some(json!({"settings": {}})),
+            )
+            .await;
+        assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.text);
+        let retry = app
+            .post(&format!("/v1/deliveries/{dead}/retry"), token, json!({}))
+            .await;
+        assert_eq!(retry.status, StatusCode::ACCEPTED, "{}", retry.text);
+        let again = app
+            .finished_event(token, done["id"].as_str().unwrap())
+            .await;
+        let mut steps = steps_of(&again);
+        steps.sort();
+        assert_eq!(
+            steps,
+            [
+                ("deal".to_string(), "succeeded".to_string()),
+                ("gate".to_string(), "skipped".to_string())
+            ],
+            "{again}"
+        );
+        assert!(app.records(token, &p.connection_id, "contacts").await.is_empty());
+    })
+    .await;
+}

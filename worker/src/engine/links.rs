@@ -5,9 +5,9 @@ use super::core::*;
 
 /// The Stripe object whose record link an upsert or update follows, if any.
 pub(super) fn linked_object<'e>(event: &'e events::Model, op: &Operation) -> Option<&'e str> {
-    // The items of a `for_each` step (named `<id>[<key>]`; step ids never hold `]`) are
-    // records of their own, found by their own `match`, never the event's object's link.
-    if op.step.ends_with(']') {
+    // The items of a `for_each` step are records of their own, found by their own `match`,
+    // never the event's object's link.
+    if crate::flow::each::is_item(&op.step) {
         return None;
     }
     match (&event.stripe_object_id, op.action) {

@@ -4,6 +4,9 @@
 use super::core::*;
 use crate::steps::{self, Runs, StepKind, Wants};
 
+/// Why an item's delivery of an earlier run was closed: the list no longer holds it.
+const ITEM_GONE: &str = "item_gone";
+
 /// What a step's turn means for the rest of its flow.
 pub(super) enum Next {
     /// Go on; later steps see this record id and answer.
@@ -132,7 +135,12 @@ impl Engine {
             .await?;
         note_current_delivery(&delivery.id);
         let delivery = self.on_version(delivery, flow_row).await?;
+        let reason = delivery.reason.as_deref().unwrap_or_default();
         match delivery.status.as_str() {
+            // An assert that stopped the flow stops it again on any re-run of the event; a
+            // step whose `when` was false (or an item no longer in its list) stays left out.
+            ds::SKIPPED if reason.starts_with(steps::STOPPED) => return Ok(Next::Halt(None)),
+            ds::SKIPPED if matches!(reason, "condition" | ITEM_GONE) => return Ok(Next::Skip),
             ds::SUCCEEDED | ds::SKIPPED => {
                 let answer = delivery
                     .response
@@ -201,10 +209,11 @@ impl Engine {
                 return Ok(Next::Halt(None));
             }
         };
+        self.close_gone_items(step, flow_row, &items, run).await?;
         let mut done = Vec::with_capacity(items.len());
         for (key, item) in items {
             flow.ctx.item = Some(item);
-            let name = format!("{}[{key}]", step.id);
+            let name = flow::each::delivery_name(&step.id, &key);
             let next = self.step_turn(step, &name, flow_row, flow, run).await;
             flow.ctx.item = None;
             match next? {
@@ -223,6 +232,34 @@ impl Engine {
         }
         flow.ctx.items.insert(step.id.clone(), done);
         Ok(Next::Skip)
+    }
+
+    /// A list that renders now leaves no delivery of an earlier run open outside it: the
+    /// step's own (a list that failed to render before) and items no longer in the list are
+    /// skipped (`item_gone`), so the event can finish.
+    async fn close_gone_items(
+        &self,
+        step: &flow::Step,
+        flow_row: &flows::Model,
+        items: &[(String, Value)],
+        run: &EventRun<'_>,
+    ) -> anyhow::Result<()> {
+        let names: std::collections::HashSet<String> = items
+            .iter()
+            .map(|(key, _)| flow::each::delivery_name(&step.id, key))
+            .collect();
+        for delivery in run.existing {
+            let ours = delivery.flow_id == flow_row.id
+                && (delivery.step == step.id || flow::each::is_item_of(&delivery.step, &step.id));
+            if ours && is_open(&delivery.status) && !names.contains(&delivery.step) {
+                self.transition(delivery, OPEN, |active| {
+                    active.status = Set(ds::SKIPPED.into());
+                    active.reason = Set(Some(ITEM_GONE.into()));
+                })
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// A retry after the flow was edited runs the new version: says so on the delivery.

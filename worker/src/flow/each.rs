@@ -19,6 +19,23 @@ pub(crate) fn list_template(map: &serde_json::Map<String, Value>) -> Option<(&st
     Some((map.get("for_each")?.as_str()?, map.get("each")?))
 }
 
+/// The delivery name of item `key` of step `step`: `<step>[<key>]`.
+pub fn delivery_name(step: &str, key: &str) -> String {
+    format!("{step}[{key}]")
+}
+
+/// Whether a delivery named `name` is an item of some step's `for_each` (step ids never hold
+/// `[` or `]`).
+pub fn is_item(name: &str) -> bool {
+    name.ends_with(']')
+}
+
+/// Whether a delivery named `name` is an item of step `step`.
+pub fn is_item_of(name: &str, step: &str) -> bool {
+    name.strip_prefix(step)
+        .is_some_and(|rest| rest.starts_with('[') && rest.ends_with(']'))
+}
+
 /// The longest item id that names its delivery; a longer one is named by its position.
 const MAX_KEY: usize = 64;
 

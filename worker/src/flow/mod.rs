@@ -334,7 +334,7 @@ pub fn preview(
             None => vec![(step.id.clone(), String::new(), None)],
             Some(items) => items
                 .into_iter()
-                .map(|(key, item)| (format!("{}[{key}]", step.id), key, Some(item)))
+                .map(|(key, item)| (each::delivery_name(&step.id, &key), key, Some(item)))
                 .collect(),
         };
         if runs.is_empty() {

@@ -9,6 +9,10 @@ use crate::flow::{Action, Operation, Step, ValidationError};
 
 pub struct Assert;
 
+/// How the reason of an assert that stopped its flow begins; the engine reads it so a re-run
+/// of the event stops there again.
+pub const STOPPED: &str = "assertion: ";
+
 /// Whether the rendered check held.
 fn passed(op: &Operation) -> bool {
     op.fields.get("passed") == Some(&Value::Bool(true))
@@ -78,7 +82,7 @@ impl StepKind for Assert {
                     .get("message")
                     .and_then(Value::as_str)
                     .unwrap_or("the check failed");
-                Done::Stopped(format!("assertion: {message}"))
+                Done::Stopped(format!("{STOPPED}{message}"))
             };
             (Ok(done), Trail::default())
         })

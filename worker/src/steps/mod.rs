@@ -17,6 +17,7 @@ mod notify;
 mod stripe_retrieve;
 mod stripe_write;
 
+pub use assert::STOPPED;
 pub use email::EMAIL_FIELDS;
 pub use kind::{Done, Exec, Runs, Shape, StepKind, Templates, Wants};
 pub use notify::NOTICE_KIND;
