@@ -24,9 +24,7 @@ fn allowed<T>(
 }
 
 async fn user_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Some(viewer) = session::viewer(&req, &state).await? else {
-        return Ok(redirect("/console/login"));
-    };
+    let viewer = crate::console_signed_in!(req, state);
     let (listed, refused) = allowed(users::list(&state, &viewer.ctx, &first(100)).await)?;
     let roles = ["owner", "admin", "member"];
     show(
@@ -38,9 +36,7 @@ async fn user_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespon
 }
 
 async fn key_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Some(viewer) = session::viewer(&req, &state).await? else {
-        return Ok(redirect("/console/login"));
-    };
+    let viewer = crate::console_signed_in!(req, state);
     let (listed, refused) = allowed(api_keys::list(&state, &viewer.ctx, &first(100)).await)?;
     let roles = ["admin", "member"];
     show(
@@ -52,9 +48,7 @@ async fn key_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespons
 }
 
 async fn alert_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Some(viewer) = session::viewer(&req, &state).await? else {
-        return Ok(redirect("/console/login"));
-    };
+    let viewer = crate::console_signed_in!(req, state);
     let listed = notification_channels::list(&state, &viewer.ctx, &first(100)).await;
     let (channels, refused) = allowed(listed)?;
     show(
@@ -66,9 +60,7 @@ async fn alert_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespo
 }
 
 async fn audit_log(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Some(viewer) = session::viewer(&req, &state).await? else {
-        return Ok(redirect("/console/login"));
-    };
+    let viewer = crate::console_signed_in!(req, state);
     let (entries, refused) = allowed(audit::list(&state.db, &viewer.ctx, &first(100)).await)?;
     show(
         &viewer,

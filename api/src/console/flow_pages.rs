@@ -34,9 +34,7 @@ async fn designer_page(
     state: &AppState,
     id: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(viewer) = session::viewer(req, state).await? else {
-        return Ok(redirect("/console/login"));
-    };
+    let viewer = crate::console_signed_in!(*req, *state);
     let flow = match id {
         Some(id) => match flows::get(state, &viewer.ctx, id).await {
             Ok(flow) => Some(flow),
@@ -138,9 +136,7 @@ async fn flow_page(
     id: Path<String>,
     compare: Query<Compare>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(viewer) = session::viewer(&req, &state).await? else {
-        return Ok(redirect("/console/login"));
-    };
+    let viewer = crate::console_signed_in!(req, state);
     let flow = match flows::get(&state, &viewer.ctx, &id).await {
         Ok(flow) => flow,
         Err(ApiError::NotFound) => return not_found(&viewer),

@@ -61,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/signup", web::get().to(session::sign_up_page))
         .route("/console/signup", web::post().to(session::sign_up))
         .route("/console/logout", web::post().to(session::sign_out))
+        .route("/console/refresh", web::post().to(session::refresh))
         .route("/console/", web::get().to(overview::overview))
         .configure(pages::configure)
         .configure(admin::configure)

@@ -122,9 +122,7 @@ async fn rates(
 }
 
 pub async fn overview(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Some(viewer) = session::viewer(&req, &state).await? else {
-        return Ok(redirect("/console/login"));
-    };
+    let viewer = crate::console_signed_in!(req, state);
     let db = &state.db;
     let tenant = viewer.ctx.tenant_id.as_str();
     let hours = bars(db, tenant, Duration::hours(1), 24, "%H:00").await?;

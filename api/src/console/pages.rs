@@ -17,7 +17,9 @@ use crate::services::{connections as connection_service, events as event_service
 use crate::state::AppState;
 
 /// The signed-in viewer, or the way to the sign-in page.
-macro_rules! signed_in {
+#[macro_export]
+#[doc(hidden)]
+macro_rules! console_signed_in {
     ($req:expr, $state:expr) => {
         match session::viewer(&$req, &$state).await? {
             Some(viewer) => viewer,
@@ -74,7 +76,7 @@ async fn event_list(
     state: Data<AppState>,
     query: Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = signed_in!(req, state);
+    let viewer = crate::console_signed_in!(req, state);
     let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
     let filter = EventFilter {
         event_type: given(&query.event_type),
@@ -94,7 +96,9 @@ async fn event_list(
             Ok((listed, _)) => (listed, None),
             Err(ApiError::Validation(errors)) => (
                 Vec::new(),
-                Some(format!("{}: {}", errors[0].field, errors[0].message)),
+                errors
+                    .first()
+                    .map(|e| format!("{}: {}", e.field, e.message)),
             ),
             Err(other) => return Err(other),
         };
@@ -117,7 +121,7 @@ async fn event_page(
     state: Data<AppState>,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = signed_in!(req, state);
+    let viewer = crate::console_signed_in!(req, state);
     let event = match event_service::get(&state, &viewer.ctx, &id).await {
         Ok(event) => event,
         Err(ApiError::NotFound) => return not_found(&viewer),
@@ -160,7 +164,7 @@ pub(super) fn not_found(viewer: &Viewer) -> Result<HttpResponse, ApiError> {
 }
 
 async fn dead_letters(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let viewer = signed_in!(req, state);
+    let viewer = crate::console_signed_in!(req, state);
     let filter = DeliveryFilter {
         status: Some("dead".into()),
         event_id: None,
@@ -178,7 +182,7 @@ async fn dead_letters(req: HttpRequest, state: Data<AppState>) -> Result<HttpRes
 }
 
 async fn flow_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let viewer = signed_in!(req, state);
+    let viewer = crate::console_signed_in!(req, state);
     let listed = flows::list(&state, &viewer.ctx, &first(100)).await?.0;
     show(
         &viewer,
@@ -192,7 +196,7 @@ async fn connection_list(
     req: HttpRequest,
     state: Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = signed_in!(req, state);
+    let viewer = crate::console_signed_in!(req, state);
     let listed = connection_service::list(&state, &viewer.ctx, &first(100))
         .await?
         .0;
@@ -205,7 +209,7 @@ async fn connection_list(
 }
 
 async fn account_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let viewer = signed_in!(req, state);
+    let viewer = crate::console_signed_in!(req, state);
     let listed = stripe_accounts::list(&state, &viewer.ctx, &first(100))
         .await?
         .0;

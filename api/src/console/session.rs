@@ -7,11 +7,12 @@ use actix_web::web::{Data, Form};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use secrecy::SecretString;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::html::{page, redirect, render};
 use crate::error::ApiError;
-use crate::extract::session_cookie::{ACCESS, CSRF, REFRESH, read_cookie};
+use crate::extract::session_cookie::{
+    ACCESS, CSRF, CSRF_HEADER, REFRESH, csrf_matches, read_cookie, same_site,
+};
 use crate::extract::{ClientAddress, TenantContext};
 use crate::services::sessions::{self, LoginIn, RefreshIn, SignupIn, TokenPair};
 use crate::state::AppState;
@@ -19,13 +20,26 @@ use crate::state::AppState;
 /// How long a console session's refresh cookie lives (the refresh token's own expiry governs).
 const REFRESH_SECONDS: i64 = 30 * 24 * 3600;
 
-/// A `Set-Cookie` value: the whole site, SameSite=Strict, `max_age` seconds (0 clears it).
-fn cookie(name: &str, value: &str, http_only: bool, max_age: i64) -> (&'static str, String) {
+/// A `Set-Cookie` value: the whole site, SameSite=Strict, `max_age` seconds (0 clears it),
+/// `Secure` when the installation is served over https.
+fn cookie(
+    name: &str,
+    value: &str,
+    http_only: bool,
+    max_age: i64,
+    secure: bool,
+) -> (&'static str, String) {
     let http_only = if http_only { "; HttpOnly" } else { "" };
+    let secure = if secure { "; Secure" } else { "" };
     (
         "set-cookie",
-        format!("{name}={value}; Path=/; Max-Age={max_age}; SameSite=Strict{http_only}"),
+        format!("{name}={value}; Path=/; Max-Age={max_age}; SameSite=Strict{http_only}{secure}"),
     )
+}
+
+/// Whether the console is served over https (its cookies are then `Secure`).
+fn secure(state: &AppState) -> bool {
+    state.settings.public_url.starts_with("https://")
 }
 
 /// A new CSRF token, for a new session.
@@ -34,22 +48,24 @@ fn new_csrf() -> String {
 }
 
 /// Sets the session's cookies on a response.
-fn keep(response: &mut HttpResponseBuilder, pair: &TokenPair, csrf: &str) {
+fn keep(response: &mut HttpResponseBuilder, pair: &TokenPair, csrf: &str, secure: bool) {
+    let access = pair.expires_in as i64;
     response
+        .append_header(cookie(ACCESS, &pair.access_token, true, access, secure))
         .append_header(cookie(
-            ACCESS,
-            &pair.access_token,
+            REFRESH,
+            &pair.refresh_token,
             true,
-            pair.expires_in as i64,
+            REFRESH_SECONDS,
+            secure,
         ))
-        .append_header(cookie(REFRESH, &pair.refresh_token, true, REFRESH_SECONDS))
-        .append_header(cookie(CSRF, csrf, false, REFRESH_SECONDS));
+        .append_header(cookie(CSRF, csrf, false, REFRESH_SECONDS, secure));
 }
 
 /// Clears the session's cookies.
-fn forget(response: &mut HttpResponseBuilder) {
+fn forget(response: &mut HttpResponseBuilder, secure: bool) {
     for (name, http_only) in [(ACCESS, true), (REFRESH, true), (CSRF, false)] {
-        response.append_header(cookie(name, "", http_only, 0));
+        response.append_header(cookie(name, "", http_only, 0, secure));
     }
 }
 
@@ -60,6 +76,8 @@ pub struct Viewer {
     pub refreshed: Option<TokenPair>,
     /// The session's CSRF token, for the page's forms.
     pub csrf: String,
+    /// Whether cookies are `Secure`.
+    secure: bool,
 }
 
 impl Viewer {
@@ -67,7 +85,7 @@ impl Viewer {
     pub fn respond(&self, html: String) -> HttpResponse {
         let mut response = page();
         if let Some(pair) = &self.refreshed {
-            keep(&mut response, pair, &self.csrf);
+            keep(&mut response, pair, &self.csrf, self.secure);
         }
         response.body(html)
     }
@@ -84,6 +102,7 @@ pub async fn viewer(req: &HttpRequest, state: &AppState) -> Result<Option<Viewer
             ctx,
             refreshed: None,
             csrf: csrf.clone(),
+            secure: secure(state),
         }));
     }
     let Some(refresh) = read_cookie(req, REFRESH) else {
@@ -103,6 +122,7 @@ pub async fn viewer(req: &HttpRequest, state: &AppState) -> Result<Option<Viewer
         ctx,
         refreshed: Some(pair),
         csrf: csrf.unwrap_or_else(new_csrf),
+        secure: secure(state),
     }))
 }
 
@@ -131,10 +151,12 @@ pub async fn sign_in_page(
 }
 
 pub async fn sign_in(
+    req: HttpRequest,
     state: Data<AppState>,
     client: ClientAddress,
     Form(form): Form<SignInForm>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req)?;
     let input = LoginIn {
         email: form.email.clone(),
         password: SecretString::from(form.password),
@@ -142,7 +164,7 @@ pub async fn sign_in(
     match sessions::login(&state, input, &client.0).await {
         Ok(pair) => {
             let mut response = HttpResponse::SeeOther();
-            keep(&mut response, &pair, &new_csrf());
+            keep(&mut response, &pair, &new_csrf(), secure(&state));
             Ok(response.insert_header(("location", "/console/")).finish())
         }
         Err(error) => refused("login.html", &form.email, error),
@@ -154,10 +176,12 @@ pub async fn sign_up_page() -> Result<HttpResponse, ApiError> {
 }
 
 pub async fn sign_up(
+    req: HttpRequest,
     state: Data<AppState>,
     client: ClientAddress,
     Form(form): Form<SignUpForm>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req)?;
     let input = SignupIn {
         tenant_name: form.company.clone(),
         email: form.email.clone(),
@@ -175,7 +199,7 @@ pub async fn sign_up(
                 expires_in: out.expires_in,
             };
             let mut response = HttpResponse::SeeOther();
-            keep(&mut response, &pair, &new_csrf());
+            keep(&mut response, &pair, &new_csrf(), secure(&state));
             Ok(response.insert_header(("location", "/console/")).finish())
         }
         Err(error) => refused("signup.html", &form.email, error),
@@ -218,10 +242,8 @@ pub async fn sign_out(
     state: Data<AppState>,
     Form(form): Form<SignOutForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let expected = read_cookie(&req, CSRF);
-    let matches = expected
-        .is_some_and(|e| !e.is_empty() && bool::from(e.as_bytes().ct_eq(form.csrf.as_bytes())));
-    if !matches {
+    refuse_cross_site(&req)?;
+    if !csrf_matches(&req, &form.csrf) {
         return Err(ApiError::Forbidden(
             "the sign-out form is not this session's".into(),
         ));
@@ -230,8 +252,47 @@ pub async fn sign_out(
         sessions::logout(&state, &viewer.ctx).await?;
     }
     let mut response = HttpResponse::SeeOther();
-    forget(&mut response);
+    forget(&mut response, secure(&state));
     Ok(response
         .insert_header(("location", "/console/login"))
         .finish())
+}
+
+fn refuse_cross_site(req: &HttpRequest) -> Result<(), ApiError> {
+    if same_site(req) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "a form of the console must be posted from the console's own pages".into(),
+        ))
+    }
+}
+
+/// `POST /console/refresh`: renews the session's access token with its refresh token, for a
+/// page whose `/v1` request found it expired (the page then sends its request again). Needs
+/// the session's CSRF token as `X-CSRF-Token`; 401 when the session has ended.
+pub async fn refresh(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req)?;
+    let presented = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !csrf_matches(&req, presented) {
+        return Err(ApiError::Forbidden(
+            "renewing the console's session needs its X-CSRF-Token header".into(),
+        ));
+    }
+    match viewer(&req, &state).await? {
+        Some(viewer) => {
+            let mut response = HttpResponse::NoContent();
+            if let Some(pair) = &viewer.refreshed {
+                keep(&mut response, pair, &viewer.csrf, viewer.secure);
+            }
+            Ok(response.finish())
+        }
+        None => Err(ApiError::Unauthorized(
+            "this session has ended; sign in again".into(),
+        )),
+    }
 }

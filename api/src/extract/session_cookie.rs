@@ -25,23 +25,49 @@ pub fn cookie_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
-        let header = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let expected = read_cookie(req, CSRF);
-        let matches = expected.is_some_and(|expected| {
-            !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(header.as_bytes()))
-        });
-        if !matches {
-            return Err(ApiError::Forbidden(
-                "a change made with the console's session needs its X-CSRF-Token header".into(),
-            ));
-        }
+    let header = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !safe && !csrf_matches(req, header) {
+        return Err(ApiError::Forbidden(
+            "a change made with the console's session needs its X-CSRF-Token header".into(),
+        ));
     }
     Ok(Some(access))
+}
+
+/// Whether `presented` is the session's CSRF token (its cookie), compared in constant time.
+pub fn csrf_matches(req: &HttpRequest, presented: &str) -> bool {
+    read_cookie(req, CSRF).is_some_and(|expected| {
+        !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+    })
+}
+
+/// Whether a browser's form post comes from this site: no `Origin` (not a browser's
+/// cross-site post) or one naming the host the request was sent to, and no
+/// `Sec-Fetch-Site: cross-site`. Refuses signing a visitor in to someone else's account.
+pub fn same_site(req: &HttpRequest) -> bool {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if header("sec-fetch-site").is_some_and(|site| site == "cross-site") {
+        return false;
+    }
+    match (header("origin"), header("host")) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host.as_str())
+        }
+        (Some(_), None) => false,
+    }
 }
 
 /// A request's cookie by name. Values are the tokens this module sets (URL-safe characters).

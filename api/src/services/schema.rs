@@ -61,24 +61,17 @@ impl From<FieldInfo> for ObjectFieldOut {
     }
 }
 
-/// What a failed read becomes: an unknown object 404, refused credentials (the connection
-/// now needs re-authorization, as a test call would mark it) or a vendor's refusal 409, a
-/// vendor that failed 502; never a 500.
-async fn failure(
-    state: &AppState,
-    connection_id: &str,
-    error: crm::CrmError,
-) -> Result<ApiError, ApiError> {
+/// What a failed read becomes: an unknown object 404, refused credentials or a vendor's
+/// refusal 409, a vendor that failed 502; never a 500. A read changes nothing, not even the
+/// connection's status (deliveries and `POST …/test` do that).
+fn failure(error: crm::CrmError) -> ApiError {
     let detail = |what: &str| format!("{what}: {} ({})", error.message, error.kind.as_str());
-    Ok(match error.kind {
+    match error.kind {
         crm::ErrorKind::NotFound => ApiError::NoSuch(error.message),
-        crm::ErrorKind::Auth => {
-            crm::session::mark_needs_reauth(&state.db, connection_id, &error.message).await?;
-            ApiError::Conflict {
-                detail: detail("the CRM refused the connection's credentials; reconnect it"),
-                field: None,
-            }
-        }
+        crm::ErrorKind::Auth => ApiError::Conflict {
+            detail: detail("the CRM refused the connection's credentials; reconnect it"),
+            field: None,
+        },
         crm::ErrorKind::Permanent | crm::ErrorKind::Invalid => ApiError::Conflict {
             detail: detail("the CRM refused to describe the object"),
             field: None,
@@ -86,7 +79,7 @@ async fn failure(
         crm::ErrorKind::RateLimited | crm::ErrorKind::Transient => {
             ApiError::BadGateway(detail("reading the CRM's fields failed"))
         }
-    })
+    }
 }
 
 /// The fields of `object` in the connection's CRM. Any role may read them.
@@ -111,7 +104,7 @@ pub async fn fields(
     }
     let (source, fields) = match crm::fields(state.connector(), &connection, object).await {
         Ok(found) => found,
-        Err(error) => return Err(failure(state, &connection.id, error).await?),
+        Err(error) => return Err(failure(error)),
     };
     Ok(ObjectFieldsOut {
         object: object.to_string(),

@@ -179,6 +179,7 @@ async fn the_console_keeps_the_apis_session_in_strict_cookies_and_needs_csrf_to_
         pages_point_nowhere_else(&app, &jar).await;
         sign_out(&app, &jar, &csrf).await;
 
+        cross_site_sign_in_is_refused(&app).await;
         // Signing in again works; a wrong password says so and sets nothing.
         let wrong = form(
             &app,
@@ -203,6 +204,7 @@ async fn the_console_keeps_the_apis_session_in_strict_cookies_and_needs_csrf_to_
         assert_eq!(again.status(), StatusCode::SEE_OTHER);
         let (jar, _) = cookies(&again);
         assert_eq!(page(&app, "/console/", &jar).await.0, StatusCode::OK);
+        renewal(&app, &jar).await;
     })
     .await;
 }
@@ -590,4 +592,41 @@ async fn a_flows_page_shows_its_versions_and_what_changed() {
         }
     })
     .await;
+}
+
+/// A sign-in posted from another site is refused: nobody is signed in to someone else's account by a page they visited.
+async fn cross_site_sign_in_is_refused(app: &TestApp) {
+    let cross = post_form(
+        app,
+        "/console/login",
+        "",
+        &[
+            ("email", "ada@example.com"),
+            ("password", "correct horse battery"),
+        ],
+    )
+    .header("origin", "https://evil.example")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert!(cross.headers().get(SET_COOKIE).is_none());
+}
+
+/// A page renews an expired session with its CSRF token, and only with it.
+async fn renewal(app: &TestApp, jar: &str) {
+    let renew = |csrf: Option<String>| {
+        let mut request = browser()
+            .post(app.url("/console/refresh"))
+            .header(COOKIE, jar);
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        request.send()
+    };
+    assert_eq!(renew(None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let renewed = renew(Some(cookie_value(jar, "tributary_csrf")))
+        .await
+        .unwrap();
+    assert_eq!(renewed.status(), StatusCode::NO_CONTENT);
 }

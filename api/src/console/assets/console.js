@@ -8,7 +8,7 @@ function csrf() {
   return found ? decodeURIComponent(found[1]) : "";
 }
 
-async function call(method, url, body, ifMatch) {
+async function call(method, url, body, ifMatch, renewed) {
   const init = { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } };
   if (ifMatch) init.headers["If-Match"] = ifMatch;
   if (body !== undefined) {
@@ -16,6 +16,13 @@ async function call(method, url, body, ifMatch) {
     init.body = JSON.stringify(body);
   }
   const response = await fetch(url, init);
+  // The session's access token expired: renew it once, then send the request again.
+  if (response.status === 401 && !renewed) {
+    const renewal = await fetch("/console/refresh", {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf() },
+    });
+    if (renewal.ok) return call(method, url, body, ifMatch, true);
+  }
   let data = null;
   try { data = await response.json(); } catch (_) { /* no body */ }
   return { ok: response.ok, status: response.status, data };

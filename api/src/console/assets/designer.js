@@ -123,7 +123,17 @@
         draw();
       };
       name.addEventListener("change", rename);
-      input.addEventListener("input", () => { step[key][field] = input.value; write(); });
+      // A value that was not text (a number, a list, a map) stays JSON when it still reads as
+      // JSON; anything else is a template.
+      const structured = typeof value !== "string";
+      input.addEventListener("input", () => {
+        let next = input.value;
+        if (structured) {
+          try { next = JSON.parse(input.value); } catch (_) { /* a template now */ }
+        }
+        step[key][field] = next;
+        write();
+      });
       const remove = el("button", { type: "button", textContent: `Remove ${field || "field"}` });
       remove.addEventListener("click", () => { delete step[key][field]; write(); draw(); });
       const cells = [el("td", {}, name), el("td", {}, input), el("td", {}, remove)];
@@ -227,13 +237,8 @@
     // fixture of it): the answer carries the event.
     const probe = { name: "sample", connection_id: connection, trigger: { events: [type] },
       steps: [{ id: "sample", action: "log", message: "sample" }] };
-    const token = (document.cookie.match(/(?:^|;\s*)tributary_csrf=([^;]+)/) || [])[1] || "";
-    const response = await fetch("/v1/flows/validate", {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": decodeURIComponent(token) },
-      body: JSON.stringify({ flow: probe, preview: { latest: type } }),
-    });
-    const answer = response.ok ? await response.json() : null;
+    const reply = await call("POST", "/v1/flows/validate", { flow: probe, preview: { latest: type } });
+    const answer = reply.ok ? reply.data : null;
     if (!answer || !answer.event) {
       status.textContent = `No sample of ${type} could be loaded.`;
       return;
