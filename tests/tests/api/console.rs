@@ -64,6 +64,18 @@ async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> reqwest::Re
         .expect("the form is sent")
 }
 
+/// The session cookies of `email` signed in with the tests' password.
+async fn signed_in(app: &TestApp, email: &str) -> String {
+    let response = form(
+        app,
+        "/console/login",
+        &[("email", email), ("password", tributary_tests::PASSWORD)],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{email} signs in");
+    cookies(&response).0
+}
+
 async fn page(app: &TestApp, path: &str, jar: &str) -> (StatusCode, String) {
     let response = browser()
         .get(app.url(path))
@@ -213,17 +225,7 @@ async fn the_console_keeps_the_apis_session_in_strict_cookies_and_needs_csrf_to_
 async fn console_pages_show_the_tenants_own_events_and_nobody_elses() {
     each_backend(|app| async move {
         let p = app.pipeline(json!({})).await;
-        let signed_in = form(
-            &app,
-            "/console/login",
-            &[
-                ("email", p.tenant.email.as_str()),
-                ("password", tributary_tests::PASSWORD),
-            ],
-        )
-        .await;
-        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-        let (jar, _) = cookies(&signed_in);
+        let jar = signed_in(&app, p.tenant.email.as_str()).await;
         let flow = json!({"name": "Contacts", "connection_id": p.connection_id,
             "trigger": {"events": ["charge.succeeded"]},
             "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
@@ -287,16 +289,7 @@ async fn console_pages_show_the_tenants_own_events_and_nobody_elses() {
 
         // Another tenant sees a 404 page for it, and none of it in its list.
         let other = app.signup("Other").await;
-        let theirs = form(
-            &app,
-            "/console/login",
-            &[
-                ("email", other.email.as_str()),
-                ("password", tributary_tests::PASSWORD),
-            ],
-        )
-        .await;
-        let (their_jar, _) = cookies(&theirs);
+        let their_jar = signed_in(&app, other.email.as_str()).await;
         let (status, body) = page(&app, &format!("/console/events/{event_id}"), &their_jar).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(!body.contains("evt_console_1"));
@@ -482,16 +475,7 @@ async fn a_member_in_the_console_is_refused_what_the_api_refuses_a_member() {
             .get(&format!("/v1/users/{member_id}"), &p.tenant.token)
             .await
             .str("/email");
-        let signed_in = form(
-            &app,
-            "/console/login",
-            &[
-                ("email", member.as_str()),
-                ("password", tributary_tests::PASSWORD),
-            ],
-        )
-        .await;
-        let (jar, _) = cookies(&signed_in);
+        let jar = signed_in(&app, member.as_str()).await;
         let csrf = cookie_value(&jar, "tributary_csrf");
         let (status, overview) = page(&app, "/console/", &jar).await;
         assert_eq!(status, StatusCode::OK);
@@ -539,16 +523,7 @@ async fn a_flows_page_shows_its_versions_and_what_changed() {
             .await;
         assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
 
-        let signed_in = form(
-            &app,
-            "/console/login",
-            &[
-                ("email", p.tenant.email.as_str()),
-                ("password", tributary_tests::PASSWORD),
-            ],
-        )
-        .await;
-        let (jar, _) = cookies(&signed_in);
+        let jar = signed_in(&app, p.tenant.email.as_str()).await;
         let (status, shown) = page(&app, &format!("/console/flows/{id}"), &jar).await;
         assert_eq!(status, StatusCode::OK);
         assert!(shown.contains("<h1>Contacts v2</h1>"), "{shown}");
@@ -572,16 +547,7 @@ async fn a_flows_page_shows_its_versions_and_what_changed() {
         assert!(editing.contains("object.paid"), "{editing}");
 
         let other = app.signup("Other").await;
-        let theirs = form(
-            &app,
-            "/console/login",
-            &[
-                ("email", other.email.as_str()),
-                ("password", tributary_tests::PASSWORD),
-            ],
-        )
-        .await;
-        let (their_jar, _) = cookies(&theirs);
+        let their_jar = signed_in(&app, other.email.as_str()).await;
         for path in [
             format!("/console/flows/{id}"),
             format!("/console/flows/{id}/edit"),
