@@ -699,6 +699,23 @@ def administration(page, state: dict) -> None:
 
     c.step("Alerts: the notification channels page renders with its form", alerts_page)
 
+    def any_connection():
+        go(page, "Connections")
+        page.get_by_role("link", name="Add a connection of any kind", exact=True).click()
+        page.get_by_label("Provider", exact=True).select_option("hubspot")
+        button(page, "Show the form").click()
+        page.get_by_label("Credentials type", exact=True).select_option("token")
+        button(page, "Show the form").click()
+        expect(page.get_by_role("heading", name="A hubspot connection with token credentials")).to_be_visible()
+        landed(page, "the generated connection form")
+        label(page, "Connection name").fill("HubSpot private app")
+        page.get_by_label("token", exact=True).fill("pat-na1-00000000-0000-0000-0000-000000000000")
+        button(page, "Add hubspot connection").click()
+        expect(page).to_have_url(url_is("/console/connections"))
+        expect(row(page, cell="HubSpot private app")).to_have_count(1)
+
+    c.step("Connections: a HubSpot private-app connection through the form generated for it", any_connection)
+
     def audit_page():
         go(page, "Audit log")
         expect(page.get_by_role("rowheader", name="user.create").first).to_be_visible()

@@ -59,6 +59,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/connections.html"),
     ),
     (
+        "connection_new.html",
+        include_str!("templates/connection_new.html"),
+    ),
+    (
         "stripe_accounts.html",
         include_str!("templates/stripe_accounts.html"),
     ),

@@ -5,6 +5,7 @@
 //! CSRF token. `GET /` redirects here.
 
 mod admin;
+mod connection_form;
 mod flow_pages;
 mod html;
 mod overview;
@@ -65,5 +66,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/", web::get().to(overview::overview))
         .configure(pages::configure)
         .configure(admin::configure)
-        .configure(flow_pages::configure);
+        .configure(flow_pages::configure)
+        .configure(connection_form::configure);
 }

@@ -259,7 +259,20 @@ fn check_foreign_fields(auth_type: &str, auth: &AuthInput, problems: &mut Vec<Pr
         ("secret", auth.secret.is_some()),
         ("header", auth.header.is_some()),
     ];
-    let used: &[&str] = match auth_type {
+    let used = auth_fields(auth_type);
+    for (name, present) in given {
+        if present && !used.contains(&name) {
+            problems.push((
+                format!("auth.{name}"),
+                format!("is not a field of {auth_type} credentials"),
+            ));
+        }
+    }
+}
+
+/// The fields of `auth` each auth type takes (`none` and unknown types take none).
+pub fn auth_fields(auth_type: &str) -> &'static [&'static str] {
+    match auth_type {
         "token" => &["token", "client_secret"],
         "refresh_token" => &[
             "client_id",
@@ -274,14 +287,6 @@ fn check_foreign_fields(auth_type: &str, auth: &AuthInput, problems: &mut Vec<Pr
         "header" => &["name", "value"],
         "hmac" => &["secret", "header"],
         _ => &[],
-    };
-    for (name, present) in given {
-        if present && !used.contains(&name) {
-            problems.push((
-                format!("auth.{name}"),
-                format!("is not a field of {auth_type} credentials"),
-            ));
-        }
     }
 }
 

@@ -67,6 +67,25 @@ const bodies = {
   "api-key": (f) => ({ name: f.elements.name.value, role: f.elements.role.value }),
   channel: (f) => ({ name: f.elements.name.value, kind: f.elements.kind.value, url: f.elements.url.value }),
   secret: (f) => ({ secret: f.elements.secret.value }),
+  // Any provider, as the generated form describes it: empty fields are left out.
+  "connection-full": (f) => {
+    const auth = { type: f.dataset.auth };
+    for (const input of f.querySelectorAll("[data-auth-field]")) {
+      if (input.value !== "") auth[input.dataset.authField] = input.value;
+    }
+    const settings = {};
+    for (const input of f.querySelectorAll("[data-setting]")) {
+      const kind = input.dataset.input;
+      const name = input.dataset.setting;
+      if (kind === "bool") { if (input.checked) settings[name] = true; continue; }
+      if (input.value.trim() === "") continue;
+      if (kind === "number") settings[name] = Number(input.value);
+      else if (kind === "list") settings[name] = input.value.split(",").map((v) => v.trim()).filter(Boolean);
+      else if (kind === "json") settings[name] = parseJson(input.value, name);
+      else settings[name] = input.value.trim();
+    }
+    return { name: f.elements.name.value, provider: f.dataset.provider, auth, settings };
+  },
   oauth: (f) => ({ name: f.elements.name.value, provider: f.elements.provider.value, auth: { type: "oauth" } }),
   backfill: (f) => ({ since: new Date(f.elements.since.value).toISOString() }),
   // A flow being edited keeps what the designer does not show (filter, source, refetch…).
@@ -114,7 +133,7 @@ document.addEventListener("submit", async (event) => {
   const answer = await call(form.dataset.method || "POST", form.dataset.api, body, form.dataset.ifMatch);
   if (button) button.disabled = false;
   if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
-  if (form.dataset.kind === "oauth" && answer.data.authorize_url) {
+  if ((form.dataset.kind === "oauth" || form.dataset.kind === "connection-full") && answer.data.authorize_url) {
     location.assign(answer.data.authorize_url);
     return;
   }
