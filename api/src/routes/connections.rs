@@ -337,8 +337,9 @@ impl crate::extract::Validate for FieldsQuery {
 /// written), Zoho's from the module's field settings (those not read-only), all with `source`
 /// `vendor`; a sandbox's are the fields its stored records of the object hold (`source`
 /// `seen`, typed by their JSON values). An object the CRM does not have answers 404; an `http`
-/// or `smtp` connection, which has no schema to read, 409; credentials the CRM refuses 409
-/// (the connection then needs reauthorization); a CRM that fails 502.
+/// or `smtp` connection, which has no schema to read, 409; so do credentials the CRM refuses
+/// and a CRM that cannot be reached or fails now (409 saying which; try again later). A read
+/// changes nothing, not even the connection's status.
 #[utoipa::path(tag = "connections", operation_id = "connections.fields",
     params(("id" = String, Path, description = "The connection's id"), FieldsQuery),
     responses(
@@ -347,8 +348,7 @@ impl crate::extract::Validate for FieldsQuery {
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound)),
         (status = 409, response = inline(responses::Conflict)),
-        (status = 422, response = inline(responses::Invalid)),
-        (status = 502, response = inline(responses::BadGateway))),
+        (status = 422, response = inline(responses::Invalid))),
     security(("bearer_jwt" = []), ("api_key" = [])))]
 #[get("/v1/connections/{id}/fields")]
 async fn fields(

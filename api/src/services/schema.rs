@@ -61,9 +61,9 @@ impl From<FieldInfo> for ObjectFieldOut {
     }
 }
 
-/// What a failed read becomes: an unknown object 404, refused credentials or a vendor's
-/// refusal 409, a vendor that failed 502; never a 500. A read changes nothing, not even the
-/// connection's status (deliveries and `POST …/test` do that).
+/// What a failed read becomes: an unknown object 404; refused credentials, a vendor's
+/// refusal, or a vendor that cannot answer now 409; never a 5xx. A read changes nothing,
+/// not even the connection's status (deliveries and `POST …/test` do that).
 fn failure(error: crm::CrmError) -> ApiError {
     let detail = |what: &str| format!("{what}: {} ({})", error.message, error.kind.as_str());
     match error.kind {
@@ -76,9 +76,12 @@ fn failure(error: crm::CrmError) -> ApiError {
             detail: detail("the CRM refused to describe the object"),
             field: None,
         },
-        crm::ErrorKind::RateLimited | crm::ErrorKind::Transient => {
-            ApiError::BadGateway(detail("reading the CRM's fields failed"))
-        }
+        // The CRM's own trouble is the connection's state for now, not a fault of this
+        // server: said as a conflict to try again.
+        crm::ErrorKind::RateLimited | crm::ErrorKind::Transient => ApiError::Conflict {
+            detail: detail("the CRM could not answer now; try again later"),
+            field: None,
+        },
     }
 }
 
