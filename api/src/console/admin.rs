@@ -51,11 +51,19 @@ async fn alert_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespo
     let viewer = crate::console_signed_in!(req, state);
     let listed = notification_channels::list(&state, &viewer.ctx, &first(100)).await;
     let (channels, refused) = allowed(listed)?;
+    // Each channel with the latest alerts it sent.
+    let mut shown = Vec::with_capacity(channels.len());
+    for channel in &channels {
+        let sent = notification_channels::alerts(&state, &viewer.ctx, &channel.id, &first(5))
+            .await?
+            .0;
+        shown.push(context! { sent => data(&sent), ..data(channel) });
+    }
     show(
         &viewer,
         "alerts.html",
         "alerts",
-        context! { channels => data(&channels), refused },
+        context! { channels => shown, refused },
     )
 }
 

@@ -314,9 +314,45 @@ async fn dead_letters_and_a_failing_flow_reach_slack_once_each() {
         // A check runs with all five in, and sends nothing new.
         assert_eq!(notifier(&app).check().await.unwrap(), 0);
         assert_eq!(receiver.received().len(), 2, "no alert storm");
+        // The console's Alerts page shows what the channel was sent.
+        let shown = console_page(&app, &p.tenant.email, "/console/alerts").await;
+        assert!(shown.contains("Alerts sent to #billing"), "{shown}");
+        assert!(shown.contains("deliveries.dead_letters · sent"), "{shown}");
+        assert!(shown.contains("flow.failing · sent"), "{shown}");
         receiver.served.stop().await;
         cleanup.run().await;
     }
+}
+
+/// A console page as `email` sees it, signed in with the tests' password.
+async fn console_page(app: &TestApp, email: &str, path: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("email", email), ("password", tributary_tests::PASSWORD)])
+        .finish();
+    let login = client
+        .post(app.url("/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let jar: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .collect();
+    let page = client
+        .get(app.url(path))
+        .header("cookie", jar.join("; "))
+        .send()
+        .await
+        .unwrap();
+    page.text().await.unwrap()
 }
 
 #[tokio::test]
