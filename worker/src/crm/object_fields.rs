@@ -76,6 +76,25 @@ pub fn sorted(mut fields: Vec<FieldInfo>) -> Vec<FieldInfo> {
 }
 
 /// The error of an object the vendor does not know.
+/// The fields a vendor's answer lists under `fields` (Salesforce's describe, Zoho's field
+/// settings), each read by `read` (which leaves out what cannot be written); `answer` names
+/// the answer in the error when it is not JSON.
+pub fn listed(
+    body: Option<Value>,
+    answer: &str,
+    read: fn(&Value) -> Option<FieldInfo>,
+) -> Result<Vec<FieldInfo>, CrmError> {
+    let body =
+        body.ok_or_else(|| CrmError::new(ErrorKind::Transient, format!("{answer} was not JSON")))?;
+    Ok(body
+        .get("fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(read)
+        .collect())
+}
+
 pub fn unknown_object(vendor: &str, object: &str) -> CrmError {
     CrmError::new(
         ErrorKind::NotFound,

@@ -63,16 +63,7 @@ pub(super) async fn fields(call: &mut Call<'_>, object: &str) -> Result<Vec<Fiel
     if !reply.is_success() {
         return Err(classify(&reply));
     }
-    let body = reply
-        .json()
-        .ok_or_else(|| CrmError::new(ErrorKind::Transient, "Salesforce's describe was not JSON"))?;
-    Ok(body
-        .get("fields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(field_info)
-        .collect())
+    crate::crm::object_fields::listed(reply.json(), "Salesforce's describe", field_info)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::classify;
 use crate::crm::session::{Call, Request};
-use crate::crm::{CrmError, ErrorKind, FieldInfo, unknown_object};
+use crate::crm::{CrmError, FieldInfo, unknown_object};
 
 fn flag(field: &Value, name: &str) -> bool {
     field.get(name).and_then(Value::as_bool).unwrap_or(false)
@@ -65,16 +65,7 @@ pub(super) async fn fields(call: &mut Call<'_>, module: &str) -> Result<Vec<Fiel
     if !reply.is_success() {
         return Err(classify(&reply));
     }
-    let body = reply
-        .json()
-        .ok_or_else(|| CrmError::new(ErrorKind::Transient, "Zoho's field list was not JSON"))?;
-    Ok(body
-        .get("fields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(field_info)
-        .collect())
+    crate::crm::object_fields::listed(reply.json(), "Zoho's field list", field_info)
 }
 
 #[cfg(test)]
