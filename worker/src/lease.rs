@@ -50,3 +50,14 @@ pub async fn take(
     .await?;
     Ok(inserted == 1)
 }
+
+/// Gives up the lease `name` if `holder` holds it, so the next taker need not wait for it to
+/// run out.
+pub async fn release(db: &DatabaseConnection, name: &str, holder: &str) -> Result<(), DbErr> {
+    leases::Entity::delete_many()
+        .filter(leases::Column::Name.eq(name))
+        .filter(leases::Column::Holder.eq(holder))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tributary_fakes::zoho::{self, FakeZoho};
-use tributary_tests::{TestApp, each_backend};
+use tributary_tests::{TestApp, each_backend, each_backend_with};
 
 fn local(app: &TestApp, url: &str) -> String {
     app.url(url.strip_prefix(&app.settings.public_url).unwrap_or(url))
@@ -106,6 +106,52 @@ async fn zoho_notifications_run_deal_flows_on_the_record_zoho_has_now() {
         let listed = zoho_events(&app, token).await;
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert!(listed.iter().all(|e| e["source"] == "zoho" && e["type"] == "Deals.updated"), "{listed:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_polls_at_once_enable_one_zoho_channel() {
+    // Only the tenant's polls run: no background watcher joins them.
+    each_backend_with(&[("TRIBUTARY_CRM_WATCHER", "false")], |app| async move {
+        let fake = FakeZoho::start();
+        let p = app
+            .pipeline_with(json!({
+                "name": "Zoho", "provider": "zoho",
+                "auth": {"type": "refresh_token", "client_id": zoho::CLIENT_ID,
+                         "client_secret": zoho::CLIENT_SECRET,
+                         "refresh_token": fake.issue_refresh_token()},
+                "settings": {"accounts_url": fake.accounts_url, "api_version": "v8",
+                             "watch": ["Deals"], "notifications": true}
+            }))
+            .await;
+        let token = &p.tenant.token;
+        let path = format!("/v1/connections/{}/poll", p.connection_id);
+        let (a, b) = tokio::join!(
+            app.post(&path, token, json!({})),
+            app.post(&path, token, json!({}))
+        );
+        for reply in [&a, &b] {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            assert_eq!(reply.body["channels"], 1, "{}", reply.text);
+        }
+        let channels = fake.channels();
+        assert_eq!(
+            channels.len(),
+            1,
+            "one channel, not one per poll: {channels:?}"
+        );
+        let watches = app
+            .get(
+                &format!("/v1/connections/{}/watches", p.connection_id),
+                token,
+            )
+            .await;
+        assert_eq!(
+            watches.body[0]["channel_id"], channels[0]["channel_id"],
+            "{}",
+            watches.text
+        );
     })
     .await;
 }

@@ -222,8 +222,46 @@ struct Watch<'a> {
     force: bool,
 }
 
+/// The lease one connection is watched under: the watcher and a poll asked for by the tenant
+/// never look after the same connection at once (two would each enable a Zoho channel).
+fn connection_lease(connection: &connections::Model) -> String {
+    format!("watch:{}", connection.id)
+}
+
 impl Watch<'_> {
+    /// Watches `connection` under its lease. The watcher skips a connection someone else is
+    /// watching now; a forced poll waits for that to end (at most [`CONNECTION_TIME`]).
     async fn connection(
+        &self,
+        connection: &connections::Model,
+        settings: &Map<String, Value>,
+        objects: &[String],
+        now: DateTime<Utc>,
+        report: &mut WatchReport,
+    ) -> anyhow::Result<()> {
+        let name = connection_lease(connection);
+        let holder = crate::new_id();
+        let ttl = CONNECTION_TIME + Duration::from_secs(30);
+        let started = std::time::Instant::now();
+        while !crate::lease::take(self.db, &name, &holder, ttl).await? {
+            if !self.force {
+                return Ok(());
+            }
+            if started.elapsed() > CONNECTION_TIME {
+                anyhow::bail!("the connection is being polled already; try again later");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let result = self
+            .connection_held(connection, settings, objects, now, report)
+            .await;
+        if let Err(e) = crate::lease::release(self.db, &name, &holder).await {
+            tracing::warn!(connection_id = %connection.id, error = %e, "releasing a watch lease failed; it runs out by itself");
+        }
+        result
+    }
+
+    async fn connection_held(
         &self,
         connection: &connections::Model,
         settings: &Map<String, Value>,
