@@ -324,13 +324,17 @@ def new_page(browser):
             last_document[id(page)] = (response.url, response.status)
             if response.status >= 400:
                 error_documents.add(response.url)
+        # A CRM that cannot describe an object now answers 409, which the designer says on the
+        # step: the unreachable HubSpot of the generated-form test does.
+        if response.status == 409 and "/fields?object=" in response.url:
+            error_documents.add(response.url)
 
     def on_console(message):
         if message.type != "error":
             return
         source = (message.location or {}).get("url", "")
         if message.text.startswith("Failed to load resource") and source in error_documents:
-            return  # the document itself answered 4xx on purpose (a 404 page, a refused form)
+            return  # answered 4xx on purpose (a 404 page, a refused form, a CRM that cannot answer)
         problems.append(f"console error on {page.url}: {message.text} ({source})")
 
     page.on("request", lambda request: requested.append(request.url))
@@ -765,6 +769,97 @@ def flow_history(page, state: dict) -> None:
     c.step("Roll back to version 1 saves it as version 3", rollback)
 
 
+def designer_tools(page, state: dict) -> None:
+    """The designer's other tools: a recipe to start from, what each event type means, a
+    suggestion from the recipes, steps of other kinds, problems shown next to their field, the
+    live preview after every change, and the YAML view kept in step both ways."""
+    c = Chain(page)
+    if not state.get("signed_in"):
+        c.broken = "sign up"
+    live = page.locator("#live-preview")
+
+    def recipe():
+        go(page, "Flows")
+        page.get_by_role("link", name="New flow", exact=True).click()
+        label(page, "Start from").select_option("sandbox-lead-from-checkout")
+        button(page, "Use this start").click()
+        expect(page).to_have_url(re.compile(r"/console/flows/new\?recipe=sandbox-lead-from-checkout$"))
+        box = page.get_by_role("checkbox", name="checkout.session.completed", exact=True)
+        expect(box).to_be_checked()
+        expect(box).to_have_accessible_description("A customer finished a Stripe Checkout page.")
+        steps = json.loads(label(page, "Steps (JSON)").input_value())
+        ensure(steps and steps[0]["id"] == "lead" and steps[0]["object"] == "leads", f"steps: {steps}")
+        expect(page.get_by_text("Recipe “Stripe Checkout to sandbox CRM leads”", exact=False)).to_be_visible()
+        label(page, "Name").fill(flow_name + " from a recipe")
+
+    c.step("the designer: Start from a recipe fills the trigger and steps; each event type says what it means", recipe)
+
+    def previewed():
+        expect(live).to_contain_text("it would send", timeout=TIMEOUT_MS)
+        expect(live.locator("ol.operations li").first).to_contain_text("lead: upsert leads")
+        landed(page, "the designer from a recipe, previewed live")
+
+    c.step("the designer: the live preview shows what the recipe would send, with no button pressed", previewed)
+
+    def from_recipes():
+        button(page, "Load sample event").click()
+        expect(page.locator("#sample-status")).to_contain_text("Fields of a checkout.session.completed event")
+        button(page, "Add fields field to lead").click()
+        rows = page.get_by_role("table", name="Fields of lead").get_by_role("row")
+        name = page.get_by_label(f"Fields field {rows.count() - 1} of lead", exact=True)
+        name.fill("Invoiced_Value")
+        name.press("Tab")
+        use = page.get_by_role("button", name="Use {{ object.amount_total | major_units(object.currency) }} for Invoiced_Value", exact=True)
+        expect(use).to_be_visible()
+        ensure("recipe" in (use.get_attribute("title") or ""), f"the suggestion's reason: {use.get_attribute('title')!r}")
+        use.click()
+        fields = json.loads(label(page, "Steps (JSON)").input_value())[0]["fields"]
+        ensure(fields.get("Invoiced_Value") == "{{ object.amount_total | major_units(object.currency) }}", f"fields: {fields}")
+
+    c.step("the designer: a field a recipe maps is suggested as the recipe maps it, with that reason", from_recipes)
+
+    def other_kind():
+        label(page, "Kind of the new step").select_option("email")
+        button(page, "Add step").click()
+        expect(page.get_by_role("group", name=re.compile(r"^Step 2: step2 — Email"))).to_be_visible()
+        expect(page.get_by_role("table", name="Fields of step2")).to_be_visible()
+        expect(label(page, "Own connection of step2")).to_be_visible()
+        # Its problems are shown next to what they concern, and the preview says so.
+        problem = page.locator(".inline-error").filter(has_text="steps[1].fields.to")
+        expect(problem).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.get_by_role("table", name="Fields of step2")).to_have_accessible_description(re.compile(r"steps\[1\]\.fields\.to"))
+        expect(live).to_contain_text("problem(s)")
+        screenshot(page, "05-designer-problems")
+        # Made an assert instead: it takes a condition and a message, and the problems go.
+        label(page, "Action of step2").select_option("assert")
+        label(page, "Must be true of step2").fill("object.amount_total > 0")
+        label(page, "Message of step2").fill("nothing was paid")
+        expect(page.locator(".inline-error")).to_have_count(0, timeout=TIMEOUT_MS)
+        expect(live).to_contain_text("it would send", timeout=TIMEOUT_MS)
+        steps = json.loads(label(page, "Steps (JSON)").input_value())
+        ensure(steps[1] == {"id": "step2", "action": "assert", "check": "object.amount_total > 0", "message": "nothing was paid"},
+               f"the assert step: {steps[1]}")
+        landed(page, "the designer with an assert step", again=True)
+
+    c.step("the designer: an email step's problems show by its fields; made an assert, it validates", other_kind)
+
+    def yaml_view():
+        before = json.loads(label(page, "Steps (JSON)").input_value())
+        page.get_by_text("The flow as YAML", exact=True).click()
+        text = label(page, "Flow (YAML)").input_value()
+        ensure("action: assert" in text and 'check: "object.amount_total > 0"' in text, f"the YAML: {text[:600]!r}")
+        label(page, "Flow (YAML)").fill(text.replace("nothing was paid", "no payment"))
+        label(page, "Flow (YAML)").press("Shift+Tab")
+        expect(label(page, "Message of step2")).to_have_value("no payment", timeout=TIMEOUT_MS)
+        after = json.loads(label(page, "Steps (JSON)").input_value())
+        before[1]["message"] = "no payment"
+        ensure(after == before, f"the steps read back from the YAML differ from the editor's:\n{after}\n{before}")
+        no_alert(page, "editing the YAML")
+        landed(page, "the designer's YAML view", again=True)
+
+    c.step("the designer: the YAML view holds the flow; edited, the API reads it and the editor follows", yaml_view)
+
+
 def live_events(page, state: dict) -> None:
     """The Events list keeps itself current: an event sent meanwhile appears with no reload."""
     c = Chain(page)
@@ -866,6 +961,7 @@ try:
         main_path(page, state)
         administration(page, state)
         flow_history(page, state)
+        designer_tools(page, state)
         live_events(page, state)
         csrf(page, state)
         isolation(browser, state)

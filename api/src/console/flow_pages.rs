@@ -6,6 +6,8 @@ use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use minijinja::context;
 use serde::Deserialize;
+use serde_json::Value;
+use tributary_worker::flow::templates::FlowTemplate;
 
 use super::html::redirect;
 use super::pages::{data, first, not_found, show};
@@ -28,11 +30,104 @@ const EXAMPLE_STEPS: &str = r#"[
   }
 ]"#;
 
+/// A Stripe event type offered in the designer, with what it means.
+#[derive(serde::Serialize)]
+struct EventChoice {
+    name: String,
+    description: String,
+}
+
+/// Stripe's event types with their descriptions; patterns and types the flow names that are not
+/// in the catalogue (`customer.subscription.*`) come first, so saving never drops them.
+fn event_choices(named: &[String]) -> Vec<EventChoice> {
+    let catalogue = tributary_worker::stripe::event_types::EVENT_TYPES;
+    let extra = named.iter().filter(|n| !catalogue.contains(&n.as_str()));
+    extra
+        .map(|name| EventChoice {
+            name: name.clone(),
+            description: if name.ends_with('*') {
+                format!("Every event type starting {}", name.trim_end_matches('*'))
+            } else {
+                "An event type this flow names.".into()
+            },
+        })
+        .chain(catalogue.iter().map(|name| EventChoice {
+            name: (*name).to_string(),
+            description: tributary_worker::stripe::event_descriptions::describe(name),
+        }))
+        .collect()
+}
+
+/// What the built-in recipes map each CRM field to (only values read from the event's object),
+/// for the designer's suggestions: `[field, value, recipe name]`, in the recipes' order.
+fn recipe_mappings(recipes: &[FlowTemplate]) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for recipe in recipes {
+        let steps = recipe.flow["steps"].as_array().into_iter().flatten();
+        for step in steps {
+            for key in ["match", "fields"] {
+                let Some(map) = step[key].as_object() else {
+                    continue;
+                };
+                for (field, value) in map {
+                    let Some(value) = value.as_str() else {
+                        continue;
+                    };
+                    if value.contains("object.")
+                        && !out.iter().any(|(f, v, _)| f == field && v == value)
+                    {
+                        out.push((field.clone(), value.to_string(), recipe.name.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each step kind as the designer draws it: its action, the keys it takes (`null`: any), whether
+/// it names an object, and the objects it can name when the kind knows them.
+fn step_kinds() -> Vec<Value> {
+    tributary_worker::flow::Action::ALL
+        .iter()
+        .map(|action| {
+            let kind = tributary_worker::steps::kind(*action);
+            serde_json::json!({
+                "action": action.to_string(),
+                "keys": kind.keys(),
+                "needs_object": kind.needs_object(),
+                "objects": kind.objects(),
+            })
+        })
+        .collect()
+}
+
+#[derive(Deserialize, Default)]
+struct Start {
+    /// A recipe of `GET /v1/flow-templates` to start a new flow from.
+    recipe: Option<String>,
+}
+
+/// What the designer opens with: the flow being edited, else the recipe chosen, else the
+/// example, as a flow document.
+fn starting_point(flow: Option<&flows::FlowOut>, recipe: Option<&FlowTemplate>) -> Value {
+    match (flow, recipe) {
+        (Some(flow), _) => serde_json::to_value(&flow.flow).unwrap_or_default(),
+        (None, Some(recipe)) => recipe.flow.clone(),
+        (None, None) => serde_json::json!({
+            "name": "",
+            "trigger": {"events": []},
+            "steps": serde_json::from_str::<Value>(EXAMPLE_STEPS).unwrap_or_default(),
+        }),
+    }
+}
+
 /// The designer, for a new flow (`flow` none) or for editing one.
 async fn designer_page(
     req: &HttpRequest,
     state: &AppState,
     id: Option<&str>,
+    start: &Start,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = crate::console_signed_in!(*req, *state);
     let flow = match id {
@@ -46,12 +141,26 @@ async fn designer_page(
     let listed = connection_service::list(state, &viewer.ctx, &first(100))
         .await?
         .0;
-    let (steps, base) = match &flow {
-        Some(flow) => (
-            serde_json::to_string_pretty(&flow.flow.steps).map_err(anyhow::Error::from)?,
-            serde_json::to_string(&flow.flow).map_err(anyhow::Error::from)?,
-        ),
-        None => (EXAMPLE_STEPS.to_string(), String::new()),
+    let recipes = flows::templates();
+    let recipe = start
+        .recipe
+        .as_deref()
+        .and_then(|id| recipes.iter().find(|r| r.id == id));
+    let document = starting_point(flow.as_ref(), recipe);
+    let events: Vec<String> = document["trigger"]["events"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let steps = serde_json::to_string_pretty(&document["steps"]).map_err(anyhow::Error::from)?;
+    // A saved flow or a recipe keeps what the designer does not show (filter, source…).
+    let base = if flow.is_some() || recipe.is_some() {
+        serde_json::to_string(&document).map_err(anyhow::Error::from)?
+    } else {
+        String::new()
     };
     show(
         &viewer,
@@ -59,17 +168,27 @@ async fn designer_page(
         "flows",
         context! {
             connections => data(&listed),
-            event_types => tributary_worker::stripe::event_types::EVENT_TYPES.to_vec(),
+            event_types => data(&event_choices(&events)),
+            events,
+            name => document["name"].as_str().unwrap_or_default(),
             steps,
             flow => flow.as_ref().map(data),
+            recipe_maps => serde_json::to_string(&recipe_mappings(&recipes)).map_err(anyhow::Error::from)?,
+            kinds => serde_json::to_string(&step_kinds()).map_err(anyhow::Error::from)?,
+            recipes => data(&recipes),
+            recipe => recipe.map(data),
             base,
             etag => flow.as_ref().map(|f| flows::etag(f.version)),
         },
     )
 }
 
-async fn new_flow(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    designer_page(&req, &state, None).await
+async fn new_flow(
+    req: HttpRequest,
+    state: Data<AppState>,
+    start: Query<Start>,
+) -> Result<HttpResponse, ApiError> {
+    designer_page(&req, &state, None, &start).await
 }
 
 async fn edit_flow(
@@ -77,7 +196,7 @@ async fn edit_flow(
     state: Data<AppState>,
     id: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    designer_page(&req, &state, Some(&id)).await
+    designer_page(&req, &state, Some(&id), &Start::default()).await
 }
 
 #[derive(Deserialize)]

@@ -181,7 +181,7 @@ async fn versions(
 /// that event, writing nothing, and the answer's `preview` says what it would send.
 #[utoipa::path(tag = "flows", operation_id = "flows.validate",
     request_body(content = inline(serde_json::Value),
-        description = "The flow to check, as `POST /v1/flows` takes it (`FlowSpec`, or wrapped as `{\"flow\": …, \"preview\": {\"latest\": \"charge.succeeded\"}}`). Any JSON document is read: what does not make a flow (or a preview) is reported in `errors`, with a 200."),
+        description = "The flow to check, as `POST /v1/flows` takes it (`FlowSpec`, or wrapped as `{\"flow\": …, \"preview\": {\"latest\": \"charge.succeeded\"}}`), as JSON or with `content-type: application/yaml`. Any document is read: what does not make a flow (or a preview) is reported in `errors`, with a 200."),
     responses(
         (status = 200, description = "Whether the flow is valid, with the path of every error.", body = ValidateOut),
         (status = 400, response = inline(responses::BadRequest)),
@@ -194,8 +194,9 @@ async fn versions(
 async fn validate(
     state: Data<AppState>,
     ctx: TenantContext,
-    ValidJson(input): ValidJson<ValidateIn>,
+    JsonOrYaml(body): JsonOrYaml,
 ) -> Result<HttpResponse, ApiError> {
+    let input = ValidateIn::from(body);
     Ok(HttpResponse::Ok()
         .json(flows::validate(&state, &ctx, &input.flow, input.preview.as_ref()).await?))
 }
@@ -253,7 +254,6 @@ async fn templates(_ctx: TenantContext) -> HttpResponse {
     })
 }
 
-impl crate::extract::Validate for ValidateIn {}
 impl crate::extract::Validate for PreviewIn {}
 
 pub fn configure(cfg: &mut ServiceConfig) {

@@ -77,6 +77,10 @@ pub struct ValidateOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub event: Option<Value>,
+    /// The flow as it was read: a YAML document comes back as JSON, so an editor can keep a
+    /// YAML view and a JSON one in step.
+    #[schema(value_type = Object)]
+    pub flow: Value,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -462,6 +466,7 @@ pub async fn validate(
             errors: vec![error],
             preview: None,
             event: None,
+            flow: value.clone(),
         });
     }
     super::template_runs::count(state, &ctx.tenant_id)?;
@@ -495,6 +500,7 @@ pub async fn validate(
         errors,
         preview,
         event,
+        flow: value.clone(),
     })
 }
 

@@ -88,3 +88,47 @@ async fn flows_validate_version_preview_and_accept_yaml() {
     })
     .await;
 }
+
+/// `POST /v1/flows/validate` reads YAML as `POST /v1/flows` does and answers the flow it read as
+/// JSON (the designer's YAML view relies on it); YAML that does not parse is a 400 saying where.
+#[tokio::test]
+async fn validate_reads_yaml_and_answers_the_flow_it_read() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+        let send = |body: String| {
+            app.client
+                .post(app.url("/v1/flows/validate"))
+                .bearer_auth(token)
+                .header("content-type", "application/yaml")
+                .body(body)
+                .send()
+        };
+        let yaml = "name: Quoted \"and\" plain\nconnection_id: CONNECTION\ntrigger:\n  events: [charge.succeeded]\n  filter: object.paid\nsteps:\n  - id: contact\n    action: upsert\n    object: contacts\n    match:\n      email: \"{{ object.billing_details.email | lower }}\"\n    fields:\n      amount: 12\n      note: 'it''s {{ object.id }}'\n";
+        let read = tributary_tests::Reply::read(send(yaml.replace("CONNECTION", &p.connection_id)).await.unwrap()).await;
+        assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+        assert_eq!(read.body["valid"], true, "{}", read.text);
+        assert_eq!(
+            read.body["flow"],
+            json!({"name": "Quoted \"and\" plain", "connection_id": p.connection_id,
+                   "trigger": {"events": ["charge.succeeded"], "filter": "object.paid"},
+                   "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                              "match": {"email": "{{ object.billing_details.email | lower }}"},
+                              "fields": {"amount": 12, "note": "it's {{ object.id }}"}}]}),
+            "{}",
+            read.text
+        );
+        // A JSON body answers its flow too, problems and all.
+        let bad = app
+            .post("/v1/flows/validate", token, json!({"name": "", "steps": "none"}))
+            .await;
+        assert_eq!(bad.body["valid"], false, "{}", bad.text);
+        assert_eq!(bad.body["flow"], json!({"name": "", "steps": "none"}), "{}", bad.text);
+
+        let broken = tributary_tests::Reply::read(send("name: [unclosed\nsteps: -\n".into()).await.unwrap()).await;
+        let fields = broken.assert_problem(StatusCode::BAD_REQUEST);
+        assert!(fields.is_empty(), "{}", broken.text);
+        assert!(broken.text.contains("not valid YAML"), "{}", broken.text);
+    })
+    .await;
+}

@@ -26,6 +26,12 @@ pub trait StepKind: Sync {
         true
     }
 
+    /// The objects a step of this kind can name, when the kind knows them (Stripe's); `None`
+    /// when they are the CRM's own (or the kind names none).
+    fn objects(&self) -> Option<Vec<&'static str>> {
+        None
+    }
+
     /// What this kind needs of a step, beyond the checks every step gets (keys, types,
     /// templates); each problem's path is its field under the step (`fields.to`).
     fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>);

@@ -68,4 +68,19 @@ mod tests {
             assert_eq!(parsed, action);
         }
     }
+
+    #[test]
+    fn stripe_kinds_name_the_objects_they_can_reach_and_crm_kinds_leave_it_to_the_crm() {
+        let objects = |action| kind(action).objects().unwrap_or_default();
+        let retrieve = objects(Action::StripeRetrieve);
+        assert!(
+            retrieve.contains(&"customer") && retrieve.contains(&"customer_search"),
+            "{retrieve:?}"
+        );
+        assert!(objects(Action::StripeCreate).contains(&"billing_portal.session"));
+        assert!(!objects(Action::StripeUpdate).contains(&"billing_portal.session"));
+        for action in [Action::Upsert, Action::Find, Action::Email, Action::Http] {
+            assert!(kind(action).objects().is_none(), "{action}");
+        }
+    }
 }

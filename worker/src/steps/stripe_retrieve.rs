@@ -17,6 +17,15 @@ impl StepKind for StripeRetrieve {
         Action::StripeRetrieve
     }
 
+    fn objects(&self) -> Option<Vec<&'static str>> {
+        let single = RETRIEVABLE.iter().map(|(name, _)| *name);
+        Some(
+            single
+                .chain(LISTABLE.iter().map(|(name, _, _)| *name))
+                .collect(),
+        )
+    }
+
     fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
         let object = step.text("object");
         let list = object.and_then(list_path);

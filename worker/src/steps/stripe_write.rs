@@ -102,6 +102,10 @@ impl StepKind for StripeWrite {
         self.0
     }
 
+    fn objects(&self) -> Option<Vec<&'static str>> {
+        Some(crate::stripe::client::writable(self.update()))
+    }
+
     fn validate(&self, step: &Shape<'_>, problems: &mut Vec<ValidationError>) {
         let action = self.0;
         if let Some(object) = step.text("object") {

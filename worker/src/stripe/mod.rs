@@ -5,6 +5,7 @@
 pub mod backfill;
 pub mod client;
 pub mod envelope;
+pub mod event_descriptions;
 pub mod event_types;
 pub mod signature;
 

@@ -11,7 +11,11 @@ function csrf() {
 async function call(method, url, body, ifMatch, renewed) {
   const init = { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } };
   if (ifMatch) init.headers["If-Match"] = ifMatch;
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    // A document sent as it is (the designer's YAML), with its own media type.
+    init.headers["Content-Type"] = body.type;
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
