@@ -659,6 +659,60 @@ def main_path(page, state: dict) -> None:
     state["main_ok"] = not c.broken
 
 
+def bulk_retry(page, state: dict) -> None:
+    """Dead letters narrowed to one flow and retried all at once, with the job's progress; Events
+    narrowed by date."""
+    c = Chain(page)
+    if not state.get("main_ok"):
+        c.broken = "the main path"
+
+    c.step(f"Connections: save the settings {FAILING} again", lambda: settings(page, FAILING))
+
+    def two_dead():
+        state["bulk"] = [send_test_event(page), send_test_event(page)]
+        go(page, "Dead letters")
+        got = poll(page, lambda: row(page, cell="contact").count() >= 2)
+        ensure(got, f"two dead letters of step contact did not show within {POLL_S}s")
+
+    c.step("two more test events: their step contact goes dead", two_dead)
+    c.step("Connections: save the settings {} (the failure cleared) again", lambda: settings(page, "{}"))
+
+    def retry_all():
+        go(page, "Dead letters")
+        label(page, "Flow").select_option(label=flow_name)
+        button(page, "Filter").click()
+        expect(page).to_have_url(re.compile(r"/console/dead-letters\?flow_id=[^&]+$"))
+        expect(row(page, cell="contact")).to_have_count(2)
+        landed(page, "Dead letters of one flow")
+        act(page, button(page, "Retry all of this flow").click)
+        said = poll(page, lambda: [t for t in statuses(page) if "Retry all ended" in t], seconds=POLL_S, reload=False)
+        ensure(said, f"no outcome of Retry all in role=status within {POLL_S}s (alerts {alerts(page)})")
+        ensure("2 retried" in said[0] and "of 2" in said[0], f"the outcome: {said[0]!r}")
+        print(f"   {said[0]}")
+        gone = poll(page, lambda: row(page, cell="contact").count() == 0)
+        ensure(gone, f"dead letters still listed after Retry all: {texts(row(page, cell='contact'))}")
+        for event in state["bulk"]:
+            open_event(page, event)
+            step_row(page, "contact", "succeeded")
+
+    c.step("Dead letters: filtered by the flow, Retry all of this flow follows the job and empties the list", retry_all)
+
+    def dates():
+        go(page, "Events")
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86_400))
+        label(page, "From").fill(today)
+        button(page, "Filter").click()
+        expect(row(page, link=state["bulk"][0])).to_have_count(1)
+        label(page, "From").fill(tomorrow)
+        button(page, "Filter").click()
+        expect(row(page, link=state["bulk"][0])).to_have_count(0)
+        expect(label(page, "From")).to_have_value(tomorrow)
+        no_alert(page, "filtering Events by date")
+
+    c.step("Events: From today lists the new events, From tomorrow none", dates)
+
+
 def administration(page, state: dict) -> None:
     """Users, API keys, alerts and the audit log, as the owner."""
     c = Chain(page)
@@ -959,6 +1013,7 @@ try:
         browser = playwright.chromium.launch(executable_path=chromium)
         context, page = new_page(browser)
         main_path(page, state)
+        bulk_retry(page, state)
         administration(page, state)
         flow_history(page, state)
         designer_tools(page, state)

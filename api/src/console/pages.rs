@@ -77,22 +77,45 @@ async fn event_list(
     query: Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = crate::console_signed_in!(req, state);
+    /// The first and last day (`YYYY-MM-DD`, UTC) of the events' Stripe `created`.
+    from: Option<String>,
+    until: Option<String>,
+}
+
+/// A day (`YYYY-MM-DD`, UTC) as unix seconds: its first second, or with `end` its last; `Err`
+/// names the filter when the text is not a date.
+fn day_bound(text: &Option<String>, end: bool, name: &str) -> Result<Option<i64>, String> {
+    let Some(text) = text.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("{name}: {text:?} is not a date (YYYY-MM-DD)"))?;
+    let start = day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+    Ok(Some(if end { start + 86_399 } else { start }))
     let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
     let filter = EventFilter {
         event_type: given(&query.event_type),
         status: given(&query.status),
         source: None,
-        created_gte: None,
-        created_lte: None,
+        created_gte: from.unwrap_or_default(),
+        created_lte: until.unwrap_or_default(),
     };
     let search: EventSearch = match given(&query.search) {
+    let (from, until) = (
+        day_bound(&query.from, false, "From"),
+        day_bound(&query.until, true, "Until"),
+    );
+    let date_problem = from.as_ref().err().or(until.as_ref().err()).cloned();
         Some(term) => {
             serde_json::from_value(serde_json::json!({ "search": term.trim() })).unwrap_or_default()
         }
         None => EventSearch::default(),
     };
-    let (listed, problem) =
-        match event_service::list(&state, &viewer.ctx, &first(100), &filter, &search).await {
+    let (listed, problem) = match date_problem {
+        Some(problem) => (Vec::new(), Some(problem)),
+        None => match event_service::list(&state, &viewer.ctx, &first(100), &filter, &search)
+            .await
+        {
             Ok((listed, _)) => (listed, None),
             Err(ApiError::Validation(errors)) => (
                 Vec::new(),
@@ -101,7 +124,8 @@ async fn event_list(
                     .map(|e| format!("{}: {}", e.field, e.message)),
             ),
             Err(other) => return Err(other),
-        };
+        },
+    };
     show(
         &viewer,
         "events.html",
@@ -109,7 +133,8 @@ async fn event_list(
         context! {
             events => data(&listed),
             query => context! { type => filter.event_type, status => filter.status,
-                                search => given(&query.search) },
+                                search => given(&query.search), from => given(&query.from),
+                                until => given(&query.until) },
             statuses => tributary_worker::statuses::status::ALL.to_vec(),
             problem,
         },
@@ -163,24 +188,46 @@ pub(super) fn not_found(viewer: &Viewer) -> Result<HttpResponse, ApiError> {
     Ok(response)
 }
 
-async fn dead_letters(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[derive(Deserialize)]
+struct DeadQuery {
+    /// Only the dead letters of this flow.
+    flow_id: Option<String>,
+}
+
+async fn dead_letters(
+    req: HttpRequest,
+    state: Data<AppState>,
+    query: Query<DeadQuery>,
+) -> Result<HttpResponse, ApiError> {
     let viewer = crate::console_signed_in!(req, state);
     let filter = DeliveryFilter {
         status: Some("dead".into()),
         event_id: None,
-        flow_id: None,
+        flow_id: flow_id.clone(),
     };
     let dead = event_service::list_deliveries(&state, &viewer.ctx, &first(100), &filter)
         .await?
         .0;
+    let flow_id = query.flow_id.clone().filter(|f| !f.trim().is_empty());
     show(
         &viewer,
         "dead_letters.html",
         "dead",
-        context! { deliveries => data(&dead) },
+        context! {
+            deliveries => data(&dead),
+            flows => data(&listed),
+            flow_id,
+            retry => retry.to_string(),
+        },
     )
 }
 
+    let listed = flows::list(&state, &viewer.ctx, &first(100)).await?.0;
+    // What "Retry all matching" sends: the same filter, to `POST /v1/deliveries/retry`.
+    let retry = match &flow_id {
+        Some(flow_id) => serde_json::json!({"status": "dead", "flow_id": flow_id}),
+        None => serde_json::json!({"status": "dead"}),
+    };
 async fn flow_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let viewer = crate::console_signed_in!(req, state);
     let listed = flows::list(&state, &viewer.ctx, &first(100)).await?.0;

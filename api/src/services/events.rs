@@ -226,6 +226,12 @@ pub struct DeliveryDetailOut {
     /// Its attempts, oldest first: the latest 50 it keeps (`GET /v1/deliveries/{id}`), or
     /// the latest 10 in its event (`GET /v1/events/{id}`).
     pub history: Vec<AttemptOut>,
+    /// In an event's view: where the record it wrote is seen in the vendor's own UI, when the
+    /// vendor has one and its address is known (a Salesforce org's Lightning page, a HubSpot
+    /// record with the connection's `portal_id` setting, Stripe's Dashboard for `stripe.*`
+    /// steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -378,6 +384,8 @@ pub async fn get(
             .or_default()
             .push(attempt.into());
     }
+    let mut links =
+        super::record_links::for_deliveries(state, ctx, event.livemode, &deliveries).await?;
     Ok(EventDetailOut {
         payload: serde_json::from_str(&event.payload).unwrap_or(Value::Null),
         event: event.into(),
@@ -385,6 +393,7 @@ pub async fn get(
             .into_iter()
             .map(|d| DeliveryDetailOut {
                 history: histories.remove(&d.id).unwrap_or_default(),
+                record_url: links.remove(&d.id),
                 delivery: d.into(),
             })
             .collect(),
@@ -412,6 +421,7 @@ pub async fn get_delivery(
     Ok(DeliveryDetailOut {
         delivery: delivery.into(),
         history,
+        record_url: None,
     })
 }
 

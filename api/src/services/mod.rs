@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod ingress;
 pub mod limits;
 pub mod notification_channels;
+pub mod record_links;
 pub mod oauth;
 pub mod schema;
 pub mod sessions;

@@ -25,7 +25,7 @@ async fn private_app(app: &TestApp, fake: &FakeHubSpot) -> Pipeline {
         .pipeline_with(json!({
             "name": "HubSpot", "provider": "hubspot",
             "auth": {"type": "token", "token": hubspot::PRIVATE_APP_TOKEN},
-            "settings": {"base_url": fake.base_url}
+            "settings": {"base_url": fake.base_url, "portal_id": "62515"}
         }))
         .await;
     app.flow_from_template(&p, "hubspot-contact-and-deal").await;
@@ -100,6 +100,24 @@ async fn a_charge_becomes_one_contact_and_one_associated_deal() {
             .map(|d| d["crm_record_id"].as_str().unwrap_or("").to_string())
             .collect();
         assert_eq!(ids, [contacts[0].id.clone(), deals[0].id.clone()]);
+        // Each record opens in HubSpot's own app, in the account the connection names.
+        let links: Vec<Value> = deliveries(&done)
+            .iter()
+            .map(|d| d["record_url"].clone())
+            .collect();
+        assert_eq!(
+            links,
+            [
+                json!(format!(
+                    "https://app.hubspot.com/contacts/62515/record/0-1/{}",
+                    contacts[0].id
+                )),
+                json!(format!(
+                    "https://app.hubspot.com/contacts/62515/record/0-3/{}",
+                    deals[0].id
+                )),
+            ]
+        );
 
         // A forced replay and a second event about the same charge write the same records.
         let replay = app

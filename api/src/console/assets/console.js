@@ -182,6 +182,10 @@ document.addEventListener("click", async (event) => {
   if (button.dataset.said) say("status", button.dataset.said);
   if (button.dataset.follow && answer.data && answer.data[button.dataset.follow]) {
     location.assign(answer.data[button.dataset.follow]);
+  if (button.dataset.job && answer.data && answer.data.job_id) {
+    follow(answer.data.job_id, document.getElementById(button.dataset.job));
+    return;
+  }
     return;
   }
   if (button.dataset.report === "test") {
@@ -194,6 +198,30 @@ document.addEventListener("click", async (event) => {
 
 // Filters a list of choices as the user types (the designer's event types).
 document.addEventListener("input", (event) => {
+// A bulk job's progress (GET /v1/bulk-jobs/{id}), once a second until it ends; then the page
+// reloads to list what is left, and says the outcome.
+async function follow(id, box) {
+  const bar = box.querySelector("progress");
+  const line = box.querySelector("p");
+  box.hidden = false;
+  for (;;) {
+    const answer = await call("GET", "/v1/bulk-jobs/" + id);
+    if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
+    const job = answer.data;
+    bar.max = Math.max(job.total, 1);
+    bar.value = job.done + job.failed;
+    line.textContent = `${job.done} retried, ${job.failed} not retried, of ${job.total} (${job.status})` + (job.last_error ? `; ${job.last_error}` : "");
+    if (job.finished_at) {
+      // Said again once the page has reloaded to list what is left.
+      sessionStorage.setItem("tributary-said", JSON.stringify([job.failed ? "alert" : "status",
+        `Retry all ended: ${line.textContent}. The list shows what is left.`]));
+      location.reload();
+      return;
+    }
+    await new Promise((done) => setTimeout(done, 1000));
+  }
+}
+
   const input = event.target;
   if (!input.dataset.filter) return;
   const term = input.value.trim().toLowerCase();
@@ -217,3 +245,14 @@ if (live) {
     } catch (_) { /* the next tick tries again */ }
   }, 5000);
 }
+
+// What a page said just before it reloaded itself (a bulk job's outcome).
+document.addEventListener("DOMContentLoaded", () => {
+  const said = sessionStorage.getItem("tributary-said");
+  if (!said) return;
+  sessionStorage.removeItem("tributary-said");
+  try {
+    const [kind, text] = JSON.parse(said);
+    say(kind, text);
+  } catch (_) { /* not ours */ }
+});

@@ -21,4 +21,5 @@ pub static PROVIDER: Provider = Provider {
     pasted_token_is_session: false,
     oauth: None,
     destinations: |settings| vec![url_setting(settings, "base_url", None)],
+    record_link: super::spec::no_link,
 };

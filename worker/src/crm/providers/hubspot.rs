@@ -25,6 +25,7 @@ pub static PROVIDER: Provider = Provider {
         ("stripe_prices", Kind::PriceTable),
         ("app_id", Kind::Text),
         ("won_stage", Kind::Text),
+        ("portal_id", Kind::Text),
     ],
     required: &[],
     check: no_check,
@@ -56,6 +57,7 @@ pub static PROVIDER: Provider = Provider {
             url_setting(settings, "token_url", Some(TOKEN_URL)),
         ]
     },
+    record_link,
 };
 
 fn endpoints(settings: &Map<String, Value>) -> OAuthEndpoints {
@@ -93,4 +95,43 @@ fn revoke(settings: &Map<String, Value>, refresh_token: &str) -> Revoke {
         url: format!("{base}/oauth/v1/refresh-tokens/{token}"),
         form: None,
     }
+}
+
+/// A record in HubSpot's app: the account's `portal_id` setting, the object's type id
+/// (`contacts` 0-1, `companies` 0-2, `deals` 0-3, `tickets` 0-5, or a custom object's `2-…`),
+/// on the EU app when the API is HubSpot's EU one.
+fn record_link(
+    settings: &super::spec::Settings,
+    _info: &Map<String, Value>,
+    object: &str,
+    id: &str,
+) -> Option<String> {
+    let portal = settings
+        .get("portal_id")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()))?;
+    let kind = match object {
+        "contacts" | "contact" => "0-1",
+        "companies" | "company" => "0-2",
+        "deals" | "deal" => "0-3",
+        "tickets" | "ticket" => "0-5",
+        custom
+            if custom.split_once('-').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && (a.bytes().chain(b.bytes())).all(|c| c.is_ascii_digit())
+            }) =>
+        {
+            custom
+        }
+        _ => return None,
+    };
+    let id = super::spec::path_segment(id)?;
+    let eu = text(settings, "base_url").is_some_and(|base| base.contains("hubapi.eu"));
+    let app = if eu {
+        "https://app-eu1.hubspot.com"
+    } else {
+        "https://app.hubspot.com"
+    };
+    Some(format!("{app}/contacts/{portal}/record/{kind}/{id}"))
 }

@@ -17,8 +17,8 @@ mod spec;
 pub mod zoho;
 
 pub use spec::{
-    Hosts, Kind, OAuth, OAuthEndpoints, Problem, Provider, Revoke, form, no_check, scopes, text,
-    url_setting,
+    Hosts, Kind, OAuth, OAuthEndpoints, Problem, Provider, Revoke, form, no_check, path_segment,
+    scopes, text, url_setting,
 };
 
 /// Every provider, in the order the docs list them.
@@ -100,6 +100,133 @@ mod tests {
                     provider.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn record_links_lead_to_the_vendors_own_pages_and_nowhere_else() {
+        let map = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        let link = |provider: &str,
+                    settings: serde_json::Value,
+                    info: serde_json::Value,
+                    object: &str,
+                    id: &str| {
+            (get(provider).unwrap().record_link)(&map(settings), &map(info), object, id)
+        };
+        let org = serde_json::json!({"api_base": "https://acme.my.salesforce.com"});
+        assert_eq!(
+            link(
+                "salesforce",
+                serde_json::json!({}),
+                org.clone(),
+                "Opportunity",
+                "006xx0000012345AAA"
+            )
+            .as_deref(),
+            Some("https://acme.my.salesforce.com/lightning/r/Opportunity/006xx0000012345AAA/view")
+        );
+        // An id or object a CRM answered cannot make the link point elsewhere.
+        assert_eq!(
+            link(
+                "salesforce",
+                serde_json::json!({}),
+                org.clone(),
+                "Account",
+                "../../x?y"
+            ),
+            None
+        );
+        assert_eq!(
+            link(
+                "salesforce",
+                serde_json::json!({}),
+                org,
+                "Account/../x",
+                "001"
+            ),
+            None
+        );
+        // The org's address unknown (no token issued yet), or not https: no link.
+        assert_eq!(
+            link(
+                "salesforce",
+                serde_json::json!({}),
+                serde_json::json!({}),
+                "Account",
+                "001"
+            ),
+            None
+        );
+        assert_eq!(
+            link(
+                "salesforce",
+                serde_json::json!({}),
+                serde_json::json!({"api_base": "http://x.test"}),
+                "Account",
+                "001"
+            ),
+            None
+        );
+
+        let portal = serde_json::json!({"portal_id": "62515"});
+        assert_eq!(
+            link(
+                "hubspot",
+                portal.clone(),
+                serde_json::json!({}),
+                "deals",
+                "901"
+            )
+            .as_deref(),
+            Some("https://app.hubspot.com/contacts/62515/record/0-3/901")
+        );
+        assert_eq!(
+            link(
+                "hubspot",
+                serde_json::json!({"portal_id": "7", "base_url": "https://api.hubapi.eu"}),
+                serde_json::json!({}),
+                "2-1234",
+                "5"
+            )
+            .as_deref(),
+            Some("https://app-eu1.hubspot.com/contacts/7/record/2-1234/5")
+        );
+        assert_eq!(
+            link(
+                "hubspot",
+                serde_json::json!({}),
+                serde_json::json!({}),
+                "contacts",
+                "1"
+            ),
+            None
+        );
+        assert_eq!(
+            link(
+                "hubspot",
+                serde_json::json!({"portal_id": "evil.com"}),
+                serde_json::json!({}),
+                "contacts",
+                "1"
+            ),
+            None
+        );
+        assert_eq!(
+            link("hubspot", portal, serde_json::json!({}), "notes", "1"),
+            None
+        );
+        for quiet in ["sandbox", "http", "zoho", "smtp"] {
+            assert_eq!(
+                link(
+                    quiet,
+                    serde_json::json!({}),
+                    serde_json::json!({"api_base": "https://x.test"}),
+                    "contacts",
+                    "1"
+                ),
+                None,
+                "{quiet}"
+            );
         }
     }
 }

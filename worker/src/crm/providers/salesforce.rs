@@ -60,6 +60,7 @@ pub static PROVIDER: Provider = Provider {
         ],
     }),
     destinations: |settings| vec![url_setting(settings, "login_url", Some(LOGIN_URL))],
+    record_link,
 };
 
 fn valid_version(v: &str) -> bool {
@@ -89,4 +90,22 @@ fn revoke(settings: &Map<String, Value>, refresh_token: &str) -> Revoke {
         url: format!("{}/services/oauth2/revoke", token_endpoint(settings)),
         form: Some(form("token", refresh_token)),
     }
+}
+
+/// A record in Lightning Experience, on the org's own host (the token answer's
+/// `instance_url`, kept as `vendor_info.api_base` when a token is issued).
+fn record_link(
+    _settings: &super::spec::Settings,
+    info: &Map<String, Value>,
+    object: &str,
+    id: &str,
+) -> Option<String> {
+    let base = info.get("api_base").and_then(Value::as_str)?;
+    let url = reqwest::Url::parse(base).ok()?;
+    let host = url.host_str().filter(|_| url.scheme() == "https")?;
+    let (object, id) = (
+        super::spec::path_segment(object)?,
+        super::spec::path_segment(id)?,
+    );
+    Some(format!("https://{host}/lightning/r/{object}/{id}/view"))
 }

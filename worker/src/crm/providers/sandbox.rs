@@ -20,6 +20,7 @@ pub static PROVIDER: Provider = Provider {
     pasted_token_is_session: false,
     oauth: None,
     destinations: |_| Vec::new(),
+    record_link: super::spec::no_link,
 };
 
 /// Checks sandbox settings: only `simulate_failure`, an object of object names to error kinds.

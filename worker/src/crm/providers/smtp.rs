@@ -33,4 +33,5 @@ pub static PROVIDER: Provider = Provider {
             ("port", settings.get("port").map(Value::to_string)),
         ]
     },
+    record_link: super::spec::no_link,
 };

@@ -45,6 +45,26 @@ pub struct Provider {
     /// The settings that say where its stored credentials are sent, with the value each has in
     /// effect (defaults filled in); a change to one needs the credentials re-entered.
     pub destinations: fn(&Settings) -> Vec<Destination>,
+    /// Where a record this provider wrote is seen in the vendor's own UI, from the connection's
+    /// settings, what the vendor told about the account (`vendor_info`), the object and the
+    /// record id; `None` when the vendor has no such page or the account's address is unknown.
+    pub record_link: fn(&Settings, &Map<String, Value>, &str, &str) -> Option<String>,
+}
+
+/// For providers with no UI of their own to link to.
+pub fn no_link(_: &Settings, _: &Map<String, Value>, _: &str, _: &str) -> Option<String> {
+    None
+}
+
+/// A record id or object name as one URL path segment: only what vendors' ids are made of, so
+/// a value a CRM answered can never turn a link into another address.
+pub fn path_segment(text: &str) -> Option<&str> {
+    (!text.is_empty()
+        && text.len() <= 128
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    .then_some(text)
 }
 
 /// Where a provider's URL settings may point under `TRIBUTARY_VENDOR_URLS=official`.

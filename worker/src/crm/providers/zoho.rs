@@ -190,6 +190,7 @@ pub static PROVIDER: Provider = Provider {
             ("environment", Some(environment(settings).to_string())),
         ]
     },
+    record_link: super::spec::no_link,
 };
 
 fn check(settings: &Map<String, Value>, problems: &mut Vec<Problem>) {

@@ -154,6 +154,10 @@ impl Call<'_> {
                     "token_refreshed_at".into(),
                     Value::String(crate::now().to_rfc3339()),
                 );
+                // Where the account lives (not a secret): links to its records use it.
+                if let Some(base) = exchanged.session.api_base.clone() {
+                    self.info.insert("api_base".into(), Value::String(base));
+                }
                 if let Some(user) = exchanged.user_id.clone() {
                     self.info
                         .insert("integration_user_id".into(), Value::String(user));
