@@ -75,6 +75,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 naming the field of the request at fault, e.g. a webhook event's `livemode`.
+    #[error("{detail}")]
+    BadRequestField { field: String, detail: String },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -84,6 +87,10 @@ pub enum ApiError {
     /// A 404 saying what is missing, e.g. an object the connection's CRM does not have.
     #[error("{0}")]
     NoSuch(String),
+    /// A 404 naming the field whose value names nothing the caller may use (a tenant the
+    /// person is no member of), said the same whether or not it exists.
+    #[error("{detail}")]
+    NoSuchField { field: String, detail: String },
     #[error("method not allowed")]
     MethodNotAllowed(Vec<String>),
     #[error("{detail}")]
@@ -125,10 +132,10 @@ impl ApiError {
     fn slug(&self) -> &'static str {
         match self {
             ApiError::Validation(_) => "validation",
-            ApiError::BadRequest(_) => "bad-request",
+            ApiError::BadRequest(_) | ApiError::BadRequestField { .. } => "bad-request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound | ApiError::NoSuch(_) => "not-found",
+            ApiError::NotFound | ApiError::NoSuch(_) | ApiError::NoSuchField { .. } => "not-found",
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Conflict { .. } => "conflict",
             ApiError::Busy { .. } => "busy",
@@ -150,6 +157,10 @@ impl ApiError {
                 field: Some(field),
                 detail,
             } => vec![FieldError::new(field.clone(), detail.clone())],
+            ApiError::NoSuchField { field, detail }
+            | ApiError::BadRequestField { field, detail } => {
+                vec![FieldError::new(field.clone(), detail.clone())]
+            }
             _ => Vec::new(),
         };
         Problem {
@@ -178,10 +189,12 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::BadRequestField { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound | ApiError::NoSuch(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoSuch(_) | ApiError::NoSuchField { .. } => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::Busy { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,

@@ -26,6 +26,7 @@ use crate::error::{FieldError, Problem};
         (name = "auth", description = "Sign-up, login, tokens"),
         (name = "users", description = "People in a tenant and their roles"),
         (name = "api-keys", description = "Keys for machines"),
+        (name = "environments", description = "Environments inside a tenant (development, staging, production), chosen per request by the Tributary-Environment header"),
         (name = "stripe-accounts", description = "Stripe accounts, webhook URLs and signing secrets"),
         (name = "connections", description = "CRM connections and the sandbox CRM's records"),
         (name = "flows", description = "Mapping flows, their versions, validation, preview and templates"),

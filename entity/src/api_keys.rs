@@ -19,6 +19,8 @@ pub struct Model {
     pub created_by: Option<String>,
     pub created_at: DateTimeUtc,
     pub last_used_at: Option<DateTimeUtc>,
+    /// The one environment the key acts in, when bound; else any, chosen per request.
+    pub environment: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

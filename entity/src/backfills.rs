@@ -30,6 +30,8 @@ pub struct Model {
     pub ingested: i32,
     pub already_present: i32,
     pub failed: i32,
+    /// Events passed over, not stored: their `livemode` is not the account's.
+    pub skipped: i32,
     pub last_error: Option<String>,
     /// While in the future, one process is working on it.
     pub lease_until: Option<DateTimeUtc>,

@@ -22,6 +22,7 @@ pub mod flows;
 pub mod idempotency_keys;
 pub mod leases;
 pub mod login_throttle;
+pub mod memberships;
 pub mod notification_channels;
 pub mod oauth_states;
 pub mod record_links;

@@ -28,6 +28,9 @@ pub struct Model {
     /// Events reconciliation found missing and ingested, over the account's life.
     pub reconcile_repaired: i32,
     pub last_reconciliation_id: Option<String>,
+    /// Stripe's mode: `true` live, `false` test (from the key's prefix, or as the tenant said
+    /// for an account with only a signing secret); `None` when not known. It never changes.
+    pub livemode: Option<bool>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
@@ -39,6 +42,7 @@ impl std::fmt::Debug for Model {
             .field("tenant_id", &self.tenant_id)
             .field("name", &self.name)
             .field("secret_key_last4", &self.secret_key_last4)
+            .field("livemode", &self.livemode)
             .finish_non_exhaustive()
     }
 }

@@ -1,4 +1,6 @@
-//! A tenant: one customer organisation and everything it owns.
+//! A tenant: one customer organisation and everything it owns. A tenant is its own
+//! `production` environment; each of its other environments is a tenant row whose `parent_id`
+//! names it, so everything scoped by tenant is scoped by environment too.
 
 use sea_orm::entity::prelude::*;
 
@@ -8,6 +10,10 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     pub name: String,
+    /// The tenant this row is an environment of; `None` for a tenant itself.
+    pub parent_id: Option<String>,
+    /// `production` for a tenant itself, else the environment's name.
+    pub environment: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,4 +1,6 @@
-//! People who log in. An email belongs to one tenant, since login names no tenant.
+//! People who log in. An email belongs to one person, since login names no tenant; the row's
+//! tenant is the person's home tenant (their role there is `role`). The other tenants they
+//! were invited into are `memberships`.
 
 use sea_orm::entity::prelude::*;
 

@@ -19,6 +19,9 @@ mod m20261206_000013_idempotency;
 mod m20261206_000014_duplicate_index;
 mod m20261206_000015_crm_events;
 mod m20261207_000016_delivery_text;
+mod m20261207_000017_memberships;
+mod m20261207_000018_stripe_livemode;
+mod m20261207_000019_environments;
 
 pub struct Migrator;
 
@@ -42,6 +45,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_duplicate_index::Migration),
             Box::new(m20261206_000015_crm_events::Migration),
             Box::new(m20261207_000016_delivery_text::Migration),
+            Box::new(m20261207_000017_memberships::Migration),
+            Box::new(m20261207_000018_stripe_livemode::Migration),
+            Box::new(m20261207_000019_environments::Migration),
         ]
     }
 }

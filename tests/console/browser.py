@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Error as PlaywrightError
+from tenants import switch_tenant
 from playwright.sync_api import expect, sync_playwright
 
 base, chromium, shots, run_label = sys.argv[1].rstrip("/"), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
@@ -36,7 +37,7 @@ shots.mkdir(parents=True, exist_ok=True)
 TIMEOUT_MS = 15_000  # one action or assertion
 POLL_S = 20  # how long a status may take to show (events processed, a retry)
 NAV = ["Overview", "Events", "Flows", "Connections", "Stripe accounts", "Dead letters", "Alerts",
-       "Audit log", "Users", "API keys"]
+       "Audit log", "Users", "API keys", "Environments"]
 PATHS = {
     "Overview": "/console/",
     "Events": "/console/events",
@@ -48,6 +49,7 @@ PATHS = {
     "Audit log": "/console/audit-log",
     "Users": "/console/users",
     "API keys": "/console/api-keys",
+    "Environments": "/console/environments",
 }
 HEADINGS = {n: n for n in PATHS if n != "Overview"}
 EVENT_ID = re.compile(r"\bevt_[A-Za-z0-9_]+")
@@ -914,6 +916,46 @@ def designer_tools(page, state: dict) -> None:
     c.step("the designer: the YAML view holds the flow; edited, the API reads it and the editor follows", yaml_view)
 
 
+def environments(page, state: dict) -> None:
+    """An environment added, switched to in the header (its own connections: only its sandbox
+    CRM, none of production's), and back to production."""
+    c = Chain(page)
+    if not state.get("signed_in"):
+        c.broken = "sign up"
+
+    def add():
+        go(page, "Environments")
+        label(page, "Environment name").fill("staging")
+        act(page, button(page, "Add environment").click)
+        expect(row(page, cell="staging")).to_have_count(1)
+        expect(button(page, "Delete staging")).to_be_visible()
+        landed(page, "Environments, staging added", again=True)
+        screenshot(page, "13-environments")
+
+    c.step("Environments: Add environment staging; it is listed with a Delete button", add)
+
+    def switch():
+        page.get_by_label("Environment", exact=True).select_option("staging")
+        act(page, button(page, "Switch environment").click)
+        expect(page).to_have_url(url_is("/console/"))
+        go(page, "Connections")
+        expect(page.get_by_text("Sandbox CRM").first).to_be_visible()
+        expect(page.get_by_text("HubSpot private app")).to_have_count(0)
+        go(page, "Flows")
+        expect(page.get_by_text(flow_name)).to_have_count(0)
+        no_alert(page, "acting in staging")
+
+    c.step("the header's Environment switcher: in staging, Connections has its sandbox CRM and not production's HubSpot, Flows none of production's", switch)
+
+    def back():
+        page.get_by_label("Environment", exact=True).select_option("production")
+        act(page, button(page, "Switch environment").click)
+        go(page, "Flows")
+        expect(page.get_by_text(flow_name).first).to_be_visible()
+
+    c.step("switched back to production, its flow is there again", back)
+
+
 def live_events(page, state: dict) -> None:
     """The Events list keeps itself current: an event sent meanwhile appears with no reload."""
     c = Chain(page)
@@ -1017,9 +1059,11 @@ try:
         administration(page, state)
         flow_history(page, state)
         designer_tools(page, state)
+        environments(page, state)
         live_events(page, state)
         csrf(page, state)
         isolation(browser, state)
+        switch_tenant(page, state, base, Chain(page))
         sign_out(page, state)
         page.wait_for_timeout(500)  # anything the page starts late (images, fonts) is seen too
         browser.close()

@@ -51,11 +51,21 @@ STATEFUL = {
     # kind `slack` (a rule across two fields, stated in `secret`'s description).
     "POST /v1/notification-channels": [(422, r"url|secret")],
     "PATCH /v1/notification-channels/{id}": [(422, r"url|secret"), (412, None)],
-    # `If-Match` must name the resource's current ETag, which changes with every change to it.
-    "PATCH /v1/stripe-accounts/{id}": [(412, None)],
+    # `livemode` must agree with the mode `secret_key`'s prefix names (a rule across two fields,
+    # stated in `livemode`'s description).
+    "POST /v1/stripe-accounts": [(422, r"livemode")],
+    # `If-Match` must name the resource's current ETag, which changes with every change to it;
+    # `livemode` as for POST.
+    "PATCH /v1/stripe-accounts/{id}": [(412, None), (422, r"livemode")],
     "PATCH /v1/users/{id}": [(412, None)],
     # A pasted event must be a Stripe event; `event_id` and `latest` must name inbox events.
     "POST /v1/flows/{id}/preview": [(422, r"event(\..+)?|event_id|latest|body")],
+    # Dry-run: `version` and `flow`, and `event_ids` and `filter`, are alternatives (a rule
+    # across two fields, stated in their descriptions); a draft's templates must run within
+    # the template-run time limit (`flow`).
+    "POST /v1/flows/{id}/dry-run": [(422, r"version|flow|event_ids|filter")],
+    # Rollback: `If-Match` must name the flow's current version, as for PUT /v1/flows/{id}.
+    "POST /v1/flows/{id}/rollback": [(412, None)],
     # The callback's `state` is single-use and minted by the server, so no generated one is
     # live; every refused callback is a 400 page (the connections Contract).
     "GET /v1/oauth/callback": [(400, None)],

@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod crm;
 pub mod db;
 pub mod engine;
+pub mod environments;
 pub mod faults;
 pub mod flow;
 pub mod health;
@@ -60,6 +61,8 @@ pub(crate) fn vendor_specs(test: &str) -> Option<std::path::PathBuf> {
 }
 
 use chrono::{DateTime, Utc};
+
+pub use environments::PRODUCTION;
 
 /// A new time-ordered id (UUIDv7): ids sort by creation.
 pub fn new_id() -> String {

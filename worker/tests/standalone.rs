@@ -64,6 +64,8 @@ async fn seed_stranded_event(conn: &DatabaseConnection) -> String {
     tenants::Entity::insert(tenants::ActiveModel {
         id: Set(tenant_id.clone()),
         name: Set("Standalone".into()),
+        parent_id: Set(None),
+        environment: Set(tributary_worker::PRODUCTION.into()),
         created_at: Set(at),
         updated_at: Set(at),
     })

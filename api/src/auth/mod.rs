@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod passwords;
+pub mod seats;
 pub mod throttle;
 pub mod tokens;
 

@@ -69,6 +69,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("not_found.html", include_str!("templates/not_found.html")),
     ("users.html", include_str!("templates/users.html")),
     ("api_keys.html", include_str!("templates/api_keys.html")),
+    (
+        "environments.html",
+        include_str!("templates/environments.html"),
+    ),
     ("alerts.html", include_str!("templates/alerts.html")),
     ("audit.html", include_str!("templates/audit.html")),
 ];

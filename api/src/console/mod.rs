@@ -6,6 +6,7 @@
 
 mod admin;
 mod connection_form;
+mod environments;
 mod flow_pages;
 mod html;
 mod overview;
@@ -63,6 +64,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/signup", web::post().to(session::sign_up))
         .route("/console/logout", web::post().to(session::sign_out))
         .route("/console/refresh", web::post().to(session::refresh))
+        .route("/console/switch", web::post().to(session::switch))
+        .route(
+            "/console/environment",
+            web::post().to(environments::switch_environment),
+        )
+        .route(
+            "/console/environments",
+            web::get().to(environments::environment_list),
+        )
         .route("/console/", web::get().to(overview::overview))
         .configure(pages::configure)
         .configure(admin::configure)

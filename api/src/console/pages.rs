@@ -41,12 +41,22 @@ pub(super) fn first(limit: u64) -> Page {
     }
 }
 
-/// What every signed-in page's layout reads: the section, the role, the sign-out token.
+/// What every signed-in page's layout reads: the section, the role, the sign-out token, and
+/// the tenants for the header's switcher (the current one's name).
 fn layout(viewer: &Viewer, section: &str) -> Value {
+    let tenant = viewer
+        .tenants
+        .iter()
+        .find(|t| t.current)
+        .map(|t| t.name.clone());
     context! {
         section => section,
         role => viewer.ctx.role.as_str(),
         csrf => viewer.csrf.clone(),
+        tenant => tenant,
+        tenants => data(&viewer.tenants),
+        environment => viewer.ctx.environment.clone(),
+        environments => data(&viewer.environments),
     }
 }
 
@@ -69,14 +79,6 @@ struct EventsQuery {
     event_type: Option<String>,
     status: Option<String>,
     search: Option<String>,
-}
-
-async fn event_list(
-    req: HttpRequest,
-    state: Data<AppState>,
-    query: Query<EventsQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let viewer = crate::console_signed_in!(req, state);
     /// The first and last day (`YYYY-MM-DD`, UTC) of the events' Stripe `created`.
     from: Option<String>,
     until: Option<String>,
@@ -92,7 +94,20 @@ fn day_bound(text: &Option<String>, end: bool, name: &str) -> Result<Option<i64>
         .map_err(|_| format!("{name}: {text:?} is not a date (YYYY-MM-DD)"))?;
     let start = day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
     Ok(Some(if end { start + 86_399 } else { start }))
+}
+
+async fn event_list(
+    req: HttpRequest,
+    state: Data<AppState>,
+    query: Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = crate::console_signed_in!(req, state);
     let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    let (from, until) = (
+        day_bound(&query.from, false, "From"),
+        day_bound(&query.until, true, "Until"),
+    );
+    let date_problem = from.as_ref().err().or(until.as_ref().err()).cloned();
     let filter = EventFilter {
         event_type: given(&query.event_type),
         status: given(&query.status),
@@ -101,11 +116,6 @@ fn day_bound(text: &Option<String>, end: bool, name: &str) -> Result<Option<i64>
         created_lte: until.unwrap_or_default(),
     };
     let search: EventSearch = match given(&query.search) {
-    let (from, until) = (
-        day_bound(&query.from, false, "From"),
-        day_bound(&query.until, true, "Until"),
-    );
-    let date_problem = from.as_ref().err().or(until.as_ref().err()).cloned();
         Some(term) => {
             serde_json::from_value(serde_json::json!({ "search": term.trim() })).unwrap_or_default()
         }
@@ -113,8 +123,7 @@ fn day_bound(text: &Option<String>, end: bool, name: &str) -> Result<Option<i64>
     };
     let (listed, problem) = match date_problem {
         Some(problem) => (Vec::new(), Some(problem)),
-        None => match event_service::list(&state, &viewer.ctx, &first(100), &filter, &search)
-            .await
+        None => match event_service::list(&state, &viewer.ctx, &first(100), &filter, &search).await
         {
             Ok((listed, _)) => (listed, None),
             Err(ApiError::Validation(errors)) => (
@@ -200,6 +209,7 @@ async fn dead_letters(
     query: Query<DeadQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = crate::console_signed_in!(req, state);
+    let flow_id = query.flow_id.clone().filter(|f| !f.trim().is_empty());
     let filter = DeliveryFilter {
         status: Some("dead".into()),
         event_id: None,
@@ -208,7 +218,12 @@ async fn dead_letters(
     let dead = event_service::list_deliveries(&state, &viewer.ctx, &first(100), &filter)
         .await?
         .0;
-    let flow_id = query.flow_id.clone().filter(|f| !f.trim().is_empty());
+    let listed = flows::list(&state, &viewer.ctx, &first(100)).await?.0;
+    // What "Retry all matching" sends: the same filter, to `POST /v1/deliveries/retry`.
+    let retry = match &flow_id {
+        Some(flow_id) => serde_json::json!({"status": "dead", "flow_id": flow_id}),
+        None => serde_json::json!({"status": "dead"}),
+    };
     show(
         &viewer,
         "dead_letters.html",
@@ -222,12 +237,6 @@ async fn dead_letters(
     )
 }
 
-    let listed = flows::list(&state, &viewer.ctx, &first(100)).await?.0;
-    // What "Retry all matching" sends: the same filter, to `POST /v1/deliveries/retry`.
-    let retry = match &flow_id {
-        Some(flow_id) => serde_json::json!({"status": "dead", "flow_id": flow_id}),
-        None => serde_json::json!({"status": "dead"}),
-    };
 async fn flow_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let viewer = crate::console_signed_in!(req, state);
     let listed = flows::list(&state, &viewer.ctx, &first(100)).await?.0;

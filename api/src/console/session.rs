@@ -1,7 +1,7 @@
 //! The console's session: the API's own token pair, kept in httpOnly, SameSite=Strict cookies,
 //! and a CSRF token (double-submit: a cookie the page reads, sent back as `X-CSRF-Token`) that
-//! every change made with the cookie must carry. Sign-up, sign-in and sign-out are the API's
-//! own services; the cookies are only where the tokens live.
+//! every change made with the cookie must carry. Sign-up, sign-in, sign-out and switching
+//! tenant are the API's own services; the cookies are only where the tokens live.
 
 use actix_web::web::{Data, Form};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
@@ -14,15 +14,17 @@ use crate::extract::session_cookie::{
     ACCESS, CSRF, CSRF_HEADER, REFRESH, csrf_matches, read_cookie, same_site,
 };
 use crate::extract::{ClientAddress, TenantContext};
-use crate::services::sessions::{self, LoginIn, RefreshIn, SignupIn, TokenPair};
+use crate::services::sessions::{
+    self, LoginIn, RefreshIn, SignupIn, SwitchIn, TenantChoice, TokenPair,
+};
 use crate::state::AppState;
 
 /// How long a console session's refresh cookie lives (the refresh token's own expiry governs).
-const REFRESH_SECONDS: i64 = 30 * 24 * 3600;
+pub(super) const REFRESH_SECONDS: i64 = 30 * 24 * 3600;
 
 /// A `Set-Cookie` value: the whole site, SameSite=Strict, `max_age` seconds (0 clears it),
 /// `Secure` when the installation is served over https.
-fn cookie(
+pub(super) fn cookie(
     name: &str,
     value: &str,
     http_only: bool,
@@ -38,7 +40,7 @@ fn cookie(
 }
 
 /// Whether the console is served over https (its cookies are then `Secure`).
-fn secure(state: &AppState) -> bool {
+pub(super) fn secure(state: &AppState) -> bool {
     state.settings.public_url.starts_with("https://")
 }
 
@@ -76,6 +78,10 @@ pub struct Viewer {
     pub refreshed: Option<TokenPair>,
     /// The session's CSRF token, for the page's forms.
     pub csrf: String,
+    /// The tenants the person can switch to (the current one among them), for the header.
+    pub tenants: Vec<TenantChoice>,
+    /// The tenant's environments (the current one among them), for the header.
+    pub environments: Vec<crate::services::environments::EnvironmentOut>,
     /// Whether cookies are `Secure`.
     secure: bool,
 }
@@ -91,6 +97,39 @@ impl Viewer {
     }
 }
 
+/// The tenants of the header's switcher; `None` when the person is gone meanwhile (the page
+/// sends them to sign in).
+async fn tenants_of(
+    state: &AppState,
+    ctx: &TenantContext,
+) -> Result<Option<Vec<TenantChoice>>, ApiError> {
+    match sessions::tenants(state, ctx).await {
+        Ok(tenants) => Ok(Some(tenants)),
+        Err(ApiError::Unauthorized(_)) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+/// A console page's context: in the environment its cookie names, else (no cookie, or one
+/// naming an environment since deleted) in `production`.
+async fn in_cookie_environment(
+    state: &AppState,
+    ctx: TenantContext,
+    req: &HttpRequest,
+) -> Result<TenantContext, ApiError> {
+    use crate::extract::environment::{Asked, COOKIE, choose};
+    let asked = read_cookie(req, COOKIE).map(|name| Asked {
+        name: name.trim().to_string(),
+        by_header: false,
+    });
+    Ok(
+        match choose(state, &ctx.account_id, asked.as_ref(), None).await? {
+            Some((id, name)) => ctx.in_environment(&id, &name),
+            None => ctx,
+        },
+    )
+}
+
 /// The signed-in viewer of a console page, else `None` (the page sends them to sign in).
 pub async fn viewer(req: &HttpRequest, state: &AppState) -> Result<Option<Viewer>, ApiError> {
     let csrf = read_cookie(req, CSRF);
@@ -98,7 +137,13 @@ pub async fn viewer(req: &HttpRequest, state: &AppState) -> Result<Option<Viewer
         && let Some(csrf) = &csrf
         && let Ok(ctx) = crate::extract::authenticate(state, &access).await
     {
+        let Some(tenants) = tenants_of(state, &ctx).await? else {
+            return Ok(None);
+        };
+        let ctx = in_cookie_environment(state, ctx, req).await?;
         return Ok(Some(Viewer {
+            environments: crate::services::environments::list(state, &ctx).await?,
+            tenants,
             ctx,
             refreshed: None,
             csrf: csrf.clone(),
@@ -118,7 +163,13 @@ pub async fn viewer(req: &HttpRequest, state: &AppState) -> Result<Option<Viewer
         Err(other) => return Err(other),
     };
     let ctx = crate::extract::authenticate(state, &pair.access_token).await?;
+    let Some(tenants) = tenants_of(state, &ctx).await? else {
+        return Ok(None);
+    };
+    let ctx = in_cookie_environment(state, ctx, req).await?;
     Ok(Some(Viewer {
+        environments: crate::services::environments::list(state, &ctx).await?,
+        tenants,
         ctx,
         refreshed: Some(pair),
         csrf: csrf.unwrap_or_else(new_csrf),
@@ -295,4 +346,37 @@ pub async fn refresh(req: HttpRequest, state: Data<AppState>) -> Result<HttpResp
             "this session has ended; sign in again".into(),
         )),
     }
+}
+
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    csrf: String,
+    tenant_id: String,
+}
+
+/// `POST /console/switch`: the header's tenant switcher. Starts a session in another of the
+/// person's tenants (as `POST /v1/auth/switch` does), ends the one the cookies held, sets the
+/// new session's cookies and opens the new tenant's overview. Needs the session's CSRF token
+/// (the form's `csrf`) and a same-site post; a tenant the person does not belong to is a 404.
+pub async fn switch(
+    req: HttpRequest,
+    state: Data<AppState>,
+    Form(form): Form<SwitchForm>,
+) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req)?;
+    if !csrf_matches(&req, &form.csrf) {
+        return Err(ApiError::Forbidden(
+            "the tenant switcher's form is not this session's".into(),
+        ));
+    }
+    let Some(viewer) = viewer(&req, &state).await? else {
+        return Ok(redirect("/console/login"));
+    };
+    let input = SwitchIn {
+        tenant_id: form.tenant_id,
+    };
+    let pair = sessions::switch(&state, &viewer.ctx, &input, true).await?;
+    let mut response = HttpResponse::SeeOther();
+    keep(&mut response, &pair, &viewer.csrf, viewer.secure);
+    Ok(response.insert_header(("location", "/console/")).finish())
 }

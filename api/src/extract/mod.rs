@@ -2,6 +2,7 @@
 //! a validated JSON body, list parameters.
 
 mod client;
+pub mod environment;
 mod json;
 mod pagination;
 mod preconditions;

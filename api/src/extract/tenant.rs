@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use chrono::Utc;
-use entity::{Role, TenantOwned, api_keys, refresh_tokens, users};
+use entity::{Role, TenantOwned, api_keys, refresh_tokens};
 use futures::future::LocalBoxFuture;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
@@ -38,7 +38,15 @@ impl Actor {
 
 #[derive(Debug, Clone)]
 pub struct TenantContext {
+    /// What the request acts on: the tenant's row of the environment it acts in (the tenant
+    /// itself in `production`). Every environment-owned row is scoped by it.
     pub tenant_id: String,
+    /// The tenant itself, whose people, API keys and audit log these are, in any environment.
+    pub account_id: String,
+    /// The environment's name (`production` unless the request chose another).
+    pub environment: String,
+    /// The environment the caller's API key is bound to, if it is.
+    pub bound_environment: Option<String>,
     pub role: Role,
     pub actor: Actor,
     /// The session (refresh-token family) of a person's access token; `None` for API keys.
@@ -48,6 +56,16 @@ pub struct TenantContext {
 }
 
 impl TenantContext {
+    /// The same caller acting in another environment of its tenant (`tenant_id` is that
+    /// environment's row).
+    pub fn in_environment(&self, tenant_id: &str, environment: &str) -> TenantContext {
+        TenantContext {
+            tenant_id: tenant_id.to_string(),
+            environment: environment.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// Refuses with 403 unless the caller's role is at least `minimum`.
     pub fn require(&self, minimum: Role) -> Result<(), ApiError> {
         if self.role >= minimum {
@@ -85,6 +103,7 @@ impl FromRequest for TenantContext {
             None => super::session_cookie::cookie_token(req),
         };
         let client = super::client::from_request_parts(req);
+        let asked = super::environment::requested(req);
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
@@ -95,7 +114,18 @@ impl FromRequest for TenantContext {
             })?;
             let mut context = authenticate(&state, &token).await?;
             context.client_address = Some(client);
-            Ok(context)
+            let bound = context.bound_environment.clone();
+            let chosen = super::environment::choose(
+                &state,
+                &context.account_id,
+                asked.as_ref(),
+                bound.as_deref(),
+            )
+            .await?;
+            Ok(match chosen {
+                Some((id, name)) => context.in_environment(&id, &name),
+                None => context,
+            })
         })
     }
 }
@@ -118,6 +148,9 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext
             .is_none_or(|t| now - t > chrono::Duration::seconds(60));
         let context = TenantContext {
             tenant_id: key.tenant_id.clone(),
+            account_id: key.tenant_id.clone(),
+            environment: tributary_worker::PRODUCTION.into(),
+            bound_environment: key.environment.clone(),
             role: key.role,
             actor: Actor::ApiKey(key.id.clone()),
             session_id: None,
@@ -135,15 +168,21 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext
         .jwt
         .verify(token)
         .map_err(|_| ApiError::Unauthorized("the access token is invalid or expired".into()))?;
-    let user = users::Entity::find_by_id_in_tenant(&claims.tid, &claims.sub)
-        .one(&state.db)
+    // The person's home tenant, or one they are a member of: a removed membership (like a
+    // deleted user) stops the token here, at its next request, with the role read afresh.
+    let seat = auth::seats::find(&state.db, &claims.sub, &claims.tid)
         .await?
-        .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "the user of this token no longer exists or no longer belongs to this tenant"
+                    .into(),
+            )
+        })?;
     // A logout, a password change or a reused refresh token revokes the session: its access
-    // tokens stop here, at their next request.
-    let live = refresh_tokens::Entity::find_in_tenant(&user.tenant_id)
+    // tokens stop here, at their next request. Sessions belong to one tenant each.
+    let live = refresh_tokens::Entity::find_in_tenant(&claims.tid)
         .filter(refresh_tokens::Column::FamilyId.eq(claims.sid.as_str()))
-        .filter(refresh_tokens::Column::UserId.eq(user.id.as_str()))
+        .filter(refresh_tokens::Column::UserId.eq(seat.user.id.as_str()))
         .filter(refresh_tokens::Column::RevokedAt.is_null())
         .one(&state.db)
         .await?
@@ -154,9 +193,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<TenantContext
         ));
     }
     Ok(TenantContext {
-        tenant_id: user.tenant_id,
-        role: user.role,
-        actor: Actor::User(user.id),
+        account_id: claims.tid.clone(),
+        tenant_id: claims.tid,
+        environment: tributary_worker::PRODUCTION.into(),
+        bound_environment: None,
+        role: seat.role,
+        actor: Actor::User(seat.user.id),
         session_id: Some(claims.sid),
         client_address: None,
     })

@@ -2,8 +2,9 @@
 //! authenticated caller claims the key before its handler runs; its final answer is kept for a
 //! day and given again (with `Idempotent-Replayed: true`) to the same caller sending the same
 //! request; the same key with another request answers 409, and while the first request still
-//! runs, 409 with `Retry-After`. Sign-up, login and token refresh take no key: they act for no
-//! tenant yet and each answer is fresh credentials. `/webhooks` is Stripe's and is outside.
+//! runs, 409 with `Retry-After`. Sign-up, login, token refresh and switching tenant take no
+//! key: each answer is fresh credentials, which are not kept. `/webhooks` is Stripe's and is
+//! outside.
 //!
 //! The handler runs in a task of its own, so a client that hangs up mid-request does not stop
 //! it: its answer is still kept for the retry. Rows live in [`crate::services::idempotency`].
@@ -26,8 +27,13 @@ pub const HEADER: &str = "idempotency-key";
 /// Set on an answer given again.
 pub const REPLAYED: &str = "idempotent-replayed";
 
-/// POSTs under `/v1/` that take no key: they authenticate no tenant.
-const WITHOUT_KEYS: [&str; 3] = ["/v1/signup", "/v1/login", "/v1/token/refresh"];
+/// POSTs under `/v1/` that take no key: they answer credentials, never kept.
+const WITHOUT_KEYS: [&str; 4] = [
+    "/v1/signup",
+    "/v1/login",
+    "/v1/token/refresh",
+    "/v1/auth/switch",
+];
 
 /// Whether a request to `path` with `method` honours `Idempotency-Key` (also used to document
 /// it, with the routes' path templates).
@@ -256,6 +262,7 @@ mod tests {
         assert!(!applies(&Method::GET, "/v1/flows"));
         assert!(!applies(&Method::POST, "/v1/login"));
         assert!(!applies(&Method::POST, "/v1/signup"));
+        assert!(!applies(&Method::POST, "/v1/auth/switch"));
         assert!(!applies(&Method::POST, "/webhooks/stripe/abc"));
     }
 

@@ -69,10 +69,14 @@ async fn list(
 
 /// Get a flow
 ///
-/// One flow at its current version.
+/// One flow at its current version. With `Accept: application/yaml`, the flow document alone
+/// as YAML (no id or version), which `POST /v1/flows` takes back with `content-type:
+/// application/yaml`: export and import for flows kept in git.
 #[utoipa::path(tag = "flows", operation_id = "flows.get", params(("id" = String, Path, description = "The flow's id")),
     responses(
-        (status = 200, description = "The flow's current version.", body = FlowOut),
+        (status = 200, description = "The flow's current version (as YAML with `Accept: application/yaml`).", content(
+            (FlowOut = "application/json"),
+            (String = "application/yaml"))),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 404, response = inline(responses::NotFound))),
     security(("bearer_jwt" = []), ("api_key" = [])))]
@@ -81,11 +85,43 @@ async fn get_one(
     state: Data<AppState>,
     ctx: TenantContext,
     id: Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let flow = flows::get(&state, &ctx, &id).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, flows::etag(flow.version)))
-        .json(flow))
+    let mut reply = HttpResponse::Ok();
+    reply.insert_header((header::ETAG, flows::etag(flow.version)));
+    if wants_yaml(&req) {
+        // The flow document alone, as `POST /v1/flows` takes it back: a file for git.
+        let text = yaml_serde::to_string(&flow.flow).map_err(anyhow::Error::from)?;
+        return Ok(reply
+            .content_type("application/yaml; charset=utf-8")
+            .insert_header((header::VARY, "Accept"))
+            .body(text));
+    }
+    Ok(reply.insert_header((header::VARY, "Accept")).json(flow))
+}
+
+/// Whether the request's `Accept` prefers YAML (`application/yaml` or `application/x-yaml`)
+/// over JSON.
+fn wants_yaml(req: &HttpRequest) -> bool {
+    let Some(accept) = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let first = accept
+        .split(',')
+        .map(|part| {
+            part.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .find(|media| media.contains("yaml") || media.contains("json") || media == "*/*");
+    first.is_some_and(|media| media.contains("yaml"))
 }
 
 /// Replace a flow

@@ -6,8 +6,10 @@ pub mod audit_log;
 pub mod bulk;
 pub mod connections;
 pub mod crm_webhooks;
+pub mod environments;
 pub mod erasures;
 pub mod events;
+pub mod flow_history;
 pub mod flows;
 pub mod health;
 pub mod notification_channels;
@@ -26,10 +28,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
     sessions::configure(cfg);
     users::configure(cfg);
     api_keys::configure(cfg);
+    environments::configure(cfg);
     stripe_accounts::configure(cfg);
     audit_log::configure(cfg);
     connections::configure(cfg);
     oauth::configure(cfg);
+    flow_history::configure(cfg);
     flows::configure(cfg);
     // Before events: `POST /v1/events/replay` is not an event's id.
     bulk::configure(cfg);

@@ -1,4 +1,4 @@
-//! Sign-up, login, token refresh and `/v1/me`.
+//! Sign-up, login, token refresh, `/v1/me`, and switching between a person's tenants.
 
 use actix_web::http::header;
 use actix_web::web::Data;
@@ -7,8 +7,10 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
 use crate::error::{ApiError, Problem};
-use crate::extract::{ClientAddress, TenantContext, ValidJson};
-use crate::services::sessions::{self, LoginIn, MeOut, RefreshIn, SignupIn, SignupOut, TokenPair};
+use crate::extract::{ClientAddress, ListResponse, TenantContext, ValidJson};
+use crate::services::sessions::{
+    self, LoginIn, MeOut, RefreshIn, SignupIn, SignupOut, SwitchIn, TenantChoice, TokenPair,
+};
 use crate::state::AppState;
 
 /// Sign up
@@ -122,10 +124,56 @@ async fn me(state: Data<AppState>, ctx: TenantContext) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(sessions::me(&state, &ctx).await?))
 }
 
+/// List my tenants
+///
+/// The tenants the signed-in person can act in and switch to: their home tenant first, then
+/// the tenants they were invited into, each with their role there and whether it is the
+/// tenant of this request. An API key lists its own tenant only.
+#[utoipa::path(tag = "auth", operation_id = "me.tenants",
+    responses(
+        (status = 200, description = "Every tenant of the caller (never more than one page).", body = ListResponse<TenantChoice>),
+        (status = 401, response = inline(responses::Unauthorized))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/me/tenants")]
+async fn my_tenants(state: Data<AppState>, ctx: TenantContext) -> Result<HttpResponse, ApiError> {
+    let data = sessions::tenants(&state, &ctx).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::new(data, false)))
+}
+
+/// Switch tenant
+///
+/// Starts a session in another tenant of the signed-in person (one of `GET /v1/me/tenants`)
+/// and answers its token pair, as a login does; the session the request was made with goes on.
+/// The role is the person's role in that tenant. A tenant the person does not belong to
+/// answers 404 naming `tenant_id`, whether or not it exists. API keys belong to one tenant:
+/// 403. Recorded in the audit log of both tenants.
+#[utoipa::path(tag = "auth", operation_id = "auth.switch", request_body(content = SwitchIn,
+        example = json!({"tenant_id": "01939b7e-8c2a-7d4e-9f10-2b3c4d5e6f70"})),
+    responses(
+        (status = 200, description = "A token pair for the other tenant.", body = TokenPair),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, description = "Called with an API key, which belongs to one tenant.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The person is no member of that tenant (`errors` names `tenant_id`).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[post("/v1/auth/switch")]
+async fn switch(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    ValidJson(input): ValidJson<SwitchIn>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(sessions::switch(&state, &ctx, &input, false).await?))
+}
+
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(signup)
         .service(login)
         .service(refresh)
         .service(logout)
-        .service(me);
+        .service(me)
+        .service(my_tenants)
+        .service(switch);
 }

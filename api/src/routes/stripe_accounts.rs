@@ -22,7 +22,9 @@ use crate::state::AppState;
 ///
 /// Registers a Stripe account and its signing secret. The answer carries the account's
 /// `webhook_url`, to give Stripe as the endpoint. Secrets are sealed and only their last four
-/// characters are returned.
+/// characters are returned. The account's `livemode` comes from the key's prefix, or from
+/// `livemode` when only a signing secret is given; a `livemode` that contradicts the key, or a
+/// key that names no mode, is refused with 422.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.create", request_body(content = StripeAccountIn,
         example = json!({"name": "Acme live", "secret_key": "sk_test_51Hx0000000000000000", "webhook_secret": "whsec_0123456789abcdef"})),
     responses(
@@ -90,8 +92,10 @@ async fn get_one(
 
 /// Update a Stripe account
 ///
-/// Renames it, sets or clears its API key or pinned API version, or changes the signature
-/// tolerance. With `If-Match`, only over the version read.
+/// Renames it, sets or clears its API key or pinned API version, changes the signature
+/// tolerance, or tells the mode of an account whose mode is unknown. With `If-Match`, only over
+/// the version read. An account never changes mode: a key (or `livemode`) of the other mode is
+/// refused with 409.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.update", request_body(content = StripeAccountPatch,
         example = json!({"name": "Acme (live)", "tolerance_seconds": 600})),
     params(("id" = String, Path, description = "The account's id"),
@@ -102,6 +106,7 @@ async fn get_one(
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 412, response = inline(responses::PreconditionFailed)),
@@ -224,7 +229,8 @@ async fn remove_secret(
 /// Send a test event
 ///
 /// Stripe's "send test webhook", inside the product: a realistic event of the type, with fresh
-/// ids, signed with the account's newest secret and sent through the real ingress. It then runs
+/// ids and the account's `livemode` (test mode when the account's is unknown), signed with the
+/// account's newest secret and sent through the real ingress. It then runs
 /// through the tenant's flows like any other event; with `?wait=10` the answer comes when the
 /// event has finished (or after 10 s), and its `status` says which.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.test_event", request_body(content = TestEventIn,

@@ -16,7 +16,8 @@ use crate::state::AppState;
 /// Stripe's door in, one URL per Stripe account. No bearer token: the `Stripe-Signature` header,
 /// checked against the account's signing secrets, is the authentication. The event is stored
 /// durably before the 200, then processed asynchronously; a duplicate is acknowledged and not
-/// processed again. Over the account's rate (`TRIBUTARY_WEBHOOK_RATE`) the answer is 429 with
+/// processed again. An event whose `livemode` is not the account's (a test event at a live
+/// account or the reverse) is refused with 400 naming `livemode`, and stored nowhere. Over the account's rate (`TRIBUTARY_WEBHOOK_RATE`) the answer is 429 with
 /// `Retry-After` and nothing is stored; Stripe retries. Webhooks arriving together share one
 /// commit; when more than `TRIBUTARY_INGEST_MAX_PENDING` wait for theirs, or the tenant has
 /// more than `TRIBUTARY_INGEST_MAX_BACKLOG` events due and not yet processed, the answer is 503

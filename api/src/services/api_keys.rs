@@ -20,6 +20,10 @@ pub struct ApiKeyIn {
     pub name: String,
     /// At most the creator's own role.
     pub role: Role,
+    /// Binds the key to one environment of the tenant: it acts there, and a request naming
+    /// another with `Tributary-Environment` is refused. Unbound keys act where each request says.
+    #[schema(example = "staging", pattern = "^[a-z][a-z0-9-]{0,31}$")]
+    pub environment: Option<String>,
 }
 
 impl Validate for ApiKeyIn {
@@ -39,6 +43,8 @@ pub struct ApiKeyOut {
     pub prefix: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The environment the key is bound to; none when unbound.
+    pub environment: Option<String>,
 }
 
 impl From<api_keys::Model> for ApiKeyOut {
@@ -50,6 +56,7 @@ impl From<api_keys::Model> for ApiKeyOut {
             prefix: k.prefix,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
+            environment: k.environment,
         }
     }
 }
@@ -64,6 +71,8 @@ pub struct ApiKeyCreated {
     #[schema(example = "trb_0a1b2c3d4e5f_…")]
     pub key: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The environment the key is bound to; none when unbound.
+    pub environment: Option<String>,
 }
 
 pub async fn create(
@@ -78,6 +87,16 @@ pub async fn create(
             "cannot be higher than your own role",
         ));
     }
+    if let Some(environment) = &input.environment
+        && super::environments::resolve(&state.db, &ctx.account_id, environment)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::NoSuchField {
+            field: "environment".into(),
+            detail: format!("the tenant has no environment {environment}"),
+        });
+    }
     let generated = auth::api_keys::generate();
     let created_by = match &ctx.actor {
         Actor::User(id) => Some(id.clone()),
@@ -85,7 +104,7 @@ pub async fn create(
     };
     let row = api_keys::Model {
         id: new_id(),
-        tenant_id: ctx.tenant_id.clone(),
+        tenant_id: ctx.account_id.clone(),
         name: input.name.trim().to_string(),
         role: input.role,
         prefix: generated.prefix,
@@ -93,6 +112,7 @@ pub async fn create(
         created_by,
         created_at: now(),
         last_used_at: None,
+        environment: input.environment,
     };
     let txn = tributary_worker::db::begin_write(&state.db).await?;
     api_keys::Entity::insert(api_keys::ActiveModel::from(row.clone()))
@@ -107,6 +127,7 @@ pub async fn create(
         prefix: row.prefix,
         key: generated.key,
         created_at: row.created_at,
+        environment: row.environment,
     })
 }
 
@@ -118,27 +139,37 @@ pub async fn list(
     let (rows, has_more) = page
         .fetch(
             &state.db,
-            api_keys::Entity::find_in_tenant(&ctx.tenant_id),
+            api_keys::Entity::find_in_tenant(&ctx.account_id),
             api_keys::Column::Id,
         )
         .await?;
     Ok((rows.into_iter().map(ApiKeyOut::from).collect(), has_more))
 }
 
+/// A key of the caller's tenant (keys belong to the tenant, not to one of its environments).
+async fn key<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<api_keys::Model, ApiError> {
+    api_keys::Entity::find_by_id_in_tenant(&ctx.account_id, id)
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
 /// One key, without the key itself.
 pub async fn get(state: &AppState, ctx: &TenantContext, id: &str) -> Result<ApiKeyOut, ApiError> {
-    super::owned::<api_keys::Entity, _>(&state.db, ctx, id)
-        .await
-        .map(ApiKeyOut::from)
+    key(&state.db, ctx, id).await.map(ApiKeyOut::from)
 }
 
 pub async fn delete(state: &AppState, ctx: &TenantContext, id: &str) -> Result<(), ApiError> {
     let txn = tributary_worker::db::begin_write(&state.db).await?;
-    let key = super::owned::<api_keys::Entity, _>(&txn, ctx, id).await?;
+    let key = key(&txn, ctx, id).await?;
     ctx.require(Role::Admin)?;
     // As with people: only an owner touches an owner's key.
     ctx.require(key.role)?;
-    api_keys::Entity::delete_by_id_in_tenant(&ctx.tenant_id, &key.id)
+    api_keys::Entity::delete_by_id_in_tenant(&ctx.account_id, &key.id)
         .exec(&txn)
         .await?;
     audit::log(&txn, ctx, "api_key.delete", "api_key", &key.id).await?;

@@ -41,11 +41,17 @@ pub async fn log<C: ConnectionTrait>(
     resource_type: &str,
     resource_id: &str,
 ) -> Result<(), ApiError> {
+    // A change made in another environment than production says where: `staging:flow.create`.
+    let action = if ctx.environment == tributary_worker::PRODUCTION {
+        action.to_string()
+    } else {
+        format!("{}:{action}", ctx.environment)
+    };
     record(
         db,
-        &ctx.tenant_id,
+        &ctx.account_id,
         &ctx.actor,
-        action,
+        &action,
         resource_type,
         Some(resource_id),
         ctx.client_address.as_deref(),
@@ -89,7 +95,7 @@ pub async fn list<C: ConnectionTrait>(
     let (rows, has_more) = page
         .fetch(
             db,
-            audit_log::Entity::find_in_tenant(&ctx.tenant_id),
+            audit_log::Entity::find_in_tenant(&ctx.account_id),
             audit_log::Column::Id,
         )
         .await?;

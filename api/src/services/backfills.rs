@@ -107,6 +107,9 @@ pub struct BackfillProgress {
     pub already_present: i32,
     /// Of those, not ingested (see `last_error`).
     pub failed: i32,
+    /// Of those, passed over and never stored: their `livemode` is not the account's (a test
+    /// event for a live account or the reverse), as a webhook of them would be refused.
+    pub skipped: i32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -143,6 +146,7 @@ impl From<backfills::Model> for BackfillOut {
                 ingested: b.ingested,
                 already_present: b.already_present,
                 failed: b.failed,
+                skipped: b.skipped,
             },
             id: b.id,
             stripe_account_id: b.stripe_account_id,

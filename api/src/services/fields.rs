@@ -146,17 +146,17 @@ pub const MAX_STRIPE_SECRET_CHARS: usize = 255;
 text_schema!(
     /// A Stripe secret or restricted API key.
     StripeSecretKey,
-    text("A Stripe secret (`sk_…`) or restricted (`rk_…`) API key: `sk_` or `rk_` and then at least 9 letters, digits or underscores (at most 255 characters).")
+    text("A Stripe secret (`sk_…`) or restricted (`rk_…`) API key: `sk_test_`, `sk_live_`, `rk_test_` or `rk_live_` (the account's `livemode`), with at least 9 letters, digits or underscores after `sk_` or `rk_` (at most 255 characters).")
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
         .min_length(Some(12))
         .max_length(Some(MAX_STRIPE_SECRET_CHARS))
-        .pattern(Some("^(sk|rk)_[A-Za-z0-9_]{9,}$"))
+        .pattern(Some("^(sk|rk)_(test|live)_[A-Za-z0-9_]{4,}$"))
         .examples(["sk_test_51Hx0000000000000000"])
 );
 
-/// Whether `key` has the shape of a Stripe secret or restricted key.
+/// Whether `key` has the shape of a Stripe secret or restricted key of either mode.
 pub fn is_stripe_secret_key(key: &str) -> bool {
-    (key.starts_with("sk_") || key.starts_with("rk_"))
+    tributary_worker::stripe::key_livemode(key).is_some()
         && (12..=MAX_STRIPE_SECRET_CHARS).contains(&key.len())
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
@@ -282,6 +282,8 @@ mod tests {
         assert!(is_stripe_secret_key("sk_test_123456789"));
         assert!(is_stripe_secret_key("rk_live_abcdefghi"));
         assert!(!is_stripe_secret_key("sk_test_123"));
+        assert!(!is_stripe_secret_key("sk_abcdefghijkl"), "no mode");
+        assert!(!is_stripe_secret_key("pk_live_abcdefghi"));
         assert!(!is_stripe_secret_key(&format!("sk_{}", "a".repeat(253))));
         assert!(is_signing_secret("whsec_12345678"));
         assert!(is_signing_secret("whsec_éééééééé"));

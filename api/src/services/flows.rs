@@ -79,7 +79,7 @@ pub struct ValidateOut {
     pub event: Option<Value>,
     /// The flow as it was read: a YAML document comes back as JSON, so an editor can keep a
     /// YAML view and a JSON one in step.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub flow: Value,
 }
 
@@ -593,9 +593,9 @@ async fn preview_event(
     }
 }
 
-/// The settings a preview renders with: the connection's, with what its adapter discovered
-/// (Salesforce's won stage), as the flow will run; a preview never calls the CRM.
-async fn preview_settings(
+/// The settings a preview (or a dry run) renders with: the connection's, with what its adapter
+/// discovered (Salesforce's won stage), as the flow will run; neither calls the CRM.
+pub(super) async fn preview_settings(
     state: &AppState,
     ctx: &TenantContext,
     connection_id: &str,

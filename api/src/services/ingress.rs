@@ -1,5 +1,6 @@
 //! Stripe webhook ingress: verify the signature against the account's active signing secrets,
-//! keep the event byte-for-byte, answer only after the row is committed, then queue it.
+//! refuse an event of the other mode than the account's, keep the event byte-for-byte, answer
+//! only after the row is committed, then queue it.
 
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use tributary_worker::sealed;
 use tributary_worker::secrets::{SecretContext, expose};
-use tributary_worker::stripe::{envelope, signature};
+use tributary_worker::stripe::{envelope, mode_name, signature};
 
 /// Stripe events are far below this; anything larger is not one.
 pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
@@ -37,6 +38,8 @@ pub enum IngressError {
     Signature(String),
     /// Signed, but not an event Tributary can keep.
     Malformed(String),
+    /// Signed, but of the other mode than the account's (`livemode`).
+    Mode { event: bool, account: bool },
     /// Over the account's `TRIBUTARY_WEBHOOK_RATE`; retry after this many seconds.
     RateLimited(u64),
     /// More webhooks wait to be stored than `TRIBUTARY_INGEST_MAX_PENDING`.
@@ -54,6 +57,7 @@ impl IngressError {
             IngressError::UnknownToken => ("rejected", "unknown_token"),
             IngressError::Signature(_) => ("rejected", "signature"),
             IngressError::Malformed(_) => ("rejected", "malformed"),
+            IngressError::Mode { .. } => ("rejected", "livemode"),
             IngressError::RateLimited(_) => ("rejected", "rate_limited"),
             IngressError::InboxFull { .. } => ("shed", "inbox_full"),
             IngressError::Backlogged { .. } => ("shed", "backlog"),
@@ -69,6 +73,14 @@ impl From<IngressError> for ApiError {
             IngressError::Signature(message) | IngressError::Malformed(message) => {
                 ApiError::BadRequest(message)
             }
+            IngressError::Mode { event, account } => ApiError::BadRequestField {
+                field: "livemode".into(),
+                detail: format!(
+                    "the event is a {}-mode event (livemode {event}) but this Stripe account is in {} mode (livemode {account}); nothing was stored. Send each mode's events to its own account's webhook URL",
+                    mode_name(event),
+                    mode_name(account),
+                ),
+            },
             IngressError::RateLimited(seconds) => ApiError::TooManyRequests(seconds),
             IngressError::InboxFull { limit } => ApiError::Unavailable(format!(
                 "more than {limit} webhooks are waiting to be stored; nothing was stored, try again shortly"
@@ -162,6 +174,17 @@ async fn receive_counted(
     }
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| IngressError::Malformed("the body is not UTF-8".into()))?;
+    // Test and live never mix. The mode is on the (cached) row; only an account from before
+    // modes were kept opens its key for it. Unknown (a signing secret alone, never told): taken.
+    if let Some(mode) = super::stripe_accounts::livemode_of(&state.keyring, account)
+        && mode != envelope.livemode
+    {
+        tracing::warn!(stripe_account_id = %account.id, stripe_event_id = %envelope.id, event_livemode = envelope.livemode, "webhook of the other mode than its account refused");
+        return Err(IngressError::Mode {
+            event: envelope.livemode,
+            account: mode,
+        });
+    }
     // Only verified events count, so a stranger who knows the URL cannot use up the account's
     // rate. Over it, nothing is stored: Stripe retries a 429 later.
     if let Err(seconds) = state.webhook_rate.take(&account.id) {

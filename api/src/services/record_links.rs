@@ -58,7 +58,9 @@ pub async fn for_deliveries(
     };
     let read =
         |text: &str| -> Map<String, Value> { serde_json::from_str(text).unwrap_or_default() };
-    let known: HashMap<&str, (&str, Map<String, Value>, Map<String, Value>)> = found
+    // Each connection's provider, settings and vendor info.
+    type Known<'a> = (&'a str, Map<String, Value>, Map<String, Value>);
+    let known: HashMap<&str, Known<'_>> = found
         .iter()
         .map(|c| {
             let entry = (c.provider.as_str(), read(&c.settings), read(&c.vendor_info));

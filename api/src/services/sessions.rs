@@ -1,9 +1,11 @@
-//! Sign-up, login, token refresh and "who am I".
+//! Sign-up, login, token refresh, "who am I", and a person's tenants and switching between
+//! them.
 
 use chrono::Duration;
-use entity::{Role, TenantOwned, api_keys, refresh_tokens, tenants, users};
+use entity::{Role, TenantOwned, api_keys, memberships, refresh_tokens, tenants, users};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,7 @@ use utoipa::ToSchema;
 use super::fields::{Email, LoginEmail, Name, Password, check_login_email};
 use super::users::{UserOut, email_taken};
 use super::{check_name, check_password, new_id, now, parse_email};
+use crate::auth::seats;
 use crate::auth::{self, throttle};
 use crate::error::{ApiError, FieldError, is_unique_violation};
 use crate::extract::{Actor, TenantContext, Validate};
@@ -117,6 +120,9 @@ pub struct MeApiKey {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeOut {
     pub tenant: TenantOut,
+    /// The environment the request acts in (`production` unless it named another).
+    #[schema(example = "production")]
+    pub environment: String,
     /// The caller's effective role.
     pub role: Role,
     /// Set when the caller is a person.
@@ -154,6 +160,8 @@ pub async fn signup(
     let tenant = tenants::Model {
         id: new_id(),
         name: input.tenant_name.trim().to_string(),
+        parent_id: None,
+        environment: tributary_worker::PRODUCTION.into(),
         created_at: at,
         updated_at: at,
     };
@@ -192,7 +200,7 @@ pub async fn signup(
         Some(client_address),
     )
     .await?;
-    let pair = issue_pair(&txn, state, &user, None).await?;
+    let pair = issue_pair(&txn, state, &user.id, &user.tenant_id, None).await?;
     txn.commit().await?;
     remember_address(state, client_address, &user.email).await;
 
@@ -243,7 +251,8 @@ pub async fn login(
         Some(user) if valid => {
             attempt.succeeded(&state.db).await?;
             let txn = tributary_worker::db::begin_write(&state.db).await?;
-            let pair = issue_pair(&txn, state, &user, None).await?;
+            // A login opens the person's home tenant; `POST /v1/auth/switch` the others.
+            let pair = issue_pair(&txn, state, &user.id, &user.tenant_id, None).await?;
             txn.commit().await?;
             tracing::info!(user_id = %user.id, client = %client_address, "login");
             Ok(pair)
@@ -274,8 +283,9 @@ pub async fn logout(state: &AppState, ctx: &TenantContext) -> Result<(), ApiErro
         ));
     };
     let txn = tributary_worker::db::begin_write(&state.db).await?;
-    // Locked as a refresh locks it, so a refresh in flight cannot add a live token after this.
-    users::Entity::find_by_id_in_tenant(&ctx.tenant_id, ctx.actor.id())
+    // The person's row, locked as a refresh locks it, so a refresh in flight cannot add a live
+    // token after this (their home row, in whichever tenant the session is).
+    users::Entity::find_by_id(ctx.actor.id())
         .lock_exclusive()
         .one(&txn)
         .await?;
@@ -303,14 +313,18 @@ pub async fn refresh(
     }
 
     let txn = tributary_worker::db::begin_write(&state.db).await?;
-    // The user's row is locked first, as a password change locks it: a refresh racing a
-    // password change either finishes before the revocation (and is revoked with the rest)
-    // or sees its token revoked.
-    let user = users::Entity::find_by_id_in_tenant(&token.tenant_id, &token.user_id)
+    // The person's row is locked first, as a password change or a membership's removal locks
+    // it: a refresh racing either finishes before the revocation (and is revoked with the
+    // rest) or sees its token revoked. The session's tenant must still be theirs.
+    let user = users::Entity::find_by_id(token.user_id.as_str())
         .lock_exclusive()
         .one(&txn)
         .await?
         .ok_or_else(invalid)?;
+    let user = seats::of(&txn, user, &token.tenant_id)
+        .await?
+        .ok_or_else(invalid)?
+        .user;
     // Claim the token; if someone already did, it is being reused.
     let claimed = refresh_tokens::Entity::update_many()
         .col_expr(
@@ -339,7 +353,14 @@ pub async fn refresh(
             "this refresh token was already used; every session of this login is now revoked, sign in again".into(),
         ));
     }
-    let pair = issue_pair(&txn, state, &user, Some(token.family_id)).await?;
+    let pair = issue_pair(
+        &txn,
+        state,
+        &user.id,
+        &token.tenant_id,
+        Some(token.family_id),
+    )
+    .await?;
     txn.commit().await?;
     remember_address(state, client_address, &user.email).await;
     Ok(pair)
@@ -358,21 +379,24 @@ async fn revoke_family<C: ConnectionTrait>(db: &C, family_id: &str) -> Result<()
     Ok(())
 }
 
+/// A token pair for the person `user_id` in `tenant_id` (their home tenant or one they are a
+/// member of), in session `family_id` (a new session when `None`).
 async fn issue_pair<C: ConnectionTrait>(
     db: &C,
     state: &AppState,
-    user: &users::Model,
+    user_id: &str,
+    tenant_id: &str,
     family_id: Option<String>,
 ) -> Result<TokenPair, ApiError> {
     let family_id = family_id.unwrap_or_else(new_id);
-    let (access_token, expires_in) = state.jwt.issue(&user.id, &user.tenant_id, &family_id)?;
+    let (access_token, expires_in) = state.jwt.issue(user_id, tenant_id, &family_id)?;
     let refresh_token = format!("rt_{}", tributary_worker::secrets::random_token::<32>());
     let at = now();
     let ttl = Duration::from_std(state.settings.refresh_token_ttl).unwrap_or(Duration::days(30));
     refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
         id: Set(new_id()),
-        tenant_id: Set(user.tenant_id.clone()),
-        user_id: Set(user.id.clone()),
+        tenant_id: Set(tenant_id.to_string()),
+        user_id: Set(user_id.to_string()),
         family_id: Set(family_id),
         token_hash: Set(auth::token_hash(&refresh_token)),
         expires_at: Set(at + ttl),
@@ -391,21 +415,20 @@ async fn issue_pair<C: ConnectionTrait>(
 }
 
 pub async fn me(state: &AppState, ctx: &TenantContext) -> Result<MeOut, ApiError> {
-    let tenant = tenants::Entity::find_by_id(ctx.tenant_id.clone())
+    let tenant = tenants::Entity::find_by_id(ctx.account_id.clone())
         .one(&state.db)
         .await?
         .ok_or(ApiError::NotFound)?;
     let (user, api_key) = match &ctx.actor {
         Actor::User(id) => (
-            users::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
-                .one(&state.db)
+            seats::find(&state.db, id, &ctx.account_id)
                 .await?
                 .map(UserOut::from),
             None,
         ),
         Actor::ApiKey(id) => (
             None,
-            api_keys::Entity::find_by_id_in_tenant(&ctx.tenant_id, id)
+            api_keys::Entity::find_by_id_in_tenant(&ctx.account_id, id)
                 .one(&state.db)
                 .await?
                 .map(|k| MeApiKey {
@@ -416,8 +439,155 @@ pub async fn me(state: &AppState, ctx: &TenantContext) -> Result<MeOut, ApiError
     };
     Ok(MeOut {
         tenant: tenant.into(),
+        environment: ctx.environment.clone(),
         role: ctx.role,
         user,
         api_key,
     })
+}
+
+/// A tenant the signed-in person can switch to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantChoice {
+    pub id: String,
+    pub name: String,
+    /// The person's role there.
+    pub role: Role,
+    /// Whether it is the tenant of this request (of the token it was made with).
+    pub current: bool,
+    /// Whether it is the person's home tenant, where their account and password live; the
+    /// others are tenants they were invited into.
+    pub home: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchIn {
+    /// The tenant to switch to: the `id` of one of `GET /v1/me/tenants`.
+    #[schema(example = "01939b7e-8c2a-7d4e-9f10-2b3c4d5e6f70")]
+    pub tenant_id: String,
+}
+
+impl Validate for SwitchIn {}
+
+/// The tenants the caller can act in: a person's home tenant first, then the tenants they were
+/// invited into, oldest membership first; an API key's own tenant only.
+pub async fn tenants(state: &AppState, ctx: &TenantContext) -> Result<Vec<TenantChoice>, ApiError> {
+    let Actor::User(user_id) = &ctx.actor else {
+        let tenant = tenants::Entity::find_by_id(ctx.account_id.clone())
+            .one(&state.db)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        return Ok(vec![TenantChoice {
+            id: tenant.id,
+            name: tenant.name,
+            role: ctx.role,
+            current: true,
+            home: true,
+        }]);
+    };
+    let user = users::Entity::find_by_id(user_id.as_str())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
+    // A person's own memberships, across tenants: the one query here not scoped by a tenant.
+    let joined = memberships::Entity::find()
+        .filter(memberships::Column::UserId.eq(user_id.as_str()))
+        .order_by_asc(memberships::Column::Id)
+        .all(&state.db)
+        .await?;
+    let seats: Vec<(String, Role, bool)> =
+        std::iter::once((user.tenant_id.clone(), user.role, true))
+            .chain(joined.into_iter().map(|m| (m.tenant_id, m.role, false)))
+            .collect();
+    let names: std::collections::HashMap<String, String> = tenants::Entity::find()
+        .filter(tenants::Column::Id.is_in(seats.iter().map(|(id, _, _)| id.clone())))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect();
+    Ok(seats
+        .into_iter()
+        .filter_map(|(id, role, home)| {
+            let name = names.get(&id)?.clone();
+            Some(TenantChoice {
+                current: id == ctx.account_id,
+                id,
+                name,
+                role,
+                home,
+            })
+        })
+        .collect())
+}
+
+/// The refusal of a tenant the person has no seat in. It says the same whether or not the
+/// tenant exists.
+fn not_a_member() -> ApiError {
+    ApiError::NoSuchField {
+        field: "tenant_id".into(),
+        detail: "you are not a member of this tenant".into(),
+    }
+}
+
+/// A new session (token pair) for the signed-in person in another of their tenants, as a login
+/// starts one; `end_current` also ends the session the request was made with (the console's
+/// cookies hold one session at a time). Recorded in the audit log of both tenants.
+pub async fn switch(
+    state: &AppState,
+    ctx: &TenantContext,
+    input: &SwitchIn,
+    end_current: bool,
+) -> Result<TokenPair, ApiError> {
+    let Actor::User(user_id) = &ctx.actor else {
+        return Err(ApiError::Forbidden(
+            "an API key belongs to one tenant and has no session to switch; sign in as a person"
+                .into(),
+        ));
+    };
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
+    // Locked as a refresh and a membership's removal lock it: a switch racing a removal either
+    // finishes first (and its session is revoked with the rest) or finds no membership.
+    let user = users::Entity::find_by_id(user_id.as_str())
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
+    let seat = seats::of(&txn, user, &input.tenant_id)
+        .await?
+        .ok_or_else(not_a_member)?;
+    if end_current && let Some(session) = &ctx.session_id {
+        revoke_family(&txn, session).await?;
+    }
+    let target = input.tenant_id.as_str();
+    let pair = issue_pair(&txn, state, &seat.user.id, target, None).await?;
+    let client = ctx.client_address.as_deref();
+    if ctx.account_id != target {
+        // The tenant left learns only that the person switched away, not where to.
+        let (actor, tenant) = (&ctx.actor, &ctx.account_id);
+        super::audit::record(
+            &txn,
+            tenant,
+            actor,
+            "session.switch_out",
+            "tenant",
+            None,
+            client,
+        )
+        .await?;
+    }
+    super::audit::record(
+        &txn,
+        target,
+        &ctx.actor,
+        "session.switch_in",
+        "tenant",
+        Some(target),
+        client,
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(user_id = %seat.user.id, tenant_id = %target, "switched tenant");
+    Ok(pair)
 }

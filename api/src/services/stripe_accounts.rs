@@ -9,6 +9,8 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use tributary_worker::sealed;
+use tributary_worker::stripe::client::StripeKey;
+use tributary_worker::stripe::{key_livemode, mode_name};
 use utoipa::ToSchema;
 
 use super::fields::{
@@ -30,9 +32,15 @@ pub const MAX_WEBHOOK_SECRETS: usize = 10;
 pub struct StripeAccountIn {
     #[schema(value_type = Name, example = "Acme live")]
     pub name: String,
-    /// A secret (`sk_…`) or restricted (`rk_…`) API key.
+    /// A secret (`sk_…`) or restricted (`rk_…`) API key; its prefix gives the account its
+    /// `livemode`.
     #[schema(value_type = Option<StripeSecretKey>)]
     pub secret_key: Option<SecretString>,
+    /// Stripe's mode: `true` live, `false` test. Taken from `secret_key` when one is given
+    /// (`sk_live_`/`rk_live_` live, `sk_test_`/`rk_test_` test): then leave it out or make it
+    /// agree. For an account with only a signing secret, say it here; left out, the mode stays
+    /// unknown (`null`) and events of either mode are taken.
+    pub livemode: Option<bool>,
     /// The endpoint's signing secret (`whsec_…`); more can be added for rotation.
     #[schema(value_type = Option<WebhookSigningSecret>)]
     pub webhook_secret: Option<SecretString>,
@@ -50,6 +58,7 @@ impl Validate for StripeAccountIn {
         check_name("name", &self.name, &mut errors);
         if let Some(key) = &self.secret_key {
             check_secret_key(key, &mut errors);
+            check_agrees(key, self.livemode, &mut errors);
         }
         if let Some(secret) = &self.webhook_secret {
             check_signing_secret("webhook_secret", secret, &mut errors);
@@ -70,9 +79,16 @@ impl Validate for StripeAccountIn {
 pub struct StripeAccountPatch {
     #[schema(value_type = Option<Name>)]
     pub name: Option<String>,
+    /// A new API key, of the account's mode: a key of the other mode is refused with 409 (an
+    /// account never changes mode; register the other mode's account separately). Clearing
+    /// the key keeps the mode.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<StripeSecretKey>)]
     pub secret_key: Option<Option<SecretString>>,
+    /// The mode of an account whose mode is unknown (`true` live, `false` test). The account's
+    /// own mode again changes nothing; the other one is refused with 409. With `secret_key` it
+    /// must agree with the key's prefix.
+    pub livemode: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<StripeApiVersion>)]
     pub api_version: Option<Option<String>>,
@@ -94,6 +110,7 @@ impl Validate for StripeAccountPatch {
         }
         if let Some(Some(key)) = &self.secret_key {
             check_secret_key(key, &mut errors);
+            check_agrees(key, self.livemode, &mut errors);
         }
         if let Some(Some(version)) = &self.api_version {
             check_api_version(version, &mut errors);
@@ -148,6 +165,11 @@ pub struct StripeAccountOut {
     pub webhook_url: String,
     /// The last four characters of the API key, if one is stored.
     pub secret_key_last4: Option<String>,
+    /// Stripe's mode: `true` live, `false` test, `null` not known (an account with only a
+    /// signing secret that was not told: it takes events of either mode). A webhook whose
+    /// `livemode` is not the account's is refused with 400 and stored nowhere; the mode never
+    /// changes.
+    pub livemode: Option<bool>,
     pub api_version: Option<String>,
     pub tolerance_seconds: i64,
     /// The active signing secrets; a webhook verifies if it matches any of them.
@@ -184,14 +206,78 @@ pub struct ReconciliationOut {
     pub last_backfill_id: Option<String>,
 }
 
+const KEY_SHAPE: &str = "must be a Stripe secret key as Stripe's dashboard shows it: sk_test_…, \
+    sk_live_…, rk_test_… or rk_live_… (the prefix gives the account its livemode), with at \
+    least 9 letters, digits or underscores after sk_ or rk_ (at most 255 characters in all); \
+    leave it out to receive webhooks only";
+const KEY_WITHOUT_MODE: &str = "names no mode: a Stripe key starts sk_test_, sk_live_, rk_test_ \
+    or rk_live_, and the account's livemode is taken from it; paste the key as Stripe's \
+    dashboard shows it";
+
 fn check_secret_key(key: &SecretString, errors: &mut Vec<FieldError>) {
-    if !is_stripe_secret_key(key.expose_secret()) {
+    let key = key.expose_secret();
+    if is_stripe_secret_key(key) {
+        return;
+    }
+    let modeless =
+        (key.starts_with("sk_") || key.starts_with("rk_")) && key_livemode(key).is_none();
+    let message = if modeless {
+        KEY_WITHOUT_MODE
+    } else {
+        KEY_SHAPE
+    };
+    errors.push(FieldError::new("secret_key", message));
+}
+
+/// A `livemode` sent beside a key must be the key's.
+fn check_agrees(key: &SecretString, livemode: Option<bool>, errors: &mut Vec<FieldError>) {
+    if let (Some(given), Some(of_key)) = (livemode, key_livemode(key.expose_secret()))
+        && given != of_key
+    {
         errors.push(FieldError::new(
-            "secret_key",
-            "must be a Stripe secret key: sk_ or rk_ and then at least 9 letters, digits or \
-             underscores (at most 255 characters), as Stripe's dashboard shows it (sk_test_…, \
-             sk_live_…, rk_…); leave it out to receive webhooks only",
+            "livemode",
+            format!(
+                "contradicts secret_key: a {} key makes a {}-mode account (livemode {of_key}); \
+                 leave livemode out or make it {of_key}",
+                mode_name(of_key),
+                mode_name(of_key),
+            ),
         ));
+    }
+}
+
+/// The account's mode: as stored, or else from its key's prefix. An account from before modes
+/// were kept has it only there, sealed: it is opened here (in memory, no database) and written
+/// down by its next `PATCH`, backfill or reconciliation.
+pub fn livemode_of(keyring: &Keyring, account: &stripe_accounts::Model) -> Option<bool> {
+    account.livemode.or_else(|| {
+        StripeKey::open(keyring, account)
+            .ok()
+            .flatten()
+            .and_then(|key| key.livemode())
+    })
+}
+
+/// The mode an update leaves the account in, refusing a change of mode (409).
+fn mode_after(known: Option<bool>, patch: &StripeAccountPatch) -> Result<Option<bool>, ApiError> {
+    let (wanted, field) = match (&patch.secret_key, patch.livemode) {
+        (Some(Some(key)), _) => (key_livemode(key.expose_secret()), "secret_key"),
+        (_, livemode) => (livemode, "livemode"),
+    };
+    match (known, wanted) {
+        (Some(known), Some(wanted)) if known != wanted => Err(ApiError::Conflict {
+            detail: format!(
+                "this Stripe account is in {} mode (livemode {known}) and an account never \
+                 changes mode, so {} and {} events never mix; register the {} mode as another \
+                 account (POST /v1/stripe-accounts)",
+                mode_name(known),
+                mode_name(known),
+                mode_name(wanted),
+                mode_name(wanted),
+            ),
+            field: Some(field.into()),
+        }),
+        _ => Ok(known.or(wanted)),
     }
 }
 
@@ -287,10 +373,12 @@ pub async fn render<C: ConnectionTrait>(
     account: stripe_accounts::Model,
 ) -> Result<StripeAccountOut, ApiError> {
     let secrets = secrets_of(db, &account.tenant_id, &account.id).await?;
+    let livemode = livemode_of(&state.keyring, &account);
     Ok(StripeAccountOut {
         webhook_url: webhook_url(state, &account.webhook_token),
         id: account.id,
         name: account.name,
+        livemode,
         secret_key_last4: account.secret_key_last4,
         api_version: account.api_version,
         tolerance_seconds: account.tolerance_seconds,
@@ -350,6 +438,11 @@ pub async fn create(
         reconciled_at: None,
         reconcile_repaired: 0,
         last_reconciliation_id: None,
+        livemode: input
+            .secret_key
+            .as_ref()
+            .and_then(|key| key_livemode(key.expose_secret()))
+            .or(input.livemode),
         created_at: at,
         updated_at: at,
     };
@@ -411,7 +504,9 @@ pub async fn update(
         &render(&txn, state, account.clone()).await?,
         "Stripe account",
     )?;
+    let livemode = mode_after(livemode_of(&state.keyring, &account), &patch)?;
     let mut active: stripe_accounts::ActiveModel = account.into();
+    active.livemode = Set(livemode);
     if let Some(name) = patch.name {
         active.name = Set(name.trim().to_string());
     }
@@ -607,6 +702,8 @@ mod tests {
             "{message}"
         );
         assert_eq!(refused(check_secret_key, "sk_test_123456789"), None);
+        let message = refused(check_secret_key, "sk_abcdefghijkl").unwrap();
+        assert!(message.contains("names no mode"), "{message}");
         let message = refused(
             |s, e| check_signing_secret("webhook_secret", s, e),
             "whsec_123",

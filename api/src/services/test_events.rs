@@ -1,5 +1,6 @@
-//! "Send test webhook" inside the product: a realistic event of a type, signed with the
-//! account's own secret, sent through the real ingress over HTTP.
+//! "Send test webhook" inside the product: a realistic event of a type, in the account's mode
+//! (test when it is unknown), signed with the account's own secret, sent through the real
+//! ingress over HTTP.
 
 use entity::{Role, TenantOwned, stripe_accounts, webhook_secrets};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
@@ -118,8 +119,11 @@ pub async fn send(
             ApiError::Internal(anyhow::anyhow!("signing secret {}: {e}", secret_row.id))
         })?;
     let now = chrono::Utc::now().timestamp();
-    let event = fixtures::test_event(&input.event_type, now)
+    let mut event = fixtures::test_event(&input.event_type, now)
         .ok_or_else(|| ApiError::field("type", "no test event of this type"))?;
+    // The account's own mode, so the ingress takes it; an account of unknown mode takes both.
+    let livemode = super::stripe_accounts::livemode_of(&state.keyring, &account).unwrap_or(false);
+    fixtures::set_livemode(&mut event, livemode);
     let body = serde_json::to_vec(&event).map_err(anyhow::Error::from)?;
     let header = signature::sign(&body, expose(&secret), now);
 

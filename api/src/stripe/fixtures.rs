@@ -93,11 +93,6 @@ pub fn test_event(event_type: &str, now_unix: i64) -> Option<Value> {
         .collect();
     renames.sort_by_key(|(old, _)| std::cmp::Reverse(old.len()));
     rewrite(data, None, shift, &renames);
-    if let Some(object) = data.get_mut("object").and_then(Value::as_object_mut)
-        && object.contains_key("livemode")
-    {
-        object.insert("livemode".to_owned(), Value::Bool(false));
-    }
 
     let envelope = event.as_object_mut()?;
     envelope.insert(
@@ -105,8 +100,23 @@ pub fn test_event(event_type: &str, now_unix: i64) -> Option<Value> {
         Value::String(format!("evt_test_{}", Uuid::new_v4().simple())),
     );
     envelope.insert("created".to_owned(), Value::from(now_unix));
-    envelope.insert("livemode".to_owned(), Value::Bool(false));
+    set_livemode(&mut event, false);
     Some(event)
+}
+
+/// Puts an event in a mode: its `livemode` and its object's (where the object has one, as
+/// every object here but a refund does).
+pub fn set_livemode(event: &mut Value, livemode: bool) {
+    if let Some(object) = event
+        .pointer_mut("/data/object")
+        .and_then(Value::as_object_mut)
+        && object.contains_key("livemode")
+    {
+        object.insert("livemode".to_owned(), Value::Bool(livemode));
+    }
+    if let Some(envelope) = event.as_object_mut() {
+        envelope.insert("livemode".to_owned(), Value::Bool(livemode));
+    }
 }
 
 fn id_prefix(value: &str) -> Option<&'static str> {
@@ -303,6 +313,18 @@ mod tests {
             assert!(parsed.object_id.is_some(), "{event_type}");
             assert!(parsed.object_type.is_some(), "{event_type}");
         }
+    }
+
+    #[test]
+    fn set_livemode_moves_the_event_and_its_object() {
+        let mut value = event("charge.succeeded");
+        set_livemode(&mut value, true);
+        assert_eq!(at(&value, "/livemode"), true);
+        assert_eq!(at(&value, "/data/object/livemode"), true);
+        let mut refund = event("charge.refund.updated");
+        set_livemode(&mut refund, true);
+        assert_eq!(at(&refund, "/livemode"), true);
+        assert!(refund.pointer("/data/object/livemode").is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tributary_tests::{TestApp, charge_event, each_backend};
 
 /// A browser without a cookie store: the test carries the cookies itself.
-fn browser() -> Client {
+pub(crate) fn browser() -> Client {
     Client::builder()
         .redirect(Policy::none())
         .build()
@@ -18,7 +18,7 @@ fn browser() -> Client {
 
 /// The session cookies a response set, as `name=value` pairs for a `Cookie` header, and the
 /// attributes of each `Set-Cookie`.
-fn cookies(response: &reqwest::Response) -> (String, Vec<String>) {
+pub(crate) fn cookies(response: &reqwest::Response) -> (String, Vec<String>) {
     let set: Vec<String> = response
         .headers()
         .get_all(SET_COOKIE)
@@ -33,7 +33,7 @@ fn cookies(response: &reqwest::Response) -> (String, Vec<String>) {
     (jar, set)
 }
 
-fn cookie_value(jar: &str, name: &str) -> String {
+pub(crate) fn cookie_value(jar: &str, name: &str) -> String {
     jar.split("; ")
         .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
         .unwrap_or_default()
@@ -41,7 +41,7 @@ fn cookie_value(jar: &str, name: &str) -> String {
 }
 
 /// A form as a browser posts it.
-fn post_form(
+pub(crate) fn post_form(
     app: &TestApp,
     path: &str,
     jar: &str,
@@ -65,7 +65,7 @@ async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> reqwest::Re
 }
 
 /// The session cookies of `email` signed in with the tests' password.
-async fn signed_in(app: &TestApp, email: &str) -> String {
+pub(crate) async fn signed_in(app: &TestApp, email: &str) -> String {
     let response = form(
         app,
         "/console/login",
@@ -76,7 +76,7 @@ async fn signed_in(app: &TestApp, email: &str) -> String {
     cookies(&response).0
 }
 
-async fn page(app: &TestApp, path: &str, jar: &str) -> (StatusCode, String) {
+pub(crate) async fn page(app: &TestApp, path: &str, jar: &str) -> (StatusCode, String) {
     let response = browser()
         .get(app.url(path))
         .header(COOKIE, jar)
@@ -461,7 +461,11 @@ async fn a_draft_flow_previews_on_the_newest_event_or_stripes_fixture() {
             unknown.text
         );
         let plain = app.post("/v1/flows/validate", token, flow.clone()).await;
-        assert_eq!(plain.body, json!({"valid": true, "errors": []}));
+        assert_eq!(
+            plain.body,
+            json!({"valid": true, "errors": [], "flow": flow}),
+            "the flow it read comes back"
+        );
     })
     .await;
 }

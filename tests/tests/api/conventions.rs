@@ -403,7 +403,13 @@ async fn every_create_answers_a_location_that_reads_what_it_made() {
             let reply = app.post(&path, &token, body).await;
             created.push((path, reply));
         }
-        let mut covered = vec!["/v1/signup".to_string()];
+        // Environments are named by their name, which their Location carries.
+        let environment = app.post("/v1/environments", &token, json!({"name": "staging"})).await;
+        assert_eq!(environment.status, StatusCode::CREATED, "{}", environment.text);
+        assert_eq!(environment.headers["location"], "/v1/environments/staging");
+        let read = app.get("/v1/environments/staging", &token).await;
+        assert_eq!(read.body["name"], "staging", "{}", read.text);
+        let mut covered = vec!["/v1/signup".to_string(), "/v1/environments".to_string()];
         for (path, reply) in &created {
             assert_eq!(reply.status, StatusCode::CREATED, "{path}: {}", reply.text);
             let location = reply.headers["location"].to_str().unwrap();

@@ -309,6 +309,8 @@ async fn the_upgrade_indexes_events_already_stored() {
             name: Set("Upgraded".into()),
             created_at: Set(at()),
             updated_at: Set(at()),
+            // Columns later migrations add.
+            ..Default::default()
         })
         .exec(&conn)
         .await

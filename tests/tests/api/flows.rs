@@ -132,3 +132,47 @@ async fn validate_reads_yaml_and_answers_the_flow_it_read() {
     })
     .await;
 }
+
+/// A flow exported as YAML (`Accept: application/yaml`) imports back as the same flow: the
+/// round trip tenants who keep flows in git make.
+#[tokio::test]
+async fn a_flow_exports_as_yaml_and_imports_back_the_same() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+        let id = app
+            .contact_flow(&p, json!({"name": "{{ object.billing_details.name }}", "note": "it's \"quoted\"\nand two lines"}))
+            .await;
+        let exported = app
+            .client
+            .get(app.url(&format!("/v1/flows/{id}")))
+            .bearer_auth(token)
+            .header("accept", "application/yaml")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(exported.status(), StatusCode::OK);
+        let kind = exported.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(kind.starts_with("application/yaml"), "{kind}");
+        let text = exported.text().await.unwrap();
+        assert!(!text.contains(&id) && !text.contains("version"), "the document alone: {text}");
+        let imported = app
+            .client
+            .post(app.url("/v1/flows"))
+            .bearer_auth(token)
+            .header("content-type", "application/yaml")
+            .body(text.replacen("name: Contacts", "name: Imported", 1))
+            .send()
+            .await
+            .unwrap();
+        let imported = tributary_tests::Reply::read(imported).await;
+        assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.text);
+        let original = app.get(&format!("/v1/flows/{id}"), token).await;
+        assert_eq!(imported.body["name"], "Imported", "{}", imported.text);
+        assert_eq!(imported.body["steps"], original.body["steps"], "{}", imported.text);
+        assert_eq!(imported.body["trigger"], original.body["trigger"]);
+        // JSON stays the default.
+        assert_eq!(original.content_type(), "application/json");
+    })
+    .await;
+}

@@ -37,8 +37,12 @@ fn secured_operations() -> Vec<Operation> {
     operations
 }
 
+/// The environment tenant A has and B has not.
+const FIXTURE_ENVIRONMENT: &str = "fixture";
+
 /// Tenant A's resources, one of each kind a path can name.
 struct Fixture {
+    tenant_id: String,
     user_id: String,
     api_key_id: String,
     account_id: String,
@@ -54,6 +58,20 @@ struct Fixture {
 
 impl Fixture {
     async fn create(app: &TestApp, owner: &Tenant) -> Fixture {
+        // An environment of A's, which paths name by its name.
+        let environment = app
+            .post(
+                "/v1/environments",
+                &owner.token,
+                json!({"name": FIXTURE_ENVIRONMENT}),
+            )
+            .await;
+        assert_eq!(
+            environment.status,
+            StatusCode::CREATED,
+            "{}",
+            environment.text
+        );
         let (user_id, _) = app.user_with_role(owner, "member").await;
         let (api_key_id, _) = app.api_key(owner, "member").await;
         let account = app
@@ -106,6 +124,7 @@ impl Fixture {
             .await
             .str("/job_id");
         Fixture {
+            tenant_id: owner.id.clone(),
             bulk_job_id,
             backfill_id,
             channel_id,
@@ -161,6 +180,8 @@ impl Fixture {
             .replace("{id}", id)
             .replace("{sid}", &self.secret_id)
             .replace("{bid}", &self.backfill_id)
+            .replace("{v}", "1")
+            .replace("{name}", FIXTURE_ENVIRONMENT)
     }
 }
 
@@ -171,7 +192,7 @@ fn flow_body(connection_id: &str) -> Value {
 }
 
 /// Operations a member may call although they are not GETs: they read and write nothing.
-const READ_ONLY_POSTS: &[&str] = &["flows.validate", "flows.preview"];
+const READ_ONLY_POSTS: &[&str] = &["flows.validate", "flows.preview", "flows.dry_run"];
 
 /// A valid body for each writing operation, so only authorization can refuse it.
 fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
@@ -184,6 +205,9 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         "flows.preview" => Some(
             json!({"event": charge_event("evt_m", "ch_m", "m@a.co", "M A", 100, 1_700_000_000)}),
         ),
+        "flows.rollback" => Some(json!({"version": 1})),
+        "flows.dry_run" => Some(json!({"limit": 5})),
+        "flows.version_get" | "flows.diff" => None,
         "events.replay" => Some(json!({})),
         "deliveries.retry_many" | "events.replay_many" => Some(json!({})),
         "erasures.create" => Some(json!({"email": "m@a.co"})),
@@ -196,7 +220,11 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         "notification_channels.update" => Some(json!({"name": "hijacked"})),
         "notification_channels.test" | "notification_channels.alerts" => None,
         "stripe_accounts.register_webhook" => None,
-        "logout.create" => None,
+        "environments.create" => Some(json!({"name": format!("m{}", &unique[..8])})),
+        "flows.promote" => Some(json!({"to": "production"})),
+        "logout.create" | "me.tenants" => None,
+        // A person switches to one of their own tenants: tenant A, where the fixture's are.
+        "auth.switch" => Some(json!({"tenant_id": fixture.tenant_id})),
         "backfills.create" => Some(json!({"since": chrono::Utc::now().timestamp() - 3600})),
         "users.create" => Some(
             json!({"email": format!("m-{unique}@example.com"), "password": PASSWORD, "role": "member"}),
@@ -318,7 +346,12 @@ async fn members_read_but_never_write_and_strangers_get_401() {
             {
                 let reply = call(&app, &op, &fixture, &path, Some(token.as_str())).await;
                 let reads = op.method == Method::GET || READ_ONLY_POSTS.contains(&op.id.as_str());
-                let expected = if !reads || op.id == "audit_log.list" {
+                // Any person may switch between their own tenants (tests in memberships); an
+                // API key belongs to one tenant and has no session to switch.
+                let switches = op.id == "auth.switch" && token == &member_jwt;
+                let expected = if switches {
+                    StatusCode::OK
+                } else if !reads || op.id == "audit_log.list" {
                     StatusCode::FORBIDDEN
                 } else {
                     StatusCode::OK

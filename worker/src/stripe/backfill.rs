@@ -88,6 +88,7 @@ pub fn new_backfill(
         ingested: 0,
         already_present: 0,
         failed: 0,
+        skipped: 0,
         last_error: None,
         lease_until: None,
         created_at: at,
@@ -196,6 +197,7 @@ impl Backfiller {
                 ingested: Set(row.ingested),
                 already_present: Set(row.already_present),
                 failed: Set(row.failed),
+                skipped: Set(row.skipped),
                 last_error: Set(row.last_error.clone()),
                 lease_until: Set(if row.status == status::RUNNING {
                     Some(now + self.lease)
@@ -238,6 +240,7 @@ impl Backfiller {
             Ok(key) => key,
             Err(e) => return self.finish_failed(&mut row, &e).await,
         };
+        let account = self.with_mode(account, &key).await?;
         let mut failures = 0;
         loop {
             let step = if row.phase == "scan" {
@@ -282,6 +285,30 @@ impl Backfiller {
             found = row.events_found, ingested = row.ingested, already_present = row.already_present,
             "backfill finished");
         Ok(())
+    }
+
+    /// The account with its mode, which an account from before modes were kept has only in
+    /// its key's prefix: derived here, where the key is open, and written down for everyone.
+    async fn with_mode(
+        &self,
+        mut account: stripe_accounts::Model,
+        key: &StripeKey,
+    ) -> anyhow::Result<stripe_accounts::Model> {
+        if account.livemode.is_none()
+            && let Some(livemode) = key.livemode()
+        {
+            stripe_accounts::Entity::update_many()
+                .set(stripe_accounts::ActiveModel {
+                    livemode: Set(Some(livemode)),
+                    ..Default::default()
+                })
+                .filter(stripe_accounts::Column::Id.eq(account.id.as_str()))
+                .filter(stripe_accounts::Column::Livemode.is_null())
+                .exec(&self.db)
+                .await?;
+            account.livemode = Some(livemode);
+        }
+        Ok(account)
     }
 
     async fn finish_failed(
@@ -395,6 +422,21 @@ impl Backfiller {
                     continue;
                 }
             };
+            if account
+                .livemode
+                .is_some_and(|livemode| livemode != envelope.livemode)
+            {
+                // The other mode's event (as a webhook would be refused): counted, never stored.
+                tracing::warn!(backfill_id = %row.id, stripe_event_id = %event_id,
+                    event_livemode = envelope.livemode, "backfill skipped an event of the other mode than its account");
+                row.events_found += 1;
+                row.skipped += 1;
+                row.ingest_cursor = Some(event_id);
+                if !self.save(row).await.map_err(Step::Other)? {
+                    return Err(Step::Lost);
+                }
+                continue;
+            }
             // The database's trouble stops the page here, cursor unmoved: the event is tried
             // again, never skipped.
             let stored = self

@@ -309,6 +309,11 @@ impl StripeKey {
         }))
     }
 
+    /// The key's mode from its prefix (see [`super::mode::key_livemode`]).
+    pub fn livemode(&self) -> Option<bool> {
+        super::mode::key_livemode(expose(&self.secret))
+    }
+
     /// Whether this is a test-mode key (`sk_test_…`, `rk_test_…`): Stripe allows fewer reads.
     pub fn is_test(&self) -> bool {
         expose(&self.secret).contains("_test_")

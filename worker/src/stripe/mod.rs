@@ -1,12 +1,14 @@
 //! Stripe: the event envelope every ingested event is parsed with, the `Stripe-Signature`
 //! scheme (also used to sign Tributary's own alert webhooks), a client of Stripe's API
-//! (enrichment steps, backfill and reconciliation, webhook endpoints) and Stripe's event types.
+//! (enrichment steps, backfill and reconciliation, webhook endpoints), Stripe's event types and
+//! its two modes.
 
 pub mod backfill;
 pub mod client;
 pub mod envelope;
 pub mod event_descriptions;
 pub mod event_types;
+pub mod mode;
 pub mod signature;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use serde_json::Value;
 use crate::secrets::Keyring;
 pub use client::IDEMPOTENCY_PREFIX;
 use client::{StripeClient, StripeError, StripeKey};
+pub use mode::{key_livemode, mode_name};
 
 /// Stripe's API for the accounts in this database: opens an account's key when a call needs
 /// it and never keeps it.

@@ -66,9 +66,12 @@ const bodies = {
   settings: (f) => ({ settings: parseJson(f.elements.settings.value, "Settings") }),
   "stripe-account": (f) => ({ name: f.elements.name.value, webhook_secret: f.elements.webhook_secret.value }),
   "test-event": (f) => ({ type: f.elements.type.value }),
-  user: (f) => ({ email: f.elements.email.value, password: f.elements.password.value, role: f.elements.role.value }),
+  // No password for a person who already has an account in another tenant (they join with theirs).
+  user: (f) => Object.assign({ email: f.elements.email.value, role: f.elements.role.value },
+    f.elements.password.value ? { password: f.elements.password.value } : {}),
   role: (f) => ({ role: f.elements.role.value }),
   "api-key": (f) => ({ name: f.elements.name.value, role: f.elements.role.value }),
+  environment: (f) => ({ name: f.elements.name.value }),
   channel: (f) => ({ name: f.elements.name.value, kind: f.elements.kind.value, url: f.elements.url.value }),
   secret: (f) => ({ secret: f.elements.secret.value }),
   // Any provider, as the generated form describes it: empty fields are left out.
@@ -180,12 +183,12 @@ document.addEventListener("click", async (event) => {
   button.disabled = false;
   if (!answer.ok) { say("alert", problemText(answer.data, answer.status)); return; }
   if (button.dataset.said) say("status", button.dataset.said);
-  if (button.dataset.follow && answer.data && answer.data[button.dataset.follow]) {
-    location.assign(answer.data[button.dataset.follow]);
   if (button.dataset.job && answer.data && answer.data.job_id) {
     follow(answer.data.job_id, document.getElementById(button.dataset.job));
     return;
   }
+  if (button.dataset.follow && answer.data && answer.data[button.dataset.follow]) {
+    location.assign(answer.data[button.dataset.follow]);
     return;
   }
   if (button.dataset.report === "test") {
@@ -196,8 +199,6 @@ document.addEventListener("click", async (event) => {
   after(button.dataset.done, answer.data);
 });
 
-// Filters a list of choices as the user types (the designer's event types).
-document.addEventListener("input", (event) => {
 // A bulk job's progress (GET /v1/bulk-jobs/{id}), once a second until it ends; then the page
 // reloads to list what is left, and says the outcome.
 async function follow(id, box) {
@@ -222,6 +223,8 @@ async function follow(id, box) {
   }
 }
 
+// Filters a list of choices as the user types (the designer's event types).
+document.addEventListener("input", (event) => {
   const input = event.target;
   if (!input.dataset.filter) return;
   const term = input.value.trim().toLowerCase();

@@ -154,9 +154,20 @@ async fn save(
 }
 
 /// The caller who asked for the job, as the single retry or replay sees its caller.
-fn context_of(job: &bulk_jobs::Model) -> TenantContext {
-    TenantContext {
+async fn context_of(state: &AppState, job: &bulk_jobs::Model) -> Result<TenantContext, ApiError> {
+    // The job's tenant row is an environment's: its tenant is the parent, if it has one.
+    let row = entity::tenants::Entity::find_by_id(job.tenant_id.clone())
+        .one(&state.db)
+        .await?;
+    let (account_id, environment) = match row {
+        Some(row) => (row.parent_id.unwrap_or(row.id), row.environment),
+        None => (job.tenant_id.clone(), tributary_worker::PRODUCTION.into()),
+    };
+    Ok(TenantContext {
         tenant_id: job.tenant_id.clone(),
+        account_id,
+        environment,
+        bound_environment: None,
         role: job.role,
         actor: match job.actor_type.as_str() {
             "api_key" => Actor::ApiKey(job.actor_id.clone()),
@@ -164,7 +175,7 @@ fn context_of(job: &bulk_jobs::Model) -> TenantContext {
         },
         session_id: None,
         client_address: job.client_address.clone(),
-    }
+    })
 }
 
 /// Runs a claimed job's pending items to the end, or until its lease is lost.
@@ -177,7 +188,7 @@ async fn run(state: &AppState, mut job: bulk_jobs::Model) -> Result<(), ApiError
         save(state, &mut job, Some((status::FAILED, Some(error)))).await?;
         return Ok(());
     }
-    let ctx = context_of(&job);
+    let ctx = context_of(state, &job).await?;
     loop {
         let items = bulk_job_items::Entity::find()
             .filter(bulk_job_items::Column::JobId.eq(job.id.as_str()))

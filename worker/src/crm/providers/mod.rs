@@ -103,21 +103,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn record_links_lead_to_the_vendors_own_pages_and_nowhere_else() {
+    /// The link `provider` makes for a record, from settings and vendor info given as JSON.
+    fn link(
+        provider: &str,
+        settings: serde_json::Value,
+        info: serde_json::Value,
+        object: &str,
+        id: &str,
+    ) -> Option<String> {
         let map = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
-        let link = |provider: &str,
-                    settings: serde_json::Value,
-                    info: serde_json::Value,
-                    object: &str,
-                    id: &str| {
-            (get(provider).unwrap().record_link)(&map(settings), &map(info), object, id)
-        };
-        let org = serde_json::json!({"api_base": "https://acme.my.salesforce.com"});
+        (get(provider).unwrap().record_link)(&map(settings), &map(info), object, id)
+    }
+
+    #[test]
+    fn salesforce_links_to_the_orgs_lightning_page_and_nowhere_else() {
+        use serde_json::json;
+        let org = json!({"api_base": "https://acme.my.salesforce.com"});
         assert_eq!(
             link(
                 "salesforce",
-                serde_json::json!({}),
+                json!({}),
                 org.clone(),
                 "Opportunity",
                 "006xx0000012345AAA"
@@ -127,103 +132,43 @@ mod tests {
         );
         // An id or object a CRM answered cannot make the link point elsewhere.
         assert_eq!(
-            link(
-                "salesforce",
-                serde_json::json!({}),
-                org.clone(),
-                "Account",
-                "../../x?y"
-            ),
+            link("salesforce", json!({}), org.clone(), "Account", "../../x?y"),
             None
         );
         assert_eq!(
-            link(
-                "salesforce",
-                serde_json::json!({}),
-                org,
-                "Account/../x",
-                "001"
-            ),
+            link("salesforce", json!({}), org, "Account/../x", "001"),
             None
         );
         // The org's address unknown (no token issued yet), or not https: no link.
         assert_eq!(
-            link(
-                "salesforce",
-                serde_json::json!({}),
-                serde_json::json!({}),
-                "Account",
-                "001"
-            ),
+            link("salesforce", json!({}), json!({}), "Account", "001"),
             None
         );
-        assert_eq!(
-            link(
-                "salesforce",
-                serde_json::json!({}),
-                serde_json::json!({"api_base": "http://x.test"}),
-                "Account",
-                "001"
-            ),
-            None
-        );
+        let plain = json!({"api_base": "http://x.test"});
+        assert_eq!(link("salesforce", json!({}), plain, "Account", "001"), None);
+    }
 
-        let portal = serde_json::json!({"portal_id": "62515"});
+    #[test]
+    fn hubspot_links_need_the_portal_and_other_providers_make_none() {
+        use serde_json::json;
+        let portal = json!({"portal_id": "62515"});
         assert_eq!(
-            link(
-                "hubspot",
-                portal.clone(),
-                serde_json::json!({}),
-                "deals",
-                "901"
-            )
-            .as_deref(),
+            link("hubspot", portal.clone(), json!({}), "deals", "901").as_deref(),
             Some("https://app.hubspot.com/contacts/62515/record/0-3/901")
         );
+        let eu = json!({"portal_id": "7", "base_url": "https://api.hubapi.eu"});
         assert_eq!(
-            link(
-                "hubspot",
-                serde_json::json!({"portal_id": "7", "base_url": "https://api.hubapi.eu"}),
-                serde_json::json!({}),
-                "2-1234",
-                "5"
-            )
-            .as_deref(),
+            link("hubspot", eu, json!({}), "2-1234", "5").as_deref(),
             Some("https://app-eu1.hubspot.com/contacts/7/record/2-1234/5")
         );
-        assert_eq!(
-            link(
-                "hubspot",
-                serde_json::json!({}),
-                serde_json::json!({}),
-                "contacts",
-                "1"
-            ),
-            None
-        );
-        assert_eq!(
-            link(
-                "hubspot",
-                serde_json::json!({"portal_id": "evil.com"}),
-                serde_json::json!({}),
-                "contacts",
-                "1"
-            ),
-            None
-        );
-        assert_eq!(
-            link("hubspot", portal, serde_json::json!({}), "notes", "1"),
-            None
-        );
+        assert_eq!(link("hubspot", json!({}), json!({}), "contacts", "1"), None);
+        let forged = json!({"portal_id": "evil.com"});
+        assert_eq!(link("hubspot", forged, json!({}), "contacts", "1"), None);
+        assert_eq!(link("hubspot", portal, json!({}), "notes", "1"), None);
         for quiet in ["sandbox", "http", "zoho", "smtp"] {
+            let info = json!({"api_base": "https://x.test"});
             assert_eq!(
-                link(
-                    quiet,
-                    serde_json::json!({}),
-                    serde_json::json!({"api_base": "https://x.test"}),
-                    "contacts",
-                    "1"
-                ),
+                link(quiet, json!({}), info, "contacts", "1"),
                 None,
                 "{quiet}"
             );

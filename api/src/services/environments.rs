@@ -1,0 +1,244 @@
+//! Environments inside a tenant: `production` (the tenant itself) and those the tenant makes
+//! (`development`, `staging`, …), each a tenant row of its own under the tenant
+//! (`tenants.parent_id`), so its Stripe accounts, connections, flows, events and deliveries are
+//! invisible from the others by the same scoping that keeps tenants apart. A new environment
+//! starts with a sandbox CRM connection, so a flow can be built and tried with no outside
+//! account, then promoted.
+
+use chrono::{DateTime, Utc};
+use entity::{Role, TenantOwned, connections, events, flows, stripe_accounts, tenants};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Statement,
+};
+use serde::{Deserialize, Serialize};
+use tributary_worker::PRODUCTION;
+use utoipa::ToSchema;
+
+use super::{audit, new_id, now};
+use crate::error::{ApiError, FieldError, is_unique_violation};
+use crate::extract::{TenantContext, Validate};
+use crate::state::AppState;
+
+/// Environments a tenant may have besides `production`.
+pub const MAX_ENVIRONMENTS: u64 = 10;
+
+pub use tributary_worker::environments::{NAME_PATTERN, resolve, valid_name};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentIn {
+    /// Lower-case letters, digits and `-`, starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,31}$", example = "staging")]
+    pub name: String,
+}
+
+impl Validate for EnvironmentIn {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        if valid_name(&self.name) {
+            Ok(())
+        } else {
+            Err(vec![FieldError::new(
+                "name",
+                format!("must match {NAME_PATTERN}, e.g. staging"),
+            )])
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentOut {
+    #[schema(example = "staging")]
+    pub name: String,
+    /// Whether this request acts in it.
+    pub current: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+fn out(row: &tenants::Model, ctx: &TenantContext) -> EnvironmentOut {
+    EnvironmentOut {
+        name: row.environment.clone(),
+        current: row.environment == ctx.environment,
+        created_at: row.created_at,
+    }
+}
+
+/// `production`, then the tenant's other environments by name.
+pub async fn list(state: &AppState, ctx: &TenantContext) -> Result<Vec<EnvironmentOut>, ApiError> {
+    let home = tenants::Entity::find_by_id(ctx.account_id.clone())
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let others = tenants::Entity::find()
+        .filter(tenants::Column::ParentId.eq(ctx.account_id.as_str()))
+        .order_by_asc(tenants::Column::Environment)
+        .all(&state.db)
+        .await?;
+    Ok(std::iter::once(&home)
+        .chain(others.iter())
+        .map(|row| out(row, ctx))
+        .collect())
+}
+
+/// One environment of the tenant, by name.
+pub async fn get(
+    state: &AppState,
+    ctx: &TenantContext,
+    name: &str,
+) -> Result<EnvironmentOut, ApiError> {
+    list(state, ctx)
+        .await?
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| ApiError::NoSuch(format!("no environment {name}")))
+}
+
+/// Makes an environment, with a sandbox CRM connection in it. Admins and owners only.
+pub async fn create(
+    state: &AppState,
+    ctx: &TenantContext,
+    input: EnvironmentIn,
+) -> Result<EnvironmentOut, ApiError> {
+    ctx.require(Role::Admin)?;
+    let taken = || ApiError::Conflict {
+        detail: format!("the environment {} exists already", input.name),
+        field: Some("name".into()),
+    };
+    if input.name == PRODUCTION {
+        return Err(taken());
+    }
+    let home = tenants::Entity::find_by_id(ctx.account_id.clone())
+        .one(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
+    let count = tenants::Entity::find()
+        .filter(tenants::Column::ParentId.eq(ctx.account_id.as_str()))
+        .count(&txn)
+        .await?;
+    if count >= MAX_ENVIRONMENTS {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "a tenant has at most {MAX_ENVIRONMENTS} environments besides production; delete one first"
+            ),
+            field: None,
+        });
+    }
+    let at = now();
+    let row = tenants::Model {
+        id: new_id(),
+        name: format!("{} ({})", home.name, input.name),
+        parent_id: Some(ctx.account_id.clone()),
+        environment: input.name.clone(),
+        created_at: at,
+        updated_at: at,
+    };
+    tenants::Entity::insert(tenants::ActiveModel::from(row.clone()))
+        .exec(&txn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                taken()
+            } else {
+                e.into()
+            }
+        })?;
+    audit::log(&txn, ctx, "environment.create", "environment", &input.name).await?;
+    txn.commit().await?;
+    // Its first connection: the built-in sandbox CRM.
+    let inside = ctx.in_environment(&row.id, &row.environment);
+    let sandbox = serde_json::from_value(serde_json::json!({
+        "name": "Sandbox CRM", "provider": "sandbox", "auth": {"type": "none"}
+    }))
+    .map_err(anyhow::Error::from)?;
+    super::connections::create(state, &inside, sandbox).await?;
+    Ok(out(&row, ctx))
+}
+
+/// Tables whose rows belong to one environment and go with it.
+const OWNED_TABLES: &[&str] = &[
+    "sandbox_records",
+    "crm_watches",
+    "crm_versions",
+    "record_links",
+    "notification_channels",
+    "alerts",
+    "idempotency_keys",
+    "oauth_states",
+    "bulk_job_items",
+    "bulk_jobs",
+    "email_sends",
+];
+
+/// Deletes an environment that holds no Stripe account, flow or event (409 naming what it
+/// still holds); its connections and their data go with it. `production` cannot be deleted.
+pub async fn delete(state: &AppState, ctx: &TenantContext, name: &str) -> Result<(), ApiError> {
+    ctx.require(Role::Admin)?;
+    if name == PRODUCTION {
+        return Err(ApiError::Conflict {
+            detail: "production is the tenant itself and cannot be deleted".into(),
+            field: None,
+        });
+    }
+    let Some(id) = resolve(&state.db, &ctx.account_id, name).await? else {
+        return Err(ApiError::NoSuch(format!("no environment {name}")));
+    };
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
+    let held = [
+        (
+            "Stripe accounts",
+            stripe_accounts::Entity::find_in_tenant(&id)
+                .count(&txn)
+                .await?,
+        ),
+        (
+            "flows",
+            flows::Entity::find_in_tenant(&id).count(&txn).await?,
+        ),
+        (
+            "events",
+            events::Entity::find_in_tenant(&id).count(&txn).await?,
+        ),
+    ];
+    let still: Vec<String> = held
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
+    if !still.is_empty() {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "the environment {name} still holds {}; delete them first",
+                still.join(", ")
+            ),
+            field: None,
+        });
+    }
+    let backend = txn.get_database_backend();
+    for table in OWNED_TABLES {
+        let sql = format!(
+            r#"DELETE FROM "{table}" WHERE "tenant_id" = {}"#,
+            placeholder(backend)
+        );
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [id.clone().into()],
+        ))
+        .await?;
+    }
+    connections::Entity::delete_many()
+        .filter(connections::Column::TenantId.eq(id.as_str()))
+        .exec(&txn)
+        .await?;
+    tenants::Entity::delete_by_id(id.clone()).exec(&txn).await?;
+    audit::log(&txn, ctx, "environment.delete", "environment", name).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+fn placeholder(backend: sea_orm::DatabaseBackend) -> &'static str {
+    match backend {
+        sea_orm::DatabaseBackend::Postgres => "$1",
+        _ => "?",
+    }
+}
