@@ -13,8 +13,9 @@ use crate::state::AppState;
 
 /// Create an API key
 ///
-/// Creates a key for scripts and machines, with a role no higher than the creator's. The key
-/// itself (`trb_…`) is in this response only; it is stored as a hash and cannot be read again.
+/// Creates a key for scripts and machines, with a role no higher than the creator's, optionally
+/// bound to one environment (404 naming `environment` for one the tenant lacks). The key itself
+/// (`trb_…`) is in this response only; it is stored as a hash and cannot be read again.
 #[utoipa::path(tag = "api-keys", operation_id = "api_keys.create", request_body(content = ApiKeyIn,
         example = json!({"name": "CI deploys", "role": "admin"})),
     responses(
@@ -22,6 +23,7 @@ use crate::state::AppState;
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),

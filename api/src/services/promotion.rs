@@ -154,10 +154,10 @@ pub async fn promote(
     ctx.require(Role::Admin)?;
     let source = flows::get(state, ctx, id).await?;
     if input.to == ctx.environment {
-        return Err(ApiError::field(
-            "to",
-            "the flow is in this environment already",
-        ));
+        return Err(ApiError::Conflict {
+            detail: format!("the flow is in {} already", input.to),
+            field: Some("to".into()),
+        });
     }
     let Some(target_id) = environments::resolve(&state.db, &ctx.account_id, &input.to).await?
     else {

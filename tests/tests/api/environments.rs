@@ -473,6 +473,17 @@ async fn promotion_maps_connections_and_refuses_fields_the_target_crm_lacks() {
             wrong.assert_problem(StatusCode::NOT_FOUND),
             [format!("connections.{}", staging_crm)]
         );
+        // Promoted to where it is: a conflict naming `to`.
+        let here = call(
+            &app,
+            Method::POST,
+            &promote,
+            token,
+            "staging",
+            Some(json!({"to": "staging"})),
+        )
+        .await;
+        assert_eq!(here.assert_problem(StatusCode::CONFLICT), ["to"]);
         // Recorded in the audit log.
         let audit = app.get("/v1/audit-log", token).await;
         assert!(
