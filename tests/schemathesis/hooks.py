@@ -13,6 +13,12 @@
    rejected" failure is dropped only when the answer is that status and every field its
    problem names is listed for the operation. Anything else a 422 names is a gap to fix in the
    spec or the validation, not to list here.
+
+3. An environment is addressed by its name, which generated requests repeat ("vo4"), and a
+   repeated `Idempotency-Key` with the same body replays the first answer, as designed (a 201
+   for an environment deleted since), so a stateful sequence create → delete → create → delete
+   would find nothing on its second delete. A real client makes one key per intended create:
+   `POST /v1/environments` is sent with a fresh key.
 """
 
 import os
@@ -90,6 +96,9 @@ def before_call(context, case, kwargs):
         and (case.path_parameters or {}).get("id") == OWN_KEY_ID
     ):
         case.path_parameters = {**case.path_parameters, "id": str(uuid.uuid4())}
+    if case.method.upper() == "POST" and case.path == "/v1/environments":
+        headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "idempotency-key"}
+        case.headers = {**headers, "Idempotency-Key": str(uuid.uuid4())}
     wait = (case.query or {}).get("wait")
     if isinstance(wait, str) and wait.isascii() and wait.isdigit():
         wait = int(wait)
