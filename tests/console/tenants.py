@@ -10,7 +10,8 @@ connection and invites the console user's e-mail as a `member` (no password: the
 their own). Then, only through the console's pages: the header offers **Tenant** (a select) and
 **Switch tenant**; switching lands on the second tenant's Overview, the header names it, its
 role is `member`, Connections lists its connection and none of the first tenant's; axe runs on
-its Overview; then the switcher brings the person back to the first tenant.
+its Overview; as a member there, Save flow in the designer is refused and no flow is made; then
+the switcher brings the person back to the first tenant.
 
 browser.py's helpers (`landed`, which runs axe through `audit`, and `screenshot`) are taken
 from the running script (`__main__`): this module has no state of its own, and running
@@ -145,6 +146,23 @@ def switch_tenant(page, state: dict, base: str, c) -> None:
 
     c.step("the second tenant's Connections lists its connection and none of the first tenant's",
            data)
+
+    def member_cannot_save():
+        # A member designs and previews, but Save flow is refused as the API refuses it.
+        page.goto(f"{base}/console/flows/new")
+        _label(page, "Name").fill("A member's flow")
+        page.get_by_role("checkbox", name="charge.succeeded", exact=True).check()
+        # The refused POST is expected: its 403 is not a page error.
+        _helper("error_documents").add(f"{base}/v1/flows")
+        _button(page, "Save flow").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text("role", timeout=15_000)
+        expect(page).to_have_url(url_is("/console/flows/new"))
+        page.goto(f"{base}/console/flows")
+        expect(page.get_by_text("A member's flow")).to_have_count(0)
+
+    c.step("as a member there, Save flow in the designer is refused and no flow is made",
+           member_cannot_save)
 
     def back():
         _label(page, "Tenant").select_option(label=first["name"])
