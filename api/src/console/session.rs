@@ -117,11 +117,8 @@ async fn in_cookie_environment(
     ctx: TenantContext,
     req: &HttpRequest,
 ) -> Result<TenantContext, ApiError> {
-    use crate::extract::environment::{Asked, COOKIE, choose};
-    let asked = read_cookie(req, COOKIE).map(|name| Asked {
-        name: name.trim().to_string(),
-        by_header: false,
-    });
+    use crate::extract::environment::{choose, from_cookie};
+    let asked = from_cookie(req);
     Ok(
         match choose(state, &ctx.account_id, asked.as_ref(), None).await? {
             Some((id, name)) => ctx.in_environment(&id, &name),

@@ -39,6 +39,11 @@ pub fn requested(req: &HttpRequest) -> Option<Asked> {
     if req.headers().contains_key(header::AUTHORIZATION) {
         return None;
     }
+    from_cookie(req)
+}
+
+/// The environment the console's cookie names, if it names one.
+pub fn from_cookie(req: &HttpRequest) -> Option<Asked> {
     super::session_cookie::read_cookie(req, COOKIE).map(|value| Asked {
         name: value.trim().to_string(),
         by_header: false,
