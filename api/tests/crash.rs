@@ -576,6 +576,16 @@ async fn start_backfill(
     start_at: i64,
 ) -> String {
     use tributary_fakes::stripe::{API_VERSION, SECRET_KEY};
+    // The fake's key is a test-mode one: production is let hold it.
+    let production = support::json(
+        client,
+        reqwest::Method::PATCH,
+        format!("{base}/v1/environments/production"),
+        token,
+        json!({"mixed_modes": true}),
+    )
+    .await;
+    assert_eq!(production["mixed_modes"], true, "{production}");
     let account = support::json(
         client,
         reqwest::Method::POST,

@@ -187,7 +187,7 @@ async fn serve_and_sign_up(client: &reqwest::Client, base: &str) -> String {
     let account = client
         .post(format!("{base}/v1/stripe-accounts"))
         .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "Test", "secret_key": "sk_test_quickstart12345"}))
+        .json(&serde_json::json!({"name": "Test", "secret_key": "sk_live_quickstart12345"}))
         .send()
         .await
         .unwrap();

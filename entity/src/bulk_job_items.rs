@@ -1,4 +1,4 @@
-//! One delivery (retry) or event (replay) of a bulk job: `pending` until the job reaches it,
+//! One delivery (retry) or event (replay, dry run) of a bulk job: `pending` until the job reaches it,
 //! then `done` or `failed` with the reason (e.g. the delivery was being sent at that moment).
 
 use sea_orm::entity::prelude::*;
@@ -14,6 +14,8 @@ pub struct Model {
     pub tenant_id: String,
     pub status: String,
     pub reason: Option<String>,
+    /// A dry run's item: what the event came to (JSON), when it changed or newly fails.
+    pub result: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

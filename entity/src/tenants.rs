@@ -14,6 +14,9 @@ pub struct Model {
     pub parent_id: Option<String>,
     /// `production` for a tenant itself, else the environment's name.
     pub environment: String,
+    /// Whether the environment may hold Stripe accounts of the other mode: test-mode ones in
+    /// `production`, live ones elsewhere. Off unless the tenant opts in.
+    pub mixed_modes: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -22,6 +22,8 @@ mod m20261207_000016_delivery_text;
 mod m20261207_000017_memberships;
 mod m20261207_000018_stripe_livemode;
 mod m20261207_000019_environments;
+mod m20261208_000020_environment_modes;
+mod m20261208_000021_dry_run_jobs;
 
 pub struct Migrator;
 
@@ -48,6 +50,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000017_memberships::Migration),
             Box::new(m20261207_000018_stripe_livemode::Migration),
             Box::new(m20261207_000019_environments::Migration),
+            Box::new(m20261208_000020_environment_modes::Migration),
+            Box::new(m20261208_000021_dry_run_jobs::Migration),
         ]
     }
 }

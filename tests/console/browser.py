@@ -934,6 +934,17 @@ def environments(page, state: dict) -> None:
 
     c.step("Environments: Add environment staging; it is listed with a Delete button", add)
 
+    def modes():
+        expect(row(page, cell="staging")).to_contain_text("test mode only")
+        expect(row(page, text="production")).to_contain_text("live mode only")
+        act(page, button(page, "Allow both modes in staging").click)
+        expect(row(page, cell="staging")).to_contain_text("live and test mode", timeout=TIMEOUT_MS)
+        act(page, button(page, "Test mode only in staging").click)
+        expect(row(page, cell="staging")).to_contain_text("test mode only", timeout=TIMEOUT_MS)
+        no_alert(page, "changing staging's Stripe modes")
+
+    c.step("Environments: staging takes test-mode accounts only; both modes allowed, then test only again", modes)
+
     def switch():
         page.get_by_label("Environment", exact=True).select_option("staging")
         act(page, button(page, "Switch environment").click)

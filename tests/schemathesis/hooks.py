@@ -66,10 +66,10 @@ STATEFUL = {
     "PATCH /v1/users/{id}": [(412, None)],
     # A pasted event must be a Stripe event; `event_id` and `latest` must name inbox events.
     "POST /v1/flows/{id}/preview": [(422, r"event(\..+)?|event_id|latest|body")],
-    # Dry-run: `version` and `flow`, and `event_ids` and `filter`, are alternatives (a rule
-    # across two fields, stated in their descriptions); a draft's templates must run within
-    # the template-run time limit (`flow`).
-    "POST /v1/flows/{id}/dry-run": [(422, r"version|flow|event_ids|filter")],
+    # Dry-run: `version` and `flow`, and `event_ids` and `filter`, are alternatives, and
+    # `limit` goes past 500 only with `background` (rules across two fields, stated in their
+    # descriptions); a draft's templates must run within the template-run time limit (`flow`).
+    "POST /v1/flows/{id}/dry-run": [(422, r"version|flow|event_ids|filter|limit")],
     # Rollback: `If-Match` must name the flow's current version, as for PUT /v1/flows/{id}.
     "POST /v1/flows/{id}/rollback": [(412, None)],
     # The callback's `state` is single-use and minted by the server, so no generated one is

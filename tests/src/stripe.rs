@@ -44,6 +44,36 @@ pub fn charge_event(
 }
 
 impl crate::TestApp {
+    /// Gives the pipeline's Stripe account `key` (one of the fake Stripe's), pinned to the
+    /// fake's API version. The pipeline's account is in production and its events are
+    /// test-mode ones, so production is let hold both modes first.
+    pub async fn use_stripe_key(&self, pipeline: &crate::Pipeline, key: &str) {
+        let token = &pipeline.tenant.token;
+        self.allow_mixed_modes(token, tributary_worker::PRODUCTION)
+            .await;
+        let patched = self
+            .patch(
+                &format!("/v1/stripe-accounts/{}", pipeline.account_id),
+                token,
+                serde_json::json!({"secret_key": key, "api_version": tributary_fakes::stripe::API_VERSION}),
+            )
+            .await;
+        assert_eq!(patched.status, reqwest::StatusCode::OK, "{}", patched.text);
+    }
+
+    /// Lets `environment` hold Stripe accounts of the other mode (a test-mode key in
+    /// production), as a tenant opts in.
+    pub async fn allow_mixed_modes(&self, token: &str, environment: &str) {
+        let patched = self
+            .patch(
+                &format!("/v1/environments/{environment}"),
+                token,
+                serde_json::json!({"mixed_modes": true}),
+            )
+            .await;
+        assert_eq!(patched.status, reqwest::StatusCode::OK, "{}", patched.text);
+    }
+
     /// Points the pipeline's Stripe account at the fake Stripe: its secret key and API version,
     /// and a webhook endpoint at the fake that sends every event to the account's URL (reached
     /// directly, as the fake cannot resolve the public host), signed with a secret the account
@@ -53,16 +83,9 @@ impl crate::TestApp {
         pipeline: &crate::Pipeline,
         fake: &tributary_fakes::stripe::FakeStripe,
     ) {
-        use tributary_fakes::stripe::{API_VERSION, SECRET_KEY};
+        use tributary_fakes::stripe::SECRET_KEY;
         let token = &pipeline.tenant.token;
-        let patched = self
-            .patch(
-                &format!("/v1/stripe-accounts/{}", pipeline.account_id),
-                token,
-                serde_json::json!({"secret_key": SECRET_KEY, "api_version": API_VERSION}),
-            )
-            .await;
-        assert_eq!(patched.status, reqwest::StatusCode::OK, "{}", patched.text);
+        self.use_stripe_key(pipeline, SECRET_KEY).await;
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("url", &self.url(&pipeline.webhook_path))
             .append_pair("enabled_events[]", "*")

@@ -66,6 +66,7 @@ async fn seed_stranded_event(conn: &DatabaseConnection) -> String {
         name: Set("Standalone".into()),
         parent_id: Set(None),
         environment: Set(tributary_worker::PRODUCTION.into()),
+        mixed_modes: Set(false),
         created_at: Set(at),
         updated_at: Set(at),
     })

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::web::{Data, Path};
-use actix_web::{HttpResponse, delete, get, post};
+use actix_web::{HttpResponse, delete, get, patch, post};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -11,7 +11,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::error::ApiError;
 use crate::extract::{TenantContext, ValidJson};
-use crate::services::environments::{self, EnvironmentIn, EnvironmentOut};
+use crate::services::environments::{self, EnvironmentIn, EnvironmentOut, EnvironmentPatch};
 use crate::services::promotion::{self, PromoteIn, PromoteOut};
 use crate::state::AppState;
 
@@ -85,6 +85,37 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(environments::get(&state, &ctx, &name).await?))
 }
 
+/// Change an environment
+///
+/// `mixed_modes: true` lets the environment hold Stripe accounts of the other mode: test-mode
+/// ones in `production`, live ones elsewhere (refused with 409 by default, so a test event never
+/// reaches a production CRM and a live one never reaches a test CRM). Turning it off is refused
+/// with 409 while the environment holds such accounts, which the answer names. Admins and
+/// owners only.
+#[utoipa::path(tag = "environments", operation_id = "environments.update",
+    params(("name" = String, Path, description = "The environment's name")),
+    request_body(content = EnvironmentPatch, example = json!({"mixed_modes": true})),
+    responses(
+        (status = 200, description = "The environment as it is now.", body = EnvironmentOut),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[patch("/v1/environments/{name}")]
+async fn update(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    name: Path<String>,
+    ValidJson(input): ValidJson<EnvironmentPatch>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(environments::update(&state, &ctx, &name, input).await?))
+}
+
 /// Delete an environment
 ///
 /// Deletes an environment that holds no Stripe account, flow or event (409 naming what it
@@ -144,6 +175,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
         .service(list)
         .service(get_one)
+        .service(update)
         .service(remove)
         .service(promote);
 }

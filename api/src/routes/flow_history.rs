@@ -9,6 +9,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::responses;
 use crate::error::ApiError;
 use crate::extract::{MaybeJson, TenantContext, ValidJson, ValidQuery};
+use crate::services::bulk_jobs::{self, BulkAcceptedOut};
 use crate::services::dry_run::types::{DryRunIn, DryRunOut};
 use crate::services::flow_history::{self, DiffOut, DiffQuery, RollbackIn};
 use crate::services::flows::{self, FlowOut, FlowVersionOut};
@@ -111,6 +112,10 @@ async fn rollback(
 /// `failing` those the tried flow fails on while the current version does not. An id in
 /// `event_ids` the inbox does not have answers 404. Counts against the preview rate, one per
 /// 100 events.
+///
+/// With `"background": true` (admins and owners; up to 10,000 events) it answers 202 at once
+/// with a bulk job: follow its progress at `GET /v1/bulk-jobs/{job_id}`, whose `dry_run` holds
+/// the answer when it is done (409 while another bulk job of the tenant runs).
 #[utoipa::path(tag = "flows", operation_id = "flows.dry_run",
     params(("id" = String, Path, description = "The flow's id")),
     request_body(content = DryRunIn,
@@ -118,9 +123,12 @@ async fn rollback(
         example = json!({"version": 2, "filter": {"type": "charge.succeeded", "created_gte": 1764547200}, "limit": 100})),
     responses(
         (status = 200, description = "Per event, what the tried flow would send and how it differs from what was sent; nothing is written.", body = DryRunOut),
+        (status = 202, description = "`background`: the dry run is a bulk job; follow it at `GET /v1/bulk-jobs/{job_id}`.", body = BulkAcceptedOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
         (status = 404, response = inline(responses::NotFound)),
+        (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid)),
@@ -134,6 +142,11 @@ async fn dry_run(
     MaybeJson(input): MaybeJson<DryRunIn>,
 ) -> Result<HttpResponse, ApiError> {
     let input = input.unwrap_or_default();
+    if input.background {
+        let accepted = bulk_jobs::dry_run(&state, &ctx, &id, input).await?;
+        bulk_jobs::kick(state.into_inner());
+        return Ok(HttpResponse::Accepted().json(accepted));
+    }
     let out: DryRunOut = crate::services::dry_run::dry_run(&state, &ctx, &id, &input).await?;
     Ok(HttpResponse::Ok().json(out))
 }

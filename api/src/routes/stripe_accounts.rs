@@ -24,14 +24,17 @@ use crate::state::AppState;
 /// `webhook_url`, to give Stripe as the endpoint. Secrets are sealed and only their last four
 /// characters are returned. The account's `livemode` comes from the key's prefix, or from
 /// `livemode` when only a signing secret is given; a `livemode` that contradicts the key, or a
-/// key that names no mode, is refused with 422.
+/// key that names no mode, is refused with 422. `production` takes live-mode accounts and the
+/// other environments test-mode ones, unless the environment has `mixed_modes` (409 naming
+/// `secret_key` or `livemode` otherwise).
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.create", request_body(content = StripeAccountIn,
-        example = json!({"name": "Acme live", "secret_key": "sk_test_51Hx0000000000000000", "webhook_secret": "whsec_0123456789abcdef"})),
+        example = json!({"name": "Acme live", "secret_key": "sk_live_51Hx0000000000000000", "webhook_secret": "whsec_0123456789abcdef"})),
     responses(
         (status = 201, description = "The account with its webhook URL.", body = StripeAccountOut),
         (status = 400, response = inline(responses::BadRequest)),
         (status = 401, response = inline(responses::Unauthorized)),
         (status = 403, response = inline(responses::Forbidden)),
+        (status = 409, response = inline(responses::Conflict)),
         (status = 413, response = inline(responses::TooLarge)),
         (status = 415, response = inline(responses::UnsupportedMediaType)),
         (status = 422, response = inline(responses::Invalid))),
@@ -228,9 +231,9 @@ async fn remove_secret(
 
 /// Send a test event
 ///
-/// Stripe's "send test webhook", inside the product: a realistic event of the type, with fresh
-/// ids and the account's `livemode` (test mode when the account's is unknown), signed with the
-/// account's newest secret and sent through the real ingress. It then runs
+/// Stripe's "send test webhook", inside the product: a realistic test-mode event of the type,
+/// with fresh ids, signed with the account's newest secret and sent through the real ingress
+/// (409 for a live account, whose flows write to real records). It then runs
 /// through the tenant's flows like any other event; with `?wait=10` the answer comes when the
 /// event has finished (or after 10 s), and its `status` says which.
 #[utoipa::path(tag = "stripe-accounts", operation_id = "stripe_accounts.test_event", request_body(content = TestEventIn,

@@ -1,4 +1,5 @@
-//! Bulk actions: retry every dead delivery, or replay every event, that matches a filter. The
+//! Bulk actions: retry every dead delivery, or replay every event, that matches a filter; and
+//! dry runs too large to answer at once (`dry_runs`). The
 //! request finds the matches (at most `TRIBUTARY_MAX_BULK_ITEMS`), stores them as the job's
 //! items and answers 202 with their count; a background loop of the api then takes the job
 //! with a lease (as backfills are taken: a crashed process's job is resumed when its lease
@@ -9,10 +10,12 @@
 
 use tributary_worker::statuses::delivery_status as ds;
 
+mod dry_runs;
 mod jobs;
 mod runner;
 mod types;
 
+pub use dry_runs::start as dry_run;
 pub use jobs::{get, list, replay, retry};
 pub use runner::{kick, run_forever};
 pub use types::{
@@ -22,6 +25,7 @@ pub use types::{
 
 pub const KIND_RETRY: &str = "delivery_retry";
 pub const KIND_REPLAY: &str = "event_replay";
+pub const KIND_DRY_RUN: &str = "dry_run";
 
 pub mod status {
     pub const QUEUED: &str = "queued";

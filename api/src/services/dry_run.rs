@@ -101,23 +101,39 @@ struct Batch {
     events: Vec<(events::Model, Recorded)>,
 }
 
-pub async fn dry_run(
+/// A dry run made ready: the flow, the version or draft tried, and the settings both see.
+pub(crate) struct Prepared {
+    pub flow: entity::flows::Model,
+    current_spec: Arc<FlowSpec>,
+    tried: Arc<Tried>,
+    /// The current version when it differs from the tried flow.
+    current: Option<Arc<FlowSpec>>,
+    tried_settings: Arc<Value>,
+    current_settings: Arc<Value>,
+}
+
+impl Prepared {
+    /// The version tried; `None` for a draft.
+    pub fn tried_version(&self) -> Option<i32> {
+        self.tried.version
+    }
+
+    /// The draft's own problems.
+    pub fn errors(&self) -> &[ValidationError] {
+        &self.tried.errors
+    }
+}
+
+/// Finds the flow and what `input` tries on it (404/422 as a dry run answers them).
+pub(crate) async fn prepare(
     state: &AppState,
     ctx: &TenantContext,
     id: &str,
     input: &DryRunIn,
-) -> Result<DryRunOut, ApiError> {
+) -> Result<Prepared, ApiError> {
     let flow = flows::find(state, ctx, id).await?;
     let current: FlowSpec = serde_json::from_str(&flow.spec).map_err(anyhow::Error::from)?;
     let tried = tried(state, ctx, &flow, &current, input).await?;
-    let mut specs = vec![&current];
-    specs.extend(tried.spec.as_ref());
-    let rows = select::events(state, ctx, input, &specs).await?;
-    state
-        .preview_rate
-        .take_n(&ctx.tenant_id, rows.len().div_ceil(BATCH).max(1))
-        .map_err(ApiError::TooManyRequests)?;
-    let mut recorded = select::recorded(state, ctx, &flow.id, &rows).await?;
     let current_settings =
         Arc::new(super::flows::preview_settings(state, ctx, &current.connection_id).await?);
     let tried_settings = match &tried.spec {
@@ -127,16 +143,45 @@ pub async fn dry_run(
         _ => current_settings.clone(),
     };
     let same = tried.version == Some(flow.version);
-    let current = (!same).then(|| Arc::new(current));
-    let tried = Arc::new(tried);
+    let current = Arc::new(current);
+    Ok(Prepared {
+        flow,
+        current: (!same).then(|| current.clone()),
+        current_spec: current,
+        tried: Arc::new(tried),
+        tried_settings,
+        current_settings,
+    })
+}
+
+/// The stored events `input` chooses for the prepared run.
+pub(crate) async fn select_events(
+    state: &AppState,
+    ctx: &TenantContext,
+    prepared: &Prepared,
+    input: &DryRunIn,
+) -> Result<Vec<events::Model>, ApiError> {
+    let mut specs = vec![prepared.current_spec.as_ref()];
+    specs.extend(prepared.tried.spec.as_ref());
+    select::events(state, ctx, input, &specs).await
+}
+
+/// Runs the prepared flow on `rows`, [`BATCH`] at a time off the async executor.
+pub(crate) async fn run_rows(
+    state: &AppState,
+    ctx: &TenantContext,
+    prepared: &Prepared,
+    rows: Vec<events::Model>,
+) -> Result<Vec<DryRunResult>, ApiError> {
+    let mut recorded = select::recorded(state, ctx, &prepared.flow.id, &rows).await?;
     let mut results = Vec::with_capacity(rows.len());
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let batch = Batch {
-            tried: tried.clone(),
-            current: current.clone(),
-            tried_settings: tried_settings.clone(),
-            current_settings: current_settings.clone(),
+            tried: prepared.tried.clone(),
+            current: prepared.current.clone(),
+            tried_settings: prepared.tried_settings.clone(),
+            current_settings: prepared.current_settings.clone(),
             events: rows
                 .by_ref()
                 .take(BATCH)
@@ -148,15 +193,44 @@ pub async fn dry_run(
         };
         results.extend(super::template_runs::run(move || evaluate(batch)).await?);
     }
-    Ok(DryRunOut {
-        version: tried.version,
-        current_version: flow.version,
-        events: results.len(),
-        changed: results.iter().filter(|r| !r.changes.is_empty()).count(),
-        failing: results.iter().filter(|r| r.failing).count(),
-        errors: tried.errors.clone(),
+    Ok(results)
+}
+
+/// The answer: the counts over `events` results, and `results` as given.
+pub(crate) fn answer(
+    prepared: &Prepared,
+    events: usize,
+    changed: usize,
+    failing: usize,
+    results: Vec<DryRunResult>,
+) -> DryRunOut {
+    DryRunOut {
+        version: prepared.tried.version,
+        current_version: prepared.flow.version,
+        events,
+        changed,
+        failing,
+        errors: prepared.tried.errors.clone(),
         results,
-    })
+    }
+}
+
+pub async fn dry_run(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+    input: &DryRunIn,
+) -> Result<DryRunOut, ApiError> {
+    let prepared = prepare(state, ctx, id, input).await?;
+    let rows = select_events(state, ctx, &prepared, input).await?;
+    state
+        .preview_rate
+        .take_n(&ctx.tenant_id, rows.len().div_ceil(BATCH).max(1))
+        .map_err(ApiError::TooManyRequests)?;
+    let results = run_rows(state, ctx, &prepared, rows).await?;
+    let changed = results.iter().filter(|r| !r.changes.is_empty()).count();
+    let failing = results.iter().filter(|r| r.failing).count();
+    Ok(answer(&prepared, results.len(), changed, failing, results))
 }
 
 fn evaluate(batch: Batch) -> Vec<DryRunResult> {

@@ -30,6 +30,24 @@ pub struct EnvironmentIn {
     /// Lower-case letters, digits and `-`, starting with a letter.
     #[schema(pattern = "^[a-z][a-z0-9-]{0,31}$", example = "staging")]
     pub name: String,
+    /// Let it hold live-mode Stripe accounts too (default false: test-mode ones only).
+    #[serde(default)]
+    pub mixed_modes: bool,
+}
+
+/// A change to an environment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentPatch {
+    /// Whether it may hold Stripe accounts of the other mode: test-mode ones in `production`,
+    /// live ones elsewhere. Turning it off is refused (409) while it holds any.
+    pub mixed_modes: bool,
+}
+
+impl Validate for EnvironmentPatch {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        Ok(())
+    }
 }
 
 impl Validate for EnvironmentIn {
@@ -51,6 +69,11 @@ pub struct EnvironmentOut {
     pub name: String,
     /// Whether this request acts in it.
     pub current: bool,
+    /// The Stripe mode its accounts are in: `true` (live) for `production`, `false` (test) for
+    /// the others.
+    pub livemode: bool,
+    /// Whether it holds accounts of the other mode too (the tenant opted in).
+    pub mixed_modes: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -58,8 +81,105 @@ fn out(row: &tenants::Model, ctx: &TenantContext) -> EnvironmentOut {
     EnvironmentOut {
         name: row.environment.clone(),
         current: row.environment == ctx.environment,
+        livemode: row.environment == PRODUCTION,
+        mixed_modes: row.mixed_modes,
         created_at: row.created_at,
     }
+}
+
+/// Refuses (409, naming `field`) a Stripe account of mode `livemode` in the environment `ctx`
+/// acts in, when that is the other mode and the environment has not opted in: test-mode
+/// accounts stay out of `production`, so their events never reach its CRMs, and live ones stay
+/// out of the rest. An account whose mode is unknown is taken anywhere.
+pub async fn check_mode<C: ConnectionTrait>(
+    db: &C,
+    ctx: &TenantContext,
+    livemode: Option<bool>,
+    field: &str,
+) -> Result<(), ApiError> {
+    let production = ctx.environment == PRODUCTION;
+    let Some(livemode) = livemode.filter(|live| *live != production) else {
+        return Ok(());
+    };
+    let environment = tenants::Entity::find_by_id(ctx.tenant_id.clone())
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if environment.mixed_modes {
+        return Ok(());
+    }
+    let (mode, home) = if livemode {
+        ("a live-mode", "production")
+    } else {
+        (
+            "a test-mode",
+            "a development or staging environment (header Tributary-Environment)",
+        )
+    };
+    Err(ApiError::Conflict {
+        detail: format!(
+            "the {name} environment takes {own}-mode Stripe accounts only, and this is {mode} \
+             one; register it in {home}, or let {name} hold both modes with PATCH \
+             /v1/environments/{name} {{\"mixed_modes\": true}}",
+            name = ctx.environment,
+            own = if production { "live" } else { "test" },
+        ),
+        field: Some(field.into()),
+    })
+}
+
+/// Turns an environment's `mixed_modes` on or off; off is refused (409) while it holds Stripe
+/// accounts of the other mode, which it names. Admins and owners only.
+pub async fn update(
+    state: &AppState,
+    ctx: &TenantContext,
+    name: &str,
+    patch: EnvironmentPatch,
+) -> Result<EnvironmentOut, ApiError> {
+    ctx.require(Role::Admin)?;
+    let Some(id) = resolve(&state.db, &ctx.account_id, name).await? else {
+        return Err(ApiError::NoSuch(format!("no environment {name}")));
+    };
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
+    let row = tenants::Entity::find_by_id(id.clone())
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !patch.mixed_modes {
+        let production = name == PRODUCTION;
+        let others: Vec<String> = stripe_accounts::Entity::find_in_tenant(&id)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .filter(|account| {
+                super::stripe_accounts::livemode_of(&state.keyring, account)
+                    .is_some_and(|live| live != production)
+            })
+            .map(|account| format!("{} ({})", account.name, account.id))
+            .collect();
+        if !others.is_empty() {
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "the {name} environment holds Stripe accounts of the other mode: {}; move \
+                     or delete them first",
+                    others.join(", ")
+                ),
+                field: Some("mixed_modes".into()),
+            });
+        }
+    }
+    let mut active: tenants::ActiveModel = row.into();
+    active.mixed_modes = sea_orm::Set(patch.mixed_modes);
+    active.updated_at = sea_orm::Set(now());
+    let updated = sea_orm::ActiveModelTrait::update(active, &txn).await?;
+    let action = if patch.mixed_modes {
+        "environment.mixed_modes.on"
+    } else {
+        "environment.mixed_modes.off"
+    };
+    audit::log(&txn, ctx, action, "environment", name).await?;
+    txn.commit().await?;
+    Ok(out(&updated, ctx))
 }
 
 /// `production`, then the tenant's other environments by name.
@@ -129,6 +249,7 @@ pub async fn create(
         name: format!("{} ({})", home.name, input.name),
         parent_id: Some(ctx.account_id.clone()),
         environment: input.name.clone(),
+        mixed_modes: input.mixed_modes,
         created_at: at,
         updated_at: at,
     };

@@ -162,6 +162,7 @@ pub async fn signup(
         name: input.tenant_name.trim().to_string(),
         parent_id: None,
         environment: tributary_worker::PRODUCTION.into(),
+        mixed_modes: false,
         created_at: at,
         updated_at: at,
     };

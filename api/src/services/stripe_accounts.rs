@@ -417,6 +417,17 @@ pub async fn create(
     input: StripeAccountIn,
 ) -> Result<StripeAccountOut, ApiError> {
     ctx.require(Role::Admin)?;
+    let from_key = input
+        .secret_key
+        .as_ref()
+        .and_then(|key| key_livemode(key.expose_secret()));
+    let field = if from_key.is_some() {
+        "secret_key"
+    } else {
+        "livemode"
+    };
+    let livemode = from_key.or(input.livemode);
+    super::environments::check_mode(&state.db, ctx, livemode, field).await?;
     let id = new_id();
     let at = now();
     let account = stripe_accounts::Model {
@@ -438,11 +449,7 @@ pub async fn create(
         reconciled_at: None,
         reconcile_repaired: 0,
         last_reconciliation_id: None,
-        livemode: input
-            .secret_key
-            .as_ref()
-            .and_then(|key| key_livemode(key.expose_secret()))
-            .or(input.livemode),
+        livemode,
         created_at: at,
         updated_at: at,
     };
@@ -504,7 +511,16 @@ pub async fn update(
         &render(&txn, state, account.clone()).await?,
         "Stripe account",
     )?;
-    let livemode = mode_after(livemode_of(&state.keyring, &account), &patch)?;
+    let known = livemode_of(&state.keyring, &account);
+    let livemode = mode_after(known, &patch)?;
+    if known.is_none() {
+        let field = if matches!(patch.secret_key, Some(Some(_))) {
+            "secret_key"
+        } else {
+            "livemode"
+        };
+        super::environments::check_mode(&txn, ctx, livemode, field).await?;
+    }
     let mut active: stripe_accounts::ActiveModel = account.into();
     active.livemode = Set(livemode);
     if let Some(name) = patch.name {

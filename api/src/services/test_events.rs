@@ -1,6 +1,6 @@
-//! "Send test webhook" inside the product: a realistic event of a type, in the account's mode
-//! (test when it is unknown), signed with the account's own secret, sent through the real
-//! ingress over HTTP.
+//! "Send test webhook" inside the product: a realistic test-mode event of a type, signed with
+//! the account's own secret, sent through the real ingress over HTTP. A live account refuses
+//! it, as its flows write to real records.
 
 use entity::{Role, TenantOwned, stripe_accounts, webhook_secrets};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
@@ -94,6 +94,18 @@ pub async fn send(
     }
     let account = super::owned::<stripe_accounts::Entity, _>(&state.db, ctx, account_id).await?;
     ctx.require(Role::Admin)?;
+    // A test event is test-mode data: a live account, whose flows write to real records,
+    // never takes one.
+    if super::stripe_accounts::livemode_of(&state.keyring, &account) == Some(true) {
+        return Err(ApiError::Conflict {
+            detail: "this Stripe account is in live mode, and a test event is a test-mode event \
+                     that would run live flows against real CRM records; send it from a \
+                     test-mode account (in a development or staging environment), or try a flow \
+                     on this account's real events with POST /v1/flows/{id}/dry-run"
+                .into(),
+            field: None,
+        });
+    }
     let secret_row = webhook_secrets::Entity::find_in_tenant(&ctx.tenant_id)
         .filter(webhook_secrets::Column::StripeAccountId.eq(account.id.as_str()))
         .order_by_desc(webhook_secrets::Column::Id)
@@ -119,11 +131,8 @@ pub async fn send(
             ApiError::Internal(anyhow::anyhow!("signing secret {}: {e}", secret_row.id))
         })?;
     let now = chrono::Utc::now().timestamp();
-    let mut event = fixtures::test_event(&input.event_type, now)
+    let event = fixtures::test_event(&input.event_type, now)
         .ok_or_else(|| ApiError::field("type", "no test event of this type"))?;
-    // The account's own mode, so the ingress takes it; an account of unknown mode takes both.
-    let livemode = super::stripe_accounts::livemode_of(&state.keyring, &account).unwrap_or(false);
-    fixtures::set_livemode(&mut event, livemode);
     let body = serde_json::to_vec(&event).map_err(anyhow::Error::from)?;
     let header = signature::sign(&body, expose(&secret), now);
 

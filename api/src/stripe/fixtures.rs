@@ -106,7 +106,7 @@ pub fn test_event(event_type: &str, now_unix: i64) -> Option<Value> {
 
 /// Puts an event in a mode: its `livemode` and its object's (where the object has one, as
 /// every object here but a refund does).
-pub fn set_livemode(event: &mut Value, livemode: bool) {
+fn set_livemode(event: &mut Value, livemode: bool) {
     if let Some(object) = event
         .pointer_mut("/data/object")
         .and_then(Value::as_object_mut)

@@ -12,7 +12,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tributary_api::commands::rotate_keys;
-use tributary_fakes::stripe::{API_VERSION, FakeStripe, LIVE_SECRET_KEY, SECRET_KEY};
+use tributary_fakes::stripe::{FakeStripe, LIVE_SECRET_KEY, SECRET_KEY};
 use tributary_tests::{
     Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, each_backend_with,
     stripe_signature, wait_for,
@@ -81,14 +81,7 @@ async fn webhook_bodies_up_to_1_mib_are_accepted_and_one_byte_more_is_413() {
 /// A tenant whose Stripe account holds `key`, pinned to the fake's API version.
 async fn stripe_pipeline(app: &TestApp, key: &str) -> Pipeline {
     let p = app.pipeline(json!({})).await;
-    let patched = app
-        .patch(
-            &format!("/v1/stripe-accounts/{}", p.account_id),
-            &p.tenant.token,
-            json!({"secret_key": key, "api_version": API_VERSION}),
-        )
-        .await;
-    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    app.use_stripe_key(&p, key).await;
     p
 }
 

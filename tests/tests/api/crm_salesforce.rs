@@ -392,7 +392,7 @@ async fn a_failed_invoice_becomes_a_task_for_the_account_owner() {
 #[tokio::test]
 async fn a_failed_invoice_gets_its_decline_reason_and_account_from_stripe() {
     for backend in tributary_tests::backends() {
-        use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY};
+        use tributary_fakes::stripe::{FakeStripe, SECRET_KEY};
         let stripe = FakeStripe::start();
         let app = TestApp::spawn_with(
             backend,
@@ -406,14 +406,7 @@ async fn a_failed_invoice_gets_its_decline_reason_and_account_from_stripe() {
             json!({"Name": "Acme", "OwnerId": "005000000000777AAA"}),
         );
         let p = jwt_connection(&app, &fake, "salesforce-payment-failed-task").await;
-        let patched = app
-            .patch(
-                &format!("/v1/stripe-accounts/{}", p.account_id),
-                &p.tenant.token,
-                json!({"secret_key": SECRET_KEY, "api_version": API_VERSION}),
-            )
-            .await;
-        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        app.use_stripe_key(&p, SECRET_KEY).await;
         stripe.put(
             json!({"id": "cus_acme2", "object": "customer", "email": "ap@acme.example",
             "metadata": {"salesforce_account_id": account}, "livemode": false}),

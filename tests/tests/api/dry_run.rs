@@ -1,6 +1,7 @@
 //! Dry-run replay: a draft or a stored version run on ~100 stored events and compared with what
 //! the flow's deliveries sent, writing nothing anywhere. An id in `event_ids` the caller's inbox
-//! does not have (another tenant's) answers 404 naming `event_ids`.
+//! does not have (another tenant's) answers 404 naming `event_ids`. Past 500 events a run is a
+//! bulk job (`"background": true`) whose answer comes with its progress.
 
 use std::collections::HashMap;
 
@@ -259,6 +260,117 @@ async fn dry_run_refusals_failures_and_tenants() {
         let read = dry_run(&app, &member, &flow_id, json!({"limit": 2})).await;
         assert_eq!(read.status, StatusCode::OK, "{}", read.text);
 
+        assert_eq!(
+            written(&app, &p.tenant.id).await,
+            before,
+            "a dry run writes nothing"
+        );
+    })
+    .await;
+}
+
+/// Follows a bulk job until it is done or failed.
+async fn finished_job(app: &TestApp, token: &str, job_id: &str) -> Value {
+    wait_for(60, "the dry-run job finished", || async move {
+        let job = app.get(&format!("/v1/bulk-jobs/{job_id}"), token).await;
+        assert_eq!(job.status, StatusCode::OK, "{}", job.text);
+        (job.body["status"] == "done" || job.body["status"] == "failed").then_some(job.body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_large_dry_run_is_a_bulk_job_with_progress_and_the_same_answer() {
+    each_backend(|app| async move {
+        let p = app.pipeline(json!({})).await;
+        let token = &p.tenant.token;
+        let flow_id = app
+            .post("/v1/flows", token, tiers(&p.connection_id, 10_000))
+            .await
+            .str("/id");
+        let amounts = charges(&app, &p).await;
+        let before = written(&app, &p.tenant.id).await;
+        let draft = tiers(&p.connection_id, 5_000);
+
+        // Past 500 events an answered run says how to ask for a background one.
+        let over = dry_run(
+            &app,
+            token,
+            &flow_id,
+            json!({"flow": draft, "limit": 2_000}),
+        )
+        .await;
+        assert_eq!(
+            over.assert_problem(StatusCode::UNPROCESSABLE_ENTITY),
+            ["limit"]
+        );
+        assert!(
+            over.text.contains("\\\"background\\\": true"),
+            "{}",
+            over.text
+        );
+        // Only admins start one.
+        let (_, member) = app.user_with_role(&p.tenant, "member").await;
+        let body = json!({"flow": draft, "limit": 2_000, "background": true});
+        dry_run(&app, &member, &flow_id, body.clone())
+            .await
+            .assert_problem(StatusCode::FORBIDDEN);
+
+        let accepted = dry_run(&app, token, &flow_id, body).await;
+        assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
+        assert_eq!(
+            accepted.body["count"], EVENTS,
+            "every stored charge: {}",
+            accepted.text
+        );
+        let job = finished_job(&app, token, &accepted.str("/job_id")).await;
+        assert_eq!(job["status"], "done", "{job}");
+        assert_eq!(
+            (
+                job["kind"].clone(),
+                job["total"].clone(),
+                job["done"].clone(),
+                job["failed"].clone()
+            ),
+            (json!("dry_run"), json!(EVENTS), json!(EVENTS), json!(0)),
+            "{job}"
+        );
+        // The same answer as an answered run, listing only the events that change.
+        let out = &job["dry_run"];
+        assert_eq!(
+            (
+                out["events"].clone(),
+                out["changed"].clone(),
+                out["failing"].clone()
+            ),
+            (json!(EVENTS), json!(50), json!(0)),
+            "{out}"
+        );
+        assert_eq!(
+            (out["version"].clone(), out["current_version"].clone()),
+            (Value::Null, json!(1))
+        );
+        let results = out["results"].as_array().unwrap();
+        assert_eq!(results.len(), 50, "{out}");
+        for result in results {
+            let amount = amounts[result["event_id"].as_str().unwrap()];
+            assert!(
+                (5_000..10_000).contains(&amount),
+                "only changed events are listed: {amount}"
+            );
+            assert_eq!(
+                result["changes"],
+                json!([{"step": "contact", "field": "fields.tier",
+                "change": "changed", "before": "silver", "after": "gold"}])
+            );
+        }
+        let ids: Vec<&str> = results
+            .iter()
+            .map(|r| r["event_id"].as_str().unwrap())
+            .collect();
+        let mut newest_first = ids.clone();
+        newest_first.sort_by(|a, b| b.cmp(a));
+        assert_eq!(ids, newest_first);
         assert_eq!(
             written(&app, &p.tenant.id).await,
             before,

@@ -74,6 +74,8 @@ impl Fixture {
         );
         let (user_id, _) = app.user_with_role(owner, "member").await;
         let (api_key_id, _) = app.api_key(owner, "member").await;
+        // A test-mode key, so test-mode events reach it: production opts in.
+        app.allow_mixed_modes(&owner.token, "production").await;
         let account = app
             .post("/v1/stripe-accounts", &owner.token, json!({"name": "A's", "secret_key": "sk_test_isolation123456", "webhook_secret": "whsec_isolation123456"}))
             .await;
@@ -221,6 +223,7 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         "notification_channels.test" | "notification_channels.alerts" => None,
         "stripe_accounts.register_webhook" => None,
         "environments.create" => Some(json!({"name": format!("m{}", &unique[..8])})),
+        "environments.update" => Some(json!({"mixed_modes": true})),
         "flows.promote" => Some(json!({"to": "production"})),
         "logout.create" | "me.tenants" => None,
         // A person switches to one of their own tenants: tenant A, where the fixture's are.

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tributary_fakes::hubspot::{self, FakeHubSpot};
 use tributary_fakes::salesforce::{self, FakeSalesforce};
-use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY};
+use tributary_fakes::stripe::{FakeStripe, SECRET_KEY};
 use tributary_fakes::{RequestLog, Served};
 use tributary_tests::{Pipeline, TestApp, backends, stripe_signature, wait_for};
 
@@ -73,19 +73,8 @@ async fn salesforce(app: &TestApp, fake: &FakeSalesforce, template: &str) -> Pip
         }))
         .await;
     app.flow_from_template(&p, template).await;
-    stripe_key(app, &p).await;
+    app.use_stripe_key(&p, SECRET_KEY).await;
     p
-}
-
-async fn stripe_key(app: &TestApp, p: &Pipeline) {
-    let patched = app
-        .patch(
-            &format!("/v1/stripe-accounts/{}", p.account_id),
-            &p.tenant.token,
-            json!({"secret_key": SECRET_KEY, "api_version": API_VERSION}),
-        )
-        .await;
-    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
 }
 
 async fn processed(app: &TestApp, p: &Pipeline, event: &Value) -> Value {
@@ -568,7 +557,7 @@ async fn a_payment_intent_becomes_a_hubspot_contact_with_hubspot_amounts() {
             .await;
         app.flow_from_template(&p, "hubspot-payment-intent-contact")
             .await;
-        stripe_key(&app, &p).await;
+        app.use_stripe_key(&p, SECRET_KEY).await;
         stripe.put(json!({"id": "cus_tony", "object": "customer", "email": "Tony@StarkIndustries.com",
                           "name": "Tony Stark", "phone": "+1-555-0100", "livemode": false, "metadata": {}}));
         let intent = json!({"id": "pi_tony", "object": "payment_intent", "amount": 14900,

@@ -20,6 +20,7 @@ mod crm_zoho;
 mod delivery_history;
 mod docs;
 mod dry_run;
+mod environment_modes;
 mod environments;
 mod errors;
 mod event_search;

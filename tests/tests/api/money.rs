@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tributary_fakes::stripe::{API_VERSION, FakeStripe, SECRET_KEY, Settlement};
+use tributary_fakes::stripe::{FakeStripe, SECRET_KEY, Settlement};
 use tributary_tests::{Backend, Pipeline, TestApp, backends};
 
 fn now() -> i64 {
@@ -24,14 +24,7 @@ async fn spawn(backend: Backend, fake: &FakeStripe) -> TestApp {
 /// A tenant with a sandbox connection and a Stripe account holding the fake's key.
 async fn pipeline(app: &TestApp) -> Pipeline {
     let p = app.pipeline(json!({})).await;
-    let patched = app
-        .patch(
-            &format!("/v1/stripe-accounts/{}", p.account_id),
-            &p.tenant.token,
-            json!({"secret_key": SECRET_KEY, "api_version": API_VERSION}),
-        )
-        .await;
-    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    app.use_stripe_key(&p, SECRET_KEY).await;
     p
 }
 

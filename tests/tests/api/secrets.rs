@@ -116,7 +116,7 @@ async fn a_ciphertext_moved_to_another_tenants_row_does_not_open() {
             .post(
                 "/v1/stripe-accounts",
                 &a.token,
-                json!({"name": "A", "secret_key": "sk_test_AAAAAAAAAAAA1111"}),
+                json!({"name": "A", "secret_key": "sk_live_AAAAAAAAAAAA1111"}),
             )
             .await
             .str("/id");
@@ -124,7 +124,7 @@ async fn a_ciphertext_moved_to_another_tenants_row_does_not_open() {
             .post(
                 "/v1/stripe-accounts",
                 &b.token,
-                json!({"name": "B", "secret_key": "sk_test_BBBBBBBBBBBB2222"}),
+                json!({"name": "B", "secret_key": "sk_live_BBBBBBBBBBBB2222"}),
             )
             .await
             .str("/id");
@@ -178,7 +178,7 @@ async fn rotation_reseals_everything_and_old_keys_can_then_go() {
         let tenant = app.signup("Rotation").await;
         let mut originals = Vec::new();
         for i in 0..3 {
-            let key = format!("sk_test_rotation{i}abcdefgh");
+            let key = format!("sk_live_rotation{i}abcdefgh");
             let signing = format!("whsec_rotation{i}abcdefgh");
             app.post(
                 "/v1/stripe-accounts",
@@ -378,7 +378,7 @@ async fn every_sealed_column_is_registered() {
             .post(
                 "/v1/stripe-accounts",
                 &token,
-                json!({"name": "Keyed", "secret_key": "sk_test_registryabcdefgh", "webhook_secret": "whsec_registryabcdefgh"}),
+                json!({"name": "Keyed", "secret_key": "sk_live_registryabcdefgh", "webhook_secret": "whsec_registryabcdefgh"}),
             )
             .await;
         assert_eq!(account.status, StatusCode::CREATED, "{}", account.text);

@@ -2,7 +2,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tributary_tests::each_backend;
 
-pub const SECRET_KEY: &str = "sk_test_51HxTributaryTestKey9876";
+pub const SECRET_KEY: &str = "sk_live_51HxTributaryTestKey9876";
 pub const SIGNING_SECRET: &str = "whsec_TributaryTestSigningSecret4242";
 
 #[tokio::test]

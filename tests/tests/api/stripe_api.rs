@@ -22,14 +22,7 @@ async fn spawn(backend: Backend, fake: &FakeStripe, extra: &[(&str, &str)]) -> T
 /// the fake's API version.
 async fn pipeline(app: &TestApp, key: &str) -> Pipeline {
     let p = app.pipeline(json!({})).await;
-    let patched = app
-        .patch(
-            &format!("/v1/stripe-accounts/{}", p.account_id),
-            &p.tenant.token,
-            json!({"secret_key": key, "api_version": API_VERSION}),
-        )
-        .await;
-    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    app.use_stripe_key(&p, key).await;
     p
 }
 

@@ -136,6 +136,7 @@ async fn a_live_account_refuses_test_events_and_stores_and_delivers_nothing() {
 async fn a_test_account_refuses_live_events() {
     each_backend(|app| async move {
         let p = app.pipeline(json!({})).await;
+        app.allow_mixed_modes(&p.tenant.token, "production").await;
         let (test, body) = account(&app, &p, json!({"name": "Test", "secret_key": TEST_KEY})).await;
         assert_eq!(body["livemode"], false, "{body}");
         let refused = app
@@ -169,6 +170,7 @@ async fn a_test_account_refuses_live_events() {
 async fn an_account_with_only_a_signing_secret_is_told_its_mode_once() {
     each_backend(|app| async move {
         let p = app.pipeline(json!({})).await;
+        app.allow_mixed_modes(&p.tenant.token, "production").await;
         let token = &p.tenant.token;
         let (told, body) = account(&app, &p, json!({"name": "Told", "livemode": true})).await;
         assert_eq!(body["livemode"], true, "{body}");
@@ -324,35 +326,39 @@ async fn a_livemode_against_the_key_or_a_key_without_a_mode_is_refused_by_field(
 }
 
 #[tokio::test]
-async fn a_test_event_carries_its_accounts_mode() {
+async fn test_events_are_test_mode_and_a_live_account_refuses_them() {
     each_backend(|app| async move {
         let p = app.pipeline(json!({})).await;
         let token = &p.tenant.token;
+        app.allow_mixed_modes(token, "production").await;
         let (live, _) = account(&app, &p, json!({"name": "Live", "livemode": true})).await;
         let (test, _) = account(&app, &p, json!({"name": "Test", "secret_key": TEST_KEY})).await;
-        for (account_id, livemode) in [
-            (&live.account_id, true),
-            (&test.account_id, false),
-            (&p.account_id, false),
-        ] {
-            let sent = app
-                .post(
+        let send = |account_id: String| {
+            let app = &app;
+            async move {
+                app.post(
                     &format!("/v1/stripe-accounts/{account_id}/test-events"),
                     token,
                     json!({"type": "charge.succeeded"}),
                 )
-                .await;
+                .await
+            }
+        };
+        for account_id in [&test.account_id, &p.account_id] {
+            let sent = send(account_id.clone()).await;
             assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
             let event = app
                 .get(&format!("/v1/events/{}", sent.str("/event_id")), token)
                 .await;
-            assert_eq!(event.body["livemode"], livemode, "{}", event.text);
-            assert_eq!(event.body["payload"]["livemode"], livemode);
-            assert_eq!(
-                event.body["payload"]["data"]["object"]["livemode"],
-                livemode
-            );
+            assert_eq!(event.body["livemode"], false, "{}", event.text);
+            assert_eq!(event.body["payload"]["livemode"], false);
+            assert_eq!(event.body["payload"]["data"]["object"]["livemode"], false);
         }
+        let before = events(&app, token).await.len();
+        let refused = send(live.account_id.clone()).await;
+        refused.assert_problem(StatusCode::CONFLICT);
+        assert!(refused.text.contains("live mode"), "{}", refused.text);
+        assert_eq!(events(&app, token).await.len(), before, "nothing stored");
     })
     .await;
 }
@@ -408,6 +414,7 @@ async fn a_backfill_skips_and_counts_the_other_modes_events() {
         let app = TestApp::spawn_with(backend, &vars).await;
         let cleanup = app.cleanup_handle();
         let p = app.pipeline(json!({})).await;
+        app.allow_mixed_modes(&p.tenant.token, "production").await;
         let token = &p.tenant.token;
         let path = format!("/v1/stripe-accounts/{}", p.account_id);
         let patched = app

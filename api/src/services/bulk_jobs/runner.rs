@@ -9,7 +9,7 @@ use sea_orm::{
     QuerySelect,
 };
 
-use super::{BATCH, KIND_REPLAY, MAX_RUNS, item_status, status};
+use super::{BATCH, KIND_DRY_RUN, KIND_REPLAY, MAX_RUNS, item_status, status};
 use crate::error::ApiError;
 use crate::extract::{Actor, TenantContext};
 use crate::services::events::ReplayIn;
@@ -189,18 +189,34 @@ async fn run(state: &AppState, mut job: bulk_jobs::Model) -> Result<(), ApiError
         return Ok(());
     }
     let ctx = context_of(state, &job).await?;
+    let dry_run = job.kind == KIND_DRY_RUN;
     loop {
         let items = bulk_job_items::Entity::find()
             .filter(bulk_job_items::Column::JobId.eq(job.id.as_str()))
             .filter(bulk_job_items::Column::Status.eq(item_status::PENDING))
             .order_by_asc(bulk_job_items::Column::ItemId)
-            .limit(BATCH)
+            .limit(if dry_run {
+                super::dry_runs::BATCH
+            } else {
+                BATCH
+            })
             .all(&state.db)
             .await?;
         if items.is_empty() {
             save(state, &mut job, Some((status::DONE, None))).await?;
             tracing::info!(bulk_job_id = %job.id, "bulk job done");
             return Ok(());
+        }
+        if dry_run {
+            if let Err(reason) = super::dry_runs::run_batch(state, &ctx, &job, items).await? {
+                save(state, &mut job, Some((status::FAILED, Some(reason)))).await?;
+                return Ok(());
+            }
+            if !save(state, &mut job, None).await? {
+                tracing::warn!(bulk_job_id = %job.id, "another process took the bulk job over");
+                return Ok(());
+            }
+            continue;
         }
         for item in items {
             let outcome = if job.kind == KIND_REPLAY {

@@ -8,7 +8,7 @@ use tributary_worker::schema::EventStatus;
 use tributary_worker::statuses::status as event_status;
 use utoipa::ToSchema;
 
-use super::{KIND_REPLAY, KIND_RETRY, RETRY_STATUSES, status};
+use super::{KIND_DRY_RUN, KIND_REPLAY, KIND_RETRY, RETRY_STATUSES, status};
 use crate::error::FieldError;
 use crate::extract::Validate;
 use crate::services::event_search::{FilterId, SearchTerm};
@@ -24,8 +24,9 @@ tributary_worker::string_enum_schema!(
 tributary_worker::string_enum_schema!(
     /// What a bulk job does.
     BulkJobKind,
-    "`delivery_retry` (`POST /v1/deliveries/retry`) or `event_replay` (`POST /v1/events/replay`).",
-    [KIND_RETRY, KIND_REPLAY]
+    "`delivery_retry` (`POST /v1/deliveries/retry`), `event_replay` (`POST /v1/events/replay`) \
+     or `dry_run` (`POST /v1/flows/{id}/dry-run` with `background`).",
+    [KIND_RETRY, KIND_REPLAY, KIND_DRY_RUN]
 );
 
 tributary_worker::string_enum_schema!(
@@ -252,4 +253,9 @@ pub struct BulkJobDetailOut {
     pub job: BulkJobOut,
     /// The first 20 items that failed, with their reasons.
     pub failures: Vec<BulkFailureOut>,
+    /// A `dry_run` job's answer once it is `done`: `events`, `changed` and `failing` count
+    /// every event it ran; `results` holds the first 500 events that changed or newly fail
+    /// (an unchanged event is only counted), newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<crate::services::dry_run::types::DryRunOut>,
 }

@@ -12,12 +12,15 @@ use crate::extract::Validate;
 use crate::services::fields::check_one_of;
 use crate::services::flow_history::diff::ChangeKind;
 
-/// At most this many events per dry run, and the default.
+/// At most this many events per dry run answered at once, and the default.
 pub const MAX_EVENTS: i64 = 500;
 pub const DEFAULT_EVENTS: i64 = 100;
+/// At most this many events per dry run in the background (and never more than
+/// `TRIBUTARY_MAX_BULK_ITEMS`).
+pub const MAX_JOB_EVENTS: i64 = 10_000;
 
 /// Which flow to try, and on which stored events.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DryRunIn {
     /// A stored version to try, as `GET /v1/flows/{id}/versions` lists them; by default the
@@ -34,13 +37,19 @@ pub struct DryRunIn {
     /// Or the newest stored events matching this. By default: the events of the types the
     /// current version's and the tried flow's triggers listen to.
     pub filter: Option<DryRunFilter>,
-    /// How many events at most (1 to 500; 100 by default), newest first.
-    #[schema(minimum = 1, maximum = 500, example = 100)]
+    /// How many events at most (1 to 500, or to 10000 with `background`; 100 by default),
+    /// newest first.
+    #[schema(minimum = 1, maximum = 10000, example = 100)]
     pub limit: Option<i64>,
+    /// Run it as a bulk job and answer 202 at once: follow its progress at
+    /// `GET /v1/bulk-jobs/{job_id}`, whose `dry_run` holds the answer when it is done. For runs
+    /// beyond 500 events; admins and owners only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub background: bool,
 }
 
 /// Which stored events a dry run reads; every field narrows.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DryRunFilter {
     /// An event type, e.g. `charge.succeeded`; by default the types the triggers listen to.
@@ -91,10 +100,20 @@ impl Validate for DryRunIn {
                 format!("at most {MAX_EVENTS} events per dry run"),
             ));
         }
-        if self.limit.is_some_and(|n| !(1..=MAX_EVENTS).contains(&n)) {
+        let most = if self.background {
+            MAX_JOB_EVENTS
+        } else {
+            MAX_EVENTS
+        };
+        if self.limit.is_some_and(|n| !(1..=most).contains(&n)) {
+            let more = if self.background {
+                String::new()
+            } else {
+                format!("; up to {MAX_JOB_EVENTS} run in the background with \"background\": true")
+            };
             errors.push(FieldError::new(
                 "limit",
-                format!("must be a whole number from 1 to {MAX_EVENTS}"),
+                format!("must be a whole number from 1 to {most}{more}"),
             ));
         }
         if let Some(filter) = &self.filter {
@@ -120,7 +139,7 @@ impl Validate for DryRunIn {
 }
 
 /// One value an event's operations would send differently.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OperationChange {
     /// The step (a `for_each` item as `<id>[<key>]`).
     #[schema(example = "contact")]
@@ -139,7 +158,7 @@ pub struct OperationChange {
 }
 
 /// One event, run through the tried flow.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DryRunResult {
     /// The inbox event (`GET /v1/events/{id}`).
     pub event_id: String,
