@@ -24,6 +24,7 @@ mod m20261207_000018_stripe_livemode;
 mod m20261207_000019_environments;
 mod m20261208_000020_environment_modes;
 mod m20261208_000021_dry_run_jobs;
+mod m20261208_000022_rate_budgets;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000019_environments::Migration),
             Box::new(m20261208_000020_environment_modes::Migration),
             Box::new(m20261208_000021_dry_run_jobs::Migration),
+            Box::new(m20261208_000022_rate_budgets::Migration),
         ]
     }
 }

@@ -17,10 +17,12 @@ use tributary_worker::settings::Settings;
 mod pipeline;
 mod reply;
 mod stripe;
+mod worker_process;
 
 pub use pipeline::Pipeline;
 pub use reply::Reply;
 pub use stripe::{charge_event, stripe_signature};
+pub use worker_process::WorkerProcess;
 
 pub const TEST_KEYRING: &str = "k1:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 pub const PASSWORD: &str = "correct horse battery staple";

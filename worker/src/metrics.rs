@@ -30,6 +30,7 @@ pub struct Metrics {
     event_to_crm: Histograms,
     rate_limited: Family<Labels, Counter>,
     rate_limit_wait: Histograms,
+    budget_waits: Histograms,
     token_refreshes: Family<Labels, Counter>,
     queue_depth: Gauge,
     queue_oldest: Gauge<f64, AtomicU64>,
@@ -77,6 +78,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         event_to_crm: Family::new_with_constructor(arrival_buckets as fn() -> Histogram),
         rate_limited: Family::default(),
         rate_limit_wait: Family::new_with_constructor(wait_buckets as fn() -> Histogram),
+        budget_waits: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
         token_refreshes: Family::default(),
         queue_depth: Gauge::default(),
         queue_oldest: Gauge::default(),
@@ -126,6 +128,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "crm_rate_limit_wait_seconds",
         "How long a connection was held after a rate limit, by provider",
         m.rate_limit_wait.clone(),
+    );
+    registry.register(
+        "crm_budget_wait_seconds",
+        "How long CRM requests waited for a slot of their connection's shared rate budget, by \
+         provider (0 when none came soon enough and the delivery was retried later)",
+        m.budget_waits.clone(),
     );
     registry.register(
         "token_refreshes",
@@ -232,6 +240,14 @@ pub fn rate_limited(provider: &str, wait_seconds: f64) {
         .rate_limit_wait
         .get_or_create(&provider)
         .observe(wait_seconds);
+}
+
+/// A CRM request waited `seconds` for its rate budget's slot.
+pub fn budget_wait(provider: &str, seconds: f64) {
+    METRICS
+        .budget_waits
+        .get_or_create(&labels(&[("provider", provider)]))
+        .observe(seconds.max(0.0));
 }
 
 pub fn token_refresh(provider: &str, outcome: &str) {

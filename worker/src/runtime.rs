@@ -79,11 +79,11 @@ impl Runtime {
             settings.vendor_urls,
         )?);
         let queue = Queue::connect(settings, &db).await?;
-        let stripe = Arc::new(crate::stripe::StripeApi::new(
-            &settings.stripe_api_url,
-            db.clone(),
-            keyring.clone(),
-        )?);
+        let budgets = Arc::new(crate::budget::Budgets::connect(settings, &db).await?);
+        let stripe = Arc::new(
+            crate::stripe::StripeApi::new(&settings.stripe_api_url, db.clone(), keyring.clone())?
+                .with_budgets(budgets.clone()),
+        );
         let backfiller = crate::stripe::backfill::Backfiller::new(
             db.clone(),
             queue.clone(),
@@ -98,7 +98,8 @@ impl Runtime {
             crm: Arc::new(
                 crate::crm::Connector::new(db.clone(), keyring, settings.vendor_urls)
                     .with_oauth_apps(settings.oauth_apps.clone())
-                    .with_extra_ca_certs(settings.extra_ca_certs.clone()),
+                    .with_extra_ca_certs(settings.extra_ca_certs.clone())
+                    .with_budgets(budgets),
             ),
             fairness: crate::engine::Fairness::new(
                 settings.tenant_max_in_flight,

@@ -29,7 +29,7 @@ fn input_of(kind: Kind) -> &'static str {
         Kind::Bool => "bool",
         Kind::Seconds | Kind::Port | Kind::PollInterval => "number",
         Kind::Objects | Kind::Scopes => "list",
-        Kind::Headers | Kind::PriceTable | Kind::RateTable => "json",
+        Kind::Headers | Kind::PriceTable | Kind::RateTable | Kind::RateLimit => "json",
         Kind::Url
         | Kind::Text
         | Kind::ApiVersion

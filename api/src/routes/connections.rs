@@ -14,7 +14,8 @@ use crate::extract::{
     IfMatch, ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery, tag_of,
 };
 use crate::services::connections::{
-    self, ConnectionIn, ConnectionOut, ConnectionPatch, ConnectionTestOut, SandboxRecordOut,
+    self, ConnectionIn, ConnectionOut, ConnectionPatch, ConnectionTestOut, RateLimitOut,
+    SandboxRecordOut,
 };
 use crate::services::schema::{self, ObjectFieldsOut};
 use crate::services::watches::{PollOut, WatchOut};
@@ -100,7 +101,7 @@ async fn list(
 /// Get a connection
 ///
 /// One connection: its provider, settings, status and what the vendor reported about it; never its
-/// credentials.
+/// credentials. Its rate budget is at `GET /v1/connections/{id}/rate-limit`.
 #[utoipa::path(tag = "connections", operation_id = "connections.get", params(("id" = String, Path, description = "The connection's id")),
     responses(
         (status = 200, description = "The connection.", body = ConnectionOut),
@@ -117,6 +118,28 @@ async fn get_one(
         &state,
         connections::find(&state, &ctx, &id).await?,
     )))
+}
+
+/// A connection's rate budget
+///
+/// The rate budget every process's requests to the connection share: the limit and where it
+/// comes from (its `rate_limit` setting, the vendor's headers, the vendor's documented
+/// default), the requests reserved ahead across every process, and any hold (a vendor's
+/// `Retry-After`). Live state, so apart from the connection, whose `ETag` names its version.
+#[utoipa::path(tag = "connections", operation_id = "connections.rate_limit", params(("id" = String, Path, description = "The connection's id")),
+    responses(
+        (status = 200, description = "The connection's rate budget as it stands.", body = RateLimitOut),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/connections/{id}/rate-limit")]
+async fn rate_limit(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let connection = connections::find(&state, &ctx, &id).await?;
+    Ok(HttpResponse::Ok().json(connections::rate_limit(&state, &connection).await?))
 }
 
 /// Update a connection
@@ -365,6 +388,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
         .service(list)
         .service(get_one)
+        .service(rate_limit)
         .service(update)
         .service(remove)
         .service(test)

@@ -261,6 +261,72 @@ pub struct ConnectionOut {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A connection's shared rate budget as it stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RateLimitOut {
+    /// The limit its requests are held to (a twentieth under it, for the network's jitter):
+    /// this many requests…
+    pub requests: Option<u32>,
+    /// …per this many seconds; both null when only the vendor's answers (429, daily limits)
+    /// hold it.
+    pub per_seconds: Option<f64>,
+    /// Where the limit comes from: `setting` (its `rate_limit`), `learned` (the vendor's
+    /// headers), `default` (the vendor's documented limit) or `none`.
+    #[schema(example = "learned")]
+    pub source: String,
+    /// Requests reserved ahead of now: the line to the vendor, across every process.
+    pub reserved_ahead: u64,
+    /// When the next request may go, if not at once.
+    pub next_slot_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Nothing is sent before this (a vendor's `Retry-After`, or a spent window).
+    pub held_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The connection's rate budget as it stands.
+pub async fn rate_limit(
+    state: &AppState,
+    connection: &connections::Model,
+) -> Result<RateLimitOut, ApiError> {
+    use tributary_worker::budget::{Rate, Source};
+    use tributary_worker::crm::pacing;
+    let settings = serde_json::from_str(&connection.settings).unwrap_or_default();
+    let (given, source) = pacing::rate_of(&connection.provider, &settings);
+    let budget = state
+        .connector()
+        .budgets
+        .state(&pacing::budget_key(&connection.id))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+    let learned = budget.as_ref().and_then(|b| b.learned);
+    let (rate, named): (Option<Rate>, &str) = match (source, learned) {
+        (Source::Setting, _) => (Some(given), "setting"),
+        (Source::Default, Some(rate)) => (Some(rate), "learned"),
+        (Source::Default, None) if given.requests > 0 => (Some(given), "default"),
+        _ => (None, "none"),
+    };
+    let now = chrono::Utc::now().timestamp_micros();
+    let at = |micros: i64| {
+        (micros > now)
+            .then(|| chrono::DateTime::from_timestamp_micros(micros))
+            .flatten()
+    };
+    let (next, held) = budget.map_or((0, 0), |b| (b.next_slot_us, b.held_until_us));
+    let interval = rate.map_or(0, Rate::interval_us);
+    let reserved_ahead = if interval > 0 && next > now {
+        ((next - now) / interval) as u64
+    } else {
+        0
+    };
+    Ok(RateLimitOut {
+        requests: rate.map(|r| r.requests),
+        per_seconds: rate.map(|r| r.per_ms as f64 / 1000.0),
+        source: named.into(),
+        reserved_ahead,
+        next_slot_at: at(next.max(held)),
+        held_until: at(held),
+    })
+}
+
 /// CRMs that push their changes to a connection's own URL.
 pub const INBOUND_PROVIDERS: &[&str] = &["hubspot", "salesforce", "zoho"];
 

@@ -61,15 +61,20 @@ struct State {
     scopes: Option<Vec<String>>,
 }
 
-/// HubSpot's API limits: a budget per interval and a daily one.
+/// HubSpot's API limits: a budget per rolling interval and a daily one.
 struct Limits {
     max: u64,
     interval_ms: u64,
     daily: u64,
-    window_start: std::time::Instant,
-    in_window: u64,
+    /// When each request of the last interval came.
+    window: std::collections::VecDeque<std::time::Instant>,
     day_start: std::time::Instant,
     today: u64,
+    /// An announced `Retry-After`: when it was announced, and until when it runs.
+    retry_after: Option<(std::time::Instant, std::time::Instant)>,
+    /// Requests that came while an announced `Retry-After` was pending (after
+    /// [`limits::IN_FLIGHT`]).
+    early: u64,
 }
 
 pub struct FakeHubSpot {
@@ -83,7 +88,7 @@ type Shared = Arc<Mutex<State>>;
 
 mod answers;
 mod control;
-mod limits;
+pub(crate) mod limits;
 mod oauth;
 mod objects;
 mod post;

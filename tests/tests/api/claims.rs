@@ -14,13 +14,11 @@ use serde_json::{Value, json};
 use tributary_api::commands::rotate_keys;
 use tributary_fakes::stripe::{FakeStripe, LIVE_SECRET_KEY, SECRET_KEY};
 use tributary_tests::{
-    Pipeline, TEST_KEYRING, TestApp, charge_event, each_backend, each_backend_with,
+    Pipeline, TEST_KEYRING, TestApp, WorkerProcess, charge_event, each_backend, each_backend_with,
     stripe_signature, wait_for,
 };
-use tributary_worker::runtime::Runtime;
 use tributary_worker::sealed;
 use tributary_worker::secrets::{Keyring, SecretContext};
-use tributary_worker::settings::Settings;
 
 const MIB: usize = 1024 * 1024;
 
@@ -535,48 +533,6 @@ async fn hold_session(
             b"250 2.0.0 OK\r\n"
         };
         write.write_all(reply).await?;
-    }
-}
-
-/// A worker process of its own: a runtime on its own thread that can be killed, dropping
-/// every task where it stands, as SIGKILL would.
-struct WorkerProcess {
-    kill: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl WorkerProcess {
-    fn start(settings: Settings) -> WorkerProcess {
-        let (kill, killed) = std::sync::mpsc::channel::<()>();
-        let (ready, started) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            let pipeline = runtime.block_on(async {
-                let db = tributary_worker::db::connect(&settings.database_url)
-                    .await
-                    .unwrap();
-                let keyring = Arc::new(tributary_worker::secrets::load_keyring(&settings).unwrap());
-                Runtime::start(&settings, db, true, "worker", keyring)
-                    .await
-                    .unwrap()
-            });
-            ready.send(()).unwrap();
-            let _ = killed.recv();
-            // No orderly stop: nothing after the await in hand runs.
-            std::mem::forget(pipeline);
-            runtime.shutdown_background();
-        });
-        started.recv().expect("the worker started");
-        WorkerProcess { kill, thread }
-    }
-
-    fn kill(self) {
-        let _ = self.kill.send(());
-        self.thread.join().unwrap();
     }
 }
 

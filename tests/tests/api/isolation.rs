@@ -216,6 +216,7 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
         "connections.test" | "connections.reauthorize" | "deliveries.retry" => None,
         "connections.poll" | "connections.watches" | "connections.fields" => None,
+        "connections.rate_limit" => None,
         "notification_channels.create" => Some(
             json!({"name": "matrix", "kind": "slack", "url": "https://alerts.example.com/matrix"}),
         ),

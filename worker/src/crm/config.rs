@@ -468,6 +468,28 @@ fn check_value(
             Some(10..=86_400) => None,
             _ => Some("must be a whole number of seconds from 10 to 86400".into()),
         },
+        Kind::RateLimit => rate_limit(value).err(),
+    }
+}
+
+/// A `rate_limit` setting, `{"requests": 1..=100000, "per_seconds": 1..=86400}`.
+pub fn rate_limit(value: &Value) -> Result<crate::budget::Rate, String> {
+    let wrong = || {
+        "must be {\"requests\": 1 to 100000, \"per_seconds\": 1 to 86400}, e.g. \
+         {\"requests\": 100, \"per_seconds\": 10}"
+            .to_string()
+    };
+    let map = value.as_object().ok_or_else(wrong)?;
+    if map.keys().any(|k| k != "requests" && k != "per_seconds") {
+        return Err(wrong());
+    }
+    let requests = map.get("requests").and_then(Value::as_u64);
+    let seconds = map.get("per_seconds").and_then(Value::as_u64);
+    match (requests, seconds) {
+        (Some(r @ 1..=100_000), Some(s @ 1..=86_400)) => {
+            Ok(crate::budget::Rate::new(r as u32, s * 1000))
+        }
+        _ => Err(wrong()),
     }
 }
 

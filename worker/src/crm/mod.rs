@@ -28,7 +28,7 @@ pub use object_fields::{
     FieldInfo, FieldSource, OBJECT_NAME_PATTERN, has_schema, is_object_name, sorted, unknown_object,
 };
 pub use session::{
-    Adapter, Call, Connector, Exchanged, FIND_LIMIT, Found, Reply, Request, Session, Trail,
+    Adapter, Call, Connector, Exchanged, FIND_LIMIT, Found, Reply, Request, Session, Trail, pacing,
 };
 
 /// The adapter of a provider that talks to a vendor (not the sandbox).

@@ -11,6 +11,7 @@
 
 mod connector;
 mod credentials;
+pub mod pacing;
 mod refresh;
 mod send;
 mod status;

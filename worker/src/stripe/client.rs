@@ -320,22 +320,20 @@ impl StripeKey {
     }
 }
 
-/// Reads per second allowed per account: about 100 live and 25 in test mode, as Stripe
-/// documents; Tributary stays a little under both.
-fn reads_per_second(key: &StripeKey) -> f64 {
-    if key.is_test() { 20.0 } else { 80.0 }
-}
+mod pace;
 
 const MAX_TRIES: u32 = 4;
 /// The most a Stripe answer may hold: 16 MiB, room for a page of 100 expanded objects.
 const ANSWER_LIMIT: usize = 16 * 1024 * 1024;
 
-/// One client per process; it spaces each account's requests.
+/// One client per process; it spaces each account's requests: under a rate budget shared by
+/// every process when it has one, else on its own.
 #[derive(Clone)]
 pub struct StripeClient {
     http: reqwest::Client,
     base_url: String,
     next_slot: Arc<Mutex<HashMap<String, Instant>>>,
+    budgets: Option<Arc<crate::budget::Budgets>>,
     retry_base: Duration,
 }
 
@@ -352,26 +350,16 @@ impl StripeClient {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
             next_slot: Arc::default(),
+            budgets: None,
             retry_base: Duration::from_millis(500),
         })
     }
 
-    /// Waits for this account's next request slot.
-    async fn pace(&self, key: &StripeKey) {
-        let spacing = Duration::from_secs_f64(1.0 / reads_per_second(key));
-        let wait = {
-            let mut slots = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let slot = slots.get(&key.account_id).copied().unwrap_or(now).max(now);
-            slots.insert(key.account_id.clone(), slot + spacing);
-            if slots.len() > 10_000 {
-                slots.retain(|_, at| *at > now);
-            }
-            slot - now
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+    /// Spaces each account's requests under the shared budgets, so every process together
+    /// keeps to the account's rate.
+    pub fn with_budgets(mut self, budgets: Arc<crate::budget::Budgets>) -> Self {
+        self.budgets = Some(budgets);
+        self
     }
 
     /// `GET path?query`.

@@ -43,6 +43,12 @@ impl StripeApi {
         })
     }
 
+    /// Paces each account's calls under the shared budgets.
+    pub fn with_budgets(mut self, budgets: Arc<crate::budget::Budgets>) -> Self {
+        self.client = self.client.with_budgets(budgets);
+        self
+    }
+
     /// The account's key, or an error that says what is missing.
     pub fn key_of(&self, account: &stripe_accounts::Model) -> Result<StripeKey, StripeError> {
         let missing = |message: String| {

@@ -94,6 +94,12 @@ impl FakeHubSpot {
         s.limits.daily = daily;
     }
 
+    /// Requests that came while a `Retry-After` the fake had announced was still pending, more
+    /// than a quarter second after it was announced (before, they were on their way).
+    pub fn early_requests(&self) -> u64 {
+        self.state.lock().unwrap().limits.early
+    }
+
     /// The scopes every token holds from now on (by default, all).
     pub fn grant_scopes(&self, scopes: &[&str]) {
         self.state.lock().unwrap().scopes = Some(scopes.iter().map(|s| s.to_string()).collect());

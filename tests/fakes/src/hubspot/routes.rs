@@ -102,8 +102,11 @@ fn admit(s: &mut State, req: &HttpRequest) -> Result<(), HttpResponse> {
             Some(_) => {}
         }
     }
+    s.limits.arrived();
     if s.throttle > 0 {
         s.throttle -= 1;
+        let seconds = s.retry_after;
+        s.limits.announced(seconds);
         let mut response = HttpResponse::TooManyRequests()
             .insert_header(("retry-after", s.retry_after.to_string()))
             .json(json!({

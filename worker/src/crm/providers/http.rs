@@ -10,6 +10,7 @@ pub static PROVIDER: Provider = Provider {
         ("headers", Kind::Headers),
         ("id_pointer", Kind::Pointer),
         ("timeout_seconds", Kind::Seconds),
+        ("rate_limit", Kind::RateLimit),
     ],
     required: &[("base_url", "is required for an HTTP CRM")],
     check: no_check,

@@ -20,6 +20,7 @@ pub static PROVIDER: Provider = Provider {
         ("token_url", Kind::Url),
         ("scopes", Kind::Scopes),
         ("timeout_seconds", Kind::Seconds),
+        ("rate_limit", Kind::RateLimit),
         ("corporate_currency", Kind::Currency),
         ("exchange_rates", Kind::RateTable),
         ("stripe_prices", Kind::PriceTable),

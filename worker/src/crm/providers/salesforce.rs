@@ -23,6 +23,7 @@ pub static PROVIDER: Provider = Provider {
         ("record_type", Kind::Text),
         ("scopes", Kind::Scopes),
         ("timeout_seconds", Kind::Seconds),
+        ("rate_limit", Kind::RateLimit),
         ("corporate_currency", Kind::Currency),
         ("exchange_rates", Kind::RateTable),
         ("stripe_prices", Kind::PriceTable),

@@ -150,6 +150,9 @@ pub enum Kind {
     Currency,
     /// Exchange rates, `{"eur": {"usd": 1.08}}`: 1 EUR is 1.08 USD.
     RateTable,
+    /// A rate limit, `{"requests": 100, "per_seconds": 10}`: over the vendor's default and
+    /// what its headers say.
+    RateLimit,
 }
 
 /// A setting as text, if present.

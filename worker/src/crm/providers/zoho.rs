@@ -133,6 +133,7 @@ pub static PROVIDER: Provider = Provider {
         ("search_before_write", Kind::Bool),
         ("scopes", Kind::Scopes),
         ("timeout_seconds", Kind::Seconds),
+        ("rate_limit", Kind::RateLimit),
         ("corporate_currency", Kind::Currency),
         ("exchange_rates", Kind::RateTable),
         ("watch", Kind::Objects),

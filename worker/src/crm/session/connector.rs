@@ -22,6 +22,8 @@ pub struct Connector {
     /// Certificates (DER) of private CAs the TLS of `smtp` connections trusts besides the
     /// webpki roots (`TRIBUTARY_EXTRA_CA_CERTS`).
     pub extra_ca_certs: Vec<Vec<u8>>,
+    /// The connections' rate budgets, shared with every other process.
+    pub budgets: Arc<crate::budget::Budgets>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -37,6 +39,7 @@ impl Connector {
             .build()
             .expect("an HTTP client with default TLS settings builds");
         Connector {
+            budgets: Arc::new(crate::budget::Budgets::in_database(db.clone())),
             db,
             keyring,
             http,
@@ -50,6 +53,12 @@ impl Connector {
     /// The operator's OAuth apps, so that refreshes never send their secrets elsewhere.
     pub fn with_oauth_apps(mut self, apps: Vec<OAuthApp>) -> Self {
         self.oauth_apps = apps;
+        self
+    }
+
+    /// Rate budgets kept elsewhere than the database (Redis, when the queue is Redis).
+    pub fn with_budgets(mut self, budgets: Arc<crate::budget::Budgets>) -> Self {
+        self.budgets = budgets;
         self
     }
 

@@ -36,6 +36,7 @@ impl Call<'_> {
             for (name, value) in self.auth_headers(&session, body.as_deref().unwrap_or(""))? {
                 builder = builder.header(name, value);
             }
+            self.take_slot().await?;
             self.trail.sent(&request.method, &url);
             let started = Instant::now();
             let response = builder.send().await;
@@ -95,6 +96,7 @@ impl Call<'_> {
                 headers,
                 body: text,
             };
+            self.note_limits(&reply).await;
             if status == 401 && self.credentials.can_refresh() && !self.refreshed {
                 self.refreshed = true;
                 let stale = Some(session.access_token.clone());
