@@ -131,8 +131,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "crm_budget_wait_seconds",
-        "How long CRM requests waited for a slot of their connection's shared rate budget, by \
-         provider (0 when none came soon enough and the delivery was retried later)",
+        "How long CRM requests waited for their connection's shared rate budget, by provider",
         m.budget_waits.clone(),
     );
     registry.register(
