@@ -15,8 +15,8 @@ mod jobs;
 mod runner;
 mod types;
 
-pub use dry_runs::start as dry_run;
-pub use jobs::{get, list, replay, retry};
+pub use dry_runs::{get, start as dry_run};
+pub use jobs::{list, replay, retry};
 pub use runner::{kick, run_forever};
 pub use types::{
     BulkAcceptedOut, BulkFailureOut, BulkJobDetailOut, BulkJobKind, BulkJobOut, BulkJobStatus,

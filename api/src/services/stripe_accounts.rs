@@ -403,6 +403,47 @@ pub async fn render<C: ConnectionTrait>(
     })
 }
 
+/// Refuses (409, naming `field`) a Stripe account of mode `livemode` in the environment `ctx`
+/// acts in, when that is the other mode and the environment has not opted in: test-mode
+/// accounts stay out of `production`, so their events never reach its CRMs, and live ones stay
+/// out of the rest. An account whose mode is unknown is taken anywhere.
+pub async fn check_mode<C: ConnectionTrait>(
+    db: &C,
+    ctx: &TenantContext,
+    livemode: Option<bool>,
+    field: &str,
+) -> Result<(), ApiError> {
+    let production = ctx.environment == tributary_worker::PRODUCTION;
+    let Some(livemode) = livemode.filter(|live| *live != production) else {
+        return Ok(());
+    };
+    let environment = entity::tenants::Entity::find_by_id(ctx.tenant_id.clone())
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if environment.mixed_modes {
+        return Ok(());
+    }
+    let (mode, home) = if livemode {
+        ("a live-mode", "production")
+    } else {
+        (
+            "a test-mode",
+            "a development or staging environment (header Tributary-Environment)",
+        )
+    };
+    Err(ApiError::Conflict {
+        detail: format!(
+            "the {name} environment takes {own}-mode Stripe accounts only, and this is {mode} \
+             one; register it in {home}, or let {name} hold both modes with PATCH \
+             /v1/environments/{name} {{\"mixed_modes\": true}}",
+            name = ctx.environment,
+            own = if production { "live" } else { "test" },
+        ),
+        field: Some(field.into()),
+    })
+}
+
 pub async fn find<C: ConnectionTrait>(
     db: &C,
     ctx: &TenantContext,
@@ -427,7 +468,7 @@ pub async fn create(
         "livemode"
     };
     let livemode = from_key.or(input.livemode);
-    super::environments::check_mode(&state.db, ctx, livemode, field).await?;
+    check_mode(&state.db, ctx, livemode, field).await?;
     let id = new_id();
     let at = now();
     let account = stripe_accounts::Model {
@@ -519,7 +560,7 @@ pub async fn update(
         } else {
             "livemode"
         };
-        super::environments::check_mode(&txn, ctx, livemode, field).await?;
+        check_mode(&txn, ctx, livemode, field).await?;
     }
     let mut active: stripe_accounts::ActiveModel = account.into();
     active.livemode = Set(livemode);

@@ -170,17 +170,31 @@ pub(super) async fn run_batch(
     Ok(Ok(()))
 }
 
+/// One bulk job, with its first failures and, for a finished dry run, its answer.
+pub async fn get(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<super::BulkJobDetailOut, ApiError> {
+    let mut detail = super::jobs::get(state, ctx, id).await?;
+    if detail.job.kind == KIND_DRY_RUN && detail.job.status == super::status::DONE {
+        detail.dry_run = answer(state, &ctx.tenant_id, &detail.job).await?;
+    }
+    Ok(detail)
+}
+
 /// A finished dry-run job's answer: the counts over every event it ran, and the first
 /// [`KEPT_RESULTS`] events that changed or newly fail, newest first.
-pub(super) async fn answer(
+async fn answer(
     state: &AppState,
-    job: &bulk_jobs::Model,
+    tenant_id: &str,
+    job: &super::BulkJobOut,
 ) -> Result<Option<DryRunOut>, ApiError> {
-    let Ok(asked) = serde_json::from_str::<Asked>(&job.filter) else {
+    let Ok(asked) = serde_json::from_value::<Asked>(job.filter.clone()) else {
         return Ok(None);
     };
     let items = bulk_job_items::Entity::find()
-        .filter(bulk_job_items::Column::TenantId.eq(job.tenant_id.as_str()))
+        .filter(bulk_job_items::Column::TenantId.eq(tenant_id))
         .filter(bulk_job_items::Column::JobId.eq(job.id.as_str()))
         .filter(bulk_job_items::Column::Result.is_not_null())
         .all(&state.db)

@@ -13,9 +13,7 @@ use tributary_worker::statuses::delivery_status as ds;
 use super::types::{
     BulkAcceptedOut, BulkFailureOut, BulkJobDetailOut, BulkJobOut, BulkReplayIn, BulkRetryIn,
 };
-use super::{
-    KEEP_FINISHED, KIND_DRY_RUN, KIND_REPLAY, KIND_RETRY, SHOWN_FAILURES, item_status, status,
-};
+use super::{KEEP_FINISHED, KIND_REPLAY, KIND_RETRY, SHOWN_FAILURES, item_status, status};
 use crate::error::{ApiError, is_unique_violation};
 use crate::extract::{Page, TenantContext};
 use crate::services::event_search::{EventSearch, FilterId, SearchTerm};
@@ -300,15 +298,10 @@ pub async fn get(
             reason: item.reason.unwrap_or_default(),
         })
         .collect();
-    let dry_run = if job.kind == KIND_DRY_RUN && job.status == status::DONE {
-        super::dry_runs::answer(state, &job).await?
-    } else {
-        None
-    };
     Ok(BulkJobDetailOut {
         job: job.into(),
         failures,
-        dry_run,
+        dry_run: None,
     })
 }
 
