@@ -36,6 +36,9 @@ pub struct Model {
     pub redacted_at: Option<DateTimeUtc>,
     /// Where the event came from: `stripe`, `hubspot`, `salesforce` or `zoho`.
     pub source: String,
+    /// How soon its job is taken, highest first: 3 a live payment failure, 2 another live
+    /// event, 1 a backfilled or reconciled payment failure, 0 the rest of those.
+    pub priority: i16,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -25,6 +25,7 @@ mod m20261207_000019_environments;
 mod m20261208_000020_environment_modes;
 mod m20261208_000021_dry_run_jobs;
 mod m20261208_000022_rate_budgets;
+mod m20261208_000023_event_priority;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000020_environment_modes::Migration),
             Box::new(m20261208_000021_dry_run_jobs::Migration),
             Box::new(m20261208_000022_rate_budgets::Migration),
+            Box::new(m20261208_000023_event_priority::Migration),
         ]
     }
 }

@@ -55,6 +55,7 @@ pub fn new_row(
         updated_at: at,
         redacted_at: None,
         source: "stripe".into(),
+        priority: crate::queue::priority::of(&envelope.event_type, true),
     }
 }
 
@@ -71,7 +72,7 @@ pub async fn store(
         return Ok(Stored::Duplicate(existing_id(db, &row).await?));
     }
     if !matches!(queue, Queue::Postgres(_)) {
-        push_later(queue.clone(), vec![row.id.clone()]);
+        push_later(queue.clone(), vec![ProcessEvent::of(&row)]);
     }
     Ok(Stored::New(row.id))
 }
@@ -282,7 +283,7 @@ async fn write_group(db: &DatabaseConnection, queue: &Queue, group: Vec<Pending>
                 for pending in group {
                     let result = if inserted.contains(&pending.row.id) {
                         if !matches!(queue, Queue::Postgres(_)) {
-                            jobs.push(pending.row.id.clone());
+                            jobs.push(ProcessEvent::of(&pending.row));
                         }
                         Ok(Stored::New(pending.row.id))
                     } else {
@@ -312,17 +313,12 @@ async fn write_group(db: &DatabaseConnection, queue: &Queue, group: Vec<Pending>
 
 /// Queues the jobs of events just committed (not on Postgres, where they commit with them);
 /// the sweeper covers a push that fails.
-fn push_later(queue: Queue, ids: Vec<String>) {
+fn push_later(queue: Queue, jobs: Vec<ProcessEvent>) {
     tokio::spawn(async move {
-        let jobs = ids
-            .iter()
-            .map(|id| ProcessEvent {
-                event_id: id.clone(),
-            })
-            .collect();
+        let events = jobs.len();
         if let Err(e) = queue.push_many(jobs).await {
             tracing::warn!(
-                events = ids.len(),
+                events,
                 error = format!("{e:#}"),
                 "queueing failed; the sweeper will retry"
             );
@@ -350,7 +346,8 @@ async fn insert_group(
     let mut insert = sea_orm::sqlx::QueryBuilder::<sea_orm::sqlx::Postgres>::new(
         "INSERT INTO events (id, tenant_id, stripe_account_id, stripe_event_id, event_type, \
          stripe_object_id, livemode, api_version, event_created, payload, status, runs, \
-         next_run_at, last_error, received_at, queued_at, processed_at, updated_at, source) ",
+         next_run_at, last_error, received_at, queued_at, processed_at, updated_at, source, \
+         priority) ",
     );
     insert.push_values(rows, |mut values, (row, _)| {
         let queued_at = queued.then_some(row.received_at);
@@ -373,7 +370,8 @@ async fn insert_group(
             .push_bind(queued_at)
             .push_bind(None::<chrono::DateTime<chrono::Utc>>)
             .push_bind(row.received_at)
-            .push_bind(&row.source);
+            .push_bind(&row.source)
+            .push_bind(row.priority);
     });
     insert.push(" ON CONFLICT (stripe_account_id, stripe_event_id) DO NOTHING RETURNING id");
     let inserted: HashSet<String> = insert
@@ -403,12 +401,11 @@ async fn insert_group(
     if queued_with_them && !inserted.is_empty() {
         let mut tasks = Vec::with_capacity(inserted.len());
         for (row, _) in rows.iter().filter(|(row, _)| inserted.contains(&row.id)) {
-            let job = ProcessEvent {
-                event_id: row.id.clone(),
-            };
+            let job = ProcessEvent::of(row);
             tasks.push(
                 TaskBuilder::new(serde_json::to_vec(&job)?)
                     .max_attempts(5)
+                    .priority(job.priority.max(0) as usize)
                     .build(),
             );
         }

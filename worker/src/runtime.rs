@@ -342,14 +342,7 @@ pub async fn sweep(
         .await?;
     let count = stuck.len();
     for event in stuck {
-        queue
-            .push(
-                ProcessEvent {
-                    event_id: event.id.clone(),
-                },
-                None,
-            )
-            .await?;
+        queue.push(ProcessEvent::of(&event), None).await?;
         let now = crate::now();
         events::Entity::update_many()
             .set(events::ActiveModel {

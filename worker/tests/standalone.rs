@@ -98,6 +98,7 @@ async fn seed_stranded_event(conn: &DatabaseConnection) -> String {
         updated_at: Set(at),
         redacted_at: Set(None),
         source: Set("stripe".into()),
+        priority: Set(tributary_worker::queue::priority::LIVE),
     })
     .exec(conn)
     .await

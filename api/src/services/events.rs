@@ -440,25 +440,25 @@ async fn requeue(state: &AppState, event_id: &str) -> Result<(), ApiError> {
         .filter(events::Column::Id.eq(event_id))
         .exec(&state.db)
         .await?;
-    state
-        .queue
-        .push(
-            ProcessEvent {
-                event_id: event_id.to_string(),
-            },
-            None,
+    // At the event's own priority: a replayed backfill stays behind live events.
+    let priority = events::Entity::find_by_id(event_id.to_string())
+        .one(&state.db)
+        .await?
+        .map_or(tributary_worker::queue::priority::LIVE, |e| e.priority);
+    let job = ProcessEvent {
+        event_id: event_id.to_string(),
+        priority,
+    };
+    state.queue.push(job, None).await.map_err(|e| {
+        tracing::warn!(
+            event_id,
+            error = format!("{e:#}"),
+            "push failed; the sweeper will queue it"
+        );
+        ApiError::Unavailable(
+            "the queue is not reachable; the event will be queued when it is".into(),
         )
-        .await
-        .map_err(|e| {
-            tracing::warn!(
-                event_id,
-                error = format!("{e:#}"),
-                "push failed; the sweeper will queue it"
-            );
-            ApiError::Unavailable(
-                "the queue is not reachable; the event will be queued when it is".into(),
-            )
-        })
+    })
 }
 
 /// Makes a delivery pending again with a fresh set of attempts, but only if it is still in

@@ -344,8 +344,9 @@ async fn the_upgrade_indexes_events_already_stored() {
                 processed_at: Set(None),
                 updated_at: Set(at()),
                 redacted_at: Set(None),
-                // Not a column yet at the schema this test starts from.
+                // Not columns yet at the schema this test starts from.
                 source: sea_orm::ActiveValue::NotSet,
+                priority: sea_orm::ActiveValue::NotSet,
             })
             .exec(&conn)
             .await

@@ -48,6 +48,7 @@ mod oauth;
 mod onboarding;
 mod openapi;
 mod pipeline;
+mod priorities;
 mod rate_budgets;
 mod round_trip;
 mod salesforce_polling;

@@ -108,12 +108,7 @@ impl Engine {
             let delay = (due - crate::now()).to_std().unwrap_or_default();
             tracing::debug!(event_id = %event.id, ?delay, "event scheduled to run again");
             self.queue
-                .push(
-                    ProcessEvent {
-                        event_id: event.id.clone(),
-                    },
-                    Some(delay),
-                )
+                .push(ProcessEvent::of(&event), Some(delay))
                 .await?;
         }
         Ok(())

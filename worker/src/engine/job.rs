@@ -19,12 +19,7 @@ impl Engine {
             crate::metrics::job_deferred();
             return self
                 .queue
-                .push(
-                    ProcessEvent {
-                        event_id: event_id.to_string(),
-                    },
-                    Some(DEFER_DELAY),
-                )
+                .push(ProcessEvent::of(&event), Some(DEFER_DELAY))
                 .await;
         };
         CURRENT_DELIVERY
@@ -118,14 +113,7 @@ impl Engine {
         crate::metrics::job_panicked();
         self.settle(&event, true).await?;
         if self.has_open_deliveries(event_id).await? {
-            self.queue
-                .push(
-                    ProcessEvent {
-                        event_id: event_id.to_string(),
-                    },
-                    None,
-                )
-                .await?;
+            self.queue.push(ProcessEvent::of(&event), None).await?;
         }
         Ok(())
     }

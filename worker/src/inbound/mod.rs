@@ -114,6 +114,7 @@ pub fn new_row(tenant_id: &str, connection_id: &str, event: &CrmEvent) -> events
         updated_at: at,
         redacted_at: None,
         source: event.source.to_string(),
+        priority: crate::queue::priority::LIVE,
     }
 }
 

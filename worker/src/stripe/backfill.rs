@@ -464,7 +464,9 @@ impl Backfiller {
         envelope: super::envelope::Envelope,
         payload: String,
     ) -> anyhow::Result<Stored> {
-        let row = inbox::new_row(account, &envelope, payload);
+        let mut row = inbox::new_row(account, &envelope, payload);
+        // Work from the past goes after live events, failures first.
+        row.priority = crate::queue::priority::of(&envelope.event_type, false);
         let stored = inbox::store(&self.db, &self.queue, row).await?;
         if let Stored::New(id) = &stored {
             tracing::info!(event_id = %id, stripe_event_id = %envelope.id, event_type = %envelope.event_type, "event backfilled");
