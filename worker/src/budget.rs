@@ -39,13 +39,18 @@ impl Rate {
         Rate { requests, per_ms }
     }
 
-    /// The spacing between two requests, in microseconds, kept a twentieth under the limit
-    /// so requests bunched by network jitter still fit any window of the vendor's.
+    /// The spacing between two requests, in microseconds: a twentieth and one request under
+    /// the limit, so that any window of the vendor's holds at most a twentieth under its limit
+    /// even when network jitter bunches a request with the next.
     pub fn interval_us(self) -> i64 {
         if self.requests == 0 {
             return 0;
         }
-        let usable = (f64::from(self.requests) * 0.95).max(1.0);
+        let usable = if self.requests >= 2 {
+            (f64::from(self.requests) * 0.95 - 1.0).max(1.0)
+        } else {
+            0.5
+        };
         ((self.per_ms as f64 * 1000.0) / usable).ceil() as i64
     }
 }
@@ -480,11 +485,14 @@ mod tests {
 
     #[test]
     fn the_interval_keeps_a_twentieth_under_the_limit() {
-        // HubSpot Pro: 190 per 10 s → 180.5 per 10 s, one every 55.4 ms.
-        assert_eq!(Rate::new(190, 10_000).interval_us(), 55_402);
-        // Stripe test mode, 25 per second → 23 a second.
-        assert_eq!(Rate::new(25, 1_000).interval_us(), 42_106);
-        assert_eq!(Rate::new(1, 1_000).interval_us(), 1_000_000);
+        // HubSpot Pro: 190 per 10 s → 179.5 per 10 s, one every 55.7 ms; at most 180 slots
+        // fall in any 10 s.
+        assert_eq!(Rate::new(190, 10_000).interval_us(), 55_711);
+        // Stripe test mode, 25 per second → 22.75 a second.
+        assert_eq!(Rate::new(25, 1_000).interval_us(), 43_957);
+        // One a second: one every 2 s, so no second ever holds two.
+        assert_eq!(Rate::new(1, 1_000).interval_us(), 2_000_000);
+        assert_eq!(Rate::new(2, 1_000).interval_us(), 1_000_000);
         assert_eq!(Rate::new(0, 1_000).interval_us(), 0);
     }
 

@@ -17,8 +17,9 @@ impl StripeClient {
         use crate::budget::{Rate, Slot, Source};
         if let Some(budgets) = &self.budgets {
             let per_second = reads_per_second(key);
-            // `interval_us` keeps a twentieth under the rate given: give it a twentieth more.
-            let rate = Rate::new((per_second * 1.05).round() as u32, 1_000);
+            // `interval_us` keeps a twentieth and one request under the rate given: give it
+            // as much more.
+            let rate = Rate::new(((per_second + 1.0) * 1.05).round() as u32, 1_000);
             let reserved = budgets
                 .reserve(
                     &format!("stripe:{}", key.account_id),
