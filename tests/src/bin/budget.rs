@@ -43,6 +43,8 @@ async fn main() {
             // The api stores and queues; the worker processes deliver.
             ("TRIBUTARY_EMBEDDED_WORKER", "false"),
             ("TRIBUTARY_VENDOR_URLS", "any"),
+            // The backlog is sent as fast as it is acknowledged.
+            ("TRIBUTARY_WEBHOOK_RATE", "100000/second"),
         ],
         None,
     )
