@@ -258,3 +258,62 @@ async fn the_sweeper_runs_under_a_lease_one_process_at_a_time() {
     })
     .await;
 }
+
+/// A flow whose one step calls `url` with no connection of its own.
+fn http_call(connection_id: &str, url: &str) -> Value {
+    json!({"name": "Call out", "connection_id": connection_id,
+           "trigger": {"events": ["charge.succeeded"]},
+           "steps": [{"id": "call", "action": "http", "url": url,
+                      "fields": {"charge": "{{ object.id }}"}}]})
+}
+
+#[tokio::test]
+async fn a_429_to_one_tenants_http_step_holds_no_other_tenants() {
+    // The server is on 127.0.0.1, so this test opts in to `any` as a development setup would.
+    tributary_tests::each_backend_with(&[("TRIBUTARY_VENDOR_URLS", "any")], |app| async move {
+        // `/a` answers 429 with a day's Retry-After; `/b` takes the call.
+        let server = tributary_fakes::Served::start(|cfg| {
+            cfg.route(
+                "/a",
+                actix_web::web::post().to(|| async {
+                    actix_web::HttpResponse::TooManyRequests()
+                        .insert_header(("retry-after", "86400"))
+                        .finish()
+                }),
+            )
+            .route(
+                "/b",
+                actix_web::web::post()
+                    .to(|| async { actix_web::HttpResponse::Ok().json(json!({"id": "b"})) }),
+            );
+        });
+        let a = app.pipeline(json!({})).await;
+        let b = app.pipeline(json!({})).await;
+        for (p, path) in [(&a, "a"), (&b, "b")] {
+            let url = format!("{}/{path}", server.base_url);
+            let made = app
+                .post(
+                    "/v1/flows",
+                    &p.tenant.token,
+                    http_call(&p.connection_id, &url),
+                )
+                .await;
+            assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+        }
+        let sent = app.send_event(&a, &charge("held")).await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+        let a_event = sent.str("/event_id");
+        wait_for(15, "tenant A's call to be held", || async {
+            let e = event(&app, &a.tenant.token, &a_event).await;
+            (e["deliveries"][0]["error"]["kind"] == "rate_limited").then_some(())
+        })
+        .await;
+
+        // Tenant B's http step, to the same server, goes at once.
+        let started = std::time::Instant::now();
+        let done = app.deliver(&b, &charge("free")).await;
+        assert_eq!(done["status"], "processed", "{done}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    })
+    .await;
+}

@@ -55,6 +55,11 @@ impl Call<'_> {
     /// Waits for the connection's next slot; a slot further than [`PATIENCE`] away (a hold, or
     /// a long line) is a rate-limited error naming when to come back, with nothing sent.
     pub(super) async fn take_slot(&self) -> Result<(), CrmError> {
+        // An `http` step without a connection has no budget of its own (nothing to key it
+        // by but the tenant's, which would let one URL's 429 hold every other).
+        if self.connection.id.is_empty() {
+            return Ok(());
+        }
         let (rate, source) = rate_of(&self.connection.provider, &self.settings);
         let key = budget_key(&self.connection.id);
         let budgets = &self.connector.budgets;
@@ -116,6 +121,9 @@ fn too_far(provider: &str, wait: Duration) -> CrmError {
 impl Call<'_> {
     /// Learns from an answer: the limit the vendor states, and a hold when it says to wait.
     pub(super) async fn note_limits(&self, reply: &Reply) {
+        if self.connection.id.is_empty() {
+            return;
+        }
         let budgets = &self.connector.budgets;
         let key = budget_key(&self.connection.id);
         let tenant = self.connection.tenant_id.as_str();
