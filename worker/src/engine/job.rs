@@ -19,7 +19,15 @@ impl Engine {
             crate::metrics::job_deferred();
             return self
                 .queue
-                .push(ProcessEvent::of(&event), Some(DEFER_DELAY))
+                // Behind every other tenant's work: a tenant over its share yields, whatever
+                // its events' priority.
+                .push(
+                    ProcessEvent {
+                        priority: crate::queue::priority::BULK,
+                        ..ProcessEvent::of(&event)
+                    },
+                    Some(DEFER_DELAY),
+                )
                 .await;
         };
         CURRENT_DELIVERY
