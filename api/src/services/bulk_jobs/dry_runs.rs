@@ -103,10 +103,17 @@ pub(super) async fn run_batch(
 ) -> Result<Result<(), String>, ApiError> {
     let asked: Asked = serde_json::from_str(&job.filter).map_err(anyhow::Error::from)?;
     pace(state, &ctx.tenant_id).await;
-    let prepared = match dry_run::prepare(state, ctx, &asked.flow_id, &asked.dry_run).await {
-        Ok(prepared) => prepared,
-        Err(ApiError::NotFound) => return Ok(Err("the flow was deleted".into())),
-        Err(e) => return Err(e),
+    // A draft is validated again, which takes a preview token of its own: wait for it too.
+    let prepared = loop {
+        match dry_run::prepare(state, ctx, &asked.flow_id, &asked.dry_run).await {
+            Ok(prepared) => break prepared,
+            Err(ApiError::TooManyRequests(seconds)) => {
+                tokio::time::sleep(Duration::from_secs(seconds.clamp(1, 5))).await;
+            }
+            Err(ApiError::NotFound) => return Ok(Err("the flow was deleted".into())),
+            Err(e @ ApiError::Internal(_)) => return Err(e),
+            Err(refused) => return Ok(Err(format!("the dry run cannot go on: {refused}"))),
+        }
     };
     if prepared.flow.version != asked.current_version {
         return Ok(Err(format!(
@@ -120,7 +127,12 @@ pub(super) async fn run_batch(
         .filter(events::Column::RedactedAt.is_null())
         .all(&state.db)
         .await?;
-    let results = dry_run::run_rows(state, ctx, &prepared, rows).await?;
+    let results = match dry_run::run_rows(state, ctx, &prepared, rows).await {
+        Ok(results) => results,
+        Err(e @ ApiError::Internal(_)) => return Err(e),
+        // A batch over the template-run time limit fails the same way every time.
+        Err(refused) => return Ok(Err(format!("a batch of the dry run failed: {refused}"))),
+    };
     let mut kept = bulk_job_items::Entity::find()
         .filter(bulk_job_items::Column::JobId.eq(job.id.as_str()))
         .filter(bulk_job_items::Column::Result.is_not_null())
@@ -139,7 +151,7 @@ pub(super) async fn run_batch(
             ),
             Some(result) => {
                 let changed = !result.changes.is_empty();
-                let noted = changed || result.failing || !result.errors.is_empty();
+                let noted = changed || result.failing;
                 let result = noted.then(|| {
                     kept += 1;
                     Kept {

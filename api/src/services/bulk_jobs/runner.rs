@@ -194,7 +194,15 @@ async fn run(state: &AppState, mut job: bulk_jobs::Model) -> Result<(), ApiError
         let items = bulk_job_items::Entity::find()
             .filter(bulk_job_items::Column::JobId.eq(job.id.as_str()))
             .filter(bulk_job_items::Column::Status.eq(item_status::PENDING))
-            .order_by_asc(bulk_job_items::Column::ItemId)
+            // A dry run keeps the newest events it lists in full, as an answered one shows them.
+            .order_by(
+                bulk_job_items::Column::ItemId,
+                if dry_run {
+                    sea_orm::Order::Desc
+                } else {
+                    sea_orm::Order::Asc
+                },
+            )
             .limit(if dry_run {
                 super::dry_runs::BATCH
             } else {
