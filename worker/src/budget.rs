@@ -122,8 +122,13 @@ enum Store {
 /// written when it changes, not on every answer).
 pub struct Budgets {
     store: Store,
-    learned: Mutex<HashMap<String, Rate>>,
+    /// What this process last wrote of each learned rate, and when: written again when it
+    /// changes, or after [`RELEARN`] (an idle Redis budget expires with what it learned).
+    learned: Mutex<HashMap<String, (Rate, std::time::Instant)>>,
 }
+
+/// How long a learned rate this process wrote is trusted to still be in the store.
+const RELEARN: Duration = Duration::from_secs(600);
 
 impl Budgets {
     /// Budgets kept in Redis when the queue is (`TRIBUTARY_QUEUE_URL`), else in the database.
@@ -261,13 +266,16 @@ impl Budgets {
     pub async fn learn(&self, key: &str, tenant_id: &str, rate: Rate) -> bool {
         {
             let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-            if learned.get(key) == Some(&rate) {
+            if let Some((known, at)) = learned.get(key)
+                && *known == rate
+                && at.elapsed() < RELEARN
+            {
                 return false;
             }
             if learned.len() > 10_000 {
                 learned.clear();
             }
-            learned.insert(key.to_string(), rate);
+            learned.insert(key.to_string(), (rate, std::time::Instant::now()));
         }
         let result = match &self.store {
             Store::Db(db) => {
@@ -310,6 +318,11 @@ impl Budgets {
         };
         if let Err(e) = result {
             tracing::warn!(key, error = %e, "could not record a learned rate limit");
+            // Written next time, then.
+            self.learned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key);
         }
         true
     }

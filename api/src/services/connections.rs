@@ -296,7 +296,7 @@ pub async fn rate_limit(
         .budgets
         .state(&pacing::budget_key(&connection.id))
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+        .map_err(|e| ApiError::Unavailable(format!("the rate budget cannot be read now: {e}")))?;
     let learned = budget.as_ref().and_then(|b| b.learned);
     let (rate, named): (Option<Rate>, &str) = match (source, learned) {
         (Source::Setting, _) => (Some(given), "setting"),

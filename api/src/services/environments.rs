@@ -223,6 +223,16 @@ pub async fn create(
             }
         })?;
     audit::log(&txn, ctx, "environment.create", "environment", &input.name).await?;
+    if input.mixed_modes {
+        audit::log(
+            &txn,
+            ctx,
+            "environment.mixed_modes.on",
+            "environment",
+            &input.name,
+        )
+        .await?;
+    }
     txn.commit().await?;
     // Its first connection: the built-in sandbox CRM.
     let inside = ctx.in_environment(&row.id, &row.environment);
@@ -247,6 +257,7 @@ const OWNED_TABLES: &[&str] = &[
     "bulk_job_items",
     "bulk_jobs",
     "email_sends",
+    "rate_budgets",
 ];
 
 /// Deletes an environment that holds no Stripe account, flow or event (409 naming what it

@@ -20,25 +20,29 @@ impl StripeClient {
             // `interval_us` keeps a twentieth and one request under the rate given: give it
             // as much more.
             let rate = Rate::new(((per_second + 1.0) * 1.05).round() as u32, 1_000);
-            let reserved = budgets
-                .reserve(
-                    &format!("stripe:{}", key.account_id),
-                    "",
-                    rate,
-                    Source::Setting,
-                    Duration::from_secs(60),
-                )
-                .await;
-            match reserved {
-                Ok(Slot::After(wait)) => {
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
+            loop {
+                let reserved = budgets
+                    .reserve(
+                        &format!("stripe:{}", key.account_id),
+                        "",
+                        rate,
+                        Source::Setting,
+                        Duration::from_secs(60),
+                    )
+                    .await;
+                match reserved {
+                    Ok(Slot::After(wait)) => {
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                        return;
                     }
-                    return;
-                }
-                Ok(Slot::TooFar(wait)) => tokio::time::sleep(wait).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the Stripe rate budget is unreachable; pacing in this process")
+                    // A line longer than a minute: wait most of it, then take a slot.
+                    Ok(Slot::TooFar(wait)) => tokio::time::sleep(wait / 2).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the Stripe rate budget is unreachable; pacing in this process");
+                        break;
+                    }
                 }
             }
         }
