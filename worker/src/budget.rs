@@ -222,27 +222,14 @@ impl Budgets {
     pub async fn hold(&self, key: &str, tenant_id: &str, until: chrono::DateTime<chrono::Utc>) {
         let until = until.timestamp_micros();
         let result = match &self.store {
-            Store::Db(db) => {
-                let held = update(
-                    db,
-                    "UPDATE rate_budgets SET held_until = {max}(held_until, $1) WHERE budget_key = $2",
-                    [until.into(), key.into()],
-                )
-                .await;
-                match held {
-                    Ok(0) => match insert_row(db, key, tenant_id).await {
-                        Ok(()) => update(
-                            db,
-                            "UPDATE rate_budgets SET held_until = {max}(held_until, $1) WHERE budget_key = $2",
-                            [until.into(), key.into()],
-                        )
-                        .await
-                        .map(drop),
-                        Err(e) => Err(e),
-                    },
-                    other => other.map(drop),
-                }
-            }
+            Store::Db(db) => update_row(
+                db,
+                key,
+                tenant_id,
+                "UPDATE rate_budgets SET held_until = {max}(held_until, $1) WHERE budget_key = $2",
+                [until.into(), key.into()],
+            )
+            .await,
             Store::Redis { conn, namespace } => {
                 let mut conn = conn.clone();
                 redis::cmd("EVAL")
@@ -279,26 +266,20 @@ impl Budgets {
         }
         let result = match &self.store {
             Store::Db(db) => {
-                let set = || {
-                    update(
-                        db,
-                        "UPDATE rate_budgets SET learned_us = $1, learned_requests = $2, \
-                         learned_per_ms = $3 WHERE budget_key = $4",
-                        [
-                            rate.interval_us().into(),
-                            i64::from(rate.requests).into(),
-                            (rate.per_ms as i64).into(),
-                            key.into(),
-                        ],
-                    )
-                };
-                match set().await {
-                    Ok(0) => match insert_row(db, key, tenant_id).await {
-                        Ok(()) => set().await.map(drop),
-                        Err(e) => Err(e),
-                    },
-                    other => other.map(drop),
-                }
+                update_row(
+                    db,
+                    key,
+                    tenant_id,
+                    "UPDATE rate_budgets SET learned_us = $1, learned_requests = $2, \
+                     learned_per_ms = $3 WHERE budget_key = $4",
+                    [
+                        rate.interval_us().into(),
+                        i64::from(rate.requests).into(),
+                        (rate.per_ms as i64).into(),
+                        key.into(),
+                    ],
+                )
+                .await
             }
             Store::Redis { conn, namespace } => {
                 let mut conn = conn.clone();
@@ -417,6 +398,21 @@ async fn update<const N: usize>(
     .await
     .map(|r| r.rows_affected())
     .map_err(|e| format!("rate budgets: {e}"))
+}
+
+/// Runs `text` on the budget's row, making the row first when it has none yet.
+async fn update_row<const N: usize>(
+    db: &DatabaseConnection,
+    key: &str,
+    tenant_id: &str,
+    text: &str,
+    values: [Value; N],
+) -> Result<(), String> {
+    if update(db, text, values.clone()).await? == 0 {
+        insert_row(db, key, tenant_id).await?;
+        update(db, text, values).await?;
+    }
+    Ok(())
 }
 
 async fn insert_row(db: &DatabaseConnection, key: &str, tenant_id: &str) -> Result<(), String> {
