@@ -1,12 +1,15 @@
 //! Rate-budget benchmark: a backlog of events for one HubSpot connection, delivered by several
 //! worker processes of their own against the HubSpot fake, which enforces a rolling window as
-//! HubSpot does. Reports the CRM calls per second against the limit's ceiling, the 429s (all,
-//! and after the first window, when the limit has been learned from HubSpot's headers), the
-//! requests inside an announced `Retry-After`, and whether every record arrived once.
+//! HubSpot does. The flow upserts contacts by email, so the backlog goes out in batch upserts.
+//! Reports the CRM calls per second against the limit's ceiling, the records per call and per
+//! second, the 429s (all, and after the first window, when the limit has been learned from
+//! HubSpot's headers), the requests inside an announced `Retry-After`, and whether every record
+//! arrived once.
 //!
 //! `cargo run --release -p tributary-tests --bin budget -- [sqlite|postgres|redis] [events]
-//! [workers] [max] [interval_ms]` (defaults: postgres, 600, 4, 190, 10000). Postgres and Redis
-//! use `TRIBUTARY_TEST_DATABASE_URL` and `TRIBUTARY_TEST_REDIS_URL`.
+//! [workers] [max] [interval_ms] [concurrency]` (defaults: postgres, 600, 4, 190, 10000, 32;
+//! each worker process runs `concurrency` jobs, half of them for one tenant). Postgres and
+//! Redis use `TRIBUTARY_TEST_DATABASE_URL` and `TRIBUTARY_TEST_REDIS_URL`.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,7 @@ async fn main() {
     let workers: usize = arg(&args, 3, 4);
     let max: u64 = arg(&args, 4, 190);
     let interval_ms: u64 = arg(&args, 5, 10_000);
+    let concurrency: usize = arg(&args, 6, 32);
 
     let fake = FakeHubSpot::start();
     fake.set_rate_limits(max, interval_ms, 100_000_000);
@@ -76,8 +80,11 @@ async fn main() {
         assert_eq!(sent.status, 200, "{}", sent.text);
     }
     let started = Instant::now();
+    let mut settings = app.settings.clone();
+    settings.worker_concurrency = concurrency;
+    settings.tenant_max_in_flight = (concurrency / 2).max(1);
     let processes: Vec<WorkerProcess> = (0..workers)
-        .map(|_| WorkerProcess::start(app.settings.clone()))
+        .map(|_| WorkerProcess::start(settings.clone()))
         .collect();
     loop {
         let done = events::Entity::find()
@@ -96,20 +103,38 @@ async fn main() {
         process.kill();
     }
 
-    report(&fake, backend, count, workers, max, interval_ms, elapsed);
+    let shape = Shape {
+        backend,
+        count,
+        workers,
+        concurrency,
+        max,
+        interval_ms,
+    };
+    report(&fake, &shape, elapsed);
     cleanup.run().await;
 }
 
-/// Prints the run's figures as a Markdown table row.
-fn report(
-    fake: &FakeHubSpot,
+/// What a run was asked to do.
+struct Shape {
     backend: Backend,
     count: usize,
     workers: usize,
+    concurrency: usize,
     max: u64,
     interval_ms: u64,
-    elapsed: Duration,
-) {
+}
+
+/// Prints the run's figures as a Markdown table row.
+fn report(fake: &FakeHubSpot, shape: &Shape, elapsed: Duration) {
+    let Shape {
+        backend,
+        count,
+        workers,
+        concurrency,
+        max,
+        interval_ms,
+    } = *shape;
     let log = fake.log.all();
     let calls = log.len();
     let refused: Vec<_> = log.iter().filter(|l| l.status == 429).collect();
@@ -124,6 +149,13 @@ fn report(
         _ => f64::NAN,
     };
     let per_second = (calls.saturating_sub(1)) as f64 / span;
+    let records: usize = log
+        .iter()
+        .filter(|l| l.path.ends_with("/batch/upsert"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.body).ok())
+        .filter_map(|body| body["inputs"].as_array().map(Vec::len))
+        .sum();
+    let per_call = records as f64 / calls.max(1) as f64;
     let mut gaps: Vec<i64> = log
         .windows(2)
         .map(|w| (w[1].at - w[0].at).num_milliseconds())
@@ -155,12 +187,13 @@ fn report(
     written.sort();
     written.dedup();
     println!(
-        "| backend | events | worker processes | HubSpot limit | calls | calls/s | ceiling | of ceiling | 429s | 429s after the first window | requests inside a Retry-After | records once | wall time |"
+        "| backend | events | worker processes × jobs | HubSpot limit | calls | calls/s | ceiling | of ceiling | records/call | records/s | 429s | 429s after the first window | requests inside a Retry-After | records once | wall time |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {backend:?} | {count} | {workers} | {max}/{interval_ms} ms | {calls} | {per_second:.2} | {ceiling:.2} | {:.0}% | {} | {late} | {} | {} | {:.1} s |",
+        "| {backend:?} | {count} | {workers} × {concurrency} | {max}/{interval_ms} ms | {calls} | {per_second:.2} | {ceiling:.2} | {:.0}% | {per_call:.1} | {:.1} | {} | {late} | {} | {} | {:.1} s |",
         100.0 * per_second / ceiling,
+        count as f64 / elapsed.as_secs_f64(),
         refused.len(),
         fake.early_requests(),
         if written.len() == count { "yes" } else { "NO" },

@@ -4,6 +4,7 @@
 mod accounts;
 mod alerts;
 mod api_keys;
+mod batching;
 mod bulk_jobs;
 mod claims;
 mod connections;

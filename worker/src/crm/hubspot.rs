@@ -4,8 +4,9 @@
 //!   `https://api.hubapi.com/oauth/v1/token`); API calls go to `base_url`.
 //! - `upsert` with one match property uses `POST /crm/v3/objects/{type}/batch/upsert` with that
 //!   property as `idProperty` (email for contacts, a unique-value property for other objects),
-//!   so HubSpot itself guarantees there is never a second record. With several match properties
-//!   it searches, then patches or creates.
+//!   so HubSpot itself guarantees there is never a second record; such writes waiting at the
+//!   same time share one call of up to 100 inputs (`hubspot/upsert.rs`). With several match
+//!   properties it searches, then patches or creates.
 //! - `update` patches by record id, else finds the record by search; `create` posts, and a 409
 //!   conflict is resolved by updating the record HubSpot says already exists.
 //! - `find` searches with one group of `EQ` filters, its `select` as `properties`, at most 100;
@@ -18,8 +19,6 @@
 //!   pauses the connection for an hour.
 
 use super::providers::hubspot::{BASE_URL as HUBSPOT_BASE_URL, TOKEN_URL as HUBSPOT_TOKEN_URL};
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -33,176 +32,15 @@ use super::{
 };
 use crate::flow::Operation;
 
+mod answers;
 mod properties;
+mod upsert;
+
+use answers::{
+    Written, as_properties, classify, done, id_of, object_path, refused, send, urlencode,
+};
 
 pub struct HubSpot;
-
-/// HubSpot's error body, read into a message and a kind.
-fn classify(reply: &Reply) -> CrmError {
-    let body = reply.json().unwrap_or(Value::Null);
-    let message = body
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let category = body
-        .get("category")
-        .or_else(|| body.get("errorType"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut kind = kind_of_status(reply.status);
-    if reply.status == 403 {
-        kind = ErrorKind::Permanent;
-    }
-    // A 403 for a missing scope names the scopes required in its details.
-    let scopes: Vec<&str> = body
-        .get("errors")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.pointer("/context/requiredGranularScopes"))
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let message = if scopes.is_empty() {
-        message
-    } else {
-        format!("{message} (required scope: {})", scopes.join(", "))
-    };
-    let shown = match (category.is_empty(), message.is_empty()) {
-        (false, false) => format!("HubSpot {} {category}: {message}", reply.status),
-        (true, false) => format!("HubSpot {}: {message}", reply.status),
-        _ => format!("HubSpot answered {}", reply.status),
-    };
-    let mut error = reply.error(kind, shown);
-    if kind == ErrorKind::RateLimited {
-        let daily = body.get("policyName").and_then(Value::as_str) == Some("DAILY")
-            || reply.header("x-hubspot-ratelimit-daily-remaining") == Some("0");
-        if daily {
-            error.pause = Some(Duration::from_secs(3600));
-        }
-        error.retry_after = reply.retry_after().or_else(|| {
-            let remaining = reply.header("x-hubspot-ratelimit-remaining")?;
-            let interval = reply.header("x-hubspot-ratelimit-interval-milliseconds")?;
-            (remaining.trim() == "0")
-                .then(|| interval.trim().parse::<u64>().ok())
-                .flatten()
-                .map(Duration::from_millis)
-        });
-        if error.retry_after.is_none() {
-            error.retry_after = Some(Duration::from_secs(1));
-        }
-    }
-    error
-}
-
-/// The properties HubSpot refused as non-existent, from either error shape it uses.
-fn unknown_properties(reply: &Reply) -> Vec<String> {
-    reply
-        .json()
-        .map(|body| unknown_in(&body))
-        .unwrap_or_default()
-}
-
-/// The properties an error object refuses as non-existent: in its `errors` details
-/// (`code` and `context.propertyName`, as a batch's multi-status lists them) or as JSON inside
-/// its `message` (as a single-object write answers).
-fn unknown_in(body: &Value) -> Vec<String> {
-    let mut names = Vec::new();
-    for error in body
-        .get("errors")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let code = error.get("code").and_then(Value::as_str).unwrap_or("");
-        if code == "PROPERTY_DOESNT_EXIST" {
-            for name in error
-                .pointer("/context/propertyName")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                names.push(name.to_string());
-            }
-        }
-    }
-    // "Property values were not valid: [{...,"error":"PROPERTY_DOESNT_EXIST","name":"x"}]"
-    if let Some(message) = body.get("message").and_then(Value::as_str)
-        && let Some(start) = message.find('[')
-        && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(&message[start..])
-    {
-        for item in items {
-            if item.get("error").and_then(Value::as_str) == Some("PROPERTY_DOESNT_EXIST")
-                && let Some(name) = item.get("name").and_then(Value::as_str)
-            {
-                names.push(name.to_string());
-            }
-        }
-    }
-    names.sort();
-    names.dedup();
-    names
-}
-
-fn as_properties(fields: &Map<String, Value>) -> Map<String, Value> {
-    fields
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(as_text(v))))
-        .collect()
-}
-
-fn object_path(object: &str) -> String {
-    format!("/crm/v3/objects/{}", urlencode(object))
-}
-
-fn urlencode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
-}
-
-/// Records the rate-limit headers HubSpot sends with every answer.
-fn note_usage(call: &mut Call<'_>, reply: &Reply) {
-    let mut usage = Map::new();
-    for (header, key) in [
-        ("x-hubspot-ratelimit-daily", "daily_max"),
-        ("x-hubspot-ratelimit-daily-remaining", "daily_remaining"),
-        ("x-hubspot-ratelimit-max", "interval_max"),
-        ("x-hubspot-ratelimit-remaining", "interval_remaining"),
-    ] {
-        if let Some(value) = reply
-            .header(header)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            usage.insert(key.into(), json!(value));
-        }
-    }
-    if !usage.is_empty() {
-        call.info.insert("api_usage".into(), Value::Object(usage));
-    }
-}
-
-async fn send(call: &mut Call<'_>, request: Request) -> Result<Reply, CrmError> {
-    let reply = call.send(&request).await?;
-    note_usage(call, &reply);
-    Ok(reply)
-}
-
-fn id_of(body: &Value) -> Option<String> {
-    match body.get("id")? {
-        Value::String(id) => Some(id.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// One write attempt with a given set of properties.
-enum Written {
-    Done(CrmOutcome),
-    /// HubSpot refused these properties as unknown.
-    Unknown(Vec<String>, CrmError),
-}
 
 async fn patch(
     call: &mut Call<'_>,
@@ -298,22 +136,6 @@ async fn find(call: &mut Call<'_>, op: &Operation) -> Result<Found, CrmError> {
     })
 }
 
-fn refused(reply: Reply) -> Written {
-    let unknown = unknown_properties(&reply);
-    Written::Unknown(unknown, classify(&reply))
-}
-
-fn done(body: Value) -> Result<Written, CrmError> {
-    let id = id_of(&body).ok_or_else(|| {
-        CrmError::new(ErrorKind::Transient, "HubSpot's answer named no record id")
-    })?;
-    Ok(Written::Done(CrmOutcome {
-        record_id: id,
-        warnings: Vec::new(),
-        response: Some(body),
-    }))
-}
-
 async fn create(
     call: &mut Call<'_>,
     object: &str,
@@ -376,58 +198,7 @@ async fn write(
         Write::Create => create(call, object, properties).await,
         Write::Upsert if op.match_fields.len() == 1 => {
             let (id_property, value) = op.match_fields.iter().next().expect("one match field");
-            let mut without_key = properties.clone();
-            without_key.remove(id_property);
-            let reply = send(
-                call,
-                Request::new(
-                    Method::POST,
-                    format!("{}/batch/upsert", object_path(object)),
-                )
-                .json(json!({ "inputs": [{
-                        "idProperty": id_property,
-                        "id": as_text(value),
-                        "properties": without_key
-                    }] })),
-            )
-            .await?;
-            if !reply.is_success() {
-                return Ok(refused(reply));
-            }
-            let body = reply.json().unwrap_or(Value::Null);
-            // A 207 multi-status lists the refused input in `errors`, each a whole error
-            // object with its own details.
-            if let Some(first) = body
-                .get("errors")
-                .and_then(Value::as_array)
-                .and_then(|e| e.first())
-            {
-                let message = first.get("message").and_then(Value::as_str).unwrap_or("");
-                let details: Vec<&str> = first
-                    .get("errors")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|d| d.get("message").and_then(Value::as_str))
-                    .collect();
-                let shown = if details.is_empty() {
-                    message.to_string()
-                } else {
-                    format!("{message}: {}", details.join("; "))
-                };
-                let error = reply.error(
-                    ErrorKind::Invalid,
-                    format!("HubSpot refused the upsert: {shown}"),
-                );
-                return Ok(Written::Unknown(unknown_in(first), error));
-            }
-            let result = body
-                .get("results")
-                .and_then(Value::as_array)
-                .and_then(|r| r.first())
-                .cloned()
-                .unwrap_or(Value::Null);
-            done(result)
+            upsert::by_unique(call, object, id_property, &as_text(value), properties).await
         }
         Write::Upsert | Write::Update => {
             let found = if op.match_fields.is_empty() {

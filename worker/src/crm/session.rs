@@ -9,8 +9,10 @@
 //! which matters for vendors that rotate refresh tokens. A refused refresh marks the
 //! connection `needs_reauth`; its deliveries wait until the tenant reconnects.
 
+pub mod batch;
 mod connector;
 mod credentials;
+mod gather;
 pub mod pacing;
 mod refresh;
 mod send;
@@ -120,6 +122,8 @@ pub struct Call<'c> {
     pub credentials: Credentials,
     session: Option<Session>,
     refreshed: bool,
+    /// The next request's rate slot is taken already (by the lead of a batch).
+    prepaid: bool,
     /// Facts to merge into the connection's `vendor_info` when the call ends.
     pub info: Map<String, Value>,
     pub timeout: Duration,
@@ -149,6 +153,7 @@ impl<'c> Call<'c> {
             credentials: Credentials::None,
             session: None,
             refreshed: false,
+            prepaid: false,
             info: Map::new(),
             trail: Trail::default(),
         };

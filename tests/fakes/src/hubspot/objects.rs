@@ -74,12 +74,43 @@ pub(super) fn patch(
     HttpResponse::Ok().json(object_json(record))
 }
 
+/// HubSpot's check of an email address: a local part, an `@` and a dotted domain.
+fn looks_like_email(text: &str) -> bool {
+    text.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+    })
+}
+
+/// Most inputs one batch call takes.
+const BATCH_MAX: usize = 100;
+
 pub(super) fn upsert(s: &mut State, object: &str, body: &Value) -> HttpResponse {
     let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
         return error(400, "VALIDATION_ERROR", "inputs is required");
     };
     // Check the request's shape first: a malformed batch writes nothing. Inputs whose
     // properties are refused are listed in a 207's `errors`; the others are written.
+    if inputs.len() > BATCH_MAX {
+        return error(
+            400,
+            "VALIDATION_ERROR",
+            &format!("a batch holds at most {BATCH_MAX} inputs"),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for input in inputs {
+        let id = input.get("id").and_then(Value::as_str).unwrap_or("");
+        if !seen.insert(id.to_lowercase()) {
+            return error(
+                400,
+                "VALIDATION_ERROR",
+                &format!("Duplicate IDs found in batch input: [{id}]"),
+            );
+        }
+    }
     let mut plan = Vec::new();
     let mut errors = Vec::new();
     for input in inputs {
@@ -105,6 +136,17 @@ pub(super) fn upsert(s: &mut State, object: &str, body: &Value) -> HttpResponse 
             Ok(p) => p,
             Err(response) => return response,
         };
+        if id_property == "email" && !looks_like_email(id) {
+            errors.push(json!({
+                "status": "error",
+                "category": "VALIDATION_ERROR",
+                "message": format!("Email address {id} is invalid"),
+                "context": {"ids": [id]},
+                "errors": [],
+                "links": {},
+            }));
+            continue;
+        }
         if let Err(refused) = s.check_properties(object, &properties) {
             let names: Vec<&String> = refused.iter().map(|(name, _, _)| name).collect();
             let details: Vec<Value> = refused

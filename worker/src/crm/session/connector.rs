@@ -24,6 +24,8 @@ pub struct Connector {
     pub extra_ca_certs: Vec<Vec<u8>>,
     /// The connections' rate budgets, shared with every other process.
     pub budgets: Arc<crate::budget::Budgets>,
+    /// The single-record writes waiting to share a batch call (this process's).
+    pub batches: Arc<super::batch::Batches>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -40,6 +42,7 @@ impl Connector {
             .expect("an HTTP client with default TLS settings builds");
         Connector {
             budgets: Arc::new(crate::budget::Budgets::in_database(db.clone())),
+            batches: Arc::default(),
             db,
             keyring,
             http,

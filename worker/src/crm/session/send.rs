@@ -36,7 +36,9 @@ impl Call<'_> {
             for (name, value) in self.auth_headers(&session, body.as_deref().unwrap_or(""))? {
                 builder = builder.header(name, value);
             }
-            self.take_slot().await?;
+            if !std::mem::take(&mut self.prepaid) {
+                self.take_slot().await?;
+            }
             self.trail.sent(&request.method, &url);
             let started = Instant::now();
             let response = builder.send().await;

@@ -1,0 +1,300 @@
+//! Batching under backlog: single-record writes to the same connection, object and key field
+//! that wait at the same time go out as one batch call (HubSpot's batch upsert takes 100).
+//!
+//! A group commit, per process. The first write of a group leads: it takes the connection's
+//! next rate slot, then gathers every write of the group waiting by then (itself first, up to
+//! the batch's size) and sends them as one call. Writes arriving meanwhile wait in line; when
+//! the call is answered each gets its own record's answer, and the first in line leads the
+//! next batch. An idle connection's write is sent at once, alone, so nothing waits that did
+//! not have to; under a backlog the wait for a rate slot is what fills the batch.
+//!
+//! Two writes of the same record (the same key value) never share a batch: the later one
+//! waits for the next, so the order they came in is the order the vendor sees them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::trail::Trail;
+use crate::crm::error::{CrmError, ErrorKind};
+
+/// What one write of a batch came to.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// The vendor's answer for this record (its result, or its own error in a partial
+    /// success); the adapter reads it as it would a single write's.
+    Record(Value),
+    /// The vendor refused the batch as a whole: send this record alone, so that one bad
+    /// record does not fail its neighbours.
+    Alone,
+    /// The call failed for every record of the batch (a network error, a 5xx, a 429).
+    Failed(CrmError),
+}
+
+/// A write's turn: answered by another write's batch, or leading one.
+pub enum Joined {
+    Answered {
+        answer: Answer,
+        trail: Trail,
+        size: usize,
+    },
+    Lead(Batch),
+}
+
+/// The groups of one process, keyed by connection, object and key field.
+#[derive(Default)]
+pub struct Batches {
+    groups: Mutex<HashMap<String, Group>>,
+}
+
+#[derive(Default)]
+pub(super) struct Group {
+    pub(super) waiting: VecDeque<Waiter>,
+    pub(super) leading: bool,
+}
+
+pub(super) struct Waiter {
+    pub(super) input: Value,
+    pub(super) record: String,
+    /// How this write hears its turn; `None` for the write leading now.
+    pub(super) tx: Option<oneshot::Sender<Turn>>,
+}
+
+pub(super) enum Turn {
+    Lead,
+    Answer(Answer, Trail, usize),
+}
+
+/// A batch being sent by the write that leads it. Dropped unfinished (its leader cancelled),
+/// it tells every write of it that the call was cut short and passes the lead on.
+pub struct Batch {
+    batches: Arc<Batches>,
+    group: String,
+    /// The inputs, the leader's first.
+    pub inputs: Vec<Value>,
+    followers: Vec<oneshot::Sender<Turn>>,
+    done: bool,
+}
+
+impl Batches {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the group's lead to the first write still waiting, or leaves it idle.
+    pub(super) fn pass_lead(&self, group: &str) {
+        let mut groups = self.lock();
+        let Some(state) = groups.get_mut(group) else {
+            return;
+        };
+        while let Some(first) = state.waiting.front_mut() {
+            if let Some(tx) = first.tx.take()
+                && tx.send(Turn::Lead).is_ok()
+            {
+                return;
+            }
+            state.waiting.pop_front();
+        }
+        groups.remove(group);
+    }
+
+    /// Takes the leader's batch off the front of the line: its own write, then every write
+    /// waiting whose record is not in it yet, up to `max`.
+    pub(super) fn gather(self: &Arc<Self>, group: &str, max: usize) -> Batch {
+        let mut groups = self.lock();
+        let state = groups.entry(group.to_string()).or_default();
+        let mut inputs = Vec::new();
+        let mut followers = Vec::new();
+        let mut records = std::collections::HashSet::new();
+        let mut kept = VecDeque::new();
+        while let Some(waiter) = state.waiting.pop_front() {
+            let closed = waiter.tx.as_ref().is_some_and(|tx| tx.is_closed());
+            if closed {
+                continue;
+            }
+            if inputs.len() < max && records.insert(waiter.record.clone()) {
+                inputs.push(waiter.input);
+                followers.extend(waiter.tx);
+            } else {
+                kept.push_back(waiter);
+            }
+        }
+        state.waiting = kept;
+        Batch {
+            batches: self.clone(),
+            group: group.to_string(),
+            inputs,
+            followers,
+            done: false,
+        }
+    }
+
+    /// Drops a leader's own write from the front of the line (its slot never came).
+    pub(super) fn leave(&self, group: &str) {
+        let mut groups = self.lock();
+        if let Some(state) = groups.get_mut(group)
+            && state.waiting.front().is_some_and(|w| w.tx.is_none())
+        {
+            state.waiting.pop_front();
+        }
+    }
+}
+
+impl Batch {
+    /// How many writes the batch holds.
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    /// Tells each follower its answer (`answers` in the order of `inputs`) and passes the lead
+    /// on; returns the leader's own.
+    pub fn finish(mut self, mut answers: Vec<Answer>, trail: &Trail) -> Answer {
+        self.done = true;
+        let size = self.inputs.len();
+        answers.resize(
+            size,
+            Answer::Failed(CrmError::new(
+                ErrorKind::Transient,
+                "the vendor's batch answer said nothing of this record",
+            )),
+        );
+        let mut answers = answers.into_iter();
+        let own = answers.next().expect("a batch holds its leader's write");
+        for (tx, answer) in std::mem::take(&mut self.followers).into_iter().zip(answers) {
+            let _ = tx.send(Turn::Answer(answer, trail.clone(), size));
+        }
+        self.batches.pass_lead(&self.group);
+        own
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let cut = CrmError::new(
+            ErrorKind::Transient,
+            "the batch call this write joined was cut short",
+        );
+        for tx in self.followers.drain(..) {
+            let _ = tx.send(Turn::Answer(
+                Answer::Failed(cut.clone()),
+                Trail::default(),
+                0,
+            ));
+        }
+        self.batches.pass_lead(&self.group);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A waiting write of `record`; its receiver, which hears its turn.
+    fn wait(batches: &Batches, record: &str) -> oneshot::Receiver<Turn> {
+        let (tx, rx) = oneshot::channel();
+        let mut groups = batches.lock();
+        let state = groups.entry("g".into()).or_default();
+        state.leading = true;
+        state.waiting.push_back(Waiter {
+            input: json!({ "id": record }),
+            record: record.into(),
+            tx: Some(tx),
+        });
+        rx
+    }
+
+    /// A group whose leader's own write is first in line.
+    fn led() -> Arc<Batches> {
+        let batches = Arc::new(Batches::default());
+        batches
+            .lock()
+            .entry("g".into())
+            .or_default()
+            .waiting
+            .push_back(Waiter {
+                input: json!({ "id": "lead" }),
+                record: "lead".into(),
+                tx: None,
+            });
+        batches
+    }
+
+    fn ids(batch: &Batch) -> Vec<&str> {
+        batch
+            .inputs
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_the_line_in_order_up_to_its_size_and_one_write_per_record() {
+        let batches = led();
+        let mut a = wait(&batches, "a");
+        let again = wait(&batches, "a");
+        let gone = wait(&batches, "gone");
+        drop(gone);
+        let mut b = wait(&batches, "b");
+        let mut c = wait(&batches, "c");
+        let batch = batches.gather("g", 3);
+        // The second write of `a` and `c` (past the size) wait; the cancelled one is dropped.
+        assert_eq!(ids(&batch), ["lead", "a", "b"]);
+        let own = batch.finish(
+            vec![
+                Answer::Record(json!(0)),
+                Answer::Record(json!(1)),
+                Answer::Alone,
+            ],
+            &Trail::default(),
+        );
+        assert!(matches!(own, Answer::Record(v) if v == json!(0)));
+        assert!(matches!(a.try_recv(), Ok(Turn::Answer(Answer::Record(v), _, 3)) if v == json!(1)));
+        assert!(matches!(
+            b.try_recv(),
+            Ok(Turn::Answer(Answer::Alone, _, 3))
+        ));
+        // The lead passed to the first write still waiting: `a`'s second.
+        let mut again = again;
+        assert!(matches!(again.try_recv(), Ok(Turn::Lead)));
+        assert!(c.try_recv().is_err(), "c waits for the next batch");
+    }
+
+    #[test]
+    fn a_leader_cancelled_mid_call_fails_its_batch_and_passes_the_lead() {
+        let batches = led();
+        let mut a = wait(&batches, "a");
+        let batch = batches.gather("g", 2);
+        let mut b = wait(&batches, "b");
+        drop(batch);
+        // `a` was in the cancelled batch: told so, to be retried; `b` leads the next.
+        assert!(
+            matches!(a.try_recv(), Ok(Turn::Answer(Answer::Failed(e), _, _)) if e.message.contains("cut short"))
+        );
+        assert!(matches!(b.try_recv(), Ok(Turn::Lead)));
+        assert!(batches.lock().contains_key("g"));
+        // Nobody left waiting: the group is idle again.
+        let batches2 = Arc::new(Batches::default());
+        let mut only = wait(&batches2, "x");
+        let taken = batches2.gather("g", 5);
+        assert_eq!(ids(&taken), ["x"]);
+        drop(taken);
+        assert!(matches!(
+            only.try_recv(),
+            Ok(Turn::Answer(Answer::Failed(_), _, _))
+        ));
+        assert!(
+            !batches2.lock().contains_key("g"),
+            "an idle group is forgotten"
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! A write joining a batch (see [`super::batch`]): it waits in line, or leads, taking the
+//! connection's rate slot before the batch is gathered.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::Call;
+use super::batch::{Batches, Joined, Turn, Waiter};
+use crate::crm::error::{CrmError, ErrorKind};
+
+impl Call<'_> {
+    /// Joins the batch of `group` (a key naming the connection, object and key field) with
+    /// one write's `input` for `record`. Returns its answer when another write's batch carried
+    /// it, or the lead: then the connection's rate slot is taken (the call's next request
+    /// uses it) and the batch gathered, at most `max` writes, for the caller to send and
+    /// [`super::batch::Batch::finish`].
+    pub async fn join_batch(
+        &mut self,
+        group: String,
+        record: String,
+        input: Value,
+        max: usize,
+    ) -> Result<Joined, CrmError> {
+        let batches = self.connector.batches.clone();
+        let (tx, rx) = oneshot::channel();
+        let leads = {
+            let mut groups = batches.lock();
+            let state = groups.entry(group.clone()).or_default();
+            let leads = !state.leading;
+            state.leading = true;
+            state.waiting.push_back(Waiter {
+                input,
+                record,
+                tx: (!leads).then_some(tx),
+            });
+            leads
+        };
+        if !leads {
+            match rx.await {
+                Ok(Turn::Answer(answer, trail, size)) => {
+                    return Ok(Joined::Answered {
+                        answer,
+                        trail,
+                        size,
+                    });
+                }
+                // The lead passed here: this write is first in line.
+                Ok(Turn::Lead) => {}
+                Err(_) => {
+                    return Err(CrmError::new(
+                        ErrorKind::Transient,
+                        "the batch this write waited for was dropped",
+                    ));
+                }
+            }
+        }
+        // Until the batch is gathered, a leader that gives up (no slot in time) or is
+        // cancelled leaves the line and passes the lead on.
+        let leading = Leading {
+            batches: &batches,
+            group: &group,
+        };
+        self.take_slot().await?;
+        std::mem::forget(leading);
+        self.prepaid = true;
+        Ok(Joined::Lead(batches.gather(&group, max.max(1))))
+    }
+}
+
+/// The lead of a group before its batch is gathered.
+struct Leading<'a> {
+    batches: &'a Arc<Batches>,
+    group: &'a str,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.batches.leave(self.group);
+        self.batches.pass_lead(self.group);
+    }
+}
