@@ -1,19 +1,71 @@
-//! Batching under backlog: upserts by email to one HubSpot connection that wait for the rate
-//! budget at the same time go out as one batch upsert, each event reading its own record's
-//! answer; a record HubSpot refuses fails alone; and an event that finds the connection idle
-//! is sent at once, by itself.
+//! Batching under backlog: upserts to one connection that wait for its rate budget at the same
+//! time go out as one batch call (HubSpot's batch upsert, Salesforce's sObject Collections
+//! upsert, Zoho's multi-record upsert), each event reading its own record's answer; a record
+//! the vendor refuses fails alone; and an event that finds the connection idle is sent at once,
+//! by itself.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tributary_fakes::Logged;
 use tributary_fakes::hubspot::{self, FakeHubSpot};
+use tributary_fakes::salesforce::{self, FakeSalesforce};
+use tributary_fakes::zoho::{self, FakeZoho};
 use tributary_tests::{Pipeline, TestApp, charge_event, each_backend_with};
+
+/// A batch holds the events a worker has in hand for the tenant at once: 16 of 32 here.
+const SLOTS: &[(&str, &str)] = &[("TRIBUTARY_WORKER_CONCURRENCY", "32")];
+
+/// Two requests a second: a backlog waits for its slots, and fills the batches.
+fn paced() -> Value {
+    json!({"requests": 2, "per_seconds": 1})
+}
+
+/// Sends every event at once, then waits for each; their outcomes, in order.
+async fn backlog(app: &TestApp, p: &Pipeline, events: &[Value]) -> Vec<Value> {
+    let mut ids = Vec::new();
+    for event in events {
+        let reply = app.send_event(p, event).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        ids.push(reply.str("/event_id"));
+    }
+    let mut done = Vec::new();
+    for id in ids {
+        done.push(app.finished_event(&p.tenant.token, &id).await);
+    }
+    done
+}
+
+/// The number of records each request to `suffix` carried in `list`, in order.
+fn sizes(log: &[Logged], suffix: &str, list: &str) -> Vec<usize> {
+    log.iter()
+        .filter(|l| l.method != "GET" && l.path.split('?').next().unwrap_or("").ends_with(suffix))
+        .map(|l| {
+            serde_json::from_str::<Value>(&l.body).unwrap()[list]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .collect()
+}
+
+/// What every batched backlog shows: all its records in fewer calls, some of several, none
+/// past the vendor's size.
+fn assert_batched(sizes: &[usize], records: usize, max: usize) {
+    assert_eq!(sizes.iter().sum::<usize>(), records, "{sizes:?}");
+    assert!(
+        sizes.len() <= records / 2,
+        "{} calls for {records} records: {sizes:?}",
+        sizes.len()
+    );
+    assert!(sizes.iter().any(|n| *n >= 5), "{sizes:?}");
+    assert!(sizes.iter().all(|n| *n <= max), "{sizes:?}");
+}
 
 async fn hubspot(app: &TestApp, fake: &FakeHubSpot) -> Pipeline {
     let p = app
         .pipeline_with(json!({
             "name": "HubSpot", "provider": "hubspot",
             "auth": {"type": "token", "token": hubspot::PRIVATE_APP_TOKEN},
-            "settings": {"base_url": fake.base_url, "rate_limit": {"requests": 2, "per_seconds": 1}}
+            "settings": {"base_url": fake.base_url, "rate_limit": paced()}
         }))
         .await;
     app.contact_flow(
@@ -128,5 +180,171 @@ async fn a_backlog_goes_out_in_batch_calls_and_a_refused_record_fails_alone() {
             assert_eq!(batch_sizes(&fake).last(), Some(&1));
         },
     )
+    .await;
+}
+
+#[tokio::test]
+async fn salesforce_upserts_by_external_id_share_collection_calls() {
+    each_backend_with(SLOTS, |app| async move {
+        let fake = FakeSalesforce::start();
+        fake.define_field("Account", "Stripe_Customer_ID__c", true);
+        // Two accounts already carry one customer's id: that record's upsert is refused.
+        for name in ["Dup 1", "Dup 2"] {
+            fake.insert(
+                "Account",
+                json!({"Name": name, "Stripe_Customer_ID__c": "cus_dup"}),
+            );
+        }
+        let p = app
+            .pipeline_with(json!({
+                "name": "Salesforce", "provider": "salesforce",
+                "auth": {"type": "jwt_bearer", "client_id": salesforce::CLIENT_ID,
+                         "username": salesforce::USERNAME,
+                         "private_key": salesforce::TEST_PRIVATE_KEY_PEM},
+                "settings": {"login_url": fake.login_url, "api_version": "60.0",
+                             "rate_limit": paced()}
+            }))
+            .await;
+        let flow = json!({
+            "name": "Customers to accounts", "connection_id": p.connection_id,
+            "trigger": {"events": ["customer.created"]},
+            "steps": [{"id": "account", "action": "upsert", "object": "Account",
+                       "match": {"Stripe_Customer_ID__c": "{{ object.id }}"},
+                       "fields": {"Name": "{{ object.name }}"}}]
+        });
+        let created = app.post("/v1/flows", &p.tenant.token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let now = chrono::Utc::now().timestamp();
+        let customer = |i: usize| {
+            if i == 11 {
+                "cus_dup".to_string()
+            } else {
+                format!("cus_{i}")
+            }
+        };
+        let events: Vec<Value> = (0..24)
+            .map(|i| {
+                json!({"id": format!("evt_sf{i}"), "object": "event", "api_version": "2024-06-20",
+                       "created": now, "livemode": false, "pending_webhooks": 1,
+                       "request": {"id": null, "idempotency_key": null}, "type": "customer.created",
+                       "data": {"object": {"id": customer(i), "object": "customer",
+                                           "name": format!("Customer {i}")}}})
+            })
+            .collect();
+        let done = backlog(&app, &p, &events).await;
+        for (i, event) in done.iter().enumerate() {
+            if i == 11 {
+                assert_eq!(event["status"], "failed", "{event}");
+                let message = event["deliveries"][0]["error"]["message"]
+                    .as_str()
+                    .unwrap_or("");
+                assert!(message.contains("DUPLICATE_EXTERNAL_ID"), "{event}");
+            } else {
+                assert_eq!(event["status"], "processed", "{i}: {event}");
+            }
+        }
+        let accounts = fake.records("Account");
+        assert_eq!(accounts.len(), 2 + 23, "{accounts:?}");
+        for i in (0..24).filter(|i| *i != 11) {
+            let account = accounts
+                .iter()
+                .find(|a| a["Stripe_Customer_ID__c"] == json!(customer(i)))
+                .unwrap_or_else(|| panic!("cus_{i} not written"));
+            assert_eq!(account["Name"], json!(format!("Customer {i}")));
+        }
+        let log = fake.log.all();
+        let collections = sizes(
+            &log,
+            "/composite/sobjects/Account/Stripe_Customer_ID__c",
+            "records",
+        );
+        let singles = log
+            .iter()
+            .filter(|l| {
+                l.method == "PATCH" && l.path.contains("/sobjects/Account/Stripe_Customer_ID__c/")
+            })
+            .count();
+        // A batch of one is the single upsert.
+        let mut all = collections.clone();
+        all.extend(std::iter::repeat_n(1, singles));
+        assert_batched(&all, 24, 200);
+        assert!(!collections.is_empty(), "{log:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn zoho_upserts_share_multi_record_calls() {
+    each_backend_with(SLOTS, |app| async move {
+        let fake = FakeZoho::start();
+        let p = app
+            .pipeline_with(json!({
+                "name": "Zoho CRM", "provider": "zoho",
+                "auth": {"type": "refresh_token", "client_id": zoho::CLIENT_ID,
+                         "client_secret": zoho::CLIENT_SECRET,
+                         "refresh_token": fake.issue_refresh_token()},
+                "settings": {"accounts_url": fake.accounts_url, "api_version": "v8",
+                             "rate_limit": paced()}
+            }))
+            .await;
+        let flow = json!({
+            "name": "Contacts", "connection_id": p.connection_id,
+            "trigger": {"events": ["charge.succeeded"]},
+            "steps": [{"id": "contact", "action": "upsert", "object": "Contacts",
+                       "match": {"Email": "{{ object.billing_details.email }}"},
+                       "fields": {"Last_Name": "{{ object.billing_details.name }}"}}]
+        });
+        let created = app.post("/v1/flows", &p.tenant.token, flow).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let now = chrono::Utc::now().timestamp();
+        // One address Zoho refuses.
+        let email = |i: usize| {
+            if i == 5 {
+                "nobody@nowhere".to_string()
+            } else {
+                format!("z{i}@batch.example")
+            }
+        };
+        let events: Vec<Value> = (0..24)
+            .map(|i| {
+                charge_event(
+                    &format!("evt_zb{i}"),
+                    &format!("ch_zb{i}"),
+                    &email(i),
+                    &format!("Name {i}"),
+                    100,
+                    now,
+                )
+            })
+            .collect();
+        let done = backlog(&app, &p, &events).await;
+        for (i, event) in done.iter().enumerate() {
+            if i == 5 {
+                assert_eq!(event["status"], "failed", "{event}");
+                let error = &event["deliveries"][0]["error"];
+                let message = error["message"].as_str().unwrap_or("");
+                assert!(
+                    message.contains("INVALID_DATA") && message.contains("Email"),
+                    "{event}"
+                );
+            } else {
+                assert_eq!(event["status"], "processed", "{i}: {event}");
+            }
+        }
+        let contacts = fake.records("Contacts");
+        assert_eq!(contacts.len(), 23, "{contacts:?}");
+        for i in (0..24).filter(|i| *i != 5) {
+            let contact = contacts
+                .iter()
+                .find(|c| c["Email"] == json!(email(i)))
+                .unwrap_or_else(|| panic!("{} not written", email(i)));
+            assert_eq!(
+                contact["Last_Name"],
+                json!(format!("Name {i}")),
+                "{contact:?}"
+            );
+        }
+        assert_batched(&sizes(&fake.log.all(), "/Contacts/upsert", "data"), 24, 100);
+    })
     .await;
 }

@@ -8,7 +8,9 @@
 //! - `update`: PATCH by record id (the linked record, else `record_id`); a missing record falls
 //!   back to a SOQL lookup by `match`; none found is not found, several are refused with the
 //!   candidates. `upsert` with one match field is Salesforce's upsert by external id
-//!   (201 created, 200 updated, 300 several matches); `create` posts. Tasks without an
+//!   (201 created, 200 updated, 300 several matches); such writes waiting at the same time
+//!   share one sObject Collections upsert of up to 200 records (`salesforce/upsert.rs`);
+//!   `create` posts. Tasks without an
 //!   `OwnerId` are assigned to the owner of the record they are about (`WhatId`, else `WhoId`).
 //! - Record types by name: a step's field `RecordTypeName` (or a `RecordTypeId` whose value is
 //!   not a record type id) names one of the object's active record types by `DeveloperName`
@@ -51,7 +53,9 @@ use crate::flow::Operation;
 mod describe;
 mod reply;
 mod soql;
+mod upsert;
 
+use reply::{Written, segment, several, written};
 pub(crate) use reply::{classify, send};
 
 pub use soql::soql_quote;
@@ -88,12 +92,6 @@ fn unknown_fields(reply: &Reply) -> Vec<String> {
     names
 }
 
-fn segment(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
 /// The object a record id belongs to, by its key prefix.
 fn object_of_id(id: &str) -> Option<&'static str> {
     match id.get(..3)? {
@@ -104,24 +102,6 @@ fn object_of_id(id: &str) -> Option<&'static str> {
         "500" => Some("Case"),
         _ => None,
     }
-}
-
-enum Written {
-    Done(CrmOutcome),
-    Refused(Reply),
-}
-
-fn written(id: &str, body: Value) -> Written {
-    let response = if body.is_null() {
-        json!({ "id": id })
-    } else {
-        body
-    };
-    Written::Done(CrmOutcome {
-        record_id: id.to_string(),
-        warnings: Vec::new(),
-        response: Some(response),
-    })
 }
 
 async fn patch_by_id(
@@ -170,16 +150,6 @@ async fn create(
     }
 }
 
-fn several(object: &str, ids: &[String], what: &str) -> CrmError {
-    CrmError::new(
-        ErrorKind::Permanent,
-        format!(
-            "several Salesforce {object} records match {what}: {}; make the match unique or name the record",
-            ids.join(", ")
-        ),
-    )
-}
-
 async fn write(
     call: &mut Call<'_>,
     kind: Write,
@@ -199,51 +169,8 @@ async fn write(
         Write::Create => create(call, object, fields).await,
         Write::Upsert if op.match_fields.len() == 1 => {
             let (field, value) = op.match_fields.iter().next().expect("one match field");
-            let mut body = fields.clone();
-            body.remove(field);
-            let reply = send(
-                call,
-                Request::new(
-                    Method::PATCH,
-                    format!(
-                        "/sobjects/{}/{}/{}",
-                        segment(object),
-                        segment(field),
-                        segment(&super::as_text(value))
-                    ),
-                )
-                .json(Value::Object(body)),
-            )
-            .await?;
-            if reply.status == 300 {
-                let ids: Vec<String> = reply
-                    .json()
-                    .and_then(|b| b.as_array().cloned())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|url| url.rsplit('/').next().unwrap_or(url).to_string())
-                    .collect();
-                let mut error = several(object, &ids, &match_text);
-                error.vendor_status = Some(300);
-                error.vendor_body = Some(reply.excerpt());
-                return Err(error);
-            }
-            if !reply.is_success() {
-                return Ok(Written::Refused(reply));
-            }
-            let body = reply.json().unwrap_or(Value::Null);
-            if let Some(id) = body.get("id").and_then(Value::as_str) {
-                return Ok(written(id, body.clone()));
-            }
-            // Older API versions answer 204 without a body: find what was written.
-            match lookup(call, object, &op.match_fields).await?.as_slice() {
-                [id] => Ok(written(id, Value::Null)),
-                _ => Err(CrmError::new(
-                    ErrorKind::Transient,
-                    "Salesforce upserted without naming the record, and a lookup did not find it",
-                )),
-            }
+            let value = super::as_text(value);
+            upsert::by_external_id(call, object, (field, &value), fields, &op.match_fields).await
         }
         Write::Upsert | Write::Update => {
             let found = if op.match_fields.is_empty() {

@@ -8,7 +8,8 @@
 //!   `developer`) sends the calls to the same data centre's `sandbox.zohoapis.<tld>` or
 //!   `developer.zohoapis.<tld>` instead of the production `api_domain`.
 //! - `upsert` posts to `/{module}/upsert` with the match fields as `duplicate_check_fields`, so
-//!   Zoho finds the record itself; with `search_before_write` the adapter searches first and
+//!   Zoho finds the record itself, and such writes waiting at the same time share one call of
+//!   up to 100 records (`zoho/upsert.rs`); with `search_before_write` the adapter searches first and
 //!   updates or inserts. `update` writes by record id, else by a search on `match`; `create`
 //!   inserts, and a `DUPLICATE_DATA` answer updates the record Zoho names instead.
 //! - Fields (`crm::fields`): `GET /settings/fields?module=`, those not read-only.
@@ -43,7 +44,9 @@ use crate::flow::Operation;
 mod fields;
 mod reply;
 mod search;
+mod upsert;
 
+use reply::{RecordResult, Written, done, record_result};
 pub(crate) use reply::{classify, segment};
 use search::search;
 
@@ -66,88 +69,6 @@ fn environment_domain(settings: &Map<String, Value>, api_domain: &str) -> Result
             ErrorKind::Permanent,
             format!("{api_domain} is not a Zoho API domain with a {environment} environment"),
         )
-    })
-}
-
-/// The outcome of one record in a `data` answer.
-enum RecordResult {
-    Success {
-        id: String,
-        body: Value,
-    },
-    Duplicate {
-        id: Option<String>,
-        error: CrmError,
-    },
-    Refused {
-        field: Option<String>,
-        error: CrmError,
-    },
-}
-
-fn record_result(reply: &Reply) -> RecordResult {
-    let body = reply.json().unwrap_or(Value::Null);
-    let Some(entry) = body
-        .get("data")
-        .and_then(Value::as_array)
-        .and_then(|d| d.first())
-        .cloned()
-    else {
-        return RecordResult::Refused {
-            field: None,
-            error: classify(reply),
-        };
-    };
-    let code = entry.get("code").and_then(Value::as_str).unwrap_or("");
-    if code == "SUCCESS"
-        && let Some(id) = entry.pointer("/details/id").and_then(Value::as_str)
-    {
-        return RecordResult::Success {
-            id: id.to_string(),
-            body: entry.clone(),
-        };
-    }
-    let field = entry
-        .pointer("/details/api_name")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let message = entry.get("message").and_then(Value::as_str).unwrap_or("");
-    let kind = match code {
-        "INVALID_TOKEN" => ErrorKind::Auth,
-        "SUCCESS" => ErrorKind::Transient,
-        _ if reply.status >= 500 => ErrorKind::Transient,
-        _ => ErrorKind::Invalid,
-    };
-    let shown = format!(
-        "Zoho CRM refused the record: {code}: {message}{}",
-        field
-            .as_deref()
-            .map(|f| format!(" (field {f})"))
-            .unwrap_or_default()
-    );
-    let error = reply.error(kind, shown);
-    if code == "DUPLICATE_DATA" {
-        let id = entry
-            .pointer("/details/duplicate_record/id")
-            .or_else(|| entry.pointer("/details/id"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        return RecordResult::Duplicate { id, error };
-    }
-    RecordResult::Refused { field, error }
-}
-
-enum Written {
-    Done(CrmOutcome),
-    /// A field was refused; the write can be retried without it.
-    Refused(Option<String>, CrmError),
-}
-
-fn done(id: String, body: Value, warning: Option<String>) -> Written {
-    Written::Done(CrmOutcome {
-        record_id: id,
-        warnings: warning.into_iter().collect(),
-        response: Some(body),
     })
 }
 
@@ -231,24 +152,7 @@ async fn write(
     match kind {
         Write::Create => insert(call, module, record).await,
         Write::Upsert if !search_first => {
-            let reply = call
-                .send(
-                    &Request::new(Method::POST, format!("/{}/upsert", segment(module))).json(
-                        json!({
-                            "data": [record],
-                            "duplicate_check_fields": op.match_fields.keys().collect::<Vec<_>>(),
-                        }),
-                    ),
-                )
-                .await?;
-            if reply.status == 401 || reply.status == 429 || reply.status >= 500 {
-                return Err(classify(&reply));
-            }
-            match record_result(&reply) {
-                RecordResult::Success { id, body } => Ok(done(id, body, None)),
-                RecordResult::Duplicate { error, .. } => Err(error),
-                RecordResult::Refused { field, error } => Ok(Written::Refused(field, error)),
-            }
+            upsert::by_check_fields(call, module, record, &op.match_fields).await
         }
         Write::Upsert | Write::Update => {
             let found = if op.match_fields.is_empty() {

@@ -108,7 +108,10 @@ pub(super) fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
         ("GET", ["sobjects", object, id]) => read(&s, req, version, object, id),
         ("PATCH", ["sobjects", object, id]) => update(&mut s, object, id, body),
         ("PATCH", ["sobjects", object, field, value]) => {
-            upsert(&mut s, version, object, field, value, body)
+            upsert(&mut s, version, object, field, &decode(value), body)
+        }
+        ("PATCH", ["composite", "sobjects", object, field]) => {
+            upsert_collection(&mut s, version, object, field, body)
         }
         _ => sf_error(
             404,
@@ -209,7 +212,8 @@ fn delete(s: &mut State, object: &str, id: &str) -> HttpResponse {
     }
 }
 
-/// `PATCH /sobjects/{object}/{field}/{value}`: upsert by an external id field.
+/// `PATCH /sobjects/{object}/{field}/{value}`: upsert by an external id field (`value`
+/// decoded from its path segment).
 fn upsert(
     s: &mut State,
     version: &str,
@@ -218,7 +222,7 @@ fn upsert(
     value: &str,
     body: &[u8],
 ) -> HttpResponse {
-    let value = decode(value);
+    let value = value.to_string();
     let external = s
         .fields
         .get(object)
@@ -297,6 +301,105 @@ fn upsert(
             HttpResponse::build(StatusCode::MULTIPLE_CHOICES).json(urls)
         }
     }
+}
+
+/// Most records one sObject Collections request takes.
+const COLLECTION_MAX: usize = 200;
+
+/// `PATCH /composite/sobjects/{object}/{field}`: upserts a collection by an external id field,
+/// each record on its own (`allOrNone` false): a 200 with one SaveResult per record, in order,
+/// failures as `{"success": false, "errors": [{"statusCode", "message", "fields"}]}`.
+fn upsert_collection(
+    s: &mut State,
+    version: &str,
+    object: &str,
+    field: &str,
+    body: &[u8],
+) -> HttpResponse {
+    let body = match json_body(body) {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let Some(records) = body.get("records").and_then(Value::as_array) else {
+        return sf_error(400, "JSON_PARSER_ERROR", "records is required", &[]);
+    };
+    if records.len() > COLLECTION_MAX {
+        return sf_error(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            &format!("record limit exceeded: at most {COLLECTION_MAX} records"),
+            &[],
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut results = Vec::new();
+    for record in records {
+        let mut record = record.as_object().cloned().unwrap_or_default();
+        let kind = record.remove("attributes");
+        if kind
+            .as_ref()
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            != Some(object)
+        {
+            return sf_error(
+                400,
+                "INVALID_TYPE",
+                &format!("each record's attributes.type must be {object}"),
+                &[],
+            );
+        }
+        let value = get_field(&record, field)
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        if !seen.insert(value.clone()) {
+            results.push(failed(
+                "DUPLICATE_EXTERNAL_ID",
+                &format!("Duplicate external id specified: {value}"),
+                &[field],
+            ));
+            continue;
+        }
+        let bytes = Value::Object(record).to_string();
+        let response = upsert(s, version, object, field, &value, bytes.as_bytes());
+        results.push(save_result(response));
+    }
+    HttpResponse::Ok().json(results)
+}
+
+/// A single upsert's answer as a collection's SaveResult.
+fn save_result(response: HttpResponse) -> Value {
+    use actix_web::body::MessageBody;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .try_into_bytes()
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    if status.is_success() {
+        return json!({"id": body["id"], "success": true, "errors": [],
+                      "created": status == StatusCode::CREATED});
+    }
+    if status == StatusCode::MULTIPLE_CHOICES {
+        return failed(
+            "DUPLICATE_EXTERNAL_ID",
+            &format!("more than one record found for external id field: {body}"),
+            &[],
+        );
+    }
+    let errors: Vec<Value> = body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| json!({"statusCode": e["errorCode"], "message": e["message"], "fields": e["fields"]}))
+        .collect();
+    json!({"success": false, "errors": errors})
+}
+
+fn failed(code: &str, message: &str, fields: &[&str]) -> Value {
+    json!({"success": false, "errors": [{"statusCode": code, "message": message, "fields": fields}]})
 }
 
 pub(super) fn serve(state: Shared, log: RequestLog, is_login: bool) -> Served {

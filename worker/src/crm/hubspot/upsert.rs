@@ -66,20 +66,18 @@ async fn lead(
     let reply = match send(call, request).await {
         Ok(reply) => reply,
         Err(error) => {
-            let trail = call.trail.clone();
-            batch.finish(vec![Answer::Failed(error.clone()); size], &trail);
+            batch.fail(&error, &call.trail.clone());
             return Err(error);
         }
     };
     if !reply.is_success() {
-        let error = classify(&reply);
-        let whole = if size > 1 && !error.kind.is_retryable() && error.kind != ErrorKind::Auth {
-            Answer::Alone
-        } else {
-            Answer::Failed(error)
-        };
         let trail = call.trail.clone();
-        return match batch.finish(vec![whole; size], &trail) {
+        if size == 1 {
+            // Its own refusal, read as a single write's.
+            batch.finish(vec![Answer::Alone], &trail);
+            return Ok(refused(reply));
+        }
+        return match batch.refused(classify(&reply), &trail) {
             Answer::Alone => alone(call, object, own).await,
             _ => Ok(refused(reply)),
         };

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::crm::session::{Call, Reply, Request, kind_of_status};
-use crate::crm::{CrmError, ErrorKind};
+use crate::crm::{CrmError, CrmOutcome, ErrorKind};
 
 /// Reads Salesforce's error array into one message and a kind.
 pub(crate) fn classify(reply: &Reply) -> CrmError {
@@ -92,4 +92,42 @@ pub(crate) async fn send(call: &mut Call<'_>, request: Request) -> Result<Reply,
             .insert("api_usage".into(), Value::String(usage.to_string()));
     }
     Ok(reply)
+}
+
+/// A path segment, percent-encoded (spaces as `%20`).
+pub(super) fn segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// One write attempt: done, or Salesforce's refusal to read.
+pub(super) enum Written {
+    Done(CrmOutcome),
+    Refused(Reply),
+}
+
+/// A write done, its record `id` and Salesforce's answer (the id alone when it sent none).
+pub(super) fn written(id: &str, body: Value) -> Written {
+    let response = if body.is_null() {
+        json!({ "id": id })
+    } else {
+        body
+    };
+    Written::Done(CrmOutcome {
+        record_id: id.to_string(),
+        warnings: Vec::new(),
+        response: Some(response),
+    })
+}
+
+/// The refusal of a match that found several records.
+pub(super) fn several(object: &str, ids: &[String], what: &str) -> CrmError {
+    CrmError::new(
+        ErrorKind::Permanent,
+        format!(
+            "several Salesforce {object} records match {what}: {}; make the match unique or name the record",
+            ids.join(", ")
+        ),
+    )
 }

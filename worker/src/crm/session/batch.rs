@@ -174,6 +174,27 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// The call got no answer: every write of the batch fails with `error`.
+    pub fn fail(self, error: &CrmError, trail: &Trail) {
+        let size = self.len();
+        self.finish(vec![Answer::Failed(error.clone()); size], trail);
+    }
+
+    /// The vendor refused the call as a whole: each write is sent again alone, unless waiting
+    /// or new credentials can help (then each fails with `error`, to be retried). Returns the
+    /// leader's answer.
+    pub fn refused(self, error: CrmError, trail: &Trail) -> Answer {
+        let size = self.len();
+        let whole = if error.kind.is_retryable() || error.kind == ErrorKind::Auth {
+            Answer::Failed(error)
+        } else {
+            Answer::Alone
+        };
+        self.finish(vec![whole; size], trail)
+    }
+}
+
 impl Drop for Batch {
     fn drop(&mut self) {
         if self.done {
