@@ -63,8 +63,41 @@ pub(super) struct Waiter {
 }
 
 pub(super) enum Turn {
-    Lead,
+    Lead(Lead),
     Answer(Answer, Trail, usize),
+}
+
+/// The lead of a group, before its batch is gathered. Dropped armed — its write cancelled, its
+/// slot never came, or never read from its channel — it takes its write out of the line and
+/// passes the lead on, so a group is never left without one.
+pub(super) struct Lead {
+    batches: Arc<Batches>,
+    group: String,
+    armed: bool,
+}
+
+impl Lead {
+    pub(super) fn new(batches: Arc<Batches>, group: &str) -> Self {
+        Lead {
+            batches,
+            group: group.to_string(),
+            armed: true,
+        }
+    }
+
+    /// The batch is being gathered: the lead is in use.
+    pub(super) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        if self.armed {
+            self.batches.leave(&self.group);
+            self.batches.pass_lead(&self.group);
+        }
+    }
 }
 
 /// A batch being sent by the write that leads it. Dropped unfinished (its leader cancelled),
@@ -84,16 +117,19 @@ impl Batches {
     }
 
     /// Hands the group's lead to the first write still waiting, or leaves it idle.
-    pub(super) fn pass_lead(&self, group: &str) {
+    pub(super) fn pass_lead(self: &Arc<Self>, group: &str) {
         let mut groups = self.lock();
         let Some(state) = groups.get_mut(group) else {
             return;
         };
         while let Some(first) = state.waiting.front_mut() {
-            if let Some(tx) = first.tx.take()
-                && tx.send(Turn::Lead).is_ok()
-            {
-                return;
+            if let Some(tx) = first.tx.take() {
+                match tx.send(Turn::Lead(Lead::new(self.clone(), group))) {
+                    Ok(()) => return,
+                    // Not taken: its write is gone; this lock is held, so no passing on.
+                    Err(Turn::Lead(lead)) => lead.disarm(),
+                    Err(_) => {}
+                }
             }
             state.waiting.pop_front();
         }
@@ -286,8 +322,13 @@ mod tests {
         ));
         // The lead passed to the first write still waiting: `a`'s second.
         let mut again = again;
-        assert!(matches!(again.try_recv(), Ok(Turn::Lead)));
+        let Ok(Turn::Lead(lead)) = again.try_recv() else {
+            panic!("the lead passes to the first write waiting");
+        };
         assert!(c.try_recv().is_err(), "c waits for the next batch");
+        // A lead never taken up (its write gone) passes on by itself.
+        drop(lead);
+        assert!(matches!(c.try_recv(), Ok(Turn::Lead(_))));
     }
 
     #[test]
@@ -301,7 +342,10 @@ mod tests {
         assert!(
             matches!(a.try_recv(), Ok(Turn::Answer(Answer::Failed(e), _, _)) if e.message.contains("cut short"))
         );
-        assert!(matches!(b.try_recv(), Ok(Turn::Lead)));
+        let Ok(Turn::Lead(lead)) = b.try_recv() else {
+            panic!("b leads the next batch");
+        };
+        lead.disarm();
         assert!(batches.lock().contains_key("g"));
         // Nobody left waiting: the group is idle again.
         let batches2 = Arc::new(Batches::default());

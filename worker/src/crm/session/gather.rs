@@ -1,13 +1,11 @@
 //! A write joining a batch (see [`super::batch`]): it waits in line, or leads, taking the
 //! connection's rate slot before the batch is gathered.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::Call;
-use super::batch::{Batches, Joined, Turn, Waiter};
+use super::batch::{Joined, Lead, Turn, Waiter};
 use crate::crm::error::{CrmError, ErrorKind};
 
 impl Call<'_> {
@@ -37,7 +35,9 @@ impl Call<'_> {
             });
             leads
         };
-        if !leads {
+        let lead = if leads {
+            Lead::new(batches.clone(), &group)
+        } else {
             match rx.await {
                 Ok(Turn::Answer(answer, trail, size)) => {
                     return Ok(Joined::Answered {
@@ -47,7 +47,7 @@ impl Call<'_> {
                     });
                 }
                 // The lead passed here: this write is first in line.
-                Ok(Turn::Lead) => {}
+                Ok(Turn::Lead(lead)) => lead,
                 Err(_) => {
                     return Err(CrmError::new(
                         ErrorKind::Transient,
@@ -55,29 +55,12 @@ impl Call<'_> {
                     ));
                 }
             }
-        }
-        // Until the batch is gathered, a leader that gives up (no slot in time) or is
-        // cancelled leaves the line and passes the lead on.
-        let leading = Leading {
-            batches: &batches,
-            group: &group,
         };
+        // Until the batch is gathered, a leader that gives up (no slot in time) or is
+        // cancelled drops `lead`, which leaves the line and passes the lead on.
         self.take_slot().await?;
-        std::mem::forget(leading);
+        lead.disarm();
         self.prepaid = true;
         Ok(Joined::Lead(batches.gather(&group, max.max(1))))
-    }
-}
-
-/// The lead of a group before its batch is gathered.
-struct Leading<'a> {
-    batches: &'a Arc<Batches>,
-    group: &'a str,
-}
-
-impl Drop for Leading<'_> {
-    fn drop(&mut self) {
-        self.batches.leave(self.group);
-        self.batches.pass_lead(self.group);
     }
 }
