@@ -6,7 +6,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tributary_fakes::hubspot::{self, FakeHubSpot};
-use tributary_tests::{Pipeline, TestApp, WorkerProcess, charge_event, each_backend_with};
+use tributary_tests::{
+    Pipeline, TestApp, WorkerProcess, charge_event, each_backend, each_backend_with,
+};
 
 /// The api takes webhooks and sweeps; the worker processes each test starts run the flows.
 const NO_EMBEDDED_WORKER: &[(&str, &str)] = &[
@@ -224,6 +226,65 @@ async fn a_retry_after_holds_every_process_until_it_has_passed() {
             early.is_empty(),
             "requests inside Retry-After: 2: {early:?}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_tenants_backlog_takes_nothing_of_anothers_budget() {
+    each_backend(|app| async move {
+        // Tenant A's HubSpot allows two requests a second, and A has a backlog of 12.
+        let slow = FakeHubSpot::start();
+        let a = hubspot(
+            &app,
+            &slow,
+            json!({"rate_limit": {"requests": 2, "per_seconds": 1}}),
+        )
+        .await;
+        let fast = FakeHubSpot::start();
+        let b = hubspot(&app, &fast, json!({})).await;
+        assert_ne!(a.tenant.id, b.tenant.id);
+        let now = chrono::Utc::now().timestamp();
+        let mut backlog = Vec::new();
+        for i in 0..12 {
+            let event = charge_event(
+                &format!("evt_a{i}"),
+                &format!("ch_a{i}"),
+                &format!("a{i}@budget.example"),
+                "A",
+                100,
+                now,
+            );
+            let sent = app.send_event(&a, &event).await;
+            assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+            backlog.push(sent.str("/event_id"));
+        }
+        // B's event goes through its own budget and the job slots A's share leaves free.
+        let started = std::time::Instant::now();
+        let event = charge_event("evt_b", "ch_b", "b@budget.example", "B", 100, now);
+        let done = app.deliver(&b, &event).await;
+        let took = started.elapsed();
+        assert_eq!(done["status"], "processed", "{done}");
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "B waited {took:?} behind A's backlog"
+        );
+        assert!(
+            slow.records("contacts").len() < 12,
+            "A's backlog was still waiting for its budget"
+        );
+        for id in backlog {
+            let finished = app.finished_event(&a.tenant.token, &id).await;
+            assert_eq!(finished["status"], "processed", "{finished}");
+        }
+        assert_eq!(slow.records("contacts").len(), 12);
+        let refused: Vec<_> = slow
+            .log
+            .all()
+            .into_iter()
+            .filter(|l| l.status == 429)
+            .collect();
+        assert!(refused.is_empty(), "{refused:?}");
     })
     .await;
 }
