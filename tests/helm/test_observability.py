@@ -30,7 +30,8 @@ COUNTERS = {"webhooks", "deliveries", "crm_requests", "crm_rate_limited", "token
             "alerts", "stripe_api_errors", "reconciled_events", "jobs", "pruned"}
 GAUGES = {"queue_depth", "queue_oldest_age_seconds"}
 HISTOGRAMS = {"ingest_duration_seconds", "crm_request_duration_seconds",
-              "crm_rate_limit_wait_seconds", "event_to_crm_seconds", "crm_budget_wait_seconds"}
+              "crm_rate_limit_wait_seconds", "event_to_crm_seconds", "crm_budget_wait_seconds",
+              "crm_batch_records"}
 # Names the chart may use before metrics.rs registers them (none now).
 NOT_YET_REGISTERED: set[str] = set()
 # The kubelet's cAdvisor metrics, for the pods' CPU and memory.

@@ -31,6 +31,7 @@ pub struct Metrics {
     rate_limited: Family<Labels, Counter>,
     rate_limit_wait: Histograms,
     budget_waits: Histograms,
+    batch_records: Histograms,
     token_refreshes: Family<Labels, Counter>,
     queue_depth: Gauge,
     queue_oldest: Gauge<f64, AtomicU64>,
@@ -56,6 +57,11 @@ fn arrival_buckets() -> Histogram {
     ])
 }
 
+/// Records per batch call: one alone, up to Salesforce's 200.
+fn batch_buckets() -> Histogram {
+    Histogram::new([1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0])
+}
+
 fn wait_buckets() -> Histogram {
     Histogram::new([1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0])
 }
@@ -79,6 +85,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         rate_limited: Family::default(),
         rate_limit_wait: Family::new_with_constructor(wait_buckets as fn() -> Histogram),
         budget_waits: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
+        batch_records: Family::new_with_constructor(batch_buckets as fn() -> Histogram),
         token_refreshes: Family::default(),
         queue_depth: Gauge::default(),
         queue_oldest: Gauge::default(),
@@ -133,6 +140,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "crm_budget_wait_seconds",
         "How long CRM requests waited for their connection's shared rate budget, by provider",
         m.budget_waits.clone(),
+    );
+    registry.register(
+        "crm_batch_records",
+        "Records each CRM batch call carried (1 for a write sent alone), by provider",
+        m.batch_records.clone(),
     );
     registry.register(
         "token_refreshes",
@@ -242,6 +254,13 @@ pub fn rate_limited(provider: &str, wait_seconds: f64) {
 }
 
 /// A CRM request waited `seconds` for its rate budget's slot.
+pub fn batch_records(provider: &str, records: usize) {
+    METRICS
+        .batch_records
+        .get_or_create(&labels(&[("provider", provider)]))
+        .observe(records as f64);
+}
+
 pub fn budget_wait(provider: &str, seconds: f64) {
     METRICS
         .budget_waits

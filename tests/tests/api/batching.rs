@@ -147,15 +147,32 @@ async fn a_backlog_goes_out_in_batch_calls_and_a_refused_record_fails_alone() {
             }
 
             // Fewer calls than events, none over HubSpot's 100, none refused for the rate.
-            let sizes = batch_sizes(&fake);
-            assert_eq!(sizes.iter().sum::<usize>(), 30, "{sizes:?}");
+            assert_batched(&batch_sizes(&fake), 30, 100);
+            // The metric shows calls of more than 5 records (the process's, every test's).
+            let metrics = app
+                .call(
+                    reqwest::Method::GET,
+                    "/metrics",
+                    Some(tributary_tests::METRICS_TOKEN),
+                    None,
+                )
+                .await;
+            let count = |line: &str| {
+                metrics
+                    .text
+                    .lines()
+                    .find(|l| l.starts_with(line))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no {line} in {}", metrics.text))
+            };
+            let calls = count("tributary_crm_batch_records_count{provider=\"hubspot\"}");
+            let small =
+                count("tributary_crm_batch_records_bucket{le=\"5.0\",provider=\"hubspot\"}");
             assert!(
-                sizes.len() <= 15,
-                "{} calls for 30 events: {sizes:?}",
-                sizes.len()
+                calls > small,
+                "{calls} HubSpot calls, {small} of 5 records or fewer"
             );
-            assert!(sizes.iter().any(|n| *n >= 5), "{sizes:?}");
-            assert!(sizes.iter().all(|n| *n <= 100), "{sizes:?}");
             let refused: Vec<_> = fake
                 .log
                 .all()

@@ -61,6 +61,8 @@ impl Call<'_> {
         self.take_slot().await?;
         lead.disarm();
         self.prepaid = true;
-        Ok(Joined::Lead(batches.gather(&group, max.max(1))))
+        let batch = batches.gather(&group, max.max(1));
+        crate::metrics::batch_records(&self.connection.provider, batch.len());
+        Ok(Joined::Lead(batch))
     }
 }
