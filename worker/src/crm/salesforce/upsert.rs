@@ -36,7 +36,14 @@ pub(super) async fn by_external_id(
     record.insert("attributes".into(), json!({ "type": object }));
     let group = format!("salesforce:{}:{object}:{field}", call.connection.id);
     match call
-        .join_batch(group, value.to_string(), Value::Object(record), BATCH_MAX)
+        // External ids match without regard to case unless the field says otherwise: two
+        // spellings never share a collection.
+        .join_batch(
+            group,
+            value.to_lowercase(),
+            Value::Object(record),
+            BATCH_MAX,
+        )
         .await?
     {
         Joined::Answered { answer, trail, .. } => {

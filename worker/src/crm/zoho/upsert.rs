@@ -36,7 +36,11 @@ pub(super) async fn by_check_fields(
             .collect::<Vec<_>>()
             .join(",")
     );
-    let key: Vec<String> = match_fields.values().map(as_text).collect();
+    // Zoho's duplicate check may ignore case: two spellings never share a call.
+    let key: Vec<String> = match_fields
+        .values()
+        .map(|v| as_text(v).to_lowercase())
+        .collect();
     let answer = match call
         .join_batch(
             group,
