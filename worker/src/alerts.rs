@@ -30,13 +30,19 @@ use crate::statuses::delivery_status as ds;
 /// The alert kinds a channel can subscribe to.
 pub mod kind {
     pub const NEEDS_REAUTH: &str = "connection.needs_reauth";
+    pub const PAUSED: &str = "connection.paused";
     pub const DEAD_LETTERS: &str = "deliveries.dead_letters";
     pub const FLOW_FAILING: &str = "flow.failing";
     /// Sent by `POST /v1/notification-channels/{id}/test`, never by a condition.
     pub const TEST: &str = "test";
 }
 
-pub const KINDS: &[&str] = &[kind::NEEDS_REAUTH, kind::DEAD_LETTERS, kind::FLOW_FAILING];
+pub const KINDS: &[&str] = &[
+    kind::NEEDS_REAUTH,
+    kind::PAUSED,
+    kind::DEAD_LETTERS,
+    kind::FLOW_FAILING,
+];
 pub const CHANNEL_KINDS: &[&str] = &["slack", "webhook"];
 
 pub const SIGNATURE_HEADER: &str = "Tributary-Signature";
@@ -243,36 +249,15 @@ impl Notifier {
             .unwrap_or_default();
         let mut found = Vec::new();
 
-        let reauth = wanting(kind::NEEDS_REAUTH);
-        if !reauth.is_empty() {
-            for connection in connections::Entity::find_in_tenant(tenant_id)
-                .filter(connections::Column::Status.eq("needs_reauth"))
-                .all(&self.db)
-                .await?
-            {
-                for channel in &reauth {
-                    let reason = connection
-                        .status_reason
-                        .as_deref()
-                        .unwrap_or("its credentials were refused");
-                    found.push((*channel, Condition {
-                        key: format!("{}:{}", kind::NEEDS_REAUTH, connection.id),
-                        kind: kind::NEEDS_REAUTH,
-                        subject_id: Some(connection.id.clone()),
-                        summary: format!(
-                            "[Tributary · {tenant}] Connection \"{}\" ({}) needs re-authorization: {reason}. Its deliveries wait until it is reconnected: POST /v1/connections/{}/reauthorize, or PATCH it with new credentials.",
-                            connection.name, connection.provider, connection.id
-                        ),
-                        data: json!({
-                            "connection_id": connection.id,
-                            "connection_name": connection.name,
-                            "provider": connection.provider,
-                            "reason": reason,
-                        }),
-                    }));
-                }
-            }
-        }
+        found.extend(
+            self.connection_conditions(
+                tenant_id,
+                &tenant,
+                wanting(kind::NEEDS_REAUTH),
+                wanting(kind::PAUSED),
+            )
+            .await?,
+        );
 
         let dead_channels = wanting(kind::DEAD_LETTERS);
         if !dead_channels.is_empty() {
@@ -300,6 +285,88 @@ impl Notifier {
             self.failing_flows(tenant_id, &tenant, wanting(kind::FLOW_FAILING))
                 .await?,
         );
+        Ok(found)
+    }
+
+    /// Connections that need re-authorization, and connections paused by their vendor (a daily
+    /// limit reached), each with the channels that want to hear of it.
+    async fn connection_conditions<'c>(
+        &self,
+        tenant_id: &str,
+        tenant: &str,
+        reauth: Vec<&'c notification_channels::Model>,
+        paused: Vec<&'c notification_channels::Model>,
+    ) -> anyhow::Result<Vec<(&'c notification_channels::Model, Condition)>> {
+        let mut statuses = Vec::new();
+        if !reauth.is_empty() {
+            statuses.push("needs_reauth");
+        }
+        if !paused.is_empty() {
+            statuses.push("paused");
+        }
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for connection in connections::Entity::find_in_tenant(tenant_id)
+            .filter(connections::Column::Status.is_in(statuses))
+            .all(&self.db)
+            .await?
+        {
+            let (name, provider, id) = (&connection.name, &connection.provider, &connection.id);
+            let (kind, channels, reason, summary) = if connection.status == "paused" {
+                let reason = connection
+                    .status_reason
+                    .as_deref()
+                    .unwrap_or("its vendor asked to wait");
+                let until = connection
+                    .paused_until
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "further notice".into());
+                (
+                    kind::PAUSED,
+                    &paused,
+                    reason,
+                    format!(
+                        "[Tributary · {tenant}] Connection \"{name}\" ({provider}) is paused until {until}: {reason}. Its deliveries wait and resume by themselves then; PATCH /v1/connections/{id} with {{\"status\": \"active\"}} resumes it sooner."
+                    ),
+                )
+            } else {
+                let reason = connection
+                    .status_reason
+                    .as_deref()
+                    .unwrap_or("its credentials were refused");
+                (
+                    kind::NEEDS_REAUTH,
+                    &reauth,
+                    reason,
+                    format!(
+                        "[Tributary · {tenant}] Connection \"{name}\" ({provider}) needs re-authorization: {reason}. Its deliveries wait until it is reconnected: POST /v1/connections/{id}/reauthorize, or PATCH it with new credentials."
+                    ),
+                )
+            };
+            let mut data = json!({
+                "connection_id": id,
+                "connection_name": name,
+                "provider": provider,
+                "reason": reason,
+            });
+            if kind == kind::PAUSED {
+                data["paused_until"] = json!(connection.paused_until);
+            }
+            for channel in channels {
+                found.push((
+                    *channel,
+                    Condition {
+                        key: format!("{kind}:{id}"),
+                        kind,
+                        subject_id: Some(id.clone()),
+                        summary: summary.clone(),
+                        data: data.clone(),
+                    },
+                ));
+            }
+        }
         Ok(found)
     }
 

@@ -28,7 +28,7 @@ tributary_worker::string_enum_schema!(
 tributary_worker::string_enum_schema!(
     /// The alert kinds a channel can receive.
     AlertKind,
-    "`connection.needs_reauth`, `deliveries.dead_letters` or `flow.failing`.",
+    "`connection.needs_reauth`, `connection.paused`, `deliveries.dead_letters` or `flow.failing`.",
     KINDS.iter().copied()
 );
 
@@ -58,8 +58,8 @@ pub struct NotificationChannelIn {
     /// Omitted, one is generated and returned once.
     #[schema(min_length = 16, max_length = 200)]
     pub secret: Option<String>,
-    /// The alert kinds to send: `connection.needs_reauth`, `deliveries.dead_letters`,
-    /// `flow.failing`. Default: all.
+    /// The alert kinds to send: `connection.needs_reauth`, `connection.paused`,
+    /// `deliveries.dead_letters`, `flow.failing`. Default: all.
     #[schema(value_type = Option<Vec<AlertKind>>, min_items = 1)]
     pub alerts: Option<Vec<String>>,
     /// Dead letters in the tenant's dead-letter queue at which to alert (default 10).

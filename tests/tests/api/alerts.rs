@@ -1,4 +1,5 @@
-//! Alerts: notification channels receive a connection needing re-authorization, dead letters
+//! Alerts: notification channels receive a connection needing re-authorization or paused at
+//! its vendor's daily limit, dead letters
 //! over a threshold and a flow failing repeatedly, each at most once per period, signed when
 //! the channel is a webhook; a failed send is retried; two processes checking at once send once.
 
@@ -248,6 +249,84 @@ async fn a_connection_needing_reauthorization_alerts_once_signed() {
             .is_some_and(|v| v >= 1.0)
         );
         receiver.served.stop().await;
+        cleanup.run().await;
+    }
+}
+
+#[tokio::test]
+async fn a_connection_paused_at_its_daily_limit_alerts_once() {
+    for backend in tributary_tests::backends() {
+        let app = spawn(backend, "1h").await;
+        let cleanup = app.cleanup_handle();
+        let receiver = Receiver::start(&[]);
+        let fake = tributary_fakes::hubspot::FakeHubSpot::start();
+        // HubSpot has one request left today.
+        fake.set_rate_limits(100, 10_000, 1);
+        let p = app
+            .pipeline_with(json!({
+                "name": "HubSpot", "provider": "hubspot",
+                "auth": {"type": "token", "token": tributary_fakes::hubspot::PRIVATE_APP_TOKEN},
+                "settings": {"base_url": fake.base_url}
+            }))
+            .await;
+        let token = &p.tenant.token;
+        let flow = app
+            .post("/v1/flows", token, contact_flow(&p.connection_id))
+            .await;
+        assert_eq!(flow.status, StatusCode::CREATED, "{}", flow.text);
+        let channel = app
+            .post(
+                "/v1/notification-channels",
+                token,
+                json!({"name": "Ops hook", "kind": "webhook", "url": receiver.url(),
+                       "alerts": ["connection.paused"]}),
+            )
+            .await;
+        assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
+
+        // The first charge takes the day's last request; the second is refused.
+        let first = charge_event(
+            "evt_paused_1",
+            "ch_paused_1",
+            "first@example.com",
+            "Pat Payer",
+            1_000,
+            1_700_000_000,
+        );
+        let done = app.deliver(&p, &first).await;
+        assert_eq!(done["status"], "processed", "{done}");
+        charge(&app, &p, 2).await;
+        wait_for(20, "the connection to pause", || async {
+            let c = app.connection(&p).await;
+            (c["status"] == "paused").then_some(())
+        })
+        .await;
+        let got = receiver.wait_for_count(1, "the pause alert").await;
+        let notice = &got[0];
+        assert_eq!(notice.body["type"], "connection.paused", "{}", notice.body);
+        assert_eq!(
+            notice.body["data"]["connection_id"],
+            p.connection_id.as_str()
+        );
+        let until = notice.body["data"]["paused_until"]
+            .as_str()
+            .expect("paused_until");
+        let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+        assert!(
+            until > chrono::Utc::now() + chrono::Duration::minutes(50),
+            "{}",
+            notice.body
+        );
+        let summary = notice.body["summary"].as_str().unwrap();
+        assert!(
+            summary.contains("\"HubSpot\" (hubspot) is paused until")
+                && summary.contains("daily limit"),
+            "{summary}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        assert_eq!(receiver.received().len(), 1, "one alert per period");
+        receiver.served.stop().await;
+        fake.stop().await;
         cleanup.run().await;
     }
 }
