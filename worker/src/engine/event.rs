@@ -123,11 +123,25 @@ impl Engine {
             .is_some())
     }
 
-    /// Sets the event's status from its deliveries as they are stored now.
+    /// Sets the event's status from its deliveries as they are stored now. Two runs of one
+    /// event (a job offered twice) settle one after the other, each reading the deliveries
+    /// after the other's write: otherwise a run that found a delivery in the other's hands
+    /// could write `queued` over the other's `processed` and leave the event waiting for the
+    /// claim's lease to run out.
     pub(super) async fn settle(&self, event: &events::Model, matched: bool) -> anyhow::Result<()> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // SQLite's write transactions are exclusive already.
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT 1 FROM events WHERE id = $1 FOR UPDATE",
+                [event.id.as_str().into()],
+            ))
+            .await?;
+        }
         let rows = deliveries::Entity::find()
             .filter(deliveries::Column::EventId.eq(event.id.as_str()))
-            .all(&self.db)
+            .all(&txn)
             .await?;
         let at = crate::now();
         let mut update = events::ActiveModel {
@@ -171,8 +185,9 @@ impl Engine {
         events::Entity::update_many()
             .set(update)
             .filter(events::Column::Id.eq(event.id.as_str()))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         tracing::info!(status = %settled, deliveries = rows.len(), "event settled");
         Ok(())
     }
