@@ -10,7 +10,7 @@ use tributary_fakes::Logged;
 use tributary_fakes::hubspot::{self, FakeHubSpot};
 use tributary_fakes::salesforce::{self, FakeSalesforce};
 use tributary_fakes::zoho::{self, FakeZoho};
-use tributary_tests::{Pipeline, TestApp, charge_event, each_backend_with};
+use tributary_tests::{Pipeline, TestApp, charge_event, each_backend_with, metric};
 
 /// A batch holds the events a worker has in hand for the tenant at once: 16 of 32 here.
 const SLOTS: &[(&str, &str)] = &[("TRIBUTARY_WORKER_CONCURRENCY", "32")];
@@ -149,26 +149,18 @@ async fn a_backlog_goes_out_in_batch_calls_and_a_refused_record_fails_alone() {
             // Fewer calls than events, none over HubSpot's 100, none refused for the rate.
             assert_batched(&batch_sizes(&fake), 30, 100);
             // The metric shows calls of more than 5 records (the process's, every test's).
-            let metrics = app
-                .call(
-                    reqwest::Method::GET,
-                    "/metrics",
-                    Some(tributary_tests::METRICS_TOKEN),
-                    None,
-                )
-                .await;
-            let count = |line: &str| {
-                metrics
-                    .text
-                    .lines()
-                    .find(|l| l.starts_with(line))
-                    .and_then(|l| l.rsplit(' ').next())
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or_else(|| panic!("no {line} in {}", metrics.text))
-            };
-            let calls = count("tributary_crm_batch_records_count{provider=\"hubspot\"}");
-            let small =
-                count("tributary_crm_batch_records_bucket{le=\"5.0\",provider=\"hubspot\"}");
+            let calls = metric(
+                &app,
+                "tributary_crm_batch_records_count{provider=\"hubspot\"}",
+            )
+            .await
+            .expect("the batch metric's count");
+            let small = metric(
+                &app,
+                "tributary_crm_batch_records_bucket{le=\"5.0\",provider=\"hubspot\"}",
+            )
+            .await
+            .expect("the batch metric's bucket of 5");
             assert!(
                 calls > small,
                 "{calls} HubSpot calls, {small} of 5 records or fewer"
