@@ -1,7 +1,9 @@
 //! Prometheus metrics, served at `GET /metrics`: webhooks in, ingest latency, queue depth and
 //! the age of the oldest waiting event, deliveries by status, CRM calls by status and latency,
 //! rate limits and their waits, token refreshes, alerts. Labels are bounded: provider names, statuses,
-//! reasons — never a tenant, event or record id.
+//! reasons — never an event or record id. The two per-connection gauges (daily usage, pause)
+//! name a tenant and a connection, for at most [`CONNECTION_SERIES`] connections each: those
+//! nearest their daily cap, and the paused ones with the longest pause left.
 
 use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
@@ -40,7 +42,12 @@ pub struct Metrics {
     reconciled: Counter,
     jobs: Family<Labels, Counter>,
     pruned: Family<Labels, Counter>,
+    connection_usage: Family<Labels, Gauge<f64, AtomicU64>>,
+    connection_paused: Family<Labels, Gauge<f64, AtomicU64>>,
 }
+
+/// The most connections each per-connection gauge names.
+pub const CONNECTION_SERIES: usize = 25;
 
 fn latency_buckets() -> Histogram {
     Histogram::new([
@@ -94,6 +101,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         reconciled: Counter::default(),
         jobs: Family::default(),
         pruned: Family::default(),
+        connection_usage: Family::default(),
+        connection_paused: Family::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -185,6 +194,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "pruned",
         "Rows removed by the retention loop, by kind (events, deliveries, delivery_attempts, audit_log)",
         m.pruned.clone(),
+    );
+    registry.register(
+        "connection_daily_cap_used_ratio",
+        "A connection's account daily API usage as its vendor last reported it, over the usage \
+         at which Tributary pauses it (1 = at its cap), for the connections nearest their cap",
+        m.connection_usage.clone(),
+    );
+    registry.register(
+        "connection_paused_seconds",
+        "Seconds until a paused connection resumes (a vendor's daily limit, or its daily cap)",
+        m.connection_paused.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -297,6 +317,81 @@ pub async fn read_queue(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm:
         .map(|e| (crate::now() - e.received_at).num_milliseconds() as f64 / 1000.0)
         .unwrap_or(0.0);
     queue(depth as i64, oldest.max(0.0));
+    Ok(())
+}
+
+/// Reads the per-connection gauges from the database: the connections (of vendors that report
+/// their daily usage, or paused) nearest their daily cap, and the paused ones with the longest
+/// pause left, [`CONNECTION_SERIES`] of each; a connection no longer among them drops out.
+pub async fn read_connections(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    use entity::connections;
+    use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        Option<chrono::DateTime<chrono::Utc>>,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = connections::Entity::find()
+        .select_only()
+        .columns([
+            connections::Column::Id,
+            connections::Column::TenantId,
+            connections::Column::Provider,
+            connections::Column::Status,
+            connections::Column::PausedUntil,
+            connections::Column::Settings,
+            connections::Column::VendorInfo,
+        ])
+        .filter(
+            Condition::any()
+                .add(connections::Column::Status.eq("paused"))
+                .add(
+                    Condition::all()
+                        .add(connections::Column::Status.eq("active"))
+                        .add(connections::Column::VendorInfo.contains("api_usage")),
+                ),
+        )
+        .into_tuple()
+        .all(db)
+        .await?;
+    let now = crate::now();
+    let mut usage = Vec::new();
+    let mut paused = Vec::new();
+    for (id, tenant, provider, status, until, settings, info) in rows {
+        let settings = serde_json::from_str(&settings).unwrap_or_default();
+        let info = serde_json::from_str(&info).unwrap_or_default();
+        let series = labels(&[
+            ("tenant", &tenant),
+            ("provider", &provider),
+            ("connection", &id),
+        ]);
+        if let Some(used) = crate::crm::limits::recorded_usage(&provider, &info)
+            && let Some(cap) =
+                crate::crm::limits::daily_cap(&provider, &settings, Some(used.allocation))
+        {
+            usage.push((used.used as f64 / cap.stop_at as f64, series.clone()));
+        }
+        if status == "paused"
+            && let Some(until) = until.filter(|u| *u > now)
+        {
+            paused.push(((until - now).num_milliseconds() as f64 / 1000.0, series));
+        }
+    }
+    for (family, mut values) in [
+        (&METRICS.connection_usage, usage),
+        (&METRICS.connection_paused, paused),
+    ] {
+        values.sort_by(|a, b| b.0.total_cmp(&a.0));
+        values.truncate(CONNECTION_SERIES);
+        family.clear();
+        for (value, series) in values {
+            family.get_or_create(&series).set(value);
+        }
+    }
     Ok(())
 }
 

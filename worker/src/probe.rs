@@ -30,9 +30,11 @@ pub async fn ready(db: &DatabaseConnection, queue: &Queue, health: &Health) -> R
     Ok(())
 }
 
-/// The Prometheus exposition, with the queue gauges read fresh from the database.
+/// The Prometheus exposition, with the queue and connection gauges read fresh from the
+/// database.
 pub async fn metrics_text(db: &DatabaseConnection) -> Result<String, sea_orm::DbErr> {
     crate::metrics::read_queue(db).await?;
+    crate::metrics::read_connections(db).await?;
     Ok(crate::metrics::render())
 }
 

@@ -27,7 +27,12 @@ struct Choice {
 fn input_of(kind: Kind) -> &'static str {
     match kind {
         Kind::Bool => "bool",
-        Kind::Seconds | Kind::Port | Kind::PollInterval => "number",
+        Kind::Seconds
+        | Kind::Port
+        | Kind::PollInterval
+        | Kind::Licenses
+        | Kind::DailyLimit
+        | Kind::ReservePercent => "number",
         Kind::Objects | Kind::Scopes => "list",
         Kind::Headers | Kind::PriceTable | Kind::RateTable | Kind::RateLimit => "json",
         Kind::Url
@@ -38,7 +43,8 @@ fn input_of(kind: Kind) -> &'static str {
         | Kind::Host
         | Kind::TlsMode
         | Kind::Email
-        | Kind::Currency => "text",
+        | Kind::Currency
+        | Kind::Edition => "text",
     }
 }
 

@@ -271,7 +271,8 @@ pub struct RateLimitOut {
     /// hold it.
     pub per_seconds: Option<f64>,
     /// Where the limit comes from: `setting` (its `rate_limit`), `learned` (the vendor's
-    /// headers), `default` (the vendor's documented limit) or `none`.
+    /// headers), `edition` (the documented limit of the plan `edition` names), `default` (the
+    /// vendor's lowest documented limit) or `none`.
     #[schema(example = "learned")]
     pub source: String,
     /// Requests reserved ahead of now: the line to the vendor, across every process.
@@ -280,6 +281,28 @@ pub struct RateLimitOut {
     pub next_slot_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Nothing is sent before this (a vendor's `Retry-After`, or a spent window).
     pub held_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The account's daily API allocation and where Tributary stops on it; null when nothing
+    /// says what the allocation is (no `edition`, `daily_limit`, or usage the vendor reports).
+    pub daily: Option<DailyCapOut>,
+}
+
+/// A connection's daily cap: the account's allocation, its usage as the vendor last reported
+/// it, and the usage at which Tributary pauses the connection.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DailyCapOut {
+    /// Requests a day (Salesforce: in any 24 hours; Zoho: credits).
+    pub allocation: u64,
+    /// Where the allocation comes from: `setting` (`daily_limit`), `reported` (the vendor's
+    /// last answer) or `edition` (the plan `edition` names).
+    #[schema(example = "reported")]
+    pub source: String,
+    /// The account's usage as the vendor's last answer reported it (HubSpot, Salesforce); null
+    /// where the vendor does not report it (Zoho).
+    pub used: Option<u64>,
+    /// The share kept for the account's other apps (`daily_reserve_percent`).
+    pub reserve_percent: u64,
+    /// The usage at which Tributary pauses the connection: the allocation less the reserve.
+    pub stop_at: u64,
 }
 
 /// The connection's rate budget as it stands.
@@ -288,8 +311,21 @@ pub async fn rate_limit(
     connection: &connections::Model,
 ) -> Result<RateLimitOut, ApiError> {
     use tributary_worker::budget::{Rate, Source};
-    use tributary_worker::crm::pacing;
+    use tributary_worker::crm::{limits, pacing};
     let settings = serde_json::from_str(&connection.settings).unwrap_or_default();
+    let info: serde_json::Map<String, Value> =
+        serde_json::from_str(&connection.vendor_info).unwrap_or_default();
+    let usage = limits::recorded_usage(&connection.provider, &info);
+    let daily = limits::daily_cap(&connection.provider, &settings, usage.map(|u| u.allocation))
+        .map(|cap| DailyCapOut {
+            allocation: cap.allocation,
+            source: cap.source.as_str().into(),
+            used: usage.map(|u| u.used),
+            reserve_percent: cap.reserve_percent,
+            stop_at: cap.stop_at,
+        });
+    let planned =
+        limits::edition(&connection.provider, &settings).is_some_and(|e| e.burst.is_some());
     let (given, source) = pacing::rate_of(&connection.provider, &settings);
     let budget = state
         .connector()
@@ -301,6 +337,7 @@ pub async fn rate_limit(
     let (rate, named): (Option<Rate>, &str) = match (source, learned) {
         (Source::Setting, _) => (Some(given), "setting"),
         (Source::Default, Some(rate)) => (Some(rate), "learned"),
+        (Source::Default, None) if given.requests > 0 && planned => (Some(given), "edition"),
         (Source::Default, None) if given.requests > 0 => (Some(given), "default"),
         _ => (None, "none"),
     };
@@ -324,6 +361,7 @@ pub async fn rate_limit(
         reserved_ahead,
         next_slot_at: at(next.max(held)),
         held_until: at(held),
+        daily,
     })
 }
 

@@ -284,7 +284,7 @@ async fn a_connection_paused_at_its_daily_limit_alerts_once() {
             .await;
         assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
 
-        // The first charge takes the day's last request; the second is refused.
+        // The first charge takes the day's last request; the second waits for the pause.
         let first = charge_event(
             "evt_paused_1",
             "ch_paused_1",
@@ -318,11 +318,14 @@ async fn a_connection_paused_at_its_daily_limit_alerts_once() {
             notice.body
         );
         let summary = notice.body["summary"].as_str().unwrap();
+        // The answer that took the day's last request reported the portal at its whole
+        // allocation: the connection paused at its daily cap, before HubSpot refused anything.
         assert!(
             summary.contains("\"HubSpot\" (hubspot) is paused until")
-                && summary.contains("daily limit"),
+                && summary.contains("daily cap reached: HubSpot reports 1 API requests used of 1"),
             "{summary}"
         );
+        assert!(fake.log.all().iter().all(|l| l.status != 429));
         tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
         assert_eq!(receiver.received().len(), 1, "one alert per period");
         receiver.served.stop().await;

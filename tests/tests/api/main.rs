@@ -18,6 +18,7 @@ mod crm_hubspot_webhooks;
 mod crm_salesforce;
 mod crm_triggers;
 mod crm_zoho;
+mod daily_caps;
 mod delivery_history;
 mod docs;
 mod dry_run;

@@ -469,6 +469,18 @@ fn check_value(
             _ => Some("must be a whole number of seconds from 10 to 86400".into()),
         },
         Kind::RateLimit => rate_limit(value).err(),
+        Kind::Edition => crate::crm::limits::check_edition(provider, value),
+        Kind::Licenses => in_range(value, 0, crate::crm::limits::MAX_LICENSES),
+        Kind::DailyLimit => in_range(value, 1, crate::crm::limits::MAX_DAILY_LIMIT),
+        Kind::ReservePercent => in_range(value, 0, crate::crm::limits::MAX_RESERVE_PERCENT),
+    }
+}
+
+/// What is wrong with a whole number that must lie from `low` to `high`.
+fn in_range(value: &Value, low: u64, high: u64) -> Option<String> {
+    match value.as_u64() {
+        Some(n) if (low..=high).contains(&n) => None,
+        _ => Some(format!("must be a whole number from {low} to {high}")),
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod fields;
 pub mod http_crm;
 pub mod hubspot;
+pub mod limits;
 mod object_fields;
 pub mod providers;
 pub mod salesforce;

@@ -92,15 +92,6 @@ pub fn format_stamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
 }
 
-/// `api-usage=18/5000` → (18, 5000).
-pub fn parse_api_usage(header: &str) -> Option<(u64, u64)> {
-    let usage = header
-        .split([',', ';'])
-        .find_map(|part| part.trim().strip_prefix("api-usage="))?;
-    let (used, limit) = usage.split_once('/')?;
-    Some((used.trim().parse().ok()?, limit.trim().parse().ok()?))
-}
-
 /// The SOQL of a poll: the changed rows since `since`, oldest first.
 pub fn changes_query(object: &str, fields: &[String], since: DateTime<Utc>) -> String {
     format!(
@@ -216,7 +207,10 @@ impl Poll<'_> {
     async fn get(&mut self, call: &mut Call<'_>, request: Request) -> anyhow::Result<Value> {
         self.progress.calls += 1;
         let reply = send(call, request).await?;
-        if let Some(usage) = reply.header("sforce-limit-info").and_then(parse_api_usage) {
+        if let Some(usage) = reply
+            .header("sforce-limit-info")
+            .and_then(crate::crm::limits::parse_api_usage)
+        {
             self.usage = Some(usage);
         }
         if !reply.is_success() {
@@ -360,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn stamps_and_usage_read_as_salesforce_writes_them() {
+    fn stamps_and_pages_read_as_salesforce_writes_them() {
         let at = parse_stamp("2024-05-01T12:34:56.789+0000").unwrap();
         assert_eq!(at.timestamp_millis(), 1_714_566_896_789);
         assert_eq!(format_stamp(at), "2024-05-01T12:34:56.789+0000");
@@ -368,12 +362,6 @@ mod tests {
             parse_stamp("2024-05-01T12:34:56Z"),
             Some(at.with_nanosecond(0).unwrap())
         );
-        assert_eq!(parse_api_usage("api-usage=18/5000"), Some((18, 5000)));
-        assert_eq!(
-            parse_api_usage("api-usage=25/15000; per-app-api-usage=17/250(appName=x)"),
-            Some((25, 15000))
-        );
-        assert_eq!(parse_api_usage("nonsense"), None);
         assert_eq!(
             next_path("/services/data/v60.0/query/01gD0000002HU6KIAW-2000").as_deref(),
             Some("/query/01gD0000002HU6KIAW-2000")

@@ -153,6 +153,15 @@ pub enum Kind {
     /// A rate limit, `{"requests": 100, "per_seconds": 10}`: over the vendor's default and
     /// what its headers say.
     RateLimit,
+    /// The vendor's plan (`professional`), one of [`crate::crm::limits::editions`].
+    Edition,
+    /// A count of user licenses, 0 to [`crate::crm::limits::MAX_LICENSES`].
+    Licenses,
+    /// A daily request allocation, 1 to [`crate::crm::limits::MAX_DAILY_LIMIT`].
+    DailyLimit,
+    /// The share of a daily allocation kept for the account's other apps, 0 to
+    /// [`crate::crm::limits::MAX_RESERVE_PERCENT`] percent.
+    ReservePercent,
 }
 
 /// A setting as text, if present.

@@ -14,18 +14,9 @@ use crate::crm::error::{CrmError, ErrorKind};
 /// slot comes (a throttled attempt, which does not use up its retries).
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
-/// A vendor's documented limit, before its headers say better: HubSpot's lowest (Free and
-/// Starter, 100 per 10 s). The other vendors limit by the day or by concurrency, which their
-/// answers handle (a daily limit pauses the connection).
-pub fn default_rate(provider: &str) -> Option<Rate> {
-    match provider {
-        "hubspot" => Some(Rate::new(100, 10_000)),
-        _ => None,
-    }
-}
-
 /// The rate a connection's requests are held to, and whether a learned one may replace it:
-/// its `rate_limit` setting, else the vendor's default; none (holds only) for neither.
+/// its `rate_limit` setting, else its plan's or the vendor's default
+/// ([`crate::crm::limits::default_rate`]); none (holds only) for neither.
 pub fn rate_of(
     provider: &str,
     settings: &serde_json::Map<String, serde_json::Value>,
@@ -37,7 +28,7 @@ pub fn rate_of(
         return (rate, Source::Setting);
     }
     (
-        default_rate(provider).unwrap_or(Rate::new(0, 1)),
+        crate::crm::limits::default_rate(provider, settings).unwrap_or(Rate::new(0, 1)),
         Source::Default,
     )
 }
@@ -125,34 +116,73 @@ impl Call<'_> {
             return;
         }
         let budgets = &self.connector.budgets;
-        let key = budget_key(&self.connection.id);
+        let key = &budget_key(&self.connection.id);
         let tenant = self.connection.tenant_id.as_str();
-        let mut wait = None;
+        let mut window = None;
         if self.connection.provider == "hubspot" {
             let max = header_number(reply, "x-hubspot-ratelimit-max");
             let interval = header_number(reply, "x-hubspot-ratelimit-interval-milliseconds");
             if let (Some(max @ 1..=100_000), Some(ms @ 1..=86_400_000)) = (max, interval) {
-                let new = budgets.learn(&key, tenant, Rate::new(max as u32, ms)).await;
                 let spent = header_number(reply, "x-hubspot-ratelimit-remaining") == Some(0);
-                // The window was spent at a pace not yet learned (or by someone else, as a
-                // 429 says): nothing more until it has passed. Under the learned pace a spent
-                // window frees itself one request at a time.
-                if spent && (new || reply.status == 429) {
-                    wait = Some(Duration::from_millis(ms));
-                }
+                window = Some((Rate::new(max as u32, ms), spent));
             }
         }
-        if reply.status == 429 {
-            wait = reply
-                .retry_after()
-                .or(wait)
-                .or(Some(Duration::from_secs(1)));
-        }
-        if let Some(wait) = wait {
+        // A 429's hold is written first, before anything else is learned: every moment
+        // before it is in the store is a moment another process may send early.
+        let hold = |wait: Duration| async move {
             let wait = wait.min(crate::vendor_time::MAX_HOLD);
             let until = crate::now()
                 + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
-            budgets.hold(&key, tenant, until).await;
+            budgets.hold(key, tenant, until).await;
+        };
+        if reply.status == 429 {
+            // The window, when HubSpot says it is spent (by someone else, as a 429 says).
+            let spent = window.and_then(|(rate, spent)| spent.then_some(rate.per_ms));
+            hold(
+                reply
+                    .retry_after()
+                    .or(spent.map(Duration::from_millis))
+                    .unwrap_or(Duration::from_secs(1)),
+            )
+            .await;
+        }
+        if let Some((rate, spent)) = window {
+            let new = budgets.learn(key, tenant, rate).await;
+            // The window was spent at a pace not yet learned: nothing more until it has
+            // passed. Under the learned pace a spent window frees itself one request at a time.
+            if spent && new && reply.status != 429 {
+                hold(Duration::from_millis(rate.per_ms)).await;
+            }
+        }
+        self.keep_daily_cap(reply).await;
+    }
+}
+
+impl Call<'_> {
+    /// Pauses the connection when the account's daily usage, as the answer reports it, has
+    /// reached the connection's daily cap (see [`crate::crm::limits`]): nothing more is sent
+    /// until the pause ends, and the connection says why.
+    async fn keep_daily_cap(&self, reply: &Reply) {
+        use crate::crm::limits;
+        let provider = self.connection.provider.as_str();
+        let Some(usage) =
+            limits::reported_usage(provider, |name| reply.header(name).map(str::to_string))
+        else {
+            return;
+        };
+        let Some(cap) = limits::daily_cap(provider, &self.settings, Some(usage.allocation)) else {
+            return;
+        };
+        if usage.used < cap.stop_at {
+            return;
+        }
+        let until = crate::vendor_time::after(crate::now(), limits::CAP_PAUSE);
+        let reason = limits::cap_reason(provider, usage, cap);
+        if let Err(e) =
+            super::status::pause(&self.connector.db, &self.connection.id, until, &reason).await
+        {
+            tracing::warn!(connection_id = %self.connection.id, error = %e,
+                "could not pause a connection at its daily cap");
         }
     }
 }
