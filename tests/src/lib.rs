@@ -14,6 +14,7 @@ use tributary_api::app;
 use tributary_api::state::AppState;
 use tributary_worker::settings::Settings;
 
+pub mod bench;
 mod pipeline;
 mod reply;
 mod stripe;

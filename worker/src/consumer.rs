@@ -7,6 +7,7 @@ use std::time::Duration;
 use apalis::prelude::*;
 
 use crate::engine::Engine;
+use crate::gate::Gate;
 use crate::queue::{ProcessEvent, Queue};
 
 /// How often an idle worker looks for new jobs on the polling backends.
@@ -14,6 +15,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// `concurrency` job slots consuming the queue until `stop` turns true (then `Ok`); an
 /// error is the consumer dying. The caller runs it in a task of its own.
+///
+/// The SQL queues hand out the highest priority first themselves. Redis has a list per
+/// priority: a worker takes from each, and the `concurrency` slots are shared through a
+/// [`Gate`] that gives a freed slot to the highest priority waiting.
 pub fn consumer(
     queue: &Queue,
     engine: Arc<Engine>,
@@ -25,13 +30,13 @@ pub fn consumer(
     let backend = queue.backend_name();
     // The same worker over each backend's own storage type.
     macro_rules! spawn_on {
-        ($storage:expr) => {{
-            let worker = WorkerBuilder::new(name)
+        ($storage:expr, $name:expr, $slots:expr, $stop:expr) => {{
+            let worker = WorkerBuilder::new($name)
                 .backend($storage.poll_with_strategy(Ticker::new(POLL_INTERVAL)))
-                .data(engine)
+                .data($slots)
                 .concurrency(concurrency)
                 .build(run_process_event);
-            let mut stop = stop;
+            let mut stop = $stop;
             // Until told to stop: then no new jobs, and the ones in hand finish.
             let signal = async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
@@ -45,18 +50,46 @@ pub fn consumer(
             })
         }};
     }
+    let slots = |gate: Option<Arc<Gate>>| Slots {
+        engine: engine.clone(),
+        gate,
+    };
     match queue.clone() {
-        Queue::Sqlite(storage) => spawn_on!(storage),
-        Queue::Postgres(storage) => spawn_on!(storage),
-        Queue::Redis(storage) => spawn_on!(storage),
+        Queue::Sqlite(storage) => spawn_on!(storage, name, slots(None), stop),
+        Queue::Postgres(storage) => spawn_on!(storage, name, slots(None), stop),
+        Queue::Redis(lanes) => {
+            let gate = Gate::new(concurrency);
+            let workers: Vec<_> = lanes
+                .0
+                .into_iter()
+                .enumerate()
+                .map(|(lane, storage)| {
+                    spawn_on!(
+                        storage,
+                        format!("{name}-p{lane}"),
+                        slots(Some(gate.clone())),
+                        stop.clone()
+                    )
+                })
+                .collect();
+            Box::pin(async move { futures::future::try_join_all(workers).await.map(drop) })
+        }
     }
 }
 
-async fn run_process_event(
-    job: ProcessEvent,
-    engine: Data<Arc<Engine>>,
-) -> Result<(), BoxDynError> {
-    engine.run_job(&job.event_id).await.map_err(|e| {
+/// What a job slot needs: the engine, and the gate its slot is taken from (Redis).
+#[derive(Clone)]
+struct Slots {
+    engine: Arc<Engine>,
+    gate: Option<Arc<Gate>>,
+}
+
+async fn run_process_event(job: ProcessEvent, slots: Data<Slots>) -> Result<(), BoxDynError> {
+    let _pass = match &slots.gate {
+        Some(gate) => Some(gate.enter(job.priority).await),
+        None => None,
+    };
+    slots.engine.run_job(&job.event_id).await.map_err(|e| {
         tracing::error!(event_id = %job.event_id, error = format!("{e:#}"), "processing failed");
         BoxDynError::from(format!("{e:#}"))
     })

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod environments;
 pub mod faults;
 pub mod flow;
+pub mod gate;
 pub mod health;
 pub mod history;
 pub mod inbound;

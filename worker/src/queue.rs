@@ -80,7 +80,34 @@ pub mod priority {
 pub enum Queue {
     Sqlite(SqliteStorage<ProcessEvent>),
     Postgres(PostgresStorage<ProcessEvent>),
-    Redis(RedisStorage<ProcessEvent>),
+    /// Redis lists are first in, first out, so each priority has a list of its own (a lane);
+    /// the consumer takes from all four and its job slots go to the highest priority waiting
+    /// (see `consumer`).
+    Redis(Box<Lanes>),
+}
+
+/// The Redis queue's lanes, one per priority, lowest first: lane 0 keeps the queue's plain
+/// name (`{namespace}.process_event`, where jobs of every priority were queued before lanes),
+/// lane `n` is `{namespace}.process_event.p{n}`.
+#[derive(Clone)]
+pub struct Lanes(pub [RedisStorage<ProcessEvent>; LANES]);
+
+/// One lane per priority, [`priority::BULK`] to [`priority::LIVE_FAILURE`].
+pub const LANES: usize = priority::LIVE_FAILURE as usize + 1;
+
+impl Lanes {
+    /// The lane of a priority (out-of-range ones to the nearest lane).
+    pub fn of(&self, priority: i16) -> &RedisStorage<ProcessEvent> {
+        &self.0[(priority.max(0) as usize).min(LANES - 1)]
+    }
+}
+
+/// The name of a lane's list.
+pub fn lane_name(namespace: &str, lane: usize) -> String {
+    match lane {
+        0 => format!("{namespace}.{PROCESS_EVENT_QUEUE}"),
+        n => format!("{namespace}.{PROCESS_EVENT_QUEUE}.p{n}"),
+    }
 }
 
 impl std::fmt::Debug for Queue {
@@ -100,11 +127,13 @@ impl Queue {
                     crate::db::redact(url)
                 )
             })?;
-            let name = format!("{}.{PROCESS_EVENT_QUEUE}", settings.queue_namespace);
-            let config = apalis_redis::Config::default()
-                .queue(name)
-                .batch_size(settings.worker_concurrency);
-            return Ok(Queue::Redis(RedisStorage::new(conn).with_config(config)));
+            let lane = |n: usize| {
+                let config = apalis_redis::Config::default()
+                    .queue(lane_name(&settings.queue_namespace, n))
+                    .batch_size(settings.worker_concurrency);
+                RedisStorage::new(conn.clone()).with_config(config)
+            };
+            return Ok(Queue::Redis(Box::new(Lanes(std::array::from_fn(lane)))));
         }
         match db.get_database_backend() {
             sea_orm::DbBackend::Postgres => {
@@ -193,12 +222,12 @@ impl Queue {
                     .await
                     .map_err(anyhow::Error::from)
             }
-            Queue::Redis(storage) => {
-                let mut storage = storage.clone();
+            Queue::Redis(lanes) => {
                 let mut result = Ok(());
                 for task in tasks {
                     let task =
                         task.try_map_args(|bytes| serde_json::from_slice::<ProcessEvent>(&bytes))?;
+                    let mut storage = lanes.of(task.args.priority).clone();
                     if let Err(e) = storage.push_task(task).await {
                         result = Err(anyhow::anyhow!("{e}"));
                         break;
@@ -259,8 +288,8 @@ impl Queue {
             Queue::Postgres(storage) => {
                 storage.pool().acquire().await?;
             }
-            Queue::Redis(storage) => {
-                let mut storage = storage.clone();
+            Queue::Redis(lanes) => {
+                let mut storage = lanes.0[0].clone();
                 let _: String = redis::cmd("PING")
                     .query_async(storage.get_connection())
                     .await?;

@@ -17,21 +17,14 @@ use entity::events;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use tributary_fakes::hubspot::{self, FakeHubSpot};
+use tributary_tests::bench::{self, arg};
 use tributary_tests::{Backend, TestApp, WorkerProcess, charge_event};
-
-fn arg<T: std::str::FromStr>(args: &[String], at: usize, default: T) -> T {
-    args.get(at).and_then(|a| a.parse().ok()).unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
-    let backend = match args.get(1).map(String::as_str) {
-        Some("sqlite") => Backend::Sqlite,
-        Some("redis") => Backend::PostgresRedis,
-        _ => Backend::Postgres,
-    };
+    let backend = bench::backend(&args);
     let count: usize = arg(&args, 2, 600);
     let workers: usize = arg(&args, 3, 4);
     let max: u64 = arg(&args, 4, 190);
