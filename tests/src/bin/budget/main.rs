@@ -1,22 +1,25 @@
-//! Rate-budget benchmark: a backlog of events for one HubSpot connection, delivered by several
-//! worker processes of their own against the HubSpot fake, which enforces a rolling window as
-//! HubSpot does. The flow upserts contacts by email, so the backlog goes out in batch upserts.
-//! Reports the CRM calls per second against the limit's ceiling, the records per call and per
-//! second, the 429s (all, and after the first window, when the limit has been learned from
-//! HubSpot's headers), the requests inside an announced `Retry-After`, and whether every record
-//! arrived once.
+//! Rate-budget benchmark: a backlog of events for one CRM connection, delivered by several
+//! worker processes of their own against a vendor's fake. HubSpot's fake enforces a rolling
+//! window as HubSpot does, and the limit is learned from its headers; Salesforce and Zoho limit
+//! by the day, so their connections are paced by a `rate_limit` setting of the same numbers.
+//! The flow upserts by a unique key, so the backlog goes out in batch calls (HubSpot batch
+//! upsert, Salesforce sObject Collections, Zoho multi-record upsert). Reports the CRM calls per
+//! second against the limit's ceiling, the records per call and per second, the 429s (all, and
+//! after the first window), the requests inside an announced `Retry-After` (HubSpot), and
+//! whether every record arrived once.
 //!
 //! `cargo run --release -p tributary-tests --bin budget -- [sqlite|postgres|redis] [events]
-//! [workers] [max] [interval_ms] [concurrency]` (defaults: postgres, 600, 4, 190, 10000, 32;
-//! each worker process runs `concurrency` jobs, half of them for one tenant). Postgres and
-//! Redis use `TRIBUTARY_TEST_DATABASE_URL` and `TRIBUTARY_TEST_REDIS_URL`.
+//! [workers] [max] [interval_ms] [concurrency] [hubspot|salesforce|zoho]` (defaults: postgres,
+//! 600, 4, 190, 10000, 32, hubspot; each worker process runs `concurrency` jobs, half of them
+//! for one tenant). Postgres and Redis use `TRIBUTARY_TEST_DATABASE_URL` and
+//! `TRIBUTARY_TEST_REDIS_URL`.
+
+mod vendors;
 
 use std::time::{Duration, Instant};
 
 use entity::events;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use serde_json::json;
-use tributary_fakes::hubspot::{self, FakeHubSpot};
 use tributary_tests::bench::{self, arg};
 use tributary_tests::{Backend, TestApp, WorkerProcess, charge_event};
 
@@ -30,9 +33,11 @@ async fn main() {
     let max: u64 = arg(&args, 4, 190);
     let interval_ms: u64 = arg(&args, 5, 10_000);
     let concurrency: usize = arg(&args, 6, 32);
-
-    let fake = FakeHubSpot::start();
-    fake.set_rate_limits(max, interval_ms, 100_000_000);
+    let crm = vendors::Crm::start(
+        args.get(7).map_or("hubspot", String::as_str),
+        max,
+        interval_ms,
+    );
     let app = TestApp::spawn_full(
         backend,
         &[
@@ -47,16 +52,11 @@ async fn main() {
     )
     .await;
     let cleanup = app.cleanup_handle();
-    let p = app
-        .pipeline_with(json!({"name": "HubSpot", "provider": "hubspot",
-            "auth": {"type": "token", "token": hubspot::PRIVATE_APP_TOKEN},
-            "settings": {"base_url": fake.base_url}}))
+    let p = app.pipeline_with(crm.connection(max, interval_ms)).await;
+    let flow = app
+        .post("/v1/flows", &p.tenant.token, crm.flow(&p.connection_id))
         .await;
-    app.contact_flow(
-        &p,
-        json!({"firstname": "{{ object.billing_details.name }}"}),
-    )
-    .await;
+    assert!(flow.status.is_success(), "{}", flow.text);
 
     // The backlog, stored and queued before any worker runs.
     let now = chrono::Utc::now().timestamp();
@@ -104,7 +104,7 @@ async fn main() {
         max,
         interval_ms,
     };
-    report(&fake, &shape, elapsed);
+    report(&crm, &shape, elapsed);
     cleanup.run().await;
 }
 
@@ -119,7 +119,7 @@ struct Shape {
 }
 
 /// Prints the run's figures as a Markdown table row.
-fn report(fake: &FakeHubSpot, shape: &Shape, elapsed: Duration) {
+fn report(crm: &vendors::Crm, shape: &Shape, elapsed: Duration) {
     let Shape {
         backend,
         count,
@@ -128,7 +128,7 @@ fn report(fake: &FakeHubSpot, shape: &Shape, elapsed: Duration) {
         max,
         interval_ms,
     } = *shape;
-    let log = fake.log.all();
+    let log = crm.log();
     let calls = log.len();
     let refused: Vec<_> = log.iter().filter(|l| l.status == 429).collect();
     let first = log.first().map(|l| l.at);
@@ -142,12 +142,7 @@ fn report(fake: &FakeHubSpot, shape: &Shape, elapsed: Duration) {
         _ => f64::NAN,
     };
     let per_second = (calls.saturating_sub(1)) as f64 / span;
-    let records: usize = log
-        .iter()
-        .filter(|l| l.path.ends_with("/batch/upsert"))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.body).ok())
-        .filter_map(|body| body["inputs"].as_array().map(Vec::len))
-        .sum();
+    let records: usize = log.iter().map(|l| crm.records_in(l)).sum();
     let per_call = records as f64 / calls.max(1) as f64;
     let mut gaps: Vec<i64> = log
         .windows(2)
@@ -167,28 +162,18 @@ fn report(fake: &FakeHubSpot, shape: &Shape, elapsed: Duration) {
         gap(1.0)
     );
     let ceiling = max as f64 * 1000.0 / interval_ms as f64;
-    let mut written: Vec<String> = fake
-        .records("contacts")
-        .iter()
-        .map(|r| {
-            r.properties["email"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
-    written.sort();
-    written.dedup();
+    let written = crm.written();
     println!(
-        "| backend | events | worker processes × jobs | HubSpot limit | calls | calls/s | ceiling | of ceiling | records/call | records/s | 429s | 429s after the first window | requests inside a Retry-After | records once | wall time |"
+        "| CRM | backend | events | worker processes × jobs | limit | calls | calls/s | ceiling | of ceiling | records/call | records/s | 429s | 429s after the first window | requests inside a Retry-After | records once | wall time |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {backend:?} | {count} | {workers} × {concurrency} | {max}/{interval_ms} ms | {calls} | {per_second:.2} | {ceiling:.2} | {:.0}% | {per_call:.1} | {:.1} | {} | {late} | {} | {} | {:.1} s |",
+        "| {} | {backend:?} | {count} | {workers} × {concurrency} | {max}/{interval_ms} ms | {calls} | {per_second:.2} | {ceiling:.2} | {:.0}% | {per_call:.1} | {:.1} | {} | {late} | {} | {} | {:.1} s |",
+        crm.name(),
         100.0 * per_second / ceiling,
         count as f64 / elapsed.as_secs_f64(),
         refused.len(),
-        fake.early_requests(),
+        crm.early().map_or("n/a".to_string(), |n| n.to_string()),
         if written.len() == count { "yes" } else { "NO" },
         elapsed.as_secs_f64()
     );
