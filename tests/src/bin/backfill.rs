@@ -2,7 +2,8 @@
 //! by worker processes of their own to the sandbox CRM; once a tenth of it is in the CRM, a
 //! live `charge.failed` webhook comes in. Reports how long that failed payment took from its
 //! webhook to its record in the CRM, how many backfilled events were still waiting then, and
-//! the backlog's own rate end to end.
+//! the backlog's own rate end to end, beside the database's ceiling in the same run (`pgbench`
+//! inserting 2 KB rows from 32 clients for 10 s; Postgres and Redis only).
 //!
 //! `cargo run --release -p tributary-tests --bin backfill -- [sqlite|postgres|redis]
 //! [events] [workers] [concurrency]` (defaults: postgres, 50000, 2, 32). Postgres and Redis use
@@ -16,7 +17,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use tributary_fakes::stripe::{FakeStripe, SECRET_KEY};
 use tributary_tests::bench::{self, arg};
-use tributary_tests::{TestApp, WorkerProcess, charge_event};
+use tributary_tests::{Backend, TestApp, WorkerProcess, charge_event};
 
 #[tokio::main]
 async fn main() {
@@ -116,12 +117,16 @@ async fn main() {
     }
     let backfill = app.get(&format!("{path}/{id}"), token).await;
     let done = processed().await;
+    let ceiling = (backend != Backend::Sqlite)
+        .then(|| bench::pgbench(&app.settings.database_url, 32, 10, 2000))
+        .flatten()
+        .map_or("n/a".to_string(), |tps| format!("{tps:.0} rows/s"));
     println!(
-        "| backend | backfilled events | worker processes × jobs | backlog waiting when the failed payment came | failed payment: webhook → CRM | events processed | backlog rate end to end | wall time |"
+        "| backend | backfilled events | worker processes × jobs | backlog waiting when the failed payment came | failed payment: webhook → CRM | events processed | backlog rate end to end | pgbench ceiling | wall time |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {backend:?} | {count} | {workers} × {concurrency} | {waiting_then} | {:.2} s | {done} of {} (backfill {}) | {:.0} events/s | {:.1} s |",
+        "| {backend:?} | {count} | {workers} × {concurrency} | {waiting_then} | {:.2} s | {done} of {} (backfill {}) | {:.0} events/s | {ceiling} | {:.1} s |",
         latency.as_secs_f64(),
         count + 1,
         backfill.body["status"],

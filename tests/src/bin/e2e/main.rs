@@ -40,10 +40,11 @@ use serde_json::{Value, json};
 
 use crate::crm::{Arrivals, start_crm};
 use crate::generator::{MAX_IN_FLIGHT, Target, event, ingest_ceiling};
-use crate::measure::{clock_ticks, percentile, pgbench, statements_so_far};
+use crate::measure::{clock_ticks, percentile, statements_so_far};
 use crate::options::{Options, options};
 use crate::processes::free_port;
 use crate::rate::{Bench, RateResult, run_rate};
+use tributary_tests::bench::pgbench;
 
 #[tokio::main]
 async fn main() {
