@@ -177,6 +177,33 @@ impl FakeStripe {
         id
     }
 
+    /// Adds many events at once, as [`FakeStripe::add_event`] does one (a later event with an
+    /// id already stored replaces it), in one pass over those stored.
+    pub fn add_events(&self, events: Vec<Value>, delivered: bool) {
+        let mut s = self.state.lock().unwrap();
+        let ids: std::collections::HashSet<String> = events
+            .iter()
+            .map(|e| {
+                assert!(e["created"].is_i64(), "an event has an integer `created`");
+                e["id"]
+                    .as_str()
+                    .expect("an event has a string `id`")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(ids.len(), events.len(), "each event has an id of its own");
+        s.events
+            .retain(|e| !ids.contains(e.event["id"].as_str().unwrap_or_default()));
+        for event in events {
+            let seq = s.next_seq();
+            s.events.push(StoredEvent {
+                seq,
+                event,
+                delivered,
+            });
+        }
+    }
+
     /// Changes whether an event's webhooks were all delivered.
     pub fn set_delivered(&self, event_id: &str, delivered: bool) {
         let mut s = self.state.lock().unwrap();

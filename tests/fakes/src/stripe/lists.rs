@@ -47,13 +47,13 @@ pub(super) fn cursor_param(params: &Map<String, Value>) -> Result<Cursor, Answer
 /// `starting_after` gives the next older items, `ending_before` the newer items closest to
 /// the cursor; `has_more` says whether more lie beyond the page in that direction.
 /// `all` holds every item's key (for locating the cursor even if filters hide it).
-pub(super) fn paginate(
+pub(super) fn paginate<T>(
     all: &[((i64, u64), String)],
-    items: Vec<((i64, u64), Value)>,
+    items: Vec<((i64, u64), T)>,
     cursor: &Cursor,
     limit: usize,
     kind: &str,
-) -> Result<(Vec<Value>, bool), Answer> {
+) -> Result<(Vec<T>, bool), Answer> {
     let locate = |id: &str, param: &str| {
         all.iter()
             .find(|(_, i)| i == id)
@@ -70,7 +70,7 @@ pub(super) fn paginate(
         }
         Cursor::After(id) => {
             let at = locate(id, "starting_after")?;
-            let older: Vec<Value> = items
+            let older: Vec<T> = items
                 .into_iter()
                 .filter(|(k, _)| *k < at)
                 .map(|(_, v)| v)
@@ -80,7 +80,7 @@ pub(super) fn paginate(
         }
         Cursor::Before(id) => {
             let at = locate(id, "ending_before")?;
-            let newer: Vec<Value> = items
+            let newer: Vec<T> = items
                 .into_iter()
                 .filter(|(k, _)| *k > at)
                 .map(|(_, v)| v)
@@ -169,7 +169,8 @@ pub(super) fn list_events(s: &State, params: &Map<String, Value>) -> Result<Answ
             )
         })
         .collect();
-    let items: Vec<((i64, u64), Value)> = kept
+    // Only the page's events are copied: a backfill pages through every event.
+    let items: Vec<((i64, u64), &Value)> = kept
         .into_iter()
         .filter(|e| {
             let t = e.event["type"].as_str().unwrap_or("");
@@ -185,10 +186,14 @@ pub(super) fn list_events(s: &State, params: &Map<String, Value>) -> Result<Answ
                     _ => created <= *v,
                 })
         })
-        .map(|e| ((e.created(), e.seq), e.event.clone()))
+        .map(|e| ((e.created(), e.seq), &e.event))
         .collect();
     let (data, has_more) = paginate(&all, items, &cursor, limit, "event")?;
-    Ok(list("/v1/events", data, has_more))
+    Ok(list(
+        "/v1/events",
+        data.into_iter().cloned().collect(),
+        has_more,
+    ))
 }
 
 pub(super) fn list_endpoints(s: &State, params: &Map<String, Value>) -> Result<Answer, Answer> {
