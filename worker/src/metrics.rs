@@ -197,8 +197,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "connection_daily_cap_used_ratio",
-        "A connection's account daily API usage as its vendor last reported it, over the usage \
-         at which Tributary pauses it (1 = at its cap), for the connections nearest their cap",
+        "Daily API usage the vendor last reported over the connection's daily cap (1 = at it)",
         m.connection_usage.clone(),
     );
     registry.register(
