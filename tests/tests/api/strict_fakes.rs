@@ -97,7 +97,17 @@ async fn hubspot_daily_limit_pauses_the_connection() {
     each_backend(|app| async move {
         let fake = FakeHubSpot::start();
         let p = hubspot_recipe(&app, &fake).await;
-        // One call left today: the contact is written, the deal hits the daily limit.
+        // One call left today: the contact is written, the deal hits the daily limit. The
+        // connection's own daily cap is set far above, so it is HubSpot's refusal (its DAILY
+        // policy) that pauses it here; the cap pausing first is tests/api/daily_caps.rs.
+        let patched = app
+            .patch(
+                &format!("/v1/connections/{}", p.connection_id),
+                &p.tenant.token,
+                json!({"settings": {"base_url": fake.base_url, "daily_limit": 1_000_000}}),
+            )
+            .await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
         fake.set_rate_limits(100, 10_000, 1);
 
         let sent = app.send_event(&p, &charge("dl1")).await;
