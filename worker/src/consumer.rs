@@ -1,6 +1,7 @@
 //! The queue's consumer: job slots that take `ProcessEvent` jobs from whichever backend holds
 //! the queue and hand each to the engine.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,9 @@ use crate::queue::{ProcessEvent, Queue};
 
 /// How often an idle worker looks for new jobs on the polling backends.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A consumer, or a part of one, running until it is told to stop.
+pub type Running = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// `concurrency` job slots consuming the queue until `stop` turns true (then `Ok`); an
 /// error is the consumer dying. The caller runs it in a task of its own.
@@ -25,7 +29,7 @@ pub fn consumer(
     concurrency: usize,
     name: &str,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+) -> Running {
     let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
     let backend = queue.backend_name();
     // The same worker over each backend's own storage type.
@@ -59,11 +63,15 @@ pub fn consumer(
         Queue::Postgres(storage) => spawn_on!(storage, name, slots(None), stop),
         Queue::Redis(lanes) => {
             let gate = Gate::new(concurrency);
-            let workers: Vec<_> = lanes
-                .0
+            let promoter: Running = Box::pin(crate::lanes::promote_forever(
+                (*lanes).clone(),
+                stop.clone(),
+            ));
+            let workers = lanes
+                .storages
                 .into_iter()
                 .enumerate()
-                .map(|(lane, storage)| {
+                .map(|(lane, storage)| -> Running {
                     spawn_on!(
                         storage,
                         format!("{name}-p{lane}"),
@@ -71,7 +79,8 @@ pub fn consumer(
                         stop.clone()
                     )
                 })
-                .collect();
+                .chain([promoter])
+                .collect::<Vec<_>>();
             Box::pin(async move { futures::future::try_join_all(workers).await.map(drop) })
         }
     }
@@ -89,11 +98,28 @@ async fn run_process_event(job: ProcessEvent, slots: Data<Slots>) -> Result<(), 
         Some(gate) => Some(gate.enter(job.priority).await),
         None => None,
     };
-    slots.engine.run_job(&job.event_id).await.map_err(|e| {
-        tracing::error!(event_id = %job.event_id, error = format!("{e:#}"), "processing failed");
-        BoxDynError::from(format!("{e:#}"))
-    })
+    let Err(e) = slots.engine.run_job(&job.event_id).await else {
+        return Ok(());
+    };
+    tracing::error!(event_id = %job.event_id, error = format!("{e:#}"), "processing failed");
+    if slots.gate.is_some() {
+        // Redis: apalis would retry from its scheduled set, which its fetch cannot empty once
+        // thousands are due in the same second (see `lanes`); the job goes back through the
+        // queue's own delayed set instead.
+        let again = slots
+            .engine
+            .queue
+            .push(job.clone(), Some(RETRY_AFTER_ERROR))
+            .await;
+        if again.is_ok() {
+            return Ok(());
+        }
+    }
+    Err(BoxDynError::from(format!("{e:#}")))
 }
+
+/// How long a job that failed on Redis waits before it is taken again.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
 /// Wakes an idle worker every `interval` to look for jobs. Unlike a timer that is re-created
 /// but not polled when it fires, this arms the next tick before reporting the current one, so

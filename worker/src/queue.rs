@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
-use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
@@ -86,29 +85,7 @@ pub enum Queue {
     Redis(Box<Lanes>),
 }
 
-/// The Redis queue's lanes, one per priority, lowest first: lane 0 keeps the queue's plain
-/// name (`{namespace}.process_event`, where jobs of every priority were queued before lanes),
-/// lane `n` is `{namespace}.process_event.p{n}`.
-#[derive(Clone)]
-pub struct Lanes(pub [RedisStorage<ProcessEvent>; LANES]);
-
-/// One lane per priority, [`priority::BULK`] to [`priority::LIVE_FAILURE`].
-pub const LANES: usize = priority::LIVE_FAILURE as usize + 1;
-
-impl Lanes {
-    /// The lane of a priority (out-of-range ones to the nearest lane).
-    pub fn of(&self, priority: i16) -> &RedisStorage<ProcessEvent> {
-        &self.0[(priority.max(0) as usize).min(LANES - 1)]
-    }
-}
-
-/// The name of a lane's list.
-pub fn lane_name(namespace: &str, lane: usize) -> String {
-    match lane {
-        0 => format!("{namespace}.{PROCESS_EVENT_QUEUE}"),
-        n => format!("{namespace}.{PROCESS_EVENT_QUEUE}.p{n}"),
-    }
-}
+pub use crate::lanes::{LANES, Lanes, lane_name};
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,13 +104,11 @@ impl Queue {
                     crate::db::redact(url)
                 )
             })?;
-            let lane = |n: usize| {
-                let config = apalis_redis::Config::default()
-                    .queue(lane_name(&settings.queue_namespace, n))
-                    .batch_size(settings.worker_concurrency);
-                RedisStorage::new(conn.clone()).with_config(config)
-            };
-            return Ok(Queue::Redis(Box::new(Lanes(std::array::from_fn(lane)))));
+            return Ok(Queue::Redis(Box::new(Lanes::new(
+                conn,
+                &settings.queue_namespace,
+                settings.worker_concurrency,
+            ))));
         }
         match db.get_database_backend() {
             sea_orm::DbBackend::Postgres => {
@@ -194,7 +169,15 @@ impl Queue {
             .await
     }
 
-    async fn push_all(&self, jobs: Vec<(ProcessEvent, Option<Duration>)>) -> anyhow::Result<()> {
+    /// Enqueues each job, to run after its delay if given.
+    pub async fn push_all(
+        &self,
+        jobs: Vec<(ProcessEvent, Option<Duration>)>,
+    ) -> anyhow::Result<()> {
+        // Redis keeps due and delayed jobs apart itself (see `lanes`), to the millisecond.
+        if let Queue::Redis(lanes) = self {
+            return lanes.push(jobs).await.context("pushing to the redis queue");
+        }
         let mut tasks = Vec::with_capacity(jobs.len());
         for (job, delay) in &jobs {
             let mut task = TaskBuilder::new(serde_json::to_vec(job)?)
@@ -210,6 +193,7 @@ impl Queue {
             tasks.push(task.build());
         }
         let result = match self {
+            Queue::Redis(_) => Ok(()),
             Queue::Sqlite(storage) => {
                 let mut conn = storage.pool().acquire().await?;
                 apalis_sqlite::queries::push_tasks(&mut *conn, PROCESS_EVENT_QUEUE, &tasks)
@@ -221,19 +205,6 @@ impl Queue {
                 apalis_postgres::queries::push_tasks(&mut *conn, PROCESS_EVENT_QUEUE, tasks)
                     .await
                     .map_err(anyhow::Error::from)
-            }
-            Queue::Redis(lanes) => {
-                let mut result = Ok(());
-                for task in tasks {
-                    let task =
-                        task.try_map_args(|bytes| serde_json::from_slice::<ProcessEvent>(&bytes))?;
-                    let mut storage = lanes.of(task.args.priority).clone();
-                    if let Err(e) = storage.push_task(task).await {
-                        result = Err(anyhow::anyhow!("{e}"));
-                        break;
-                    }
-                }
-                result
             }
         };
         result.with_context(|| format!("pushing to the {} queue", self.backend_name()))
@@ -273,10 +244,39 @@ impl Queue {
                 }
                 removed
             }
-            // Redis drops a job's data once it is acknowledged.
-            Queue::Redis(_) => 0,
+            Queue::Redis(lanes) => lanes.forget_done().await?,
         };
         Ok(removed)
+    }
+
+    /// How many jobs are due and not yet taken, counted up to `cap`: the sweeper only needs
+    /// to know whether a backlog is still draining.
+    pub async fn waiting(&self, cap: u64) -> anyhow::Result<u64> {
+        let cap = cap.min(i64::MAX as u64) as i64;
+        let count: i64 = match self {
+            Queue::Sqlite(storage) => {
+                sea_orm::sqlx::query_scalar(
+                    "SELECT count(*) FROM (SELECT 1 FROM Jobs WHERE job_type = ?1 \
+                     AND status = 'Pending' AND run_at <= CAST(strftime('%s', 'now') AS INTEGER) LIMIT ?2)",
+                )
+                .bind(PROCESS_EVENT_QUEUE)
+                .bind(cap)
+                .fetch_one(storage.pool())
+                .await?
+            }
+            Queue::Postgres(storage) => {
+                sea_orm::sqlx::query_scalar(
+                    "SELECT count(*) FROM (SELECT 1 FROM apalis.jobs WHERE job_type = $1 \
+                     AND status = 'Pending' AND run_at <= now() LIMIT $2) AS due",
+                )
+                .bind(PROCESS_EVENT_QUEUE)
+                .bind(cap)
+                .fetch_one(storage.pool())
+                .await?
+            }
+            Queue::Redis(lanes) => lanes.waiting().await?.min(cap as u64) as i64,
+        };
+        Ok(count.max(0) as u64)
     }
 
     /// Checks that the queue answers (readiness).
@@ -289,7 +289,7 @@ impl Queue {
                 storage.pool().acquire().await?;
             }
             Queue::Redis(lanes) => {
-                let mut storage = lanes.0[0].clone();
+                let mut storage = lanes.storages[0].clone();
                 let _: String = redis::cmd("PING")
                     .query_async(storage.get_connection())
                     .await?;

@@ -305,14 +305,27 @@ async fn forget_old_authorizations(db: &DatabaseConnection) -> Result<u64, sea_o
         .rows_affected)
 }
 
+/// The most events one sweep re-queues.
+const SWEEP_BATCH: u64 = 500;
+
 /// Re-enqueues events that were kept but never queued (a crash between commit and push),
 /// events overdue by more than `grace` (a job lost with its worker), and events waiting on a
 /// connection for longer than `grace`. Returns how many.
+///
+/// Not while the queue holds a sweep's worth of due jobs or more: an event behind a backlog
+/// is overdue only because the backlog is, and pushing it again would add a job to the very
+/// backlog it waits behind, a sweep's worth every interval. Its own job still comes; if it was
+/// lost, the sweep after the backlog has drained finds it.
 pub async fn sweep(
     db: &DatabaseConnection,
     queue: &Queue,
     grace: std::time::Duration,
 ) -> anyhow::Result<usize> {
+    let waiting = queue.waiting(SWEEP_BATCH).await?;
+    if waiting >= SWEEP_BATCH {
+        tracing::debug!(waiting, "queue draining a backlog; sweep skipped");
+        return Ok(0);
+    }
     let cutoff = crate::now() - Duration::from_std(grace).unwrap_or(Duration::seconds(60));
     let stuck = events::Entity::find()
         .filter(
@@ -337,7 +350,7 @@ pub async fn sweep(
                 ),
         )
         .order_by_asc(events::Column::Id)
-        .limit(500)
+        .limit(SWEEP_BATCH)
         .all(db)
         .await?;
     let count = stuck.len();

@@ -34,6 +34,7 @@ mod health;
 mod hostile_auth;
 mod hostile_logs;
 mod hostile_oauth;
+mod hostile_queue;
 mod hostile_retention;
 mod hostile_retry;
 mod hostile_ssrf;
