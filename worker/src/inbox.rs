@@ -196,8 +196,11 @@ impl GroupCommit {
     }
 }
 
-/// Counts each tenant's events due and not yet processed (received, or queued and due; not
-/// those waiting for a retry or for a connection), until the [`GroupCommit`] is dropped.
+/// Counts each tenant's live events due and not yet processed (received, or queued and due;
+/// not those waiting for a retry or for a connection), until the [`GroupCommit`] is dropped.
+/// A backfill's or reconciliation's events do not count: they wait behind live ones in the
+/// queue, and a tenant catching up on 50,000 past events must still have its live webhooks
+/// (a failed payment among them) taken.
 async fn count_backlogs(
     db: DatabaseConnection,
     backlogs: std::sync::Weak<std::sync::RwLock<HashMap<String, u64>>>,
@@ -223,6 +226,7 @@ async fn count_backlogs(
                             .add(events::Column::NextRunAt.lte(crate::now())),
                     ),
             )
+            .filter(events::Column::Priority.gte(crate::queue::priority::LIVE))
             .group_by(events::Column::TenantId)
             .into_tuple()
             .all(&db)

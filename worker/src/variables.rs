@@ -244,7 +244,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "TRIBUTARY_INGEST_MAX_BACKLOG",
         "10000",
-        "a tenant's due events past which its webhooks get 503; 0 never",
+        "a tenant's due live events past which its webhooks get 503; 0 never",
     ),
     (
         "TRIBUTARY_RETENTION",

@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// account or the reverse) is refused with 400 naming `livemode`, and stored nowhere. Over the account's rate (`TRIBUTARY_WEBHOOK_RATE`) the answer is 429 with
 /// `Retry-After` and nothing is stored; Stripe retries. Webhooks arriving together share one
 /// commit; when more than `TRIBUTARY_INGEST_MAX_PENDING` wait for theirs, or the tenant has
-/// more than `TRIBUTARY_INGEST_MAX_BACKLOG` events due and not yet processed, the answer is 503
+/// more than `TRIBUTARY_INGEST_MAX_BACKLOG` live events due and not yet processed, the answer is 503
 /// with `Retry-After` at once and nothing is stored; Stripe retries.
 #[utoipa::path(tag = "webhooks", operation_id = "webhooks.receive",
     params(("token" = String, Path, description = "The account's webhook token, from its `webhook_url`"),

@@ -86,7 +86,7 @@ impl From<IngressError> for ApiError {
                 "more than {limit} webhooks are waiting to be stored; nothing was stored, try again shortly"
             )),
             IngressError::Backlogged { backlog, limit } => ApiError::Unavailable(format!(
-                "this account's tenant has {backlog} events waiting to be processed, more than the {limit} the inbox takes ahead (TRIBUTARY_INGEST_MAX_BACKLOG); nothing was stored, try again shortly"
+                "this account's tenant has {backlog} live events waiting to be processed, more than the {limit} the inbox takes ahead (TRIBUTARY_INGEST_MAX_BACKLOG); nothing was stored, try again shortly"
             )),
             IngressError::Failed(error) => error,
         }

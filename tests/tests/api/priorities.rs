@@ -159,3 +159,69 @@ async fn a_live_failed_payment_goes_before_a_backfills_backlog() {
         fake.stop().await;
     }
 }
+
+/// `TRIBUTARY_INGEST_MAX_BACKLOG` refuses a tenant's webhooks while its live events pile up;
+/// a backfill's events wait behind live ones and do not count, so a live failed payment is
+/// still taken while a large backfill is worked off.
+#[tokio::test]
+async fn a_backfill_larger_than_the_ingest_bound_does_not_refuse_live_webhooks() {
+    for backend in backends() {
+        let fake = FakeStripe::start();
+        let vars = [
+            ("TRIBUTARY_STRIPE_API_URL", fake.base_url.as_str()),
+            ("TRIBUTARY_EMBEDDED_WORKER", "false"),
+            ("TRIBUTARY_INGEST_MAX_BACKLOG", "10"),
+        ];
+        let app = TestApp::spawn_with(backend, &vars).await;
+        let cleanup = app.cleanup_handle();
+        let p = app.pipeline(json!({})).await;
+        app.use_stripe_key(&p, SECRET_KEY).await;
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        backfill(&app, &fake, &p, &tag).await;
+        // The backlogs are counted twice a second.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let mut failed = charge_event(
+            &format!("evt_{tag}failed"),
+            &format!("ch_{tag}failed"),
+            "failed@new.example",
+            "New",
+            100,
+            chrono::Utc::now().timestamp(),
+        );
+        failed["type"] = json!("charge.failed");
+        let sent = app.send_event(&p, &failed).await;
+        assert_eq!(sent.status, StatusCode::OK, "{backend:?}: {}", sent.text);
+
+        // Live events still count: past the bound, the next webhook waits at Stripe.
+        for n in 0..10 {
+            let event = charge_event(
+                &format!("evt_{tag}live{n}"),
+                &format!("ch_{tag}live{n}"),
+                "live@new.example",
+                "New",
+                100,
+                chrono::Utc::now().timestamp(),
+            );
+            let sent = app.send_event(&p, &event).await;
+            assert_eq!(sent.status, StatusCode::OK, "{backend:?}: {}", sent.text);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let event = charge_event(
+            &format!("evt_{tag}over"),
+            &format!("ch_{tag}over"),
+            "over@new.example",
+            "New",
+            100,
+            chrono::Utc::now().timestamp(),
+        );
+        let refused = app.send_event(&p, &event).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{backend:?}: {}",
+            refused.text
+        );
+        cleanup.run().await;
+        fake.stop().await;
+    }
+}
