@@ -8,7 +8,8 @@
 use chrono::{DateTime, Utc};
 use entity::{Role, TenantOwned, connections, events, flows, stripe_accounts, tenants};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use serde::{Deserialize, Serialize};
 use tributary_worker::PRODUCTION;
@@ -100,7 +101,9 @@ pub async fn update(
         return Err(ApiError::NoSuch(format!("no environment {name}")));
     };
     let txn = tributary_worker::db::begin_write(&state.db).await?;
+    // Locked, as `stripe_accounts::check_mode` locks it to add an account of the other mode.
     let row = tenants::Entity::find_by_id(id.clone())
+        .lock_exclusive()
         .one(&txn)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -4,7 +4,7 @@
 use entity::{Role, TenantOwned, stripe_accounts, webhook_secrets};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder,
+    QueryOrder, QuerySelect,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -406,7 +406,8 @@ pub async fn render<C: ConnectionTrait>(
 /// Refuses (409, naming `field`) a Stripe account of mode `livemode` in the environment `ctx`
 /// acts in, when that is the other mode and the environment has not opted in: test-mode
 /// accounts stay out of `production`, so their events never reach its CRMs, and live ones stay
-/// out of the rest. An account whose mode is unknown is taken anywhere.
+/// out of the rest. An account whose mode is unknown is taken anywhere. `db` is the
+/// transaction that then writes the account.
 pub async fn check_mode<C: ConnectionTrait>(
     db: &C,
     ctx: &TenantContext,
@@ -417,7 +418,11 @@ pub async fn check_mode<C: ConnectionTrait>(
     let Some(livemode) = livemode.filter(|live| *live != production) else {
         return Ok(());
     };
+    // Locked until the caller commits, as `environments::update` locks it to turn
+    // `mixed_modes` off: one waits for the other, so an account of the other mode is never
+    // added to an environment that has just stopped taking them.
     let environment = entity::tenants::Entity::find_by_id(ctx.tenant_id.clone())
+        .lock_exclusive()
         .one(db)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -468,7 +473,8 @@ pub async fn create(
         "livemode"
     };
     let livemode = from_key.or(input.livemode);
-    check_mode(&state.db, ctx, livemode, field).await?;
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
+    check_mode(&txn, ctx, livemode, field).await?;
     let id = new_id();
     let at = now();
     let account = stripe_accounts::Model {
@@ -494,7 +500,6 @@ pub async fn create(
         created_at: at,
         updated_at: at,
     };
-    let txn = tributary_worker::db::begin_write(&state.db).await?;
     stripe_accounts::Entity::insert(stripe_accounts::ActiveModel::from(account.clone()))
         .exec(&txn)
         .await?;

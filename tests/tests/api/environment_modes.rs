@@ -318,3 +318,38 @@ async fn a_test_mode_event_never_reaches_a_production_crm() {
     })
     .await;
 }
+
+/// Turning `mixed_modes` off while an account of the other mode is being added: one waits for
+/// the other, so the environment never ends up refusing other-mode accounts while holding one.
+/// The test holds the environment's row in a write transaction of its own, as a PATCH turning
+/// it off does, and turns it off there while the account is being created.
+#[tokio::test]
+async fn an_account_of_the_other_mode_waits_for_mixed_modes_being_turned_off() {
+    use sea_orm::{ActiveModelTrait, EntityTrait, QuerySelect, Set};
+    each_backend(|app| async move {
+        let owner = app.signup("Both Modes At Once").await;
+        let token = &owner.token;
+        let on = mixed(&app, token, "production", true).await;
+        assert_eq!(on.status, StatusCode::OK, "{}", on.text);
+
+        let txn = tributary_worker::db::begin_write(&app.db).await.unwrap();
+        let row = entity::tenants::Entity::find_by_id(owner.id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .unwrap()
+            .expect("the production environment's row");
+        let turn_off = async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let mut active: entity::tenants::ActiveModel = row.into();
+            active.mixed_modes = Set(false);
+            active.update(&txn).await.unwrap();
+            txn.commit().await.unwrap();
+        };
+        let test_mode = json!({"name": "Test mode", "livemode": false});
+        let (created, ()) = tokio::join!(register(&app, token, test_mode), turn_off);
+        assert_other_mode(&created, "livemode");
+        assert!(account_names(&app, token).await.is_empty());
+    })
+    .await;
+}
