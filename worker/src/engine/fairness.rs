@@ -16,10 +16,11 @@ pub(super) const SLOT_WAIT: Duration = Duration::from_millis(500);
 /// Each tenant's share of a process's job slots: at most `share` of one tenant's jobs run at
 /// once, so a tenant whose CRM hangs or fails holds no more than that, and the other slots
 /// stay free for everyone else. A job over the share waits in the process for the tenant's
-/// next free slot (first come, first served) while the tenant has fewer than `waiting`
-/// jobs waiting; beyond that, or after `SLOT_WAIT`, it goes back to the queue. So one busy
-/// tenant keeps its share busy without a round trip through the queue, and still holds at
-/// most `share + waiting` of the slots.
+/// next free slot (the highest priority first) while fewer than `waiting` of the tenant's
+/// jobs of its priority or higher are waiting; beyond that, or after `SLOT_WAIT`, it goes back
+/// to the queue. So one busy tenant keeps its share busy without a round trip through the
+/// queue, its failed payment is not sent back behind its own backlog, and it still holds at
+/// most `share + waiting` slots for each priority.
 #[derive(Debug)]
 pub struct Fairness {
     share: usize,
@@ -30,8 +31,23 @@ pub struct Fairness {
 #[derive(Debug, Default)]
 pub(super) struct TenantSlots {
     running: usize,
-    waiting: usize,
+    /// Jobs in line, by priority.
+    waiting: [usize; PRIORITIES],
     freed: Arc<tokio::sync::Notify>,
+}
+
+/// Priorities [`crate::queue::priority::BULK`] to `LIVE_FAILURE`.
+const PRIORITIES: usize = crate::queue::LANES;
+
+impl TenantSlots {
+    fn in_line(&self) -> usize {
+        self.waiting.iter().sum()
+    }
+
+    /// Jobs in line at a priority above `priority`.
+    fn ahead_of(&self, priority: usize) -> usize {
+        self.waiting[priority + 1..].iter().sum()
+    }
 }
 
 impl Fairness {
@@ -50,43 +66,59 @@ impl Fairness {
         self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A slot for one of `tenant`'s jobs: at once when the tenant is under its share, else
-    /// after waiting in line for up to `wait`, if the line is not full. `None`: the job should
-    /// go back to the queue.
-    pub async fn enter(self: &Arc<Self>, tenant: &str, wait: Duration) -> Option<FairSlot> {
+    /// A slot for one of `tenant`'s jobs at `priority`: at once when the tenant is under its
+    /// share and none of its jobs of a higher priority is in line, else after waiting in line
+    /// for up to `wait`. The line is by priority: a freed slot goes to the highest waiting, and
+    /// a job is turned away only when `waiting` jobs of its priority or higher are in line, so
+    /// a live failed payment is never sent back behind its own tenant's backfill. `None`: the
+    /// job should go back to the queue.
+    pub async fn enter(
+        self: &Arc<Self>,
+        tenant: &str,
+        priority: i16,
+        wait: Duration,
+    ) -> Option<FairSlot> {
+        let priority = (priority.max(0) as usize).min(PRIORITIES - 1);
         let deadline = tokio::time::Instant::now() + wait;
         let mut in_line = false;
         loop {
             let freed = {
                 let mut tenants = self.lock();
                 let slots = tenants.entry(tenant.to_string()).or_default();
-                if slots.running < self.share {
+                if slots.running < self.share && slots.ahead_of(priority) == 0 {
                     slots.running += 1;
                     if in_line {
-                        slots.waiting -= 1;
+                        slots.waiting[priority] -= 1;
                     }
                     return Some(self.slot(tenant));
                 }
                 if !in_line {
-                    if slots.waiting >= self.waiting {
+                    if slots.waiting[priority..].iter().sum::<usize>() >= self.waiting {
                         return None;
                     }
-                    slots.waiting += 1;
+                    slots.waiting[priority] += 1;
                     in_line = true;
                 }
                 slots.freed.clone()
             };
-            if tokio::time::timeout_at(deadline, freed.notified())
-                .await
-                .is_err()
-            {
+            // Registered before the line's lock is taken again, so a slot freed in between
+            // still wakes this job.
+            let notified = freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let woken = tokio::time::timeout_at(deadline, notified).await.is_ok();
+            if !woken {
                 let mut tenants = self.lock();
                 let slots = tenants.entry(tenant.to_string()).or_default();
-                slots.waiting -= 1;
+                slots.waiting[priority] -= 1;
                 // A slot freed just now (its wake-up may have gone to another in line).
-                if slots.running < self.share {
+                if slots.running < self.share && slots.ahead_of(priority) == 0 {
                     slots.running += 1;
                     return Some(self.slot(tenant));
+                }
+                if slots.in_line() > 0 {
+                    // Those behind may take the slot this one leaves them.
+                    slots.freed.notify_waiters();
                 }
                 return None;
             }
@@ -113,8 +145,9 @@ impl Drop for FairSlot {
         let mut tenants = self.fairness.lock();
         if let Some(slots) = tenants.get_mut(&self.tenant) {
             slots.running = slots.running.saturating_sub(1);
-            if slots.waiting > 0 {
-                slots.freed.notify_one();
+            if slots.in_line() > 0 {
+                // Every job in line looks; the highest priority takes the slot.
+                slots.freed.notify_waiters();
             } else if slots.running == 0 {
                 tenants.remove(&self.tenant);
             }

@@ -14,7 +14,11 @@ impl Engine {
         };
         let tenant = event.tenant_id.clone();
         let asked = std::time::Instant::now();
-        let Some(_slot) = self.fairness.enter(&tenant, SLOT_WAIT).await else {
+        let Some(_slot) = self
+            .fairness
+            .enter(&tenant, event.priority, SLOT_WAIT)
+            .await
+        else {
             tracing::debug!(event_id, tenant_id = %tenant, "tenant at its share of the job slots; job deferred");
             crate::metrics::job_deferred();
             return self

@@ -60,17 +60,17 @@ mod tests {
         // 8 slots, 2 per tenant: 3 of a tenant's jobs may wait in the process.
         let fairness = Fairness::new(2, 8);
         let wait = Duration::from_secs(5);
-        let a1 = fairness.enter("a", wait).await.expect("under the share");
-        let _a2 = fairness.enter("a", wait).await.expect("under the share");
+        let a1 = fairness.enter("a", 0, wait).await.expect("under the share");
+        let _a2 = fairness.enter("a", 0, wait).await.expect("under the share");
         // Another tenant is never held up by a's full share.
-        let _b = tokio::time::timeout(Duration::from_millis(50), fairness.enter("b", wait))
+        let _b = tokio::time::timeout(Duration::from_millis(50), fairness.enter("b", 0, wait))
             .await
             .expect("b enters at once")
             .expect("b has a slot");
         // a's third job waits for a's next free slot and takes it as soon as one is freed.
         let third = tokio::spawn({
             let fairness = fairness.clone();
-            async move { fairness.enter("a", wait).await.is_some() }
+            async move { fairness.enter("a", 0, wait).await.is_some() }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!third.is_finished(), "over its share, a's job waits");
@@ -84,15 +84,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_higher_priority_job_jumps_its_tenants_line_and_is_never_turned_away() {
+        use crate::queue::priority::{BULK, LIVE_FAILURE};
+        // 1 slot a tenant, a line of 1.
+        let fairness = Fairness::new(1, 3);
+        let wait = Duration::from_secs(5);
+        let running = fairness.enter("a", BULK, wait).await.unwrap();
+        let bulk = tokio::spawn({
+            let fairness = fairness.clone();
+            async move { fairness.enter("a", BULK, wait).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The line is full of the backlog, and another backlog job goes back to the queue...
+        assert!(fairness.enter("a", BULK, wait).await.is_none());
+        // ...but a failed payment waits in line, ahead of it.
+        let failed = tokio::spawn({
+            let fairness = fairness.clone();
+            async move { fairness.enter("a", LIVE_FAILURE, wait).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(running);
+        let failed = tokio::time::timeout(Duration::from_secs(1), failed)
+            .await
+            .expect("the freed slot goes to the failed payment")
+            .unwrap()
+            .expect("a slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!bulk.is_finished(), "the backlog's job still waits");
+        drop(failed);
+        let bulk = tokio::time::timeout(Duration::from_secs(1), bulk)
+            .await
+            .expect("then the backlog's job")
+            .unwrap();
+        assert!(bulk.is_some());
+    }
+
+    #[tokio::test]
     async fn a_full_line_or_a_long_wait_sends_the_job_back_to_the_queue() {
         let fairness = Fairness::new(1, 3);
-        let running = fairness.enter("a", Duration::ZERO).await.unwrap();
+        let running = fairness.enter("a", 0, Duration::ZERO).await.unwrap();
         // One may wait (half of the 2 slots left to others); it gives up after its wait.
         let waiting = tokio::spawn({
             let fairness = fairness.clone();
             async move {
                 fairness
-                    .enter("a", Duration::from_millis(200))
+                    .enter("a", 0, Duration::from_millis(200))
                     .await
                     .is_some()
             }
@@ -100,7 +136,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = std::time::Instant::now();
         assert!(
-            fairness.enter("a", Duration::from_secs(5)).await.is_none(),
+            fairness
+                .enter("a", 0, Duration::from_secs(5))
+                .await
+                .is_none(),
             "the line is full: back to the queue at once"
         );
         assert!(started.elapsed() < Duration::from_secs(1));
@@ -108,7 +147,12 @@ mod tests {
         // The line is empty again.
         let again = tokio::spawn({
             let fairness = fairness.clone();
-            async move { fairness.enter("a", Duration::from_secs(5)).await.is_some() }
+            async move {
+                fairness
+                    .enter("a", 0, Duration::from_secs(5))
+                    .await
+                    .is_some()
+            }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(running);
