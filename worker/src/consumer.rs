@@ -63,6 +63,7 @@ pub fn consumer(
         Queue::Postgres(storage) => spawn_on!(storage, name, slots(None), stop),
         Queue::Redis(lanes) => {
             let gate = Gate::new(concurrency);
+            let first = (*lanes).clone();
             let promoter: Running = Box::pin(crate::lanes::promote_forever(
                 (*lanes).clone(),
                 stop.clone(),
@@ -81,7 +82,14 @@ pub fn consumer(
                 })
                 .chain([promoter])
                 .collect::<Vec<_>>();
-            Box::pin(async move { futures::future::try_join_all(workers).await.map(drop) })
+            Box::pin(async move {
+                // Before the first fetch: apalis's fails on thousands of due jobs left in
+                // `:scheduled` (by an older version), and a failed fetch stops the worker.
+                if let Err(e) = first.promote_all().await {
+                    return Err(format!("the redis queue: moving due jobs failed: {e:#}"));
+                }
+                futures::future::try_join_all(workers).await.map(drop)
+            })
         }
     }
 }

@@ -208,6 +208,19 @@ impl Lanes {
         Ok(total)
     }
 
+    /// Moves every due job onto the lanes, however many: run before a consumer's first fetch,
+    /// which would fail on thousands left due in `:scheduled` (and stop the consumer).
+    pub async fn promote_all(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let moved = self.promote().await?;
+            total += moved;
+            if moved < CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Forgets acknowledged jobs, a chunk at a time. Returns how many went.
     pub async fn forget_done(&self) -> anyhow::Result<u64> {
         let mut conn = self.conn();
