@@ -171,7 +171,11 @@ impl Lanes {
                 for (job, delay) in chunk {
                     call.arg(uuid::Uuid::new_v4().simple().to_string())
                         .arg(serde_json::to_vec(job)?)
-                        .arg(delay.map_or(0, |d| d.as_millis().max(1) as u64));
+                        .arg(
+                            delay
+                                .filter(|d| !d.is_zero())
+                                .map_or(0, |d| d.as_millis().max(1) as u64),
+                        );
                 }
                 let _: i64 = call.invoke_async(&mut conn).await?;
             }

@@ -193,6 +193,7 @@ impl Queue {
             tasks.push(task.build());
         }
         let result = match self {
+            // Pushed above.
             Queue::Redis(_) => Ok(()),
             Queue::Sqlite(storage) => {
                 let mut conn = storage.pool().acquire().await?;

@@ -48,6 +48,16 @@ impl TenantSlots {
     fn ahead_of(&self, priority: usize) -> usize {
         self.waiting[priority + 1..].iter().sum()
     }
+
+    /// Takes a slot for a job at `priority` if the tenant runs fewer than `share` and no job
+    /// of a higher priority is in line.
+    fn take(&mut self, share: usize, priority: usize) -> bool {
+        let free = self.running < share && self.ahead_of(priority) == 0;
+        if free {
+            self.running += 1;
+        }
+        free
+    }
 }
 
 impl Fairness {
@@ -80,44 +90,42 @@ impl Fairness {
     ) -> Option<FairSlot> {
         let priority = (priority.max(0) as usize).min(PRIORITIES - 1);
         let deadline = tokio::time::Instant::now() + wait;
-        let mut in_line = false;
+        let freed = {
+            let mut tenants = self.lock();
+            let slots = tenants.entry(tenant.to_string()).or_default();
+            if slots.take(self.share, priority) {
+                return Some(self.slot(tenant));
+            }
+            if slots.waiting[priority..].iter().sum::<usize>() >= self.waiting {
+                return None;
+            }
+            slots.waiting[priority] += 1;
+            slots.freed.clone()
+        };
         loop {
-            let freed = {
-                let mut tenants = self.lock();
-                let slots = tenants.entry(tenant.to_string()).or_default();
-                if slots.running < self.share && slots.ahead_of(priority) == 0 {
-                    slots.running += 1;
-                    if in_line {
-                        slots.waiting[priority] -= 1;
-                    }
-                    return Some(self.slot(tenant));
-                }
-                if !in_line {
-                    if slots.waiting[priority..].iter().sum::<usize>() >= self.waiting {
-                        return None;
-                    }
-                    slots.waiting[priority] += 1;
-                    in_line = true;
-                }
-                slots.freed.clone()
-            };
-            // Registered before the line's lock is taken again, so a slot freed in between
-            // still wakes this job.
+            // Listening first, then looking: a slot freed before this job listened is seen
+            // by the look, one freed after it wakes the job.
             let notified = freed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let woken = tokio::time::timeout_at(deadline, notified).await.is_ok();
-            if !woken {
+            {
+                let mut tenants = self.lock();
+                let slots = tenants.entry(tenant.to_string()).or_default();
+                if slots.take(self.share, priority) {
+                    slots.waiting[priority] -= 1;
+                    return Some(self.slot(tenant));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let mut tenants = self.lock();
                 let slots = tenants.entry(tenant.to_string()).or_default();
                 slots.waiting[priority] -= 1;
-                // A slot freed just now (its wake-up may have gone to another in line).
-                if slots.running < self.share && slots.ahead_of(priority) == 0 {
-                    slots.running += 1;
+                // A slot freed just as the wait ran out.
+                if slots.take(self.share, priority) {
                     return Some(self.slot(tenant));
                 }
                 if slots.in_line() > 0 {
-                    // Those behind may take the slot this one leaves them.
+                    // Those behind may take a slot this one was owed.
                     slots.freed.notify_waiters();
                 }
                 return None;
