@@ -21,7 +21,7 @@ use std::time::Duration;
 use apalis_redis::RedisStorage;
 use redis::Script;
 
-use crate::queue::{PROCESS_EVENT_QUEUE, ProcessEvent, priority};
+use crate::jobs::{PROCESS_EVENT_QUEUE, ProcessEvent, priority};
 
 /// One lane per priority, [`priority::BULK`] to [`priority::LIVE_FAILURE`].
 pub const LANES: usize = priority::LIVE_FAILURE as usize + 1;

@@ -17,6 +17,7 @@ pub mod health;
 pub mod history;
 pub mod inbound;
 pub mod inbox;
+pub mod jobs;
 pub mod lanes;
 pub mod lease;
 pub mod metrics;
