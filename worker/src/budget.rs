@@ -125,6 +125,9 @@ pub struct Budgets {
     /// What this process last wrote of each learned rate, and when: written again when it
     /// changes, or after [`RELEARN`] (an idle Redis budget expires with what it learned).
     learned: Mutex<HashMap<String, (Rate, std::time::Instant)>>,
+    /// The holds this process has set (µs), seen by its own requests at once, before the
+    /// shared store's write lands: under load that write can take a few hundred ms.
+    holds: Mutex<HashMap<String, i64>>,
 }
 
 /// How long a learned rate this process wrote is trusted to still be in the store.
@@ -156,6 +159,7 @@ impl Budgets {
         Budgets {
             store: Store::Db(db),
             learned: Mutex::default(),
+            holds: Mutex::default(),
         }
     }
 
@@ -167,6 +171,7 @@ impl Budgets {
                 namespace: namespace.to_string(),
             },
             learned: Mutex::default(),
+            holds: Mutex::default(),
         }
     }
 
@@ -210,6 +215,16 @@ impl Budgets {
                 (given == 1, slot)
             }
         };
+        // A hold this process set whose write may not have landed yet comes first.
+        let local = self.local_hold(key);
+        if local > slot.max(now) {
+            let wait = Duration::from_micros((local - now) as u64);
+            return Ok(if local <= latest {
+                Slot::After(wait)
+            } else {
+                Slot::TooFar(wait)
+            });
+        }
         let wait = Duration::from_micros(slot.saturating_sub(now).max(0) as u64);
         Ok(if given {
             Slot::After(wait)
@@ -221,6 +236,13 @@ impl Budgets {
     /// Lets nothing be sent under `key` before `until` (a later hold stays).
     pub async fn hold(&self, key: &str, tenant_id: &str, until: chrono::DateTime<chrono::Utc>) {
         let until = until.timestamp_micros();
+        {
+            let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+            let now = micros_now();
+            holds.retain(|_, held| *held > now);
+            let held = holds.entry(key.to_string()).or_insert(0);
+            *held = (*held).max(until);
+        }
         let result = match &self.store {
             Store::Db(db) => update_row(
                 db,
@@ -310,9 +332,16 @@ impl Budgets {
 
     /// How long the budget's hold still runs, if one does.
     pub async fn held(&self, key: &str) -> Result<Option<Duration>, String> {
-        let held = self.state(key).await?.map_or(0, |s| s.held_until_us);
+        let stored = self.state(key).await?.map_or(0, |s| s.held_until_us);
+        let held = stored.max(self.local_hold(key));
         let left = held - micros_now();
         Ok((left > 0).then(|| Duration::from_micros(left as u64)))
+    }
+
+    /// The hold this process set on `key` (µs since the epoch; 0 for none).
+    fn local_hold(&self, key: &str) -> i64 {
+        let holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        holds.get(key).copied().unwrap_or(0)
     }
 
     /// The budget as it stands; `None` before its first request.
