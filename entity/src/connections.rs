@@ -30,6 +30,10 @@ pub struct Model {
     /// The token of the connection's inbound URL (`/webhooks/<provider>/<token>`), for CRMs
     /// that push their changes; `None` until the connection is created.
     pub inbound_token: Option<String>,
+    /// The vendor's id of the account the connection's token acts in, as the vendor told it
+    /// (HubSpot's hub id, from its token metadata); never typed by the tenant. A shared
+    /// HubSpot app's webhooks are routed by it.
+    pub vendor_account: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

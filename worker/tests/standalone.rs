@@ -128,6 +128,7 @@ async fn insert_sandbox_connection(
         refresh_lease_until: Set(None),
         vendor_info: Set("{}".into()),
         inbound_token: Set(None),
+        vendor_account: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
     })

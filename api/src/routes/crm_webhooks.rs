@@ -1,5 +1,6 @@
 //! The CRMs' doors in: `POST /webhooks/hubspot/{token}`, `/webhooks/zoho/{token}` and
-//! `/webhooks/salesforce/{token}`, one URL per connection (its `inbound_url`). No bearer token:
+//! `/webhooks/salesforce/{token}`, one URL per connection (its `inbound_url`), and
+//! `/webhooks/hubspot` for the operator's shared HubSpot app, routed by portal. No bearer token:
 //! the vendor's own proof (HubSpot's signature, Zoho's channel token, the Salesforce org id)
 //! and the URL's token are the authentication.
 
@@ -54,13 +55,54 @@ async fn hubspot(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = body_of(&req, payload).await?;
-    let path_and_query = req
-        .uri()
+    let out =
+        crm_ingress::hubspot(&state, &token, &path_and_query(&req), req.headers(), &body).await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Receive the shared HubSpot app's webhooks
+///
+/// The target URL of this server's own HubSpot app (`TRIBUTARY_OAUTH_HUBSPOT_CLIENT_ID` /
+/// `_SECRET`), which HubSpot calls for every portal that installed the app. Verified with that
+/// app's client secret; each event is stored for the connections installed through the app in
+/// the portal it names (`portalId`, matched against each connection's `vendor_account`, which
+/// HubSpot itself named when the connection was authorized). Events of a portal that no
+/// connection here is installed in are skipped and named. 404 when no operator HubSpot app is
+/// configured.
+#[utoipa::path(tag = "webhooks", operation_id = "webhooks.hubspot_app",
+    params(("X-HubSpot-Signature-v3" = String, Header, description = "base64 HMAC-SHA256 signature"),
+           ("X-HubSpot-Request-Timestamp" = String, Header, description = "epoch milliseconds")),
+    request_body(content = Vec<std::collections::HashMap<String, serde_json::Value>>, description = "HubSpot's batch of events, of any portals", content_type = "application/json",
+        example = json!([{"eventId": 4218806431_u64, "subscriptionId": 2712345, "portalId": 62515, "appId": 54321,
+            "occurredAt": 1735689598123_u64, "subscriptionType": "deal.propertyChange", "attemptNumber": 0,
+            "objectId": 9876543210_u64, "propertyName": "dealstage", "propertyValue": "closedwon",
+            "changeSource": "CRM_UI", "sourceId": "userId:1234567"}])),
+    responses(
+        (status = 200, description = "The events are stored (or were already) for the connections of their portals.", body = CrmIngressOut),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 404, response = inline(responses::NotFound)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 429, response = inline(responses::TooManyRequests)),
+        (status = 503, response = inline(responses::Unavailable))),
+    security(()))]
+#[post("/webhooks/hubspot")]
+async fn hubspot_app(
+    state: Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = body_of(&req, payload).await?;
+    let out = crm_ingress::hubspot_app(&state, &path_and_query(&req), req.headers(), &body).await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// The path and query HubSpot called, as signed.
+fn path_and_query(req: &HttpRequest) -> String {
+    req.uri()
         .path_and_query()
         .map_or(req.path(), |p| p.as_str())
-        .to_string();
-    let out = crm_ingress::hubspot(&state, &token, &path_and_query, req.headers(), &body).await?;
-    Ok(HttpResponse::Ok().json(out))
+        .to_string()
 }
 
 /// Receive Zoho CRM notifications
@@ -141,5 +183,8 @@ async fn salesforce(
 }
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(hubspot).service(zoho).service(salesforce);
+    cfg.service(hubspot)
+        .service(hubspot_app)
+        .service(zoho)
+        .service(salesforce);
 }

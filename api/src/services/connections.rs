@@ -257,6 +257,12 @@ pub struct ConnectionOut {
     /// CRMs that push.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbound_url: Option<String>,
+    /// The vendor's id of the account the connection's token acts in, as the vendor said it
+    /// when the connection was authorized (HubSpot: the portal's hub id, from the token's
+    /// metadata); null until then, and for connections without OAuth. A webhook of the
+    /// operator's shared HubSpot app (`POST /webhooks/hubspot`) reaches the connections
+    /// installed through that app whose account it names.
+    pub vendor_account: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -398,6 +404,7 @@ impl From<connections::Model> for ConnectionOut {
             info: serde_json::from_str(&c.vendor_info).unwrap_or(Value::Object(Map::new())),
             authorize_url: None,
             inbound_url: None,
+            vendor_account: c.vendor_account,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -484,6 +491,7 @@ pub async fn create(
         refresh_lease_until: None,
         vendor_info: "{}".into(),
         inbound_token,
+        vendor_account: None,
         created_at: at,
         updated_at: at,
     };
@@ -615,6 +623,8 @@ pub async fn update(
             .then(|| seal_credentials(&state.keyring, &tenant_id, id, credentials)));
         active.session = Set(None);
         active.refresh_lease_until = Set(None);
+        // New credentials may act in another account: known again once the vendor says so.
+        active.vendor_account = Set(None);
         // New credentials are a reconnect, unless the tenant disables it in the same call;
         // OAuth credentials are complete only once the browser flow is.
         if patch.status.is_none() {

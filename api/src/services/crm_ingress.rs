@@ -5,7 +5,7 @@
 //! names the CRM.
 
 use entity::connections;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tributary_worker::inbound::{self, CrmEvent};
@@ -128,7 +128,9 @@ async fn store_all(
 /// HubSpot's app webhooks: `X-HubSpot-Signature-v3` over method, the URL HubSpot called
 /// (this install's public URL, the path and query), body and timestamp, with the app's client
 /// secret (the connection's, else the operator's HubSpot app). Property changes get the
-/// property's previous value from the last one seen.
+/// property's previous value from the last one seen. A connection whose HubSpot account is
+/// known (`vendor_account`) keeps that account's events only: another portal's are skipped
+/// and named.
 pub async fn hubspot(
     state: &AppState,
     token: &str,
@@ -144,12 +146,7 @@ pub async fn hubspot(
     {
         secrets.push(secret.to_string());
     }
-    if let Some(app) = state
-        .settings
-        .oauth_apps
-        .iter()
-        .find(|a| a.provider == "hubspot")
-    {
+    if let Some(app) = operator_hubspot_app(state) {
         secrets.push(expose(&app.client_secret).to_string());
     }
     if secrets.is_empty() {
@@ -157,6 +154,44 @@ pub async fn hubspot(
             "this connection has no HubSpot client secret to verify webhooks with; add auth.client_secret".into(),
         ));
     }
+    verify_hubspot(state, path_and_query, headers, body, &secrets)?;
+    let settings = settings_of(&connection);
+    let mut batch = inbound::hubspot::parse_batch(body, setting(&settings, "app_id"))
+        .map_err(ApiError::BadRequest)?;
+    if let Some(account) = &connection.vendor_account {
+        let (own, other): (Vec<_>, Vec<_>) = batch
+            .events
+            .into_iter()
+            .partition(|e| inbound::hubspot::portal_of(e).as_ref() == Some(account));
+        batch.events = own;
+        batch.skipped.extend(other.iter().map(|e| {
+            format!(
+                "event {}: from portal {}, not this connection's ({account})",
+                e.key,
+                inbound::hubspot::portal_of(e).unwrap_or_default()
+            )
+        }));
+    }
+    accept(state, &connection, (batch.events, batch.skipped), "id").await
+}
+
+/// The operator's HubSpot app, if one is configured.
+fn operator_hubspot_app(state: &AppState) -> Option<&tributary_worker::settings::OAuthApp> {
+    state
+        .settings
+        .oauth_apps
+        .iter()
+        .find(|a| a.provider == "hubspot")
+}
+
+/// Checks HubSpot's v3 signature of a request to `path_and_query` under any of `secrets`.
+fn verify_hubspot(
+    state: &AppState,
+    path_and_query: &str,
+    headers: &actix_web::http::header::HeaderMap,
+    body: &[u8],
+    secrets: &[String],
+) -> Result<(), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let uri = format!("{}{path_and_query}", state.settings.public_url);
     let plain: Vec<&str> = secrets.iter().map(String::as_str).collect();
@@ -169,16 +204,96 @@ pub async fn hubspot(
         &plain,
         chrono::Utc::now().timestamp_millis(),
     )
-    .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    let settings = settings_of(&connection);
-    let batch = inbound::hubspot::parse_batch(body, setting(&settings, "app_id"))
-        .map_err(ApiError::BadRequest)?;
-    take_rate(state, &connection, batch.events.len())?;
-    let mut events = batch.events;
-    let versions = previous_values(state, &connection, &mut events, "id").await?;
-    let out = store_all(state, &connection, events, batch.skipped).await?;
-    remember(state, &connection, versions).await?;
+    .map_err(|e| ApiError::Unauthorized(e.to_string()))
+}
+
+/// Takes a connection's events in: within its webhook rate, with their previous values
+/// (`skip` is the field of a record that is not its own, see [`previous_values`]), stored, and
+/// the records' versions remembered.
+async fn accept(
+    state: &AppState,
+    connection: &connections::Model,
+    (mut events, skipped): (Vec<CrmEvent>, Vec<String>),
+    skip: &str,
+) -> Result<CrmIngressOut, ApiError> {
+    take_rate(state, connection, events.len())?;
+    let versions = previous_values(state, connection, &mut events, skip).await?;
+    let out = store_all(state, connection, events, skipped).await?;
+    remember(state, connection, versions).await?;
     Ok(out)
+}
+
+/// The operator's shared HubSpot app's webhooks: one target URL for every portal that
+/// installed the app. Verified with the operator app's client secret only; each event goes
+/// to the connections installed through that app in the portal it names (`portalId` equal to
+/// the connection's `vendor_account`, which HubSpot itself said when the connection was
+/// authorized). Events of a portal no connection here is installed in are skipped and named.
+/// A connection over its webhook rate makes the whole request 429: HubSpot sends it again,
+/// and the events stored meanwhile are found as duplicates.
+pub async fn hubspot_app(
+    state: &AppState,
+    path_and_query: &str,
+    headers: &actix_web::http::header::HeaderMap,
+    body: &[u8],
+) -> Result<CrmIngressOut, ApiError> {
+    let Some(app) = operator_hubspot_app(state) else {
+        return Err(ApiError::NotFound);
+    };
+    let secret = expose(&app.client_secret).to_string();
+    verify_hubspot(state, path_and_query, headers, body, &[secret])?;
+    let batch = inbound::hubspot::parse_batch(body, None).map_err(ApiError::BadRequest)?;
+    let mut out = CrmIngressOut {
+        skipped: batch.skipped,
+        ..Default::default()
+    };
+    for (portal, events) in inbound::hubspot::by_portal(batch.events) {
+        let installed = match &portal {
+            Some(portal) => installed_in(state, app, portal).await?,
+            None => Vec::new(),
+        };
+        if installed.is_empty() {
+            out.skipped.push(format!(
+                "{} event(s) of portal {}: no connection here is installed in it through this server's HubSpot app",
+                events.len(),
+                portal.as_deref().unwrap_or("(none named)")
+            ));
+            continue;
+        }
+        for connection in installed {
+            let part = accept(state, &connection, (events.clone(), Vec::new()), "id").await?;
+            out.received += part.received;
+            out.duplicates += part.duplicates;
+            out.event_ids.extend(part.event_ids);
+        }
+    }
+    Ok(out)
+}
+
+/// The HubSpot connections installed through the operator's `app` in `portal`: the portal
+/// HubSpot named for their token, and the app's client id in their credentials. A portal id
+/// a tenant typed (`portal_id`) never counts.
+async fn installed_in(
+    state: &AppState,
+    app: &tributary_worker::settings::OAuthApp,
+    portal: &str,
+) -> Result<Vec<connections::Model>, ApiError> {
+    let rows = connections::Entity::find()
+        .filter(connections::Column::Provider.eq("hubspot"))
+        .filter(connections::Column::VendorAccount.eq(portal))
+        .filter(connections::Column::Status.ne("disabled"))
+        .order_by_asc(connections::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                tributary_worker::crm::session::open_credentials(&state.keyring, c),
+                Ok(tributary_worker::crm::config::Credentials::RefreshToken { client_id, .. })
+                    if client_id == app.client_id
+            )
+        })
+        .collect())
 }
 
 /// Zoho's notification callbacks, verified by the channel's token (Zoho signs nothing). Each
@@ -227,12 +342,7 @@ pub async fn salesforce(
         inbound::outbound_message::parse_callout(body, user, now_ms)
             .map_err(ApiError::BadRequest)?
     };
-    take_rate(state, &connection, events.len())?;
-    let mut events = events;
-    let versions = previous_values(state, &connection, &mut events, "attributes").await?;
-    let out = store_all(state, &connection, events, Vec::new()).await?;
-    remember(state, &connection, versions).await?;
-    Ok(out)
+    accept(state, &connection, (events, Vec::new()), "attributes").await
 }
 
 /// A record's version as an event leaves it: (object, record id, fields, stamp, the version

@@ -273,7 +273,14 @@ pub async fn callback(
         access_token: None,
         expires_at: None,
     };
-    store_authorization(state, &row, &connection, settings, &session, &credentials).await?;
+    let account = account_of(state, &connection, oauth, &settings, &session).await;
+    let authorized = Authorized {
+        settings,
+        session: &session,
+        credentials: &credentials,
+        account,
+    };
+    store_authorization(state, &row, &connection, authorized).await?;
     let active = connections::Entity::find_by_id(connection.id.clone())
         .one(&state.db)
         .await?
@@ -527,16 +534,56 @@ async fn read_token(
     Ok((session, refresh_token.secret().clone()))
 }
 
+/// The vendor's account the new token acts in, where the vendor routes webhooks by account
+/// (HubSpot's hub id); `None`, with a warning, when the vendor does not say. Asked at every
+/// authorization, so a connection re-authorized into another account follows it.
+async fn account_of(
+    state: &AppState,
+    connection: &connections::Model,
+    oauth: &providers::OAuth,
+    settings: &Map<String, Value>,
+    session: &Session,
+) -> Option<String> {
+    let ask = oauth.account?;
+    let http = &state.connector().http;
+    match ask(
+        http,
+        settings,
+        &session.access_token,
+        config::timeout(settings),
+    )
+    .await
+    {
+        Ok(account) => Some(account),
+        Err(error) => {
+            tracing::warn!(connection_id = %connection.id, %error, "the vendor did not say which account the new token acts in");
+            None
+        }
+    }
+}
+
+/// What an authorization gives a connection.
+struct Authorized<'a> {
+    settings: Map<String, Value>,
+    session: &'a Session,
+    credentials: &'a Credentials,
+    account: Option<String>,
+}
+
 /// Seals the session and credentials on the connection, makes it active and records the
 /// authorization in the audit log, in one transaction.
 async fn store_authorization(
     state: &AppState,
     row: &oauth_states::Model,
     connection: &connections::Model,
-    settings: Map<String, Value>,
-    session: &Session,
-    credentials: &Credentials,
+    authorized: Authorized<'_>,
 ) -> Result<(), Refused> {
+    let Authorized {
+        settings,
+        session,
+        credentials,
+        account,
+    } = authorized;
     let sealed_session = state.keyring.seal(
         &serde_json::to_string(session).map_err(|e| ApiError::Internal(e.into()))?,
         &SecretContext {
@@ -560,6 +607,7 @@ async fn store_authorization(
             status: Set("active".into()),
             status_reason: Set(None),
             paused_until: Set(None),
+            vendor_account: Set(account),
             updated_at: Set(now()),
             ..Default::default()
         })
@@ -728,67 +776,4 @@ pub fn check_client(
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn zoho(settings: Value) -> connections::Model {
-        let now = chrono::Utc::now();
-        connections::Model {
-            id: "conn_1".into(),
-            tenant_id: "ten_1".into(),
-            name: "Zoho".into(),
-            provider: "zoho".into(),
-            auth_type: "oauth".into(),
-            credentials: None,
-            settings: settings.to_string(),
-            status: "pending_authorization".into(),
-            status_reason: None,
-            paused_until: None,
-            session: None,
-            refresh_lease_until: None,
-            vendor_info: "{}".into(),
-            inbound_token: None,
-            created_at: now,
-            updated_at: now,
-        }
-    }
-
-    fn naming(server: &str) -> CallbackQuery {
-        serde_json::from_value(json!({"code": "c", "state": "s", "accounts-server": server}))
-            .expect("a callback query")
-    }
-
-    /// Zoho names the user's data centre in its callback: one of its own accounts servers
-    /// moves the code exchange (and later refreshes) there; any other server is refused.
-    #[test]
-    fn a_zoho_callback_moves_the_exchange_to_the_official_accounts_server_it_names() {
-        let oauth = providers::get("zoho").and_then(|p| p.oauth).unwrap();
-        let us = zoho(json!({"data_center": "us", "api_version": "v8"}));
-
-        let settings = callback_settings(&naming("https://accounts.zoho.eu/"), &us, oauth)
-            .unwrap_or_else(|Refused(why)| panic!("refused: {why}"));
-        assert_eq!(settings["accounts_url"], "https://accounts.zoho.eu");
-        assert!(settings.get("data_center").is_none(), "{settings:?}");
-        assert_eq!(settings["api_version"], "v8");
-        assert_eq!(
-            (oauth.endpoints)(&settings).token_url,
-            "https://accounts.zoho.eu/oauth/v2/token"
-        );
-
-        let same = callback_settings(&naming("https://accounts.zoho.com"), &us, oauth)
-            .unwrap_or_else(|Refused(why)| panic!("refused: {why}"));
-        assert_eq!(same, settings_of(&us), "its own server changes nothing");
-
-        for other in [
-            "https://accounts.zoho.evil.example",
-            "http://accounts.zoho.eu",
-        ] {
-            match callback_settings(&naming(other), &us, oauth) {
-                Err(Refused(why)) => assert!(why.contains("not zoho's"), "{why}"),
-                Ok(settings) => panic!("{other} was believed: {settings:?}"),
-            }
-        }
-    }
-}
+mod tests;

@@ -30,6 +30,8 @@ use crate::{Authorizer, RequestLog, Served};
 pub const PRIVATE_APP_TOKEN: &str = "pat-na1-00000000-fake-private-app";
 pub const CLIENT_ID: &str = "hubspot-fake-client";
 pub const CLIENT_SECRET: &str = "hubspot-fake-secret";
+/// The portal installs go into unless told otherwise (the id in HubSpot's examples).
+pub const PORTAL_ID: u64 = 62515;
 
 /// A stored record; every property value is a string.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +61,11 @@ struct State {
     limits: Limits,
     /// The scopes every token holds; `None`: all of them.
     scopes: Option<Vec<String>>,
+    /// The HubSpot account (portal) the next install goes into, as the person picks it on
+    /// HubSpot's install page.
+    portal: u64,
+    /// Refresh and access token → the portal it acts in.
+    token_portals: HashMap<String, u64>,
 }
 
 /// HubSpot's API limits: a budget per rolling interval and a daily one.

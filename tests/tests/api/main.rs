@@ -14,6 +14,7 @@ mod crm_fields;
 mod crm_find;
 mod crm_http;
 mod crm_hubspot;
+mod crm_hubspot_shared_app;
 mod crm_hubspot_webhooks;
 mod crm_salesforce;
 mod crm_triggers;

@@ -49,6 +49,7 @@ fn every_operation_follows_the_conventions() {
                 "oauth.callback",
                 "webhooks.receive",
                 "webhooks.hubspot",
+                "webhooks.hubspot_app",
                 "webhooks.zoho",
                 "webhooks.salesforce",
             ];

@@ -274,6 +274,31 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The HubSpot account (portal) an event came from: its item's `portalId`.
+pub fn portal_of(event: &CrmEvent) -> Option<String> {
+    text(event.vendor.get("portalId"))
+}
+
+/// A shared app's batch, split by portal in the order the portals first appear; events without
+/// a `portalId` come last, under `None`. Each event is an echo when its `sourceId` is the app
+/// that sent it (`appId`): the operator's app writes for Tributary only.
+pub fn by_portal(events: Vec<CrmEvent>) -> Vec<(Option<String>, Vec<CrmEvent>)> {
+    let mut groups: Vec<(Option<String>, Vec<CrmEvent>)> = Vec::new();
+    for mut event in events {
+        let app = text(event.vendor.get("appId"));
+        if app.is_some() && text(event.vendor.get("sourceId")) == app {
+            event.echo = true;
+        }
+        let portal = portal_of(&event);
+        match groups.iter_mut().find(|(p, _)| *p == portal) {
+            Some((_, group)) => group.push(event),
+            None => groups.push((portal, vec![event])),
+        }
+    }
+    groups.sort_by_key(|(portal, _)| portal.is_none());
+    groups
+}
+
 /// An id as text: HubSpot sends numbers; a string is taken as is.
 fn text(value: Option<&Value>) -> Option<String> {
     match value? {

@@ -238,6 +238,7 @@ mod tests {
             refresh_lease_until: None,
             vendor_info: info.to_string(),
             inbound_token: None,
+            vendor_account: None,
             created_at: at,
             updated_at: at,
         }

@@ -124,6 +124,7 @@ impl StepKind for Http {
         let now = crate::now();
         Ok(connections::Model {
             inbound_token: None,
+            vendor_account: None,
             id: String::new(),
             tenant_id: tenant_id.to_string(),
             name: "http step".into(),

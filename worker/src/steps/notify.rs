@@ -98,6 +98,7 @@ impl StepKind for Notify {
         let now = crate::now();
         Ok(connections::Model {
             inbound_token: None,
+            vendor_account: None,
             id: String::new(),
             tenant_id: tenant_id.to_string(),
             name: "notify step".into(),

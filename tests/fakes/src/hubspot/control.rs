@@ -28,6 +28,12 @@ impl FakeHubSpot {
         }
     }
 
+    /// The next install goes into `portal`, as if the person picked that account on HubSpot's
+    /// install page.
+    pub fn install_into(&self, portal: u64) {
+        self.state.lock().unwrap().portal = portal;
+    }
+
     /// A valid OAuth refresh token for [`CLIENT_ID`].
     pub fn issue_refresh_token(&self) -> String {
         let refresh = token("na1-fake-refresh-");

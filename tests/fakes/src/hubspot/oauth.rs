@@ -1,4 +1,4 @@
-//! The fake HubSpot's OAuth token endpoint.
+//! The fake HubSpot's OAuth token endpoint, and its access-token metadata.
 
 use std::collections::HashMap;
 
@@ -46,7 +46,11 @@ pub(super) fn token_endpoint(state: &Shared, body: &[u8]) -> HttpResponse {
                 .json(json!({"status": "BAD_GRANT_TYPE", "message": "unsupported grant_type"}));
         }
     };
+    // A refreshed token acts in its refresh token's portal; a new install in the one picked.
+    let portal = s.token_portals.get(&refresh).copied().unwrap_or(s.portal);
+    s.token_portals.insert(refresh.clone(), portal);
     let access = token("CN-fake-access-");
+    s.token_portals.insert(access.clone(), portal);
     // Any `expires_in` can be announced (even absurd ones); the fake's own clock saturates.
     let expiry = chrono::TimeDelta::try_seconds(s.ttl)
         .and_then(|ttl| Utc::now().checked_add_signed(ttl))
@@ -57,5 +61,33 @@ pub(super) fn token_endpoint(state: &Shared, body: &[u8]) -> HttpResponse {
         "refresh_token": refresh,
         "access_token": access,
         "expires_in": s.ttl,
+    }))
+}
+
+/// `GET /oauth/v1/access-tokens/{token}`: what HubSpot says of an access token — the portal
+/// (`hub_id`) it acts in, the app, the scopes, the seconds left. An unknown or expired token is
+/// 404.
+pub(super) fn token_metadata(state: &Shared, access: &str) -> HttpResponse {
+    let s = state.lock().unwrap();
+    let (Some(expiry), Some(portal)) = (s.access_tokens.get(access), s.token_portals.get(access))
+    else {
+        return HttpResponse::NotFound()
+            .json(json!({"status": "error", "message": "access token not found", "category": "OBJECT_NOT_FOUND"}));
+    };
+    let left = (*expiry - Utc::now()).num_seconds();
+    if left <= 0 {
+        return HttpResponse::NotFound()
+            .json(json!({"status": "error", "message": "access token not found", "category": "OBJECT_NOT_FOUND"}));
+    }
+    HttpResponse::Ok().json(json!({
+        "token": access,
+        "user": "installer@example.com",
+        "user_id": 123456,
+        "hub_domain": format!("portal-{portal}.hubspot.com"),
+        "hub_id": portal,
+        "app_id": super::webhooks::APP_ID,
+        "scopes": s.scopes.clone().unwrap_or_else(|| vec!["oauth".to_string()]),
+        "token_type": "access",
+        "expires_in": left,
     }))
 }

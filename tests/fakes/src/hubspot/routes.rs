@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::answers::{correlation, error, now_text, object_json};
-use super::oauth::token_endpoint;
+use super::oauth::{token_endpoint, token_metadata};
 use super::objects::{create, locate, patch, search, upsert};
 use super::state::plural;
 use super::{CLIENT_ID, PRIVATE_APP_TOKEN, Shared, State};
@@ -28,6 +28,11 @@ pub(super) fn handle(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResp
             .unwrap()
             .auth
             .authorize(query_map(req), CLIENT_ID, &[]);
+    }
+    if method == "GET"
+        && let Some(access) = path.strip_prefix("/oauth/v1/access-tokens/")
+    {
+        return token_metadata(state, access);
     }
     if method == "DELETE"
         && let Some(refresh) = path.strip_prefix("/oauth/v1/refresh-tokens/")

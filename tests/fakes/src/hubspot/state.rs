@@ -96,6 +96,8 @@ impl State {
             revoked: Vec::new(),
             limits: Limits::new(),
             scopes: None,
+            portal: super::PORTAL_ID,
+            token_portals: HashMap::new(),
         }
     }
 

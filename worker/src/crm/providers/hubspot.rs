@@ -54,6 +54,9 @@ pub static PROVIDER: Provider = Provider {
             "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_SECRET",
             "TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL",
         ],
+        account: Some(|http, settings, token, timeout| {
+            Box::pin(token_portal(http, settings, token, timeout))
+        }),
     }),
     destinations: |settings| {
         vec![
@@ -63,6 +66,51 @@ pub static PROVIDER: Provider = Provider {
     },
     record_link,
 };
+
+/// The HubSpot account (portal, "hub") an OAuth access token acts in, as HubSpot says it:
+/// `GET {base_url}/oauth/v1/access-tokens/{token}` answers the token's `hub_id`. Tributary
+/// learns it when a connection is authorized and routes a shared app's webhooks by it; a
+/// portal id a tenant typed could name another tenant's account, this one cannot.
+pub async fn token_portal(
+    http: &reqwest::Client,
+    settings: &Map<String, Value>,
+    access_token: &str,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let base = text(settings, "base_url").unwrap_or(BASE_URL);
+    let token: String = url::form_urlencoded::byte_serialize(access_token.as_bytes()).collect();
+    let url = format!(
+        "{}/oauth/v1/access-tokens/{token}",
+        base.trim_end_matches('/')
+    );
+    // The URL carries the token: errors are told without it.
+    let response = http.get(url).timeout(timeout).send().await.map_err(|e| {
+        format!(
+            "HubSpot's token metadata could not be read ({})",
+            e.without_url()
+        )
+    })?;
+    let status = response.status();
+    let body = crate::net::read_limited(response, 64 * 1024)
+        .await
+        .map_err(|_| "HubSpot's token metadata could not be read to the end".to_string())?;
+    if !status.is_success() {
+        return Err(format!(
+            "HubSpot answered {status} for the token's metadata"
+        ));
+    }
+    let answer: Value = serde_json::from_slice(&body)
+        .map_err(|_| "HubSpot's token metadata is not JSON".to_string())?;
+    match &answer["hub_id"] {
+        Value::Number(n) if n.as_u64().is_some() => Ok(n.to_string()),
+        Value::String(s)
+            if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(s.clone())
+        }
+        _ => Err("HubSpot's token metadata names no hub_id".into()),
+    }
+}
 
 fn endpoints(settings: &Map<String, Value>) -> OAuthEndpoints {
     OAuthEndpoints {

@@ -63,6 +63,7 @@ pub static PROVIDER: Provider = Provider {
             "TRIBUTARY_OAUTH_SALESFORCE_CLIENT_SECRET",
             "TRIBUTARY_OAUTH_SALESFORCE_LOGIN_URL",
         ],
+        account: None,
     }),
     destinations: |settings| vec![url_setting(settings, "login_url", Some(LOGIN_URL))],
     record_link,

@@ -100,7 +100,20 @@ pub struct OAuth {
     pub revoke: fn(&Map<String, Value>, &str) -> Revoke,
     /// The operator's app: the variables of its client id, secret and token endpoint.
     pub operator_env: [&'static str; 3],
+    /// Asks the vendor which of its accounts an access token acts in (HubSpot's hub id), kept
+    /// as the connection's `vendor_account` when a token is issued; `None` for vendors whose
+    /// webhooks are not routed by account.
+    pub account: Option<AccountOf>,
 }
+
+/// [`OAuth::account`]: the HTTP client, the connection's settings, the access token and the
+/// timeout; the account's id, or why it is not known.
+pub type AccountOf = for<'a> fn(
+    &'a reqwest::Client,
+    &'a Map<String, Value>,
+    &'a str,
+    std::time::Duration,
+) -> crate::crm::error::BoxFuture<'a, Result<String, String>>;
 
 /// Where and how a vendor runs the OAuth authorization-code flow for a connection.
 #[derive(Debug, Clone)]

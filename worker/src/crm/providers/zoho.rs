@@ -185,6 +185,7 @@ pub static PROVIDER: Provider = Provider {
             "TRIBUTARY_OAUTH_ZOHO_CLIENT_SECRET",
             "TRIBUTARY_OAUTH_ZOHO_ACCOUNTS_URL",
         ],
+        account: None,
     }),
     // `data_center` and `accounts_url` name the same thing: compared as one, the accounts
     // server in effect. The environment says which API host the access tokens go to, and a

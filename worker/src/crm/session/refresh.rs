@@ -158,6 +158,11 @@ impl Call<'_> {
                 if let Some(base) = exchanged.session.api_base.clone() {
                     self.info.insert("api_base".into(), Value::String(base));
                 }
+                if self.connection.vendor_account.is_none()
+                    && let Some(account) = self.account_of(&exchanged.session.access_token).await
+                {
+                    update.vendor_account = Set(Some(account));
+                }
                 if let Some(user) = exchanged.user_id.clone() {
                     self.info
                         .insert("integration_user_id".into(), Value::String(user));
@@ -189,5 +194,28 @@ impl Call<'_> {
                 .map_err(db_error)?;
         }
         outcome
+    }
+
+    /// The vendor's account `access_token` acts in, where the vendor's webhooks are routed by
+    /// it: a connection authorized before Tributary kept it learns it at its next refresh. Not
+    /// known (an error is logged) leaves it unset, to be asked again at the next refresh.
+    pub(super) async fn account_of(&self, access_token: &str) -> Option<String> {
+        let ask = crate::crm::providers::get(&self.connection.provider)
+            .and_then(|p| p.oauth)
+            .and_then(|o| o.account)?;
+        match ask(
+            &self.connector.http,
+            &self.settings,
+            access_token,
+            self.timeout,
+        )
+        .await
+        {
+            Ok(account) => Some(account),
+            Err(error) => {
+                tracing::warn!(connection_id = %self.connection.id, %error, "the vendor did not say which account the token acts in");
+                None
+            }
+        }
     }
 }
