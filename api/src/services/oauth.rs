@@ -273,7 +273,7 @@ pub async fn callback(
         access_token: None,
         expires_at: None,
     };
-    let account = account_of(state, &connection, oauth, &settings, &session).await;
+    let account = account_of(state, &connection, &settings, &session).await;
     let authorized = Authorized {
         settings,
         session: &session,
@@ -540,21 +540,22 @@ async fn read_token(
 async fn account_of(
     state: &AppState,
     connection: &connections::Model,
-    oauth: &providers::OAuth,
     settings: &Map<String, Value>,
     session: &Session,
 ) -> Option<String> {
-    let ask = oauth.account?;
     let http = &state.connector().http;
-    match ask(
+    let timeout = config::timeout(settings);
+    let provider = &connection.provider;
+    match tributary_worker::crm::session::account::account_of(
         http,
+        provider,
         settings,
         &session.access_token,
-        config::timeout(settings),
+        timeout,
     )
     .await
     {
-        Ok(account) => Some(account),
+        Ok(account) => account,
         Err(error) => {
             tracing::warn!(connection_id = %connection.id, %error, "the vendor did not say which account the new token acts in");
             None

@@ -1,6 +1,7 @@
-//! A fake HubSpot CRM: CRM v3 objects (create, read, patch, batch upsert, search), v3
-//! properties (read all of an object type), v4 default associations and the OAuth token
-//! endpoint, with HubSpot's auth rules, rate-limit headers and error bodies.
+//! A fake HubSpot CRM: CRM v3 objects (create, read, batch read, patch, batch upsert, search),
+//! v3 properties (read all of an object type), v4 default associations and association lists,
+//! the OAuth token endpoint and token metadata, with HubSpot's auth rules, rate-limit headers
+//! and error bodies.
 //!
 //! Property values are strings, as HubSpot's API requires; a write naming a property the
 //! object does not have is refused with `PROPERTY_DOESNT_EXIST` and changes nothing.
@@ -94,6 +95,7 @@ pub struct FakeHubSpot {
 type Shared = Arc<Mutex<State>>;
 
 mod answers;
+mod associated;
 mod control;
 pub(crate) mod limits;
 mod oauth;

@@ -51,22 +51,78 @@ async fn skipped_because(app: &TestApp, p: &Pipeline, step: &str) -> Value {
     .await
 }
 
+/// The fake Stripe with `prices` (id, product), the fake HubSpot with the recipe's deal
+/// properties, and the app running the recipe on a HubSpot connection with `stripe_prices`.
+struct World {
+    stripe: FakeStripe,
+    hubspot: FakeHubSpot,
+    app: TestApp,
+    p: Pipeline,
+    sender: WebhookSender,
+}
+
+async fn world(
+    backend: tributary_tests::Backend,
+    prices: &[(&str, &str)],
+    stripe_prices: Value,
+) -> World {
+    let stripe = FakeStripe::start();
+    for (price, product) in prices {
+        stripe.put(json!({"id": price, "object": "price", "currency": "usd",
+            "unit_amount": 4900, "recurring": {"interval": "month", "interval_count": 1},
+            "product": product, "active": true, "livemode": false}));
+    }
+    let hubspot = FakeHubSpot::start();
+    for property in [
+        "plan",
+        "quantity",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+    ] {
+        hubspot.define_property("deals", property, false);
+    }
+    let app = TestApp::spawn_with(
+        backend,
+        &[("TRIBUTARY_STRIPE_API_URL", stripe.base_url.as_str())],
+    )
+    .await;
+    let p = app
+        .pipeline_with(json!({
+            "name": "HubSpot", "provider": "hubspot",
+            "auth": {"type": "token", "token": PRIVATE_APP_TOKEN, "client_secret": APP_SECRET},
+            "settings": {"base_url": hubspot.base_url, "app_id": APP_ID.to_string(),
+                         "stripe_prices": stripe_prices}
+        }))
+        .await;
+    app.connect_fake_stripe(&p, &stripe).await;
+    app.flow_from_template(&p, "hubspot-deal-won-to-stripe")
+        .await;
+    let inbound = app.connection(&p).await["inbound_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sender = WebhookSender::new(&local(&app, &inbound), APP_SECRET)
+        .signed_as(&inbound)
+        .retries(0);
+    World {
+        stripe,
+        hubspot,
+        app,
+        p,
+        sender,
+    }
+}
+
 #[tokio::test]
 async fn a_deal_won_in_hubspot_becomes_one_stripe_subscription() {
     for backend in backends() {
-        let stripe = FakeStripe::start();
-        stripe.put(json!({"id": PRICE, "object": "price", "currency": "usd",
-            "unit_amount": 4900, "recurring": {"interval": "month", "interval_count": 1},
-            "product": "prod_pro", "active": true, "livemode": false}));
-        let hubspot = FakeHubSpot::start();
-        for property in [
-            "plan",
-            "quantity",
-            "stripe_customer_id",
-            "stripe_subscription_id",
-        ] {
-            hubspot.define_property("deals", property, false);
-        }
+        let World {
+            stripe,
+            hubspot,
+            app,
+            p,
+            sender,
+        } = world(backend, &[(PRICE, "prod_pro")], json!({"Pro": PRICE})).await;
         let deal = hubspot.insert(
             "deals",
             json!({"dealname": "Stark renewal",
@@ -77,29 +133,6 @@ async fn a_deal_won_in_hubspot_becomes_one_stripe_subscription() {
             json!({"dealname": "Gold deal",
             "dealstage": "qualifiedtobuy", "plan": "Gold"}),
         );
-        let app = TestApp::spawn_with(
-            backend,
-            &[("TRIBUTARY_STRIPE_API_URL", stripe.base_url.as_str())],
-        )
-        .await;
-        let p = app
-            .pipeline_with(json!({
-                "name": "HubSpot", "provider": "hubspot",
-                "auth": {"type": "token", "token": PRIVATE_APP_TOKEN, "client_secret": APP_SECRET},
-                "settings": {"base_url": hubspot.base_url, "app_id": APP_ID.to_string(),
-                             "stripe_prices": {"Pro": PRICE}}
-            }))
-            .await;
-        app.connect_fake_stripe(&p, &stripe).await;
-        app.flow_from_template(&p, "hubspot-deal-won-to-stripe")
-            .await;
-        let inbound = app.connection(&p).await["inbound_url"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let sender = WebhookSender::new(&local(&app, &inbound), APP_SECRET)
-            .signed_as(&inbound)
-            .retries(0);
         let user = Some("userId:1234567");
         let won = |id: &str| {
             deal_property_change(
@@ -187,4 +220,95 @@ fn one_subscription(stripe: &FakeStripe, hubspot: &FakeHubSpot, deal: &str) -> V
     assert_eq!(written.properties["stripe_customer_id"], customers[0]["id"]);
 
     sub.clone()
+}
+
+/// A deal with line items: one subscription item per line item, its SKU's price and its
+/// quantity, and the deal's own plan left aside; a line item whose SKU has no price stops the
+/// flow before anything is written, naming the SKU.
+#[tokio::test]
+async fn a_won_deals_line_items_become_the_subscriptions_items() {
+    for backend in backends() {
+        let World {
+            stripe,
+            hubspot,
+            app,
+            p,
+            sender,
+        } = world(
+            backend,
+            &[(PRICE, "prod_pro"), ("price_1Support", "prod_support")],
+            json!({"PRO-SEAT": PRICE, "SUPPORT": "price_1Support", "Pro": PRICE}),
+        )
+        .await;
+        let deal = hubspot.insert(
+            "deals",
+            json!({"dealname": "Stark seats", "dealstage": "qualifiedtobuy", "plan": "Gold"}),
+        );
+        for (sku, quantity) in [("PRO-SEAT", "5"), ("SUPPORT", "1")] {
+            let line = hubspot.insert(
+                "line_items",
+                json!({"name": sku, "hs_sku": sku, "quantity": quantity}),
+            );
+            hubspot.associate("line_items", &line, "deals", &deal);
+        }
+        let odd = hubspot.insert(
+            "deals",
+            json!({"dealname": "Odd deal", "dealstage": "qualifiedtobuy", "plan": "Pro"}),
+        );
+        let line = hubspot.insert(
+            "line_items",
+            json!({"name": "Widget", "hs_sku": "WIDGET", "quantity": "2"}),
+        );
+        hubspot.associate("deals", &odd, "line_items", &line);
+        let won = |id: &str| {
+            deal_property_change(
+                PORTAL,
+                APP_ID,
+                id.parse().unwrap(),
+                "dealstage",
+                "closedwon",
+                Some("userId:1"),
+            )
+        };
+
+        assert!(sender.send(&[won(&deal)]).await, "{:?}", sender.attempts());
+        assert_eq!(settled(&app, &p, 1).await, ["processed"]);
+        let subscriptions = stripe.objects_of("subscription");
+        assert_eq!(subscriptions.len(), 1, "{subscriptions:?}");
+        let items: Vec<(Value, Value)> = subscriptions[0]["items"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["price"]["id"].clone(), i["quantity"].clone()))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                (json!(PRICE), json!(5)),
+                (json!("price_1Support"), json!(1))
+            ],
+            "the line items' prices and quantities, not the deal's Gold plan"
+        );
+        let written = hubspot
+            .records("deals")
+            .into_iter()
+            .find(|d| d.id == deal)
+            .unwrap();
+        assert_eq!(
+            written.properties["stripe_subscription_id"],
+            subscriptions[0]["id"]
+        );
+
+        // A line item whose SKU has no price: stopped before any Customer or subscription.
+        assert!(sender.send(&[won(&odd)]).await);
+        let stopped = skipped_because(&app, &p, "priced_lines").await;
+        assert!(
+            stopped["reason"].as_str().unwrap().contains("WIDGET"),
+            "{stopped}"
+        );
+        assert_eq!(stripe.objects_of("subscription").len(), 1);
+        assert_eq!(stripe.objects_of("customer").len(), 1);
+        stripe.stop().await;
+        hubspot.stop().await;
+    }
 }

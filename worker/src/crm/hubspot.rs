@@ -10,7 +10,9 @@
 //! - `update` patches by record id, else finds the record by search; `create` posts, and a 409
 //!   conflict is resolved by updating the record HubSpot says already exists.
 //! - `find` searches with one group of `EQ` filters, its `select` as `properties`, at most 100;
-//!   a record reads as its `id` with the properties HubSpot returned beside it.
+//!   a record reads as its `id` with the properties HubSpot returned beside it. A `match` of one
+//!   `associations.<type>` key finds the records associated with that record instead (a
+//!   deal's line items), through the associations API and a batch read.
 //! - Fields (`crm::fields`): `GET /crm/v3/properties/{type}`, those whose value is writable.
 //! - Property values are sent as strings, as HubSpot expects.
 //! - A 400 for properties that do not exist is retried once with `match` plus the step's
@@ -33,11 +35,13 @@ use super::{
 use crate::flow::Operation;
 
 mod answers;
+mod associated;
 mod properties;
 mod upsert;
 
 use answers::{
-    Written, as_properties, classify, done, id_of, object_path, refused, send, urlencode,
+    Written, as_properties, classify, done, found_record, id_of, object_path, refused, send,
+    urlencode,
 };
 
 pub struct HubSpot;
@@ -113,20 +117,12 @@ async fn search(
     Ok(results.iter().filter_map(id_of).collect())
 }
 
-/// A search result as later steps read it: its `id` and its properties beside it.
-fn found_record(result: &Value) -> Option<Map<String, Value>> {
-    let mut record = Map::new();
-    record.insert("id".into(), Value::String(id_of(result)?));
-    if let Some(properties) = result.get("properties").and_then(Value::as_object) {
-        for (name, value) in properties.iter().filter(|(name, _)| *name != "id") {
-            record.insert(name.clone(), value.clone());
-        }
-    }
-    Some(record)
-}
-
-/// The records a `find` step asks for: a search with its `select` as `properties`.
+/// The records a `find` step asks for: a search with its `select` as `properties`, or the
+/// records associated with one (`associations.<type>`, see [`associated`]).
 async fn find(call: &mut Call<'_>, op: &Operation) -> Result<Found, CrmError> {
+    if let Some(from) = associated::association(&op.match_fields) {
+        return associated::find(call, &op.object, from, &op.select).await;
+    }
     let (results, total) =
         search_records(call, &op.object, &op.match_fields, &op.select, FIND_LIMIT).await?;
     let records: Vec<Map<String, Value>> = results.iter().filter_map(found_record).collect();

@@ -9,6 +9,7 @@
 //! which matters for vendors that rotate refresh tokens. A refused refresh marks the
 //! connection `needs_reauth`; its deliveries wait until the tenant reconnects.
 
+pub mod account;
 pub mod batch;
 mod connector;
 mod credentials;

@@ -148,6 +148,20 @@ impl FakeHubSpot {
             .collect()
     }
 
+    /// Associates two records, as HubSpot's app does when a person adds a line item to a deal.
+    pub fn associate(&self, from: &str, from_id: &str, to: &str, to_id: &str) {
+        let (from, to) = (
+            plural(from).expect("a known object type"),
+            plural(to).expect("a known object type"),
+        );
+        self.state.lock().unwrap().associations.push((
+            from.to_string(),
+            from_id.to_string(),
+            to.to_string(),
+            to_id.to_string(),
+        ));
+    }
+
     /// (from type, from id, to type, to id) of every association made.
     pub fn associations(&self) -> Vec<(String, String, String, String)> {
         self.state.lock().unwrap().associations.clone()

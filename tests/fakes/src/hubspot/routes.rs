@@ -1,5 +1,5 @@
 //! The fake HubSpot's routing: the OAuth routes, auth and rate limits, scopes, and the CRM
-//! routes (objects and v4 default associations).
+//! routes (objects, batch reads, v4 default associations and association lists).
 
 use std::collections::HashMap;
 
@@ -185,6 +185,16 @@ fn route(
             Some(object) => search(s, object, json_body),
             None => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),
         },
+        ("POST", ["crm", "v3", "objects", object, "batch", "read"]) => match plural(object) {
+            Some(object) => super::associated::batch_read(s, object, json_body),
+            None => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),
+        },
+        ("GET", ["crm", "v4", "objects", from, from_id, "associations", to]) => {
+            match (plural(from), plural(to)) {
+                (Some(from), Some(to)) => super::associated::list(s, from, from_id, to, query),
+                _ => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),
+            }
+        }
         (
             "PUT",
             [

@@ -14,6 +14,7 @@ pub(super) fn plural(object: &str) -> Option<&'static str> {
         "contacts" | "contact" | "0-1" => Some("contacts"),
         "companies" | "company" | "0-2" => Some("companies"),
         "deals" | "deal" | "0-3" => Some("deals"),
+        "line_items" | "line_item" | "0-8" => Some("line_items"),
         _ => None,
     }
 }
@@ -55,6 +56,11 @@ pub(super) fn default_properties() -> HashMap<String, HashMap<String, Property>>
             ][..],
             "",
         ),
+        (
+            "line_items",
+            &["name", "hs_product_id", "hs_sku", "quantity", "price"][..],
+            "",
+        ),
     ] {
         let map: HashMap<String, Property> = names
             .iter()
@@ -76,6 +82,7 @@ pub(super) fn singular(object: &str) -> &'static str {
     match object {
         "contacts" => "Contact",
         "companies" => "Company",
+        "line_items" => "Line item",
         _ => "Deal",
     }
 }

@@ -190,3 +190,15 @@ pub(super) fn done(body: Value) -> Result<Written, CrmError> {
         response: Some(body),
     }))
 }
+
+/// A search result as later steps read it: its `id` and its properties beside it.
+pub(super) fn found_record(result: &Value) -> Option<Map<String, Value>> {
+    let mut record = Map::new();
+    record.insert("id".into(), Value::String(id_of(result)?));
+    if let Some(properties) = result.get("properties").and_then(Value::as_object) {
+        for (name, value) in properties.iter().filter(|(name, _)| *name != "id") {
+            record.insert(name.clone(), value.clone());
+        }
+    }
+    Some(record)
+}

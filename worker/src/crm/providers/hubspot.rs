@@ -3,7 +3,8 @@
 use serde_json::{Map, Value};
 
 use super::spec::{
-    Hosts, Kind, OAuth, OAuthEndpoints, Provider, Revoke, no_check, scopes, text, url_setting,
+    AccountLookup, Hosts, Kind, OAuth, OAuthEndpoints, Provider, Revoke, no_check, scopes, text,
+    url_setting,
 };
 
 /// HubSpot's API.
@@ -54,9 +55,7 @@ pub static PROVIDER: Provider = Provider {
             "TRIBUTARY_OAUTH_HUBSPOT_CLIENT_SECRET",
             "TRIBUTARY_OAUTH_HUBSPOT_TOKEN_URL",
         ],
-        account: Some(|http, settings, token, timeout| {
-            Box::pin(token_portal(http, settings, token, timeout))
-        }),
+        account: Some(ACCOUNT),
     }),
     destinations: |settings| {
         vec![
@@ -71,46 +70,25 @@ pub static PROVIDER: Provider = Provider {
 /// `GET {base_url}/oauth/v1/access-tokens/{token}` answers the token's `hub_id`. Tributary
 /// learns it when a connection is authorized and routes a shared app's webhooks by it; a
 /// portal id a tenant typed could name another tenant's account, this one cannot.
-pub async fn token_portal(
-    http: &reqwest::Client,
-    settings: &Map<String, Value>,
-    access_token: &str,
-    timeout: std::time::Duration,
-) -> Result<String, String> {
-    let base = text(settings, "base_url").unwrap_or(BASE_URL);
-    let token: String = url::form_urlencoded::byte_serialize(access_token.as_bytes()).collect();
-    let url = format!(
-        "{}/oauth/v1/access-tokens/{token}",
-        base.trim_end_matches('/')
-    );
-    // The URL carries the token: errors are told without it.
-    let response = http.get(url).timeout(timeout).send().await.map_err(|e| {
+const ACCOUNT: AccountLookup = AccountLookup {
+    url: |settings, access_token| {
+        let base = text(settings, "base_url").unwrap_or(BASE_URL);
+        let token: String = url::form_urlencoded::byte_serialize(access_token.as_bytes()).collect();
         format!(
-            "HubSpot's token metadata could not be read ({})",
-            e.without_url()
+            "{}/oauth/v1/access-tokens/{token}",
+            base.trim_end_matches('/')
         )
-    })?;
-    let status = response.status();
-    let body = crate::net::read_limited(response, 64 * 1024)
-        .await
-        .map_err(|_| "HubSpot's token metadata could not be read to the end".to_string())?;
-    if !status.is_success() {
-        return Err(format!(
-            "HubSpot answered {status} for the token's metadata"
-        ));
-    }
-    let answer: Value = serde_json::from_slice(&body)
-        .map_err(|_| "HubSpot's token metadata is not JSON".to_string())?;
-    match &answer["hub_id"] {
-        Value::Number(n) if n.as_u64().is_some() => Ok(n.to_string()),
+    },
+    read: |answer| match &answer["hub_id"] {
+        Value::Number(n) if n.as_u64().is_some() => Some(n.to_string()),
         Value::String(s)
             if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) =>
         {
-            Ok(s.clone())
+            Some(s.clone())
         }
-        _ => Err("HubSpot's token metadata names no hub_id".into()),
-    }
-}
+        _ => None,
+    },
+};
 
 fn endpoints(settings: &Map<String, Value>) -> OAuthEndpoints {
     OAuthEndpoints {
@@ -186,4 +164,43 @@ fn record_link(
         "https://app.hubspot.com"
     };
     Some(format!("{app}/contacts/{portal}/record/{kind}/{id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The token metadata is asked at the connection's API host, with the token escaped, and
+    /// only a whole-number `hub_id` is believed.
+    #[test]
+    fn the_portal_is_read_from_hubspots_token_metadata() {
+        let settings = json!({"base_url": "https://api.hubapi.eu/"});
+        let settings = settings.as_object().unwrap();
+        assert_eq!(
+            (ACCOUNT.url)(settings, "CN/a+b"),
+            "https://api.hubapi.eu/oauth/v1/access-tokens/CN%2Fa%2Bb"
+        );
+        assert_eq!(
+            (ACCOUNT.url)(&Map::new(), "t"),
+            "https://api.hubapi.com/oauth/v1/access-tokens/t"
+        );
+        assert_eq!(
+            (ACCOUNT.read)(&json!({"hub_id": 62515})),
+            Some("62515".into())
+        );
+        assert_eq!(
+            (ACCOUNT.read)(&json!({"hub_id": "62515"})),
+            Some("62515".into())
+        );
+        for refused in [
+            json!({}),
+            json!({"hub_id": -1}),
+            json!({"hub_id": "62515 OR 1"}),
+            json!({"hub_id": ""}),
+        ] {
+            assert_eq!((ACCOUNT.read)(&refused), None, "{refused}");
+        }
+    }
 }

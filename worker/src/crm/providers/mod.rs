@@ -17,8 +17,8 @@ mod spec;
 pub mod zoho;
 
 pub use spec::{
-    Hosts, Kind, OAuth, OAuthEndpoints, Problem, Provider, Revoke, form, no_check, path_segment,
-    scopes, text, url_setting,
+    AccountLookup, Hosts, Kind, OAuth, OAuthEndpoints, Problem, Provider, Revoke, form, no_check,
+    path_segment, scopes, text, url_setting,
 };
 
 /// Every provider, in the order the docs list them.

@@ -100,20 +100,19 @@ pub struct OAuth {
     pub revoke: fn(&Map<String, Value>, &str) -> Revoke,
     /// The operator's app: the variables of its client id, secret and token endpoint.
     pub operator_env: [&'static str; 3],
-    /// Asks the vendor which of its accounts an access token acts in (HubSpot's hub id), kept
-    /// as the connection's `vendor_account` when a token is issued; `None` for vendors whose
-    /// webhooks are not routed by account.
-    pub account: Option<AccountOf>,
+    /// How to ask the vendor which of its accounts an access token acts in (HubSpot's hub
+    /// id), kept as the connection's `vendor_account` when a token is issued; `None` for
+    /// vendors whose webhooks are not routed by account.
+    pub account: Option<AccountLookup>,
 }
 
-/// [`OAuth::account`]: the HTTP client, the connection's settings, the access token and the
-/// timeout; the account's id, or why it is not known.
-pub type AccountOf = for<'a> fn(
-    &'a reqwest::Client,
-    &'a Map<String, Value>,
-    &'a str,
-    std::time::Duration,
-) -> crate::crm::error::BoxFuture<'a, Result<String, String>>;
+/// [`OAuth::account`]: a `GET` of `url` (for the connection's settings and the access token),
+/// whose JSON answer `read` turns into the account's id.
+#[derive(Clone, Copy)]
+pub struct AccountLookup {
+    pub url: fn(&Map<String, Value>, &str) -> String,
+    pub read: fn(&Value) -> Option<String>,
+}
 
 /// Where and how a vendor runs the OAuth authorization-code flow for a connection.
 #[derive(Debug, Clone)]

@@ -198,20 +198,14 @@ impl Call<'_> {
 
     /// The vendor's account `access_token` acts in, where the vendor's webhooks are routed by
     /// it: a connection authorized before Tributary kept it learns it at its next refresh. Not
-    /// known (an error is logged) leaves it unset, to be asked again at the next refresh.
+    /// known (a warning is logged) leaves it unset, to be asked again at the next refresh.
     pub(super) async fn account_of(&self, access_token: &str) -> Option<String> {
-        let ask = crate::crm::providers::get(&self.connection.provider)
-            .and_then(|p| p.oauth)
-            .and_then(|o| o.account)?;
-        match ask(
-            &self.connector.http,
-            &self.settings,
-            access_token,
-            self.timeout,
-        )
-        .await
+        let provider = &self.connection.provider;
+        let http = &self.connector.http;
+        match super::account::account_of(http, provider, &self.settings, access_token, self.timeout)
+            .await
         {
-            Ok(account) => Some(account),
+            Ok(account) => account,
             Err(error) => {
                 tracing::warn!(connection_id = %self.connection.id, %error, "the vendor did not say which account the token acts in");
                 None
