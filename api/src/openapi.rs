@@ -36,6 +36,7 @@ use crate::error::{FieldError, Problem};
         (name = "webhooks", description = "Stripe's ingress"),
         (name = "notification-channels", description = "Where alerts go (Slack or a signed webhook), and the alerts sent"),
         (name = "audit-log", description = "Who changed what"),
+        (name = "incidents", description = "Anomalies found in the tenant's own activity"),
         (name = "erasures", description = "Erasing a person's data on request"),
         (name = "health", description = "Probes")
     )

@@ -2,6 +2,7 @@
 //! types stored in them. Tenant-owned tables implement [`TenantOwned`], the only way the
 //! service layer reaches their rows, so no query can forget the tenant.
 
+pub mod activity;
 pub mod alerts;
 pub mod api_keys;
 pub mod audit_log;
@@ -20,6 +21,7 @@ pub mod events;
 pub mod flow_versions;
 pub mod flows;
 pub mod idempotency_keys;
+pub mod incidents;
 pub mod leases;
 pub mod login_throttle;
 pub mod memberships;

@@ -27,6 +27,7 @@ mod m20261208_000021_dry_run_jobs;
 mod m20261208_000022_rate_budgets;
 mod m20261208_000023_event_priority;
 mod m20261209_000024_vendor_account;
+mod m20261209_000025_anomalies;
 
 pub struct Migrator;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000022_rate_budgets::Migration),
             Box::new(m20261208_000023_event_priority::Migration),
             Box::new(m20261209_000024_vendor_account::Migration),
+            Box::new(m20261209_000025_anomalies::Migration),
         ]
     }
 }

@@ -33,6 +33,8 @@ pub mod kind {
     pub const PAUSED: &str = "connection.paused";
     pub const DEAD_LETTERS: &str = "deliveries.dead_letters";
     pub const FLOW_FAILING: &str = "flow.failing";
+    /// An incident the anomaly detectors opened (see `crate::anomaly`); told once.
+    pub const ANOMALY: &str = "anomaly.detected";
     /// Sent by `POST /v1/notification-channels/{id}/test`, never by a condition.
     pub const TEST: &str = "test";
 }
@@ -42,6 +44,7 @@ pub const KINDS: &[&str] = &[
     kind::PAUSED,
     kind::DEAD_LETTERS,
     kind::FLOW_FAILING,
+    kind::ANOMALY,
 ];
 pub const CHANNEL_KINDS: &[&str] = &["slack", "webhook"];
 
@@ -465,6 +468,40 @@ impl Notifier {
         Ok((streak, latest))
     }
 
+    /// Tells `summary` (of `kind`, keyed `key`) to each enabled channel of the tenant that
+    /// takes `kind`, once: a channel it was sent to is never sent it again, one it failed at
+    /// is tried again (backing off) at the next call. Returns how many were sent now.
+    pub async fn tell_once(
+        &self,
+        tenant_id: &str,
+        kind: &'static str,
+        key: &str,
+        summary: &str,
+        data: Value,
+    ) -> anyhow::Result<usize> {
+        let channels = notification_channels::Entity::find_in_tenant(tenant_id)
+            .filter(notification_channels::Column::Enabled.eq(true))
+            .all(&self.db)
+            .await?;
+        let mut sent = 0;
+        for channel in channels
+            .iter()
+            .filter(|c| subscribed(c).iter().any(|k| k == kind))
+        {
+            let condition = Condition {
+                key: key.to_string(),
+                kind,
+                subject_id: None,
+                summary: summary.to_string(),
+                data: data.clone(),
+            };
+            if self.alert(channel, condition).await? {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
     /// Sends `condition` to `channel` if it is due there and this process wins the claim.
     /// Returns whether it was sent.
     async fn alert(
@@ -610,6 +647,8 @@ impl Notifier {
     /// a process that never finished.
     fn due(&self, row: &alerts::Model, now: DateTime<Utc>) -> bool {
         match row.status.as_str() {
+            // An incident is told once, however long it stays open.
+            "sent" if row.kind == kind::ANOMALY => false,
             "sent" => row.sent_at.is_none_or(|at| now - at >= self.period),
             "failed" => {
                 let interval = chrono::Duration::from_std(self.interval)

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod alerts;
+pub mod anomaly;
 pub mod budget;
 pub mod consumer;
 pub mod crm;

@@ -38,6 +38,7 @@ pub struct Metrics {
     queue_depth: Gauge,
     queue_oldest: Gauge<f64, AtomicU64>,
     alerts: Family<Labels, Counter>,
+    incidents: Family<Labels, Counter>,
     stripe_errors: Family<Labels, Counter>,
     reconciled: Counter,
     jobs: Family<Labels, Counter>,
@@ -97,6 +98,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         queue_depth: Gauge::default(),
         queue_oldest: Gauge::default(),
         alerts: Family::default(),
+        incidents: Family::default(),
         stripe_errors: Family::default(),
         reconciled: Counter::default(),
         jobs: Family::default(),
@@ -174,6 +176,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "alerts",
         "Alerts to tenants' notification channels by kind and outcome (sent, failed)",
         m.alerts.clone(),
+    );
+    registry.register(
+        "incidents",
+        "Incidents the anomaly detectors opened and resolved, by detector and change",
+        m.incidents.clone(),
     );
     registry.register(
         "stripe_api_errors",
@@ -414,6 +421,14 @@ pub fn alert(kind: &str, outcome: &str) {
     METRICS
         .alerts
         .get_or_create(&labels(&[("kind", kind), ("outcome", outcome)]))
+        .inc();
+}
+
+/// Incidents opened and resolved by the anomaly detectors, by detector.
+pub fn incident(detector: &str, change: &str) {
+    METRICS
+        .incidents
+        .get_or_create(&labels(&[("detector", detector), ("change", change)]))
         .inc();
 }
 

@@ -120,13 +120,14 @@ impl Runtime {
             );
             tasks.push(supervise(&health, &faults, "consumer", consumer));
         }
-        let retention = crate::retention::run_forever(
-            db.clone(),
-            settings.clone(),
-            format!("{name}-{}", crate::new_id()),
-        );
+        // The lease holder of this process's one-at-a-time loops.
+        let holder = format!("{name}-{}", crate::new_id());
+        let retention = crate::retention::run_forever(db.clone(), settings.clone(), holder.clone());
         let watcher = crm_watcher(settings, &db, &queue, &engine);
+        let anomalies = crate::anomaly::Watcher::new(db.clone(), notifier.clone());
+        let anomalies = crate::anomaly::watch_forever(anomalies, holder);
         let background = vec![
+            supervise(&health, &faults, "anomalies", forever(anomalies)),
             supervise(&health, &faults, "retention", forever(retention)),
             supervise(&health, &faults, "crm watcher", forever(watcher)),
             supervise(

@@ -12,6 +12,7 @@ pub mod events;
 pub mod flow_history;
 pub mod flows;
 pub mod health;
+pub mod incidents;
 pub mod notification_channels;
 pub mod oauth;
 pub mod responses;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     events::configure(cfg);
     erasures::configure(cfg);
     notification_channels::configure(cfg);
+    incidents::configure(cfg);
     webhooks::configure(cfg);
     crm_webhooks::configure(cfg);
 }

@@ -20,6 +20,7 @@ pub mod fields;
 pub mod flow_history;
 pub mod flows;
 pub mod idempotency;
+pub mod incidents;
 pub mod ingress;
 pub mod limits;
 pub mod notification_channels;

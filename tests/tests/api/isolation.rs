@@ -3,6 +3,7 @@
 //! later is walked automatically, and the test fails until it knows that route's ids and body.
 
 use reqwest::{Method, StatusCode};
+use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 use tributary_tests::{
     PASSWORD, Reply, Tenant, TestApp, charge_event, each_backend, stripe_signature,
@@ -54,6 +55,7 @@ struct Fixture {
     channel_id: String,
     backfill_id: String,
     bulk_job_id: String,
+    incident_id: String,
 }
 
 impl Fixture {
@@ -125,7 +127,28 @@ impl Fixture {
             .post("/v1/deliveries/retry", &owner.token, json!({}))
             .await
             .str("/job_id");
+        // An incident of A's, as the anomaly detectors write them.
+        let incident_id = format!("inc_{}", uuid::Uuid::new_v4().simple());
+        let at = chrono::Utc::now();
+        entity::incidents::Entity::insert(entity::incidents::ActiveModel {
+            id: Set(incident_id.clone()),
+            tenant_id: Set(owner.id.clone()),
+            detector: Set("silence".into()),
+            series: Set("events|stripe|acct_iso|charge.succeeded".into()),
+            status: Set("open".into()),
+            summary: Set("No charge.succeeded for 90 minutes".into()),
+            evidence: Set("{}".into()),
+            opened_at: Set(at),
+            updated_at: Set(at),
+            resolved_at: Set(None),
+            acknowledged_at: Set(None),
+            acknowledged_by: Set(None),
+        })
+        .exec(&app.db)
+        .await
+        .unwrap();
         Fixture {
+            incident_id,
             tenant_id: owner.id.clone(),
             bulk_job_id,
             backfill_id,
@@ -144,8 +167,9 @@ impl Fixture {
         }
     }
 
-    fn ids(&self) -> [&str; 11] {
+    fn ids(&self) -> [&str; 12] {
         [
+            &self.incident_id,
             &self.bulk_job_id,
             &self.backfill_id,
             &self.channel_id,
@@ -173,6 +197,7 @@ impl Fixture {
             "deliveries" => &self.delivery_id,
             "notification-channels" => &self.channel_id,
             "bulk-jobs" => &self.bulk_job_id,
+            "incidents" => &self.incident_id,
             other if template.contains("{id}") => {
                 panic!("the isolation matrix does not know ids of /v1/{other}: add them")
             }
@@ -216,7 +241,7 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
         "stripe_accounts.test_event" => Some(json!({"type": "charge.succeeded"})),
         "connections.test" | "connections.reauthorize" | "deliveries.retry" => None,
         "connections.poll" | "connections.watches" | "connections.fields" => None,
-        "connections.rate_limit" => None,
+        "connections.rate_limit" | "incidents.acknowledge" => None,
         "notification_channels.create" => Some(
             json!({"name": "matrix", "kind": "slack", "url": "https://alerts.example.com/matrix"}),
         ),

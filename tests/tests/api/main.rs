@@ -3,6 +3,7 @@
 
 mod accounts;
 mod alerts;
+mod anomalies;
 mod api_keys;
 mod batching;
 mod bulk_jobs;

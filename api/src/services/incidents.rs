@@ -1,0 +1,149 @@
+//! Incidents: what the anomaly detectors found in the tenant's activity (the worker's
+//! `anomaly` module opens and resolves them). Listed newest first, read one by one, and
+//! acknowledged by a person, which the audit log records.
+
+use entity::{Role, TenantOwned, incidents};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{audit, now};
+use crate::error::ApiError;
+use crate::extract::{Page, TenantContext, Validate};
+use crate::state::AppState;
+
+tributary_worker::string_enum_schema!(
+    /// What found an incident.
+    Detector,
+    "`silence` (an event series stopped), `spike` (far more events than usual) or `failure_rate` (a flow's attempts failing far more often than usual).",
+    ["silence", "spike", "failure_rate"]
+);
+
+tributary_worker::string_enum_schema!(
+    /// Where an incident stands.
+    IncidentStatus,
+    "`open` while its detector still speaks, `resolved` once the signal is normal again.",
+    ["open", "resolved"]
+);
+
+/// An anomaly in the tenant's activity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentOut {
+    pub id: String,
+    #[schema(value_type = Detector)]
+    pub detector: String,
+    /// What was watched: `events|<source>|<account>|<type>` (events received) or
+    /// `attempts|<flow id>` (a flow's delivery attempts).
+    pub series: String,
+    #[schema(value_type = IncidentStatus)]
+    pub status: String,
+    /// What was found, in a sentence.
+    pub summary: String,
+    /// `expected` and `observed` (counts, or a failure rate from 0 to 1), the `window` they
+    /// were measured in (`from`, `to`), `p_value` (how likely the observation is under the
+    /// usual rate) and `look_at` (the events or deliveries to open).
+    pub evidence: Value,
+    pub opened_at: chrono::DateTime<chrono::Utc>,
+    /// When the detector last confirmed it.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub acknowledged_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who acknowledged it: `user:<id>` or `api_key:<id>`.
+    pub acknowledged_by: Option<String>,
+}
+
+impl From<incidents::Model> for IncidentOut {
+    fn from(row: incidents::Model) -> Self {
+        IncidentOut {
+            evidence: serde_json::from_str(&row.evidence).unwrap_or(Value::Null),
+            id: row.id,
+            detector: row.detector,
+            series: row.series,
+            status: row.status,
+            summary: row.summary,
+            opened_at: row.opened_at,
+            updated_at: row.updated_at,
+            resolved_at: row.resolved_at,
+            acknowledged_at: row.acknowledged_at,
+            acknowledged_by: row.acknowledged_by,
+        }
+    }
+}
+
+/// The filter of `GET /v1/incidents`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IncidentsQuery {
+    /// Only incidents in this state.
+    #[param(value_type = Option<IncidentStatus>)]
+    pub status: Option<String>,
+}
+
+impl Validate for IncidentsQuery {
+    fn validate(&self) -> Result<(), Vec<crate::error::FieldError>> {
+        match self.status.as_deref() {
+            None | Some("open" | "resolved") => Ok(()),
+            Some(_) => Err(vec![crate::error::FieldError::new(
+                "status",
+                "must be open or resolved",
+            )]),
+        }
+    }
+}
+
+pub async fn list(
+    state: &AppState,
+    ctx: &TenantContext,
+    query: &IncidentsQuery,
+    page: &Page,
+) -> Result<(Vec<IncidentOut>, bool), ApiError> {
+    let mut select = incidents::Entity::find_in_tenant(&ctx.tenant_id);
+    if let Some(status) = &query.status {
+        select = select.filter(incidents::Column::Status.eq(status.as_str()));
+    }
+    let (rows, has_more) = page.fetch(&state.db, select, incidents::Column::Id).await?;
+    Ok((rows.into_iter().map(IncidentOut::from).collect(), has_more))
+}
+
+pub async fn get(state: &AppState, ctx: &TenantContext, id: &str) -> Result<IncidentOut, ApiError> {
+    Ok(super::owned::<incidents::Entity, _>(&state.db, ctx, id)
+        .await?
+        .into())
+}
+
+/// Marks the incident seen by the caller (admins and owners); acknowledging it again keeps the
+/// first acknowledgement.
+pub async fn acknowledge(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: &str,
+) -> Result<IncidentOut, ApiError> {
+    ctx.require(Role::Admin)?;
+    let incident = super::owned::<incidents::Entity, _>(&state.db, ctx, id).await?;
+    if incident.acknowledged_at.is_none() {
+        let txn = tributary_worker::db::begin_write(&state.db).await?;
+        incidents::Entity::update_many()
+            .set(incidents::ActiveModel {
+                acknowledged_at: Set(Some(now())),
+                acknowledged_by: Set(Some(format!("{}:{}", ctx.actor.kind(), ctx.actor.id()))),
+                ..Default::default()
+            })
+            .filter(incidents::Column::Id.eq(incident.id.as_str()))
+            .filter(incidents::Column::AcknowledgedAt.is_null())
+            .exec(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            &ctx.account_id,
+            &ctx.actor,
+            "incident.acknowledge",
+            "incident",
+            Some(&incident.id),
+            ctx.client_address.as_deref(),
+        )
+        .await?;
+        txn.commit().await?;
+    }
+    get(state, ctx, id).await
+}
