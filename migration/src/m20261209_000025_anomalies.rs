@@ -1,6 +1,7 @@
 //! Anomaly detection: `activity`, a tenant's counts per hour per series (events of one source,
-//! account and type; a flow's delivery attempts and their failures) with when the series was
-//! last seen in that hour; and `incidents`, one per anomaly found, open until its signal is
+//! account and type; a flow's delivery attempts, their failures and their latency; payments'
+//! amounts) with the sum and sum of squares of their values and when the series was last seen
+//! in that hour; and `incidents`, one per anomaly found, open until its signal is
 //! normal again. Delivery attempts get an index on their start, which the hourly roll-up
 //! reads by.
 
@@ -29,6 +30,8 @@ impl MigrationTrait for Migration {
                     .col(string_len("series", 255))
                     .col(big_integer("hour"))
                     .col(big_integer("count"))
+                    .col(double("total").default(0.0))
+                    .col(double("total_sq").default(0.0))
                     .col(timestamp_with_time_zone_null("last_at"))
                     .primary_key(
                         Index::create()

@@ -27,7 +27,7 @@ METRICS_RS = Path(__file__).resolve().parents[2] / "worker" / "src" / "metrics.r
 # What the binaries export (worker/src/metrics.rs registers them under the prefix "tributary";
 # counters are exposed with _total, histograms as _bucket, _sum and _count), by kind.
 COUNTERS = {"webhooks", "deliveries", "crm_requests", "crm_rate_limited", "token_refreshes",
-            "alerts", "stripe_api_errors", "reconciled_events", "jobs", "pruned"}
+            "alerts", "incidents", "stripe_api_errors", "reconciled_events", "jobs", "pruned"}
 GAUGES = {"queue_depth", "queue_oldest_age_seconds", "connection_daily_cap_used_ratio",
           "connection_paused_seconds"}
 HISTOGRAMS = {"ingest_duration_seconds", "crm_request_duration_seconds",

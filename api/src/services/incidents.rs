@@ -16,8 +16,8 @@ use crate::state::AppState;
 tributary_worker::string_enum_schema!(
     /// What found an incident.
     Detector,
-    "`silence` (an event series stopped), `spike` (far more events than usual) or `failure_rate` (a flow's attempts failing far more often than usual).",
-    ["silence", "spike", "failure_rate"]
+    "`silence` (an event series stopped), `spike` (far more events than usual), `failure_rate` (a flow's attempts failing far more often than usual), `latency` (a flow's events reaching the CRM far slower than usual) or `amount` (a payment far outside the account's usual amounts).",
+    ["silence", "spike", "failure_rate", "latency", "amount"]
 );
 
 tributary_worker::string_enum_schema!(
@@ -33,16 +33,18 @@ pub struct IncidentOut {
     pub id: String,
     #[schema(value_type = Detector)]
     pub detector: String,
-    /// What was watched: `events|<source>|<account>|<type>` (events received) or
-    /// `attempts|<flow id>` (a flow's delivery attempts).
+    /// What was watched: `events|<source>|<account>|<type>` (events received),
+    /// `attempts|<flow id>` (a flow's delivery attempts), `latency|<flow id>` (its event → CRM
+    /// time) or `amounts|<source>|<account>|<currency>` (payments' amounts).
     pub series: String,
     #[schema(value_type = IncidentStatus)]
     pub status: String,
     /// What was found, in a sentence.
     pub summary: String,
-    /// `expected` and `observed` (counts, or a failure rate from 0 to 1), the `window` they
-    /// were measured in (`from`, `to`), `p_value` (how likely the observation is under the
-    /// usual rate) and `look_at` (the events or deliveries to open).
+    /// `expected` and `observed` (counts; a failure rate from 0 to 1; milliseconds; an amount in
+    /// minor units), the `window` they were measured in (`from`, `to`), `p_value` (how likely
+    /// the observation is under the usual behaviour), `look_at` (the events or deliveries to
+    /// open) and, for an unusual payment, its `event_id`.
     pub evidence: Value,
     pub opened_at: chrono::DateTime<chrono::Utc>,
     /// When the detector last confirmed it.

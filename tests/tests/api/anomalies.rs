@@ -63,11 +63,25 @@ fn usual(series: &str, hour: i64) -> f64 {
 
 /// Writes one hour of a series: its count and when it was last seen.
 async fn put(app: &TestApp, tenant: &str, series: &str, hour: i64, count: i64, minute: i64) {
+    put_sums(app, tenant, series, (hour, minute), count, (0.0, 0.0)).await;
+}
+
+/// [`put`] with the hour's sum and sum of squares of the series' values.
+async fn put_sums(
+    app: &TestApp,
+    tenant: &str,
+    series: &str,
+    (hour, minute): (i64, i64),
+    count: i64,
+    (total, total_sq): (f64, f64),
+) {
     let row = activity::ActiveModel {
         tenant_id: Set(tenant.to_string()),
         series: Set(series.to_string()),
         hour: Set(hour),
         count: Set(count),
+        total: Set(total),
+        total_sq: Set(total_sq),
         last_at: Set((count > 0).then(|| Utc.timestamp_opt(hour * 3600 + minute * 60, 0).unwrap())),
     };
     activity::Entity::insert(row)
@@ -77,7 +91,12 @@ async fn put(app: &TestApp, tenant: &str, series: &str, hour: i64, count: i64, m
                 activity::Column::Series,
                 activity::Column::Hour,
             ])
-            .update_columns([activity::Column::Count, activity::Column::LastAt])
+            .update_columns([
+                activity::Column::Count,
+                activity::Column::Total,
+                activity::Column::TotalSq,
+                activity::Column::LastAt,
+            ])
             .to_owned(),
         )
         .exec_without_returning(&app.db)
@@ -85,7 +104,8 @@ async fn put(app: &TestApp, tenant: &str, series: &str, hour: i64, count: i64, m
         .unwrap();
 }
 
-/// Usual traffic with noise for every hour in `hours`, for the three series and the flow.
+/// Usual traffic with noise for every hour in `hours`: charges, failed charges, and the flow's
+/// attempts, failures and latency.
 async fn traffic(
     app: &TestApp,
     tenant: &str,
@@ -112,6 +132,12 @@ async fn traffic(
         let failed = (0..tried).filter(|_| noise.uniform() < 0.02).count() as i64;
         put(app, tenant, &attempts, hour, tried, 59).await;
         put(app, tenant, &failures, hour, failed, 59).await;
+        // The successful ones reach the CRM in about 300 ms.
+        let ms: f64 = (0..tried - failed)
+            .map(|_| 250.0 + noise.uniform() * 100.0)
+            .sum();
+        let latency = format!("latency|{flow}");
+        put_sums(app, tenant, &latency, (hour, 59), tried - failed, (ms, 0.0)).await;
     }
 }
 
@@ -183,36 +209,102 @@ fn monday() -> i64 {
 const WEEK: i64 = 168;
 
 #[tokio::test]
-async fn the_roll_up_counts_live_webhooks_and_a_normal_week_opens_nothing() {
+async fn the_roll_up_counts_webhooks_latency_and_amounts_and_an_odd_amount_opens_an_incident() {
+    for backend in backends() {
+        let Setup {
+            app,
+            p,
+            watcher,
+            told,
+            ..
+        } = setup(backend).await;
+        let cleanup = app.cleanup_handle();
+        let token = &p.tenant.token;
+        let flow = app
+            .post(
+                "/v1/flows",
+                token,
+                json!({"name": "Payments", "connection_id": p.connection_id,
+                "trigger": {"events": ["charge.succeeded"]},
+                "steps": [{"id": "contact", "action": "upsert", "object": "contacts",
+                           "match": {"email": "{{ object.billing_details.email }}"}}]}),
+            )
+            .await;
+        assert_eq!(flow.status, StatusCode::CREATED, "{}", flow.text);
+        let flow_id = flow.str("/id");
+        // Three live charges of 1.00, delivered.
+        let now = Utc::now().timestamp();
+        for i in 0..3 {
+            let event = charge_event(
+                &format!("evt_w{i}"),
+                &format!("ch_w{i}"),
+                &format!("w{i}@a.co"),
+                "W",
+                100,
+                now,
+            );
+            let sent = app.send_event(&p, &event).await;
+            app.finished_event(token, &sent.str("/event_id")).await;
+        }
+        watcher.round(Utc::now()).await.unwrap();
+        let rows = activity::Entity::find()
+            .filter(activity::Column::TenantId.eq(p.tenant.id.as_str()))
+            .all(&app.db)
+            .await
+            .unwrap();
+        let of = |prefix: &str, suffix: &str| -> Vec<activity::Model> {
+            rows.iter()
+                .filter(|r| r.series.starts_with(prefix) && r.series.ends_with(suffix))
+                .cloned()
+                .collect()
+        };
+        let charges = of("events|stripe|", "|charge.succeeded");
+        assert_eq!(charges.iter().map(|r| r.count).sum::<i64>(), 3, "{rows:?}");
+        let latency = of(&format!("latency|{flow_id}"), "");
+        assert_eq!(latency.iter().map(|r| r.count).sum::<i64>(), 3, "{rows:?}");
+        let ms = latency.iter().map(|r| r.total).sum::<f64>() / 3.0;
+        assert!(
+            ms > 0.0 && ms < 60_000.0,
+            "event → CRM in milliseconds: {ms}"
+        );
+        let amounts = of("amounts|stripe|", "|usd");
+        assert_eq!(amounts.len(), 1, "{rows:?}");
+        assert_eq!(amounts[0].count, 3);
+        assert!(
+            (amounts[0].total - 3.0 * 100f64.ln()).abs() < 1e-9,
+            "{amounts:?}"
+        );
+
+        // Four weeks of payments of about 1.00; then one of 10,000.00.
+        let series = amounts[0].series.clone();
+        let hour = hour_of(Utc::now());
+        let x = 100f64.ln();
+        for h in hour - 4 * WEEK..hour - 1 {
+            let sums = (10.0 * x, 10.0 * (x * x + 0.04));
+            put_sums(&app, &p.tenant.id, &series, (h, 30), 10, sums).await;
+        }
+        let event = charge_event("evt_big", "ch_big", "big@a.co", "Big", 1_000_000, now);
+        let big = app.send_event(&p, &event).await.str("/event_id");
+        let round = watcher.round(Utc::now()).await.unwrap();
+        assert_eq!(round.opened, 1, "{:?}", open_incidents(&app, token).await);
+        let open = open_incidents(&app, token).await;
+        assert_eq!(open[0]["detector"], "amount", "{open:?}");
+        assert_eq!(open[0]["evidence"]["event_id"], big.as_str());
+        assert_eq!(open[0]["evidence"]["observed"], 1_000_000.0);
+        assert_eq!(open[0]["evidence"]["look_at"], format!("/v1/events/{big}"));
+        assert_eq!(told.lock().unwrap().len(), 1);
+        cleanup.run().await;
+    }
+}
+
+#[tokio::test]
+async fn a_normal_week_of_noisy_seasonal_traffic_opens_nothing() {
     for backend in backends() {
         let Setup {
             app, p, watcher, ..
         } = setup(backend).await;
         let cleanup = app.cleanup_handle();
         let token = &p.tenant.token;
-        // The roll-up counts live webhooks of the current hour.
-        let now = Utc::now().timestamp();
-        for i in 0..3 {
-            let event = charge_event(
-                &format!("evt_w{i}"),
-                &format!("ch_w{i}"),
-                "w@a.co",
-                "W",
-                100,
-                now,
-            );
-            assert_eq!(app.send_event(&p, &event).await.status, 200);
-        }
-        watcher.round(Utc::now()).await.unwrap();
-        let rolled = activity::Entity::find()
-            .filter(activity::Column::TenantId.eq(p.tenant.id.as_str()))
-            .filter(activity::Column::Series.starts_with("events|stripe|"))
-            .filter(activity::Column::Series.ends_with("|charge.succeeded"))
-            .all(&app.db)
-            .await
-            .unwrap();
-        assert_eq!(rolled.iter().map(|r| r.count).sum::<i64>(), 3, "{rolled:?}");
-
         // Four weeks of history, then a normal week evaluated hour by hour: nothing opens.
         let monday = monday();
         let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
@@ -340,6 +432,49 @@ async fn silence_spikes_and_failure_rates_open_incidents_told_once_and_resolved(
         // The spike's hour is over and the next is normal: resolved.
         assert!(open.iter().all(|i| i["detector"] != "spike"), "{open:?}");
         assert_eq!(got.lock().unwrap().len(), 3, "one notice per incident");
+
+        cleanup.run().await;
+    }
+}
+
+#[tokio::test]
+async fn a_flows_events_reaching_the_crm_far_slower_than_usual_open_a_latency_incident() {
+    for backend in backends() {
+        let Setup {
+            app, p, watcher, ..
+        } = setup(backend).await;
+        let cleanup = app.cleanup_handle();
+        let token = &p.tenant.token;
+        let flow = "flow_watched";
+        let series = |kind: &str| format!("{kind}|{flow}");
+        let mut noise = Noise(0x1234_5678_9abc_def1);
+        let day = monday() + 4 * WEEK;
+        traffic(&app, &p.tenant.id, flow, monday()..day + 16, &mut noise).await;
+        // At 17:00 its events take 5 s to reach the CRM, where 0.3 s is usual.
+        let latency = series("latency");
+        put_sums(
+            &app,
+            &p.tenant.id,
+            &latency,
+            (day + 17, 29),
+            20,
+            (20.0 * 5000.0, 0.0),
+        )
+        .await;
+        put(&app, &p.tenant.id, &series("attempts"), day + 17, 20, 29).await;
+        put(&app, &p.tenant.id, SUCCEEDED, day + 17, 20, 29).await;
+        let round = watcher.round(at(day + 17, 30)).await.unwrap();
+        let open = open_incidents(&app, token).await;
+        let slow = open
+            .iter()
+            .find(|i| i["detector"] == "latency")
+            .expect("a latency incident");
+        assert_eq!(slow["evidence"]["observed"], 5000.0);
+        assert!(
+            slow["summary"].as_str().unwrap().contains("5.0 s"),
+            "{slow}"
+        );
+        assert_eq!((round.opened, open.len()), (1, 1), "{open:?}");
 
         cleanup.run().await;
     }

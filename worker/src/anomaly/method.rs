@@ -17,7 +17,15 @@
 //! - *failure rate*: a flow's delivery attempts in the last whole hour and the current one, at
 //!   least [`FAILURE_MIN_ATTEMPTS`], failing at a rate [`FAILURE_JUMP`] above the flow's rate
 //!   over the week before (smoothed: (failures + 1) / (attempts + 2), from at least
-//!   [`FAILURE_BASELINE_MIN`] attempts), with a binomial P(X ≥ failures) < α.
+//!   [`FAILURE_BASELINE_MIN`] attempts), with a binomial P(X ≥ failures) < α;
+//! - *latency*: a flow's mean event → CRM time over the last whole hour and the current one
+//!   (at least [`LATENCY_MIN_SAMPLES`] successful attempts) at least twice, and [`LATENCY_Z`]
+//!   standard deviations above, the mean of its hourly means over the week before (hours with
+//!   at least 5 samples, 24 such hours at least), and a second or more slower;
+//! - *unusual amount*: a payment of the last whole hour or the current one whose amount's
+//!   logarithm is [`AMOUNT_Z`] standard deviations or more from the mean of the account's
+//!   payments in that currency over four weeks (at least [`AMOUNT_MIN_PAYMENTS`]): amounts are
+//!   compared on a log scale, so 49.00 against a usual 45.00 is nothing and 4,900.00 is.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +54,15 @@ pub const FAILURE_MIN_ATTEMPTS: i64 = 20;
 /// …against a usual rate measured over at least this many.
 pub const FAILURE_BASELINE_MIN: i64 = 50;
 
+/// A latency jump needs this many successful attempts in its window…
+pub const LATENCY_MIN_SAMPLES: i64 = 10;
+/// …and this many standard deviations above the usual hourly mean.
+pub const LATENCY_Z: f64 = 4.0;
+/// A payment's amount this many standard deviations (of the log amounts) from the usual…
+pub const AMOUNT_Z: f64 = 4.5;
+/// …against at least this many payments.
+pub const AMOUNT_MIN_PAYMENTS: i64 = 30;
+
 /// The hour (since the Unix epoch) `at` falls in.
 pub fn hour_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(3600)
@@ -56,6 +73,8 @@ pub fn hour_of(at: DateTime<Utc>) -> i64 {
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     pub counts: BTreeMap<i64, i64>,
+    /// Per hour, the sum of the series' values and of their squares (latency, amounts).
+    pub sums: BTreeMap<i64, (f64, f64)>,
     pub first_hour: Option<i64>,
     pub last_at: Option<DateTime<Utc>>,
 }
@@ -63,6 +82,10 @@ pub struct Series {
 impl Series {
     pub fn count(&self, hour: i64) -> i64 {
         self.counts.get(&hour).copied().unwrap_or(0)
+    }
+
+    pub fn sum(&self, hour: i64) -> (f64, f64) {
+        self.sums.get(&hour).copied().unwrap_or((0.0, 0.0))
     }
 
     /// The seasonal mean at `hour`, or `None` before [`MIN_WEEKS`] weeks of history.
@@ -105,6 +128,8 @@ pub struct Finding {
     pub expected: f64,
     pub observed: f64,
     pub p_value: f64,
+    /// The event it is about, when it is one (an unusual payment).
+    pub event_id: Option<String>,
 }
 
 /// Nothing seen since the series' last event, for longer than its usual rate allows.
@@ -121,6 +146,7 @@ pub fn silence(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
         expected,
         observed: 0.0,
         p_value,
+        event_id: None,
     })
 }
 
@@ -145,6 +171,7 @@ pub fn spike(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
                 expected,
                 observed: observed as f64,
                 p_value,
+                event_id: None,
             })
     })
 }
@@ -170,7 +197,100 @@ pub fn failure_rate(attempts: &Series, failures: &Series, now: DateTime<Utc>) ->
         expected: usual,
         observed: rate,
         p_value,
+        event_id: None,
     })
+}
+
+/// A flow's event → CRM time far above its usual hourly means.
+pub fn latency(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
+    let hour = hour_of(now);
+    let n: i64 = [hour - 1, hour].iter().map(|h| series.count(*h)).sum();
+    if n < LATENCY_MIN_SAMPLES {
+        return None;
+    }
+    let mean = [hour - 1, hour]
+        .iter()
+        .map(|h| series.sum(*h).0)
+        .sum::<f64>()
+        / n as f64;
+    let means: Vec<f64> = (hour - 1 - WEEK..hour - 1)
+        .filter(|h| series.count(*h) >= 5)
+        .map(|h| series.sum(h).0 / series.count(h) as f64)
+        .collect();
+    if means.len() < 24 {
+        return None;
+    }
+    let usual = means.iter().sum::<f64>() / means.len() as f64;
+    let spread = (means.iter().map(|m| (m - usual).powi(2)).sum::<f64>() / means.len() as f64)
+        .sqrt()
+        .max(1.0);
+    let z = (mean - usual) / spread;
+    (mean >= 2.0 * usual && z >= LATENCY_Z && mean - usual >= 1000.0).then(|| Finding {
+        from: at_hour(hour - 1),
+        to: now,
+        expected: usual,
+        observed: mean,
+        p_value: normal_above(z),
+        event_id: None,
+    })
+}
+
+/// One payment of the current window: its event and amount (minor units).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payment {
+    pub event_id: String,
+    pub amount: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// The most unusual of `recent` payments, if its amount is far from the account's usual ones
+/// (log scale) in the four weeks before the window.
+pub fn unusual_amount(series: &Series, recent: &[Payment], now: DateTime<Utc>) -> Option<Finding> {
+    let hour = hour_of(now);
+    let first = series.first_hour?;
+    if hour - 1 - first < MIN_WEEKS * WEEK {
+        return None;
+    }
+    let history = (hour - 1 - HISTORY_WEEKS * WEEK)..(hour - 1);
+    let n: i64 = history.clone().map(|h| series.count(h)).sum();
+    if n < AMOUNT_MIN_PAYMENTS {
+        return None;
+    }
+    let (sum, sum_sq) = history
+        .map(|h| series.sum(h))
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let mean = sum / n as f64;
+    let spread = (sum_sq / n as f64 - mean * mean).max(0.0).sqrt().max(0.05);
+    let window_start = at_hour(hour - 1);
+    let (payment, z) = recent
+        .iter()
+        .filter(|p| p.amount > 0 && p.at >= window_start && p.at <= now)
+        .map(|p| (p, ((p.amount as f64).ln() - mean) / spread))
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))?;
+    (z.abs() >= AMOUNT_Z).then(|| Finding {
+        from: window_start,
+        to: now,
+        expected: mean.exp(),
+        observed: payment.amount as f64,
+        p_value: 2.0 * normal_above(z.abs()),
+        event_id: Some(payment.event_id.clone()),
+    })
+}
+
+/// P(Z ≥ z) for a standard normal Z (Abramowitz and Stegun 7.1.26, error under 1.5e-7).
+pub fn normal_above(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erfc = poly * (-x * x).exp();
+    if z >= 0.0 {
+        erfc / 2.0
+    } else {
+        1.0 - erfc / 2.0
+    }
 }
 
 fn at_hour(hour: i64) -> DateTime<Utc> {
@@ -249,6 +369,7 @@ mod tests {
             counts: (first..hour).map(|h| (h, per_hour)).collect(),
             first_hour: Some(first),
             last_at: Some(at(hour, 0)),
+            ..Default::default()
         }
     }
 
@@ -326,5 +447,48 @@ mod tests {
         failures.counts.insert(now, 30);
         let found = failure_rate(&attempts, &failures, at(now, 30)).expect("35 % against 1 %");
         assert!((found.observed - 0.35).abs() < 1e-9, "{found:?}");
+    }
+
+    #[test]
+    fn a_latency_jump_is_measured_against_the_weeks_hourly_means() {
+        let now = 500_000;
+        let mut series = steady(now + 1, 2, 20);
+        for h in now - 2 * WEEK..=now {
+            // About 300 ms, a little different every hour.
+            series
+                .sums
+                .insert(h, (20.0 * (300.0 + (h % 7) as f64 * 10.0), 0.0));
+        }
+        assert_eq!(latency(&series, at(now, 30)), None, "as usual");
+        series.sums.insert(now - 1, (20.0 * 4000.0, 0.0));
+        series.sums.insert(now, (20.0 * 4000.0, 0.0));
+        let found = latency(&series, at(now, 30)).expect("4 s against 0.3 s");
+        assert!((found.observed - 4000.0).abs() < 1e-9, "{found:?}");
+        assert!(found.p_value < 1e-6, "{found:?}");
+    }
+
+    #[test]
+    fn an_amount_far_from_the_accounts_usual_ones_is_found_on_a_log_scale() {
+        let now = 500_000;
+        let mut series = steady(now, 4, 10);
+        // Ten payments an hour around 49.00 (log amounts spread by 0.2).
+        let (mean, spread) = ((4900.0f64).ln(), 0.2);
+        for h in now - 4 * WEEK..now {
+            series
+                .sums
+                .insert(h, (10.0 * mean, 10.0 * (mean * mean + spread * spread)));
+        }
+        let payment = |id: &str, amount| Payment {
+            event_id: id.into(),
+            amount,
+            at: at(now, 5),
+        };
+        let usual = [payment("evt_a", 5200), payment("evt_b", 4100)];
+        assert_eq!(unusual_amount(&series, &usual, at(now, 10)), None);
+        let odd = [payment("evt_a", 5200), payment("evt_big", 490_000)];
+        let found = unusual_amount(&series, &odd, at(now, 10)).expect("100 times the usual");
+        assert_eq!(found.event_id.as_deref(), Some("evt_big"));
+        assert!((found.expected - 4900.0).abs() < 1.0, "{found:?}");
+        assert!((normal_above(0.0) - 0.5).abs() < 1e-7 && normal_above(4.0) < 4e-5);
     }
 }

@@ -2,11 +2,13 @@
 //! decides). Every five minutes ([`INTERVAL`]), one process (under a lease):
 //!
 //! 1. **rolls up** the current hour and the two before into `activity`: live events received
-//!    per source, account and type (backfills and reconciliations do not count), and delivery
-//!    attempts started per flow, with those that failed — idempotently, so a round that died
-//!    is simply done again;
+//!    per source, account and type (backfills and reconciliations do not count), delivery
+//!    attempts started per flow with those that failed and the event → CRM time of those that
+//!    succeeded, and payments' amounts per account and currency — idempotently, so a round
+//!    that died is simply done again;
 //! 2. **evaluates** every tenant with activity in the last week: silence and spikes on each
-//!    event series, failure-rate jumps on each flow;
+//!    event series, failure-rate and latency jumps on each flow, payments of an unusual amount
+//!    on each account and currency;
 //! 3. keeps one **incident** per (detector, series): opened when a detector speaks, updated
 //!    while it goes on speaking, resolved when it is quiet; each opened incident is told once
 //!    to the tenant's notification channels that take `anomaly.detected`.
@@ -42,6 +44,8 @@ pub mod detector {
     pub const SILENCE: &str = "silence";
     pub const SPIKE: &str = "spike";
     pub const FAILURE_RATE: &str = "failure_rate";
+    pub const LATENCY: &str = "latency";
+    pub const AMOUNT: &str = "amount";
 }
 
 /// What one round did.
@@ -71,7 +75,7 @@ impl Watcher {
 
     /// One round at `now`: roll up, evaluate, open and resolve incidents, notify.
     pub async fn round(&self, now: DateTime<Utc>) -> anyhow::Result<Round> {
-        rollup::roll_up(&self.db, now).await?;
+        let recent = rollup::roll_up(&self.db, now).await?;
         self.prune(now).await?;
         let tenants: Vec<String> = activity::Entity::find()
             .select_only()
@@ -84,7 +88,7 @@ impl Watcher {
             .await?;
         let mut round = Round::default();
         for tenant_id in tenants {
-            let found = self.evaluate(&tenant_id, now).await?;
+            let found = self.evaluate(&tenant_id, now, &recent).await?;
             let done = self.record(&tenant_id, found, now).await?;
             round.opened += done.opened;
             round.resolved += done.resolved;
@@ -117,6 +121,7 @@ impl Watcher {
         &self,
         tenant_id: &str,
         now: DateTime<Utc>,
+        recent: &rollup::Recent,
     ) -> anyhow::Result<BTreeMap<(&'static str, String), Finding>> {
         let hour = hour_of(now);
         let rows = activity::Entity::find()
@@ -129,6 +134,7 @@ impl Watcher {
         for row in rows {
             let series = all.entry(row.series).or_default();
             series.counts.insert(row.hour, row.count);
+            series.sums.insert(row.hour, (row.total, row.total_sq));
             series.first_hour = Some(series.first_hour.map_or(row.hour, |h| h.min(row.hour)));
             if row.last_at > series.last_at {
                 series.last_at = row.last_at;
@@ -145,6 +151,17 @@ impl Watcher {
                 }
                 if let Some(finding) = method::spike(series, now) {
                     found.insert((detector::SPIKE, name.clone()), finding);
+                }
+            } else if name.starts_with("latency|") {
+                if let Some(finding) = method::latency(series, now) {
+                    found.insert((detector::LATENCY, name.clone()), finding);
+                }
+            } else if name.starts_with("amounts|") {
+                let payments = recent
+                    .get(&(tenant_id.to_string(), name.clone()))
+                    .map_or(&[][..], Vec::as_slice);
+                if let Some(finding) = method::unusual_amount(series, payments, now) {
+                    found.insert((detector::AMOUNT, name.clone()), finding);
                 }
             } else if let Some(flow) = name.strip_prefix("attempts|") {
                 let failures = all
@@ -304,6 +321,26 @@ fn describe(detector: &str, series: &str, finding: &Finding) -> (String, Value) 
             ),
             format!("/v1/deliveries?flow_id={flow}"),
         ),
+        (_, ["latency", flow]) => (
+            format!(
+                "Flow {flow}: events took {:.1} s to reach the CRM in the last {minutes} minutes; {:.1} s is usual.",
+                finding.observed / 1000.0,
+                finding.expected / 1000.0
+            ),
+            format!("/v1/deliveries?flow_id={flow}"),
+        ),
+        (_, ["amounts", source, account, currency]) => (
+            format!(
+                "A payment of {:.0} (minor units of {}) from {source} {account}, where about {:.0} is usual.",
+                finding.observed,
+                currency.to_uppercase(),
+                finding.expected
+            ),
+            format!(
+                "/v1/events/{}",
+                finding.event_id.as_deref().unwrap_or_default()
+            ),
+        ),
         _ => (format!("{detector} on {series}"), String::new()),
     };
     let evidence = json!({
@@ -312,6 +349,7 @@ fn describe(detector: &str, series: &str, finding: &Finding) -> (String, Value) 
         "window": {"from": finding.from, "to": finding.to},
         "p_value": finding.p_value,
         "look_at": look,
+        "event_id": finding.event_id,
     });
     (summary, evidence)
 }
