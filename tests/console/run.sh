@@ -129,6 +129,8 @@ run_on() {
   mkdir -p "$shots/$backend"
   rm -f "$shots/$backend"/*.png
   # Playwright's own browser download is never used: Debian's Chromium is launched by path.
+  # Where the api keeps its data, for the one row the browser cannot make (tests/console/incidents.py).
+  if [ "$backend" = postgres ]; then export CONSOLE_DATABASE_URL=$database_url; else export CONSOLE_DATABASE_URL=sqlite:$data/data/tributary.db; fi
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 900 \
     "$venv/bin/python" "$here/browser.py" "$base" "$chromium" "$shots/$backend" "$backend" 2>&1 |
     tee "$out" || true

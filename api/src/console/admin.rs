@@ -1,4 +1,5 @@
-//! The console's administration pages: users, API keys, alert channels and the audit log.
+//! The console's administration pages: users, API keys, alert channels, incidents and the
+//! audit log.
 //! What a role may not see is said on the page, as the API would refuse it.
 
 use actix_web::web::{self, Data};
@@ -9,6 +10,7 @@ use super::html::redirect;
 use super::pages::{data, first, show};
 use super::session;
 use crate::error::ApiError;
+use crate::services::incidents::{self, IncidentsQuery};
 use crate::services::{api_keys, audit, notification_channels, users};
 use crate::state::AppState;
 
@@ -67,6 +69,25 @@ async fn alert_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpRespo
     )
 }
 
+async fn incident_list(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let viewer = crate::console_signed_in!(req, state);
+    let of = |status: &str| IncidentsQuery {
+        status: Some(status.to_string()),
+    };
+    let open = incidents::list(&state, &viewer.ctx, &of("open"), &first(100))
+        .await?
+        .0;
+    let resolved = incidents::list(&state, &viewer.ctx, &of("resolved"), &first(50))
+        .await?
+        .0;
+    show(
+        &viewer,
+        "incidents.html",
+        "incidents",
+        context! { open => data(&open), resolved => data(&resolved) },
+    )
+}
+
 async fn audit_log(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let viewer = crate::console_signed_in!(req, state);
     let (entries, refused) = allowed(audit::list(&state.db, &viewer.ctx, &first(100)).await)?;
@@ -82,5 +103,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/console/users", web::get().to(user_list))
         .route("/console/api-keys", web::get().to(key_list))
         .route("/console/alerts", web::get().to(alert_list))
+        .route("/console/incidents", web::get().to(incident_list))
         .route("/console/audit-log", web::get().to(audit_log));
 }

@@ -75,6 +75,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("alerts.html", include_str!("templates/alerts.html")),
     ("audit.html", include_str!("templates/audit.html")),
+    ("incidents.html", include_str!("templates/incidents.html")),
 ];
 
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {

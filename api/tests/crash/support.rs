@@ -12,13 +12,23 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use tributary_tests::TestDatabase;
 
-/// A TCP port on 127.0.0.1 that is free at the time of the call.
+/// A TCP port on 127.0.0.1 for an api to listen on, free at the time of the call, and below
+/// the kernel's ephemeral range (32768 and up): a port the OS handed out for `127.0.0.1:0`
+/// could be handed out again to a fake (or another test's) listener between this call and
+/// the api's bind, and its requests would then reach that listener. Each call takes the next
+/// port of this process's own walk through 20000–29999, started from its pid.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..10_000 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (start.wrapping_add(step) % 10_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-29999")
 }
 
 /// Runs `case` on every backend at once, each with a database of its own.

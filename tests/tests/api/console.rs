@@ -343,6 +343,7 @@ async fn pages_point_nowhere_else(app: &TestApp, jar: &str) {
         "/console/users",
         "/console/api-keys",
         "/console/alerts",
+        "/console/incidents",
         "/console/audit-log",
         "/console/connections/new",
         "/console/connections/new?provider=salesforce&auth=jwt_bearer",
