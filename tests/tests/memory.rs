@@ -1,6 +1,6 @@
 //! Template bombs against the process's memory, in a test binary of their own so that the
 //! process's peak resident memory measures them and nothing else: a bomb in a preview or in a
-//! live flow leaves the process up and under 300 MB.
+//! live flow leaves the process up and under [`CEILING_MB`].
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -10,6 +10,13 @@ use tributary_tests::{charge_event, each_backend};
 /// before templates were bounded. The count comes from the event, so it is not a constant the
 /// flow's validation could see.
 const BOMB: &str = "{% for i in range(1000) %}{{ \"x\" * (object.amount * 1000000) }}{% endfor %}";
+
+/// The most this process may hold, both tests and their three backends' apps included. Without
+/// the bounds each bomb emits 100 MB per loop turn into one output, so it passes this within
+/// a few turns. The process itself, bounded, peaks at 273–305 MB in most runs and near 400 MB
+/// in about one run in six (measured with `/usr/bin/time -v` on this binary); 300 MB, the
+/// ceiling before, failed those runs.
+const CEILING_MB: u64 = 512;
 
 /// Peak and current resident memory of this process (the app runs in it), in megabytes.
 fn memory_mb() -> (u64, u64) {
@@ -66,7 +73,10 @@ async fn hostile_templates_a_bomb_in_preview_is_refused_naming_the_field() {
         let preview = app.post(&format!("/v1/flows/{fine}/preview"), token, json!({"event": event})).await;
         assert_eq!(preview.status, StatusCode::OK, "{}", preview.text);
         let (peak, now) = memory_mb();
-        assert!(peak < 300 && now < 300, "peak {peak} MB, now {now} MB");
+        assert!(
+            peak < CEILING_MB && now < CEILING_MB,
+            "peak {peak} MB, now {now} MB"
+        );
     })
     .await;
 }
@@ -106,7 +116,10 @@ async fn hostile_templates_a_bomb_in_a_live_flow_fails_its_delivery_only() {
             .await;
         assert_eq!(contacts.len(), 1);
         let (peak, now) = memory_mb();
-        assert!(peak < 300 && now < 300, "peak {peak} MB, now {now} MB");
+        assert!(
+            peak < CEILING_MB && now < CEILING_MB,
+            "peak {peak} MB, now {now} MB"
+        );
     })
     .await;
 }
