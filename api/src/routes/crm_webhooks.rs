@@ -67,8 +67,8 @@ async fn hubspot(
 /// app's client secret; each event is stored for the connections installed through the app in
 /// the portal it names (`portalId`, matched against each connection's `vendor_account`, which
 /// HubSpot itself named when the connection was authorized). Events of a portal that no
-/// connection here is installed in are skipped and named. 404 when no operator HubSpot app is
-/// configured.
+/// connection here is installed in are skipped and named. A request without HubSpot's
+/// signature headers is 401; a signed one is 404 when no operator HubSpot app is configured.
 #[utoipa::path(tag = "webhooks", operation_id = "webhooks.hubspot_app",
     params(("X-HubSpot-Signature-v3" = String, Header, description = "base64 HMAC-SHA256 signature"),
            ("X-HubSpot-Request-Timestamp" = String, Header, description = "epoch milliseconds")),

@@ -154,7 +154,8 @@ pub async fn hubspot(
             "this connection has no HubSpot client secret to verify webhooks with; add auth.client_secret".into(),
         ));
     }
-    verify_hubspot(state, path_and_query, headers, body, &secrets)?;
+    verify_hubspot(state, path_and_query, headers, body, &secrets)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     let settings = settings_of(&connection);
     let mut batch = inbound::hubspot::parse_batch(body, setting(&settings, "app_id"))
         .map_err(ApiError::BadRequest)?;
@@ -191,7 +192,7 @@ fn verify_hubspot(
     headers: &actix_web::http::header::HeaderMap,
     body: &[u8],
     secrets: &[String],
-) -> Result<(), ApiError> {
+) -> Result<(), inbound::hubspot::SignatureError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let uri = format!("{}{path_and_query}", state.settings.public_url);
     let plain: Vec<&str> = secrets.iter().map(String::as_str).collect();
@@ -204,7 +205,6 @@ fn verify_hubspot(
         &plain,
         chrono::Utc::now().timestamp_millis(),
     )
-    .map_err(|e| ApiError::Unauthorized(e.to_string()))
 }
 
 /// Takes a connection's events in: within its webhook rate, with their previous values
@@ -236,11 +236,23 @@ pub async fn hubspot_app(
     headers: &actix_web::http::header::HeaderMap,
     body: &[u8],
 ) -> Result<CrmIngressOut, ApiError> {
-    let Some(app) = operator_hubspot_app(state) else {
-        return Err(ApiError::NotFound);
+    let app = operator_hubspot_app(state);
+    let secrets: Vec<String> = app
+        .iter()
+        .map(|a| expose(&a.client_secret).to_string())
+        .collect();
+    // HubSpot's headers are checked first (401); signed, but with no HubSpot app on this
+    // server to check it with, the request finds nothing here (404).
+    let app = match (
+        verify_hubspot(state, path_and_query, headers, body, &secrets),
+        app,
+    ) {
+        (Ok(()), Some(app)) => app,
+        (Err(inbound::hubspot::SignatureError::NoSecret), _) | (Ok(()), None) => {
+            return Err(ApiError::NotFound);
+        }
+        (Err(e), _) => return Err(ApiError::Unauthorized(e.to_string())),
     };
-    let secret = expose(&app.client_secret).to_string();
-    verify_hubspot(state, path_and_query, headers, body, &[secret])?;
     let batch = inbound::hubspot::parse_batch(body, None).map_err(ApiError::BadRequest)?;
     let mut out = CrmIngressOut {
         skipped: batch.skipped,

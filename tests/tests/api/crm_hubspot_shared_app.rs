@@ -249,3 +249,28 @@ async fn a_connections_own_url_keeps_its_portal_and_a_pasted_token_learns_its_po
         cleanup.run().await;
     }
 }
+
+/// Without an operator HubSpot app the shared route finds nothing for a signed request (404);
+/// a request without HubSpot's headers is refused as such (401) either way.
+#[tokio::test]
+async fn the_shared_route_needs_the_operators_app_and_hubspots_headers() {
+    for backend in tributary_tests::backends() {
+        let app = TestApp::spawn_with(backend, &[("TRIBUTARY_PUBLIC_URL", "{base}")]).await;
+        let cleanup = app.cleanup_handle();
+        let url = format!("{}/webhooks/hubspot", app.base);
+        let signed = WebhookSender::new(&url, hubspot::CLIENT_SECRET).retries(0);
+        assert!(!signed.send(&[contact_creation(111, APP_ID, 1)]).await);
+        assert_eq!(signed.attempts()[0].status, Some(404));
+        let bare = app.client.post(&url).json(&json!([])).send().await.unwrap();
+        assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+        let problem: Value = bare.json().await.unwrap();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("X-HubSpot-Signature-v3"),
+            "{problem}"
+        );
+        cleanup.run().await;
+    }
+}
