@@ -273,7 +273,16 @@ pub async fn callback(
         access_token: None,
         expires_at: None,
     };
-    let account = account_of(state, &connection, &settings, &session).await;
+    // Where the vendor routes webhooks by account (HubSpot's hub id): asked at every
+    // authorization, so a connection re-authorized into another account follows it.
+    let account = tributary_worker::crm::session::account::account_of(
+        &state.connector().http,
+        &connection,
+        &settings,
+        &session.access_token,
+        config::timeout(&settings),
+    )
+    .await;
     let authorized = Authorized {
         settings,
         session: &session,
@@ -532,35 +541,6 @@ async fn read_token(
         api_base,
     };
     Ok((session, refresh_token.secret().clone()))
-}
-
-/// The vendor's account the new token acts in, where the vendor routes webhooks by account
-/// (HubSpot's hub id); `None`, with a warning, when the vendor does not say. Asked at every
-/// authorization, so a connection re-authorized into another account follows it.
-async fn account_of(
-    state: &AppState,
-    connection: &connections::Model,
-    settings: &Map<String, Value>,
-    session: &Session,
-) -> Option<String> {
-    let http = &state.connector().http;
-    let timeout = config::timeout(settings);
-    let provider = &connection.provider;
-    match tributary_worker::crm::session::account::account_of(
-        http,
-        provider,
-        settings,
-        &session.access_token,
-        timeout,
-    )
-    .await
-    {
-        Ok(account) => account,
-        Err(error) => {
-            tracing::warn!(connection_id = %connection.id, %error, "the vendor did not say which account the new token acts in");
-            None
-        }
-    }
 }
 
 /// What an authorization gives a connection.

@@ -190,6 +190,8 @@ impl Watcher {
             .all(&self.db)
             .await?;
         let mut round = Round::default();
+        // What stays open after this round, to tell the channels of.
+        let mut still_open: Vec<incidents::Model> = Vec::new();
         for incident in &open {
             let key = (incident.detector.as_str(), incident.series.clone());
             let Some(finding) = found.iter().find(|(k, _)| k.0 == key.0 && k.1 == key.1) else {
@@ -198,16 +200,23 @@ impl Watcher {
                 continue;
             };
             let (summary, evidence) = describe(key.0, &key.1, finding.1);
+            let updated = incidents::Model {
+                summary,
+                evidence: evidence.to_string(),
+                updated_at: now,
+                ..incident.clone()
+            };
             incidents::Entity::update_many()
                 .set(incidents::ActiveModel {
-                    summary: Set(summary),
-                    evidence: Set(evidence.to_string()),
+                    summary: Set(updated.summary.clone()),
+                    evidence: Set(updated.evidence.clone()),
                     updated_at: Set(now),
                     ..Default::default()
                 })
                 .filter(incidents::Column::Id.eq(incident.id.as_str()))
                 .exec(&self.db)
                 .await?;
+            still_open.push(updated);
             round.ongoing += 1;
         }
         for ((detector, series), finding) in &found {
@@ -218,31 +227,29 @@ impl Watcher {
                 continue;
             }
             let (summary, evidence) = describe(detector, series, finding);
-            let row = incidents::ActiveModel {
-                id: Set(crate::new_id()),
-                tenant_id: Set(tenant_id.to_string()),
-                detector: Set(detector.to_string()),
-                series: Set(series.clone()),
-                status: Set("open".into()),
-                summary: Set(summary),
-                evidence: Set(evidence.to_string()),
-                opened_at: Set(now),
-                updated_at: Set(now),
-                resolved_at: Set(None),
-                acknowledged_at: Set(None),
-                acknowledged_by: Set(None),
+            let row = incidents::Model {
+                id: crate::new_id(),
+                tenant_id: tenant_id.to_string(),
+                detector: detector.to_string(),
+                series: series.clone(),
+                status: "open".into(),
+                summary,
+                evidence: evidence.to_string(),
+                opened_at: now,
+                updated_at: now,
+                resolved_at: None,
+                acknowledged_at: None,
+                acknowledged_by: None,
             };
-            incidents::Entity::insert(row).exec(&self.db).await?;
+            incidents::Entity::insert(incidents::ActiveModel::from(row.clone()))
+                .exec(&self.db)
+                .await?;
+            still_open.push(row);
             crate::metrics::incident(detector, "opened");
             round.opened += 1;
         }
         // Every open incident is told once; a failed send is tried again next round.
-        for incident in incidents::Entity::find()
-            .filter(incidents::Column::TenantId.eq(tenant_id))
-            .filter(incidents::Column::Status.eq("open"))
-            .all(&self.db)
-            .await?
-        {
+        for incident in still_open {
             let evidence: Value = serde_json::from_str(&incident.evidence).unwrap_or_default();
             self.notifier
                 .tell_once(

@@ -9,10 +9,28 @@ use serde_json::{Map, Value};
 /// The largest answer read: token metadata is a few hundred bytes.
 const ANSWER_LIMIT: usize = 64 * 1024;
 
-/// The account `access_token` acts in, as `provider`'s vendor says it (`GET` of its
-/// [`crate::crm::providers::AccountLookup`]); `Ok(None)` for a vendor Tributary does not ask.
-/// Errors never name the token, which the URL carries.
+/// The account `access_token` acts in, as the vendor of `connection` says it; `None` for a
+/// vendor Tributary does not ask, or when the vendor does not say (logged as a warning: the
+/// caller leaves the account unknown, to be asked again at the next token).
 pub async fn account_of(
+    http: &reqwest::Client,
+    connection: &entity::connections::Model,
+    settings: &Map<String, Value>,
+    access_token: &str,
+    timeout: Duration,
+) -> Option<String> {
+    match ask(http, &connection.provider, settings, access_token, timeout).await {
+        Ok(account) => account,
+        Err(error) => {
+            tracing::warn!(connection_id = %connection.id, %error, "the vendor did not say which account the token acts in");
+            None
+        }
+    }
+}
+
+/// The `GET` of `provider`'s [`crate::crm::providers::AccountLookup`]; `Ok(None)` for a vendor
+/// Tributary does not ask. Errors never name the token, which the URL carries.
+async fn ask(
     http: &reqwest::Client,
     provider: &str,
     settings: &Map<String, Value>,

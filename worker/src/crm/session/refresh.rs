@@ -158,8 +158,16 @@ impl Call<'_> {
                 if let Some(base) = exchanged.session.api_base.clone() {
                     self.info.insert("api_base".into(), Value::String(base));
                 }
+                // A connection authorized before its account was kept learns it now.
                 if self.connection.vendor_account.is_none()
-                    && let Some(account) = self.account_of(&exchanged.session.access_token).await
+                    && let Some(account) = super::account::account_of(
+                        &self.connector.http,
+                        &self.connection,
+                        &self.settings,
+                        &exchanged.session.access_token,
+                        self.timeout,
+                    )
+                    .await
                 {
                     update.vendor_account = Set(Some(account));
                 }
@@ -194,22 +202,5 @@ impl Call<'_> {
                 .map_err(db_error)?;
         }
         outcome
-    }
-
-    /// The vendor's account `access_token` acts in, where the vendor's webhooks are routed by
-    /// it: a connection authorized before Tributary kept it learns it at its next refresh. Not
-    /// known (a warning is logged) leaves it unset, to be asked again at the next refresh.
-    pub(super) async fn account_of(&self, access_token: &str) -> Option<String> {
-        let provider = &self.connection.provider;
-        let http = &self.connector.http;
-        match super::account::account_of(http, provider, &self.settings, access_token, self.timeout)
-            .await
-        {
-            Ok(account) => account,
-            Err(error) => {
-                tracing::warn!(connection_id = %self.connection.id, %error, "the vendor did not say which account the token acts in");
-                None
-            }
-        }
     }
 }
