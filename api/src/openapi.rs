@@ -37,6 +37,7 @@ use crate::error::{FieldError, Problem};
         (name = "notification-channels", description = "Where alerts go (Slack or a signed webhook), and the alerts sent"),
         (name = "audit-log", description = "Who changed what"),
         (name = "incidents", description = "Anomalies found in the tenant's own activity"),
+        (name = "reviews", description = "CRM writes held for a person because their record is in doubt"),
         (name = "erasures", description = "Erasing a person's data on request"),
         (name = "health", description = "Probes")
     )

@@ -29,6 +29,7 @@ pub mod notification_channels;
 pub mod oauth_states;
 pub mod record_links;
 pub mod refresh_tokens;
+pub mod reviews;
 pub mod sandbox_records;
 pub mod stripe_accounts;
 pub mod tenants;

@@ -17,6 +17,9 @@ pub struct Model {
     /// Whether the environment may hold Stripe accounts of the other mode: test-mode ones in
     /// `production`, live ones elsewhere. Off unless the tenant opts in.
     pub mixed_modes: bool,
+    /// How readily each anomaly detector speaks for this environment (JSON: detector → `off`,
+    /// `low`, `normal` or `high`); `None`: every one `normal`.
+    pub anomaly_sensitivity: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -28,6 +28,8 @@ mod m20261208_000022_rate_budgets;
 mod m20261208_000023_event_priority;
 mod m20261209_000024_vendor_account;
 mod m20261209_000025_anomalies;
+mod m20261210_000026_reviews;
+mod m20261210_000027_anomaly_sensitivity;
 
 pub struct Migrator;
 
@@ -60,6 +62,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000023_event_priority::Migration),
             Box::new(m20261209_000024_vendor_account::Migration),
             Box::new(m20261209_000025_anomalies::Migration),
+            Box::new(m20261210_000026_reviews::Migration),
+            Box::new(m20261210_000027_anomaly_sensitivity::Migration),
         ]
     }
 }

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Error as PlaywrightError
 from incidents import incidents_page
+from reviews import reviews_page
 from tenants import switch_tenant
 from playwright.sync_api import expect, sync_playwright
 
@@ -38,7 +39,7 @@ shots.mkdir(parents=True, exist_ok=True)
 TIMEOUT_MS = 15_000  # one action or assertion
 POLL_S = 20  # how long a status may take to show (events processed, a retry)
 NAV = ["Overview", "Events", "Flows", "Connections", "Stripe accounts", "Dead letters", "Alerts",
-       "Incidents", "Audit log", "Users", "API keys", "Environments"]
+       "Incidents", "Reviews", "Audit log", "Users", "API keys", "Environments"]
 PATHS = {
     "Overview": "/console/",
     "Events": "/console/events",
@@ -48,6 +49,7 @@ PATHS = {
     "Dead letters": "/console/dead-letters",
     "Alerts": "/console/alerts",
     "Incidents": "/console/incidents",
+    "Reviews": "/console/reviews",
     "Audit log": "/console/audit-log",
     "Users": "/console/users",
     "API keys": "/console/api-keys",
@@ -1071,6 +1073,7 @@ try:
         bulk_retry(page, state)
         administration(page, state)
         incidents_page(page, state, tenant_a["company"], Chain(page))
+        reviews_page(page, state, tenant_a["company"], Chain(page))
         flow_history(page, state)
         designer_tools(page, state)
         environments(page, state)

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{TenantOwned, alerts, connections, deliveries, flows, notification_channels, tenants};
+use entity::{
+    TenantOwned, alerts, connections, deliveries, flows, notification_channels, reviews, tenants,
+};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -35,6 +37,8 @@ pub mod kind {
     pub const FLOW_FAILING: &str = "flow.failing";
     /// An incident the anomaly detectors opened (see `crate::anomaly`); told once.
     pub const ANOMALY: &str = "anomaly.detected";
+    /// A review item waiting for a person longer than its step's `alert_after_minutes`.
+    pub const REVIEW_WAITING: &str = "review.waiting";
     /// Sent by `POST /v1/notification-channels/{id}/test`, never by a condition.
     pub const TEST: &str = "test";
 }
@@ -45,6 +49,7 @@ pub const KINDS: &[&str] = &[
     kind::DEAD_LETTERS,
     kind::FLOW_FAILING,
     kind::ANOMALY,
+    kind::REVIEW_WAITING,
 ];
 pub const CHANNEL_KINDS: &[&str] = &["slack", "webhook"];
 
@@ -288,6 +293,52 @@ impl Notifier {
             self.failing_flows(tenant_id, &tenant, wanting(kind::FLOW_FAILING))
                 .await?,
         );
+        found.extend(
+            self.waiting_reviews(tenant_id, &tenant, wanting(kind::REVIEW_WAITING))
+                .await?,
+        );
+        Ok(found)
+    }
+
+    /// Review items still open past their alert time, each with the channels that want them.
+    async fn waiting_reviews<'c>(
+        &self,
+        tenant_id: &str,
+        tenant: &str,
+        channels: Vec<&'c notification_channels::Model>,
+    ) -> anyhow::Result<Vec<(&'c notification_channels::Model, Condition)>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = crate::now();
+        let waiting = reviews::Entity::find_in_tenant(tenant_id)
+            .filter(reviews::Column::Status.eq("open"))
+            .filter(reviews::Column::AlertAt.lte(now))
+            .order_by_asc(reviews::Column::CreatedAt)
+            .limit(50)
+            .all(&self.db)
+            .await?;
+        let mut found = Vec::new();
+        for item in waiting {
+            let hours = (now - item.created_at).num_minutes() as f64 / 60.0;
+            for channel in &channels {
+                found.push((*channel, Condition {
+                    key: format!("{}:{}", kind::REVIEW_WAITING, item.id),
+                    kind: kind::REVIEW_WAITING,
+                    subject_id: Some(item.id.clone()),
+                    summary: format!(
+                        "[Tributary · {tenant}] A {} write has waited {hours:.1} h for a decision: {}. Decide it at GET /v1/reviews/{}.",
+                        item.object, item.summary, item.id
+                    ),
+                    data: json!({
+                        "review_id": item.id,
+                        "object": item.object,
+                        "reason": item.reason,
+                        "waiting_since": item.created_at,
+                    }),
+                }));
+            }
+        }
         Ok(found)
     }
 

@@ -26,6 +26,7 @@ pub mod net;
 pub mod probe;
 pub mod queue;
 pub mod retention;
+pub mod review;
 pub mod runtime;
 pub mod schema;
 pub mod sealed;

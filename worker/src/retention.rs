@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use entity::{
     audit_log, deliveries, delivery_attempts, event_keys, event_seeds, events, idempotency_keys,
+    reviews,
 };
 use sea_orm::sea_query::Query;
 use sea_orm::{
@@ -203,6 +204,10 @@ async fn prune_events(
         .exec(&txn)
         .await?
         .rows_affected;
+    reviews::Entity::delete_many()
+        .filter(reviews::Column::EventId.is_in(ids.iter().copied()))
+        .exec(&txn)
+        .await?;
     event_seeds::Entity::delete_many()
         .filter(event_seeds::Column::EventId.is_in(ids.iter().copied()))
         .exec(&txn)

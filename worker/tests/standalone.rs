@@ -67,6 +67,7 @@ async fn seed_stranded_event(conn: &DatabaseConnection) -> String {
         parent_id: Set(None),
         environment: Set(tributary_worker::PRODUCTION.into()),
         mixed_modes: Set(false),
+        anomaly_sensitivity: Set(None),
         created_at: Set(at),
         updated_at: Set(at),
     })

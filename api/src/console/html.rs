@@ -76,6 +76,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("alerts.html", include_str!("templates/alerts.html")),
     ("audit.html", include_str!("templates/audit.html")),
     ("incidents.html", include_str!("templates/incidents.html")),
+    ("reviews.html", include_str!("templates/reviews.html")),
 ];
 
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {

@@ -1,13 +1,13 @@
 //! `/v1/incidents`: what the anomaly detectors found, and acknowledging it.
 
 use actix_web::web::{Data, Path};
-use actix_web::{HttpResponse, get, post};
+use actix_web::{HttpResponse, get, post, put};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::responses;
 use crate::error::ApiError;
-use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidQuery};
-use crate::services::incidents::{self, IncidentOut, IncidentsQuery};
+use crate::extract::{ListQuery, ListResponse, Page, TenantContext, ValidJson, ValidQuery};
+use crate::services::incidents::{self, IncidentOut, IncidentsQuery, SensitivityIo};
 use crate::state::AppState;
 
 /// List incidents
@@ -75,6 +75,53 @@ async fn acknowledge(
     Ok(HttpResponse::Ok().json(incidents::acknowledge(&state, &ctx, &id).await?))
 }
 
+/// Get the detectors' sensitivity
+///
+/// How readily each anomaly detector speaks in this environment: `off`, `low`, `normal` (the
+/// default) or `high`.
+#[utoipa::path(tag = "incidents", operation_id = "anomaly_sensitivity.get",
+    responses(
+        (status = 200, description = "Each detector's level.", body = SensitivityIo),
+        (status = 401, response = inline(responses::Unauthorized))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[get("/v1/anomaly-sensitivity")]
+async fn get_sensitivity(
+    state: Data<AppState>,
+    ctx: TenantContext,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(incidents::sensitivity(&state, &ctx).await?))
+}
+
+/// Set the detectors' sensitivity
+///
+/// Every detector's level at once (one left out is `normal`), for admins and owners; audited.
+/// `high` speaks earlier and more often, `low` only at the most unlikely, `off` never (and
+/// what that detector had open resolves at the next round).
+#[utoipa::path(tag = "incidents", operation_id = "anomaly_sensitivity.replace",
+    request_body(content = SensitivityIo, examples(
+        ("quieter" = (summary = "No spike incidents; amounts only when very odd", value = json!({"spike": "off", "amount": "low"}))))),
+    responses(
+        (status = 200, description = "Each detector's level now.", body = SensitivityIo),
+        (status = 400, response = inline(responses::BadRequest)),
+        (status = 401, response = inline(responses::Unauthorized)),
+        (status = 403, response = inline(responses::Forbidden)),
+        (status = 413, response = inline(responses::TooLarge)),
+        (status = 415, response = inline(responses::UnsupportedMediaType)),
+        (status = 422, response = inline(responses::Invalid))),
+    security(("bearer_jwt" = []), ("api_key" = [])))]
+#[put("/v1/anomaly-sensitivity")]
+async fn put_sensitivity(
+    state: Data<AppState>,
+    ctx: TenantContext,
+    ValidJson(input): ValidJson<SensitivityIo>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(incidents::set_sensitivity(&state, &ctx, input).await?))
+}
+
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list).service(get_one).service(acknowledge);
+    cfg.service(list)
+        .service(get_one)
+        .service(acknowledge)
+        .service(get_sensitivity)
+        .service(put_sensitivity);
 }

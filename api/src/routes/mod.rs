@@ -16,6 +16,7 @@ pub mod incidents;
 pub mod notification_channels;
 pub mod oauth;
 pub mod responses;
+pub mod reviews;
 pub mod sessions;
 pub mod stripe_accounts;
 pub mod users;
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     erasures::configure(cfg);
     notification_channels::configure(cfg);
     incidents::configure(cfg);
+    reviews::configure(cfg);
     webhooks::configure(cfg);
     crm_webhooks::configure(cfg);
 }

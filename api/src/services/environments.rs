@@ -212,6 +212,7 @@ pub async fn create(
         parent_id: Some(ctx.account_id.clone()),
         environment: input.name.clone(),
         mixed_modes: input.mixed_modes,
+        anomaly_sensitivity: None,
         created_at: at,
         updated_at: at,
     };

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use entity::{
-    Role, TenantOwned, deliveries, delivery_attempts, event_keys, events, record_links,
+    Role, TenantOwned, deliveries, delivery_attempts, event_keys, events, record_links, reviews,
     sandbox_records,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
@@ -127,6 +127,7 @@ pub async fn erase(
     forget_search_keys(&txn, &ctx.tenant_id, &email, &events).await?;
     let deliveries = clear_deliveries(&txn, &ctx.tenant_id, &email, &events).await?;
     let sandbox_records = delete_sandbox_records(&txn, &ctx.tenant_id, &email).await?;
+    delete_reviews(&txn, &ctx.tenant_id, &email, &events).await?;
     audit::log(&txn, ctx, "erasure.create", "erasure", &hash).await?;
     txn.commit().await?;
     tracing::info!(
@@ -220,6 +221,29 @@ async fn forget_search_keys<C: ConnectionTrait>(
 /// Clears what the deliveries of those events (and any other delivery that mentions the
 /// address, itself or in an attempt) sent and received, in the delivery and in every attempt
 /// of its history; open ones are closed as `skipped`, reason `erased`.
+/// Deletes the review items of the erased events, and any other that shows the address (in
+/// the incoming values, a candidate or the summary): a held write cannot be decided without
+/// the data it was held with.
+async fn delete_reviews<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    email: &str,
+    event_ids: &BTreeSet<String>,
+) -> Result<u64, ApiError> {
+    Ok(reviews::Entity::delete_many()
+        .filter(reviews::Column::TenantId.eq(tenant_id))
+        .filter(
+            Condition::any()
+                .add(reviews::Column::EventId.is_in(event_ids.iter().map(String::as_str)))
+                .add(contains(reviews::Column::Incoming, email))
+                .add(contains(reviews::Column::Candidates, email))
+                .add(contains(reviews::Column::Summary, email)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 async fn clear_deliveries<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,

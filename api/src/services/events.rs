@@ -426,7 +426,7 @@ pub async fn get_delivery(
 }
 
 /// Marks the event due now and queues it.
-async fn requeue(state: &AppState, event_id: &str) -> Result<(), ApiError> {
+pub(crate) async fn requeue(state: &AppState, event_id: &str) -> Result<(), ApiError> {
     let at = now();
     events::Entity::update_many()
         .set(events::ActiveModel {

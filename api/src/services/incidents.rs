@@ -2,10 +2,11 @@
 //! `anomaly` module opens and resolves them). Listed newest first, read one by one, and
 //! acknowledged by a person, which the audit log records.
 
-use entity::{Role, TenantOwned, incidents};
+use entity::{Role, TenantOwned, incidents, tenants};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tributary_worker::anomaly::sensitivity::{Level, Sensitivity};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{audit, now};
@@ -148,4 +149,125 @@ pub async fn acknowledge(
         txn.commit().await?;
     }
     get(state, ctx, id).await
+}
+
+tributary_worker::string_enum_schema!(
+    /// How readily a detector speaks.
+    SensitivityLevel,
+    "`off` (never; what it had open resolves), `low` (only the most unlikely: p < 10⁻⁹, or one more standard deviation), `normal` (p < 10⁻⁶, the default) or `high` (p < 10⁻⁴, or one fewer standard deviation: earlier, and more false alarms).",
+    ["off", "low", "normal", "high"]
+);
+
+/// Each detector's level in this environment.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SensitivityIo {
+    #[serde(default = "normal")]
+    #[schema(value_type = SensitivityLevel)]
+    pub silence: String,
+    #[serde(default = "normal")]
+    #[schema(value_type = SensitivityLevel)]
+    pub spike: String,
+    #[serde(default = "normal")]
+    #[schema(value_type = SensitivityLevel)]
+    pub failure_rate: String,
+    #[serde(default = "normal")]
+    #[schema(value_type = SensitivityLevel)]
+    pub latency: String,
+    #[serde(default = "normal")]
+    #[schema(value_type = SensitivityLevel)]
+    pub amount: String,
+}
+
+fn normal() -> String {
+    "normal".into()
+}
+
+impl SensitivityIo {
+    fn levels(&self) -> [(&'static str, &str); 5] {
+        [
+            ("silence", &self.silence),
+            ("spike", &self.spike),
+            ("failure_rate", &self.failure_rate),
+            ("latency", &self.latency),
+            ("amount", &self.amount),
+        ]
+    }
+}
+
+impl Validate for SensitivityIo {
+    fn validate(&self) -> Result<(), Vec<crate::error::FieldError>> {
+        let problems: Vec<crate::error::FieldError> = self
+            .levels()
+            .into_iter()
+            .filter(|(_, level)| !Level::NAMES.contains(level))
+            .map(|(detector, _)| {
+                crate::error::FieldError::new(
+                    detector,
+                    format!("must be one of {}", Level::NAMES.join(", ")),
+                )
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// The environment's detector levels (`normal` where none was set).
+pub async fn sensitivity(state: &AppState, ctx: &TenantContext) -> Result<SensitivityIo, ApiError> {
+    let stored = tenants::Entity::find_by_id(ctx.tenant_id.clone())
+        .one(&state.db)
+        .await?
+        .and_then(|t| t.anomaly_sensitivity);
+    let levels = Sensitivity::of(stored.as_deref());
+    let text = |level: Level| {
+        serde_json::to_value(level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(normal)
+    };
+    Ok(SensitivityIo {
+        silence: text(levels.silence),
+        spike: text(levels.spike),
+        failure_rate: text(levels.failure_rate),
+        latency: text(levels.latency),
+        amount: text(levels.amount),
+    })
+}
+
+/// Sets every detector's level (admins and owners; audited); the next round uses them.
+pub async fn set_sensitivity(
+    state: &AppState,
+    ctx: &TenantContext,
+    input: SensitivityIo,
+) -> Result<SensitivityIo, ApiError> {
+    ctx.require(Role::Admin)?;
+    let stored: serde_json::Map<String, Value> = input
+        .levels()
+        .into_iter()
+        .map(|(detector, level)| (detector.to_string(), Value::String(level.to_string())))
+        .collect();
+    let txn = tributary_worker::db::begin_write(&state.db).await?;
+    tenants::Entity::update_many()
+        .set(tenants::ActiveModel {
+            anomaly_sensitivity: Set(Some(Value::Object(stored).to_string())),
+            updated_at: Set(now()),
+            ..Default::default()
+        })
+        .filter(tenants::Column::Id.eq(ctx.tenant_id.as_str()))
+        .exec(&txn)
+        .await?;
+    super::audit::log(
+        &txn,
+        ctx,
+        "anomaly_sensitivity.update",
+        "tenant",
+        &ctx.tenant_id,
+    )
+    .await?;
+    txn.commit().await?;
+    sensitivity(state, ctx).await
 }

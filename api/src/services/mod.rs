@@ -27,6 +27,7 @@ pub mod notification_channels;
 pub mod oauth;
 pub mod promotion;
 pub mod record_links;
+pub mod reviews;
 pub mod schema;
 pub mod sessions;
 pub mod stripe_accounts;

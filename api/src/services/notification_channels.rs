@@ -28,7 +28,7 @@ tributary_worker::string_enum_schema!(
 tributary_worker::string_enum_schema!(
     /// The alert kinds a channel can receive.
     AlertKind,
-    "`connection.needs_reauth`, `connection.paused`, `deliveries.dead_letters`, `flow.failing` or `anomaly.detected` (an incident the anomaly detectors opened, told once).",
+    "`connection.needs_reauth`, `connection.paused`, `deliveries.dead_letters`, `flow.failing`, `anomaly.detected` (an incident the anomaly detectors opened, told once) or `review.waiting` (a review item waiting for a decision past its step's `alert_after_minutes`).",
     KINDS.iter().copied()
 );
 

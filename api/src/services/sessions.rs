@@ -163,6 +163,7 @@ pub async fn signup(
         parent_id: None,
         environment: tributary_worker::PRODUCTION.into(),
         mixed_modes: false,
+        anomaly_sensitivity: None,
         created_at: at,
         updated_at: at,
     };

@@ -1,4 +1,5 @@
-//! A fake HubSpot CRM: CRM v3 objects (create, read, batch read, patch, batch upsert, search),
+//! A fake HubSpot CRM: CRM v3 objects (create, read, batch read, patch, batch upsert, search,
+//! merge),
 //! v3 properties (read all of an object type), v4 default associations and association lists,
 //! the OAuth token endpoint and token metadata, with HubSpot's auth rules, rate-limit headers
 //! and error bodies.
@@ -67,6 +68,8 @@ struct State {
     portal: u64,
     /// Refresh and access token → the portal it acts in.
     token_portals: HashMap<String, u64>,
+    /// (object, primary id, merged id) of every merge.
+    merges: Vec<(String, String, String)>,
 }
 
 /// HubSpot's API limits: a budget per rolling interval and a daily one.
@@ -98,6 +101,7 @@ mod answers;
 mod associated;
 mod control;
 pub(crate) mod limits;
+mod merge;
 mod oauth;
 mod objects;
 mod post;

@@ -73,6 +73,8 @@ struct State {
     pages: HashMap<String, Vec<Value>>,
     /// `RecordType` rows (`Id`, `Name`, `DeveloperName`, `SobjectType`, `IsActive`, …).
     record_types: Vec<Map<String, Value>>,
+    /// The org's duplicate rules.
+    duplicate_rules: Vec<duplicates::DuplicateRule>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -90,6 +92,7 @@ mod answers;
 mod api;
 mod changes;
 mod control;
+mod duplicates;
 mod oauth;
 mod query;
 mod soql;

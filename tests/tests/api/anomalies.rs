@@ -479,3 +479,75 @@ async fn a_flows_events_reaching_the_crm_far_slower_than_usual_open_a_latency_in
         cleanup.run().await;
     }
 }
+
+#[tokio::test]
+async fn a_tenant_turns_a_detector_off_and_back_on() {
+    for backend in backends() {
+        let Setup {
+            app, p, watcher, ..
+        } = setup(backend).await;
+        let cleanup = app.cleanup_handle();
+        let token = &p.tenant.token;
+        let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+        let day = monday() + 4 * WEEK;
+        traffic(
+            &app,
+            &p.tenant.id,
+            "flow_tuned",
+            monday()..day + 10,
+            &mut noise,
+        )
+        .await;
+        put(&app, &p.tenant.id, SUCCEEDED, day + 9, 41, 59).await;
+
+        let shown = app.get("/v1/anomaly-sensitivity", token).await;
+        assert_eq!(shown.status, StatusCode::OK, "{}", shown.text);
+        assert_eq!(shown.body["silence"], "normal", "unset is normal");
+        let bad = app
+            .call(
+                reqwest::Method::PUT,
+                "/v1/anomaly-sensitivity",
+                Some(token),
+                Some(json!({"silence": "loud"})),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+        assert_eq!(bad.body["errors"][0]["field"], "silence", "{}", bad.text);
+        let set = |levels: Value| {
+            let app = &app;
+            async move {
+                let reply = app
+                    .call(
+                        reqwest::Method::PUT,
+                        "/v1/anomaly-sensitivity",
+                        Some(token),
+                        Some(levels),
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+                reply.body
+            }
+        };
+
+        // Off: an hour without the usual 40 charges opens nothing.
+        let now_set = set(json!({"silence": "off"})).await;
+        assert_eq!(now_set["silence"], "off");
+        assert_eq!(now_set["spike"], "normal", "one left out is normal");
+        let round = watcher.round(at(day + 11, 1)).await.unwrap();
+        assert_eq!(round.opened, 0, "{:?}", open_incidents(&app, token).await);
+        // Back to normal: the next round opens it; off again resolves it.
+        set(json!({})).await;
+        assert_eq!(watcher.round(at(day + 11, 2)).await.unwrap().opened, 1);
+        assert_eq!(open_incidents(&app, token).await[0]["detector"], "silence");
+        set(json!({"silence": "off"})).await;
+        assert_eq!(watcher.round(at(day + 11, 3)).await.unwrap().resolved, 1);
+        assert!(open_incidents(&app, token).await.is_empty());
+        let audit = app.get("/v1/audit-log", token).await;
+        assert!(
+            audit.text.contains("anomaly_sensitivity.update"),
+            "{}",
+            audit.text
+        );
+        cleanup.run().await;
+    }
+}

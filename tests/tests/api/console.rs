@@ -344,6 +344,7 @@ async fn pages_point_nowhere_else(app: &TestApp, jar: &str) {
         "/console/api-keys",
         "/console/alerts",
         "/console/incidents",
+        "/console/reviews",
         "/console/audit-log",
         "/console/connections/new",
         "/console/connections/new?provider=salesforce&auth=jwt_bearer",

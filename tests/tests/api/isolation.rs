@@ -56,6 +56,7 @@ struct Fixture {
     backfill_id: String,
     bulk_job_id: String,
     incident_id: String,
+    review_id: String,
 }
 
 impl Fixture {
@@ -147,7 +148,21 @@ impl Fixture {
         .exec(&app.db)
         .await
         .unwrap();
+        let delivery_id = event["deliveries"][0]["id"]
+            .as_str()
+            .expect("a delivery")
+            .to_string();
+        let review_id = insert_review(
+            app,
+            &owner.id,
+            &delivery_id,
+            &event_id,
+            &flow_id,
+            &connection_id,
+        )
+        .await;
         Fixture {
+            review_id,
             incident_id,
             tenant_id: owner.id.clone(),
             bulk_job_id,
@@ -160,15 +175,13 @@ impl Fixture {
             connection_id,
             flow_id,
             event_id,
-            delivery_id: event["deliveries"][0]["id"]
-                .as_str()
-                .expect("a delivery")
-                .to_string(),
+            delivery_id,
         }
     }
 
-    fn ids(&self) -> [&str; 12] {
+    fn ids(&self) -> [&str; 13] {
         [
+            &self.review_id,
             &self.incident_id,
             &self.bulk_job_id,
             &self.backfill_id,
@@ -198,6 +211,7 @@ impl Fixture {
             "notification-channels" => &self.channel_id,
             "bulk-jobs" => &self.bulk_job_id,
             "incidents" => &self.incident_id,
+            "reviews" => &self.review_id,
             other if template.contains("{id}") => {
                 panic!("the isolation matrix does not know ids of /v1/{other}: add them")
             }
@@ -210,6 +224,44 @@ impl Fixture {
             .replace("{v}", "1")
             .replace("{name}", FIXTURE_ENVIRONMENT)
     }
+}
+
+/// A review item of tenant `tenant_id`'s, as the worker writes one for a held delivery.
+async fn insert_review(
+    app: &TestApp,
+    tenant_id: &str,
+    delivery_id: &str,
+    event_id: &str,
+    flow_id: &str,
+    connection_id: &str,
+) -> String {
+    let review_id = format!("rev_{}", uuid::Uuid::new_v4().simple());
+    let at = chrono::Utc::now();
+    entity::reviews::Entity::insert(entity::reviews::ActiveModel {
+        id: Set(review_id.clone()),
+        tenant_id: Set(tenant_id.to_string()),
+        delivery_id: Set(delivery_id.to_string()),
+        event_id: Set(event_id.to_string()),
+        flow_id: Set(flow_id.to_string()),
+        step: Set("contact".into()),
+        connection_id: Set(connection_id.to_string()),
+        object: Set("contacts".into()),
+        status: Set("open".into()),
+        reason: Set("several".into()),
+        summary: Set("2 contacts records match email m@a.co".into()),
+        incoming: Set(r#"{"match":{"email":"m@a.co"},"fields":{}}"#.into()),
+        candidates: Set(r#"[{"id":"101","email":"m@a.co"},{"id":"102","email":"m@a.co"}]"#.into()),
+        decision: Set(None),
+        record_id: Set(None),
+        decided_by: Set(None),
+        decided_at: Set(None),
+        created_at: Set(at),
+        alert_at: Set(at),
+    })
+    .exec(&app.db)
+    .await
+    .unwrap();
+    review_id
 }
 
 fn flow_body(connection_id: &str) -> Value {
@@ -246,6 +298,8 @@ fn body_for(operation_id: &str, fixture: &Fixture) -> Option<Value> {
             json!({"name": "matrix", "kind": "slack", "url": "https://alerts.example.com/matrix"}),
         ),
         "notification_channels.update" => Some(json!({"name": "hijacked"})),
+        "reviews.decide" => Some(json!({"decision": "pick", "record_id": "101"})),
+        "anomaly_sensitivity.replace" => Some(json!({"spike": "off"})),
         "notification_channels.test" | "notification_channels.alerts" => None,
         "stripe_accounts.register_webhook" => None,
         "environments.create" => Some(json!({"name": format!("m{}", &unique[..8])})),

@@ -55,6 +55,7 @@ mod openapi;
 mod pipeline;
 mod priorities;
 mod rate_budgets;
+mod reviews;
 mod round_trip;
 mod salesforce_polling;
 mod salesforce_record_types;

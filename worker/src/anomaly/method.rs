@@ -8,7 +8,8 @@
 //! detector looks at it (the cold start).
 //!
 //! **Tests.** Counts are taken as Poisson with the baseline's mean, so each detector asks how
-//! likely what was observed is under the usual rate, and speaks only below [`ALPHA`]:
+//! likely what was observed is under the usual rate, and speaks only below [`ALPHA`] (at a
+//! tenant's `normal` level; see [`super::sensitivity`] for the others):
 //! - *silence*: nothing seen for at least [`SILENCE_MIN_MINUTES`], while the baseline expected
 //!   λ events in that time: P(0 | λ) = e^-λ < α (λ > 13.8: about 21 minutes of an account that
 //!   usually sends 40 an hour, so the hour's minimum decides);
@@ -30,6 +31,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+
+use super::sensitivity::Level;
 
 /// Hours in a week.
 pub const WEEK: i64 = 168;
@@ -133,14 +136,14 @@ pub struct Finding {
 }
 
 /// Nothing seen since the series' last event, for longer than its usual rate allows.
-pub fn silence(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
+pub fn silence(series: &Series, now: DateTime<Utc>, level: Level) -> Option<Finding> {
     let last = series.last_at?;
     if (now - last).num_minutes() < SILENCE_MIN_MINUTES {
         return None;
     }
     let expected = series.expected_between(last, now)?;
     let p_value = (-expected).exp();
-    (p_value < ALPHA).then_some(Finding {
+    (p_value < level.alpha()).then_some(Finding {
         from: last,
         to: now,
         expected,
@@ -151,7 +154,7 @@ pub fn silence(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
 }
 
 /// Far more events than usual, in the current hour so far or the last whole one.
-pub fn spike(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
+pub fn spike(series: &Series, now: DateTime<Utc>, level: Level) -> Option<Finding> {
     let hour = hour_of(now);
     let minutes = (now.timestamp() - hour * 3600) / 60;
     let mut windows = vec![(hour - 1, 1.0)];
@@ -164,20 +167,25 @@ pub fn spike(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
         let p_value = poisson_at_least(observed, expected.max(0.1));
         (observed >= SPIKE_MIN
             && observed as f64 >= SPIKE_RATIO * expected.max(0.1)
-            && p_value < ALPHA)
-            .then(|| Finding {
-                from: at_hour(h),
-                to: at_hour(h + 1).min(now),
-                expected,
-                observed: observed as f64,
-                p_value,
-                event_id: None,
-            })
+            && p_value < level.alpha())
+        .then(|| Finding {
+            from: at_hour(h),
+            to: at_hour(h + 1).min(now),
+            expected,
+            observed: observed as f64,
+            p_value,
+            event_id: None,
+        })
     })
 }
 
 /// A flow's attempts failing far more often than over the week before.
-pub fn failure_rate(attempts: &Series, failures: &Series, now: DateTime<Utc>) -> Option<Finding> {
+pub fn failure_rate(
+    attempts: &Series,
+    failures: &Series,
+    now: DateTime<Utc>,
+    level: Level,
+) -> Option<Finding> {
     let hour = hour_of(now);
     let window = [hour - 1, hour];
     let n: i64 = window.iter().map(|h| attempts.count(*h)).sum();
@@ -191,7 +199,7 @@ pub fn failure_rate(attempts: &Series, failures: &Series, now: DateTime<Utc>) ->
     let usual = (k0 as f64 + 1.0) / (n0 as f64 + 2.0);
     let rate = k as f64 / n as f64;
     let p_value = binomial_at_least(k, n, usual);
-    (rate >= usual + FAILURE_JUMP && p_value < ALPHA).then(|| Finding {
+    (rate >= usual + FAILURE_JUMP && p_value < level.alpha()).then(|| Finding {
         from: at_hour(hour - 1),
         to: now,
         expected: usual,
@@ -202,7 +210,7 @@ pub fn failure_rate(attempts: &Series, failures: &Series, now: DateTime<Utc>) ->
 }
 
 /// A flow's event → CRM time far above its usual hourly means.
-pub fn latency(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
+pub fn latency(series: &Series, now: DateTime<Utc>, level: Level) -> Option<Finding> {
     let hour = hour_of(now);
     let n: i64 = [hour - 1, hour].iter().map(|h| series.count(*h)).sum();
     if n < LATENCY_MIN_SAMPLES {
@@ -225,7 +233,7 @@ pub fn latency(series: &Series, now: DateTime<Utc>) -> Option<Finding> {
         .sqrt()
         .max(1.0);
     let z = (mean - usual) / spread;
-    (mean >= 2.0 * usual && z >= LATENCY_Z && mean - usual >= 1000.0).then(|| Finding {
+    (mean >= 2.0 * usual && z >= level.z(LATENCY_Z) && mean - usual >= 1000.0).then(|| Finding {
         from: at_hour(hour - 1),
         to: now,
         expected: usual,
@@ -245,7 +253,12 @@ pub struct Payment {
 
 /// The most unusual of `recent` payments, if its amount is far from the account's usual ones
 /// (log scale) in the four weeks before the window.
-pub fn unusual_amount(series: &Series, recent: &[Payment], now: DateTime<Utc>) -> Option<Finding> {
+pub fn unusual_amount(
+    series: &Series,
+    recent: &[Payment],
+    now: DateTime<Utc>,
+    level: Level,
+) -> Option<Finding> {
     let hour = hour_of(now);
     let first = series.first_hour?;
     if hour - 1 - first < MIN_WEEKS * WEEK {
@@ -267,7 +280,7 @@ pub fn unusual_amount(series: &Series, recent: &[Payment], now: DateTime<Utc>) -
         .filter(|p| p.amount > 0 && p.at >= window_start && p.at <= now)
         .map(|p| (p, ((p.amount as f64).ln() - mean) / spread))
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))?;
-    (z.abs() >= AMOUNT_Z).then(|| Finding {
+    (z.abs() >= level.z(AMOUNT_Z)).then(|| Finding {
         from: window_start,
         to: now,
         expected: mean.exp(),
@@ -408,13 +421,39 @@ mod tests {
         let now = 500_000;
         let mut series = steady(now, 4, 40);
         series.last_at = Some(at(now, 0));
-        assert_eq!(silence(&series, at(now, 59)), None, "under an hour");
-        let found = silence(&series, at(now, 90)).expect("90 minutes without the usual 60");
+        assert_eq!(
+            silence(&series, at(now, 59), Level::Normal),
+            None,
+            "under an hour"
+        );
+        let found =
+            silence(&series, at(now, 90), Level::Normal).expect("90 minutes without the usual 60");
         assert!((found.expected - 60.0).abs() < 1e-9, "{found:?}");
         // An account that sends two an hour is not missed after 90 minutes.
         let mut quiet = steady(now, 4, 2);
         quiet.last_at = Some(at(now, 0));
-        assert_eq!(silence(&quiet, at(now, 90)), None);
+        assert_eq!(silence(&quiet, at(now, 90), Level::Normal), None);
+    }
+
+    #[test]
+    fn a_tenants_level_moves_the_bar_and_off_silences_the_detector() {
+        let now = 500_000;
+        let silent = |per_hour| {
+            let mut series = steady(now, 4, per_hour);
+            series.last_at = Some(at(now, 0));
+            series
+        };
+        let at_90 = at(now, 90);
+        // Ten an hour, none for 90 minutes: λ = 15, e^-15 ≈ 3e-7.
+        let ten = silent(10);
+        assert!(silence(&ten, at_90, Level::Normal).is_some());
+        assert!(silence(&ten, at_90, Level::High).is_some());
+        assert_eq!(silence(&ten, at_90, Level::Low), None, "needs λ > 20.7");
+        assert_eq!(silence(&ten, at_90, Level::Off), None);
+        // Seven an hour: λ = 10.5, e^-10.5 ≈ 3e-5, which only `high` calls silence.
+        let seven = silent(7);
+        assert_eq!(silence(&seven, at_90, Level::Normal), None);
+        assert!(silence(&seven, at_90, Level::High).is_some());
     }
 
     #[test]
@@ -422,15 +461,24 @@ mod tests {
         let now = 500_000;
         let mut series = steady(now, 4, 2);
         series.counts.insert(now, 9);
-        assert_eq!(spike(&series, at(now, 30)), None, "fewer than the minimum");
+        assert_eq!(
+            spike(&series, at(now, 30), Level::Normal),
+            None,
+            "fewer than the minimum"
+        );
         series.counts.insert(now, 20);
-        let found = spike(&series, at(now, 30)).expect("20 in half an hour against 1");
+        let found =
+            spike(&series, at(now, 30), Level::Normal).expect("20 in half an hour against 1");
         assert!((found.expected - 1.0).abs() < 1e-9, "{found:?}");
-        assert_eq!(spike(&series, at(now, 5)), None, "too early in the hour");
+        assert_eq!(
+            spike(&series, at(now, 5), Level::Normal),
+            None,
+            "too early in the hour"
+        );
         // A busy series: 60 against 40 is not five times.
         let mut busy = steady(now, 4, 40);
         busy.counts.insert(now - 1, 60);
-        assert_eq!(spike(&busy, at(now, 5)), None);
+        assert_eq!(spike(&busy, at(now, 5), Level::Normal), None);
     }
 
     #[test]
@@ -439,13 +487,14 @@ mod tests {
         let attempts = steady(now + 1, 2, 100);
         let mut failures = steady(now + 1, 2, 1);
         assert_eq!(
-            failure_rate(&attempts, &failures, at(now, 30)),
+            failure_rate(&attempts, &failures, at(now, 30), Level::Normal),
             None,
             "1 % as usual"
         );
         failures.counts.insert(now - 1, 40);
         failures.counts.insert(now, 30);
-        let found = failure_rate(&attempts, &failures, at(now, 30)).expect("35 % against 1 %");
+        let found = failure_rate(&attempts, &failures, at(now, 30), Level::Normal)
+            .expect("35 % against 1 %");
         assert!((found.observed - 0.35).abs() < 1e-9, "{found:?}");
     }
 
@@ -459,10 +508,14 @@ mod tests {
                 .sums
                 .insert(h, (20.0 * (300.0 + (h % 7) as f64 * 10.0), 0.0));
         }
-        assert_eq!(latency(&series, at(now, 30)), None, "as usual");
+        assert_eq!(
+            latency(&series, at(now, 30), Level::Normal),
+            None,
+            "as usual"
+        );
         series.sums.insert(now - 1, (20.0 * 4000.0, 0.0));
         series.sums.insert(now, (20.0 * 4000.0, 0.0));
-        let found = latency(&series, at(now, 30)).expect("4 s against 0.3 s");
+        let found = latency(&series, at(now, 30), Level::Normal).expect("4 s against 0.3 s");
         assert!((found.observed - 4000.0).abs() < 1e-9, "{found:?}");
         assert!(found.p_value < 1e-6, "{found:?}");
     }
@@ -484,9 +537,13 @@ mod tests {
             at: at(now, 5),
         };
         let usual = [payment("evt_a", 5200), payment("evt_b", 4100)];
-        assert_eq!(unusual_amount(&series, &usual, at(now, 10)), None);
+        assert_eq!(
+            unusual_amount(&series, &usual, at(now, 10), Level::Normal),
+            None
+        );
         let odd = [payment("evt_a", 5200), payment("evt_big", 490_000)];
-        let found = unusual_amount(&series, &odd, at(now, 10)).expect("100 times the usual");
+        let found =
+            unusual_amount(&series, &odd, at(now, 10), Level::Normal).expect("100 times the usual");
         assert_eq!(found.event_id.as_deref(), Some("evt_big"));
         assert!((found.expected - 4900.0).abs() < 1.0, "{found:?}");
         assert!((normal_above(0.0) - 0.5).abs() < 1e-7 && normal_above(4.0) < 4e-5);

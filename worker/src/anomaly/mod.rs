@@ -18,18 +18,20 @@
 
 pub mod method;
 mod rollup;
+pub mod sensitivity;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use entity::{activity, incidents};
+use entity::{activity, incidents, tenants};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
 };
 use serde_json::{Value, json};
 
 use method::{Finding, Series, WEEK, hour_of};
+use sensitivity::Sensitivity;
 
 /// How often a round runs.
 pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
@@ -140,27 +142,35 @@ impl Watcher {
                 series.last_at = row.last_at;
             }
         }
+        let levels = Sensitivity::of(
+            tenants::Entity::find_by_id(tenant_id.to_string())
+                .one(&self.db)
+                .await?
+                .and_then(|t| t.anomaly_sensitivity)
+                .as_deref(),
+        );
         let mut found = BTreeMap::new();
         let horizon = now - chrono::Duration::hours(SILENCE_HORIZON_HOURS);
         for (name, series) in &all {
             if name.starts_with("events|") {
                 if series.last_at.is_some_and(|at| at > horizon)
-                    && let Some(finding) = method::silence(series, now)
+                    && let Some(finding) = method::silence(series, now, levels.silence)
                 {
                     found.insert((detector::SILENCE, name.clone()), finding);
                 }
-                if let Some(finding) = method::spike(series, now) {
+                if let Some(finding) = method::spike(series, now, levels.spike) {
                     found.insert((detector::SPIKE, name.clone()), finding);
                 }
             } else if name.starts_with("latency|") {
-                if let Some(finding) = method::latency(series, now) {
+                if let Some(finding) = method::latency(series, now, levels.latency) {
                     found.insert((detector::LATENCY, name.clone()), finding);
                 }
             } else if name.starts_with("amounts|") {
                 let payments = recent
                     .get(&(tenant_id.to_string(), name.clone()))
                     .map_or(&[][..], Vec::as_slice);
-                if let Some(finding) = method::unusual_amount(series, payments, now) {
+                if let Some(finding) = method::unusual_amount(series, payments, now, levels.amount)
+                {
                     found.insert((detector::AMOUNT, name.clone()), finding);
                 }
             } else if let Some(flow) = name.strip_prefix("attempts|") {
@@ -168,7 +178,9 @@ impl Watcher {
                     .get(&format!("failures|{flow}"))
                     .cloned()
                     .unwrap_or_default();
-                if let Some(finding) = method::failure_rate(series, &failures, now) {
+                if let Some(finding) =
+                    method::failure_rate(series, &failures, now, levels.failure_rate)
+                {
                     found.insert((detector::FAILURE_RATE, name.clone()), finding);
                 }
             }

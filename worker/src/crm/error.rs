@@ -72,6 +72,9 @@ pub struct CrmError {
     pub retry_after: Option<Duration>,
     /// Pause the whole connection this long (a daily API limit reached).
     pub pause: Option<Duration>,
+    /// The records the vendor's duplicate rules say the write would duplicate (Salesforce's
+    /// `DUPLICATES_DETECTED`), each its `id` and the fields the vendor showed.
+    pub duplicates: Vec<serde_json::Map<String, Value>>,
 }
 
 impl CrmError {
@@ -83,6 +86,7 @@ impl CrmError {
             vendor_body: None,
             retry_after: None,
             pause: None,
+            duplicates: Vec::new(),
         }
     }
 }

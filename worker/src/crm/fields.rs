@@ -22,6 +22,11 @@ pub fn as_text(value: &Value) -> String {
     }
 }
 
+/// Whether a record's value says nothing: null, or text that is blank.
+pub fn is_blank(value: &Value) -> bool {
+    value.is_null() || value.as_str().is_some_and(|text| text.trim().is_empty())
+}
+
 /// Records to write before looking anything up: the one this Stripe object was written to
 /// before (upsert and update), then the step's `record_id` (update).
 pub fn known_ids<'a>(write: Write, op: &'a Operation, linked: Option<&'a str>) -> Vec<&'a str> {

@@ -257,7 +257,36 @@ async fn associate(call: &mut Call<'_>, op: &Operation, record_id: &str) -> Resu
     Ok(())
 }
 
+/// The objects HubSpot merges (`POST /crm/v3/objects/{type}/merge`): contacts and deals.
+const MERGED: &[&str] = &["contacts", "0-1", "deals", "0-3"];
+
 impl Adapter for HubSpot {
+    fn merges(&self, object: &str) -> bool {
+        MERGED.contains(&object)
+    }
+
+    fn merge<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        object: &'a str,
+        winner: &'a str,
+        loser: &'a str,
+    ) -> BoxFuture<'a, Result<String, CrmError>> {
+        Box::pin(async move {
+            let reply = send(
+                call,
+                Request::new(Method::POST, format!("{}/merge", object_path(object)))
+                    .json(json!({ "primaryObjectId": winner, "objectIdToMerge": loser })),
+            )
+            .await?;
+            if !reply.is_success() {
+                return Err(classify(&reply));
+            }
+            let body = reply.json().unwrap_or(Value::Null);
+            Ok(id_of(&body).unwrap_or_else(|| winner.to_string()))
+        })
+    }
+
     fn exchange<'a>(&'a self, call: &'a Call<'_>) -> BoxFuture<'a, Result<Exchanged, CrmError>> {
         Box::pin(async move {
             let url = call

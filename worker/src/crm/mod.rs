@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::flow::Operation;
 pub use error::{BoxFuture, CrmError, CrmOutcome, ErrorKind, Write};
-pub use fields::{as_text, fallback_fields, fallback_warning, known_ids, merged};
+pub use fields::{as_text, fallback_fields, fallback_warning, is_blank, known_ids, merged};
 pub use object_fields::{
     FieldInfo, FieldSource, OBJECT_NAME_PATTERN, has_schema, is_object_name, sorted, unknown_object,
 };
@@ -124,6 +124,56 @@ fn found_outcome(op: &Operation, mut found: Found) -> CrmOutcome {
         warnings,
         response: Some(serde_json::json!({ "records": records, "count": count })),
     }
+}
+
+/// Whether the connection's CRM merges records of `object`: the sandbox always, a vendor
+/// where its API does (HubSpot contacts and deals).
+pub fn merges(connection: &connections::Model, object: &str) -> bool {
+    connection.provider == "sandbox"
+        || adapter(&connection.provider).is_some_and(|adapter| adapter.merges(object))
+}
+
+/// Merges record `loser` into `winner`, and moves the record links that led to the loser to
+/// the survivor; answers the survivor's id.
+pub async fn merge(
+    connector: &Connector,
+    connection: &connections::Model,
+    object: &str,
+    winner: &str,
+    loser: &str,
+) -> (Result<String, CrmError>, Trail) {
+    let (result, trail) = if connection.provider == "sandbox" {
+        let merged = sandbox::merge(&connector.db, connection, object, winner, loser).await;
+        (merged, Trail::default())
+    } else {
+        match adapter_of(connection)
+            .and_then(|adapter| Ok((adapter, Call::open(connector, connection, adapter)?)))
+        {
+            Ok((adapter, mut call)) => {
+                let merged = adapter.merge(&mut call, object, winner, loser).await;
+                call.finish().await;
+                (merged, std::mem::take(&mut call.trail))
+            }
+            Err(error) => (Err(error), Trail::default()),
+        }
+    };
+    if let Ok(survivor) = &result {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        let moved = entity::record_links::Entity::update_many()
+            .col_expr(
+                entity::record_links::Column::CrmRecordId,
+                Expr::value(survivor.as_str()),
+            )
+            .filter(entity::record_links::Column::ConnectionId.eq(connection.id.as_str()))
+            .filter(entity::record_links::Column::CrmObject.eq(object))
+            .filter(entity::record_links::Column::CrmRecordId.eq(loser))
+            .exec(&connector.db)
+            .await;
+        if let Err(error) = moved {
+            tracing::warn!(connection_id = %connection.id, %error, "record links of a merged record were not moved");
+        }
+    }
+    (result, trail)
 }
 
 /// The fields of `object` in the connection's CRM, required first, then by label: the

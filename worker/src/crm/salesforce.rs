@@ -128,15 +128,15 @@ async fn patch_by_id(
 
 async fn create(
     call: &mut Call<'_>,
-    object: &str,
+    op: &Operation,
     fields: &Map<String, Value>,
 ) -> Result<Written, CrmError> {
-    let reply = send(
-        call,
-        Request::new(Method::POST, format!("/sobjects/{}", segment(object)))
-            .json(Value::Object(fields.clone())),
-    )
-    .await?;
+    let mut request = Request::new(Method::POST, format!("/sobjects/{}", segment(&op.object)))
+        .json(Value::Object(fields.clone()));
+    if let Some(rules) = reply::duplicate_rule_header(op) {
+        request = request.header("Sforce-Duplicate-Rule-Header", &rules);
+    }
+    let reply = send(call, request).await?;
     if !reply.is_success() {
         return Ok(Written::Refused(reply));
     }
@@ -166,7 +166,7 @@ async fn write(
     }
     let match_text = Value::Object(op.match_fields.clone()).to_string();
     match kind {
-        Write::Create => create(call, object, fields).await,
+        Write::Create => create(call, op, fields).await,
         Write::Upsert if op.match_fields.len() == 1 => {
             let (field, value) = op.match_fields.iter().next().expect("one match field");
             let value = super::as_text(value);
@@ -180,7 +180,7 @@ async fn write(
             };
             match found.as_slice() {
                 [id] => patch_by_id(call, object, id, fields).await,
-                [] if kind == Write::Upsert => create(call, object, fields).await,
+                [] if kind == Write::Upsert => create(call, op, fields).await,
                 [] => Err(CrmError::new(
                     ErrorKind::NotFound,
                     format!(

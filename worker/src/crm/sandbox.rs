@@ -41,6 +41,7 @@ fn simulated_failure(connection: &connections::Model, object: &str) -> Option<Cr
         vendor_body: Some(format!("{{\"error\":\"simulated\",\"status\":{status}}}")),
         retry_after: None,
         pause: None,
+        duplicates: Vec::new(),
     })
 }
 
@@ -177,6 +178,7 @@ pub async fn apply<C: ConnectionTrait>(
                     vendor_body: None,
                     retry_after: None,
                     pause: None,
+                    duplicates: Vec::new(),
                 }),
             }
         }
@@ -225,4 +227,52 @@ pub async fn find<C: ConnectionTrait>(
         found.records.push(shown);
     }
     Ok(found)
+}
+
+/// Merges sandbox record `loser` into `winner`: the winner keeps its values and takes the
+/// loser's where it has none; the loser is deleted. Answers the winner's id.
+pub async fn merge<C: ConnectionTrait>(
+    db: &C,
+    connection: &connections::Model,
+    object: &str,
+    winner: &str,
+    loser: &str,
+) -> Result<String, CrmError> {
+    let read = |id: &str| {
+        sandbox_records::Entity::find_in_tenant(&connection.tenant_id)
+            .filter(sandbox_records::Column::ConnectionId.eq(connection.id.as_str()))
+            .filter(sandbox_records::Column::Object.eq(object))
+            .filter(sandbox_records::Column::Id.eq(id))
+            .one(db)
+    };
+    let missing = |id: &str| {
+        CrmError::new(
+            ErrorKind::NotFound,
+            format!("sandbox {object} record {id} does not exist"),
+        )
+    };
+    let kept = read(winner)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| missing(winner))?;
+    let gone = read(loser)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| missing(loser))?;
+    let mut fields: Map<String, Value> = serde_json::from_str(&gone.fields).unwrap_or_default();
+    let own: Map<String, Value> = serde_json::from_str(&kept.fields).unwrap_or_default();
+    for (name, value) in own {
+        if !super::fields::is_blank(&value) || !fields.contains_key(&name) {
+            fields.insert(name, value);
+        }
+    }
+    let mut active: sandbox_records::ActiveModel = kept.into();
+    active.fields = Set(Value::Object(fields).to_string());
+    active.updated_at = Set(crate::now());
+    active.update(db).await.map_err(db_error)?;
+    sandbox_records::Entity::delete_by_id(gone.id)
+        .exec(db)
+        .await
+        .map_err(db_error)?;
+    Ok(winner.to_string())
 }

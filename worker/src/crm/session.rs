@@ -93,6 +93,27 @@ pub trait Adapter: Sync {
         call: &'a mut Call<'c>,
     ) -> BoxFuture<'a, Result<String, CrmError>>;
 
+    /// Whether records of `object` can be merged ([`Adapter::merge`]).
+    fn merges(&self, _object: &str) -> bool {
+        false
+    }
+
+    /// Merges record `loser` into `winner` (both of `object`), the vendor's way: the loser is
+    /// gone after, its associations moved to the survivor. Answers the survivor's id.
+    fn merge<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        object: &'a str,
+        _winner: &'a str,
+        _loser: &'a str,
+    ) -> BoxFuture<'a, Result<String, CrmError>> {
+        let message = format!(
+            "{} connections cannot merge {object} records",
+            call.connection.provider
+        );
+        Box::pin(async move { Err(CrmError::new(ErrorKind::Permanent, message)) })
+    }
+
     /// Settings templates see besides the connection's own (e.g. a discovered won stage).
     fn template_settings<'a, 'c: 'a>(
         &'a self,

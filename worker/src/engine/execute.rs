@@ -159,6 +159,20 @@ impl Engine {
                     .await;
             }
             Err(error) => {
+                if self
+                    .held_as_duplicate(
+                        event,
+                        connection,
+                        &claimed_row,
+                        op,
+                        &error,
+                        &trail,
+                        duration_ms,
+                    )
+                    .await?
+                {
+                    return Ok(StepResult::Stop);
+                }
                 let tried = Tried {
                     attempts,
                     duration_ms,

@@ -12,6 +12,8 @@ pub(super) fn linked_object<'e>(event: &'e events::Model, op: &Operation) -> Opt
     }
     match (&event.stripe_object_id, op.action) {
         (Some(id), Action::Upsert | Action::Update) => Some(id.as_str()),
+        // A record a person chose to create for a doubtful match is the object's from then on.
+        (Some(id), Action::Create) if op.decided.is_some() => Some(id.as_str()),
         _ => None,
     }
 }

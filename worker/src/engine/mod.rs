@@ -11,6 +11,7 @@ mod fairness;
 mod job;
 mod ledger;
 mod links;
+mod review;
 mod run;
 mod steps;
 

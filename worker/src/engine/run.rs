@@ -2,6 +2,7 @@
 //! and what the next step sees.
 
 use super::core::*;
+use super::review::{DISMISSED, Gate};
 use crate::steps::{self, Runs, StepKind, Wants};
 
 /// Why an item's delivery of an earlier run was closed: the list no longer holds it.
@@ -139,7 +140,9 @@ impl Engine {
         match delivery.status.as_str() {
             // An assert that stopped the flow stops it again on any re-run of the event; a
             // step whose `when` was false (or an item no longer in its list) stays left out.
-            ds::SKIPPED if reason.starts_with(steps::STOPPED) => return Ok(Next::Halt(None)),
+            ds::SKIPPED if reason.starts_with(steps::STOPPED) || reason == DISMISSED => {
+                return Ok(Next::Halt(None));
+            }
             ds::SKIPPED if matches!(reason, "condition" | ITEM_GONE) => return Ok(Next::Skip),
             ds::SUCCEEDED | ds::SKIPPED => {
                 let answer = delivery
@@ -420,6 +423,15 @@ impl Engine {
             Rendered::Failed => return Ok(Next::Halt(None)),
         };
         kind.prepare(&mut op, &delivery.id, connection);
+        // A write in doubt waits for a person or is merged; a decided one becomes the decision.
+        let kind = match self
+            .review_gate(flow.event, connection, delivery, &mut op)
+            .await?
+        {
+            Gate::Write if op.decided.is_some() => steps::kind(op.action),
+            Gate::Write => kind,
+            Gate::Halt(next) => return Ok(next),
+        };
         self.faults.step(&op);
         let result = match kind.write() {
             // The sandbox's records live in this database: written inside the claim.

@@ -380,6 +380,8 @@ impl Engine {
             connection_id: None,
             url: None,
             headers: Default::default(),
+            review: None,
+            decided: None,
             secrets: Vec::new(),
         };
         let account = Ok(event.stripe_account_id.clone());

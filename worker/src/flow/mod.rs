@@ -35,11 +35,12 @@ use serde_json::{Map, Value};
 
 pub use each::{MAX_ITEMS, loop_items};
 pub use validate::REFETCH_STEP;
+pub(crate) use validate::edit_distance;
 use validate::{HTTP_METHODS, key_path};
 
 pub use model::{
-    Action, Association, FlowError, FlowSpec, Operation, Preview, RenderContext,
-    RenderedAssociation, Step, Trigger, ValidationError,
+    Action, Association, FlowError, FlowSpec, MergeWinner, Operation, Preview, RenderContext,
+    RenderedAssociation, Review, ReviewPolicy, Step, Trigger, ValidationError,
 };
 
 /// Parses a flow, checking its shape and meaning; on failure returns every error found, each
@@ -219,15 +220,10 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
     let headers = renderer
         .map(&step.headers, "headers")
         .map_err(|(field, message)| fail(&field, message))?;
-    let mut select = Vec::with_capacity(step.select.len());
-    for (i, source) in step.select.iter().enumerate() {
-        if let Some(name) = renderer
-            .id(source)
-            .map_err(|message| fail(&format!("select[{i}]"), message))?
-        {
-            select.push(name);
-        }
-    }
+    let select =
+        rendered_select(step, &renderer).map_err(|(field, message)| fail(&field, message))?;
+    let review =
+        rendered_review(step, &renderer).map_err(|(field, message)| fail(&field, message))?;
     let mut op = Operation {
         step: step.id.clone(),
         action: step.action,
@@ -244,6 +240,8 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         connection_id: step.connection_id.clone(),
         url,
         headers,
+        review,
+        decided: None,
         secrets: Vec::new(),
     };
     let templates = StepTemplates {
@@ -256,6 +254,37 @@ pub fn render_step(step: &Step, ctx: &RenderContext) -> Result<Option<Operation>
         .map_err(|problem| fail(&problem.path, problem.message))?;
     op.secrets = templating::generated(&root);
     Ok(Some(op))
+}
+
+/// The field names a `find` step reads, rendered; names that rendered empty are left out.
+fn rendered_select(step: &Step, renderer: &Renderer<'_>) -> Result<Vec<String>, (String, String)> {
+    let mut select = Vec::with_capacity(step.select.len());
+    for (i, source) in step.select.iter().enumerate() {
+        if let Some(name) = renderer
+            .id(source)
+            .map_err(|message| (format!("select[{i}]"), message))?
+        {
+            select.push(name);
+        }
+    }
+    Ok(select)
+}
+
+/// The step's review policy with its `similar` values rendered; those that rendered empty are
+/// left out, as match values are.
+fn rendered_review(
+    step: &Step,
+    renderer: &Renderer<'_>,
+) -> Result<Option<model::Review>, (String, String)> {
+    let Some(review) = &step.review else {
+        return Ok(None);
+    };
+    let mut similar = renderer.map(&review.similar, "review.similar")?;
+    similar.retain(|_, value| value.as_str().is_none_or(|text| !text.trim().is_empty()));
+    Ok(Some(model::Review {
+        similar,
+        ..review.clone()
+    }))
 }
 
 /// A step's templates for its kind's rendering.

@@ -145,6 +145,65 @@ pub struct Step {
     /// `notify`: what is sent (a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `upsert` and `create`: what a doubtful match is and what happens to one (see
+    /// [`Review`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+}
+
+/// What a CRM write does when the record it would write is in doubt: its `match` finds several
+/// records, or none but records that look like the same one (`similar`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    /// `create` (the default: write as if there were no doubt), `pause` (hold the delivery for
+    /// a person, `GET /v1/reviews`) or `merge` (merge the candidates by `winner` and `copy`,
+    /// then write to the survivor; where the CRM cannot merge, `pause`).
+    #[serde(default)]
+    pub policy: ReviewPolicy,
+    /// Field → value (templates): when `match` finds nothing, the CRM's records with all these
+    /// values (compared ignoring case, accents, spaces and punctuation) are candidates, e.g.
+    /// the same name and company under another email.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
+    pub similar: Map<String, Value>,
+    /// Count a `similar` record only when each `match` value differs from the event's by at
+    /// most this many edits (a typo); without it any `similar` record counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 5)]
+    pub typos: Option<u8>,
+    /// `merge`: which candidate survives: `most_complete` (the most non-empty values; ties go
+    /// to the CRM's first) or `first` (the CRM's first).
+    #[serde(default)]
+    pub winner: MergeWinner,
+    /// `merge`: fields copied from the other candidates into the survivor where its own are
+    /// empty, before they are merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<String>,
+    /// `pause`: a review item waiting longer than this many minutes alerts the tenant's
+    /// channels (`review.waiting`). Default 1440 (a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 525600)]
+    pub alert_after_minutes: Option<u32>,
+}
+
+/// What a doubtful match leads to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewPolicy {
+    #[default]
+    Create,
+    Pause,
+    Merge,
+}
+
+/// Which candidate a merge keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeWinner {
+    #[default]
+    MostComplete,
+    First,
 }
 
 /// What a step does with its record.
@@ -300,6 +359,13 @@ pub struct Operation {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = std::collections::HashMap<String, String>)]
     pub headers: Map<String, Value>,
+    /// The step's review policy, its `similar` values rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    /// The decision about a doubtful match this write carries out: `pick`, `create` or
+    /// `merge` (a person's in a review item, or the `merge` policy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<String>,
     /// Values `password()` and `token(n)` made for this operation: sent, never stored.
     #[serde(skip)]
     pub secrets: Vec<String>,

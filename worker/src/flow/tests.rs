@@ -447,6 +447,8 @@ fn operations_serialize_with_the_contract_names() {
         connection_id: None,
         url: None,
         headers: Map::new(),
+        review: None,
+        decided: None,
         secrets: vec![],
     };
     let value = serde_json::to_value(&op).expect("serializes");

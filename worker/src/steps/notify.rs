@@ -397,6 +397,8 @@ mod tests {
             connection_id: None,
             url: None,
             headers: Map::new(),
+            review: None,
+            decided: None,
             secrets: Vec::new(),
         };
         let target = Notify

@@ -167,6 +167,11 @@ impl FakeHubSpot {
         self.state.lock().unwrap().associations.clone()
     }
 
+    /// (object, kept id, merged id) of every merge asked for.
+    pub fn merges(&self) -> Vec<(String, String, String)> {
+        self.state.lock().unwrap().merges.clone()
+    }
+
     pub async fn stop(&self) {
         self.served.stop().await;
     }

@@ -181,6 +181,10 @@ fn route(
             Some(object) => upsert(s, object, json_body),
             None => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),
         },
+        ("POST", ["crm", "v3", "objects", object, "merge"]) => match plural(object) {
+            Some(object) => super::merge::merge(s, object, json_body),
+            None => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),
+        },
         ("POST", ["crm", "v3", "objects", object, "search"]) => match plural(object) {
             Some(object) => search(s, object, json_body),
             None => error(404, "OBJECT_NOT_FOUND", "Unknown object type"),

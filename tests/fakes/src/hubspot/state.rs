@@ -94,6 +94,7 @@ impl State {
             properties: default_properties(),
             records: HashMap::new(),
             associations: Vec::new(),
+            merges: Vec::new(),
             access_tokens: HashMap::new(),
             refresh_tokens: Vec::new(),
             ttl: 1800,

@@ -104,7 +104,7 @@ pub(super) fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
             HttpResponse::Ok().json(s.describe(object))
         }
         ("DELETE", ["sobjects", object, id]) => delete(&mut s, object, id),
-        ("POST", ["sobjects", object]) => create(&mut s, object, body),
+        ("POST", ["sobjects", object]) => create(&mut s, req, version, object, body),
         ("GET", ["sobjects", object, id]) => read(&s, req, version, object, id),
         ("PATCH", ["sobjects", object, id]) => update(&mut s, object, id, body),
         ("PATCH", ["sobjects", object, field, value]) => {
@@ -123,7 +123,13 @@ pub(super) fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpRespons
 }
 
 /// `POST /sobjects/{object}`.
-fn create(s: &mut State, object: &str, body: &[u8]) -> HttpResponse {
+fn create(
+    s: &mut State,
+    req: &HttpRequest,
+    version: &str,
+    object: &str,
+    body: &[u8],
+) -> HttpResponse {
     if !s.known_object(object) {
         return sf_error(
             404,
@@ -136,6 +142,9 @@ fn create(s: &mut State, object: &str, body: &[u8]) -> HttpResponse {
         Ok(f) => f,
         Err(response) => return response,
     };
+    if let Some(refused) = super::duplicates::refusal(s, req, version, object, &fields) {
+        return refused;
+    }
     let id = s.create(object, fields);
     HttpResponse::Created().json(json!({"id": id, "success": true, "errors": []}))
 }

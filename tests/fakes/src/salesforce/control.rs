@@ -114,6 +114,21 @@ impl FakeSalesforce {
     }
 
     /// Seeds a record without validation; returns its id.
+    /// Adds a duplicate rule: a created `object` whose `fields` all equal an existing record's
+    /// (ignoring case) is refused with `DUPLICATES_DETECTED`; an `alert` rule lets a request
+    /// that says `allowSave=true` save it anyway.
+    pub fn duplicate_rule(&self, object: &str, fields: &[&str], alert: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .duplicate_rules
+            .push(super::duplicates::DuplicateRule {
+                object: object.to_string(),
+                fields: fields.iter().map(|f| f.to_string()).collect(),
+                alert,
+            });
+    }
+
     pub fn insert(&self, object: &str, fields: Value) -> String {
         let fields = fields.as_object().cloned().unwrap_or_default();
         self.state.lock().unwrap().create(object, fields)

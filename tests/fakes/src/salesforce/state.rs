@@ -162,6 +162,7 @@ impl State {
             page_size: DEFAULT_PAGE_SIZE,
             pages: HashMap::new(),
             record_types: Vec::new(),
+            duplicate_rules: Vec::new(),
         }
     }
 

@@ -74,6 +74,7 @@ pub(crate) fn classify(reply: &Reply) -> CrmError {
         format!("Salesforce {}: {}", reply.status, described.join("; "))
     };
     let mut error = reply.error(kind, message);
+    error.duplicates = duplicates(&errors);
     if limit {
         error.pause = Some(Duration::from_secs(3600));
         error.retry_after = Some(Duration::from_secs(3600));
@@ -81,6 +82,46 @@ pub(crate) fn classify(reply: &Reply) -> CrmError {
         error.retry_after = reply.retry_after().or(Some(Duration::from_secs(5)));
     }
     error
+}
+
+/// The records a `DUPLICATES_DETECTED` refusal names (`duplicateResult.matchResults[]
+/// .matchRecords[].record`): each its `id` and the fields Salesforce showed (all of them when
+/// the request asked `includeRecordDetails=true`).
+fn duplicates(errors: &[Value]) -> Vec<serde_json::Map<String, Value>> {
+    errors
+        .iter()
+        .filter(|e| e.get("errorCode").and_then(Value::as_str) == Some("DUPLICATES_DETECTED"))
+        .filter_map(|e| {
+            e.pointer("/duplicateResult/matchResults")
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .filter_map(|m| m.get("matchRecords").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|r| r.get("record").and_then(Value::as_object))
+        .filter_map(|record| {
+            let id = record.get("Id").and_then(Value::as_str)?;
+            let mut shown = serde_json::Map::new();
+            shown.insert("id".into(), Value::String(id.to_string()));
+            for (name, value) in record {
+                if name != "Id" && name != "attributes" {
+                    shown.insert(name.clone(), value.clone());
+                }
+            }
+            Some(shown)
+        })
+        .collect()
+}
+
+/// The `Sforce-Duplicate-Rule-Header` of a write whose step reviews doubtful matches: the
+/// duplicates' fields in the refusal, and a save despite an alerting rule once a person
+/// decided to create.
+pub(super) fn duplicate_rule_header(op: &crate::flow::Operation) -> Option<String> {
+    op.review.as_ref()?;
+    let allow = op.decided.as_deref() == Some(crate::review::decision::CREATE);
+    Some(format!(
+        "allowSave={allow}; includeRecordDetails=true; runAsCurrentUser=false"
+    ))
 }
 
 /// Sends a request of the connection's call, recording the org's API usage

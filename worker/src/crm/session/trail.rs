@@ -32,6 +32,25 @@ impl Trail {
         }
     }
 
+    /// Adds the requests of a later call, as if this trail had sent them.
+    pub fn append(&mut self, later: Trail) {
+        let hidden = later.count - later.first.len() - usize::from(later.last.is_some());
+        for entry in later.first {
+            self.count += 1;
+            if self.first.len() < Self::FIRST {
+                self.first.push(entry);
+            } else {
+                self.last = Some(entry);
+            }
+        }
+        self.count += hidden;
+        if let Some(last) = later.last {
+            self.count += 1;
+            self.last = Some(last);
+        }
+        self.status = later.status.or(self.status);
+    }
+
     /// `POST host/a, GET host/b` (with `… N more …` before the last when there were many),
     /// or `None` when nothing was sent.
     pub fn summary(&self) -> Option<String> {

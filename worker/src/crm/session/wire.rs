@@ -92,6 +92,7 @@ impl Reply {
             vendor_body: Some(self.excerpt()),
             retry_after: None,
             pause: None,
+            duplicates: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::model::{FlowSpec, ValidationError};
 
 mod names;
+mod review;
 mod scan;
 mod step;
 mod suggest;
@@ -40,7 +41,8 @@ use super::templating::{self, CONTEXT_NAMES};
 use names::child;
 pub(crate) use names::{is_event_pattern, is_identifier, key_path};
 use scan::Callable;
-use suggest::{edit_distance, unknown_event_type};
+pub(crate) use suggest::edit_distance;
+use suggest::unknown_event_type;
 
 /// Methods an HTTP step may use.
 pub const HTTP_METHODS: &[&str] = &["POST", "PUT", "PATCH", "DELETE"];
@@ -75,6 +77,7 @@ const STEP_KEYS: &[&str] = &[
     "headers",
     "check",
     "message",
+    "review",
 ];
 
 const ASSOCIATION_KEYS: &[&str] = &["object", "id"];

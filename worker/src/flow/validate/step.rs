@@ -65,6 +65,7 @@ impl Checker {
             }
         }
         self.expand(map, &path, kind);
+        self.review(map, &path, kind, scope);
     }
 
     /// The step's `id`: an identifier, not the reserved refetch id, not an earlier step's.

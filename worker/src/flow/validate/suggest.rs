@@ -32,7 +32,7 @@ pub(super) fn unknown_event_type(pattern: &str) -> Option<String> {
 }
 
 /// Levenshtein distance, for "did you mean" hints on short keys.
-pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -432,3 +432,80 @@ fn event_patterns() {
         assert!(!is_event_pattern(bad), "{bad}");
     }
 }
+
+#[test]
+fn a_review_is_checked_field_by_field() {
+    let mut flow = example();
+    flow["steps"][0]["review"] = json!({"policy": "merge", "winner": "most_complete",
+        "copy": ["phone"], "similar": {"lastname": "{{ object.billing_details.name | last_name }}"},
+        "typos": 2, "alert_after_minutes": 60});
+    let spec = parse_flow(&flow).expect("valid");
+    let review = spec.steps[0].review.as_ref().expect("kept");
+    assert_eq!(review.policy, crate::flow::ReviewPolicy::Merge);
+    assert_eq!(review.typos, Some(2));
+
+    let cases = [
+        (
+            json!({"policy": "wait"}),
+            "steps[0].review.policy",
+            "must be one of create, pause, merge",
+        ),
+        (
+            json!({"policy": "pause", "typos": 9, "similar": {"a": "b"}}),
+            "steps[0].review.typos",
+            "from 1 to 5",
+        ),
+        (
+            json!({"policy": "pause", "typos": 1}),
+            "steps[0].review.typos",
+            "name the similar fields",
+        ),
+        (
+            json!({"policy": "pause", "winner": "first"}),
+            "steps[0].review.winner",
+            "only the merge policy",
+        ),
+        (
+            json!({"policy": "merge", "copy": "phone"}),
+            "steps[0].review.copy",
+            "list of field names",
+        ),
+        (
+            json!({"policy": "pause", "similar": {"x": "{{ objcet.id }}"}}),
+            "steps[0].review.similar.x",
+            "objcet",
+        ),
+        (
+            json!({"policy": "pause", "alert_after_minutes": 0}),
+            "steps[0].review.alert_after_minutes",
+            "from 1 to",
+        ),
+        (
+            json!({"polcy": "pause"}),
+            "steps[0].review.polcy",
+            "did you mean 'policy'",
+        ),
+        (json!("pause"), "steps[0].review", "must be an object"),
+    ];
+    for (review, path, message) in cases {
+        let mut flow = example();
+        flow["steps"][0]["review"] = review.clone();
+        let (at, said) = single_error(&flow);
+        assert_eq!(at, path, "{review}: {said}");
+        assert!(said.contains(message), "{review}: {said}");
+    }
+
+    // Only writes that choose their record review it; a create needs similar fields.
+    let mut flow = example();
+    flow["steps"][0]["action"] = json!("update");
+    flow["steps"][0]["review"] = json!({"policy": "pause"});
+    let (at, said) = single_error(&flow);
+    assert_eq!(at, "steps[0].review");
+    assert!(said.contains("only upsert and create"), "{said}");
+    let mut flow = example();
+    flow["steps"][1]["action"] = json!("create");
+    flow["steps"][1].as_object_mut().unwrap().remove("match");
+    flow["steps"][1]["review"] = json!({"policy": "pause"});
+    let (at, _) = single_error(&flow);
+    assert_eq!(at, "steps[1].review.similar");
+}
