@@ -28,14 +28,7 @@ pub mod reason {
     pub const DUPLICATES: &str = "duplicates";
 }
 
-/// The decisions a review item takes.
-pub mod decision {
-    pub const PICK: &str = "pick";
-    pub const CREATE: &str = "create";
-    pub const MERGE: &str = "merge";
-    pub const DISMISS: &str = "dismiss";
-    pub const ALL: &[&str] = &[PICK, CREATE, MERGE, DISMISS];
-}
+pub use crate::statuses::decision;
 
 /// How long a paused item waits before it alerts, unless the step says.
 pub const DEFAULT_ALERT_MINUTES: u32 = 1440;

@@ -21,3 +21,13 @@ pub mod delivery_status {
     /// Every delivery status.
     pub const ALL: &[&str] = &[PENDING, SUCCEEDED, RETRYING, WAITING, DEAD, SKIPPED];
 }
+
+/// The decisions a review item takes (see `crate::review`), as stored in `reviews.decision`
+/// and an operation's `decided`.
+pub mod decision {
+    pub const PICK: &str = "pick";
+    pub const CREATE: &str = "create";
+    pub const MERGE: &str = "merge";
+    pub const DISMISS: &str = "dismiss";
+    pub const ALL: &[&str] = &[PICK, CREATE, MERGE, DISMISS];
+}

@@ -56,7 +56,7 @@ async fn get_one(
 /// Decide a review item
 ///
 /// Once (admins and owners; audited): `pick` a candidate to write to, `create` a new record,
-/// `merge` the candidates into the one named (HubSpot contacts and deals, the sandbox), or
+/// `merge` the candidates into the one named (HubSpot contacts and deals, Salesforce Accounts, Contacts and Leads, the sandbox), or
 /// `dismiss` (nothing is written and the flow stops for this event). The held delivery runs
 /// again to carry it out, and the Stripe object's record link follows the decision, so its
 /// later events write the same record. A second decision is 409.

@@ -74,7 +74,7 @@ pub struct ReviewOut {
     /// The records it could mean, side by side.
     pub candidates: Vec<CandidateOut>,
     /// Whether the connection's CRM merges these records, so `merge` may be decided (HubSpot
-    /// contacts and deals, the sandbox).
+    /// contacts and deals, Salesforce Accounts, Contacts and Leads, the sandbox).
     pub can_merge: bool,
     #[schema(value_type = Option<Decision>)]
     pub decision: Option<String>,

@@ -75,6 +75,8 @@ struct State {
     record_types: Vec<Map<String, Value>>,
     /// The org's duplicate rules.
     duplicate_rules: Vec<duplicates::DuplicateRule>,
+    /// (object, master id, merged id) of every merge.
+    merges: Vec<(String, String, String)>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -95,6 +97,7 @@ mod control;
 mod duplicates;
 mod oauth;
 mod query;
+mod soap;
 mod soql;
 mod state;
 #[cfg(test)]

@@ -506,9 +506,165 @@ async fn a_dismissed_item_writes_nothing_and_a_long_wait_alerts() {
     .await;
 }
 
+/// A Salesforce pipeline whose customers flow has the one `step`.
+async fn salesforce_pipeline(
+    app: &TestApp,
+    fake: &tributary_fakes::salesforce::FakeSalesforce,
+    step: Value,
+) -> Pipeline {
+    use tributary_fakes::salesforce;
+    let p = app
+        .pipeline_with(json!({
+            "name": "Salesforce", "provider": "salesforce",
+            "auth": {"type": "jwt_bearer", "client_id": salesforce::CLIENT_ID,
+                     "username": salesforce::USERNAME,
+                     "private_key": salesforce::TEST_PRIVATE_KEY_PEM},
+            "settings": {"login_url": fake.login_url, "api_version": "60.0"}
+        }))
+        .await;
+    let flow = json!({
+        "name": "Customers", "connection_id": p.connection_id,
+        "trigger": {"events": ["customer.created", "customer.updated"]},
+        "steps": [step]
+    });
+    let created = app.post("/v1/flows", &p.tenant.token, flow).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    p
+}
+
+/// A review item of Opportunities on the pipeline's connection, as the worker writes one.
+async fn opportunity_item(app: &TestApp, p: &Pipeline, done: &Value) {
+    let at = chrono::Utc::now();
+    let item = entity::reviews::ActiveModel {
+        id: Set("rev_opportunity".into()),
+        tenant_id: Set(p.tenant.id.clone()),
+        delivery_id: Set("del_opportunity".into()),
+        event_id: Set(done["id"].as_str().unwrap().into()),
+        flow_id: Set(done["deliveries"][0]["flow_id"].as_str().unwrap().into()),
+        step: Set("deal".into()),
+        connection_id: Set(p.connection_id.clone()),
+        object: Set("Opportunity".into()),
+        status: Set("open".into()),
+        reason: Set("several".into()),
+        summary: Set("2 Opportunity records match Name Acme".into()),
+        incoming: Set(r#"{"match":{"Name":"Acme"},"fields":{}}"#.into()),
+        candidates: Set(r#"[{"id":"006A"},{"id":"006B"}]"#.into()),
+        decision: Set(None),
+        record_id: Set(None),
+        decided_by: Set(None),
+        decided_at: Set(None),
+        created_at: Set(at),
+        alert_at: Set(at),
+    };
+    entity::reviews::Entity::insert(item)
+        .exec(&app.db)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_person_merges_salesforce_contacts_through_its_soap_api() {
+    use tributary_fakes::salesforce::FakeSalesforce;
+    each_backend(|app| async move {
+        let fake = FakeSalesforce::start();
+        let a = fake.insert(
+            "Contact",
+            json!({"LastName": "Lopez", "Phone": "+1-555-0101"}),
+        );
+        let b = fake.insert(
+            "Contact",
+            json!({"LastName": "Lopez", "Email": "ana@acme.com"}),
+        );
+        let p = salesforce_pipeline(
+            &app,
+            &fake,
+            json!({"id": "contact", "action": "upsert", "object": "Contact",
+                   "match": {"LastName": "{{ object.name | split(' ') | last }}"},
+                   "fields": {"Phone": "{{ object.phone }}"},
+                   "review": {"policy": "pause"}}),
+        )
+        .await;
+        let sent = app
+            .send_event(
+                &p,
+                &customer_event(
+                    "evt_sm1",
+                    "customer.created",
+                    "cus_sm1",
+                    "ana@acme.co",
+                    "+1-555-0177",
+                ),
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+        let items = open_reviews(&app, &p, 1).await;
+        assert_eq!(items[0]["reason"], "several", "{}", items[0]);
+        assert_eq!(items[0]["can_merge"], true, "Salesforce merges Contacts");
+        let merged = decide(
+            &app,
+            &p,
+            items[0]["id"].as_str().unwrap(),
+            json!({"decision": "merge", "record_id": a}),
+        )
+        .await;
+        assert_eq!(merged.status, StatusCode::OK, "{}", merged.text);
+        let done = app
+            .finished_event(&p.tenant.token, &sent.str("/event_id"))
+            .await;
+        assert_eq!(done["status"], "processed", "{done}");
+        assert_eq!(done["deliveries"][0]["crm_record_id"], json!(a), "{done}");
+        assert_eq!(
+            fake.merges(),
+            [("Contact".to_string(), a.clone(), b.clone())]
+        );
+        let kept = fake.record("Contact", &a).unwrap();
+        assert_eq!(
+            kept["Email"], "ana@acme.com",
+            "the merged contact's email filled the gap"
+        );
+        assert_eq!(
+            kept["Phone"], "+1-555-0177",
+            "the event's own value is written to it"
+        );
+        let gone = fake
+            .records("Contact")
+            .into_iter()
+            .find(|r| r["Id"] == json!(b))
+            .unwrap();
+        assert_eq!(gone["IsDeleted"], true, "{gone:?}");
+        assert_eq!(gone["MasterRecordId"], json!(a));
+
+        // Opportunities do not merge at Salesforce: a person may pick or create, not merge.
+        opportunity_item(&app, &p, &done).await;
+        let shown = app
+            .get("/v1/reviews/rev_opportunity", &p.tenant.token)
+            .await;
+        assert_eq!(shown.body["can_merge"], false, "{}", shown.text);
+        let refused = decide(
+            &app,
+            &p,
+            "rev_opportunity",
+            json!({"decision": "merge", "record_id": "006A"}),
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.text
+        );
+        assert_eq!(
+            refused.body["errors"][0]["field"], "decision",
+            "{}",
+            refused.text
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_salesforce_duplicate_rule_refusal_waits_for_a_person_who_creates_anyway() {
-    use tributary_fakes::salesforce::{self, FakeSalesforce};
+    use tributary_fakes::salesforce::FakeSalesforce;
     each_backend(|app| async move {
         let fake = FakeSalesforce::start();
         // The org alerts on a Contact with another's last name and phone.
@@ -517,26 +673,15 @@ async fn a_salesforce_duplicate_rule_refusal_waits_for_a_person_who_creates_anyw
             "Contact",
             json!({"LastName": "Lopez", "Email": "ana@acme.com", "Phone": "+1-555-0199"}),
         );
-        let p = app
-            .pipeline_with(json!({
-                "name": "Salesforce", "provider": "salesforce",
-                "auth": {"type": "jwt_bearer", "client_id": salesforce::CLIENT_ID,
-                         "username": salesforce::USERNAME,
-                         "private_key": salesforce::TEST_PRIVATE_KEY_PEM},
-                "settings": {"login_url": fake.login_url, "api_version": "60.0"}
-            }))
-            .await;
-        let flow = json!({
-            "name": "Customers", "connection_id": p.connection_id,
-            "trigger": {"events": ["customer.created", "customer.updated"]},
-            "steps": [{"id": "contact", "action": "upsert", "object": "Contact",
-                       "match": {"Email": "{{ object.email }}", "LastName": "{{ object.name | split(' ') | last }}"},
-                       "fields": {"Phone": "{{ object.phone }}"},
-                       "review": {"policy": "pause"}}]
-        });
-        let created = app.post("/v1/flows", &p.tenant.token, flow).await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-
+        let p = salesforce_pipeline(
+            &app,
+            &fake,
+            json!({"id": "contact", "action": "upsert", "object": "Contact",
+                   "match": {"Email": "{{ object.email }}", "LastName": "{{ object.name | split(' ') | last }}"},
+                   "fields": {"Phone": "{{ object.phone }}"},
+                   "review": {"policy": "pause"}}),
+        )
+        .await;
         let sent = app
             .send_event(&p, &customer_event("evt_s1", "customer.created", "cus_s1", "ana@acme.co", "+1-555-0199"))
             .await;
@@ -548,10 +693,7 @@ async fn a_salesforce_duplicate_rule_refusal_waits_for_a_person_who_creates_anyw
         assert_eq!(item["candidates"][0]["record"]["Email"], "ana@acme.com", "the record's details");
         assert_eq!(fake.records("Contact").len(), 1);
 
-        assert_eq!(item["can_merge"], false);
-        let merge = decide(&app, &p, item["id"].as_str().unwrap(), json!({"decision": "merge", "record_id": existing})).await;
-        assert_eq!(merge.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", merge.text);
-        assert_eq!(merge.body["errors"][0]["field"], "decision", "{}", merge.text);
+        assert_eq!(item["can_merge"], true, "Salesforce merges Contacts");
 
         // A person says it is someone else: saved despite the alerting rule.
         let decided = decide(&app, &p, item["id"].as_str().unwrap(), json!({"decision": "create"})).await;

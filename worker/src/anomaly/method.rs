@@ -41,7 +41,7 @@ pub const HISTORY_WEEKS: i64 = 4;
 /// Weeks of history a series needs before any detector looks at it.
 pub const MIN_WEEKS: i64 = 2;
 /// How unlikely under the baseline an observation must be to open an incident.
-pub const ALPHA: f64 = 1e-6;
+pub const ALPHA: f64 = Level::Normal.alpha();
 /// A spike is at least this many times the baseline…
 pub const SPIKE_RATIO: f64 = 5.0;
 /// …and at least this many events.

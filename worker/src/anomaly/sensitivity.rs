@@ -3,13 +3,11 @@
 //! `PUT /v1/anomaly-sensitivity`.
 //!
 //! For the count detectors (silence, spike, failure rate) a level is the probability under
-//! which they speak: `low` 10⁻⁹, `normal` 10⁻⁶ ([`super::method::ALPHA`]), `high` 10⁻⁴. For
+//! which they speak: `low` 10⁻⁹, `normal` 10⁻⁶ (`method::ALPHA`), `high` 10⁻⁴. For
 //! the measured ones (latency, amount) it is the standard deviations they need: one more at
 //! `low`, one fewer at `high`. `off` never speaks, and resolves what the detector had open.
 
 use serde::{Deserialize, Serialize};
-
-use super::method::ALPHA;
 
 /// One detector's level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,11 +24,11 @@ impl Level {
     pub const NAMES: &[&str] = &["off", "low", "normal", "high"];
 
     /// The probability under which a count detector speaks (none when off).
-    pub fn alpha(self) -> f64 {
+    pub const fn alpha(self) -> f64 {
         match self {
             Level::Off => 0.0,
             Level::Low => 1e-9,
-            Level::Normal => ALPHA,
+            Level::Normal => 1e-6,
             Level::High => 1e-4,
         }
     }

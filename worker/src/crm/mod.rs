@@ -127,7 +127,7 @@ fn found_outcome(op: &Operation, mut found: Found) -> CrmOutcome {
 }
 
 /// Whether the connection's CRM merges records of `object`: the sandbox always, a vendor
-/// where its API does (HubSpot contacts and deals).
+/// where its API does (HubSpot contacts and deals; Salesforce Accounts, Contacts and Leads).
 pub fn merges(connection: &connections::Model, object: &str) -> bool {
     connection.provider == "sandbox"
         || adapter(&connection.provider).is_some_and(|adapter| adapter.merges(object))

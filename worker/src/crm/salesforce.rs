@@ -51,6 +51,7 @@ use super::{
 use crate::flow::Operation;
 
 mod describe;
+mod merge;
 mod reply;
 mod soql;
 mod upsert;
@@ -386,6 +387,24 @@ async fn completed_fields(
 }
 
 impl Adapter for Salesforce {
+    fn merges(&self, object: &str) -> bool {
+        merge::MERGED.contains(&object)
+    }
+
+    fn merge<'a, 'c: 'a>(
+        &'a self,
+        call: &'a mut Call<'c>,
+        object: &'a str,
+        winner: &'a str,
+        loser: &'a str,
+    ) -> BoxFuture<'a, Result<String, CrmError>> {
+        let version = call
+            .setting("api_version")
+            .unwrap_or(DEFAULT_API_VERSION)
+            .to_string();
+        Box::pin(merge::merge(call, version, object, winner, loser))
+    }
+
     fn exchange<'a>(&'a self, call: &'a Call<'_>) -> BoxFuture<'a, Result<Exchanged, CrmError>> {
         Box::pin(async move {
             let token_url = format!("{}/services/oauth2/token", login_url(call));

@@ -36,9 +36,12 @@ use crate::secrets::SecretContext;
 
 pub use connector::Connector;
 pub use credentials::{Exchanged, Session, credential_values, open_credentials, seal_credentials};
+pub use send::xml_escape;
 pub use status::{hold, mark_needs_reauth, pause};
 pub use trail::Trail;
-pub use wire::{Reply, Request, excerpt, kind_of_status, redact_url, rotated, token_field};
+pub use wire::{
+    Reply, Request, SESSION_SLOT, excerpt, kind_of_status, redact_url, rotated, token_field,
+};
 
 /// One CRM vendor's API.
 pub trait Adapter: Sync {

@@ -8,7 +8,6 @@ use sea_orm::sea_query::OnConflict;
 
 use super::core::*;
 use super::links::{find_link, linked_object};
-use super::run::Next;
 use crate::flow::ReviewPolicy;
 use crate::review::{self, Doubt, decision};
 use entity::reviews;
@@ -22,8 +21,9 @@ pub(crate) const DISMISSED: &str = "review: dismissed";
 pub(super) enum Gate {
     /// Write, as the (possibly decided) operation now says.
     Write,
-    /// Not now: held, dismissed, or the question to the CRM failed.
-    Halt(Next),
+    /// Not now: held, dismissed, or the question to the CRM failed (as that failure was
+    /// recorded).
+    Halt(StepResult),
 }
 
 impl Engine {
@@ -84,7 +84,7 @@ impl Engine {
             elapsed_ms(started),
         )
         .await?;
-        Ok(Gate::Halt(Next::Halt(None)))
+        Ok(Gate::Halt(StepResult::Stop))
     }
 
     /// A write the vendor's duplicate rules refused, on a step that reviews doubtful matches
@@ -137,7 +137,7 @@ impl Engine {
         let result = self
             .fail(connection, delivery, Some(op), error, tried)
             .await?;
-        Ok(Gate::Halt(result.into()))
+        Ok(Gate::Halt(result))
     }
 
     /// Keeps the doubt as a review item and holds the delivery for it.
@@ -229,7 +229,7 @@ impl Engine {
                     })
                     .await?;
                 }
-                Ok(Gate::Halt(Next::Halt(None)))
+                Ok(Gate::Halt(StepResult::Stop))
             }
             Some(decision::DISMISS) => {
                 self.transition(delivery, OPEN, |active| {
@@ -238,7 +238,7 @@ impl Engine {
                     active.next_attempt_at = Set(None);
                 })
                 .await?;
-                Ok(Gate::Halt(Next::Halt(None)))
+                Ok(Gate::Halt(StepResult::Stop))
             }
             Some(decision::CREATE) => {
                 let mut fields = std::mem::take(&mut op.match_fields);

@@ -430,7 +430,7 @@ impl Engine {
         {
             Gate::Write if op.decided.is_some() => steps::kind(op.action),
             Gate::Write => kind,
-            Gate::Halt(next) => return Ok(next),
+            Gate::Halt(result) => return Ok(result.into()),
         };
         self.faults.step(&op);
         let result = match kind.write() {

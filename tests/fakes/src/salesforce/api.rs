@@ -69,6 +69,11 @@ fn decode(segment: &str) -> String {
 
 pub(super) fn api(state: &Shared, req: &HttpRequest, body: &[u8]) -> HttpResponse {
     let mut s = state.lock().unwrap();
+    // The SOAP API reads its session from the body, not the Authorization header.
+    if req.method() == actix_web::http::Method::POST && req.path().starts_with("/services/Soap/u/")
+    {
+        return super::soap::call(&mut s, req, body);
+    }
     if let Err(response) = admit(&mut s, req) {
         return response;
     }

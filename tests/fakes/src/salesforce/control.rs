@@ -220,6 +220,11 @@ impl FakeSalesforce {
             .unwrap_or_default()
     }
 
+    /// (object, master id, merged id) of every merge made through the SOAP API.
+    pub fn merges(&self) -> Vec<(String, String, String)> {
+        self.state.lock().unwrap().merges.clone()
+    }
+
     pub async fn stop(&self) {
         self.login.stop().await;
         self.instance.stop().await;

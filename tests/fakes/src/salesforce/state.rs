@@ -163,6 +163,7 @@ impl State {
             pages: HashMap::new(),
             record_types: Vec::new(),
             duplicate_rules: Vec::new(),
+            merges: Vec::new(),
         }
     }
 

@@ -118,7 +118,7 @@ fn duplicates(errors: &[Value]) -> Vec<serde_json::Map<String, Value>> {
 /// decided to create.
 pub(super) fn duplicate_rule_header(op: &crate::flow::Operation) -> Option<String> {
     op.review.as_ref()?;
-    let allow = op.decided.as_deref() == Some(crate::review::decision::CREATE);
+    let allow = op.decided.as_deref() == Some(crate::statuses::decision::CREATE);
     Some(format!(
         "allowSave={allow}; includeRecordDetails=true; runAsCurrentUser=false"
     ))

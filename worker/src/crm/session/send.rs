@@ -29,6 +29,11 @@ impl Call<'_> {
                 builder = builder
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
+            } else if let Some((content_type, text)) = &request.text {
+                let token = xml_escape(&session.access_token);
+                builder = builder
+                    .header(CONTENT_TYPE, content_type.as_str())
+                    .body(text.replace(super::wire::SESSION_SLOT, &token));
             }
             for (name, value) in &request.headers {
                 builder = builder.header(name.as_str(), value.as_str());
@@ -114,6 +119,12 @@ impl Call<'_> {
     fn request_url(&self, request: &Request, session: &Session) -> Result<url::Url, CrmError> {
         let url = if request.path.starts_with("http://") || request.path.starts_with("https://") {
             request.path.clone()
+        } else if request.at_host {
+            let base = self.api_base(session)?;
+            let host = url::Url::parse(&base)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or(base);
+            format!("{host}{}", request.path)
         } else {
             format!("{}{}", self.api_base(session)?, request.path)
         };
@@ -316,4 +327,13 @@ impl Call<'_> {
         )
         .await
     }
+}
+
+/// Text escaped for an XML element's content or attribute.
+pub fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }

@@ -10,14 +10,23 @@ use serde_json::Value;
 use crate::crm::config::Credentials;
 use crate::crm::error::{CrmError, ErrorKind};
 
+/// Where a text body takes the session's access token (escaped for XML), for APIs that want
+/// it in the body (Salesforce's SOAP `SessionHeader`); filled in as the request is sent, so it
+/// is never in anything kept.
+pub const SESSION_SLOT: &str = "\u{1}session\u{1}";
+
 /// One request to the vendor.
 pub struct Request {
     pub method: Method,
     /// Under the API base (`/crm/v3/…`), or an absolute URL.
     pub path: String,
+    /// `path` is under the API base's host rather than the API base itself.
+    pub at_host: bool,
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// A body other than JSON: its content type and text (see [`SESSION_SLOT`]).
+    pub text: Option<(String, String)>,
 }
 
 impl Request {
@@ -25,10 +34,24 @@ impl Request {
         Request {
             method,
             path: path.into(),
+            at_host: false,
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
+            text: None,
         }
+    }
+
+    /// The path is under the API base's host (`/services/Soap/u/60.0`).
+    pub fn at_host(mut self) -> Self {
+        self.at_host = true;
+        self
+    }
+
+    /// An XML body; [`SESSION_SLOT`] in it becomes the session's access token.
+    pub fn xml(mut self, body: String) -> Self {
+        self.text = Some(("text/xml; charset=UTF-8".into(), body));
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
