@@ -100,8 +100,27 @@ async fn send_burst(client: &reqwest::Client, base: &str, path: &str) -> Vec<Str
         async move {
             let event =
                 charge_succeeded(format!("evt_crash_{i}"), &format!("ch_crash_{i}"), 100 + i);
-            let reply = post_event(&client, url, CRASH_SECRET, &event).await;
-            matches!(reply, Ok(r) if r.status() == 200).then(|| format!("ch_crash_{i}"))
+            // A send that got no answer at all (a pooled connection the server had just
+            // closed) is sent again, as Stripe sends again what it saw no answer to; an answer
+            // other than 200 is final.
+            let mut reply = post_event(&client, url.clone(), CRASH_SECRET, &event).await;
+            for _ in 0..2 {
+                if reply.is_ok() {
+                    break;
+                }
+                reply = post_event(&client, url.clone(), CRASH_SECRET, &event).await;
+            }
+            match reply {
+                Ok(r) if r.status() == 200 => Some(format!("ch_crash_{i}")),
+                Ok(r) => {
+                    eprintln!("charge {i} answered {}", r.status());
+                    None
+                }
+                Err(e) => {
+                    eprintln!("charge {i} got no answer: {e:?}");
+                    None
+                }
+            }
         }
     });
     futures::stream::iter(sends)
