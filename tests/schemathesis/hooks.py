@@ -70,6 +70,10 @@ STATEFUL = {
     # `limit` goes past 500 only with `background` (rules across two fields, stated in their
     # descriptions); a draft's templates must run within the template-run time limit (`flow`).
     "POST /v1/flows/{id}/dry-run": [(422, r"version|flow|event_ids|filter|limit")],
+    # A review decision: `record_id` must name one of that item's candidates, and goes with
+    # `pick` and `merge` only (a rule across two fields, stated in its description); `merge`
+    # needs a CRM that merges the item's object (stated in `can_merge`).
+    "POST /v1/reviews/{id}/decision": [(422, r"record_id|decision")],
     # Rollback: `If-Match` must name the flow's current version, as for PUT /v1/flows/{id}.
     "POST /v1/flows/{id}/rollback": [(412, None)],
     # The callback's `state` is single-use and minted by the server, so no generated one is

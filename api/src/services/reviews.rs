@@ -170,7 +170,9 @@ impl Validate for ReviewsQuery {
 pub struct DecisionIn {
     #[schema(value_type = Decision)]
     pub decision: String,
-    /// `pick`: the candidate to write to; `merge`: the candidate to keep.
+    /// Required with `pick` (the candidate to write to) and `merge` (the candidate to keep),
+    /// refused with `create` and `dismiss`; it must be the `id` of one of the item's
+    /// candidates.
     #[serde(default)]
     pub record_id: Option<String>,
 }
