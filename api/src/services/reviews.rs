@@ -249,7 +249,10 @@ pub async fn list(
             .into_iter()
             .map(|d| (d.id, d.status))
             .collect();
+    // Only the connections the page's items were held on.
+    let connection_ids: Vec<&str> = rows.iter().map(|r| r.connection_id.as_str()).collect();
     let connections: Vec<connections::Model> = connections::Entity::find_in_tenant(&ctx.tenant_id)
+        .filter(connections::Column::Id.is_in(connection_ids))
         .all(&state.db)
         .await?;
     let merges = |row: &reviews::Model| {

@@ -152,15 +152,8 @@ impl Fixture {
             .as_str()
             .expect("a delivery")
             .to_string();
-        let review_id = insert_review(
-            app,
-            &owner.id,
-            &delivery_id,
-            &event_id,
-            &flow_id,
-            &connection_id,
-        )
-        .await;
+        let row = review_row(&owner.id, &delivery_id, &event_id, &flow_id, &connection_id);
+        let review_id = insert_review(app, row).await;
         Fixture {
             review_id,
             incident_id,
@@ -226,19 +219,18 @@ impl Fixture {
     }
 }
 
-/// A review item of tenant `tenant_id`'s, as the worker writes one for a held delivery.
-async fn insert_review(
-    app: &TestApp,
+/// An open review item of tenant `tenant_id`'s, as the worker writes one for a held delivery:
+/// contacts matching one email twice (candidates 101 and 102); a caller changes what it needs.
+pub(crate) fn review_row(
     tenant_id: &str,
     delivery_id: &str,
     event_id: &str,
     flow_id: &str,
     connection_id: &str,
-) -> String {
-    let review_id = format!("rev_{}", uuid::Uuid::new_v4().simple());
+) -> entity::reviews::ActiveModel {
     let at = chrono::Utc::now();
-    entity::reviews::Entity::insert(entity::reviews::ActiveModel {
-        id: Set(review_id.clone()),
+    entity::reviews::ActiveModel {
+        id: Set(format!("rev_{}", uuid::Uuid::new_v4().simple())),
         tenant_id: Set(tenant_id.to_string()),
         delivery_id: Set(delivery_id.to_string()),
         event_id: Set(event_id.to_string()),
@@ -257,11 +249,17 @@ async fn insert_review(
         decided_at: Set(None),
         created_at: Set(at),
         alert_at: Set(at),
-    })
-    .exec(&app.db)
-    .await
-    .unwrap();
-    review_id
+    }
+}
+
+/// Stores a review row; returns its id.
+pub(crate) async fn insert_review(app: &TestApp, row: entity::reviews::ActiveModel) -> String {
+    let id = row.id.clone().unwrap();
+    entity::reviews::Entity::insert(row)
+        .exec(&app.db)
+        .await
+        .unwrap();
+    id
 }
 
 fn flow_body(connection_id: &str) -> Value {

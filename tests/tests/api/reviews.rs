@@ -300,6 +300,23 @@ async fn a_near_duplicate_waits_for_a_person_and_the_picked_contact_keeps_the_cu
     .await;
 }
 
+/// A `several` item merged into `kept` by a person; the event once it has finished.
+async fn merged_by_a_person(
+    app: &TestApp,
+    p: &Pipeline,
+    item: &Value,
+    event_id: &str,
+    kept: &str,
+) -> Value {
+    assert_eq!(item["reason"], "several", "{item}");
+    let id = item["id"].as_str().unwrap();
+    let merged = decide(app, p, id, json!({"decision": "merge", "record_id": kept})).await;
+    assert_eq!(merged.status, StatusCode::OK, "{}", merged.text);
+    let done = app.finished_event(&p.tenant.token, event_id).await;
+    assert_eq!(done["status"], "processed", "{done}");
+    done
+}
+
 #[tokio::test]
 async fn several_matches_are_merged_by_a_person_or_by_the_steps_rules() {
     each_backend(|app| async move {
@@ -322,20 +339,8 @@ async fn several_matches_are_merged_by_a_person_or_by_the_steps_rules() {
             )
             .await;
         let items = open_reviews(&app, &p, 1).await;
-        assert_eq!(items[0]["reason"], "several", "{}", items[0]);
         assert_eq!(items[0]["candidates"].as_array().unwrap().len(), 2);
-        let merged = decide(
-            &app,
-            &p,
-            items[0]["id"].as_str().unwrap(),
-            json!({"decision": "merge", "record_id": a}),
-        )
-        .await;
-        assert_eq!(merged.status, StatusCode::OK, "{}", merged.text);
-        let done = app
-            .finished_event(&p.tenant.token, &sent.str("/event_id"))
-            .await;
-        assert_eq!(done["status"], "processed", "{done}");
+        merged_by_a_person(&app, &p, &items[0], &sent.str("/event_id"), &a).await;
         assert_eq!(
             fake.merges(),
             [("contacts".to_string(), a.clone(), b.clone())]
@@ -533,33 +538,23 @@ async fn salesforce_pipeline(
 }
 
 /// A review item of Opportunities on the pipeline's connection, as the worker writes one.
-async fn opportunity_item(app: &TestApp, p: &Pipeline, done: &Value) {
-    let at = chrono::Utc::now();
-    let item = entity::reviews::ActiveModel {
-        id: Set("rev_opportunity".into()),
-        tenant_id: Set(p.tenant.id.clone()),
-        delivery_id: Set("del_opportunity".into()),
-        event_id: Set(done["id"].as_str().unwrap().into()),
-        flow_id: Set(done["deliveries"][0]["flow_id"].as_str().unwrap().into()),
+async fn opportunity_item(app: &TestApp, p: &Pipeline, done: &Value) -> String {
+    let row = crate::isolation::review_row(
+        &p.tenant.id,
+        "del_opportunity",
+        done["id"].as_str().unwrap(),
+        done["deliveries"][0]["flow_id"].as_str().unwrap(),
+        &p.connection_id,
+    );
+    let row = entity::reviews::ActiveModel {
         step: Set("deal".into()),
-        connection_id: Set(p.connection_id.clone()),
         object: Set("Opportunity".into()),
-        status: Set("open".into()),
-        reason: Set("several".into()),
         summary: Set("2 Opportunity records match Name Acme".into()),
         incoming: Set(r#"{"match":{"Name":"Acme"},"fields":{}}"#.into()),
         candidates: Set(r#"[{"id":"006A"},{"id":"006B"}]"#.into()),
-        decision: Set(None),
-        record_id: Set(None),
-        decided_by: Set(None),
-        decided_at: Set(None),
-        created_at: Set(at),
-        alert_at: Set(at),
+        ..row
     };
-    entity::reviews::Entity::insert(item)
-        .exec(&app.db)
-        .await
-        .unwrap();
+    crate::isolation::insert_review(app, row).await
 }
 
 #[tokio::test]
@@ -598,20 +593,8 @@ async fn a_person_merges_salesforce_contacts_through_its_soap_api() {
             .await;
         assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
         let items = open_reviews(&app, &p, 1).await;
-        assert_eq!(items[0]["reason"], "several", "{}", items[0]);
         assert_eq!(items[0]["can_merge"], true, "Salesforce merges Contacts");
-        let merged = decide(
-            &app,
-            &p,
-            items[0]["id"].as_str().unwrap(),
-            json!({"decision": "merge", "record_id": a}),
-        )
-        .await;
-        assert_eq!(merged.status, StatusCode::OK, "{}", merged.text);
-        let done = app
-            .finished_event(&p.tenant.token, &sent.str("/event_id"))
-            .await;
-        assert_eq!(done["status"], "processed", "{done}");
+        let done = merged_by_a_person(&app, &p, &items[0], &sent.str("/event_id"), &a).await;
         assert_eq!(done["deliveries"][0]["crm_record_id"], json!(a), "{done}");
         assert_eq!(
             fake.merges(),
@@ -635,15 +618,15 @@ async fn a_person_merges_salesforce_contacts_through_its_soap_api() {
         assert_eq!(gone["MasterRecordId"], json!(a));
 
         // Opportunities do not merge at Salesforce: a person may pick or create, not merge.
-        opportunity_item(&app, &p, &done).await;
+        let opportunity = opportunity_item(&app, &p, &done).await;
         let shown = app
-            .get("/v1/reviews/rev_opportunity", &p.tenant.token)
+            .get(&format!("/v1/reviews/{opportunity}"), &p.tenant.token)
             .await;
         assert_eq!(shown.body["can_merge"], false, "{}", shown.text);
         let refused = decide(
             &app,
             &p,
-            "rev_opportunity",
+            &opportunity,
             json!({"decision": "merge", "record_id": "006A"}),
         )
         .await;
