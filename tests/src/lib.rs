@@ -170,6 +170,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub database_url: String,
     pub settings: Settings,
+    /// The api's webhook inbox: how many webhooks wait for their commit.
+    pub inbox: tributary_worker::inbox::GroupCommit,
     server: actix_web::dev::ServerHandle,
     postgres_database: Option<String>,
     _dir: tempfile::TempDir,
@@ -361,6 +363,7 @@ impl TestApp {
         }
         let settings = Settings::from_map(&env).expect("test settings are valid");
         let state = AppState::build(settings.clone()).await.expect("app state");
+        let inbox = state.inbox.clone();
         let server = app::server(listener, state, http_workers, false).expect("server starts");
         let handle = server.handle();
         tokio::spawn(server);
@@ -374,6 +377,7 @@ impl TestApp {
             db,
             database_url,
             settings,
+            inbox,
             server: handle,
             postgres_database,
             _dir: dir,

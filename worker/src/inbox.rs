@@ -122,6 +122,8 @@ struct Pending {
 /// multi-row inserts, the queue's jobs pushed together). So the commits a second do not grow
 /// with the webhooks a second, and each event is still acknowledged only once it is durable.
 /// At most `max_pending` events wait at once; more are refused with [`StoreError::Busy`].
+/// A clone shares the writers and the counts.
+#[derive(Clone)]
 pub struct GroupCommit {
     sender: mpsc::UnboundedSender<Pending>,
     pending: Arc<AtomicUsize>,

@@ -1,4 +1,4 @@
-//! Prometheus metrics, served at `GET /metrics`: webhooks in, ingest latency, queue depth and
+//! Prometheus metrics, served at `GET /metrics`: webhooks in, ingest latency and webhooks waiting for their commit, queue depth and
 //! the age of the oldest waiting event, deliveries by status, CRM calls by status and latency,
 //! rate limits and their waits, token refreshes, alerts. Labels are bounded: provider names, statuses,
 //! reasons — never an event or record id. The two per-connection gauges (daily usage, pause)
@@ -26,6 +26,7 @@ pub struct Metrics {
     registry: Registry,
     webhooks: Family<Labels, Counter>,
     ingest_seconds: Histogram,
+    ingest_pending: Gauge,
     deliveries: Family<Labels, Counter>,
     crm_requests: Family<Labels, Counter>,
     crm_seconds: Histograms,
@@ -86,6 +87,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let m = Metrics {
         webhooks: Family::default(),
         ingest_seconds: latency_buckets(),
+        ingest_pending: Gauge::default(),
         deliveries: Family::default(),
         crm_requests: Family::default(),
         crm_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
@@ -116,6 +118,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "ingest_duration_seconds",
         "From a webhook's arrival to its acknowledgement",
         m.ingest_seconds.clone(),
+    );
+    registry.register(
+        "ingest_pending",
+        "Verified webhooks waiting for their commit now; past TRIBUTARY_INGEST_MAX_PENDING more are shed with 503",
+        m.ingest_pending.clone(),
     );
     registry.register(
         "deliveries",
@@ -440,8 +447,15 @@ pub fn pruned(kind: &str, count: u64) {
         .inc_by(count);
 }
 
-/// The Prometheus text exposition of every metric.
-pub fn render() -> String {
+/// The Prometheus text exposition of every metric, with `ingest_pending` the webhooks waiting
+/// for their commit in the scraped process (0 where no api takes webhooks). Setting and
+/// encoding are one step, so two api instances in one process each show their own.
+pub fn render(ingest_pending: usize) -> String {
+    static RENDERING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = RENDERING.lock().unwrap_or_else(|e| e.into_inner());
+    METRICS
+        .ingest_pending
+        .set(ingest_pending.try_into().unwrap_or(i64::MAX));
     let mut out = String::new();
     encode(&mut out, &METRICS.registry).expect("writing to a String cannot fail");
     out

@@ -32,10 +32,13 @@ pub async fn ready(db: &DatabaseConnection, queue: &Queue, health: &Health) -> R
 
 /// The Prometheus exposition, with the queue and connection gauges read fresh from the
 /// database.
-pub async fn metrics_text(db: &DatabaseConnection) -> Result<String, sea_orm::DbErr> {
+pub async fn metrics_text(
+    db: &DatabaseConnection,
+    ingest_pending: usize,
+) -> Result<String, sea_orm::DbErr> {
     crate::metrics::read_queue(db).await?;
     crate::metrics::read_connections(db).await?;
-    Ok(crate::metrics::render())
+    Ok(crate::metrics::render(ingest_pending))
 }
 
 struct ProbeState {
@@ -61,7 +64,7 @@ async fn readyz(state: Data<ProbeState>) -> HttpResponse {
 }
 
 async fn metrics(state: Data<ProbeState>) -> HttpResponse {
-    match metrics_text(&state.db).await {
+    match metrics_text(&state.db, 0).await {
         Ok(text) => HttpResponse::Ok()
             .content_type(crate::metrics::CONTENT_TYPE)
             .body(text),

@@ -75,7 +75,7 @@ async fn metrics(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse
             "send the metrics token (TRIBUTARY_METRICS_TOKEN) as a bearer token".into(),
         ));
     }
-    let text = tributary_worker::probe::metrics_text(&state.db)
+    let text = tributary_worker::probe::metrics_text(&state.db, state.inbox.pending())
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "metrics: the database is not reachable");
