@@ -103,9 +103,9 @@ return {1, slot}
 "#;
 
 const LUA_HOLD: &str = r#"
-local until = tonumber(ARGV[1])
+local hold_until = tonumber(ARGV[1])
 local held = tonumber(redis.call('HGET', KEYS[1], 'held') or '0')
-if until > held then redis.call('HSET', KEYS[1], 'held', until) end
+if hold_until > held then redis.call('HSET', KEYS[1], 'held', hold_until) end
 redis.call('PEXPIRE', KEYS[1], 86400000)
 return 1
 "#;
