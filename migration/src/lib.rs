@@ -30,6 +30,7 @@ mod m20261209_000024_vendor_account;
 mod m20261209_000025_anomalies;
 mod m20261210_000026_reviews;
 mod m20261210_000027_anomaly_sensitivity;
+mod m20261211_000028_request_leases;
 
 pub struct Migrator;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000025_anomalies::Migration),
             Box::new(m20261210_000026_reviews::Migration),
             Box::new(m20261210_000027_anomaly_sensitivity::Migration),
+            Box::new(m20261211_000028_request_leases::Migration),
         ]
     }
 }

@@ -20,6 +20,28 @@ impl TestApp {
             .await
     }
 
+    /// A tenant wired end to end with a Salesforce connection to `fake` (JWT bearer, API
+    /// 60.0), with `settings` added to its own.
+    pub async fn salesforce_pipeline(
+        &self,
+        fake: &tributary_fakes::salesforce::FakeSalesforce,
+        settings: Value,
+    ) -> Pipeline {
+        use tributary_fakes::salesforce;
+        let mut all = json!({"login_url": fake.login_url, "api_version": "60.0"});
+        for (key, value) in settings.as_object().into_iter().flatten() {
+            all[key] = value.clone();
+        }
+        self.pipeline_with(json!({
+            "name": "Salesforce", "provider": "salesforce",
+            "auth": {"type": "jwt_bearer", "client_id": salesforce::CLIENT_ID,
+                     "username": salesforce::USERNAME,
+                     "private_key": salesforce::TEST_PRIVATE_KEY_PEM},
+            "settings": all
+        }))
+        .await
+    }
+
     /// A tenant wired end to end with the connection `connection` describes.
     pub async fn pipeline_with(&self, connection: Value) -> Pipeline {
         let tenant = self.signup("Pipeline").await;

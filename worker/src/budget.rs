@@ -14,6 +14,8 @@
 //! (HubSpot's `X-HubSpot-RateLimit-Max` per `-Interval-Milliseconds`), which wins over the
 //! default but not over the setting.
 
+mod leases;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -32,7 +32,8 @@ fn input_of(kind: Kind) -> &'static str {
         | Kind::PollInterval
         | Kind::Licenses
         | Kind::DailyLimit
-        | Kind::ReservePercent => "number",
+        | Kind::ReservePercent
+        | Kind::Concurrency => "number",
         Kind::Objects | Kind::Scopes => "list",
         Kind::Headers | Kind::PriceTable | Kind::RateTable | Kind::RateLimit => "json",
         Kind::Url

@@ -262,6 +262,7 @@ const OWNED_TABLES: &[&str] = &[
     "bulk_jobs",
     "email_sends",
     "rate_budgets",
+    "request_leases",
 ];
 
 /// Deletes an environment that holds no Stripe account, flow or event (409 naming what it

@@ -65,6 +65,22 @@ impl RequestLog {
     }
 }
 
+/// How long an answer is held back, and what runs once it is sent.
+pub struct Delay {
+    pub wait: std::time::Duration,
+    pub done: Box<dyn FnOnce() + Send>,
+}
+
+struct RunOnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for RunOnDrop {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done();
+        }
+    }
+}
+
 /// A running fake server.
 pub struct Served {
     /// `http://127.0.0.1:<port>`, without a trailing slash.
@@ -102,11 +118,21 @@ impl Served {
     where
         F: Fn(&HttpRequest, &[u8]) -> HttpResponse + Send + Sync + Clone + 'static,
     {
+        Served::answering_slowly(log, move |req, body| (answer(req, body), None))
+    }
+
+    /// As [`Served::answering`], but an answer may come with a [`Delay`]: it is sent after
+    /// the delay, and then the delay's `done` runs (the request is no longer in flight; also when
+    /// the caller stops waiting first).
+    pub fn answering_slowly<F>(log: RequestLog, answer: F) -> Served
+    where
+        F: Fn(&HttpRequest, &[u8]) -> (HttpResponse, Option<Delay>) + Send + Sync + Clone + 'static,
+    {
         Served::start(move |cfg| {
             let log = log.clone();
             let answer = answer.clone();
             cfg.default_service(web::to(move |req: HttpRequest, body: Bytes| {
-                let response = answer(&req, &body);
+                let (response, delay) = answer(&req, &body);
                 log.push(Logged {
                     at: Utc::now(),
                     method: req.method().to_string(),
@@ -119,7 +145,14 @@ impl Served {
                     body: String::from_utf8_lossy(&body).into_owned(),
                     status: response.status().as_u16(),
                 });
-                async move { response }
+                async move {
+                    if let Some(delay) = delay {
+                        // Runs when the answer goes, or when the caller gave up waiting.
+                        let _done = RunOnDrop(Some(delay.done));
+                        tokio::time::sleep(delay.wait).await;
+                    }
+                    response
+                }
             }));
         })
     }

@@ -77,6 +77,8 @@ struct State {
     duplicate_rules: Vec<duplicates::DuplicateRule>,
     /// (object, master id, merged id) of every merge.
     merges: Vec<(String, String, String)>,
+    /// Requests in flight, against the concurrent long-running request limit.
+    flights: flights::Flights,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -95,6 +97,7 @@ mod api;
 mod changes;
 mod control;
 mod duplicates;
+mod flights;
 mod oauth;
 mod query;
 mod soap;

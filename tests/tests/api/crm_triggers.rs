@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tributary_fakes::salesforce::{self, FakeSalesforce};
+use tributary_fakes::salesforce::FakeSalesforce;
 use tributary_tests::{Pipeline, TestApp, each_backend};
 
 const ORG: &str = "00D000000000001EAA";
@@ -47,18 +47,7 @@ fn outbound_message(
 }
 
 async fn salesforce_connection(app: &TestApp, fake: &FakeSalesforce, settings: Value) -> Pipeline {
-    let mut all = json!({"login_url": fake.login_url, "api_version": "60.0"});
-    for (key, value) in settings.as_object().unwrap() {
-        all[key] = value.clone();
-    }
-    app.pipeline_with(json!({
-        "name": "Salesforce", "provider": "salesforce",
-        "auth": {"type": "jwt_bearer", "client_id": salesforce::CLIENT_ID,
-                 "username": salesforce::USERNAME,
-                 "private_key": salesforce::TEST_PRIVATE_KEY_PEM},
-        "settings": all
-    }))
-    .await
+    app.salesforce_pipeline(fake, settings).await
 }
 
 async fn post_xml(app: &TestApp, url: &str, body: String) -> (StatusCode, String) {

@@ -8,6 +8,7 @@ mod api_keys;
 mod batching;
 mod bulk_jobs;
 mod claims;
+mod concurrent_requests;
 mod connections;
 mod console;
 mod conventions;

@@ -473,6 +473,7 @@ fn check_value(
         Kind::Licenses => in_range(value, 0, crate::crm::limits::MAX_LICENSES),
         Kind::DailyLimit => in_range(value, 1, crate::crm::limits::MAX_DAILY_LIMIT),
         Kind::ReservePercent => in_range(value, 0, crate::crm::limits::MAX_RESERVE_PERCENT),
+        Kind::Concurrency => in_range(value, 1, crate::crm::limits::MAX_CONCURRENT),
     }
 }
 

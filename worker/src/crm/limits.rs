@@ -137,6 +137,44 @@ pub fn default_rate(provider: &str, settings: &Map<String, Value>) -> Option<Rat
     }
 }
 
+/// The largest `max_concurrent_requests` setting (Salesforce's production limit is 25).
+pub const MAX_CONCURRENT: u64 = 100;
+
+/// The most of a connection's requests Tributary lets be in flight at once, across every
+/// process: the `max_concurrent_requests` setting, else Salesforce's limit of concurrent
+/// long-running (20 s or longer) requests, 5 on Developer Edition and 25 on any other org
+/// ("API Request Limits and Allocations"). Past it Salesforce refuses every new request with
+/// `REQUEST_LIMIT_EXCEEDED`; only requests of 20 s or longer count, but which of a request's
+/// will take that long is not known when it is sent, so all of Tributary's count. `None`:
+/// no limit on requests at once.
+pub fn concurrent_requests(provider: &str, settings: &Map<String, Value>) -> Option<u32> {
+    if let Some(n) = settings
+        .get("max_concurrent_requests")
+        .and_then(Value::as_u64)
+        .filter(|n| (1..=MAX_CONCURRENT).contains(n))
+    {
+        return Some(n as u32);
+    }
+    (provider == "salesforce").then(|| match edition(provider, settings) {
+        Some(plan) if plan.name == "developer" => 5,
+        _ => 25,
+    })
+}
+
+/// How long every process holds off a connection whose org refused a request for its
+/// concurrent long-running requests: those run 20 s or longer, so some end within that.
+pub const CONCURRENCY_HOLD: Duration = Duration::from_secs(10);
+
+/// Whether the vendor refused for too many long-running requests at once: Salesforce's
+/// `REQUEST_LIMIT_EXCEEDED` naming `ConcurrentRequests` or `ConcurrentPerOrgLongTxn`, not
+/// the spent daily allocation (`TotalRequests`).
+pub fn concurrency_refused(provider: &str, status: u16, body: &str) -> bool {
+    provider == "salesforce"
+        && status == 403
+        && body.contains("REQUEST_LIMIT_EXCEEDED")
+        && body.contains("Concurrent")
+}
+
 /// Where a daily allocation comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {

@@ -14,6 +14,7 @@ pub mod batch;
 mod connector;
 mod credentials;
 mod gather;
+mod leases;
 pub mod pacing;
 mod refresh;
 mod send;

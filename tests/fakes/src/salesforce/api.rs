@@ -417,9 +417,9 @@ fn failed(code: &str, message: &str, fields: &[&str]) -> Value {
 }
 
 pub(super) fn serve(state: Shared, log: RequestLog, is_login: bool) -> Served {
-    Served::answering(log, move |req, body| {
+    Served::answering_slowly(log, move |req, body| {
         if is_login {
-            return match (req.method().as_str(), req.path()) {
+            let answer = match (req.method().as_str(), req.path()) {
                 ("POST", "/services/oauth2/token") => login(&state, body),
                 ("POST", "/services/oauth2/revoke") => revoke(&state, body),
                 ("GET", "/services/oauth2/authorize") => {
@@ -431,9 +431,22 @@ pub(super) fn serve(state: Shared, log: RequestLog, is_login: bool) -> Served {
                 }
                 _ => HttpResponse::NotFound().json(json!({"error": "not_found"})),
             };
+            return (answer, None);
+        }
+        if state.lock().unwrap().flights.refuses() {
+            return (
+                sf_error(
+                    403,
+                    "REQUEST_LIMIT_EXCEEDED",
+                    "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+                    &[],
+                ),
+                None,
+            );
         }
         let mut response = api(&state, req, body);
-        let s = state.lock().unwrap();
+        let mut s = state.lock().unwrap();
+        let delay = s.flights.take_off();
         response.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("sforce-limit-info"),
             actix_web::http::header::HeaderValue::from_str(&format!(
@@ -442,6 +455,6 @@ pub(super) fn serve(state: Shared, log: RequestLog, is_login: bool) -> Served {
             ))
             .unwrap(),
         );
-        response
+        (response, delay)
     })
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -82,6 +83,23 @@ impl FakeSalesforce {
     /// While set, every API call answers 403 `REQUEST_LIMIT_EXCEEDED`.
     pub fn exhaust_daily_limit(&self, exhausted: bool) {
         self.state.lock().unwrap().limit_exhausted = exhausted;
+    }
+
+    /// Enforces the concurrent long-running request limit on a test's clock: at most `most`
+    /// requests that have run `long_after` or longer, each API answer taking `latency`.
+    pub fn limit_long_requests(&self, most: usize, long_after: Duration, latency: Duration) {
+        let mut s = self.state.lock().unwrap();
+        s.flights.limit(most, long_after, latency);
+    }
+
+    /// Requests refused for the concurrent long-running request limit.
+    pub fn concurrency_refusals(&self) -> u64 {
+        self.state.lock().unwrap().flights.refusals
+    }
+
+    /// The most API requests that were in flight at once (counted while answers take time).
+    pub fn most_at_once(&self) -> usize {
+        self.state.lock().unwrap().flights.most_at_once
     }
 
     pub fn set_api_usage(&self, used: u64, max: u64) {

@@ -164,6 +164,7 @@ impl State {
             record_types: Vec::new(),
             duplicate_rules: Vec::new(),
             merges: Vec::new(),
+            flights: Default::default(),
         }
     }
 

@@ -28,6 +28,7 @@ pub static PROVIDER: Provider = Provider {
         ("licenses", Kind::Licenses),
         ("daily_limit", Kind::DailyLimit),
         ("daily_reserve_percent", Kind::ReservePercent),
+        ("max_concurrent_requests", Kind::Concurrency),
         ("corporate_currency", Kind::Currency),
         ("exchange_rates", Kind::RateTable),
         ("stripe_prices", Kind::PriceTable),

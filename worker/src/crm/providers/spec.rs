@@ -174,6 +174,8 @@ pub enum Kind {
     /// The share of a daily allocation kept for the account's other apps, 0 to
     /// [`crate::crm::limits::MAX_RESERVE_PERCENT`] percent.
     ReservePercent,
+    /// The most requests in flight at once, 1 to [`crate::crm::limits::MAX_CONCURRENT`].
+    Concurrency,
 }
 
 /// A setting as text, if present.

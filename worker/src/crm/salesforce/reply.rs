@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::crm::limits;
 use crate::crm::session::{Call, Reply, Request, kind_of_status};
 use crate::crm::{CrmError, CrmOutcome, ErrorKind};
 
@@ -75,7 +76,11 @@ pub(crate) fn classify(reply: &Reply) -> CrmError {
     };
     let mut error = reply.error(kind, message);
     error.duplicates = duplicates(&errors);
-    if limit {
+    if limit && limits::concurrency_refused("salesforce", reply.status, &reply.body) {
+        // Too many long-running requests at once, ours or other apps': new ones are taken
+        // again as soon as some end. Every process holds off (see `note_limits`); no pause.
+        error.retry_after = Some(limits::CONCURRENCY_HOLD);
+    } else if limit {
         error.pause = Some(Duration::from_secs(3600));
         error.retry_after = Some(Duration::from_secs(3600));
     } else if kind == ErrorKind::RateLimited {

@@ -146,6 +146,12 @@ impl Call<'_> {
             )
             .await;
         }
+        // Salesforce's concurrent long-running requests are all taken (by other apps too):
+        // no process sends until some have ended.
+        let provider = self.connection.provider.as_str();
+        if crate::crm::limits::concurrency_refused(provider, reply.status, &reply.body) {
+            hold(crate::crm::limits::CONCURRENCY_HOLD).await;
+        }
         if let Some((rate, spent)) = window {
             let new = budgets.learn(key, tenant, rate).await;
             // The window was spent at a pace not yet learned: nothing more until it has

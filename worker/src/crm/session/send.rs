@@ -41,6 +41,8 @@ impl Call<'_> {
             for (name, value) in self.auth_headers(&session, body.as_deref().unwrap_or(""))? {
                 builder = builder.header(name, value);
             }
+            // Held until the answer is read, or the request fails.
+            let _lease = self.take_lease().await?;
             if !std::mem::take(&mut self.prepaid) {
                 self.take_slot().await?;
             }
