@@ -45,6 +45,14 @@ impl Queue {
                     crate::db::redact(url)
                 )
             })?;
+            let info: String = redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut conn.clone())
+                .await
+                .context("TRIBUTARY_QUEUE_URL: cannot read the Redis server's version")?;
+            if let Some(problem) = too_old(&info) {
+                anyhow::bail!("TRIBUTARY_QUEUE_URL: {problem}");
+            }
             return Ok(Queue::Redis(Box::new(Lanes::new(
                 conn,
                 &settings.queue_namespace,
@@ -244,4 +252,31 @@ impl Queue {
 async fn sqlx_ping_sqlite(pool: &apalis_sqlite::SqlitePool) -> anyhow::Result<()> {
     pool.acquire().await?;
     Ok(())
+}
+
+/// Why a Redis server (its `INFO server` text) cannot hold the queue, if it cannot: the
+/// queue's scripts write after reading the server's clock, which Redis allows from 5.0.
+fn too_old(info: &str) -> Option<String> {
+    let version = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("redis_version:"))?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    (major < 5).then(|| format!("Redis {version} is older than 5.0, which the queue needs"))
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn redis_before_5_is_refused_by_name() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        assert_eq!(
+            super::too_old(&info("4.0.14")).as_deref(),
+            Some("Redis 4.0.14 is older than 5.0, which the queue needs")
+        );
+        assert_eq!(super::too_old(&info("5.0.0")), None);
+        assert_eq!(super::too_old(&info("7.0.15")), None);
+        // A server that does not say (a proxy) is taken.
+        assert_eq!(super::too_old("# Server\r\n"), None);
+    }
 }
