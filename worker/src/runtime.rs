@@ -99,6 +99,7 @@ impl Runtime {
                 crate::crm::Connector::new(db.clone(), keyring, settings.vendor_urls)
                     .with_oauth_apps(settings.oauth_apps.clone())
                     .with_extra_ca_certs(settings.extra_ca_certs.clone())
+                    .with_batch_linger(settings.batch_linger)
                     .with_budgets(budgets),
             ),
             fairness: crate::engine::Fairness::new(

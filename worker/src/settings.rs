@@ -84,6 +84,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Jobs one worker process runs at once.
     pub worker_concurrency: usize,
+    /// How long a batch's leader under backlog waits for its batch to fill (zero: never).
+    pub batch_linger: Duration,
     /// Database connections one process opens at most (`TRIBUTARY_DATABASE_POOL_SIZE`); unset,
     /// 20 on Postgres and 1 on SQLite.
     pub database_pool_size: Option<u32>,
@@ -262,6 +264,10 @@ impl Settings {
         let refresh_token_ttl = parse_duration("TRIBUTARY_REFRESH_TOKEN_TTL", get, "30days")?;
         let (worker_concurrency, database_pool_size, tenant_max_in_flight) =
             read_concurrency(&get)?;
+        let batch_linger = match get("TRIBUTARY_BATCH_LINGER").as_deref().map(str::trim) {
+            Some("off") => Duration::ZERO,
+            _ => parse_duration("TRIBUTARY_BATCH_LINGER", get, "1s")?,
+        };
         let test_faults = parse_bool("TRIBUTARY_TEST_FAULTS", get, false)?;
         let sweep_interval = parse_duration("TRIBUTARY_SWEEP_INTERVAL", get, "5s")?;
         let sweep_grace = parse_duration("TRIBUTARY_SWEEP_GRACE", get, "60s")?;
@@ -305,6 +311,7 @@ impl Settings {
             refresh_token_ttl,
             max_body_bytes: 256 * 1024,
             worker_concurrency,
+            batch_linger,
             database_pool_size,
             sweep_interval,
             sweep_grace,

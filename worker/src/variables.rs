@@ -154,6 +154,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "jobs one worker process runs at once",
     ),
     (
+        "TRIBUTARY_BATCH_LINGER",
+        "1s",
+        "how long a busy group's batch leader waits for its batch to fill (off: never)",
+    ),
+    (
         "TRIBUTARY_DATABASE_POOL_SIZE",
         "20 (SQLite 1)",
         "database connections one process opens at most",

@@ -192,6 +192,58 @@ async fn a_backlog_goes_out_in_batch_calls_and_a_refused_record_fails_alone() {
     .await;
 }
 
+/// With slots to spare in the rate budget, a busy group's leader waits for its batch to fill
+/// instead of sending what little has come: each call counts against the account's daily
+/// allocation.
+async fn fast_backlog_sizes(app: &TestApp) -> Vec<usize> {
+    let fake = FakeHubSpot::start();
+    let p = app
+        .pipeline_with(json!({
+            "name": "HubSpot", "provider": "hubspot",
+            "auth": {"type": "token", "token": hubspot::PRIVATE_APP_TOKEN},
+            "settings": {"base_url": fake.base_url,
+                         "rate_limit": {"requests": 1000, "per_seconds": 1}}
+        }))
+        .await;
+    app.contact_flow(
+        &p,
+        json!({"firstname": "{{ object.billing_details.name }}"}),
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let events: Vec<Value> = (0..48)
+        .map(|i| {
+            let email = format!("fill{i}@batch.example");
+            charge_event(
+                &format!("evt_fill{i}"),
+                &format!("ch_fill{i}"),
+                &email,
+                "Fill",
+                100,
+                now,
+            )
+        })
+        .collect();
+    for done in backlog(app, &p, &events).await {
+        assert_eq!(done["status"], "processed", "{done}");
+    }
+    assert_eq!(fake.records("contacts").len(), 48);
+    batch_sizes(&fake)
+}
+
+#[tokio::test]
+async fn a_busy_groups_batches_fill_while_the_budget_has_slots_to_spare() {
+    each_backend_with(SLOTS, |app| async move {
+        let sizes = fast_backlog_sizes(&app).await;
+        assert_eq!(sizes.iter().sum::<usize>(), 48, "{sizes:?}");
+        // The tenant's 16 slots make a full batch; the first calls go before the group is busy.
+        let full = sizes.iter().filter(|n| **n >= 12).count();
+        assert!(full >= 2, "{sizes:?}");
+        assert!(sizes.len() <= 10, "{} calls: {sizes:?}", sizes.len());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn salesforce_upserts_by_external_id_share_collection_calls() {
     each_backend_with(SLOTS, |app| async move {

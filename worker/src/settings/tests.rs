@@ -32,6 +32,9 @@ fn defaults_make_an_embedded_system() {
     );
     assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
     assert_eq!(s.audit_retention, Duration::from_secs(365 * 86_400));
+    assert_eq!(s.batch_linger, Duration::from_secs(1));
+    let off = settings(&[("TRIBUTARY_BATCH_LINGER", "off")]).unwrap();
+    assert_eq!(off.batch_linger, Duration::ZERO);
 }
 
 #[test]
@@ -84,6 +87,8 @@ fn every_bad_value_names_its_variable() {
         ("TRIBUTARY_SIGNUP_RATE", "0/hour"),
         ("TRIBUTARY_TRUSTED_PROXIES", "10.0.0.0/33"),
         ("TRIBUTARY_TRUSTED_PROXIES", "ingress"),
+        ("TRIBUTARY_BATCH_LINGER", "0s"),
+        ("TRIBUTARY_BATCH_LINGER", "a while"),
     ] {
         let err = settings(&[(name, value)]).unwrap_err();
         assert_eq!(err.variable, name, "{value}");

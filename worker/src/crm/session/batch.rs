@@ -6,7 +6,11 @@
 //! the batch's size) and sends them as one call. Writes arriving meanwhile wait in line; when
 //! the call is answered each gets its own record's answer, and the first in line leads the
 //! next batch. An idle connection's write is sent at once, alone, so nothing waits that did
-//! not have to; under a backlog the wait for a rate slot is what fills the batch.
+//! not have to; under a backlog the wait for a rate slot is what fills the batch, and while
+//! the group is busy (it sent a batch of several writes in the last 5 s) its leader also waits
+//! up to the connector's linger for the batch to fill — until it is full, or no write has
+//! joined for [`STALLED`] — so each call, which counts against the account's daily
+//! allocation, carries as many records as it can.
 //!
 //! Two writes of the same record (the same key value) never share a batch: the later one
 //! waits for the next, so the order they came in is the order the vendor sees them.
@@ -47,7 +51,17 @@ pub enum Joined {
 #[derive(Default)]
 pub struct Batches {
     groups: Mutex<HashMap<String, Group>>,
+    /// When each group last sent a batch of more than one write: it is busy for
+    /// [`BUSY_FOR`] after, and its leaders wait for their batches to fill.
+    shared: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// A lingering leader stops waiting when no write has joined for this long: the process's
+/// job slots are all in the batch, or the backlog has ended.
+pub(super) const STALLED: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long after a batch of several writes its group counts as busy.
+pub(super) const BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Default)]
 pub(super) struct Group {
@@ -158,6 +172,14 @@ impl Batches {
             }
         }
         state.waiting = kept;
+        drop(groups);
+        if inputs.len() > 1 {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            if shared.len() > 10_000 {
+                shared.retain(|_, at| at.elapsed() < BUSY_FOR);
+            }
+            shared.insert(group.to_string(), std::time::Instant::now());
+        }
         Batch {
             batches: self.clone(),
             group: group.to_string(),
@@ -165,6 +187,25 @@ impl Batches {
             followers,
             done: false,
         }
+    }
+
+    /// Whether the group sent a batch of several writes in the last [`BUSY_FOR`]: writes
+    /// come faster than calls go, so waiting a little fills the next batch.
+    pub(super) fn busy(&self, group: &str) -> bool {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared.get(group).is_some_and(|at| at.elapsed() < BUSY_FOR)
+    }
+
+    /// The writes of the group waiting now, its leader's included.
+    pub(super) fn waiting(&self, group: &str) -> usize {
+        let groups = self.lock();
+        groups.get(group).map_or(0, |state| {
+            state
+                .waiting
+                .iter()
+                .filter(|w| !w.tx.as_ref().is_some_and(|tx| tx.is_closed()))
+                .count()
+        })
     }
 
     /// Drops a leader's own write from the front of the line (its slot never came).

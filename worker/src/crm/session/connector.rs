@@ -26,6 +26,8 @@ pub struct Connector {
     pub budgets: Arc<crate::budget::Budgets>,
     /// The single-record writes waiting to share a batch call (this process's).
     pub batches: Arc<super::batch::Batches>,
+    /// How long a batch's leader waits for its batch to fill while its group is busy.
+    pub batch_linger: Duration,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -43,6 +45,7 @@ impl Connector {
         Connector {
             budgets: Arc::new(crate::budget::Budgets::in_database(db.clone())),
             batches: Arc::default(),
+            batch_linger: Duration::ZERO,
             db,
             keyring,
             http,
@@ -62,6 +65,13 @@ impl Connector {
     /// Rate budgets kept elsewhere than the database (Redis, when the queue is Redis).
     pub fn with_budgets(mut self, budgets: Arc<crate::budget::Budgets>) -> Self {
         self.budgets = budgets;
+        self
+    }
+
+    /// How long a batch's leader waits for its batch to fill while its group is busy
+    /// (`TRIBUTARY_BATCH_LINGER`; zero: never).
+    pub fn with_batch_linger(mut self, linger: Duration) -> Self {
+        self.batch_linger = linger;
         self
     }
 

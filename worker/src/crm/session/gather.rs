@@ -1,11 +1,13 @@
-//! A write joining a batch (see [`super::batch`]): it waits in line, or leads, taking the
-//! connection's rate slot before the batch is gathered.
+//! A write joining a batch (see [`super::batch`]): it waits in line, or leads — lets a busy
+//! group's batch fill, then takes the connection's rate slot — before the batch is gathered.
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::Call;
-use super::batch::{Joined, Lead, Turn, Waiter};
+use std::time::{Duration, Instant};
+
+use super::batch::{Batches, Joined, Lead, STALLED, Turn, Waiter};
 use crate::crm::error::{CrmError, ErrorKind};
 
 impl Call<'_> {
@@ -58,11 +60,31 @@ impl Call<'_> {
         };
         // Until the batch is gathered, a leader that gives up (no slot in time) or is
         // cancelled drops `lead`, which leaves the line and passes the lead on.
+        let linger = self.connector.batch_linger;
+        if !linger.is_zero() && batches.busy(&group) {
+            fill(&batches, &group, max, linger).await;
+        }
         self.take_slot().await?;
         lead.disarm();
         self.prepaid = true;
         let batch = batches.gather(&group, max.max(1));
         crate::metrics::batch_records(&self.connection.provider, batch.len());
         Ok(Joined::Lead(batch))
+    }
+}
+
+/// Waits while the group's batch fills: until `max` writes wait, `linger` has passed, or no
+/// write has joined for [`STALLED`].
+async fn fill(batches: &Batches, group: &str, max: usize, linger: Duration) {
+    let started = Instant::now();
+    let mut seen = batches.waiting(group);
+    let mut grew = Instant::now();
+    while seen < max && started.elapsed() < linger && grew.elapsed() < STALLED {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = batches.waiting(group);
+        if now > seen {
+            seen = now;
+            grew = Instant::now();
+        }
     }
 }
