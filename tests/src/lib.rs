@@ -275,6 +275,78 @@ async fn create_postgres_database() -> String {
     name
 }
 
+/// A new Postgres database with every migration applied and the queue's schema made: a copy
+/// of this test process's template (`CREATE DATABASE … TEMPLATE`), which takes about a
+/// tenth of the time migrating a fresh one does.
+async fn create_migrated_postgres_database() -> String {
+    static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let template = TEMPLATE.get_or_init(make_template).await;
+    let name = format!("trb_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(admin_url())
+        .await
+        .expect("connect to TRIBUTARY_TEST_DATABASE_URL");
+    admin
+        .execute_unprepared(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+        ))
+        .await
+        .expect("create test database from the template");
+    admin.close().await.ok();
+    name
+}
+
+/// This process's template database, `trb_template_<pid>`; the templates of test processes
+/// that have ended are dropped first.
+async fn make_template() -> String {
+    use sea_orm::{ConnectionTrait, Statement};
+    let name = format!("trb_template_{}", std::process::id());
+    let admin = Database::connect(admin_url())
+        .await
+        .expect("connect to TRIBUTARY_TEST_DATABASE_URL");
+    let rows = admin
+        .query_all_raw(Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'trb_template_%'",
+        ))
+        .await
+        .expect("list template databases");
+    for row in rows {
+        let Ok(old) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        let pid = old.trim_start_matches("trb_template_");
+        if old == name || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{old}\""))
+            .await;
+    }
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+        .await
+        .expect("drop a stale template");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create the template database");
+    admin.close().await.ok();
+    let db = tributary_worker::db::connect(&postgres_url_for(&name))
+        .await
+        .expect("connect to the template");
+    {
+        use migration::MigratorTrait;
+        migration::Migrator::up(&db, None)
+            .await
+            .expect("migrate the template");
+    }
+    tributary_worker::queue::prepare_postgres(&db)
+        .await
+        .expect("the queue's schema in the template");
+    db.close().await.expect("close the template");
+    name
+}
+
 async fn drop_postgres_database(name: &str) {
     if let Ok(admin) = Database::connect(admin_url()).await {
         let _ = admin
@@ -308,7 +380,7 @@ impl TestApp {
                 None,
             ),
             Backend::Postgres | Backend::PostgresRedis => {
-                let name = create_postgres_database().await;
+                let name = create_migrated_postgres_database().await;
                 (postgres_url_for(&name), Some(name))
             }
         };

@@ -62,16 +62,7 @@ impl Queue {
         match db.get_database_backend() {
             sea_orm::DbBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool().clone();
-                PostgresStorage::setup(&pool)
-                    .await
-                    .context("setting up the Postgres queue")?;
-                // apalis notifies listeners of every job inserted, in a trigger per row; the
-                // workers here poll instead, and a transaction that notifies takes a global
-                // lock to commit, which serialises every ingest commit behind it.
-                sea_orm::sqlx::query("DROP TRIGGER IF EXISTS notify_workers ON apalis.jobs")
-                    .execute(&pool)
-                    .await
-                    .context("setting up the Postgres queue")?;
+                prepare_postgres(db).await?;
                 let config = apalis_postgres::Config::default()
                     .queue(PROCESS_EVENT_QUEUE)
                     .batch_size(settings.worker_concurrency)
@@ -251,6 +242,22 @@ impl Queue {
 
 async fn sqlx_ping_sqlite(pool: &apalis_sqlite::SqlitePool) -> anyhow::Result<()> {
     pool.acquire().await?;
+    Ok(())
+}
+
+/// Creates (or brings up to date) the Postgres queue's schema in `db`.
+pub async fn prepare_postgres(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let pool = db.get_postgres_connection_pool();
+    PostgresStorage::setup(pool)
+        .await
+        .context("setting up the Postgres queue")?;
+    // apalis notifies listeners of every job inserted, in a trigger per row; the workers here
+    // poll instead, and a transaction that notifies takes a global lock to commit, which
+    // serialises every ingest commit behind it.
+    sea_orm::sqlx::query("DROP TRIGGER IF EXISTS notify_workers ON apalis.jobs")
+        .execute(pool)
+        .await
+        .context("setting up the Postgres queue")?;
     Ok(())
 }
 
