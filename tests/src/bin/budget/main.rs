@@ -12,7 +12,7 @@
 //! [workers] [max] [interval_ms] [concurrency] [hubspot|salesforce|zoho]` (defaults: postgres,
 //! 600, 4, 190, 10000, 32, hubspot; each worker process runs `concurrency` jobs, half of them
 //! for one tenant). Postgres and Redis use `TRIBUTARY_TEST_DATABASE_URL` and
-//! `TRIBUTARY_TEST_REDIS_URL`.
+//! `TRIBUTARY_TEST_REDIS_URL`; `TRIBUTARY_BATCH_LINGER` in the environment reaches the workers.
 
 mod vendors;
 
@@ -38,19 +38,20 @@ async fn main() {
         max,
         interval_ms,
     );
-    let app = TestApp::spawn_full(
-        backend,
-        &[
-            ("RUST_LOG", "warn"),
-            // The api stores and queues; the worker processes deliver.
-            ("TRIBUTARY_EMBEDDED_WORKER", "false"),
-            ("TRIBUTARY_VENDOR_URLS", "any"),
-            // The backlog is sent as fast as it is acknowledged.
-            ("TRIBUTARY_WEBHOOK_RATE", "100000/second"),
-        ],
-        None,
-    )
-    .await;
+    let mut vars = vec![
+        ("RUST_LOG", "warn".to_string()),
+        // The api stores and queues; the worker processes deliver.
+        ("TRIBUTARY_EMBEDDED_WORKER", "false".to_string()),
+        ("TRIBUTARY_VENDOR_URLS", "any".to_string()),
+        // The backlog is sent as fast as it is acknowledged.
+        ("TRIBUTARY_WEBHOOK_RATE", "100000/second".to_string()),
+    ];
+    // The batch linger under test, from the environment (`off` to compare).
+    if let Ok(linger) = std::env::var("TRIBUTARY_BATCH_LINGER") {
+        vars.push(("TRIBUTARY_BATCH_LINGER", linger));
+    }
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::spawn_full(backend, &vars, None).await;
     let cleanup = app.cleanup_handle();
     let p = app.pipeline_with(crm.connection(max, interval_ms)).await;
     let flow = app
