@@ -262,11 +262,16 @@ impl TestDatabase {
     }
 }
 
+/// A connection to the test server's administrative database.
+async fn admin() -> DatabaseConnection {
+    Database::connect(admin_url())
+        .await
+        .expect("connect to TRIBUTARY_TEST_DATABASE_URL")
+}
+
 async fn create_postgres_database() -> String {
     let name = format!("trb_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(admin_url())
-        .await
-        .expect("connect to TRIBUTARY_TEST_DATABASE_URL");
+    let admin = admin().await;
     admin
         .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
         .await
@@ -282,9 +287,7 @@ async fn create_migrated_postgres_database() -> String {
     static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     let template = TEMPLATE.get_or_init(make_template).await;
     let name = format!("trb_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(admin_url())
-        .await
-        .expect("connect to TRIBUTARY_TEST_DATABASE_URL");
+    let admin = admin().await;
     admin
         .execute_unprepared(&format!(
             "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
@@ -300,9 +303,7 @@ async fn create_migrated_postgres_database() -> String {
 async fn make_template() -> String {
     use sea_orm::{ConnectionTrait, Statement};
     let name = format!("trb_template_{}", std::process::id());
-    let admin = Database::connect(admin_url())
-        .await
-        .expect("connect to TRIBUTARY_TEST_DATABASE_URL");
+    let admin = admin().await;
     let rows = admin
         .query_all_raw(Statement::from_string(
             admin.get_database_backend(),

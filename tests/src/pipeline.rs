@@ -20,6 +20,44 @@ impl TestApp {
             .await
     }
 
+    /// Sends `n` `charge.succeeded` events (`evt_{tag}{i}`, paid by `{tag}{i}@{domain}`),
+    /// `gap` apart, then waits until each is processed; their emails, in order.
+    pub async fn charges_processed(
+        &self,
+        pipeline: &Pipeline,
+        tag: &str,
+        domain: &str,
+        n: usize,
+        gap: std::time::Duration,
+    ) -> Vec<String> {
+        let now = chrono::Utc::now().timestamp();
+        let mut ids = Vec::new();
+        let mut emails = Vec::new();
+        for i in 0..n {
+            let email = format!("{tag}{i}@{domain}");
+            let event = crate::charge_event(
+                &format!("evt_{tag}{i}"),
+                &format!("ch_{tag}{i}"),
+                &email,
+                "Ada",
+                100,
+                now,
+            );
+            let sent = self.send_event(pipeline, &event).await;
+            assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+            ids.push(sent.str("/event_id"));
+            emails.push(email);
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+        }
+        for id in ids {
+            let done = self.finished_event(&pipeline.tenant.token, &id).await;
+            assert_eq!(done["status"], "processed", "{done}");
+        }
+        emails
+    }
+
     /// A tenant wired end to end with a Salesforce connection to `fake` (JWT bearer, API
     /// 60.0), with `settings` added to its own.
     pub async fn salesforce_pipeline(

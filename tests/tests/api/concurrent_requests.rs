@@ -31,35 +31,6 @@ async fn salesforce(app: &TestApp, fake: &FakeSalesforce, settings: Value) -> Pi
     p
 }
 
-/// Sends `n` charges 50 ms apart, so new requests keep arriving while earlier ones run long,
-/// and waits until each is processed; their emails.
-async fn trickle(app: &TestApp, p: &Pipeline, n: usize) -> Vec<String> {
-    let now = chrono::Utc::now().timestamp();
-    let mut ids = Vec::new();
-    let mut emails = Vec::new();
-    for i in 0..n {
-        let email = format!("long{i}@concurrent.example");
-        let event = charge_event(
-            &format!("evt_long{i}"),
-            &format!("ch_long{i}"),
-            &email,
-            "Ada",
-            100,
-            now,
-        );
-        let sent = app.send_event(p, &event).await;
-        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
-        ids.push(sent.str("/event_id"));
-        emails.push(email);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for id in ids {
-        let done = app.finished_event(&p.tenant.token, &id).await;
-        assert_eq!(done["status"], "processed", "{done}");
-    }
-    emails
-}
-
 fn contact_emails(fake: &FakeSalesforce) -> Vec<String> {
     let mut emails: Vec<String> = fake
         .records("Contact")
@@ -93,7 +64,16 @@ async fn two_worker_processes_never_have_more_requests_out_than_the_org_allows()
 
         let first = WorkerProcess::start(app.settings.clone());
         let second = WorkerProcess::start(app.settings.clone());
-        let mut emails = trickle(&app, &p, 8).await;
+        // Sent 50 ms apart, so new requests keep arriving while earlier ones run long.
+        let mut emails = app
+            .charges_processed(
+                &p,
+                "long",
+                "concurrent.example",
+                8,
+                Duration::from_millis(50),
+            )
+            .await;
         first.kill();
         second.kill();
 

@@ -42,29 +42,8 @@ async fn hubspot(app: &TestApp, fake: &FakeHubSpot, settings: Value) -> Pipeline
 
 /// Sends `n` charges at once and waits until each is processed; their emails.
 async fn burst(app: &TestApp, p: &Pipeline, tag: &str, n: usize) -> Vec<String> {
-    let now = chrono::Utc::now().timestamp();
-    let mut ids = Vec::new();
-    let mut emails = Vec::new();
-    for i in 0..n {
-        let email = format!("{tag}{i}@budget.example");
-        let event = charge_event(
-            &format!("evt_{tag}{i}"),
-            &format!("ch_{tag}{i}"),
-            &email,
-            "Ada",
-            100,
-            now,
-        );
-        let sent = app.send_event(p, &event).await;
-        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
-        ids.push(sent.str("/event_id"));
-        emails.push(email);
-    }
-    for id in ids {
-        let done = app.finished_event(&p.tenant.token, &id).await;
-        assert_eq!(done["status"], "processed", "{done}");
-    }
-    emails
+    app.charges_processed(p, tag, "budget.example", n, std::time::Duration::ZERO)
+        .await
 }
 
 /// Every email written once to the fake.
