@@ -130,6 +130,8 @@ pub struct Budgets {
     /// The holds this process has set (µs), seen by its own requests at once, before the
     /// shared store's write lands: under load that write can take a few hundred ms.
     holds: Mutex<HashMap<String, i64>>,
+    /// Each key's line of this process's requests waiting for a lease (see [`leases`]).
+    gates: Mutex<HashMap<String, std::sync::Arc<leases::LeaseGate>>>,
 }
 
 /// How long a learned rate this process wrote is trusted to still be in the store.
@@ -162,6 +164,7 @@ impl Budgets {
             store: Store::Db(db),
             learned: Mutex::default(),
             holds: Mutex::default(),
+            gates: Mutex::default(),
         }
     }
 
@@ -174,6 +177,7 @@ impl Budgets {
             },
             learned: Mutex::default(),
             holds: Mutex::default(),
+            gates: Mutex::default(),
         }
     }
 

@@ -26,7 +26,25 @@ const TAKE: &str = "INSERT INTO request_leases (lease_id, budget_key, tenant_id,
      SELECT $1, $2, $3, $4 WHERE (SELECT COUNT(*) FROM request_leases \
        WHERE budget_key = $2 AND expires_at > $5) < $6";
 
+/// This process's line for one key's leases: one request at a time asks the shared store,
+/// the others wait their turn here, so a long line costs the store one request a look, not
+/// one per waiting request; a lease this process gives back wakes the asker at once.
+#[derive(Default)]
+pub struct LeaseGate {
+    pub turn: tokio::sync::Mutex<()>,
+    pub freed: tokio::sync::Notify,
+}
+
 impl Budgets {
+    /// This process's line for `key`'s leases.
+    pub fn lease_gate(&self, key: &str) -> std::sync::Arc<LeaseGate> {
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        if gates.len() > 10_000 {
+            gates.retain(|_, gate| std::sync::Arc::strong_count(gate) > 1);
+        }
+        gates.entry(key.to_string()).or_default().clone()
+    }
+
     /// Takes a lease on one of `key`'s `most` requests in flight, good until `expires_us`;
     /// `false` when all are out (nothing taken).
     pub async fn take_lease(
@@ -86,6 +104,7 @@ impl Budgets {
         if let Err(e) = result {
             tracing::warn!(key, error = %e, "could not give back a request lease; it expires on its own");
         }
+        self.lease_gate(key).freed.notify_one();
     }
 
     /// How many of `key`'s leases are out now.

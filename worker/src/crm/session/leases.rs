@@ -2,7 +2,9 @@
 //! [`crate::crm::limits::concurrent_requests`]) lends each request a lease of its shared
 //! budget ([`crate::budget`]) while it is in flight, so all processes together never have
 //! more out than the limit. A request that finds every lease out waits for one, up to
-//! [`PATIENCE`]; beyond, the delivery is retried later, as a throttled attempt.
+//! [`PATIENCE`], in its process's line: only the first of the line asks the shared store,
+//! again when one of the process's own leases is given back or every [`LOOK_AGAIN`]. Beyond
+//! its patience, the delivery is retried later, as a throttled attempt.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +55,10 @@ impl Call<'_> {
         let key = budget_key(&self.connection.id);
         let id = uuid::Uuid::new_v4().to_string();
         let started = Instant::now();
+        let gate = budgets.lease_gate(&key);
+        let Ok(_turn) = tokio::time::timeout(PATIENCE, gate.turn.lock()).await else {
+            return Err(all_out(provider, most));
+        };
         loop {
             let expires = crate::now()
                 + chrono::Duration::from_std(self.timeout + GRACE)
@@ -78,18 +84,24 @@ impl Call<'_> {
                 }));
             }
             if started.elapsed() >= PATIENCE {
-                crate::metrics::budget_wait(provider, 0.0);
-                let mut error = CrmError::new(
-                    ErrorKind::RateLimited,
-                    format!(
-                        "all {most} of the connection's requests at once are in flight \
-                         (max_concurrent_requests); tried again shortly"
-                    ),
-                );
-                error.retry_after = Some(Duration::from_secs(5));
-                return Err(error);
+                return Err(all_out(provider, most));
             }
-            tokio::time::sleep(LOOK_AGAIN).await;
+            // Another process's lease may end at any time; this process's wake the line.
+            let _ = tokio::time::timeout(LOOK_AGAIN, gate.freed.notified()).await;
         }
     }
+}
+
+/// Every lease stayed out for [`PATIENCE`]: nothing sent, tried again shortly.
+fn all_out(provider: &str, most: u32) -> CrmError {
+    crate::metrics::budget_wait(provider, 0.0);
+    let mut error = CrmError::new(
+        ErrorKind::RateLimited,
+        format!(
+            "all {most} of the connection's requests at once are in flight \
+             (max_concurrent_requests); tried again shortly"
+        ),
+    );
+    error.retry_after = Some(Duration::from_secs(5));
+    error
 }
