@@ -131,7 +131,16 @@ pub struct Budgets {
     /// shared store's write lands: under load that write can take a few hundred ms.
     holds: Mutex<HashMap<String, i64>>,
     /// Each key's line of this process's requests waiting for a lease (see [`leases`]).
-    gates: Mutex<HashMap<String, std::sync::Arc<leases::LeaseGate>>>,
+    gates: Mutex<HashMap<String, std::sync::Arc<LeaseGate>>>,
+}
+
+/// This process's line for one key's leases: one request at a time asks the shared store,
+/// the others wait their turn here, so a long line costs the store one request a look, not
+/// one per waiting request; a lease this process gives back wakes the asker at once.
+#[derive(Default)]
+pub struct LeaseGate {
+    pub turn: tokio::sync::Mutex<()>,
+    pub freed: tokio::sync::Notify,
 }
 
 /// How long a learned rate this process wrote is trusted to still be in the store.

@@ -11,7 +11,7 @@
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
 
-use super::{Budgets, Store, insert_row, micros_now, sql};
+use super::{Budgets, LeaseGate, Store, insert_row, micros_now, sql};
 
 const LUA_TAKE: &str = r#"
 local now = tonumber(ARGV[1])
@@ -25,15 +25,6 @@ return 1
 const TAKE: &str = "INSERT INTO request_leases (lease_id, budget_key, tenant_id, expires_at) \
      SELECT $1, $2, $3, $4 WHERE (SELECT COUNT(*) FROM request_leases \
        WHERE budget_key = $2 AND expires_at > $5) < $6";
-
-/// This process's line for one key's leases: one request at a time asks the shared store,
-/// the others wait their turn here, so a long line costs the store one request a look, not
-/// one per waiting request; a lease this process gives back wakes the asker at once.
-#[derive(Default)]
-pub struct LeaseGate {
-    pub turn: tokio::sync::Mutex<()>,
-    pub freed: tokio::sync::Notify,
-}
 
 impl Budgets {
     /// This process's line for `key`'s leases.
