@@ -17,7 +17,8 @@ use crate::crm::error::{CrmError, ErrorKind};
 /// How often a request waiting for a lease looks again.
 const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
-/// How long past its timeout a lease counts if its process dies before giving it back.
+/// How long past its longest life — the wait for its rate slot ([`PATIENCE`]) and its
+/// timeout — a lease counts if its process dies before giving it back.
 const GRACE: Duration = Duration::from_secs(10);
 
 /// One request's lease, given back when dropped (its answer is in, or it failed).
@@ -61,7 +62,7 @@ impl Call<'_> {
         };
         loop {
             let expires = crate::now()
-                + chrono::Duration::from_std(self.timeout + GRACE)
+                + chrono::Duration::from_std(PATIENCE + self.timeout + GRACE)
                     .unwrap_or(chrono::Duration::minutes(10));
             let taken = budgets
                 .take_lease(
