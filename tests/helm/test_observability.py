@@ -29,7 +29,7 @@ METRICS_RS = Path(__file__).resolve().parents[2] / "worker" / "src" / "metrics.r
 COUNTERS = {"webhooks", "deliveries", "crm_requests", "crm_rate_limited", "token_refreshes",
             "alerts", "incidents", "stripe_api_errors", "reconciled_events", "jobs", "pruned"}
 GAUGES = {"queue_depth", "queue_oldest_age_seconds", "connection_daily_cap_used_ratio",
-          "connection_paused_seconds"}
+          "connection_paused_seconds", "ingest_pending"}
 HISTOGRAMS = {"ingest_duration_seconds", "crm_request_duration_seconds",
               "crm_rate_limit_wait_seconds", "event_to_crm_seconds", "crm_budget_wait_seconds",
               "crm_batch_records"}
