@@ -81,6 +81,18 @@ async fn two_worker_processes_never_have_more_requests_out_than_the_org_allows()
         assert_eq!(contact_emails(&fake), emails, "every contact once");
         assert_eq!(fake.concurrency_refusals(), 0, "{:?}", fake.log.all());
         assert!(fake.most_at_once() <= 2, "{} at once", fake.most_at_once());
+        // The won stage (read for every flow's templates) is asked once a process, not once
+        // an event.
+        let stage_queries = fake
+            .log
+            .all()
+            .iter()
+            .filter(|l| l.path.contains("OpportunityStage"))
+            .count();
+        assert!(
+            (1..=2).contains(&stage_queries),
+            "{stage_queries} won-stage queries"
+        );
         // Every lease was given back.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {

@@ -27,10 +27,12 @@
 //!   record reads as its `Id` (as `id`) and the selected fields, related records' included
 //!   (`Account.Owner.Email`), without `attributes`.
 //! - Error arrays (`errorCode`, `message`, `fields`) are shown as Salesforce wrote them.
-//!   `REQUEST_LIMIT_EXCEEDED` pauses the connection for an hour instead of hammering the org;
-//!   `Sforce-Limit-Info` is recorded on the connection.
+//!   `REQUEST_LIMIT_EXCEEDED` for the daily allocation pauses the connection for an hour
+//!   instead of hammering the org; for too many long-running requests at once it holds every
+//!   process 10 s. `Sforce-Limit-Info` is recorded on the connection.
 //! - The won stage: `settings.won_stage`, else the first active stage `OpportunityStage` marks
-//!   `IsClosed` and `IsWon`, discovered once and cached on the connection for a day.
+//!   `IsClosed` and `IsWon`, discovered once and cached on the connection for a day (asked
+//!   once a process: events that start together wait for the first's answer).
 
 use super::providers::salesforce::LOGIN_URL as SALESFORCE_LOGIN_URL;
 use std::collections::HashMap;
@@ -209,6 +211,19 @@ type RecordTypes = Vec<(String, String, String)>;
 /// Record types read, per (connection, object), and when.
 type RecordTypeCache = HashMap<(String, String), (Instant, RecordTypes)>;
 static RECORD_TYPES: LazyLock<Mutex<RecordTypeCache>> = LazyLock::new(Mutex::default);
+
+/// Each connection's won stage as this process last read it, and when; its lock is held while
+/// it is asked for.
+type WonStage = std::sync::Arc<tokio::sync::Mutex<Option<(String, Instant)>>>;
+static WON_STAGES: LazyLock<Mutex<HashMap<String, WonStage>>> = LazyLock::new(Mutex::default);
+
+fn won_stage_slot(connection_id: &str) -> WonStage {
+    let mut all = WON_STAGES.lock().unwrap_or_else(|e| e.into_inner());
+    if all.len() > 10_000 {
+        all.retain(|_, slot| std::sync::Arc::strong_count(slot) > 1);
+    }
+    all.entry(connection_id.to_string()).or_default().clone()
+}
 
 /// Whether `text` is shaped like a record type id (key prefix `012`, 15 or 18 characters); a
 /// `DeveloperName` never is, as it starts with a letter.
@@ -601,6 +616,16 @@ impl Adapter for Salesforce {
                 out.insert("won_stage".into(), Value::String(stage.to_string()));
                 return Ok(out);
             }
+            // One ask a process: the events of a backlog that all start before the first
+            // has kept its answer on the connection wait for it instead of asking again.
+            let slot = won_stage_slot(&call.connection.id);
+            let mut known = slot.lock().await;
+            if let Some((stage, at)) = known.as_ref()
+                && at.elapsed() < WON_STAGE_TTL.to_std().unwrap_or_default()
+            {
+                out.insert("won_stage".into(), Value::String(stage.clone()));
+                return Ok(out);
+            }
             let stages = query(
                 call,
                 "SELECT ApiName, MasterLabel FROM OpportunityStage WHERE IsActive = true AND IsClosed = true AND IsWon = true ORDER BY SortOrder ASC LIMIT 1",
@@ -623,6 +648,7 @@ impl Adapter for Salesforce {
                 "won_stage_at".into(),
                 Value::String(crate::now().to_rfc3339()),
             );
+            *known = Some((stage.clone(), Instant::now()));
             out.insert("won_stage".into(), Value::String(stage));
             Ok(out)
         })
