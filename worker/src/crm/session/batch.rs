@@ -53,7 +53,7 @@ pub struct Batches {
     groups: Mutex<HashMap<String, Group>>,
     /// When each group last sent a batch of more than one write: it is busy for
     /// [`BUSY_FOR`] after, and its leaders wait for their batches to fill.
-    shared: Mutex<HashMap<String, std::time::Instant>>,
+    last_shared: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// A lingering leader stops waiting when no write has joined for this long: the process's
@@ -174,7 +174,7 @@ impl Batches {
         state.waiting = kept;
         drop(groups);
         if inputs.len() > 1 {
-            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let mut shared = self.last_shared.lock().unwrap_or_else(|e| e.into_inner());
             if shared.len() > 10_000 {
                 shared.retain(|_, at| at.elapsed() < BUSY_FOR);
             }
@@ -192,7 +192,7 @@ impl Batches {
     /// Whether the group sent a batch of several writes in the last [`BUSY_FOR`]: writes
     /// come faster than calls go, so waiting a little fills the next batch.
     pub(super) fn busy(&self, group: &str) -> bool {
-        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = self.last_shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.get(group).is_some_and(|at| at.elapsed() < BUSY_FOR)
     }
 

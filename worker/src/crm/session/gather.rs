@@ -1,12 +1,12 @@
 //! A write joining a batch (see [`super::batch`]): it waits in line, or leads — lets a busy
 //! group's batch fill, then takes the connection's rate slot — before the batch is gathered.
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::Call;
-use std::time::{Duration, Instant};
-
 use super::batch::{Batches, Joined, Lead, STALLED, Turn, Waiter};
 use crate::crm::error::{CrmError, ErrorKind};
 
