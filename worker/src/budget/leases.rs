@@ -179,15 +179,21 @@ async fn take_row(
             .map_err(failed)?;
         return Ok(done.rows_affected() == 1);
     }
-    insert_row(db, key, tenant_id).await?;
-    let txn = db.begin().await.map_err(failed)?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        "SELECT 1 FROM rate_budgets WHERE budget_key = $1 FOR UPDATE",
-        [key.into()],
-    ))
-    .await
-    .map_err(failed)?;
+    // The budget's row is the lock; it is made only the first time a key has none.
+    let lock = "SELECT 1 FROM rate_budgets WHERE budget_key = $1 FOR UPDATE";
+    let mut txn = db.begin().await.map_err(failed)?;
+    let locked = txn
+        .query_one_raw(Statement::from_sql_and_values(backend, lock, [key.into()]))
+        .await
+        .map_err(failed)?;
+    if locked.is_none() {
+        txn.rollback().await.map_err(failed)?;
+        insert_row(db, key, tenant_id).await?;
+        txn = db.begin().await.map_err(failed)?;
+        txn.query_one_raw(Statement::from_sql_and_values(backend, lock, [key.into()]))
+            .await
+            .map_err(failed)?;
+    }
     txn.execute_raw(Statement::from_sql_and_values(
         backend,
         expired,
